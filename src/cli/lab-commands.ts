@@ -1,0 +1,158 @@
+// Declarations of the lab core's commands: master, replica, node, status, destroy, versions.
+import { Command, InvalidArgumentError } from 'commander';
+import { destroyLab } from '../commands/destroy.js';
+import { masterStart } from '../commands/master.js';
+import { nodeAction, type NodeAction } from '../commands/node.js';
+import { replicaAdd } from '../commands/replica.js';
+import { labStatus } from '../commands/status.js';
+import { listVersions } from '../commands/versions.js';
+import { psqlTable } from '../common/table.js';
+import { silentReporter } from '../common/reporter.js';
+import { examples, globalsOf } from './globals.js';
+import { printJson, printLine, terminalReporter } from './output.js';
+
+export function parseSeconds(text: string): number {
+  const match = /^(\d+(?:\.\d+)?)(ms|s|m)?$/.exec(text.trim());
+  if (!match) throw new InvalidArgumentError(`expected a duration such as 60, 60s, 500ms or 2m, got "${text}"`);
+  const value = Number(match[1]);
+  const unit = match[2] ?? 's';
+  return unit === 'ms' ? value : unit === 'm' ? value * 60_000 : value * 1000;
+}
+
+export function masterCommand(): Command {
+  const master = new Command('master').description('the lab\'s master (primary) server');
+  master
+    .command('start')
+    .description('initdb (first time), the lab\'s postgresql.conf and pg_hba.conf, start, wait until it accepts connections')
+    .option('--name <name>', 'node name', 'master1')
+    .option('--datadir <dir>', 'data dir (default <lab-dir>/<name>)')
+    .option('--port <port>', 'port', '5432')
+    .option('--timeout <duration>', 'how long to wait for the server to start', parseSeconds, 60_000)
+    .option('--json', 'print the result as JSON')
+    .option('-v, --verbose', 'show initdb\'s output')
+    .addHelpText('after', examples('lab master start', 'lab --lab-dir /tmp/lab2 master start --port 6432', 'lab --pg 11 master start'))
+    .action(async (options, command: Command) => {
+      const result = await masterStart(globalsOf(command), {
+        name: options.name,
+        datadir: options.datadir,
+        port: options.port,
+        timeoutMs: options.timeout,
+        reporter: options.json ? silentReporter : terminalReporter({ verbose: options.verbose }),
+      });
+      if (options.json) return printJson(result);
+      const verb = { created: 'created and started', started: 'started', 'already-running': 'is already running' }[result.action];
+      printLine(`master ${result.name} ${verb}: PostgreSQL ${result.version}, port ${result.port}, data dir ${result.datadir}, pid ${result.pid}`);
+    });
+  return master;
+}
+
+export function replicaCommand(): Command {
+  const replica = new Command('replica').description('streaming replicas of the master');
+  replica
+    .command('add')
+    .description('pg_basebackup from the master, standby configuration, start, wait until streaming; re-adding a replica rebuilds it')
+    .argument('<name>', 'node name, shown as application_name in pg_stat_replication')
+    .argument('<datadir>', 'data dir (created by the lab; an existing non-empty dir of someone else is refused)')
+    .argument('<port>', 'port')
+    .option('--timeout <duration>', 'how long to wait until the master shows it streaming', parseSeconds, 60_000)
+    .option('--json', 'print the result as JSON')
+    .option('-v, --verbose', 'show pg_basebackup\'s output')
+    .addHelpText('after', examples('lab replica add replica1 /tmp/pgdata/replica1 5433', 'lab node kill replica2 && lab replica add replica2 /tmp/pgdata/replica2 5434   # demo step 8'))
+    .action(async (name: string, datadir: string, port: string, options, command: Command) => {
+      const result = await replicaAdd(globalsOf(command), name, datadir, port, {
+        timeoutMs: options.timeout,
+        reporter: options.json ? silentReporter : terminalReporter({ verbose: options.verbose }),
+      });
+      if (options.json) return printJson(result);
+      printLine(
+        `replica ${result.name} ${result.rebuilt ? 'rebuilt' : 'added'}: streaming from ${result.upstream}, port ${result.port}, data dir ${result.datadir}, pid ${result.pid} (${(result.elapsedMs / 1000).toFixed(1)}s)`,
+      );
+    });
+  return replica;
+}
+
+export function nodeCommand(): Command {
+  const node = new Command('node').description('start, stop, restart or kill -9 one node');
+  const actions: { name: NodeAction; description: string }[] = [
+    { name: 'start', description: 'start a stopped or crashed node' },
+    { name: 'stop', description: 'stop a node (pg_ctl stop -m fast by default)' },
+    { name: 'restart', description: 'stop then start a node' },
+    { name: 'kill', description: 'SIGKILL the postmaster, exactly what the seed\'s demo does' },
+  ];
+  for (const { name, description } of actions) {
+    const sub = node
+      .command(name)
+      .description(description)
+      .argument('<name>', 'node name')
+      .option('--json', 'print the result as JSON')
+      .addHelpText('after', examples(`lab node ${name} replica2`));
+    if (name === 'stop' || name === 'restart') sub.option('--mode <mode>', 'smart, fast or immediate', 'fast');
+    sub.action(async (nodeName: string, options, command: Command) => {
+      if (options.mode && !['smart', 'fast', 'immediate'].includes(options.mode)) {
+        throw new InvalidArgumentError(`--mode must be smart, fast or immediate, got "${options.mode}"`);
+      }
+      const result = await nodeAction(globalsOf(command), nodeName, name, { mode: options.mode });
+      if (options.json) return printJson(result);
+      const words: Record<NodeAction, string> = {
+        start: result.changed ? `started (pid ${result.pid})` : `already running (pid ${result.pid})`,
+        stop: result.changed ? 'stopped' : 'was not running',
+        restart: `restarted (pid ${result.pid})`,
+        kill: `killed with SIGKILL (pid ${result.pid})`,
+      };
+      printLine(`${nodeName} ${words[name]}`);
+    });
+  }
+  return node;
+}
+
+export function statusCommand(): Command {
+  return new Command('status')
+    .description('every node: name, role, port, data dir, pid, running / stopped / crashed, replication state')
+    .option('--json', 'print the status as JSON')
+    .addHelpText('after', examples('lab status', 'lab status --json'))
+    .action(async (options, command: Command) => {
+      const status = await labStatus(globalsOf(command));
+      if (options.json) return printJson(status);
+      printLine(
+        psqlTable(
+          [
+            { header: 'name' }, { header: 'role' }, { header: 'port', align: 'right' }, { header: 'datadir' },
+            { header: 'pid', align: 'right' }, { header: 'status' }, { header: 'replication' }, { header: 'lag_bytes', align: 'right' },
+          ],
+          status.nodes.map((n) => [n.name, n.role === 'primary' ? 'master' : 'replica', n.port, n.datadir, n.pid, n.status, n.replication ?? (n.role === 'replica' ? '-' : ''), n.replayLagBytes]),
+        ),
+      );
+      if (status.replicationError) printLine(`(replication state unavailable: ${status.replicationError})`);
+    });
+}
+
+export function destroyCommand(): Command {
+  return new Command('destroy')
+    .description('stop every node and balancer and remove only what the lab created')
+    .option('--yes', 'confirm')
+    .option('--json', 'print the result as JSON')
+    .addHelpText('after', examples('lab destroy --yes'))
+    .action(async (options, command: Command) => {
+      const result = await destroyLab(globalsOf(command), { yes: options.yes });
+      if (options.json) return printJson(result);
+      printLine(`stopped: ${result.stopped.join(', ') || 'nothing was running'}`);
+      for (const item of result.removed) printLine(`${item.outcome}: ${item.path}`);
+    });
+}
+
+export function versionsCommand(): Command {
+  return new Command('versions')
+    .description('PostgreSQL installations found: --pg/LAB_PG, pg_config on PATH, /usr/lib/postgresql/*/bin, npm packages')
+    .option('--json', 'print the list as JSON')
+    .addHelpText('after', examples('lab versions', 'lab --pg 11 master start'))
+    .action(async (options) => {
+      const versions = await listVersions();
+      if (options.json) return printJson(versions);
+      printLine(
+        psqlTable(
+          [{ header: 'version' }, { header: 'source' }, { header: 'bindir' }, { header: 'replicas' }, { header: 'tools' }],
+          versions.map((v) => [v.version, v.source, v.bindir, v.canAddReplicas ? 'yes' : 'no pg_basebackup', v.tools.join(' ')]),
+        ),
+      );
+    });
+}

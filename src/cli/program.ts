@@ -1,0 +1,28 @@
+// The `lab` command tree. Declarations only: each group lives in its own file.
+import { Command } from 'commander';
+import { destroyCommand, masterCommand, nodeCommand, replicaCommand, statusCommand, versionsCommand } from './lab-commands.js';
+import { examples } from './globals.js';
+
+export function buildProgram(): Command {
+  const program = new Command('lab')
+    .description('PostgreSQL replication labs on one machine: master, streaming replicas, a TCP balancer, watchers, failover drills')
+    .option('--lab-dir <dir>', 'holds the lab\'s state file and logs (env LAB_DIR, default /tmp/pgdata)')
+    .option('--pg <version|dir>', 'PostgreSQL installation: a major version or a bin dir (env LAB_PG)')
+    .option('--os-user <user>', 'OS user that runs PostgreSQL when lab runs as root (default postgres)')
+    .showHelpAfterError('(run with --help for usage)')
+    .addHelpText(
+      'after',
+      examples(
+        'lab master start',
+        'lab replica add replica1 /tmp/pgdata/replica1 5433',
+        'lab status',
+        'lab node kill replica2',
+        'lab replica add replica2 /tmp/pgdata/replica2 5434',
+        'lab destroy --yes',
+      ),
+    );
+  for (const command of [masterCommand(), replicaCommand(), nodeCommand(), statusCommand(), destroyCommand(), versionsCommand()]) {
+    program.addCommand(command);
+  }
+  return program;
+}

@@ -1,0 +1,74 @@
+// `lab destroy --yes`: stop every node and balancer, remove only what the lab created.
+import { readdir, rm, rmdir } from 'node:fs/promises';
+import path from 'node:path';
+import { LabError, messageOf } from '../common/errors.js';
+import { logDir, nodeLogFile, type GlobalOptions } from '../lab/context.js';
+import { removeDatadir } from '../lab/datadir.js';
+import { readState, statePath, withLock } from '../lab/state.js';
+import { stopBalancerProcess } from '../lab/balancer-process.js';
+import { inspectBindir } from '../postgres/installation.js';
+import { resolveRunAs } from '../postgres/os-user.js';
+import { stopServer, killServer, livePostmasterPid } from '../postgres/server.js';
+
+export interface DestroyResult {
+  labDir: string;
+  stopped: string[];
+  removed: { path: string; outcome: 'removed' | 'emptied' | 'kept' }[];
+  problems: string[];
+}
+
+export async function destroyLab(global: GlobalOptions, options: { yes?: boolean } = {}): Promise<DestroyResult> {
+  const state = await readState(global.labDir);
+  if (!state) {
+    throw new LabError('NOT_FOUND', `No lab in ${global.labDir}: nothing to destroy (pass --lab-dir for another lab)`);
+  }
+  if (!options.yes) {
+    const dirs = state.nodes.map((n) => n.datadir).join(', ') || 'no data dirs';
+    throw new LabError('USAGE', `destroy stops ${state.nodes.length} node(s) and ${state.balancers.length} balancer(s) and removes ${dirs}: pass --yes to confirm`);
+  }
+  const result: DestroyResult = { labDir: global.labDir, stopped: [], removed: [], problems: [] };
+  const installation = await inspectBindir(state.pg.bindir, 'lab');
+  const runAs = await resolveRunAs(global.osUser ?? state.osUser).catch(() => undefined);
+
+  for (const balancer of state.balancers) {
+    try {
+      if (await stopBalancerProcess(balancer)) result.stopped.push(`balancer ${balancer.name}`);
+    } catch (error) {
+      result.problems.push(`balancer ${balancer.name}: ${messageOf(error)}`);
+    }
+  }
+  // Replicas first, so the master does not log their disconnects as errors.
+  const nodes = [...state.nodes].sort((a, b) => (a.role === b.role ? 0 : a.role === 'replica' ? -1 : 1));
+  await Promise.all(
+    nodes.map(async (node) => {
+      if (!(await livePostmasterPid(node.datadir))) return;
+      try {
+        if (!installation) throw new Error('its PostgreSQL installation is gone');
+        await stopServer({ name: node.name, datadir: node.datadir, port: node.port, logFile: nodeLogFile(global.labDir, node.name), installation, runAs, dbUser: state.dbUser }, 'fast', 30_000);
+      } catch {
+        await killServer(node).catch((error) => result.problems.push(`${node.name}: ${messageOf(error)}`));
+      }
+      result.stopped.push(node.name);
+    }),
+  );
+  for (const node of nodes) {
+    if (await livePostmasterPid(node.datadir)) {
+      result.problems.push(`${node.name} is still running; its data dir ${node.datadir} was kept`);
+      continue;
+    }
+    result.removed.push({ path: node.datadir, outcome: await removeDatadir(node.datadir, state.labId, node.datadirCreated) });
+    await rm(nodeLogFile(global.labDir, node.name), { force: true });
+  }
+  for (const balancer of state.balancers) await rm(balancer.logFile, { force: true });
+  await withLock(global.labDir, async () => {
+    await rm(statePath(global.labDir), { force: true });
+  });
+  await rmdir(logDir(global.labDir)).catch(() => undefined); // only if empty
+  if (state.labDirCreated && (await readdir(global.labDir).catch(() => ['?'])).length === 0) {
+    await rmdir(global.labDir).catch(() => undefined);
+  }
+  if (result.problems.length > 0) {
+    throw new LabError('STATE', `destroy left something behind: ${result.problems.join('; ')}`, { detail: `lab dir: ${path.resolve(global.labDir)}` });
+  }
+  return result;
+}

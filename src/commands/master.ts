@@ -1,0 +1,128 @@
+// `lab master start`: initdb, the lab's templates, start, wait until it accepts connections
+// (the seed's repli-config-start-master.sh, minus its blind rm -rf).
+import { mkdir, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { LabError } from '../common/errors.js';
+import { assertPortFree, parsePort } from '../common/ports.js';
+import { silentReporter, type Reporter } from '../common/reporter.js';
+import { labInstallation, logDir, nodeLogFile, type GlobalOptions } from '../lab/context.js';
+import { checkDatadirPath, inspectDatadir, prepareDatadir } from '../lab/datadir.js';
+import { checkName } from '../lab/names.js';
+import { writeNodeConfig } from '../lab/node-files.js';
+import { checkNodeFits } from '../lab/topology.js';
+import { newState, primaryOf, readState, updateState, withLock, writeState, type LabState } from '../lab/state.js';
+import { resolveInstallation } from '../postgres/installation.js';
+import { giveTo, resolveRunAs } from '../postgres/os-user.js';
+import { runPg } from '../postgres/run.js';
+import { serverStatus, startServer, type ServerSpec } from '../postgres/server.js';
+
+export interface MasterStartOptions {
+  name?: string;
+  datadir?: string;
+  port?: number | string;
+  reporter?: Reporter;
+  timeoutMs?: number;
+}
+
+export interface MasterStartResult {
+  name: string;
+  port: number;
+  datadir: string;
+  pid: number;
+  version: string;
+  /** created: initdb ran; started: an existing master was started; already-running: nothing to do */
+  action: 'created' | 'started' | 'already-running';
+}
+
+export async function masterStart(global: GlobalOptions, options: MasterStartOptions = {}): Promise<MasterStartResult> {
+  const reporter = options.reporter ?? silentReporter;
+  const name = checkName(options.name ?? 'master1');
+  const port = parsePort(options.port ?? 5432);
+  const datadir = checkDatadirPath(options.datadir ?? path.join(global.labDir, name));
+  const timeoutMs = options.timeoutMs ?? 60_000;
+  const existing = await readState(global.labDir);
+
+  const primary = existing && primaryOf(existing);
+  if (existing && primary) {
+    if (primary.name !== name) {
+      throw new LabError('CONFLICT', `This lab already has a master, "${primary.name}" on port ${primary.port}: use another --lab-dir for a second lab`);
+    }
+    checkNodeFits(existing, global.labDir, { name, port, datadir, role: 'primary' });
+    return startExistingMaster(global, existing, reporter, timeoutMs);
+  }
+
+  const runAs = await resolveRunAs(global.osUser ?? existing?.osUser);
+  const installation = existing ? await labInstallation(existing, global.pg) : await resolveInstallation(global.pg);
+  if (!installation.tools.initdb || !installation.tools.pg_ctl) {
+    throw new LabError('ENVIRONMENT', `PostgreSQL ${installation.version} in ${installation.bindir} lacks initdb or pg_ctl: pass --pg with a complete installation`);
+  }
+  if (existing) checkNodeFits(existing, global.labDir, { name, port, datadir, role: 'primary' });
+  const condition = await inspectDatadir(datadir, existing?.labId);
+  if (condition === 'foreign' || condition === 'not-a-directory') await prepareDatadir(datadir, existing?.labId ?? ''); // throws the clear error
+  await assertPortFree(port, `master "${name}"`);
+
+  const labDirExisted = await stat(global.labDir).then(() => true, () => false);
+  await mkdir(logDir(global.labDir), { recursive: true });
+  await giveTo(logDir(global.labDir), runAs);
+  const state = await withLock(global.labDir, async () => {
+    const current = (await readState(global.labDir)) ??
+      newState({
+        labDirCreated: !labDirExisted,
+        pg: { bindir: installation.bindir, version: installation.version, major: installation.major },
+        osUser: runAs?.name,
+        dbUser: 'postgres',
+      });
+    checkNodeFits(current, global.labDir, { name, port, datadir, role: 'primary' });
+    if (primaryOf(current)) throw new LabError('CONFLICT', `This lab got a master while we prepared one: run \`lab status\``);
+    current.nodes.push({
+      name, role: 'primary', port, datadir, datadirCreated: condition === 'missing', phase: 'building', expected: 'stopped',
+      createdAt: new Date().toISOString(),
+    });
+    await writeState(global.labDir, current);
+    return current;
+  });
+
+  reporter.step(`initdb ${datadir} (PostgreSQL ${installation.version})`);
+  await prepareDatadir(datadir, state.labId);
+  await giveTo(datadir, runAs);
+  await runPg(installation.tools.initdb, ['-D', datadir, '-U', state.dbUser, '--no-locale', '-E', 'UTF8', '-A', 'trust'], {
+    runAs,
+    onStderrLine: (line) => reporter.detail(line),
+    timeoutMs: 300_000,
+  });
+  await writeNodeConfig({ labId: state.labId, name, port, datadir, major: installation.major, dbUser: state.dbUser, runAs });
+
+  reporter.step(`starting ${name} on port ${port}`);
+  const spec: ServerSpec = { name, datadir, port, logFile: nodeLogFile(global.labDir, name), installation, runAs, dbUser: state.dbUser };
+  const pid = await startServer(spec, timeoutMs);
+  await updateState(global.labDir, (s) => {
+    const node = s.nodes.find((n) => n.name === name)!;
+    node.phase = 'ready';
+    node.expected = 'running';
+  });
+  return { name, port, datadir, pid, version: installation.version, action: 'created' };
+}
+
+async function startExistingMaster(global: GlobalOptions, state: LabState, reporter: Reporter, timeoutMs: number): Promise<MasterStartResult> {
+  const primary = primaryOf(state)!;
+  const installation = await labInstallation(state, global.pg);
+  const runAs = await resolveRunAs(global.osUser ?? state.osUser);
+  if (primary.phase !== 'ready') {
+    throw new LabError('STATE', `Master "${primary.name}" was never finished (its initdb was interrupted): run \`lab destroy --yes\` and start again`);
+  }
+  const spec: ServerSpec = {
+    name: primary.name, datadir: primary.datadir, port: primary.port, logFile: nodeLogFile(global.labDir, primary.name),
+    installation, runAs, dbUser: state.dbUser,
+  };
+  const { status, pid } = await serverStatus(primary.datadir, primary.expected);
+  if (status === 'running') {
+    return { name: primary.name, port: primary.port, datadir: primary.datadir, pid: pid!, version: installation.version, action: 'already-running' };
+  }
+  await assertPortFree(primary.port, `master "${primary.name}"`);
+  reporter.step(`starting existing master ${primary.name} on port ${primary.port}`);
+  const newPid = await startServer(spec, timeoutMs);
+  await updateState(global.labDir, (s) => {
+    s.nodes.find((n) => n.name === primary.name)!.expected = 'running';
+  });
+  return { name: primary.name, port: primary.port, datadir: primary.datadir, pid: newPid, version: installation.version, action: 'started' };
+}

@@ -1,0 +1,60 @@
+// `lab node start|stop|restart|kill NAME`.
+import { assertPortFree } from '../common/ports.js';
+import { openLab, serverSpec, type GlobalOptions } from '../lab/context.js';
+import { requireNode, updateState } from '../lab/state.js';
+import { LabError } from '../common/errors.js';
+import { killServer, livePostmasterPid, startServer, stopServer, type StopMode } from '../postgres/server.js';
+
+export type NodeAction = 'start' | 'stop' | 'restart' | 'kill';
+
+export interface NodeActionResult {
+  name: string;
+  action: NodeAction;
+  /** pid of the postmaster started, or killed */
+  pid?: number;
+  /** false when the node was already in the wanted state */
+  changed: boolean;
+}
+
+export async function nodeAction(global: GlobalOptions, name: string, action: NodeAction, options: { mode?: StopMode; timeoutMs?: number } = {}): Promise<NodeActionResult> {
+  const context = await openLab(global);
+  const node = requireNode(context.state, name);
+  if (node.phase !== 'ready') {
+    throw new LabError('STATE', `Node "${name}" was never finished (its build was interrupted): re-run the command that created it`);
+  }
+  const spec = serverSpec(context, node);
+  const setExpected = (expected: 'running' | 'stopped') =>
+    updateState(context.labDir, (state) => {
+      requireNode(state, name).expected = expected;
+    });
+  const running = await livePostmasterPid(node.datadir);
+
+  switch (action) {
+    case 'kill': {
+      const pid = await killServer(spec); // the lab still expects it running: status shows "crashed"
+      return { name, action, pid, changed: true };
+    }
+    case 'stop': {
+      await stopServer(spec, options.mode ?? 'fast');
+      await setExpected('stopped');
+      return { name, action, changed: Boolean(running) };
+    }
+    case 'start': {
+      if (running) {
+        await setExpected('running');
+        return { name, action, pid: running, changed: false };
+      }
+      await assertPortFree(node.port, `node "${name}"`);
+      const pid = await startServer(spec, options.timeoutMs);
+      await setExpected('running');
+      return { name, action, pid, changed: true };
+    }
+    case 'restart': {
+      await stopServer(spec, options.mode ?? 'fast');
+      await assertPortFree(node.port, `node "${name}"`);
+      const pid = await startServer(spec, options.timeoutMs);
+      await setExpected('running');
+      return { name, action, pid, changed: true };
+    }
+  }
+}

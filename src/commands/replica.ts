@@ -1,0 +1,131 @@
+// `lab replica add NAME DATADIR PORT`: CHECKPOINT, pg_basebackup with progress, the standby
+// configuration for the server's version, start, and return once the master shows NAME streaming.
+// Re-adding a crashed replica is the same command (demo step 8).
+import { LabError } from '../common/errors.js';
+import { pollUntil } from '../common/poll.js';
+import { assertPortFree, parsePort } from '../common/ports.js';
+import { silentReporter, type Reporter } from '../common/reporter.js';
+import { nodeLogFile, openLab, serverSpec, type GlobalOptions } from '../lab/context.js';
+import { checkDatadirPath, inspectDatadir, prepareDatadir } from '../lab/datadir.js';
+import { checkName } from '../lab/names.js';
+import { removeCopiedLeftovers, writeNodeConfig, writeStandbyConfig } from '../lab/node-files.js';
+import { primaryOf, updateState } from '../lab/state.js';
+import { checkNodeFits } from '../lab/topology.js';
+import { queryRows, withClient } from '../postgres/client.js';
+import { clientTool } from '../postgres/installation.js';
+import { giveTo } from '../postgres/os-user.js';
+import { runPg } from '../postgres/run.js';
+import { logTail, serverStatus, startServer, stopServer } from '../postgres/server.js';
+
+export interface ReplicaAddOptions {
+  reporter?: Reporter;
+  /** Bound on the wait until the master shows the replica streaming. */
+  timeoutMs?: number;
+}
+
+export interface ReplicaAddResult {
+  name: string;
+  port: number;
+  datadir: string;
+  pid: number;
+  upstream: string;
+  /** True when this rebuilt a replica the lab already had. */
+  rebuilt: boolean;
+  backupKb?: number;
+  elapsedMs: number;
+}
+
+export async function replicaAdd(global: GlobalOptions, nameArg: string, datadirArg: string, portArg: string | number, options: ReplicaAddOptions = {}): Promise<ReplicaAddResult> {
+  const started = Date.now();
+  const reporter = options.reporter ?? silentReporter;
+  const name = checkName(nameArg);
+  const datadir = checkDatadirPath(datadirArg);
+  const port = parsePort(portArg);
+  const timeoutMs = options.timeoutMs ?? 60_000;
+  const context = await openLab(global);
+  const { state, installation, runAs } = context;
+
+  const primary = primaryOf(state);
+  if (!primary) throw new LabError('STATE', 'This lab has no master: run `lab master start` first');
+  const primaryStatus = await serverStatus(primary.datadir, primary.expected);
+  if (primaryStatus.status !== 'running') {
+    throw new LabError('STATE', `Master "${primary.name}" is ${primaryStatus.status}: start it first (\`lab node start ${primary.name}\`)`);
+  }
+  const existing = checkNodeFits(state, context.labDir, { name, port, datadir, role: 'replica' });
+  const condition = await inspectDatadir(datadir, state.labId);
+  if (condition === 'foreign' || condition === 'not-a-directory' || (condition === 'ours' && !existing)) {
+    // A dir of this lab that belongs to no replica of that name is someone else's too: refuse.
+    if (condition === 'ours') throw new LabError('UNSAFE', `Data dir ${datadir} holds another node of this lab; nothing was deleted: choose another path`);
+    await prepareDatadir(datadir, state.labId); // throws the clear "not created by this lab" error
+  }
+  const pgBasebackup = await clientTool(installation, 'pg_basebackup');
+
+  // The seed killed whatever ran on PGDATA; we only stop our own node.
+  const spec = serverSpec(context, { name, port, datadir, role: 'replica', datadirCreated: false, phase: 'building', expected: 'running', createdAt: '' });
+  if (existing) {
+    reporter.step(`stopping ${name} before rebuilding it`);
+    await stopServer(spec, 'immediate');
+  }
+  await assertPortFree(port, `replica "${name}"`);
+
+  await updateState(context.labDir, (s) => {
+    const again = checkNodeFits(s, context.labDir, { name, port, datadir, role: 'replica' });
+    if (again) {
+      again.phase = 'building';
+      again.upstream = primary.name;
+    } else {
+      s.nodes.push({
+        name, role: 'replica', port, datadir, upstream: primary.name, datadirCreated: condition === 'missing',
+        phase: 'building', expected: 'stopped', createdAt: new Date().toISOString(),
+      });
+    }
+  });
+
+  await prepareDatadir(datadir, state.labId);
+  await giveTo(datadir, runAs);
+  const conn = { port: primary.port, user: state.dbUser };
+  reporter.step(`CHECKPOINT on ${primary.name}`);
+  await withClient(conn, (client) => client.query('CHECKPOINT'));
+
+  reporter.step(`pg_basebackup from ${primary.name} (port ${primary.port}) into ${datadir}`);
+  let backupKb: number | undefined;
+  await runPg(
+    pgBasebackup,
+    ['-h', '127.0.0.1', '-p', String(primary.port), '-U', state.dbUser, '-D', datadir, '-X', 'stream', '--checkpoint=fast', '--progress', '--verbose'],
+    {
+      runAs,
+      timeoutMs: 30 * 60_000,
+      onStderrLine: (line) => {
+        const match = /(\d+)\/(\d+) kB \((\d+)%\)/.exec(line);
+        if (match) {
+          backupKb = Number(match[2]);
+          reporter.progress(Number(match[1]) / Math.max(1, Number(match[2])), `${match[1]}/${match[2]} kB`);
+        } else {
+          reporter.detail(line);
+        }
+      },
+    },
+  );
+  await removeCopiedLeftovers(datadir);
+  const files = { labId: state.labId, name, port, datadir, major: installation.major, dbUser: state.dbUser, runAs };
+  await writeNodeConfig(files);
+  await writeStandbyConfig({ ...files, upstreamPort: primary.port });
+
+  reporter.step(`starting ${name} on port ${port}`);
+  const pid = await startServer(spec, timeoutMs);
+  await updateState(context.labDir, (s) => {
+    const node = s.nodes.find((n) => n.name === name)!;
+    node.phase = 'ready';
+    node.expected = 'running';
+  });
+
+  reporter.step(`waiting until ${primary.name} shows ${name} streaming`);
+  await pollUntil(
+    async () => {
+      const rows = await queryRows<{ state: string }>(conn, 'SELECT state FROM pg_stat_replication WHERE application_name = $1', [name]);
+      return rows.some((row) => row.state === 'streaming') ? true : undefined;
+    },
+    { timeoutMs, intervalMs: 100, what: `${name} to be streaming from ${primary.name}`, detail: () => logTail(nodeLogFile(context.labDir, name)) },
+  );
+  return { name, port, datadir, pid, upstream: primary.name, rebuilt: Boolean(existing), backupKb, elapsedMs: Date.now() - started };
+}

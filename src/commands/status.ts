@@ -1,0 +1,74 @@
+// `lab status`: every node with its real state (a dead pid is "crashed", not "running") and what the
+// master says about its replication.
+import { openLab, type GlobalOptions } from '../lab/context.js';
+import { primaryOf, type NodeRole } from '../lab/state.js';
+import { queryRows } from '../postgres/client.js';
+import { dialectFor } from '../postgres/dialect.js';
+import { serverStatus, type ServerStatus } from '../postgres/server.js';
+import { messageOf } from '../common/errors.js';
+
+export interface NodeStatus {
+  name: string;
+  role: NodeRole;
+  port: number;
+  datadir: string;
+  pid: number | null;
+  status: ServerStatus | 'building';
+  /** For replicas: pg_stat_replication.state on the master (streaming, catchup, ...), or null if absent. */
+  replication: string | null;
+  /** For replicas: bytes of WAL the master sent that this replica has not replayed. */
+  replayLagBytes: number | null;
+  upstream: string | null;
+}
+
+export interface LabStatus {
+  labDir: string;
+  version: string;
+  nodes: NodeStatus[];
+  /** Why replication columns are empty, when the master could not be asked. */
+  replicationError?: string;
+}
+
+export async function labStatus(global: GlobalOptions): Promise<LabStatus> {
+  const context = await openLab(global);
+  const { state } = context;
+  const dialect = dialectFor(state.pg.major);
+  const nodes: NodeStatus[] = await Promise.all(
+    state.nodes.map(async (node) => {
+      const live = await serverStatus(node.datadir, node.expected);
+      return {
+        name: node.name,
+        role: node.role,
+        port: node.port,
+        datadir: node.datadir,
+        pid: live.pid ?? null,
+        status: node.phase === 'building' && live.status !== 'running' ? 'building' : live.status,
+        replication: node.role === 'primary' ? 'primary' : null,
+        replayLagBytes: null,
+        upstream: node.upstream ?? null,
+      } satisfies NodeStatus;
+    }),
+  );
+  const primary = primaryOf(state);
+  const primaryLive = nodes.find((n) => n.name === primary?.name);
+  let replicationError: string | undefined;
+  if (primary && primaryLive?.status === 'running') {
+    try {
+      const c = dialect.replicationColumns;
+      const rows = await queryRows<{ application_name: string; state: string; lag: string | null }>(
+        { port: primary.port, user: state.dbUser, connectTimeoutMs: 2000 },
+        `SELECT application_name, state, ${dialect.lsnDiff}(${c.sent}, ${c.replay})::bigint AS lag FROM pg_stat_replication`,
+      );
+      for (const node of nodes) {
+        const row = rows.find((r) => r.application_name === node.name);
+        if (row) {
+          node.replication = row.state;
+          node.replayLagBytes = row.lag === null ? null : Number(row.lag);
+        }
+      }
+    } catch (error) {
+      replicationError = messageOf(error);
+    }
+  }
+  return { labDir: context.labDir, version: state.pg.version, nodes, replicationError };
+}

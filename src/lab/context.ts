@@ -1,0 +1,79 @@
+// What every lab command needs: the lab dir, its state, the PostgreSQL installation it was built
+// with, and the OS user PostgreSQL runs as.
+import path from 'node:path';
+import { LabError } from '../common/errors.js';
+import { resolveInstallation, inspectBindir, type Installation } from '../postgres/installation.js';
+import { resolveRunAs, type OsUser } from '../postgres/os-user.js';
+import type { ServerSpec } from '../postgres/server.js';
+import { requireState, type LabState, type NodeRecord } from './state.js';
+
+export interface GlobalOptions {
+  /** Holds the state file and logs. Default /tmp/pgdata (env LAB_DIR). */
+  labDir: string;
+  /** --pg: a major version or a bin dir (env LAB_PG). */
+  pg?: string;
+  /** --os-user: who runs PostgreSQL when we are root. */
+  osUser?: string;
+}
+
+export const DEFAULT_LAB_DIR = '/tmp/pgdata';
+
+export function resolveGlobalOptions(options: Partial<GlobalOptions>, env: NodeJS.ProcessEnv = process.env): GlobalOptions {
+  return {
+    labDir: path.resolve(options.labDir ?? env.LAB_DIR ?? DEFAULT_LAB_DIR),
+    pg: options.pg ?? (env.LAB_PG || undefined),
+    osUser: options.osUser ?? (env.LAB_OS_USER || undefined),
+  };
+}
+
+export interface LabContext {
+  labDir: string;
+  state: LabState;
+  installation: Installation;
+  runAs?: OsUser;
+}
+
+export function logDir(labDir: string): string {
+  return path.join(labDir, 'log');
+}
+
+export function nodeLogFile(labDir: string, name: string): string {
+  return path.join(logDir(labDir), `${name}.log`);
+}
+
+/** The installation recorded in the lab; --pg must agree with it. */
+export async function labInstallation(state: LabState, wanted: string | undefined): Promise<Installation> {
+  const inst = await inspectBindir(state.pg.bindir, 'lab');
+  if (!inst) {
+    throw new LabError('ENVIRONMENT', `The lab was built with PostgreSQL ${state.pg.version} in ${state.pg.bindir}, which is no longer runnable: reinstall it`);
+  }
+  if (wanted) {
+    const requested = await resolveInstallation(wanted);
+    if (requested.bindir !== inst.bindir) {
+      throw new LabError(
+        'CONFLICT',
+        `This lab uses PostgreSQL ${state.pg.version} (${state.pg.bindir}), not ${requested.version} from --pg: use another --lab-dir for another version`,
+      );
+    }
+  }
+  return inst;
+}
+
+export async function openLab(options: GlobalOptions): Promise<LabContext> {
+  const state = await requireState(options.labDir);
+  const installation = await labInstallation(state, options.pg);
+  const runAs = await resolveRunAs(options.osUser ?? state.osUser);
+  return { labDir: options.labDir, state, installation, runAs };
+}
+
+export function serverSpec(context: LabContext, node: NodeRecord): ServerSpec {
+  return {
+    name: node.name,
+    datadir: node.datadir,
+    port: node.port,
+    logFile: nodeLogFile(context.labDir, node.name),
+    installation: context.installation,
+    runAs: context.runAs,
+    dbUser: context.state.dbUser,
+  };
+}

@@ -1,0 +1,162 @@
+// The lab's state file: the topology every later command reads. Written atomically (temp file, fsync,
+// rename) so a kill -9 of the CLI at any moment leaves either the old or the new file, never half of one.
+// Read-modify-write goes through a lock file so replicas can be added in parallel.
+import { mkdir, open, readFile, rename, unlink } from 'node:fs/promises';
+import path from 'node:path';
+import { randomUUID } from 'node:crypto';
+import { setTimeout as delay } from 'node:timers/promises';
+import { LabError } from '../common/errors.js';
+import { isAlive } from '../common/processes.js';
+
+export type NodeRole = 'primary' | 'replica';
+
+export interface NodeRecord {
+  name: string;
+  role: NodeRole;
+  port: number;
+  datadir: string;
+  /** The node this one streams from (replicas). */
+  upstream?: string;
+  /** True when the lab made the directory itself (destroy then removes the directory, not only its content). */
+  datadirCreated: boolean;
+  /** `building` while initdb / pg_basebackup runs; a crash then leaves a record destroy can clean up. */
+  phase: 'building' | 'ready';
+  /** What the lab last asked for: a node expected running but not running has crashed. */
+  expected: 'running' | 'stopped';
+  createdAt: string;
+}
+
+export interface BalancerRecord {
+  name: string;
+  engine: 'builtin' | 'haproxy';
+  listen: string;
+  stats: string;
+  pid: number;
+  pool: string;
+  configFile?: string;
+  logFile: string;
+  startedAt: string;
+}
+
+export interface LabState {
+  format: 1;
+  labId: string;
+  createdAt: string;
+  /** True when the lab made its lab dir (destroy removes it if it ends up empty). */
+  labDirCreated: boolean;
+  pg: { bindir: string; version: string; major: number };
+  /** OS user PostgreSQL's programs run as, when the CLI runs as root. */
+  osUser?: string;
+  /** Database superuser (initdb -U). */
+  dbUser: string;
+  nodes: NodeRecord[];
+  balancers: BalancerRecord[];
+}
+
+export const STATE_FILE = 'lab.json';
+const LOCK_FILE = 'lab.lock';
+
+export function statePath(labDir: string): string {
+  return path.join(labDir, STATE_FILE);
+}
+
+export async function readState(labDir: string): Promise<LabState | undefined> {
+  let text: string;
+  try {
+    text = await readFile(statePath(labDir), 'utf8');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw error;
+  }
+  try {
+    const state = JSON.parse(text) as LabState;
+    state.balancers ??= [];
+    return state;
+  } catch {
+    throw new LabError('STATE', `The lab state file ${statePath(labDir)} is not valid JSON: fix or remove it`);
+  }
+}
+
+/** The state, or a clear error when there is no lab in that dir. */
+export async function requireState(labDir: string): Promise<LabState> {
+  const state = await readState(labDir);
+  if (!state) {
+    throw new LabError('NOT_FOUND', `No lab in ${labDir} (no ${STATE_FILE}): run \`lab master start\` first, or pass --lab-dir`);
+  }
+  return state;
+}
+
+export async function writeState(labDir: string, state: LabState): Promise<void> {
+  const target = statePath(labDir);
+  const temp = `${target}.${process.pid}.${randomUUID().slice(0, 8)}.tmp`;
+  const handle = await open(temp, 'w', 0o644);
+  try {
+    await handle.writeFile(`${JSON.stringify(state, null, 2)}\n`);
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+  await rename(temp, target);
+}
+
+export function newState(fields: Pick<LabState, 'labDirCreated' | 'pg' | 'osUser' | 'dbUser'>): LabState {
+  return { format: 1, labId: randomUUID(), createdAt: new Date().toISOString(), nodes: [], balancers: [], ...fields };
+}
+
+/** Run `fn` while holding the lab's lock file; a lock left by a dead process is taken over. */
+export async function withLock<T>(labDir: string, fn: () => Promise<T>, timeoutMs = 60_000): Promise<T> {
+  await mkdir(labDir, { recursive: true });
+  const lockPath = path.join(labDir, LOCK_FILE);
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      const handle = await open(lockPath, 'wx');
+      await handle.writeFile(String(process.pid));
+      await handle.close();
+      break;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+      const holder = Number((await readFile(lockPath, 'utf8').catch(() => '')).trim());
+      if (holder && !isAlive(holder)) {
+        await unlink(lockPath).catch(() => undefined);
+        continue;
+      }
+      if (Date.now() > deadline) {
+        throw new LabError('TIMEOUT', `The lab in ${labDir} is locked by pid ${holder || '?'} for over ${timeoutMs / 1000}s: wait for that command to finish`);
+      }
+      await delay(50);
+    }
+  }
+  try {
+    return await fn();
+  } finally {
+    await unlink(lockPath).catch(() => undefined);
+  }
+}
+
+/** Read, change and write the state under the lock. `change` may throw to leave the file untouched. */
+export async function updateState(labDir: string, change: (state: LabState) => void | Promise<void>): Promise<LabState> {
+  return withLock(labDir, async () => {
+    const state = await requireState(labDir);
+    await change(state);
+    await writeState(labDir, state);
+    return state;
+  });
+}
+
+export function findNode(state: LabState, name: string): NodeRecord | undefined {
+  return state.nodes.find((node) => node.name === name);
+}
+
+export function requireNode(state: LabState, name: string): NodeRecord {
+  const node = findNode(state, name);
+  if (!node) {
+    const names = state.nodes.map((n) => n.name).join(', ') || 'none';
+    throw new LabError('NOT_FOUND', `Unknown node "${name}" (nodes in this lab: ${names}): see \`lab status\``);
+  }
+  return node;
+}
+
+export function primaryOf(state: LabState): NodeRecord | undefined {
+  return state.nodes.find((node) => node.role === 'primary');
+}

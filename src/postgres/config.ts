@@ -1,0 +1,40 @@
+// postgresql.conf and pg_hba.conf rendered from the templates in lab/ for one node and version.
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Dialect } from './dialect.js';
+
+/** The repo's lab/ folder (config templates a lab is built from). */
+export const templatesDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'lab');
+
+export interface ConfValues {
+  port: number;
+  clusterName: string;
+  listenAddresses: string;
+  socketDir: string;
+}
+
+export function renderTemplate(template: string, values: Record<string, string>): string {
+  return template.replace(/\{\{(\w+)\}\}/g, (whole, key: string) => {
+    const value = values[key];
+    if (value === undefined) throw new Error(`template placeholder ${whole} has no value`);
+    return value;
+  });
+}
+
+export async function renderPostgresqlConf(dialect: Dialect, values: ConfValues): Promise<string> {
+  const template = await readFile(path.join(templatesDir, 'postgresql.conf'), 'utf8');
+  return renderTemplate(template, {
+    port: String(values.port),
+    cluster_name: values.clusterName,
+    listen_addresses: values.listenAddresses,
+    socket_dir: values.socketDir,
+    wal_level: dialect.walLevel,
+    wal_keep: dialect.walKeepLine,
+  });
+}
+
+export async function renderPgHba(user: string): Promise<string> {
+  const template = await readFile(path.join(templatesDir, 'pg_hba.conf'), 'utf8');
+  return renderTemplate(template, { user });
+}

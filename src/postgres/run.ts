@@ -1,0 +1,70 @@
+// Running PostgreSQL's programs: as the lab's OS user when we are root, with their output captured so
+// a failure says what the program said.
+import { execa, type ResultPromise } from 'execa';
+import { LabError } from '../common/errors.js';
+import type { OsUser } from './os-user.js';
+
+export interface RunOptions {
+  runAs?: OsUser;
+  /** Called with each line of stderr as it comes (progress output). */
+  onStderrLine?: (line: string) => void;
+  timeoutMs?: number;
+  env?: Record<string, string>;
+}
+
+function userEnv(runAs: OsUser | undefined, extra: Record<string, string> = {}): Record<string, string> {
+  const env: Record<string, string> = { LC_ALL: 'C', LANG: 'C', ...extra };
+  if (runAs) Object.assign(env, { HOME: runAs.home, USER: runAs.name, LOGNAME: runAs.name });
+  return env;
+}
+
+export async function runPg(file: string, args: string[], options: RunOptions = {}): Promise<{ stdout: string; stderr: string }> {
+  const child: ResultPromise = execa(file, args, {
+    uid: options.runAs?.uid,
+    gid: options.runAs?.gid,
+    env: userEnv(options.runAs, options.env),
+    cwd: '/',
+    stdin: 'ignore',
+    reject: false,
+    timeout: options.timeoutMs,
+    all: false,
+  });
+  if (options.onStderrLine && child.stderr) {
+    let buffer = '';
+    child.stderr.on('data', (chunk: Buffer) => {
+      buffer += chunk.toString();
+      // pg_basebackup --progress redraws its line with \r
+      const parts = buffer.split(/\r\n|\r|\n/);
+      buffer = parts.pop() ?? '';
+      for (const part of parts) if (part.trim()) options.onStderrLine!(part);
+    });
+  }
+  const result = await child;
+  const stdout = String(result.stdout ?? '');
+  const stderr = String(result.stderr ?? '');
+  if (result.failed) {
+    const name = file.split('/').pop();
+    const reason = result.timedOut
+      ? `timed out after ${options.timeoutMs}ms`
+      : result.exitCode !== undefined
+        ? `exit code ${result.exitCode}`
+        : `signal ${result.signal}`;
+    const lastLine = lastMeaningfulLine(stderr) ?? lastMeaningfulLine(stdout) ?? String(result.message ?? '');
+    throw new LabError('COMMAND_FAILED', `${name} failed (${reason}): ${lastLine}`, {
+      detail: tail(`${stdout}\n${stderr}`, 20),
+    });
+  }
+  return { stdout, stderr };
+}
+
+function lastMeaningfulLine(text: string): string | undefined {
+  return text
+    .split(/\r?\n|\r/)
+    .map((line) => line.trim())
+    .filter(Boolean)
+    .pop();
+}
+
+export function tail(text: string, lines: number): string {
+  return text.trimEnd().split(/\r?\n/).slice(-lines).join('\n');
+}

@@ -1,0 +1,150 @@
+// One PostgreSQL server process, driven through pg_ctl: start, stop, kill -9, and what it is doing.
+// The model is PostgreSQL's own TAP harness node (start / stop(mode) / kill9 / poll_query_until).
+import { readFile, open, rm } from 'node:fs/promises';
+import { LabError } from '../common/errors.js';
+import { pollUntil } from '../common/poll.js';
+import { commandLine, isRunning } from '../common/processes.js';
+import { withClient } from './client.js';
+import type { Installation } from './installation.js';
+import type { OsUser } from './os-user.js';
+import { runPg } from './run.js';
+
+export type ServerStatus = 'running' | 'stopped' | 'crashed';
+export type StopMode = 'smart' | 'fast' | 'immediate';
+
+export interface ServerSpec {
+  name: string;
+  datadir: string;
+  port: number;
+  logFile: string;
+  installation: Installation;
+  runAs?: OsUser;
+  dbUser: string;
+}
+
+/** The postmaster's pid from postmaster.pid, if the file exists. */
+export async function postmasterPid(datadir: string): Promise<number | undefined> {
+  try {
+    const first = (await readFile(`${datadir}/postmaster.pid`, 'utf8')).split('\n')[0];
+    const pid = Number(first);
+    return Number.isInteger(pid) && pid > 0 ? pid : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The pid of a live postmaster for this data dir (checked against /proc, not just the file). */
+export async function livePostmasterPid(datadir: string): Promise<number | undefined> {
+  const pid = await postmasterPid(datadir);
+  if (!pid || !(await isRunning(pid))) return undefined;
+  const cmd = await commandLine(pid);
+  return cmd && /postgres|postmaster/.test(cmd) ? pid : undefined;
+}
+
+export async function logTail(logFile: string, lines = 20): Promise<string | undefined> {
+  try {
+    const handle = await open(logFile, 'r');
+    try {
+      const { size } = await handle.stat();
+      const length = Math.min(size, 16_384);
+      const buffer = Buffer.alloc(length);
+      await handle.read(buffer, 0, length, size - length);
+      const text = buffer.toString('utf8').trimEnd().split('\n').slice(-lines).join('\n');
+      return text ? `last lines of ${logFile}:\n${text}` : undefined;
+    } finally {
+      await handle.close();
+    }
+  } catch {
+    return undefined;
+  }
+}
+
+/** The Unix socket dir the lab's templates configure. */
+export const SOCKET_DIR = '/tmp';
+
+/**
+ * A postmaster killed with SIGKILL leaves postmaster.pid and the socket lock file behind, naming a pid
+ * that may linger as a zombie until init reaps it; PostgreSQL then refuses to start ("lock file already
+ * exists"). Remove those files when the pid in them is not a running process.
+ */
+async function clearStaleLocks(spec: ServerSpec): Promise<void> {
+  for (const file of [`${spec.datadir}/postmaster.pid`, `${SOCKET_DIR}/.s.PGSQL.${spec.port}.lock`]) {
+    let pid: number;
+    try {
+      pid = Number((await readFile(file, 'utf8')).split('\n')[0]);
+    } catch {
+      continue;
+    }
+    if (Number.isInteger(pid) && pid > 0 && !(await isRunning(pid))) await rm(file, { force: true });
+  }
+}
+
+export async function startServer(spec: ServerSpec, timeoutMs = 60_000): Promise<number> {
+  await clearStaleLocks(spec);
+  const pgCtl = spec.installation.tools.pg_ctl;
+  if (!pgCtl) throw new LabError('ENVIRONMENT', `No pg_ctl in ${spec.installation.bindir}: pass --pg with a complete installation`);
+  try {
+    await runPg(pgCtl, ['-w', '-t', String(Math.ceil(timeoutMs / 1000)), '-D', spec.datadir, '-l', spec.logFile, '-o', `-p ${spec.port}`, 'start'], {
+      runAs: spec.runAs,
+      timeoutMs: timeoutMs + 10_000,
+    });
+  } catch (error) {
+    if (error instanceof LabError) {
+      throw new LabError('COMMAND_FAILED', `${spec.name} did not start on port ${spec.port}: ${error.message}`, {
+        detail: (await logTail(spec.logFile)) ?? error.detail,
+        cause: error,
+      });
+    }
+    throw error;
+  }
+  await waitAcceptingConnections(spec, timeoutMs);
+  const pid = await livePostmasterPid(spec.datadir);
+  if (!pid) {
+    throw new LabError('COMMAND_FAILED', `${spec.name} started but its postmaster is gone`, { detail: await logTail(spec.logFile) });
+  }
+  return pid;
+}
+
+export async function waitAcceptingConnections(spec: ServerSpec, timeoutMs: number): Promise<void> {
+  await pollUntil(
+    () => withClient({ port: spec.port, user: spec.dbUser, connectTimeoutMs: 2000 }, async (client) => (await client.query('SELECT 1'), true)),
+    { timeoutMs, intervalMs: 100, what: `${spec.name} to accept connections on port ${spec.port}`, detail: () => logTail(spec.logFile) },
+  );
+}
+
+export async function stopServer(spec: ServerSpec, mode: StopMode = 'fast', timeoutMs = 60_000): Promise<void> {
+  const pid = await livePostmasterPid(spec.datadir);
+  if (!pid) return; // not running: stop is idempotent
+  const pgCtl = spec.installation.tools.pg_ctl!;
+  try {
+    await runPg(pgCtl, ['-w', '-t', String(Math.ceil(timeoutMs / 1000)), '-D', spec.datadir, '-m', mode, 'stop'], {
+      runAs: spec.runAs,
+      timeoutMs: timeoutMs + 10_000,
+    });
+  } catch (error) {
+    if (mode === 'immediate') throw error;
+    // A stuck shutdown: fall back to immediate, then to SIGKILL.
+    await stopServer(spec, 'immediate', 15_000).catch(() => killServer(spec));
+  }
+}
+
+/** SIGKILL the postmaster, exactly what the seed's demo does. Returns the pid killed. */
+export async function killServer(spec: Pick<ServerSpec, 'datadir' | 'name'>): Promise<number> {
+  const pid = await livePostmasterPid(spec.datadir);
+  if (!pid) throw new LabError('STATE', `${spec.name} is not running (no live postmaster for ${spec.datadir})`);
+  process.kill(pid, 'SIGKILL');
+  await pollUntil(async () => ((await isRunning(pid)) ? undefined : true), {
+    timeoutMs: 10_000,
+    intervalMs: 20,
+    what: `postmaster ${pid} of ${spec.name} to exit after SIGKILL`,
+  });
+  return pid;
+}
+
+export async function serverStatus(datadir: string, expected: 'running' | 'stopped'): Promise<{ status: ServerStatus; pid?: number }> {
+  const pid = await livePostmasterPid(datadir);
+  if (pid) return { status: 'running', pid };
+  const stalePid = await postmasterPid(datadir);
+  if (stalePid || expected === 'running') return { status: 'crashed' };
+  return { status: 'stopped' };
+}

@@ -1,0 +1,80 @@
+// Test helpers: a temporary lab dir, free ports, the real CLI run as a child process, and cleanup that
+// destroys the lab and checks that no process of it is left behind.
+import { mkdtemp, rm, chmod } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import assert from 'node:assert/strict';
+import { execa, type Options } from 'execa';
+import { findFreePort } from '../../src/common/ports.js';
+
+export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+export const labBin = path.join(repoRoot, 'bin', 'lab.js');
+
+export interface CliResult {
+  exitCode: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Run `lab ...` as a user would, in a child process. Never throws on a non-zero exit. */
+export async function runLab(labDir: string, args: string[], options: Options = {}): Promise<CliResult> {
+  const result = await execa('node', [labBin, '--lab-dir', labDir, ...args], {
+    reject: false,
+    timeout: 300_000,
+    env: { NO_COLOR: '1', ...(options.env ?? {}) },
+    ...options,
+  });
+  return { exitCode: result.exitCode ?? -1, stdout: String(result.stdout), stderr: String(result.stderr) };
+}
+
+/** Like runLab, but the command must succeed. */
+export async function lab(labDir: string, ...args: string[]): Promise<string> {
+  const result = await runLab(labDir, args);
+  assert.equal(result.exitCode, 0, `lab ${args.join(' ')} failed (exit ${result.exitCode}):\n${result.stderr}\n${result.stdout}`);
+  return result.stdout;
+}
+
+export async function labJson<T = any>(labDir: string, ...args: string[]): Promise<T> {
+  return JSON.parse(await lab(labDir, ...args, '--json')) as T;
+}
+
+/** A fresh temporary dir readable by the postgres OS user (tests run as root). */
+export async function tempDir(prefix = 'pglab-test-'): Promise<string> {
+  const dir = await mkdtemp(path.join(tmpdir(), prefix));
+  await chmod(dir, 0o755);
+  return dir;
+}
+
+/** `count` distinct free ports. */
+export async function freePorts(count: number): Promise<number[]> {
+  const ports = new Set<number>();
+  while (ports.size < count) ports.add(await findFreePort());
+  return [...ports];
+}
+
+/** Pids of processes whose command line mentions `needle` (e.g. a temp lab dir). */
+export async function processesMentioning(needle: string): Promise<string[]> {
+  const { stdout } = await execa('ps', ['-eo', 'pid=,stat=,args='], { reject: false });
+  return String(stdout)
+    .split('\n')
+    .filter((line) => line.includes(needle) && !/^\s*\d+\s+Z/.test(line) && !line.includes(' ps -eo'));
+}
+
+/**
+ * A temporary lab: `use(labDir)` runs the test, then the lab is destroyed, the dir removed, and the
+ * test fails if any process mentioning the lab dir is still alive.
+ */
+export async function withTempLab(use: (labDir: string) => Promise<void>): Promise<void> {
+  const root = await tempDir();
+  const labDir = path.join(root, 'lab');
+  try {
+    await use(labDir);
+  } finally {
+    const destroyed = await runLab(labDir, ['destroy', '--yes']);
+    const left = await processesMentioning(root);
+    await rm(root, { recursive: true, force: true });
+    if (!/No lab in/.test(destroyed.stderr)) assert.equal(destroyed.exitCode, 0, `destroy failed: ${destroyed.stderr}`);
+    assert.deepEqual(left, [], `processes left behind by the test:\n${left.join('\n')}`);
+  }
+}
