@@ -2,6 +2,9 @@
 import { Command } from 'commander';
 import { destroyCommand, masterCommand, nodeCommand, replicaCommand, statusCommand, versionsCommand } from './lab-commands.js';
 import { examples } from './globals.js';
+import { balancerCommand } from './balancer-commands.js';
+import { statCommand, topCommand } from './stat-commands.js';
+import { benchCommand, demoCommand, workloadCommand } from './demo-commands.js';
 
 export function buildProgram(): Command {
   const program = new Command('lab')
@@ -21,7 +24,10 @@ export function buildProgram(): Command {
         'lab destroy --yes',
       ),
     );
-  for (const command of [masterCommand(), replicaCommand(), nodeCommand(), statusCommand(), destroyCommand(), versionsCommand()]) {
+  for (const command of [
+    masterCommand(), replicaCommand(), nodeCommand(), statusCommand(), destroyCommand(), versionsCommand(),
+    balancerCommand(), statCommand(), topCommand(), benchCommand(), workloadCommand(), demoCommand(),
+  ]) {
     program.addCommand(command);
   }
   return program;

@@ -1,0 +1,80 @@
+// What a balancer instance runs with: built from CLI flags (`lab balancer start`), from a HAProxy
+// configuration file (`--config`), and rendered back to haproxy.cfg for `--engine haproxy`.
+
+export type CheckType = 'sql' | 'pgsql' | 'tcp' | 'none';
+
+export interface CheckSettings {
+  type: CheckType;
+  /** User for the pgsql / sql checks (HAProxy: option pgsql-check user U). */
+  user: string;
+  database: string;
+  /** HAProxy's inter / fastinter / downinter, rise, fall, timeout check. */
+  interMs: number;
+  fastinterMs: number;
+  downinterMs: number;
+  rise: number;
+  fall: number;
+  timeoutMs: number;
+  /** sql check: a replica whose replay lag is over either limit leaves the pool until it catches up. */
+  maxLagBytes: number | null;
+  maxLagSeconds: number | null;
+}
+
+export interface ServerConfig {
+  name: string;
+  host: string;
+  port: number;
+  weight: number;
+  backup: boolean;
+  disabled: boolean;
+  /** `check` on the server line; without it the server is always considered UP. */
+  check: boolean;
+  /** Per-server inter/rise/fall/... from the server line. */
+  checkOverrides: Partial<CheckSettings>;
+}
+
+export type PoolKind = 'replicas' | 'primary' | 'all';
+
+export type PoolSource =
+  /** Follow the lab's state file: nodes added, removed or re-added show up without a restart. */
+  | { source: 'lab'; labDir: string; kind: PoolKind }
+  /** A fixed list (from a HAProxy configuration file). */
+  | { source: 'static'; servers: ServerConfig[] };
+
+export interface BalancerConfig {
+  name: string;
+  listen: { host: string; port: number };
+  /** Stats HTTP listener; `uri` is the base path (HAProxy's `stats uri`, default "/"). */
+  stats: { host: string; port: number; uri: string } | null;
+  algorithm: 'roundrobin' | 'leastconn';
+  pool: PoolSource;
+  check: CheckSettings;
+  /** HAProxy's `retries` (connect attempts) and `option redispatch`. */
+  retries: number;
+  redispatch: boolean;
+  timeouts: { connectMs: number; clientMs: number; serverMs: number };
+  /** Directives read from a configuration file that we do not support, named for the user. */
+  warnings: string[];
+}
+
+/** HAProxy's own defaults (REFERENCE.md 3). */
+export const HAPROXY_CHECK_DEFAULTS = { interMs: 2000, rise: 2, fall: 3, timeoutMs: 2000 } as const;
+
+/**
+ * The lab's defaults: HAProxy's knobs, tuned for a lab on one host (detect a kill within 1 s,
+ * re-admit within 2 s). Any knob given explicitly, on the command line or in a configuration file,
+ * is honoured as given.
+ */
+export const LAB_CHECK_DEFAULTS: CheckSettings = {
+  type: 'sql',
+  user: 'postgres',
+  database: 'postgres',
+  interMs: 1000,
+  fastinterMs: 100,
+  downinterMs: 250,
+  rise: 2,
+  fall: 3,
+  timeoutMs: 1000,
+  maxLagBytes: null,
+  maxLagSeconds: null,
+};

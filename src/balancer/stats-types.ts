@@ -1,0 +1,46 @@
+// The shape of a balancer's statistics, as served at `<stats address>/?format=json` and read by
+// `lab stat balancer`. Field names follow HAProxy's stats where one exists.
+
+export type ServerState = 'UP' | 'DOWN' | 'MAINT' | 'DRAIN' | 'NOLB';
+
+export interface BalancerServerStats {
+  name: string;
+  /** "127.0.0.1:5433" */
+  address: string;
+  status: ServerState;
+  /** L4OK, L4CON, L4TOUT, L7OK, L7STS, L7RSP, ... (HAProxy's check_status vocabulary) */
+  checkStatus: string;
+  /** The last check's message, e.g. the server's FATAL text, or "connection refused". */
+  checkMessage: string;
+  /** Seconds since the last UP/DOWN change. */
+  lastChangeS: number;
+  /** Total seconds spent DOWN. */
+  downtimeS: number;
+  checksFailed: number;
+  /** Number of UP -> DOWN transitions. */
+  downTransitions: number;
+  sessionsCurrent: number;
+  sessionsMax: number;
+  sessionsTotal: number;
+  bytesIn: number;
+  bytesOut: number;
+  connectionErrors: number;
+  retries: number;
+  redispatches: number;
+  weight: number;
+  /** What the sql check saw: primary or replica; null when unknown (pgsql/tcp check, or down). */
+  role: 'primary' | 'replica' | null;
+  /** Replay lag the sql check measured, in bytes; null when unknown. */
+  lagBytes: number | null;
+}
+
+export interface BalancerStats {
+  name: string;
+  engine: 'builtin' | 'haproxy';
+  /** "127.0.0.1:15432" */
+  listen: string;
+  uptimeS: number;
+  sessionsCurrent: number;
+  sessionsTotal: number;
+  servers: BalancerServerStats[];
+}
