@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs what pglab needs on a fresh Debian 12 machine (run as root, or with sudo available):
+# PostgreSQL 15 (server, pg_basebackup, pgbench, psql), HAProxy, Chromium (browser checks of the stats
+# page), then the npm packages and the build. Used by .ci/run and by the Vagrant VM.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
+missing=()
+[ -x /usr/lib/postgresql/15/bin/initdb ] || missing+=(postgresql-15)
+command -v pg_basebackup >/dev/null 2>&1 && command -v pgbench >/dev/null 2>&1 || missing+=(postgresql-client-15 postgresql-contrib)
+command -v haproxy >/dev/null 2>&1 || missing+=(haproxy)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+if ! id postgres >/dev/null 2>&1; then
+  echo "setup: creating the unprivileged OS user postgres (PostgreSQL refuses to run as root)"
+  $SUDO useradd --system --create-home --shell /bin/bash postgres
+fi
+
+# When lab runs as root, PostgreSQL runs as postgres: it must reach the binaries under node_modules.
+dir="$PWD"
+while [ "$dir" != "/" ]; do
+  if [ "$(id -u)" -eq 0 ] && ! su postgres -s /bin/sh -c "test -x '$dir'" 2>/dev/null; then
+    echo "setup: letting the postgres user traverse $dir (chmod o+x)"
+    chmod o+x "$dir"
+  fi
+  dir="$(dirname "$dir")"
+done
+
+npm ci --no-audit --no-fund
+npm run build
