@@ -25,4 +25,12 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
+// `lab status | head`: a closed pipe is the reader's choice, not an error.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+    throw error;
+  });
+}
+
 process.exitCode = await main(process.argv);
