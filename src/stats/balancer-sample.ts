@@ -55,7 +55,7 @@ export async function sampleBalancer(record: BalancerRecord, options: { timeoutM
   }
   if (!looksLikeStats(body)) return down(`${url} answered JSON without a servers list`);
   return {
-    name: body.name ?? record.name,
+    name: record.name,
     url,
     up: true,
     reason: null,

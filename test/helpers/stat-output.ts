@@ -25,9 +25,12 @@ export function parseBlock(block: string): TableBlock {
   };
 }
 
-/** Every complete block of a piped watch (each ends with a blank line). */
-export function parseBlocks(stdout: string): TableBlock[] {
-  const complete = stdout.slice(0, stdout.lastIndexOf('\n\n') + 1);
+/**
+ * Every complete block of a piped watch (each ends with a blank line). `finished`: the output of an
+ * exited command, whose trailing newlines execa strips, so its last block is complete too.
+ */
+export function parseBlocks(stdout: string, finished = false): TableBlock[] {
+  const complete = finished ? stdout : stdout.slice(0, stdout.lastIndexOf('\n\n') + 1);
   return complete
     .split('\n\n')
     .filter((block) => block.trim().length > 0)
