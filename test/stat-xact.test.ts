@@ -3,7 +3,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
-import { freePorts, lab, labJson, runLab, withTempLab } from './helpers/lab.js';
+import { execa } from 'execa';
+import { freePorts, lab, labBin, labJson, runLab, withTempLab } from './helpers/lab.js';
 import { parseBlock, parseBlocks, spawnLab, stopWatcher } from './helpers/stat-output.js';
 import { pollUntil } from '../src/common/poll.js';
 import type { XactSample } from '../src/stats/xact-sample.js';
@@ -85,6 +86,21 @@ test('lab stat xact: seed columns, a killed replica keeps its row with the reaso
     assert.equal(typeof samples[2]!.rows.find((r) => r.node === 'master1')!.tps, 'number');
     const stopped = samples[2]!.rows.find((r) => r.node === 'replica1')!;
     assert.deepEqual([stopped.up, stopped.reason, stopped.labState], [false, 'connection refused (stopped)', 'stopped']);
+
+    // On a terminal (script(1) gives the CLI a pty): redraw in place, DOWN in red unless NO_COLOR.
+    const onTty = async (env: Record<string, string>) => {
+      const command = `node ${labBin} --lab-dir ${labDir} stat xact --watch 0.2 --count 2`;
+      const result = await execa('script', ['-qec', command, '/dev/null'], { env, extendEnv: false, reject: false, timeout: 30_000 });
+      assert.equal(result.exitCode, 0, String(result.stderr));
+      return String(result.stdout);
+    };
+    const coloured = await onTty({ PATH: process.env.PATH ?? '' });
+    assert.equal(coloured.split('\x1b[H\x1b[2J').length - 1, 2, 'each sample clears the screen and homes the cursor');
+    assert.ok(coloured.includes('\x1b[31mDOWN: connection refused (stopped)\x1b[39m'), 'DOWN in red on a terminal');
+    const plain = await onTty({ PATH: process.env.PATH ?? '', NO_COLOR: '1' });
+    assert.ok(plain.includes('DOWN: connection refused (stopped)') && !plain.includes('\x1b[31m'), 'NO_COLOR: no colour');
+    const piped = await runLab(labDir, ['stat', 'xact'], { env: {} });
+    assert.ok(!piped.stdout.includes('\x1b['), 'no escape codes when piped');
 
     const other = await runLab(labDir, ['stat', 'xact', '--dbname', 'nosuchdb']);
     assert.equal(other.exitCode, 0);
