@@ -102,6 +102,23 @@ test('lab stat xact: seed columns, a killed replica keeps its row with the reaso
     const piped = await runLab(labDir, ['stat', 'xact'], { env: {} });
     assert.ok(!piped.stdout.includes('\x1b['), 'no escape codes when piped');
 
+    // A frozen postmaster (SIGSTOP) accepts TCP but never answers: its row says so within the bound,
+    // and the other nodes' rows are not held up.
+    const status = await labJson<{ nodes: { name: string; pid: number | null }[] }>(labDir, 'status');
+    const frozenPid = status.nodes.find((n) => n.name === 'replica2')!.pid!;
+    process.kill(frozenPid, 'SIGSTOP');
+    try {
+      const started = Date.now();
+      const frozen = await labJson<XactSample>(labDir, 'stat', 'xact');
+      const elapsed = Date.now() - started;
+      const row = frozen.rows.find((r) => r.node === 'replica2')!;
+      assert.deepEqual([row.up, row.reason, row.labState], [false, 'no answer within 1s', 'running']);
+      assert.equal(frozen.rows.find((r) => r.node === 'master1')!.up, true);
+      assert.ok(elapsed < 4000, `one frozen node costs about the 1 s bound, took ${elapsed} ms`);
+    } finally {
+      process.kill(frozenPid, 'SIGCONT');
+    }
+
     const other = await runLab(labDir, ['stat', 'xact', '--dbname', 'nosuchdb']);
     assert.equal(other.exitCode, 0);
     assert.match(parseBlock(other.stdout).rows.find((r) => r.node === 'master1')!.status, /DOWN: database "nosuchdb" does not exist/);

@@ -2,7 +2,6 @@
 // attempt saw (refused, timed out, the server's own FATAL) and what the lab knows (crashed: expected
 // running but no live postmaster; stopped: the lab stopped it; building: pg_basebackup running).
 import type { NodeRecord } from '../lab/state.js';
-import { serverStatus } from '../postgres/server.js';
 import { messageOf } from '../common/errors.js';
 
 export type LabNodeState = 'running' | 'stopped' | 'crashed' | 'building';
@@ -20,6 +19,9 @@ export function connectProblem(error: unknown, timeoutMs: number): string {
 }
 
 export async function labNodeState(node: NodeRecord): Promise<LabNodeState> {
+  // Loaded only when a node is down: server.js brings in the process-running machinery, which a
+  // one-shot `lab stat` of a healthy lab should not pay for at start-up.
+  const { serverStatus } = await import('../postgres/server.js');
   const { status } = await serverStatus(node.datadir, node.expected);
   if (status !== 'running' && node.phase === 'building') return 'building';
   return status;
