@@ -60,20 +60,16 @@ async function runWatcher<T extends { at: string }>(flags: WatchFlags, sample: (
     else process.stdout.write(`${text}\n\n`);
   };
   try {
-    // The first sample must work (no lab here is a user error, not something to watch).
-    let first: T | undefined = await sample(undefined);
     await watchLoop<T>(
-      async (previous) => {
-        if (first) {
-          const value = first;
-          first = undefined;
-          return value;
-        }
-        return sample(previous);
-      },
+      sample,
       (value) => write(flags.json ? JSON.stringify(value) : render(value, true)),
       (error) => write(flags.json ? JSON.stringify({ at: new Date().toISOString(), error: messageOf(error) }) : `${banner(new Date())}\nno sample: ${messageOf(error)}`),
-      { intervalMs: typeof flags.watch === 'number' ? flags.watch : DEFAULT_WATCH_MS, count: flags.count, signal: controller.signal },
+      {
+        intervalMs: typeof flags.watch === 'number' ? flags.watch : DEFAULT_WATCH_MS,
+        count: flags.count,
+        signal: controller.signal,
+        firstMustSucceed: true,
+      },
     );
   } finally {
     process.removeListener('SIGINT', stop);

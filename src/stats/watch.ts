@@ -8,6 +8,8 @@ export interface WatchOptions {
   /** Stop after this many samples; undefined = until aborted. */
   count?: number;
   signal: AbortSignal;
+  /** Let the first sample's error out (no lab there is a mistake to report, not a state to watch). */
+  firstMustSucceed?: boolean;
 }
 
 export async function watchLoop<T>(
@@ -25,6 +27,7 @@ export async function watchLoop<T>(
       if (options.signal.aborted) break;
       show(previous, index);
     } catch (error) {
+      if (index === 0 && options.firstMustSucceed) throw error;
       if (options.signal.aborted) break;
       showError(error, index);
     }
