@@ -43,6 +43,7 @@ export async function sampleBalancer(record: BalancerRecord, options: { timeoutM
   const down = (reason: string): BalancerSample => ({
     name: record.name, url, up: false, reason, listen: record.listen, sessionsCurrent: null, sessionsTotal: null, servers: [],
   });
+  if (!record.stats) return down('it has no stats listener (started without a stats address)');
   let body: unknown;
   try {
     const response = await fetch(url, { signal: AbortSignal.timeout(options.timeoutMs), headers: { accept: 'application/json' } });
