@@ -39,7 +39,7 @@ function looksLikeStats(value: unknown): value is BalancerStats {
 }
 
 export async function sampleBalancer(record: BalancerRecord, options: { timeoutMs: number }): Promise<BalancerSample> {
-  const url = statsUrl(record.stats);
+  const url = record.stats ? statsUrl(record.stats) : '';
   const down = (reason: string): BalancerSample => ({
     name: record.name, url, up: false, reason, listen: record.listen, sessionsCurrent: null, sessionsTotal: null, servers: [],
   });

@@ -68,7 +68,7 @@ export function xactTable(sample: XactSample, options: { tps: boolean }, paint: 
 }
 
 export function balancerTable(sample: BalancerSample, paint: Paint = noPaint): string {
-  const title = `balancer ${sample.name} (listen ${sample.listen}, stats ${sample.url})`;
+  const title = `balancer ${sample.name} (listen ${sample.listen}, stats ${sample.url || 'none'})`;
   if (!sample.up) return `${title}\n${paint.red(`DOWN: ${sample.reason}`)}`;
   const status = (s: string) => (s === 'UP' ? paint.green(s) : s === 'DOWN' ? paint.red(s) : paint.yellow(s));
   const rows: Cell[][] = sample.servers.map((s) => [
