@@ -72,11 +72,13 @@ try {
   const seed = median(runs.psqlPath!);
   const direct = median(runs.psqlDirect!);
   const inProcess = median(runs.inProcess!);
+  const ratio = (a: number, b: number) => `${(a / b).toFixed(2)}x`;
   console.log(`nodes: ${ports.length} (ports ${ports.join(', ')}), rounds: ${rounds}, medians:`);
-  console.log(`  lab stat xact (CLI process, one sample, all nodes at once): ${lab.toFixed(1)} ms`);
-  console.log(`  seed loop: 4 x psql (psql from PATH, Debian's wrapper):     ${seed.toFixed(1)} ms   ratio seed/lab = ${(seed / lab).toFixed(2)}`);
-  console.log(`  seed loop: 4 x ${DEBIAN_PSQL}:        ${direct.toFixed(1)} ms   ratio seed/lab = ${(direct / lab).toFixed(2)}`);
-  console.log(`  one sample inside a running watch (what --watch pays each time): ${inProcess.toFixed(1)} ms`);
+  console.log(`  A  lab stat xact, a new CLI process, one sample of all nodes at once: ${lab.toFixed(1)} ms`);
+  console.log(`  B  seed loop, 4 x psql from PATH (Debian's pg_wrapper):              ${seed.toFixed(1)} ms`);
+  console.log(`  C  seed loop, 4 x ${DEBIAN_PSQL}:                  ${direct.toFixed(1)} ms`);
+  console.log(`  D  one sample inside a running \`lab stat xact --watch\`:             ${inProcess.toFixed(1)} ms`);
+  console.log(`  A/B = ${ratio(lab, seed)}, A/C = ${ratio(lab, direct)}, D/B = ${ratio(inProcess, seed)}, D/C = ${ratio(inProcess, direct)} (below 1 = lab faster)`);
 } finally {
   if (built) {
     await execa('node', [labBin, '--lab-dir', labDir, 'destroy', '--yes'], { reject: false });
