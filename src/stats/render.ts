@@ -1,0 +1,84 @@
+// The watchers' tables as text, in the seed's look: a `****** date ******` banner, then a psql-style
+// table with the seed's columns first, in the seed's order; what we add comes after them.
+import { psqlTable, type Cell, type Column } from '../common/table.js';
+import type { BalancerSample } from './balancer-sample.js';
+import { banner } from './banner.js';
+import { noPaint, type Paint } from './paint.js';
+import type { ReplicationSample } from './replication-sample.js';
+import type { XactSample } from './xact-sample.js';
+
+export const REPLICATION_COLUMNS: Column[] = [
+  { header: 'pid', align: 'right' }, { header: 'name' }, { header: 'addr' }, { header: 'port', align: 'right' },
+  { header: 'state' }, { header: 'sent' }, { header: 'write' }, { header: 'flush' }, { header: 'replay' },
+  { header: 'pri', align: 'right' }, { header: 'mode' }, { header: 'lag_bytes', align: 'right' }, { header: 'lag_time', align: 'right' },
+];
+
+export function xactColumns(withTps: boolean): Column[] {
+  return [
+    { header: 'port', align: 'right' }, { header: 'datname' }, { header: 'numbackends', align: 'right' },
+    { header: 'xact_commit', align: 'right' }, { header: 'xact_rollback', align: 'right' },
+    ...(withTps ? [{ header: 'tps', align: 'right' } as Column] : []),
+    { header: 'node' }, { header: 'status' },
+  ];
+}
+
+export const BALANCER_COLUMNS: Column[] = [
+  { header: 'name' }, { header: 'address' }, { header: 'status' }, { header: 'check' }, { header: 'since', align: 'right' },
+  { header: 'sess_cur', align: 'right' }, { header: 'sess_total', align: 'right' }, { header: 'conn_err', align: 'right' },
+  { header: 'role' }, { header: 'lag_bytes', align: 'right' },
+];
+
+/** replay lag as a person reads it: 0s, 850us, 12.3ms, 4.20s, 3m05s. */
+export function formatLagSeconds(seconds: number | null): string {
+  if (seconds === null) return '';
+  if (seconds === 0) return '0s';
+  if (seconds < 0.001) return `${Math.round(seconds * 1e6)}us`;
+  if (seconds < 1) return `${(seconds * 1000).toFixed(1)}ms`;
+  if (seconds < 60) return `${seconds.toFixed(2)}s`;
+  return formatDuration(seconds);
+}
+
+/** Whole seconds as 45s, 3m05s, 2h07m, 3d04h. */
+export function formatDuration(seconds: number): string {
+  const s = Math.floor(seconds);
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s`;
+  if (s < 86_400) return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m`;
+  return `${Math.floor(s / 86_400)}d${String(Math.floor((s % 86_400) / 3600)).padStart(2, '0')}h`;
+}
+
+export function replicationTable(sample: ReplicationSample, paint: Paint = noPaint): string {
+  if (!sample.up) {
+    const who = sample.master ? `master ${sample.master.name} (port ${sample.master.port})` : 'master';
+    return paint.red(sample.master ? `${who} is DOWN: ${sample.reason}` : `no table: ${sample.reason}`);
+  }
+  const rows: Cell[][] = sample.rows.map((r) => [
+    r.pid, r.name, r.addr, r.port, r.state, r.sent, r.write, r.flush, r.replay, r.pri, r.mode, r.lagBytes, formatLagSeconds(r.lagSeconds),
+  ]);
+  return psqlTable(REPLICATION_COLUMNS, rows);
+}
+
+export function xactTable(sample: XactSample, options: { tps: boolean }, paint: Paint = noPaint): string {
+  const rows: Cell[][] = sample.rows.map((r) => [
+    r.port, r.datname, r.numbackends, r.xactCommit, r.xactRollback,
+    ...(options.tps ? [r.tps === null ? '' : r.tps.toFixed(1)] : []),
+    r.node, r.up ? 'up' : paint.red(`DOWN: ${r.reason}`),
+  ]);
+  return psqlTable(xactColumns(options.tps), rows);
+}
+
+export function balancerTable(sample: BalancerSample, paint: Paint = noPaint): string {
+  const title = `balancer ${sample.name} (listen ${sample.listen}, stats ${sample.url || 'none'})`;
+  if (!sample.up) return `${title}\n${paint.red(`DOWN: ${sample.reason}`)}`;
+  const status = (s: string) => (s === 'UP' ? paint.green(s) : s === 'DOWN' ? paint.red(s) : paint.yellow(s));
+  const rows: Cell[][] = sample.servers.map((s) => [
+    s.name, s.address, status(s.status), [s.checkStatus, s.checkMessage].filter(Boolean).join(' '), formatDuration(s.lastChangeS),
+    s.sessionsCurrent, s.sessionsTotal, s.connectionErrors, s.role ?? '', s.lagBytes,
+  ]);
+  const sessions = sample.sessionsCurrent === null ? '' : `, sessions ${sample.sessionsCurrent} current / ${sample.sessionsTotal} total`;
+  return `balancer ${sample.name} (listen ${sample.listen}${sessions})\n${psqlTable(BALANCER_COLUMNS, rows)}`;
+}
+
+export function withBanner(at: string, body: string): string {
+  return `${banner(new Date(at))}\n${body}`;
+}
