@@ -61,8 +61,10 @@ function numberAfter(text: string, label: RegExp): number | null {
 
 export function parsePgbenchSummary(output: string): PgbenchSummary {
   const aborted: AbortedClient[] = [];
-  for (const match of output.matchAll(/client (\d+) aborted (.*)$/gm)) {
-    aborted.push({ client: Number(match[1]), message: `client ${match[1]} aborted ${match[2]!.trim()}` });
+  for (const match of output.matchAll(/client (\d+) ((?:script \d+ )?aborted .*)$/gm)) {
+    // pgbench may report one client twice (the query's error, then the abort): count clients once.
+    if (aborted.some((a) => a.client === Number(match[1]))) continue;
+    aborted.push({ client: Number(match[1]), message: `client ${match[1]} ${match[2]!.trim()}` });
   }
   // Older pgbench prints two tps lines (including / excluding connections establishing): keep the first.
   const tps = /^tps = ([\d.]+)/m.exec(output);
