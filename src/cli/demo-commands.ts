@@ -9,6 +9,8 @@ import { printJson, printLine, terminalReporter } from './output.js';
 import { workloadRun } from '../commands/workload.js';
 import { formatSampleLine, SAMPLE_HEADER, formatSummary } from '../workload/sample-line.js';
 import { parseSeconds } from './lab-commands.js';
+import { readState } from '../lab/state.js';
+import { nodeNamesByPort } from '../report/from-workload.js';
 
 function positiveInteger(text: string): number {
   const value = Number(text);
@@ -132,7 +134,7 @@ export function workloadCommand(): Command {
           onError: options.json || options.tolerateErrors ? undefined : (error) => process.stderr.write(`error: ${error.message}\n`),
         });
         if (options.json) printJson(result);
-        else printLine(formatSummary(result));
+        else printLine(formatSummary(result, nodeNamesByPort((await readState(globalsOf(command).labDir).catch(() => undefined))?.nodes ?? [])));
         if (result.summary.stopped_by === 'error') {
           throw new LabError('COMMAND_FAILED', `The workload stopped at its first error (${result.errors[0]?.message ?? 'unknown'}): pass --tolerate-errors to count errors and go on`);
         }

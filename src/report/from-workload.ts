@@ -48,3 +48,8 @@ export function transactionsByPhase(samples: WorkloadSample[], names: NodeNames,
     return { node: nodeName(port, names), ...counts, total: counts.before + counts.during + counts.after };
   });
 }
+
+/** port -> name for the lab's nodes (state.nodes). */
+export function nodeNamesByPort(nodes: { name: string; port: number }[]): NodeNames {
+  return Object.fromEntries(nodes.map((node) => [String(node.port), node.name]));
+}

@@ -113,6 +113,7 @@ export async function runWorkload(options: WorkloadOptions, hooks: WorkloadHooks
   let current = newInterval();
   let errorsTotal = 0;
   let connections = 0;
+  const connectionsByPort: Record<string, number> = {};
   let failovers = 0;
   let stopReason: StopReason | undefined;
   let lastSampleAt = 0;
@@ -208,6 +209,7 @@ export async function runWorkload(options: WorkloadOptions, hooks: WorkloadHooks
             port = rows[0]?.port ?? null;
             client = candidate;
             connections += 1;
+            connectionsByPort[String(port ?? 'unknown')] = (connectionsByPort[String(port ?? 'unknown')] ?? 0) + 1;
             failedInARow = 0;
           } catch (error) {
             await drop(candidate);
@@ -300,6 +302,7 @@ export async function runWorkload(options: WorkloadOptions, hooks: WorkloadHooks
       p99_ms: round(total.latency.percentile(0.99)),
       max_ms: round(total.latency.maxMs),
       connections,
+      connections_by_port: connectionsByPort,
       failovers,
       by_port: total.byPort,
       by_url: total.byUrl,

@@ -15,10 +15,11 @@ export function formatSampleLine(sample: WorkloadSample): string {
   );
 }
 
-export function formatSummary(result: WorkloadResult): string {
+/** `names`: port -> node name, shown next to the port when known. */
+export function formatSummary(result: WorkloadResult, names: Record<string, string> = {}): string {
   const s = result.summary;
   const ports = Object.entries(s.by_port)
-    .map(([port, count]) => `${port}: ${count}`)
+    .map(([port, count]) => `${port}${names[port] ? ` (${names[port]})` : ''}: ${count}`)
     .join(', ');
   const lines = [
     '',

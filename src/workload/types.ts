@@ -87,6 +87,8 @@ export interface WorkloadSummary {
   p99_ms: number;
   max_ms: number;
   connections: number;
+  /** Connections per server port (each one ran `SELECT inet_server_port()` once: a cross-check allows for them). */
+  connections_by_port: Record<string, number>;
   /** Times a worker moved on to the next URL after a connection error. */
   failovers: number;
   by_port: Record<string, number>;
