@@ -8,9 +8,9 @@ import path from 'node:path';
 import { chromium } from 'playwright-core';
 import { writeReport } from '../src/report/write-report.js';
 import { ERROR_COLOUR, EVENT_COLOURS, NODE_COLOURS } from '../src/report/timeline-svg.js';
-import { errorsFromWorkload, seriesFromSamples, transactionsByPhase } from '../src/report/from-workload.js';
+import { atMs, reportFromWorkload } from '../src/report/from-workload.js';
 import type { Report } from '../src/report/types.js';
-import type { WorkloadError, WorkloadSample } from '../src/workload/types.js';
+import type { WorkloadError, WorkloadResult, WorkloadSample } from '../src/workload/types.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const NAMES = { '5433': 'replica1', '5434': 'replica2', '5435': 'replica3', '5432': 'master1' };
@@ -36,31 +36,56 @@ function syntheticDrill(): { samples: WorkloadSample[]; errors: WorkloadError[] 
   return { samples, errors };
 }
 
-function syntheticReport(): Report {
+function syntheticWorkload(): WorkloadResult {
   const { samples, errors } = syntheticDrill();
+  const by_port: Record<string, number> = {};
+  for (const sample of samples) for (const [port, n] of Object.entries(sample.by_port)) by_port[port] = (by_port[port] ?? 0) + n;
+  const ops = samples.reduce((sum, s) => sum + s.ops, 0);
   return {
+    samples,
+    errors,
+    summary: {
+      mode: 'select', urls: ['postgresql://postgres@127.0.0.1:15432/postgres'], concurrency: 16, connect_per_tx: true, tolerate_errors: true, scale: 10,
+      started_epoch_ms: Date.parse('2026-11-21T14:00:00.000Z'), started_at: '2026-11-21T14:00:00.000Z', duration_ms: 60_000,
+      ops, errors: errors.length, errors_recorded: errors.length, ops_per_sec: ops / 60, p50_ms: 2, p95_ms: 6, p99_ms: 9, max_ms: 20,
+      connections: ops, connections_by_port: by_port, failovers: 0, by_port, by_url: {}, stopped_by: 'duration',
+    },
+  };
+}
+
+function syntheticReport(): Report {
+  const workload = syntheticWorkload();
+  const at = (iso: string) => atMs(Date.parse(iso), workload);
+  return reportFromWorkload({
     title: 'pglab failover drill: kill -9 replica2 under select load',
-    generated_at: new Date().toISOString(),
-    started_at: '2026-11-21T14:00:00.000Z',
-    duration_ms: 60_000,
-    summary: ['replica2 was detected down 400 ms after the kill and re-admitted 1200 ms after its re-add'],
+    workload,
+    names: NAMES,
+    primary: 'master1',
     events: [
+      { at_ms: at('2026-11-21T14:00:33.000Z'), kind: 're-add', label: 'replica add replica2' },
       { at_ms: 20_000, kind: 'kill', label: 'kill -9 replica2' },
       { at_ms: 20_400, kind: 'detection', label: 'lb marks replica2 DOWN' },
-      { at_ms: 33_000, kind: 're-add', label: 'replica add replica2' },
       { at_ms: 34_200, kind: 'readmission', label: 'lb sends replica2 traffic' },
     ],
-    series: seriesFromSamples(samples, NAMES),
-    errors: errorsFromWorkload(errors),
-    figures: { detection_ms: 400, readmission_ms: 1200, errors_after_detection: 0 },
-    transactions: transactionsByPhase(samples, NAMES, 20_000, 34_200),
+    summary: ['replica2 was detected down 400 ms after the kill and re-admitted 1200 ms after its re-add'],
     crosscheck: [
       { node: 'replica1', workload: 5000, pg_stat_database: 5003, agrees: true },
       { node: 'replica2', workload: 3000, pg_stat_database: 2900, agrees: false, note: 'the server lost its counters in the crash' },
     ],
     notes: ['synthetic data'],
-  };
+  });
 }
+
+test('report: figures follow from the events and the workload', () => {
+  const report = syntheticReport();
+  assert.equal(report.figures.detection_ms, 400);
+  assert.equal(report.figures.readmission_ms, 1200);
+  assert.equal(report.figures.errors_after_detection, 0, 'the five errors came before the detection');
+  assert.equal(report.figures.serving_at_end, 'replica1, replica2, replica3');
+  assert.equal(report.figures.master_transactions, 0);
+  assert.equal(report.errors_total, 5);
+  assert.deepEqual(report.events.map((e) => e.kind), ['kill', 'detection', 're-add', 'readmission'], 'events in time order');
+});
 
 test('report: the per-phase counts and series come from the workload\'s samples', () => {
   const report = syntheticReport();
@@ -86,7 +111,9 @@ test('report: writes report.json, report.md and a timeline.svg that Chromium ren
     const files = await writeReport(dir, report);
     assert.deepEqual(JSON.parse(await readFile(files.json, 'utf8')).figures, report.figures);
     const markdown = await readFile(files.markdown, 'utf8');
-    assert.match(markdown, /detection_ms \| 400 ms/);
+    assert.match(markdown, /\| detection_ms \| 400 ms \|/);
+    assert.match(markdown, /\| errors_after_detection \| 0 \|/);
+    assert.match(markdown, /\| replica2 \| \d+ \| 0 \| \d+ \| \d+ \|/);
     assert.match(markdown, /\| 20\.0s \| kill \| kill -9 replica2 \|/);
     assert.match(markdown, /counts disagree for replica2/);
     assert.match(markdown, /!\[.*\]\(timeline\.svg\)/);
