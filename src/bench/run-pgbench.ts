@@ -1,0 +1,75 @@
+// Running pgbench as a client (it needs no OS user switch) with its output streamed line by line, and
+// stopped by an AbortSignal: SIGINT first, which makes pgbench print its summary, then SIGKILL.
+import { execa } from 'execa';
+import { LabError, messageOf } from '../common/errors.js';
+
+export interface PgbenchTarget {
+  host: string;
+  port: number;
+  user: string;
+  database: string;
+}
+
+export interface PgbenchRunOptions {
+  /** Each line of stdout and stderr as it comes; pgbench -i redraws progress with \r on a terminal. */
+  onLine?: (line: string, stream: 'stdout' | 'stderr') => void;
+  signal?: AbortSignal;
+  timeoutMs?: number;
+}
+
+export interface PgbenchProcessResult {
+  exitCode: number | null;
+  signal: string | null;
+  /** stdout and stderr interleaved in arrival order */
+  output: string;
+  canceled: boolean;
+}
+
+/**
+ * Connection settings go through PGHOST/PGPORT/PGUSER/PGDATABASE so the user's own arguments
+ * (`-p`, `-U`, a database name) still win.
+ */
+export async function runPgbench(pgbench: string, target: PgbenchTarget, args: string[], options: PgbenchRunOptions = {}): Promise<PgbenchProcessResult> {
+  const child = execa(pgbench, args, {
+    env: { PGHOST: target.host, PGPORT: String(target.port), PGUSER: target.user, PGDATABASE: target.database, LC_ALL: 'C', LANG: 'C' },
+    stdin: 'ignore',
+    reject: false,
+    timeout: options.timeoutMs,
+    cancelSignal: options.signal,
+    killSignal: 'SIGINT',
+    forceKillAfterDelay: 5000,
+    buffer: false,
+  });
+  let output = '';
+  const follow = (stream: NodeJS.ReadableStream | null, name: 'stdout' | 'stderr') => {
+    let buffer = '';
+    stream?.on('data', (chunk: Buffer) => {
+      buffer += chunk.toString();
+      const parts = buffer.split(/\r\n|\r|\n/);
+      buffer = parts.pop() ?? '';
+      for (const part of parts) {
+        output += `${part}\n`;
+        if (part.trim()) options.onLine?.(part, name);
+      }
+    });
+    stream?.on('end', () => {
+      if (buffer) {
+        output += `${buffer}\n`;
+        if (buffer.trim()) options.onLine?.(buffer, name);
+        buffer = '';
+      }
+    });
+  };
+  follow(child.stdout, 'stdout');
+  follow(child.stderr, 'stderr');
+  const result = await child;
+  if (result.failed && result.exitCode === undefined && !result.isCanceled && !result.signal && !result.timedOut) {
+    throw new LabError('ENVIRONMENT', `Could not run ${pgbench}: ${messageOf(result.originalMessage ?? result.message)}`);
+  }
+  return {
+    exitCode: result.exitCode ?? null,
+    signal: result.signal ?? null,
+    output,
+    canceled: Boolean(result.isCanceled),
+  };
+}

@@ -1,0 +1,128 @@
+// Turning a workload run into the report's series, errors and per-phase counts.
+import type { WorkloadError, WorkloadResult, WorkloadSample } from '../workload/types.js';
+import type { Report, ReportCrossCheck, ReportError, ReportEvent, ReportFigures, ReportNodeTransactions, ReportSeries } from './types.js';
+
+/** port -> node name; ports not in it are shown as "port 5433". */
+export type NodeNames = Record<string, string>;
+
+function nodeName(port: string, names: NodeNames): string {
+  return names[port] ?? `port ${port}`;
+}
+
+/** Ports that served any transaction, in the order of `names`, then the others. */
+function portsOf(samples: WorkloadSample[], names: NodeNames): string[] {
+  const seen = new Set<string>(Object.keys(names));
+  for (const sample of samples) for (const port of Object.keys(sample.by_port)) seen.add(port);
+  return [...seen];
+}
+
+/** Transactions per second per node, one point per sample (a node absent from a sample served 0). */
+export function seriesFromSamples(samples: WorkloadSample[], names: NodeNames = {}): ReportSeries[] {
+  return portsOf(samples, names).map((port) => ({
+    node: nodeName(port, names),
+    port: Number.isFinite(Number(port)) ? Number(port) : null,
+    points: samples.map((sample) => ({
+      at_ms: sample.elapsed_ms,
+      tps: sample.interval_ms > 0 ? Math.round(((sample.by_port[port] ?? 0) * 1000) / sample.interval_ms * 10) / 10 : 0,
+    })),
+  }));
+}
+
+export function errorsFromWorkload(errors: WorkloadError[]): ReportError[] {
+  return errors.map((error) => ({ at_ms: error.at_ms, message: error.message, target: error.url }));
+}
+
+/**
+ * Per node: transactions in samples that ended by `duringFromMs` (before), that started at or after
+ * `duringToMs` (after), and the rest (during).
+ */
+export function transactionsByPhase(samples: WorkloadSample[], names: NodeNames, duringFromMs: number, duringToMs: number): ReportNodeTransactions[] {
+  return portsOf(samples, names).map((port) => {
+    const counts = { before: 0, during: 0, after: 0 };
+    for (const sample of samples) {
+      const count = sample.by_port[port] ?? 0;
+      if (sample.elapsed_ms <= duringFromMs) counts.before += count;
+      else if (sample.elapsed_ms - sample.interval_ms >= duringToMs) counts.after += count;
+      else counts.during += count;
+    }
+    return { node: nodeName(port, names), ...counts, total: counts.before + counts.during + counts.after };
+  });
+}
+
+/** port -> name for the lab's nodes (state.nodes). */
+export function nodeNamesByPort(nodes: { name: string; port: number }[]): NodeNames {
+  return Object.fromEntries(nodes.map((node) => [String(node.port), node.name]));
+}
+
+/** ms since the workload's start for a wall-clock time (Date.now()) taken while it ran. */
+export function atMs(epochMs: number, workload: WorkloadResult): number {
+  return Math.round(epochMs - workload.summary.started_epoch_ms);
+}
+
+export interface DrillReportInput {
+  title: string;
+  workload: WorkloadResult;
+  /** port -> node name (nodeNamesByPort(state.nodes)). */
+  names: NodeNames;
+  /** at_ms since the workload's start (see atMs). */
+  events: ReportEvent[];
+  /** The master's name: its read transactions become the figure master_transactions. */
+  primary?: string;
+  /** Figures measured elsewhere (the balancer's own detection time...) win over the ones derived here. */
+  figures?: Partial<ReportFigures>;
+  crosscheck?: ReportCrossCheck[];
+  summary?: string[];
+  notes?: string[];
+}
+
+function firstEvent(events: ReportEvent[], kind: string, afterMs = -Infinity): ReportEvent | undefined {
+  return [...events].sort((a, b) => a.at_ms - b.at_ms).find((e) => e.kind === kind && e.at_ms >= afterMs);
+}
+
+/**
+ * A report from a workload run and the drill's events: per-node series, the phases before the kill,
+ * until the re-admission and after it, and the figures that follow from the events:
+ * detection_ms (kill -> detection), readmission_ms (re-add -> readmission), errors_after_detection.
+ */
+export function reportFromWorkload(input: DrillReportInput): Report {
+  const { workload, names, events } = input;
+  const kill = firstEvent(events, 'kill');
+  const detection = kill ? firstEvent(events, 'detection', kill.at_ms) : firstEvent(events, 'detection');
+  const readd = firstEvent(events, 're-add', kill?.at_ms ?? -Infinity);
+  const readmission = readd ? firstEvent(events, 'readmission', readd.at_ms) : undefined;
+  const end = workload.summary.duration_ms;
+  const transactions = transactionsByPhase(workload.samples, names, kill?.at_ms ?? end, readmission?.at_ms ?? end);
+  const lastWhole = [...workload.samples].reverse().find((s) => s.interval_ms >= 900);
+  const servingAtEnd = lastWhole ? Object.keys(lastWhole.by_port).filter((port) => lastWhole.by_port[port]! > 0).map((port) => names[port] ?? `port ${port}`) : [];
+  const primaryPort = input.primary ? Object.keys(names).find((port) => names[port] === input.primary) : undefined;
+  const figures: ReportFigures = {
+    detection_ms: kill && detection ? detection.at_ms - kill.at_ms : null,
+    readmission_ms: readd && readmission ? readmission.at_ms - readd.at_ms : null,
+    errors_after_detection: detection ? workload.errors.filter((e) => e.at_ms > detection.at_ms).length : null,
+    errors_total: workload.summary.errors,
+    transactions_total: workload.summary.ops,
+    tps_average: workload.summary.ops_per_sec,
+    latency_p99_ms: workload.summary.p99_ms,
+    serving_at_end: servingAtEnd.sort().join(', '),
+    ...(primaryPort !== undefined ? { master_transactions: workload.summary.by_port[primaryPort] ?? 0 } : {}),
+  };
+  for (const [name, value] of Object.entries(input.figures ?? {})) if (value !== undefined) figures[name] = value;
+  if (workload.errors.length < workload.summary.errors && figures.errors_after_detection !== null && input.figures?.errors_after_detection === undefined) {
+    figures.errors_after_detection_note = `counted among the first ${workload.errors.length} recorded errors only`;
+  }
+  return {
+    title: input.title,
+    generated_at: new Date().toISOString(),
+    started_at: workload.summary.started_at,
+    duration_ms: workload.summary.duration_ms,
+    summary: input.summary ?? [],
+    events: [...events].sort((a, b) => a.at_ms - b.at_ms),
+    series: seriesFromSamples(workload.samples, names),
+    errors: errorsFromWorkload(workload.errors),
+    errors_total: workload.summary.errors,
+    figures,
+    transactions,
+    crosscheck: input.crosscheck ?? [],
+    notes: input.notes ?? [],
+  };
+}

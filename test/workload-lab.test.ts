@@ -1,0 +1,208 @@
+// `lab workload run` and runWorkload() against a real lab (master + two replicas): per-second samples
+// with per-server counts, a replica killed mid-run with --tolerate-errors, fall-over from a dead URL,
+// two stand-in balancers of which one dies (seed 004's drill), tpcb on the master, AbortSignal.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import net, { type AddressInfo } from 'node:net';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { freePorts, lab, runLab, withTempLab } from './helpers/lab.js';
+import { queryRows } from '../src/postgres/client.js';
+import { runWorkload } from '../src/workload/run-workload.js';
+import { crossCheck, readXactCommits } from '../src/report/crosscheck.js';
+import { pollUntil } from '../src/common/poll.js';
+import { SAMPLE_HEADER } from '../src/workload/sample-line.js';
+import type { WorkloadResult } from '../src/workload/types.js';
+
+const url = (port: number) => `postgresql://postgres@127.0.0.1:${port}/postgres`;
+
+/** A TCP relay standing in for a balancer: `close()` is its death (listener gone, sessions cut). */
+async function startRelay(targetPort: number): Promise<{ port: number; close: () => Promise<void> }> {
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((client) => {
+    const upstream = net.connect(targetPort, '127.0.0.1');
+    const end = () => {
+      client.destroy();
+      upstream.destroy();
+      sockets.delete(client);
+      sockets.delete(upstream);
+    };
+    sockets.add(client);
+    sockets.add(upstream);
+    for (const socket of [client, upstream]) {
+      socket.on('error', end);
+      socket.on('close', end);
+    }
+    client.pipe(upstream);
+    upstream.pipe(client);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  let closed = false;
+  return {
+    port: (server.address() as AddressInfo).port,
+    close: async () => {
+      if (closed) return;
+      closed = true;
+      const done = new Promise<void>((resolve) => server.close(() => resolve()));
+      for (const socket of sockets) socket.destroy();
+      await done;
+    },
+  };
+}
+
+test('workload against a real lab', { timeout: 150_000 }, async (t) => {
+  await withTempLab(async (labDir) => {
+    const [m, r1, r2, dead] = await freePorts(4);
+    await lab(labDir, 'master', 'start', '--port', String(m));
+    await lab(labDir, 'replica', 'add', 'replica1', `${labDir}/replica1`, String(r1));
+    await lab(labDir, 'replica', 'add', 'replica2', `${labDir}/replica2`, String(r2));
+    await lab(labDir, 'bench', 'init', '-s', '1');
+
+    await t.test('select through two replica URLs: one line per second and transactions per server', async () => {
+      const jsonOut = path.join(labDir, 'workload.json');
+      const xactBefore = await readXactCommits([r1!, r2!]);
+      const run = await runLab(labDir, ['workload', 'run', '--url', url(r1!), '--url', url(r2!), '--duration', '3s', '--concurrency', '4', '--json-out', jsonOut]);
+      assert.equal(run.exitCode, 0, run.stderr);
+      const lines = run.stdout.split('\n');
+      assert.equal(lines[0], SAMPLE_HEADER);
+      const rows = lines.filter((line) => /^\s+\d+\.\ds\s+0\s+\d+\.\d\s+\d+\.\d(\s+\d+\.\d){4}$/.test(line));
+      assert.ok(rows.length >= 3, `expected 3 per-second rows:\n${run.stdout}`);
+      assert.match(run.stdout, new RegExp(`transactions per server port: (${r1} \\(replica1\\)|${r2} \\(replica2\\)): \\d+, (${r1} \\(replica1\\)|${r2} \\(replica2\\)): \\d+`));
+
+      const result = JSON.parse(await readFile(jsonOut, 'utf8')) as WorkloadResult;
+      const whole = result.samples.filter((s) => s.interval_ms >= 900);
+      assert.ok(whole.length >= 3, `samples: ${JSON.stringify(result.samples.map((s) => s.interval_ms))}`);
+      for (const sample of whole) {
+        assert.ok(sample.ops > 0);
+        assert.ok(sample.by_port[String(r1)]! > 0 && sample.by_port[String(r2)]! > 0, `both replicas serve every second: ${JSON.stringify(sample.by_port)}`);
+        assert.ok(sample.p50_ms > 0 && sample.p50_ms <= sample.p95_ms && sample.p95_ms <= sample.p99_ms && sample.p99_ms <= sample.max_ms);
+      }
+      assert.equal(result.summary.ops, result.samples.reduce((sum, s) => sum + s.ops, 0));
+      assert.equal(result.summary.by_port[String(m)], undefined, 'the master took none of the read load');
+      assert.equal(result.summary.errors, 0);
+      assert.deepEqual(result.errors, []);
+      assert.equal(result.summary.stopped_by, 'duration');
+      assert.equal(result.summary.scale, 1);
+
+      // The servers' own counters agree (they flush when the workload's backends exit).
+      const checks = await pollUntil(
+        async () => {
+          const after = await readXactCommits([r1!, r2!]);
+          const checked = [r1!, r2!].map((port) =>
+            crossCheck(`port ${port}`, result.summary.by_port[String(port)]!, after[String(port)]! - xactBefore[String(port)]!, (result.summary.connections_by_port[String(port)] ?? 0) + 20),
+          );
+          return checked.every((c) => c.agrees) ? checked : undefined;
+        },
+        { timeoutMs: 5000, what: 'pg_stat_database.xact_commit to cover the workload\'s transactions' },
+      );
+      assert.equal(checks.length, 2);
+    });
+
+    await t.test('--connect-per-tx opens a connection per transaction, like pgbench -C', async () => {
+      const result = await runWorkload({ urls: [url(r1!)], concurrency: 2, durationMs: 1000, mode: 'select', connectPerTx: true });
+      assert.ok(result.summary.ops > 10);
+      assert.ok(Math.abs(result.summary.connections - result.summary.ops) <= 2, `${result.summary.connections} connections for ${result.summary.ops} transactions`);
+    });
+
+    await t.test('the first URL is dead: workers fall over to the next one; without --tolerate-errors the first error stops the run', async () => {
+      const tolerant = await runWorkload({ urls: [url(dead!), url(r1!)], concurrency: 2, durationMs: 1500, mode: 'select', tolerateErrors: true });
+      assert.ok(tolerant.summary.ops > 100);
+      assert.deepEqual(Object.keys(tolerant.summary.by_port), [String(r1)]);
+      assert.ok(tolerant.summary.failovers >= 1);
+      assert.ok(tolerant.errors.length >= 1 && tolerant.errors.every((e) => e.phase === 'connect' && e.code === 'ECONNREFUSED' && e.url === url(dead!)));
+      assert.ok(tolerant.summary.errors <= 2, `a worker that fell over stays on the good URL: ${tolerant.summary.errors} errors`);
+
+      const strict = await runLab(labDir, ['workload', 'run', '--url', url(dead!), '--url', url(r1!), '--duration', '10s', '--concurrency', '2']);
+      assert.equal(strict.exitCode, 8, strict.stderr);
+      assert.match(strict.stderr, /The workload stopped at its first error \(connect ECONNREFUSED .*\): pass --tolerate-errors/);
+      assert.match(strict.stdout, /stopped by: error/);
+    });
+
+    await t.test('two balancers, one dies (seed 004): the workload goes on through the other', async () => {
+      const lb = await startRelay(r1!);
+      const lb2 = await startRelay(r2!);
+      try {
+        let killedAt = 0;
+        const result = await runWorkload(
+          { urls: [url(lb.port), url(lb2.port)], concurrency: 4, durationMs: 4000, mode: 'select', tolerateErrors: true },
+          {
+            onSample: (sample) => {
+              if (sample.second === 1) {
+                killedAt = sample.elapsed_ms;
+                void lb.close();
+              }
+            },
+          },
+        );
+        assert.ok(killedAt > 0);
+        assert.ok(result.summary.errors > 0, 'cut sessions are counted');
+        assert.ok(result.errors.every((e) => e.at_ms >= killedAt));
+        const late = result.samples.filter((s) => s.second >= 3);
+        assert.ok(late.length >= 2);
+        for (const sample of late) {
+          assert.ok(sample.ops > 0, `reads never stop: ${JSON.stringify(result.samples.map((s) => s.ops))}`);
+          assert.deepEqual(Object.keys(sample.by_url), [url(lb2.port)]);
+        }
+        assert.equal(result.summary.stopped_by, 'duration');
+      } finally {
+        await lb.close();
+        await lb2.close();
+      }
+    });
+
+    await t.test('tpcb on the master commits pgbench\'s transaction; on a standby the first error stops the run', async () => {
+      const history = async () => Number((await queryRows<{ n: string }>({ port: m! }, 'SELECT count(*) AS n FROM pgbench_history'))[0]!.n);
+      const before = await history();
+      const result = await runWorkload({ urls: [url(m!)], concurrency: 2, durationMs: 1500, mode: 'tpcb' });
+      assert.equal(result.summary.errors, 0);
+      assert.ok(result.summary.ops > 20);
+      assert.equal(await history(), before + result.summary.ops, 'every counted transaction inserted its history row');
+
+      const onStandby = await runWorkload({ urls: [url(r1!)], concurrency: 2, durationMs: 10_000, mode: 'tpcb' });
+      assert.equal(onStandby.summary.stopped_by, 'error');
+      assert.match(onStandby.errors[0]!.message, /read-only transaction/);
+      assert.ok(onStandby.summary.duration_ms < 5000);
+    });
+
+    await t.test('an AbortSignal stops the run early with what was measured', async () => {
+      const controller = new AbortController();
+      const result = await runWorkload(
+        { urls: [url(r1!)], concurrency: 2, durationMs: 30_000, mode: 'select' },
+        { signal: controller.signal, onSample: () => controller.abort() },
+      );
+      assert.equal(result.summary.stopped_by, 'signal');
+      assert.ok(result.summary.duration_ms < 5000);
+      assert.ok(result.samples.length >= 1 && result.summary.ops > 0);
+    });
+
+    await t.test('kill -9 of a replica mid-run with --tolerate-errors: errors are counted and the workload goes on', async () => {
+      let kill: Promise<number> | undefined;
+      let killStartedEpoch = 0;
+      const result = await runWorkload(
+        { urls: [url(r1!), url(r2!)], concurrency: 4, durationMs: 6000, mode: 'select', tolerateErrors: true },
+        {
+          onSample: (sample) => {
+            if (sample.second !== 2) return;
+            killStartedEpoch = Date.now();
+            kill = lab(labDir, 'node', 'kill', 'replica2').then(() => Date.now());
+          },
+        },
+      );
+      assert.ok(kill, 'the kill was started');
+      const killedAtMs = (await kill) - result.summary.started_epoch_ms;
+      const killStartedAtMs = killStartedEpoch - result.summary.started_epoch_ms;
+      assert.ok(killedAtMs < 5000, `the kill took too long to leave time after it (done at ${killedAtMs}ms)`);
+      assert.ok(result.summary.errors > 0, 'the sessions on replica2 failed');
+      assert.ok(result.errors.some((e) => e.port === r2 && e.phase === 'transaction'));
+      assert.ok(result.errors.every((e) => e.at_ms >= killStartedAtMs), 'no error before the kill');
+      assert.equal(result.summary.stopped_by, 'duration');
+      const afterKill = result.samples.filter((s) => s.elapsed_ms - s.interval_ms >= killedAtMs + 100 && s.interval_ms >= 900);
+      assert.ok(afterKill.length >= 1, `no whole second after the kill (done at ${killedAtMs}ms)`);
+      for (const sample of afterKill) {
+        assert.deepEqual(Object.keys(sample.by_port), [String(r1)], 'after the kill every transaction goes to replica1');
+        assert.ok(sample.ops > 0, 'the workload goes on');
+      }
+      assert.ok(result.summary.by_port[String(r2)]! > 0, 'replica2 served before the kill');
+    });
+  });
+});
