@@ -118,9 +118,11 @@ export class RunningBalancer {
     }
   }
 
-  private addMember(config: ServerConfig): void {
+  private addMember(wanted: ServerConfig): void {
+    const settings: CheckSettings = { ...this.config.check, ...wanted.checkOverrides };
+    // `check none` is a server line without `check`: always UP (HAProxy).
+    const config = settings.type === 'none' ? { ...wanted, check: false } : wanted;
     const server = new BackendServer(config);
-    const settings: CheckSettings = { ...this.config.check, ...config.checkOverrides };
     const member: PoolMember = { server, checker: null, settings, timer: null, running: false, removed: false };
     server.onChange = (s, from, to, why) => this.onChange(s, from, to, why);
     if (config.check && settings.type !== 'none') {

@@ -88,3 +88,27 @@ export async function closedPort(): Promise<number> {
   await new Promise((resolve) => server.close(resolve));
   return port;
 }
+
+import type { BalancerConfig, CheckSettings, ServerConfig } from '../../src/balancer/config.js';
+import { LAB_CHECK_DEFAULTS } from '../../src/balancer/config.js';
+
+export function serverLine(name: string, port: number, extra: Partial<ServerConfig> = {}): ServerConfig {
+  return { name, host: '127.0.0.1', port, weight: 1, backup: false, disabled: false, check: true, checkOverrides: {}, ...extra };
+}
+
+/** A balancer on free ports (port 0) in front of a fixed list of servers. */
+export function staticBalancerConfig(servers: ServerConfig[], check: Partial<CheckSettings> = {}, extra: Partial<BalancerConfig> = {}): BalancerConfig {
+  return {
+    name: 'lbtest',
+    listen: { host: '127.0.0.1', port: 0 },
+    stats: { host: '127.0.0.1', port: 0, uri: '/' },
+    algorithm: 'roundrobin',
+    pool: { source: 'static', servers },
+    check: { ...LAB_CHECK_DEFAULTS, ...check },
+    retries: 3,
+    redispatch: true,
+    timeouts: { connectMs: 1000, clientMs: 0, serverMs: 0 },
+    warnings: [],
+    ...extra,
+  };
+}
