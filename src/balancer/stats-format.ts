@@ -121,6 +121,7 @@ export function statsHtml(stats: BalancerStats, links: { json: string; csv: stri
   tr.status-DRAIN td.status, tr.status-NOLB td.status { background: #fc6; }
   tr.status-MAINT td.status { background: #9bd; }
   td.message { max-width: 28em; }
+  td:nth-child(n+7) { text-align: right; }
   p.meta { color: #555; }
 </style></head>
 <body>
