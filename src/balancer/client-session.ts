@@ -183,16 +183,23 @@ class ClientSession {
       } catch {
         return fail('L7RSP', 'not a PostgreSQL answer', false);
       }
+      // One write per chunk, not per message: a startup answer is a dozen small messages.
+      const forward: Buffer[] = [];
+      const flush = () => {
+        if (forward.length) this.client.write(forward.length === 1 ? forward[0]! : Buffer.concat(forward));
+        forward.length = 0;
+      };
       for (const message of messages) {
-        if (this.passthrough) this.client.write(message.raw);
+        if (this.passthrough) forward.push(message.raw);
         else buffered.push(message.raw);
         switch (message.type) {
           case 'R':
             if (!this.passthrough && message.body.readInt32BE(0) !== 0) {
               // A password exchange cannot be replayed: from here the client talks to this server.
               this.passthrough = true;
-              for (const raw of buffered) this.client.write(raw);
+              forward.push(...buffered);
               buffered.length = 0;
+              flush();
               this.flushPendingClient(upstream);
             }
             break;
@@ -205,16 +212,19 @@ class ClientSession {
               return fail('L7STS', fields.M ?? 'startup error', fields.C === '57P03' || fields.C === '57P01');
             }
             clearTimeout(timer);
-            for (const raw of buffered) this.client.write(raw);
+            forward.push(...buffered);
+            flush();
             upstream.destroy();
             return this.end(`server ${server.name} refused the session: ${fields.M ?? 'error'}`, true);
           }
           case 'Z':
             clearTimeout(timer);
-            for (const raw of buffered) this.client.write(raw);
-            return this.establish(server, upstream, reader.rest());
+            forward.push(...buffered, reader.rest());
+            flush();
+            return this.establish(server, upstream);
         }
       }
+      flush();
     });
   }
 
@@ -224,7 +234,7 @@ class ClientSession {
     this.pendingClientBytes = 0;
   }
 
-  private establish(server: BackendServer, upstream: net.Socket, rest: Buffer): void {
+  private establish(server: BackendServer, upstream: net.Socket): void {
     if (this.ended) return;
     this.established = true;
     if (this.phaseTimer) clearTimeout(this.phaseTimer);
@@ -235,7 +245,6 @@ class ClientSession {
     upstream.on('error', (error) => this.end(`server error: ${error.message}`));
     upstream.on('close', () => this.end('server closed'));
     this.client.removeAllListeners('data');
-    if (rest.length) this.client.write(rest);
     this.flushPendingClient(upstream);
     this.live = { client: this.client, server: upstream, close: (reason) => this.end(reason) };
     server.addSession(this.live);

@@ -9,7 +9,9 @@ export type FakeBehaviour =
   /** FATAL with this SQLSTATE and message, then close (e.g. 57P03 "the database system is starting up"). */
   | { sqlstate: string; message: string }
   /** Accepts the TCP connection and never answers. */
-  | 'silent';
+  | 'silent'
+  /** Asks for a cleartext password; any PasswordMessage is accepted. */
+  | 'password';
 
 export interface FakeServer {
   port: number;
@@ -62,10 +64,16 @@ export async function fakePostgres(behaviour: FakeBehaviour): Promise<FakeServer
         record.startup = true;
         if (behaviour === 'silent') return;
         if (behaviour === 'accept') socket.write(readyAnswer());
+        else if (behaviour === 'password') {
+          const ask = Buffer.alloc(4);
+          ask.writeInt32BE(3, 0);
+          socket.write(message('R', ask));
+        }
         else socket.end(errorResponse(behaviour.sqlstate, behaviour.message));
       }
       while (input.length >= 5 && input.length >= input.readInt32BE(1) + 1) {
         record.after.push(String.fromCharCode(input[0]!));
+        if (behaviour === 'password' && input[0] === 0x70) socket.write(readyAnswer());
         input = input.subarray(input.readInt32BE(1) + 1);
       }
     });
