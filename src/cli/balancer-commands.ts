@@ -1,6 +1,100 @@
 // Declarations of `lab balancer ...` (issue 3).
 import { Command } from 'commander';
+import {
+  DEFAULT_BALANCER_NAME, balancerStatus, serveBalancer, startBalancer, stopBalancer, type BalancerStartOptions,
+} from '../commands/balancer.js';
+import { psqlTable } from '../common/table.js';
+import { examples, globalsOf } from './globals.js';
+import { printJson, printLine } from './output.js';
+
+const collect = (value: string, previous: string[] = []) => [...previous, value];
 
 export function balancerCommand(): Command {
-  return new Command('balancer').description('the built-in TCP load balancer in front of the replicas');
+  const balancer = new Command('balancer').description('the built-in TCP load balancer in front of the replicas');
+  balancer
+    .command('start')
+    .description('start a balancer in the background (pool follows the lab; health checks; stats over HTTP)')
+    .option('--name <name>', 'instance name (several can run at once)', DEFAULT_BALANCER_NAME)
+    .option('--listen <host:port>', 'client address', '127.0.0.1:15432')
+    .option('--stats <host:port>', 'stats address (HTML at /, ?format=json, ;csv, /metrics)', '127.0.0.1:8081')
+    .option('--pool <kind>', 'replicas, primary or all', 'replicas')
+    .option('--check <type>', 'sql (role and lag), pgsql (HAProxy pgsql-check), tcp or none', 'sql')
+    .option('--balance <algorithm>', 'roundrobin or leastconn', 'roundrobin')
+    .option('--inter <ms>', 'check interval while UP (HAProxy inter; lab default 1000)')
+    .option('--fastinter <ms>', 'check interval while the state is changing (lab default 100)')
+    .option('--downinter <ms>', 'check interval while DOWN (lab default 250)')
+    .option('--rise <n>', 'successful checks to come back UP (default 2)')
+    .option('--fall <n>', 'failed checks to go DOWN (default 3; a lost connection is DOWN at once)')
+    .option('--check-timeout <ms>', 'timeout of one check (default 1000)')
+    .option('--max-lag <limit>', 'sql check: a replica lagging more leaves the pool (16MB, 5s; repeatable)', collect)
+    .option('--retries <n>', 'extra connect attempts per client (HAProxy retries, default 3)')
+    .option('--connect-timeout <ms>', 'bound on connecting to a server and on a client\'s startup (default 3000)')
+    .option('--client-timeout <ms>', 'close a session idle that long on the client side (default 0 = never)')
+    .option('--server-timeout <ms>', 'close a session idle that long on the server side (default 0 = never)')
+    .option('--config <file>', 'a HAProxy configuration file to run with the built-in balancer')
+    .option('--engine <engine>', 'builtin, or haproxy (render haproxy.cfg and run HAProxy)', 'builtin')
+    .option('--foreground', 'stay attached; log to stdout; stop with Ctrl-C')
+    .option('--json', 'print the result as JSON')
+    .addHelpText('after', examples(
+      'lab balancer start',
+      'lab balancer start --name lb2 --listen 127.0.0.1:15433 --stats 127.0.0.1:8083',
+      'lab balancer start --max-lag 16MB --max-lag 5s',
+      'lab balancer start --check pgsql --inter 10000 --rise 2 --fall 3   # the seed\'s HAProxy behaviour',
+      'psql -h 127.0.0.1 -p 15432 -U postgres postgres',
+    ))
+    .action(async (options: BalancerStartOptions & { foreground?: boolean; json?: boolean }, command: Command) => {
+      const global = globalsOf(command);
+      if (options.foreground) {
+        const controller = new AbortController();
+        const stop = () => controller.abort();
+        process.once('SIGTERM', stop);
+        process.once('SIGINT', stop);
+        const log = (line: string) => process.stdout.write(`${new Date().toISOString()} ${line}\n`);
+        // A daemon must outlive a bug on one connection: log it loudly and keep serving the others.
+        process.on('uncaughtException', (error) => log(`internal error (please report it): ${error.stack ?? error.message}`));
+        await serveBalancer(global, options, { log, signal: controller.signal });
+        return;
+      }
+      const started = await startBalancer(global, options);
+      for (const warning of started.warnings) process.stderr.write(`lab: warning: ${warning}\n`);
+      if (options.json) return printJson(started);
+      printLine(`balancer ${started.name} started: clients on ${started.listen}, stats on http://${started.stats}/, pool ${started.pool}, pid ${started.pid}, log ${started.logFile}`);
+    });
+
+  balancer
+    .command('status')
+    .description('the lab\'s balancers and the state of their servers')
+    .option('--name <name>', 'only this instance')
+    .option('--json', 'print the result as JSON')
+    .addHelpText('after', examples('lab balancer status', 'lab balancer status --name lb2 --json'))
+    .action(async (options: { name?: string; json?: boolean }, command: Command) => {
+      const statuses = await balancerStatus(globalsOf(command), options.name);
+      if (options.json) return printJson(statuses);
+      if (statuses.length === 0) return printLine('no balancer in this lab: start one with `lab balancer start`');
+      for (const s of statuses) {
+        printLine(`balancer ${s.name}: ${s.running ? 'running' : 'not running'}, pid ${s.pid}, clients on ${s.listen}, stats on http://${s.stats}/, pool ${s.pool}${s.problem ? ` (${s.problem})` : ''}`);
+        if (s.servers) {
+          printLine(psqlTable(
+            [
+              { header: 'server' }, { header: 'address' }, { header: 'status' }, { header: 'check' }, { header: 'message' }, { header: 'role' },
+              { header: 'lag_bytes', align: 'right' }, { header: 'sessions', align: 'right' }, { header: 'total', align: 'right' },
+            ],
+            s.servers.map((v) => [v.name, v.address, v.status, v.checkStatus, v.checkMessage, v.role ?? '', v.lagBytes ?? '', v.sessionsCurrent, v.sessionsTotal]),
+          ));
+        }
+      }
+    });
+
+  balancer
+    .command('stop')
+    .description('stop a balancer and forget it')
+    .option('--name <name>', 'instance name', DEFAULT_BALANCER_NAME)
+    .option('--json', 'print the result as JSON')
+    .addHelpText('after', examples('lab balancer stop', 'lab balancer stop --name lb2'))
+    .action(async (options: { name: string; json?: boolean }, command: Command) => {
+      const result = await stopBalancer(globalsOf(command), options.name);
+      if (options.json) return printJson(result);
+      printLine(result.wasRunning ? `balancer ${result.name} stopped (pid ${result.pid})` : `balancer ${result.name} was not running; its record was removed`);
+    });
+  return balancer;
 }

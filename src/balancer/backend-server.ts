@@ -1,0 +1,197 @@
+// One server of the pool at run time: its health (HAProxy's rise/fall state machine), what its last
+// check saw, and the counters the stats page shows. Sessions on it are tracked so a server marked
+// DOWN can close them at once instead of leaving clients hanging.
+import type { Socket } from 'node:net';
+import type { ServerConfig } from './config.js';
+import type { BalancerServerStats, ServerState } from './stats-types.js';
+
+export interface CheckOutcome {
+  ok: boolean;
+  /** L4OK, L4CON, L4TOUT, L7OK, L7STS, L7RSP */
+  status: string;
+  message: string;
+  /** A healthy server that must not take new sessions (lag): DRAIN. */
+  drain?: boolean;
+  role?: 'primary' | 'replica' | null;
+  lagBytes?: number | null;
+}
+
+export interface LiveSession {
+  client: Socket;
+  server: Socket;
+  /** Ends both sides, recording why in the connection's log line. */
+  close(reason: string): void;
+}
+
+export class BackendServer {
+  readonly config: ServerConfig;
+  /** UP, DOWN, or DRAIN (healthy but out of the pool); MAINT comes from `disabled`. */
+  private health: 'UP' | 'DOWN' | 'DRAIN';
+  /** Consecutive results against the current state: successes while DOWN, failures while UP. */
+  private streak = 0;
+  private changedAt = Date.now();
+  private downSince: number | null;
+  private downMs = 0;
+  /** False until the first check result: the first success admits the server at once. */
+  private checked = false;
+  checkStatus = 'INI';
+  checkMessage = 'not checked yet';
+  role: 'primary' | 'replica' | null = null;
+  lagBytes: number | null = null;
+  checksFailed = 0;
+  downTransitions = 0;
+  sessionsMax = 0;
+  sessionsTotal = 0;
+  bytesIn = 0;
+  bytesOut = 0;
+  connectionErrors = 0;
+  retries = 0;
+  redispatches = 0;
+  readonly sessions = new Set<LiveSession>();
+  /** Told when the server goes DOWN (its sessions get closed) or comes back. */
+  onChange: (server: BackendServer, from: ServerState, to: ServerState, why: string) => void = () => undefined;
+
+  constructor(config: ServerConfig) {
+    this.config = config;
+    // Without a check the server is always UP (HAProxy); with one it waits for its first check.
+    this.health = config.check ? 'DOWN' : 'UP';
+    this.downSince = config.check ? Date.now() : null;
+    if (!config.check) {
+      this.checkStatus = '';
+      this.checkMessage = 'no check';
+    }
+  }
+
+  get name(): string {
+    return this.config.name;
+  }
+
+  get address(): string {
+    return `${this.config.host}:${this.config.port}`;
+  }
+
+  get status(): ServerState {
+    return this.config.disabled ? 'MAINT' : this.health;
+  }
+
+  /** May take new sessions. */
+  get usable(): boolean {
+    return this.status === 'UP';
+  }
+
+  /** The check should run at fastinter: the state is about to change. */
+  get transitioning(): boolean {
+    return this.streak > 0;
+  }
+
+  /** Apply one check result with rise/fall. */
+  record(outcome: CheckOutcome, rise: number, fall: number): void {
+    this.checkStatus = outcome.status;
+    this.checkMessage = outcome.message;
+    if (outcome.role !== undefined) this.role = outcome.role;
+    if (outcome.lagBytes !== undefined) this.lagBytes = outcome.lagBytes;
+    const first = !this.checked;
+    this.checked = true;
+    if (!outcome.ok) {
+      this.checksFailed += 1;
+      this.role = outcome.role ?? null;
+      if (this.health === 'DOWN') {
+        this.streak = 0;
+        return;
+      }
+      this.streak += 1;
+      if (this.streak >= fall) this.setHealth('DOWN', outcome.message);
+      return;
+    }
+    const target = outcome.drain ? 'DRAIN' : 'UP';
+    if (this.health !== 'DOWN') {
+      // UP <-> DRAIN follows the lag at once: it is a measurement, not a flapping link.
+      this.streak = 0;
+      if (this.health !== target) this.setHealth(target, outcome.message);
+      return;
+    }
+    this.streak += 1;
+    if (first || this.streak >= rise) this.setHealth(target, outcome.message);
+  }
+
+  /** Passive detection or a lost check connection: DOWN now, no waiting for `fall` checks. */
+  markDown(status: string, message: string): void {
+    this.checkStatus = status;
+    this.checkMessage = message;
+    this.checked = true;
+    if (this.health === 'DOWN') {
+      this.streak = 0;
+      return;
+    }
+    this.checksFailed += 1;
+    this.setHealth('DOWN', message);
+  }
+
+  private setHealth(next: 'UP' | 'DOWN' | 'DRAIN', why: string): void {
+    const before = this.status;
+    const now = Date.now();
+    if (next === 'DOWN' && this.health !== 'DOWN') {
+      this.downTransitions += 1;
+      this.downSince = now;
+    }
+    if (next !== 'DOWN' && this.downSince !== null) {
+      this.downMs += now - this.downSince;
+      this.downSince = null;
+    }
+    this.health = next;
+    this.streak = 0;
+    this.changedAt = now;
+    this.onChange(this, before, this.status, why);
+  }
+
+  addSession(session: LiveSession): void {
+    this.sessions.add(session);
+    this.sessionsTotal += 1;
+    this.sessionsMax = Math.max(this.sessionsMax, this.sessions.size);
+  }
+
+  removeSession(session: LiveSession): void {
+    if (!this.sessions.delete(session)) return;
+    this.bytesIn += session.client.bytesRead;
+    this.bytesOut += session.client.bytesWritten;
+  }
+
+  /** Close every established session at once (the server is gone; clients must not hang). */
+  closeSessions(): number {
+    const count = this.sessions.size;
+    for (const session of [...this.sessions]) session.close('server marked down');
+    return count;
+  }
+
+  stats(): BalancerServerStats {
+    const now = Date.now();
+    let bytesIn = this.bytesIn;
+    let bytesOut = this.bytesOut;
+    for (const session of this.sessions) {
+      bytesIn += session.client.bytesRead;
+      bytesOut += session.client.bytesWritten;
+    }
+    return {
+      name: this.name,
+      address: this.address,
+      status: this.status,
+      checkStatus: this.checkStatus,
+      checkMessage: this.checkMessage,
+      lastChangeS: Math.floor((now - this.changedAt) / 1000),
+      downtimeS: Math.floor((this.downMs + (this.downSince !== null ? now - this.downSince : 0)) / 1000),
+      checksFailed: this.checksFailed,
+      downTransitions: this.downTransitions,
+      sessionsCurrent: this.sessions.size,
+      sessionsMax: this.sessionsMax,
+      sessionsTotal: this.sessionsTotal,
+      bytesIn,
+      bytesOut,
+      connectionErrors: this.connectionErrors,
+      retries: this.retries,
+      redispatches: this.redispatches,
+      weight: this.config.weight,
+      role: this.role,
+      lagBytes: this.lagBytes,
+    };
+  }
+}

@@ -1,0 +1,241 @@
+// A running balancer: the client listener, the pool with its health checks, and the stats listener.
+// `startBalancer` returns it started; `stop()` is idempotent and closes everything it opened.
+import net from 'node:net';
+import type http from 'node:http';
+import { BackendServer, type CheckOutcome } from './backend-server.js';
+import type { BalancerConfig, CheckSettings, ServerConfig } from './config.js';
+import { handleClient, type SessionContext } from './client-session.js';
+import { createChecker, type Checker, type ExpectedRole } from './health-check.js';
+import { watchLabPool, type PoolWatcher } from './lab-pool.js';
+import { ServerPicker } from './pick-server.js';
+import { createStatsServer } from './stats-server.js';
+import type { BalancerStats } from './stats-types.js';
+import type { ServerState } from './stats-types.js';
+
+interface PoolMember {
+  server: BackendServer;
+  checker: Checker | null;
+  settings: CheckSettings;
+  timer: NodeJS.Timeout | null;
+  running: boolean;
+  removed: boolean;
+}
+
+export type LogSink = (line: string) => void;
+
+export class RunningBalancer {
+  private readonly members = new Map<string, PoolMember>();
+  private readonly picker: ServerPicker;
+  private readonly sessionContext: SessionContext;
+  private readonly keys = new Map<string, BackendServer>();
+  private readonly clients = new Set<net.Socket>();
+  private readonly startedAt = Date.now();
+  private proxy: net.Server | null = null;
+  private statsServer: http.Server | null = null;
+  private watcher: PoolWatcher | null = null;
+  private sessionsCurrent = 0;
+  private sessionsTotal = 0;
+  private stopped = false;
+
+  constructor(readonly config: BalancerConfig, private readonly log: LogSink) {
+    this.picker = new ServerPicker(config.algorithm);
+    this.sessionContext = this.makeSessionContext();
+  }
+
+  /** The role the sql check requires, from the pool kind (a fixed pool takes any role). */
+  private get expectedRole(): ExpectedRole {
+    const pool = this.config.pool;
+    if (pool.source !== 'lab' || pool.kind === 'all') return null;
+    return pool.kind === 'replicas' ? 'replica' : 'primary';
+  }
+
+  async start(): Promise<void> {
+    try {
+      const pool = this.config.pool;
+      if (pool.source === 'static') this.setServers(pool.servers);
+      else {
+        this.watcher = await watchLabPool(pool.labDir, pool.kind, this.config.check.type !== 'none', (servers) => this.setServers(servers), (message) =>
+          this.log(`${this.config.name} cannot read the lab state: ${message}`),
+        );
+      }
+      this.proxy = net.createServer({ noDelay: true }, (socket) => this.accept(socket));
+      await listen(this.proxy, this.config.listen.host, this.config.listen.port);
+      if (this.config.stats) {
+        this.statsServer = createStatsServer(this.config.stats.uri, () => this.stats());
+        await listen(this.statsServer, this.config.stats.host, this.config.stats.port);
+      }
+    } catch (error) {
+      await this.stop();
+      throw error;
+    }
+  }
+
+  private accept(socket: net.Socket): void {
+    this.clients.add(socket);
+    socket.once('close', () => this.clients.delete(socket));
+    handleClient(socket, this.sessionContext);
+  }
+
+  private makeSessionContext(): SessionContext {
+    return {
+    config: this.config,
+    pick: (exclude) => this.picker.pick(this.activeServers(), exclude),
+    serverCount: () => this.members.size,
+    keyOwner: (key) => this.keys.get(key),
+    setKeyOwner: (key, server) => (server ? this.keys.set(key, server) : this.keys.delete(key)),
+    markDown: (server, status, message) => {
+      const member = this.members.get(server.name);
+      if (member?.server !== server || !server.config.check) return;
+      server.markDown(status, `${message} (seen by the proxy)`);
+      this.scheduleCheck(member, member.settings.downinterMs);
+    },
+    log: (line) => this.log(line),
+    sessionOpened: () => {
+      this.sessionsCurrent += 1;
+      this.sessionsTotal += 1;
+    },
+    sessionClosed: () => {
+      this.sessionsCurrent -= 1;
+    },
+    };
+  }
+
+  private *activeServers(): Iterable<BackendServer> {
+    for (const member of this.members.values()) yield member.server;
+  }
+
+  /** Make the pool exactly `configs`: new servers start their checks, gone ones stop them. */
+  setServers(configs: ServerConfig[]): void {
+    if (this.stopped) return;
+    const wanted = new Map(configs.map((c) => [c.name, c]));
+    for (const [name, member] of this.members) {
+      const next = wanted.get(name);
+      if (!next || next.host !== member.server.config.host || next.port !== member.server.config.port) this.removeMember(name, member);
+    }
+    for (const config of configs) {
+      if (this.members.has(config.name)) continue;
+      this.addMember(config);
+    }
+  }
+
+  private addMember(wanted: ServerConfig): void {
+    const settings: CheckSettings = { ...this.config.check, ...wanted.checkOverrides };
+    // `check none` is a server line without `check`: always UP (HAProxy).
+    const config = settings.type === 'none' ? { ...wanted, check: false } : wanted;
+    const server = new BackendServer(config);
+    const member: PoolMember = { server, checker: null, settings, timer: null, running: false, removed: false };
+    server.onChange = (s, from, to, why) => this.onChange(s, from, to, why);
+    if (config.check && settings.type !== 'none') {
+      member.checker = createChecker(config, settings, {
+        expectedRole: this.expectedRole,
+        onLost: (message) => {
+          if (member.removed) return;
+          server.markDown('L4CON', message);
+          this.scheduleCheck(member, settings.downinterMs);
+        },
+      });
+      this.scheduleCheck(member, 0);
+    }
+    this.members.set(config.name, member);
+    this.log(`${this.config.name} server ${config.name} (${config.host}:${config.port}) joins the pool${config.backup ? ' as backup' : ''}`);
+  }
+
+  private removeMember(name: string, member: PoolMember): void {
+    member.removed = true;
+    if (member.timer) clearTimeout(member.timer);
+    member.checker?.close();
+    this.picker.forget(member.server);
+    this.members.delete(name);
+    this.log(`${this.config.name} server ${name} leaves the pool (${member.server.sessions.size} session(s) left running)`);
+  }
+
+  private onChange(server: BackendServer, from: ServerState, to: ServerState, why: string): void {
+    if (from === to) return;
+    this.log(`${this.config.name} server ${server.name} ${from} -> ${to}: ${server.checkStatus} ${why}`);
+    if (to === 'DOWN') {
+      const closed = server.closeSessions();
+      if (closed) this.log(`${this.config.name} server ${server.name}: closed ${closed} session(s) of a server marked down`);
+    }
+  }
+
+  private scheduleCheck(member: PoolMember, delayMs: number): void {
+    if (member.removed || this.stopped || !member.checker) return;
+    if (member.timer) clearTimeout(member.timer);
+    member.timer = setTimeout(() => void this.runCheck(member), delayMs);
+  }
+
+  private async runCheck(member: PoolMember): Promise<void> {
+    member.timer = null;
+    if (member.running || member.removed || !member.checker) return;
+    member.running = true;
+    let outcome: CheckOutcome;
+    try {
+      outcome = await member.checker.run();
+    } catch (error) {
+      outcome = { ok: false, status: 'L7RSP', message: error instanceof Error ? error.message : String(error) };
+    } finally {
+      member.running = false;
+    }
+    if (member.removed || this.stopped) return;
+    const { settings, server } = member;
+    server.record(outcome, settings.rise, settings.fall);
+    // HAProxy's timing: fastinter while the state is changing, downinter while down, inter otherwise.
+    const next = server.transitioning ? settings.fastinterMs : server.status === 'DOWN' ? settings.downinterMs : settings.interMs;
+    if (!member.timer) this.scheduleCheck(member, next);
+  }
+
+  stats(): BalancerStats {
+    return {
+      name: this.config.name,
+      engine: 'builtin',
+      listen: `${this.config.listen.host}:${this.address().port}`,
+      uptimeS: Math.floor((Date.now() - this.startedAt) / 1000),
+      sessionsCurrent: this.sessionsCurrent,
+      sessionsTotal: this.sessionsTotal,
+      servers: [...this.members.values()].map((m) => m.server.stats()),
+    };
+  }
+
+  /** The ports really bound (useful when the config asked for port 0). */
+  address(): { port: number; statsPort: number | null } {
+    const port = (this.proxy?.address() as net.AddressInfo | null)?.port ?? this.config.listen.port;
+    const statsPort = (this.statsServer?.address() as net.AddressInfo | null)?.port ?? null;
+    return { port, statsPort };
+  }
+
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    this.watcher?.stop();
+    for (const [name, member] of this.members) this.removeMember(name, member);
+    for (const socket of this.clients) socket.destroy();
+    await Promise.all([close(this.proxy), close(this.statsServer)]);
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.stop();
+  }
+}
+
+function listen(server: net.Server, host: string, port: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen({ host, port, exclusive: true }, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+}
+
+function close(server: net.Server | null): Promise<void> {
+  if (!server || !server.listening) return Promise.resolve();
+  (server as http.Server).closeAllConnections?.();
+  return new Promise((resolve) => server.close(() => resolve()));
+}
+
+/** Start a balancer in this process (the daemon's body, and the tests' direct use). */
+export async function runBalancer(config: BalancerConfig, log: LogSink = () => undefined): Promise<RunningBalancer> {
+  const balancer = new RunningBalancer(config, log);
+  await balancer.start();
+  return balancer;
+}

@@ -1,0 +1,288 @@
+// One client connection, from its first byte to its close. The connection phase is where the balancer
+// earns its keep: the client's startup message is kept, and until the server's ReadyForQuery a server
+// that refuses, resets or answers "starting up / shutting down" is replaced by the next one, so the
+// client never sees an error another replica could have saved. After ReadyForQuery: a plain pipe.
+import net from 'node:net';
+import type { BackendServer, LiveSession } from './backend-server.js';
+import type { BalancerConfig } from './config.js';
+import {
+  MessageReader, errorResponse, parseErrorFields, parseStartupPacket, untypedPacketLength, type ServerMessage,
+} from './protocol.js';
+
+export interface SessionContext {
+  config: BalancerConfig;
+  pick(exclude: ReadonlySet<BackendServer>): BackendServer | undefined;
+  serverCount(): number;
+  /** The server that owns a backend key (pid + secret), for CancelRequest. */
+  keyOwner(key: string): BackendServer | undefined;
+  setKeyOwner(key: string, server: BackendServer | undefined): void;
+  /** Passive detection: the server refused, reset, or said it does not accept connections. */
+  markDown(server: BackendServer, status: string, message: string): void;
+  log(line: string): void;
+  sessionOpened(): void;
+  sessionClosed(): void;
+}
+
+/** SQLSTATEs of a startup FATAL that another server could do better: not accepting, too many. */
+const RETRYABLE_STARTUP_ERRORS = new Set(['57P03', '53300', '57P01', '57P02']);
+/** Client bytes held while the session is being established (the client should send nothing then). */
+const MAX_PENDING_CLIENT_BYTES = 65_536;
+
+export function handleClient(client: net.Socket, context: SessionContext): void {
+  new ClientSession(client, context).start();
+}
+
+class ClientSession {
+  private readonly startedAt = Date.now();
+  private readonly peer: string;
+  private input: Buffer = Buffer.alloc(0);
+  private startupPacket: Buffer | null = null;
+  private readonly tried = new Set<BackendServer>();
+  private attempts = 0;
+  private server: BackendServer | null = null;
+  private upstream: net.Socket | null = null;
+  private connectMs: number | null = null;
+  private backendKey: string | null = null;
+  private live: LiveSession | null = null;
+  private ended = false;
+  private phaseTimer: NodeJS.Timeout | null = null;
+  private pendingClient: Buffer[] = [];
+  private pendingClientBytes = 0;
+  /** Server asked for a password: bytes flow both ways, the startup can no longer be replayed. */
+  private passthrough = false;
+  private established = false;
+
+  constructor(private readonly client: net.Socket, private readonly context: SessionContext) {
+    this.peer = `${client.remoteAddress ?? '?'}:${client.remotePort ?? '?'}`;
+  }
+
+  start(): void {
+    this.context.sessionOpened();
+    this.client.setNoDelay(true);
+    this.client.on('error', (error) => this.end(`client error: ${error.message}`));
+    this.client.on('close', () => this.end('client closed'));
+    this.client.on('data', (chunk: Buffer) => this.onClientData(chunk));
+    // A client that connects and says nothing (or too slowly) is dropped, never waited on forever.
+    const limit = Math.max(this.context.config.timeouts.connectMs, 1000);
+    this.phaseTimer = setTimeout(() => this.end(`no complete session after ${limit} ms`), limit);
+  }
+
+  private onClientData(chunk: Buffer): void {
+    if (this.startupPacket === null) return this.readStartup(chunk);
+    if (this.passthrough && this.upstream) {
+      this.upstream.write(chunk);
+      return;
+    }
+    this.pendingClient.push(chunk);
+    this.pendingClientBytes += chunk.length;
+    if (this.pendingClientBytes > MAX_PENDING_CLIENT_BYTES) this.end('client sent too much before the session was ready');
+  }
+
+  private readStartup(chunk: Buffer): void {
+    this.input = this.input.length ? Buffer.concat([this.input, chunk]) : chunk;
+    for (;;) {
+      const length = untypedPacketLength(this.input);
+      if (length === 0) return;
+      if (length < 0) return this.reject('08P01', 'invalid startup packet', 'invalid startup packet');
+      const packet = Buffer.from(this.input.subarray(0, length));
+      this.input = this.input.subarray(length);
+      const parsed = parseStartupPacket(packet);
+      switch (parsed.kind) {
+        case 'ssl':
+        case 'gssenc':
+          // The balancer speaks plain TCP on loopback: decline, the client goes on unencrypted.
+          this.client.write('N');
+          continue;
+        case 'cancel':
+          return this.forwardCancel(parsed.key, parsed.packet);
+        case 'invalid':
+          return this.reject('08P01', parsed.reason, parsed.reason);
+        case 'startup':
+          this.startupPacket = packet;
+          if (this.input.length) this.onClientData(this.input);
+          this.input = Buffer.alloc(0);
+          return this.connectNext();
+      }
+    }
+  }
+
+  private forwardCancel(key: string, packet: Buffer): void {
+    const owner = this.context.keyOwner(key);
+    if (owner) {
+      const socket = net.connect({ host: owner.config.host, port: owner.config.port });
+      socket.setTimeout(this.context.config.timeouts.connectMs || 5000, () => socket.destroy());
+      socket.on('error', () => undefined);
+      socket.once('connect', () => socket.end(packet));
+      this.server = owner;
+    }
+    this.end(owner ? 'cancel request forwarded' : 'cancel request for an unknown session');
+  }
+
+  /** Try the next server, or give the client one clear error when none is left. */
+  private connectNext(): void {
+    if (this.ended) return;
+    const maxAttempts = this.context.config.retries + Math.max(1, this.context.serverCount());
+    let server = this.attempts < maxAttempts ? this.context.pick(this.tried) : undefined;
+    if (!server && this.attempts < maxAttempts && this.tried.size) {
+      // Every usable server was tried once: a retry may still land (HAProxy's `retries`).
+      this.tried.clear();
+      server = this.context.pick(this.tried);
+    }
+    if (!server) {
+      const why = this.attempts ? `no server accepted the session after ${this.attempts} attempt(s)` : 'no server of the pool is up';
+      return this.reject('57P03', `lab balancer ${this.context.config.name}: ${why}`, why);
+    }
+    if (this.attempts > 0) {
+      server.retries += 1;
+      if (this.server && this.server !== server) server.redispatches += 1;
+    }
+    this.attempts += 1;
+    this.tried.add(server);
+    this.server = server;
+    this.connectTo(server);
+  }
+
+  private connectTo(server: BackendServer): void {
+    const started = Date.now();
+    const upstream = net.connect({ host: server.config.host, port: server.config.port });
+    upstream.setNoDelay(true);
+    this.upstream = upstream;
+    const reader = new MessageReader();
+    const buffered: Buffer[] = [];
+    let answered = false;
+    let failed = false;
+    const connectMs = this.context.config.timeouts.connectMs || 5000;
+    const timer = setTimeout(() => fail(answered ? 'L7TOUT' : 'L4TOUT', `no answer within ${connectMs} ms`, false), connectMs);
+
+    const fail = (status: string, message: string, markDown: boolean) => {
+      if (failed || this.ended || this.upstream !== upstream || this.established) return;
+      failed = true;
+      clearTimeout(timer);
+      upstream.destroy();
+      server.connectionErrors += 1;
+      if (this.passthrough) return this.end(`server ${server.name} failed during authentication: ${message}`);
+      if (markDown) this.context.markDown(server, status, message);
+      this.context.log(`${this.context.config.name} retry client=${this.peer} server=${server.name} reason="${message}"`);
+      this.connectNext();
+    };
+
+    upstream.once('connect', () => {
+      this.connectMs = Date.now() - started;
+      upstream.write(this.startupPacket!);
+    });
+    upstream.on('error', (error: NodeJS.ErrnoException) => {
+      const passive = error.code === 'ECONNREFUSED' || error.code === 'ECONNRESET' || error.code === 'EPIPE';
+      fail('L4CON', error.code === 'ECONNREFUSED' ? 'connection refused' : error.message, passive);
+    });
+    upstream.on('close', () => fail('L4CON', 'server closed the connection during startup', true));
+    upstream.on('data', (chunk: Buffer) => {
+      answered = true;
+      let messages: ServerMessage[];
+      try {
+        messages = reader.push(chunk);
+      } catch {
+        return fail('L7RSP', 'not a PostgreSQL answer', false);
+      }
+      // One write per chunk, not per message: a startup answer is a dozen small messages.
+      const forward: Buffer[] = [];
+      const flush = () => {
+        if (forward.length) this.client.write(forward.length === 1 ? forward[0]! : Buffer.concat(forward));
+        forward.length = 0;
+      };
+      for (const message of messages) {
+        if (this.passthrough) forward.push(message.raw);
+        else buffered.push(message.raw);
+        switch (message.type) {
+          case 'R':
+            if (!this.passthrough && message.body.readInt32BE(0) !== 0) {
+              // A password exchange cannot be replayed: from here the client talks to this server.
+              this.passthrough = true;
+              forward.push(...buffered);
+              buffered.length = 0;
+              flush();
+              this.flushPendingClient(upstream);
+            }
+            break;
+          case 'K':
+            this.backendKey = message.body.toString('hex');
+            break;
+          case 'E': {
+            const fields = parseErrorFields(message.body);
+            if (!this.passthrough && RETRYABLE_STARTUP_ERRORS.has(fields.C ?? '')) {
+              return fail('L7STS', fields.M ?? 'startup error', fields.C === '57P03' || fields.C === '57P01');
+            }
+            clearTimeout(timer);
+            forward.push(...buffered);
+            flush();
+            upstream.destroy();
+            return this.end(`server ${server.name} refused the session: ${fields.M ?? 'error'}`, true);
+          }
+          case 'Z':
+            clearTimeout(timer);
+            forward.push(...buffered, reader.rest());
+            flush();
+            return this.establish(server, upstream);
+        }
+      }
+      flush();
+    });
+  }
+
+  private flushPendingClient(upstream: net.Socket): void {
+    for (const chunk of this.pendingClient) upstream.write(chunk);
+    this.pendingClient = [];
+    this.pendingClientBytes = 0;
+  }
+
+  private establish(server: BackendServer, upstream: net.Socket): void {
+    if (this.ended) return;
+    this.established = true;
+    if (this.phaseTimer) clearTimeout(this.phaseTimer);
+    if (this.backendKey) this.context.setKeyOwner(this.backendKey, server);
+    upstream.removeAllListeners('data');
+    upstream.removeAllListeners('close');
+    upstream.removeAllListeners('error');
+    upstream.on('error', (error) => this.end(`server error: ${error.message}`));
+    upstream.on('close', () => this.end('server closed'));
+    this.client.removeAllListeners('data');
+    this.flushPendingClient(upstream);
+    this.live = { client: this.client, server: upstream, close: (reason) => this.end(reason) };
+    server.addSession(this.live);
+    const { clientMs, serverMs } = this.context.config.timeouts;
+    if (clientMs > 0) this.client.setTimeout(clientMs, () => this.end('client timeout'));
+    if (serverMs > 0) upstream.setTimeout(serverMs, () => this.end('server timeout'));
+    upstream.pipe(this.client);
+    this.client.pipe(upstream);
+  }
+
+  /** A FATAL of our own, then close (a client that sent garbage gets a protocol answer too). */
+  private reject(sqlstate: string, message: string, reason: string): void {
+    if (!this.client.destroyed) this.client.end(errorResponse(sqlstate, message));
+    this.end(reason, true);
+  }
+
+  private end(reason: string, graceful = false): void {
+    if (this.ended) return;
+    this.ended = true;
+    if (this.phaseTimer) clearTimeout(this.phaseTimer);
+    if (this.upstream) this.upstream.destroy();
+    if (graceful) {
+      // Let what we wrote reach the client, but never wait on it forever.
+      this.client.end();
+      setTimeout(() => this.client.destroy(), 1000).unref();
+    } else {
+      this.client.destroy();
+    }
+    if (this.live && this.server) this.server.removeSession(this.live);
+    if (this.backendKey && this.server && this.context.keyOwner(this.backendKey) === this.server) {
+      this.context.setKeyOwner(this.backendKey, undefined);
+    }
+    this.context.sessionClosed();
+    const server = this.server ? this.server.name : '-';
+    const connect = this.connectMs === null ? '-' : `${this.connectMs}ms`;
+    this.context.log(
+      `${this.context.config.name} client=${this.peer} server=${server} connect=${connect} duration=${Date.now() - this.startedAt}ms ` +
+        `in=${this.client.bytesRead} out=${this.client.bytesWritten} attempts=${this.attempts} end="${reason}"`,
+    );
+  }
+}

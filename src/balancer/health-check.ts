@@ -1,0 +1,250 @@
+// Health checks, one kind per function, each bounded by the check timeout and returning what HAProxy's
+// stats would show (L4OK, L4CON, L4TOUT, L7OK, L7STS, L7RSP) with a message a person can act on.
+import net from 'node:net';
+import pg from 'pg';
+import type { CheckSettings } from './config.js';
+import type { CheckOutcome } from './backend-server.js';
+import { MessageReader, TERMINATE, parseErrorFields, startupMessage } from './protocol.js';
+
+export interface Checker {
+  run(): Promise<CheckOutcome>;
+  close(): void;
+}
+
+export interface Target {
+  host: string;
+  port: number;
+}
+
+/** The role a pool accepts: a primary never enters the replica pool and vice versa. */
+export type ExpectedRole = 'primary' | 'replica' | null;
+
+export function createChecker(
+  target: Target,
+  settings: CheckSettings,
+  options: { expectedRole: ExpectedRole; onLost: (message: string) => void },
+): Checker {
+  switch (settings.type) {
+    case 'tcp':
+      return { run: () => tcpCheck(target, settings.timeoutMs), close: () => undefined };
+    case 'pgsql':
+      return { run: () => pgsqlCheck(target, settings), close: () => undefined };
+    case 'sql':
+      return new SqlChecker(target, settings, options.expectedRole, options.onLost);
+    case 'none':
+      return { run: async () => ({ ok: true, status: '', message: 'no check' }), close: () => undefined };
+  }
+}
+
+function l4Failure(error: NodeJS.ErrnoException): CheckOutcome {
+  return { ok: false, status: 'L4CON', message: error.code === 'ECONNREFUSED' ? 'connection refused' : error.message };
+}
+
+function tcpCheck(target: Target, timeoutMs: number): Promise<CheckOutcome> {
+  return new Promise((resolve) => {
+    const socket = net.connect({ host: target.host, port: target.port });
+    const timer = setTimeout(() => {
+      socket.destroy();
+      resolve({ ok: false, status: 'L4TOUT', message: `no connection after ${timeoutMs} ms` });
+    }, timeoutMs);
+    socket.once('connect', () => {
+      clearTimeout(timer);
+      socket.end();
+      resolve({ ok: true, status: 'L4OK', message: 'connection accepted' });
+    });
+    socket.once('error', (error) => {
+      clearTimeout(timer);
+      resolve(l4Failure(error));
+    });
+  });
+}
+
+/**
+ * HAProxy's pgsql-check: a StartupMessage with only `user`; `R` = healthy, `E` = down with the
+ * server's message. Unlike HAProxy, a trusted login is ended with Terminate so the server logs nothing.
+ */
+export function pgsqlCheck(target: Target, settings: Pick<CheckSettings, 'user' | 'timeoutMs'>): Promise<CheckOutcome> {
+  return new Promise((resolve) => {
+    let done = false;
+    const socket = net.connect({ host: target.host, port: target.port });
+    const finish = (outcome: CheckOutcome) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      resolve(outcome);
+    };
+    const timer = setTimeout(() => {
+      socket.destroy();
+      finish({ ok: false, status: socket.connecting ? 'L4TOUT' : 'L7TOUT', message: `no answer after ${settings.timeoutMs} ms` });
+    }, settings.timeoutMs);
+    const reader = new MessageReader();
+    socket.once('connect', () => socket.write(startupMessage({ user: settings.user })));
+    socket.on('data', (chunk) => {
+      let messages;
+      try {
+        messages = reader.push(chunk);
+      } catch {
+        socket.destroy();
+        return finish({ ok: false, status: 'L7RSP', message: 'not a PostgreSQL answer' });
+      }
+      const first = messages[0];
+      if (!first) {
+        if (reader.rest().length && !'RE'.includes(String.fromCharCode(reader.rest()[0]!))) {
+          socket.destroy();
+          finish({ ok: false, status: 'L7RSP', message: 'not a PostgreSQL answer' });
+        }
+        return;
+      }
+      if (first.type === 'R') {
+        // AuthenticationOk: say goodbye properly. A password request: just close, which PostgreSQL
+        // treats as a client that gave up, without logging anything.
+        if (first.body.length >= 4 && first.body.readInt32BE(0) === 0) socket.end(TERMINATE);
+        else socket.end();
+        return finish({ ok: true, status: 'L7OK', message: 'PostgreSQL server is ok' });
+      }
+      socket.destroy();
+      if (first.type === 'E') {
+        const fields = parseErrorFields(first.body);
+        return finish({ ok: false, status: 'L7STS', message: fields.M ?? 'error response' });
+      }
+      finish({ ok: false, status: 'L7RSP', message: `unexpected message type "${first.type}"` });
+    });
+    socket.on('error', (error) => {
+      finish(l4Failure(error));
+    });
+    socket.on('close', () => finish({ ok: false, status: 'L7RSP', message: 'connection closed without an answer' }));
+  });
+}
+
+interface RoleRow {
+  recovery: boolean;
+  lag_bytes: string | null;
+  lag_s: number | null;
+}
+
+/**
+ * Logs in and asks the server its role and replay lag. The connection stays open between checks:
+ * when it drops (the server was killed) we hear it at once, not `fall` checks later.
+ */
+class SqlChecker implements Checker {
+  private client: pg.Client | null = null;
+  private sql = '';
+  private closed = false;
+
+  constructor(
+    private readonly target: Target,
+    private readonly settings: CheckSettings,
+    private readonly expectedRole: ExpectedRole,
+    private readonly onLost: (message: string) => void,
+  ) {}
+
+  async run(): Promise<CheckOutcome> {
+    let client: pg.Client;
+    try {
+      client = this.client ?? (await this.connect());
+    } catch (error) {
+      return this.connectFailure(error);
+    }
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      const timeout = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`no answer after ${this.settings.timeoutMs} ms`)), this.settings.timeoutMs);
+      });
+      const result = await Promise.race([client.query<RoleRow>(this.sql), timeout]);
+      return this.judge(result.rows[0]!);
+    } catch (error) {
+      this.drop(client);
+      const message = error instanceof Error ? error.message : String(error);
+      return { ok: false, status: /no answer/.test(message) ? 'L7TOUT' : 'L7STS', message, role: null };
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  private judge(row: RoleRow): CheckOutcome {
+    const role = row.recovery ? 'replica' : 'primary';
+    const lagBytes = row.lag_bytes === null ? (row.recovery ? 0 : null) : Math.max(0, Number(row.lag_bytes));
+    if (this.expectedRole && role !== this.expectedRole) {
+      const message = role === 'primary'
+        ? 'is a primary (not in recovery): not eligible for the replica pool'
+        : 'is a replica (in recovery): not eligible for the primary pool';
+      return { ok: false, status: 'L7STS', message, role, lagBytes };
+    }
+    if (role === 'replica') {
+      const lagS = row.lag_s === null ? 0 : Math.max(0, Number(row.lag_s));
+      const { maxLagBytes, maxLagSeconds } = this.settings;
+      if (maxLagBytes !== null && (lagBytes ?? 0) > maxLagBytes) {
+        return { ok: true, drain: true, status: 'L7OK', message: `replay lag ${lagBytes} bytes over the maximum ${maxLagBytes}`, role, lagBytes };
+      }
+      if (maxLagSeconds !== null && lagS > maxLagSeconds) {
+        return { ok: true, drain: true, status: 'L7OK', message: `replay lag ${lagS.toFixed(1)} s over the maximum ${maxLagSeconds} s`, role, lagBytes };
+      }
+      return { ok: true, status: 'L7OK', message: `replica, replay lag ${lagBytes ?? 0} bytes`, role, lagBytes };
+    }
+    return { ok: true, status: 'L7OK', message: 'primary', role, lagBytes };
+  }
+
+  private async connect(): Promise<pg.Client> {
+    const client = new pg.Client({
+      host: this.target.host,
+      port: this.target.port,
+      user: this.settings.user,
+      database: this.settings.database,
+      connectionTimeoutMillis: this.settings.timeoutMs,
+      application_name: 'lab-balancer-check',
+    });
+    const lost = (why: string) => {
+      if (this.client !== client) return;
+      this.drop(client);
+      if (!this.closed) this.onLost(why);
+    };
+    client.on('error', (error) => lost(`check connection lost: ${error.message}`));
+    client.on('end', () => lost('check connection closed by the server'));
+    try {
+      await client.connect();
+      const version = await client.query<{ v: string }>('SELECT current_setting(\'server_version_num\') AS v');
+      this.sql = roleQuery(Number(version.rows[0]!.v));
+    } catch (error) {
+      client.end().catch(() => undefined);
+      throw error;
+    }
+    if (this.closed) {
+      client.end().catch(() => undefined);
+      throw new Error('check stopped');
+    }
+    this.client = client;
+    return client;
+  }
+
+  private connectFailure(error: unknown): CheckOutcome {
+    const e = error as NodeJS.ErrnoException & { code?: string };
+    if (e.code === 'ECONNREFUSED') return { ok: false, status: 'L4CON', message: 'connection refused', role: null };
+    if (/timeout/i.test(e.message ?? '')) return { ok: false, status: 'L4TOUT', message: `no connection after ${this.settings.timeoutMs} ms`, role: null };
+    // A FATAL from the server (starting up, too many connections, auth) is a layer-7 answer.
+    return { ok: false, status: typeof e.code === 'string' && /^[0-9A-Z]{5}$/.test(e.code) ? 'L7STS' : 'L4CON', message: e.message, role: null };
+  }
+
+  private drop(client: pg.Client): void {
+    if (this.client === client) this.client = null;
+    // A stuck socket would keep end() waiting: destroy the stream under it.
+    (client as unknown as { connection?: { stream?: net.Socket } }).connection?.stream?.destroy();
+    client.end().catch(() => undefined);
+  }
+
+  close(): void {
+    this.closed = true;
+    if (this.client) this.drop(this.client);
+  }
+}
+
+/** pg_is_in_recovery() and, on a replica, replay lag in bytes and seconds (names by version). */
+function roleQuery(versionNum: number): string {
+  const modern = versionNum >= 100000;
+  const receive = modern ? 'pg_last_wal_receive_lsn()' : 'pg_last_xlog_receive_location()';
+  const replay = modern ? 'pg_last_wal_replay_lsn()' : 'pg_last_xlog_replay_location()';
+  const diff = modern ? 'pg_wal_lsn_diff' : 'pg_xlog_location_diff';
+  return `SELECT pg_is_in_recovery() AS recovery,
+    CASE WHEN pg_is_in_recovery() THEN ${diff}(${receive}, ${replay})::bigint::text END AS lag_bytes,
+    CASE WHEN pg_is_in_recovery() AND ${receive} IS DISTINCT FROM ${replay}
+      THEN extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8 END AS lag_s`;
+}

@@ -1,0 +1,66 @@
+// The pool follows the lab: lab.json is polled by mtime (it is replaced atomically by rename, so a read
+// sees either the old or the new topology) and the servers of the wanted kind are handed on.
+import { stat } from 'node:fs/promises';
+import { readState, statePath } from '../lab/state.js';
+import type { PoolKind, ServerConfig } from './config.js';
+
+const POLL_MS = 250;
+
+export function labServers(nodes: { name: string; role: string; port: number }[], kind: PoolKind, check: boolean): ServerConfig[] {
+  return nodes
+    .filter((node) => kind === 'all' || (kind === 'replicas' ? node.role === 'replica' : node.role === 'primary'))
+    .map((node) => ({
+      name: node.name,
+      host: '127.0.0.1',
+      port: node.port,
+      weight: 1,
+      backup: false,
+      disabled: false,
+      check,
+      checkOverrides: {},
+    }));
+}
+
+export interface PoolWatcher {
+  stop(): void;
+}
+
+/** Calls `apply` with the pool now and whenever lab.json changes. */
+export async function watchLabPool(
+  labDir: string,
+  kind: PoolKind,
+  check: boolean,
+  apply: (servers: ServerConfig[]) => void,
+  onError: (message: string) => void,
+): Promise<PoolWatcher> {
+  const file = statePath(labDir);
+  let lastStamp = '';
+  let stopped = false;
+  let timer: NodeJS.Timeout | undefined;
+  let lastError = '';
+  const poll = async () => {
+    try {
+      const info = await stat(file);
+      const stamp = `${info.mtimeMs}:${info.ino}:${info.size}`;
+      if (stamp !== lastStamp) {
+        const state = await readState(labDir);
+        lastStamp = stamp;
+        if (state) apply(labServers(state.nodes, kind, check));
+      }
+      lastError = '';
+    } catch (error) {
+      // A lab being destroyed or a transient read error: keep the pool we have, try again, say it once.
+      const message = error instanceof Error ? error.message : String(error);
+      if (message !== lastError) onError(message);
+      lastError = message;
+    }
+    if (!stopped) timer = setTimeout(() => void poll(), POLL_MS);
+  };
+  await poll();
+  return {
+    stop() {
+      stopped = true;
+      clearTimeout(timer);
+    },
+  };
+}

@@ -1,0 +1,43 @@
+// The read-only stats listener: HTML at the base path, `?format=json`, `?format=csv` or HAProxy's `;csv`,
+// and Prometheus text at /metrics. Anything but GET/HEAD is refused.
+import http from 'node:http';
+import type { BalancerStats } from './stats-types.js';
+import { statsCsv, statsHtml, statsPrometheus } from './stats-format.js';
+
+type Format = 'html' | 'json' | 'csv' | 'metrics';
+
+/** What a request asks for, or undefined for a path we do not serve. */
+export function requestedFormat(url: string, baseUri: string): Format | undefined {
+  const pathOnly = url.split('?')[0]!;
+  if (pathOnly === '/metrics') return 'metrics';
+  if (!url.startsWith(baseUri)) return undefined;
+  const rest = url.slice(baseUri.length);
+  if (rest !== '' && !/^[;?&]/.test(rest)) return undefined;
+  if (/(^|[;?&])csv\b|format=csv/.test(rest)) return 'csv';
+  if (/(^|[;?&])json\b|format=json/.test(rest)) return 'json';
+  return 'html';
+}
+
+export function createStatsServer(uri: string, snapshot: () => BalancerStats): http.Server {
+  const base = uri || '/';
+  const joiner = base.includes('?') ? '&' : '?';
+  return http.createServer((request, response) => {
+    if (request.method !== 'GET' && request.method !== 'HEAD') {
+      response.writeHead(405, { allow: 'GET, HEAD', 'content-type': 'text/plain' }).end('read-only: GET or HEAD\n');
+      return;
+    }
+    const format = requestedFormat(request.url ?? '/', base);
+    if (!format) {
+      response.writeHead(404, { 'content-type': 'text/plain' }).end(`not found: the stats are at ${base}\n`);
+      return;
+    }
+    const stats = snapshot();
+    const [type, body] =
+      format === 'json' ? ['application/json', `${JSON.stringify(stats, null, 2)}\n`]
+      : format === 'csv' ? ['text/csv; charset=utf-8', statsCsv(stats)]
+      : format === 'metrics' ? ['text/plain; version=0.0.4; charset=utf-8', statsPrometheus(stats)]
+      : ['text/html; charset=utf-8', statsHtml(stats, { json: `${base}${joiner}format=json`, csv: `${base};csv`, metrics: '/metrics' })];
+    response.writeHead(200, { 'content-type': type, 'cache-control': 'no-store', 'content-length': Buffer.byteLength(body) });
+    response.end(request.method === 'HEAD' ? undefined : body);
+  });
+}

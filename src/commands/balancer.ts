@@ -1,0 +1,328 @@
+// `lab balancer start|status|stop`: the built-in balancer as a background process of the lab.
+// `startBalancer` spawns `lab balancer start --foreground` detached (it survives the CLI), waits until
+// it listens and has recorded itself in the lab state, and returns that record. `serveBalancer` is the
+// foreground body: run until the signal aborts.
+import { spawn } from 'node:child_process';
+import { mkdir, open } from 'node:fs/promises';
+import net from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { runBalancer, type LogSink } from '../balancer/balancer.js';
+import { LAB_CHECK_DEFAULTS, type BalancerConfig, type CheckType, type PoolKind } from '../balancer/config.js';
+import { formatAddress, isLoopback, parseAddress, parseCount, parseMaxLag, parseMs } from '../balancer/settings.js';
+import type { BalancerStats } from '../balancer/stats-types.js';
+import { LabError, messageOf } from '../common/errors.js';
+import { pollUntil } from '../common/poll.js';
+import { describePortHolder, isPortFree } from '../common/ports.js';
+import { isBalancerAlive, stopBalancerProcess } from '../lab/balancer-process.js';
+import { logDir, type GlobalOptions } from '../lab/context.js';
+import { requireState, updateState, type BalancerRecord } from '../lab/state.js';
+import { logTail } from '../postgres/server.js';
+
+export interface BalancerStartOptions {
+  name?: string;
+  /** HOST:PORT, default 127.0.0.1:15432 */
+  listen?: string;
+  /** HOST:PORT, default 127.0.0.1:8081 */
+  stats?: string;
+  pool?: PoolKind;
+  check?: CheckType;
+  balance?: 'roundrobin' | 'leastconn';
+  inter?: string | number;
+  fastinter?: string | number;
+  downinter?: string | number;
+  rise?: string | number;
+  fall?: string | number;
+  checkTimeout?: string | number;
+  /** "16MB", "5s", or both */
+  maxLag?: string[];
+  retries?: string | number;
+  connectTimeout?: string | number;
+  clientTimeout?: string | number;
+  serverTimeout?: string | number;
+  /** A HAProxy configuration file (src/haproxy/). */
+  config?: string;
+  engine?: 'builtin' | 'haproxy';
+  /** How long `start` waits for the background process to listen. */
+  timeoutMs?: number;
+}
+
+export const DEFAULT_BALANCER_NAME = 'lb';
+const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/;
+
+export function balancerLogFile(labDir: string, name: string): string {
+  return path.join(logDir(labDir), `balancer-${name}.log`);
+}
+
+function notAvailableYet(flag: string): LabError {
+  return new LabError('USAGE', `${flag} is not available yet in this build (the HAProxy support is being merged): run without it`);
+}
+
+/** The balancer's configuration from the CLI's options; every value checked, explicit knobs kept as given. */
+export function balancerConfig(global: GlobalOptions, options: BalancerStartOptions): BalancerConfig {
+  if (options.config) throw notAvailableYet('--config');
+  if (options.engine && options.engine !== 'builtin') throw notAvailableYet(`--engine ${options.engine}`);
+  const name = options.name ?? DEFAULT_BALANCER_NAME;
+  if (!NAME_PATTERN.test(name)) throw new LabError('USAGE', `Invalid balancer name "${name}": use letters, digits, '.', '_' or '-'`);
+  const pool = options.pool ?? 'replicas';
+  if (!['replicas', 'primary', 'all'].includes(pool)) throw new LabError('USAGE', `Invalid --pool "${pool}": expected replicas, primary or all`);
+  const checkType = options.check ?? 'sql';
+  if (!['sql', 'pgsql', 'tcp', 'none'].includes(checkType)) throw new LabError('USAGE', `Invalid --check "${checkType}": expected sql, pgsql, tcp or none`);
+  const algorithm = options.balance ?? 'roundrobin';
+  if (!['roundrobin', 'leastconn'].includes(algorithm)) throw new LabError('USAGE', `Invalid --balance "${algorithm}": expected roundrobin or leastconn`);
+  const listen = parseAddress(options.listen ?? '127.0.0.1:15432', '--listen');
+  const stats = parseAddress(options.stats ?? '127.0.0.1:8081', '--stats');
+  if (listen.port === stats.port && listen.port !== 0) throw new LabError('USAGE', `--listen and --stats both use port ${listen.port}: give them different ports`);
+  const lag = parseMaxLag(options.maxLag ?? []);
+  const d = LAB_CHECK_DEFAULTS;
+  return {
+    name,
+    listen,
+    stats: { ...stats, uri: '/' },
+    algorithm,
+    pool: { source: 'lab', labDir: global.labDir, kind: pool },
+    check: {
+      ...d,
+      type: checkType,
+      interMs: options.inter !== undefined ? parseMs(options.inter, '--inter') : d.interMs,
+      fastinterMs: options.fastinter !== undefined ? parseMs(options.fastinter, '--fastinter') : d.fastinterMs,
+      downinterMs: options.downinter !== undefined ? parseMs(options.downinter, '--downinter') : d.downinterMs,
+      rise: options.rise !== undefined ? parseCount(options.rise, '--rise') : d.rise,
+      fall: options.fall !== undefined ? parseCount(options.fall, '--fall') : d.fall,
+      timeoutMs: options.checkTimeout !== undefined ? parseMs(options.checkTimeout, '--check-timeout') : d.timeoutMs,
+      ...lag,
+    },
+    retries: options.retries !== undefined ? parseCount(options.retries, '--retries', 0) : 3,
+    redispatch: true,
+    timeouts: {
+      connectMs: options.connectTimeout !== undefined ? parseMs(options.connectTimeout, '--connect-timeout') : 3000,
+      clientMs: options.clientTimeout !== undefined ? parseMs(options.clientTimeout, '--client-timeout') : 0,
+      serverMs: options.serverTimeout !== undefined ? parseMs(options.serverTimeout, '--server-timeout') : 0,
+    },
+    warnings: [],
+  };
+}
+
+/** Warnings a person should see before the balancer runs (non-loopback addresses). */
+export function balancerWarnings(config: BalancerConfig): string[] {
+  const warnings = [...config.warnings];
+  for (const [what, address] of [['--listen', config.listen], ['--stats', config.stats]] as const) {
+    if (address && !isLoopback(address.host)) {
+      warnings.push(`${what} ${formatAddress(address)} is reachable from other machines: the lab's servers trust every local connection`);
+    }
+  }
+  return warnings;
+}
+
+/** Refuse a name already running, or a port in use, with what to do instead. */
+async function assertStartable(labDir: string, config: BalancerConfig): Promise<void> {
+  const state = await requireState(labDir);
+  const existing = state.balancers.find((b) => b.name === config.name);
+  if (existing && (await isBalancerAlive(existing))) {
+    throw new LabError('CONFLICT', `Balancer "${config.name}" is already running (pid ${existing.pid}, ${existing.listen}): stop it with \`lab balancer stop --name ${config.name}\` or choose another --name`);
+  }
+  for (const [what, address] of [['--listen', config.listen], ['--stats', config.stats]] as const) {
+    if (!address || address.port === 0) continue;
+    if (!(await isPortFree(address.port, address.host))) {
+      const holder = await describePortHolder(address.port);
+      throw new LabError('CONFLICT', `${what} ${formatAddress(address)} is already in use${holder ? ` by ${holder}` : ''}: choose another port with ${what}`);
+    }
+  }
+}
+
+export interface ServeOptions {
+  log: LogSink;
+  /** Aborted on SIGTERM/SIGINT: the balancer closes and the promise resolves. */
+  signal: AbortSignal;
+  /** Told once the balancer listens and is recorded (the CLI prints its warnings then). */
+  onReady?: (record: BalancerRecord) => void;
+}
+
+/** The balancer in this process until `signal` aborts; records itself in the lab state once listening. */
+export async function serveBalancer(global: GlobalOptions, options: BalancerStartOptions, serve: ServeOptions): Promise<BalancerRecord> {
+  const config = balancerConfig(global, options);
+  await assertStartable(global.labDir, config);
+  for (const warning of balancerWarnings(config)) serve.log(`warning: ${warning}`);
+  const balancer = await runBalancer(config, serve.log);
+  try {
+    const { port, statsPort } = balancer.address();
+    const record: BalancerRecord = {
+      name: config.name,
+      engine: 'builtin',
+      listen: formatAddress({ host: config.listen.host, port }),
+      stats: config.stats ? formatAddress({ host: config.stats.host, port: statsPort ?? config.stats.port }) : '',
+      pid: process.pid,
+      pool: config.pool.source === 'lab' ? config.pool.kind : 'static',
+      logFile: balancerLogFile(global.labDir, config.name),
+      startedAt: new Date().toISOString(),
+    };
+    await updateState(global.labDir, (state) => {
+      state.balancers = [...state.balancers.filter((b) => b.name !== record.name), record];
+    });
+    const checks = config.check.type === 'none' ? 'no check' : `${config.check.type} check every ${config.check.interMs} ms (fastinter ${config.check.fastinterMs}, downinter ${config.check.downinterMs}, rise ${config.check.rise}, fall ${config.check.fall})`;
+    serve.log(`${config.name} listening on ${record.listen}, stats on http://${record.stats}/, pool ${record.pool}, ${config.algorithm}, ${checks}, pid ${process.pid}`);
+    serve.onReady?.(record);
+    if (!serve.signal.aborted) await new Promise((resolve) => serve.signal.addEventListener('abort', resolve, { once: true }));
+    serve.log(`${config.name} stopping`);
+    return record;
+  } finally {
+    await balancer.stop();
+  }
+}
+
+/** The lab's own CLI, for the detached child. */
+function labBin(): string {
+  // dist/src/commands/balancer.js -> <repo>/bin/lab.js
+  return path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'bin', 'lab.js');
+}
+
+/** The same options as flags again, for the child's command line. */
+function optionsAsFlags(options: BalancerStartOptions): string[] {
+  const flags: string[] = [];
+  const add = (flag: string, value: string | number | undefined) => {
+    if (value !== undefined) flags.push(flag, String(value));
+  };
+  add('--name', options.name);
+  add('--listen', options.listen);
+  add('--stats', options.stats);
+  add('--pool', options.pool);
+  add('--check', options.check);
+  add('--balance', options.balance);
+  add('--inter', options.inter);
+  add('--fastinter', options.fastinter);
+  add('--downinter', options.downinter);
+  add('--rise', options.rise);
+  add('--fall', options.fall);
+  add('--check-timeout', options.checkTimeout);
+  for (const lag of options.maxLag ?? []) add('--max-lag', lag);
+  add('--retries', options.retries);
+  add('--connect-timeout', options.connectTimeout);
+  add('--client-timeout', options.clientTimeout);
+  add('--server-timeout', options.serverTimeout);
+  return flags;
+}
+
+function canConnect(address: string): Promise<boolean> {
+  const { host, port } = parseAddress(address, 'address');
+  return new Promise((resolve) => {
+    const socket = net.connect({ host, port });
+    socket.setTimeout(1000, () => socket.destroy());
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+    socket.once('close', () => resolve(false));
+  });
+}
+
+export interface StartedBalancer extends BalancerRecord {
+  warnings: string[];
+}
+
+/** Start a balancer in the background: it keeps running after this process exits. */
+export async function startBalancer(global: GlobalOptions, options: BalancerStartOptions = {}): Promise<StartedBalancer> {
+  const config = balancerConfig(global, options);
+  await assertStartable(global.labDir, config);
+  const logFile = balancerLogFile(global.labDir, config.name);
+  await mkdir(path.dirname(logFile), { recursive: true });
+  const log = await open(logFile, 'a');
+  const args = [labBin(), '--lab-dir', global.labDir, ...(global.pg ? ['--pg', global.pg] : []), 'balancer', 'start', '--foreground', ...optionsAsFlags(options)];
+  let exited: string | null = null;
+  const gone = new AbortController();
+  try {
+    const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', log.fd, log.fd], env: process.env });
+    child.once('exit', (code, signal) => {
+      exited = signal ? `was killed by ${signal}` : `exited with code ${code}`;
+      gone.abort();
+    });
+    child.once('error', (error) => {
+      exited = `could not start: ${error.message}`;
+      gone.abort();
+    });
+    child.unref();
+    const pid = child.pid ?? -1;
+    try {
+      return await pollUntil(
+        async () => {
+          const state = await requireState(global.labDir);
+          const record = state.balancers.find((b) => b.name === config.name && b.pid === pid);
+          if (!record) return undefined;
+          if (!(await canConnect(record.listen)) || (record.stats && !(await canConnect(record.stats)))) return undefined;
+          return { ...record, warnings: balancerWarnings(config) };
+        },
+        { timeoutMs: options.timeoutMs ?? 15_000, intervalMs: 50, what: `balancer ${config.name} to listen on ${formatAddress(config.listen)}`, signal: gone.signal, detail: () => logTail(logFile) },
+      );
+    } catch (error) {
+      if (exited !== null) {
+        throw new LabError('COMMAND_FAILED', `Balancer ${config.name} ${exited} before it was ready: see ${logFile}`, { detail: await logTail(logFile) });
+      }
+      // Never leave a half-started daemon behind.
+      if (pid > 0) process.kill(pid, 'SIGKILL');
+      throw error;
+    }
+  } finally {
+    await log.close();
+  }
+}
+
+export interface BalancerStopResult {
+  name: string;
+  pid: number;
+  wasRunning: boolean;
+}
+
+export async function stopBalancer(global: GlobalOptions, name = DEFAULT_BALANCER_NAME): Promise<BalancerStopResult> {
+  const state = await requireState(global.labDir);
+  const record = state.balancers.find((b) => b.name === name);
+  if (!record) {
+    const names = state.balancers.map((b) => b.name).join(', ') || 'none';
+    throw new LabError('NOT_FOUND', `No balancer named "${name}" in this lab (balancers: ${names}): see \`lab balancer status\``);
+  }
+  const wasRunning = await stopBalancerProcess(record);
+  await updateState(global.labDir, (next) => {
+    next.balancers = next.balancers.filter((b) => !(b.name === name && b.pid === record.pid));
+  });
+  return { name, pid: record.pid, wasRunning };
+}
+
+/** GET <stats>/?format=json of a running balancer. */
+export async function fetchBalancerStats(record: Pick<BalancerRecord, 'stats' | 'name'>, timeoutMs = 3000): Promise<BalancerStats> {
+  if (!record.stats) throw new LabError('STATE', `Balancer ${record.name} has no stats listener`);
+  const { host, port } = parseAddress(record.stats, 'stats address');
+  const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}/?format=json`;
+  try {
+    const response = await fetch(url, { signal: AbortSignal.timeout(timeoutMs) });
+    if (!response.ok) throw new Error(`HTTP ${response.status}`);
+    return (await response.json()) as BalancerStats;
+  } catch (error) {
+    throw new LabError('STATE', `Cannot read the stats of balancer ${record.name} at ${url}: ${messageOf(error)}`);
+  }
+}
+
+export interface BalancerStatus extends BalancerRecord {
+  running: boolean;
+  stats: string;
+  servers: BalancerStats['servers'] | null;
+  /** Why servers is null while the process runs. */
+  problem?: string;
+}
+
+export async function balancerStatus(global: GlobalOptions, name?: string): Promise<BalancerStatus[]> {
+  const state = await requireState(global.labDir);
+  const records = name ? state.balancers.filter((b) => b.name === name) : state.balancers;
+  if (name && records.length === 0) {
+    throw new LabError('NOT_FOUND', `No balancer named "${name}" in this lab: start one with \`lab balancer start --name ${name}\``);
+  }
+  return Promise.all(
+    records.map(async (record) => {
+      const running = await isBalancerAlive(record);
+      if (!running) return { ...record, running, servers: null };
+      try {
+        return { ...record, running, servers: (await fetchBalancerStats(record)).servers };
+      } catch (error) {
+        return { ...record, running, servers: null, problem: messageOf(error) };
+      }
+    }),
+  );
+}

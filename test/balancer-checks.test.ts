@@ -1,0 +1,102 @@
+// Health checks against fake TCP peers: HAProxy's pgsql-check semantics (R healthy, E down with the
+// server's message, refused = L4CON, silence = L4TOUT), the clean Terminate, and rise/fall.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import { createChecker, pgsqlCheck } from '../src/balancer/health-check.js';
+import { BackendServer } from '../src/balancer/backend-server.js';
+import { LAB_CHECK_DEFAULTS } from '../src/balancer/config.js';
+import { pollUntil } from '../src/common/poll.js';
+import { closedPort, fakePostgres } from './helpers/balancer-fakes.js';
+
+const target = (port: number) => ({ host: '127.0.0.1', port });
+
+test('pgsql check: R is healthy and the probe ends with Terminate and a clean close', async () => {
+  const fake = await fakePostgres('accept');
+  try {
+    const outcome = await pgsqlCheck(target(fake.port), { user: 'postgres', timeoutMs: 1000 });
+    assert.equal(outcome.ok, true);
+    assert.equal(outcome.status, 'L7OK');
+    const seen = await pollUntil(async () => (fake.received[0]?.closedCleanly ? fake.received[0] : undefined), { timeoutMs: 2000, what: 'the probe to close' });
+    assert.equal(seen.startup, true);
+    assert.deepEqual(seen.after, ['X'], 'the probe says goodbye with a Terminate message');
+  } finally {
+    await fake.close();
+  }
+});
+
+test('pgsql check: E is down with the server\'s message (L7STS)', async () => {
+  const fake = await fakePostgres({ sqlstate: '57P03', message: 'the database system is starting up' });
+  try {
+    const outcome = await pgsqlCheck(target(fake.port), { user: 'postgres', timeoutMs: 1000 });
+    assert.equal(outcome.ok, false);
+    assert.equal(outcome.status, 'L7STS');
+    assert.equal(outcome.message, 'the database system is starting up');
+  } finally {
+    await fake.close();
+  }
+});
+
+test('pgsql check: refused is L4CON, silence is a timeout, garbage is L7RSP', async () => {
+  const refused = await pgsqlCheck(target(await closedPort()), { user: 'postgres', timeoutMs: 500 });
+  assert.deepEqual([refused.ok, refused.status, refused.message], [false, 'L4CON', 'connection refused']);
+
+  const silent = await fakePostgres('silent');
+  const garbage = net.createServer((socket) => socket.end('HTTP/1.1 400 Bad Request\r\n\r\n'));
+  await new Promise<void>((resolve) => garbage.listen({ host: '127.0.0.1', port: 0 }, resolve));
+  try {
+    const started = Date.now();
+    const timedOut = await pgsqlCheck(target(silent.port), { user: 'postgres', timeoutMs: 300 });
+    assert.equal(timedOut.ok, false);
+    assert.match(timedOut.status, /TOUT$/);
+    assert.ok(Date.now() - started < 1500, 'the check timeout bounds the probe');
+    const notPostgres = await pgsqlCheck(target((garbage.address() as net.AddressInfo).port), { user: 'postgres', timeoutMs: 500 });
+    assert.deepEqual([notPostgres.ok, notPostgres.status], [false, 'L7RSP']);
+  } finally {
+    await silent.close();
+    // Not awaited: its one connection is already gone, and close() only stops the listener.
+    garbage.close();
+  }
+});
+
+test('tcp check: accepted is L4OK, refused is L4CON', async () => {
+  const fake = await fakePostgres('silent');
+  try {
+    const settings = { ...LAB_CHECK_DEFAULTS, type: 'tcp' as const, timeoutMs: 500 };
+    const options = { expectedRole: null, onLost: () => undefined };
+    const up = await createChecker(target(fake.port), settings, options).run();
+    assert.deepEqual([up.ok, up.status], [true, 'L4OK']);
+    const down = await createChecker(target(await closedPort()), settings, options).run();
+    assert.deepEqual([down.ok, down.status], [false, 'L4CON']);
+  } finally {
+    await fake.close();
+  }
+});
+
+test('rise and fall: fall failures to go DOWN, rise successes to come back; passive detection is immediate', () => {
+  const server = new BackendServer({ name: 's1', host: '127.0.0.1', port: 1, weight: 1, backup: false, disabled: false, check: true, checkOverrides: {} });
+  const ok = { ok: true, status: 'L7OK', message: 'ok' };
+  const bad = { ok: false, status: 'L4CON', message: 'connection refused' };
+  assert.equal(server.status, 'DOWN', 'a checked server waits for its first check');
+  server.record(ok, 2, 3);
+  assert.equal(server.status, 'UP', 'the first successful check admits a new server at once');
+  server.record(bad, 2, 3);
+  server.record(bad, 2, 3);
+  assert.equal(server.status, 'UP');
+  assert.equal(server.transitioning, true, 'fastinter applies while going down');
+  server.record(bad, 2, 3);
+  assert.equal(server.status, 'DOWN');
+  assert.equal(server.downTransitions, 1);
+  assert.equal(server.checksFailed, 3);
+  server.record(ok, 2, 3);
+  assert.equal(server.status, 'DOWN');
+  server.record(ok, 2, 3);
+  assert.equal(server.status, 'UP');
+  server.markDown('L4CON', 'connection refused (seen by the proxy)');
+  assert.equal(server.status, 'DOWN', 'passive detection does not wait for fall checks');
+  assert.equal(server.stats().checkMessage, 'connection refused (seen by the proxy)');
+  server.record({ ...ok, drain: true, message: 'replay lag 20 MB over the maximum' }, 1, 3);
+  assert.equal(server.status, 'DRAIN');
+  const maint = new BackendServer({ name: 's2', host: '127.0.0.1', port: 1, weight: 1, backup: false, disabled: true, check: false, checkOverrides: {} });
+  assert.equal(maint.status, 'MAINT');
+});

@@ -1,0 +1,77 @@
+// The proxy's choices against fake peers: pass-through when a server asks for a password, weighted
+// round robin, leastconn, backup servers, and the configuration a person types.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import pg from 'pg';
+import { runBalancer } from '../src/balancer/balancer.js';
+import { BackendServer } from '../src/balancer/backend-server.js';
+import { ServerPicker } from '../src/balancer/pick-server.js';
+import { balancerConfig, balancerWarnings } from '../src/commands/balancer.js';
+import { parseMaxLag } from '../src/balancer/settings.js';
+import { pollUntil } from '../src/common/poll.js';
+import { fakePostgres, serverLine, staticBalancerConfig } from './helpers/balancer-fakes.js';
+
+test('a server that asks for a password gets the client\'s answer (pass-through, no replay)', async () => {
+  const fake = await fakePostgres('password');
+  const balancer = await runBalancer(staticBalancerConfig([serverLine('pw', fake.port)], { type: 'tcp' }));
+  try {
+    await pollUntil(async () => (balancer.stats().servers[0]?.status === 'UP' ? true : undefined), { timeoutMs: 5000, what: 'the server UP' });
+    const client = new pg.Client({ host: '127.0.0.1', port: balancer.address().port, user: 'app', password: 'secret', database: 'app' });
+    await client.connect();
+    await client.end();
+    const session = fake.received.find((r) => r.after.includes('p'));
+    assert.ok(session, 'the password message reached the server');
+    assert.deepEqual(session.after, ['p', 'X']);
+    await pollUntil(async () => (balancer.stats().servers[0]!.sessionsTotal === 1 && balancer.stats().sessionsCurrent === 0 ? true : undefined), { timeoutMs: 2000, what: 'the session counted and closed' });
+  } finally {
+    await balancer.stop();
+    await fake.close();
+  }
+});
+
+function upServer(name: string, extra: Parameters<typeof serverLine>[2] = {}): BackendServer {
+  const server = new BackendServer(serverLine(name, 1, { check: false, ...extra }));
+  return server;
+}
+
+test('roundrobin honours weights; backup servers only when no normal server is up; leastconn', () => {
+  const a = upServer('a', { weight: 3 });
+  const b = upServer('b', { weight: 1 });
+  const backup = upServer('backup', { backup: true });
+  const picker = new ServerPicker('roundrobin');
+  const picks = Array.from({ length: 8 }, () => picker.pick([a, b, backup], new Set())!.name);
+  assert.deepEqual(picks.filter((n) => n === 'a').length, 6);
+  assert.deepEqual(picks.filter((n) => n === 'b').length, 2);
+  assert.ok(!picks.includes('backup'));
+  assert.ok(picks.slice(0, 3).includes('b'), `smooth: b is interleaved, not left to the end (${picks.join(',')})`);
+  const down = new BackendServer(serverLine('down', 1));
+  assert.equal(picker.pick([down, backup], new Set())!.name, 'backup', 'the backup takes over when no normal server is up');
+  assert.equal(picker.pick([down], new Set()), undefined);
+  const maint = upServer('maint', { disabled: true });
+  assert.equal(picker.pick([maint, b], new Set())!.name, 'b', 'MAINT takes nothing');
+
+  const least = new ServerPicker('leastconn');
+  const busy = upServer('busy');
+  busy.sessions.add({ client: null as never, server: null as never, close: () => undefined });
+  const idle = upServer('idle');
+  assert.equal(least.pick([busy, idle], new Set())!.name, 'idle');
+  assert.equal(least.pick([busy, idle], new Set([idle]))!.name, 'busy', 'a server already tried is skipped');
+});
+
+test('start options: lab defaults, explicit knobs honoured, --max-lag units, clear errors, non-loopback warning', () => {
+  const global = { labDir: '/tmp/nowhere' };
+  const config = balancerConfig(global, {});
+  assert.deepEqual([config.listen, config.stats, config.algorithm, config.check.type], [{ host: '127.0.0.1', port: 15432 }, { host: '127.0.0.1', port: 8081, uri: '/' }, 'roundrobin', 'sql']);
+  assert.deepEqual(config.pool, { source: 'lab', labDir: '/tmp/nowhere', kind: 'replicas' });
+  const seed = balancerConfig(global, { check: 'pgsql', inter: '10000', rise: '2', fall: '3', fastinter: '2s' });
+  assert.deepEqual([seed.check.interMs, seed.check.fastinterMs, seed.check.rise, seed.check.fall], [10_000, 2000, 2, 3]);
+  assert.deepEqual(parseMaxLag(['16MB', '5s']), { maxLagBytes: 16 * 1024 * 1024, maxLagSeconds: 5 });
+  assert.deepEqual(parseMaxLag(['512kB,500ms']), { maxLagBytes: 512 * 1024, maxLagSeconds: 0.5 });
+  assert.throws(() => parseMaxLag(['lots']), /Invalid --max-lag "lots"/);
+  assert.throws(() => balancerConfig(global, { listen: 'nope' }), /Invalid --listen "nope": expected HOST:PORT/);
+  assert.throws(() => balancerConfig(global, { pool: 'replica' as never }), /Invalid --pool "replica"/);
+  assert.throws(() => balancerConfig(global, { engine: 'haproxy' }), /not available yet/);
+  assert.deepEqual(balancerWarnings(config), []);
+  const open = balancerConfig(global, { listen: '0.0.0.0:15432' });
+  assert.match(balancerWarnings(open)[0]!, /--listen 0.0.0.0:15432 is reachable from other machines/);
+});

@@ -1,0 +1,76 @@
+// The sql check against real servers: a replica whose replay lag is over the limit leaves the pool
+// (DRAIN) until it catches up, and a replica promoted behind the lab's back (now a primary) is kept
+// out of the replica pool with a message saying why.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import pg from 'pg';
+import { runBalancer } from '../src/balancer/balancer.js';
+import { LAB_CHECK_DEFAULTS } from '../src/balancer/config.js';
+import { pollUntil } from '../src/common/poll.js';
+import { queryRows } from '../src/postgres/client.js';
+import { freePorts, lab, withTempLab } from './helpers/lab.js';
+
+async function portsThrough(port: number, count: number): Promise<Set<number>> {
+  const seen = new Set<number>();
+  for (let i = 0; i < count; i += 1) {
+    const client = new pg.Client({ host: '127.0.0.1', port, user: 'postgres', database: 'postgres', connectionTimeoutMillis: 5000 });
+    await client.connect();
+    try {
+      seen.add(Number((await client.query<{ p: string }>('SELECT current_setting(\'port\') AS p')).rows[0]!.p));
+    } finally {
+      await client.end();
+    }
+  }
+  return seen;
+}
+
+test('sql check: lag over --max-lag drains a replica until it catches up; a primary never enters the replica pool; the pool follows the lab', async () => {
+  await withTempLab(async (labDir) => {
+    const [m, r1, r2, r3] = await freePorts(4);
+    await lab(labDir, 'master', 'start', '--port', String(m));
+    await lab(labDir, 'replica', 'add', 'replica1', `${labDir}/replica1`, String(r1));
+    await lab(labDir, 'replica', 'add', 'replica2', `${labDir}/replica2`, String(r2));
+    const balancer = await runBalancer({
+      name: 'lbsql',
+      listen: { host: '127.0.0.1', port: 0 },
+      stats: null,
+      algorithm: 'roundrobin',
+      pool: { source: 'lab', labDir, kind: 'replicas' },
+      check: { ...LAB_CHECK_DEFAULTS, interMs: 200, maxLagBytes: 256 * 1024 },
+      retries: 3,
+      redispatch: true,
+      timeouts: { connectMs: 3000, clientMs: 0, serverMs: 0 },
+      warnings: [],
+    });
+    const server = (name: string) => balancer.stats().servers.find((s) => s.name === name)!;
+    try {
+      await pollUntil(async () => (balancer.stats().servers.length === 2 && balancer.stats().servers.every((s) => s.status === 'UP') ? true : undefined), { timeoutMs: 5000, what: 'both replicas UP' });
+      const port = balancer.address().port;
+
+      // Lag: replay paused on replica1 while the master writes a few MB.
+      await queryRows({ port: r1! }, 'SELECT pg_wal_replay_pause()');
+      await queryRows({ port: m! }, 'CREATE TABLE lag_test AS SELECT g, repeat(\'x\', 100) AS pad FROM generate_series(1, 20000) g');
+      await pollUntil(async () => (server('replica1').status === 'DRAIN' ? true : undefined), { timeoutMs: 5000, what: 'replica1 DRAIN' });
+      assert.match(server('replica1').checkMessage, /replay lag \d+ bytes over the maximum 262144/);
+      assert.ok((server('replica1').lagBytes ?? 0) > 256 * 1024);
+      assert.deepEqual(await portsThrough(port, 4), new Set([r2]), 'a lagging replica takes no new session');
+      await queryRows({ port: r1! }, 'SELECT pg_wal_replay_resume()');
+      await pollUntil(async () => (server('replica1').status === 'UP' ? true : undefined), { timeoutMs: 5000, what: 'replica1 back UP after catching up' });
+      assert.deepEqual(await portsThrough(port, 4), new Set([r1, r2]));
+
+      // A replica promoted behind the lab's back is a primary: out of the replica pool.
+      await queryRows({ port: r2! }, 'SELECT pg_promote()');
+      await pollUntil(async () => (server('replica2').status === 'DOWN' ? true : undefined), { timeoutMs: 10_000, what: 'promoted replica2 out of the pool' });
+      assert.equal(server('replica2').role, 'primary');
+      assert.match(server('replica2').checkMessage, /is a primary \(not in recovery\): not eligible for the replica pool/);
+      assert.deepEqual(await portsThrough(port, 4), new Set([r1]));
+
+      // The pool follows the lab: a replica added while the balancer runs joins it, no restart.
+      await lab(labDir, 'replica', 'add', 'replica3', `${labDir}/replica3`, String(r3));
+      await pollUntil(async () => (balancer.stats().servers.find((s) => s.name === 'replica3')?.status === 'UP' ? true : undefined), { timeoutMs: 5000, what: 'replica3 in the pool' });
+      assert.deepEqual(await portsThrough(port, 4), new Set([r1, r3]));
+    } finally {
+      await balancer.stop();
+    }
+  });
+});
