@@ -521,13 +521,13 @@ function buildConfig(proxies: Proxy[], warnings: string[], options: ParseHaproxy
 }
 
 /**
- * HAProxy's check timing: fastinter and downinter default to inter; without `timeout check` the whole
- * check must finish within inter, with it the connect gets min(timeout connect, inter) and the reply
- * `timeout check` more.
+ * HAProxy's check timing: fastinter and downinter default to inter. The check timeout is `timeout
+ * check` when set (HAProxy adds the connect time, bounded by min(timeout connect, inter)); without it
+ * the whole check must finish within inter.
  */
 function checkTiming(options: ServerOptions, timeouts: Timeouts): Pick<CheckSettings, 'interMs' | 'fastinterMs' | 'downinterMs' | 'rise' | 'fall' | 'timeoutMs'> {
   const interMs = options.interMs ?? HAPROXY_CHECK_DEFAULTS.interMs;
-  const timeoutMs = timeouts.check === undefined ? interMs : Math.min(timeouts.connect ?? interMs, interMs) + timeouts.check;
+  const timeoutMs = timeouts.check ?? interMs;
   return {
     interMs,
     fastinterMs: options.fastinterMs ?? interMs,
