@@ -10,7 +10,10 @@ import { labPoolServers } from '../src/haproxy/lab-pool.js';
 import { queryRows } from '../src/postgres/client.js';
 import { pollUntil } from '../src/common/poll.js';
 import { isRunning } from '../src/common/processes.js';
-import { freePorts, lab, withTempLab } from './helpers/lab.js';
+import net from 'node:net';
+import { rm } from 'node:fs/promises';
+import { LabError } from '../src/common/errors.js';
+import { processesMentioning, freePorts, lab, tempDir, withTempLab } from './helpers/lab.js';
 
 test('HAProxy balances a lab\'s replicas and reports a killed one DOWN', { timeout: 90_000 }, async () => {
   await withTempLab(async (labDir) => {
@@ -90,4 +93,33 @@ test('HAProxy balances a lab\'s replicas and reports a killed one DOWN', { timeo
     }
     assert.equal(await isRunning(haproxy!.pid), false);
   });
+});
+
+test('HAProxy that cannot bind its port fails to start with its own message and leaves nothing running', async () => {
+  const labDir = await tempDir('pglab-haproxy-');
+  const [port, stats] = await freePorts(2);
+  const holder = net.createServer();
+  await new Promise<void>((resolve) => holder.listen({ host: '127.0.0.1', port }, resolve));
+  try {
+    const config: BalancerConfig = {
+      name: 'busy',
+      listen: { host: '127.0.0.1', port: port! },
+      stats: { host: '127.0.0.1', port: stats!, uri: '/' },
+      algorithm: 'roundrobin',
+      pool: { source: 'static', servers: [] },
+      check: { ...LAB_CHECK_DEFAULTS, type: 'tcp' },
+      retries: 3,
+      redispatch: false,
+      timeouts: { connectMs: 1000, clientMs: 1000, serverMs: 1000 },
+      warnings: [],
+    };
+    await assert.rejects(
+      startHaproxy({ labDir, config, servers: [], timeoutMs: 5000 }),
+      (error: unknown) => error instanceof LabError && error.code === 'COMMAND_FAILED' && /exited at start/.test(error.message) && /[Cc]annot bind/.test(error.detail ?? ''),
+    );
+    assert.deepEqual(await processesMentioning(labDir), []);
+  } finally {
+    await new Promise<void>((resolve) => holder.close(() => resolve()));
+    await rm(labDir, { recursive: true, force: true });
+  }
 });
