@@ -2,13 +2,14 @@
 // time units, old timeout keywords, warnings for everything not supported, and errors with line numbers.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFile } from 'node:fs/promises';
+import { readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { execa } from 'execa';
 import { parseHaproxyConfig } from '../src/haproxy/parse-config.js';
+import { readHaproxyConfigFile } from '../src/haproxy/read-config-file.js';
 import { parseHaproxyTime } from '../src/haproxy/time-units.js';
 import { LabError } from '../src/common/errors.js';
-import { repoRoot } from './helpers/lab.js';
+import { repoRoot, tempDir } from './helpers/lab.js';
 
 // The seed's file as the 2015 RPM shipped it, with the post's listen sections.
 const SEED_CFG = `
@@ -215,4 +216,21 @@ test('HAProxy time units', () => {
   assert.equal(parseHaproxyTime('2h'), 7_200_000);
   assert.equal(parseHaproxyTime('1.5s'), undefined);
   assert.equal(parseHaproxyTime('-1'), undefined);
+});
+
+test('a configuration file: errors and warnings name the file', async () => {
+  const dir = await tempDir('pglab-cfg-');
+  try {
+    const bad = path.join(dir, 'bad.cfg');
+    await writeFile(bad, 'listen pgsql\n  bind 127.0.0.1:0\n  server a 127.0.0.1:5433\n');
+    await assert.rejects(readHaproxyConfigFile(bad), (e: unknown) => e instanceof LabError && e.message.startsWith(`${bad} line 2: bind: invalid port '0'`));
+    await assert.rejects(readHaproxyConfigFile(path.join(dir, 'missing.cfg')), (e: unknown) => e instanceof LabError && e.code === 'NOT_FOUND');
+    const good = path.join(dir, 'good.cfg');
+    await writeFile(good, 'global\n  daemon\nlisten pgsql 127.0.0.1:15432\n  timeout connect 1s\n  timeout client 1s\n  timeout server 1s\n  server a 127.0.0.1:5433 check\n');
+    const config = await readHaproxyConfigFile(good, { name: 'lb' });
+    assert.equal(config.name, 'lb');
+    assert.deepEqual(config.warnings.map((w) => w.split(' (')[0]), [`${good} line 2: 'daemon' is not supported and was ignored`]);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 });
