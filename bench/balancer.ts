@@ -1,0 +1,390 @@
+// The balancer bench: the built-in balancer against HAProxy 2.6 (Debian) with the same pool, on a
+// throwaway lab (master + 3 replicas, like the seed). Run from the repository root:
+//
+//   npx tsc -p tsconfig.json && node dist/bench/balancer.js
+//
+// Environment: BENCH_SECONDS (each throughput run, default 10), BENCH_FAILURE_SECONDS (the seed's
+// failure run, default 20), BENCH_ROUNDS (alternating rounds, default 1), BENCH_IDLE_CLIENTS (default
+// 1000), BENCH_JSON=1 (also print every figure as JSON). With the defaults it takes about 4 minutes.
+//
+// It measures, through each balancer:
+//  1. throughput, alternating engines: `pgbench -S -c 16 -j 2 -T N` (persistent sessions) and
+//     `pgbench -S -C -c 16 -T N` (a new connection per transaction); ratios built-in/HAProxy;
+//  2. a pool of one replica against a direct connection to that replica; ratio built-in/direct;
+//  3. memory: VmRSS and open fds of the balancer process with 1,000 idle clients, fds after they close;
+//  4. detection: time from SIGKILL of a replica to DOWN in the stats, and from the re-added replica
+//     accepting connections to UP;
+//  5. the seed's failure: `pgbench -S -C -c 16 -T 20` with one replica killed mid-run; aborted clients.
+// HAProxy runs with the seed's settings (pgsql-check, inter 10000, rise 2, fall 3, retries 3, no
+// redispatch, the seed's timeouts), rendered by src/haproxy from the lab's pool; for detection, a second
+// HAProxy with the lab's check knobs shows what HAProxy does when tuned like the built-in balancer.
+// The built-in balancer is started with the CLI (`lab balancer start`); if that fails the bench says
+// "built-in balancer not available" and measures HAProxy and direct connections only.
+import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { setTimeout as delay } from 'node:timers/promises';
+import { execa } from 'execa';
+import { LAB_CHECK_DEFAULTS, type BalancerConfig, type CheckSettings, type ServerConfig } from '../src/balancer/config.js';
+import type { BalancerStats, ServerState } from '../src/balancer/stats-types.js';
+import { findFreePort } from '../src/common/ports.js';
+import { pollUntil } from '../src/common/poll.js';
+import { messageOf } from '../src/common/errors.js';
+import { queryRows } from '../src/postgres/client.js';
+import { startHaproxy, stopHaproxy, type HaproxyInstance } from '../src/haproxy/engine.js';
+import { fetchHaproxyStats } from '../src/haproxy/fetch-stats.js';
+import { labPoolServers } from '../src/haproxy/lab-pool.js';
+import { renderHaproxyConfig } from '../src/haproxy/render-config.js';
+import { runPgbench, type PgbenchResult } from './pgbench.js';
+import { measureIdleClients, startSink, type IdleFootprint } from './idle-clients.js';
+
+const env = (name: string, fallback: number): number => {
+  const value = Number(process.env[name] ?? fallback);
+  if (!Number.isInteger(value) || value < 1) throw new Error(`${name} must be a positive integer, got "${process.env[name]}"`);
+  return value;
+};
+const SECONDS = env('BENCH_SECONDS', 10);
+const FAILURE_SECONDS = env('BENCH_FAILURE_SECONDS', 20);
+const ROUNDS = env('BENCH_ROUNDS', 1);
+const IDLE_CLIENTS = env('BENCH_IDLE_CLIENTS', 1000);
+
+const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+const labBin = path.join(repoRoot, 'bin', 'lab.js');
+
+/** The seed's haproxy.cfg knobs (REFERENCE.md 1). */
+const SEED_CHECK: CheckSettings = {
+  ...LAB_CHECK_DEFAULTS, type: 'pgsql', interMs: 10_000, fastinterMs: 10_000, downinterMs: 10_000, rise: 2, fall: 3, timeoutMs: 5000,
+};
+const SEED_TIMEOUTS = { connectMs: 10_000, clientMs: 60_000, serverMs: 60_000 };
+
+interface Builtin {
+  name: string;
+  pid: number;
+  port: number;
+  statsUrl: string;
+}
+
+/** Everything started, stopped in reverse order in `finally` (and on Ctrl-C). */
+const cleanups: (() => Promise<unknown>)[] = [];
+async function cleanupAll(): Promise<void> {
+  while (cleanups.length > 0) {
+    const step = cleanups.pop()!;
+    await step().catch((error: unknown) => console.error(`cleanup: ${messageOf(error)}`));
+  }
+}
+
+function log(line = ''): void {
+  console.log(line);
+}
+
+async function labCli(labDir: string, args: string[], timeoutMs = 120_000) {
+  const result = await execa('node', [labBin, '--lab-dir', labDir, ...args], { reject: false, timeout: timeoutMs, env: { NO_COLOR: '1' } });
+  return { exitCode: result.exitCode ?? -1, stdout: String(result.stdout), stderr: String(result.stderr) };
+}
+
+async function labOk(labDir: string, ...args: string[]): Promise<string> {
+  const result = await labCli(labDir, args);
+  if (result.exitCode !== 0) throw new Error(`lab ${args.join(' ')} failed (exit ${result.exitCode}): ${result.stderr.trim() || result.stdout.trim()}`);
+  return result.stdout;
+}
+
+async function freePorts(count: number): Promise<number[]> {
+  const ports = new Set<number>();
+  while (ports.size < count) ports.add(await findFreePort());
+  return [...ports];
+}
+
+/** `lab balancer start ... --json`; the reason as a string when the built-in balancer cannot start. */
+async function startBuiltin(labDir: string, name: string, args: string[], port: number, statsPort: number): Promise<Builtin | string> {
+  const result = await labCli(labDir, ['balancer', 'start', '--name', name, ...args, '--json'], 60_000);
+  if (result.exitCode !== 0) return (result.stderr.trim() || result.stdout.trim()).split('\n')[0] ?? `exit ${result.exitCode}`;
+  cleanups.push(() => labCli(labDir, ['balancer', 'stop', '--name', name], 30_000));
+  let pid: number;
+  try {
+    pid = Number((JSON.parse(result.stdout) as { pid: number }).pid);
+  } catch {
+    return `unexpected output of lab balancer start --json: ${result.stdout.slice(0, 200)}`;
+  }
+  return { name, pid, port, statsUrl: `http://127.0.0.1:${statsPort}/` };
+}
+
+async function builtinStats(b: Builtin): Promise<BalancerStats> {
+  const response = await fetch(`${b.statsUrl}?format=json`, { signal: AbortSignal.timeout(2000) });
+  if (!response.ok) throw new Error(`HTTP ${response.status} from ${b.statsUrl}?format=json`);
+  return (await response.json()) as BalancerStats;
+}
+
+function haproxyConfig(name: string, port: number, statsPort: number, check: CheckSettings): BalancerConfig {
+  return {
+    name,
+    listen: { host: '127.0.0.1', port },
+    stats: { host: '127.0.0.1', port: statsPort, uri: '/' },
+    algorithm: 'roundrobin',
+    pool: { source: 'static', servers: [] },
+    check,
+    retries: 3,
+    redispatch: false,
+    timeouts: SEED_TIMEOUTS,
+    warnings: [],
+  };
+}
+
+async function launchHaproxy(labDir: string, name: string, servers: ServerConfig[], check: CheckSettings): Promise<HaproxyInstance & { port: number }> {
+  const [port, statsPort] = await freePorts(2);
+  const instance = await startHaproxy({ labDir, config: haproxyConfig(name, port!, statsPort!, check), servers });
+  cleanups.push(() => stopHaproxy(instance.pid));
+  return { ...instance, port: port! };
+}
+
+/** A reader of one server's state, whichever the engine. */
+interface Watched {
+  label: string;
+  state(server: string): Promise<ServerState | undefined>;
+}
+
+function watchHaproxy(label: string, h: HaproxyInstance): Watched {
+  return { label, state: async (server) => (await fetchHaproxyStats(h.statsUrl!)).servers.find((s) => s.name === server)?.status };
+}
+
+function watchBuiltin(label: string, b: Builtin): Watched {
+  return { label, state: async (server) => (await builtinStats(b)).servers.find((s) => s.name === server)?.status };
+}
+
+/** Milliseconds from `since` until each watched balancer reports `server` in `want` (null: not within timeoutMs). */
+async function timeUntil(watched: Watched[], server: string, want: ServerState, since: number, timeoutMs: number): Promise<Record<string, number | null>> {
+  const times: Record<string, number | null> = Object.fromEntries(watched.map((w) => [w.label, null]));
+  const deadline = since + timeoutMs;
+  while (Date.now() < deadline && watched.some((w) => times[w.label] === null)) {
+    await Promise.all(watched.filter((w) => times[w.label] === null).map(async (w) => {
+      const state = await w.state(server).catch(() => undefined);
+      if (state === want && times[w.label] === null) times[w.label] = Date.now() - since;
+    }));
+    await delay(50);
+  }
+  return times;
+}
+
+async function waitAccepting(port: number, timeoutMs: number): Promise<number> {
+  await pollUntil(
+    async () => ((await queryRows({ port, connectTimeoutMs: 1000 }, 'select 1 as one'))[0] ? true : undefined),
+    { timeoutMs, intervalMs: 20, what: `the server on port ${port} to accept connections` },
+  );
+  return Date.now();
+}
+
+const fmt = (n: number | null | undefined, digits = 0): string => (n === null || n === undefined || Number.isNaN(n) ? 'n/a' : n.toFixed(digits));
+const ratio = (a: number | null | undefined, b: number | null | undefined): string => (a && b ? (a / b).toFixed(2) : 'n/a');
+const mean = (values: number[]): number | null => (values.length ? values.reduce((x, y) => x + y, 0) / values.length : null);
+
+async function main(): Promise<void> {
+  const started = Date.now();
+  const root = await mkdtemp(path.join(tmpdir(), 'pglab-bench-'));
+  await chmod(root, 0o755);
+  const labDir = path.join(root, 'lab');
+  cleanups.push(() => rm(root, { recursive: true, force: true }));
+  cleanups.push(() => labCli(labDir, ['destroy', '--yes'], 120_000));
+  const figures: Record<string, unknown> = { seconds: SECONDS, failureSeconds: FAILURE_SECONDS, rounds: ROUNDS };
+
+  // The lab: master + 3 replicas, pgbench tables replicated.
+  const [m, r1, r2, r3] = await freePorts(4);
+  const replicas = [['replica1', r1!], ['replica2', r2!], ['replica3', r3!]] as const;
+  log(`lab in ${labDir}: master :${m}, replicas :${r1} :${r2} :${r3}`);
+  await labOk(labDir, 'master', 'start', '--port', String(m));
+  for (const [name, port] of replicas) await labOk(labDir, 'replica', 'add', name, path.join(labDir, name), String(port));
+  await execa('pgbench', ['-i', '-s', '1', '-q', '-h', '127.0.0.1', '-p', String(m), '-U', 'postgres', 'postgres'], { timeout: 120_000 });
+  for (const [, port] of replicas) {
+    await pollUntil(
+      async () => ((await queryRows({ port }, 'select count(*) as n from pgbench_branches'))[0] ? true : undefined),
+      { timeoutMs: 30_000, what: `pgbench tables on the replica on port ${port}` },
+    );
+  }
+  const pool = await labPoolServers(labDir, 'replicas');
+  const replica1Only = pool.filter((s) => s.name === 'replica1');
+
+  // The balancers.
+  const hs = await launchHaproxy(labDir, 'hs', pool, SEED_CHECK);
+  const h1 = await launchHaproxy(labDir, 'h1', replica1Only, SEED_CHECK);
+  const hl = await launchHaproxy(labDir, 'hl', pool, { ...LAB_CHECK_DEFAULTS, type: 'pgsql' });
+  const [bp, bs] = await freePorts(2);
+  const builtinOrWhy = await startBuiltin(labDir, 'b', ['--listen', `127.0.0.1:${bp}`, '--stats', `127.0.0.1:${bs}`], bp!, bs!);
+  const builtin = typeof builtinOrWhy === 'string' ? null : builtinOrWhy;
+  if (!builtin) log(`built-in balancer not available: ${builtinOrWhy}`);
+  else log(`built-in balancer b: pid ${builtin.pid}, :${builtin.port}`);
+  log(`HAProxy hs (seed settings): pid ${hs.pid}, :${hs.port}; h1 (replica1 only): :${h1.port}; hl (lab check knobs): :${hl.port}`);
+
+  // The built-in balancer with a one-replica pool: from a haproxy.cfg naming replica1 (--config), or,
+  // if this build cannot read one yet, the primary alone (--pool primary) against a direct connection to it.
+  let b1: Builtin | null = null;
+  let singleDirectPort = r1!;
+  let singleNote = 'replica1 alone';
+  if (builtin) {
+    const [p, s] = await freePorts(2);
+    const file = path.join(labDir, 'bench-single.cfg');
+    await writeFile(file, renderHaproxyConfig(haproxyConfig('b1', p!, s!, { ...LAB_CHECK_DEFAULTS, type: 'pgsql' }), replica1Only));
+    const viaConfig = await startBuiltin(labDir, 'b1', ['--config', file], p!, s!);
+    if (typeof viaConfig !== 'string') {
+      b1 = viaConfig;
+    } else {
+      const [p2, s2] = await freePorts(2);
+      const viaPrimary = await startBuiltin(labDir, 'b1', ['--pool', 'primary', '--listen', `127.0.0.1:${p2}`, '--stats', `127.0.0.1:${s2}`], p2!, s2!);
+      if (typeof viaPrimary !== 'string') {
+        b1 = viaPrimary;
+        singleDirectPort = m!;
+        singleNote = `the primary alone (--config failed: ${viaConfig})`;
+      } else {
+        log(`built-in balancer with one server not available: ${viaConfig}; ${viaPrimary}`);
+      }
+    }
+  }
+  // Every balancer sees its servers UP before measuring.
+  const everyoneUp = async (): Promise<void> => {
+    await pollUntil(async () => {
+      const lists = await Promise.all([
+        fetchHaproxyStats(hs.statsUrl!), fetchHaproxyStats(h1.statsUrl!), fetchHaproxyStats(hl.statsUrl!),
+        ...(builtin ? [builtinStats(builtin)] : []), ...(b1 ? [builtinStats(b1)] : []),
+      ]);
+      return lists.every((l) => l.servers.length > 0 && l.servers.every((s) => s.status === 'UP')) ? true : undefined;
+    }, { timeoutMs: 60_000, intervalMs: 100, what: 'every balancer to report its servers UP' });
+  };
+  await everyoneUp();
+
+  // 1. Throughput, alternating engines.
+  log(`\n== 1. throughput through 3 replicas: pgbench -S, 16 clients, ${SECONDS} s per run, ${ROUNDS} round(s)`);
+  const modes = [
+    { key: 'persistent', label: 'persistent (-c 16 -j 2)', connect: false, threads: 2 },
+    { key: 'connect', label: 'new connection per transaction (-C -c 16)', connect: true, threads: 2 },
+  ] as const;
+  const tps: Record<string, number[]> = {};
+  const record = (key: string, r: PgbenchResult, label: string): void => {
+    (tps[key] ??= []).push(r.tps);
+    log(`  ${label.padEnd(44)} ${fmt(r.tps).padStart(7)} tps${r.aborted ? `  (${r.aborted} clients aborted: ${r.stderrTail.split('\n')[0]})` : ''}`);
+  };
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const mode of modes) {
+      const targets = [{ key: 'haproxy', label: 'HAProxy', port: hs.port }, ...(builtin ? [{ key: 'builtin', label: 'built-in', port: builtin.port }] : [])];
+      if (round % 2 === 1) targets.reverse();
+      for (const t of targets) {
+        record(`${t.key}.${mode.key}`, await runPgbench({ port: t.port, seconds: SECONDS, clients: 16, threads: mode.threads, connectPerTransaction: mode.connect }), `${mode.label}, ${t.label}`);
+      }
+    }
+  }
+
+  // 2. One-server pool against a direct connection.
+  log(`\n== 2. one-server pool (${singleNote}) vs a direct connection, ${SECONDS} s per run`);
+  for (const mode of modes) {
+    const targets = [
+      { key: 'direct1', label: 'direct', port: singleDirectPort },
+      { key: 'haproxy1', label: 'HAProxy, replica1 only', port: h1.port },
+      ...(b1 ? [{ key: 'builtin1', label: 'built-in, one server', port: b1.port }] : []),
+    ];
+    for (const t of targets) {
+      // HAProxy's one-server pool is always replica1; compare it with a direct connection to replica1.
+      record(`${t.key}.${mode.key}`, await runPgbench({ port: t.port, seconds: SECONDS, clients: 16, threads: mode.threads, connectPerTransaction: mode.connect }), `${mode.label}, ${t.label}`);
+    }
+    if (singleDirectPort !== r1) {
+      record(`directReplica1.${mode.key}`, await runPgbench({ port: r1!, seconds: SECONDS, clients: 16, threads: mode.threads, connectPerTransaction: mode.connect }), `${mode.label}, direct to replica1`);
+    }
+  }
+  figures.tps = tps;
+
+  // 3. Footprint with idle clients.
+  log(`\n== 3. ${IDLE_CLIENTS} idle client connections (connected, sending nothing)`);
+  const footprints: Record<string, IdleFootprint> = {};
+  const printFootprint = (label: string, f: IdleFootprint): void => {
+    log(`  ${label.padEnd(44)} RSS ${fmt(f.baselineRssKb / 1024, 1)} -> ${fmt(f.loadedRssKb / 1024, 1)} MB, fds ${f.baselineFds} -> ${f.loadedFds} -> ${f.afterFds} (${f.fdsBackToBaseline ? 'back to baseline' : 'NOT back to baseline'}), ${f.stillOpen}/${f.clients} still open at the RSS reading`);
+  };
+  {
+    // HAProxy connects each client to a server at once; a TCP sink stands in for PostgreSQL so that
+    // 1,000 clients do not mean 1,000 backend forks.
+    const sink = await startSink();
+    cleanups.push(() => sink.close());
+    const hm = await launchHaproxy(labDir, 'hm', [{ name: 'sink', host: '127.0.0.1', port: sink.port, weight: 1, backup: false, disabled: false, check: false, checkOverrides: {} }], { ...SEED_CHECK, type: 'none' });
+    footprints.haproxy = await measureIdleClients(hm.pid, '127.0.0.1', hm.port, IDLE_CLIENTS);
+    printFootprint('HAProxy (server: a TCP sink)', footprints.haproxy);
+    await stopHaproxy(hm.pid);
+  }
+  if (builtin) {
+    // A client that sends nothing is closed after --connect-timeout (3 s by default); give it a minute here.
+    const [p, s] = await freePorts(2);
+    const bm = await startBuiltin(labDir, 'bm', ['--listen', `127.0.0.1:${p}`, '--stats', `127.0.0.1:${s}`, '--connect-timeout', '60000'], p!, s!);
+    if (typeof bm === 'string') {
+      log(`  built-in: not available: ${bm}`);
+    } else {
+      footprints.builtin = await measureIdleClients(bm.pid, '127.0.0.1', bm.port, IDLE_CLIENTS);
+      printFootprint('built-in (--connect-timeout 60000)', footprints.builtin);
+      await labCli(labDir, ['balancer', 'stop', '--name', 'bm'], 30_000);
+    }
+  }
+  figures.idle = footprints;
+
+  // 4. Detection and readmission.
+  log('\n== 4. replica2 killed with SIGKILL, then re-added');
+  const watched = [
+    watchHaproxy('HAProxy, seed settings (inter 10000)', hs),
+    watchHaproxy('HAProxy, lab check knobs (inter 1000, fastinter 100, downinter 250)', hl),
+    ...(builtin ? [watchBuiltin('built-in', builtin)] : []),
+  ];
+  const killedAt = Date.now();
+  await labOk(labDir, 'node', 'kill', 'replica2');
+  const detection = await timeUntil(watched, 'replica2', 'DOWN', killedAt, 60_000);
+  const readd = labOk(labDir, 'replica', 'add', 'replica2', path.join(labDir, 'replica2'), String(r2));
+  const acceptingAt = await waitAccepting(r2!, 120_000);
+  await readd;
+  const readmission = await timeUntil(watched, 'replica2', 'UP', acceptingAt, 60_000);
+  for (const w of watched) {
+    log(`  ${w.label.padEnd(70)} DOWN after ${fmt(detection[w.label])} ms; UP ${fmt(readmission[w.label])} ms after it accepted connections`);
+  }
+  figures.detectionMs = detection;
+  figures.readmissionMs = readmission;
+
+  // 5. The seed's failure run.
+  log(`\n== 5. the seed's load, pgbench -S -C -c 16 -T ${FAILURE_SECONDS}, replica2 killed after ${Math.min(5, Math.floor(FAILURE_SECONDS / 4))} s`);
+  const failures: Record<string, PgbenchResult> = {};
+  const failureTargets = [
+    { key: 'haproxy', label: 'HAProxy, seed settings', port: hs.port, watch: watched[0]! },
+    ...(builtin ? [{ key: 'builtin', label: 'built-in', port: builtin.port, watch: watched[2]! }] : []),
+  ];
+  for (const [i, t] of failureTargets.entries()) {
+    // Only this balancer needs replica2 back (HAProxy with the seed's settings takes 10-20 s for that).
+    const back = await timeUntil([t.watch], 'replica2', 'UP', Date.now(), 60_000);
+    if (back[t.watch.label] === null) throw new Error(`${t.label} did not report replica2 UP within 60 s`);
+    const run = runPgbench({ port: t.port, seconds: FAILURE_SECONDS, clients: 16, threads: 1, connectPerTransaction: true });
+    await delay(Math.min(5, Math.floor(FAILURE_SECONDS / 4)) * 1000);
+    await labOk(labDir, 'node', 'kill', 'replica2');
+    const result = await run;
+    failures[t.key] = result;
+    log(`  ${t.label.padEnd(44)} ${result.aborted} of 16 clients aborted (${result.abortedConnecting} while establishing a connection), ${fmt(result.tps)} tps, ${result.transactions} transactions`);
+    if (i < failureTargets.length - 1) await labOk(labDir, 'replica', 'add', 'replica2', path.join(labDir, 'replica2'), String(r2));
+  }
+  figures.failure = failures;
+
+  // Summary.
+  const avg = (key: string): number | null => mean(tps[key] ?? []);
+  log('\n== summary');
+  for (const mode of modes) {
+    log(`  ${mode.label}: HAProxy ${fmt(avg(`haproxy.${mode.key}`))} tps, built-in ${fmt(avg(`builtin.${mode.key}`))} tps, built-in/HAProxy ${ratio(avg(`builtin.${mode.key}`), avg(`haproxy.${mode.key}`))} (target >= 1.0)`);
+    log(`  ${mode.label}, one server: direct ${fmt(avg(`direct1.${mode.key}`))} tps, HAProxy/direct(replica1) ${ratio(avg(`haproxy1.${mode.key}`), avg(singleDirectPort === r1 ? `direct1.${mode.key}` : `directReplica1.${mode.key}`))}, built-in/direct ${ratio(avg(`builtin1.${mode.key}`), avg(`direct1.${mode.key}`))} (target >= 0.9)`);
+  }
+  for (const [key, f] of Object.entries(footprints)) {
+    log(`  ${key}: ${fmt(f.loadedRssKb / 1024, 1)} MB RSS with ${IDLE_CLIENTS} idle clients (target <= 100 MB), fds back to baseline: ${f.fdsBackToBaseline ? 'yes' : 'no'}`);
+  }
+  for (const w of watched) log(`  ${w.label}: detection ${fmt(detection[w.label])} ms (target <= 1000), readmission ${fmt(readmission[w.label])} ms (target <= 2000)`);
+  for (const [key, r] of Object.entries(failures)) log(`  ${key}: ${r.abortedConnecting} clients aborted while connecting under the seed's failure (target 0)`);
+  log(`  bench took ${((Date.now() - started) / 1000).toFixed(0)} s`);
+  if (process.env.BENCH_JSON === '1') log(JSON.stringify(figures, null, 2));
+}
+
+process.once('SIGINT', () => {
+  console.error('interrupted: cleaning up');
+  void cleanupAll().finally(() => process.exit(130));
+});
+
+try {
+  await main();
+} catch (error) {
+  console.error(`bench failed: ${messageOf(error)}`);
+  process.exitCode = 1;
+} finally {
+  await cleanupAll();
+}
