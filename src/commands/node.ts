@@ -12,6 +12,8 @@ export interface NodeActionResult {
   action: NodeAction;
   /** pid of the postmaster started, or killed */
   pid?: number;
+  /** kill: Date.now() when SIGKILL was sent */
+  killedAtMs?: number;
   /** false when the node was already in the wanted state */
   changed: boolean;
 }
@@ -31,8 +33,8 @@ export async function nodeAction(global: GlobalOptions, name: string, action: No
 
   switch (action) {
     case 'kill': {
-      const pid = await killServer(spec); // the lab still expects it running: status shows "crashed"
-      return { name, action, pid, changed: true };
+      const { pid, killedAtMs } = await killServer(spec); // the lab still expects it running: status shows "crashed"
+      return { name, action, pid, killedAtMs, changed: true };
     }
     case 'stop': {
       await stopServer(spec, options.mode ?? 'fast');

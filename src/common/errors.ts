@@ -10,7 +10,8 @@ export type LabErrorCode =
   | 'STATE' // the lab is not in a state that allows the command (no master running...)
   | 'TIMEOUT' // a bounded wait ran out
   | 'COMMAND_FAILED' // a PostgreSQL program exited non-zero
-  | 'ENVIRONMENT'; // the machine lacks something (OS user, binaries)
+  | 'ENVIRONMENT' // the machine lacks something (OS user, binaries)
+  | 'INTERRUPTED'; // Ctrl-C: what was started has been stopped
 
 export const exitCodes: Record<LabErrorCode, number> = {
   USAGE: 2,
@@ -21,6 +22,7 @@ export const exitCodes: Record<LabErrorCode, number> = {
   TIMEOUT: 7,
   COMMAND_FAILED: 8,
   ENVIRONMENT: 9,
+  INTERRUPTED: 130,
 };
 
 export class LabError extends Error {

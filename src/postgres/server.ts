@@ -128,17 +128,18 @@ export async function stopServer(spec: ServerSpec, mode: StopMode = 'fast', time
   }
 }
 
-/** SIGKILL the postmaster, exactly what the seed's demo does. Returns the pid killed. */
-export async function killServer(spec: Pick<ServerSpec, 'datadir' | 'name'>): Promise<number> {
+/** SIGKILL the postmaster, exactly what the seed's demo does. Returns the pid and when it was signalled. */
+export async function killServer(spec: Pick<ServerSpec, 'datadir' | 'name'>): Promise<{ pid: number; killedAtMs: number }> {
   const pid = await livePostmasterPid(spec.datadir);
   if (!pid) throw new LabError('STATE', `${spec.name} is not running (no live postmaster for ${spec.datadir})`);
+  const killedAtMs = Date.now();
   process.kill(pid, 'SIGKILL');
   await pollUntil(async () => ((await isRunning(pid)) ? undefined : true), {
     timeoutMs: 10_000,
     intervalMs: 20,
     what: `postmaster ${pid} of ${spec.name} to exit after SIGKILL`,
   });
-  return pid;
+  return { pid, killedAtMs };
 }
 
 export async function serverStatus(datadir: string, expected: 'running' | 'stopped'): Promise<{ status: ServerStatus; pid?: number }> {

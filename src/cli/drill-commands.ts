@@ -1,0 +1,47 @@
+// Declarations of `lab demo failover` and `lab demo lb-ha`.
+import { Command, InvalidArgumentError } from 'commander';
+import { FAILOVER_DEFAULTS, runFailoverDrill } from '../demo/failover-drill.js';
+import { examples, globalsOf } from './globals.js';
+import { withInterrupt } from './interrupt.js';
+import { parseSeconds } from './lab-commands.js';
+import { printJson, terminalReporter } from './output.js';
+
+function positiveInt(text: string): number {
+  const value = Number(text);
+  if (!Number.isInteger(value) || value < 1) throw new InvalidArgumentError(`expected a whole number of 1 or more, got "${text}"`);
+  return value;
+}
+
+export function demoCommand(): Command {
+  const demo = new Command('demo').description('the seeds\' drills end to end, measured, with a report (report.json, report.md, timeline.svg)');
+  const d = FAILOVER_DEFAULTS;
+  demo
+    .command('failover')
+    .description('the seed\'s nine steps: master, replicas, balancer, pgbench -i, load through the balancer, kill -9 a replica, detection, re-add, re-admission')
+    .option('--replicas <n>', 'replicas to build', positiveInt, d.replicas)
+    .option('--scale <n>', 'pgbench scale for -i', positiveInt, d.scale)
+    .option('--duration <duration>', 'how long the load runs', parseSeconds, d.durationMs)
+    .option('--kill <name>', 'the replica to kill -9', d.kill)
+    .option('--kill-at <duration>', 'when to kill it, from the start of the load', parseSeconds, d.killAtMs)
+    .option('--recover-at <duration>', 'when to re-add it', parseSeconds, d.recoverAtMs)
+    .option('--clients <n>', 'concurrent clients (pgbench -c)', positiveInt, d.concurrency)
+    .option('--report <dir>', 'where to write report.json, report.md and timeline.svg', d.reportDir)
+    .option('--keep', 'keep the lab running at the end (default: remove it)')
+    .option('--json', 'print the report as JSON at the end')
+    .option('-v, --verbose', 'also print the load\'s per-second lines')
+    .addHelpText('after', examples('lab demo failover', 'lab demo failover --duration 30s --kill-at 10s --recover-at 18s --scale 1', 'lab demo failover --keep --report /tmp/failover'))
+    .action(async (options, command: Command) => {
+      const global = globalsOf(command);
+      const outcome = await withInterrupt((signal) =>
+        runFailoverDrill(global, {
+          ...d,
+          replicas: options.replicas, scale: options.scale, durationMs: options.duration, kill: options.kill,
+          killAtMs: options.killAt, recoverAtMs: options.recoverAt, concurrency: options.clients,
+          reportDir: options.report, keep: Boolean(options.keep), verbose: Boolean(options.verbose),
+          labDir: command.optsWithGlobals().labDir,
+        }, { print: (line) => process.stdout.write(`${line}\n`), reporter: terminalReporter(), signal }),
+      );
+      if (options.json) printJson(outcome.report);
+    });
+  return demo;
+}

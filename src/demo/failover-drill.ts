@@ -1,0 +1,320 @@
+// `lab demo failover`: the nine steps of the seed's scenario in one command, measured.
+// 1-2 master and replicas, 3 the balancer, 4 pgbench -i on the master, 5 a pgbench -S -C like load
+// through the balancer, 6 kill -9 one replica, 7 the balancer drops it, 8 the replica is re-added with
+// the same `lab replica add`, 9 the balancer takes it back; then a report with a timeline.
+import { setTimeout as delay } from 'node:timers/promises';
+import { benchInit } from '../commands/bench.js';
+import { fetchBalancerStats, startBalancer } from '../commands/balancer.js';
+import { nodeAction } from '../commands/node.js';
+import { replicaAdd } from '../commands/replica.js';
+import { statXact } from '../commands/stat.js';
+import { LabError, messageOf } from '../common/errors.js';
+import { pollUntil } from '../common/poll.js';
+import type { Reporter } from '../common/reporter.js';
+import type { GlobalOptions } from '../lab/context.js';
+import { nodeNamesByPort, reportFromWorkload } from '../report/from-workload.js';
+import type { Report, ReportCrossCheck } from '../report/types.js';
+import { writeReport, type WrittenReport } from '../report/write-report.js';
+import { xactTable, withBanner } from '../stats/render.js';
+import type { XactSample } from '../stats/xact-sample.js';
+import { runWorkload } from '../workload/run-workload.js';
+import { formatSampleLine, SAMPLE_HEADER } from '../workload/sample-line.js';
+import type { WorkloadResult } from '../workload/types.js';
+import { buildDemoLab, createDatabase, freePortList, waitReplicasCaughtUp } from './lab-setup.js';
+import { Narrator, type Print } from './narrator.js';
+
+export interface FailoverDrillOptions {
+  replicas: number;
+  scale: number;
+  durationMs: number;
+  kill: string;
+  killAtMs: number;
+  recoverAtMs: number;
+  concurrency: number;
+  reportDir: string;
+  keep: boolean;
+  /** Print the xact table every this many ms while the load runs (the seed's ut-stat-xact: 3 s). */
+  xactEveryMs: number;
+  /** Print the workload's per-second lines too. */
+  verbose: boolean;
+  /** Build the lab here instead of a temporary dir. */
+  labDir?: string;
+}
+
+export const FAILOVER_DEFAULTS: FailoverDrillOptions = {
+  replicas: 3, scale: 10, durationMs: 60_000, kill: 'replica2', killAtMs: 20_000, recoverAtMs: 35_000,
+  concurrency: 16, reportDir: 'report-failover', keep: false, xactEveryMs: 3000, verbose: false,
+};
+
+export interface DrillOutcome {
+  report: Report;
+  written: WrittenReport;
+  labDir: string;
+  kept: boolean;
+}
+
+export const DEMO_DATABASE = 'pglab_demo';
+
+export function checkFailoverOptions(o: FailoverDrillOptions): void {
+  if (!Number.isInteger(o.replicas) || o.replicas < 2) throw new LabError('USAGE', `--replicas must be 2 or more (one is killed, another keeps serving), got ${o.replicas}`);
+  if (!Number.isInteger(o.scale) || o.scale < 1) throw new LabError('USAGE', `--scale must be 1 or more, got ${o.scale}`);
+  if (!Number.isInteger(o.concurrency) || o.concurrency < 1) throw new LabError('USAGE', `--concurrency must be 1 or more, got ${o.concurrency}`);
+  const index = /^replica(\d+)$/.exec(o.kill)?.[1];
+  if (!index || Number(index) < 1 || Number(index) > o.replicas) {
+    throw new LabError('USAGE', `--kill must name one of the demo's replicas (replica1..replica${o.replicas}), got "${o.kill}"`);
+  }
+  if (!(o.killAtMs > 0 && o.killAtMs < o.recoverAtMs && o.recoverAtMs < o.durationMs)) {
+    throw new LabError('USAGE', `Expected 0 < --kill-at (${o.killAtMs / 1000}s) < --recover-at (${o.recoverAtMs / 1000}s) < --duration (${o.durationMs / 1000}s)`);
+  }
+}
+
+/** Sum of the positive growths of a counter that restarts from 0 when its node is rebuilt. */
+function counterGrowth(values: (number | null)[]): number | null {
+  const seen = values.filter((v): v is number => v !== null);
+  if (seen.length < 2) return null;
+  let growth = 0;
+  for (let i = 1; i < seen.length; i++) {
+    const delta = seen[i]! - seen[i - 1]!;
+    growth += delta >= 0 ? delta : seen[i]!;
+  }
+  return growth;
+}
+
+export async function runFailoverDrill(base: Pick<GlobalOptions, 'pg' | 'osUser'>, options: FailoverDrillOptions, hooks: { print: Print; reporter: Reporter; signal: AbortSignal }): Promise<DrillOutcome> {
+  checkFailoverOptions(options);
+  const { signal } = hooks;
+  const narrator = new Narrator(hooks.print);
+  narrator.say(`lab demo failover: ${options.replicas} replicas, scale ${options.scale}, load for ${options.durationMs / 1000}s, kill -9 ${options.kill} at ${options.killAtMs / 1000}s, re-add at ${options.recoverAtMs / 1000}s`);
+  const lab = await buildDemoLab(base, { replicas: options.replicas, labDir: options.labDir, reporter: hooks.reporter, say: (t) => narrator.say(t) });
+  const { global } = lab;
+  let kept = false;
+  try {
+    signal.throwIfAborted();
+    const [listenPort, statsPort] = await freePortList(2);
+    narrator.say(`step 3: balancer lb on 127.0.0.1:${listenPort} (stats http://127.0.0.1:${statsPort}/), pool = the replicas, sql health checks`);
+    const balancer = await startBalancer(global, { name: 'lb', listen: `127.0.0.1:${listenPort}`, stats: `127.0.0.1:${statsPort}` });
+    const serverState = async (name: string) => (await fetchBalancerStats(balancer, 1000)).servers.find((s) => s.name === name)?.status;
+    await pollUntil(async () => {
+      const stats = await fetchBalancerStats(balancer, 1000);
+      return stats.servers.filter((s) => s.status === 'UP').length === options.replicas ? true : undefined;
+    }, { timeoutMs: 15_000, intervalMs: 50, what: 'the balancer to see every replica UP', signal });
+
+    narrator.say(`step 4: pgbench -i -s ${options.scale} on the master (database ${DEMO_DATABASE})`);
+    await createDatabase(lab.masterPort, DEMO_DATABASE);
+    await benchInit(global, { scale: options.scale, database: DEMO_DATABASE, reporter: hooks.reporter, signal });
+    await waitReplicasCaughtUp(lab.masterPort, options.replicas);
+
+    const victim = lab.replicas.find((r) => r.name === options.kill)!;
+    narrator.say(`step 5: load through the balancer: ${options.concurrency} clients, a new connection per transaction, SELECT only (pgbench -S -C -c ${options.concurrency})`);
+    const url = `postgresql://postgres@127.0.0.1:${listenPort}/${DEMO_DATABASE}`;
+    const load = new AbortController();
+    const onAbort = () => load.abort();
+    signal.addEventListener('abort', onAbort, { once: true });
+    const xactSamples: XactSample[] = [];
+    let detectionEpoch: number | null = null;
+    let readmissionEpoch: number | null = null;
+    let acceptingEpoch: number | null = null;
+    let killEpoch: number | null = null;
+
+    // A sample right before and right after the load bound the cross-check exactly.
+    xactSamples.push(await statXact(global, { dbname: DEMO_DATABASE, timeoutMs: 1000 }));
+    const loadStarted = Date.now();
+    narrator.loadEpochMs = loadStarted;
+    if (options.verbose) narrator.show(SAMPLE_HEADER);
+    const workloadPromise = runWorkload(
+      { urls: [url], concurrency: options.concurrency, durationMs: options.durationMs, mode: 'select', connectPerTx: true, tolerateErrors: true, scale: options.scale, maxRecordedErrors: 10_000 },
+      { signal: load.signal, onSample: (sample) => (options.verbose ? narrator.show(formatSampleLine(sample)) : undefined) },
+    );
+
+    // The seed's ut-stat-xact, every second for the figures, printed every few seconds.
+    const sampler = (async () => {
+      let previous: XactSample | undefined;
+      let lastPrinted = 0;
+      while (!load.signal.aborted) {
+        const sample = await statXact(global, { dbname: DEMO_DATABASE, previous, timeoutMs: 500 }).catch(() => undefined);
+        if (sample) {
+          xactSamples.push(sample);
+          if (Date.now() - lastPrinted >= options.xactEveryMs) {
+            narrator.show(withBanner(sample.at, xactTable(sample, { tps: previous !== undefined }, undefined)));
+            lastPrinted = Date.now();
+          }
+          previous = sample;
+        }
+        await delay(1000, undefined, { signal: load.signal }).catch(() => undefined);
+      }
+    })();
+
+    const drill = (async () => {
+      await delay(Math.max(0, loadStarted + options.killAtMs - Date.now()), undefined, { signal: load.signal });
+      const killed = await nodeAction(global, victim.name, 'kill');
+      killEpoch = killed.killedAtMs!;
+      narrator.event('kill', `step 6: kill -9 ${victim.name} (postmaster pid ${killed.pid})`, killEpoch);
+      await pollUntil(async () => ((await serverState(victim.name).catch(() => undefined)) === 'DOWN' ? true : undefined), {
+        timeoutMs: 60_000, intervalMs: 10, what: `the balancer to mark ${victim.name} DOWN`, signal: load.signal,
+      });
+      detectionEpoch = Date.now();
+      narrator.event('detection', `step 7: the balancer marked ${victim.name} DOWN (${detectionEpoch - killEpoch} ms after the kill)`, detectionEpoch);
+
+      await delay(Math.max(0, loadStarted + options.recoverAtMs - Date.now()), undefined, { signal: load.signal });
+      narrator.event('re-add-start', `step 8: lab replica add ${victim.name} ${victim.datadir} ${victim.port}`);
+      const watchReadmission = pollUntil(async () => ((await serverState(victim.name).catch(() => undefined)) === 'UP' ? Date.now() : undefined), {
+        timeoutMs: 120_000, intervalMs: 10, what: `the balancer to take ${victim.name} back`, signal: load.signal,
+      });
+      watchReadmission.catch(() => undefined);
+      const readd = await replicaAdd(global, victim.name, victim.datadir, victim.port, {
+        reporter: {
+          ...hooks.reporter,
+          step(message) {
+            // replicaAdd says "waiting until ... streaming" right after the server accepts connections.
+            if (message.startsWith('waiting until') && acceptingEpoch === null) acceptingEpoch = Date.now();
+            hooks.reporter.step(message);
+          },
+        },
+      });
+      narrator.event('re-add', `${victim.name} accepts connections again (rebuilt in ${(readd.elapsedMs / 1000).toFixed(1)} s)`, acceptingEpoch ?? Date.now());
+      readmissionEpoch = await watchReadmission;
+      narrator.event('readmission', `step 9: the balancer took ${victim.name} back (${readmissionEpoch - (acceptingEpoch ?? readmissionEpoch)} ms after it accepted connections)`, readmissionEpoch);
+    })();
+
+    let workload: WorkloadResult;
+    try {
+      const [result] = await Promise.all([workloadPromise, drill.catch((error) => {
+        load.abort();
+        throw error;
+      })]);
+      workload = result;
+    } finally {
+      load.abort();
+      signal.removeEventListener('abort', onAbort);
+      await sampler;
+    }
+    signal.throwIfAborted();
+    xactSamples.push(await settledXactSample(global, xactSamples[xactSamples.length - 1]));
+    narrator.event('stop', `end of load: ${workload.summary.ops} transactions, ${workload.summary.errors} client errors`);
+
+    const report = buildFailoverReport({ options, workload, narrator, lab, xactSamples, killEpoch, detectionEpoch, acceptingEpoch, readmissionEpoch });
+    const written = await writeReport(options.reportDir, report);
+    for (const line of report.summary) narrator.show(line);
+    narrator.say(`report: ${written.dir}/report.md, report.json, timeline.svg`);
+    kept = options.keep;
+    return { report, written, labDir: global.labDir, kept };
+  } finally {
+    if (!kept) {
+      narrator.say('cleaning up: stopping the balancer and every node, removing the demo\'s lab');
+      await lab.dispose().catch((error) => narrator.say(`cleanup problem: ${messageOf(error)}`));
+    } else {
+      narrator.say(`kept the lab: lab --lab-dir ${global.labDir} status; remove it with lab --lab-dir ${global.labDir} destroy --yes`);
+    }
+  }
+}
+
+/**
+ * A sample once the servers' counters have settled: backends flush their statistics when they go idle
+ * or exit, so read until two samples in a row differ only by the samples' own commits (bounded).
+ */
+async function settledXactSample(global: GlobalOptions, last: XactSample | undefined): Promise<XactSample> {
+  const total = (s: XactSample | undefined) => (s ? s.rows.reduce((sum, r) => sum + (r.xactCommit ?? 0), 0) : 0);
+  let previous = last;
+  const answering = (s: XactSample) => s.rows.filter((r) => r.up).length;
+  return pollUntil(
+    async () => {
+      const sample = await statXact(global, { dbname: DEMO_DATABASE, timeoutMs: 1000 });
+      const settled = previous !== undefined && total(sample) - total(previous) <= 2 * answering(sample);
+      previous = sample;
+      return settled ? sample : undefined;
+    },
+    { timeoutMs: 5000, intervalMs: 200, what: 'the servers\' transaction counters to settle' },
+  ).catch(() => statXact(global, { dbname: DEMO_DATABASE, timeoutMs: 1000 }));
+}
+
+interface ReportInput {
+  options: FailoverDrillOptions;
+  workload: WorkloadResult;
+  narrator: Narrator;
+  lab: { masterPort: number; replicas: { name: string; port: number }[] };
+  xactSamples: XactSample[];
+  killEpoch: number | null;
+  detectionEpoch: number | null;
+  acceptingEpoch: number | null;
+  readmissionEpoch: number | null;
+}
+
+function buildFailoverReport(input: ReportInput): Report {
+  const { options, workload, lab, xactSamples } = input;
+  const nodes = [{ name: 'master1', port: lab.masterPort }, ...lab.replicas];
+  const names = nodeNamesByPort(nodes);
+  const detectionMs = input.killEpoch !== null && input.detectionEpoch !== null ? input.detectionEpoch - input.killEpoch : null;
+  const readmissionMs = input.acceptingEpoch !== null && input.readmissionEpoch !== null ? input.readmissionEpoch - input.acceptingEpoch : null;
+  const detectionAt = input.detectionEpoch === null ? null : input.detectionEpoch - workload.summary.started_epoch_ms;
+  const killAt = input.killEpoch === null ? null : input.killEpoch - workload.summary.started_epoch_ms;
+  const errorsAfterDetection = detectionAt === null ? null : workload.errors.filter((e) => e.at_ms > detectionAt).length;
+  const errorsBetween = killAt === null || detectionAt === null ? null : workload.errors.filter((e) => e.at_ms >= killAt && e.at_ms <= detectionAt).length;
+
+  const crosscheck = nodes.map((node) => crossCheckNode(node, workload, xactSamples, node.name === options.kill));
+  const masterTx = workload.summary.by_port[String(lab.masterPort)] ?? 0;
+  const report = reportFromWorkload({
+    title: `pglab failover demo: kill -9 ${options.kill} under load, re-add it`,
+    workload,
+    names,
+    events: input.narrator.events,
+    primary: 'master1',
+    figures: {
+      detection_ms: detectionMs,
+      readmission_ms: readmissionMs,
+      errors_after_detection: errorsAfterDetection,
+      errors_between_kill_and_detection: errorsBetween,
+      master_transactions: masterTx,
+      replicas: options.replicas,
+      clients: options.concurrency,
+      scale: options.scale,
+    },
+    crosscheck,
+    notes: [
+      'Load: the seed\'s pgbench -S -C (a new connection per SELECT), run by pglab\'s own load generator so every error and every server is timed.',
+      'detection_ms: from the SIGKILL of the postmaster to the balancer\'s stats showing the server DOWN (polled every 10 ms).',
+      'readmission_ms: from the rebuilt replica accepting connections to the balancer\'s stats showing it UP.',
+      'Cross-check: the workload\'s per-server counts against pg_stat_database.xact_commit growth of the demo database, sampled every second.',
+    ],
+  });
+  const f = report.figures;
+  const serving = String(f.serving_at_end ?? '');
+  report.summary = [
+    `detection: ${fmtMs(detectionMs)} after kill -9 (HAProxy with the seed's settings: 20-30 s)`,
+    `re-admission: ${fmtMs(readmissionMs)} after the replica accepted connections (HAProxy with the seed's settings: 10-20 s)`,
+    `client errors: ${workload.summary.errors} in all, ${errorsBetween ?? '-'} between the kill and its detection, ${errorsAfterDetection ?? '-'} after detection`,
+    `transactions: ${workload.summary.ops} (${workload.summary.ops_per_sec.toFixed(1)}/s), master served ${masterTx} of the reads`,
+    `serving at the end: ${serving || 'none'}`,
+    `cross-check with pg_stat_database: ${crosscheck.filter((c) => c.agrees).length} of ${crosscheck.length} nodes agree`,
+  ];
+  return report;
+}
+
+/**
+ * The workload's count for a node against the growth of xact_commit of the demo database on it.
+ * Every connection commits twice besides its transaction (its startup, and the workload's
+ * `SELECT inet_server_port()` probe), and so does every sample (it connects to the same database):
+ * those are taken off before comparing.
+ */
+function crossCheckNode(node: { name: string; port: number }, workload: WorkloadResult, samples: XactSample[], killed: boolean): ReportCrossCheck {
+  const values = samples.map((s) => s.rows.find((r) => r.node === node.name)?.xactCommit ?? null);
+  const growth = counterGrowth(values);
+  const counted = workload.summary.by_port[String(node.port)] ?? 0;
+  const connections = workload.summary.connections_by_port[String(node.port)] ?? 0;
+  if (growth === null) {
+    return { node: node.name, workload: counted, pg_stat_database: null, agrees: false, note: 'fewer than two samples answered' };
+  }
+  const answered = values.filter((v) => v !== null).length;
+  const serverTx = growth - 2 * connections - 2 * (answered - 1);
+  const tolerance = Math.max(10, Math.ceil(counted * 0.02));
+  const agrees = Math.abs(serverTx - counted) <= tolerance;
+  let note: string | undefined;
+  if (!agrees) {
+    note = `pg_stat_database grew by ${growth}: ${serverTx} transactions after taking off ${connections} connections x 2 and ${answered - 1} samples x 2; the workload counted ${counted} (tolerance ${tolerance})`;
+    if (killed) note += `; expected for the killed node: its counters died with it (what it served since the last sample before the kill is in no sample) and restarted at 0 when it was rebuilt`;
+  }
+  return { node: node.name, workload: counted, pg_stat_database: serverTx, agrees, ...(note ? { note } : {}) };
+}
+
+function fmtMs(ms: number | null): string {
+  return ms === null ? 'not measured' : `${ms} ms`;
+}

@@ -1,0 +1,81 @@
+// The lab a demo builds for itself: its own temporary lab dir and free ports, so it runs on a machine
+// where 5432 is taken and never touches the user's lab; removed afterwards unless --keep.
+import { chmod, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { masterStart } from '../commands/master.js';
+import { replicaAdd } from '../commands/replica.js';
+import { destroyLab } from '../commands/destroy.js';
+import { findFreePort } from '../common/ports.js';
+import type { Reporter } from '../common/reporter.js';
+import type { GlobalOptions } from '../lab/context.js';
+import { readState } from '../lab/state.js';
+import { queryRows, withClient } from '../postgres/client.js';
+import { pollUntil } from '../common/poll.js';
+
+export interface DemoLab {
+  global: GlobalOptions;
+  root: string;
+  masterPort: number;
+  replicas: { name: string; datadir: string; port: number }[];
+  /** Remove everything the demo created (stops nodes and balancers). */
+  dispose(): Promise<void>;
+}
+
+export async function freePortList(count: number): Promise<number[]> {
+  const ports = new Set<number>();
+  while (ports.size < count) ports.add(await findFreePort());
+  return [...ports];
+}
+
+/** A temporary lab dir for a demo (traversable by the postgres OS user when we run as root). */
+export async function demoLabDir(base: Pick<GlobalOptions, 'pg' | 'osUser'>, labDir?: string): Promise<{ global: GlobalOptions; root: string; owned: boolean }> {
+  if (labDir) return { global: { ...base, labDir: path.resolve(labDir) }, root: path.resolve(labDir), owned: false };
+  const root = await mkdtemp(path.join(tmpdir(), 'pglab-demo-'));
+  await chmod(root, 0o755);
+  return { global: { ...base, labDir: path.join(root, 'lab') }, root, owned: true };
+}
+
+export async function buildDemoLab(
+  base: Pick<GlobalOptions, 'pg' | 'osUser'>,
+  options: { replicas: number; labDir?: string; reporter: Reporter; say: (text: string) => void },
+): Promise<DemoLab> {
+  const { global, root, owned } = await demoLabDir(base, options.labDir);
+  const dispose = async () => {
+    if (await readState(global.labDir)) await destroyLab(global, { yes: true });
+    if (owned) await rm(root, { recursive: true, force: true });
+  };
+  try {
+    const [masterPort, ...replicaPorts] = await freePortList(options.replicas + 1);
+    options.say(`step 1: master1 on port ${masterPort} (lab dir ${global.labDir})`);
+    await masterStart(global, { port: masterPort!, reporter: options.reporter });
+    const replicas = replicaPorts.map((port, i) => ({ name: `replica${i + 1}`, datadir: path.join(global.labDir, `replica${i + 1}`), port }));
+    options.say(`step 2: ${replicas.length} asynchronous streaming replicas`);
+    for (const replica of replicas) {
+      await replicaAdd(global, replica.name, replica.datadir, replica.port, { reporter: options.reporter });
+    }
+    return { global, root, masterPort: masterPort!, replicas, dispose };
+  } catch (error) {
+    await dispose().catch(() => undefined);
+    throw error;
+  }
+}
+
+/** CREATE DATABASE for the demo's load, so pg_stat_database counts only the load's transactions. */
+export async function createDatabase(port: number, name: string): Promise<void> {
+  await withClient({ port }, (client) => client.query(`CREATE DATABASE ${name}`));
+}
+
+/** Wait until every standby has replayed what the master has written (e.g. pgbench -i's tables). */
+export async function waitReplicasCaughtUp(masterPort: number, replicaCount: number, timeoutMs = 60_000): Promise<void> {
+  await pollUntil(
+    async () => {
+      const rows = await queryRows<{ n: string }>(
+        { port: masterPort },
+        'SELECT count(*) AS n FROM pg_stat_replication WHERE replay_lsn >= pg_current_wal_lsn()',
+      );
+      return Number(rows[0]?.n) >= replicaCount ? true : undefined;
+    },
+    { timeoutMs, intervalMs: 100, what: `${replicaCount} replicas to replay the master's WAL` },
+  );
+}
