@@ -20,8 +20,8 @@
 // HAProxy with the lab's check knobs shows what HAProxy does when tuned like the built-in balancer.
 // The built-in balancer is started with the CLI (`lab balancer start`); if that fails the bench says
 // "built-in balancer not available" and measures HAProxy and direct connections only.
-import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { cpus, tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as delay } from 'node:timers/promises';
@@ -189,6 +189,9 @@ async function main(): Promise<void> {
   // The lab: master + 3 replicas, pgbench tables replicated.
   const [m, r1, r2, r3] = await freePorts(4);
   const replicas = [['replica1', r1!], ['replica2', r2!], ['replica3', r3!]] as const;
+  // Two cores shared by pgbench, four servers and a proxy: anything else running skews every figure.
+  const loadavg = async (): Promise<string> => (await readFile('/proc/loadavg', 'utf8').catch(() => '?')).split(' ').slice(0, 3).join(' ');
+  log(`load average before the bench: ${await loadavg()} (${cpus().length} CPUs; other work on this machine skews the figures)`);
   log(`lab in ${labDir}: master :${m}, replicas :${r1} :${r2} :${r3}`);
   await labOk(labDir, 'master', 'start', '--port', String(m));
   for (const [name, port] of replicas) await labOk(labDir, 'replica', 'add', name, path.join(labDir, name), String(port));
@@ -371,7 +374,7 @@ async function main(): Promise<void> {
   }
   for (const w of watched) log(`  ${w.label}: detection ${fmt(detection[w.label])} ms (target <= 1000), readmission ${fmt(readmission[w.label])} ms (target <= 2000)`);
   for (const [key, r] of Object.entries(failures)) log(`  ${key}: ${r.abortedConnecting} clients aborted while connecting under the seed's failure (target 0)`);
-  log(`  bench took ${((Date.now() - started) / 1000).toFixed(0)} s`);
+  log(`  bench took ${((Date.now() - started) / 1000).toFixed(0)} s; load average now ${await loadavg()}`);
   if (process.env.BENCH_JSON === '1') log(JSON.stringify(figures, null, 2));
 }
 

@@ -78,7 +78,7 @@ test('a lab pool with pgsql checks renders to a config HAProxy accepts, and read
   assert.ok(back.warnings.every((w) => /harmless|prometheus|http-request|option tcplog/.test(w)), back.warnings.join('\n'));
 });
 
-test('tcp, none and sql checks, no stats, no timeouts, an IPv6 listener and an empty pool are valid too', async () => {
+test('tcp, none and sql checks, no stats, no timeouts, an IPv6 listener, an empty pool and the name "stats" are valid too', async () => {
   for (const type of ['tcp', 'none', 'sql'] as const) {
     const text = renderHaproxyConfig({ ...BASE, stats: null, check: { ...BASE.check, type } }, [server('r1', 5433)]);
     await haproxyCheck(text);
@@ -89,4 +89,6 @@ test('tcp, none and sql checks, no stats, no timeouts, an IPv6 listener and an e
   const untimed = renderHaproxyConfig({ ...BASE, timeouts: { connectMs: 0, clientMs: 0, serverMs: 0 } }, [server('r1', 5433)]);
   assert.doesNotMatch(untimed, /timeout (connect|server)/);
   await haproxyCheck(renderHaproxyConfig({ ...BASE, listen: { host: '::1', port: 15432 } }, []));
+  // A balancer named like the stats frontend does not clash with it.
+  await haproxyCheck(renderHaproxyConfig({ ...BASE, name: 'stats' }, [server('r1', 5433)]));
 });

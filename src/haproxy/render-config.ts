@@ -94,7 +94,8 @@ export function renderHaproxyConfig(config: BalancerConfig, servers: ServerConfi
   if (config.stats) {
     lines.push(
       '',
-      'frontend stats',
+      // Proxy names must be unique: a balancer named "stats" gets a differently named stats frontend.
+      `frontend ${haproxyName(config.name) === 'stats' ? 'stats_page' : 'stats'}`,
       '    mode http',
       `    bind ${address(config.stats.host, config.stats.port)}`,
       '    timeout client 30s',
