@@ -1,6 +1,7 @@
 // Declarations of `lab demo failover` and `lab demo lb-ha`.
 import { Command, InvalidArgumentError } from 'commander';
 import { FAILOVER_DEFAULTS, runFailoverDrill } from '../demo/failover-drill.js';
+import { LB_HA_DEFAULTS, runLbHaDrill } from '../demo/lb-ha-drill.js';
 import { examples, globalsOf } from './globals.js';
 import { withInterrupt } from './interrupt.js';
 import { parseSeconds } from './lab-commands.js';
@@ -40,6 +41,29 @@ export function demoCommand(): Command {
           reportDir: options.report, keep: Boolean(options.keep), verbose: Boolean(options.verbose),
           labDir: command.optsWithGlobals().labDir,
         }, { print: (line) => process.stdout.write(`${line}\n`), reporter: terminalReporter(), signal }),
+      );
+      if (options.json) printJson(outcome.report);
+    });
+  const h = LB_HA_DEFAULTS;
+  demo
+    .command('lb-ha')
+    .description('seed 004: two balancers over the same replicas, a load given both URLs, kill -9 each balancer in turn and restart it')
+    .option('--replicas <n>', 'replicas to build', positiveInt, h.replicas)
+    .option('--scale <n>', 'pgbench scale for -i', positiveInt, h.scale)
+    .option('--duration <duration>', 'how long the load runs (the kills happen at 15% and 55%)', parseSeconds, h.durationMs)
+    .option('--clients <n>', 'concurrent clients', positiveInt, h.concurrency)
+    .option('--report <dir>', 'where to write report.json, report.md and timeline.svg', h.reportDir)
+    .option('--keep', 'keep the lab running at the end (default: remove it)')
+    .option('--json', 'print the report as JSON at the end')
+    .option('-v, --verbose', 'also print the load\'s per-second lines')
+    .addHelpText('after', examples('lab demo lb-ha', 'lab demo lb-ha --duration 20s --report /tmp/lb-ha'))
+    .action(async (options, command: Command) => {
+      const global = globalsOf(command);
+      const outcome = await withInterrupt((signal) =>
+        runLbHaDrill(global, {
+          replicas: options.replicas, scale: options.scale, durationMs: options.duration, concurrency: options.clients,
+          reportDir: options.report, keep: Boolean(options.keep), labDir: command.optsWithGlobals().labDir,
+        }, { print: (line) => process.stdout.write(`${line}\n`), reporter: terminalReporter(), signal, verbose: Boolean(options.verbose) }),
       );
       if (options.json) printJson(outcome.report);
     });

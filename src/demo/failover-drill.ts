@@ -3,7 +3,6 @@
 // through the balancer, 6 kill -9 one replica, 7 the balancer drops it, 8 the replica is re-added with
 // the same `lab replica add`, 9 the balancer takes it back; then a report with a timeline.
 import { setTimeout as delay } from 'node:timers/promises';
-import { benchInit } from '../commands/bench.js';
 import { fetchBalancerStats, startBalancer } from '../commands/balancer.js';
 import { nodeAction } from '../commands/node.js';
 import { replicaAdd } from '../commands/replica.js';
@@ -20,7 +19,7 @@ import type { XactSample } from '../stats/xact-sample.js';
 import { runWorkload } from '../workload/run-workload.js';
 import { formatSampleLine, SAMPLE_HEADER } from '../workload/sample-line.js';
 import type { WorkloadResult } from '../workload/types.js';
-import { buildDemoLab, createDatabase, freePortList, waitReplicasCaughtUp } from './lab-setup.js';
+import { buildDemoLab, DEMO_DATABASE, freePortList, prepareBenchData } from './lab-setup.js';
 import { Narrator, type Print } from './narrator.js';
 
 export interface FailoverDrillOptions {
@@ -52,8 +51,6 @@ export interface DrillOutcome {
   labDir: string;
   kept: boolean;
 }
-
-export const DEMO_DATABASE = 'pglab_demo';
 
 export function checkFailoverOptions(o: FailoverDrillOptions): void {
   if (!Number.isInteger(o.replicas) || o.replicas < 2) throw new LabError('USAGE', `--replicas must be 2 or more (one is killed, another keeps serving), got ${o.replicas}`);
@@ -100,9 +97,7 @@ export async function runFailoverDrill(base: Pick<GlobalOptions, 'pg' | 'osUser'
     }, { timeoutMs: 15_000, intervalMs: 50, what: 'the balancer to see every replica UP', signal });
 
     narrator.say(`step 4: pgbench -i -s ${options.scale} on the master (database ${DEMO_DATABASE})`);
-    await createDatabase(lab.masterPort, DEMO_DATABASE);
-    await benchInit(global, { scale: options.scale, database: DEMO_DATABASE, reporter: hooks.reporter, signal });
-    await waitReplicasCaughtUp(lab.masterPort, options.replicas);
+    await prepareBenchData(lab, options.scale, hooks.reporter, signal);
 
     const victim = lab.replicas.find((r) => r.name === options.kill)!;
     narrator.say(`step 5: load through the balancer: ${options.concurrency} clients, a new connection per transaction, SELECT only (pgbench -S -C -c ${options.concurrency})`);
@@ -190,7 +185,7 @@ export async function runFailoverDrill(base: Pick<GlobalOptions, 'pg' | 'osUser'
     }
     signal.throwIfAborted();
     xactSamples.push(await settledXactSample(global, xactSamples[xactSamples.length - 1]));
-    narrator.event('stop', `end of load: ${workload.summary.ops} transactions, ${workload.summary.errors} client errors`);
+    narrator.event('stop', `end of load: ${workload.summary.ops} transactions, ${workload.summary.errors} client errors`, workload.summary.started_epoch_ms + workload.summary.duration_ms);
 
     const report = buildFailoverReport({ options, workload, narrator, lab, xactSamples, killEpoch, detectionEpoch, acceptingEpoch, readmissionEpoch });
     const written = await writeReport(options.reportDir, report);

@@ -12,6 +12,7 @@ import type { GlobalOptions } from '../lab/context.js';
 import { readState } from '../lab/state.js';
 import { queryRows, withClient } from '../postgres/client.js';
 import { pollUntil } from '../common/poll.js';
+import { benchInit } from '../commands/bench.js';
 
 export interface DemoLab {
   global: GlobalOptions;
@@ -78,4 +79,14 @@ export async function waitReplicasCaughtUp(masterPort: number, replicaCount: num
     },
     { timeoutMs, intervalMs: 100, what: `${replicaCount} replicas to replay the master's WAL` },
   );
+}
+
+/** The database the demos load, so pg_stat_database counts only the load (and the demo's samples). */
+export const DEMO_DATABASE = 'pglab_demo';
+
+/** pgbench -i into the demo database on the master, then wait until every replica has it. */
+export async function prepareBenchData(lab: DemoLab, scale: number, reporter: Reporter, signal: AbortSignal): Promise<void> {
+  await createDatabase(lab.masterPort, DEMO_DATABASE);
+  await benchInit(lab.global, { scale, database: DEMO_DATABASE, reporter, signal });
+  await waitReplicasCaughtUp(lab.masterPort, lab.replicas.length);
 }

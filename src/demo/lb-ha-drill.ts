@@ -1,0 +1,173 @@
+// `lab demo lb-ha`: seed 004's drill with our balancer. Two balancers (lb, lb2) over the same replicas,
+// a workload given both URLs (a client falls over to the other on a connection error), kill -9 lb,
+// the load goes on through lb2, restart lb, then the same for lb2. The report shows errors per phase
+// and whether reads ever stopped.
+import { setTimeout as delay } from 'node:timers/promises';
+import { startBalancer } from '../commands/balancer.js';
+import { LabError, messageOf } from '../common/errors.js';
+import type { Reporter } from '../common/reporter.js';
+import type { GlobalOptions } from '../lab/context.js';
+import { requireState } from '../lab/state.js';
+import { nodeNamesByPort, reportFromWorkload } from '../report/from-workload.js';
+import type { Report, ReportSeries } from '../report/types.js';
+import { writeReport } from '../report/write-report.js';
+import { runWorkload } from '../workload/run-workload.js';
+import { formatSampleLine, SAMPLE_HEADER } from '../workload/sample-line.js';
+import type { WorkloadResult } from '../workload/types.js';
+import type { DrillOutcome } from './failover-drill.js';
+import { buildDemoLab, DEMO_DATABASE, freePortList, prepareBenchData } from './lab-setup.js';
+import { Narrator, type Print } from './narrator.js';
+
+export interface LbHaDrillOptions {
+  replicas: number;
+  scale: number;
+  durationMs: number;
+  concurrency: number;
+  reportDir: string;
+  keep: boolean;
+  labDir?: string;
+}
+
+export const LB_HA_DEFAULTS: LbHaDrillOptions = { replicas: 2, scale: 1, durationMs: 60_000, concurrency: 8, reportDir: 'report-lb-ha', keep: false };
+
+/** The drill's phases, as fractions of the load's duration. */
+const PHASES = [
+  { at: 0.15, action: 'kill', balancer: 'lb' },
+  { at: 0.35, action: 'restart', balancer: 'lb' },
+  { at: 0.55, action: 'kill', balancer: 'lb2' },
+  { at: 0.75, action: 'restart', balancer: 'lb2' },
+] as const;
+
+export async function runLbHaDrill(base: Pick<GlobalOptions, 'pg' | 'osUser'>, options: LbHaDrillOptions, hooks: { print: Print; reporter: Reporter; signal: AbortSignal; verbose?: boolean }): Promise<DrillOutcome> {
+  if (!Number.isInteger(options.replicas) || options.replicas < 1) throw new LabError('USAGE', `--replicas must be 1 or more, got ${options.replicas}`);
+  if (options.durationMs < 8000) throw new LabError('USAGE', `--duration must be at least 8s (four phases), got ${options.durationMs / 1000}s`);
+  const { signal } = hooks;
+  const narrator = new Narrator(hooks.print);
+  narrator.say(`lab demo lb-ha: two balancers over ${options.replicas} replicas, load for ${options.durationMs / 1000}s through both, each balancer killed and restarted in turn`);
+  const lab = await buildDemoLab(base, { replicas: options.replicas, labDir: options.labDir, reporter: hooks.reporter, say: (t) => narrator.say(t) });
+  const { global } = lab;
+  let kept = false;
+  try {
+    const [lbPort, lbStats, lb2Port, lb2Stats] = await freePortList(4);
+    const balancers = {
+      lb: { name: 'lb', listen: `127.0.0.1:${lbPort}`, stats: `127.0.0.1:${lbStats}` },
+      lb2: { name: 'lb2', listen: `127.0.0.1:${lb2Port}`, stats: `127.0.0.1:${lb2Stats}` },
+    };
+    for (const b of Object.values(balancers)) {
+      narrator.say(`balancer ${b.name} on ${b.listen} (stats http://${b.stats}/)`);
+      await startBalancer(global, b);
+    }
+    narrator.say(`pgbench -i -s ${options.scale} on the master (database ${DEMO_DATABASE})`);
+    await prepareBenchData(lab, options.scale, hooks.reporter, signal);
+
+    const urls = Object.values(balancers).map((b) => `postgresql://postgres@${b.listen}/${DEMO_DATABASE}`);
+    const urlName = (url: string) => (url.includes(`:${lbPort}/`) ? 'lb' : url.includes(`:${lb2Port}/`) ? 'lb2' : url);
+    narrator.say(`load: ${options.concurrency} clients given both balancers' URLs, a new connection per SELECT, errors tolerated (seed 004's --tolerate-errors)`);
+    const load = new AbortController();
+    const onAbort = () => load.abort();
+    signal.addEventListener('abort', onAbort, { once: true });
+    const loadStarted = Date.now();
+    narrator.loadEpochMs = loadStarted;
+    if (hooks.verbose) narrator.show(SAMPLE_HEADER);
+    const workloadPromise = runWorkload(
+      { urls, concurrency: options.concurrency, durationMs: options.durationMs, mode: 'select', connectPerTx: true, tolerateErrors: true, scale: options.scale, maxRecordedErrors: 10_000 },
+      { signal: load.signal, onSample: (sample) => (hooks.verbose ? narrator.show(formatSampleLine(sample)) : undefined) },
+    );
+    const drill = (async () => {
+      for (const phase of PHASES) {
+        await delay(Math.max(0, loadStarted + phase.at * options.durationMs - Date.now()), undefined, { signal: load.signal });
+        const spec = balancers[phase.balancer];
+        if (phase.action === 'kill') {
+          const record = (await requireState(global.labDir)).balancers.find((b) => b.name === spec.name);
+          if (!record) throw new LabError('STATE', `balancer ${spec.name} is not in the lab state`);
+          const at = Date.now();
+          process.kill(record.pid, 'SIGKILL'); // what `docker kill lb` does in seed 004
+          narrator.event(`${spec.name}-kill`, `kill -9 balancer ${spec.name} (pid ${record.pid})`, at);
+        } else {
+          const started = await startBalancer(global, spec);
+          narrator.event(`${spec.name}-restart`, `balancer ${spec.name} restarted (pid ${started.pid})`);
+        }
+      }
+    })();
+    let workload: WorkloadResult;
+    try {
+      const [result] = await Promise.all([workloadPromise, drill.catch((error) => {
+        load.abort();
+        throw error;
+      })]);
+      workload = result;
+    } finally {
+      load.abort();
+      signal.removeEventListener('abort', onAbort);
+    }
+    signal.throwIfAborted();
+    narrator.event('stop', `end of load: ${workload.summary.ops} transactions, ${workload.summary.errors} client errors`, workload.summary.started_epoch_ms + workload.summary.duration_ms);
+
+    const report = buildLbHaReport(workload, narrator, lab, urlName);
+    const written = await writeReport(options.reportDir, report);
+    for (const line of report.summary) narrator.show(line);
+    narrator.say(`report: ${written.dir}/report.md, report.json, timeline.svg`);
+    kept = options.keep;
+    return { report, written, labDir: global.labDir, kept };
+  } finally {
+    if (!kept) {
+      narrator.say('cleaning up: stopping both balancers and every node, removing the demo\'s lab');
+      await lab.dispose().catch((error) => narrator.say(`cleanup problem: ${messageOf(error)}`));
+    } else {
+      narrator.say(`kept the lab: lab --lab-dir ${global.labDir} balancer status; remove it with lab --lab-dir ${global.labDir} destroy --yes`);
+    }
+  }
+}
+
+function buildLbHaReport(workload: WorkloadResult, narrator: Narrator, lab: { masterPort: number; replicas: { name: string; port: number }[] }, urlName: (url: string) => string): Report {
+  const events = [...narrator.events].sort((a, b) => a.at_ms - b.at_ms);
+  const boundaries = [0, ...events.filter((e) => e.kind !== 'stop').map((e) => e.at_ms), workload.summary.duration_ms];
+  const phaseNames = ['both balancers up', 'lb killed', 'lb back', 'lb2 killed', 'lb2 back'];
+  const phases = phaseNames.slice(0, boundaries.length - 1).map((name, i) => {
+    const from = boundaries[i]!;
+    const to = boundaries[i + 1]!;
+    const samples = workload.samples.filter((s) => s.elapsed_ms > from && s.elapsed_ms <= to);
+    const whole = samples.filter((s) => s.interval_ms >= 900);
+    return {
+      name, from, to,
+      errors: workload.errors.filter((e) => e.at_ms >= from && e.at_ms < to).length,
+      ops: samples.reduce((sum, s) => sum + s.ops, 0),
+      min_ops_per_sec: whole.length ? Math.min(...whole.map((s) => s.ops_per_sec)) : null,
+    };
+  });
+  const wholeSeconds = workload.samples.filter((s) => s.interval_ms >= 900);
+  const stalledSeconds = wholeSeconds.filter((s) => s.ops === 0).length;
+  const base = reportFromWorkload({
+    title: 'pglab balancer high availability demo (seed 004): two balancers, each killed and restarted under load',
+    workload,
+    names: nodeNamesByPort([{ name: 'master1', port: lab.masterPort }, ...lab.replicas]),
+    events,
+    primary: 'master1',
+    figures: {
+      detection_ms: null,
+      readmission_ms: null,
+      errors_after_detection: null,
+      seconds_without_reads: stalledSeconds,
+      reads_never_stopped: stalledSeconds === 0,
+      failovers_between_balancers: workload.summary.failovers,
+      ...Object.fromEntries(phases.map((p, i) => [`errors_phase_${i + 1}`, p.errors])),
+    },
+    notes: [
+      'Phases: ' + phases.map((p, i) => `${i + 1} = ${p.name} (${(p.from / 1000).toFixed(1)}-${(p.to / 1000).toFixed(1)} s)`).join('; '),
+      'Each client starts on one balancer\'s URL and moves to the next one when a connection fails, as seed 004 recommends; errors are sessions that were open on a balancer when it was killed.',
+    ],
+  });
+  // The timeline of this drill is per balancer: how the load moved between them.
+  const byBalancer: ReportSeries[] = [...new Set(workload.samples.flatMap((s) => Object.keys(s.by_url)))].map((url) => ({
+    node: urlName(url),
+    port: null,
+    points: workload.samples.map((s) => ({ at_ms: s.elapsed_ms, tps: ((s.by_url[url] ?? 0) * 1000) / Math.max(1, s.interval_ms) })),
+  }));
+  base.series = [...byBalancer, ...base.series];
+  base.summary = [
+    `reads never stopped: ${stalledSeconds === 0 ? 'yes' : `no, ${stalledSeconds} second(s) without a read`} (${wholeSeconds.length} whole seconds of load, lowest ${Math.min(...wholeSeconds.map((s) => s.ops_per_sec))} reads/s)`,
+    ...phases.map((p, i) => `phase ${i + 1}, ${p.name}: ${p.ops} reads, ${p.errors} client errors, lowest ${p.min_ops_per_sec ?? '-'} reads/s`),
+    `clients moved to the other balancer ${workload.summary.failovers} times`,
+  ];
+  return base;
+}
