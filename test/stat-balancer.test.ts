@@ -10,7 +10,7 @@ import { freePorts, lab, labJson, runLab, withTempLab } from './helpers/lab.js';
 import { parseBlocks } from './helpers/stat-output.js';
 import { updateState, type BalancerRecord } from '../src/lab/state.js';
 import type { BalancerStats } from '../src/balancer/stats-types.js';
-import type { BalancersSample } from '../src/commands/stat.js';
+import type { BalancersSample, TopSample } from '../src/commands/stat.js';
 
 function serverStats(name: string, port: number, overrides: Partial<BalancerStats['servers'][number]> = {}): BalancerStats['servers'][number] {
   return {
@@ -126,6 +126,9 @@ test('lab stat balancer: one row per server from the stats JSON; a dead or silen
         assert.match(top, /^transactions \(database postgres\)$/m);
         assert.match(top, /^balancer lb \(listen 127.0.0.1:15432, sessions 3 current \/ 125 total\)$/m);
         assert.match(top, /^balancer silent .*\nDOWN: no answer within 1s$/m);
+        const topJson = await labJson<TopSample>(labDir, 'top', '--once');
+        assert.deepEqual(Object.keys(topJson), ['at', 'replication', 'xact', 'balancers']);
+        assert.deepEqual([topJson.replication.up, topJson.xact.rows.length, topJson.balancers.length], [true, 1, 4]);
       } finally {
         // The records name no live process; take them out so destroy has nothing to stop.
         await updateState(labDir, (state) => {
