@@ -6,11 +6,11 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { execa } from 'execa';
-import { freePorts, lab, labJson, runLab, withTempLab } from './helpers/lab.js';
+import { freePorts, lab, labBin, labJson, runLab, withTempLab } from './helpers/lab.js';
 import { parseBlocks } from './helpers/stat-output.js';
 import { updateState, type BalancerRecord } from '../src/lab/state.js';
 import type { BalancerStats } from '../src/balancer/stats-types.js';
-import type { BalancersSample } from '../src/commands/stat.js';
+import type { BalancersSample, TopSample } from '../src/commands/stat.js';
 
 function serverStats(name: string, port: number, overrides: Partial<BalancerStats['servers'][number]> = {}): BalancerStats['servers'][number] {
   return {
@@ -126,6 +126,13 @@ test('lab stat balancer: one row per server from the stats JSON; a dead or silen
         assert.match(top, /^transactions \(database postgres\)$/m);
         assert.match(top, /^balancer lb \(listen 127.0.0.1:15432, sessions 3 current \/ 125 total\)$/m);
         assert.match(top, /^balancer silent .*\nDOWN: no answer within 1s$/m);
+        // A reader that goes away (| head) ends the watch cleanly, as Ctrl-C does.
+        const headed = await execa('bash', ['-c', `set -o pipefail; node ${labBin} --lab-dir ${labDir} stat xact --watch 0.2 | head -3`], { reject: false, timeout: 30_000 });
+        assert.deepEqual([headed.exitCode, String(headed.stderr), String(headed.stdout).split('\n').length], [0, '', 3]);
+
+        const topJson = await labJson<TopSample>(labDir, 'top', '--once');
+        assert.deepEqual(Object.keys(topJson), ['at', 'replication', 'xact', 'balancers']);
+        assert.deepEqual([topJson.replication.up, topJson.xact.rows.length, topJson.balancers.length], [true, 1, 4]);
       } finally {
         // The records name no live process; take them out so destroy has nothing to stop.
         await updateState(labDir, (state) => {

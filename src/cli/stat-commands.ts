@@ -54,6 +54,9 @@ async function runWatcher<T extends { at: string }>(flags: WatchFlags, sample: (
   const stop = () => controller.abort();
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);
+  // `lab stat xact --watch | head`: the reader went away, which ends the watch like Ctrl-C. Left
+  // attached: the error event of the last write can come after the loop has ended.
+  process.stdout.on('error', stop);
   const write = (text: string) => {
     if (flags.json) process.stdout.write(`${text}\n`);
     else if (tty) process.stdout.write(`\x1b[H\x1b[2J${text}\n`);
