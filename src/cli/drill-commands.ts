@@ -1,7 +1,6 @@
 // Declarations of `lab demo failover` and `lab demo lb-ha`.
 import { Command, InvalidArgumentError } from 'commander';
-import { FAILOVER_DEFAULTS, runFailoverDrill } from '../demo/failover-drill.js';
-import { LB_HA_DEFAULTS, runLbHaDrill } from '../demo/lb-ha-drill.js';
+import { FAILOVER_DEFAULTS, LB_HA_DEFAULTS } from '../demo/defaults.js';
 import { examples, globalsOf } from './globals.js';
 import { withInterrupt } from './interrupt.js';
 import { parseSeconds } from './lab-commands.js';
@@ -33,6 +32,7 @@ export function demoCommand(): Command {
     .addHelpText('after', examples('lab demo failover', 'lab demo failover --duration 30s --kill-at 10s --recover-at 18s --scale 1', 'lab demo failover --keep --report /tmp/failover'))
     .action(async (options, command: Command) => {
       const global = globalsOf(command);
+      const { runFailoverDrill } = await import('../demo/failover-drill.js');
       const outcome = await withInterrupt((signal) =>
         runFailoverDrill(global, {
           ...d,
@@ -59,6 +59,7 @@ export function demoCommand(): Command {
     .addHelpText('after', examples('lab demo lb-ha', 'lab demo lb-ha --duration 20s --report /tmp/lb-ha'))
     .action(async (options, command: Command) => {
       const global = globalsOf(command);
+      const { runLbHaDrill } = await import('../demo/lb-ha-drill.js');
       const outcome = await withInterrupt((signal) =>
         runLbHaDrill(global, {
           replicas: options.replicas, scale: options.scale, durationMs: options.duration, concurrency: options.clients,

@@ -1,11 +1,7 @@
 // Declarations of the lab core's commands: master, replica, node, status, destroy, versions.
+// Each action imports its command when it runs, so a command loads only what it needs (start-up time).
 import { Command, InvalidArgumentError } from 'commander';
-import { destroyLab } from '../commands/destroy.js';
-import { masterStart } from '../commands/master.js';
-import { nodeAction, type NodeAction } from '../commands/node.js';
-import { replicaAdd } from '../commands/replica.js';
-import { labStatus } from '../commands/status.js';
-import { listVersions } from '../commands/versions.js';
+import type { NodeAction } from '../commands/node.js';
 import { psqlTable } from '../common/table.js';
 import { silentReporter } from '../common/reporter.js';
 import { examples, globalsOf } from './globals.js';
@@ -32,6 +28,7 @@ export function masterCommand(): Command {
     .option('-v, --verbose', 'show initdb\'s output')
     .addHelpText('after', examples('lab master start', 'lab --lab-dir /tmp/lab2 master start --port 6432', 'lab --pg 11 master start'))
     .action(async (options, command: Command) => {
+      const { masterStart } = await import('../commands/master.js');
       const result = await masterStart(globalsOf(command), {
         name: options.name,
         datadir: options.datadir,
@@ -59,6 +56,7 @@ export function replicaCommand(): Command {
     .option('-v, --verbose', 'show pg_basebackup\'s output')
     .addHelpText('after', examples('lab replica add replica1 /tmp/pgdata/replica1 5433', 'lab node kill replica2 && lab replica add replica2 /tmp/pgdata/replica2 5434   # demo step 8'))
     .action(async (name: string, datadir: string, port: string, options, command: Command) => {
+      const { replicaAdd } = await import('../commands/replica.js');
       const result = await replicaAdd(globalsOf(command), name, datadir, port, {
         timeoutMs: options.timeout,
         reporter: options.json ? silentReporter : terminalReporter({ verbose: options.verbose }),
@@ -91,6 +89,7 @@ export function nodeCommand(): Command {
       if (options.mode && !['smart', 'fast', 'immediate'].includes(options.mode)) {
         throw new InvalidArgumentError(`--mode must be smart, fast or immediate, got "${options.mode}"`);
       }
+      const { nodeAction } = await import('../commands/node.js');
       const result = await nodeAction(globalsOf(command), nodeName, name, { mode: options.mode });
       if (options.json) return printJson(result);
       const words: Record<NodeAction, string> = {
@@ -111,6 +110,7 @@ export function statusCommand(): Command {
     .option('--json', 'print the status as JSON')
     .addHelpText('after', examples('lab status', 'lab status --json'))
     .action(async (options, command: Command) => {
+      const { labStatus } = await import('../commands/status.js');
       const status = await labStatus(globalsOf(command));
       if (options.json) return printJson(status);
       printLine(
@@ -133,6 +133,7 @@ export function destroyCommand(): Command {
     .option('--json', 'print the result as JSON')
     .addHelpText('after', examples('lab destroy --yes'))
     .action(async (options, command: Command) => {
+      const { destroyLab } = await import('../commands/destroy.js');
       const result = await destroyLab(globalsOf(command), { yes: options.yes });
       if (options.json) return printJson(result);
       printLine(`stopped: ${result.stopped.join(', ') || 'nothing was running'}`);
@@ -146,6 +147,7 @@ export function versionsCommand(): Command {
     .option('--json', 'print the list as JSON')
     .addHelpText('after', examples('lab versions', 'lab --pg 11 master start'))
     .action(async (options) => {
+      const { listVersions } = await import('../commands/versions.js');
       const versions = await listVersions();
       if (options.json) return printJson(versions);
       printLine(

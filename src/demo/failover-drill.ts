@@ -21,29 +21,9 @@ import { formatSampleLine, SAMPLE_HEADER } from '../workload/sample-line.js';
 import type { WorkloadResult } from '../workload/types.js';
 import { buildDemoLab, DEMO_DATABASE, freePortList, prepareBenchData } from './lab-setup.js';
 import { Narrator, type Print } from './narrator.js';
+import type { FailoverDrillOptions } from './defaults.js';
 
-export interface FailoverDrillOptions {
-  replicas: number;
-  scale: number;
-  durationMs: number;
-  kill: string;
-  killAtMs: number;
-  recoverAtMs: number;
-  concurrency: number;
-  reportDir: string;
-  keep: boolean;
-  /** Print the xact table every this many ms while the load runs (the seed's ut-stat-xact: 3 s). */
-  xactEveryMs: number;
-  /** Print the workload's per-second lines too. */
-  verbose: boolean;
-  /** Build the lab here instead of a temporary dir. */
-  labDir?: string;
-}
-
-export const FAILOVER_DEFAULTS: FailoverDrillOptions = {
-  replicas: 3, scale: 10, durationMs: 60_000, kill: 'replica2', killAtMs: 20_000, recoverAtMs: 35_000,
-  concurrency: 16, reportDir: 'report-failover', keep: false, xactEveryMs: 3000, verbose: false,
-};
+export { FAILOVER_DEFAULTS, type FailoverDrillOptions } from './defaults.js';
 
 export interface DrillOutcome {
   report: Report;

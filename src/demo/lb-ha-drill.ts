@@ -17,18 +17,7 @@ import type { WorkloadResult } from '../workload/types.js';
 import type { DrillOutcome } from './failover-drill.js';
 import { buildDemoLab, DEMO_DATABASE, freePortList, prepareBenchData } from './lab-setup.js';
 import { Narrator, type Print } from './narrator.js';
-
-export interface LbHaDrillOptions {
-  replicas: number;
-  scale: number;
-  durationMs: number;
-  concurrency: number;
-  reportDir: string;
-  keep: boolean;
-  labDir?: string;
-}
-
-export const LB_HA_DEFAULTS: LbHaDrillOptions = { replicas: 2, scale: 1, durationMs: 60_000, concurrency: 8, reportDir: 'report-lb-ha', keep: false };
+import type { LbHaDrillOptions } from './defaults.js';
 
 /** The drill's phases, as fractions of the load's duration. */
 const PHASES = [

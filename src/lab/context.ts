@@ -5,26 +5,10 @@ import { LabError } from '../common/errors.js';
 import { resolveInstallation, inspectBindir, type Installation } from '../postgres/installation.js';
 import { resolveRunAs, type OsUser } from '../postgres/os-user.js';
 import type { ServerSpec } from '../postgres/server.js';
+import type { GlobalOptions } from './global-options.js';
 import { requireState, type LabState, type NodeRecord } from './state.js';
 
-export interface GlobalOptions {
-  /** Holds the state file and logs. Default /tmp/pgdata (env LAB_DIR). */
-  labDir: string;
-  /** --pg: a major version or a bin dir (env LAB_PG). */
-  pg?: string;
-  /** --os-user: who runs PostgreSQL when we are root. */
-  osUser?: string;
-}
-
-export const DEFAULT_LAB_DIR = '/tmp/pgdata';
-
-export function resolveGlobalOptions(options: Partial<GlobalOptions>, env: NodeJS.ProcessEnv = process.env): GlobalOptions {
-  return {
-    labDir: path.resolve(options.labDir ?? env.LAB_DIR ?? DEFAULT_LAB_DIR),
-    pg: options.pg ?? (env.LAB_PG || undefined),
-    osUser: options.osUser ?? (env.LAB_OS_USER || undefined),
-  };
-}
+export { DEFAULT_LAB_DIR, resolveGlobalOptions, type GlobalOptions } from './global-options.js';
 
 export interface LabContext {
   labDir: string;

@@ -1,0 +1,37 @@
+// The demos' options and defaults, apart from the drills so the CLI can show them without loading the drills.
+
+export interface FailoverDrillOptions {
+  replicas: number;
+  scale: number;
+  durationMs: number;
+  kill: string;
+  killAtMs: number;
+  recoverAtMs: number;
+  concurrency: number;
+  reportDir: string;
+  keep: boolean;
+  /** Print the xact table every this many ms while the load runs (the seed's ut-stat-xact: 3 s). */
+  xactEveryMs: number;
+  /** Print the workload's per-second lines too. */
+  verbose: boolean;
+  /** Build the lab here instead of a temporary dir. */
+  labDir?: string;
+}
+
+export const FAILOVER_DEFAULTS: FailoverDrillOptions = {
+  replicas: 3, scale: 10, durationMs: 60_000, kill: 'replica2', killAtMs: 20_000, recoverAtMs: 35_000,
+  concurrency: 16, reportDir: 'report-failover', keep: false, xactEveryMs: 3000, verbose: false,
+};
+
+export interface LbHaDrillOptions {
+  replicas: number;
+  scale: number;
+  durationMs: number;
+  concurrency: number;
+  reportDir: string;
+  keep: boolean;
+  labDir?: string;
+}
+
+export const LB_HA_DEFAULTS: LbHaDrillOptions = { replicas: 2, scale: 1, durationMs: 60_000, concurrency: 8, reportDir: 'report-lb-ha', keep: false };
+
