@@ -14,6 +14,8 @@ import { pollUntil } from '../src/common/poll.js';
 import { SAMPLE_HEADER } from '../src/workload/sample-line.js';
 import type { WorkloadResult } from '../src/workload/types.js';
 
+/** Every load here is bounded by a duration and, in case a machine is much faster than expected, a count. */
+const CAP = 1_000_000;
 const url = (port: number) => `postgresql://postgres@127.0.0.1:${port}/postgres`;
 
 /** A TCP relay standing in for a balancer: `close()` is its death (listener gone, sessions cut). */
@@ -61,7 +63,7 @@ test('workload against a real lab', { timeout: 150_000 }, async (t) => {
     await t.test('select through two replica URLs: one line per second and transactions per server', async () => {
       const jsonOut = path.join(labDir, 'workload.json');
       const xactBefore = await readXactCommits([r1!, r2!]);
-      const run = await runLab(labDir, ['workload', 'run', '--url', url(r1!), '--url', url(r2!), '--duration', '3s', '--concurrency', '4', '--json-out', jsonOut]);
+      const run = await runLab(labDir, ['workload', 'run', '--url', url(r1!), '--url', url(r2!), '--duration', '3s', '--concurrency', '4', '--transactions', String(CAP), '--json-out', jsonOut]);
       assert.equal(run.exitCode, 0, run.stderr);
       const lines = run.stdout.split('\n');
       assert.equal(lines[0], SAMPLE_HEADER);
@@ -99,20 +101,20 @@ test('workload against a real lab', { timeout: 150_000 }, async (t) => {
     });
 
     await t.test('--connect-per-tx opens a connection per transaction, like pgbench -C', async () => {
-      const result = await runWorkload({ urls: [url(r1!)], concurrency: 2, durationMs: 1000, mode: 'select', connectPerTx: true });
+      const result = await runWorkload({ urls: [url(r1!)], concurrency: 2, durationMs: 1000, mode: 'select', maxTransactions: CAP, connectPerTx: true });
       assert.ok(result.summary.ops > 10);
       assert.ok(Math.abs(result.summary.connections - result.summary.ops) <= 2, `${result.summary.connections} connections for ${result.summary.ops} transactions`);
     });
 
     await t.test('the first URL is dead: workers fall over to the next one; without --tolerate-errors the first error stops the run', async () => {
-      const tolerant = await runWorkload({ urls: [url(dead!), url(r1!)], concurrency: 2, durationMs: 1500, mode: 'select', tolerateErrors: true });
+      const tolerant = await runWorkload({ urls: [url(dead!), url(r1!)], concurrency: 2, durationMs: 1500, mode: 'select', maxTransactions: CAP, tolerateErrors: true });
       assert.ok(tolerant.summary.ops > 100);
       assert.deepEqual(Object.keys(tolerant.summary.by_port), [String(r1)]);
       assert.ok(tolerant.summary.failovers >= 1);
       assert.ok(tolerant.errors.length >= 1 && tolerant.errors.every((e) => e.phase === 'connect' && e.code === 'ECONNREFUSED' && e.url === url(dead!)));
       assert.ok(tolerant.summary.errors <= 2, `a worker that fell over stays on the good URL: ${tolerant.summary.errors} errors`);
 
-      const strict = await runLab(labDir, ['workload', 'run', '--url', url(dead!), '--url', url(r1!), '--duration', '10s', '--concurrency', '2']);
+      const strict = await runLab(labDir, ['workload', 'run', '--url', url(dead!), '--url', url(r1!), '--duration', '10s', '--concurrency', '2', '--transactions', String(CAP)]);
       assert.equal(strict.exitCode, 8, strict.stderr);
       assert.match(strict.stderr, /The workload stopped at its first error \(connect ECONNREFUSED .*\): pass --tolerate-errors/);
       assert.match(strict.stdout, /stopped by: error/);
@@ -124,7 +126,7 @@ test('workload against a real lab', { timeout: 150_000 }, async (t) => {
       try {
         let killedAt = 0;
         const result = await runWorkload(
-          { urls: [url(lb.port), url(lb2.port)], concurrency: 4, durationMs: 4000, mode: 'select', tolerateErrors: true },
+          { urls: [url(lb.port), url(lb2.port)], concurrency: 4, durationMs: 4000, mode: 'select', maxTransactions: CAP, tolerateErrors: true },
           {
             onSample: (sample) => {
               if (sample.second === 1) {
@@ -153,21 +155,27 @@ test('workload against a real lab', { timeout: 150_000 }, async (t) => {
     await t.test('tpcb on the master commits pgbench\'s transaction; on a standby the first error stops the run', async () => {
       const history = async () => Number((await queryRows<{ n: string }>({ port: m! }, 'SELECT count(*) AS n FROM pgbench_history'))[0]!.n);
       const before = await history();
-      const result = await runWorkload({ urls: [url(m!)], concurrency: 2, durationMs: 1500, mode: 'tpcb' });
+      const result = await runWorkload({ urls: [url(m!)], concurrency: 2, durationMs: 1500, mode: 'tpcb', maxTransactions: CAP });
       assert.equal(result.summary.errors, 0);
       assert.ok(result.summary.ops > 20);
       assert.equal(await history(), before + result.summary.ops, 'every counted transaction inserted its history row');
 
-      const onStandby = await runWorkload({ urls: [url(r1!)], concurrency: 2, durationMs: 10_000, mode: 'tpcb' });
+      const onStandby = await runWorkload({ urls: [url(r1!)], concurrency: 2, durationMs: 10_000, mode: 'tpcb', maxTransactions: CAP });
       assert.equal(onStandby.summary.stopped_by, 'error');
       assert.match(onStandby.errors[0]!.message, /read-only transaction/);
       assert.ok(onStandby.summary.duration_ms < 5000);
     });
 
+    await t.test('a transaction count bounds the run too', async () => {
+      const result = await runWorkload({ urls: [url(r1!)], concurrency: 3, durationMs: 30_000, mode: 'select', maxTransactions: 500 });
+      assert.equal(result.summary.stopped_by, 'transactions');
+      assert.ok(result.summary.ops >= 500 && result.summary.ops < 500 + 3, `${result.summary.ops} transactions`);
+    });
+
     await t.test('an AbortSignal stops the run early with what was measured', async () => {
       const controller = new AbortController();
       const result = await runWorkload(
-        { urls: [url(r1!)], concurrency: 2, durationMs: 30_000, mode: 'select' },
+        { urls: [url(r1!)], concurrency: 2, durationMs: 30_000, mode: 'select', maxTransactions: CAP },
         { signal: controller.signal, onSample: () => controller.abort() },
       );
       assert.equal(result.summary.stopped_by, 'signal');
@@ -179,7 +187,7 @@ test('workload against a real lab', { timeout: 150_000 }, async (t) => {
       let kill: Promise<number> | undefined;
       let killStartedEpoch = 0;
       const result = await runWorkload(
-        { urls: [url(r1!), url(r2!)], concurrency: 4, durationMs: 6000, mode: 'select', tolerateErrors: true },
+        { urls: [url(r1!), url(r2!)], concurrency: 4, durationMs: 6000, mode: 'select', maxTransactions: CAP, tolerateErrors: true },
         {
           onSample: (sample) => {
             if (sample.second !== 2) return;

@@ -102,6 +102,7 @@ export function workloadCommand(): Command {
     .option('--balancer <name>', 'balancer of this lab to go through when no --url is given (default lb)')
     .option('--concurrency <n>', 'workers (one connection each)', positiveInteger, 8)
     .option('--duration <duration>', 'how long to run (60s, 2m, 500ms)', parseSeconds, 60_000)
+    .option('--transactions <n>', 'stop after this many transactions, if the duration has not ended first', positiveInteger)
     .option('--mode <mode>', 'select (pgbench -S) or tpcb (pgbench\'s TPC-B-like transaction; needs the master)', 'select')
     .option('--connect-per-tx', 'a new connection for every transaction, like pgbench -C')
     .option('--tolerate-errors', 'count errors and go on (reconnecting) instead of stopping at the first')
@@ -125,6 +126,7 @@ export function workloadCommand(): Command {
           balancer: options.balancer,
           concurrency: options.concurrency,
           durationMs: options.duration,
+          maxTransactions: options.transactions,
           mode: options.mode,
           connectPerTx: Boolean(options.connectPerTx),
           tolerateErrors: Boolean(options.tolerateErrors),

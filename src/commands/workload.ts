@@ -14,6 +14,7 @@ export interface WorkloadRunOptions {
   balancer?: string;
   concurrency: number;
   durationMs: number;
+  maxTransactions?: number;
   mode: WorkloadMode;
   connectPerTx?: boolean;
   tolerateErrors?: boolean;
@@ -43,6 +44,7 @@ export async function workloadRun(global: GlobalOptions, options: WorkloadRunOpt
       urls,
       concurrency: options.concurrency,
       durationMs: options.durationMs,
+      maxTransactions: options.maxTransactions,
       mode: options.mode,
       connectPerTx: options.connectPerTx,
       tolerateErrors: options.tolerateErrors,

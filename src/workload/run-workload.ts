@@ -50,6 +50,9 @@ export function validateWorkloadOptions(options: WorkloadOptions): void {
   if (!Number.isInteger(options.concurrency) || options.concurrency < 1) {
     throw new LabError('USAGE', `Expected a concurrency of 1 or more, got ${options.concurrency}`);
   }
+  if (options.maxTransactions !== undefined && !(Number.isInteger(options.maxTransactions) && options.maxTransactions > 0)) {
+    throw new LabError('USAGE', `Expected a positive whole number of transactions, got ${options.maxTransactions}`);
+  }
   if (!(options.durationMs > 0)) throw new LabError('USAGE', `Expected a positive duration, got ${options.durationMs}ms`);
   if (options.mode !== 'select' && options.mode !== 'tpcb') throw new LabError('USAGE', `Expected mode select or tpcb, got "${String(options.mode)}"`);
 }
@@ -234,6 +237,7 @@ export async function runWorkload(options: WorkloadOptions, hooks: WorkloadHooks
         }
         current.ops += 1;
         current.latency.record(performance.now() - started);
+        if (options.maxTransactions !== undefined && total.ops + current.ops >= options.maxTransactions) stop('transactions');
         const portKey = String(port ?? 'unknown');
         current.byPort[portKey] = (current.byPort[portKey] ?? 0) + 1;
         const urlKey = shownUrls[urlIndex]!;
