@@ -23,6 +23,9 @@ async function startRelay(targetPort: number): Promise<{ port: number; close: ()
   const sockets = new Set<net.Socket>();
   const server = net.createServer((client) => {
     const upstream = net.connect(targetPort, '127.0.0.1');
+    // Without it Nagle's algorithm and delayed ACKs stall every small protocol message.
+    client.setNoDelay(true);
+    upstream.setNoDelay(true);
     const end = () => {
       client.destroy();
       upstream.destroy();
@@ -170,6 +173,12 @@ test('workload against a real lab', { timeout: 150_000 }, async (t) => {
       const result = await runWorkload({ urls: [url(r1!)], concurrency: 3, durationMs: 30_000, mode: 'select', maxTransactions: 500 });
       assert.equal(result.summary.stopped_by, 'transactions');
       assert.ok(result.summary.ops >= 500 && result.summary.ops < 500 + 3, `${result.summary.ops} transactions`);
+    });
+
+    await t.test('a max rate paces the workers', async () => {
+      const result = await runWorkload({ urls: [url(r1!)], concurrency: 4, durationMs: 2000, mode: 'select', maxTransactions: CAP, maxRate: 100 });
+      assert.ok(result.summary.ops >= 170 && result.summary.ops <= 210, `${result.summary.ops} transactions in 2 s at 100/s`);
+      for (const sample of result.samples.filter((s) => s.interval_ms >= 900)) assert.ok(sample.ops >= 85 && sample.ops <= 110, `${sample.ops} in one second`);
     });
 
     await t.test('an AbortSignal stops the run early with what was measured', async () => {

@@ -103,6 +103,7 @@ export function workloadCommand(): Command {
     .option('--concurrency <n>', 'workers (one connection each)', positiveInteger, 8)
     .option('--duration <duration>', 'how long to run (60s, 2m, 500ms)', parseSeconds, 60_000)
     .option('--transactions <n>', 'stop after this many transactions, if the duration has not ended first', positiveInteger)
+    .option('--max-rate <tps>', 'at most this many transactions per second over all workers', positiveInteger)
     .option('--mode <mode>', 'select (pgbench -S) or tpcb (pgbench\'s TPC-B-like transaction; needs the master)', 'select')
     .option('--connect-per-tx', 'a new connection for every transaction, like pgbench -C')
     .option('--tolerate-errors', 'count errors and go on (reconnecting) instead of stopping at the first')
@@ -127,6 +128,7 @@ export function workloadCommand(): Command {
           concurrency: options.concurrency,
           durationMs: options.duration,
           maxTransactions: options.transactions,
+          maxRate: options.maxRate,
           mode: options.mode,
           connectPerTx: Boolean(options.connectPerTx),
           tolerateErrors: Boolean(options.tolerateErrors),

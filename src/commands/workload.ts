@@ -15,6 +15,7 @@ export interface WorkloadRunOptions {
   concurrency: number;
   durationMs: number;
   maxTransactions?: number;
+  maxRate?: number;
   mode: WorkloadMode;
   connectPerTx?: boolean;
   tolerateErrors?: boolean;
@@ -45,6 +46,7 @@ export async function workloadRun(global: GlobalOptions, options: WorkloadRunOpt
       concurrency: options.concurrency,
       durationMs: options.durationMs,
       maxTransactions: options.maxTransactions,
+      maxRate: options.maxRate,
       mode: options.mode,
       connectPerTx: options.connectPerTx,
       tolerateErrors: options.tolerateErrors,

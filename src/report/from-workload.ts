@@ -16,16 +16,26 @@ function portsOf(samples: WorkloadSample[], names: NodeNames): string[] {
   return [...seen];
 }
 
-/** Transactions per second per node, one point per sample (a node absent from a sample served 0). */
+/** A rate over the last few ms of a run (the partial last sample) is noise on a per-second chart. */
+const MIN_POINT_INTERVAL_MS = 500;
+
+/**
+ * Transactions per second per node, one point per sample (a node absent from a sample served 0),
+ * nodes by name. A last sample shorter than half a second is left off the chart (its transactions
+ * still count in the per-phase totals).
+ */
 export function seriesFromSamples(samples: WorkloadSample[], names: NodeNames = {}): ReportSeries[] {
-  return portsOf(samples, names).map((port) => ({
+  const charted = samples.filter((sample) => sample.interval_ms >= MIN_POINT_INTERVAL_MS);
+  const series = portsOf(samples, names).map((port) => ({
     node: nodeName(port, names),
     port: Number.isFinite(Number(port)) ? Number(port) : null,
-    points: samples.map((sample) => ({
+    points: charted.map((sample) => ({
       at_ms: sample.elapsed_ms,
-      tps: sample.interval_ms > 0 ? Math.round(((sample.by_port[port] ?? 0) * 1000) / sample.interval_ms * 10) / 10 : 0,
+      tps: Math.round((((sample.by_port[port] ?? 0) * 1000) / sample.interval_ms) * 10) / 10,
     })),
   }));
+  // "port N" (a server the lab does not know) after the named nodes.
+  return series.sort((a, b) => Number(a.node.startsWith('port ')) - Number(b.node.startsWith('port ')) || a.node.localeCompare(b.node, 'en', { numeric: true }));
 }
 
 export function errorsFromWorkload(errors: WorkloadError[]): ReportError[] {
