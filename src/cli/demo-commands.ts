@@ -7,6 +7,7 @@ import { parsePort } from '../common/ports.js';
 import { examples, globalsOf } from './globals.js';
 import { printJson, printLine, terminalReporter } from './output.js';
 import { workloadRun } from '../commands/workload.js';
+import type { WorkloadError } from '../workload/types.js';
 import { formatSampleLine, SAMPLE_HEADER, formatSummary } from '../workload/sample-line.js';
 import { parseSeconds } from './lab-commands.js';
 import { readState } from '../lab/state.js';
@@ -120,8 +121,16 @@ export function workloadCommand(): Command {
     .action(async (options, command: Command) => {
       if (options.mode !== 'select' && options.mode !== 'tpcb') throw new InvalidArgumentError(`--mode must be select or tpcb, got "${options.mode}"`);
       const interrupt = interruptSignal();
+      // Errors on stderr as they happen, each message at most once per second (a dead server repeats itself).
+      const lastShown = new Map<string, number>();
+      const showError = (error: WorkloadError) => {
+        const second = Math.floor(error.at_ms / 1000);
+        if (lastShown.get(error.message) === second) return;
+        lastShown.set(error.message, second);
+        process.stderr.write(`${(error.at_ms / 1000).toFixed(1)}s error (${error.phase}, ${error.url}): ${error.message}\n`);
+      };
+      let headerShown = false;
       try {
-        if (!options.json) printLine(SAMPLE_HEADER);
         const result = await workloadRun(globalsOf(command), {
           urls: options.url,
           balancer: options.balancer,
@@ -134,8 +143,14 @@ export function workloadCommand(): Command {
           tolerateErrors: Boolean(options.tolerateErrors),
           jsonOut: options.jsonOut,
           signal: interrupt.signal,
-          onSample: options.json ? undefined : (sample) => printLine(formatSampleLine(sample)),
-          onError: options.json || options.tolerateErrors ? undefined : (error) => process.stderr.write(`error: ${error.message}\n`),
+          onSample: options.json
+            ? undefined
+            : (sample) => {
+                if (!headerShown) printLine(SAMPLE_HEADER);
+                headerShown = true;
+                printLine(formatSampleLine(sample));
+              },
+          onError: options.json ? undefined : showError,
         });
         if (options.json) printJson(result);
         else printLine(formatSummary(result, nodeNamesByPort((await readState(globalsOf(command).labDir).catch(() => undefined))?.nodes ?? [])));
