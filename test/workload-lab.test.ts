@@ -6,7 +6,8 @@ import assert from 'node:assert/strict';
 import net, { type AddressInfo } from 'node:net';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { freePorts, lab, runLab, withTempLab } from './helpers/lab.js';
+import { execa } from 'execa';
+import { freePorts, lab, labBin, runLab, withTempLab } from './helpers/lab.js';
 import { queryRows } from '../src/postgres/client.js';
 import { runWorkload } from '../src/workload/run-workload.js';
 import { crossCheck, readXactCommits } from '../src/report/crosscheck.js';
@@ -190,6 +191,23 @@ test('workload against a real lab', { timeout: 150_000 }, async (t) => {
       assert.equal(result.summary.stopped_by, 'signal');
       assert.ok(result.summary.duration_ms < 5000);
       assert.ok(result.samples.length >= 1 && result.summary.ops > 0);
+    });
+
+    await t.test('Ctrl-C stops `lab workload run` with its summary', async () => {
+      const child = execa('node', [labBin, '--lab-dir', labDir, 'workload', 'run', '--url', url(r1!), '--duration', '30s', '--concurrency', '2', '--transactions', String(CAP)], { reject: false });
+      let out = '';
+      child.stdout!.on('data', (chunk: Buffer) => (out += chunk.toString()));
+      try {
+        await pollUntil(async () => (/^\s+1\.0s /m.test(out) ? true : undefined), { timeoutMs: 10_000, what: 'the first per-second line' });
+        child.kill('SIGINT');
+        const result = await child;
+        assert.equal(result.exitCode, 0, String(result.stderr));
+        assert.match(String(result.stdout), /stopped by: signal/);
+        assert.ok(!/^\s+5\.0s /m.test(String(result.stdout)), 'it stopped at once');
+      } finally {
+        child.kill('SIGKILL');
+        await child;
+      }
     });
 
     await t.test('kill -9 of a replica mid-run with --tolerate-errors: errors are counted and the workload goes on', async () => {

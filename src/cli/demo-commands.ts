@@ -1,5 +1,5 @@
 // Declarations of `lab bench`, `lab workload` and `lab demo` (issue 5).
-import { Command, InvalidArgumentError } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import { benchInit, benchRun } from '../commands/bench.js';
 import { LabError } from '../common/errors.js';
 import { silentReporter } from '../common/reporter.js';
@@ -102,7 +102,7 @@ export function workloadCommand(): Command {
     .option('--url <url>', 'postgresql:// URL; repeat it to give several (default: the balancer lb, or the master for --mode tpcb)', collect)
     .option('--balancer <name>', 'balancer of this lab to go through when no --url is given (default lb)')
     .option('--concurrency <n>', 'workers (one connection each)', positiveInteger, 8)
-    .option('--duration <duration>', 'how long to run (60s, 2m, 500ms)', parseSeconds, 60_000)
+    .addOption(new Option('--duration <duration>', 'how long to run (60s, 2m, 500ms)').argParser(parseSeconds).default(60_000, '60s'))
     .option('--transactions <n>', 'stop after this many transactions, if the duration has not ended first', positiveInteger)
     .option('--max-rate <tps>', 'at most this many transactions per second over all workers', positiveInteger)
     .option('--mode <mode>', 'select (pgbench -S) or tpcb (pgbench\'s TPC-B-like transaction; needs the master)', 'select')
