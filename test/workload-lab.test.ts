@@ -11,6 +11,8 @@ import { freePorts, lab, labBin, runLab, withTempLab } from './helpers/lab.js';
 import { queryRows } from '../src/postgres/client.js';
 import { runWorkload } from '../src/workload/run-workload.js';
 import { crossCheck, readXactCommits } from '../src/report/crosscheck.js';
+import { errorsFromWorkload, phasesFromWorkload, seriesByUrl } from '../src/report/from-workload.js';
+import { renderReportMarkdown } from '../src/report/report-markdown.js';
 import { pollUntil } from '../src/common/poll.js';
 import { SAMPLE_HEADER } from '../src/workload/sample-line.js';
 import type { WorkloadResult } from '../src/workload/types.js';
@@ -150,6 +152,22 @@ test('workload against a real lab', { timeout: 150_000 }, async (t) => {
           assert.deepEqual(Object.keys(sample.by_url), [url(lb2.port)]);
         }
         assert.equal(result.summary.stopped_by, 'duration');
+
+        // The report's view of it: phases with their errors, reads never stopped, one line per balancer.
+        const phases = phasesFromWorkload(result, [{ name: 'lb and lb2 up', from_ms: 0 }, { name: 'lb down', from_ms: killedAt }]);
+        assert.equal(phases[0]!.errors, 0);
+        assert.ok(phases[1]!.errors > 0 && phases[1]!.transactions > 0);
+        assert.ok(phases.every((p) => p.min_tps !== null && p.min_tps > 0), JSON.stringify(phases));
+        const series = seriesByUrl(result.samples, { [url(lb.port)]: 'lb', [url(lb2.port)]: 'lb2' });
+        assert.deepEqual(series.map((s) => s.node), ['lb', 'lb2']);
+        assert.equal(series[0]!.points.at(-1)!.tps, 0, 'nothing goes through the dead lb at the end');
+        const markdown = renderReportMarkdown({
+          title: 'lb-ha', generated_at: '', started_at: null, duration_ms: result.summary.duration_ms, summary: [], events: [], series,
+          errors: errorsFromWorkload(result.errors), figures: { detection_ms: null, readmission_ms: null, errors_after_detection: null },
+          transactions: [], crosscheck: [], phases, notes: [],
+        });
+        assert.match(markdown, /Reads never stopped/);
+        assert.match(markdown, /\| lb down \| \d+\.\ds \| \d+\.\ds \| \d+ \| \d+ \| \d+(\.\d)? \|/);
       } finally {
         await lb.close();
         await lb2.close();

@@ -1,6 +1,6 @@
 // Turning a workload run into the report's series, errors and per-phase counts.
 import type { WorkloadError, WorkloadResult, WorkloadSample } from '../workload/types.js';
-import type { Report, ReportCrossCheck, ReportError, ReportEvent, ReportFigures, ReportNodeTransactions, ReportSeries } from './types.js';
+import type { Report, ReportCrossCheck, ReportError, ReportEvent, ReportFigures, ReportNodeTransactions, ReportPhase, ReportSeries } from './types.js';
 
 /** port -> node name; ports not in it are shown as "port 5433". */
 export type NodeNames = Record<string, string>;
@@ -135,4 +135,40 @@ export function reportFromWorkload(input: DrillReportInput): Report {
     crosscheck: input.crosscheck ?? [],
     notes: input.notes ?? [],
   };
+}
+
+/**
+ * One line per URL the workers went through (lab demo lb-ha: one per balancer), `labels` naming them
+ * (URL -> "lb"); same shape as the per-node series.
+ */
+export function seriesByUrl(samples: WorkloadSample[], labels: Record<string, string> = {}): ReportSeries[] {
+  const urls = new Set<string>(Object.keys(labels));
+  for (const sample of samples) for (const url of Object.keys(sample.by_url)) urls.add(url);
+  const charted = samples.filter((sample) => sample.interval_ms >= MIN_POINT_INTERVAL_MS);
+  return [...urls].map((url) => ({
+    node: labels[url] ?? url,
+    port: null,
+    points: charted.map((sample) => ({ at_ms: sample.elapsed_ms, tps: Math.round((((sample.by_url[url] ?? 0) * 1000) / sample.interval_ms) * 10) / 10 })),
+  }));
+}
+
+/**
+ * Phases from their start times (each ends where the next starts, the last at the end of the run):
+ * transactions and errors in each, and the slowest whole second (a sample counts in the phase it ends in).
+ */
+export function phasesFromWorkload(workload: WorkloadResult, starts: { name: string; from_ms: number }[]): ReportPhase[] {
+  const sorted = [...starts].sort((a, b) => a.from_ms - b.from_ms);
+  return sorted.map((phase, index) => {
+    const to = sorted[index + 1]?.from_ms ?? Math.max(workload.summary.duration_ms, phase.from_ms);
+    const inPhase = workload.samples.filter((s) => s.elapsed_ms > phase.from_ms && s.elapsed_ms <= to);
+    const whole = inPhase.filter((s) => s.interval_ms >= 900 && s.elapsed_ms - s.interval_ms >= phase.from_ms);
+    return {
+      name: phase.name,
+      from_ms: phase.from_ms,
+      to_ms: to,
+      transactions: inPhase.reduce((sum, s) => sum + s.ops, 0),
+      errors: workload.errors.filter((e) => e.at_ms >= phase.from_ms && e.at_ms < to).length,
+      min_tps: whole.length ? Math.min(...whole.map((s) => s.ops_per_sec)) : null,
+    };
+  });
 }
