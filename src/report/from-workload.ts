@@ -9,11 +9,12 @@ function nodeName(port: string, names: NodeNames): string {
   return names[port] ?? `port ${port}`;
 }
 
-/** Ports that served any transaction, in the order of `names`, then the others. */
+/** The named ports (an idle master shows as idle) and any other port that served, named nodes first, by name. */
 function portsOf(samples: WorkloadSample[], names: NodeNames): string[] {
   const seen = new Set<string>(Object.keys(names));
   for (const sample of samples) for (const port of Object.keys(sample.by_port)) seen.add(port);
-  return [...seen];
+  const key = (port: string) => [names[port] === undefined ? 1 : 0, nodeName(port, names)] as const;
+  return [...seen].sort((a, b) => key(a)[0] - key(b)[0] || key(a)[1].localeCompare(key(b)[1], 'en', { numeric: true }));
 }
 
 /** A rate over the last few ms of a run (the partial last sample) is noise on a per-second chart. */
@@ -26,7 +27,7 @@ const MIN_POINT_INTERVAL_MS = 500;
  */
 export function seriesFromSamples(samples: WorkloadSample[], names: NodeNames = {}): ReportSeries[] {
   const charted = samples.filter((sample) => sample.interval_ms >= MIN_POINT_INTERVAL_MS);
-  const series = portsOf(samples, names).map((port) => ({
+  return portsOf(samples, names).map((port) => ({
     node: nodeName(port, names),
     port: Number.isFinite(Number(port)) ? Number(port) : null,
     points: charted.map((sample) => ({
@@ -34,8 +35,6 @@ export function seriesFromSamples(samples: WorkloadSample[], names: NodeNames = 
       tps: Math.round((((sample.by_port[port] ?? 0) * 1000) / sample.interval_ms) * 10) / 10,
     })),
   }));
-  // "port N" (a server the lab does not know) after the named nodes.
-  return series.sort((a, b) => Number(a.node.startsWith('port ')) - Number(b.node.startsWith('port ')) || a.node.localeCompare(b.node, 'en', { numeric: true }));
 }
 
 export function errorsFromWorkload(errors: WorkloadError[]): ReportError[] {
