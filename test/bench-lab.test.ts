@@ -33,7 +33,7 @@ test('bench: init with progress on the master, run at a port and through the rec
     assert.equal(accounts, 200_000);
 
     // At a port: pgbench's summary comes back parsed.
-    const atPort = await runLab(labDir, ['bench', 'run', '--port', String(r1), '--json', '--', '-S', '-n', '-T', '1', '-c', '2']);
+    const atPort = await runLab(labDir, ['bench', 'run', '--port', String(r1), '--json', '--', '-S', '-n', '-T', '2', '-P', '1', '-c', '2']);
     assert.equal(atPort.exitCode, 0, atPort.stderr);
     const summary = JSON.parse(atPort.stdout).summary;
     assert.equal(summary.transactionType, '<builtin: select only>');
@@ -41,6 +41,7 @@ test('bench: init with progress on the master, run at a port and through the rec
     assert.equal(summary.clients, 2);
     assert.ok(summary.tps > 100, `tps ${summary.tps}`);
     assert.deepEqual(summary.aborted, []);
+    assert.ok(summary.progress.length >= 1 && summary.progress[0].tps > 0, `-P 1 lines parsed: ${JSON.stringify(summary.progress)}`);
     assert.match(atPort.stderr, /number of transactions actually processed: \d+/, 'pgbench\'s own output is streamed');
 
     // No balancer yet: a clear error.

@@ -37,6 +37,25 @@ export interface AbortedClient {
   message: string;
 }
 
+/** pgbench -P N: "progress: 5.0 s, 14123.4 tps, lat 1.131 ms stddev 0.2, 0 failed". */
+export interface PgbenchProgress {
+  elapsedS: number;
+  tps: number;
+  latencyMs: number | null;
+  failed: number | null;
+}
+
+export function parseProgressLine(line: string): PgbenchProgress | undefined {
+  const match = /^progress: ([\d.]+) s, ([\d.]+) tps(?:, lat ([\d.]+) ms)?.*?(?:, (\d+) failed)?$/.exec(line.trim());
+  if (!match) return undefined;
+  return {
+    elapsedS: Number(match[1]),
+    tps: Number(match[2]),
+    latencyMs: match[3] === undefined ? null : Number(match[3]),
+    failed: match[4] === undefined ? null : Number(match[4]),
+  };
+}
+
 export interface PgbenchSummary {
   transactionType: string | null;
   scalingFactor: number | null;
@@ -52,6 +71,8 @@ export interface PgbenchSummary {
   aborted: AbortedClient[];
   /** pgbench said "Run was aborted; the above results are incomplete." */
   runAborted: boolean;
+  /** The lines of -P N, in order. */
+  progress: PgbenchProgress[];
 }
 
 function numberAfter(text: string, label: RegExp): number | null {
@@ -79,5 +100,6 @@ export function parsePgbenchSummary(output: string): PgbenchSummary {
     tps: tps ? Number(tps[1]) : null,
     aborted,
     runAborted: /Run was aborted/.test(output),
+    progress: output.split('\n').map(parseProgressLine).filter((p): p is PgbenchProgress => p !== undefined),
   };
 }

@@ -1,5 +1,6 @@
 // Running pgbench as a client (it needs no OS user switch) with its output streamed line by line, and
-// stopped by an AbortSignal: SIGINT first, which makes pgbench print its summary, then SIGKILL.
+// stopped by an AbortSignal: SIGINT (what Ctrl-C sends it anyway), SIGKILL if it is still there 5 s later.
+// pgbench prints no summary when interrupted: give it -T for a run that ends with one.
 import { execa } from 'execa';
 import { LabError, messageOf } from '../common/errors.js';
 

@@ -1,5 +1,5 @@
 // Declarations of `lab bench`, `lab workload` and `lab demo` (issue 5).
-import { Command, InvalidArgumentError } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import { benchInit, benchRun } from '../commands/bench.js';
 import { LabError } from '../common/errors.js';
 import { silentReporter } from '../common/reporter.js';
@@ -7,6 +7,7 @@ import { parsePort } from '../common/ports.js';
 import { examples, globalsOf } from './globals.js';
 import { printJson, printLine, terminalReporter } from './output.js';
 import { workloadRun } from '../commands/workload.js';
+import type { WorkloadError } from '../workload/types.js';
 import { formatSampleLine, SAMPLE_HEADER, formatSummary } from '../workload/sample-line.js';
 import { parseSeconds } from './lab-commands.js';
 import { readState } from '../lab/state.js';
@@ -101,7 +102,9 @@ export function workloadCommand(): Command {
     .option('--url <url>', 'postgresql:// URL; repeat it to give several (default: the balancer lb, or the master for --mode tpcb)', collect)
     .option('--balancer <name>', 'balancer of this lab to go through when no --url is given (default lb)')
     .option('--concurrency <n>', 'workers (one connection each)', positiveInteger, 8)
-    .option('--duration <duration>', 'how long to run (60s, 2m, 500ms)', parseSeconds, 60_000)
+    .addOption(new Option('--duration <duration>', 'how long to run (60s, 2m, 500ms)').argParser(parseSeconds).default(60_000, '60s'))
+    .option('--transactions <n>', 'stop after this many transactions, if the duration has not ended first', positiveInteger)
+    .option('--max-rate <tps>', 'at most this many transactions per second over all workers', positiveInteger)
     .option('--mode <mode>', 'select (pgbench -S) or tpcb (pgbench\'s TPC-B-like transaction; needs the master)', 'select')
     .option('--connect-per-tx', 'a new connection for every transaction, like pgbench -C')
     .option('--tolerate-errors', 'count errors and go on (reconnecting) instead of stopping at the first')
@@ -118,20 +121,36 @@ export function workloadCommand(): Command {
     .action(async (options, command: Command) => {
       if (options.mode !== 'select' && options.mode !== 'tpcb') throw new InvalidArgumentError(`--mode must be select or tpcb, got "${options.mode}"`);
       const interrupt = interruptSignal();
+      // Errors on stderr as they happen, each message at most once per second (a dead server repeats itself).
+      const lastShown = new Map<string, number>();
+      const showError = (error: WorkloadError) => {
+        const second = Math.floor(error.at_ms / 1000);
+        if (lastShown.get(error.message) === second) return;
+        lastShown.set(error.message, second);
+        process.stderr.write(`${(error.at_ms / 1000).toFixed(1)}s error (${error.phase}, ${error.url}): ${error.message}\n`);
+      };
+      let headerShown = false;
       try {
-        if (!options.json) printLine(SAMPLE_HEADER);
         const result = await workloadRun(globalsOf(command), {
           urls: options.url,
           balancer: options.balancer,
           concurrency: options.concurrency,
           durationMs: options.duration,
+          maxTransactions: options.transactions,
+          maxRate: options.maxRate,
           mode: options.mode,
           connectPerTx: Boolean(options.connectPerTx),
           tolerateErrors: Boolean(options.tolerateErrors),
           jsonOut: options.jsonOut,
           signal: interrupt.signal,
-          onSample: options.json ? undefined : (sample) => printLine(formatSampleLine(sample)),
-          onError: options.json || options.tolerateErrors ? undefined : (error) => process.stderr.write(`error: ${error.message}\n`),
+          onSample: options.json
+            ? undefined
+            : (sample) => {
+                if (!headerShown) printLine(SAMPLE_HEADER);
+                headerShown = true;
+                printLine(formatSampleLine(sample));
+              },
+          onError: options.json ? undefined : showError,
         });
         if (options.json) printJson(result);
         else printLine(formatSummary(result, nodeNamesByPort((await readState(globalsOf(command).labDir).catch(() => undefined))?.nodes ?? [])));

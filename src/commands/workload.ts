@@ -14,6 +14,8 @@ export interface WorkloadRunOptions {
   balancer?: string;
   concurrency: number;
   durationMs: number;
+  maxTransactions?: number;
+  maxRate?: number;
   mode: WorkloadMode;
   connectPerTx?: boolean;
   tolerateErrors?: boolean;
@@ -43,6 +45,8 @@ export async function workloadRun(global: GlobalOptions, options: WorkloadRunOpt
       urls,
       concurrency: options.concurrency,
       durationMs: options.durationMs,
+      maxTransactions: options.maxTransactions,
+      maxRate: options.maxRate,
       mode: options.mode,
       connectPerTx: options.connectPerTx,
       tolerateErrors: options.tolerateErrors,

@@ -1,6 +1,6 @@
 // Turning a workload run into the report's series, errors and per-phase counts.
 import type { WorkloadError, WorkloadResult, WorkloadSample } from '../workload/types.js';
-import type { Report, ReportCrossCheck, ReportError, ReportEvent, ReportFigures, ReportNodeTransactions, ReportSeries } from './types.js';
+import type { Report, ReportCrossCheck, ReportError, ReportEvent, ReportFigures, ReportNodeTransactions, ReportPhase, ReportSeries } from './types.js';
 
 /** port -> node name; ports not in it are shown as "port 5433". */
 export type NodeNames = Record<string, string>;
@@ -9,21 +9,30 @@ function nodeName(port: string, names: NodeNames): string {
   return names[port] ?? `port ${port}`;
 }
 
-/** Ports that served any transaction, in the order of `names`, then the others. */
+/** The named ports (an idle master shows as idle) and any other port that served, named nodes first, by name. */
 function portsOf(samples: WorkloadSample[], names: NodeNames): string[] {
   const seen = new Set<string>(Object.keys(names));
   for (const sample of samples) for (const port of Object.keys(sample.by_port)) seen.add(port);
-  return [...seen];
+  const key = (port: string) => [names[port] === undefined ? 1 : 0, nodeName(port, names)] as const;
+  return [...seen].sort((a, b) => key(a)[0] - key(b)[0] || key(a)[1].localeCompare(key(b)[1], 'en', { numeric: true }));
 }
 
-/** Transactions per second per node, one point per sample (a node absent from a sample served 0). */
+/** A rate over the last few ms of a run (the partial last sample) is noise on a per-second chart. */
+const MIN_POINT_INTERVAL_MS = 500;
+
+/**
+ * Transactions per second per node, one point per sample (a node absent from a sample served 0),
+ * nodes by name. A last sample shorter than half a second is left off the chart (its transactions
+ * still count in the per-phase totals).
+ */
 export function seriesFromSamples(samples: WorkloadSample[], names: NodeNames = {}): ReportSeries[] {
+  const charted = samples.filter((sample) => sample.interval_ms >= MIN_POINT_INTERVAL_MS);
   return portsOf(samples, names).map((port) => ({
     node: nodeName(port, names),
     port: Number.isFinite(Number(port)) ? Number(port) : null,
-    points: samples.map((sample) => ({
+    points: charted.map((sample) => ({
       at_ms: sample.elapsed_ms,
-      tps: sample.interval_ms > 0 ? Math.round(((sample.by_port[port] ?? 0) * 1000) / sample.interval_ms * 10) / 10 : 0,
+      tps: Math.round((((sample.by_port[port] ?? 0) * 1000) / sample.interval_ms) * 10) / 10,
     })),
   }));
 }
@@ -125,4 +134,40 @@ export function reportFromWorkload(input: DrillReportInput): Report {
     crosscheck: input.crosscheck ?? [],
     notes: input.notes ?? [],
   };
+}
+
+/**
+ * One line per URL the workers went through (lab demo lb-ha: one per balancer), `labels` naming them
+ * (URL -> "lb"); same shape as the per-node series.
+ */
+export function seriesByUrl(samples: WorkloadSample[], labels: Record<string, string> = {}): ReportSeries[] {
+  const urls = new Set<string>(Object.keys(labels));
+  for (const sample of samples) for (const url of Object.keys(sample.by_url)) urls.add(url);
+  const charted = samples.filter((sample) => sample.interval_ms >= MIN_POINT_INTERVAL_MS);
+  return [...urls].map((url) => ({
+    node: labels[url] ?? url,
+    port: null,
+    points: charted.map((sample) => ({ at_ms: sample.elapsed_ms, tps: Math.round((((sample.by_url[url] ?? 0) * 1000) / sample.interval_ms) * 10) / 10 })),
+  }));
+}
+
+/**
+ * Phases from their start times (each ends where the next starts, the last at the end of the run):
+ * transactions and errors in each, and the slowest whole second (a sample counts in the phase it ends in).
+ */
+export function phasesFromWorkload(workload: WorkloadResult, starts: { name: string; from_ms: number }[]): ReportPhase[] {
+  const sorted = [...starts].sort((a, b) => a.from_ms - b.from_ms);
+  return sorted.map((phase, index) => {
+    const to = sorted[index + 1]?.from_ms ?? Math.max(workload.summary.duration_ms, phase.from_ms);
+    const inPhase = workload.samples.filter((s) => s.elapsed_ms > phase.from_ms && s.elapsed_ms <= to);
+    const whole = inPhase.filter((s) => s.interval_ms >= 900 && s.elapsed_ms - s.interval_ms >= phase.from_ms);
+    return {
+      name: phase.name,
+      from_ms: phase.from_ms,
+      to_ms: to,
+      transactions: inPhase.reduce((sum, s) => sum + s.ops, 0),
+      errors: workload.errors.filter((e) => e.at_ms >= phase.from_ms && e.at_ms < to).length,
+      min_tps: whole.length ? Math.min(...whole.map((s) => s.ops_per_sec)) : null,
+    };
+  });
 }

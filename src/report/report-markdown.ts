@@ -31,6 +31,19 @@ export function renderReportMarkdown(report: Report, svgFile = 'timeline.svg'): 
     out.push(table(['at', 'event', 'what'], sorted.map((e) => [seconds(e.at_ms), e.kind, e.label])), '');
   }
 
+  if (report.phases?.length) {
+    out.push('## Phases', '');
+    out.push(
+      table(
+        ['phase', 'from', 'to', 'transactions', 'errors', 'slowest second (tps)'],
+        report.phases.map((p) => [p.name, seconds(p.from_ms), seconds(p.to_ms), p.transactions, p.errors, p.min_tps ?? 'no whole second']),
+      ),
+      '',
+    );
+    const stopped = report.phases.filter((p) => p.min_tps === 0);
+    out.push(stopped.length ? `> **Reads stopped** for at least a second in: ${stopped.map((p) => p.name).join(', ')}.` : 'Reads never stopped: every whole second of every phase had transactions.', '');
+  }
+
   out.push('## Transactions per node', '');
   if (report.transactions.length === 0) out.push('No transactions were counted.', '');
   else out.push(table(['node', 'before', 'during', 'after', 'total'], report.transactions.map((t) => [t.node, t.before, t.during, t.after, t.total])), '');

@@ -59,6 +59,17 @@ export interface ReportCrossCheck {
   note?: string;
 }
 
+/** A stretch of the drill (lb-ha: "lb down", "lb back"...), with what the clients got in it. */
+export interface ReportPhase {
+  name: string;
+  from_ms: number;
+  to_ms: number;
+  transactions: number;
+  errors: number;
+  /** The fewest transactions in any whole second of the phase: 0 means reads stopped for a second. */
+  min_tps: number | null;
+}
+
 export interface Report {
   title: string;
   generated_at: string;
@@ -75,5 +86,7 @@ export interface Report {
   figures: ReportFigures;
   transactions: ReportNodeTransactions[];
   crosscheck: ReportCrossCheck[];
+  /** Optional: the drill's phases (lab demo lb-ha). */
+  phases?: ReportPhase[];
   notes: string[];
 }

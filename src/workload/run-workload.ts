@@ -50,6 +50,10 @@ export function validateWorkloadOptions(options: WorkloadOptions): void {
   if (!Number.isInteger(options.concurrency) || options.concurrency < 1) {
     throw new LabError('USAGE', `Expected a concurrency of 1 or more, got ${options.concurrency}`);
   }
+  if (options.maxTransactions !== undefined && !(Number.isInteger(options.maxTransactions) && options.maxTransactions > 0)) {
+    throw new LabError('USAGE', `Expected a positive whole number of transactions, got ${options.maxTransactions}`);
+  }
+  if (options.maxRate !== undefined && !(options.maxRate > 0)) throw new LabError('USAGE', `Expected a positive max rate, got ${options.maxRate}`);
   if (!(options.durationMs > 0)) throw new LabError('USAGE', `Expected a positive duration, got ${options.durationMs}ms`);
   if (options.mode !== 'select' && options.mode !== 'tpcb') throw new LabError('USAGE', `Expected mode select or tpcb, got "${String(options.mode)}"`);
 }
@@ -198,8 +202,18 @@ export async function runWorkload(options: WorkloadOptions, hooks: WorkloadHooks
     let client: pg.Client | undefined;
     let port: number | null = null;
     let failedInARow = 0;
+    // With a max rate each worker takes its share, at evenly spaced start times; a worker that fell
+    // behind (a slow connect) does not burst to catch up.
+    const spacingMs = options.maxRate ? (1000 * options.concurrency) / options.maxRate : 0;
+    let nextStart = elapsed() + (spacingMs * id) / options.concurrency;
     try {
       while (!stopReason) {
+        if (spacingMs > 0) {
+          const now = elapsed();
+          if (nextStart > now) await pause(nextStart - now);
+          if (stopReason) break;
+          nextStart = Math.max(nextStart + spacingMs, elapsed() - spacingMs);
+        }
         if (!client) {
           const candidate = newClient(urls[urlIndex]!, options);
           live.add(candidate);
@@ -234,6 +248,7 @@ export async function runWorkload(options: WorkloadOptions, hooks: WorkloadHooks
         }
         current.ops += 1;
         current.latency.record(performance.now() - started);
+        if (options.maxTransactions !== undefined && total.ops + current.ops >= options.maxTransactions) stop('transactions');
         const portKey = String(port ?? 'unknown');
         current.byPort[portKey] = (current.byPort[portKey] ?? 0) + 1;
         const urlKey = shownUrls[urlIndex]!;

@@ -11,6 +11,10 @@ export interface WorkloadOptions {
   mode: WorkloadMode;
   /** A new connection per transaction, like pgbench -C. */
   connectPerTx?: boolean;
+  /** Transactions per second over all workers at most (cockroach workload's --max-rate); leaves CPU to the lab. */
+  maxRate?: number;
+  /** Stop after this many transactions (a bound besides the duration). */
+  maxTransactions?: number;
   /** Count errors and go on (reconnecting); without it the first error stops the run. */
   tolerateErrors?: boolean;
   connectTimeoutMs?: number;
@@ -64,7 +68,7 @@ export interface WorkloadError {
   code: string | null;
 }
 
-export type StopReason = 'duration' | 'signal' | 'error';
+export type StopReason = 'duration' | 'transactions' | 'signal' | 'error';
 
 export interface WorkloadSummary {
   mode: WorkloadMode;
