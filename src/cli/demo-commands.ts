@@ -1,12 +1,10 @@
 // Declarations of `lab bench`, `lab workload` and `lab demo` (issue 5).
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { benchInit, benchRun } from '../commands/bench.js';
 import { LabError } from '../common/errors.js';
 import { silentReporter } from '../common/reporter.js';
 import { parsePort } from '../common/ports.js';
 import { examples, globalsOf } from './globals.js';
 import { printJson, printLine, terminalReporter } from './output.js';
-import { workloadRun } from '../commands/workload.js';
 import type { WorkloadError } from '../workload/types.js';
 import { formatSampleLine, SAMPLE_HEADER, formatSummary } from '../workload/sample-line.js';
 import { parseSeconds } from './lab-commands.js';
@@ -50,6 +48,7 @@ export function benchCommand(): Command {
     .action(async (options, command: Command) => {
       const interrupt = interruptSignal();
       try {
+        const { benchInit } = await import('../commands/bench.js');
         const result = await benchInit(globalsOf(command), {
           scale: options.scale,
           signal: interrupt.signal,
@@ -72,6 +71,7 @@ export function benchCommand(): Command {
     .action(async (args: string[], options, command: Command) => {
       const interrupt = interruptSignal();
       try {
+        const { benchRun } = await import('../commands/bench.js');
         const result = await benchRun(globalsOf(command), args, {
           port: options.port,
           balancer: options.balancer,
@@ -131,6 +131,7 @@ export function workloadCommand(): Command {
       };
       let headerShown = false;
       try {
+        const { workloadRun } = await import('../commands/workload.js');
         const result = await workloadRun(globalsOf(command), {
           urls: options.url,
           balancer: options.balancer,
