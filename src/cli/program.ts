@@ -4,8 +4,8 @@ import { destroyCommand, masterCommand, nodeCommand, replicaCommand, statusComma
 import { examples } from './globals.js';
 import { balancerCommand } from './balancer-commands.js';
 import { statCommand, topCommand } from './stat-commands.js';
-import { benchCommand, workloadCommand } from './demo-commands.js';
-import { demoCommand } from './drill-commands.js';
+import { benchCommand, workloadCommand } from './load-commands.js';
+import { demoCommand } from './demo-commands.js';
 
 export function buildProgram(): Command {
   const program = new Command('lab')
