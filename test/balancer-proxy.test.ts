@@ -6,7 +6,7 @@ import pg from 'pg';
 import { runBalancer } from '../src/balancer/balancer.js';
 import { BackendServer } from '../src/balancer/backend-server.js';
 import { ServerPicker } from '../src/balancer/pick-server.js';
-import { balancerConfig, balancerWarnings } from '../src/commands/balancer.js';
+import { balancerConfig, balancerWarnings, resolveBalancerConfig } from '../src/commands/balancer.js';
 import { parseMaxLag } from '../src/balancer/settings.js';
 import { pollUntil } from '../src/common/poll.js';
 import { fakePostgres, serverLine, staticBalancerConfig } from './helpers/balancer-fakes.js';
@@ -58,7 +58,7 @@ test('roundrobin honours weights; backup servers only when no normal server is u
   assert.equal(least.pick([busy, idle], new Set([idle]))!.name, 'busy', 'a server already tried is skipped');
 });
 
-test('start options: lab defaults, explicit knobs honoured, --max-lag units, clear errors, non-loopback warning', () => {
+test('start options: lab defaults, explicit knobs honoured, --max-lag units, clear errors, non-loopback warning', async () => {
   const global = { labDir: '/tmp/nowhere' };
   const config = balancerConfig(global, {});
   assert.deepEqual([config.listen, config.stats, config.algorithm, config.check.type], [{ host: '127.0.0.1', port: 15432 }, { host: '127.0.0.1', port: 8081, uri: '/' }, 'roundrobin', 'sql']);
@@ -70,7 +70,8 @@ test('start options: lab defaults, explicit knobs honoured, --max-lag units, cle
   assert.throws(() => parseMaxLag(['lots']), /Invalid --max-lag "lots"/);
   assert.throws(() => balancerConfig(global, { listen: 'nope' }), /Invalid --listen "nope": expected HOST:PORT/);
   assert.throws(() => balancerConfig(global, { pool: 'replica' as never }), /Invalid --pool "replica"/);
-  assert.throws(() => balancerConfig(global, { engine: 'haproxy' }), /not available yet/);
+  await assert.rejects(resolveBalancerConfig(global, { engine: 'haproxy' }), /--engine haproxy is not available yet/);
+  await assert.rejects(resolveBalancerConfig(global, { config: 'lab/haproxy.cfg' }), /--config is not available yet/);
   assert.deepEqual(balancerWarnings(config), []);
   const open = balancerConfig(global, { listen: '0.0.0.0:15432' });
   assert.match(balancerWarnings(open)[0]!, /--listen 0.0.0.0:15432 is reachable from other machines/);

@@ -58,10 +58,30 @@ function notAvailableYet(flag: string): LabError {
   return new LabError('USAGE', `${flag} is not available yet in this build (the HAProxy support is being merged): run without it`);
 }
 
+/**
+ * A HAProxy configuration file as a BalancerConfig. Merge point: once src/haproxy/ is on main this is
+ * `return readHaproxyConfigFile(file, { name })` (src/haproxy/read-config-file.ts).
+ */
+async function readConfigFile(_file: string, _name: string): Promise<BalancerConfig> {
+  throw notAvailableYet('--config');
+}
+
+/** The configuration to run: from the flags, or from `--config FILE` with explicit flags overriding it. */
+export async function resolveBalancerConfig(global: GlobalOptions, options: BalancerStartOptions): Promise<BalancerConfig> {
+  if (options.engine && options.engine !== 'builtin') throw notAvailableYet(`--engine ${options.engine}`);
+  const flags = balancerConfig(global, options);
+  if (!options.config) return flags;
+  const file = await readConfigFile(path.resolve(options.config), flags.name);
+  return {
+    ...file,
+    name: flags.name,
+    listen: options.listen ? flags.listen : file.listen,
+    stats: options.stats ? { ...flags.stats!, uri: file.stats?.uri ?? '/' } : file.stats,
+  };
+}
+
 /** The balancer's configuration from the CLI's options; every value checked, explicit knobs kept as given. */
 export function balancerConfig(global: GlobalOptions, options: BalancerStartOptions): BalancerConfig {
-  if (options.config) throw notAvailableYet('--config');
-  if (options.engine && options.engine !== 'builtin') throw notAvailableYet(`--engine ${options.engine}`);
   const name = options.name ?? DEFAULT_BALANCER_NAME;
   if (!NAME_PATTERN.test(name)) throw new LabError('USAGE', `Invalid balancer name "${name}": use letters, digits, '.', '_' or '-'`);
   const pool = options.pool ?? 'replicas';
@@ -140,7 +160,7 @@ export interface ServeOptions {
 
 /** The balancer in this process until `signal` aborts; records itself in the lab state once listening. */
 export async function serveBalancer(global: GlobalOptions, options: BalancerStartOptions, serve: ServeOptions): Promise<BalancerRecord> {
-  const config = balancerConfig(global, options);
+  const config = await resolveBalancerConfig(global, options);
   await assertStartable(global.labDir, config);
   for (const warning of balancerWarnings(config)) serve.log(`warning: ${warning}`);
   const balancer = await runBalancer(config, serve.log);
@@ -153,6 +173,7 @@ export async function serveBalancer(global: GlobalOptions, options: BalancerStar
       stats: config.stats ? formatAddress({ host: config.stats.host, port: statsPort ?? config.stats.port }) : '',
       pid: process.pid,
       pool: config.pool.source === 'lab' ? config.pool.kind : 'static',
+      ...(options.config ? { configFile: path.resolve(options.config) } : {}),
       logFile: balancerLogFile(global.labDir, config.name),
       startedAt: new Date().toISOString(),
     };
@@ -199,6 +220,8 @@ function optionsAsFlags(options: BalancerStartOptions): string[] {
   add('--connect-timeout', options.connectTimeout);
   add('--client-timeout', options.clientTimeout);
   add('--server-timeout', options.serverTimeout);
+  add('--config', options.config && path.resolve(options.config));
+  add('--engine', options.engine);
   return flags;
 }
 
@@ -222,7 +245,7 @@ export interface StartedBalancer extends BalancerRecord {
 
 /** Start a balancer in the background: it keeps running after this process exits. */
 export async function startBalancer(global: GlobalOptions, options: BalancerStartOptions = {}): Promise<StartedBalancer> {
-  const config = balancerConfig(global, options);
+  const config = await resolveBalancerConfig(global, options);
   await assertStartable(global.labDir, config);
   const logFile = balancerLogFile(global.labDir, config.name);
   await mkdir(path.dirname(logFile), { recursive: true });
