@@ -219,7 +219,8 @@ export class RunningBalancer {
 function listen(server: net.Server, host: string, port: number): Promise<void> {
   return new Promise((resolve, reject) => {
     server.once('error', reject);
-    server.listen({ host, port, exclusive: true }, () => {
+    // A burst of clients (pgbench -C, a thousand idle ones) must not overflow the default backlog of 511.
+    server.listen({ host, port, exclusive: true, backlog: 4096 }, () => {
       server.off('error', reject);
       resolve();
     });
