@@ -94,6 +94,7 @@ export class BackendServer {
     this.checked = true;
     if (!outcome.ok) {
       this.checksFailed += 1;
+      // A failed check knows the role only when the role was the problem.
       this.role = outcome.role ?? null;
       if (this.health === 'DOWN') {
         this.streak = 0;
@@ -118,6 +119,8 @@ export class BackendServer {
   markDown(status: string, message: string): void {
     this.checkStatus = status;
     this.checkMessage = message;
+    this.role = null;
+    this.lagBytes = null;
     this.checked = true;
     if (this.health === 'DOWN') {
       this.streak = 0;
