@@ -29,6 +29,36 @@ test('a server that asks for a password gets the client\'s answer (pass-through,
   }
 });
 
+test('sessions of a server marked down: idle ones closed at once, a query in flight gets its answer first', async () => {
+  const fake = await fakePostgres('accept', { queryDelayMs: 700 });
+  const balancer = await runBalancer(staticBalancerConfig([serverLine('s1', fake.port)], { type: 'tcp', interMs: 100, fastinterMs: 50, fall: 2, timeoutMs: 2000 }));
+  const connect = async () => {
+    const client = new pg.Client({ host: '127.0.0.1', port: balancer.address().port, user: 'app', database: 'app' });
+    const ended = new Promise<number>((resolve) => client.on('end', () => resolve(Date.now())));
+    client.on('error', () => undefined);
+    await client.connect();
+    return { client, ended };
+  };
+  try {
+    await pollUntil(async () => (balancer.stats().servers[0]?.status === 'UP' ? true : undefined), { timeoutMs: 5000, what: 'the server UP' });
+    const idle = await connect();
+    const busy = await connect();
+    const answer = busy.client.query('SELECT 1');
+    fake.stopListening();
+    await pollUntil(async () => (balancer.stats().servers[0]!.status === 'DOWN' ? true : undefined), { timeoutMs: 5000, intervalMs: 10, what: 'the server DOWN' });
+    const downAt = Date.now();
+    const idleEnd = await idle.ended;
+    assert.ok(idleEnd - downAt < 300, `the idle session closed ${idleEnd - downAt} ms after DOWN`);
+    const result = await answer;
+    assert.equal(result.command, 'SELECT', 'the query in flight got its answer');
+    const busyEnd = await busy.ended;
+    assert.ok(busyEnd - downAt < 2000, 'then its session closed too, well before the grace ran out');
+  } finally {
+    await balancer.stop();
+    await fake.close();
+  }
+});
+
 function upServer(name: string, extra: Parameters<typeof serverLine>[2] = {}): BackendServer {
   const server = new BackendServer(serverLine(name, 1, { check: false, ...extra }));
   return server;
@@ -52,7 +82,7 @@ test('roundrobin honours weights; backup servers only when no normal server is u
 
   const least = new ServerPicker('leastconn');
   const busy = upServer('busy');
-  busy.sessions.add({ client: null as never, server: null as never, close: () => undefined });
+  busy.sessions.add({ client: null as never, server: null as never, close: () => undefined, closeWhenIdle: () => undefined });
   const idle = upServer('idle');
   assert.equal(least.pick([busy, idle], new Set())!.name, 'idle');
   assert.equal(least.pick([busy, idle], new Set([idle]))!.name, 'busy', 'a server already tried is skipped');

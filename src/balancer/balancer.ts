@@ -152,7 +152,8 @@ export class RunningBalancer {
     if (from === to) return;
     this.log(`${this.config.name} server ${server.name} ${from} -> ${to}: ${server.checkStatus} ${why}`);
     if (to === 'DOWN') {
-      const closed = server.closeSessions();
+      const member = this.members.get(server.name);
+      const closed = server.closeSessions(member?.settings.timeoutMs ?? this.config.check.timeoutMs);
       if (closed) this.log(`${this.config.name} server ${server.name}: closed ${closed} session(s) of a server marked down`);
     }
   }

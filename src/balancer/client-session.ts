@@ -38,6 +38,12 @@ interface EarlyConnection {
   closed: boolean;
 }
 
+/** A server chunk that ends with ReadyForQuery ('Z', length 5, status I/T/E): the server waits for the client. */
+function endsWithReadyForQuery(chunk: Buffer): boolean {
+  const n = chunk.length;
+  return n >= 6 && chunk[n - 6] === 0x5a && chunk.readInt32BE(n - 5) === 5 && (chunk[n - 1] === 0x49 || chunk[n - 1] === 0x54 || chunk[n - 1] === 0x45);
+}
+
 export function handleClient(client: net.Socket, context: SessionContext): void {
   new ClientSession(client, context).start();
 }
@@ -62,6 +68,10 @@ class ClientSession {
   private passthrough = false;
   private established = false;
   private early: EarlyConnection | null = null;
+  /** The client sent something the server has not answered with ReadyForQuery yet. */
+  private queryInFlight = false;
+  /** Set when the server was marked down while a query ran: close as soon as it is answered. */
+  private closingReason: string | null = null;
 
   constructor(private readonly client: net.Socket, private readonly context: SessionContext) {
     this.peer = `${client.remoteAddress ?? '?'}:${client.remotePort ?? '?'}`;
@@ -297,13 +307,30 @@ class ClientSession {
     upstream.on('close', () => this.end('server closed'));
     this.client.removeAllListeners('data');
     this.flushPendingClient(upstream);
-    this.live = { client: this.client, server: upstream, close: (reason) => this.end(reason) };
+    this.live = {
+      client: this.client,
+      server: upstream,
+      close: (reason) => this.end(reason),
+      closeWhenIdle: (reason, graceMs) => this.closeWhenIdle(reason, graceMs),
+    };
     server.addSession(this.live);
     const { clientMs, serverMs } = this.context.config.timeouts;
     if (clientMs > 0) this.client.setTimeout(clientMs, () => this.end('client timeout'));
     if (serverMs > 0) upstream.setTimeout(serverMs, () => this.end('server timeout'));
     upstream.pipe(this.client);
     this.client.pipe(upstream);
+    // Listeners after the pipes: a chunk is already forwarded when we look at it.
+    this.client.on('data', () => (this.queryInFlight = true));
+    upstream.on('data', (chunk: Buffer) => {
+      this.queryInFlight = !endsWithReadyForQuery(chunk);
+      if (!this.queryInFlight && this.closingReason) this.end(this.closingReason, true);
+    });
+  }
+
+  private closeWhenIdle(reason: string, graceMs: number): void {
+    if (!this.queryInFlight) return this.end(reason, true);
+    this.closingReason = reason;
+    setTimeout(() => this.end(`${reason}, its query unanswered after ${graceMs} ms`), graceMs).unref();
   }
 
   /** A FATAL of our own, then close (a client that sent garbage gets a protocol answer too). */
