@@ -81,7 +81,7 @@ class ClientSession {
     this.context.sessionOpened();
     this.client.setNoDelay(true);
     this.client.on('error', (error) => this.end(`client error: ${error.message}`));
-    this.client.on('close', () => this.end('client closed'));
+    this.client.on('close', () => this.end(this.startupPacket ? 'client closed' : 'client closed before its startup message'));
     this.client.on('data', (chunk: Buffer) => this.onClientData(chunk));
     // A client that connects and says nothing (or too slowly) is dropped, never waited on forever.
     const limit = Math.max(this.context.config.timeouts.connectMs, 1000);
