@@ -6,7 +6,7 @@ import pg from 'pg';
 import { runBalancer } from '../src/balancer/balancer.js';
 import { BackendServer } from '../src/balancer/backend-server.js';
 import { ServerPicker } from '../src/balancer/pick-server.js';
-import { balancerConfig, balancerWarnings } from '../src/commands/balancer.js';
+import { balancerConfig, balancerWarnings, resolveBalancerConfig } from '../src/commands/balancer.js';
 import { parseMaxLag } from '../src/balancer/settings.js';
 import { pollUntil } from '../src/common/poll.js';
 import { fakePostgres, serverLine, staticBalancerConfig } from './helpers/balancer-fakes.js';
@@ -23,6 +23,36 @@ test('a server that asks for a password gets the client\'s answer (pass-through,
     assert.ok(session, 'the password message reached the server');
     assert.deepEqual(session.after, ['p', 'X']);
     await pollUntil(async () => (balancer.stats().servers[0]!.sessionsTotal === 1 && balancer.stats().sessionsCurrent === 0 ? true : undefined), { timeoutMs: 2000, what: 'the session counted and closed' });
+  } finally {
+    await balancer.stop();
+    await fake.close();
+  }
+});
+
+test('sessions of a server marked down: idle ones closed at once, a query in flight gets its answer first', async () => {
+  const fake = await fakePostgres('accept', { queryDelayMs: 700 });
+  const balancer = await runBalancer(staticBalancerConfig([serverLine('s1', fake.port)], { type: 'tcp', interMs: 100, fastinterMs: 50, fall: 2, timeoutMs: 2000 }));
+  const connect = async () => {
+    const client = new pg.Client({ host: '127.0.0.1', port: balancer.address().port, user: 'app', database: 'app' });
+    const ended = new Promise<number>((resolve) => client.on('end', () => resolve(Date.now())));
+    client.on('error', () => undefined);
+    await client.connect();
+    return { client, ended };
+  };
+  try {
+    await pollUntil(async () => (balancer.stats().servers[0]?.status === 'UP' ? true : undefined), { timeoutMs: 5000, what: 'the server UP' });
+    const idle = await connect();
+    const busy = await connect();
+    const answer = busy.client.query('SELECT 1');
+    fake.stopListening();
+    await pollUntil(async () => (balancer.stats().servers[0]!.status === 'DOWN' ? true : undefined), { timeoutMs: 5000, intervalMs: 10, what: 'the server DOWN' });
+    const downAt = Date.now();
+    const idleEnd = await idle.ended;
+    assert.ok(idleEnd - downAt < 300, `the idle session closed ${idleEnd - downAt} ms after DOWN`);
+    const result = await answer;
+    assert.equal(result.command, 'SELECT', 'the query in flight got its answer');
+    const busyEnd = await busy.ended;
+    assert.ok(busyEnd - downAt < 2000, 'then its session closed too, well before the grace ran out');
   } finally {
     await balancer.stop();
     await fake.close();
@@ -52,13 +82,13 @@ test('roundrobin honours weights; backup servers only when no normal server is u
 
   const least = new ServerPicker('leastconn');
   const busy = upServer('busy');
-  busy.sessions.add({ client: null as never, server: null as never, close: () => undefined });
+  busy.sessions.add({ client: null as never, server: null as never, close: () => undefined, closeWhenIdle: () => undefined });
   const idle = upServer('idle');
   assert.equal(least.pick([busy, idle], new Set())!.name, 'idle');
   assert.equal(least.pick([busy, idle], new Set([idle]))!.name, 'busy', 'a server already tried is skipped');
 });
 
-test('start options: lab defaults, explicit knobs honoured, --max-lag units, clear errors, non-loopback warning', () => {
+test('start options: lab defaults, explicit knobs honoured, --max-lag units, clear errors, non-loopback warning', async () => {
   const global = { labDir: '/tmp/nowhere' };
   const config = balancerConfig(global, {});
   assert.deepEqual([config.listen, config.stats, config.algorithm, config.check.type], [{ host: '127.0.0.1', port: 15432 }, { host: '127.0.0.1', port: 8081, uri: '/' }, 'roundrobin', 'sql']);
@@ -70,7 +100,8 @@ test('start options: lab defaults, explicit knobs honoured, --max-lag units, cle
   assert.throws(() => parseMaxLag(['lots']), /Invalid --max-lag "lots"/);
   assert.throws(() => balancerConfig(global, { listen: 'nope' }), /Invalid --listen "nope": expected HOST:PORT/);
   assert.throws(() => balancerConfig(global, { pool: 'replica' as never }), /Invalid --pool "replica"/);
-  assert.throws(() => balancerConfig(global, { engine: 'haproxy' }), /not available yet/);
+  await assert.rejects(resolveBalancerConfig(global, { engine: 'haproxy' }), /--engine haproxy is not available yet/);
+  await assert.rejects(resolveBalancerConfig(global, { config: 'lab/haproxy.cfg' }), /--config is not available yet/);
   assert.deepEqual(balancerWarnings(config), []);
   const open = balancerConfig(global, { listen: '0.0.0.0:15432' });
   assert.match(balancerWarnings(open)[0]!, /--listen 0.0.0.0:15432 is reachable from other machines/);

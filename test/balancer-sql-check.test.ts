@@ -42,20 +42,40 @@ test('sql check: lag over --max-lag drains a replica until it catches up; a prim
       timeouts: { connectMs: 3000, clientMs: 0, serverMs: 0 },
       warnings: [],
     });
+    // The same pool with a limit in seconds instead of bytes.
+    const bySeconds = await runBalancer({
+      name: 'lbsql-seconds',
+      listen: { host: '127.0.0.1', port: 0 },
+      stats: null,
+      algorithm: 'roundrobin',
+      pool: { source: 'lab', labDir, kind: 'replicas' },
+      check: { ...LAB_CHECK_DEFAULTS, interMs: 200, maxLagSeconds: 1 },
+      retries: 3,
+      redispatch: true,
+      timeouts: { connectMs: 3000, clientMs: 0, serverMs: 0 },
+      warnings: [],
+    });
     const server = (name: string) => balancer.stats().servers.find((s) => s.name === name)!;
     try {
       await pollUntil(async () => (balancer.stats().servers.length === 2 && balancer.stats().servers.every((s) => s.status === 'UP') ? true : undefined), { timeoutMs: 5000, what: 'both replicas UP' });
       const port = balancer.address().port;
 
-      // Lag: replay paused on replica1 while the master writes a few MB.
+      // Lag: replay paused on replica1 while the master writes a few MB. A commit replayed first gives
+      // the replica a last-replay timestamp to measure lag in seconds from.
+      await queryRows({ port: m! }, 'CREATE TABLE replayed_before_pause ()');
+      await pollUntil(async () => ((await queryRows({ port: r1! }, 'SELECT pg_last_xact_replay_timestamp() IS NOT NULL AS ok'))[0]?.ok ? true : undefined), { timeoutMs: 5000, what: 'a replayed commit on replica1' });
       await queryRows({ port: r1! }, 'SELECT pg_wal_replay_pause()');
       await queryRows({ port: m! }, 'CREATE TABLE lag_test AS SELECT g, repeat(\'x\', 100) AS pad FROM generate_series(1, 20000) g');
       await pollUntil(async () => (server('replica1').status === 'DRAIN' ? true : undefined), { timeoutMs: 5000, what: 'replica1 DRAIN' });
       assert.match(server('replica1').checkMessage, /replay lag \d+ bytes over the maximum 262144/);
       assert.ok((server('replica1').lagBytes ?? 0) > 256 * 1024);
+      const secondsView = () => bySeconds.stats().servers.find((s) => s.name === 'replica1')!;
+      await pollUntil(async () => (secondsView().status === 'DRAIN' ? true : undefined), { timeoutMs: 5000, what: 'replica1 DRAIN by seconds' });
+      assert.match(secondsView().checkMessage, /replay lag \d+\.\d s over the maximum 1 s/);
       assert.deepEqual(await portsThrough(port, 4), new Set([r2]), 'a lagging replica takes no new session');
       await queryRows({ port: r1! }, 'SELECT pg_wal_replay_resume()');
       await pollUntil(async () => (server('replica1').status === 'UP' ? true : undefined), { timeoutMs: 5000, what: 'replica1 back UP after catching up' });
+      await pollUntil(async () => (secondsView().status === 'UP' ? true : undefined), { timeoutMs: 5000, what: 'replica1 back UP by seconds' });
       assert.deepEqual(await portsThrough(port, 4), new Set([r1, r2]));
 
       // A replica promoted behind the lab's back is a primary: out of the replica pool.
@@ -71,6 +91,7 @@ test('sql check: lag over --max-lag drains a replica until it catches up; a prim
       assert.deepEqual(await portsThrough(port, 4), new Set([r1, r3]));
     } finally {
       await balancer.stop();
+      await bySeconds.stop();
     }
   });
 });

@@ -21,6 +21,12 @@ export interface LiveSession {
   server: Socket;
   /** Ends both sides, recording why in the connection's log line. */
   close(reason: string): void;
+  /**
+   * Ends the session now if no query is in flight; otherwise once the answer is back, or after
+   * `graceMs` at most. A SIGKILLed postmaster's backends still finish the query they run: cutting
+   * it would turn an answer the client was about to get into an error.
+   */
+  closeWhenIdle(reason: string, graceMs: number): void;
 }
 
 export class BackendServer {
@@ -94,6 +100,7 @@ export class BackendServer {
     this.checked = true;
     if (!outcome.ok) {
       this.checksFailed += 1;
+      // A failed check knows the role only when the role was the problem.
       this.role = outcome.role ?? null;
       if (this.health === 'DOWN') {
         this.streak = 0;
@@ -118,6 +125,8 @@ export class BackendServer {
   markDown(status: string, message: string): void {
     this.checkStatus = status;
     this.checkMessage = message;
+    this.role = null;
+    this.lagBytes = null;
     this.checked = true;
     if (this.health === 'DOWN') {
       this.streak = 0;
@@ -156,10 +165,10 @@ export class BackendServer {
     this.bytesOut += session.client.bytesWritten;
   }
 
-  /** Close every established session at once (the server is gone; clients must not hang). */
-  closeSessions(): number {
+  /** Close every established session (the server is gone; clients must not hang): idle ones at once. */
+  closeSessions(graceMs: number): number {
     const count = this.sessions.size;
-    for (const session of [...this.sessions]) session.close('server marked down');
+    for (const session of [...this.sessions]) session.closeWhenIdle('server marked down', graceMs);
     return count;
   }
 

@@ -1,5 +1,5 @@
 // A running balancer: the client listener, the pool with its health checks, and the stats listener.
-// `startBalancer` returns it started; `stop()` is idempotent and closes everything it opened.
+// `runBalancer` returns it started; `stop()` is idempotent and closes everything it opened.
 import net from 'node:net';
 import type http from 'node:http';
 import { BackendServer, type CheckOutcome } from './backend-server.js';
@@ -9,8 +9,7 @@ import { createChecker, type Checker, type ExpectedRole } from './health-check.j
 import { watchLabPool, type PoolWatcher } from './lab-pool.js';
 import { ServerPicker } from './pick-server.js';
 import { createStatsServer } from './stats-server.js';
-import type { BalancerStats } from './stats-types.js';
-import type { ServerState } from './stats-types.js';
+import type { BalancerStats, ServerState } from './stats-types.js';
 
 interface PoolMember {
   server: BackendServer;
@@ -78,25 +77,25 @@ export class RunningBalancer {
 
   private makeSessionContext(): SessionContext {
     return {
-    config: this.config,
-    pick: (exclude) => this.picker.pick(this.activeServers(), exclude),
-    serverCount: () => this.members.size,
-    keyOwner: (key) => this.keys.get(key),
-    setKeyOwner: (key, server) => (server ? this.keys.set(key, server) : this.keys.delete(key)),
-    markDown: (server, status, message) => {
-      const member = this.members.get(server.name);
-      if (member?.server !== server || !server.config.check) return;
-      server.markDown(status, `${message} (seen by the proxy)`);
-      this.scheduleCheck(member, member.settings.downinterMs);
-    },
-    log: (line) => this.log(line),
-    sessionOpened: () => {
-      this.sessionsCurrent += 1;
-      this.sessionsTotal += 1;
-    },
-    sessionClosed: () => {
-      this.sessionsCurrent -= 1;
-    },
+      config: this.config,
+      pick: (exclude) => this.picker.pick(this.activeServers(), exclude),
+      serverCount: () => this.members.size,
+      keyOwner: (key) => this.keys.get(key),
+      setKeyOwner: (key, server) => (server ? this.keys.set(key, server) : this.keys.delete(key)),
+      markDown: (server, status, message) => {
+        const member = this.members.get(server.name);
+        if (member?.server !== server || !server.config.check) return;
+        server.markDown(status, `${message} (seen by the proxy)`);
+        this.scheduleCheck(member, member.settings.downinterMs);
+      },
+      log: (line) => this.log(line),
+      sessionOpened: () => {
+        this.sessionsCurrent += 1;
+        this.sessionsTotal += 1;
+      },
+      sessionClosed: () => {
+        this.sessionsCurrent -= 1;
+      },
     };
   }
 
@@ -153,7 +152,8 @@ export class RunningBalancer {
     if (from === to) return;
     this.log(`${this.config.name} server ${server.name} ${from} -> ${to}: ${server.checkStatus} ${why}`);
     if (to === 'DOWN') {
-      const closed = server.closeSessions();
+      const member = this.members.get(server.name);
+      const closed = server.closeSessions(member?.settings.timeoutMs ?? this.config.check.timeoutMs);
       if (closed) this.log(`${this.config.name} server ${server.name}: closed ${closed} session(s) of a server marked down`);
     }
   }
@@ -220,7 +220,8 @@ export class RunningBalancer {
 function listen(server: net.Server, host: string, port: number): Promise<void> {
   return new Promise((resolve, reject) => {
     server.once('error', reject);
-    server.listen({ host, port, exclusive: true }, () => {
+    // A burst of clients (pgbench -C, a thousand idle ones) must not overflow the default backlog of 511.
+    server.listen({ host, port, exclusive: true, backlog: 4096 }, () => {
       server.off('error', reject);
       resolve();
     });

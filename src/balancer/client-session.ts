@@ -6,7 +6,7 @@ import net from 'node:net';
 import type { BackendServer, LiveSession } from './backend-server.js';
 import type { BalancerConfig } from './config.js';
 import {
-  MessageReader, errorResponse, parseErrorFields, parseStartupPacket, untypedPacketLength, type ServerMessage,
+  GSSENC_REQUEST, MessageReader, SSL_REQUEST, errorResponse, parseErrorFields, parseStartupPacket, untypedPacketLength, type ServerMessage,
 } from './protocol.js';
 
 export interface SessionContext {
@@ -27,6 +27,22 @@ export interface SessionContext {
 const RETRYABLE_STARTUP_ERRORS = new Set(['57P03', '53300', '57P01', '57P02']);
 /** Client bytes held while the session is being established (the client should send nothing then). */
 const MAX_PENDING_CLIENT_BYTES = 65_536;
+
+/** A server connection opened as soon as a client's first packet looks like PostgreSQL. */
+interface EarlyConnection {
+  server: BackendServer;
+  socket: net.Socket;
+  started: number;
+  connectedAt: number | null;
+  error: NodeJS.ErrnoException | null;
+  closed: boolean;
+}
+
+/** A server chunk that ends with ReadyForQuery ('Z', length 5, status I/T/E): the server waits for the client. */
+function endsWithReadyForQuery(chunk: Buffer): boolean {
+  const n = chunk.length;
+  return n >= 6 && chunk[n - 6] === 0x5a && chunk.readInt32BE(n - 5) === 5 && (chunk[n - 1] === 0x49 || chunk[n - 1] === 0x54 || chunk[n - 1] === 0x45);
+}
 
 export function handleClient(client: net.Socket, context: SessionContext): void {
   new ClientSession(client, context).start();
@@ -51,6 +67,11 @@ class ClientSession {
   /** Server asked for a password: bytes flow both ways, the startup can no longer be replayed. */
   private passthrough = false;
   private established = false;
+  private early: EarlyConnection | null = null;
+  /** The client sent something the server has not answered with ReadyForQuery yet. */
+  private queryInFlight = false;
+  /** Set when the server was marked down while a query ran: close as soon as it is answered. */
+  private closingReason: string | null = null;
 
   constructor(private readonly client: net.Socket, private readonly context: SessionContext) {
     this.peer = `${client.remoteAddress ?? '?'}:${client.remotePort ?? '?'}`;
@@ -60,7 +81,7 @@ class ClientSession {
     this.context.sessionOpened();
     this.client.setNoDelay(true);
     this.client.on('error', (error) => this.end(`client error: ${error.message}`));
-    this.client.on('close', () => this.end('client closed'));
+    this.client.on('close', () => this.end(this.startupPacket ? 'client closed' : 'client closed before its startup message'));
     this.client.on('data', (chunk: Buffer) => this.onClientData(chunk));
     // A client that connects and says nothing (or too slowly) is dropped, never waited on forever.
     const limit = Math.max(this.context.config.timeouts.connectMs, 1000);
@@ -80,6 +101,10 @@ class ClientSession {
 
   private readStartup(chunk: Buffer): void {
     this.input = this.input.length ? Buffer.concat([this.input, chunk]) : chunk;
+    if (!this.early && this.input.length >= 8 && untypedPacketLength(this.input) >= 0) {
+      const code = this.input.readInt32BE(4);
+      if (code === SSL_REQUEST || code === GSSENC_REQUEST || code >> 16 === 3) this.connectEarly();
+    }
     for (;;) {
       const length = untypedPacketLength(this.input);
       if (length === 0) return;
@@ -118,11 +143,40 @@ class ClientSession {
     this.end(owner ? 'cancel request forwarded' : 'cancel request for an unknown session');
   }
 
+  /**
+   * Open the server connection while the client is still negotiating (SSLRequest, startup message),
+   * as HAProxy does at accept: the TCP handshake overlaps the client's round trips. Only for a client
+   * that speaks PostgreSQL, so garbage and silent clients cost no server connection.
+   */
+  private connectEarly(): void {
+    const server = this.context.pick(this.tried);
+    if (!server) return;
+    const socket = net.connect({ host: server.config.host, port: server.config.port });
+    socket.setNoDelay(true);
+    const early: EarlyConnection = { server, socket, started: Date.now(), connectedAt: null, error: null, closed: false };
+    socket.once('connect', () => (early.connectedAt = Date.now()));
+    socket.on('error', (error) => (early.error = error));
+    socket.once('close', () => (early.closed = true));
+    this.early = early;
+  }
+
+  /** The early connection, if it is still worth using; a stale one is closed. */
+  private takeEarly(): EarlyConnection | null {
+    const early = this.early;
+    if (!early || this.attempts > 0) return null;
+    if (!early.server.usable) {
+      early.socket.destroy();
+      return null;
+    }
+    return early;
+  }
+
   /** Try the next server, or give the client one clear error when none is left. */
   private connectNext(): void {
     if (this.ended) return;
     const maxAttempts = this.context.config.retries + Math.max(1, this.context.serverCount());
-    let server = this.attempts < maxAttempts ? this.context.pick(this.tried) : undefined;
+    const early = this.takeEarly();
+    let server = early?.server ?? (this.attempts < maxAttempts ? this.context.pick(this.tried) : undefined);
     if (!server && this.attempts < maxAttempts && this.tried.size) {
       // Every usable server was tried once: a retry may still land (HAProxy's `retries`).
       this.tried.clear();
@@ -139,12 +193,12 @@ class ClientSession {
     this.attempts += 1;
     this.tried.add(server);
     this.server = server;
-    this.connectTo(server);
+    this.connectTo(server, early ?? undefined);
   }
 
-  private connectTo(server: BackendServer): void {
-    const started = Date.now();
-    const upstream = net.connect({ host: server.config.host, port: server.config.port });
+  private connectTo(server: BackendServer, early?: EarlyConnection): void {
+    const started = early?.started ?? Date.now();
+    const upstream = early?.socket ?? net.connect({ host: server.config.host, port: server.config.port });
     upstream.setNoDelay(true);
     this.upstream = upstream;
     const reader = new MessageReader();
@@ -166,15 +220,22 @@ class ClientSession {
       this.connectNext();
     };
 
-    upstream.once('connect', () => {
+    const sendStartup = () => {
       this.connectMs = Date.now() - started;
       upstream.write(this.startupPacket!);
-    });
-    upstream.on('error', (error: NodeJS.ErrnoException) => {
+    };
+    const onError = (error: NodeJS.ErrnoException) => {
       const passive = error.code === 'ECONNREFUSED' || error.code === 'ECONNRESET' || error.code === 'EPIPE';
       fail('L4CON', error.code === 'ECONNREFUSED' ? 'connection refused' : error.message, passive);
-    });
-    upstream.on('close', () => fail('L4CON', 'server closed the connection during startup', true));
+    };
+    const onClose = () => fail('L4CON', 'server closed the connection during startup', true);
+    upstream.on('error', onError);
+    upstream.on('close', onClose);
+    // An early connection may already be connected, or already failed, before the startup arrived.
+    if (early?.error) queueMicrotask(() => onError(early.error!));
+    else if (early?.closed) queueMicrotask(onClose);
+    else if (early?.connectedAt) sendStartup();
+    else upstream.once('connect', sendStartup);
     upstream.on('data', (chunk: Buffer) => {
       answered = true;
       let messages: ServerMessage[];
@@ -246,13 +307,30 @@ class ClientSession {
     upstream.on('close', () => this.end('server closed'));
     this.client.removeAllListeners('data');
     this.flushPendingClient(upstream);
-    this.live = { client: this.client, server: upstream, close: (reason) => this.end(reason) };
+    this.live = {
+      client: this.client,
+      server: upstream,
+      close: (reason) => this.end(reason),
+      closeWhenIdle: (reason, graceMs) => this.closeWhenIdle(reason, graceMs),
+    };
     server.addSession(this.live);
     const { clientMs, serverMs } = this.context.config.timeouts;
     if (clientMs > 0) this.client.setTimeout(clientMs, () => this.end('client timeout'));
     if (serverMs > 0) upstream.setTimeout(serverMs, () => this.end('server timeout'));
     upstream.pipe(this.client);
     this.client.pipe(upstream);
+    // Listeners after the pipes: a chunk is already forwarded when we look at it.
+    this.client.on('data', () => (this.queryInFlight = true));
+    upstream.on('data', (chunk: Buffer) => {
+      this.queryInFlight = !endsWithReadyForQuery(chunk);
+      if (!this.queryInFlight && this.closingReason) this.end(this.closingReason, true);
+    });
+  }
+
+  private closeWhenIdle(reason: string, graceMs: number): void {
+    if (!this.queryInFlight) return this.end(reason, true);
+    this.closingReason = reason;
+    setTimeout(() => this.end(`${reason}, its query unanswered after ${graceMs} ms`), graceMs).unref();
   }
 
   /** A FATAL of our own, then close (a client that sent garbage gets a protocol answer too). */
@@ -266,6 +344,7 @@ class ClientSession {
     this.ended = true;
     if (this.phaseTimer) clearTimeout(this.phaseTimer);
     if (this.upstream) this.upstream.destroy();
+    if (this.early) this.early.socket.destroy();
     if (graceful) {
       // Let what we wrote reach the client, but never wait on it forever.
       this.client.end();

@@ -224,16 +224,17 @@ class SqlChecker implements Checker {
     return { ok: false, status: typeof e.code === 'string' && /^[0-9A-Z]{5}$/.test(e.code) ? 'L7STS' : 'L4CON', message: e.message, role: null };
   }
 
-  private drop(client: pg.Client): void {
+  /** Forget a connection; `hard` when it may be stuck (a timed-out query), else a clean Terminate. */
+  private drop(client: pg.Client, hard = true): void {
     if (this.client === client) this.client = null;
     // A stuck socket would keep end() waiting: destroy the stream under it.
-    (client as unknown as { connection?: { stream?: net.Socket } }).connection?.stream?.destroy();
+    if (hard) (client as unknown as { connection?: { stream?: net.Socket } }).connection?.stream?.destroy();
     client.end().catch(() => undefined);
   }
 
   close(): void {
     this.closed = true;
-    if (this.client) this.drop(this.client);
+    if (this.client) this.drop(this.client, false);
   }
 }
 

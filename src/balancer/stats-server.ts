@@ -26,7 +26,9 @@ export function createStatsServer(uri: string, snapshot: () => BalancerStats): h
       response.writeHead(405, { allow: 'GET, HEAD', 'content-type': 'text/plain' }).end('read-only: GET or HEAD\n');
       return;
     }
-    const format = requestedFormat(request.url ?? '/', base);
+    // Also at "/" when a configuration file moved the page (`stats uri /haproxy?stats`): tools that
+    // read `<stats>/?format=json` work with every instance.
+    const format = requestedFormat(request.url ?? '/', base) ?? requestedFormat(request.url ?? '/', '/');
     if (!format) {
       response.writeHead(404, { 'content-type': 'text/plain' }).end(`not found: the stats are at ${base}\n`);
       return;

@@ -8,8 +8,11 @@ import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { runBalancer, type LogSink } from '../balancer/balancer.js';
-import { LAB_CHECK_DEFAULTS, type BalancerConfig, type CheckType, type PoolKind } from '../balancer/config.js';
-import { formatAddress, isLoopback, parseAddress, parseCount, parseMaxLag, parseMs } from '../balancer/settings.js';
+import type { BalancerConfig } from '../balancer/config.js';
+import { formatAddress, parseAddress } from '../balancer/settings.js';
+import {
+  DEFAULT_BALANCER_NAME, balancerWarnings, optionsAsFlags, resolveBalancerConfig, type BalancerStartOptions,
+} from '../balancer/start-options.js';
 import type { BalancerStats } from '../balancer/stats-types.js';
 import { LabError, messageOf } from '../common/errors.js';
 import { pollUntil } from '../common/poll.js';
@@ -19,99 +22,10 @@ import { logDir, type GlobalOptions } from '../lab/context.js';
 import { requireState, updateState, type BalancerRecord } from '../lab/state.js';
 import { logTail } from '../postgres/server.js';
 
-export interface BalancerStartOptions {
-  name?: string;
-  /** HOST:PORT, default 127.0.0.1:15432 */
-  listen?: string;
-  /** HOST:PORT, default 127.0.0.1:8081 */
-  stats?: string;
-  pool?: PoolKind;
-  check?: CheckType;
-  balance?: 'roundrobin' | 'leastconn';
-  inter?: string | number;
-  fastinter?: string | number;
-  downinter?: string | number;
-  rise?: string | number;
-  fall?: string | number;
-  checkTimeout?: string | number;
-  /** "16MB", "5s", or both */
-  maxLag?: string[];
-  retries?: string | number;
-  connectTimeout?: string | number;
-  clientTimeout?: string | number;
-  serverTimeout?: string | number;
-  /** A HAProxy configuration file (src/haproxy/). */
-  config?: string;
-  engine?: 'builtin' | 'haproxy';
-  /** How long `start` waits for the background process to listen. */
-  timeoutMs?: number;
-}
-
-export const DEFAULT_BALANCER_NAME = 'lb';
-const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/;
+export { DEFAULT_BALANCER_NAME, balancerConfig, balancerWarnings, resolveBalancerConfig, type BalancerStartOptions } from '../balancer/start-options.js';
 
 export function balancerLogFile(labDir: string, name: string): string {
   return path.join(logDir(labDir), `balancer-${name}.log`);
-}
-
-function notAvailableYet(flag: string): LabError {
-  return new LabError('USAGE', `${flag} is not available yet in this build (the HAProxy support is being merged): run without it`);
-}
-
-/** The balancer's configuration from the CLI's options; every value checked, explicit knobs kept as given. */
-export function balancerConfig(global: GlobalOptions, options: BalancerStartOptions): BalancerConfig {
-  if (options.config) throw notAvailableYet('--config');
-  if (options.engine && options.engine !== 'builtin') throw notAvailableYet(`--engine ${options.engine}`);
-  const name = options.name ?? DEFAULT_BALANCER_NAME;
-  if (!NAME_PATTERN.test(name)) throw new LabError('USAGE', `Invalid balancer name "${name}": use letters, digits, '.', '_' or '-'`);
-  const pool = options.pool ?? 'replicas';
-  if (!['replicas', 'primary', 'all'].includes(pool)) throw new LabError('USAGE', `Invalid --pool "${pool}": expected replicas, primary or all`);
-  const checkType = options.check ?? 'sql';
-  if (!['sql', 'pgsql', 'tcp', 'none'].includes(checkType)) throw new LabError('USAGE', `Invalid --check "${checkType}": expected sql, pgsql, tcp or none`);
-  const algorithm = options.balance ?? 'roundrobin';
-  if (!['roundrobin', 'leastconn'].includes(algorithm)) throw new LabError('USAGE', `Invalid --balance "${algorithm}": expected roundrobin or leastconn`);
-  const listen = parseAddress(options.listen ?? '127.0.0.1:15432', '--listen');
-  const stats = parseAddress(options.stats ?? '127.0.0.1:8081', '--stats');
-  if (listen.port === stats.port && listen.port !== 0) throw new LabError('USAGE', `--listen and --stats both use port ${listen.port}: give them different ports`);
-  const lag = parseMaxLag(options.maxLag ?? []);
-  const d = LAB_CHECK_DEFAULTS;
-  return {
-    name,
-    listen,
-    stats: { ...stats, uri: '/' },
-    algorithm,
-    pool: { source: 'lab', labDir: global.labDir, kind: pool },
-    check: {
-      ...d,
-      type: checkType,
-      interMs: options.inter !== undefined ? parseMs(options.inter, '--inter') : d.interMs,
-      fastinterMs: options.fastinter !== undefined ? parseMs(options.fastinter, '--fastinter') : d.fastinterMs,
-      downinterMs: options.downinter !== undefined ? parseMs(options.downinter, '--downinter') : d.downinterMs,
-      rise: options.rise !== undefined ? parseCount(options.rise, '--rise') : d.rise,
-      fall: options.fall !== undefined ? parseCount(options.fall, '--fall') : d.fall,
-      timeoutMs: options.checkTimeout !== undefined ? parseMs(options.checkTimeout, '--check-timeout') : d.timeoutMs,
-      ...lag,
-    },
-    retries: options.retries !== undefined ? parseCount(options.retries, '--retries', 0) : 3,
-    redispatch: true,
-    timeouts: {
-      connectMs: options.connectTimeout !== undefined ? parseMs(options.connectTimeout, '--connect-timeout') : 3000,
-      clientMs: options.clientTimeout !== undefined ? parseMs(options.clientTimeout, '--client-timeout') : 0,
-      serverMs: options.serverTimeout !== undefined ? parseMs(options.serverTimeout, '--server-timeout') : 0,
-    },
-    warnings: [],
-  };
-}
-
-/** Warnings a person should see before the balancer runs (non-loopback addresses). */
-export function balancerWarnings(config: BalancerConfig): string[] {
-  const warnings = [...config.warnings];
-  for (const [what, address] of [['--listen', config.listen], ['--stats', config.stats]] as const) {
-    if (address && !isLoopback(address.host)) {
-      warnings.push(`${what} ${formatAddress(address)} is reachable from other machines: the lab's servers trust every local connection`);
-    }
-  }
-  return warnings;
 }
 
 /** Refuse a name already running, or a port in use, with what to do instead. */
@@ -140,7 +54,7 @@ export interface ServeOptions {
 
 /** The balancer in this process until `signal` aborts; records itself in the lab state once listening. */
 export async function serveBalancer(global: GlobalOptions, options: BalancerStartOptions, serve: ServeOptions): Promise<BalancerRecord> {
-  const config = balancerConfig(global, options);
+  const config = await resolveBalancerConfig(global, options);
   await assertStartable(global.labDir, config);
   for (const warning of balancerWarnings(config)) serve.log(`warning: ${warning}`);
   const balancer = await runBalancer(config, serve.log);
@@ -153,6 +67,7 @@ export async function serveBalancer(global: GlobalOptions, options: BalancerStar
       stats: config.stats ? formatAddress({ host: config.stats.host, port: statsPort ?? config.stats.port }) : '',
       pid: process.pid,
       pool: config.pool.source === 'lab' ? config.pool.kind : 'static',
+      ...(options.config ? { configFile: path.resolve(options.config) } : {}),
       logFile: balancerLogFile(global.labDir, config.name),
       startedAt: new Date().toISOString(),
     };
@@ -176,32 +91,6 @@ function labBin(): string {
   return path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'bin', 'lab.js');
 }
 
-/** The same options as flags again, for the child's command line. */
-function optionsAsFlags(options: BalancerStartOptions): string[] {
-  const flags: string[] = [];
-  const add = (flag: string, value: string | number | undefined) => {
-    if (value !== undefined) flags.push(flag, String(value));
-  };
-  add('--name', options.name);
-  add('--listen', options.listen);
-  add('--stats', options.stats);
-  add('--pool', options.pool);
-  add('--check', options.check);
-  add('--balance', options.balance);
-  add('--inter', options.inter);
-  add('--fastinter', options.fastinter);
-  add('--downinter', options.downinter);
-  add('--rise', options.rise);
-  add('--fall', options.fall);
-  add('--check-timeout', options.checkTimeout);
-  for (const lag of options.maxLag ?? []) add('--max-lag', lag);
-  add('--retries', options.retries);
-  add('--connect-timeout', options.connectTimeout);
-  add('--client-timeout', options.clientTimeout);
-  add('--server-timeout', options.serverTimeout);
-  return flags;
-}
-
 function canConnect(address: string): Promise<boolean> {
   const { host, port } = parseAddress(address, 'address');
   return new Promise((resolve) => {
@@ -222,7 +111,7 @@ export interface StartedBalancer extends BalancerRecord {
 
 /** Start a balancer in the background: it keeps running after this process exits. */
 export async function startBalancer(global: GlobalOptions, options: BalancerStartOptions = {}): Promise<StartedBalancer> {
-  const config = balancerConfig(global, options);
+  const config = await resolveBalancerConfig(global, options);
   await assertStartable(global.labDir, config);
   const logFile = balancerLogFile(global.labDir, config.name);
   await mkdir(path.dirname(logFile), { recursive: true });

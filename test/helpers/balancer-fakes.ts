@@ -18,6 +18,8 @@ export interface FakeServer {
   /** First bytes of each connection's messages after the startup packet ('X' for Terminate). */
   received: { startup: boolean; after: string[]; closedCleanly: boolean }[];
   connections: number;
+  /** Refuse new connections but keep the established ones (a server whose listener died). */
+  stopListening(): void;
   close(): Promise<void>;
 }
 
@@ -36,9 +38,14 @@ export function readyAnswer(): Buffer {
   return Buffer.concat([message('R', auth), message('K', key), message('Z', Buffer.from('I'))]);
 }
 
-export async function fakePostgres(behaviour: FakeBehaviour): Promise<FakeServer> {
+/** A simple query's answer: CommandComplete and ReadyForQuery, no rows. */
+function queryAnswer(): Buffer {
+  return Buffer.concat([message('C', Buffer.from('SELECT 0\0')), message('Z', Buffer.from('I'))]);
+}
+
+export async function fakePostgres(behaviour: FakeBehaviour, options: { queryDelayMs?: number } = {}): Promise<FakeServer> {
   const sockets = new Set<net.Socket>();
-  const fake: FakeServer = { port: 0, received: [], connections: 0, close: async () => undefined };
+  const fake: FakeServer = { port: 0, received: [], connections: 0, stopListening: () => undefined, close: async () => undefined };
   const server = net.createServer((socket) => {
     sockets.add(socket);
     fake.connections += 1;
@@ -74,12 +81,17 @@ export async function fakePostgres(behaviour: FakeBehaviour): Promise<FakeServer
       while (input.length >= 5 && input.length >= input.readInt32BE(1) + 1) {
         record.after.push(String.fromCharCode(input[0]!));
         if (behaviour === 'password' && input[0] === 0x70) socket.write(readyAnswer());
+        if (input[0] === 0x51) {
+          const timer = setTimeout(() => !socket.destroyed && socket.write(queryAnswer()), options.queryDelayMs ?? 0);
+          socket.once('close', () => clearTimeout(timer));
+        }
         input = input.subarray(input.readInt32BE(1) + 1);
       }
     });
   });
   await new Promise<void>((resolve) => server.listen({ host: '127.0.0.1', port: 0 }, resolve));
   fake.port = (server.address() as net.AddressInfo).port;
+  fake.stopListening = () => server.close();
   fake.close = () =>
     new Promise((resolve) => {
       for (const socket of sockets) socket.destroy();
