@@ -39,24 +39,15 @@ export const DEFAULT_BALANCER_NAME = 'lb';
 const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/;
 
 
-function notAvailableYet(flag: string): LabError {
-  return new LabError('USAGE', `${flag} is not available yet in this build (the HAProxy support is being merged): run without it`);
-}
-
-/**
- * A HAProxy configuration file as a BalancerConfig. Merge point: once src/haproxy/ is on main this is
- * `return readHaproxyConfigFile(file, { name })` (src/haproxy/read-config-file.ts).
- */
-async function readConfigFile(_file: string, _name: string): Promise<BalancerConfig> {
-  throw notAvailableYet('--config');
-}
-
 /** The configuration to run: from the flags, or from `--config FILE` with explicit flags overriding it. */
 export async function resolveBalancerConfig(global: GlobalOptions, options: BalancerStartOptions): Promise<BalancerConfig> {
-  if (options.engine && options.engine !== 'builtin') throw notAvailableYet(`--engine ${options.engine}`);
+  if (options.engine && !['builtin', 'haproxy'].includes(options.engine)) {
+    throw new LabError('USAGE', `Invalid --engine "${options.engine}": expected builtin or haproxy`);
+  }
   const flags = balancerConfig(global, options);
   if (!options.config) return flags;
-  const file = await readConfigFile(path.resolve(options.config), flags.name);
+  const { readHaproxyConfigFile } = await import('../haproxy/read-config-file.js');
+  const file = await readHaproxyConfigFile(path.resolve(options.config), { name: flags.name });
   return {
     ...file,
     name: flags.name,

@@ -44,3 +44,17 @@ export interface BalancerStats {
   sessionsTotal: number;
   servers: BalancerServerStats[];
 }
+
+/**
+ * A balancer record's stats address is "host:port", or "host:port/uri" when a configuration file set
+ * `stats uri`: the address part, and the page URL.
+ */
+export function statsAddress(stats: string): string {
+  const slash = stats.indexOf('/');
+  return slash < 0 ? stats : stats.slice(0, slash);
+}
+
+export function statsPageUrl(stats: string): string {
+  const slash = stats.indexOf('/');
+  return `http://${statsAddress(stats)}${slash < 0 ? '/' : stats.slice(slash)}`;
+}

@@ -4,6 +4,7 @@ import {
   DEFAULT_BALANCER_NAME, balancerStatus, serveBalancer, startBalancer, stopBalancer, type BalancerStartOptions,
 } from '../commands/balancer.js';
 import { psqlTable } from '../common/table.js';
+import { statsPageUrl } from '../balancer/stats-types.js';
 import { examples, globalsOf } from './globals.js';
 import { printJson, printLine } from './output.js';
 
@@ -58,7 +59,7 @@ export function balancerCommand(): Command {
       const started = await startBalancer(global, options);
       for (const warning of started.warnings) process.stderr.write(`lab: warning: ${warning}\n`);
       if (options.json) return printJson(started);
-      printLine(`balancer ${started.name} started: clients on ${started.listen}, stats on http://${started.stats}/, pool ${started.pool}, pid ${started.pid}, log ${started.logFile}`);
+      printLine(`balancer ${started.name} started: clients on ${started.listen}, stats on ${started.stats ? statsPageUrl(started.stats) : 'none'}, pool ${started.pool}, pid ${started.pid}, log ${started.logFile}`);
     });
 
   balancer
@@ -72,7 +73,7 @@ export function balancerCommand(): Command {
       if (options.json) return printJson(statuses);
       if (statuses.length === 0) return printLine('no balancer in this lab: start one with `lab balancer start`');
       for (const s of statuses) {
-        printLine(`balancer ${s.name}: ${s.running ? 'running' : 'not running'}, pid ${s.pid}, clients on ${s.listen}, stats on http://${s.stats}/, pool ${s.pool}${s.problem ? ` (${s.problem})` : ''}`);
+        printLine(`balancer ${s.name}: ${s.running ? 'running' : 'not running'}, pid ${s.pid}, clients on ${s.listen}, stats on ${s.stats ? statsPageUrl(s.stats) : 'none'}, pool ${s.pool}${s.problem ? ` (${s.problem})` : ''}`);
         if (s.servers) {
           printLine(psqlTable(
             [

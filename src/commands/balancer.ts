@@ -13,7 +13,8 @@ import { formatAddress, parseAddress } from '../balancer/settings.js';
 import {
   DEFAULT_BALANCER_NAME, balancerWarnings, optionsAsFlags, resolveBalancerConfig, type BalancerStartOptions,
 } from '../balancer/start-options.js';
-import type { BalancerStats } from '../balancer/stats-types.js';
+import { statsAddress, type BalancerStats } from '../balancer/stats-types.js';
+import { fetchBalancerStats as fetchStats, statsRequestUrl } from '../balancer/fetch-stats.js';
 import { LabError, messageOf } from '../common/errors.js';
 import { pollUntil } from '../common/poll.js';
 import { describePortHolder, isPortFree } from '../common/ports.js';
@@ -54,6 +55,7 @@ export interface ServeOptions {
 
 /** The balancer in this process until `signal` aborts; records itself in the lab state once listening. */
 export async function serveBalancer(global: GlobalOptions, options: BalancerStartOptions, serve: ServeOptions): Promise<BalancerRecord> {
+  if (options.engine === 'haproxy') throw new LabError('USAGE', '--foreground runs the built-in balancer; HAProxy (--engine haproxy) always runs in the background');
   const config = await resolveBalancerConfig(global, options);
   await assertStartable(global.labDir, config);
   for (const warning of balancerWarnings(config)) serve.log(`warning: ${warning}`);
@@ -64,7 +66,7 @@ export async function serveBalancer(global: GlobalOptions, options: BalancerStar
       name: config.name,
       engine: 'builtin',
       listen: formatAddress({ host: config.listen.host, port }),
-      stats: config.stats ? formatAddress({ host: config.stats.host, port: statsPort ?? config.stats.port }) : '',
+      stats: config.stats ? `${formatAddress({ host: config.stats.host, port: statsPort ?? config.stats.port })}${config.stats.uri === '/' ? '' : config.stats.uri}` : '',
       pid: process.pid,
       pool: config.pool.source === 'lab' ? config.pool.kind : 'static',
       ...(options.config ? { configFile: path.resolve(options.config) } : {}),
@@ -113,6 +115,7 @@ export interface StartedBalancer extends BalancerRecord {
 export async function startBalancer(global: GlobalOptions, options: BalancerStartOptions = {}): Promise<StartedBalancer> {
   const config = await resolveBalancerConfig(global, options);
   await assertStartable(global.labDir, config);
+  if (options.engine === 'haproxy') return startHaproxyBalancer(global, config);
   const logFile = balancerLogFile(global.labDir, config.name);
   await mkdir(path.dirname(logFile), { recursive: true });
   const log = await open(logFile, 'a');
@@ -137,7 +140,7 @@ export async function startBalancer(global: GlobalOptions, options: BalancerStar
           const state = await requireState(global.labDir);
           const record = state.balancers.find((b) => b.name === config.name && b.pid === pid);
           if (!record) return undefined;
-          if (!(await canConnect(record.listen)) || (record.stats && !(await canConnect(record.stats)))) return undefined;
+          if (!(await canConnect(record.listen)) || (record.stats && !(await canConnect(statsAddress(record.stats))))) return undefined;
           return { ...record, warnings: balancerWarnings(config) };
         },
         { timeoutMs: options.timeoutMs ?? 15_000, intervalMs: 50, what: `balancer ${config.name} to listen on ${formatAddress(config.listen)}`, signal: gone.signal, detail: () => logTail(logFile) },
@@ -153,6 +156,35 @@ export async function startBalancer(global: GlobalOptions, options: BalancerStar
   } finally {
     await log.close();
   }
+}
+
+/**
+ * `--engine haproxy`: the same configuration rendered to haproxy.cfg and run by the real HAProxy, for
+ * comparison. HAProxy's pool is fixed when it starts: it is the lab's nodes at that moment.
+ */
+async function startHaproxyBalancer(global: GlobalOptions, config: BalancerConfig): Promise<StartedBalancer> {
+  const { startHaproxy } = await import('../haproxy/engine.js');
+  const { labPoolServers } = await import('../haproxy/lab-pool.js');
+  const servers = config.pool.source === 'lab' ? await labPoolServers(global.labDir, config.pool.kind) : config.pool.servers;
+  const instance = await startHaproxy({ labDir: global.labDir, config, servers });
+  const record: BalancerRecord = {
+    name: config.name,
+    engine: 'haproxy',
+    listen: instance.listen,
+    stats: config.stats ? `${formatAddress({ host: config.stats.host, port: config.stats.port })}${config.stats.uri === '/' ? '' : config.stats.uri}` : '',
+    pid: instance.pid,
+    pool: config.pool.source === 'lab' ? config.pool.kind : 'static',
+    configFile: instance.configFile,
+    logFile: instance.logFile,
+    startedAt: new Date().toISOString(),
+  };
+  await updateState(global.labDir, (state) => {
+    state.balancers = [...state.balancers.filter((b) => b.name !== record.name), record];
+  });
+  const warnings = balancerWarnings(config);
+  if (config.pool.source === 'lab') warnings.push(`HAProxy's pool is fixed at start (${servers.map((s) => s.name).join(', ') || 'empty'}); the built-in engine follows the lab`);
+  if (config.check.type === 'sql') warnings.push('HAProxy has no sql check: it runs pgsql-check (it cannot see role or lag)');
+  return { ...record, warnings };
 }
 
 export interface BalancerStopResult {
@@ -175,17 +207,13 @@ export async function stopBalancer(global: GlobalOptions, name = DEFAULT_BALANCE
   return { name, pid: record.pid, wasRunning };
 }
 
-/** GET <stats>/?format=json of a running balancer. */
-export async function fetchBalancerStats(record: Pick<BalancerRecord, 'stats' | 'name'>, timeoutMs = 3000): Promise<BalancerStats> {
+/** A running balancer's stats (either engine), or a clear error. */
+export async function fetchBalancerStats(record: Pick<BalancerRecord, 'stats' | 'name' | 'engine'>, timeoutMs = 3000): Promise<BalancerStats> {
   if (!record.stats) throw new LabError('STATE', `Balancer ${record.name} has no stats listener`);
-  const { host, port } = parseAddress(record.stats, 'stats address');
-  const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}/?format=json`;
   try {
-    const response = await fetch(url, { signal: AbortSignal.timeout(timeoutMs) });
-    if (!response.ok) throw new Error(`HTTP ${response.status}`);
-    return (await response.json()) as BalancerStats;
+    return await fetchStats(record, timeoutMs);
   } catch (error) {
-    throw new LabError('STATE', `Cannot read the stats of balancer ${record.name} at ${url}: ${messageOf(error)}`);
+    throw new LabError('STATE', `Cannot read the stats of balancer ${record.name} at ${statsRequestUrl(record)}: ${messageOf(error)}`);
   }
 }
 

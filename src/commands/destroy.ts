@@ -59,7 +59,11 @@ export async function destroyLab(global: GlobalOptions, options: { yes?: boolean
     result.removed.push({ path: node.datadir, outcome: await removeDatadir(node.datadir, state.labId, node.datadirCreated) });
     await rm(nodeLogFile(global.labDir, node.name), { force: true });
   }
-  for (const balancer of state.balancers) await rm(balancer.logFile, { force: true });
+  for (const balancer of state.balancers) {
+    await rm(balancer.logFile, { force: true });
+    // The haproxy.cfg the lab rendered (a --config file of the user's own is never touched).
+    if (balancer.engine === 'haproxy' && balancer.configFile) await rm(balancer.configFile, { force: true });
+  }
   await withLock(global.labDir, async () => {
     await rm(statePath(global.labDir), { force: true });
   });
