@@ -1,8 +1,6 @@
 // Declarations of `lab balancer ...` (issue 3).
 import { Command } from 'commander';
-import {
-  DEFAULT_BALANCER_NAME, balancerStatus, serveBalancer, startBalancer, stopBalancer, type BalancerStartOptions,
-} from '../commands/balancer.js';
+import { DEFAULT_BALANCER_NAME, type BalancerStartOptions } from '../balancer/start-options.js';
 import { psqlTable } from '../common/table.js';
 import { statsPageUrl } from '../balancer/stats-types.js';
 import { examples, globalsOf } from './globals.js';
@@ -53,9 +51,11 @@ export function balancerCommand(): Command {
         const log = (line: string) => process.stdout.write(`${new Date().toISOString()} ${line}\n`);
         // A daemon must outlive a bug on one connection: log it loudly and keep serving the others.
         process.on('uncaughtException', (error) => log(`internal error (please report it): ${error.stack ?? error.message}`));
+        const { serveBalancer } = await import('../commands/balancer.js');
         await serveBalancer(global, options, { log, signal: controller.signal });
         return;
       }
+      const { startBalancer } = await import('../commands/balancer.js');
       const started = await startBalancer(global, options);
       for (const warning of started.warnings) process.stderr.write(`lab: warning: ${warning}\n`);
       if (options.json) return printJson(started);
@@ -69,6 +69,7 @@ export function balancerCommand(): Command {
     .option('--json', 'print the result as JSON')
     .addHelpText('after', examples('lab balancer status', 'lab balancer status --name lb2 --json'))
     .action(async (options: { name?: string; json?: boolean }, command: Command) => {
+      const { balancerStatus } = await import('../commands/balancer.js');
       const statuses = await balancerStatus(globalsOf(command), options.name);
       if (options.json) return printJson(statuses);
       if (statuses.length === 0) return printLine('no balancer in this lab: start one with `lab balancer start`');
@@ -93,6 +94,7 @@ export function balancerCommand(): Command {
     .option('--json', 'print the result as JSON')
     .addHelpText('after', examples('lab balancer stop', 'lab balancer stop --name lb2'))
     .action(async (options: { name: string; json?: boolean }, command: Command) => {
+      const { stopBalancer } = await import('../commands/balancer.js');
       const result = await stopBalancer(globalsOf(command), options.name);
       if (options.json) return printJson(result);
       printLine(result.wasRunning ? `balancer ${result.name} stopped (pid ${result.pid})` : `balancer ${result.name} was not running; its record was removed`);
