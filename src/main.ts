@@ -1,4 +1,5 @@
 // Entry point: the only place that writes errors for people and sets the exit code.
+import './node-compat.js';
 import { CommanderError } from 'commander';
 import { buildProgram } from './cli/program.js';
 import { exitCodes, isLabError } from './common/errors.js';

@@ -11,6 +11,10 @@ test('the banner date reads like date(1): the seed\'s "Sun Feb 15 15:10:58 JST 2
   assert.equal(dateLikeDate1(new Date(Date.UTC(2015, 1, 15, 6, 10, 58)), 'UTC'), 'Sun Feb 15 06:10:58 UTC 2015');
   assert.match(dateLikeDate1(new Date(Date.UTC(2015, 1, 15, 6, 10, 58)), 'Asia/Tokyo'), /^Sun Feb 15 15:10:58 (JST|GMT\+9) 2015$/);
   assert.equal(dateLikeDate1(new Date(Date.UTC(2015, 1, 5, 0, 0, 5)), 'UTC'), 'Thu Feb  5 00:00:05 UTC 2015', 'day padded with a space, midnight is 00');
+  // The local zone's fast path agrees with Intl for this process's zone
+  const now = new Date();
+  const viaIntl = dateLikeDate1(now, Intl.DateTimeFormat().resolvedOptions().timeZone);
+  assert.equal(dateLikeDate1(now).replace(/ (UTC|GMT[+-][\d:]+) /, ' Z '), viaIntl.replace(/ \S+ (\d{4})$/, ' Z $1'));
 });
 
 test('lag and durations as people read them', () => {
