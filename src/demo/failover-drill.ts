@@ -10,7 +10,6 @@ import { statXact } from '../commands/stat.js';
 import { LabError } from '../common/errors.js';
 import { pollUntil } from '../common/poll.js';
 import type { Reporter } from '../common/reporter.js';
-import type { GlobalOptions } from '../lab/context.js';
 import { nodeNamesByPort, reportFromWorkload } from '../report/from-workload.js';
 import type { Report, ReportCrossCheck } from '../report/types.js';
 import type { WrittenReport } from '../report/write-report.js';
@@ -22,6 +21,8 @@ import { formatSampleLine, SAMPLE_HEADER } from '../workload/sample-line.js';
 import type { WorkloadResult } from '../workload/types.js';
 import { buildDemoLab, DEMO_DATABASE, freePortList, prepareBenchData } from './lab-setup.js';
 import { Narrator, type Print } from './narrator.js';
+import { logEventTime, READY_PATTERN } from '../postgres/server-log.js';
+import { nodeLogFile, type GlobalOptions } from '../lab/context.js';
 import type { FailoverDrillOptions } from './defaults.js';
 
 export { FAILOVER_DEFAULTS, type FailoverDrillOptions } from './defaults.js';
@@ -162,20 +163,15 @@ async function killAndReadd(d: DrillSteps): Promise<void> {
   narrator.event('detection', `step 7: the balancer marked ${victim.name} DOWN (${detectionEpoch - killEpoch} ms after the kill)`, detectionEpoch);
 
   await delay(Math.max(0, loadStarted + options.recoverAtMs - Date.now()), undefined, { signal: loadSignal });
-  narrator.event('re-add-start', `step 8: lab replica add ${victim.name} ${victim.datadir} ${victim.port}`);
+  const readdStarted = Date.now();
+  narrator.event('re-add-start', `step 8: lab replica add ${victim.name} ${victim.datadir} ${victim.port}`, readdStarted);
   const readmission = pollUntil(statusIs('UP'), { timeoutMs: 120_000, intervalMs: 10, what: `the balancer to take ${victim.name} back`, signal: loadSignal });
   readmission.catch(() => undefined); // awaited below; a failure of the re-add must not leave it unhandled
-  const readd = await replicaAdd(global, victim.name, victim.datadir, victim.port, {
-    reporter: {
-      ...d.reporter,
-      step(message) {
-        // replicaAdd says "waiting until ... streaming" right after the server accepts connections.
-        if (message.startsWith('waiting until') && timeline.acceptingEpoch === null) timeline.acceptingEpoch = Date.now();
-        d.reporter.step(message);
-      },
-    },
-  });
-  const acceptingEpoch = (timeline.acceptingEpoch ??= Date.now());
+  const readd = await replicaAdd(global, victim.name, victim.datadir, victim.port, { reporter: d.reporter });
+  // When the rebuilt server started to accept connections, by its own log: our client's first
+  // successful connect comes later than that, and the balancer may notice first.
+  const fromLog = await logEventTime(nodeLogFile(global.labDir, victim.name), READY_PATTERN, readdStarted);
+  const acceptingEpoch = (timeline.acceptingEpoch = fromLog ?? Date.now());
   narrator.event('re-add', `${victim.name} accepts connections again (rebuilt in ${(readd.elapsedMs / 1000).toFixed(1)} s)`, acceptingEpoch);
   const readmissionEpoch = (timeline.readmissionEpoch = await readmission);
   narrator.event('readmission', `step 9: the balancer took ${victim.name} back (${readmissionEpoch - acceptingEpoch} ms after it accepted connections)`, readmissionEpoch);
@@ -241,7 +237,7 @@ function buildFailoverReport(input: ReportInput): Report {
     notes: [
       'Load: the seed\'s pgbench -S -C (a new connection per SELECT), run by pglab\'s own load generator so every error and every server is timed.',
       'detection_ms: from the SIGKILL of the postmaster to the balancer\'s stats showing the server DOWN (polled every 10 ms).',
-      'readmission_ms: from the rebuilt replica accepting connections to the balancer\'s stats showing it UP.',
+      'readmission_ms: from the rebuilt replica accepting connections (the "ready to accept" line of its own log, in ms) to the balancer\'s stats showing it UP.',
       'Cross-check: the workload\'s per-server counts against pg_stat_database.xact_commit growth of the demo database, sampled every second.',
     ],
   });
