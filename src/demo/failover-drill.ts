@@ -101,7 +101,7 @@ export async function runFailoverDrill(base: Pick<GlobalOptions, 'pg' | 'osUser'
     }));
     signal.throwIfAborted();
     xactSamples.push(await settledXactSample(global, xactSamples[xactSamples.length - 1]));
-    narrator.event('stop', `end of load: ${workload.summary.ops} transactions, ${workload.summary.errors} client errors`, workload.summary.started_epoch_ms + workload.summary.duration_ms);
+    narrator.event('stop', 'end of load', workload.summary.started_epoch_ms + workload.summary.duration_ms, `end of load: ${workload.summary.ops} transactions, ${workload.summary.errors} client errors`);
 
     const report = buildFailoverReport({ options, workload, narrator, lab, xactSamples, ...timeline });
     const written = await publishReport(narrator, options.reportDir, report);
@@ -156,15 +156,15 @@ async function killAndReadd(d: DrillSteps): Promise<void> {
   await delay(Math.max(0, loadStarted + options.killAtMs - Date.now()), undefined, { signal: loadSignal });
   const killed = await nodeAction(global, victim.name, 'kill');
   const killEpoch = (timeline.killEpoch = killed.killedAtMs!);
-  narrator.event('kill', `step 6: kill -9 ${victim.name} (postmaster pid ${killed.pid})`, killEpoch);
+  narrator.event('kill', `kill -9 ${victim.name}`, killEpoch, `step 6: kill -9 ${victim.name} (postmaster pid ${killed.pid})`);
   const detectionEpoch = (timeline.detectionEpoch = await pollUntil(statusIs('DOWN'), {
     timeoutMs: 60_000, intervalMs: 10, what: `the balancer to mark ${victim.name} DOWN`, signal: loadSignal,
   }));
-  narrator.event('detection', `step 7: the balancer marked ${victim.name} DOWN (${detectionEpoch - killEpoch} ms after the kill)`, detectionEpoch);
+  narrator.event('detection', `${victim.name} DOWN in lb (+${detectionEpoch - killEpoch} ms)`, detectionEpoch, `step 7: the balancer marked ${victim.name} DOWN (${detectionEpoch - killEpoch} ms after the kill)`);
 
   await delay(Math.max(0, loadStarted + options.recoverAtMs - Date.now()), undefined, { signal: loadSignal });
   const readdStarted = Date.now();
-  narrator.event('re-add-start', `step 8: lab replica add ${victim.name} ${victim.datadir} ${victim.port}`, readdStarted);
+  narrator.event('re-add-start', `lab replica add ${victim.name}`, readdStarted, `step 8: lab replica add ${victim.name} ${victim.datadir} ${victim.port}`);
   const readmission = pollUntil(statusIs('UP'), { timeoutMs: 120_000, intervalMs: 10, what: `the balancer to take ${victim.name} back`, signal: loadSignal });
   readmission.catch(() => undefined); // awaited below; a failure of the re-add must not leave it unhandled
   const readd = await replicaAdd(global, victim.name, victim.datadir, victim.port, { reporter: d.reporter });
@@ -172,9 +172,9 @@ async function killAndReadd(d: DrillSteps): Promise<void> {
   // successful connect comes later than that, and the balancer may notice first.
   const fromLog = await logEventTime(nodeLogFile(global.labDir, victim.name), READY_PATTERN, readdStarted);
   const acceptingEpoch = (timeline.acceptingEpoch = fromLog ?? Date.now());
-  narrator.event('re-add', `${victim.name} accepts connections again (rebuilt in ${(readd.elapsedMs / 1000).toFixed(1)} s)`, acceptingEpoch);
+  narrator.event('re-add', `${victim.name} accepts connections`, acceptingEpoch, `${victim.name} accepts connections again (rebuilt in ${(readd.elapsedMs / 1000).toFixed(1)} s)`);
   const readmissionEpoch = (timeline.readmissionEpoch = await readmission);
-  narrator.event('readmission', `step 9: the balancer took ${victim.name} back (${readmissionEpoch - acceptingEpoch} ms after it accepted connections)`, readmissionEpoch);
+  narrator.event('readmission', `${victim.name} UP in lb (+${readmissionEpoch - acceptingEpoch} ms)`, readmissionEpoch, `step 9: the balancer took ${victim.name} back (${readmissionEpoch - acceptingEpoch} ms after it accepted connections)`);
 }
 
 /**

@@ -62,7 +62,7 @@ export async function runLbHaDrill(base: Pick<GlobalOptions, 'pg' | 'osUser'>, o
       drill: killAndRestartEach(global, balancers, narrator, loadStarted, options.durationMs, loadSignal),
     }));
     signal.throwIfAborted();
-    narrator.event('stop', `end of load: ${workload.summary.ops} transactions, ${workload.summary.errors} client errors`, workload.summary.started_epoch_ms + workload.summary.duration_ms);
+    narrator.event('stop', 'end of load', workload.summary.started_epoch_ms + workload.summary.duration_ms, `end of load: ${workload.summary.ops} transactions, ${workload.summary.errors} client errors`);
 
     const report = buildLbHaReport(workload, narrator, lab, urlName);
     const written = await publishReport(narrator, options.reportDir, report);
@@ -82,10 +82,10 @@ async function killAndRestartEach(global: GlobalOptions, balancers: Record<'lb' 
       if (!record) throw new LabError('STATE', `balancer ${spec.name} is not in the lab state`);
       const at = Date.now();
       process.kill(record.pid, 'SIGKILL');
-      narrator.event(`${spec.name}-kill`, `kill -9 balancer ${spec.name} (pid ${record.pid})`, at);
+      narrator.event(`${spec.name}-kill`, `kill -9 ${spec.name}`, at, `kill -9 balancer ${spec.name} (pid ${record.pid})`);
     } else {
       const started = await startBalancer(global, spec);
-      narrator.event(`${spec.name}-restart`, `balancer ${spec.name} restarted (pid ${started.pid})`);
+      narrator.event(`${spec.name}-restart`, `${spec.name} restarted`, Date.now(), `balancer ${spec.name} restarted (pid ${started.pid})`);
     }
   }
 }

@@ -25,11 +25,14 @@ export class Narrator {
     this.print(text);
   }
 
-  /** Record an event at `epochMs` (default now), on the load's clock, and say it. */
-  event(kind: ReportEventKind, label: string, epochMs = Date.now()): ReportEvent {
+  /**
+   * Record an event at `epochMs` (default now), on the load's clock, and say it. `label` is short (it
+   * is drawn on the timeline); `narration`, when given, is what is said instead.
+   */
+  event(kind: ReportEventKind, label: string, epochMs = Date.now(), narration?: string): ReportEvent {
     const event = { at_ms: this.loadEpochMs === null ? 0 : Math.round(epochMs - this.loadEpochMs), kind, label };
     this.events.push(event);
-    this.say(label);
+    this.say(narration ?? label);
     return event;
   }
 }
