@@ -4,7 +4,6 @@
 // foreground body: run until the signal aborts.
 import { spawn } from 'node:child_process';
 import { mkdir, open } from 'node:fs/promises';
-import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { runBalancer, type LogSink } from '../balancer/balancer.js';
@@ -17,7 +16,7 @@ import { statsAddress, type BalancerStats } from '../balancer/stats-types.js';
 import { fetchBalancerStats as fetchStats, statsRequestUrl } from '../balancer/fetch-stats.js';
 import { LabError, messageOf } from '../common/errors.js';
 import { pollUntil } from '../common/poll.js';
-import { describePortHolder, isPortFree } from '../common/ports.js';
+import { canConnect, describePortHolder, isPortFree } from '../common/ports.js';
 import { isBalancerAlive, stopBalancerProcess } from '../lab/balancer-process.js';
 import { logDir, type GlobalOptions } from '../lab/context.js';
 import { requireState, updateState, type BalancerRecord } from '../lab/state.js';
@@ -93,18 +92,10 @@ function labBin(): string {
   return path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'bin', 'lab.js');
 }
 
-function canConnect(address: string): Promise<boolean> {
+/** "host:port" accepts a TCP connection. */
+function accepts(address: string): Promise<boolean> {
   const { host, port } = parseAddress(address, 'address');
-  return new Promise((resolve) => {
-    const socket = net.connect({ host, port });
-    socket.setTimeout(1000, () => socket.destroy());
-    socket.once('connect', () => {
-      socket.destroy();
-      resolve(true);
-    });
-    socket.once('error', () => resolve(false));
-    socket.once('close', () => resolve(false));
-  });
+  return canConnect(host, port);
 }
 
 export interface StartedBalancer extends BalancerRecord {
@@ -140,7 +131,7 @@ export async function startBalancer(global: GlobalOptions, options: BalancerStar
           const state = await requireState(global.labDir);
           const record = state.balancers.find((b) => b.name === config.name && b.pid === pid);
           if (!record) return undefined;
-          if (!(await canConnect(record.listen)) || (record.stats && !(await canConnect(statsAddress(record.stats))))) return undefined;
+          if (!(await accepts(record.listen)) || (record.stats && !(await accepts(statsAddress(record.stats))))) return undefined;
           return { ...record, warnings: balancerWarnings(config) };
         },
         { timeoutMs: options.timeoutMs ?? 15_000, intervalMs: 50, what: `balancer ${config.name} to listen on ${formatAddress(config.listen)}`, signal: gone.signal, detail: () => logTail(logFile) },

@@ -89,3 +89,17 @@ export async function assertPortFree(port: number, owner: string): Promise<void>
     `Port ${port} for ${owner} is already in use${holder ? ` by ${holder}` : ''}: choose another port or stop that process`,
   );
 }
+
+/** True when a TCP connection to host:port is accepted within `timeoutMs`. */
+export function canConnect(host: string, port: number, timeoutMs = 1000): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = net.connect({ host, port });
+    const done = (ok: boolean): void => {
+      socket.destroy();
+      resolve(ok);
+    };
+    socket.setTimeout(timeoutMs, () => done(false));
+    socket.once('connect', () => done(true));
+    socket.once('error', () => done(false));
+  });
+}

@@ -1,6 +1,7 @@
 // Processes by pid: alive or not, and what they are (from /proc), so we never signal a stranger that
 // reused a pid.
 import { readFile } from 'node:fs/promises';
+import { setTimeout as delay } from 'node:timers/promises';
 
 export function isAlive(pid: number): boolean {
   try {
@@ -32,4 +33,21 @@ export async function isRunning(pid: number): Promise<boolean> {
   } catch {
     return false;
   }
+}
+
+/**
+ * Stop a process we started: SIGTERM, a bounded wait, then SIGKILL. Only if its command line still
+ * contains `expect` (a pid reused by a stranger is never signalled). True if it was running.
+ */
+export async function terminateProcess(pid: number, expect: string, graceMs = 5000): Promise<boolean> {
+  if (!(await isRunning(pid))) return false;
+  if (!((await commandLine(pid)) ?? '').includes(expect)) return false;
+  process.kill(pid, 'SIGTERM');
+  const deadline = Date.now() + graceMs;
+  while (Date.now() < deadline) {
+    if (!(await isRunning(pid))) return true;
+    await delay(20);
+  }
+  process.kill(pid, 'SIGKILL');
+  return true;
 }

@@ -2,15 +2,15 @@
 // with `haproxy -c`, run in the foreground of a detached process (so its per-connection log goes to
 // <labDir>/log/haproxy-<name>.log without syslog), and stopped by pid.
 import { spawn } from 'node:child_process';
-import { access, mkdir, open, readFile, writeFile } from 'node:fs/promises';
-import net from 'node:net';
+import { access, mkdir, open, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { setTimeout as delay } from 'node:timers/promises';
 import { execa } from 'execa';
 import type { BalancerConfig, ServerConfig } from '../balancer/config.js';
 import { LabError } from '../common/errors.js';
 import { pollUntil } from '../common/poll.js';
-import { commandLine, isRunning } from '../common/processes.js';
+import { isRunning, terminateProcess } from '../common/processes.js';
+import { canConnect } from '../common/ports.js';
+import { logTail } from '../postgres/server.js';
 import { logDir } from '../lab/context.js';
 import { renderHaproxyConfig } from './render-config.js';
 
@@ -71,27 +71,6 @@ export async function validateHaproxyConfig(configFile: string): Promise<void> {
   }
 }
 
-function canConnect(host: string, port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = net.connect({ host, port });
-    const done = (ok: boolean): void => {
-      socket.destroy();
-      resolve(ok);
-    };
-    socket.setTimeout(1000, () => done(false));
-    socket.once('connect', () => done(true));
-    socket.once('error', () => done(false));
-  });
-}
-
-async function logTail(logFile: string, lines = 20): Promise<string | undefined> {
-  try {
-    const text = await readFile(logFile, 'utf8');
-    return text.trimEnd().split('\n').slice(-lines).join('\n');
-  } catch {
-    return undefined;
-  }
-}
 
 /** Renders, validates and starts HAProxy; resolves once its listen (and stats) address accepts connections. */
 export async function startHaproxy(options: StartHaproxyOptions): Promise<HaproxyInstance> {
@@ -160,15 +139,6 @@ function urlHost(host: string): string {
 }
 
 /** SIGTERM (HAProxy's hard stop), a bounded wait, then SIGKILL. True if it was running. Never signals a non-HAProxy pid. */
-export async function stopHaproxy(pid: number, graceMs = 5000): Promise<boolean> {
-  if (!(await isRunning(pid))) return false;
-  if (!((await commandLine(pid)) ?? '').includes('haproxy')) return false;
-  process.kill(pid, 'SIGTERM');
-  const deadline = Date.now() + graceMs;
-  while (Date.now() < deadline) {
-    if (!(await isRunning(pid))) return true;
-    await delay(20);
-  }
-  process.kill(pid, 'SIGKILL');
-  return true;
+export function stopHaproxy(pid: number, graceMs = 5000): Promise<boolean> {
+  return terminateProcess(pid, 'haproxy', graceMs);
 }
