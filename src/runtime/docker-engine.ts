@@ -1,0 +1,43 @@
+// The Docker engine, reached through testcontainers (which honours DOCKER_HOST, ~/.testcontainers.properties
+// and the local socket). Loaded lazily: testcontainers costs ~0.4 s to import, which the process
+// runtime must not pay.
+import type { ContainerRuntimeClient } from 'testcontainers';
+import { LabError, messageOf } from '../common/errors.js';
+
+let engine: Promise<ContainerRuntimeClient> | undefined;
+
+/**
+ * testcontainers asks the engine for the `bridge` network's gateway when it runs inside a container
+ * (/.dockerenv exists, as on CI VMs), and fails when dockerd runs with --bridge=none. Our nodes use
+ * host networking, so the host it would compute is never used: pin it to loopback unless the user set it.
+ */
+function prepareEnvironment(): void {
+  process.env.TESTCONTAINERS_HOST_OVERRIDE ??= '127.0.0.1';
+}
+
+function whereEngineShouldBe(): string {
+  return process.env.DOCKER_HOST ? `DOCKER_HOST=${process.env.DOCKER_HOST}` : 'the local socket /var/run/docker.sock';
+}
+
+/** The engine client, or LabError('ENVIRONMENT') naming what to install or start. */
+export function dockerEngine(): Promise<ContainerRuntimeClient> {
+  engine ??= connect().catch((error: unknown) => {
+    engine = undefined; // a later call may find the engine started meanwhile
+    throw error;
+  });
+  return engine;
+}
+
+async function connect(): Promise<ContainerRuntimeClient> {
+  prepareEnvironment();
+  const { getContainerRuntimeClient } = await import('testcontainers');
+  try {
+    return await getContainerRuntimeClient();
+  } catch (error) {
+    throw new LabError(
+      'ENVIRONMENT',
+      `No Docker engine answers at ${whereEngineShouldBe()}: install Debian's docker.io and start dockerd as root (scripts/ensure-docker.sh does both), or point DOCKER_HOST at a running engine`,
+      { detail: messageOf(error), cause: error },
+    );
+  }
+}
