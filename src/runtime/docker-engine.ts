@@ -31,8 +31,9 @@ export function dockerEngine(): Promise<ContainerRuntimeClient> {
 async function connect(): Promise<ContainerRuntimeClient> {
   prepareEnvironment();
   const { getContainerRuntimeClient } = await import('testcontainers');
+  let client: ContainerRuntimeClient;
   try {
-    return await getContainerRuntimeClient();
+    client = await getContainerRuntimeClient();
   } catch (error) {
     throw new LabError(
       'ENVIRONMENT',
@@ -40,4 +41,35 @@ async function connect(): Promise<ContainerRuntimeClient> {
       { detail: messageOf(error), cause: error },
     );
   }
+  const dockerHost = process.env.DOCKER_HOST;
+  if (dockerHost && !reaches(client.container.dockerode.modem as Modem, dockerHost)) {
+    // testcontainers falls back to the local socket when DOCKER_HOST does not answer; nodes meant for
+    // another engine must not silently land on this one.
+    throw new LabError(
+      'ENVIRONMENT',
+      `No Docker engine answers at DOCKER_HOST=${dockerHost}: start that engine, or unset DOCKER_HOST to use the local one (scripts/ensure-docker.sh starts it)`,
+    );
+  }
+  return client;
+}
+
+interface Modem {
+  socketPath?: string;
+  host?: string;
+  port?: number | string;
+}
+
+/** Whether the engine client testcontainers picked talks to the engine DOCKER_HOST names. */
+function reaches(modem: Modem, dockerHost: string): boolean {
+  let url: URL;
+  try {
+    url = new URL(dockerHost);
+  } catch {
+    return true; // a form we do not parse: trust testcontainers
+  }
+  if (url.protocol === 'unix:') return modem.socketPath === url.pathname;
+  if (url.protocol === 'tcp:' || url.protocol === 'http:' || url.protocol === 'https:') {
+    return modem.host === url.hostname && (!url.port || String(modem.port) === url.port);
+  }
+  return true;
 }
