@@ -6,7 +6,8 @@ import { execa } from 'execa';
 import { pollUntil } from '../src/common/poll.js';
 import { queryRows } from '../src/postgres/client.js';
 import { listLabContainers, removeLabContainers } from '../src/runtime/docker-lab.js';
-import { killNodeContainer, nodeContainerLogs, nodeContainerStatus, stopNodeContainer } from '../src/runtime/docker-node.js';
+import type { LabError } from '../src/common/errors.js';
+import { imagePostgresUser, killNodeContainer, nodeContainerLogs, nodeContainerStatus, stopNodeContainer } from '../src/runtime/docker-node.js';
 import { addDockerReplica, prepareDocker, startDockerMaster, waitStreaming, withDockerLab, type DockerReadiness } from './helpers/docker.js';
 import { freePorts, repoRoot } from './helpers/lab.js';
 
@@ -19,6 +20,8 @@ before(async () => {
 
 test('master and two replicas as containers stream; a killed replica is re-added; cleanup removes every labelled container', async (t) => {
   if (!docker.image) return t.skip(docker.skipReason);
+  const started = performance.now();
+  const mark = (what: string) => t.diagnostic(`${what} at ${Math.round(performance.now() - started)} ms`);
   await withDockerLab(docker.image, async (lab) => {
     const [m, r1, r2] = await freePorts(3);
     const master = lab.spec('master1', m!);
@@ -27,6 +30,7 @@ test('master and two replicas as containers stream; a killed replica is re-added
     await startDockerMaster(lab, master);
     await addDockerReplica(lab, replica1, m!);
     await addDockerReplica(lab, replica2, m!);
+    mark('master + 2 replicas streaming');
 
     const streaming = await queryRows<{ application_name: string; client_addr: string }>(
       { port: m! },
@@ -52,6 +56,7 @@ test('master and two replicas as containers stream; a killed replica is re-added
     // docker kill, as seed 004 does: the container's state says crashed, the master loses the walsender.
     const running = await nodeContainerStatus(replica2, 'running');
     assert.equal(running.status, 'running');
+    mark('before docker kill');
     const killed = await killNodeContainer(replica2);
     assert.equal(killed.pid, running.pid);
     const crashed = await nodeContainerStatus(replica2, 'running');
@@ -61,9 +66,11 @@ test('master and two replicas as containers stream; a killed replica is re-added
       { timeoutMs: 90_000, intervalMs: 100, what: 'the master to drop replica2' },
     );
 
+    mark('master dropped replica2');
     // Re-add: rebuilt from a fresh base backup in place of the killed container.
     await addDockerReplica(lab, replica2, m!);
     await waitStreaming(m!, 'replica1');
+    mark('replica2 re-added and streaming');
     assert.equal((await nodeContainerStatus(replica2, 'running')).status, 'running');
     assert.match(await nodeContainerLogs(replica2), /ready to accept read-only connections|started streaming WAL/);
 
@@ -75,6 +82,7 @@ test('master and two replicas as containers stream; a killed replica is re-added
     const removed = await removeLabContainers(lab.labId);
     assert.equal(removed.length, 3);
     assert.deepEqual(await listLabContainers(lab.labId), []);
+    mark('containers removed');
   });
 });
 
@@ -90,4 +98,13 @@ test('with no engine at DOCKER_HOST the runtime says what to install or start', 
   const error = JSON.parse(stdout) as { code: string; message: string };
   assert.equal(error.code, 'ENVIRONMENT');
   assert.match(error.message, /No Docker engine answers at DOCKER_HOST=unix:\/\/\/nonexistent\/docker.sock: start that engine, or unset DOCKER_HOST/);
+});
+
+test('an image that is neither local nor pullable names scripts/build-image.sh', async (t) => {
+  if (!docker.image) return t.skip(docker.skipReason);
+  await assert.rejects(imagePostgresUser('pglab/postgres:0-missing', 'no-lab'), (error: LabError) => {
+    assert.equal(error.code, 'ENVIRONMENT');
+    assert.match(error.message, /Image pglab\/postgres:0-missing is not on the Docker engine and could not be pulled: build the local one with scripts\/build-image.sh/);
+    return true;
+  });
 });

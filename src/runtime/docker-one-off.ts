@@ -4,6 +4,7 @@ import { LabError } from '../common/errors.js';
 import { pollUntil } from '../common/poll.js';
 import { findContainers, removeContainers } from './docker-lab.js';
 import { dockerEngine } from './docker-engine.js';
+import { ensureImage } from './docker-image.js';
 import { containerLogs, logsTail } from './docker-logs.js';
 
 export interface OneOffSpec {
@@ -28,7 +29,7 @@ export interface OneOffResult {
 
 export async function runOneOff(spec: OneOffSpec): Promise<OneOffResult> {
   const started = Date.now();
-  await dockerEngine(); // the clear ENVIRONMENT error before anything else
+  await ensureImage(spec.image); // the clear ENVIRONMENT errors (no engine, no image) before anything else
   // A run interrupted earlier leaves its container behind under the same name: it is ours (same labels).
   await removeContainers(await findContainers(spec.labels));
   const { GenericContainer } = await import('testcontainers');
