@@ -10,7 +10,7 @@
 # - Debian's docker.io (20.10) installs fine; its postinst cannot start the service (policy-rc.d, no
 #   systemd), so dockerd is started here in the background, as root.
 # - A /usr/local/bin/docker client (28.x) may shadow Debian's; it negotiates down to the 20.10 API.
-# - overlay2 works on this ext4 root; vfs is the fallback when overlay2 cannot mount (nested overlay,
+# - overlay2 works on this ext4 root (checked); vfs also starts here (checked with a second dockerd) and is the fallback when overlay2 cannot mount (nested overlay,
 #   old kernels). vfs copies whole layers, which is fine for our ~100 MB image.
 # - With default options dockerd creates docker0, sets the iptables FORWARD policy to DROP and turns
 #   net.ipv4.ip_forward on: that changes the host for everything else (network namespaces that tests

@@ -7,7 +7,7 @@ import { pollUntil } from '../src/common/poll.js';
 import { queryRows } from '../src/postgres/client.js';
 import { listLabContainers, removeLabContainers } from '../src/runtime/docker-lab.js';
 import type { LabError } from '../src/common/errors.js';
-import { imagePostgresUser, killNodeContainer, nodeContainerLogs, nodeContainerStatus, stopNodeContainer } from '../src/runtime/docker-node.js';
+import { imagePostgresUser, killNodeContainer, nodeContainerLogs, nodeContainerStatus, startNodeContainer, stopNodeContainer } from '../src/runtime/docker-node.js';
 import { addDockerReplica, prepareDocker, startDockerMaster, waitStreaming, withDockerLab, type DockerReadiness } from './helpers/docker.js';
 import { freePorts, repoRoot } from './helpers/lab.js';
 
@@ -78,6 +78,15 @@ test('master and two replicas as containers stream; a killed replica is re-added
     await stopNodeContainer(replica1);
     const stopped = await nodeContainerStatus(replica1, 'running');
     assert.deepEqual([stopped.status, stopped.exitCode], ['stopped', 0]);
+
+    // A killed master comes back in a new container: its postmaster.pid names pid 1, which PostgreSQL
+    // recognises as stale because the new postmaster is pid 1 too; crash recovery keeps the data.
+    await killNodeContainer(master);
+    await startNodeContainer(master);
+    const [answer] = await queryRows<{ answer: number }>({ port: m! }, 'SELECT answer FROM docker_probe');
+    assert.equal(answer?.answer, 42);
+    await waitStreaming(m!, 'replica2');
+    mark('master killed and restarted');
 
     const removed = await removeLabContainers(lab.labId);
     assert.equal(removed.length, 3);
