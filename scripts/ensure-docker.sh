@@ -10,16 +10,19 @@
 # - Debian's docker.io (20.10) installs fine; its postinst cannot start the service (policy-rc.d, no
 #   systemd), so dockerd is started here in the background, as root.
 # - A /usr/local/bin/docker client (28.x) may shadow Debian's; it negotiates down to the 20.10 API.
-# - overlay2 works on this ext4 root (checked); vfs also starts here (checked with a second dockerd) and is the fallback when overlay2 cannot mount (nested overlay,
-#   old kernels). vfs copies whole layers, which is fine for our ~100 MB image.
+# - overlay2 works on this ext4 root (checked); vfs also starts here (checked with a second dockerd)
+#   and is the fallback when overlay2 cannot mount (nested overlay, old kernels). vfs copies whole
+#   layers, which is fine for our ~90 MB image.
 # - With default options dockerd creates docker0, sets the iptables FORWARD policy to DROP and turns
 #   net.ipv4.ip_forward on: that changes the host for everything else (network namespaces that tests
 #   create route through FORWARD). pglab nodes use host networking only, so dockerd runs here with
 #   --iptables=false --ip-forward=false --ip-masq=false --bridge=none: no bridge, no firewall changes.
 #   Side effect: containers without `--network host` get no network at all (what we want).
 # - No registry is reachable: images are built locally (scripts/build-image.sh); testcontainers'
-#   reaper (ryuk) cannot be pulled, so TESTCONTAINERS_RYUK_DISABLED=true and pglab removes its
-#   containers itself, by label.
+#   reaper (ryuk) cannot be pulled: pglab's containers use withAutoCleanup(false) (no reaper; nodes
+#   must outlive the CLI anyway) and are removed by label.
+# - /.dockerenv exists on these VMs, so testcontainers looks for the `bridge` network's gateway, which
+#   --bridge=none removes: src/runtime/docker-engine.ts sets TESTCONTAINERS_HOST_OVERRIDE=127.0.0.1.
 set -eu
 
 log_file=${PGLAB_DOCKERD_LOG:-/var/log/pglab-dockerd.log}
