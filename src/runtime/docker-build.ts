@@ -1,0 +1,30 @@
+// A node's data dir built in containers and configured from the host: the same lab templates and
+// standby files as the process runtime, owned by the image's postgres user instead of the host's.
+import { removeCopiedLeftovers, writeNodeConfig, writeStandbyConfig } from '../lab/node-files.js';
+import { giveTo } from '../postgres/os-user.js';
+import { basebackupInContainer, initdbInContainer, type DockerNodeSpec } from './docker-node.js';
+
+export interface DockerBuildSpec extends DockerNodeSpec {
+  /** PostgreSQL major of the image, for the version's configuration dialect. */
+  major: number;
+}
+
+function filesSpec(spec: DockerBuildSpec) {
+  return { labId: spec.labId, name: spec.name, port: spec.port, datadir: spec.datadir, major: spec.major, dbUser: spec.dbUser, runAs: spec.user };
+}
+
+/** initdb + the lab's postgresql.conf/pg_hba.conf. `datadir` must exist and be empty (prepareDatadir). */
+export async function buildMasterDatadir(spec: DockerBuildSpec): Promise<void> {
+  await giveTo(spec.datadir, spec.user);
+  await initdbInContainer(spec);
+  await writeNodeConfig(filesSpec(spec));
+}
+
+/** pg_basebackup from 127.0.0.1:upstreamPort + the lab's configuration + the standby files. */
+export async function buildReplicaDatadir(spec: DockerBuildSpec, upstreamPort: number): Promise<void> {
+  await giveTo(spec.datadir, spec.user);
+  await basebackupInContainer(spec, upstreamPort);
+  await removeCopiedLeftovers(spec.datadir);
+  await writeNodeConfig(filesSpec(spec));
+  await writeStandbyConfig({ ...filesSpec(spec), upstreamPort });
+}

@@ -1,0 +1,26 @@
+// The image a node runs: local (scripts/build-image.sh) or pulled; without a registry only local works.
+import { LabError, messageOf } from '../common/errors.js';
+import { dockerEngine } from './docker-engine.js';
+
+/** The default image: LAB_IMAGE, else the one scripts/build-image.sh builds from the installed PostgreSQL 15. */
+export function defaultImage(): string {
+  return process.env.LAB_IMAGE || 'pglab/postgres:15-local';
+}
+
+/** The image must be local or pullable; say how to get one when it is neither (no registry here). */
+export async function ensureImage(image: string): Promise<void> {
+  const engine = await dockerEngine();
+  const { ImageName } = await import('testcontainers');
+  const name = ImageName.fromString(image);
+  if (await engine.image.exists(name)) return;
+  try {
+    await engine.image.pull(name);
+  } catch (error) {
+    throw new LabError(
+      'ENVIRONMENT',
+      `Image ${image} is not on the Docker engine and could not be pulled: build the local one with scripts/build-image.sh (it prints its tag), or pass --image with an image you have`,
+      { detail: messageOf(error), cause: error },
+    );
+  }
+}
+

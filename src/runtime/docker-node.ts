@@ -1,0 +1,242 @@
+// One lab node as a container (issue 6): the same data dir path as the process runtime, bind-mounted at
+// the same path; host networking, the server on 127.0.0.1:<port>; the image's postgres user owns the
+// data. Built by initdb or pg_basebackup in one-off containers; started, stopped, killed and inspected
+// through the engine. Containers are found by their labels (pglab.lab, pglab.node, pglab.role).
+import { LabError } from '../common/errors.js';
+import { pollUntil } from '../common/poll.js';
+import { assertPortFree } from '../common/ports.js';
+import { withClient } from '../postgres/client.js';
+import type { OsUser } from '../postgres/os-user.js';
+import type { ServerStatus } from '../postgres/server.js';
+import { findContainers, removeContainers, type LabContainer } from './docker-lab.js';
+import { containerName, LAB_LABEL, labLabels, NODE_LABEL } from './docker-labels.js';
+import { dockerEngine } from './docker-engine.js';
+import { ensureImage } from './docker-image.js';
+import { containerLogs, logsTail } from './docker-logs.js';
+import { runOneOff } from './docker-one-off.js';
+
+export interface DockerNodeRef {
+  labId: string;
+  name: string;
+}
+
+export interface DockerNodeSpec extends DockerNodeRef {
+  port: number;
+  /** Absolute host path, mounted at the same path in the container. */
+  datadir: string;
+  image: string;
+  /** The image's postgres user (see imagePostgresUser), who must own `datadir` on the host. */
+  user: OsUser;
+  dbUser: string;
+}
+
+export interface DockerNodeStatus {
+  status: ServerStatus;
+  /** The postmaster's pid as the host sees it, while running. */
+  pid?: number;
+  containerId?: string;
+  /** The container's own state: running, exited, ... or missing when there is no container. */
+  containerState: string;
+  exitCode?: number;
+}
+
+const imageUsers = new Map<string, Promise<OsUser>>();
+
+/**
+ * The uid/gid of the image's `postgres` user (999 in the official Debian-based images and in
+ * pglab/postgres:*-local, 70 in the Alpine ones): the host data dir must belong to it.
+ */
+export function imagePostgresUser(image: string, labId: string): Promise<OsUser> {
+  let user = imageUsers.get(image);
+  if (!user) {
+    user = probeImageUser(image, labId);
+    imageUsers.set(image, user);
+    user.catch(() => imageUsers.delete(image));
+  }
+  return user;
+}
+
+/** Reads /etc/passwd out of a created, never started, container: no process runs, so it costs ~0.1 s. */
+async function probeImageUser(image: string, labId: string): Promise<OsUser> {
+  const engine = await dockerEngine();
+  await ensureImage(image);
+  const labels = labLabels(labId, 'image-user', 'probe');
+  await removeContainers(await findContainers(labels));
+  const container = await engine.container.dockerode.createContainer({
+    Image: image,
+    name: containerName(labId, 'image-user', 'probe'),
+    Labels: labels,
+    Entrypoint: ['true'],
+    HostConfig: { NetworkMode: 'none' },
+  });
+  let passwd: string;
+  try {
+    passwd = firstTarEntry(await streamToBuffer(await container.getArchive({ path: '/etc/passwd' })));
+  } finally {
+    await container.remove({ force: true }).catch(() => undefined);
+  }
+  const entry = passwd.split('\n').map((line) => line.split(':')).find((fields) => fields[0] === 'postgres');
+  if (!entry || !/^\d+$/.test(entry[2] ?? '') || !/^\d+$/.test(entry[3] ?? '')) {
+    throw new LabError('ENVIRONMENT', `Image ${image} has no postgres user in /etc/passwd: use an image laid out like the official postgres images`);
+  }
+  return { name: 'postgres', uid: Number(entry[2]), gid: Number(entry[3]), home: entry[5] || '/var/lib/postgresql' };
+}
+
+async function streamToBuffer(stream: NodeJS.ReadableStream): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of stream) chunks.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk));
+  return Buffer.concat(chunks);
+}
+
+/** The content of the first file in a tar archive: a 512-byte header (size in octal at 124) then the data. */
+function firstTarEntry(tar: Buffer): string {
+  const size = parseInt(tar.subarray(124, 136).toString('ascii').replace(/\0.*$/, '').trim(), 8);
+  return tar.subarray(512, 512 + (Number.isFinite(size) ? size : 0)).toString('utf8');
+}
+
+function userOf(spec: Pick<DockerNodeSpec, 'user'>): string {
+  return `${spec.user.uid}:${spec.user.gid}`;
+}
+
+/** initdb into the (empty, image-user-owned) data dir, in a one-off container. */
+export async function initdbInContainer(spec: DockerNodeSpec, timeoutMs = 300_000): Promise<{ elapsedMs: number }> {
+  const { elapsedMs } = await runOneOff({
+    image: spec.image,
+    name: containerName(spec.labId, spec.name, 'initdb'),
+    labels: labLabels(spec.labId, spec.name, 'initdb'),
+    user: userOf(spec),
+    command: ['initdb', '-D', spec.datadir, '-U', spec.dbUser, '--no-locale', '-E', 'UTF8', '-A', 'trust'],
+    binds: [spec.datadir],
+    timeoutMs,
+    what: 'initdb',
+  });
+  return { elapsedMs };
+}
+
+/** pg_basebackup from the master at 127.0.0.1:upstreamPort into the data dir, in a one-off container on the host network. */
+export async function basebackupInContainer(spec: DockerNodeSpec, upstreamPort: number, timeoutMs = 30 * 60_000): Promise<{ elapsedMs: number; output: string }> {
+  return runOneOff({
+    image: spec.image,
+    name: containerName(spec.labId, spec.name, 'basebackup'),
+    labels: labLabels(spec.labId, spec.name, 'basebackup'),
+    user: userOf(spec),
+    command: ['pg_basebackup', '-h', '127.0.0.1', '-p', String(upstreamPort), '-U', spec.dbUser, '-D', spec.datadir, '-X', 'stream', '--checkpoint=fast', '--verbose'],
+    binds: [spec.datadir],
+    timeoutMs,
+    what: 'pg_basebackup',
+  });
+}
+
+async function serverContainer(ref: DockerNodeRef): Promise<LabContainer | undefined> {
+  const [container] = await findContainers(labLabels(ref.labId, ref.name, 'server'));
+  return container;
+}
+
+/**
+ * Start the node's server container and wait until it accepts connections on 127.0.0.1:port.
+ * A container left from an earlier run (stopped or crashed) is replaced, so the command line is current.
+ */
+export async function startNodeContainer(spec: DockerNodeSpec, timeoutMs = 60_000): Promise<{ containerId: string; pid: number; elapsedMs: number }> {
+  const started = Date.now();
+  const engine = await dockerEngine();
+  const current = await serverContainer(spec);
+  if (current?.state === 'running') {
+    throw new LabError('CONFLICT', `Container ${current.name} of node "${spec.name}" is already running: stop it first`);
+  }
+  if (current) await removeContainers([current]);
+  await ensureImage(spec.image);
+  await assertPortFree(spec.port, `node "${spec.name}"`);
+  const { GenericContainer } = await import('testcontainers');
+  const container = await new GenericContainer(spec.image)
+    .withName(containerName(spec.labId, spec.name, 'server'))
+    .withLabels(labLabels(spec.labId, spec.name, 'server'))
+    .withNetworkMode('host')
+    .withUser(userOf(spec))
+    .withEntrypoint(['postgres'])
+    .withCommand(['-D', spec.datadir, '-p', String(spec.port), '-c', 'listen_addresses=127.0.0.1', '-c', `cluster_name=${spec.name}`])
+    .withEnvironment({ LC_ALL: 'C', LANG: 'C' })
+    .withBindMounts([{ source: spec.datadir, target: spec.datadir, mode: 'rw' }])
+    .withAutoCleanup(false) // the node outlives this process, like a pg_ctl-started postmaster
+    .start();
+  const containerId = container.getId();
+  const docker = engine.container.dockerode.getContainer(containerId);
+  const name = containerName(spec.labId, spec.name, 'server');
+  const outcome = await pollUntil(
+    async () => {
+      const info = await docker.inspect();
+      if (!info.State.Running) return { exited: info.State.ExitCode };
+      // The same-path bind mount makes data_directory identify our server, not whoever took the port meanwhile.
+      const datadir = await withClient({ port: spec.port, user: spec.dbUser, connectTimeoutMs: 2000 }, async (client) =>
+        String((await client.query<{ d: string }>("SELECT current_setting('data_directory') AS d")).rows[0]?.d));
+      if (datadir !== spec.datadir) throw new Error(`port ${spec.port} answers for ${datadir}, not ${spec.datadir}`);
+      return { pid: info.State.Pid };
+    },
+    {
+      timeoutMs,
+      intervalMs: 100,
+      what: `${spec.name} (container ${name}) to accept connections on port ${spec.port}`,
+      detail: async () => logsTail(await containerLogs(engine, containerId, 20), 20, `container ${name}`),
+    },
+  );
+  if ('exited' in outcome) {
+    throw new LabError('COMMAND_FAILED', `${spec.name} did not start on port ${spec.port}: its container ${name} exited with code ${outcome.exited}`, {
+      detail: logsTail(await containerLogs(engine, containerId, 20), 20, `container ${name}`),
+    });
+  }
+  return { containerId, pid: outcome.pid, elapsedMs: Date.now() - started };
+}
+
+/** `docker stop`: the image's stop signal (SIGINT = fast shutdown in postgres images), SIGKILL after `timeoutMs`. Idempotent. */
+export async function stopNodeContainer(ref: DockerNodeRef, timeoutMs = 60_000): Promise<void> {
+  const container = await serverContainer(ref);
+  if (!container || container.state !== 'running') return;
+  const engine = await dockerEngine();
+  try {
+    await engine.container.dockerode.getContainer(container.id).stop({ t: Math.ceil(timeoutMs / 1000) });
+  } catch (error) {
+    if ((error as { statusCode?: number }).statusCode !== 304) throw error; // 304: already stopped
+  }
+}
+
+/** `docker kill` (SIGKILL to the postmaster, PID 1 of the container), as seed 004 does. */
+export async function killNodeContainer(ref: DockerNodeRef): Promise<{ pid: number; killedAtMs: number }> {
+  const container = await serverContainer(ref);
+  const engine = await dockerEngine();
+  const docker = container && engine.container.dockerode.getContainer(container.id);
+  const info = docker && (await docker.inspect());
+  if (!docker || !info?.State.Running) {
+    throw new LabError('STATE', `${ref.name} is not running (its container is ${container ? container.state : 'missing'})`);
+  }
+  const killedAtMs = Date.now();
+  await docker.kill({ signal: 'SIGKILL' });
+  await pollUntil(async () => ((await docker.inspect()).State.Running ? undefined : true), {
+    timeoutMs: 10_000,
+    intervalMs: 20,
+    what: `container ${container.name} to exit after docker kill`,
+  });
+  return { pid: info.State.Pid, killedAtMs };
+}
+
+/** What the node is doing, from its container's state; `expected` tells a crash from a stop when there is no container. */
+export async function nodeContainerStatus(ref: DockerNodeRef, expected: 'running' | 'stopped'): Promise<DockerNodeStatus> {
+  const container = await serverContainer(ref);
+  if (!container) return { status: expected === 'running' ? 'crashed' : 'stopped', containerState: 'missing' };
+  const engine = await dockerEngine();
+  const info = await engine.container.dockerode.getContainer(container.id).inspect();
+  if (info.State.Running) return { status: 'running', pid: info.State.Pid, containerId: container.id, containerState: info.State.Status };
+  // postgres exits 0 after a fast or smart shutdown (docker stop); anything else is a crash or a kill.
+  const crashed = info.State.ExitCode !== 0 || info.State.OOMKilled;
+  return { status: crashed ? 'crashed' : 'stopped', containerId: container.id, containerState: info.State.Status, exitCode: info.State.ExitCode };
+}
+
+/** The server's output (`docker logs`), optionally only the last `tail` lines. */
+export async function nodeContainerLogs(ref: DockerNodeRef, tail?: number): Promise<string> {
+  const container = await serverContainer(ref);
+  if (!container) throw new LabError('NOT_FOUND', `Node "${ref.name}" has no container: start it first`);
+  return containerLogs(await dockerEngine(), container.id, tail);
+}
+
+/** Remove the node's containers (server and any leftover one-off), running or not. */
+export async function removeNodeContainers(ref: DockerNodeRef): Promise<string[]> {
+  return removeContainers(await findContainers({ [LAB_LABEL]: ref.labId, [NODE_LABEL]: ref.name }));
+}

@@ -1,0 +1,69 @@
+// A program run once in its own container (initdb, pg_basebackup, id): started through testcontainers,
+// waited for until it exits, its output kept for the error message, then removed.
+import { LabError } from '../common/errors.js';
+import { pollUntil } from '../common/poll.js';
+import { findContainers, removeContainers } from './docker-lab.js';
+import { dockerEngine } from './docker-engine.js';
+import { ensureImage } from './docker-image.js';
+import { containerLogs, logsTail } from './docker-logs.js';
+
+export interface OneOffSpec {
+  image: string;
+  name: string;
+  labels: Record<string, string>;
+  /** "uid:gid" or a user name known to the image. */
+  user: string;
+  /** Program and arguments; the image's entrypoint is replaced (official images wrap theirs in a script). */
+  command: string[];
+  /** Host paths mounted at the same path inside the container. */
+  binds?: string[];
+  timeoutMs: number;
+  /** What runs, as it should read in "<what> failed". */
+  what: string;
+}
+
+export interface OneOffResult {
+  output: string;
+  elapsedMs: number;
+}
+
+export async function runOneOff(spec: OneOffSpec): Promise<OneOffResult> {
+  const started = Date.now();
+  await ensureImage(spec.image); // the clear ENVIRONMENT errors (no engine, no image) before anything else
+  // A run interrupted earlier leaves its container behind under the same name: it is ours (same labels).
+  await removeContainers(await findContainers(spec.labels));
+  const { GenericContainer } = await import('testcontainers');
+  const [program, ...args] = spec.command;
+  const container = await new GenericContainer(spec.image)
+    .withName(spec.name)
+    .withLabels(spec.labels)
+    .withNetworkMode('host')
+    .withUser(spec.user)
+    .withEntrypoint([program!])
+    .withCommand(args)
+    .withEnvironment({ LC_ALL: 'C', LANG: 'C' })
+    .withBindMounts((spec.binds ?? []).map((path) => ({ source: path, target: path, mode: 'rw' as const })))
+    .withAutoCleanup(false) // no reaper: none can be pulled here, and we remove the container ourselves
+    .start();
+  const engine = await dockerEngine();
+  const id = container.getId();
+  try {
+    const state = await pollUntil(
+      async () => {
+        const info = await engine.container.dockerode.getContainer(id).inspect();
+        return info.State.Running ? undefined : info.State;
+      },
+      { timeoutMs: spec.timeoutMs, intervalMs: 50, what: `${spec.what} to finish in container ${spec.name}`, detail: async () => logsTail(await containerLogs(engine, id, 20), 20, spec.name) },
+    );
+    const output = await containerLogs(engine, id);
+    if (state.ExitCode !== 0) {
+      const lastLine = output.trim().split('\n').pop() ?? '';
+      throw new LabError('COMMAND_FAILED', `${spec.what} failed in container ${spec.name} (exit code ${state.ExitCode}): ${lastLine}`, {
+        detail: logsTail(output, 20, spec.name),
+      });
+    }
+    return { output, elapsedMs: Date.now() - started };
+  } finally {
+    await engine.container.dockerode.getContainer(id).remove({ force: true }).catch(() => undefined);
+  }
+}
