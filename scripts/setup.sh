@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what pglab needs on a fresh Debian 12 machine (run as root, or with sudo available):
 # PostgreSQL 15 (server, pg_basebackup, pgbench, psql), HAProxy, Chromium (browser checks of the stats
-# page), then the npm packages and the build. Used by .ci/run and by the Vagrant VM.
+# page), a Docker engine and a local PostgreSQL image (nodes as containers), then the npm packages and
+# the build. Used by .ci/run and by the Vagrant VM.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,6 +25,9 @@ if ! id postgres >/dev/null 2>&1; then
   $SUDO useradd --system --create-home --shell /bin/bash postgres
 fi
 
+# A Docker engine and the local PostgreSQL image, for nodes as containers (no registry needed).
+$SUDO bash scripts/ensure-docker.sh
+
 # When lab runs as root, PostgreSQL runs as postgres: it must reach the binaries under node_modules.
 dir="$PWD"
 while [ "$dir" != "/" ]; do
@@ -36,3 +40,4 @@ done
 
 npm ci --no-audit --no-fund
 npm run build
+$SUDO bash scripts/build-image.sh >/dev/null
