@@ -9,7 +9,7 @@ import { labBin, processesMentioning, runLab, withTempLab } from './helpers/lab.
 test('lab demo failover (short): detection within 1 s, re-admission within 2 s, no client error after detection', async () => {
   await withTempLab(async (labDir) => {
     const reportDir = path.join(path.dirname(labDir), 'report');
-    const result = await runLab(labDir, ['demo', 'failover', '--replicas', '2', '--scale', '1', '--duration', '24s', '--kill-at', '6s', '--recover-at', '10s', '--report', reportDir]);
+    const result = await runLab(labDir, ['demo', 'failover', '--replicas', '2', '--scale', '1', '--duration', '30s', '--kill-at', '5s', '--recover-at', '8s', '--report', reportDir]);
     assert.equal(result.exitCode, 0, `${result.stderr}\n${result.stdout}`);
     for (const step of ['step 1:', 'step 2:', 'step 3:', 'step 4:', 'step 5:', 'step 6: kill -9 replica2', 'step 7:', 'step 8: lab replica add replica2', 'step 9:']) {
       assert.ok(result.stdout.includes(step), `narration has "${step}"`);
