@@ -243,6 +243,10 @@ function buildFailoverReport(input: ReportInput): Report {
   });
   const f = report.figures;
   const serving = String(f.serving_at_end ?? '');
+  const loadEnd = workload.summary.started_epoch_ms + workload.summary.duration_ms;
+  if (input.readmissionEpoch !== null && input.readmissionEpoch > loadEnd) {
+    report.notes.push(`The load ended ${((input.readmissionEpoch - loadEnd) / 1000).toFixed(1)} s before ${options.kill} was back in the pool (its rebuild took longer than --duration left): give the load more time after --recover-at to see it serve again.`);
+  }
   report.summary = [
     `detection: ${fmtMs(detectionMs)} after kill -9 (HAProxy with the seed's settings: 20-30 s)`,
     `re-admission: ${fmtMs(readmissionMs)} after the replica accepted connections (HAProxy with the seed's settings: 10-20 s)`,
