@@ -2,6 +2,8 @@
 // round robin, leastconn, backup servers, and the configuration a person types.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import path from 'node:path';
+import { repoRoot } from './helpers/lab.js';
 import pg from 'pg';
 import { runBalancer } from '../src/balancer/balancer.js';
 import { BackendServer } from '../src/balancer/backend-server.js';
@@ -100,8 +102,10 @@ test('start options: lab defaults, explicit knobs honoured, --max-lag units, cle
   assert.throws(() => parseMaxLag(['lots']), /Invalid --max-lag "lots"/);
   assert.throws(() => balancerConfig(global, { listen: 'nope' }), /Invalid --listen "nope": expected HOST:PORT/);
   assert.throws(() => balancerConfig(global, { pool: 'replica' as never }), /Invalid --pool "replica"/);
-  await assert.rejects(resolveBalancerConfig(global, { engine: 'haproxy' }), /--engine haproxy is not available yet/);
-  await assert.rejects(resolveBalancerConfig(global, { config: 'lab/haproxy.cfg' }), /--config is not available yet/);
+  await assert.rejects(resolveBalancerConfig(global, { engine: 'nginx' as never }), /Invalid --engine "nginx": expected builtin or haproxy/);
+  const seedFile = await resolveBalancerConfig(global, { config: path.join(repoRoot, 'lab', 'haproxy.cfg') });
+  assert.deepEqual([seedFile.check.type, seedFile.pool.source, seedFile.listen.port, seedFile.stats?.uri], ['pgsql', 'static', 15432, '/stats']);
+  await assert.rejects(resolveBalancerConfig(global, { config: '/nonexistent/haproxy.cfg' }), /\/nonexistent\/haproxy.cfg/);
   assert.deepEqual(balancerWarnings(config), []);
   const open = balancerConfig(global, { listen: '0.0.0.0:15432' });
   assert.match(balancerWarnings(open)[0]!, /--listen 0.0.0.0:15432 is reachable from other machines/);

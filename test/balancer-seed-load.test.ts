@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execa } from 'execa';
 import { runBalancer } from '../src/balancer/balancer.js';
-import { LAB_CHECK_DEFAULTS } from '../src/balancer/config.js';
+import { labBalancerConfig } from './helpers/balancer-fakes.js';
 import { pollUntil } from '../src/common/poll.js';
 import { queryRows } from '../src/postgres/client.js';
 import { freePorts, lab, labJson, withTempLab } from './helpers/lab.js';
@@ -20,18 +20,7 @@ test('seed load: pgbench -S -C -c 16 through the balancer, one replica killed, n
       lab(labDir, 'replica', 'add', 'replica2', `${labDir}/replica2`, String(r2)),
       lab(labDir, 'replica', 'add', 'replica3', `${labDir}/replica3`, String(r3)),
     ]);
-    const balancer = await runBalancer({
-      name: 'seed',
-      listen: { host: '127.0.0.1', port: 0 },
-      stats: null,
-      algorithm: 'roundrobin',
-      pool: { source: 'lab', labDir, kind: 'replicas' },
-      check: LAB_CHECK_DEFAULTS,
-      retries: 3,
-      redispatch: true,
-      timeouts: { connectMs: 3000, clientMs: 0, serverMs: 0 },
-      warnings: [],
-    });
+    const balancer = await runBalancer(labBalancerConfig(labDir, {}, { name: 'seed' }));
     try {
       await pollUntil(async () => (balancer.stats().servers.filter((s) => s.status === 'UP').length === 3 ? true : undefined), { timeoutMs: 10_000, what: 'three replicas UP' });
       for (const port of [r1, r2, r3]) {

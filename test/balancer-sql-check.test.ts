@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import pg from 'pg';
 import { runBalancer } from '../src/balancer/balancer.js';
-import { LAB_CHECK_DEFAULTS } from '../src/balancer/config.js';
+import { labBalancerConfig } from './helpers/balancer-fakes.js';
 import { pollUntil } from '../src/common/poll.js';
 import { queryRows } from '../src/postgres/client.js';
 import { freePorts, lab, withTempLab } from './helpers/lab.js';
@@ -30,31 +30,9 @@ test('sql check: lag over --max-lag drains a replica until it catches up; a prim
     await lab(labDir, 'master', 'start', '--port', String(m));
     await lab(labDir, 'replica', 'add', 'replica1', `${labDir}/replica1`, String(r1));
     await lab(labDir, 'replica', 'add', 'replica2', `${labDir}/replica2`, String(r2));
-    const balancer = await runBalancer({
-      name: 'lbsql',
-      listen: { host: '127.0.0.1', port: 0 },
-      stats: null,
-      algorithm: 'roundrobin',
-      pool: { source: 'lab', labDir, kind: 'replicas' },
-      check: { ...LAB_CHECK_DEFAULTS, interMs: 200, maxLagBytes: 256 * 1024 },
-      retries: 3,
-      redispatch: true,
-      timeouts: { connectMs: 3000, clientMs: 0, serverMs: 0 },
-      warnings: [],
-    });
+    const balancer = await runBalancer(labBalancerConfig(labDir, { interMs: 200, maxLagBytes: 256 * 1024 }, { name: 'lbsql' }));
     // The same pool with a limit in seconds instead of bytes.
-    const bySeconds = await runBalancer({
-      name: 'lbsql-seconds',
-      listen: { host: '127.0.0.1', port: 0 },
-      stats: null,
-      algorithm: 'roundrobin',
-      pool: { source: 'lab', labDir, kind: 'replicas' },
-      check: { ...LAB_CHECK_DEFAULTS, interMs: 200, maxLagSeconds: 1 },
-      retries: 3,
-      redispatch: true,
-      timeouts: { connectMs: 3000, clientMs: 0, serverMs: 0 },
-      warnings: [],
-    });
+    const bySeconds = await runBalancer(labBalancerConfig(labDir, { interMs: 200, maxLagSeconds: 1 }, { name: 'lbsql-seconds' }));
     const server = (name: string) => balancer.stats().servers.find((s) => s.name === name)!;
     try {
       await pollUntil(async () => (balancer.stats().servers.length === 2 && balancer.stats().servers.every((s) => s.status === 'UP') ? true : undefined), { timeoutMs: 5000, what: 'both replicas UP' });

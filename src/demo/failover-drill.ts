@@ -7,13 +7,13 @@ import { fetchBalancerStats, startBalancer } from '../commands/balancer.js';
 import { nodeAction } from '../commands/node.js';
 import { replicaAdd } from '../commands/replica.js';
 import { statXact } from '../commands/stat.js';
-import { LabError, messageOf } from '../common/errors.js';
+import { LabError } from '../common/errors.js';
 import { pollUntil } from '../common/poll.js';
 import type { Reporter } from '../common/reporter.js';
-import type { GlobalOptions } from '../lab/context.js';
 import { nodeNamesByPort, reportFromWorkload } from '../report/from-workload.js';
 import type { Report, ReportCrossCheck } from '../report/types.js';
-import { writeReport, type WrittenReport } from '../report/write-report.js';
+import type { WrittenReport } from '../report/write-report.js';
+import { alongsideLoad, inDemoLab, publishReport } from './drill-run.js';
 import { xactTable, withBanner } from '../stats/render.js';
 import type { XactSample } from '../stats/xact-sample.js';
 import { runWorkload } from '../workload/run-workload.js';
@@ -21,6 +21,8 @@ import { formatSampleLine, SAMPLE_HEADER } from '../workload/sample-line.js';
 import type { WorkloadResult } from '../workload/types.js';
 import { buildDemoLab, DEMO_DATABASE, freePortList, prepareBenchData } from './lab-setup.js';
 import { Narrator, type Print } from './narrator.js';
+import { logEventTime, READY_PATTERN } from '../postgres/server-log.js';
+import { nodeLogFile, type GlobalOptions } from '../lab/context.js';
 import type { FailoverDrillOptions } from './defaults.js';
 
 export { FAILOVER_DEFAULTS, type FailoverDrillOptions } from './defaults.js';
@@ -64,8 +66,7 @@ export async function runFailoverDrill(base: Pick<GlobalOptions, 'pg' | 'osUser'
   narrator.say(`lab demo failover: ${options.replicas} replicas, scale ${options.scale}, load for ${options.durationMs / 1000}s, kill -9 ${options.kill} at ${options.killAtMs / 1000}s, re-add at ${options.recoverAtMs / 1000}s`);
   const lab = await buildDemoLab(base, { replicas: options.replicas, labDir: options.labDir, reporter: hooks.reporter, say: (t) => narrator.say(t) });
   const { global } = lab;
-  let kept = false;
-  try {
+  return inDemoLab(lab, narrator, { keep: options.keep, what: 'the balancer' }, async () => {
     signal.throwIfAborted();
     const [listenPort, statsPort] = await freePortList(2);
     narrator.say(`step 3: balancer lb on 127.0.0.1:${listenPort} (stats http://127.0.0.1:${statsPort}/), pool = the replicas, sql health checks`);
@@ -82,105 +83,98 @@ export async function runFailoverDrill(base: Pick<GlobalOptions, 'pg' | 'osUser'
     const victim = lab.replicas.find((r) => r.name === options.kill)!;
     narrator.say(`step 5: load through the balancer: ${options.concurrency} clients, a new connection per transaction, SELECT only (pgbench -S -C -c ${options.concurrency})`);
     const url = `postgresql://postgres@127.0.0.1:${listenPort}/${DEMO_DATABASE}`;
-    const load = new AbortController();
-    const onAbort = () => load.abort();
-    signal.addEventListener('abort', onAbort, { once: true });
-    const xactSamples: XactSample[] = [];
-    let detectionEpoch: number | null = null;
-    let readmissionEpoch: number | null = null;
-    let acceptingEpoch: number | null = null;
-    let killEpoch: number | null = null;
-
+    const timeline: DrillTimeline = { killEpoch: null, detectionEpoch: null, acceptingEpoch: null, readmissionEpoch: null };
     // A sample right before and right after the load bound the cross-check exactly.
-    xactSamples.push(await statXact(global, { dbname: DEMO_DATABASE, timeoutMs: 1000 }));
+    const xactSamples: XactSample[] = [await statXact(global, { dbname: DEMO_DATABASE, timeoutMs: 1000 })];
     const loadStarted = Date.now();
     narrator.loadEpochMs = loadStarted;
     if (options.verbose) narrator.show(SAMPLE_HEADER);
-    const workloadPromise = runWorkload(
-      { urls: [url], concurrency: options.concurrency, durationMs: options.durationMs, mode: 'select', connectPerTx: true, tolerateErrors: true, scale: options.scale, maxRecordedErrors: 10_000 },
-      { signal: load.signal, onSample: (sample) => (options.verbose ? narrator.show(formatSampleLine(sample)) : undefined) },
-    );
-
-    // The seed's ut-stat-xact, every second for the figures, printed every few seconds.
-    const sampler = (async () => {
-      let previous: XactSample | undefined;
-      let lastPrinted = 0;
-      while (!load.signal.aborted) {
-        const sample = await statXact(global, { dbname: DEMO_DATABASE, previous, timeoutMs: 500 }).catch(() => undefined);
-        if (sample) {
-          xactSamples.push(sample);
-          if (Date.now() - lastPrinted >= options.xactEveryMs) {
-            narrator.show(withBanner(sample.at, xactTable(sample, { tps: previous !== undefined }, undefined)));
-            lastPrinted = Date.now();
-          }
-          previous = sample;
-        }
-        await delay(1000, undefined, { signal: load.signal }).catch(() => undefined);
-      }
-    })();
-
-    const drill = (async () => {
-      await delay(Math.max(0, loadStarted + options.killAtMs - Date.now()), undefined, { signal: load.signal });
-      const killed = await nodeAction(global, victim.name, 'kill');
-      killEpoch = killed.killedAtMs!;
-      narrator.event('kill', `step 6: kill -9 ${victim.name} (postmaster pid ${killed.pid})`, killEpoch);
-      await pollUntil(async () => ((await serverState(victim.name).catch(() => undefined)) === 'DOWN' ? true : undefined), {
-        timeoutMs: 60_000, intervalMs: 10, what: `the balancer to mark ${victim.name} DOWN`, signal: load.signal,
-      });
-      detectionEpoch = Date.now();
-      narrator.event('detection', `step 7: the balancer marked ${victim.name} DOWN (${detectionEpoch - killEpoch} ms after the kill)`, detectionEpoch);
-
-      await delay(Math.max(0, loadStarted + options.recoverAtMs - Date.now()), undefined, { signal: load.signal });
-      narrator.event('re-add-start', `step 8: lab replica add ${victim.name} ${victim.datadir} ${victim.port}`);
-      const watchReadmission = pollUntil(async () => ((await serverState(victim.name).catch(() => undefined)) === 'UP' ? Date.now() : undefined), {
-        timeoutMs: 120_000, intervalMs: 10, what: `the balancer to take ${victim.name} back`, signal: load.signal,
-      });
-      watchReadmission.catch(() => undefined);
-      const readd = await replicaAdd(global, victim.name, victim.datadir, victim.port, {
-        reporter: {
-          ...hooks.reporter,
-          step(message) {
-            // replicaAdd says "waiting until ... streaming" right after the server accepts connections.
-            if (message.startsWith('waiting until') && acceptingEpoch === null) acceptingEpoch = Date.now();
-            hooks.reporter.step(message);
-          },
-        },
-      });
-      narrator.event('re-add', `${victim.name} accepts connections again (rebuilt in ${(readd.elapsedMs / 1000).toFixed(1)} s)`, acceptingEpoch ?? Date.now());
-      readmissionEpoch = await watchReadmission;
-      narrator.event('readmission', `step 9: the balancer took ${victim.name} back (${readmissionEpoch - (acceptingEpoch ?? readmissionEpoch)} ms after it accepted connections)`, readmissionEpoch);
-    })();
-
-    let workload: WorkloadResult;
-    try {
-      const [result] = await Promise.all([workloadPromise, drill.catch((error) => {
-        load.abort();
-        throw error;
-      })]);
-      workload = result;
-    } finally {
-      load.abort();
-      signal.removeEventListener('abort', onAbort);
-      await sampler;
-    }
+    const workload = await alongsideLoad(signal, (loadSignal) => ({
+      workload: runWorkload(
+        { urls: [url], concurrency: options.concurrency, durationMs: options.durationMs, mode: 'select', connectPerTx: true, tolerateErrors: true, scale: options.scale, maxRecordedErrors: 10_000 },
+        { signal: loadSignal, onSample: (sample) => (options.verbose ? narrator.show(formatSampleLine(sample)) : undefined) },
+      ),
+      background: sampleXactEverySecond(global, loadSignal, xactSamples, (sample, withTps) => {
+        narrator.show(withBanner(sample.at, xactTable(sample, { tps: withTps })));
+      }, options.xactEveryMs),
+      drill: killAndReadd({ global, narrator, victim, serverState, options, loadStarted, loadSignal, timeline, reporter: hooks.reporter }),
+    }));
     signal.throwIfAborted();
     xactSamples.push(await settledXactSample(global, xactSamples[xactSamples.length - 1]));
     narrator.event('stop', `end of load: ${workload.summary.ops} transactions, ${workload.summary.errors} client errors`, workload.summary.started_epoch_ms + workload.summary.duration_ms);
 
-    const report = buildFailoverReport({ options, workload, narrator, lab, xactSamples, killEpoch, detectionEpoch, acceptingEpoch, readmissionEpoch });
-    const written = await writeReport(options.reportDir, report);
-    for (const line of report.summary) narrator.show(line);
-    narrator.say(`report: ${written.dir}/report.md, report.json, timeline.svg`);
-    kept = options.keep;
-    return { report, written, labDir: global.labDir, kept };
-  } finally {
-    if (!kept) {
-      narrator.say('cleaning up: stopping the balancer and every node, removing the demo\'s lab');
-      await lab.dispose().catch((error) => narrator.say(`cleanup problem: ${messageOf(error)}`));
-    } else {
-      narrator.say(`kept the lab: lab --lab-dir ${global.labDir} status; remove it with lab --lab-dir ${global.labDir} destroy --yes`);
+    const report = buildFailoverReport({ options, workload, narrator, lab, xactSamples, ...timeline });
+    const written = await publishReport(narrator, options.reportDir, report);
+    return { report, written, labDir: global.labDir, kept: options.keep };
+  });
+}
+
+/** When each step of the drill happened (Date.now() values). */
+interface DrillTimeline {
+  killEpoch: number | null;
+  detectionEpoch: number | null;
+  /** The rebuilt replica accepts connections again. */
+  acceptingEpoch: number | null;
+  readmissionEpoch: number | null;
+}
+
+/** The seed's ut-stat-xact: a sample every second for the figures, shown every `showEveryMs`. */
+async function sampleXactEverySecond(global: GlobalOptions, signal: AbortSignal, samples: XactSample[], show: (sample: XactSample, withTps: boolean) => void, showEveryMs: number): Promise<void> {
+  let previous: XactSample | undefined;
+  let lastShown = 0;
+  while (!signal.aborted) {
+    const sample = await statXact(global, { dbname: DEMO_DATABASE, previous, timeoutMs: 500 }).catch(() => undefined);
+    if (sample) {
+      samples.push(sample);
+      if (Date.now() - lastShown >= showEveryMs) {
+        show(sample, previous !== undefined);
+        lastShown = Date.now();
+      }
+      previous = sample;
     }
+    await delay(1000, undefined, { signal }).catch(() => undefined);
   }
+}
+
+interface DrillSteps {
+  global: GlobalOptions;
+  narrator: Narrator;
+  victim: { name: string; datadir: string; port: number };
+  serverState: (name: string) => Promise<string | undefined>;
+  options: FailoverDrillOptions;
+  loadStarted: number;
+  loadSignal: AbortSignal;
+  timeline: DrillTimeline;
+  reporter: Reporter;
+}
+
+/** Steps 6 to 9: kill -9 the victim, wait for the balancer to drop it, re-add it, wait for it to be taken back. */
+async function killAndReadd(d: DrillSteps): Promise<void> {
+  const { global, narrator, victim, serverState, options, loadStarted, loadSignal, timeline } = d;
+  const statusIs = (wanted: string) => async () => ((await serverState(victim.name).catch(() => undefined)) === wanted ? Date.now() : undefined);
+
+  await delay(Math.max(0, loadStarted + options.killAtMs - Date.now()), undefined, { signal: loadSignal });
+  const killed = await nodeAction(global, victim.name, 'kill');
+  const killEpoch = (timeline.killEpoch = killed.killedAtMs!);
+  narrator.event('kill', `step 6: kill -9 ${victim.name} (postmaster pid ${killed.pid})`, killEpoch);
+  const detectionEpoch = (timeline.detectionEpoch = await pollUntil(statusIs('DOWN'), {
+    timeoutMs: 60_000, intervalMs: 10, what: `the balancer to mark ${victim.name} DOWN`, signal: loadSignal,
+  }));
+  narrator.event('detection', `step 7: the balancer marked ${victim.name} DOWN (${detectionEpoch - killEpoch} ms after the kill)`, detectionEpoch);
+
+  await delay(Math.max(0, loadStarted + options.recoverAtMs - Date.now()), undefined, { signal: loadSignal });
+  const readdStarted = Date.now();
+  narrator.event('re-add-start', `step 8: lab replica add ${victim.name} ${victim.datadir} ${victim.port}`, readdStarted);
+  const readmission = pollUntil(statusIs('UP'), { timeoutMs: 120_000, intervalMs: 10, what: `the balancer to take ${victim.name} back`, signal: loadSignal });
+  readmission.catch(() => undefined); // awaited below; a failure of the re-add must not leave it unhandled
+  const readd = await replicaAdd(global, victim.name, victim.datadir, victim.port, { reporter: d.reporter });
+  // When the rebuilt server started to accept connections, by its own log: our client's first
+  // successful connect comes later than that, and the balancer may notice first.
+  const fromLog = await logEventTime(nodeLogFile(global.labDir, victim.name), READY_PATTERN, readdStarted);
+  const acceptingEpoch = (timeline.acceptingEpoch = fromLog ?? Date.now());
+  narrator.event('re-add', `${victim.name} accepts connections again (rebuilt in ${(readd.elapsedMs / 1000).toFixed(1)} s)`, acceptingEpoch);
+  const readmissionEpoch = (timeline.readmissionEpoch = await readmission);
+  narrator.event('readmission', `step 9: the balancer took ${victim.name} back (${readmissionEpoch - acceptingEpoch} ms after it accepted connections)`, readmissionEpoch);
 }
 
 /**
@@ -202,16 +196,12 @@ async function settledXactSample(global: GlobalOptions, last: XactSample | undef
   ).catch(() => statXact(global, { dbname: DEMO_DATABASE, timeoutMs: 1000 }));
 }
 
-interface ReportInput {
+interface ReportInput extends DrillTimeline {
   options: FailoverDrillOptions;
   workload: WorkloadResult;
   narrator: Narrator;
   lab: { masterPort: number; replicas: { name: string; port: number }[] };
   xactSamples: XactSample[];
-  killEpoch: number | null;
-  detectionEpoch: number | null;
-  acceptingEpoch: number | null;
-  readmissionEpoch: number | null;
 }
 
 function buildFailoverReport(input: ReportInput): Report {
@@ -247,7 +237,7 @@ function buildFailoverReport(input: ReportInput): Report {
     notes: [
       'Load: the seed\'s pgbench -S -C (a new connection per SELECT), run by pglab\'s own load generator so every error and every server is timed.',
       'detection_ms: from the SIGKILL of the postmaster to the balancer\'s stats showing the server DOWN (polled every 10 ms).',
-      'readmission_ms: from the rebuilt replica accepting connections to the balancer\'s stats showing it UP.',
+      'readmission_ms: from the rebuilt replica accepting connections (the "ready to accept" line of its own log, in ms) to the balancer\'s stats showing it UP.',
       'Cross-check: the workload\'s per-server counts against pg_stat_database.xact_commit growth of the demo database, sampled every second.',
     ],
   });

@@ -4,13 +4,13 @@
 // and whether reads ever stopped.
 import { setTimeout as delay } from 'node:timers/promises';
 import { startBalancer } from '../commands/balancer.js';
-import { LabError, messageOf } from '../common/errors.js';
+import { LabError } from '../common/errors.js';
 import type { Reporter } from '../common/reporter.js';
 import type { GlobalOptions } from '../lab/context.js';
 import { requireState } from '../lab/state.js';
 import { nodeNamesByPort, reportFromWorkload } from '../report/from-workload.js';
 import type { Report, ReportSeries } from '../report/types.js';
-import { writeReport } from '../report/write-report.js';
+import { alongsideLoad, inDemoLab, publishReport } from './drill-run.js';
 import { runWorkload } from '../workload/run-workload.js';
 import { formatSampleLine, SAMPLE_HEADER } from '../workload/sample-line.js';
 import type { WorkloadResult } from '../workload/types.js';
@@ -35,8 +35,7 @@ export async function runLbHaDrill(base: Pick<GlobalOptions, 'pg' | 'osUser'>, o
   narrator.say(`lab demo lb-ha: two balancers over ${options.replicas} replicas, load for ${options.durationMs / 1000}s through both, each balancer killed and restarted in turn`);
   const lab = await buildDemoLab(base, { replicas: options.replicas, labDir: options.labDir, reporter: hooks.reporter, say: (t) => narrator.say(t) });
   const { global } = lab;
-  let kept = false;
-  try {
+  return inDemoLab(lab, narrator, { keep: options.keep, what: 'both balancers' }, async () => {
     const [lbPort, lbStats, lb2Port, lb2Stats] = await freePortList(4);
     const balancers = {
       lb: { name: 'lb', listen: `127.0.0.1:${lbPort}`, stats: `127.0.0.1:${lbStats}` },
@@ -52,58 +51,41 @@ export async function runLbHaDrill(base: Pick<GlobalOptions, 'pg' | 'osUser'>, o
     const urls = Object.values(balancers).map((b) => `postgresql://postgres@${b.listen}/${DEMO_DATABASE}`);
     const urlName = (url: string) => (url.includes(`:${lbPort}/`) ? 'lb' : url.includes(`:${lb2Port}/`) ? 'lb2' : url);
     narrator.say(`load: ${options.concurrency} clients given both balancers' URLs, a new connection per SELECT, errors tolerated (seed 004's --tolerate-errors)`);
-    const load = new AbortController();
-    const onAbort = () => load.abort();
-    signal.addEventListener('abort', onAbort, { once: true });
     const loadStarted = Date.now();
     narrator.loadEpochMs = loadStarted;
     if (hooks.verbose) narrator.show(SAMPLE_HEADER);
-    const workloadPromise = runWorkload(
-      { urls, concurrency: options.concurrency, durationMs: options.durationMs, mode: 'select', connectPerTx: true, tolerateErrors: true, scale: options.scale, maxRecordedErrors: 10_000 },
-      { signal: load.signal, onSample: (sample) => (hooks.verbose ? narrator.show(formatSampleLine(sample)) : undefined) },
-    );
-    const drill = (async () => {
-      for (const phase of PHASES) {
-        await delay(Math.max(0, loadStarted + phase.at * options.durationMs - Date.now()), undefined, { signal: load.signal });
-        const spec = balancers[phase.balancer];
-        if (phase.action === 'kill') {
-          const record = (await requireState(global.labDir)).balancers.find((b) => b.name === spec.name);
-          if (!record) throw new LabError('STATE', `balancer ${spec.name} is not in the lab state`);
-          const at = Date.now();
-          process.kill(record.pid, 'SIGKILL'); // what `docker kill lb` does in seed 004
-          narrator.event(`${spec.name}-kill`, `kill -9 balancer ${spec.name} (pid ${record.pid})`, at);
-        } else {
-          const started = await startBalancer(global, spec);
-          narrator.event(`${spec.name}-restart`, `balancer ${spec.name} restarted (pid ${started.pid})`);
-        }
-      }
-    })();
-    let workload: WorkloadResult;
-    try {
-      const [result] = await Promise.all([workloadPromise, drill.catch((error) => {
-        load.abort();
-        throw error;
-      })]);
-      workload = result;
-    } finally {
-      load.abort();
-      signal.removeEventListener('abort', onAbort);
-    }
+    const workload = await alongsideLoad(signal, (loadSignal) => ({
+      workload: runWorkload(
+        { urls, concurrency: options.concurrency, durationMs: options.durationMs, mode: 'select', connectPerTx: true, tolerateErrors: true, scale: options.scale, maxRecordedErrors: 10_000 },
+        { signal: loadSignal, onSample: (sample) => (hooks.verbose ? narrator.show(formatSampleLine(sample)) : undefined) },
+      ),
+      drill: killAndRestartEach(global, balancers, narrator, loadStarted, options.durationMs, loadSignal),
+    }));
     signal.throwIfAborted();
     narrator.event('stop', `end of load: ${workload.summary.ops} transactions, ${workload.summary.errors} client errors`, workload.summary.started_epoch_ms + workload.summary.duration_ms);
 
     const report = buildLbHaReport(workload, narrator, lab, urlName);
-    const written = await writeReport(options.reportDir, report);
-    for (const line of report.summary) narrator.show(line);
-    narrator.say(`report: ${written.dir}/report.md, report.json, timeline.svg`);
-    kept = options.keep;
-    return { report, written, labDir: global.labDir, kept };
-  } finally {
-    if (!kept) {
-      narrator.say('cleaning up: stopping both balancers and every node, removing the demo\'s lab');
-      await lab.dispose().catch((error) => narrator.say(`cleanup problem: ${messageOf(error)}`));
+    const written = await publishReport(narrator, options.reportDir, report);
+    return { report, written, labDir: global.labDir, kept: options.keep };
+  });
+}
+
+type BalancerSpec = { name: string; listen: string; stats: string };
+
+/** Seed 004's actions: kill -9 each balancer in turn (what `docker kill lb` does) and start it again. */
+async function killAndRestartEach(global: GlobalOptions, balancers: Record<'lb' | 'lb2', BalancerSpec>, narrator: Narrator, loadStarted: number, durationMs: number, signal: AbortSignal): Promise<void> {
+  for (const phase of PHASES) {
+    await delay(Math.max(0, loadStarted + phase.at * durationMs - Date.now()), undefined, { signal });
+    const spec = balancers[phase.balancer];
+    if (phase.action === 'kill') {
+      const record = (await requireState(global.labDir)).balancers.find((b) => b.name === spec.name);
+      if (!record) throw new LabError('STATE', `balancer ${spec.name} is not in the lab state`);
+      const at = Date.now();
+      process.kill(record.pid, 'SIGKILL');
+      narrator.event(`${spec.name}-kill`, `kill -9 balancer ${spec.name} (pid ${record.pid})`, at);
     } else {
-      narrator.say(`kept the lab: lab --lab-dir ${global.labDir} balancer status; remove it with lab --lab-dir ${global.labDir} destroy --yes`);
+      const started = await startBalancer(global, spec);
+      narrator.event(`${spec.name}-restart`, `balancer ${spec.name} restarted (pid ${started.pid})`);
     }
   }
 }

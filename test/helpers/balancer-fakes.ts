@@ -132,3 +132,13 @@ export function staticBalancerConfig(servers: ServerConfig[], check: Partial<Che
     ...extra,
   };
 }
+
+/** A balancer on a free port in front of a lab's replicas (the pool follows lab.json), no stats listener. */
+export function labBalancerConfig(labDir: string, check: Partial<CheckSettings> = {}, extra: Partial<BalancerConfig> = {}): BalancerConfig {
+  return staticBalancerConfig([], check, {
+    pool: { source: 'lab', labDir, kind: 'replicas' },
+    stats: null,
+    timeouts: { connectMs: 3000, clientMs: 0, serverMs: 0 },
+    ...extra,
+  });
+}
