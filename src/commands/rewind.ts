@@ -3,7 +3,8 @@
 // config files again (pg_rewind copies the source's), the standby configuration, start, and wait until
 // it streams. pg_rewind needs a cleanly shut down target: since PostgreSQL 13 it runs the target in
 // single-user mode itself to finish crash recovery after a kill -9 (what the TAP tests do by hand).
-import { readFile } from 'node:fs/promises';
+import { readFile, stat, writeFile } from 'node:fs/promises';
+import { withClient } from '../postgres/client.js';
 import path from 'node:path';
 import { LabError } from '../common/errors.js';
 import { assertPortFree } from '../common/ports.js';
@@ -14,7 +15,6 @@ import { clientTool } from '../postgres/installation.js';
 import { giveTo } from '../postgres/os-user.js';
 import { runPg } from '../postgres/run.js';
 import { clearStaleLocks, livePostmasterPid, startServer, stopServer } from '../postgres/server.js';
-import { writeFile } from 'node:fs/promises';
 import { requireRunningPrimary, waitStreaming } from './follow.js';
 import { silentReporter, type Reporter } from '../common/reporter.js';
 
@@ -78,6 +78,10 @@ export async function nodeRewind(global: GlobalOptions, name: string, options: R
   // After a kill -9 the postmaster.pid names a pid that may still exist as a zombie: single-user mode
   // (run by pg_rewind for crash recovery) would take it for a live postmaster.
   await clearStaleLocks(spec);
+  // A just promoted primary records its new timeline in pg_control only at its next checkpoint; before
+  // that, pg_rewind (<= 15) reads both on the same timeline and says "no rewind required" wrongly.
+  reporter.step(`CHECKPOINT on ${primary.name}`);
+  await withClient({ port: primary.port, user: state.dbUser }, (client) => client.query('CHECKPOINT'));
   reporter.step(`pg_rewind ${name} from ${primary.name} (port ${primary.port})`);
   const source = `host=127.0.0.1 port=${primary.port} user=${state.dbUser} dbname=postgres`;
   const { stdout, stderr } = await runPg(pgRewind, ['-D', node.datadir, `--source-server=${source}`, '--progress'], {
@@ -96,6 +100,7 @@ export async function nodeRewind(global: GlobalOptions, name: string, options: R
 
   reporter.step(`starting ${name} as a standby of ${primary.name}`);
   await assertPortFree(node.port, `node "${name}"`);
+  const logFrom = (await stat(spec.logFile).catch(() => ({ size: 0 }))).size;
   const pid = await startServer(spec, timeoutMs);
   await updateState(context.labDir, (s) => {
     const n = requireNode(s, name);
@@ -103,7 +108,7 @@ export async function nodeRewind(global: GlobalOptions, name: string, options: R
     n.upstream = primary.name;
     delete n.rewindNeeded;
   });
-  await waitStreaming(context, primary, name, timeoutMs);
+  await waitStreaming(context, primary, name, timeoutMs, false, logFrom);
   return { name, primary: primary.name, pid, rewind, elapsedMs: Date.now() - started };
 }
 
