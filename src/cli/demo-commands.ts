@@ -76,6 +76,7 @@ export function demoCommand(): Command {
     .option('--replicas <n>', 'replicas to build', positiveInt, p.replicas)
     .option('--duration <duration>', 'how long writes and reads run', parseSeconds, p.durationMs)
     .option('--kill-at <duration>', 'when to kill -9 the master, from the start of the load', parseSeconds, p.killAtMs)
+    .option('--partition <duration>', 'the master\'s walsenders freeze this long before it dies (0: a plain crash)', parseSeconds, p.partitionMs)
     .option('--writers <n>', 'concurrent writers', positiveInt, p.writers)
     .option('--readers <n>', 'concurrent readers', positiveInt, p.readers)
     .option('--report <dir>', 'where to write report.json, report.md and timeline.svg', p.reportDir)
@@ -88,7 +89,7 @@ export function demoCommand(): Command {
       const { runPrimaryFailoverDrill } = await import('../demo/primary-failover-drill.js');
       const outcome = await withInterrupt((signal) =>
         runPrimaryFailoverDrill(global, {
-          replicas: options.replicas, sync: Boolean(options.sync), durationMs: options.duration, killAtMs: options.killAt,
+          replicas: options.replicas, sync: Boolean(options.sync), durationMs: options.duration, killAtMs: options.killAt, partitionMs: options.partition,
           writers: options.writers, readers: options.readers, reportDir: options.report, keep: Boolean(options.keep),
           verbose: Boolean(options.verbose), labDir: command.optsWithGlobals().labDir,
         }, { print: (line) => process.stdout.write(`${line}\n`), reporter: terminalReporter(), signal }),

@@ -2,6 +2,7 @@
 // sequence and count a number only once its COMMIT was acknowledged. After the drill the numbers
 // missing on the new primary are the acknowledged commits the failover lost.
 import { setTimeout as delay } from 'node:timers/promises';
+import { setMaxListeners } from 'node:events';
 import pg from 'pg';
 
 export const ACKED_TABLE = 'acked';
@@ -32,6 +33,7 @@ export interface WriterResult {
 }
 
 export async function runAckedWriter(options: WriterOptions, signal: AbortSignal): Promise<WriterResult> {
+  setMaxListeners(options.clients + 16, signal); // each client's retry pause listens to it
   const startedEpochMs = Date.now();
   const deadline = startedEpochMs + options.durationMs;
   const acked: WriterResult['acked'] = [];

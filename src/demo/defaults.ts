@@ -42,6 +42,8 @@ export interface PrimaryFailoverDrillOptions {
   sync: boolean;
   durationMs: number;
   killAtMs: number;
+  /** The master's walsenders freeze this long before it dies (a network partition, then the crash). */
+  partitionMs: number;
   /** Clients inserting acknowledged rows through the `rw` balancer. */
   writers: number;
   /** Clients reading through the `lb` balancer. */
@@ -53,5 +55,5 @@ export interface PrimaryFailoverDrillOptions {
 }
 
 export const PRIMARY_FAILOVER_DEFAULTS: PrimaryFailoverDrillOptions = {
-  replicas: 2, sync: false, durationMs: 60_000, killAtMs: 20_000, writers: 8, readers: 4, reportDir: 'report-primary-failover', keep: false, verbose: false,
+  replicas: 2, sync: false, durationMs: 60_000, killAtMs: 20_000, partitionMs: 200, writers: 8, readers: 4, reportDir: 'report-primary-failover', keep: false, verbose: false,
 };

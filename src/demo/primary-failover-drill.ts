@@ -68,7 +68,7 @@ export async function runPrimaryFailoverDrill(
   const { signal } = hooks;
   const narrator = new Narrator(hooks.print);
   const mode = options.sync ? 'synchronous' : 'asynchronous';
-  narrator.say(`lab demo primary-failover: ${options.replicas} ${mode} replicas, writes and reads for ${options.durationMs / 1000}s, kill -9 master1 at ${options.killAtMs / 1000}s`);
+  narrator.say(`lab demo primary-failover: ${options.replicas} ${mode} replicas, writes and reads for ${options.durationMs / 1000}s, kill -9 master1 at ${options.killAtMs / 1000}s after a ${options.partitionMs} ms partition from its standbys`);
   const lab = await buildDemoLab(base, { replicas: options.replicas, sync: options.sync, labDir: options.labDir, reporter: hooks.reporter, say: (t) => narrator.say(t) });
   const { global } = lab;
   return inDemoLab(lab, narrator, { keep: options.keep, what: 'the balancers' }, async () => {
@@ -145,9 +145,10 @@ interface FailoverInput {
 async function failover(d: FailoverInput): Promise<void> {
   const { global, lab, narrator, rw, options, steps, loadSignal } = d;
   await delay(Math.max(0, narrator.loadEpochMs! + options.killAtMs - Date.now()), undefined, { signal: loadSignal });
-  const killed = await crashServer({ datadir: path.join(global.labDir, 'master1'), name: 'master1' });
+  const killed = await crashServer({ datadir: path.join(global.labDir, 'master1'), name: 'master1' }, options.partitionMs);
   steps.killEpoch = killed.killedAtMs;
-  narrator.event('kill', `step 6: kill -9 master1: the postmaster (pid ${killed.pid}) and its ${killed.processes - 1} processes at once, like a dead host`, steps.killEpoch);
+  if (options.partitionMs > 0) narrator.event('partition', `master1's ${killed.walSenders} walsenders frozen: its standbys hear nothing more (partition)`, killed.isolatedAtMs);
+  narrator.event('kill', `step 6: kill -9 master1: the postmaster (pid ${killed.pid}) and its ${killed.processes - 1} processes${options.partitionMs > 0 ? `, ${killed.isolatedAtMs === killed.killedAtMs ? 0 : killed.killedAtMs - killed.isolatedAtMs} ms after the partition` : ''}`, steps.killEpoch);
 
   // The replica that received the most WAL: the others can follow it; promoting a less advanced one
   // would lose more and leave the others unable to follow without a rewind.
@@ -255,6 +256,7 @@ function buildReport(input: ReportInput): Report {
       read_errors_after_kill: readErrorsAfterKill,
       new_primary: steps.promoted,
       rewind: steps.rewind,
+      partition_ms: options.partitionMs,
       replicas: options.replicas,
       writers: options.writers,
       readers: options.readers,
@@ -266,6 +268,7 @@ function buildReport(input: ReportInput): Report {
       'Writers: each transaction is one INSERT of a client-side sequence number through the rw balancer (pool: the lab\'s primary), counted only once its COMMIT is acknowledged.',
       'lost_commits: acknowledged sequence numbers missing on the new primary after the drill (SELECT seq FROM acked). in_doubt: sequence numbers whose COMMIT got an error or no answer; in_doubt_committed of them are there anyway (nobody was told).',
       'write_downtime_ms: from the SIGKILL of master1 (postmaster and all its processes, like a dead host) to the first acknowledged commit on the new primary.',
+      `The crash: master1's walsenders are frozen (SIGSTOP) ${options.partitionMs} ms before every other process of it (the master loses its standbys' network, then dies: --partition), then all are killed (SIGKILL) like a dead host. Commits the backends acknowledge meanwhile never reach a standby in asynchronous mode; in synchronous mode they are not acknowledged.`,
       `Promotion: the replica that received the most WAL (${steps.choice ?? 'n/a'}).`,
       options.sync
         ? 'Synchronous mode: synchronous_standby_names = ANY 1 (replicas) and synchronous_commit = on: a COMMIT is acknowledged once one standby has flushed it, and the most advanced standby is promoted, so no acknowledged commit can be lost.'
