@@ -120,6 +120,7 @@ export function nodeCommand(): Command {
         kill: `killed with SIGKILL (pid ${result.pid})`,
       };
       printLine(`${nodeName} ${words[name]}`);
+      if (result.warning) printLine(`WARNING: ${result.warning}`);
     });
   }
   node
