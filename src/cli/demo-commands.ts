@@ -1,6 +1,6 @@
 // Declarations of `lab demo failover` and `lab demo lb-ha`.
 import { Command, InvalidArgumentError } from 'commander';
-import { FAILOVER_DEFAULTS, LB_HA_DEFAULTS } from '../demo/defaults.js';
+import { FAILOVER_DEFAULTS, LB_HA_DEFAULTS, PRIMARY_FAILOVER_DEFAULTS } from '../demo/defaults.js';
 import { examples, globalsOf } from './globals.js';
 import { withInterrupt } from './interrupt.js';
 import { parseSeconds } from './lab-commands.js';
@@ -65,6 +65,34 @@ export function demoCommand(): Command {
           replicas: options.replicas, scale: options.scale, durationMs: options.duration, concurrency: options.clients,
           reportDir: options.report, keep: Boolean(options.keep), labDir: command.optsWithGlobals().labDir,
         }, { print: (line) => process.stdout.write(`${line}\n`), reporter: terminalReporter(), signal, verbose: Boolean(options.verbose) }),
+      );
+      if (options.json) printJson(outcome.report);
+    });
+  const p = PRIMARY_FAILOVER_DEFAULTS;
+  demo
+    .command('primary-failover')
+    .description('writes through rw (pool: the primary) and reads through lb; kill -9 the master, promote the most advanced replica, re-point the others, pg_rewind the old master; report write downtime and lost_commits')
+    .option('--sync', 'synchronous replicas (synchronous_standby_names = ANY 1): no acknowledged commit may be lost')
+    .option('--replicas <n>', 'replicas to build', positiveInt, p.replicas)
+    .option('--duration <duration>', 'how long writes and reads run', parseSeconds, p.durationMs)
+    .option('--kill-at <duration>', 'when to kill -9 the master, from the start of the load', parseSeconds, p.killAtMs)
+    .option('--partition <duration>', 'the master\'s walsenders freeze this long before it dies (0: a plain crash)', parseSeconds, p.partitionMs)
+    .option('--writers <n>', 'concurrent writers', positiveInt, p.writers)
+    .option('--readers <n>', 'concurrent readers', positiveInt, p.readers)
+    .option('--report <dir>', 'where to write report.json, report.md and timeline.svg', p.reportDir)
+    .option('--keep', 'keep the lab running at the end (default: remove it)')
+    .option('--json', 'print the report as JSON at the end')
+    .option('-v, --verbose', 'also print the reads\' per-second lines')
+    .addHelpText('after', examples('lab demo primary-failover', 'lab demo primary-failover --sync --duration 30s --kill-at 10s --report /tmp/pf-sync'))
+    .action(async (options, command: Command) => {
+      const global = globalsOf(command);
+      const { runPrimaryFailoverDrill } = await import('../demo/primary-failover-drill.js');
+      const outcome = await withInterrupt((signal) =>
+        runPrimaryFailoverDrill(global, {
+          replicas: options.replicas, sync: Boolean(options.sync), durationMs: options.duration, killAtMs: options.killAt, partitionMs: options.partition,
+          writers: options.writers, readers: options.readers, reportDir: options.report, keep: Boolean(options.keep),
+          verbose: Boolean(options.verbose), labDir: command.optsWithGlobals().labDir,
+        }, { print: (line) => process.stdout.write(`${line}\n`), reporter: terminalReporter(), signal }),
       );
       if (options.json) printJson(outcome.report);
     });

@@ -52,19 +52,40 @@ export function replicaCommand(): Command {
     .argument('<datadir>', 'data dir (created by the lab; an existing non-empty dir of someone else is refused)')
     .argument('<port>', 'port')
     .option('--timeout <duration>', 'how long to wait until the master shows it streaming', parseSeconds, 60_000)
+    .option('--sync', 'a synchronous standby: listed in the primary\'s synchronous_standby_names (ANY 1), COMMIT waits for it')
     .option('--json', 'print the result as JSON')
     .option('-v, --verbose', 'show pg_basebackup\'s output')
-    .addHelpText('after', examples('lab replica add replica1 /tmp/pgdata/replica1 5433', 'lab node kill replica2 && lab replica add replica2 /tmp/pgdata/replica2 5434   # demo step 8'))
+    .addHelpText('after', examples(
+      'lab replica add replica1 /tmp/pgdata/replica1 5433',
+      'lab node kill replica2 && lab replica add replica2 /tmp/pgdata/replica2 5434   # demo step 8',
+      'lab replica add replica4 /tmp/pgdata/replica4 5436 --sync',
+    ))
     .action(async (name: string, datadir: string, port: string, options, command: Command) => {
       const { replicaAdd } = await import('../commands/replica.js');
       const result = await replicaAdd(globalsOf(command), name, datadir, port, {
         timeoutMs: options.timeout,
+        sync: Boolean(options.sync),
         reporter: options.json ? silentReporter : terminalReporter({ verbose: options.verbose }),
       });
       if (options.json) return printJson(result);
+      const sync = result.synchronousStandbyNames !== undefined ? ` (${result.syncState}: synchronous_standby_names = '${result.synchronousStandbyNames}')` : '';
       printLine(
-        `replica ${result.name} ${result.rebuilt ? 'rebuilt' : 'added'}: streaming from ${result.upstream}, port ${result.port}, data dir ${result.datadir}, pid ${result.pid} (${(result.elapsedMs / 1000).toFixed(1)}s)`,
+        `replica ${result.name} ${result.rebuilt ? 'rebuilt' : 'added'}: streaming from ${result.upstream}${sync}, port ${result.port}, data dir ${result.datadir}, pid ${result.pid} (${(result.elapsedMs / 1000).toFixed(1)}s)`,
       );
+    });
+  replica
+    .command('follow')
+    .description('point a replica at the (new) primary, restart it, wait until that primary shows it streaming on its timeline')
+    .argument('<name>', 'replica to re-point')
+    .option('--primary <name>', 'the node to follow (default: the lab\'s current primary)')
+    .option('--timeout <duration>', 'how long to wait until it streams', parseSeconds, 60_000)
+    .option('--json', 'print the result as JSON')
+    .addHelpText('after', examples('lab promote replica1 && lab replica follow replica2', 'lab replica follow replica2 --primary replica1'))
+    .action(async (name: string, options, command: Command) => {
+      const { replicaFollow } = await import('../commands/follow.js');
+      const result = await replicaFollow(globalsOf(command), name, { primary: options.primary, timeoutMs: options.timeout });
+      if (options.json) return printJson(result);
+      printLine(`${result.name} follows ${result.primary}: streaming (${result.syncState}), pid ${result.pid} (${(result.elapsedMs / 1000).toFixed(1)}s)`);
     });
   return replica;
 }
@@ -99,9 +120,45 @@ export function nodeCommand(): Command {
         kill: `killed with SIGKILL (pid ${result.pid})`,
       };
       printLine(`${nodeName} ${words[name]}`);
+      if (result.warning) printLine(`WARNING: ${result.warning}`);
     });
   }
+  node
+    .command('rewind')
+    .description('pg_rewind a former primary from the new one, then start it as its streaming replica (PostgreSQL 13+ with a matching pg_rewind)')
+    .argument('<name>', 'the former primary')
+    .option('--primary <name>', 'the node to rewind from and follow (default: the lab\'s current primary)')
+    .option('--timeout <duration>', 'how long to wait until it streams', parseSeconds, 60_000)
+    .option('--json', 'print the result as JSON')
+    .option('-v, --verbose', 'show pg_rewind\'s output')
+    .addHelpText('after', examples('lab node kill master1 && lab promote replica1 && lab node rewind master1'))
+    .action(async (nodeName: string, options, command: Command) => {
+      const { nodeRewind } = await import('../commands/rewind.js');
+      const result = await nodeRewind(globalsOf(command), nodeName, {
+        primary: options.primary,
+        timeoutMs: options.timeout,
+        reporter: options.json ? silentReporter : terminalReporter({ verbose: options.verbose }),
+      });
+      if (options.json) return printJson(result);
+      printLine(`${result.name} rewound (${result.rewind}) and streaming from ${result.primary}, pid ${result.pid} (${(result.elapsedMs / 1000).toFixed(1)}s)`);
+    });
   return node;
+}
+
+export function promoteCommand(): Command {
+  return new Command('promote')
+    .description('promote a replica to primary (pg_ctl promote), wait until it leaves recovery; the former primary is marked for `lab node rewind`')
+    .argument('<name>', 'the replica to promote')
+    .option('--timeout <duration>', 'how long to wait until it is out of recovery', parseSeconds, 60_000)
+    .option('--json', 'print the result as JSON')
+    .addHelpText('after', examples('lab node kill master1 && lab promote replica1', 'lab node stop master1 && lab promote replica1   # planned switchover'))
+    .action(async (name: string, options, command: Command) => {
+      const { promoteNode } = await import('../commands/promote.js');
+      const result = await promoteNode(globalsOf(command), name, { timeoutMs: options.timeout });
+      if (options.json) return printJson(result);
+      const was = result.previousPrimary ? `; ${result.previousPrimary} needs \`lab node rewind ${result.previousPrimary}\`` : '';
+      printLine(`${result.name} promoted: primary on timeline ${result.timeline}, port ${result.port} (${(result.elapsedMs / 1000).toFixed(1)}s)${was}`);
+    });
 }
 
 export function statusCommand(): Command {
@@ -118,11 +175,16 @@ export function statusCommand(): Command {
           [
             { header: 'name' }, { header: 'role' }, { header: 'port', align: 'right' }, { header: 'datadir' },
             { header: 'pid', align: 'right' }, { header: 'status' }, { header: 'replication' }, { header: 'lag_bytes', align: 'right' },
+            { header: 'server' }, { header: 'tli', align: 'right' },
           ],
-          status.nodes.map((n) => [n.name, n.role === 'primary' ? 'master' : 'replica', n.port, n.datadir, n.pid, n.status, n.replication ?? (n.role === 'replica' ? '-' : ''), n.replayLagBytes]),
+          status.nodes.map((n) => [
+            n.name, n.role === 'primary' ? 'master' : 'replica', n.port, n.datadir, n.pid, n.status, n.replication ?? (n.role === 'replica' ? '-' : ''),
+            n.replayLagBytes, n.serverRole ?? '', n.timeline,
+          ]),
         ),
       );
       if (status.replicationError) printLine(`(replication state unavailable: ${status.replicationError})`);
+      for (const warning of status.warnings) printLine(`WARNING: ${warning}`);
     });
 }
 

@@ -1,7 +1,7 @@
 // `lab node start|stop|restart|kill NAME`.
 import { assertPortFree } from '../common/ports.js';
 import { openLab, serverSpec, type GlobalOptions } from '../lab/context.js';
-import { requireNode, updateState } from '../lab/state.js';
+import { requireNode, updateState, type NodeRecord } from '../lab/state.js';
 import { LabError } from '../common/errors.js';
 import { killServer, livePostmasterPid, startServer, stopServer, type StopMode } from '../postgres/server.js';
 
@@ -16,6 +16,8 @@ export interface NodeActionResult {
   killedAtMs?: number;
   /** false when the node was already in the wanted state */
   changed: boolean;
+  /** start/restart of a former primary that was not rewound: it runs as a second primary. */
+  warning?: string;
 }
 
 export async function nodeAction(global: GlobalOptions, name: string, action: NodeAction, options: { mode?: StopMode; timeoutMs?: number } = {}): Promise<NodeActionResult> {
@@ -49,14 +51,22 @@ export async function nodeAction(global: GlobalOptions, name: string, action: No
       await assertPortFree(node.port, `node "${name}"`);
       const pid = await startServer(spec, options.timeoutMs);
       await setExpected('running');
-      return { name, action, pid, changed: true };
+      return { name, action, pid, changed: true, ...splitBrainWarning(node) };
     }
     case 'restart': {
       await stopServer(spec, options.mode ?? 'fast');
       await assertPortFree(node.port, `node "${name}"`);
       const pid = await startServer(spec, options.timeoutMs);
       await setExpected('running');
-      return { name, action, pid, changed: true };
+      return { name, action, pid, changed: true, ...splitBrainWarning(node) };
     }
   }
+}
+
+/** Starting is allowed (nothing is destroyed), but the user must hear that this is a second primary. */
+function splitBrainWarning(node: NodeRecord): { warning?: string } {
+  if (!node.rewindNeeded) return {};
+  return {
+    warning: `${node.name} was the primary before a promotion and was not rewound: it runs as a second primary on its old timeline (balancers of the lab route only to the lab's primary); rewind it with \`lab node rewind ${node.name}\``,
+  };
 }

@@ -2,25 +2,28 @@
 // configuration for the server's version, start, and return once the master shows NAME streaming.
 // Re-adding a crashed replica is the same command (demo step 8).
 import { LabError } from '../common/errors.js';
-import { pollUntil } from '../common/poll.js';
 import { assertPortFree, parsePort } from '../common/ports.js';
 import { silentReporter, type Reporter } from '../common/reporter.js';
-import { nodeLogFile, openLab, serverSpec, type GlobalOptions } from '../lab/context.js';
+import { openLab, serverSpec, type GlobalOptions } from '../lab/context.js';
 import { checkDatadirPath, inspectDatadir, prepareDatadir } from '../lab/datadir.js';
 import { checkName } from '../lab/names.js';
 import { removeCopiedLeftovers, writeNodeConfig, writeStandbyConfig } from '../lab/node-files.js';
 import { primaryOf, updateState } from '../lab/state.js';
 import { checkNodeFits } from '../lab/topology.js';
-import { queryRows, withClient } from '../postgres/client.js';
+import { withClient } from '../postgres/client.js';
 import { clientTool } from '../postgres/installation.js';
 import { giveTo } from '../postgres/os-user.js';
 import { runPg } from '../postgres/run.js';
-import { logTail, serverStatus, startServer, stopServer } from '../postgres/server.js';
+import { serverStatus, startServer, stopServer } from '../postgres/server.js';
+import { applySyncStandbys } from '../postgres/sync-standbys.js';
+import { waitStreaming } from './follow.js';
 
 export interface ReplicaAddOptions {
   reporter?: Reporter;
   /** Bound on the wait until the master shows the replica streaming. */
   timeoutMs?: number;
+  /** A synchronous standby: listed in the primary's synchronous_standby_names, COMMIT waits for it. */
+  sync?: boolean;
 }
 
 export interface ReplicaAddResult {
@@ -32,6 +35,10 @@ export interface ReplicaAddResult {
   /** True when this rebuilt a replica the lab already had. */
   rebuilt: boolean;
   backupKb?: number;
+  /** pg_stat_replication.sync_state on the primary: async, or quorum/sync with --sync. */
+  syncState: string;
+  /** The primary's synchronous_standby_names after this command (--sync). */
+  synchronousStandbyNames?: string;
   elapsedMs: number;
 }
 
@@ -117,15 +124,21 @@ export async function replicaAdd(global: GlobalOptions, nameArg: string, datadir
     const node = s.nodes.find((n) => n.name === name)!;
     node.phase = 'ready';
     node.expected = 'running';
+    delete node.rewindNeeded; // a rebuilt former primary is a fresh copy
   });
 
   reporter.step(`waiting until ${primary.name} shows ${name} streaming`);
-  await pollUntil(
-    async () => {
-      const rows = await queryRows<{ state: string }>(conn, 'SELECT state FROM pg_stat_replication WHERE application_name = $1', [name]);
-      return rows.some((row) => row.state === 'streaming') ? true : undefined;
-    },
-    { timeoutMs, intervalMs: 100, what: `${name} to be streaming from ${primary.name}`, detail: () => logTail(nodeLogFile(context.labDir, name)) },
-  );
-  return { name, port, datadir, pid, upstream: primary.name, rebuilt: Boolean(existing), backupKb, elapsedMs: Date.now() - started };
+  let syncState = await waitStreaming(context, primary, name, timeoutMs);
+  let synchronousStandbyNames: string | undefined;
+  const wasSync = Boolean(existing?.sync);
+  if (options.sync || wasSync) {
+    const after = await updateState(context.labDir, (s) => {
+      s.nodes.find((n) => n.name === name)!.sync = true;
+    });
+    const names = after.nodes.filter((n) => n.sync && n.role === 'replica' && !n.rewindNeeded).map((n) => n.name);
+    reporter.step(`synchronous_standby_names on ${primary.name}`);
+    synchronousStandbyNames = await applySyncStandbys(conn, names);
+    syncState = await waitStreaming(context, primary, name, timeoutMs, true);
+  }
+  return { name, port, datadir, pid, upstream: primary.name, rebuilt: Boolean(existing), backupKb, syncState, synchronousStandbyNames, elapsedMs: Date.now() - started };
 }

@@ -4,6 +4,7 @@ import { openLab, type GlobalOptions } from '../lab/context.js';
 import { primaryOf, type NodeRole } from '../lab/state.js';
 import { queryRows } from '../postgres/client.js';
 import { dialectFor } from '../postgres/dialect.js';
+import { serverRole } from '../postgres/recovery.js';
 import { serverStatus, type ServerStatus } from '../postgres/server.js';
 import { messageOf } from '../common/errors.js';
 
@@ -19,6 +20,11 @@ export interface NodeStatus {
   /** For replicas: bytes of WAL the master sent that this replica has not replayed. */
   replayLagBytes: number | null;
   upstream: string | null;
+  /** What the running server answers: 'primary' (not in recovery) or 'standby'; null when not reachable. */
+  serverRole: 'primary' | 'standby' | null;
+  timeline: number | null;
+  /** A former primary that must be rewound (`lab node rewind`) before it can follow again. */
+  rewindNeeded: boolean;
 }
 
 export interface LabStatus {
@@ -27,6 +33,8 @@ export interface LabStatus {
   nodes: NodeStatus[];
   /** Why replication columns are empty, when the master could not be asked. */
   replicationError?: string;
+  /** Disagreements between the lab state and the servers, e.g. two primaries at once. */
+  warnings: string[];
 }
 
 export async function labStatus(global: GlobalOptions): Promise<LabStatus> {
@@ -46,9 +54,35 @@ export async function labStatus(global: GlobalOptions): Promise<LabStatus> {
         replication: node.role === 'primary' ? 'primary' : null,
         replayLagBytes: null,
         upstream: node.upstream ?? null,
-      } satisfies NodeStatus;
+        serverRole: null,
+        timeline: null,
+        rewindNeeded: Boolean(node.rewindNeeded),
+      } satisfies NodeStatus as NodeStatus;
     }),
   );
+  // Ask every running server its role: the state says who should be primary, the servers say who is.
+  await Promise.all(
+    nodes.map(async (node) => {
+      if (node.status !== 'running') return;
+      try {
+        const role = await serverRole({ port: node.port, user: state.dbUser, connectTimeoutMs: 2000 }, state.pg.major);
+        node.serverRole = role.inRecovery ? 'standby' : 'primary';
+        node.timeline = role.timeline;
+      } catch {
+        // starting up or shutting down: unknown
+      }
+    }),
+  );
+  const warnings: string[] = [];
+  const answering = nodes.filter((n) => n.serverRole === 'primary');
+  for (const node of answering) {
+    if (node.role !== 'primary') {
+      warnings.push(`${node.name} runs as a primary (timeline ${node.timeline}) but the lab's primary is ${primaryOf(state)?.name ?? 'none'}: rewind it (\`lab node rewind ${node.name}\`)`);
+    }
+  }
+  for (const node of nodes) {
+    if (node.role === 'primary' && node.serverRole === 'standby') warnings.push(`${node.name} is the lab's primary but is in recovery: promote it (\`lab promote ${node.name}\`)`);
+  }
   const primary = primaryOf(state);
   const primaryLive = nodes.find((n) => n.name === primary?.name);
   let replicationError: string | undefined;
@@ -61,7 +95,7 @@ export async function labStatus(global: GlobalOptions): Promise<LabStatus> {
       );
       for (const node of nodes) {
         const row = rows.find((r) => r.application_name === node.name);
-        if (row) {
+        if (row && node.role !== 'primary') {
           node.replication = row.state;
           node.replayLagBytes = row.lag === null ? null : Number(row.lag);
         }
@@ -70,5 +104,6 @@ export async function labStatus(global: GlobalOptions): Promise<LabStatus> {
       replicationError = messageOf(error);
     }
   }
-  return { labDir: context.labDir, version: state.pg.version, nodes, replicationError };
+  for (const node of nodes) if (node.rewindNeeded && !node.replication) node.replication = 'needs rewind';
+  return { labDir: context.labDir, version: state.pg.version, nodes, replicationError, warnings };
 }

@@ -35,3 +35,25 @@ export interface LbHaDrillOptions {
 
 export const LB_HA_DEFAULTS: LbHaDrillOptions = { replicas: 2, scale: 1, durationMs: 60_000, concurrency: 8, reportDir: 'report-lb-ha', keep: false };
 
+
+export interface PrimaryFailoverDrillOptions {
+  replicas: number;
+  /** Replicas are synchronous standbys (synchronous_standby_names = ANY 1 (...)). */
+  sync: boolean;
+  durationMs: number;
+  killAtMs: number;
+  /** The master's walsenders freeze this long before it dies (a network partition, then the crash). */
+  partitionMs: number;
+  /** Clients inserting acknowledged rows through the `rw` balancer. */
+  writers: number;
+  /** Clients reading through the `lb` balancer. */
+  readers: number;
+  reportDir: string;
+  keep: boolean;
+  verbose: boolean;
+  labDir?: string;
+}
+
+export const PRIMARY_FAILOVER_DEFAULTS: PrimaryFailoverDrillOptions = {
+  replicas: 2, sync: false, durationMs: 60_000, killAtMs: 20_000, partitionMs: 200, writers: 8, readers: 4, reportDir: 'report-primary-failover', keep: false, verbose: false,
+};

@@ -39,7 +39,7 @@ export async function demoLabDir(base: Pick<GlobalOptions, 'pg' | 'osUser'>, lab
 
 export async function buildDemoLab(
   base: Pick<GlobalOptions, 'pg' | 'osUser'>,
-  options: { replicas: number; labDir?: string; reporter: Reporter; say: (text: string) => void },
+  options: { replicas: number; labDir?: string; reporter: Reporter; say: (text: string) => void; sync?: boolean },
 ): Promise<DemoLab> {
   const { global, root, owned } = await demoLabDir(base, options.labDir);
   const dispose = async () => {
@@ -51,9 +51,9 @@ export async function buildDemoLab(
     options.say(`step 1: master1 on port ${masterPort} (lab dir ${global.labDir})`);
     await masterStart(global, { port: masterPort!, reporter: options.reporter });
     const replicas = replicaPorts.map((port, i) => ({ name: `replica${i + 1}`, datadir: path.join(global.labDir, `replica${i + 1}`), port }));
-    options.say(`step 2: ${replicas.length} asynchronous streaming replicas`);
+    options.say(`step 2: ${replicas.length} ${options.sync ? 'synchronous (ANY 1)' : 'asynchronous'} streaming replicas`);
     for (const replica of replicas) {
-      await replicaAdd(global, replica.name, replica.datadir, replica.port, { reporter: options.reporter });
+      await replicaAdd(global, replica.name, replica.datadir, replica.port, { reporter: options.reporter, sync: options.sync });
     }
     return { global, root, masterPort: masterPort!, replicas, dispose };
   } catch (error) {

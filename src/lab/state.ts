@@ -24,6 +24,16 @@ export interface NodeRecord {
   /** What the lab last asked for: a node expected running but not running has crashed. */
   expected: 'running' | 'stopped';
   createdAt: string;
+  /**
+   * A former primary that another node was promoted over: its WAL may have diverged from the new
+   * timeline, so it must be pg_rewind-ed (`lab node rewind`) or rebuilt before it can follow again.
+   * Its role is 'replica' meanwhile, so no balancer pool and no command treats it as the primary.
+   */
+  rewindNeeded?: boolean;
+  /** Listed in the primary's synchronous_standby_names (`lab replica add --sync`). */
+  sync?: boolean;
+  /** Timeline the node started on when it was promoted. */
+  timeline?: number;
 }
 
 export interface BalancerRecord {

@@ -67,7 +67,7 @@ export const SOCKET_DIR = '/tmp';
  * that may linger as a zombie until init reaps it; PostgreSQL then refuses to start ("lock file already
  * exists"). Remove those files when the pid in them is not a running process.
  */
-async function clearStaleLocks(spec: ServerSpec): Promise<void> {
+export async function clearStaleLocks(spec: Pick<ServerSpec, 'datadir' | 'port'>): Promise<void> {
   for (const file of [`${spec.datadir}/postmaster.pid`, `${SOCKET_DIR}/.s.PGSQL.${spec.port}.lock`]) {
     let pid: number;
     try {

@@ -1,0 +1,127 @@
+// `lab replica follow NAME [--primary P]`: point a standby at a (new) primary and restart it. With
+// recovery_target_timeline = 'latest' it switches to the primary's timeline; we return once that
+// primary's pg_stat_replication shows NAME streaming.
+import { readFile, stat } from 'node:fs/promises';
+import { LabError } from '../common/errors.js';
+import { pollUntil } from '../common/poll.js';
+import { assertPortFree } from '../common/ports.js';
+import { nodeLogFile, openLab, serverSpec, type GlobalOptions, type LabContext } from '../lab/context.js';
+import { writeStandbyConfig } from '../lab/node-files.js';
+import { primaryOf, requireNode, updateState, type NodeRecord } from '../lab/state.js';
+import { queryRows } from '../postgres/client.js';
+import { serverRole } from '../postgres/recovery.js';
+import { livePostmasterPid, logTail, startServer, stopServer } from '../postgres/server.js';
+
+export interface FollowOptions {
+  /** Default: the lab's current primary. */
+  primary?: string;
+  timeoutMs?: number;
+}
+
+export interface FollowResult {
+  name: string;
+  primary: string;
+  pid: number;
+  syncState: string;
+  elapsedMs: number;
+}
+
+/** The node to follow: it must be running and answer pg_is_in_recovery() = false. */
+export async function requireRunningPrimary(context: LabContext, wanted: string | undefined): Promise<NodeRecord> {
+  const { state } = context;
+  const primary = wanted ? requireNode(state, wanted) : primaryOf(state);
+  if (!primary) throw new LabError('STATE', 'This lab has no primary: promote a replica first (`lab promote NAME`)');
+  if (!(await livePostmasterPid(primary.datadir))) {
+    throw new LabError('STATE', `Node "${primary.name}" is not running: start it or promote a replica first`);
+  }
+  const role = await serverRole({ port: primary.port, user: state.dbUser, connectTimeoutMs: 2000 }, state.pg.major);
+  if (role.inRecovery) {
+    throw new LabError('STATE', `Node "${primary.name}" is not a primary (it is in recovery): follow the lab's primary, or promote "${primary.name}" first`);
+  }
+  if (primary.role !== 'primary') {
+    throw new LabError(
+      'STATE',
+      `Node "${primary.name}" answers as a primary but the lab's primary is "${primaryOf(state)?.name ?? 'none'}": it is an old primary started by mistake; rewind it (\`lab node rewind ${primary.name}\`)`,
+    );
+  }
+  return primary;
+}
+
+/** Wait until `primary` shows `name` streaming; returns its sync_state. */
+export async function waitStreaming(context: LabContext, primary: NodeRecord, name: string, timeoutMs: number, wantSync = false, logFrom?: number): Promise<string> {
+  const conn = { port: primary.port, user: context.state.dbUser, connectTimeoutMs: 2000 };
+  const logFile = nodeLogFile(context.labDir, name);
+  const result = await pollUntil<string | { diverged: string }>(
+    async () => {
+      // A standby that replayed WAL past the fork point never streams: say so at once, not after the timeout.
+      if (logFrom !== undefined) {
+        const diverged = DIVERGED.exec(await readFrom(logFile, logFrom));
+        if (diverged) return { diverged: diverged[0] };
+      }
+      const rows = await queryRows<{ state: string; sync_state: string }>(conn, 'SELECT state, sync_state FROM pg_stat_replication WHERE application_name = $1', [name]);
+      const row = rows.find((r) => r.state === 'streaming' && (!wantSync || r.sync_state === 'sync' || r.sync_state === 'quorum'));
+      return row?.sync_state;
+    },
+    {
+      timeoutMs,
+      intervalMs: 50,
+      what: `${primary.name} to show ${name} ${wantSync ? 'as a synchronous standby' : 'streaming'} in pg_stat_replication`,
+      detail: () => logTail(logFile),
+    },
+  );
+  if (typeof result === 'string') return result;
+  throw new LabError(
+    'STATE',
+    `${name} has WAL beyond the point where ${primary.name} took over (${result.diverged}): rewind it (\`lab node rewind ${name}\`) or rebuild it`,
+    { detail: await logTail(logFile) },
+  );
+}
+
+const DIVERGED = /new timeline \d+ forked off current database system timeline \d+ before current recovery point [0-9A-F/]+|requested timeline \d+ is not a child of this server's history/;
+
+async function readFrom(file: string, offset: number): Promise<string> {
+  const text = await readFile(file).catch(() => Buffer.alloc(0));
+  return text.subarray(offset).toString('utf8');
+}
+
+async function sizeOf(file: string): Promise<number> {
+  return (await stat(file).catch(() => ({ size: 0 }))).size;
+}
+
+export async function replicaFollow(global: GlobalOptions, name: string, options: FollowOptions = {}): Promise<FollowResult> {
+  const started = Date.now();
+  const timeoutMs = options.timeoutMs ?? 60_000;
+  const context = await openLab(global);
+  const { state } = context;
+  const node = requireNode(state, name);
+  if (node.role === 'primary') throw new LabError('STATE', `Node "${name}" is the lab's primary: it follows nobody; promote another node first`);
+  if (node.rewindNeeded) {
+    throw new LabError('STATE', `Node "${name}" was a primary and may have diverged: rewind it instead (\`lab node rewind ${name}\`)`);
+  }
+  if (node.phase !== 'ready') throw new LabError('STATE', `Node "${name}" was never finished (its build was interrupted): re-add it first`);
+  const primary = await requireRunningPrimary(context, options.primary);
+  if (primary.name === name) throw new LabError('USAGE', `Node "${name}" cannot follow itself`);
+  const spec = serverSpec(context, node);
+  if (await livePostmasterPid(node.datadir)) {
+    const role = await serverRole({ port: node.port, user: state.dbUser, connectTimeoutMs: 2000 }, state.pg.major);
+    if (!role.inRecovery) {
+      throw new LabError('STATE', `Node "${name}" is running as a primary: it cannot simply follow; rewind it (\`lab node rewind ${name}\`)`);
+    }
+  }
+
+  await writeStandbyConfig({
+    labId: state.labId, name, port: node.port, datadir: node.datadir, major: state.pg.major, dbUser: state.dbUser,
+    runAs: context.runAs, upstreamPort: primary.port,
+  });
+  await stopServer(spec, 'fast');
+  await assertPortFree(node.port, `node "${name}"`);
+  const logFrom = await sizeOf(spec.logFile);
+  const pid = await startServer(spec, timeoutMs);
+  await updateState(context.labDir, (s) => {
+    const n = requireNode(s, name);
+    n.upstream = primary.name;
+    n.expected = 'running';
+  });
+  const syncState = await waitStreaming(context, primary, name, timeoutMs, false, logFrom);
+  return { name, primary: primary.name, pid, syncState, elapsedMs: Date.now() - started };
+}

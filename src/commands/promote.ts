@@ -1,0 +1,92 @@
+// `lab promote NAME`: a replica becomes the lab's primary. pg_ctl promote works on every version
+// (the trigger for recovery.conf servers too); we return once the server is out of recovery and the
+// lab state names it primary. The former primary stays in the lab as a replica marked rewindNeeded:
+// its data may have diverged, so only `lab node rewind` (or a rebuild) brings it back.
+import { LabError } from '../common/errors.js';
+import { pollUntil } from '../common/poll.js';
+import { openLab, type GlobalOptions } from '../lab/context.js';
+import { primaryOf, requireNode, updateState } from '../lab/state.js';
+import { serverRole } from '../postgres/recovery.js';
+import { runPg } from '../postgres/run.js';
+import { livePostmasterPid, logTail } from '../postgres/server.js';
+import { nodeLogFile } from '../lab/context.js';
+import { applySyncStandbys } from '../postgres/sync-standbys.js';
+
+export interface PromoteOptions {
+  timeoutMs?: number;
+}
+
+export interface PromoteResult {
+  name: string;
+  port: number;
+  /** The node that was the lab's primary before, now waiting for a rewind. */
+  previousPrimary: string | null;
+  timeline: number;
+  /** synchronous_standby_names now set on the new primary ('' = asynchronous). */
+  synchronousStandbyNames: string;
+  elapsedMs: number;
+}
+
+export async function promoteNode(global: GlobalOptions, name: string, options: PromoteOptions = {}): Promise<PromoteResult> {
+  const started = Date.now();
+  const timeoutMs = options.timeoutMs ?? 60_000;
+  const context = await openLab(global);
+  const { state } = context;
+  const node = requireNode(state, name);
+  const conn = { port: node.port, user: state.dbUser, connectTimeoutMs: 2000 };
+  if (node.role === 'primary') throw new LabError('STATE', `Node "${name}" is already the lab's primary: promote a replica`);
+  if (node.phase !== 'ready') throw new LabError('STATE', `Node "${name}" was never finished (its build was interrupted): re-add it first`);
+  if (node.rewindNeeded) {
+    throw new LabError('STATE', `Node "${name}" is a former primary that may have diverged: rewind it first (\`lab node rewind ${name}\`)`);
+  }
+  if (!(await livePostmasterPid(node.datadir))) {
+    throw new LabError('STATE', `Node "${name}" is not running: start it first (\`lab node start ${name}\`), a stopped standby cannot be promoted`);
+  }
+  const before = await serverRole(conn, state.pg.major);
+  if (!before.inRecovery) {
+    throw new LabError('STATE', `Node "${name}" is already a primary (not in recovery) on timeline ${before.timeline}: rewind it (\`lab node rewind ${name}\`) or promote another replica`);
+  }
+  const old = primaryOf(state);
+  if (old && (await livePostmasterPid(old.datadir))) {
+    const oldRole = await serverRole({ port: old.port, user: state.dbUser, connectTimeoutMs: 2000 }, state.pg.major).catch(() => undefined);
+    if (oldRole && !oldRole.inRecovery) {
+      throw new LabError(
+        'STATE',
+        `The primary "${old.name}" is still running: promoting "${name}" would give the lab two primaries; stop it first (\`lab node stop ${old.name}\`)`,
+      );
+    }
+  }
+
+  await runPg(context.installation.tools.pg_ctl!, ['-w', '-t', String(Math.ceil(timeoutMs / 1000)), '-D', node.datadir, 'promote'], {
+    runAs: context.runAs,
+    timeoutMs: timeoutMs + 10_000,
+  });
+  const after = await pollUntil(
+    async () => {
+      const role = await serverRole(conn, state.pg.major);
+      return role.inRecovery ? undefined : role;
+    },
+    { timeoutMs, intervalMs: 50, what: `${name} to leave recovery after pg_ctl promote`, detail: () => logTail(nodeLogFile(context.labDir, name)) },
+  );
+
+  // The new primary waits for the other synchronous standbys the lab has (ALTER SYSTEM: a copy of the
+  // old primary may carry its list, naming itself).
+  const syncNames = state.nodes.filter((n) => n.sync && n.name !== name && !n.rewindNeeded && n.name !== old?.name).map((n) => n.name);
+  const synchronousStandbyNames = await applySyncStandbys(conn, syncNames);
+
+  await updateState(context.labDir, (s) => {
+    for (const n of s.nodes) {
+      if (n.role === 'primary' && n.name !== name) {
+        n.role = 'replica';
+        n.rewindNeeded = true;
+        delete n.upstream;
+      }
+    }
+    const promoted = requireNode(s, name);
+    promoted.role = 'primary';
+    promoted.timeline = after.timeline;
+    delete promoted.upstream;
+    delete promoted.rewindNeeded;
+  });
+  return { name, port: node.port, previousPrimary: old?.name ?? null, timeline: after.timeline, synchronousStandbyNames, elapsedMs: Date.now() - started };
+}

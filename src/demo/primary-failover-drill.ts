@@ -1,0 +1,303 @@
+// `lab demo primary-failover [--sync]`: what a dead master costs. Writers insert numbered rows through
+// the `rw` balancer (pool: the primary) and count a number once its COMMIT is acknowledged; readers
+// go through `lb` (pool: the replicas). The master is killed with SIGKILL, the replica that received
+// the most WAL is promoted, the others follow it, and the old master is pg_rewind-ed back as a replica.
+// The report says how long writes stopped and how many acknowledged commits the new primary lacks.
+import { setTimeout as delay } from 'node:timers/promises';
+import { fetchBalancerStats, startBalancer, type StartedBalancer } from '../commands/balancer.js';
+import { replicaFollow } from '../commands/follow.js';
+import path from 'node:path';
+import { crashServer } from '../postgres/crash.js';
+import { promoteNode } from '../commands/promote.js';
+import { nodeRewind } from '../commands/rewind.js';
+import { LabError } from '../common/errors.js';
+import { pollUntil } from '../common/poll.js';
+import type { Reporter } from '../common/reporter.js';
+import type { GlobalOptions } from '../lab/context.js';
+import { queryRows } from '../postgres/client.js';
+import { lsnToNumber } from '../postgres/recovery.js';
+import { nodeNamesByPort, reportFromWorkload } from '../report/from-workload.js';
+import type { Report, ReportCrossCheck, ReportSeries } from '../report/types.js';
+import type { WrittenReport } from '../report/write-report.js';
+import { runWorkload } from '../workload/run-workload.js';
+import { formatSampleLine, SAMPLE_HEADER } from '../workload/sample-line.js';
+import type { WorkloadResult } from '../workload/types.js';
+import { ACKED_TABLE, CREATE_ACKED_TABLE, runAckedWriter, type WriterResult } from './acked-writer.js';
+import type { PrimaryFailoverDrillOptions } from './defaults.js';
+import { alongsideLoad, inDemoLab, publishReport } from './drill-run.js';
+import { buildDemoLab, DEMO_DATABASE, freePortList, prepareBenchData, type DemoLab } from './lab-setup.js';
+import { Narrator, type Print } from './narrator.js';
+
+export { PRIMARY_FAILOVER_DEFAULTS, type PrimaryFailoverDrillOptions } from './defaults.js';
+
+export interface PrimaryDrillOutcome {
+  report: Report;
+  written: WrittenReport;
+  labDir: string;
+  kept: boolean;
+}
+
+export function checkPrimaryFailoverOptions(o: PrimaryFailoverDrillOptions): void {
+  if (!Number.isInteger(o.replicas) || o.replicas < 1) throw new LabError('USAGE', `--replicas must be 1 or more (one is promoted), got ${o.replicas}`);
+  if (!Number.isInteger(o.writers) || o.writers < 1) throw new LabError('USAGE', `--writers must be 1 or more, got ${o.writers}`);
+  if (!Number.isInteger(o.readers) || o.readers < 1) throw new LabError('USAGE', `--readers must be 1 or more, got ${o.readers}`);
+  if (!(o.killAtMs > 0 && o.killAtMs < o.durationMs)) {
+    throw new LabError('USAGE', `Expected 0 < --kill-at (${o.killAtMs / 1000}s) < --duration (${o.durationMs / 1000}s)`);
+  }
+  if (o.durationMs - o.killAtMs < 10_000) {
+    throw new LabError('USAGE', `--duration must leave at least 10s after --kill-at for the promotion, the follows and the rewind, got ${(o.durationMs - o.killAtMs) / 1000}s`);
+  }
+}
+
+/** When each step happened (Date.now()). */
+interface Steps {
+  killEpoch: number | null;
+  promoted: string | null;
+  promoteEpoch: number | null;
+  rwFollowsEpoch: number | null;
+  choice: string | null;
+  rewind: string | null;
+}
+
+export async function runPrimaryFailoverDrill(
+  base: Pick<GlobalOptions, 'pg' | 'osUser'>,
+  options: PrimaryFailoverDrillOptions,
+  hooks: { print: Print; reporter: Reporter; signal: AbortSignal },
+): Promise<PrimaryDrillOutcome> {
+  checkPrimaryFailoverOptions(options);
+  const { signal } = hooks;
+  const narrator = new Narrator(hooks.print);
+  const mode = options.sync ? 'synchronous' : 'asynchronous';
+  narrator.say(`lab demo primary-failover: ${options.replicas} ${mode} replicas, writes and reads for ${options.durationMs / 1000}s, kill -9 master1 at ${options.killAtMs / 1000}s after a ${options.partitionMs} ms partition from its standbys`);
+  const lab = await buildDemoLab(base, { replicas: options.replicas, sync: options.sync, labDir: options.labDir, reporter: hooks.reporter, say: (t) => narrator.say(t) });
+  const { global } = lab;
+  return inDemoLab(lab, narrator, { keep: options.keep, what: 'the balancers' }, async () => {
+    signal.throwIfAborted();
+    const [rwPort, rwStats, lbPort, lbStats] = await freePortList(4);
+    narrator.say(`step 3: balancer rw on 127.0.0.1:${rwPort} (pool: the primary) and lb on 127.0.0.1:${lbPort} (pool: the replicas), sql health checks`);
+    const rw = await startBalancer(global, { name: 'rw', pool: 'primary', listen: `127.0.0.1:${rwPort}`, stats: `127.0.0.1:${rwStats}` });
+    const lb = await startBalancer(global, { name: 'lb', pool: 'replicas', listen: `127.0.0.1:${lbPort}`, stats: `127.0.0.1:${lbStats}` });
+    await waitUp(rw, 1, signal);
+    await waitUp(lb, options.replicas, signal);
+
+    narrator.say(`step 4: pgbench -i -s 1 for the readers and table ${ACKED_TABLE} for the writers (database ${DEMO_DATABASE})`);
+    await prepareBenchData(lab, 1, hooks.reporter, signal);
+    await queryRows({ port: lab.masterPort, database: DEMO_DATABASE }, CREATE_ACKED_TABLE);
+
+    narrator.say(`step 5: ${options.writers} writers through rw (one INSERT per transaction, counted once COMMIT is acknowledged), ${options.readers} readers through lb (SELECT, a connection per transaction)`);
+    const steps: Steps = { killEpoch: null, promoted: null, promoteEpoch: null, rwFollowsEpoch: null, choice: null, rewind: null };
+    narrator.loadEpochMs = Date.now();
+    if (options.verbose) narrator.show(SAMPLE_HEADER);
+    let writes: WriterResult | undefined;
+    const reads = await alongsideLoad(signal, (loadSignal) => ({
+      workload: runWorkload(
+        {
+          urls: [`postgresql://postgres@127.0.0.1:${lbPort}/${DEMO_DATABASE}`], concurrency: options.readers, durationMs: options.durationMs,
+          mode: 'select', connectPerTx: true, tolerateErrors: true, scale: 1, maxRecordedErrors: 10_000, maxRate: 400,
+        },
+        { signal: loadSignal, onSample: (sample) => (options.verbose ? narrator.show(formatSampleLine(sample)) : undefined) },
+      ),
+      drill: (async () => {
+        const writer = runAckedWriter(
+          { url: `postgresql://postgres@127.0.0.1:${rwPort}/${DEMO_DATABASE}`, clients: options.writers, durationMs: options.durationMs, maxWrites: 5_000_000, queryTimeoutMs: 5000, retryMs: 20 },
+          loadSignal,
+        );
+        writer.catch(() => undefined);
+        await failover({ global, lab, narrator, rw, options, steps, loadSignal, reporter: hooks.reporter });
+        writes = await writer;
+      })(),
+    }));
+    signal.throwIfAborted();
+    if (!writes) throw new LabError('STATE', 'the writers did not finish');
+    narrator.event('stop', `end of load: ${writes.acked.length} acknowledged writes, ${reads.summary.ops} reads (${reads.summary.errors} read errors)`);
+
+    const newPrimary = steps.promoted!;
+    const nodes = [{ name: 'master1', port: lab.masterPort }, ...lab.replicas];
+    const primaryPort = nodes.find((n) => n.name === newPrimary)!.port;
+    const present = new Set((await queryRows<{ seq: string }>({ port: primaryPort, database: DEMO_DATABASE }, `SELECT seq FROM ${ACKED_TABLE}`)).map((r) => Number(r.seq)));
+    const lost = writes.acked.filter((a) => !present.has(a.seq)).map((a) => a.seq).sort((a, b) => a - b);
+    const crosscheck = await countOnEveryNode(nodes, writes, present.size, lost.length);
+    const report = buildReport({ options, reads, writes, steps, narrator, nodes, presentCount: present.size, lost, inDoubtCommitted: writes.inDoubt.filter((s) => present.has(s)).length, crosscheck });
+    const written = await publishReport(narrator, options.reportDir, report);
+    return { report, written, labDir: global.labDir, kept: options.keep };
+  });
+}
+
+async function waitUp(balancer: StartedBalancer, count: number, signal: AbortSignal): Promise<void> {
+  await pollUntil(async () => {
+    const stats = await fetchBalancerStats(balancer, 1000);
+    return stats.servers.filter((s) => s.status === 'UP').length >= count ? true : undefined;
+  }, { timeoutMs: 20_000, intervalMs: 50, what: `balancer ${balancer.name} to see ${count} server(s) UP`, signal });
+}
+
+interface FailoverInput {
+  global: GlobalOptions;
+  lab: DemoLab;
+  narrator: Narrator;
+  rw: StartedBalancer;
+  options: PrimaryFailoverDrillOptions;
+  steps: Steps;
+  loadSignal: AbortSignal;
+  reporter: Reporter;
+}
+
+/** kill -9 master1, promote the most advanced replica, re-point the others, rewind master1. */
+async function failover(d: FailoverInput): Promise<void> {
+  const { global, lab, narrator, rw, options, steps, loadSignal } = d;
+  await delay(Math.max(0, narrator.loadEpochMs! + options.killAtMs - Date.now()), undefined, { signal: loadSignal });
+  const killed = await crashServer({ datadir: path.join(global.labDir, 'master1'), name: 'master1' }, options.partitionMs);
+  steps.killEpoch = killed.killedAtMs;
+  if (options.partitionMs > 0) narrator.event('partition', `master1's ${killed.walSenders} walsenders frozen: its standbys hear nothing more (partition)`, killed.isolatedAtMs);
+  narrator.event('kill', `step 6: kill -9 master1: the postmaster (pid ${killed.pid}) and its ${killed.processes - 1} processes${options.partitionMs > 0 ? `, ${killed.isolatedAtMs === killed.killedAtMs ? 0 : killed.killedAtMs - killed.isolatedAtMs} ms after the partition` : ''}`, steps.killEpoch);
+
+  // The replica that received the most WAL: the others can follow it; promoting a less advanced one
+  // would lose more and leave the others unable to follow without a rewind.
+  const positions = await Promise.all(
+    lab.replicas.map(async (r) => {
+      const row = (await queryRows<{ received: string | null; replayed: string | null }>(
+        { port: r.port, connectTimeoutMs: 2000 },
+        'SELECT pg_last_wal_receive_lsn()::text AS received, pg_last_wal_replay_lsn()::text AS replayed',
+      ))[0]!;
+      return { name: r.name, received: row.received ?? row.replayed ?? '0/0', replayed: row.replayed ?? '0/0' };
+    }),
+  );
+  positions.sort((a, b) => lsnToNumber(b.received) - lsnToNumber(a.received) || lsnToNumber(b.replayed) - lsnToNumber(a.replayed));
+  const chosen = positions[0]!;
+  steps.choice = positions.map((p) => `${p.name} received ${p.received} replayed ${p.replayed}`).join('; ');
+  narrator.say(`step 7: WAL positions: ${steps.choice}`);
+  const promoted = await promoteNode(global, chosen.name);
+  steps.promoted = chosen.name;
+  steps.promoteEpoch = Date.now();
+  const syncNote = promoted.synchronousStandbyNames ? `, synchronous_standby_names = '${promoted.synchronousStandbyNames}'` : '';
+  narrator.event('promote', `step 7: lab promote ${chosen.name}: primary on timeline ${promoted.timeline} (${promoted.elapsedMs} ms${syncNote})`, steps.promoteEpoch);
+  steps.rwFollowsEpoch = await pollUntil(async () => {
+    const stats = await fetchBalancerStats(rw, 1000);
+    return stats.servers.some((s) => s.name === chosen.name && s.status === 'UP') ? Date.now() : undefined;
+  }, { timeoutMs: 10_000, intervalMs: 10, what: `balancer rw to route to ${chosen.name}`, signal: loadSignal });
+  narrator.event('detection', `balancer rw routes to ${chosen.name} (${steps.rwFollowsEpoch - steps.promoteEpoch} ms after the promotion)`, steps.rwFollowsEpoch);
+
+  for (const other of lab.replicas.filter((r) => r.name !== chosen.name)) {
+    const followed = await replicaFollow(global, other.name, { primary: chosen.name });
+    narrator.event('follow', `step 8: lab replica follow ${other.name}: streaming from ${chosen.name} (${followed.syncState}, ${followed.elapsedMs} ms)`);
+  }
+  const rewindStarted = Date.now();
+  narrator.event('re-add-start', `step 9: lab node rewind master1 --primary ${chosen.name}`, rewindStarted);
+  const rewound = await nodeRewind(global, 'master1', { primary: chosen.name, reporter: d.reporter });
+  steps.rewind = rewound.rewind;
+  narrator.event('re-add', `master1 rewound (${rewound.rewind}) and streaming from ${chosen.name} (${rewound.elapsedMs} ms)`);
+}
+
+/** Rows of acknowledged sequence numbers on every node once it has replayed the new primary's WAL. */
+async function countOnEveryNode(nodes: { name: string; port: number }[], writes: WriterResult, primaryRows: number, lost: number): Promise<ReportCrossCheck[]> {
+  const survived = writes.acked.length - lost;
+  const ackedList = `SELECT count(*) AS n FROM ${ACKED_TABLE} WHERE seq = ANY($1::bigint[])`;
+  const seqs = writes.acked.map((a) => a.seq);
+  return Promise.all(
+    nodes.map(async (node) => {
+      const count = async () => Number((await queryRows<{ n: string }>({ port: node.port, database: DEMO_DATABASE, connectTimeoutMs: 2000 }, ackedList, [seqs]))[0]!.n);
+      const seen = await pollUntil(async () => {
+        const n = await count();
+        return n === survived ? n : undefined;
+      }, { timeoutMs: 10_000, intervalMs: 100, what: `${node.name} to replay every surviving row` }).catch(() => count().catch(() => null));
+      const agrees = seen === survived;
+      return {
+        node: node.name, workload: survived, pg_stat_database: seen, agrees,
+        ...(agrees ? {} : { note: `SELECT found ${seen ?? 'no answer'} of the ${survived} acknowledged rows the new primary has (${primaryRows} rows in all there)` }),
+      };
+    }),
+  );
+}
+
+interface ReportInput {
+  options: PrimaryFailoverDrillOptions;
+  reads: WorkloadResult;
+  writes: WriterResult;
+  steps: Steps;
+  narrator: Narrator;
+  nodes: { name: string; port: number }[];
+  presentCount: number;
+  lost: number[];
+  inDoubtCommitted: number;
+  crosscheck: ReportCrossCheck[];
+}
+
+function buildReport(input: ReportInput): Report {
+  const { options, reads, writes, steps, lost } = input;
+  const lastBefore = steps.killEpoch === null ? null : writes.acked.filter((a) => a.at < steps.killEpoch!).reduce((m, a) => Math.max(m, a.at), 0) || null;
+  const newPort = input.nodes.find((n) => n.name === steps.promoted)?.port;
+  const firstAfter = steps.killEpoch === null ? null : writes.acked.filter((a) => a.at > steps.killEpoch! && a.port === newPort).reduce((m, a) => Math.min(m, a.at), Infinity);
+  const resumeEpoch = firstAfter === null || firstAfter === Infinity ? null : firstAfter;
+  const writeDowntimeMs = resumeEpoch !== null && steps.killEpoch !== null ? resumeEpoch - steps.killEpoch : null;
+  if (resumeEpoch !== null) input.narrator.events.push({ at_ms: Math.round(resumeEpoch - input.narrator.loadEpochMs!), kind: 'writes-resume', label: `first acknowledged write on ${steps.promoted}` });
+  const promoteMs = steps.promoteEpoch !== null && steps.killEpoch !== null ? steps.promoteEpoch - steps.killEpoch : null;
+  const rwFollowMs = steps.rwFollowsEpoch !== null && steps.promoteEpoch !== null ? steps.rwFollowsEpoch - steps.promoteEpoch : null;
+  const killAt = steps.killEpoch === null ? null : steps.killEpoch - reads.summary.started_epoch_ms;
+  const readErrorsAfterKill = killAt === null ? null : reads.errors.filter((e) => e.at_ms >= killAt).length;
+  const mode = options.sync ? 'sync' : 'async';
+
+  const report = reportFromWorkload({
+    title: `pglab primary failover demo (${mode}): kill -9 the master under writes, promote, follow, rewind`,
+    workload: reads,
+    names: nodeNamesByPort(input.nodes),
+    events: input.narrator.events,
+    figures: {
+      mode,
+      lost_commits: lost.length,
+      acknowledged_commits: writes.acked.length,
+      rows_on_new_primary: input.presentCount,
+      in_doubt: writes.inDoubt.length,
+      in_doubt_committed: input.inDoubtCommitted,
+      write_downtime_ms: writeDowntimeMs,
+      last_ack_before_kill_ms: lastBefore !== null && steps.killEpoch !== null ? lastBefore - steps.killEpoch : null,
+      kill_to_promoted_ms: promoteMs,
+      rw_follows_ms: rwFollowMs,
+      write_errors: writes.errors.length,
+      read_errors: reads.summary.errors,
+      read_errors_after_kill: readErrorsAfterKill,
+      new_primary: steps.promoted,
+      rewind: steps.rewind,
+      partition_ms: options.partitionMs,
+      replicas: options.replicas,
+      writers: options.writers,
+      readers: options.readers,
+      detection_ms: null,
+      readmission_ms: null,
+    },
+    crosscheck: input.crosscheck,
+    notes: [
+      'Writers: each transaction is one INSERT of a client-side sequence number through the rw balancer (pool: the lab\'s primary), counted only once its COMMIT is acknowledged.',
+      'lost_commits: acknowledged sequence numbers missing on the new primary after the drill (SELECT seq FROM acked). in_doubt: sequence numbers whose COMMIT got an error or no answer; in_doubt_committed of them are there anyway (nobody was told).',
+      'write_downtime_ms: from the SIGKILL of master1 (postmaster and all its processes, like a dead host) to the first acknowledged commit on the new primary.',
+      `The crash: master1's walsenders are frozen (SIGSTOP) ${options.partitionMs} ms before every other process of it (the master loses its standbys' network, then dies: --partition), then all are killed (SIGKILL) like a dead host. Commits the backends acknowledge meanwhile never reach a standby in asynchronous mode; in synchronous mode they are not acknowledged.`,
+      `Promotion: the replica that received the most WAL (${steps.choice ?? 'n/a'}).`,
+      options.sync
+        ? 'Synchronous mode: synchronous_standby_names = ANY 1 (replicas) and synchronous_commit = on: a COMMIT is acknowledged once one standby has flushed it, and the most advanced standby is promoted, so no acknowledged commit can be lost.'
+        : 'Asynchronous mode: a COMMIT is acknowledged once the master flushed it locally; WAL not yet sent to a standby when the master dies is lost with it.',
+      'Cross-check: SELECT on every node (after it replayed the new primary\'s WAL) counts the acknowledged rows that survived; "workload" is acknowledged minus lost.',
+    ],
+  });
+  report.series.push(writeSeries(writes, reads));
+  report.summary = [
+    `mode: ${mode}${options.sync ? ' (ANY 1 of the replicas)' : ''}; new primary ${steps.promoted} (${steps.choice})`,
+    `lost_commits: ${lost.length} of ${writes.acked.length} acknowledged${lost.length ? ` (sequence numbers ${lost.slice(0, 10).join(', ')}${lost.length > 10 ? ', ...' : ''})` : ''}; in doubt: ${writes.inDoubt.length} (${input.inDoubtCommitted} committed anyway)`,
+    `write downtime: ${fmtMs(writeDowntimeMs)} from kill -9 to the first acknowledged commit (promoted ${fmtMs(promoteMs)} after the kill; rw followed ${fmtMs(rwFollowMs)} after the promotion)`,
+    `read errors: ${reads.summary.errors} in all, ${readErrorsAfterKill ?? '-'} after the kill; ${reads.summary.ops} reads`,
+    `old master: ${steps.rewind ? `pg_rewind (${steps.rewind}), streaming from ${steps.promoted}` : 'not rewound'}`,
+    `cross-check: ${input.crosscheck.filter((c) => c.agrees).length} of ${input.crosscheck.length} nodes hold every surviving acknowledged row`,
+  ];
+  return report;
+}
+
+/** Acknowledged writes per second on the reads' clock, as one more series of the timeline. */
+function writeSeries(writes: WriterResult, reads: WorkloadResult): ReportSeries {
+  const offset = writes.startedEpochMs - reads.summary.started_epoch_ms;
+  return {
+    node: 'writes (rw)',
+    port: null,
+    points: writes.perSecond.slice(0, Math.floor(writes.durationMs / 1000)).map((count, i) => ({ at_ms: offset + (i + 1) * 1000, tps: count })),
+  };
+}
+
+function fmtMs(ms: number | null): string {
+  return ms === null ? 'not measured' : `${ms} ms`;
+}

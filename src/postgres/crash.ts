@@ -1,0 +1,46 @@
+// A host crash for one node: SIGKILL the postmaster and every process it started, at once. Killing
+// only the postmaster (the seed's demo) leaves its backends and walsenders running until they notice,
+// so commits acknowledged after the "kill" still reach the standbys; a dead machine sends nothing more.
+import { readdir, readFile } from 'node:fs/promises';
+import { setTimeout as delay } from 'node:timers/promises';
+import { LabError } from '../common/errors.js';
+import { pollUntil } from '../common/poll.js';
+import { isRunning } from '../common/processes.js';
+import { livePostmasterPid } from './server.js';
+
+async function childrenOf(pid: number): Promise<number[]> {
+  const children: number[] = [];
+  for (const entry of await readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const stat = await readFile(`/proc/${entry}/stat`, 'utf8').catch(() => '');
+    // pid (comm) state ppid ...: comm may contain spaces, so read after the last ')'
+    const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+    if (ppid === pid) children.push(Number(entry));
+  }
+  return children;
+}
+
+/**
+ * `isolateMs` > 0: the walsenders freeze that long before the rest (the master loses its standbys'
+ * network, then dies), the classic split in which asynchronous replication loses acknowledged commits.
+ */
+export async function crashServer(spec: { datadir: string; name: string }, isolateMs = 0): Promise<{ pid: number; killedAtMs: number; isolatedAtMs: number; processes: number; walSenders: number }> {
+  const pid = await livePostmasterPid(spec.datadir);
+  if (!pid) throw new LabError('STATE', `${spec.name} is not running (no live postmaster for ${spec.datadir})`);
+  const children = await childrenOf(pid);
+  // Freeze everyone first so no process acts between the kills, then kill them. The walsenders go
+  // first: on a real crash the order is arbitrary, and this is the order in which asynchronous
+  // replication loses what the backends acknowledge in between (synchronous replication must not).
+  const isWalSender = async (p: number) => /walsender/.test(await readFile(`/proc/${p}/cmdline`, 'utf8').catch(() => ''));
+  const senders: number[] = [];
+  const others: number[] = [];
+  for (const p of children) ((await isWalSender(p)) ? senders : others).push(p);
+  const isolatedAtMs = Date.now();
+  for (const p of senders) process.kill(p, 'SIGSTOP');
+  if (isolateMs > 0) await delay(isolateMs);
+  for (const p of [pid, ...others]) process.kill(p, 'SIGSTOP');
+  const killedAtMs = Date.now();
+  for (const p of [pid, ...children]) process.kill(p, 'SIGKILL');
+  await pollUntil(async () => ((await isRunning(pid)) ? undefined : true), { timeoutMs: 10_000, intervalMs: 20, what: `postmaster ${pid} of ${spec.name} to exit after SIGKILL` });
+  return { pid, killedAtMs, isolatedAtMs, processes: 1 + children.length, walSenders: senders.length };
+}

@@ -1,0 +1,39 @@
+// The recovery.conf path: on PostgreSQL 11 promote (pg_ctl promote) and follow (recovery.conf with
+// recovery_target_timeline = 'latest') work; pg_rewind does not exist for 11 here, which `lab node
+// rewind` says in one line, and re-adding the old master as a replica is the way back.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { queryRows } from '../src/postgres/client.js';
+import { freePorts, lab, labJson, runLab, withTempLab } from './helpers/lab.js';
+
+test('PostgreSQL 11: promote and follow; rewind refused clearly; the old master comes back rebuilt', async () => {
+  await withTempLab(async (labDir) => {
+    const [m, r1, r2] = await freePorts(3);
+    await lab(labDir, '--pg', '11', 'master', 'start', '--port', String(m));
+    await lab(labDir, 'replica', 'add', 'replica1', path.join(labDir, 'replica1'), String(r1));
+    await lab(labDir, 'replica', 'add', 'replica2', path.join(labDir, 'replica2'), String(r2));
+    await lab(labDir, 'node', 'stop', 'master1'); // a planned switchover: both replicas have every record
+    const promoted = await labJson(labDir, 'promote', 'replica1');
+    assert.equal(promoted.timeline, 2);
+    assert.equal((await queryRows<{ r: boolean }>({ port: r1! }, 'SELECT pg_is_in_recovery() AS r'))[0]!.r, false);
+
+    await labJson(labDir, 'replica', 'follow', 'replica2');
+    const recoveryConf = await readFile(path.join(labDir, 'replica2', 'recovery.conf'), 'utf8');
+    assert.match(recoveryConf, new RegExp(`primary_conninfo = 'host=127.0.0.1 port=${r1} user=postgres application_name=replica2'`));
+    assert.match(recoveryConf, /recovery_target_timeline = 'latest'/);
+
+    const rewind = await runLab(labDir, ['node', 'rewind', 'master1']);
+    assert.equal(rewind.exitCode, 9);
+    assert.match(rewind.stderr.trim(), /^lab: pg_rewind 1\d .*cannot rewind a PostgreSQL 11 data dir.*rebuild the node instead/);
+    assert.equal(rewind.stderr.trim().split('\n').length, 1);
+
+    await lab(labDir, 'replica', 'add', 'master1', path.join(labDir, 'master1'), String(m));
+    const status = await labJson(labDir, 'status');
+    assert.deepEqual(
+      status.nodes.map((n: { name: string; role: string; replication: string; timeline: number }) => [n.name, n.role, n.replication, n.timeline]),
+      [['master1', 'replica', 'streaming', 2], ['replica1', 'primary', 'primary', 2], ['replica2', 'replica', 'streaming', 2]],
+    );
+  });
+});
