@@ -1,4 +1,4 @@
-// Declarations of `lab demo failover` and `lab demo lb-ha`.
+// Declarations of `lab demo failover`, `lab demo lb-ha` and `lab demo primary-failover`.
 import { Command, InvalidArgumentError } from 'commander';
 import { FAILOVER_DEFAULTS, LB_HA_DEFAULTS, PRIMARY_FAILOVER_DEFAULTS } from '../demo/defaults.js';
 import { examples, globalsOf } from './globals.js';
@@ -10,6 +10,27 @@ function positiveInt(text: string): number {
   const value = Number(text);
   if (!Number.isInteger(value) || value < 1) throw new InvalidArgumentError(`expected a whole number of 1 or more, got "${text}"`);
   return value;
+}
+
+/** What every drill offers: its report dir, --keep, --json and --verbose. */
+function reportOptions(command: Command, reportDir: string, verbose: string): Command {
+  return command
+    .option('--report <dir>', 'where to write report.json, report.md and timeline.svg', reportDir)
+    .option('--keep', 'keep the lab running at the end (default: remove it)')
+    .option('--json', 'print the report as JSON at the end')
+    .option('-v, --verbose', verbose);
+}
+
+interface DrillHooks {
+  print: (line: string) => void;
+  reporter: ReturnType<typeof terminalReporter>;
+  signal: AbortSignal;
+}
+
+/** Run a drill with Ctrl-C handling and the terminal's narration; --json prints its report at the end. */
+async function runDrill(command: Command, run: (hooks: DrillHooks) => Promise<{ report: unknown }>): Promise<void> {
+  const outcome = await withInterrupt((signal) => run({ print: (line) => process.stdout.write(`${line}\n`), reporter: terminalReporter(), signal }));
+  if (command.opts().json) printJson(outcome.report);
 }
 
 export function demoCommand(): Command {
@@ -24,25 +45,21 @@ export function demoCommand(): Command {
     .option('--kill <name>', 'the replica to kill -9', d.kill)
     .option('--kill-at <duration>', 'when to kill it, from the start of the load', parseSeconds, d.killAtMs)
     .option('--recover-at <duration>', 'when to re-add it', parseSeconds, d.recoverAtMs)
-    .option('--clients <n>', 'concurrent clients (pgbench -c)', positiveInt, d.concurrency)
-    .option('--report <dir>', 'where to write report.json, report.md and timeline.svg', d.reportDir)
-    .option('--keep', 'keep the lab running at the end (default: remove it)')
-    .option('--json', 'print the report as JSON at the end')
-    .option('-v, --verbose', 'also print the load\'s per-second lines')
+    .option('--clients <n>', 'concurrent clients (pgbench -c)', positiveInt, d.concurrency);
+  reportOptions(demo.commands.at(-1)!, d.reportDir, 'also print the load\'s per-second lines')
     .addHelpText('after', examples('lab demo failover', 'lab demo failover --duration 30s --kill-at 10s --recover-at 18s --scale 1', 'lab demo failover --keep --report /tmp/failover'))
     .action(async (options, command: Command) => {
       const global = globalsOf(command);
       const { runFailoverDrill } = await import('../demo/failover-drill.js');
-      const outcome = await withInterrupt((signal) =>
+      await runDrill(command, (hooks) =>
         runFailoverDrill(global, {
           ...d,
           replicas: options.replicas, scale: options.scale, durationMs: options.duration, kill: options.kill,
           killAtMs: options.killAt, recoverAtMs: options.recoverAt, concurrency: options.clients,
           reportDir: options.report, keep: Boolean(options.keep), verbose: Boolean(options.verbose),
           labDir: command.optsWithGlobals().labDir,
-        }, { print: (line) => process.stdout.write(`${line}\n`), reporter: terminalReporter(), signal }),
+        }, hooks),
       );
-      if (options.json) printJson(outcome.report);
     });
   const h = LB_HA_DEFAULTS;
   demo
@@ -51,22 +68,18 @@ export function demoCommand(): Command {
     .option('--replicas <n>', 'replicas to build', positiveInt, h.replicas)
     .option('--scale <n>', 'pgbench scale for -i', positiveInt, h.scale)
     .option('--duration <duration>', 'how long the load runs (the kills happen at 15% and 55%)', parseSeconds, h.durationMs)
-    .option('--clients <n>', 'concurrent clients', positiveInt, h.concurrency)
-    .option('--report <dir>', 'where to write report.json, report.md and timeline.svg', h.reportDir)
-    .option('--keep', 'keep the lab running at the end (default: remove it)')
-    .option('--json', 'print the report as JSON at the end')
-    .option('-v, --verbose', 'also print the load\'s per-second lines')
+    .option('--clients <n>', 'concurrent clients', positiveInt, h.concurrency);
+  reportOptions(demo.commands.at(-1)!, h.reportDir, 'also print the load\'s per-second lines')
     .addHelpText('after', examples('lab demo lb-ha', 'lab demo lb-ha --duration 20s --report /tmp/lb-ha'))
     .action(async (options, command: Command) => {
       const global = globalsOf(command);
       const { runLbHaDrill } = await import('../demo/lb-ha-drill.js');
-      const outcome = await withInterrupt((signal) =>
+      await runDrill(command, (hooks) =>
         runLbHaDrill(global, {
           replicas: options.replicas, scale: options.scale, durationMs: options.duration, concurrency: options.clients,
           reportDir: options.report, keep: Boolean(options.keep), labDir: command.optsWithGlobals().labDir,
-        }, { print: (line) => process.stdout.write(`${line}\n`), reporter: terminalReporter(), signal, verbose: Boolean(options.verbose) }),
+        }, { ...hooks, verbose: Boolean(options.verbose) }),
       );
-      if (options.json) printJson(outcome.report);
     });
   const p = PRIMARY_FAILOVER_DEFAULTS;
   demo
@@ -78,23 +91,19 @@ export function demoCommand(): Command {
     .option('--kill-at <duration>', 'when to kill -9 the master, from the start of the load', parseSeconds, p.killAtMs)
     .option('--partition <duration>', 'the master\'s walsenders freeze this long before it dies (0: a plain crash)', parseSeconds, p.partitionMs)
     .option('--writers <n>', 'concurrent writers', positiveInt, p.writers)
-    .option('--readers <n>', 'concurrent readers', positiveInt, p.readers)
-    .option('--report <dir>', 'where to write report.json, report.md and timeline.svg', p.reportDir)
-    .option('--keep', 'keep the lab running at the end (default: remove it)')
-    .option('--json', 'print the report as JSON at the end')
-    .option('-v, --verbose', 'also print the reads\' per-second lines')
+    .option('--readers <n>', 'concurrent readers', positiveInt, p.readers);
+  reportOptions(demo.commands.at(-1)!, p.reportDir, 'also print the reads\' per-second lines')
     .addHelpText('after', examples('lab demo primary-failover', 'lab demo primary-failover --sync --duration 30s --kill-at 10s --report /tmp/pf-sync'))
     .action(async (options, command: Command) => {
       const global = globalsOf(command);
       const { runPrimaryFailoverDrill } = await import('../demo/primary-failover-drill.js');
-      const outcome = await withInterrupt((signal) =>
+      await runDrill(command, (hooks) =>
         runPrimaryFailoverDrill(global, {
           replicas: options.replicas, sync: Boolean(options.sync), durationMs: options.duration, killAtMs: options.killAt, partitionMs: options.partition,
           writers: options.writers, readers: options.readers, reportDir: options.report, keep: Boolean(options.keep),
           verbose: Boolean(options.verbose), labDir: command.optsWithGlobals().labDir,
-        }, { print: (line) => process.stdout.write(`${line}\n`), reporter: terminalReporter(), signal }),
+        }, hooks),
       );
-      if (options.json) printJson(outcome.report);
     });
   return demo;
 }
