@@ -1,7 +1,7 @@
 // One client connection, from its first byte to its close. The connection phase is where the balancer
 // earns its keep: the client's startup message is kept, and until the server's ReadyForQuery a server
 // that refuses, resets or answers "starting up / shutting down" is replaced by the next one, so the
-// client never sees an error another replica could have saved. After ReadyForQuery: a plain relay.
+// client never sees an error another replica could have saved. After ReadyForQuery: a plain pipe.
 import net from 'node:net';
 import type { BackendServer, LiveSession } from './backend-server.js';
 import type { BalancerConfig } from './config.js';
@@ -317,30 +317,14 @@ class ClientSession {
     const { clientMs, serverMs } = this.context.config.timeouts;
     if (clientMs > 0) this.client.setTimeout(clientMs, () => this.end('client timeout'));
     if (serverMs > 0) upstream.setTimeout(serverMs, () => this.end('server timeout'));
-    this.relay(upstream);
-  }
-
-  /**
-   * The established session's data path: one 'data' handler per direction that writes the chunk on and
-   * pauses its source while the other side's buffer is full (what pipe() does, without its per-chunk
-   * machinery), and knows from the chunk's last bytes whether the server waits for the client.
-   */
-  private relay(upstream: net.Socket): void {
-    const client = this.client;
-    client.on('data', (chunk: Buffer) => {
-      this.queryInFlight = true;
-      if (!upstream.write(chunk)) client.pause();
-    });
+    upstream.pipe(this.client);
+    this.client.pipe(upstream);
+    // Listeners after the pipes: a chunk is already forwarded when we look at it.
+    this.client.on('data', () => (this.queryInFlight = true));
     upstream.on('data', (chunk: Buffer) => {
-      if (!client.write(chunk)) upstream.pause();
       this.queryInFlight = !endsWithReadyForQuery(chunk);
       if (!this.queryInFlight && this.closingReason) this.end(this.closingReason, true);
     });
-    upstream.on('drain', () => client.resume());
-    client.on('drain', () => upstream.resume());
-    // A side that finished sending: pass its FIN on, as pipe() did.
-    client.on('end', () => upstream.end());
-    upstream.on('end', () => client.end());
   }
 
   private closeWhenIdle(reason: string, graceMs: number): void {
