@@ -1,0 +1,124 @@
+// The established session's data path against a real PostgreSQL server: large transfers both ways
+// arrive intact, also while the client stops reading for a while (the path through flow control), the
+// stats count the bytes, and a client's Terminate + FIN ends the session.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import { once } from 'node:events';
+import { runBalancer } from '../src/balancer/balancer.js';
+import { pollUntil } from '../src/common/poll.js';
+import { serverLine, staticBalancerConfig } from './helpers/balancer-fakes.js';
+import { freePorts, lab, withTempLab } from './helpers/lab.js';
+
+function frontendMessage(type: string, body: Buffer): Buffer {
+  const header = Buffer.alloc(5);
+  header.write(type, 0, 'latin1');
+  header.writeInt32BE(body.length + 4, 1);
+  return Buffer.concat([header, body]);
+}
+
+function startupMessage(): Buffer {
+  const params = Buffer.from('user\0postgres\0database\0postgres\0\0', 'latin1');
+  const packet = Buffer.alloc(8 + params.length);
+  packet.writeInt32BE(packet.length, 0);
+  packet.writeInt32BE(196608, 4);
+  params.copy(packet, 8);
+  return packet;
+}
+
+const query = (sql: string): Buffer => frontendMessage('Q', Buffer.from(`${sql}\0`));
+
+/** A raw protocol client: reads whole server messages, so the test sees exactly what the server sent. */
+class RawSession {
+  private input: Buffer = Buffer.alloc(0);
+  private waiters: (() => void)[] = [];
+  readonly messages: { type: string; body: Buffer }[] = [];
+  bytesReceived = 0;
+
+  constructor(readonly socket: net.Socket) {
+    socket.on('data', (chunk: Buffer) => {
+      this.bytesReceived += chunk.length;
+      this.input = this.input.length ? Buffer.concat([this.input, chunk]) : chunk;
+      while (this.input.length >= 5 && this.input.length >= this.input.readInt32BE(1) + 1) {
+        const length = this.input.readInt32BE(1);
+        this.messages.push({ type: String.fromCharCode(this.input[0]!), body: this.input.subarray(5, length + 1) });
+        this.input = this.input.subarray(length + 1);
+      }
+      for (const wake of this.waiters.splice(0)) wake();
+    });
+  }
+
+  static async open(port: number): Promise<RawSession> {
+    const socket = net.connect({ host: '127.0.0.1', port });
+    socket.on('error', () => undefined);
+    // Bounded: the test never leaves a socket behind, whatever happens.
+    setTimeout(() => socket.destroy(), 30_000).unref();
+    await once(socket, 'connect');
+    const session = new RawSession(socket);
+    socket.write(startupMessage());
+    await session.untilReady();
+    return session;
+  }
+
+  /** Messages up to and including the next ReadyForQuery (taken off the list). */
+  async untilReady(): Promise<{ type: string; body: Buffer }[]> {
+    for (;;) {
+      const at = this.messages.findIndex((m) => m.type === 'Z');
+      if (at >= 0) return this.messages.splice(0, at + 1);
+      if (this.socket.destroyed) throw new Error('the balancer closed the session');
+      await new Promise<void>((resolve) => this.waiters.push(resolve));
+    }
+  }
+}
+
+test('relay: large answers and uploads survive a paused reader, bytes are counted, Terminate ends the session', async () => {
+  await withTempLab(async (labDir) => {
+    const [masterPort] = await freePorts(1);
+    await lab(labDir, 'master', 'start', '--port', String(masterPort));
+    const balancer = await runBalancer(staticBalancerConfig([serverLine('master1', masterPort!)], { type: 'tcp' }));
+    try {
+      await pollUntil(async () => (balancer.stats().servers[0]?.status === 'UP' ? true : undefined), { timeoutMs: 5000, what: 'master1 UP' });
+      const session = await RawSession.open(balancer.address().port);
+      try {
+        // Server to client: 32 MB while the client reads nothing for 300 ms.
+        const rows = 32;
+        const rowBytes = 1024 * 1024;
+        session.socket.pause();
+        session.socket.write(query(`SELECT repeat('x', ${rowBytes}) AS big FROM generate_series(1, ${rows})`));
+        await new Promise((resolve) => setTimeout(resolve, 300));
+        session.socket.resume();
+        const answer = await session.untilReady();
+        const dataRows = answer.filter((m) => m.type === 'D');
+        assert.equal(dataRows.length, rows);
+        assert.ok(dataRows.every((m) => m.body.length === 2 + 4 + rowBytes && m.body.subarray(6).every((b) => b === 0x78)), 'every row arrives whole');
+
+        // Client to server: 16 MB of COPY data in one burst.
+        session.socket.write(query('CREATE TEMP TABLE upload (line text)'));
+        await session.untilReady();
+        session.socket.write(query('COPY upload FROM STDIN'));
+        await pollUntil(async () => (session.messages.some((m) => m.type === 'G') ? true : undefined), { timeoutMs: 5000, what: 'CopyInResponse' });
+        const lines = 16 * 1024;
+        const line = `${'y'.repeat(1023)}\n`;
+        const copyData = Buffer.concat(Array.from({ length: lines }, () => frontendMessage('d', Buffer.from(line))));
+        session.socket.write(Buffer.concat([copyData, frontendMessage('c', Buffer.alloc(0))]));
+        await session.untilReady();
+        session.socket.write(query('SELECT count(*) AS n, sum(length(line)) AS bytes FROM upload'));
+        const counted = (await session.untilReady()).find((m) => m.type === 'D')!;
+        const [n, bytes] = [counted.body.subarray(6, 6 + counted.body.readInt32BE(2)).toString(), counted.body.subarray(6 + counted.body.readInt32BE(2) + 4).toString()];
+        assert.deepEqual([Number(n), Number(bytes)], [lines, lines * 1023]);
+
+        const live = balancer.stats().servers[0]!;
+        assert.ok(live.bytesOut >= rows * rowBytes && live.bytesIn >= copyData.length, `bytes counted (in ${live.bytesIn}, out ${live.bytesOut})`);
+
+        // Terminate and FIN: the session ends, the server side too.
+        session.socket.end(frontendMessage('X', Buffer.alloc(0)));
+        await pollUntil(async () => (balancer.stats().servers[0]!.sessionsCurrent === 0 ? true : undefined), { timeoutMs: 5000, what: 'the session to end' });
+        assert.equal(balancer.stats().sessionsCurrent, 0);
+      } finally {
+        session.socket.destroy();
+      }
+    } finally {
+      await balancer.stop();
+    }
+  });
+});
