@@ -6,6 +6,14 @@ import { writeReport, type WrittenReport } from '../report/write-report.js';
 import type { DemoLab } from './lab-setup.js';
 import type { Narrator } from './narrator.js';
 
+/** What a drill returns: its report, where it was written, and the lab it used (kept or removed). */
+export interface DrillOutcome {
+  report: Report;
+  written: WrittenReport;
+  labDir: string;
+  kept: boolean;
+}
+
 export interface LoadAndDrill<T> {
   workload: Promise<T>;
   /** The drill's actions on the lab while the load runs; its failure stops the load. */

@@ -12,8 +12,7 @@ import { pollUntil } from '../common/poll.js';
 import type { Reporter } from '../common/reporter.js';
 import { nodeNamesByPort, reportFromWorkload } from '../report/from-workload.js';
 import type { Report, ReportCrossCheck } from '../report/types.js';
-import type { WrittenReport } from '../report/write-report.js';
-import { alongsideLoad, inDemoLab, publishReport } from './drill-run.js';
+import { alongsideLoad, inDemoLab, publishReport, type DrillOutcome } from './drill-run.js';
 import { xactTable, withBanner } from '../stats/render.js';
 import type { XactSample } from '../stats/xact-sample.js';
 import { runWorkload } from '../workload/run-workload.js';
@@ -26,13 +25,6 @@ import { nodeLogFile, type GlobalOptions } from '../lab/context.js';
 import type { FailoverDrillOptions } from './defaults.js';
 
 export { FAILOVER_DEFAULTS, type FailoverDrillOptions } from './defaults.js';
-
-export interface DrillOutcome {
-  report: Report;
-  written: WrittenReport;
-  labDir: string;
-  kept: boolean;
-}
 
 export function checkFailoverOptions(o: FailoverDrillOptions): void {
   if (!Number.isInteger(o.replicas) || o.replicas < 2) throw new LabError('USAGE', `--replicas must be 2 or more (one is killed, another keeps serving), got ${o.replicas}`);

@@ -18,24 +18,16 @@ import { queryRows } from '../postgres/client.js';
 import { lsnToNumber } from '../postgres/recovery.js';
 import { nodeNamesByPort, reportFromWorkload } from '../report/from-workload.js';
 import type { Report, ReportCrossCheck, ReportSeries } from '../report/types.js';
-import type { WrittenReport } from '../report/write-report.js';
 import { runWorkload } from '../workload/run-workload.js';
 import { formatSampleLine, SAMPLE_HEADER } from '../workload/sample-line.js';
 import type { WorkloadResult } from '../workload/types.js';
 import { ACKED_TABLE, CREATE_ACKED_TABLE, runAckedWriter, type WriterResult } from './acked-writer.js';
 import type { PrimaryFailoverDrillOptions } from './defaults.js';
-import { alongsideLoad, inDemoLab, publishReport } from './drill-run.js';
+import { alongsideLoad, inDemoLab, publishReport, type DrillOutcome } from './drill-run.js';
 import { buildDemoLab, DEMO_DATABASE, freePortList, prepareBenchData, type DemoLab } from './lab-setup.js';
 import { Narrator, type Print } from './narrator.js';
 
 export { PRIMARY_FAILOVER_DEFAULTS, type PrimaryFailoverDrillOptions } from './defaults.js';
-
-export interface PrimaryDrillOutcome {
-  report: Report;
-  written: WrittenReport;
-  labDir: string;
-  kept: boolean;
-}
 
 export function checkPrimaryFailoverOptions(o: PrimaryFailoverDrillOptions): void {
   if (!Number.isInteger(o.replicas) || o.replicas < 1) throw new LabError('USAGE', `--replicas must be 1 or more (one is promoted), got ${o.replicas}`);
@@ -63,7 +55,7 @@ export async function runPrimaryFailoverDrill(
   base: Pick<GlobalOptions, 'pg' | 'osUser'>,
   options: PrimaryFailoverDrillOptions,
   hooks: { print: Print; reporter: Reporter; signal: AbortSignal },
-): Promise<PrimaryDrillOutcome> {
+): Promise<DrillOutcome> {
   checkPrimaryFailoverOptions(options);
   const { signal } = hooks;
   const narrator = new Narrator(hooks.print);
