@@ -17,9 +17,9 @@ import { fetchBalancerStats as fetchStats, statsRequestUrl } from '../balancer/f
 import { LabError, messageOf } from '../common/errors.js';
 import { pollUntil } from '../common/poll.js';
 import { canConnect, describePortHolder, isPortFree } from '../common/ports.js';
-import { isBalancerAlive, stopBalancerProcess } from '../lab/balancer-process.js';
+import { forgetBalancer, isBalancerAlive, recordBalancer, stopBalancerProcess } from '../lab/balancer-process.js';
 import { logDir, type GlobalOptions } from '../lab/context.js';
-import { requireState, updateState, type BalancerRecord } from '../lab/state.js';
+import { requireState, type BalancerRecord } from '../lab/state.js';
 import { logTail } from '../postgres/server.js';
 
 export { DEFAULT_BALANCER_NAME, balancerConfig, balancerWarnings, resolveBalancerConfig, type BalancerStartOptions } from '../balancer/start-options.js';
@@ -72,9 +72,7 @@ export async function serveBalancer(global: GlobalOptions, options: BalancerStar
       logFile: balancerLogFile(global.labDir, config.name),
       startedAt: new Date().toISOString(),
     };
-    await updateState(global.labDir, (state) => {
-      state.balancers = [...state.balancers.filter((b) => b.name !== record.name), record];
-    });
+    await recordBalancer(global.labDir, record);
     const checks = config.check.type === 'none' ? 'no check' : `${config.check.type} check every ${config.check.interMs} ms (fastinter ${config.check.fastinterMs}, downinter ${config.check.downinterMs}, rise ${config.check.rise}, fall ${config.check.fall})`;
     serve.log(`${config.name} listening on ${record.listen}, stats on http://${record.stats}/, pool ${record.pool}, ${config.algorithm}, ${checks}, pid ${process.pid}`);
     serve.onReady?.(record);
@@ -169,9 +167,7 @@ async function startHaproxyBalancer(global: GlobalOptions, config: BalancerConfi
     logFile: instance.logFile,
     startedAt: new Date().toISOString(),
   };
-  await updateState(global.labDir, (state) => {
-    state.balancers = [...state.balancers.filter((b) => b.name !== record.name), record];
-  });
+  await recordBalancer(global.labDir, record);
   const warnings = balancerWarnings(config);
   if (config.pool.source === 'lab') warnings.push(`HAProxy's pool is fixed at start (${servers.map((s) => s.name).join(', ') || 'empty'}); the built-in engine follows the lab`);
   if (config.check.type === 'sql') warnings.push('HAProxy has no sql check: it runs pgsql-check (it cannot see role or lag)');
@@ -192,9 +188,7 @@ export async function stopBalancer(global: GlobalOptions, name = DEFAULT_BALANCE
     throw new LabError('NOT_FOUND', `No balancer named "${name}" in this lab (balancers: ${names}): see \`lab balancer status\``);
   }
   const wasRunning = await stopBalancerProcess(record);
-  await updateState(global.labDir, (next) => {
-    next.balancers = next.balancers.filter((b) => !(b.name === name && b.pid === record.pid));
-  });
+  await forgetBalancer(global.labDir, record);
   return { name, pid: record.pid, wasRunning };
 }
 

@@ -5,7 +5,7 @@ import { LabError, messageOf } from '../common/errors.js';
 import { logDir, nodeLogFile, type GlobalOptions } from '../lab/context.js';
 import { removeDatadir } from '../lab/datadir.js';
 import { readState, statePath, withLock } from '../lab/state.js';
-import { stopBalancerProcess } from '../lab/balancer-process.js';
+import { removeBalancerFiles, stopBalancerProcess } from '../lab/balancer-process.js';
 import { inspectBindir } from '../postgres/installation.js';
 import { resolveRunAs } from '../postgres/os-user.js';
 import { stopServer, killServer, livePostmasterPid } from '../postgres/server.js';
@@ -59,11 +59,7 @@ export async function destroyLab(global: GlobalOptions, options: { yes?: boolean
     result.removed.push({ path: node.datadir, outcome: await removeDatadir(node.datadir, state.labId, node.datadirCreated) });
     await rm(nodeLogFile(global.labDir, node.name), { force: true });
   }
-  for (const balancer of state.balancers) {
-    await rm(balancer.logFile, { force: true });
-    // The haproxy.cfg the lab rendered (a --config file of the user's own is never touched).
-    if (balancer.engine === 'haproxy' && balancer.configFile) await rm(balancer.configFile, { force: true });
-  }
+  for (const balancer of state.balancers) await removeBalancerFiles(global.labDir, balancer, { log: true });
   await withLock(global.labDir, async () => {
     await rm(statePath(global.labDir), { force: true });
   });
