@@ -1,16 +1,11 @@
 // Declarations of `lab demo failover`, `lab demo lb-ha` and `lab demo primary-failover`.
-import { Command, InvalidArgumentError } from 'commander';
+import { Command } from 'commander';
 import { FAILOVER_DEFAULTS, LB_HA_DEFAULTS, PRIMARY_FAILOVER_DEFAULTS } from '../demo/defaults.js';
 import { examples, globalsOf } from './globals.js';
 import { withInterrupt } from './interrupt.js';
-import { parseSeconds } from './lab-commands.js';
+import { parseSeconds, positiveInt } from './parse-options.js';
 import { printJson, terminalReporter } from './output.js';
 
-function positiveInt(text: string): number {
-  const value = Number(text);
-  if (!Number.isInteger(value) || value < 1) throw new InvalidArgumentError(`expected a whole number of 1 or more, got "${text}"`);
-  return value;
-}
 
 /** What every drill offers: its report dir, --keep, --json and --verbose. */
 function reportOptions(command: Command, reportDir: string, verbose: string): Command {

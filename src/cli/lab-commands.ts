@@ -5,15 +5,9 @@ import type { NodeAction } from '../commands/node.js';
 import { psqlTable } from '../common/table.js';
 import { silentReporter } from '../common/reporter.js';
 import { examples, globalsOf } from './globals.js';
+import { parseSeconds } from './parse-options.js';
 import { printJson, printLine, terminalReporter } from './output.js';
 
-export function parseSeconds(text: string): number {
-  const match = /^(\d+(?:\.\d+)?)(ms|s|m)?$/.exec(text.trim());
-  if (!match) throw new InvalidArgumentError(`expected a duration such as 60, 60s, 500ms or 2m, got "${text}"`);
-  const value = Number(match[1]);
-  const unit = match[2] ?? 's';
-  return unit === 'ms' ? value : unit === 'm' ? value * 60_000 : value * 1000;
-}
 
 export function masterCommand(): Command {
   const master = new Command('master').description('the lab\'s master (primary) server');

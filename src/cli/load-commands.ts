@@ -8,15 +8,10 @@ import { interruptSignal } from './interrupt.js';
 import { printJson, printLine, terminalReporter } from './output.js';
 import type { WorkloadError } from '../workload/types.js';
 import { formatSampleLine, SAMPLE_HEADER, formatSummary } from '../workload/sample-line.js';
-import { parseSeconds } from './lab-commands.js';
+import { parseSeconds, positiveInt } from './parse-options.js';
 import { readState } from '../lab/state.js';
 import { nodeNamesByPort } from '../report/from-workload.js';
 
-function positiveInteger(text: string): number {
-  const value = Number(text);
-  if (!Number.isInteger(value) || value < 1) throw new InvalidArgumentError(`expected a whole number of 1 or more, got "${text}"`);
-  return value;
-}
 
 function portOption(text: string): number {
   try {
@@ -32,7 +27,7 @@ export function benchCommand(): Command {
   bench
     .command('init')
     .description('pgbench -i on the lab\'s master, with progress (the tables reach the replicas by streaming)')
-    .option('-s, --scale <n>', 'scaling factor (100,000 pgbench_accounts rows each)', positiveInteger, 10)
+    .option('-s, --scale <n>', 'scaling factor (100,000 pgbench_accounts rows each)', positiveInt, 10)
     .option('--json', 'print the result as JSON')
     .option('-v, --verbose', 'show pgbench\'s other output')
     .addHelpText('after', examples('lab bench init', 'lab bench init -s 50'))
@@ -92,10 +87,10 @@ export function workloadCommand(): Command {
     .description('N workers run pgbench\'s transactions through one or more URLs (fall over to the next on a connection error); one line per second')
     .option('--url <url>', 'postgresql:// URL; repeat it to give several (default: the balancer lb, or the master for --mode tpcb)', collect)
     .option('--balancer <name>', 'balancer of this lab to go through when no --url is given (default lb)')
-    .option('--concurrency <n>', 'workers (one connection each)', positiveInteger, 8)
+    .option('--concurrency <n>', 'workers (one connection each)', positiveInt, 8)
     .addOption(new Option('--duration <duration>', 'how long to run (60s, 2m, 500ms)').argParser(parseSeconds).default(60_000, '60s'))
-    .option('--transactions <n>', 'stop after this many transactions, if the duration has not ended first', positiveInteger)
-    .option('--max-rate <tps>', 'at most this many transactions per second over all workers', positiveInteger)
+    .option('--transactions <n>', 'stop after this many transactions, if the duration has not ended first', positiveInt)
+    .option('--max-rate <tps>', 'at most this many transactions per second over all workers', positiveInt)
     .option('--mode <mode>', 'select (pgbench -S) or tpcb (pgbench\'s TPC-B-like transaction; needs the master)', 'select')
     .option('--connect-per-tx', 'a new connection for every transaction, like pgbench -C')
     .option('--tolerate-errors', 'count errors and go on (reconnecting) instead of stopping at the first')

@@ -8,6 +8,7 @@ import { paintFor } from '../stats/paint.js';
 import { balancerTable, replicationTable, withBanner, xactTable } from '../stats/render.js';
 import { watchLoop } from '../stats/watch.js';
 import { examples, globalsOf } from './globals.js';
+import { positiveInt } from './parse-options.js';
 import { printJson } from './output.js';
 
 const DEFAULT_WATCH_MS = 3000; // the seed's scripts slept 3 s
@@ -18,11 +19,6 @@ function parseWatchSeconds(text: string): number {
   return seconds * 1000;
 }
 
-function parseCount(text: string): number {
-  const count = Number(text);
-  if (!Number.isInteger(count) || count < 1) throw new InvalidArgumentError(`expected a whole number of samples (1 or more), got "${text}"`);
-  return count;
-}
 
 interface WatchFlags {
   watch?: true | number;
@@ -33,7 +29,7 @@ interface WatchFlags {
 function withWatchOptions(command: Command): Command {
   return command
     .option('--watch [seconds]', `refresh every SECONDS (default ${DEFAULT_WATCH_MS / 1000}) until Ctrl-C`, parseWatchSeconds)
-    .option('--count <n>', 'stop after N samples (implies --watch)', parseCount)
+    .option('--count <n>', 'stop after N samples (implies --watch)', positiveInt)
     .option('--json', 'print JSON: one document, or one line per sample with --watch');
 }
 

@@ -34,6 +34,13 @@ export function findFreePort(host = '127.0.0.1'): Promise<number> {
   });
 }
 
+/** `count` distinct ports the kernel says are free right now. */
+export async function findFreePorts(count: number, host = '127.0.0.1'): Promise<number[]> {
+  const ports = new Set<number>();
+  while (ports.size < count) ports.add(await findFreePort(host));
+  return [...ports];
+}
+
 /** "pid 1234 (postgres)" for the process listening on a TCP port, when /proc tells us. */
 export async function describePortHolder(port: number): Promise<string | undefined> {
   const inodes = new Set<string>();

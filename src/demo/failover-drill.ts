@@ -7,6 +7,7 @@ import { fetchBalancerStats, startBalancer } from '../commands/balancer.js';
 import { nodeAction } from '../commands/node.js';
 import { replicaAdd } from '../commands/replica.js';
 import { statXact } from '../commands/stat.js';
+import { findFreePorts } from '../common/ports.js';
 import { LabError } from '../common/errors.js';
 import { pollUntil } from '../common/poll.js';
 import type { Reporter } from '../common/reporter.js';
@@ -18,7 +19,7 @@ import type { XactSample } from '../stats/xact-sample.js';
 import { runWorkload } from '../workload/run-workload.js';
 import { formatSampleLine, SAMPLE_HEADER } from '../workload/sample-line.js';
 import type { WorkloadResult } from '../workload/types.js';
-import { buildDemoLab, DEMO_DATABASE, freePortList, prepareBenchData } from './lab-setup.js';
+import { buildDemoLab, DEMO_DATABASE, prepareBenchData } from './lab-setup.js';
 import { Narrator, type Print } from './narrator.js';
 import { logEventTime, READY_PATTERN } from '../postgres/server-log.js';
 import { nodeLogFile, type GlobalOptions } from '../lab/context.js';
@@ -60,7 +61,7 @@ export async function runFailoverDrill(base: Pick<GlobalOptions, 'pg' | 'osUser'
   const { global } = lab;
   return inDemoLab(lab, narrator, { keep: options.keep, what: 'the balancer' }, async () => {
     signal.throwIfAborted();
-    const [listenPort, statsPort] = await freePortList(2);
+    const [listenPort, statsPort] = await findFreePorts(2);
     narrator.say(`step 3: balancer lb on 127.0.0.1:${listenPort} (stats http://127.0.0.1:${statsPort}/), pool = the replicas, sql health checks`);
     const balancer = await startBalancer(global, { name: 'lb', listen: `127.0.0.1:${listenPort}`, stats: `127.0.0.1:${statsPort}` });
     const serverState = async (name: string) => (await fetchBalancerStats(balancer, 1000)).servers.find((s) => s.name === name)?.status;

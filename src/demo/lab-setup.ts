@@ -6,7 +6,7 @@ import path from 'node:path';
 import { masterStart } from '../commands/master.js';
 import { replicaAdd } from '../commands/replica.js';
 import { destroyLab } from '../commands/destroy.js';
-import { findFreePort } from '../common/ports.js';
+import { findFreePorts } from '../common/ports.js';
 import type { Reporter } from '../common/reporter.js';
 import type { GlobalOptions } from '../lab/context.js';
 import { readState } from '../lab/state.js';
@@ -21,12 +21,6 @@ export interface DemoLab {
   replicas: { name: string; datadir: string; port: number }[];
   /** Remove everything the demo created (stops nodes and balancers). */
   dispose(): Promise<void>;
-}
-
-export async function freePortList(count: number): Promise<number[]> {
-  const ports = new Set<number>();
-  while (ports.size < count) ports.add(await findFreePort());
-  return [...ports];
 }
 
 /** A temporary lab dir for a demo (traversable by the postgres OS user when we run as root). */
@@ -47,7 +41,7 @@ export async function buildDemoLab(
     if (owned) await rm(root, { recursive: true, force: true });
   };
   try {
-    const [masterPort, ...replicaPorts] = await freePortList(options.replicas + 1);
+    const [masterPort, ...replicaPorts] = await findFreePorts(options.replicas + 1);
     options.say(`step 1: master1 on port ${masterPort} (lab dir ${global.labDir})`);
     await masterStart(global, { port: masterPort!, reporter: options.reporter });
     const replicas = replicaPorts.map((port, i) => ({ name: `replica${i + 1}`, datadir: path.join(global.labDir, `replica${i + 1}`), port }));

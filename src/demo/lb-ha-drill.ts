@@ -4,6 +4,7 @@
 // and whether reads ever stopped.
 import { setTimeout as delay } from 'node:timers/promises';
 import { startBalancer } from '../commands/balancer.js';
+import { findFreePorts } from '../common/ports.js';
 import { LabError } from '../common/errors.js';
 import type { Reporter } from '../common/reporter.js';
 import type { GlobalOptions } from '../lab/context.js';
@@ -14,7 +15,7 @@ import { alongsideLoad, inDemoLab, publishReport, type DrillOutcome } from './dr
 import { runWorkload } from '../workload/run-workload.js';
 import { formatSampleLine, SAMPLE_HEADER } from '../workload/sample-line.js';
 import type { WorkloadResult } from '../workload/types.js';
-import { buildDemoLab, DEMO_DATABASE, freePortList, prepareBenchData } from './lab-setup.js';
+import { buildDemoLab, DEMO_DATABASE, prepareBenchData } from './lab-setup.js';
 import { Narrator, type Print } from './narrator.js';
 import type { LbHaDrillOptions } from './defaults.js';
 
@@ -35,7 +36,7 @@ export async function runLbHaDrill(base: Pick<GlobalOptions, 'pg' | 'osUser'>, o
   const lab = await buildDemoLab(base, { replicas: options.replicas, labDir: options.labDir, reporter: hooks.reporter, say: (t) => narrator.say(t) });
   const { global } = lab;
   return inDemoLab(lab, narrator, { keep: options.keep, what: 'both balancers' }, async () => {
-    const [lbPort, lbStats, lb2Port, lb2Stats] = await freePortList(4);
+    const [lbPort, lbStats, lb2Port, lb2Stats] = await findFreePorts(4);
     const balancers = {
       lb: { name: 'lb', listen: `127.0.0.1:${lbPort}`, stats: `127.0.0.1:${lbStats}` },
       lb2: { name: 'lb2', listen: `127.0.0.1:${lb2Port}`, stats: `127.0.0.1:${lb2Stats}` },

@@ -10,6 +10,7 @@ import path from 'node:path';
 import { crashServer } from '../postgres/crash.js';
 import { promoteNode } from '../commands/promote.js';
 import { nodeRewind } from '../commands/rewind.js';
+import { findFreePorts } from '../common/ports.js';
 import { LabError } from '../common/errors.js';
 import { pollUntil } from '../common/poll.js';
 import type { Reporter } from '../common/reporter.js';
@@ -24,7 +25,7 @@ import type { WorkloadResult } from '../workload/types.js';
 import { ACKED_TABLE, CREATE_ACKED_TABLE, runAckedWriter, type WriterResult } from './acked-writer.js';
 import type { PrimaryFailoverDrillOptions } from './defaults.js';
 import { alongsideLoad, inDemoLab, publishReport, type DrillOutcome } from './drill-run.js';
-import { buildDemoLab, DEMO_DATABASE, freePortList, prepareBenchData, type DemoLab } from './lab-setup.js';
+import { buildDemoLab, DEMO_DATABASE, prepareBenchData, type DemoLab } from './lab-setup.js';
 import { Narrator, type Print } from './narrator.js';
 
 export { PRIMARY_FAILOVER_DEFAULTS, type PrimaryFailoverDrillOptions } from './defaults.js';
@@ -65,7 +66,7 @@ export async function runPrimaryFailoverDrill(
   const { global } = lab;
   return inDemoLab(lab, narrator, { keep: options.keep, what: 'the balancers' }, async () => {
     signal.throwIfAborted();
-    const [rwPort, rwStats, lbPort, lbStats] = await freePortList(4);
+    const [rwPort, rwStats, lbPort, lbStats] = await findFreePorts(4);
     narrator.say(`step 3: balancer rw on 127.0.0.1:${rwPort} (pool: the primary) and lb on 127.0.0.1:${lbPort} (pool: the replicas), sql health checks`);
     const rw = await startBalancer(global, { name: 'rw', pool: 'primary', listen: `127.0.0.1:${rwPort}`, stats: `127.0.0.1:${rwStats}` });
     const lb = await startBalancer(global, { name: 'lb', pool: 'replicas', listen: `127.0.0.1:${lbPort}`, stats: `127.0.0.1:${lbStats}` });

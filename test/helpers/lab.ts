@@ -6,7 +6,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import assert from 'node:assert/strict';
 import { execa, type Options } from 'execa';
-import { findFreePort } from '../../src/common/ports.js';
+import { findFreePorts } from '../../src/common/ports.js';
 
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 export const labBin = path.join(repoRoot, 'bin', 'lab.js');
@@ -47,11 +47,7 @@ export async function tempDir(prefix = 'pglab-test-'): Promise<string> {
 }
 
 /** `count` distinct free ports. */
-export async function freePorts(count: number): Promise<number[]> {
-  const ports = new Set<number>();
-  while (ports.size < count) ports.add(await findFreePort());
-  return [...ports];
-}
+export const freePorts = (count: number): Promise<number[]> => findFreePorts(count);
 
 /** Pids of processes whose command line mentions `needle` (e.g. a temp lab dir). */
 export async function processesMentioning(needle: string): Promise<string[]> {
