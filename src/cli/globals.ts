@@ -3,7 +3,7 @@ import type { Command } from 'commander';
 import { resolveGlobalOptions, type GlobalOptions } from '../lab/global-options.js';
 
 export function globalsOf(command: Command): GlobalOptions {
-  const options = command.optsWithGlobals<{ labDir?: string; pg?: string; osUser?: string }>();
+  const options = command.optsWithGlobals<{ labDir?: string; pg?: string; osUser?: string; runtime?: string }>();
   return resolveGlobalOptions(options);
 }
 

@@ -18,9 +18,16 @@ export function masterCommand(): Command {
     .option('--datadir <dir>', 'data dir (default <lab-dir>/<name>)')
     .option('--port <port>', 'port', '5432')
     .option('--timeout <duration>', 'how long to wait for the server to start', parseSeconds, 60_000)
+    .option('--image <image>', 'with --runtime docker: the nodes\' image (env LAB_IMAGE, default pglab/postgres:15-local from scripts/build-image.sh)')
     .option('--json', 'print the result as JSON')
     .option('-v, --verbose', 'show initdb\'s output')
-    .addHelpText('after', examples('lab master start', 'lab --lab-dir /tmp/lab2 master start --port 6432', 'lab --pg 11 master start'))
+    .addHelpText('after', examples(
+      'lab master start',
+      'lab --lab-dir /tmp/lab2 master start --port 6432',
+      'lab --pg 11 master start',
+      'lab --runtime docker --lab-dir /tmp/dlab master start --port 6432',
+      'lab --runtime docker master start --image postgres:16',
+    ))
     .action(async (options, command: Command) => {
       const { masterStart } = await import('../commands/master.js');
       const result = await masterStart(globalsOf(command), {
@@ -28,6 +35,7 @@ export function masterCommand(): Command {
         datadir: options.datadir,
         port: options.port,
         timeoutMs: options.timeout,
+        image: options.image,
         reporter: options.json ? silentReporter : terminalReporter({ verbose: options.verbose }),
       });
       if (options.json) return printJson(result);
@@ -177,6 +185,7 @@ export function statusCommand(): Command {
           ]),
         ),
       );
+      if (status.runtime !== 'process') printLine(`(nodes run on the ${status.runtime} runtime${status.image ? `, image ${status.image}` : ''})`);
       if (status.replicationError) printLine(`(replication state unavailable: ${status.replicationError})`);
       for (const warning of status.warnings) printLine(`WARNING: ${warning}`);
     });

@@ -13,6 +13,7 @@ export function buildProgram(): Command {
     .option('--lab-dir <dir>', 'holds the lab\'s state file and logs (env LAB_DIR, default /tmp/pgdata)')
     .option('--pg <version|dir>', 'PostgreSQL installation: a major version or a bin dir (env LAB_PG)')
     .option('--os-user <user>', 'OS user that runs PostgreSQL when lab runs as root (default postgres)')
+    .option('--runtime <process|docker>', 'where nodes run, chosen when the lab is created (env LAB_RUNTIME, default process; later commands use the lab\'s)')
     .showHelpAfterError('(run with --help for usage)')
     .addHelpText(
       'after',
@@ -23,6 +24,7 @@ export function buildProgram(): Command {
         'lab node kill replica2',
         'lab replica add replica2 /tmp/pgdata/replica2 5434',
         'lab destroy --yes',
+        'lab --runtime docker master start --image pglab/postgres:15-local',
       ),
     );
   for (const command of [

@@ -4,11 +4,11 @@ import path from 'node:path';
 import { LabError, messageOf } from '../common/errors.js';
 import { logDir, nodeLogFile, type GlobalOptions } from '../lab/context.js';
 import { removeDatadir } from '../lab/datadir.js';
-import { readState, statePath, withLock } from '../lab/state.js';
+import { checkRuntime, readState, runtimeOf, statePath, withLock } from '../lab/state.js';
 import { removeBalancerFiles, stopBalancerProcess } from '../lab/balancer-process.js';
 import { inspectBindir } from '../postgres/installation.js';
 import { resolveRunAs } from '../postgres/os-user.js';
-import { stopServer, killServer, livePostmasterPid } from '../postgres/server.js';
+import { runtimeFor } from '../runtime/node-runtime.js';
 
 export interface DestroyResult {
   labDir: string;
@@ -22,6 +22,7 @@ export async function destroyLab(global: GlobalOptions, options: { yes?: boolean
   if (!state) {
     throw new LabError('NOT_FOUND', `No lab in ${global.labDir}: nothing to destroy (pass --lab-dir for another lab)`);
   }
+  checkRuntime(state, global.labDir, global.runtime);
   if (!options.yes) {
     const dirs = state.nodes.map((n) => n.datadir).join(', ') || 'no data dirs';
     throw new LabError('USAGE', `destroy stops ${state.nodes.length} node(s) and ${state.balancers.length} balancer(s) and removes ${dirs}: pass --yes to confirm`);
@@ -29,6 +30,7 @@ export async function destroyLab(global: GlobalOptions, options: { yes?: boolean
   const result: DestroyResult = { labDir: global.labDir, stopped: [], removed: [], problems: [] };
   const installation = await inspectBindir(state.pg.bindir, 'lab');
   const runAs = await resolveRunAs(global.osUser ?? state.osUser).catch(() => undefined);
+  const runtime = runtimeFor({ labDir: global.labDir, state, installation, runAs });
 
   for (const balancer of state.balancers) {
     try {
@@ -41,19 +43,25 @@ export async function destroyLab(global: GlobalOptions, options: { yes?: boolean
   const nodes = [...state.nodes].sort((a, b) => (a.role === b.role ? 0 : a.role === 'replica' ? -1 : 1));
   await Promise.all(
     nodes.map(async (node) => {
-      if (!(await livePostmasterPid(node.datadir))) return;
       try {
-        if (!installation) throw new Error('its PostgreSQL installation is gone');
-        await stopServer({ name: node.name, datadir: node.datadir, port: node.port, logFile: nodeLogFile(global.labDir, node.name), installation, runAs, dbUser: state.dbUser }, 'fast', 30_000);
+        if (!(await runtime.livePid(node))) return;
+      } catch (error) {
+        result.problems.push(`${node.name}: ${messageOf(error)}`);
+        return;
+      }
+      try {
+        await runtime.stop(node, 'fast', 30_000);
       } catch {
-        await killServer(node).catch((error) => result.problems.push(`${node.name}: ${messageOf(error)}`));
+        await runtime.kill(node).catch((error) => result.problems.push(`${node.name}: ${messageOf(error)}`));
       }
       result.stopped.push(node.name);
     }),
   );
+  const containersGone = runtimeOf(state) !== 'docker' || (await removeContainers(state.labId, result));
   for (const node of nodes) {
-    if (await livePostmasterPid(node.datadir)) {
-      result.problems.push(`${node.name} is still running; its data dir ${node.datadir} was kept`);
+    const running = await runtime.livePid(node).catch(() => -1);
+    if (running || !containersGone) {
+      result.problems.push(`${node.name} ${running ? 'is still running' : 'may still have a container'}; its data dir ${node.datadir} was kept`);
       continue;
     }
     result.removed.push({ path: node.datadir, outcome: await removeDatadir(node.datadir, state.labId, node.datadirCreated) });
@@ -71,4 +79,18 @@ export async function destroyLab(global: GlobalOptions, options: { yes?: boolean
     throw new LabError('STATE', `destroy left something behind: ${result.problems.join('; ')}`, { detail: `lab dir: ${path.resolve(global.labDir)}` });
   }
   return result;
+}
+
+/** Every container labelled with this lab (servers, leftover one-offs), and nothing else; false when some may remain. */
+async function removeContainers(labId: string, result: DestroyResult): Promise<boolean> {
+  try {
+    const { listLabContainers, removeLabContainers } = await import('../runtime/docker-lab.js');
+    for (const name of await removeLabContainers(labId)) result.stopped.push(`container ${name}`);
+    const left = await listLabContainers(labId);
+    if (left.length === 0) return true;
+    result.problems.push(`containers ${left.map((c) => c.name).join(', ')} could not be removed`);
+  } catch (error) {
+    result.problems.push(`containers: ${messageOf(error)}`);
+  }
+  return false;
 }

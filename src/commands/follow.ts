@@ -11,6 +11,7 @@ import { primaryOf, requireNode, updateState, type NodeRecord } from '../lab/sta
 import { queryRows } from '../postgres/client.js';
 import { serverRole } from '../postgres/recovery.js';
 import { livePostmasterPid, logTail, startServer, stopServer } from '../postgres/server.js';
+import { requireProcessRuntime } from '../runtime/node-runtime.js';
 
 export interface FollowOptions {
   /** Default: the lab's current primary. */
@@ -92,6 +93,7 @@ export async function replicaFollow(global: GlobalOptions, name: string, options
   const started = Date.now();
   const timeoutMs = options.timeoutMs ?? 60_000;
   const context = await openLab(global);
+  requireProcessRuntime(context.state, 'lab replica follow');
   const { state } = context;
   const node = requireNode(state, name);
   if (node.role === 'primary') throw new LabError('STATE', `Node "${name}" is the lab's primary: it follows nobody; promote another node first`);

@@ -5,16 +5,14 @@ import path from 'node:path';
 import { LabError } from '../common/errors.js';
 import { assertPortFree, parsePort } from '../common/ports.js';
 import { silentReporter, type Reporter } from '../common/reporter.js';
-import { labInstallation, logDir, nodeLogFile, type GlobalOptions } from '../lab/context.js';
+import { labInstallation, logDir, type GlobalOptions } from '../lab/context.js';
 import { checkDatadirPath, inspectDatadir, prepareDatadir } from '../lab/datadir.js';
 import { checkName } from '../lab/names.js';
-import { writeNodeConfig } from '../lab/node-files.js';
 import { checkNodeFits } from '../lab/topology.js';
-import { newState, primaryOf, readState, updateState, withLock, writeState, type LabState } from '../lab/state.js';
+import { checkRuntime, newState, primaryOf, readState, runtimeOf, updateState, withLock, writeState, type LabState } from '../lab/state.js';
 import { resolveInstallation } from '../postgres/installation.js';
 import { giveTo, resolveRunAs } from '../postgres/os-user.js';
-import { runPg } from '../postgres/run.js';
-import { serverStatus, startServer, type ServerSpec } from '../postgres/server.js';
+import { runtimeFor } from '../runtime/node-runtime.js';
 
 export interface MasterStartOptions {
   name?: string;
@@ -22,6 +20,8 @@ export interface MasterStartOptions {
   port?: number | string;
   reporter?: Reporter;
   timeoutMs?: number;
+  /** The image of a new docker lab's nodes (default LAB_IMAGE, else the local pglab/postgres:15-local). */
+  image?: string;
 }
 
 export interface MasterStartResult {
@@ -41,6 +41,14 @@ export async function masterStart(global: GlobalOptions, options: MasterStartOpt
   const datadir = checkDatadirPath(options.datadir ?? path.join(global.labDir, name));
   const timeoutMs = options.timeoutMs ?? 60_000;
   const existing = await readState(global.labDir);
+  if (existing) checkRuntime(existing, global.labDir, global.runtime);
+  const runtime = existing ? runtimeOf(existing) : (global.runtime ?? 'process');
+  if (options.image && runtime !== 'docker') {
+    throw new LabError('USAGE', `--image is for nodes in containers: add --runtime docker (this lab runs on the ${runtime} runtime)`);
+  }
+  if (options.image && existing?.image && options.image !== existing.image) {
+    throw new LabError('CONFLICT', `This lab runs image ${existing.image}, not ${options.image}: use another --lab-dir for another image`);
+  }
 
   const primary = existing && primaryOf(existing);
   if (existing && primary) {
@@ -53,13 +61,16 @@ export async function masterStart(global: GlobalOptions, options: MasterStartOpt
 
   const runAs = await resolveRunAs(global.osUser ?? existing?.osUser);
   const installation = existing ? await labInstallation(existing, global.pg) : await resolveInstallation(global.pg);
-  if (!installation.tools.initdb || !installation.tools.pg_ctl) {
+  if (runtime === 'process' && (!installation.tools.initdb || !installation.tools.pg_ctl)) {
     throw new LabError('ENVIRONMENT', `PostgreSQL ${installation.version} in ${installation.bindir} lacks initdb or pg_ctl: pass --pg with a complete installation`);
   }
   if (existing) checkNodeFits(existing, global.labDir, { name, port, datadir, role: 'primary' });
   const condition = await inspectDatadir(datadir, existing?.labId);
   if (condition === 'foreign' || condition === 'not-a-directory') await prepareDatadir(datadir, existing?.labId ?? ''); // throws the clear error
   await assertPortFree(port, `master "${name}"`);
+  const image = runtime === 'docker' ? (existing?.image ?? options.image ?? (await import('../runtime/docker-image.js')).defaultImage()) : undefined;
+  // The servers' version: the image's in containers (the host's installation still serves pgbench and psql).
+  const server = image ? await (await import('../runtime/docker-image.js')).imagePostgres(image, 'image-probe') : installation;
 
   const labDirExisted = await stat(global.labDir).then(() => true, () => false);
   await mkdir(logDir(global.labDir), { recursive: true });
@@ -68,9 +79,11 @@ export async function masterStart(global: GlobalOptions, options: MasterStartOpt
     const current = (await readState(global.labDir)) ??
       newState({
         labDirCreated: !labDirExisted,
-        pg: { bindir: installation.bindir, version: installation.version, major: installation.major },
+        pg: { bindir: installation.bindir, version: server.version, major: server.major },
         osUser: runAs?.name,
         dbUser: 'postgres',
+        runtime,
+        image,
       });
     checkNodeFits(current, global.labDir, { name, port, datadir, role: 'primary' });
     if (primaryOf(current)) throw new LabError('CONFLICT', `This lab got a master while we prepared one: run \`lab status\``);
@@ -82,25 +95,20 @@ export async function masterStart(global: GlobalOptions, options: MasterStartOpt
     return current;
   });
 
-  reporter.step(`initdb ${datadir} (PostgreSQL ${installation.version})`);
+  const nodes = runtimeFor({ labDir: global.labDir, state, installation, runAs });
+  const node = { name, port, datadir };
+  reporter.step(`initdb ${datadir} (PostgreSQL ${state.pg.version}${image ? `, image ${image}` : ''})`);
   await prepareDatadir(datadir, state.labId);
-  await giveTo(datadir, runAs);
-  await runPg(installation.tools.initdb, ['-D', datadir, '-U', state.dbUser, '--no-locale', '-E', 'UTF8', '-A', 'trust'], {
-    runAs,
-    onStderrLine: (line) => reporter.detail(line),
-    timeoutMs: 300_000,
-  });
-  await writeNodeConfig({ labId: state.labId, name, port, datadir, major: installation.major, dbUser: state.dbUser, runAs });
+  await nodes.initMaster(node, reporter);
 
   reporter.step(`starting ${name} on port ${port}`);
-  const spec: ServerSpec = { name, datadir, port, logFile: nodeLogFile(global.labDir, name), installation, runAs, dbUser: state.dbUser };
-  const pid = await startServer(spec, timeoutMs);
+  const pid = await nodes.start(node, timeoutMs);
   await updateState(global.labDir, (s) => {
     const node = s.nodes.find((n) => n.name === name)!;
     node.phase = 'ready';
     node.expected = 'running';
   });
-  return { name, port, datadir, pid, version: installation.version, action: 'created' };
+  return { name, port, datadir, pid, version: state.pg.version, action: 'created' };
 }
 
 async function startExistingMaster(global: GlobalOptions, state: LabState, reporter: Reporter, timeoutMs: number): Promise<MasterStartResult> {
@@ -110,19 +118,16 @@ async function startExistingMaster(global: GlobalOptions, state: LabState, repor
   if (primary.phase !== 'ready') {
     throw new LabError('STATE', `Master "${primary.name}" was never finished (its initdb was interrupted): run \`lab destroy --yes\` and start again`);
   }
-  const spec: ServerSpec = {
-    name: primary.name, datadir: primary.datadir, port: primary.port, logFile: nodeLogFile(global.labDir, primary.name),
-    installation, runAs, dbUser: state.dbUser,
-  };
-  const { status, pid } = await serverStatus(primary.datadir, primary.expected);
+  const nodes = runtimeFor({ labDir: global.labDir, state, installation, runAs });
+  const { status, pid } = await nodes.status(primary, primary.expected);
   if (status === 'running') {
-    return { name: primary.name, port: primary.port, datadir: primary.datadir, pid: pid!, version: installation.version, action: 'already-running' };
+    return { name: primary.name, port: primary.port, datadir: primary.datadir, pid: pid!, version: state.pg.version, action: 'already-running' };
   }
   await assertPortFree(primary.port, `master "${primary.name}"`);
   reporter.step(`starting existing master ${primary.name} on port ${primary.port}`);
-  const newPid = await startServer(spec, timeoutMs);
+  const newPid = await nodes.start(primary, timeoutMs);
   await updateState(global.labDir, (s) => {
     s.nodes.find((n) => n.name === primary.name)!.expected = 'running';
   });
-  return { name: primary.name, port: primary.port, datadir: primary.datadir, pid: newPid, version: installation.version, action: 'started' };
+  return { name: primary.name, port: primary.port, datadir: primary.datadir, pid: newPid, version: state.pg.version, action: 'started' };
 }

@@ -1,9 +1,10 @@
 // `lab node start|stop|restart|kill NAME`.
 import { assertPortFree } from '../common/ports.js';
-import { openLab, serverSpec, type GlobalOptions } from '../lab/context.js';
+import { openLab, type GlobalOptions } from '../lab/context.js';
 import { requireNode, updateState, type NodeRecord } from '../lab/state.js';
 import { LabError } from '../common/errors.js';
-import { killServer, livePostmasterPid, startServer, stopServer, type StopMode } from '../postgres/server.js';
+import type { StopMode } from '../postgres/server.js';
+import { runtimeFor } from '../runtime/node-runtime.js';
 
 export type NodeAction = 'start' | 'stop' | 'restart' | 'kill';
 
@@ -26,20 +27,20 @@ export async function nodeAction(global: GlobalOptions, name: string, action: No
   if (node.phase !== 'ready') {
     throw new LabError('STATE', `Node "${name}" was never finished (its build was interrupted): re-run the command that created it`);
   }
-  const spec = serverSpec(context, node);
+  const nodes = runtimeFor(context);
   const setExpected = (expected: 'running' | 'stopped') =>
     updateState(context.labDir, (state) => {
       requireNode(state, name).expected = expected;
     });
-  const running = await livePostmasterPid(node.datadir);
+  const running = await nodes.livePid(node);
 
   switch (action) {
     case 'kill': {
-      const { pid, killedAtMs } = await killServer(spec); // the lab still expects it running: status shows "crashed"
+      const { pid, killedAtMs } = await nodes.kill(node); // the lab still expects it running: status shows "crashed"
       return { name, action, pid, killedAtMs, changed: true };
     }
     case 'stop': {
-      await stopServer(spec, options.mode ?? 'fast');
+      await nodes.stop(node, options.mode ?? 'fast');
       await setExpected('stopped');
       return { name, action, changed: Boolean(running) };
     }
@@ -49,14 +50,14 @@ export async function nodeAction(global: GlobalOptions, name: string, action: No
         return { name, action, pid: running, changed: false };
       }
       await assertPortFree(node.port, `node "${name}"`);
-      const pid = await startServer(spec, options.timeoutMs);
+      const pid = await nodes.start(node, options.timeoutMs);
       await setExpected('running');
       return { name, action, pid, changed: true, ...splitBrainWarning(node) };
     }
     case 'restart': {
-      await stopServer(spec, options.mode ?? 'fast');
+      await nodes.stop(node, options.mode ?? 'fast');
       await assertPortFree(node.port, `node "${name}"`);
-      const pid = await startServer(spec, options.timeoutMs);
+      const pid = await nodes.start(node, options.timeoutMs);
       await setExpected('running');
       return { name, action, pid, changed: true, ...splitBrainWarning(node) };
     }

@@ -8,8 +8,8 @@ import { openLab, type GlobalOptions } from '../lab/context.js';
 import { primaryOf, requireNode, updateState } from '../lab/state.js';
 import { serverRole } from '../postgres/recovery.js';
 import { runPg } from '../postgres/run.js';
-import { livePostmasterPid, logTail } from '../postgres/server.js';
-import { nodeLogFile } from '../lab/context.js';
+import { withClient } from '../postgres/client.js';
+import { runtimeFor } from '../runtime/node-runtime.js';
 import { applySyncStandbys } from '../postgres/sync-standbys.js';
 
 export interface PromoteOptions {
@@ -32,6 +32,7 @@ export async function promoteNode(global: GlobalOptions, name: string, options: 
   const timeoutMs = options.timeoutMs ?? 60_000;
   const context = await openLab(global);
   const { state } = context;
+  const nodes = runtimeFor(context);
   const node = requireNode(state, name);
   const conn = { port: node.port, user: state.dbUser, connectTimeoutMs: 2000 };
   if (node.role === 'primary') throw new LabError('STATE', `Node "${name}" is already the lab's primary: promote a replica`);
@@ -39,7 +40,7 @@ export async function promoteNode(global: GlobalOptions, name: string, options: 
   if (node.rewindNeeded) {
     throw new LabError('STATE', `Node "${name}" is a former primary that may have diverged: rewind it first (\`lab node rewind ${name}\`)`);
   }
-  if (!(await livePostmasterPid(node.datadir))) {
+  if (!(await nodes.livePid(node))) {
     throw new LabError('STATE', `Node "${name}" is not running: start it first (\`lab node start ${name}\`), a stopped standby cannot be promoted`);
   }
   const before = await serverRole(conn, state.pg.major);
@@ -47,7 +48,7 @@ export async function promoteNode(global: GlobalOptions, name: string, options: 
     throw new LabError('STATE', `Node "${name}" is already a primary (not in recovery) on timeline ${before.timeline}: rewind it (\`lab node rewind ${name}\`) or promote another replica`);
   }
   const old = primaryOf(state);
-  if (old && (await livePostmasterPid(old.datadir))) {
+  if (old && (await nodes.livePid(old))) {
     const oldRole = await serverRole({ port: old.port, user: state.dbUser, connectTimeoutMs: 2000 }, state.pg.major).catch(() => undefined);
     if (oldRole && !oldRole.inRecovery) {
       throw new LabError(
@@ -57,16 +58,22 @@ export async function promoteNode(global: GlobalOptions, name: string, options: 
     }
   }
 
-  await runPg(context.installation.tools.pg_ctl!, ['-w', '-t', String(Math.ceil(timeoutMs / 1000)), '-D', node.datadir, 'promote'], {
-    runAs: context.runAs,
-    timeoutMs: timeoutMs + 10_000,
-  });
+  if (nodes.name === 'docker') {
+    // pg_ctl on the host cannot write into a data dir the image's user owns; pg_promote() (PostgreSQL 12+) asks the server itself.
+    if (state.pg.major < 12) throw new LabError('STATE', `Promoting a PostgreSQL ${state.pg.major} container needs pg_promote() (PostgreSQL 12+): not supported on the docker runtime`);
+    await withClient(conn, (client) => client.query('SELECT pg_promote(false)'));
+  } else {
+    await runPg(context.installation.tools.pg_ctl!, ['-w', '-t', String(Math.ceil(timeoutMs / 1000)), '-D', node.datadir, 'promote'], {
+      runAs: context.runAs,
+      timeoutMs: timeoutMs + 10_000,
+    });
+  }
   const after = await pollUntil(
     async () => {
       const role = await serverRole(conn, state.pg.major);
       return role.inRecovery ? undefined : role;
     },
-    { timeoutMs, intervalMs: 50, what: `${name} to leave recovery after pg_ctl promote`, detail: () => logTail(nodeLogFile(context.labDir, name)) },
+    { timeoutMs, intervalMs: 50, what: `${name} to leave recovery after pg_ctl promote`, detail: () => nodes.logTail(node) },
   );
 
   // The new primary waits for the other synchronous standbys the lab has (ALTER SYSTEM: a copy of the

@@ -4,17 +4,13 @@
 import { LabError } from '../common/errors.js';
 import { assertPortFree, parsePort } from '../common/ports.js';
 import { silentReporter, type Reporter } from '../common/reporter.js';
-import { openLab, serverSpec, type GlobalOptions } from '../lab/context.js';
+import { openLab, type GlobalOptions } from '../lab/context.js';
 import { checkDatadirPath, inspectDatadir, prepareDatadir } from '../lab/datadir.js';
 import { checkName } from '../lab/names.js';
-import { removeCopiedLeftovers, writeNodeConfig, writeStandbyConfig } from '../lab/node-files.js';
 import { primaryOf, updateState } from '../lab/state.js';
 import { checkNodeFits } from '../lab/topology.js';
 import { withClient } from '../postgres/client.js';
-import { clientTool } from '../postgres/installation.js';
-import { giveTo } from '../postgres/os-user.js';
-import { runPg } from '../postgres/run.js';
-import { serverStatus, startServer, stopServer } from '../postgres/server.js';
+import { runtimeFor } from '../runtime/node-runtime.js';
 import { applySyncStandbys } from '../postgres/sync-standbys.js';
 import { waitStreaming } from './follow.js';
 
@@ -50,11 +46,12 @@ export async function replicaAdd(global: GlobalOptions, nameArg: string, datadir
   const port = parsePort(portArg);
   const timeoutMs = options.timeoutMs ?? 60_000;
   const context = await openLab(global);
-  const { state, installation, runAs } = context;
+  const { state } = context;
+  const nodes = runtimeFor(context);
 
   const primary = primaryOf(state);
   if (!primary) throw new LabError('STATE', 'This lab has no master: run `lab master start` first');
-  const primaryStatus = await serverStatus(primary.datadir, primary.expected);
+  const primaryStatus = await nodes.status(primary, primary.expected);
   if (primaryStatus.status !== 'running') {
     throw new LabError('STATE', `Master "${primary.name}" is ${primaryStatus.status}: start it first (\`lab node start ${primary.name}\`)`);
   }
@@ -65,13 +62,12 @@ export async function replicaAdd(global: GlobalOptions, nameArg: string, datadir
     if (condition === 'ours') throw new LabError('UNSAFE', `Data dir ${datadir} holds another node of this lab; nothing was deleted: choose another path`);
     await prepareDatadir(datadir, state.labId); // throws the clear "not created by this lab" error
   }
-  const pgBasebackup = await clientTool(installation, 'pg_basebackup');
 
   // The seed killed whatever ran on PGDATA; we only stop our own node.
-  const spec = serverSpec(context, { name, port, datadir, role: 'replica', datadirCreated: false, phase: 'building', expected: 'running', createdAt: '' });
+  const node = { name, port, datadir };
   if (existing) {
     reporter.step(`stopping ${name} before rebuilding it`);
-    await stopServer(spec, 'immediate');
+    await nodes.stop(node, 'immediate');
   }
   await assertPortFree(port, `replica "${name}"`);
 
@@ -89,37 +85,15 @@ export async function replicaAdd(global: GlobalOptions, nameArg: string, datadir
   });
 
   await prepareDatadir(datadir, state.labId);
-  await giveTo(datadir, runAs);
   const conn = { port: primary.port, user: state.dbUser };
   reporter.step(`CHECKPOINT on ${primary.name}`);
   await withClient(conn, (client) => client.query('CHECKPOINT'));
 
   reporter.step(`pg_basebackup from ${primary.name} (port ${primary.port}) into ${datadir}`);
-  let backupKb: number | undefined;
-  await runPg(
-    pgBasebackup,
-    ['-h', '127.0.0.1', '-p', String(primary.port), '-U', state.dbUser, '-D', datadir, '-X', 'stream', '--checkpoint=fast', '--progress', '--verbose'],
-    {
-      runAs,
-      timeoutMs: 30 * 60_000,
-      onStderrLine: (line) => {
-        const match = /(\d+)\/(\d+) kB \((\d+)%\)/.exec(line);
-        if (match) {
-          backupKb = Number(match[2]);
-          reporter.progress(Number(match[1]) / Math.max(1, Number(match[2])), `${match[1]}/${match[2]} kB`);
-        } else {
-          reporter.detail(line);
-        }
-      },
-    },
-  );
-  await removeCopiedLeftovers(datadir);
-  const files = { labId: state.labId, name, port, datadir, major: installation.major, dbUser: state.dbUser, runAs };
-  await writeNodeConfig(files);
-  await writeStandbyConfig({ ...files, upstreamPort: primary.port });
+  const { backupKb } = await nodes.cloneReplica(node, primary.port, reporter);
 
   reporter.step(`starting ${name} on port ${port}`);
-  const pid = await startServer(spec, timeoutMs);
+  const pid = await nodes.start(node, timeoutMs);
   await updateState(context.labDir, (s) => {
     const node = s.nodes.find((n) => n.name === name)!;
     node.phase = 'ready';

@@ -17,6 +17,7 @@ import { runPg } from '../postgres/run.js';
 import { clearStaleLocks, livePostmasterPid, startServer, stopServer } from '../postgres/server.js';
 import { requireRunningPrimary, waitStreaming } from './follow.js';
 import { silentReporter, type Reporter } from '../common/reporter.js';
+import { requireProcessRuntime } from '../runtime/node-runtime.js';
 
 export interface RewindOptions {
   primary?: string;
@@ -57,6 +58,7 @@ export async function nodeRewind(global: GlobalOptions, name: string, options: R
   const timeoutMs = options.timeoutMs ?? 60_000;
   const reporter = options.reporter ?? silentReporter;
   const context = await openLab(global);
+  requireProcessRuntime(context.state, 'lab node rewind');
   const { state, runAs } = context;
   const node = requireNode(state, name);
   if (node.role === 'primary') {

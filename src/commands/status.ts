@@ -1,11 +1,13 @@
 // `lab status`: every node with its real state (a dead pid is "crashed", not "running") and what the
 // master says about its replication.
 import { openLab, type GlobalOptions } from '../lab/context.js';
-import { primaryOf, type NodeRole } from '../lab/state.js';
+import { primaryOf, runtimeOf, type NodeRole } from '../lab/state.js';
+import type { RuntimeName } from '../lab/global-options.js';
 import { queryRows } from '../postgres/client.js';
 import { dialectFor } from '../postgres/dialect.js';
 import { serverRole } from '../postgres/recovery.js';
-import { serverStatus, type ServerStatus } from '../postgres/server.js';
+import type { ServerStatus } from '../postgres/server.js';
+import { runtimeFor } from '../runtime/node-runtime.js';
 import { messageOf } from '../common/errors.js';
 
 export interface NodeStatus {
@@ -30,6 +32,10 @@ export interface NodeStatus {
 export interface LabStatus {
   labDir: string;
   version: string;
+  /** Where the nodes run. */
+  runtime: RuntimeName;
+  /** Their image (docker runtime). */
+  image?: string;
   nodes: NodeStatus[];
   /** Why replication columns are empty, when the master could not be asked. */
   replicationError?: string;
@@ -41,9 +47,10 @@ export async function labStatus(global: GlobalOptions): Promise<LabStatus> {
   const context = await openLab(global);
   const { state } = context;
   const dialect = dialectFor(state.pg.major);
+  const runtime = runtimeFor(context);
   const nodes: NodeStatus[] = await Promise.all(
     state.nodes.map(async (node) => {
-      const live = await serverStatus(node.datadir, node.expected);
+      const live = await runtime.status(node, node.expected);
       return {
         name: node.name,
         role: node.role,
@@ -105,5 +112,5 @@ export async function labStatus(global: GlobalOptions): Promise<LabStatus> {
     }
   }
   for (const node of nodes) if (node.rewindNeeded && !node.replication) node.replication = 'needs rewind';
-  return { labDir: context.labDir, version: state.pg.version, nodes, replicationError, warnings };
+  return { labDir: context.labDir, version: state.pg.version, runtime: runtimeOf(state), image: state.image, nodes, replicationError, warnings };
 }

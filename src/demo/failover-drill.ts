@@ -52,7 +52,7 @@ function counterGrowth(values: (number | null)[]): number | null {
   return growth;
 }
 
-export async function runFailoverDrill(base: Pick<GlobalOptions, 'pg' | 'osUser'>, options: FailoverDrillOptions, hooks: { print: Print; reporter: Reporter; signal: AbortSignal }): Promise<DrillOutcome> {
+export async function runFailoverDrill(base: Pick<GlobalOptions, 'pg' | 'osUser' | 'runtime'>, options: FailoverDrillOptions, hooks: { print: Print; reporter: Reporter; signal: AbortSignal }): Promise<DrillOutcome> {
   checkFailoverOptions(options);
   const { signal } = hooks;
   const narrator = new Narrator(hooks.print);

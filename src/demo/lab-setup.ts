@@ -24,7 +24,7 @@ export interface DemoLab {
 }
 
 /** A temporary lab dir for a demo (traversable by the postgres OS user when we run as root). */
-export async function demoLabDir(base: Pick<GlobalOptions, 'pg' | 'osUser'>, labDir?: string): Promise<{ global: GlobalOptions; root: string; owned: boolean }> {
+export async function demoLabDir(base: Pick<GlobalOptions, 'pg' | 'osUser' | 'runtime'>, labDir?: string): Promise<{ global: GlobalOptions; root: string; owned: boolean }> {
   if (labDir) return { global: { ...base, labDir: path.resolve(labDir) }, root: path.resolve(labDir), owned: false };
   const root = await mkdtemp(path.join(tmpdir(), 'pglab-demo-'));
   await chmod(root, 0o755);
@@ -32,7 +32,7 @@ export async function demoLabDir(base: Pick<GlobalOptions, 'pg' | 'osUser'>, lab
 }
 
 export async function buildDemoLab(
-  base: Pick<GlobalOptions, 'pg' | 'osUser'>,
+  base: Pick<GlobalOptions, 'pg' | 'osUser' | 'runtime'>,
   options: { replicas: number; labDir?: string; reporter: Reporter; say: (text: string) => void; sync?: boolean },
 ): Promise<DemoLab> {
   const { global, root, owned } = await demoLabDir(base, options.labDir);

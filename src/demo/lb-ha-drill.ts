@@ -27,7 +27,7 @@ const PHASES = [
   { at: 0.75, action: 'restart', balancer: 'lb2' },
 ] as const;
 
-export async function runLbHaDrill(base: Pick<GlobalOptions, 'pg' | 'osUser'>, options: LbHaDrillOptions, hooks: { print: Print; reporter: Reporter; signal: AbortSignal; verbose?: boolean }): Promise<DrillOutcome> {
+export async function runLbHaDrill(base: Pick<GlobalOptions, 'pg' | 'osUser' | 'runtime'>, options: LbHaDrillOptions, hooks: { print: Print; reporter: Reporter; signal: AbortSignal; verbose?: boolean }): Promise<DrillOutcome> {
   if (!Number.isInteger(options.replicas) || options.replicas < 1) throw new LabError('USAGE', `--replicas must be 1 or more, got ${options.replicas}`);
   if (options.durationMs < 8000) throw new LabError('USAGE', `--duration must be at least 8s (four phases), got ${options.durationMs / 1000}s`);
   const { signal } = hooks;

@@ -53,11 +53,15 @@ interface Steps {
 }
 
 export async function runPrimaryFailoverDrill(
-  base: Pick<GlobalOptions, 'pg' | 'osUser'>,
+  base: Pick<GlobalOptions, 'pg' | 'osUser' | 'runtime'>,
   options: PrimaryFailoverDrillOptions,
   hooks: { print: Print; reporter: Reporter; signal: AbortSignal },
 ): Promise<DrillOutcome> {
   checkPrimaryFailoverOptions(options);
+  if (base.runtime === 'docker') {
+    // It freezes and kills the master's processes through /proc, then rewinds it: both need host processes.
+    throw new LabError('STATE', '`lab demo primary-failover` is not supported on the docker runtime yet: run it with --runtime process');
+  }
   const { signal } = hooks;
   const narrator = new Narrator(hooks.print);
   const mode = options.sync ? 'synchronous' : 'asynchronous';

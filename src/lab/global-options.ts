@@ -1,6 +1,11 @@
 // The options every command shares, with their environment fallbacks. Kept free of heavy imports:
 // the CLI reads them before it knows which command runs.
 import path from 'node:path';
+import { LabError } from '../common/errors.js';
+
+/** Where a lab's nodes run: host processes (pg_ctl) or containers (Docker, through testcontainers). */
+export type RuntimeName = 'process' | 'docker';
+export const RUNTIME_NAMES: readonly RuntimeName[] = ['process', 'docker'];
 
 export interface GlobalOptions {
   /** Holds the state file and logs. Default /tmp/pgdata (env LAB_DIR). */
@@ -9,14 +14,27 @@ export interface GlobalOptions {
   pg?: string;
   /** --os-user: who runs PostgreSQL when we are root. */
   osUser?: string;
+  /**
+   * --runtime (env LAB_RUNTIME), only when the user asked: a new lab then uses it (default process),
+   * an existing lab must have been built with it. Unset means "whatever the lab records".
+   */
+  runtime?: RuntimeName;
 }
 
 export const DEFAULT_LAB_DIR = '/tmp/pgdata';
 
-export function resolveGlobalOptions(options: Partial<GlobalOptions>, env: NodeJS.ProcessEnv = process.env): GlobalOptions {
+export function parseRuntime(value: string, from = '--runtime'): RuntimeName {
+  if ((RUNTIME_NAMES as readonly string[]).includes(value)) return value as RuntimeName;
+  throw new LabError('USAGE', `${from} must be ${RUNTIME_NAMES.join(' or ')}, got "${value}"`);
+}
+
+export type GlobalOptionsInput = Partial<Omit<GlobalOptions, 'runtime'>> & { runtime?: string };
+
+export function resolveGlobalOptions(options: GlobalOptionsInput, env: NodeJS.ProcessEnv = process.env): GlobalOptions {
   return {
     labDir: path.resolve(options.labDir ?? env.LAB_DIR ?? DEFAULT_LAB_DIR),
     pg: options.pg ?? (env.LAB_PG || undefined),
     osUser: options.osUser ?? (env.LAB_OS_USER || undefined),
+    runtime: options.runtime ? parseRuntime(options.runtime) : env.LAB_RUNTIME ? parseRuntime(env.LAB_RUNTIME, 'LAB_RUNTIME') : undefined,
   };
 }

@@ -7,6 +7,7 @@ import { randomUUID } from 'node:crypto';
 import { setTimeout as delay } from 'node:timers/promises';
 import { LabError } from '../common/errors.js';
 import { isAlive } from '../common/processes.js';
+import type { RuntimeName } from './global-options.js';
 
 export type NodeRole = 'primary' | 'replica';
 
@@ -54,7 +55,12 @@ export interface LabState {
   createdAt: string;
   /** True when the lab made its lab dir (destroy removes it if it ends up empty). */
   labDirCreated: boolean;
+  /** The servers' PostgreSQL; bindir is the host's installation (its client tools serve every runtime). */
   pg: { bindir: string; version: string; major: number };
+  /** Where the nodes run; absent in files written before runtimes existed, which means 'process'. */
+  runtime?: RuntimeName;
+  /** The image the nodes run (docker runtime). */
+  image?: string;
   /** OS user PostgreSQL's programs run as, when the CLI runs as root. */
   osUser?: string;
   /** Database superuser (initdb -U). */
@@ -109,7 +115,7 @@ export async function writeState(labDir: string, state: LabState): Promise<void>
   await rename(temp, target);
 }
 
-export function newState(fields: Pick<LabState, 'labDirCreated' | 'pg' | 'osUser' | 'dbUser'>): LabState {
+export function newState(fields: Pick<LabState, 'labDirCreated' | 'pg' | 'osUser' | 'dbUser' | 'runtime' | 'image'>): LabState {
   return { format: 1, labId: randomUUID(), createdAt: new Date().toISOString(), nodes: [], balancers: [], ...fields };
 }
 
@@ -152,6 +158,20 @@ export async function updateState(labDir: string, change: (state: LabState) => v
     await writeState(labDir, state);
     return state;
   });
+}
+
+export function runtimeOf(state: LabState): RuntimeName {
+  return state.runtime ?? 'process';
+}
+
+/** Mixing runtimes in one lab is refused: the runtime the user asked for must be the lab's. */
+export function checkRuntime(state: LabState, labDir: string, wanted: RuntimeName | undefined): void {
+  const recorded = runtimeOf(state);
+  if (!wanted || wanted === recorded) return;
+  throw new LabError(
+    'CONFLICT',
+    `The lab in ${labDir} runs its nodes on the ${recorded} runtime, not ${wanted}: drop --runtime/LAB_RUNTIME for this lab, or use another --lab-dir for a ${wanted} lab`,
+  );
 }
 
 export function findNode(state: LabState, name: string): NodeRecord | undefined {

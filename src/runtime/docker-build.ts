@@ -21,10 +21,11 @@ export async function buildMasterDatadir(spec: DockerBuildSpec): Promise<void> {
 }
 
 /** pg_basebackup from 127.0.0.1:upstreamPort + the lab's configuration + the standby files. */
-export async function buildReplicaDatadir(spec: DockerBuildSpec, upstreamPort: number): Promise<void> {
+export async function buildReplicaDatadir(spec: DockerBuildSpec, upstreamPort: number): Promise<{ output: string }> {
   await giveTo(spec.datadir, spec.user);
-  await basebackupInContainer(spec, upstreamPort);
+  const { output } = await basebackupInContainer(spec, upstreamPort);
   await removeCopiedLeftovers(spec.datadir);
   await writeNodeConfig(filesSpec(spec));
   await writeStandbyConfig({ ...filesSpec(spec), upstreamPort });
+  return { output };
 }

@@ -2,12 +2,14 @@
 // the same path; host networking, the server on 127.0.0.1:<port>; the image's postgres user owns the
 // data. Built by initdb or pg_basebackup in one-off containers; started, stopped, killed and inspected
 // through the engine. Containers are found by their labels (pglab.lab, pglab.node, pglab.role).
+import { chown, open } from 'node:fs/promises';
+import path from 'node:path';
 import { LabError } from '../common/errors.js';
 import { pollUntil } from '../common/poll.js';
 import { assertPortFree } from '../common/ports.js';
 import { withClient } from '../postgres/client.js';
 import type { OsUser } from '../postgres/os-user.js';
-import type { ServerStatus } from '../postgres/server.js';
+import { logTail, type ServerStatus, type StopMode } from '../postgres/server.js';
 import { findContainers, removeContainers, type LabContainer } from './docker-lab.js';
 import { containerName, LAB_LABEL, labLabels, NODE_LABEL } from './docker-labels.js';
 import { dockerEngine } from './docker-engine.js';
@@ -28,6 +30,11 @@ export interface DockerNodeSpec extends DockerNodeRef {
   /** The image's postgres user (see imagePostgresUser), who must own `datadir` on the host. */
   user: OsUser;
   dbUser: string;
+  /**
+   * The server's log as a host file (the lab's log/<node>.log, as pg_ctl -l writes it for processes):
+   * its dir is bind-mounted at the same path and the server's output goes there instead of `docker logs`.
+   */
+  logFile?: string;
 }
 
 export interface DockerNodeStatus {
@@ -120,7 +127,7 @@ export async function basebackupInContainer(spec: DockerNodeSpec, upstreamPort: 
     name: containerName(spec.labId, spec.name, 'basebackup'),
     labels: labLabels(spec.labId, spec.name, 'basebackup'),
     user: userOf(spec),
-    command: ['pg_basebackup', '-h', '127.0.0.1', '-p', String(upstreamPort), '-U', spec.dbUser, '-D', spec.datadir, '-X', 'stream', '--checkpoint=fast', '--verbose'],
+    command: ['pg_basebackup', '-h', '127.0.0.1', '-p', String(upstreamPort), '-U', spec.dbUser, '-D', spec.datadir, '-X', 'stream', '--checkpoint=fast', '--progress', '--verbose'],
     binds: [spec.datadir],
     timeoutMs,
     what: 'pg_basebackup',
@@ -147,20 +154,31 @@ export async function startNodeContainer(spec: DockerNodeSpec, timeoutMs = 60_00
   await ensureImage(spec.image);
   await assertPortFree(spec.port, `node "${spec.name}"`);
   const { GenericContainer } = await import('testcontainers');
+  const args = ['-D', spec.datadir, '-p', String(spec.port), '-c', 'listen_addresses=127.0.0.1', '-c', `cluster_name=${spec.name}`];
+  const mounts = [{ source: spec.datadir, target: spec.datadir, mode: 'rw' as const }];
+  let entrypoint = ['postgres'];
+  if (spec.logFile) {
+    await prepareLogFile(spec.logFile, spec.user);
+    mounts.push({ source: path.dirname(spec.logFile), target: path.dirname(spec.logFile), mode: 'rw' });
+    // exec: postgres stays PID 1, so docker stop/kill signal the postmaster itself.
+    entrypoint = ['/bin/sh', '-c', 'exec postgres "$@" >>"$PGLAB_LOG_FILE" 2>&1', 'postgres'];
+  }
   const container = await new GenericContainer(spec.image)
     .withName(containerName(spec.labId, spec.name, 'server'))
     .withLabels(labLabels(spec.labId, spec.name, 'server'))
     .withNetworkMode('host')
     .withUser(userOf(spec))
-    .withEntrypoint(['postgres'])
-    .withCommand(['-D', spec.datadir, '-p', String(spec.port), '-c', 'listen_addresses=127.0.0.1', '-c', `cluster_name=${spec.name}`])
-    .withEnvironment({ LC_ALL: 'C', LANG: 'C' })
-    .withBindMounts([{ source: spec.datadir, target: spec.datadir, mode: 'rw' }])
+    .withEntrypoint(entrypoint)
+    .withCommand(args)
+    .withEnvironment({ LC_ALL: 'C', LANG: 'C', ...(spec.logFile ? { PGLAB_LOG_FILE: spec.logFile } : {}) })
+    .withBindMounts(mounts)
     .withAutoCleanup(false) // the node outlives this process, like a pg_ctl-started postmaster
     .start();
   const containerId = container.getId();
   const docker = engine.container.dockerode.getContainer(containerId);
   const name = containerName(spec.labId, spec.name, 'server');
+  const output = async () =>
+    spec.logFile ? logTail(spec.logFile) : logsTail(await containerLogs(engine, containerId, 20), 20, `container ${name}`);
   const outcome = await pollUntil(
     async () => {
       const info = await docker.inspect();
@@ -175,22 +193,43 @@ export async function startNodeContainer(spec: DockerNodeSpec, timeoutMs = 60_00
       timeoutMs,
       intervalMs: 100,
       what: `${spec.name} (container ${name}) to accept connections on port ${spec.port}`,
-      detail: async () => logsTail(await containerLogs(engine, containerId, 20), 20, `container ${name}`),
+      detail: output,
     },
   );
   if ('exited' in outcome) {
     throw new LabError('COMMAND_FAILED', `${spec.name} did not start on port ${spec.port}: its container ${name} exited with code ${outcome.exited}`, {
-      detail: logsTail(await containerLogs(engine, containerId, 20), 20, `container ${name}`),
+      detail: await output(),
     });
   }
   return { containerId, pid: outcome.pid, elapsedMs: Date.now() - started };
 }
 
-/** `docker stop`: the image's stop signal (SIGINT = fast shutdown in postgres images), SIGKILL after `timeoutMs`. Idempotent. */
-export async function stopNodeContainer(ref: DockerNodeRef, timeoutMs = 60_000): Promise<void> {
+/** The file the server appends to, created beforehand for the image's postgres user (who cannot create it in the log dir). */
+async function prepareLogFile(logFile: string, user: OsUser): Promise<void> {
+  const handle = await open(logFile, 'a', 0o640);
+  await handle.close();
+  await chown(logFile, user.uid, user.gid);
+}
+
+/** The postmaster's shutdown signal for each pg_ctl stop mode. */
+const STOP_SIGNALS: Record<StopMode, string> = { smart: 'SIGTERM', fast: 'SIGINT', immediate: 'SIGQUIT' };
+
+/**
+ * `docker stop`: the image's stop signal (SIGINT = fast shutdown in postgres images), SIGKILL after
+ * `timeoutMs`. Another mode sends its own signal first. Idempotent.
+ */
+export async function stopNodeContainer(ref: DockerNodeRef, timeoutMs = 60_000, mode: StopMode = 'fast'): Promise<void> {
   const container = await serverContainer(ref);
   if (!container || container.state !== 'running') return;
   const engine = await dockerEngine();
+  if (mode !== 'fast') {
+    const docker = engine.container.dockerode.getContainer(container.id);
+    await docker.kill({ signal: STOP_SIGNALS[mode] }).catch(() => undefined); // gone meanwhile: the stop below is a no-op
+    const exited = await pollUntil(async () => ((await docker.inspect()).State.Running ? undefined : true), {
+      timeoutMs, intervalMs: 50, what: `container ${container.name} to exit after ${STOP_SIGNALS[mode]}`,
+    }).catch(() => false);
+    if (exited) return;
+  }
   try {
     await engine.container.dockerode.getContainer(container.id).stop({ t: Math.ceil(timeoutMs / 1000) });
   } catch (error) {

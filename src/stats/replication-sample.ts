@@ -95,7 +95,7 @@ export async function sampleReplication(state: LabState, options: { timeoutMs: n
     };
     return { at, master: { name: master.name, port: master.port }, up: true, reason: null, rows: [masterRow, ...standbys.map(standbyRow)] };
   } catch (error) {
-    const { reason } = await downReason(master, error, options.timeoutMs);
+    const { reason } = await downReason(state, master, error, options.timeoutMs);
     return { at, master: { name: master.name, port: master.port }, up: false, reason, rows: [] };
   }
 }

@@ -54,7 +54,7 @@ async function sampleNode(state: LabState, node: NodeRecord, options: XactOption
       labState: null,
     };
   } catch (error) {
-    const { reason, labState } = await downReason(node, error, options.timeoutMs);
+    const { reason, labState } = await downReason(state, node, error, options.timeoutMs);
     return { ...base, up: false, datname: null, numbackends: null, xactCommit: null, xactRollback: null, reason, labState };
   }
 }

@@ -1,0 +1,53 @@
+// Nodes as containers (issue 6): the same data dir paths, ports and configuration templates as the
+// process runtime; the image's postgres user owns the data; the server's log goes to the same
+// log/<node>.log file through a bind mount of the lab's log dir.
+import { nodeLogFile } from '../lab/context.js';
+import { logTail } from '../postgres/server.js';
+import { buildMasterDatadir, buildReplicaDatadir, type DockerBuildSpec } from './docker-build.js';
+import { defaultImage } from './docker-image.js';
+import { imagePostgresUser, killNodeContainer, nodeContainerStatus, startNodeContainer, stopNodeContainer } from './docker-node.js';
+import type { NodeRuntime, RuntimeContext, RuntimeNode } from './node-runtime.js';
+import { reportBackupLine } from './process-runtime.js';
+
+export function dockerRuntime(context: RuntimeContext): NodeRuntime {
+  const { labDir, state } = context;
+  const image = state.image ?? defaultImage();
+  const ref = (node: RuntimeNode) => ({ labId: state.labId, name: node.name });
+  const spec = async (node: RuntimeNode): Promise<DockerBuildSpec> => ({
+    labId: state.labId, name: node.name, port: node.port, datadir: node.datadir, image,
+    user: await imagePostgresUser(image, state.labId), dbUser: state.dbUser, major: state.pg.major,
+    logFile: nodeLogFile(labDir, node.name),
+  });
+
+  return {
+    name: 'docker',
+    async initMaster(node) {
+      await buildMasterDatadir(await spec(node));
+    },
+    async cloneReplica(node, upstreamPort, reporter) {
+      const { output } = await buildReplicaDatadir(await spec(node), upstreamPort);
+      // The container's output arrives when pg_basebackup is done: its lines are replayed, not live.
+      let backupKb: number | undefined;
+      for (const line of output.split(/\r\n|\r|\n/)) {
+        if (!line.trim()) continue;
+        const kb = reportBackupLine(line, reporter);
+        if (kb !== undefined) backupKb = kb;
+      }
+      return { backupKb };
+    },
+    async start(node, timeoutMs) {
+      return (await startNodeContainer(await spec(node), timeoutMs)).pid;
+    },
+    stop: (node, mode, timeoutMs) => stopNodeContainer(ref(node), timeoutMs, mode),
+    kill: (node) => killNodeContainer(ref(node)),
+    async status(node, expected) {
+      const { status, pid } = await nodeContainerStatus(ref(node), expected);
+      return { status, pid };
+    },
+    async livePid(node) {
+      return (await nodeContainerStatus(ref(node), 'stopped')).pid;
+    },
+    logTail: (node, lines) => logTail(nodeLogFile(labDir, node.name), lines),
+    dataOwner: () => imagePostgresUser(image, state.labId),
+  };
+}

@@ -1,0 +1,60 @@
+// Where a lab's nodes run, behind one small interface: host processes driven by pg_ctl (the default)
+// or containers (issue 6). Commands build, start, stop, kill and inspect nodes only through it; both
+// runtimes write the server's log to the same file (log/<node>.log in the lab dir).
+import { LabError } from '../common/errors.js';
+import type { Reporter } from '../common/reporter.js';
+import type { Installation } from '../postgres/installation.js';
+import type { OsUser } from '../postgres/os-user.js';
+import type { ServerStatus, StopMode } from '../postgres/server.js';
+import type { RuntimeName } from '../lab/global-options.js';
+import { runtimeOf, type LabState } from '../lab/state.js';
+import { dockerRuntime } from './docker-runtime.js';
+import { processRuntime } from './process-runtime.js';
+
+/** What a runtime needs to know of a node. */
+export interface RuntimeNode {
+  name: string;
+  port: number;
+  datadir: string;
+}
+
+export interface RuntimeContext {
+  labDir: string;
+  state: LabState;
+  /** The host's PostgreSQL (pg_ctl, initdb, pg_basebackup for processes); absent when it is gone (destroy). */
+  installation?: Installation;
+  /** The OS user host processes run as (process runtime). */
+  runAs?: OsUser;
+}
+
+export interface NodeRuntime {
+  readonly name: RuntimeName;
+  /** initdb into the (empty) data dir, then the lab's postgresql.conf / pg_hba.conf and marker. */
+  initMaster(node: RuntimeNode, reporter: Reporter): Promise<void>;
+  /** pg_basebackup from 127.0.0.1:upstreamPort, then the lab's configuration and standby files. */
+  cloneReplica(node: RuntimeNode, upstreamPort: number, reporter: Reporter): Promise<{ backupKb?: number }>;
+  /** Start and wait until it accepts connections; returns the postmaster's pid (as the host sees it). */
+  start(node: RuntimeNode, timeoutMs?: number): Promise<number>;
+  /** Idempotent. */
+  stop(node: RuntimeNode, mode?: StopMode, timeoutMs?: number): Promise<void>;
+  /** SIGKILL the postmaster (kill -9, or docker kill). */
+  kill(node: RuntimeNode): Promise<{ pid: number; killedAtMs: number }>;
+  /** `expected` tells a crash from a stop when nothing runs. */
+  status(node: RuntimeNode, expected: 'running' | 'stopped'): Promise<{ status: ServerStatus; pid?: number }>;
+  /** The postmaster's pid when it runs. */
+  livePid(node: RuntimeNode): Promise<number | undefined>;
+  /** The last lines of the server's log, labelled, for error details. */
+  logTail(node: RuntimeNode, lines?: number): Promise<string | undefined>;
+  /** Who must own files the lab writes into a data dir (the host's postgres, or the image's). */
+  dataOwner(): Promise<OsUser | undefined>;
+}
+
+export function runtimeFor(context: RuntimeContext): NodeRuntime {
+  return runtimeOf(context.state) === 'docker' ? dockerRuntime(context) : processRuntime(context);
+}
+
+/** Commands the container runtime does not offer yet say so at once, before touching anything. */
+export function requireProcessRuntime(state: LabState, command: string): void {
+  if (runtimeOf(state) === 'process') return;
+  throw new LabError('STATE', `\`${command}\` is not supported on the docker runtime yet: rebuild the node instead (\`lab replica add NAME DATADIR PORT\`)`);
+}

@@ -1,0 +1,74 @@
+// Nodes as host processes: initdb, pg_basebackup and pg_ctl run as the lab's OS user.
+import { LabError } from '../common/errors.js';
+import type { Reporter } from '../common/reporter.js';
+import { nodeLogFile } from '../lab/context.js';
+import { removeCopiedLeftovers, writeNodeConfig, writeStandbyConfig } from '../lab/node-files.js';
+import { clientTool, type Installation } from '../postgres/installation.js';
+import { giveTo } from '../postgres/os-user.js';
+import { runPg } from '../postgres/run.js';
+import { killServer, livePostmasterPid, logTail, serverStatus, startServer, stopServer, type ServerSpec } from '../postgres/server.js';
+import type { NodeRuntime, RuntimeContext, RuntimeNode } from './node-runtime.js';
+
+export function processRuntime(context: RuntimeContext): NodeRuntime {
+  const { labDir, state, runAs } = context;
+  const installation = (): Installation => {
+    if (!context.installation) throw new LabError('ENVIRONMENT', `The lab's PostgreSQL (${state.pg.bindir}) is gone: reinstall PostgreSQL ${state.pg.version}`);
+    return context.installation;
+  };
+  const spec = (node: RuntimeNode): ServerSpec => ({
+    name: node.name, datadir: node.datadir, port: node.port, logFile: nodeLogFile(labDir, node.name), installation: installation(), runAs, dbUser: state.dbUser,
+  });
+  const files = (node: RuntimeNode) => ({ labId: state.labId, name: node.name, port: node.port, datadir: node.datadir, major: state.pg.major, dbUser: state.dbUser, runAs });
+
+  return {
+    name: 'process',
+    async initMaster(node, reporter) {
+      await giveTo(node.datadir, runAs);
+      await runPg(installation().tools.initdb!, ['-D', node.datadir, '-U', state.dbUser, '--no-locale', '-E', 'UTF8', '-A', 'trust'], {
+        runAs,
+        onStderrLine: (line) => reporter.detail(line),
+        timeoutMs: 300_000,
+      });
+      await writeNodeConfig(files(node));
+    },
+    async cloneReplica(node, upstreamPort, reporter) {
+      const pgBasebackup = await clientTool(installation(), 'pg_basebackup');
+      await giveTo(node.datadir, runAs);
+      let backupKb: number | undefined;
+      await runPg(
+        pgBasebackup,
+        ['-h', '127.0.0.1', '-p', String(upstreamPort), '-U', state.dbUser, '-D', node.datadir, '-X', 'stream', '--checkpoint=fast', '--progress', '--verbose'],
+        {
+          runAs,
+          timeoutMs: 30 * 60_000,
+          onStderrLine: (line) => {
+            const kb = reportBackupLine(line, reporter);
+            if (kb !== undefined) backupKb = kb;
+          },
+        },
+      );
+      await removeCopiedLeftovers(node.datadir);
+      await writeNodeConfig(files(node));
+      await writeStandbyConfig({ ...files(node), upstreamPort });
+      return { backupKb };
+    },
+    start: (node, timeoutMs) => startServer(spec(node), timeoutMs),
+    stop: (node, mode, timeoutMs) => stopServer(spec(node), mode, timeoutMs),
+    kill: (node) => killServer(node),
+    status: (node, expected) => serverStatus(node.datadir, expected),
+    livePid: (node) => livePostmasterPid(node.datadir),
+    logTail: (node, lines) => logTail(nodeLogFile(labDir, node.name), lines),
+    dataOwner: async () => runAs,
+  };
+}
+
+/** One line of pg_basebackup --progress --verbose: progress to the reporter; returns the backup's size in kB when it says it. */
+export function reportBackupLine(line: string, reporter: Reporter): number | undefined {
+  const match = /(\d+)\/(\d+) kB \((\d+)%\)/.exec(line);
+  if (!match) {
+    reporter.detail(line);
+    return undefined;
+  }
+  reporter.progress(Number(match[1]) / Math.max(1, Number(match[2])), `${match[1]}/${match[2]} kB`);
+  return Number(match[2]);
+}
