@@ -77,7 +77,7 @@ test('lab --runtime docker: master + 2 replicas in containers, docker kill, bala
       assert.equal(afterKill.nodes.find((n) => n.name === 'replica2')?.status, 'crashed');
       assert.equal(afterKill.nodes.find((n) => n.name === 'replica1')?.status, 'running');
       const xact = await labJson<{ rows: { node: string; up: boolean; labState: string | null }[] }>(labDir, 'stat', 'xact');
-      assert.deepEqual(xact.rows.map((r) => `${r.node}:${r.up}:${r.labState}`), ['master1:true:null', 'replica1:true:null', 'replica2:false:crashed']);
+      assert.deepEqual(xact.rows.map((r) => `${r.node}:${r.up}:${r.labState}`).sort(), ['master1:true:null', 'replica1:true:null', 'replica2:false:crashed']);
 
       // Re-add: rebuilt in a new container; the balancer takes it back.
       await lab(labDir, 'replica', 'add', 'replica2', `${labDir}/replica2`, String(r2));

@@ -42,7 +42,7 @@ export async function buildDemoLab(
   };
   try {
     const [masterPort, ...replicaPorts] = await findFreePorts(options.replicas + 1);
-    options.say(`step 1: master1 on port ${masterPort} (lab dir ${global.labDir})`);
+    options.say(`step 1: master1 on port ${masterPort} (lab dir ${global.labDir}${global.runtime === 'docker' ? ', nodes in containers' : ''})`);
     await masterStart(global, { port: masterPort!, reporter: options.reporter });
     const replicas = replicaPorts.map((port, i) => ({ name: `replica${i + 1}`, datadir: path.join(global.labDir, `replica${i + 1}`), port }));
     options.say(`step 2: ${replicas.length} ${options.sync ? 'synchronous (ANY 1)' : 'asynchronous'} streaming replicas`);
