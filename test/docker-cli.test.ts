@@ -1,7 +1,7 @@
 // The docker runtime as a user drives it: the real CLI with --runtime docker, master + 2 replicas in
 // containers, docker kill seen as crashed by `lab status` and `lab stat xact`, the built-in balancer
 // marking the killed replica DOWN and taking it back after the re-add, runtimes never mixed, and
-// `lab destroy --yes` leaving no container and no process.
+// `lab promote` through pg_promote(), and `lab destroy --yes` leaving no container and no process.
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { before, test } from 'node:test';
@@ -22,12 +22,12 @@ before(async () => {
 interface StatusJson {
   runtime: string;
   image?: string;
-  nodes: { name: string; status: string; replication: string | null; pid: number | null }[];
+  nodes: { name: string; status: string; replication: string | null; pid: number | null; serverRole: string | null }[];
 }
 
 const statesOf = (status: StatusJson) => status.nodes.map((n) => `${n.name}:${n.status}:${n.replication}`);
 
-test('lab --runtime docker: master + 2 replicas in containers, docker kill, balancer DOWN/UP, no mixing, destroy leaves nothing', async (t) => {
+test('lab --runtime docker: master + 2 replicas in containers, docker kill, balancer DOWN/UP, no mixing, promote, destroy leaves nothing', async (t) => {
   if (!docker.image) return t.skip(docker.skipReason);
   const started = performance.now();
   const mark = (what: string) => t.diagnostic(`${what} at ${Math.round(performance.now() - started)} ms`);
@@ -54,6 +54,7 @@ test('lab --runtime docker: master + 2 replicas in containers, docker kill, bala
       for (const attempt of [
         await runLab(labDir, ['--runtime', 'process', 'status']),
         await runLab(labDir, ['node', 'stop', 'replica1'], { env: { LAB_RUNTIME: 'process' } }),
+        await runLab(labDir, ['--runtime', 'process', 'stat', 'xact']),
       ]) {
         assert.equal(attempt.exitCode, 3, attempt.stderr);
         assert.match(attempt.stderr, /runs its nodes on the docker runtime, not process/);
@@ -86,6 +87,13 @@ test('lab --runtime docker: master + 2 replicas in containers, docker kill, bala
       });
       mark('replica2 re-added and UP again');
       assert.deepEqual(statesOf(await labJson<StatusJson>(labDir, 'status')), ['master1:running:primary', 'replica1:running:streaming', 'replica2:running:streaming']);
+
+      // Promotion asks the server (pg_promote()): the host's pg_ctl cannot write into the image user's data dir.
+      await lab(labDir, 'node', 'stop', 'master1');
+      const promoted = await labJson<{ name: string; timeline: number; previousPrimary: string }>(labDir, 'promote', 'replica1');
+      assert.deepEqual([promoted.name, promoted.timeline, promoted.previousPrimary], ['replica1', 2, 'master1']);
+      const afterPromote = await labJson<StatusJson>(labDir, 'status');
+      assert.deepEqual(afterPromote.nodes.map((n) => `${n.name}:${n.status}:${n.serverRole}`), ['master1:stopped:null', 'replica1:running:primary', 'replica2:running:standby']);
 
       // Not offered on containers yet: said at once.
       const follow = await runLab(labDir, ['replica', 'follow', 'replica1']);

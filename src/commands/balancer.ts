@@ -19,7 +19,7 @@ import { pollUntil } from '../common/poll.js';
 import { canConnect, describePortHolder, isPortFree } from '../common/ports.js';
 import { forgetBalancer, isBalancerAlive, recordBalancer, stopBalancerProcess } from '../lab/balancer-process.js';
 import { logDir, type GlobalOptions } from '../lab/context.js';
-import { requireState, type BalancerRecord } from '../lab/state.js';
+import { requireLabState, requireState, type BalancerRecord } from '../lab/state.js';
 import { logTail } from '../postgres/server.js';
 
 export { DEFAULT_BALANCER_NAME, balancerConfig, balancerWarnings, resolveBalancerConfig, type BalancerStartOptions } from '../balancer/start-options.js';
@@ -29,8 +29,8 @@ export function balancerLogFile(labDir: string, name: string): string {
 }
 
 /** Refuse a name already running, or a port in use, with what to do instead. */
-async function assertStartable(labDir: string, config: BalancerConfig): Promise<void> {
-  const state = await requireState(labDir);
+async function assertStartable(global: GlobalOptions, config: BalancerConfig): Promise<void> {
+  const state = await requireLabState(global);
   const existing = state.balancers.find((b) => b.name === config.name);
   if (existing && (await isBalancerAlive(existing))) {
     throw new LabError('CONFLICT', `Balancer "${config.name}" is already running (pid ${existing.pid}, ${existing.listen}): stop it with \`lab balancer stop --name ${config.name}\` or choose another --name`);
@@ -56,7 +56,7 @@ export interface ServeOptions {
 export async function serveBalancer(global: GlobalOptions, options: BalancerStartOptions, serve: ServeOptions): Promise<BalancerRecord> {
   if (options.engine === 'haproxy') throw new LabError('USAGE', '--foreground runs the built-in balancer; HAProxy (--engine haproxy) always runs in the background');
   const config = await resolveBalancerConfig(global, options);
-  await assertStartable(global.labDir, config);
+  await assertStartable(global, config);
   for (const warning of balancerWarnings(config)) serve.log(`warning: ${warning}`);
   const balancer = await runBalancer(config, serve.log);
   try {
@@ -103,7 +103,7 @@ export interface StartedBalancer extends BalancerRecord {
 /** Start a balancer in the background: it keeps running after this process exits. */
 export async function startBalancer(global: GlobalOptions, options: BalancerStartOptions = {}): Promise<StartedBalancer> {
   const config = await resolveBalancerConfig(global, options);
-  await assertStartable(global.labDir, config);
+  await assertStartable(global, config);
   if (options.engine === 'haproxy') return startHaproxyBalancer(global, config);
   const logFile = balancerLogFile(global.labDir, config.name);
   await mkdir(path.dirname(logFile), { recursive: true });
@@ -181,7 +181,7 @@ export interface BalancerStopResult {
 }
 
 export async function stopBalancer(global: GlobalOptions, name = DEFAULT_BALANCER_NAME): Promise<BalancerStopResult> {
-  const state = await requireState(global.labDir);
+  const state = await requireLabState(global);
   const record = state.balancers.find((b) => b.name === name);
   if (!record) {
     const names = state.balancers.map((b) => b.name).join(', ') || 'none';
@@ -211,7 +211,7 @@ export interface BalancerStatus extends BalancerRecord {
 }
 
 export async function balancerStatus(global: GlobalOptions, name?: string): Promise<BalancerStatus[]> {
-  const state = await requireState(global.labDir);
+  const state = await requireLabState(global);
   const records = name ? state.balancers.filter((b) => b.name === name) : state.balancers;
   if (name && records.length === 0) {
     throw new LabError('NOT_FOUND', `No balancer named "${name}" in this lab: start one with \`lab balancer start --name ${name}\``);

@@ -2,7 +2,7 @@
 // time (a node added, killed or re-added during a watch shows up in the next sample).
 import { LabError } from '../common/errors.js';
 import type { GlobalOptions } from '../lab/context.js';
-import { requireState, type LabState } from '../lab/state.js';
+import { requireLabState, type LabState } from '../lab/state.js';
 import { sampleBalancer, type BalancerSample } from '../stats/balancer-sample.js';
 import { sampleReplication, type ReplicationSample } from '../stats/replication-sample.js';
 import { sampleXact, withTps, type XactSample } from '../stats/xact-sample.js';
@@ -16,7 +16,7 @@ export interface SampleOptions {
 
 // Only the state file: no `postgres -V` of the installation, so a sample costs a few milliseconds.
 async function labState(global: GlobalOptions): Promise<LabState> {
-  return requireState(global.labDir);
+  return requireLabState(global);
 }
 
 export async function statReplication(global: GlobalOptions, options: SampleOptions = {}): Promise<ReplicationSample> {

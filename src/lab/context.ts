@@ -6,7 +6,7 @@ import { resolveInstallation, inspectBindir, type Installation } from '../postgr
 import { resolveRunAs, type OsUser } from '../postgres/os-user.js';
 import type { ServerSpec } from '../postgres/server.js';
 import type { GlobalOptions } from './global-options.js';
-import { checkRuntime, requireState, type LabState, type NodeRecord } from './state.js';
+import { requireLabState, type LabState, type NodeRecord } from './state.js';
 
 export { DEFAULT_LAB_DIR, resolveGlobalOptions, type GlobalOptions } from './global-options.js';
 
@@ -44,8 +44,7 @@ export async function labInstallation(state: LabState, wanted: string | undefine
 }
 
 export async function openLab(options: GlobalOptions): Promise<LabContext> {
-  const state = await requireState(options.labDir);
-  checkRuntime(state, options.labDir, options.runtime);
+  const state = await requireLabState(options);
   const installation = await labInstallation(state, options.pg);
   const runAs = await resolveRunAs(options.osUser ?? state.osUser);
   return { labDir: options.labDir, state, installation, runAs };

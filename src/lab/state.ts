@@ -174,6 +174,13 @@ export function checkRuntime(state: LabState, labDir: string, wanted: RuntimeNam
   );
 }
 
+/** The lab's state for a command the user ran with these global options (runtime mixing refused). */
+export async function requireLabState(global: { labDir: string; runtime?: RuntimeName }): Promise<LabState> {
+  const state = await requireState(global.labDir);
+  checkRuntime(state, global.labDir, global.runtime);
+  return state;
+}
+
 export function findNode(state: LabState, name: string): NodeRecord | undefined {
   return state.nodes.find((node) => node.name === name);
 }
