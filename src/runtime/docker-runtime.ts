@@ -42,7 +42,8 @@ export function dockerRuntime(context: RuntimeContext): NodeRuntime {
     kill: (node) => killNodeContainer(ref(node)),
     async status(node, expected) {
       const { status, pid } = await nodeContainerStatus(ref(node), expected);
-      return { status, pid };
+      // As for processes: a node the lab expects running that does not run has crashed, whatever stopped it.
+      return { status: status === 'stopped' && expected === 'running' ? 'crashed' : status, pid };
     },
     async livePid(node) {
       return (await nodeContainerStatus(ref(node), 'stopped')).pid;
