@@ -5,7 +5,6 @@
 import { spawn } from 'node:child_process';
 import { mkdir, open } from 'node:fs/promises';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { runBalancer, type LogSink } from '../balancer/balancer.js';
 import type { BalancerConfig } from '../balancer/config.js';
 import { formatAddress, parseAddress } from '../balancer/settings.js';
@@ -16,6 +15,7 @@ import { statsAddress, type BalancerStats } from '../balancer/stats-types.js';
 import { fetchBalancerStats as fetchStats, statsRequestUrl } from '../balancer/fetch-stats.js';
 import { LabError, messageOf } from '../common/errors.js';
 import { pollUntil } from '../common/poll.js';
+import { packageRoot } from '../common/package-root.js';
 import { canConnect, describePortHolder, isPortFree } from '../common/ports.js';
 import { forgetBalancer, isBalancerAlive, recordBalancer, stopBalancerProcess } from '../lab/balancer-process.js';
 import { logDir, type GlobalOptions } from '../lab/context.js';
@@ -87,7 +87,7 @@ export async function serveBalancer(global: GlobalOptions, options: BalancerStar
 /** The lab's own CLI, for the detached child. */
 function labBin(): string {
   // dist/src/commands/balancer.js -> <repo>/bin/lab.js
-  return path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'bin', 'lab.js');
+  return path.join(packageRoot, 'bin', 'lab.js');
 }
 
 /** "host:port" accepts a TCP connection. */
