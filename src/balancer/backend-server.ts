@@ -14,6 +14,8 @@ export interface CheckOutcome {
   drain?: boolean;
   role?: 'primary' | 'replica' | null;
   lagBytes?: number | null;
+  /** sql check of a primary: the timeline it writes WAL on (fencing a second primary). */
+  timeline?: number | null;
 }
 
 export interface LiveSession {

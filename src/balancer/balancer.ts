@@ -18,6 +18,8 @@ interface PoolMember {
   timer: NodeJS.Timeout | null;
   running: boolean;
   removed: boolean;
+  /** The timeline its last check saw it write WAL on as a primary; null when not a healthy primary. */
+  primaryTimeline: number | null;
 }
 
 export type LogSink = (line: string) => void;
@@ -41,11 +43,11 @@ export class RunningBalancer {
     this.sessionContext = this.makeSessionContext();
   }
 
-  /** The role the sql check requires, from the pool kind (a fixed pool takes any role). */
+  /** The role the sql check requires, from the pool kind (a fixed pool without `--pool` takes any role). */
   private get expectedRole(): ExpectedRole {
-    const pool = this.config.pool;
-    if (pool.source !== 'lab' || pool.kind === 'all') return null;
-    return pool.kind === 'replicas' ? 'replica' : 'primary';
+    const kind = this.config.pool.kind ?? 'all';
+    if (kind === 'all') return null;
+    return kind === 'replicas' ? 'replica' : 'primary';
   }
 
   async start(): Promise<void> {
@@ -109,7 +111,8 @@ export class RunningBalancer {
     const wanted = new Map(configs.map((c) => [c.name, c]));
     for (const [name, member] of this.members) {
       const next = wanted.get(name);
-      if (!next || next.host !== member.server.config.host || next.port !== member.server.config.port) this.removeMember(name, member);
+      const current = member.server.config;
+      if (!next || next.host !== current.host || next.port !== current.port || next.fenced !== current.fenced) this.removeMember(name, member);
     }
     for (const config of configs) {
       if (this.members.has(config.name)) continue;
@@ -122,9 +125,11 @@ export class RunningBalancer {
     // `check none` is a server line without `check`: always UP (HAProxy).
     const config = settings.type === 'none' ? { ...wanted, check: false } : wanted;
     const server = new BackendServer(config);
-    const member: PoolMember = { server, checker: null, settings, timer: null, running: false, removed: false };
+    const member: PoolMember = { server, checker: null, settings, timer: null, running: false, removed: false, primaryTimeline: null };
     server.onChange = (s, from, to, why) => this.onChange(s, from, to, why);
-    if (config.check && settings.type !== 'none') {
+    if (config.fenced) {
+      server.markDown('FENCED', config.fenced);
+    } else if (config.check && settings.type !== 'none') {
       member.checker = createChecker(config, settings, {
         expectedRole: this.expectedRole,
         onLost: (message) => {
@@ -177,11 +182,37 @@ export class RunningBalancer {
       member.running = false;
     }
     if (member.removed || this.stopped) return;
+    if (this.expectedRole === 'primary') outcome = this.fenceSecondPrimary(member, outcome);
     const { settings, server } = member;
     server.record(outcome, settings.rise, settings.fall);
     // HAProxy's timing: fastinter while the state is changing, downinter while down, inter otherwise.
     const next = server.transitioning ? settings.fastinterMs : server.status === 'DOWN' ? settings.downinterMs : settings.interMs;
     if (!member.timer) this.scheduleCheck(member, next);
+  }
+
+  /**
+   * A primary pool routes to one primary at a time. When two servers answer as primary (an old master
+   * restarted by mistake, a second promotion), the one on the higher timeline wins: the other's WAL
+   * forked off before that promotion. On the same timeline the one already UP keeps the pool.
+   */
+  private fenceSecondPrimary(member: PoolMember, outcome: CheckOutcome): CheckOutcome {
+    const mine = outcome.ok && outcome.role === 'primary' && outcome.timeline ? outcome.timeline : null;
+    member.primaryTimeline = mine;
+    if (mine === null) return outcome;
+    const fenced = (timeline: number, winner: PoolMember) =>
+      `a second primary on timeline ${timeline}: ${winner.server.name} is the primary on timeline ${winner.primaryTimeline}; fenced out of the pool`;
+    for (const other of this.members.values()) {
+      if (other === member || other.primaryTimeline === null) continue;
+      const theirs = other.primaryTimeline;
+      if (theirs > mine || (theirs === mine && other.server.status === 'UP' && member.server.status !== 'UP')) {
+        return { ok: false, status: 'L7STS', message: fenced(mine, other), role: 'primary', lagBytes: null, timeline: mine };
+      }
+    }
+    for (const other of this.members.values()) {
+      if (other === member || other.primaryTimeline === null || other.primaryTimeline >= mine || other.server.status === 'DOWN') continue;
+      other.server.markDown('L7STS', fenced(other.primaryTimeline, member));
+    }
+    return outcome;
   }
 
   stats(): BalancerStats {

@@ -31,6 +31,8 @@ export interface ServerConfig {
   check: boolean;
   /** Per-server inter/rise/fall/... from the server line. */
   checkOverrides: Partial<CheckSettings>;
+  /** Listed but never routed to, with this reason (a lab's former primary that was not rewound). */
+  fenced?: string;
 }
 
 export type PoolKind = 'replicas' | 'primary' | 'all';
@@ -38,8 +40,17 @@ export type PoolKind = 'replicas' | 'primary' | 'all';
 export type PoolSource =
   /** Follow the lab's state file: nodes added, removed or re-added show up without a restart. */
   | { source: 'lab'; labDir: string; kind: PoolKind }
-  /** A fixed list (from a HAProxy configuration file). */
-  | { source: 'static'; servers: ServerConfig[] };
+  /**
+   * A fixed list (from a HAProxy configuration file). `kind` (`--pool`) makes the sql check admit only
+   * that role, as for a lab pool; without it any role is admitted, as HAProxy does.
+   */
+  | { source: 'static'; servers: ServerConfig[]; kind?: PoolKind };
+
+/** How `lab balancer status` names a pool: the lab's kind, or `static` (with its `--pool` kind). */
+export function poolLabel(pool: PoolSource): string {
+  if (pool.source === 'lab') return pool.kind;
+  return pool.kind ? `static, ${pool.kind}` : 'static';
+}
 
 export interface BalancerConfig {
   name: string;

@@ -120,6 +120,8 @@ interface RoleRow {
   recovery: boolean;
   lag_bytes: string | null;
   lag_s: number | null;
+  /** A primary's current WAL file name starts with its timeline, in hex. */
+  tli_hex: string | null;
 }
 
 /**
@@ -181,7 +183,8 @@ class SqlChecker implements Checker {
       }
       return { ok: true, status: 'L7OK', message: `replica, replay lag ${lagBytes ?? 0} bytes`, role, lagBytes };
     }
-    return { ok: true, status: 'L7OK', message: 'primary', role, lagBytes };
+    const timeline = row.tli_hex ? parseInt(row.tli_hex, 16) : null;
+    return { ok: true, status: 'L7OK', message: timeline ? `primary, timeline ${timeline}` : 'primary', role, lagBytes, timeline };
   }
 
   private async connect(): Promise<pg.Client> {
@@ -238,13 +241,15 @@ class SqlChecker implements Checker {
   }
 }
 
-/** pg_is_in_recovery() and, on a replica, replay lag in bytes and seconds (names by version). */
+/** pg_is_in_recovery(), a primary's timeline and, on a replica, replay lag in bytes and seconds (names by version). */
 function roleQuery(versionNum: number): string {
   const modern = versionNum >= 100000;
   const receive = modern ? 'pg_last_wal_receive_lsn()' : 'pg_last_xlog_receive_location()';
   const replay = modern ? 'pg_last_wal_replay_lsn()' : 'pg_last_xlog_replay_location()';
   const diff = modern ? 'pg_wal_lsn_diff' : 'pg_xlog_location_diff';
+  const walFile = modern ? 'pg_walfile_name(pg_current_wal_lsn())' : 'pg_xlogfile_name(pg_current_xlog_location())';
   return `SELECT pg_is_in_recovery() AS recovery,
+    CASE WHEN NOT pg_is_in_recovery() THEN substr(${walFile}, 1, 8) END AS tli_hex,
     CASE WHEN pg_is_in_recovery() THEN ${diff}(${receive}, ${replay})::bigint::text END AS lag_bytes,
     CASE WHEN pg_is_in_recovery() AND ${receive} IS DISTINCT FROM ${replay}
       THEN extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8 END AS lag_s`;

@@ -6,9 +6,13 @@ import type { PoolKind, ServerConfig } from './config.js';
 
 const POLL_MS = 250;
 
-export function labServers(nodes: { name: string; role: string; port: number }[], kind: PoolKind, check: boolean): ServerConfig[] {
+/**
+ * The lab's nodes of the wanted kind. A former primary that was not rewound is listed in the primary
+ * pool as fenced: it shows as DOWN with the reason, and no client is ever sent to it.
+ */
+export function labServers(nodes: { name: string; role: string; port: number; rewindNeeded?: boolean }[], kind: PoolKind, check: boolean): ServerConfig[] {
   return nodes
-    .filter((node) => kind === 'all' || (kind === 'replicas' ? node.role === 'replica' : node.role === 'primary'))
+    .filter((node) => kind === 'all' || (kind === 'replicas' ? node.role === 'replica' : node.role === 'primary' || node.rewindNeeded))
     .map((node) => ({
       name: node.name,
       host: '127.0.0.1',
@@ -18,6 +22,9 @@ export function labServers(nodes: { name: string; role: string; port: number }[]
       disabled: false,
       check,
       checkOverrides: {},
+      ...(kind === 'primary' && node.rewindNeeded
+        ? { fenced: `former primary, not rewound since a promotion: fenced out of the pool (\`lab node rewind ${node.name}\`)` }
+        : {}),
     }));
 }
 

@@ -48,8 +48,16 @@ export async function resolveBalancerConfig(global: GlobalOptions, options: Bala
   if (!options.config) return flags;
   const { readHaproxyConfigFile } = await import('../haproxy/read-config-file.js');
   const file = await readHaproxyConfigFile(path.resolve(options.config), { name: flags.name });
+  // --check and --pool apply to the file's servers: a fixed list can still be role-checked and fenced.
+  const check = options.check ? { ...file.check, type: flags.check.type } : file.check;
+  const pool = file.pool.source === 'static' && options.pool ? { ...file.pool, kind: options.pool } : file.pool;
+  if (options.pool && options.pool !== 'all' && check.type !== 'sql') {
+    throw new LabError('USAGE', `--pool ${options.pool} needs to know each server's role, which only the sql check sees (the file asks for ${check.type}): add --check sql`);
+  }
   return {
     ...file,
+    pool,
+    check,
     name: flags.name,
     listen: options.listen ? flags.listen : file.listen,
     stats: options.stats ? { ...flags.stats!, uri: file.stats?.uri ?? '/' } : file.stats,

@@ -5,9 +5,8 @@
 import { spawn } from 'node:child_process';
 import { mkdir, open } from 'node:fs/promises';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { runBalancer, type LogSink } from '../balancer/balancer.js';
-import type { BalancerConfig } from '../balancer/config.js';
+import { poolLabel, type BalancerConfig } from '../balancer/config.js';
 import { formatAddress, parseAddress } from '../balancer/settings.js';
 import {
   DEFAULT_BALANCER_NAME, balancerWarnings, optionsAsFlags, resolveBalancerConfig, type BalancerStartOptions,
@@ -16,6 +15,7 @@ import { statsAddress, type BalancerStats } from '../balancer/stats-types.js';
 import { fetchBalancerStats as fetchStats, statsRequestUrl } from '../balancer/fetch-stats.js';
 import { LabError, messageOf } from '../common/errors.js';
 import { pollUntil } from '../common/poll.js';
+import { packageRoot } from '../common/package-root.js';
 import { canConnect, describePortHolder, isPortFree } from '../common/ports.js';
 import { forgetBalancer, isBalancerAlive, recordBalancer, stopBalancerProcess } from '../lab/balancer-process.js';
 import { logDir, type GlobalOptions } from '../lab/context.js';
@@ -67,7 +67,7 @@ export async function serveBalancer(global: GlobalOptions, options: BalancerStar
       listen: formatAddress({ host: config.listen.host, port }),
       stats: config.stats ? `${formatAddress({ host: config.stats.host, port: statsPort ?? config.stats.port })}${config.stats.uri === '/' ? '' : config.stats.uri}` : '',
       pid: process.pid,
-      pool: config.pool.source === 'lab' ? config.pool.kind : 'static',
+      pool: poolLabel(config.pool),
       ...(options.config ? { configFile: path.resolve(options.config) } : {}),
       logFile: balancerLogFile(global.labDir, config.name),
       startedAt: new Date().toISOString(),
@@ -87,7 +87,7 @@ export async function serveBalancer(global: GlobalOptions, options: BalancerStar
 /** The lab's own CLI, for the detached child. */
 function labBin(): string {
   // dist/src/commands/balancer.js -> <repo>/bin/lab.js
-  return path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'bin', 'lab.js');
+  return path.join(packageRoot, 'bin', 'lab.js');
 }
 
 /** "host:port" accepts a TCP connection. */
@@ -162,7 +162,7 @@ async function startHaproxyBalancer(global: GlobalOptions, config: BalancerConfi
     listen: instance.listen,
     stats: config.stats ? `${formatAddress({ host: config.stats.host, port: config.stats.port })}${config.stats.uri === '/' ? '' : config.stats.uri}` : '',
     pid: instance.pid,
-    pool: config.pool.source === 'lab' ? config.pool.kind : 'static',
+    pool: poolLabel(config.pool),
     configFile: instance.configFile,
     logFile: instance.logFile,
     startedAt: new Date().toISOString(),
@@ -171,6 +171,7 @@ async function startHaproxyBalancer(global: GlobalOptions, config: BalancerConfi
   const warnings = balancerWarnings(config);
   if (config.pool.source === 'lab') warnings.push(`HAProxy's pool is fixed at start (${servers.map((s) => s.name).join(', ') || 'empty'}); the built-in engine follows the lab`);
   if (config.check.type === 'sql') warnings.push('HAProxy has no sql check: it runs pgsql-check (it cannot see role or lag)');
+  if (config.pool.source === 'static' && config.pool.kind) warnings.push(`HAProxy cannot tell a primary from a replica: --pool ${config.pool.kind} is applied by the built-in engine only`);
   return { ...record, warnings };
 }
 

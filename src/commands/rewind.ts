@@ -34,23 +34,34 @@ export interface RewindResult {
   elapsedMs: number;
 }
 
-/** pg_rewind only works on data dirs of its own major version; Debian ships one per installed server. */
-async function pgRewindFor(installation: Awaited<ReturnType<typeof openLab>>['installation']): Promise<string> {
+type LabInstallation = Awaited<ReturnType<typeof openLab>>['installation'];
+
+/**
+ * pg_rewind only works on data dirs of its own major version; Debian ships one per installed server,
+ * the embedded PostgreSQL 11 binaries have none. Either the tool, or why there is none.
+ */
+export async function locatePgRewind(installation: LabInstallation): Promise<{ tool: string } | { missing: string }> {
   let tool: string;
   try {
     tool = await clientTool(installation, 'pg_rewind');
   } catch {
-    throw new LabError('ENVIRONMENT', `No pg_rewind for PostgreSQL ${installation.major} here: rebuild the node instead (\`lab replica add NAME DATADIR PORT\`)`);
+    return { missing: `no pg_rewind for PostgreSQL ${installation.major} here` };
   }
   const { stdout } = await runPg(tool, ['--version']);
   const major = Number(/(\d+)/.exec(stdout)?.[1]);
   if (major !== installation.major) {
-    throw new LabError(
-      'ENVIRONMENT',
-      `pg_rewind ${major} (${tool}) cannot rewind a PostgreSQL ${installation.major} data dir and ${installation.bindir} has no pg_rewind: rebuild the node instead (\`lab replica add NAME DATADIR PORT\`)`,
-    );
+    return { missing: `no pg_rewind for PostgreSQL ${installation.major} here (${tool} is version ${major}, and pg_rewind only rewinds its own version)` };
   }
-  return tool;
+  return { tool };
+}
+
+async function pgRewindFor(installation: LabInstallation): Promise<string> {
+  const found = await locatePgRewind(installation);
+  if ('missing' in found) {
+    const missing = found.missing.charAt(0).toUpperCase() + found.missing.slice(1);
+    throw new LabError('ENVIRONMENT', `${missing}: rebuild the node instead (\`lab replica add NAME DATADIR PORT\`)`);
+  }
+  return found.tool;
 }
 
 export async function nodeRewind(global: GlobalOptions, name: string, options: RewindOptions = {}): Promise<RewindResult> {

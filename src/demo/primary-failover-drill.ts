@@ -1,7 +1,8 @@
 // `lab demo primary-failover [--sync]`: what a dead master costs. Writers insert numbered rows through
 // the `rw` balancer (pool: the primary) and count a number once its COMMIT is acknowledged; readers
 // go through `lb` (pool: the replicas). The master is killed with SIGKILL, the replica that received
-// the most WAL is promoted, the others follow it, and the old master is pg_rewind-ed back as a replica.
+// the most WAL is promoted, the others follow it, and the old master is pg_rewind-ed back as a replica
+// (rebuilt with pg_basebackup where there is no pg_rewind for its version: the embedded PostgreSQL 11).
 // The report says how long writes stopped and how many acknowledged commits the new primary lacks.
 import { setTimeout as delay } from 'node:timers/promises';
 import { fetchBalancerStats, startBalancer, type StartedBalancer } from '../commands/balancer.js';
@@ -9,7 +10,9 @@ import { replicaFollow } from '../commands/follow.js';
 import path from 'node:path';
 import { crashServer } from '../postgres/crash.js';
 import { promoteNode } from '../commands/promote.js';
-import { nodeRewind } from '../commands/rewind.js';
+import { replicaAdd } from '../commands/replica.js';
+import { locatePgRewind, nodeRewind } from '../commands/rewind.js';
+import { openLab } from '../lab/context.js';
 import { findFreePorts } from '../common/ports.js';
 import { LabError } from '../common/errors.js';
 import { pollUntil } from '../common/poll.js';
@@ -178,9 +181,19 @@ async function failover(d: FailoverInput): Promise<void> {
     narrator.event('follow', `step 8: lab replica follow ${other.name}: streaming from ${chosen.name} (${followed.syncState}, ${followed.elapsedMs} ms)`);
   }
   const rewindStarted = Date.now();
+  const pgRewind = await locatePgRewind((await openLab(global)).installation);
+  if ('missing' in pgRewind) {
+    // PostgreSQL 11 here: what a DBA without pg_rewind does, a new base backup in place of the old master.
+    narrator.event('re-add-start', `step 9: ${pgRewind.missing}: lab replica add master1 (a new base backup from ${chosen.name})`, rewindStarted);
+    const masterDatadir = path.join(global.labDir, 'master1');
+    await replicaAdd(global, 'master1', masterDatadir, lab.masterPort, { reporter: d.reporter });
+    steps.rewind = `rebuilt with pg_basebackup (${pgRewind.missing})`;
+    narrator.event('re-add', `master1 rebuilt and streaming from ${chosen.name} (${Date.now() - rewindStarted} ms)`);
+    return;
+  }
   narrator.event('re-add-start', `step 9: lab node rewind master1 --primary ${chosen.name}`, rewindStarted);
   const rewound = await nodeRewind(global, 'master1', { primary: chosen.name, reporter: d.reporter });
-  steps.rewind = rewound.rewind;
+  steps.rewind = `pg_rewind (${rewound.rewind})`;
   narrator.event('re-add', `master1 rewound (${rewound.rewind}) and streaming from ${chosen.name} (${rewound.elapsedMs} ms)`);
 }
 
@@ -279,7 +292,7 @@ function buildReport(input: ReportInput): Report {
     `lost_commits: ${lost.length} of ${writes.acked.length} acknowledged${lost.length ? ` (sequence numbers ${lost.slice(0, 10).join(', ')}${lost.length > 10 ? ', ...' : ''})` : ''}; in doubt: ${writes.inDoubt.length} (${input.inDoubtCommitted} committed anyway)`,
     `write downtime: ${fmtMs(writeDowntimeMs)} from kill -9 to the first acknowledged commit (promoted ${fmtMs(promoteMs)} after the kill; rw followed ${fmtMs(rwFollowMs)} after the promotion)`,
     `read errors: ${reads.summary.errors} in all, ${readErrorsAfterKill ?? '-'} after the kill; ${reads.summary.ops} reads`,
-    `old master: ${steps.rewind ? `pg_rewind (${steps.rewind}), streaming from ${steps.promoted}` : 'not rewound'}`,
+    `old master: ${steps.rewind ? `${steps.rewind}, streaming from ${steps.promoted}` : 'not rewound'}`,
     `cross-check: ${input.crosscheck.filter((c) => c.agrees).length} of ${input.crosscheck.length} nodes hold every surviving acknowledged row`,
   ];
   return report;

@@ -6,5 +6,6 @@ import { requireState } from '../lab/state.js';
 
 export async function labPoolServers(labDir: string, kind: PoolKind): Promise<ServerConfig[]> {
   const state = await requireState(labDir);
-  return labServers(state.nodes.filter((node) => node.phase === 'ready'), kind, true);
+  // HAProxy has no fencing: a former primary that was not rewound is rendered `disabled` (MAINT).
+  return labServers(state.nodes.filter((node) => node.phase === 'ready'), kind, true).map((server) => (server.fenced ? { ...server, disabled: true } : server));
 }

@@ -1,11 +1,11 @@
 // postgresql.conf and pg_hba.conf rendered from the templates in lab/ for one node and version.
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { packageRoot } from '../common/package-root.js';
 import type { Dialect } from './dialect.js';
 
 /** The repo's lab/ folder (config templates a lab is built from). */
-export const templatesDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'lab');
+export const templatesDir = path.join(packageRoot, 'lab');
 
 export interface ConfValues {
   port: number;

@@ -4,6 +4,7 @@ import { access, readdir, readFile, symlink, constants } from 'node:fs/promises'
 import path from 'node:path';
 import { execa } from 'execa';
 import { LabError } from '../common/errors.js';
+import { packageRoot } from '../common/package-root.js';
 
 export type ToolName = 'initdb' | 'pg_ctl' | 'postgres' | 'pg_basebackup' | 'psql' | 'pgbench' | 'pg_rewind';
 
@@ -104,10 +105,6 @@ async function pgConfigBindir(): Promise<string | undefined> {
   }
 }
 
-/** The package root (where node_modules lives), found from this file's location. */
-function packageRoot(): string {
-  return path.resolve(path.dirname(new URL(import.meta.url).pathname), '..', '..', '..');
-}
 
 /** Every installation we can find, newest major first, without duplicates. */
 export async function discoverInstallations(): Promise<Installation[]> {
@@ -125,7 +122,7 @@ export async function discoverInstallations(): Promise<Installation[]> {
   for (const entry of await readdir(debianRoot).catch(() => [] as string[])) {
     add(await inspectBindir(path.join(debianRoot, entry, 'bin'), 'debian'));
   }
-  for (const inst of await embeddedInstallations(path.join(packageRoot(), 'node_modules'))) add(inst);
+  for (const inst of await embeddedInstallations(path.join(packageRoot, 'node_modules'))) add(inst);
   return found.sort((a, b) => b.major - a.major || b.version.localeCompare(a.version));
 }
 

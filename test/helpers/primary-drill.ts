@@ -17,11 +17,16 @@ export interface PrimaryDrillFigures {
   read_errors: number;
 }
 
-export async function runPrimaryDrill(labDir: string, extra: string[]): Promise<{ figures: PrimaryDrillFigures; stdout: string }> {
+/** `global` goes before the command (`--pg 11`); `step9` is how the old master comes back. */
+export async function runPrimaryDrill(
+  labDir: string,
+  extra: string[],
+  options: { global?: string[]; step9?: string } = {},
+): Promise<{ figures: PrimaryDrillFigures; stdout: string }> {
   const reportDir = path.join(path.dirname(labDir), 'report');
-  const result = await runLab(labDir, ['demo', 'primary-failover', '--duration', '14s', '--kill-at', '4s', '--keep', '--report', reportDir, ...extra]);
+  const result = await runLab(labDir, [...(options.global ?? []), 'demo', 'primary-failover', '--duration', '14s', '--kill-at', '4s', '--keep', '--report', reportDir, ...extra]);
   assert.equal(result.exitCode, 0, `${result.stderr}\n${result.stdout}`);
-  for (const step of ['step 6: kill -9 master1', 'step 7: lab promote', 'step 8: lab replica follow', 'step 9: lab node rewind master1']) {
+  for (const step of ['step 6: kill -9 master1', 'step 7: lab promote', 'step 8: lab replica follow', options.step9 ?? 'step 9: lab node rewind master1']) {
     assert.ok(result.stdout.includes(step), `narration has "${step}"`);
   }
   const report = JSON.parse(await readFile(path.join(reportDir, 'report.json'), 'utf8'));
