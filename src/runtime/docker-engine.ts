@@ -3,6 +3,7 @@
 // runtime must not pay.
 import type { ContainerRuntimeClient } from 'testcontainers';
 import { LabError, messageOf } from '../common/errors.js';
+import { loadTestcontainers } from './testcontainers.js';
 
 let engine: Promise<ContainerRuntimeClient> | undefined;
 
@@ -30,7 +31,7 @@ export function dockerEngine(): Promise<ContainerRuntimeClient> {
 
 async function connect(): Promise<ContainerRuntimeClient> {
   prepareEnvironment();
-  const { getContainerRuntimeClient } = await import('testcontainers');
+  const { getContainerRuntimeClient } = loadTestcontainers();
   let client: ContainerRuntimeClient;
   try {
     client = await getContainerRuntimeClient();

@@ -1,6 +1,7 @@
 // The image a node runs: local (scripts/build-image.sh) or pulled; without a registry only local works.
 import { LabError, messageOf } from '../common/errors.js';
 import { dockerEngine } from './docker-engine.js';
+import { loadTestcontainers } from './testcontainers.js';
 
 /** The default image: LAB_IMAGE, else the one scripts/build-image.sh builds from the installed PostgreSQL 15. */
 export function defaultImage(): string {
@@ -10,7 +11,7 @@ export function defaultImage(): string {
 /** The image must be local or pullable; say how to get one when it is neither (no registry here). */
 export async function ensureImage(image: string): Promise<void> {
   const engine = await dockerEngine();
-  const { ImageName } = await import('testcontainers');
+  const { ImageName } = loadTestcontainers();
   const name = ImageName.fromString(image);
   if (await engine.image.exists(name)) return;
   try {

@@ -16,6 +16,7 @@ import { dockerEngine } from './docker-engine.js';
 import { ensureImage } from './docker-image.js';
 import { containerLogs, logsTail } from './docker-logs.js';
 import { runOneOff } from './docker-one-off.js';
+import { loadTestcontainers } from './testcontainers.js';
 
 export interface DockerNodeRef {
   labId: string;
@@ -153,7 +154,7 @@ export async function startNodeContainer(spec: DockerNodeSpec, timeoutMs = 60_00
   if (current) await removeContainers([current]);
   await ensureImage(spec.image);
   await assertPortFree(spec.port, `node "${spec.name}"`);
-  const { GenericContainer } = await import('testcontainers');
+  const { GenericContainer } = loadTestcontainers();
   const args = ['-D', spec.datadir, '-p', String(spec.port), '-c', 'listen_addresses=127.0.0.1', '-c', `cluster_name=${spec.name}`];
   const mounts = [{ source: spec.datadir, target: spec.datadir, mode: 'rw' as const }];
   let entrypoint = ['postgres'];

@@ -6,6 +6,7 @@ import { findContainers, removeContainers } from './docker-lab.js';
 import { dockerEngine } from './docker-engine.js';
 import { ensureImage } from './docker-image.js';
 import { containerLogs, logsTail } from './docker-logs.js';
+import { loadTestcontainers } from './testcontainers.js';
 
 export interface OneOffSpec {
   image: string;
@@ -32,7 +33,7 @@ export async function runOneOff(spec: OneOffSpec): Promise<OneOffResult> {
   await ensureImage(spec.image); // the clear ENVIRONMENT errors (no engine, no image) before anything else
   // A run interrupted earlier leaves its container behind under the same name: it is ours (same labels).
   await removeContainers(await findContainers(spec.labels));
-  const { GenericContainer } = await import('testcontainers');
+  const { GenericContainer } = loadTestcontainers();
   const [program, ...args] = spec.command;
   const container = await new GenericContainer(spec.image)
     .withName(spec.name)
