@@ -1,7 +1,7 @@
 // The docker runtime as a user drives it: the real CLI with --runtime docker, master + 2 replicas in
 // containers, docker kill seen as crashed by `lab status` and `lab stat xact`, the built-in balancer
 // marking the killed replica DOWN and taking it back after the re-add, runtimes never mixed, and
-// `lab promote` through pg_promote(), and `lab destroy --yes` leaving no container and no process.
+// `lab promote` through pg_promote(), `lab replica follow`, and `lab destroy --yes` leaving no container and no process.
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { before, test } from 'node:test';
@@ -27,7 +27,7 @@ interface StatusJson {
 
 const statesOf = (status: StatusJson) => status.nodes.map((n) => `${n.name}:${n.status}:${n.replication}`);
 
-test('lab --runtime docker: master + 2 replicas in containers, docker kill, balancer DOWN/UP, no mixing, promote, destroy leaves nothing', async (t) => {
+test('lab --runtime docker: master + 2 replicas in containers, docker kill, balancer DOWN/UP, no mixing, promote, follow, destroy leaves nothing', async (t) => {
   if (!docker.image) return t.skip(docker.skipReason);
   const started = performance.now();
   const mark = (what: string) => t.diagnostic(`${what} at ${Math.round(performance.now() - started)} ms`);
@@ -95,10 +95,15 @@ test('lab --runtime docker: master + 2 replicas in containers, docker kill, bala
       const afterPromote = await labJson<StatusJson>(labDir, 'status');
       assert.deepEqual(afterPromote.nodes.map((n) => `${n.name}:${n.status}:${n.serverRole}`), ['master1:stopped:null', 'replica1:running:primary', 'replica2:running:standby']);
 
+      // replica2 follows the new primary: the standby files are rewritten for the image's user, the container restarted.
+      const followed = await labJson<{ primary: string; syncState: string }>(labDir, 'replica', 'follow', 'replica2');
+      assert.deepEqual([followed.primary, followed.syncState], ['replica1', 'async']);
+      assert.deepEqual(statesOf(await labJson<StatusJson>(labDir, 'status')), ['master1:stopped:needs rewind', 'replica1:running:primary', 'replica2:running:streaming']);
+
       // Not offered on containers yet: said at once.
-      const follow = await runLab(labDir, ['replica', 'follow', 'replica1']);
-      assert.equal(follow.exitCode, 6, follow.stderr);
-      assert.match(follow.stderr, /not supported on the docker runtime yet/);
+      const rewind = await runLab(labDir, ['node', 'rewind', 'master1']);
+      assert.equal(rewind.exitCode, 6, rewind.stderr);
+      assert.match(rewind.stderr, /not supported on the docker runtime yet/);
 
       const destroyed = await labJson<{ stopped: string[] }>(labDir, 'destroy', '--yes');
       assert.ok(destroyed.stopped.includes('balancer lb'), destroyed.stopped.join(', '));

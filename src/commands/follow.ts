@@ -5,13 +5,13 @@ import { readFile, stat } from 'node:fs/promises';
 import { LabError } from '../common/errors.js';
 import { pollUntil } from '../common/poll.js';
 import { assertPortFree } from '../common/ports.js';
-import { nodeLogFile, openLab, serverSpec, type GlobalOptions, type LabContext } from '../lab/context.js';
+import { nodeLogFile, openLab, type GlobalOptions, type LabContext } from '../lab/context.js';
 import { writeStandbyConfig } from '../lab/node-files.js';
 import { primaryOf, requireNode, updateState, type NodeRecord } from '../lab/state.js';
 import { queryRows } from '../postgres/client.js';
 import { serverRole } from '../postgres/recovery.js';
-import { livePostmasterPid, logTail, startServer, stopServer } from '../postgres/server.js';
-import { requireProcessRuntime } from '../runtime/node-runtime.js';
+import { logTail } from '../postgres/server.js';
+import { runtimeFor } from '../runtime/node-runtime.js';
 
 export interface FollowOptions {
   /** Default: the lab's current primary. */
@@ -32,7 +32,7 @@ export async function requireRunningPrimary(context: LabContext, wanted: string 
   const { state } = context;
   const primary = wanted ? requireNode(state, wanted) : primaryOf(state);
   if (!primary) throw new LabError('STATE', 'This lab has no primary: promote a replica first (`lab promote NAME`)');
-  if (!(await livePostmasterPid(primary.datadir))) {
+  if (!(await runtimeFor(context).livePid(primary))) {
     throw new LabError('STATE', `Node "${primary.name}" is not running: start it or promote a replica first`);
   }
   const role = await serverRole({ port: primary.port, user: state.dbUser, connectTimeoutMs: 2000 }, state.pg.major);
@@ -93,8 +93,8 @@ export async function replicaFollow(global: GlobalOptions, name: string, options
   const started = Date.now();
   const timeoutMs = options.timeoutMs ?? 60_000;
   const context = await openLab(global);
-  requireProcessRuntime(context.state, 'lab replica follow');
   const { state } = context;
+  const nodes = runtimeFor(context);
   const node = requireNode(state, name);
   if (node.role === 'primary') throw new LabError('STATE', `Node "${name}" is the lab's primary: it follows nobody; promote another node first`);
   if (node.rewindNeeded) {
@@ -103,8 +103,7 @@ export async function replicaFollow(global: GlobalOptions, name: string, options
   if (node.phase !== 'ready') throw new LabError('STATE', `Node "${name}" was never finished (its build was interrupted): re-add it first`);
   const primary = await requireRunningPrimary(context, options.primary);
   if (primary.name === name) throw new LabError('USAGE', `Node "${name}" cannot follow itself`);
-  const spec = serverSpec(context, node);
-  if (await livePostmasterPid(node.datadir)) {
+  if (await nodes.livePid(node)) {
     const role = await serverRole({ port: node.port, user: state.dbUser, connectTimeoutMs: 2000 }, state.pg.major);
     if (!role.inRecovery) {
       throw new LabError('STATE', `Node "${name}" is running as a primary: it cannot simply follow; rewind it (\`lab node rewind ${name}\`)`);
@@ -113,12 +112,12 @@ export async function replicaFollow(global: GlobalOptions, name: string, options
 
   await writeStandbyConfig({
     labId: state.labId, name, port: node.port, datadir: node.datadir, major: state.pg.major, dbUser: state.dbUser,
-    runAs: context.runAs, upstreamPort: primary.port,
+    runAs: await nodes.dataOwner(), upstreamPort: primary.port,
   });
-  await stopServer(spec, 'fast');
+  await nodes.stop(node, 'fast');
   await assertPortFree(node.port, `node "${name}"`);
-  const logFrom = await sizeOf(spec.logFile);
-  const pid = await startServer(spec, timeoutMs);
+  const logFrom = await sizeOf(nodeLogFile(context.labDir, name));
+  const pid = await nodes.start(node, timeoutMs);
   await updateState(context.labDir, (s) => {
     const n = requireNode(s, name);
     n.upstream = primary.name;

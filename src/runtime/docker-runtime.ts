@@ -49,5 +49,6 @@ export function dockerRuntime(context: RuntimeContext): NodeRuntime {
       return (await nodeContainerStatus(ref(node), 'stopped')).pid;
     },
     logTail: (node, lines) => logTail(nodeLogFile(labDir, node.name), lines),
+    dataOwner: () => imagePostgresUser(image, state.labId),
   };
 }

@@ -45,6 +45,8 @@ export interface NodeRuntime {
   livePid(node: RuntimeNode): Promise<number | undefined>;
   /** The last lines of the server's log, labelled, for error details. */
   logTail(node: RuntimeNode, lines?: number): Promise<string | undefined>;
+  /** Who must own files the lab writes into a data dir: the host's postgres user, or the image's. */
+  dataOwner(): Promise<OsUser | undefined>;
 }
 
 export function runtimeFor(context: RuntimeContext): NodeRuntime {

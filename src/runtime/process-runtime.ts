@@ -58,6 +58,7 @@ export function processRuntime(context: RuntimeContext): NodeRuntime {
     status: (node, expected) => serverStatus(node.datadir, expected),
     livePid: (node) => livePostmasterPid(node.datadir),
     logTail: (node, lines) => logTail(nodeLogFile(labDir, node.name), lines),
+    dataOwner: async () => runAs,
   };
 }
 
