@@ -63,6 +63,8 @@ export async function replicaAdd(global: GlobalOptions, nameArg: string, datadir
     await prepareDatadir(datadir, state.labId); // throws the clear "not created by this lab" error
   }
 
+  await nodes.checkCanClone();
+
   // The seed killed whatever ran on PGDATA; we only stop our own node.
   const node = { name, port, datadir };
   if (existing) {

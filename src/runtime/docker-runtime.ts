@@ -24,6 +24,9 @@ export function dockerRuntime(context: RuntimeContext): NodeRuntime {
     async initMaster(node) {
       await buildMasterDatadir(await spec(node));
     },
+    async checkCanClone() {
+      await imagePostgresUser(image, state.labId); // the engine answers and the image has its postgres user
+    },
     async cloneReplica(node, upstreamPort, reporter) {
       const { output } = await buildReplicaDatadir(await spec(node), upstreamPort);
       // The container's output arrives when pg_basebackup is done: its lines are replayed, not live.

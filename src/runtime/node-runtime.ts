@@ -31,6 +31,8 @@ export interface NodeRuntime {
   readonly name: RuntimeName;
   /** initdb into the (empty) data dir, then the lab's postgresql.conf / pg_hba.conf and marker. */
   initMaster(node: RuntimeNode, reporter: Reporter): Promise<void>;
+  /** What cloneReplica needs (pg_basebackup, or the engine and image), checked before the lab records the node. */
+  checkCanClone(): Promise<void>;
   /** pg_basebackup from 127.0.0.1:upstreamPort, then the lab's configuration and standby files. */
   cloneReplica(node: RuntimeNode, upstreamPort: number, reporter: Reporter): Promise<{ backupKb?: number }>;
   /** Start and wait until it accepts connections; returns the postmaster's pid (as the host sees it). */

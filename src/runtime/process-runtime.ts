@@ -31,6 +31,9 @@ export function processRuntime(context: RuntimeContext): NodeRuntime {
       });
       await writeNodeConfig(files(node));
     },
+    async checkCanClone() {
+      await clientTool(installation(), 'pg_basebackup');
+    },
     async cloneReplica(node, upstreamPort, reporter) {
       const pgBasebackup = await clientTool(installation(), 'pg_basebackup');
       await giveTo(node.datadir, runAs);
