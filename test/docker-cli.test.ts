@@ -1,7 +1,8 @@
 // The docker runtime as a user drives it: the real CLI with --runtime docker, master + 2 replicas in
 // containers, docker kill seen as crashed by `lab status` and `lab stat xact`, the built-in balancer
 // marking the killed replica DOWN and taking it back after the re-add, runtimes never mixed, and
-// `lab promote` through pg_promote(), `lab replica follow`, and `lab destroy --yes` leaving no container and no process.
+// `lab promote` through pg_promote(), `lab replica follow`, `lab node rewind` of the stopped old master,
+// and `lab destroy --yes` leaving no container and no process.
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { before, test } from 'node:test';
@@ -27,7 +28,7 @@ interface StatusJson {
 
 const statesOf = (status: StatusJson) => status.nodes.map((n) => `${n.name}:${n.status}:${n.replication}`);
 
-test('lab --runtime docker: master + 2 replicas in containers, docker kill, balancer DOWN/UP, no mixing, promote, follow, destroy leaves nothing', async (t) => {
+test('lab --runtime docker: master + 2 replicas in containers, docker kill, balancer DOWN/UP, no mixing, promote, follow, rewind, destroy leaves nothing', async (t) => {
   if (!docker.image) return t.skip(docker.skipReason);
   const started = performance.now();
   const mark = (what: string) => t.diagnostic(`${what} at ${Math.round(performance.now() - started)} ms`);
@@ -100,10 +101,11 @@ test('lab --runtime docker: master + 2 replicas in containers, docker kill, bala
       assert.deepEqual([followed.primary, followed.syncState], ['replica1', 'async']);
       assert.deepEqual(statesOf(await labJson<StatusJson>(labDir, 'status')), ['master1:stopped:needs rewind', 'replica1:running:primary', 'replica2:running:streaming']);
 
-      // Not offered on containers yet: said at once.
-      const rewind = await runLab(labDir, ['node', 'rewind', 'master1']);
-      assert.equal(rewind.exitCode, 6, rewind.stderr);
-      assert.match(rewind.stderr, /not supported on the docker runtime yet/);
+      // The cleanly stopped old master comes back through pg_rewind in a one-off container of the image.
+      const rewound = await labJson<{ primary: string; rewind: string }>(labDir, 'node', 'rewind', 'master1');
+      assert.equal(rewound.primary, 'replica1');
+      assert.deepEqual(statesOf(await labJson<StatusJson>(labDir, 'status')), ['master1:running:streaming', 'replica1:running:primary', 'replica2:running:streaming']);
+      assert.deepEqual((await listLabContainers(labId)).map((c) => `${c.node}:${c.role}`).sort(), ['master1:server', 'replica1:server', 'replica2:server'], 'no one-off container is left');
 
       const destroyed = await labJson<{ stopped: string[] }>(labDir, 'destroy', '--yes');
       assert.ok(destroyed.stopped.includes('balancer lb'), destroyed.stopped.join(', '));

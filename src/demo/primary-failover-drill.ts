@@ -11,8 +11,10 @@ import path from 'node:path';
 import { crashServer } from '../postgres/crash.js';
 import { promoteNode } from '../commands/promote.js';
 import { replicaAdd } from '../commands/replica.js';
-import { locatePgRewind, nodeRewind } from '../commands/rewind.js';
+import { nodeRewind } from '../commands/rewind.js';
 import { openLab } from '../lab/context.js';
+import { requireNode } from '../lab/state.js';
+import { runtimeFor } from '../runtime/node-runtime.js';
 import { findFreePorts } from '../common/ports.js';
 import { LabError } from '../common/errors.js';
 import { pollUntil } from '../common/poll.js';
@@ -61,10 +63,6 @@ export async function runPrimaryFailoverDrill(
   hooks: { print: Print; reporter: Reporter; signal: AbortSignal },
 ): Promise<DrillOutcome> {
   checkPrimaryFailoverOptions(options);
-  if (base.runtime === 'docker') {
-    // It freezes and kills the master's processes through /proc, then rewinds it: both need host processes.
-    throw new LabError('STATE', '`lab demo primary-failover` is not supported on the docker runtime yet: run it with --runtime process');
-  }
   const { signal } = hooks;
   const narrator = new Narrator(hooks.print);
   const mode = options.sync ? 'synchronous' : 'asynchronous';
@@ -144,8 +142,10 @@ interface FailoverInput {
 /** kill -9 master1, promote the most advanced replica, re-point the others, rewind master1. */
 async function failover(d: FailoverInput): Promise<void> {
   const { global, lab, narrator, rw, options, steps, loadSignal } = d;
+  const context = await openLab(global);
+  const nodes = runtimeFor(context);
   await delay(Math.max(0, narrator.loadEpochMs! + options.killAtMs - Date.now()), undefined, { signal: loadSignal });
-  const killed = await crashServer({ datadir: path.join(global.labDir, 'master1'), name: 'master1' }, options.partitionMs);
+  const killed = await crashServer({ name: 'master1', pid: await nodes.livePid(requireNode(context.state, 'master1')) }, options.partitionMs);
   steps.killEpoch = killed.killedAtMs;
   if (options.partitionMs > 0) narrator.event('partition', `master1's ${killed.walSenders} walsenders frozen: its standbys hear nothing more (partition)`, killed.isolatedAtMs);
   narrator.event('kill', `step 6: kill -9 master1: the postmaster (pid ${killed.pid}) and its ${killed.processes - 1} processes${options.partitionMs > 0 ? `, ${killed.isolatedAtMs === killed.killedAtMs ? 0 : killed.killedAtMs - killed.isolatedAtMs} ms after the partition` : ''}`, steps.killEpoch);
@@ -181,13 +181,13 @@ async function failover(d: FailoverInput): Promise<void> {
     narrator.event('follow', `step 8: lab replica follow ${other.name}: streaming from ${chosen.name} (${followed.syncState}, ${followed.elapsedMs} ms)`);
   }
   const rewindStarted = Date.now();
-  const pgRewind = await locatePgRewind((await openLab(global)).installation);
-  if ('missing' in pgRewind) {
+  const missing = await nodes.rewindMissing();
+  if (missing) {
     // PostgreSQL 11 here: what a DBA without pg_rewind does, a new base backup in place of the old master.
-    narrator.event('re-add-start', `step 9: ${pgRewind.missing}: lab replica add master1 (a new base backup from ${chosen.name})`, rewindStarted);
+    narrator.event('re-add-start', `step 9: ${missing}: lab replica add master1 (a new base backup from ${chosen.name})`, rewindStarted);
     const masterDatadir = path.join(global.labDir, 'master1');
     await replicaAdd(global, 'master1', masterDatadir, lab.masterPort, { reporter: d.reporter });
-    steps.rewind = `rebuilt with pg_basebackup (${pgRewind.missing})`;
+    steps.rewind = `rebuilt with pg_basebackup (${missing})`;
     narrator.event('re-add', `master1 rebuilt and streaming from ${chosen.name} (${Date.now() - rewindStarted} ms)`);
     return;
   }

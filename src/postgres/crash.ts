@@ -6,7 +6,6 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { LabError } from '../common/errors.js';
 import { pollUntil } from '../common/poll.js';
 import { isRunning } from '../common/processes.js';
-import { livePostmasterPid } from './server.js';
 
 async function childrenOf(pid: number): Promise<number[]> {
   const children: number[] = [];
@@ -21,12 +20,17 @@ async function childrenOf(pid: number): Promise<number[]> {
 }
 
 /**
+ * `pid`: the postmaster's pid as the host sees it (the runtime's livePid: a container's postmaster.pid
+ * holds its own namespace's pid); its children in /proc are the server's processes, in a container too.
  * `isolateMs` > 0: the walsenders freeze that long before the rest (the master loses its standbys'
  * network, then dies), the classic split in which asynchronous replication loses acknowledged commits.
  */
-export async function crashServer(spec: { datadir: string; name: string }, isolateMs = 0): Promise<{ pid: number; killedAtMs: number; isolatedAtMs: number; processes: number; walSenders: number }> {
-  const pid = await livePostmasterPid(spec.datadir);
-  if (!pid) throw new LabError('STATE', `${spec.name} is not running (no live postmaster for ${spec.datadir})`);
+export async function crashServer(
+  spec: { name: string; pid: number | undefined },
+  isolateMs = 0,
+): Promise<{ pid: number; killedAtMs: number; isolatedAtMs: number; processes: number; walSenders: number }> {
+  const { pid } = spec;
+  if (!pid) throw new LabError('STATE', `${spec.name} is not running (no live postmaster)`);
   const children = await childrenOf(pid);
   // Freeze everyone first so no process acts between the kills, then kill them. The walsenders go
   // first: on a real crash the order is arbitrary, and this is the order in which asynchronous

@@ -2,10 +2,10 @@
 // touch a container the lab did not create.
 export const LAB_LABEL = 'pglab.lab';
 export const NODE_LABEL = 'pglab.node';
-/** server: the node's postmaster; initdb / basebackup: one-off containers that build its data dir. */
+/** server: the node's postmaster; initdb / basebackup / rewind: one-off containers that build or rewind its data dir. */
 export const ROLE_LABEL = 'pglab.role';
 
-export type ContainerRole = 'server' | 'initdb' | 'basebackup' | 'probe';
+export type ContainerRole = 'server' | 'initdb' | 'basebackup' | 'rewind' | 'probe';
 
 export function labLabels(labId: string, node: string, role: ContainerRole): Record<string, string> {
   return { [LAB_LABEL]: labId, [NODE_LABEL]: node, [ROLE_LABEL]: role };

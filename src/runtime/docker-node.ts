@@ -2,13 +2,14 @@
 // the same path; host networking, the server on 127.0.0.1:<port>; the image's postgres user owns the
 // data. Built by initdb or pg_basebackup in one-off containers; started, stopped, killed and inspected
 // through the engine. Containers are found by their labels (pglab.lab, pglab.node, pglab.role).
-import { chown, open } from 'node:fs/promises';
+import { chown, open, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { LabError } from '../common/errors.js';
 import { pollUntil } from '../common/poll.js';
 import { assertPortFree } from '../common/ports.js';
 import { withClient } from '../postgres/client.js';
 import type { OsUser } from '../postgres/os-user.js';
+import { pgRewindArgs } from '../postgres/pg-rewind.js';
 import { logTail, type ServerStatus, type StopMode } from '../postgres/server.js';
 import { findContainers, removeContainers, type LabContainer } from './docker-lab.js';
 import { containerName, LAB_LABEL, labLabels, NODE_LABEL } from './docker-labels.js';
@@ -132,6 +133,30 @@ export async function basebackupInContainer(spec: DockerNodeSpec, upstreamPort: 
     binds: [spec.datadir],
     timeoutMs,
     what: 'pg_basebackup',
+  });
+}
+
+/**
+ * pg_rewind from the primary at 127.0.0.1:sourcePort, in a one-off container on the host network.
+ * The node's server container must not run. Its postmaster.pid, after a docker kill, names a pid of the
+ * dead container's pid namespace (often 1, which in the one-off container is pg_rewind itself): the
+ * single-user crash recovery pg_rewind runs would refuse it, so it goes first.
+ */
+export async function rewindInContainer(spec: DockerNodeSpec, sourcePort: number, timeoutMs = 30 * 60_000): Promise<{ elapsedMs: number; output: string }> {
+  const current = await serverContainer(spec);
+  if (current?.state === 'running') {
+    throw new LabError('CONFLICT', `Container ${current.name} of node "${spec.name}" is running: stop it first (\`lab node stop ${spec.name}\`), pg_rewind needs it shut down`);
+  }
+  await rm(path.join(spec.datadir, 'postmaster.pid'), { force: true });
+  return runOneOff({
+    image: spec.image,
+    name: containerName(spec.labId, spec.name, 'rewind'),
+    labels: labLabels(spec.labId, spec.name, 'rewind'),
+    user: userOf(spec),
+    command: ['pg_rewind', ...pgRewindArgs(spec.datadir, sourcePort, spec.dbUser)],
+    binds: [spec.datadir],
+    timeoutMs,
+    what: 'pg_rewind',
   });
 }
 

@@ -5,7 +5,7 @@ import { nodeLogFile } from '../lab/context.js';
 import { logTail } from '../postgres/server.js';
 import { buildMasterDatadir, buildReplicaDatadir, type DockerBuildSpec } from './docker-build.js';
 import { defaultImage } from './docker-image.js';
-import { imagePostgresUser, killNodeContainer, nodeContainerStatus, startNodeContainer, stopNodeContainer } from './docker-node.js';
+import { imagePostgresUser, killNodeContainer, nodeContainerStatus, rewindInContainer, startNodeContainer, stopNodeContainer } from './docker-node.js';
 import type { NodeRuntime, RuntimeContext, RuntimeNode } from './node-runtime.js';
 import { reportBackupLine } from './process-runtime.js';
 
@@ -53,5 +53,13 @@ export function dockerRuntime(context: RuntimeContext): NodeRuntime {
     },
     logTail: (node, lines) => logTail(nodeLogFile(labDir, node.name), lines),
     dataOwner: () => imagePostgresUser(image, state.labId),
+    // Images laid out like the official postgres ones carry the pg_rewind of their own version.
+    rewindMissing: async () => undefined,
+    async rewind(node, sourcePort, reporter) {
+      const { output } = await rewindInContainer(await spec(node), sourcePort);
+      // As for pg_basebackup: the container's output arrives when it is done, replayed line by line.
+      for (const line of output.split(/\r\n|\r|\n/)) if (line.trim()) reporter.detail(line);
+      return output;
+    },
   };
 }

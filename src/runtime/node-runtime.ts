@@ -1,7 +1,6 @@
 // Where a lab's nodes run, behind one small interface: host processes driven by pg_ctl (the default)
 // or containers (issue 6). Commands build, start, stop, kill and inspect nodes only through it; both
 // runtimes write the server's log to the same file (log/<node>.log in the lab dir).
-import { LabError } from '../common/errors.js';
 import type { Reporter } from '../common/reporter.js';
 import type { Installation } from '../postgres/installation.js';
 import type { OsUser } from '../postgres/os-user.js';
@@ -49,14 +48,16 @@ export interface NodeRuntime {
   logTail(node: RuntimeNode, lines?: number): Promise<string | undefined>;
   /** Who must own files the lab writes into a data dir: the host's postgres user, or the image's. */
   dataOwner(): Promise<OsUser | undefined>;
+  /** Why no pg_rewind can rewind the lab's nodes here, or undefined when one can. */
+  rewindMissing(): Promise<string | undefined>;
+  /**
+   * pg_rewind the shut down node's data dir from the primary at 127.0.0.1:sourcePort, after clearing
+   * the lock files a killed server leaves; returns what pg_rewind said.
+   */
+  rewind(node: RuntimeNode, sourcePort: number, reporter: Reporter): Promise<string>;
 }
 
 export function runtimeFor(context: RuntimeContext): NodeRuntime {
   return runtimeOf(context.state) === 'docker' ? dockerRuntime(context) : processRuntime(context);
 }
 
-/** Commands the container runtime does not offer yet say so at once, before touching anything. */
-export function requireProcessRuntime(state: LabState, command: string): void {
-  if (runtimeOf(state) === 'process') return;
-  throw new LabError('STATE', `\`${command}\` is not supported on the docker runtime yet: rebuild the node instead (\`lab replica add NAME DATADIR PORT\`)`);
-}

@@ -5,8 +5,9 @@ import { nodeLogFile } from '../lab/context.js';
 import { removeCopiedLeftovers, writeNodeConfig, writeStandbyConfig } from '../lab/node-files.js';
 import { clientTool, type Installation } from '../postgres/installation.js';
 import { giveTo } from '../postgres/os-user.js';
+import { locatePgRewind, noPgRewindError, pgRewindArgs } from '../postgres/pg-rewind.js';
 import { runPg } from '../postgres/run.js';
-import { killServer, livePostmasterPid, logTail, serverStatus, startServer, stopServer, type ServerSpec } from '../postgres/server.js';
+import { clearStaleLocks, killServer, livePostmasterPid, logTail, serverStatus, startServer, stopServer, type ServerSpec } from '../postgres/server.js';
 import type { NodeRuntime, RuntimeContext, RuntimeNode } from './node-runtime.js';
 
 export function processRuntime(context: RuntimeContext): NodeRuntime {
@@ -62,6 +63,23 @@ export function processRuntime(context: RuntimeContext): NodeRuntime {
     livePid: (node) => livePostmasterPid(node.datadir),
     logTail: (node, lines) => logTail(nodeLogFile(labDir, node.name), lines),
     dataOwner: async () => runAs,
+    async rewindMissing() {
+      const found = await locatePgRewind(installation());
+      return 'missing' in found ? found.missing : undefined;
+    },
+    async rewind(node, sourcePort, reporter) {
+      const found = await locatePgRewind(installation());
+      if ('missing' in found) throw noPgRewindError(found.missing);
+      // After a kill -9 the postmaster.pid names a pid that may still exist as a zombie: single-user mode
+      // (run by pg_rewind for crash recovery) would take it for a live postmaster.
+      await clearStaleLocks(spec(node));
+      const { stdout, stderr } = await runPg(found.tool, pgRewindArgs(node.datadir, sourcePort, state.dbUser), {
+        runAs,
+        timeoutMs: 30 * 60_000,
+        onStderrLine: (line) => reporter.detail(line),
+      });
+      return `${stdout}\n${stderr}`;
+    },
   };
 }
 
