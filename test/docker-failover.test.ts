@@ -1,6 +1,7 @@
 // Primary failover on the docker runtime: docker kill the master, promote, follow, and `lab node
 // rewind` of the killed master (pg_rewind in a one-off container, the dead container's postmaster.pid
-// cleared) until it streams on the new timeline; then `lab demo primary-failover` on containers, whose
+// cleared) until it streams on the new timeline, and of an old primary started by mistake (its container
+// stopped first); then `lab demo primary-failover` on containers, whose
 // crash freezes and kills the master container's processes from the host, checked like the process drill.
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
@@ -46,7 +47,7 @@ async function withDockerCliLab(use: (labDir: string) => Promise<void>): Promise
   }
 }
 
-test('docker: kill the master, promote, follow, rewind the killed master: it streams from the new primary on timeline 2', async (t) => {
+test('docker: kill the master, promote, follow, rewind the killed master (timeline 2); then rewind an old primary started by mistake (timeline 3)', async (t) => {
   if (!docker.image) return t.skip(docker.skipReason);
   await withDockerCliLab(async (labDir) => {
     const [m, r1, r2] = await freePorts(3);
@@ -87,6 +88,19 @@ test('docker: kill the master, promote, follow, rewind the killed master: it str
     assert.deepEqual((await listLabContainers(await labIdOf(labDir))).map((c) => `${c.node}:${c.role}:${c.state}`).sort(), [
       'master1:server:running', 'replica1:server:running', 'replica2:server:running',
     ], 'the rewind container is gone');
+
+    // Back the other way, with the old primary started by mistake: rewind stops its container first.
+    // A clean stop sends the standbys all its WAL, so either can be promoted and the other follow it.
+    await lab(labDir, 'node', 'stop', winner);
+    assert.equal((await labJson<{ timeline: number }>(labDir, 'promote', 'master1')).timeline, 3);
+    await lab(labDir, 'replica', 'follow', other);
+    await lab(labDir, 'node', 'start', winner);
+    assert.equal((await queryRows<{ r: boolean }>({ port: winnerPort }, 'SELECT pg_is_in_recovery() AS r'))[0]!.r, false, `${winner} runs as a second primary`);
+    await lab(labDir, 'node', 'rewind', winner);
+    assert.deepEqual(
+      (await labJson<StatusJson>(labDir, 'status')).nodes.map((n) => `${n.name}:${n.replication}:${n.timeline}`),
+      ['master1:primary:3', 'replica1:streaming:3', 'replica2:streaming:3'],
+    );
   });
 });
 
