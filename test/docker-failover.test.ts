@@ -1,8 +1,8 @@
 // Primary failover on the docker runtime: docker kill the master, promote, follow, and `lab node
 // rewind` of the killed master (pg_rewind in a one-off container, the dead container's postmaster.pid
-// cleared) until it streams on the new timeline, and of an old primary started by mistake (its container
-// stopped first); then `lab demo primary-failover` on containers, whose
-// crash freezes and kills the master container's processes from the host, checked like the process drill.
+// cleared) until it streams on the new timeline, and of an old primary started by mistake (its
+// container stopped first); then `lab demo primary-failover` on containers, whose crash freezes and
+// kills the master container's processes from the host, checked like the process drill.
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
