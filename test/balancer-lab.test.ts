@@ -5,11 +5,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import pg from 'pg';
+import { execa } from 'execa';
 import { fetchBalancerStats } from '../src/commands/balancer.js';
 import type { BalancerRecord } from '../src/lab/state.js';
 import { pollUntil } from '../src/common/poll.js';
 import { isRunning } from '../src/common/processes.js';
-import { freePorts, lab, labJson, runLab, withTempLab } from './helpers/lab.js';
+import { freePorts, lab, labBin, labJson, runLab, withTempLab } from './helpers/lab.js';
 
 async function serverPort(port: number): Promise<number> {
   const client = new pg.Client({ host: '127.0.0.1', port, user: 'postgres', database: 'postgres', connectionTimeoutMillis: 5000 });
@@ -28,7 +29,7 @@ async function statusOf(record: BalancerRecord, name: string): Promise<string | 
 
 test('lab balancer: round robin, SIGKILL detection, re-admission, stats formats, instances', async () => {
   await withTempLab(async (labDir) => {
-    const [m, r1, r2, listen, stats, listen2, stats2] = await freePorts(7);
+    const [m, r1, r2, listen, stats, listen2, stats2, listen3, stats3] = await freePorts(9);
     await lab(labDir, 'master', 'start', '--port', String(m));
     await lab(labDir, 'replica', 'add', 'replica1', `${labDir}/replica1`, String(r1));
     await lab(labDir, 'replica', 'add', 'replica2', `${labDir}/replica2`, String(r2));
@@ -148,6 +149,21 @@ test('lab balancer: round robin, SIGKILL detection, re-admission, stats formats,
     const stopped = await labJson<{ wasRunning: boolean }>(labDir, 'balancer', 'stop', '--name', 'lb2');
     assert.equal(stopped.wasRunning, true);
     assert.equal(await isRunning(second.pid), false);
+
+    // --foreground: attached to this terminal; Ctrl-C stops it and the lab no longer lists it.
+    const attached = execa('node', [labBin, '--lab-dir', labDir, 'balancer', 'start', '--foreground', '--name', 'lb3', '--listen', `127.0.0.1:${listen3}`, '--stats', `127.0.0.1:${stats3}`], { reject: false });
+    try {
+      await pollUntil(async () => ((await labJson<{ name: string; running: boolean }[]>(labDir, 'balancer', 'status')).some((b) => b.name === 'lb3' && b.running) ? true : undefined), {
+        timeoutMs: 10_000, what: 'lb3 to run in the foreground',
+      });
+      assert.ok([r1, r2].includes(await serverPort(listen3!)));
+      attached.kill('SIGINT');
+      assert.equal((await attached).exitCode, 0);
+      assert.deepEqual((await labJson<{ name: string }[]>(labDir, 'balancer', 'status')).map((b) => b.name), ['lb']);
+    } finally {
+      attached.kill('SIGKILL');
+      await attached.catch(() => undefined);
+    }
     // `lb` is left running on purpose: `lab destroy` (in withTempLab) must stop it.
   });
 });

@@ -19,7 +19,7 @@ import { packageRoot } from '../common/package-root.js';
 import { canConnect, describePortHolder, isPortFree } from '../common/ports.js';
 import { forgetBalancer, isBalancerAlive, recordBalancer, stopBalancerProcess } from '../lab/balancer-process.js';
 import { logDir, type GlobalOptions } from '../lab/context.js';
-import { requireLabState, requireState, type BalancerRecord } from '../lab/state.js';
+import { readState, requireLabState, requireState, type BalancerRecord } from '../lab/state.js';
 import { logTail } from '../postgres/server.js';
 
 export { DEFAULT_BALANCER_NAME, balancerConfig, balancerWarnings, resolveBalancerConfig, type BalancerStartOptions } from '../balancer/start-options.js';
@@ -78,6 +78,11 @@ export async function serveBalancer(global: GlobalOptions, options: BalancerStar
     serve.onReady?.(record);
     if (!serve.signal.aborted) await new Promise((resolve) => serve.signal.addEventListener('abort', resolve, { once: true }));
     serve.log(`${config.name} stopping`);
+    // A clean stop (Ctrl-C in the foreground, SIGTERM from anyone): the lab stops listing this instance.
+    // Only while the lab exists: taking the lock would recreate a lab dir deleted under us.
+    if (await readState(global.labDir).catch(() => undefined)) {
+      await forgetBalancer(global.labDir, record).catch((error) => serve.log(`${config.name} could not leave the lab state: ${messageOf(error)}`));
+    }
     return record;
   } finally {
     await balancer.stop();
