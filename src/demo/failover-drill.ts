@@ -11,7 +11,7 @@ import { findFreePorts } from '../common/ports.js';
 import { LabError } from '../common/errors.js';
 import { pollUntil } from '../common/poll.js';
 import type { Reporter } from '../common/reporter.js';
-import { nodeNamesByPort, reportFromWorkload } from '../report/from-workload.js';
+import { errorsOnSessionsOpenedAfter, nodeNamesByPort, reportFromWorkload } from '../report/from-workload.js';
 import type { Report, ReportCrossCheck } from '../report/types.js';
 import { alongsideLoad, inDemoLab, publishReport, type DrillOutcome } from './drill-run.js';
 import { xactTable, withBanner } from '../stats/render.js';
@@ -205,8 +205,9 @@ function buildFailoverReport(input: ReportInput): Report {
   const readmissionMs = input.acceptingEpoch !== null && input.readmissionEpoch !== null ? input.readmissionEpoch - input.acceptingEpoch : null;
   const detectionAt = input.detectionEpoch === null ? null : input.detectionEpoch - workload.summary.started_epoch_ms;
   const killAt = input.killEpoch === null ? null : input.killEpoch - workload.summary.started_epoch_ms;
-  const errorsAfterDetection = detectionAt === null ? null : workload.errors.filter((e) => e.at_ms > detectionAt).length;
-  const errorsBetween = killAt === null || detectionAt === null ? null : workload.errors.filter((e) => e.at_ms >= killAt && e.at_ms <= detectionAt).length;
+  const errorsAfterDetection = detectionAt === null ? null : errorsOnSessionsOpenedAfter(workload.errors, detectionAt);
+  // Sessions opened before the detection that failed from the kill on: on the killed server, or sent there before it was known dead.
+  const errorsBetween = killAt === null || detectionAt === null ? null : workload.errors.filter((e) => e.at_ms >= killAt && e.session_started_ms <= detectionAt).length;
 
   const crosscheck = nodes.map((node) => crossCheckNode(node, workload, xactSamples, node.name === options.kill));
   const masterTx = workload.summary.by_port[String(lab.masterPort)] ?? 0;
@@ -243,7 +244,7 @@ function buildFailoverReport(input: ReportInput): Report {
   report.summary = [
     `detection: ${fmtMs(detectionMs)} after kill -9 (HAProxy with the seed's settings: 20-30 s)`,
     `re-admission: ${fmtMs(readmissionMs)} after the replica accepted connections (HAProxy with the seed's settings: 10-20 s)`,
-    `client errors: ${workload.summary.errors} in all, ${errorsBetween ?? '-'} between the kill and its detection, ${errorsAfterDetection ?? '-'} after detection`,
+    `client errors: ${workload.summary.errors} in all, ${errorsBetween ?? '-'} on sessions opened before the detection (on ${options.kill} when it died, or sent to it before it was known dead), ${errorsAfterDetection ?? '-'} on sessions opened after it`,
     `transactions: ${workload.summary.ops} (${workload.summary.ops_per_sec.toFixed(1)}/s), master served ${masterTx} of the reads`,
     `serving at the end: ${serving || 'none'}`,
     `cross-check with pg_stat_database: ${crosscheck.filter((c) => c.agrees).length} of ${crosscheck.length} nodes agree`,

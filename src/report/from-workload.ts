@@ -84,6 +84,14 @@ export interface DrillReportInput {
   notes?: string[];
 }
 
+/**
+ * Errors the balancer could have saved: those of sessions opened after it marked the server down.
+ * A session opened before may die with the killed server even if its error arrives a moment later.
+ */
+export function errorsOnSessionsOpenedAfter(errors: WorkloadError[], atMs: number): number {
+  return errors.filter((e) => e.session_started_ms > atMs).length;
+}
+
 function firstEvent(events: ReportEvent[], kind: string, afterMs = -Infinity): ReportEvent | undefined {
   return [...events].sort((a, b) => a.at_ms - b.at_ms).find((e) => e.kind === kind && e.at_ms >= afterMs);
 }
@@ -107,7 +115,7 @@ export function reportFromWorkload(input: DrillReportInput): Report {
   const figures: ReportFigures = {
     detection_ms: kill && detection ? detection.at_ms - kill.at_ms : null,
     readmission_ms: readd && readmission ? readmission.at_ms - readd.at_ms : null,
-    errors_after_detection: detection ? workload.errors.filter((e) => e.at_ms > detection.at_ms).length : null,
+    errors_after_detection: detection ? errorsOnSessionsOpenedAfter(workload.errors, detection.at_ms) : null,
     errors_total: workload.summary.errors,
     transactions_total: workload.summary.ops,
     tps_average: workload.summary.ops_per_sec,

@@ -141,10 +141,11 @@ export async function runWorkload(options: WorkloadOptions, hooks: WorkloadHooks
       });
     });
 
-  const recordError = (worker: number, urlIndex: number, port: number | null, phase: WorkloadError['phase'], error: unknown) => {
+  const recordError = (worker: number, urlIndex: number, port: number | null, phase: WorkloadError['phase'], sessionStartedMs: number, error: unknown) => {
     if (stopReason) return; // connections we closed ourselves while stopping
     const entry: WorkloadError = {
       at_ms: Math.round(elapsed()),
+      session_started_ms: Math.round(sessionStartedMs),
       worker,
       url: shownUrls[urlIndex]!,
       port,
@@ -201,6 +202,7 @@ export async function runWorkload(options: WorkloadOptions, hooks: WorkloadHooks
     let urlIndex = id % urls.length;
     let client: pg.Client | undefined;
     let port: number | null = null;
+    let sessionStarted = 0;
     let failedInARow = 0;
     // With a max rate each worker takes its share, at evenly spaced start times; a worker that fell
     // behind (a slow connect) does not burst to catch up.
@@ -217,6 +219,7 @@ export async function runWorkload(options: WorkloadOptions, hooks: WorkloadHooks
         if (!client) {
           const candidate = newClient(urls[urlIndex]!, options);
           live.add(candidate);
+          sessionStarted = elapsed();
           try {
             await candidate.connect();
             const { rows } = await candidate.query<{ port: number | null }>('SELECT inet_server_port() AS port');
@@ -227,7 +230,7 @@ export async function runWorkload(options: WorkloadOptions, hooks: WorkloadHooks
             failedInARow = 0;
           } catch (error) {
             await drop(candidate);
-            recordError(id, urlIndex, null, 'connect', error);
+            recordError(id, urlIndex, null, 'connect', sessionStarted, error);
             if (stopReason) break;
             if (urls.length > 1) failovers += 1;
             urlIndex = (urlIndex + 1) % urls.length;
@@ -241,7 +244,7 @@ export async function runWorkload(options: WorkloadOptions, hooks: WorkloadHooks
         try {
           await transaction(client);
         } catch (error) {
-          recordError(id, urlIndex, port, 'transaction', error);
+          recordError(id, urlIndex, port, 'transaction', sessionStarted, error);
           await drop(client);
           client = undefined;
           continue;

@@ -58,6 +58,11 @@ export interface WorkloadSample {
 export interface WorkloadError {
   /** Since the start of the run. */
   at_ms: number;
+  /**
+   * When the connection this error belongs to was opened (since the start of the run): a session
+   * opened before a balancer knew of a failure can die with the server; one opened after cannot.
+   */
+  session_started_ms: number;
   worker: number;
   url: string;
   /** The server the connection was on, when it got that far. */
