@@ -4,7 +4,7 @@ import path from 'node:path';
 import { LabError, messageOf } from '../common/errors.js';
 import { logDir, nodeLogFile, type GlobalOptions } from '../lab/context.js';
 import { removeDatadir } from '../lab/datadir.js';
-import { checkRuntime, readState, runtimeOf, statePath, withLock } from '../lab/state.js';
+import { checkRuntime, readState, runtimeOf, statePath, updateState, withLock } from '../lab/state.js';
 import { removeBalancerFiles, stopBalancerProcess } from '../lab/balancer-process.js';
 import { inspectBindir } from '../postgres/installation.js';
 import { resolveRunAs } from '../postgres/os-user.js';
@@ -32,11 +32,15 @@ export async function destroyLab(global: GlobalOptions, options: { yes?: boolean
   const runAs = await resolveRunAs(global.osUser ?? state.osUser).catch(() => undefined);
   const runtime = runtimeFor({ labDir: global.labDir, state, installation, runAs });
 
+  // What could not be stopped or removed stays listed in lab.json, so `lab destroy --yes` can finish later.
+  const keptBalancers = new Set<string>();
+  const keptNodes = new Set<string>();
   for (const balancer of state.balancers) {
     try {
       if (await stopBalancerProcess(balancer)) result.stopped.push(`balancer ${balancer.name}`);
     } catch (error) {
       result.problems.push(`balancer ${balancer.name}: ${messageOf(error)}`);
+      keptBalancers.add(balancer.name);
     }
   }
   // Replicas first, so the master does not log their disconnects as errors.
@@ -62,21 +66,30 @@ export async function destroyLab(global: GlobalOptions, options: { yes?: boolean
     const running = await runtime.livePid(node).catch(() => -1);
     if (running || !containersGone) {
       result.problems.push(`${node.name} ${running ? 'is still running' : 'may still have a container'}; its data dir ${node.datadir} was kept`);
+      keptNodes.add(node.name);
       continue;
     }
     result.removed.push({ path: node.datadir, outcome: await removeDatadir(node.datadir, state.labId, node.datadirCreated) });
     await rm(nodeLogFile(global.labDir, node.name), { force: true });
   }
-  for (const balancer of state.balancers) await removeBalancerFiles(global.labDir, balancer, { log: true });
+  for (const balancer of state.balancers) {
+    if (!keptBalancers.has(balancer.name)) await removeBalancerFiles(global.labDir, balancer, { log: true });
+  }
+  if (result.problems.length > 0) {
+    await updateState(global.labDir, (s) => {
+      s.nodes = s.nodes.filter((n) => keptNodes.has(n.name));
+      s.balancers = s.balancers.filter((b) => keptBalancers.has(b.name));
+    });
+    throw new LabError('STATE', `destroy left something behind: ${result.problems.join('; ')}; lab.json still lists it: run \`lab destroy --yes\` again once that is fixed`, {
+      detail: `lab dir: ${path.resolve(global.labDir)}`,
+    });
+  }
   await withLock(global.labDir, async () => {
     await rm(statePath(global.labDir), { force: true });
   });
   await rmdir(logDir(global.labDir)).catch(() => undefined); // only if empty
   if (state.labDirCreated && (await readdir(global.labDir).catch(() => ['?'])).length === 0) {
     await rmdir(global.labDir).catch(() => undefined);
-  }
-  if (result.problems.length > 0) {
-    throw new LabError('STATE', `destroy left something behind: ${result.problems.join('; ')}`, { detail: `lab dir: ${path.resolve(global.labDir)}` });
   }
   return result;
 }
