@@ -31,10 +31,12 @@ export function terminalReporter(options: { verbose?: boolean } = {}): Reporter 
         const filled = Math.round((percent / 100) * width);
         process.stderr.write(`\r    [${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${String(percent).padStart(3)}% ${text}`);
         barShown = true;
+        lastPercent = percent;
       } else if (percent >= lastPercent + 25 || (percent === 100 && lastPercent !== 100)) {
+        // Piped: a line per quarter of the way, counted from the last line printed.
         process.stderr.write(`    ${percent}% ${text}\n`);
+        lastPercent = percent;
       }
-      lastPercent = percent;
     },
     detail(line) {
       if (options.verbose) {

@@ -21,9 +21,9 @@ export async function buildMasterDatadir(spec: DockerBuildSpec): Promise<void> {
 }
 
 /** pg_basebackup from 127.0.0.1:upstreamPort + the lab's configuration + the standby files. */
-export async function buildReplicaDatadir(spec: DockerBuildSpec, upstreamPort: number): Promise<{ output: string }> {
+export async function buildReplicaDatadir(spec: DockerBuildSpec, upstreamPort: number, onLine?: (line: string) => void): Promise<{ output: string }> {
   await giveTo(spec.datadir, spec.user);
-  const { output } = await basebackupInContainer(spec, upstreamPort);
+  const { output } = await basebackupInContainer(spec, upstreamPort, { onLine });
   await removeCopiedLeftovers(spec.datadir);
   await writeNodeConfig(filesSpec(spec));
   await writeStandbyConfig({ ...filesSpec(spec), upstreamPort });

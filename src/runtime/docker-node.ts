@@ -123,7 +123,11 @@ export async function initdbInContainer(spec: DockerNodeSpec, timeoutMs = 300_00
 }
 
 /** pg_basebackup from the master at 127.0.0.1:upstreamPort into the data dir, in a one-off container on the host network. */
-export async function basebackupInContainer(spec: DockerNodeSpec, upstreamPort: number, timeoutMs = 30 * 60_000): Promise<{ elapsedMs: number; output: string }> {
+export async function basebackupInContainer(
+  spec: DockerNodeSpec,
+  upstreamPort: number,
+  options: { timeoutMs?: number; onLine?: (line: string) => void } = {},
+): Promise<{ elapsedMs: number; output: string }> {
   return runOneOff({
     image: spec.image,
     name: containerName(spec.labId, spec.name, 'basebackup'),
@@ -131,8 +135,9 @@ export async function basebackupInContainer(spec: DockerNodeSpec, upstreamPort: 
     user: userOf(spec),
     command: ['pg_basebackup', '-h', '127.0.0.1', '-p', String(upstreamPort), '-U', spec.dbUser, '-D', spec.datadir, '-X', 'stream', '--checkpoint=fast', '--progress', '--verbose'],
     binds: [spec.datadir],
-    timeoutMs,
+    timeoutMs: options.timeoutMs ?? 30 * 60_000,
     what: 'pg_basebackup',
+    onLine: options.onLine,
   });
 }
 

@@ -28,14 +28,12 @@ export function dockerRuntime(context: RuntimeContext): NodeRuntime {
       await imagePostgresUser(image, state.labId); // the engine answers and the image has its postgres user
     },
     async cloneReplica(node, upstreamPort, reporter) {
-      const { output } = await buildReplicaDatadir(await spec(node), upstreamPort);
-      // The container's output arrives when pg_basebackup is done: its lines are replayed, not live.
+      // pg_basebackup's progress, live from the one-off container's output, as for the process runtime.
       let backupKb: number | undefined;
-      for (const line of output.split(/\r\n|\r|\n/)) {
-        if (!line.trim()) continue;
+      await buildReplicaDatadir(await spec(node), upstreamPort, (line) => {
         const kb = reportBackupLine(line, reporter);
         if (kb !== undefined) backupKb = kb;
-      }
+      });
       return { backupKb };
     },
     async start(node, timeoutMs) {
