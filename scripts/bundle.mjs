@@ -4,12 +4,13 @@
 // by bench/stat-xact.ts). Runs after tsc, from the compiled dist/src, so the bundle is the same code.
 //   node scripts/bundle.mjs
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execFileSync } from 'node:child_process';
 import { build } from 'esbuild';
+// The compiled modules tsc just wrote: the bundle is made from them anyway.
+import { findFreePort } from '../dist/src/common/ports.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const outfile = path.join(root, 'dist', 'lab.cjs');
@@ -39,13 +40,7 @@ if (result.errors.length > 0 || result.warnings.length > 0) process.exit(1);
 // sample of `lab stat xact` on a throwaway lab whose one node is down (a closed port, no data dir).
 const warmLab = await mkdtemp(path.join(tmpdir(), 'pglab-bundle-'));
 try {
-  const closedPort = await new Promise((resolve, reject) => {
-    const server = net.createServer().listen(0, '127.0.0.1', () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-    server.on('error', reject);
-  });
+  const closedPort = await findFreePort();
   const now = new Date().toISOString();
   await writeFile(path.join(warmLab, 'lab.json'), JSON.stringify({
     format: 1, labId: 'bundle-warm-up', createdAt: now, labDirCreated: false,

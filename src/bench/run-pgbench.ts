@@ -3,6 +3,7 @@
 // pgbench prints no summary when interrupted: give it -T for a run that ends with one.
 import { execa } from 'execa';
 import { LabError, messageOf } from '../common/errors.js';
+import { followLines } from '../common/lines.js';
 
 export interface PgbenchTarget {
   host: string;
@@ -42,27 +43,13 @@ export async function runPgbench(pgbench: string, target: PgbenchTarget, args: s
     buffer: false,
   });
   let output = '';
-  const follow = (stream: NodeJS.ReadableStream | null, name: 'stdout' | 'stderr') => {
-    let buffer = '';
-    stream?.on('data', (chunk: Buffer) => {
-      buffer += chunk.toString();
-      const parts = buffer.split(/\r\n|\r|\n/);
-      buffer = parts.pop() ?? '';
-      for (const part of parts) {
-        output += `${part}\n`;
-        if (part.trim()) options.onLine?.(part, name);
-      }
+  const follow = (stream: NodeJS.ReadableStream | null, name: 'stdout' | 'stderr') =>
+    followLines(stream, (line) => {
+      output += `${line}\n`;
+      if (line.trim()) options.onLine?.(line, name);
     });
-    stream?.on('end', () => {
-      if (buffer) {
-        output += `${buffer}\n`;
-        if (buffer.trim()) options.onLine?.(buffer, name);
-        buffer = '';
-      }
-    });
-  };
-  follow(child.stdout, 'stdout');
-  follow(child.stderr, 'stderr');
+  void follow(child.stdout, 'stdout');
+  void follow(child.stderr, 'stderr');
   const result = await child;
   if (result.failed && result.exitCode === undefined && !result.isCanceled && !result.signal && !result.timedOut) {
     throw new LabError('ENVIRONMENT', `Could not run ${pgbench}: ${messageOf(result.originalMessage ?? result.message)}`);

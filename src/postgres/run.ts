@@ -2,6 +2,7 @@
 // a failure says what the program said.
 import { execa, type ResultPromise } from 'execa';
 import { LabError } from '../common/errors.js';
+import { followLines } from '../common/lines.js';
 import type { OsUser } from './os-user.js';
 
 export interface RunOptions {
@@ -29,14 +30,10 @@ export async function runPg(file: string, args: string[], options: RunOptions = 
     timeout: options.timeoutMs,
     all: false,
   });
-  if (options.onStderrLine && child.stderr) {
-    let buffer = '';
-    child.stderr.on('data', (chunk: Buffer) => {
-      buffer += chunk.toString();
-      // pg_basebackup --progress redraws its line with \r
-      const parts = buffer.split(/\r\n|\r|\n/);
-      buffer = parts.pop() ?? '';
-      for (const part of parts) if (part.trim()) options.onStderrLine!(part);
+  const { onStderrLine } = options;
+  if (onStderrLine) {
+    void followLines(child.stderr, (line) => {
+      if (line.trim()) onStderrLine(line);
     });
   }
   const result = await child;

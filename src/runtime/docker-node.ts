@@ -147,7 +147,11 @@ export async function basebackupInContainer(
  * dead container's pid namespace (often 1, which in the one-off container is pg_rewind itself): the
  * single-user crash recovery pg_rewind runs would refuse it, so it goes first.
  */
-export async function rewindInContainer(spec: DockerNodeSpec, sourcePort: number, timeoutMs = 30 * 60_000): Promise<{ elapsedMs: number; output: string }> {
+export async function rewindInContainer(
+  spec: DockerNodeSpec,
+  sourcePort: number,
+  options: { timeoutMs?: number; onLine?: (line: string) => void } = {},
+): Promise<{ elapsedMs: number; output: string }> {
   const current = await serverContainer(spec);
   if (current?.state === 'running') {
     throw new LabError('CONFLICT', `Container ${current.name} of node "${spec.name}" is running: stop it first (\`lab node stop ${spec.name}\`), pg_rewind needs it shut down`);
@@ -160,8 +164,9 @@ export async function rewindInContainer(spec: DockerNodeSpec, sourcePort: number
     user: userOf(spec),
     command: ['pg_rewind', ...pgRewindArgs(spec.datadir, sourcePort, spec.dbUser)],
     binds: [spec.datadir],
-    timeoutMs,
+    timeoutMs: options.timeoutMs ?? 30 * 60_000,
     what: 'pg_rewind',
+    onLine: options.onLine,
   });
 }
 

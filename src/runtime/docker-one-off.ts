@@ -1,8 +1,8 @@
 // A program run once in its own container (initdb, pg_basebackup, id): started through testcontainers,
 // waited for until it exits, its output kept for the error message, then removed.
-import type { Readable } from 'node:stream';
 import { setTimeout as delay } from 'node:timers/promises';
 import { LabError } from '../common/errors.js';
+import { followLines } from '../common/lines.js';
 import { pollUntil } from '../common/poll.js';
 import { findContainers, removeContainers } from './docker-lab.js';
 import { dockerEngine } from './docker-engine.js';
@@ -52,7 +52,11 @@ export async function runOneOff(spec: OneOffSpec): Promise<OneOffResult> {
     .start();
   const engine = await dockerEngine();
   const id = container.getId();
-  const followed = spec.onLine ? await followLines(await container.logs(), spec.onLine) : undefined;
+  const { onLine } = spec;
+  const followed = onLine ? await container.logs() : undefined;
+  const followedEnd = followLines(followed, (line) => {
+    if (line.trim()) onLine?.(line);
+  });
   try {
     const state = await pollUntil(
       async () => {
@@ -62,7 +66,7 @@ export async function runOneOff(spec: OneOffSpec): Promise<OneOffResult> {
       { timeoutMs: spec.timeoutMs, intervalMs: 50, what: `${spec.what} to finish in container ${spec.name}`, detail: async () => logsTail(await containerLogs(engine, id, 20), 20, spec.name) },
     );
     // The followed output ends with the container; give it a moment to deliver its last lines.
-    await Promise.race([followed?.ended, delay(2000)]);
+    await Promise.race([followedEnd, delay(2000)]);
     const output = await containerLogs(engine, id);
     if (state.ExitCode !== 0) {
       const lastLine = output.trim().split('\n').pop() ?? '';
@@ -72,26 +76,7 @@ export async function runOneOff(spec: OneOffSpec): Promise<OneOffResult> {
     }
     return { output, elapsedMs: Date.now() - started };
   } finally {
-    followed?.stop();
+    followed?.destroy();
     await engine.container.dockerode.getContainer(id).remove({ force: true }).catch(() => undefined);
   }
-}
-
-/** Calls `onLine` for every line of a followed output stream (lines end with \n, \r\n or a progress \r). */
-function followLines(stream: Readable, onLine: (line: string) => void): { ended: Promise<void>; stop(): void } {
-  let rest = '';
-  const ended = new Promise<void>((resolve) => {
-    stream.on('data', (chunk: Buffer | string) => {
-      const lines = (rest + chunk.toString()).split(/\r\n|\r|\n/);
-      rest = lines.pop() ?? '';
-      for (const line of lines) if (line.trim()) onLine(line);
-    });
-    stream.on('end', () => {
-      if (rest.trim()) onLine(rest);
-      rest = '';
-      resolve();
-    });
-    stream.on('error', () => resolve());
-  });
-  return { ended, stop: () => stream.destroy() };
 }

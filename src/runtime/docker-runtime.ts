@@ -54,9 +54,7 @@ export function dockerRuntime(context: RuntimeContext): NodeRuntime {
     // Images laid out like the official postgres ones carry the pg_rewind of their own version.
     rewindMissing: async () => undefined,
     async rewind(node, sourcePort, reporter) {
-      const { output } = await rewindInContainer(await spec(node), sourcePort);
-      // As for pg_basebackup: the container's output arrives when it is done, replayed line by line.
-      for (const line of output.split(/\r\n|\r|\n/)) if (line.trim()) reporter.detail(line);
+      const { output } = await rewindInContainer(await spec(node), sourcePort, { onLine: (line) => reporter.detail(line) });
       return output;
     },
   };
