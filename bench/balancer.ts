@@ -126,6 +126,7 @@ function haproxyConfig(name: string, port: number, statsPort: number, check: Che
     retries: 3,
     redispatch: false,
     timeouts: SEED_TIMEOUTS,
+    relay: 'auto',
     warnings: [],
   };
 }

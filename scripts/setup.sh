@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs what pglab needs on a fresh Debian 12 machine (run as root, or with sudo available):
 # PostgreSQL 15 (server, pg_basebackup, pgbench, psql), HAProxy, Chromium (browser checks of the stats
-# page), a Docker engine and a local PostgreSQL image (nodes as containers), then the npm packages and
-# the build. Used by .ci/run and by the Vagrant VM.
+# page), a C compiler (the balancer's kernel relay), a Docker engine and a local PostgreSQL image (nodes
+# as containers), then the npm packages and the build. Used by .ci/run and by the Vagrant VM.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,6 +14,8 @@ missing=()
 command -v pg_basebackup >/dev/null 2>&1 && command -v pgbench >/dev/null 2>&1 || missing+=(postgresql-client-15 postgresql-contrib)
 command -v haproxy >/dev/null 2>&1 || missing+=(haproxy)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+# A C compiler for the balancer's kernel relay (scripts/build-native.mjs; Node's headers come with Node).
+command -v cc >/dev/null 2>&1 && [ -e /usr/include/linux/bpf.h ] || missing+=(gcc libc6-dev linux-libc-dev)
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "setup: installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive

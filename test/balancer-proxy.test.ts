@@ -11,7 +11,7 @@ import { ServerPicker } from '../src/balancer/pick-server.js';
 import { balancerConfig, balancerWarnings, resolveBalancerConfig } from '../src/commands/balancer.js';
 import { parseMaxLag } from '../src/balancer/settings.js';
 import { pollUntil } from '../src/common/poll.js';
-import { fakePostgres, serverLine, staticBalancerConfig } from './helpers/balancer-fakes.js';
+import { fakePostgres, kernelRelaySkip, serverLine, staticBalancerConfig } from './helpers/balancer-fakes.js';
 
 test('a server that asks for a password gets the client\'s answer (pass-through, no replay)', async () => {
   const fake = await fakePostgres('password');
@@ -31,9 +31,10 @@ test('a server that asks for a password gets the client\'s answer (pass-through,
   }
 });
 
-test('sessions of a server marked down: idle ones closed at once, a query in flight gets its answer first', async () => {
+for (const relay of ['kernel', 'node'] as const) test(`relay ${relay}: sessions of a server marked down: idle ones closed at once, a query in flight gets its answer first`, { skip: relay === 'kernel' && kernelRelaySkip() }, async () => {
   const fake = await fakePostgres('accept', { queryDelayMs: 700 });
-  const balancer = await runBalancer(staticBalancerConfig([serverLine('s1', fake.port)], { type: 'tcp', interMs: 100, fastinterMs: 50, fall: 2, timeoutMs: 2000 }));
+  const checks = { type: 'tcp', interMs: 100, fastinterMs: 50, fall: 2, timeoutMs: 2000 } as const;
+  const balancer = await runBalancer(staticBalancerConfig([serverLine('s1', fake.port)], checks, { relay }));
   const connect = async () => {
     const client = new pg.Client({ host: '127.0.0.1', port: balancer.address().port, user: 'app', database: 'app' });
     const ended = new Promise<number>((resolve) => client.on('end', () => resolve(Date.now())));
@@ -42,6 +43,7 @@ test('sessions of a server marked down: idle ones closed at once, a query in fli
     return { client, ended };
   };
   try {
+    assert.equal(balancer.stats().relay, relay);
     await pollUntil(async () => (balancer.stats().servers[0]?.status === 'UP' ? true : undefined), { timeoutMs: 5000, what: 'the server UP' });
     const idle = await connect();
     const busy = await connect();
@@ -84,7 +86,7 @@ test('roundrobin honours weights; backup servers only when no normal server is u
 
   const least = new ServerPicker('leastconn');
   const busy = upServer('busy');
-  busy.sessions.add({ client: null as never, server: null as never, close: () => undefined, closeWhenIdle: () => undefined });
+  busy.sessions.add({ bytes: () => [0, 0], close: () => undefined, closeWhenIdle: () => undefined });
   const idle = upServer('idle');
   assert.equal(least.pick([busy, idle], new Set())!.name, 'idle');
   assert.equal(least.pick([busy, idle], new Set([idle]))!.name, 'busy', 'a server already tried is skipped');

@@ -1,13 +1,14 @@
 // The established session's data path against a real PostgreSQL server: large transfers both ways
 // arrive intact, also while the client stops reading for a while (the path through flow control), the
-// stats count the bytes, and a client's Terminate + FIN ends the session.
+// stats count the bytes, and a client's Terminate + FIN ends the session. Once per relay: the kernel's
+// (BPF sockhash, where this machine allows it) and Node's sockets.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { once } from 'node:events';
 import { runBalancer } from '../src/balancer/balancer.js';
 import { pollUntil } from '../src/common/poll.js';
-import { serverLine, staticBalancerConfig } from './helpers/balancer-fakes.js';
+import { kernelRelaySkip, serverLine, staticBalancerConfig } from './helpers/balancer-fakes.js';
 import { freePorts, lab, withTempLab } from './helpers/lab.js';
 
 function frontendMessage(type: string, body: Buffer): Buffer {
@@ -71,12 +72,15 @@ class RawSession {
   }
 }
 
-test('relay: large answers and uploads survive a paused reader, bytes are counted, Terminate ends the session', async () => {
+for (const relay of ['kernel', 'node'] as const) {
+test(`relay ${relay}: large answers and uploads survive a paused reader, bytes are counted, Terminate ends the session`, { skip: relay === 'kernel' && kernelRelaySkip() }, async () => {
   await withTempLab(async (labDir) => {
     const [masterPort] = await freePorts(1);
     await lab(labDir, 'master', 'start', '--port', String(masterPort));
-    const balancer = await runBalancer(staticBalancerConfig([serverLine('master1', masterPort!)], { type: 'tcp' }));
+    const logLines: string[] = [];
+    const balancer = await runBalancer(staticBalancerConfig([serverLine('master1', masterPort!)], { type: 'tcp' }, { relay }), (line) => logLines.push(line));
     try {
+      assert.equal(balancer.stats().relay, relay);
       await pollUntil(async () => (balancer.stats().servers[0]?.status === 'UP' ? true : undefined), { timeoutMs: 5000, what: 'master1 UP' });
       const session = await RawSession.open(balancer.address().port);
       try {
@@ -114,6 +118,8 @@ test('relay: large answers and uploads survive a paused reader, bytes are counte
         session.socket.end(frontendMessage('X', Buffer.alloc(0)));
         await pollUntil(async () => (balancer.stats().servers[0]!.sessionsCurrent === 0 ? true : undefined), { timeoutMs: 5000, what: 'the session to end' });
         assert.equal(balancer.stats().sessionsCurrent, 0);
+        const ended = logLines.find((line) => line.includes('server=master1'));
+        assert.match(ended ?? '', new RegExp(`relay=${relay} end="client closed"`), 'the connection log line names the relay');
       } finally {
         session.socket.destroy();
       }
@@ -122,3 +128,4 @@ test('relay: large answers and uploads survive a paused reader, bytes are counte
     }
   });
 });
+}

@@ -33,6 +33,7 @@ test('HAProxy balances a lab\'s replicas and reports a killed one DOWN', { timeo
       retries: 3,
       redispatch: false,
       timeouts: { connectMs: 2000, clientMs: 60_000, serverMs: 60_000 },
+      relay: 'auto',
       warnings: [],
     };
     const servers = await labPoolServers(labDir, 'replicas');
@@ -111,6 +112,7 @@ test('HAProxy that cannot bind its port fails to start with its own message and 
       retries: 3,
       redispatch: false,
       timeouts: { connectMs: 1000, clientMs: 1000, serverMs: 1000 },
+      relay: 'auto',
       warnings: [],
     };
     await assert.rejects(

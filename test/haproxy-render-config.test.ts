@@ -25,6 +25,7 @@ const BASE: BalancerConfig = {
   retries: 3,
   redispatch: false,
   timeouts: { connectMs: 10_000, clientMs: 60_000, serverMs: 60_000 },
+  relay: 'auto',
   warnings: [],
 };
 

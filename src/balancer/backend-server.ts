@@ -1,7 +1,6 @@
 // One server of the pool at run time: its health (HAProxy's rise/fall state machine), what its last
 // check saw, and the counters the stats page shows. Sessions on it are tracked so a server marked
 // DOWN can close them at once instead of leaving clients hanging.
-import type { Socket } from 'node:net';
 import type { ServerConfig } from './config.js';
 import type { BalancerServerStats, ServerState } from './stats-types.js';
 
@@ -19,8 +18,8 @@ export interface CheckOutcome {
 }
 
 export interface LiveSession {
-  client: Socket;
-  server: Socket;
+  /** Bytes from the client, bytes to the client, so far. */
+  bytes(): [number, number];
   /** Ends both sides, recording why in the connection's log line. */
   close(reason: string): void;
   /**
@@ -163,8 +162,9 @@ export class BackendServer {
 
   removeSession(session: LiveSession): void {
     if (!this.sessions.delete(session)) return;
-    this.bytesIn += session.client.bytesRead;
-    this.bytesOut += session.client.bytesWritten;
+    const [bytesIn, bytesOut] = session.bytes();
+    this.bytesIn += bytesIn;
+    this.bytesOut += bytesOut;
   }
 
   /** Close every established session (the server is gone; clients must not hang): idle ones at once. */
@@ -179,8 +179,9 @@ export class BackendServer {
     let bytesIn = this.bytesIn;
     let bytesOut = this.bytesOut;
     for (const session of this.sessions) {
-      bytesIn += session.client.bytesRead;
-      bytesOut += session.client.bytesWritten;
+      const [sessionIn, sessionOut] = session.bytes();
+      bytesIn += sessionIn;
+      bytesOut += sessionOut;
     }
     return {
       name: this.name,

@@ -4,7 +4,9 @@ import net from 'node:net';
 import type http from 'node:http';
 import { BackendServer, type CheckOutcome } from './backend-server.js';
 import type { BalancerConfig, CheckSettings, ServerConfig } from './config.js';
-import { handleClient, type SessionContext } from './client-session.js';
+import { handleClient, type ClientSession, type SessionContext } from './client-session.js';
+import { loadKernelRelay } from './kernel-relay.js';
+import { LabError } from '../common/errors.js';
 import { createChecker, type Checker, type ExpectedRole } from './health-check.js';
 import { watchLabPool, type PoolWatcher } from './lab-pool.js';
 import { ServerPicker } from './pick-server.js';
@@ -29,7 +31,7 @@ export class RunningBalancer {
   private readonly picker: ServerPicker;
   private readonly sessionContext: SessionContext;
   private readonly keys = new Map<string, BackendServer>();
-  private readonly clients = new Set<net.Socket>();
+  private readonly clients = new Set<ClientSession>();
   private readonly startedAt = Date.now();
   private proxy: net.Server | null = null;
   private statsServer: http.Server | null = null;
@@ -51,6 +53,7 @@ export class RunningBalancer {
   }
 
   async start(): Promise<void> {
+    this.chooseRelay();
     try {
       const pool = this.config.pool;
       if (pool.source === 'static') this.setServers(pool.servers);
@@ -72,9 +75,20 @@ export class RunningBalancer {
   }
 
   private accept(socket: net.Socket): void {
-    this.clients.add(socket);
-    socket.once('close', () => this.clients.delete(socket));
     handleClient(socket, this.sessionContext);
+  }
+
+  /** `relay auto` takes the kernel relay when this machine can run it, and says why when it cannot. */
+  private chooseRelay(): void {
+    const mode = this.config.relay;
+    if (mode === 'node') return this.log(`${this.config.name} relays established sessions through Node's sockets (--relay node)`);
+    const loaded = loadKernelRelay();
+    if ('relay' in loaded) {
+      this.sessionContext.relay = loaded.relay;
+      return this.log(`${this.config.name} relays established sessions in the kernel (BPF sockhash)`);
+    }
+    if (mode === 'kernel') throw new LabError('USAGE', `--relay kernel: ${loaded.reason}; use --relay node (or auto)`);
+    this.log(`${this.config.name} relays established sessions through Node's sockets: ${loaded.reason}`);
   }
 
   private makeSessionContext(): SessionContext {
@@ -91,11 +105,14 @@ export class RunningBalancer {
         this.scheduleCheck(member, member.settings.downinterMs);
       },
       log: (line) => this.log(line),
-      sessionOpened: () => {
+      relay: null,
+      sessionOpened: (session) => {
+        this.clients.add(session);
         this.sessionsCurrent += 1;
         this.sessionsTotal += 1;
       },
-      sessionClosed: () => {
+      sessionClosed: (session) => {
+        this.clients.delete(session);
         this.sessionsCurrent -= 1;
       },
     };
@@ -221,6 +238,7 @@ export class RunningBalancer {
       engine: 'builtin',
       listen: `${this.config.listen.host}:${this.address().port}`,
       uptimeS: Math.floor((Date.now() - this.startedAt) / 1000),
+      relay: this.sessionContext.relay ? 'kernel' : 'node',
       sessionsCurrent: this.sessionsCurrent,
       sessionsTotal: this.sessionsTotal,
       servers: [...this.members.values()].map((m) => m.server.stats()),
@@ -239,7 +257,7 @@ export class RunningBalancer {
     this.stopped = true;
     this.watcher?.stop();
     for (const [name, member] of this.members) this.removeMember(name, member);
-    for (const socket of this.clients) socket.destroy();
+    for (const session of [...this.clients]) session.close('balancer stopped');
     await Promise.all([close(this.proxy), close(this.statsServer)]);
   }
 

@@ -1,10 +1,13 @@
 // One client connection, from its first byte to its close. The connection phase is where the balancer
 // earns its keep: the client's startup message is kept, and until the server's ReadyForQuery a server
 // that refuses, resets or answers "starting up / shutting down" is replaced by the next one, so the
-// client never sees an error another replica could have saved. After ReadyForQuery: a plain pipe.
+// client never sees an error another replica could have saved. After ReadyForQuery the bytes are relayed
+// by the kernel (kernel-relay.ts) when the balancer may use it, else by a plain Node pipe.
 import net from 'node:net';
+import { messageOf } from '../common/errors.js';
 import type { BackendServer, LiveSession } from './backend-server.js';
 import type { BalancerConfig } from './config.js';
+import type { KernelRelay, RelayHandle } from './kernel-relay.js';
 import {
   GSSENC_REQUEST, MessageReader, SSL_REQUEST, errorResponse, parseErrorFields, parseStartupPacket, untypedPacketLength, type ServerMessage,
 } from './protocol.js';
@@ -19,8 +22,10 @@ export interface SessionContext {
   /** Passive detection: the server refused, reset, or said it does not accept connections. */
   markDown(server: BackendServer, status: string, message: string): void;
   log(line: string): void;
-  sessionOpened(): void;
-  sessionClosed(): void;
+  /** The kernel relay for established sessions, when this balancer uses it. */
+  relay: KernelRelay | null;
+  sessionOpened(session: ClientSession): void;
+  sessionClosed(session: ClientSession): void;
 }
 
 /** SQLSTATEs of a startup FATAL that another server could do better: not accepting, too many. */
@@ -44,11 +49,29 @@ function endsWithReadyForQuery(chunk: Buffer): boolean {
   return n >= 6 && chunk[n - 6] === 0x5a && chunk.readInt32BE(n - 5) === 5 && (chunk[n - 1] === 0x49 || chunk[n - 1] === 0x54 || chunk[n - 1] === 0x45);
 }
 
-export function handleClient(client: net.Socket, context: SessionContext): void {
-  new ClientSession(client, context).start();
+/** How long a hang-up waits for the kernel to send on what the other side had already received. */
+const RELAY_DRAIN_MS = 200;
+
+/** The file descriptor under a Node socket (Unix), or null. */
+function socketFd(socket: net.Socket): number | null {
+  const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
+  return typeof fd === 'number' && fd >= 0 ? fd : null;
 }
 
-class ClientSession {
+export function handleClient(client: net.Socket, context: SessionContext): ClientSession {
+  const session = new ClientSession(client, context);
+  session.start();
+  return session;
+}
+
+/** A session relayed by the kernel: its handle, and its last byte counts once closed. */
+interface KernelSession {
+  relay: KernelRelay;
+  handle: RelayHandle;
+  final: [number, number] | null;
+}
+
+export class ClientSession {
   private readonly startedAt = Date.now();
   private readonly peer: string;
   private input: Buffer = Buffer.alloc(0);
@@ -72,16 +95,18 @@ class ClientSession {
   private queryInFlight = false;
   /** Set when the server was marked down while a query ran: close as soon as it is answered. */
   private closingReason: string | null = null;
+  private kernel: KernelSession | null = null;
 
   constructor(private readonly client: net.Socket, private readonly context: SessionContext) {
     this.peer = `${client.remoteAddress ?? '?'}:${client.remotePort ?? '?'}`;
   }
 
   start(): void {
-    this.context.sessionOpened();
+    this.context.sessionOpened(this);
     this.client.setNoDelay(true);
-    this.client.on('error', (error) => this.end(`client error: ${error.message}`));
-    this.client.on('close', () => this.end(this.startupPacket ? 'client closed' : 'client closed before its startup message'));
+    // Once the kernel relays the session, Node's socket is closed while the connection lives on.
+    this.client.on('error', (error) => this.kernel || this.end(`client error: ${error.message}`));
+    this.client.on('close', () => this.kernel || this.end(this.startupPacket ? 'client closed' : 'client closed before its startup message'));
     this.client.on('data', (chunk: Buffer) => this.onClientData(chunk));
     // A client that connects and says nothing (or too slowly) is dropped, never waited on forever.
     const limit = Math.max(this.context.config.timeouts.connectMs, 1000);
@@ -281,8 +306,7 @@ class ClientSession {
           case 'Z':
             clearTimeout(timer);
             forward.push(...buffered, reader.rest());
-            flush();
-            return this.establish(server, upstream);
+            return this.establish(server, upstream, Buffer.concat(forward));
         }
       }
       flush();
@@ -295,11 +319,14 @@ class ClientSession {
     this.pendingClientBytes = 0;
   }
 
-  private establish(server: BackendServer, upstream: net.Socket): void {
+  /** The server said ReadyForQuery: `toClient` (its startup answer's end) goes to the client, then the relay. */
+  private establish(server: BackendServer, upstream: net.Socket, toClient: Buffer): void {
     if (this.ended) return;
     this.established = true;
     if (this.phaseTimer) clearTimeout(this.phaseTimer);
     if (this.backendKey) this.context.setKeyOwner(this.backendKey, server);
+    if (this.relayInKernel(server, upstream, toClient)) return;
+    this.client.write(toClient);
     upstream.removeAllListeners('data');
     upstream.removeAllListeners('close');
     upstream.removeAllListeners('error');
@@ -308,8 +335,7 @@ class ClientSession {
     this.client.removeAllListeners('data');
     this.flushPendingClient(upstream);
     this.live = {
-      client: this.client,
-      server: upstream,
+      bytes: () => [this.client.bytesRead, this.client.bytesWritten],
       close: (reason) => this.end(reason),
       closeWhenIdle: (reason, graceMs) => this.closeWhenIdle(reason, graceMs),
     };
@@ -327,7 +353,81 @@ class ClientSession {
     });
   }
 
+  /**
+   * Hands the established session to the kernel relay, when this balancer has it and nothing stands in
+   * the way: idle timeouts (which need Node's socket timers), IPv6 (the sockhash key is IPv4), bytes
+   * still queued in Node. The startup answer's end is sent by the relay after the sockets are in the
+   * sockhash: the client speaks only after ReadyForQuery, so nothing it sends can overtake it.
+   */
+  private relayInKernel(server: BackendServer, upstream: net.Socket, toClient: Buffer): boolean {
+    const relay = this.context.relay;
+    const { clientMs, serverMs } = this.context.config.timeouts;
+    if (!relay || clientMs > 0 || serverMs > 0 || this.pendingClient.length > 0) return false;
+    if (this.client.remoteFamily !== 'IPv4' || upstream.remoteFamily !== 'IPv4') return false;
+    if (this.client.writableLength > 0 || upstream.writableLength > 0) return false;
+    const clientFd = socketFd(this.client);
+    const serverFd = socketFd(upstream);
+    if (clientFd === null || serverFd === null) return false;
+    let handle: RelayHandle;
+    try {
+      handle = relay.open(clientFd, serverFd, toClient, (side, errno) => this.onRelayHangUp(side, errno));
+    } catch (error) {
+      this.context.log(`${this.context.config.name} kernel relay refused client=${this.peer}, relaying through Node: ${messageOf(error)}`);
+      return false;
+    }
+    this.kernel = { relay, handle, final: null };
+    // The relay holds duplicates of both descriptors: Node's sockets go, the connections stay.
+    upstream.removeAllListeners();
+    upstream.on('error', () => undefined);
+    upstream.destroy();
+    this.client.removeAllListeners('data');
+    this.client.destroy();
+    this.upstream = null;
+    this.live = {
+      bytes: () => this.kernel!.final ?? relay.info(handle),
+      close: (reason) => this.end(reason),
+      closeWhenIdle: (reason, graceMs) => this.closeWhenIdle(reason, graceMs),
+    };
+    server.addSession(this.live);
+    return true;
+  }
+
+  /** One side of a kernel-relayed session hung up: let what it said reach the other side, then close. */
+  private onRelayHangUp(side: 0 | 1, errno: number): void {
+    const who = side === 0 ? 'client' : 'server';
+    this.drainThenEnd(errno ? `${who} error: errno ${errno}` : `${who} closed`);
+  }
+
+  private drainThenEnd(reason: string, graceful = false): void {
+    const kernel = this.kernel!;
+    const deadline = Date.now() + RELAY_DRAIN_MS;
+    const step = (): void => {
+      if (this.ended) return;
+      if (kernel.relay.pending(kernel.handle) === 0 || Date.now() >= deadline) return this.end(reason, graceful);
+      setTimeout(step, 1);
+    };
+    step();
+  }
+
+  /** As closeWhenIdle, with the relay's BPF program telling whether a query is in flight. */
+  private closeKernelWhenIdle(reason: string, graceMs: number): void {
+    const { relay, handle } = this.kernel!;
+    if (!relay.inFlight(handle)) return this.drainThenEnd(reason, true);
+    const since = Date.now();
+    const timer = setInterval(() => {
+      if (this.ended) return clearInterval(timer);
+      if (!relay.inFlight(handle)) {
+        clearInterval(timer);
+        this.drainThenEnd(reason, true);
+      } else if (Date.now() - since >= graceMs) {
+        clearInterval(timer);
+        this.end(`${reason}, its query unanswered after ${graceMs} ms`);
+      }
+    }, 5);
+  }
+
   private closeWhenIdle(reason: string, graceMs: number): void {
+    if (this.kernel) return this.closeKernelWhenIdle(reason, graceMs);
     if (!this.queryInFlight) return this.end(reason, true);
     this.closingReason = reason;
     setTimeout(() => this.end(`${reason}, its query unanswered after ${graceMs} ms`), graceMs).unref();
@@ -339,10 +439,16 @@ class ClientSession {
     this.end(reason, true);
   }
 
+  /** Ends the session (the balancer is stopping, say). */
+  close(reason: string): void {
+    this.end(reason);
+  }
+
   private end(reason: string, graceful = false): void {
     if (this.ended) return;
     this.ended = true;
     if (this.phaseTimer) clearTimeout(this.phaseTimer);
+    if (this.kernel) this.kernel.final = this.kernel.relay.close(this.kernel.handle);
     if (this.upstream) this.upstream.destroy();
     if (this.early) this.early.socket.destroy();
     if (graceful) {
@@ -356,12 +462,13 @@ class ClientSession {
     if (this.backendKey && this.server && this.context.keyOwner(this.backendKey) === this.server) {
       this.context.setKeyOwner(this.backendKey, undefined);
     }
-    this.context.sessionClosed();
+    this.context.sessionClosed(this);
     const server = this.server ? this.server.name : '-';
     const connect = this.connectMs === null ? '-' : `${this.connectMs}ms`;
+    const [bytesIn, bytesOut] = this.live ? this.live.bytes() : [this.client.bytesRead, this.client.bytesWritten];
     this.context.log(
       `${this.context.config.name} client=${this.peer} server=${server} connect=${connect} duration=${Date.now() - this.startedAt}ms ` +
-        `in=${this.client.bytesRead} out=${this.client.bytesWritten} attempts=${this.attempts} end="${reason}"`,
+        `in=${bytesIn} out=${bytesOut} attempts=${this.attempts} relay=${this.kernel ? 'kernel' : 'node'} end="${reason}"`,
     );
   }
 }

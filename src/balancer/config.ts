@@ -64,6 +64,8 @@ export interface BalancerConfig {
   retries: number;
   redispatch: boolean;
   timeouts: { connectMs: number; clientMs: number; serverMs: number };
+  /** Who relays established sessions: the kernel (BPF sockhash), Node's sockets, or the kernel when it can. */
+  relay: 'auto' | 'kernel' | 'node';
   /** Directives read from a configuration file that we do not support, named for the user. */
   warnings: string[];
 }

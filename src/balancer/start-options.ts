@@ -31,6 +31,8 @@ export interface BalancerStartOptions {
   /** A HAProxy configuration file (src/haproxy/). */
   config?: string;
   engine?: 'builtin' | 'haproxy';
+  /** auto (default), kernel or node: who relays established sessions (src/balancer/kernel-relay.ts). */
+  relay?: BalancerConfig['relay'];
   /** How long `start` waits for the background process to listen. */
   timeoutMs?: number;
 }
@@ -59,6 +61,7 @@ export async function resolveBalancerConfig(global: GlobalOptions, options: Bala
     pool,
     check,
     name: flags.name,
+    relay: flags.relay,
     listen: options.listen ? flags.listen : file.listen,
     stats: options.stats ? { ...flags.stats!, uri: file.stats?.uri ?? '/' } : file.stats,
   };
@@ -74,6 +77,8 @@ export function balancerConfig(global: GlobalOptions, options: BalancerStartOpti
   if (!['sql', 'pgsql', 'tcp', 'none'].includes(checkType)) throw new LabError('USAGE', `Invalid --check "${checkType}": expected sql, pgsql, tcp or none`);
   const algorithm = options.balance ?? 'roundrobin';
   if (!['roundrobin', 'leastconn'].includes(algorithm)) throw new LabError('USAGE', `Invalid --balance "${algorithm}": expected roundrobin or leastconn`);
+  const relay = options.relay ?? 'auto';
+  if (!['auto', 'kernel', 'node'].includes(relay)) throw new LabError('USAGE', `Invalid --relay "${relay}": expected auto, kernel or node`);
   const listen = parseAddress(options.listen ?? '127.0.0.1:15432', '--listen');
   const stats = parseAddress(options.stats ?? '127.0.0.1:8081', '--stats');
   if (listen.port === stats.port && listen.port !== 0) throw new LabError('USAGE', `--listen and --stats both use port ${listen.port}: give them different ports`);
@@ -103,6 +108,7 @@ export function balancerConfig(global: GlobalOptions, options: BalancerStartOpti
       clientMs: options.clientTimeout !== undefined ? parseMs(options.clientTimeout, '--client-timeout') : 0,
       serverMs: options.serverTimeout !== undefined ? parseMs(options.serverTimeout, '--server-timeout') : 0,
     },
+    relay,
     warnings: [],
   };
 }
@@ -143,5 +149,6 @@ export function optionsAsFlags(options: BalancerStartOptions): string[] {
   add('--server-timeout', options.serverTimeout);
   add('--config', options.config && path.resolve(options.config));
   add('--engine', options.engine);
+  add('--relay', options.relay);
   return flags;
 }

@@ -40,6 +40,8 @@ export interface BalancerStats {
   /** "127.0.0.1:15432" */
   listen: string;
   uptimeS: number;
+  /** Built-in engine: who relays established sessions (kernel: BPF sockhash; node: Node's sockets). */
+  relay?: 'kernel' | 'node';
   sessionsCurrent: number;
   sessionsTotal: number;
   servers: BalancerServerStats[];

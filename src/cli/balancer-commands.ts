@@ -32,6 +32,7 @@ export function balancerCommand(): Command {
     .option('--server-timeout <ms>', 'close a session idle that long on the server side (default 0 = never)')
     .option('--config <file>', 'a HAProxy configuration file to run with the built-in balancer')
     .option('--engine <engine>', 'builtin (default), or haproxy (render haproxy.cfg and run HAProxy)')
+    .option('--relay <who>', 'who relays established sessions: kernel (BPF sockhash, root), node, or auto (default: kernel when it can)')
     .option('--foreground', 'stay attached; log to stdout; stop with Ctrl-C')
     .option('--json', 'print the result as JSON')
     .addHelpText('after', examples(

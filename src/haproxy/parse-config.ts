@@ -514,6 +514,7 @@ function buildConfig(proxies: Proxy[], warnings: string[], options: ParseHaproxy
     retries: settings.retries ?? 3,
     redispatch: settings.redispatch ?? false,
     timeouts,
+    relay: 'auto',
     warnings,
     statsRefreshS: statsProxy?.stats.refreshS ?? null,
     nonLoopbackAddresses,

@@ -111,6 +111,13 @@ export async function closedPort(): Promise<number> {
 
 import type { BalancerConfig, CheckSettings, ServerConfig } from '../../src/balancer/config.js';
 import { LAB_CHECK_DEFAULTS } from '../../src/balancer/config.js';
+import { loadKernelRelay } from '../../src/balancer/kernel-relay.js';
+
+/** Why a kernel-relay test cannot run on this machine (printed as the skip reason), or false. */
+export function kernelRelaySkip(): string | false {
+  const loaded = loadKernelRelay();
+  return 'reason' in loaded ? `the kernel relay cannot run here: ${loaded.reason}` : false;
+}
 
 export function serverLine(name: string, port: number, extra: Partial<ServerConfig> = {}): ServerConfig {
   return { name, host: '127.0.0.1', port, weight: 1, backup: false, disabled: false, check: true, checkOverrides: {}, ...extra };
@@ -128,6 +135,7 @@ export function staticBalancerConfig(servers: ServerConfig[], check: Partial<Che
     retries: 3,
     redispatch: true,
     timeouts: { connectMs: 1000, clientMs: 0, serverMs: 0 },
+    relay: 'auto',
     warnings: [],
     ...extra,
   };

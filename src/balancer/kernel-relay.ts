@@ -1,0 +1,57 @@
+// The kernel relay (src/balancer/native/kernel-relay.c, built by scripts/build-native.mjs into
+// dist/native/kernel-relay.node): an established session's bytes go from one socket to the other inside
+// the kernel (a BPF sockhash), instead of through Node's streams. Loaded through require (a native
+// addon), once; `relayMode` decides, when a balancer starts, whether its sessions use it.
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { messageOf } from '../common/errors.js';
+import { packageRoot } from '../common/package-root.js';
+
+/** An established session handed to the kernel. */
+export type RelayHandle = { readonly __relay: unique symbol };
+
+export interface KernelRelay {
+  /**
+   * Puts the two sockets (their fds are duplicated: the caller then drops its own) in the sockhash,
+   * sends what had already arrived, then `toClient`; `onDisconnect` is called once per side that hangs
+   * up (0 = client, 1 = server) with the socket's errno (0 for an orderly close).
+   */
+  open(clientFd: number, serverFd: number, toClient: Buffer | null, onDisconnect: (side: 0 | 1, errno: number) => void): RelayHandle;
+  /** Bytes received on one socket and not yet sent on the other. */
+  pending(handle: RelayHandle): number;
+  /** The client sent data after the server's last chunk ending with ReadyForQuery (noted by the BPF program). */
+  inFlight(handle: RelayHandle): boolean;
+  /** [bytes from the client, bytes to the client] since the connection began. */
+  info(handle: RelayHandle): [number, number];
+  /** Closes both sockets; the last info(). */
+  close(handle: RelayHandle): [number, number];
+}
+
+interface Addon extends KernelRelay {
+  unavailable(): string | undefined;
+}
+
+export type RelayMode = 'auto' | 'kernel' | 'node';
+export const RELAY_MODES: readonly RelayMode[] = ['auto', 'kernel', 'node'];
+
+export const addonPath = path.join(packageRoot, 'dist', 'native', 'kernel-relay.node');
+
+let loaded: { relay: KernelRelay } | { reason: string } | undefined;
+
+/** The kernel relay, or why this machine cannot run it (one phrase). */
+export function loadKernelRelay(): { relay: KernelRelay } | { reason: string } {
+  if (loaded) return loaded;
+  if (process.platform !== 'linux') loaded = { reason: 'the kernel relay needs Linux' };
+  else if (!existsSync(addonPath)) loaded = { reason: `the kernel relay is not built (${addonPath} is missing: run npm run build with a C compiler)` };
+  else {
+    try {
+      const addon = createRequire(import.meta.url)(addonPath) as Addon;
+      const why = addon.unavailable();
+      loaded = why ? { reason: why } : { relay: addon };
+    } catch (error) {
+      loaded = { reason: `the kernel relay could not be loaded: ${messageOf(error)}` };
+    }
+  }
+  return loaded;
+}

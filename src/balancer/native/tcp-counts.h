@@ -1,0 +1,12 @@
+// A socket's TCP counters (TCP_INFO), in a file of its own: <linux/tcp.h>, which has the 64-bit byte
+// counters, cannot be included next to libuv's <netinet/tcp.h>.
+#pragma once
+#include <stdint.h>
+
+typedef struct {
+  uint64_t received; /* payload bytes received */
+  uint64_t sent;     /* payload bytes sent (retransmissions included) */
+  uint64_t acked;    /* payload bytes the peer acknowledged */
+} tcp_counts;
+
+void counts_of(int fd, tcp_counts *counts);
