@@ -1,6 +1,7 @@
 // Declarations of `lab balancer ...` (issue 3).
 import { Command } from 'commander';
 import { DEFAULT_BALANCER_NAME, type BalancerStartOptions } from '../balancer/start-options.js';
+import { batchedLines } from '../common/batched-lines.js';
 import { psqlTable } from '../common/table.js';
 import { statsPageUrl } from '../balancer/stats-types.js';
 import { examples, globalsOf } from './globals.js';
@@ -49,11 +50,20 @@ export function balancerCommand(): Command {
         const stop = () => controller.abort();
         process.once('SIGTERM', stop);
         process.once('SIGINT', stop);
-        const log = (line: string) => process.stdout.write(`${new Date().toISOString()} ${line}\n`);
+        const lines = batchedLines(process.stdout);
+        const log = (line: string) => lines.write(`${new Date().toISOString()} ${line}\n`);
+        process.once('exit', () => lines.flush());
         // A daemon must outlive a bug on one connection: log it loudly and keep serving the others.
-        process.on('uncaughtException', (error) => log(`internal error (please report it): ${error.stack ?? error.message}`));
+        process.on('uncaughtException', (error) => {
+          log(`internal error (please report it): ${error.stack ?? error.message}`);
+          lines.flush();
+        });
         const { serveBalancer } = await import('../commands/balancer.js');
-        await serveBalancer(global, options, { log, signal: controller.signal });
+        try {
+          await serveBalancer(global, options, { log, signal: controller.signal });
+        } finally {
+          lines.flush();
+        }
         return;
       }
       const { startBalancer } = await import('../commands/balancer.js');
