@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { repoRoot } from './helpers/lab.js';
 import pg from 'pg';
-import { runBalancer } from '../src/balancer/balancer.js';
+import { runBalancer, type RunningBalancer } from '../src/balancer/balancer.js';
 import { BackendServer } from '../src/balancer/backend-server.js';
 import { ServerPicker } from '../src/balancer/pick-server.js';
 import { balancerConfig, balancerWarnings, resolveBalancerConfig } from '../src/commands/balancer.js';
@@ -31,22 +31,30 @@ test('a server that asks for a password gets the client\'s answer (pass-through,
   }
 });
 
+/** A pg client through the balancer (kept in `clients` to be ended), and when its connection ended. */
+async function connectThrough(balancer: RunningBalancer, clients: pg.Client[]): Promise<{ client: pg.Client; ended: Promise<number> }> {
+  const client = new pg.Client({ host: '127.0.0.1', port: balancer.address().port, user: 'app', database: 'app' });
+  clients.push(client);
+  const ended = new Promise<number>((resolve) => client.on('end', () => resolve(Date.now())));
+  client.on('error', () => undefined);
+  await client.connect();
+  return { client, ended };
+}
+
+async function balancerUp(balancer: RunningBalancer, relay: 'kernel' | 'node'): Promise<void> {
+  assert.equal(balancer.stats().relay, relay);
+  await pollUntil(async () => (balancer.stats().servers[0]?.status === 'UP' ? true : undefined), { timeoutMs: 5000, what: 'the server UP' });
+}
+
 for (const relay of ['kernel', 'node'] as const) test(`relay ${relay}: sessions of a server marked down: idle ones closed at once, a query in flight gets its answer first`, { skip: relay === 'kernel' && kernelRelaySkip() }, async () => {
   const fake = await fakePostgres('accept', { queryDelayMs: 700 });
   const checks = { type: 'tcp', interMs: 100, fastinterMs: 50, fall: 2, timeoutMs: 2000 } as const;
-  const balancer = await runBalancer(staticBalancerConfig([serverLine('s1', fake.port)], checks, { relay }));
-  const connect = async () => {
-    const client = new pg.Client({ host: '127.0.0.1', port: balancer.address().port, user: 'app', database: 'app' });
-    const ended = new Promise<number>((resolve) => client.on('end', () => resolve(Date.now())));
-    client.on('error', () => undefined);
-    await client.connect();
-    return { client, ended };
-  };
+  const balancer = await runBalancer(staticBalancerConfig([serverLine('s1', fake.port)], checks, { relay, kernelRelayAfter: 0 }));
+  const clients: pg.Client[] = [];
   try {
-    assert.equal(balancer.stats().relay, relay);
-    await pollUntil(async () => (balancer.stats().servers[0]?.status === 'UP' ? true : undefined), { timeoutMs: 5000, what: 'the server UP' });
-    const idle = await connect();
-    const busy = await connect();
+    await balancerUp(balancer, relay);
+    const idle = await connectThrough(balancer, clients);
+    const busy = await connectThrough(balancer, clients);
     const answer = busy.client.query('SELECT 1');
     fake.stopListening();
     await pollUntil(async () => (balancer.stats().servers[0]!.status === 'DOWN' ? true : undefined), { timeoutMs: 5000, intervalMs: 10, what: 'the server DOWN' });
@@ -58,6 +66,37 @@ for (const relay of ['kernel', 'node'] as const) test(`relay ${relay}: sessions 
     const busyEnd = await busy.ended;
     assert.ok(busyEnd - downAt < 2000, 'then its session closed too, well before the grace ran out');
   } finally {
+    for (const client of clients) await client.end().catch(() => undefined);
+    await balancer.stop();
+    await fake.close();
+  }
+});
+
+for (const relay of ['kernel', 'node'] as const) test(`relay ${relay}: --client-timeout closes an idle session, not a busy one`, { skip: relay === 'kernel' && kernelRelaySkip() }, async () => {
+  const fake = await fakePostgres('accept');
+  const balancer = await runBalancer(staticBalancerConfig([serverLine('s1', fake.port)], { type: 'tcp' }, {
+    relay, kernelRelayAfter: 0, timeouts: { connectMs: 1000, clientMs: 400, serverMs: 0 },
+  }));
+  const clients: pg.Client[] = [];
+  try {
+    await balancerUp(balancer, relay);
+    const idle = await connectThrough(balancer, clients);
+    const busy = await connectThrough(balancer, clients);
+    const since = Date.now();
+    let busyEnded = false;
+    void busy.ended.then(() => (busyEnded = true));
+    // The busy client queries every 100 ms for 1 s: it outlives the idle one by far.
+    while (Date.now() - since < 1000) {
+      await busy.client.query('SELECT 1');
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    const idleEnd = await idle.ended;
+    assert.ok(idleEnd - since >= 350 && idleEnd - since < 900, `the idle session closed ${idleEnd - since} ms after its last byte (timeout 400 ms)`);
+    assert.equal(busyEnded, false, 'the busy session is still open');
+    const closed = await busy.ended;
+    assert.ok(closed - since < 2000, 'once idle, the busy session closes too');
+  } finally {
+    for (const client of clients) await client.end().catch(() => undefined);
     await balancer.stop();
     await fake.close();
   }

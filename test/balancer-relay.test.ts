@@ -78,7 +78,8 @@ test(`relay ${relay}: large answers and uploads survive a paused reader, bytes a
     const [masterPort] = await freePorts(1);
     await lab(labDir, 'master', 'start', '--port', String(masterPort));
     const logLines: string[] = [];
-    const balancer = await runBalancer(staticBalancerConfig([serverLine('master1', masterPort!)], { type: 'tcp' }, { relay }), (line) => logLines.push(line));
+    // kernelRelayAfter 0: the kernel takes the session at ReadyForQuery after the startup.
+    const balancer = await runBalancer(staticBalancerConfig([serverLine('master1', masterPort!)], { type: 'tcp' }, { relay, kernelRelayAfter: 0 }), (line) => logLines.push(line));
     try {
       assert.equal(balancer.stats().relay, relay);
       await pollUntil(async () => (balancer.stats().servers[0]?.status === 'UP' ? true : undefined), { timeoutMs: 5000, what: 'master1 UP' });
@@ -129,3 +130,46 @@ test(`relay ${relay}: large answers and uploads survive a paused reader, bytes a
   });
 });
 }
+
+test('relay auto: a session moves from Node to the kernel after its round trips, pipelined queries included', { skip: kernelRelaySkip() }, async () => {
+  await withTempLab(async (labDir) => {
+    const [masterPort] = await freePorts(1);
+    await lab(labDir, 'master', 'start', '--port', String(masterPort));
+    const logLines: string[] = [];
+    const balancer = await runBalancer(staticBalancerConfig([serverLine('master1', masterPort!)], { type: 'tcp' }, { relay: 'auto', kernelRelayAfter: 3 }), (line) => logLines.push(line));
+    try {
+      await pollUntil(async () => (balancer.stats().servers[0]?.status === 'UP' ? true : undefined), { timeoutMs: 5000, what: 'master1 UP' });
+      const answerOf = (messages: { type: string; body: Buffer }[]): string[] =>
+        messages.filter((m) => m.type === 'D').map((m) => m.body.subarray(6, 6 + m.body.readInt32BE(2)).toString());
+      const session = await RawSession.open(balancer.address().port);
+      try {
+        // Round trips 1-2 through Node, then 5 queries in one write (pipelined): the handoff waits until
+        // all 5 are answered, whatever their answers' chunks; then 20 more round trips in the kernel.
+        for (let i = 1; i <= 2; i++) {
+          session.socket.write(query(`SELECT ${i}`));
+          assert.deepEqual(answerOf(await session.untilReady()), [String(i)]);
+        }
+        session.socket.write(Buffer.concat([3, 4, 5, 6, 7].map((i) => query(`SELECT ${i}, pg_sleep(0.01)`))));
+        for (const i of [3, 4, 5, 6, 7]) assert.deepEqual(answerOf(await session.untilReady()), [String(i)]);
+        for (let i = 8; i <= 27; i++) {
+          session.socket.write(query(`SELECT ${i}`));
+          assert.deepEqual(answerOf(await session.untilReady()), [String(i)], `query ${i}, after the handoff`);
+        }
+        session.socket.end(frontendMessage('X', Buffer.alloc(0)));
+        await pollUntil(async () => (balancer.stats().sessionsCurrent === 0 ? true : undefined), { timeoutMs: 5000, what: 'the session to end' });
+        assert.match(logLines.find((line) => line.includes('server=master1')) ?? '', /relay=kernel end="client closed"/);
+      } finally {
+        session.socket.destroy();
+      }
+      // A session that ends before its round trips are up stays with Node (pgbench -C's kind).
+      const short = await RawSession.open(balancer.address().port);
+      short.socket.write(query('SELECT 1'));
+      await short.untilReady();
+      short.socket.end(frontendMessage('X', Buffer.alloc(0)));
+      await pollUntil(async () => (logLines.filter((line) => line.includes('server=master1')).length === 2 ? true : undefined), { timeoutMs: 5000, what: 'the short session to end' });
+      assert.match(logLines.filter((line) => line.includes('server=master1'))[1]!, /relay=node end="client closed"/);
+    } finally {
+      await balancer.stop();
+    }
+  });
+});

@@ -5,7 +5,7 @@ import type http from 'node:http';
 import { BackendServer, type CheckOutcome } from './backend-server.js';
 import type { BalancerConfig, CheckSettings, ServerConfig } from './config.js';
 import { handleClient, type ClientSession, type SessionContext } from './client-session.js';
-import { loadKernelRelay } from './kernel-relay.js';
+import { KERNEL_RELAY_AFTER, loadKernelRelay } from './kernel-relay.js';
 import { LabError } from '../common/errors.js';
 import { createChecker, type Checker, type ExpectedRole } from './health-check.js';
 import { watchLabPool, type PoolWatcher } from './lab-pool.js';
@@ -106,6 +106,7 @@ export class RunningBalancer {
       },
       log: (line) => this.log(line),
       relay: null,
+      kernelRelayAfter: this.config.kernelRelayAfter ?? KERNEL_RELAY_AFTER,
       sessionOpened: (session) => {
         this.clients.add(session);
         this.sessionsCurrent += 1;

@@ -4,12 +4,13 @@
 // client never sees an error another replica could have saved. After ReadyForQuery the bytes are relayed
 // by the kernel (kernel-relay.ts) when the balancer may use it, else by a plain Node pipe.
 import net from 'node:net';
+import { constants } from 'node:os';
 import { messageOf } from '../common/errors.js';
 import type { BackendServer, LiveSession } from './backend-server.js';
 import type { BalancerConfig } from './config.js';
 import type { KernelRelay, RelayHandle } from './kernel-relay.js';
 import {
-  GSSENC_REQUEST, MessageReader, SSL_REQUEST, errorResponse, parseErrorFields, parseStartupPacket, untypedPacketLength, type ServerMessage,
+  FrameCounter, GSSENC_REQUEST, MessageReader, SSL_REQUEST, errorResponse, parseErrorFields, parseStartupPacket, untypedPacketLength, type ServerMessage,
 } from './protocol.js';
 
 export interface SessionContext {
@@ -24,6 +25,8 @@ export interface SessionContext {
   log(line: string): void;
   /** The kernel relay for established sessions, when this balancer uses it. */
   relay: KernelRelay | null;
+  /** Round trips a session makes through Node before the kernel relay takes it (0: from the start). */
+  kernelRelayAfter: number;
   sessionOpened(session: ClientSession): void;
   sessionClosed(session: ClientSession): void;
 }
@@ -49,6 +52,8 @@ function endsWithReadyForQuery(chunk: Buffer): boolean {
   return n >= 6 && chunk[n - 6] === 0x5a && chunk.readInt32BE(n - 5) === 5 && (chunk[n - 1] === 0x49 || chunk[n - 1] === 0x54 || chunk[n - 1] === 0x45);
 }
 
+const ERRNO_NAMES = new Map(Object.entries(constants.errno).map(([name, value]) => [value, name]));
+
 /** How long a hang-up waits for the kernel to send on what the other side had already received. */
 const RELAY_DRAIN_MS = 200;
 
@@ -56,6 +61,26 @@ const RELAY_DRAIN_MS = 200;
 function socketFd(socket: net.Socket): number | null {
   const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
   return typeof fd === 'number' && fd >= 0 ? fd : null;
+}
+
+/**
+ * `from`'s data to `to`, with backpressure and end propagation, as pipe() does; `inspect` sees each
+ * chunk first and returns false when it took the chunk over (the kernel relay sends it).
+ */
+function forward(from: net.Socket, to: net.Socket, inspect: (chunk: Buffer) => boolean): void {
+  let paused = false;
+  from.on('data', (chunk: Buffer) => {
+    if (!inspect(chunk) || to.destroyed) return;
+    if (!to.write(chunk) && !paused) {
+      paused = true;
+      from.pause();
+      to.once('drain', () => {
+        paused = false;
+        from.resume();
+      });
+    }
+  });
+  from.on('end', () => to.end());
 }
 
 export function handleClient(client: net.Socket, context: SessionContext): ClientSession {
@@ -68,7 +93,8 @@ export function handleClient(client: net.Socket, context: SessionContext): Clien
 interface KernelSession {
   relay: KernelRelay;
   handle: RelayHandle;
-  final: [number, number] | null;
+  final: [number, number, number, number] | null;
+  idleTimer: NodeJS.Timeout | null;
 }
 
 export class ClientSession {
@@ -96,6 +122,8 @@ export class ClientSession {
   /** Set when the server was marked down while a query ran: close as soon as it is answered. */
   private closingReason: string | null = null;
   private kernel: KernelSession | null = null;
+  /** The kernel relay refused this session once: Node relays it to the end. */
+  private kernelRefused = false;
 
   constructor(private readonly client: net.Socket, private readonly context: SessionContext) {
     this.peer = `${client.remoteAddress ?? '?'}:${client.remotePort ?? '?'}`;
@@ -306,7 +334,7 @@ export class ClientSession {
           case 'Z':
             clearTimeout(timer);
             forward.push(...buffered, reader.rest());
-            return this.establish(server, upstream, Buffer.concat(forward));
+            return this.establish(server, upstream, Buffer.concat(forward), reader.rest());
         }
       }
       flush();
@@ -319,50 +347,77 @@ export class ClientSession {
     this.pendingClientBytes = 0;
   }
 
-  /** The server said ReadyForQuery: `toClient` (its startup answer's end) goes to the client, then the relay. */
-  private establish(server: BackendServer, upstream: net.Socket, toClient: Buffer): void {
+  /**
+   * The server said ReadyForQuery: the session is established. Node relays it, counting requests
+   * (Query, Sync, FunctionCall) and ReadyForQuery answers; once the session has had
+   * `kernelRelayAfter` round trips and waits for the client, the kernel takes over (relayInKernel).
+   * `toClient` is the end of the startup answer, which is round trip 0.
+   */
+  private establish(server: BackendServer, upstream: net.Socket, toClient: Buffer, rest: Buffer): void {
     if (this.ended) return;
     this.established = true;
     if (this.phaseTimer) clearTimeout(this.phaseTimer);
     if (this.backendKey) this.context.setKeyOwner(this.backendKey, server);
-    if (this.relayInKernel(server, upstream, toClient)) return;
-    this.client.write(toClient);
     upstream.removeAllListeners('data');
     upstream.removeAllListeners('close');
     upstream.removeAllListeners('error');
     upstream.on('error', (error) => this.end(`server error: ${error.message}`));
     upstream.on('close', () => this.end('server closed'));
     this.client.removeAllListeners('data');
-    this.flushPendingClient(upstream);
     this.live = {
-      bytes: () => [this.client.bytesRead, this.client.bytesWritten],
+      bytes: () => (this.kernel ? this.kernelBytes(this.kernel) : [this.client.bytesRead, this.client.bytesWritten]),
       close: (reason) => this.end(reason),
       closeWhenIdle: (reason, graceMs) => this.closeWhenIdle(reason, graceMs),
     };
     server.addSession(this.live);
+    const serverFrames = new FrameCounter();
+    serverFrames.push(rest, () => undefined);
+    if (this.pendingClient.length === 0 && this.context.kernelRelayAfter === 0 && this.relayInKernel(upstream, toClient)) return;
+    this.client.write(toClient);
+    this.flushPendingClient(upstream);
     const { clientMs, serverMs } = this.context.config.timeouts;
     if (clientMs > 0) this.client.setTimeout(clientMs, () => this.end('client timeout'));
     if (serverMs > 0) upstream.setTimeout(serverMs, () => this.end('server timeout'));
-    upstream.pipe(this.client);
-    this.client.pipe(upstream);
-    // Listeners after the pipes: a chunk is already forwarded when we look at it.
-    this.client.on('data', () => (this.queryInFlight = true));
-    upstream.on('data', (chunk: Buffer) => {
-      this.queryInFlight = !endsWithReadyForQuery(chunk);
-      if (!this.queryInFlight && this.closingReason) this.end(this.closingReason, true);
+    this.relayInNode(upstream, serverFrames);
+  }
+
+  /** Node relays both ways, with backpressure; each server chunk that leaves the client waiting may end it. */
+  private relayInNode(upstream: net.Socket, serverFrames: FrameCounter): void {
+    const client = this.client;
+    const clientFrames = new FrameCounter();
+    let requests = 0;
+    let answers = 0;
+    const countRequest = (type: number) => {
+      if (type === 0x51 || type === 0x53 || type === 0x46) requests += 1; // Query, Sync, FunctionCall
+    };
+    const countAnswer = (type: number) => {
+      if (type === 0x5a) answers += 1; // ReadyForQuery
+    };
+    forward(client, upstream, (chunk) => {
+      clientFrames.push(chunk, countRequest);
+      this.queryInFlight = true;
+      return true;
+    });
+    forward(upstream, client, (chunk) => {
+      const whole = serverFrames.push(chunk, countAnswer);
+      const framed = !serverFrames.broken && !clientFrames.broken;
+      const waiting = framed ? whole && serverFrames.lastType === 0x5a && answers >= requests : endsWithReadyForQuery(chunk);
+      this.queryInFlight = !waiting;
+      if (waiting && framed && answers >= this.context.kernelRelayAfter && this.relayInKernel(upstream, chunk)) return false;
+      if (waiting && this.closingReason) queueMicrotask(() => this.end(this.closingReason!, true));
+      return true;
     });
   }
 
   /**
    * Hands the established session to the kernel relay, when this balancer has it and nothing stands in
-   * the way: idle timeouts (which need Node's socket timers), IPv6 (the sockhash key is IPv4), bytes
-   * still queued in Node. The startup answer's end is sent by the relay after the sockets are in the
-   * sockhash: the client speaks only after ReadyForQuery, so nothing it sends can overtake it.
+   * the way: IPv6 (the sockhash key is IPv4), bytes still queued in Node. It happens when the client
+   * waits for `toClient` (ending with ReadyForQuery), which the relay sends once both sockets are in the
+   * sockhash: a client that waits for ReadyForQuery sends nothing that could overtake it.
    */
-  private relayInKernel(server: BackendServer, upstream: net.Socket, toClient: Buffer): boolean {
+  private relayInKernel(upstream: net.Socket, toClient: Buffer): boolean {
     const relay = this.context.relay;
-    const { clientMs, serverMs } = this.context.config.timeouts;
-    if (!relay || clientMs > 0 || serverMs > 0 || this.pendingClient.length > 0) return false;
+    if (!relay || this.ended || this.kernelRefused) return false;
     if (this.client.remoteFamily !== 'IPv4' || upstream.remoteFamily !== 'IPv4') return false;
     if (this.client.writableLength > 0 || upstream.writableLength > 0) return false;
     const clientFd = socketFd(this.client);
@@ -372,30 +427,51 @@ export class ClientSession {
     try {
       handle = relay.open(clientFd, serverFd, toClient, (side, errno) => this.onRelayHangUp(side, errno));
     } catch (error) {
+      this.kernelRefused = true;
       this.context.log(`${this.context.config.name} kernel relay refused client=${this.peer}, relaying through Node: ${messageOf(error)}`);
       return false;
     }
-    this.kernel = { relay, handle, final: null };
+    this.kernel = { relay, handle, final: null, idleTimer: this.watchKernelIdle(relay, handle) };
     // The relay holds duplicates of both descriptors: Node's sockets go, the connections stay.
-    upstream.removeAllListeners();
+    for (const socket of [upstream, this.client]) {
+      socket.removeAllListeners('data');
+      socket.removeAllListeners('end');
+      socket.setTimeout(0);
+      socket.destroy();
+    }
+    upstream.removeAllListeners('close');
+    upstream.removeAllListeners('error');
     upstream.on('error', () => undefined);
-    upstream.destroy();
-    this.client.removeAllListeners('data');
-    this.client.destroy();
     this.upstream = null;
-    this.live = {
-      bytes: () => this.kernel!.final ?? relay.info(handle),
-      close: (reason) => this.end(reason),
-      closeWhenIdle: (reason, graceMs) => this.closeWhenIdle(reason, graceMs),
-    };
-    server.addSession(this.live);
     return true;
+  }
+
+  private kernelBytes(kernel: KernelSession): [number, number] {
+    const [bytesIn, bytesOut] = kernel.final ?? kernel.relay.info(kernel.handle);
+    return [bytesIn, bytesOut];
+  }
+
+  /**
+   * --client-timeout / --server-timeout for a kernel-relayed session: TCP_INFO tells how long each
+   * socket has been idle, read every quarter of the shorter timeout (Node's sockets time out to the ms).
+   */
+  private watchKernelIdle(relay: KernelRelay, handle: RelayHandle): NodeJS.Timeout | null {
+    const { clientMs, serverMs } = this.context.config.timeouts;
+    const shortest = Math.min(...[clientMs, serverMs].filter((ms) => ms > 0));
+    if (!Number.isFinite(shortest)) return null;
+    const timer = setInterval(() => {
+      const [, , clientIdleMs, serverIdleMs] = relay.info(handle);
+      if (clientMs > 0 && clientIdleMs >= clientMs) this.end('client timeout');
+      else if (serverMs > 0 && serverIdleMs >= serverMs) this.end('server timeout');
+    }, Math.max(10, Math.floor(shortest / 4)));
+    timer.unref();
+    return timer;
   }
 
   /** One side of a kernel-relayed session hung up: let what it said reach the other side, then close. */
   private onRelayHangUp(side: 0 | 1, errno: number): void {
     const who = side === 0 ? 'client' : 'server';
-    this.drainThenEnd(errno ? `${who} error: errno ${errno}` : `${who} closed`);
+    this.drainThenEnd(errno ? `${who} error: ${ERRNO_NAMES.get(errno) ?? `errno ${errno}`}` : `${who} closed`);
   }
 
   private drainThenEnd(reason: string, graceful = false): void {
@@ -448,7 +524,10 @@ export class ClientSession {
     if (this.ended) return;
     this.ended = true;
     if (this.phaseTimer) clearTimeout(this.phaseTimer);
-    if (this.kernel) this.kernel.final = this.kernel.relay.close(this.kernel.handle);
+    if (this.kernel) {
+      if (this.kernel.idleTimer) clearInterval(this.kernel.idleTimer);
+      this.kernel.final = this.kernel.relay.close(this.kernel.handle);
+    }
     if (this.upstream) this.upstream.destroy();
     if (this.early) this.early.socket.destroy();
     if (graceful) {

@@ -66,6 +66,8 @@ export interface BalancerConfig {
   timeouts: { connectMs: number; clientMs: number; serverMs: number };
   /** Who relays established sessions: the kernel (BPF sockhash), Node's sockets, or the kernel when it can. */
   relay: 'auto' | 'kernel' | 'node';
+  /** Round trips through Node before the kernel relay takes a session (default KERNEL_RELAY_AFTER). */
+  kernelRelayAfter?: number;
   /** Directives read from a configuration file that we do not support, named for the user. */
   warnings: string[];
 }

@@ -100,3 +100,39 @@ export function errorResponse(sqlstate: string, message: string, severity = 'FAT
   header.writeInt32BE(4 + body.length, 1);
   return Buffer.concat([header, body]);
 }
+
+/**
+ * Follows the message framing of one direction of an established session without copying it: the
+ * type of every message as its header goes by, and whether a chunk ends on a message boundary. Once
+ * the framing makes no sense (a length under 4), `broken` stays true.
+ */
+export class FrameCounter {
+  private readonly header = Buffer.alloc(5);
+  private headerBytes = 0;
+  private bodyLeft = 0;
+  broken = false;
+  /** The type byte of the last message whose header was read. */
+  lastType = -1;
+
+  /** Feeds `chunk`, calling `onType` per message header; true when the chunk ends where a message does. */
+  push(chunk: Buffer, onType: (type: number) => void): boolean {
+    let at = 0;
+    while (at < chunk.length && !this.broken) {
+      if (this.bodyLeft > 0) {
+        const take = Math.min(this.bodyLeft, chunk.length - at);
+        this.bodyLeft -= take;
+        at += take;
+        continue;
+      }
+      this.header[this.headerBytes++] = chunk[at++]!;
+      if (this.headerBytes < 5) continue;
+      this.headerBytes = 0;
+      const length = this.header.readInt32BE(1);
+      if (length < 4) this.broken = true;
+      this.bodyLeft = length - 4;
+      this.lastType = this.header[0]!;
+      onType(this.lastType);
+    }
+    return !this.broken && this.bodyLeft === 0 && this.headerBytes === 0;
+  }
+}

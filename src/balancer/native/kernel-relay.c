@@ -18,7 +18,8 @@
 //                                          -> handle; the fds are duplicated, the caller closes its own
 //   pending(handle)  -> bytes received on one side and not yet sent on the other
 //   inFlight(handle) -> true when the client sent data after the server's last ReadyForQuery
-//   info(handle)     -> [bytes from the client, bytes to the client], since the connection began
+//   info(handle)     -> [bytes from the client, bytes to the client (since the connection began),
+//                        ms since data last went through the client socket, same for the server]
 //   close(handle)    -> the final info(); both sockets are closed
 #define _GNU_SOURCE
 #define NAPI_VERSION 8
@@ -399,12 +400,13 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
 }
 
 static napi_value info_array(napi_env env, relay *r) {
-  tcp_counts client;
+  tcp_counts client, server;
   counts_of(r->fd[0], &client);
-  double values[2] = { (double)(client.received - (uint64_t)r->fin[0]), (double)client.acked };
+  counts_of(r->fd[1], &server);
+  double values[4] = { (double)(client.received - (uint64_t)r->fin[0]), (double)client.acked, (double)client.idle_ms, (double)server.idle_ms };
   napi_value array, item;
-  napi_create_array_with_length(env, 2, &array);
-  for (uint32_t i = 0; i < 2; i++) {
+  napi_create_array_with_length(env, 4, &array);
+  for (uint32_t i = 0; i < 4; i++) {
     napi_create_double(env, values[i], &item);
     napi_set_element(env, array, i, item);
   }

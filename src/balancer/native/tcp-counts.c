@@ -13,4 +13,5 @@ void counts_of(int fd, tcp_counts *c) {
   c->received = info.tcpi_bytes_received;
   c->sent = info.tcpi_bytes_sent;
   c->acked = info.tcpi_bytes_acked;
+  c->idle_ms = info.tcpi_last_data_recv < info.tcpi_last_data_sent ? info.tcpi_last_data_recv : info.tcpi_last_data_sent;
 }

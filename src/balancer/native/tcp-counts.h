@@ -7,6 +7,7 @@ typedef struct {
   uint64_t received; /* payload bytes received */
   uint64_t sent;     /* payload bytes sent (retransmissions included) */
   uint64_t acked;    /* payload bytes the peer acknowledged */
+  uint32_t idle_ms;  /* since data last went either way */
 } tcp_counts;
 
 void counts_of(int fd, tcp_counts *counts);
