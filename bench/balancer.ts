@@ -5,11 +5,12 @@
 //
 // Environment: BENCH_SECONDS (each throughput run, default 10), BENCH_FAILURE_SECONDS (the seed's
 // failure run, default 20), BENCH_ROUNDS (alternating rounds, default 1), BENCH_IDLE_CLIENTS (default
-// 1000), BENCH_JSON=1 (also print every figure as JSON). With the defaults it takes about 4 minutes.
+// 1000), BENCH_JSON=1 (also print every figure as JSON). With the defaults it takes about 5 minutes.
 //
 // It measures, through each balancer:
 //  1. throughput, alternating engines: `pgbench -S -c 16 -j 2 -T N` (persistent sessions) and
-//     `pgbench -S -C -c 16 -T N` (a new connection per transaction); ratios built-in/HAProxy;
+//     `pgbench -S -C -c 16 -T N` (a new connection per transaction); ratios built-in/HAProxy, for the
+//     built-in balancer as started by default (kernel relay where it can) and with `--relay node`;
 //  2. a pool of one replica against a direct connection to that replica; ratio built-in/direct;
 //  3. memory: VmRSS and open fds of the balancer process with 1,000 idle clients, fds after they close;
 //  4. detection: time from SIGKILL of a replica to DOWN in the stats, and from the re-added replica
@@ -214,7 +215,15 @@ async function main(): Promise<void> {
   const builtinOrWhy = await startBuiltin(labDir, 'b', ['--listen', `127.0.0.1:${bp}`, '--stats', `127.0.0.1:${bs}`], bp!, bs!);
   const builtin = typeof builtinOrWhy === 'string' ? null : builtinOrWhy;
   if (!builtin) log(`built-in balancer not available: ${builtinOrWhy}`);
-  else log(`built-in balancer b: pid ${builtin.pid}, :${builtin.port}`);
+  else log(`built-in balancer b: pid ${builtin.pid}, :${builtin.port}, ${(await builtinStats(builtin)).relay} relay`);
+  // The same balancer relaying through Node only, to show what the kernel relay changes in this run.
+  let builtinNode: Builtin | null = null;
+  if (builtin) {
+    const [p, s] = await freePorts(2);
+    const started = await startBuiltin(labDir, 'bn', ['--relay', 'node', '--listen', `127.0.0.1:${p}`, '--stats', `127.0.0.1:${s}`], p!, s!);
+    if (typeof started === 'string') log(`built-in balancer with --relay node not available: ${started}`);
+    else builtinNode = started;
+  }
   log(`HAProxy hs (seed settings): pid ${hs.pid}, :${hs.port}; h1 (replica1 only): :${h1.port}; hl (lab check knobs): :${hl.port}`);
 
   // The built-in balancer with a one-replica pool: from a haproxy.cfg naming replica1 (--config), or,
@@ -246,7 +255,7 @@ async function main(): Promise<void> {
     await pollUntil(async () => {
       const lists = await Promise.all([
         fetchHaproxyStats(hs.statsUrl!), fetchHaproxyStats(h1.statsUrl!), fetchHaproxyStats(hl.statsUrl!),
-        ...(builtin ? [builtinStats(builtin)] : []), ...(b1 ? [builtinStats(b1)] : []),
+        ...[builtin, builtinNode, b1].filter((b): b is Builtin => b !== null).map((b) => builtinStats(b)),
       ]);
       return lists.every((l) => l.servers.length > 0 && l.servers.every((s) => s.status === 'UP')) ? true : undefined;
     }, { timeoutMs: 60_000, intervalMs: 100, what: 'every balancer to report its servers UP' });
@@ -266,7 +275,11 @@ async function main(): Promise<void> {
   };
   for (let round = 0; round < ROUNDS; round++) {
     for (const mode of modes) {
-      const targets = [{ key: 'haproxy', label: 'HAProxy', port: hs.port }, ...(builtin ? [{ key: 'builtin', label: 'built-in', port: builtin.port }] : [])];
+      const targets = [
+        { key: 'haproxy', label: 'HAProxy', port: hs.port },
+        ...(builtin ? [{ key: 'builtin', label: 'built-in', port: builtin.port }] : []),
+        ...(builtinNode ? [{ key: 'builtinNode', label: 'built-in, --relay node', port: builtinNode.port }] : []),
+      ];
       if (round % 2 === 1) targets.reverse();
       for (const t of targets) {
         record(`${t.key}.${mode.key}`, await runPgbench({ port: t.port, seconds: SECONDS, clients: 16, threads: mode.threads, connectPerTransaction: mode.connect }), `${mode.label}, ${t.label}`);
@@ -275,13 +288,14 @@ async function main(): Promise<void> {
   }
 
   // 2. One-server pool against a direct connection.
-  log(`\n== 2. one-server pool (${singleNote}) vs a direct connection, ${SECONDS} s per run`);
-  for (const mode of modes) {
+  log(`\n== 2. one-server pool (${singleNote}${b1 ? `, built-in: ${(await builtinStats(b1)).relay} relay` : ''}) vs a direct connection, ${SECONDS} s per run, ${ROUNDS} round(s)`);
+  for (let round = 0; round < ROUNDS; round++) for (const mode of modes) {
     const targets = [
       { key: 'direct1', label: 'direct', port: singleDirectPort },
       { key: 'haproxy1', label: 'HAProxy, replica1 only', port: h1.port },
       ...(b1 ? [{ key: 'builtin1', label: 'built-in, one server', port: b1.port }] : []),
     ];
+    if (round % 2 === 1) targets.reverse();
     for (const t of targets) {
       // HAProxy's one-server pool is always replica1; compare it with a direct connection to replica1.
       record(`${t.key}.${mode.key}`, await runPgbench({ port: t.port, seconds: SECONDS, clients: 16, threads: mode.threads, connectPerTransaction: mode.connect }), `${mode.label}, ${t.label}`);
@@ -367,7 +381,7 @@ async function main(): Promise<void> {
   const avg = (key: string): number | null => mean(tps[key] ?? []);
   log('\n== summary');
   for (const mode of modes) {
-    log(`  ${mode.label}: HAProxy ${fmt(avg(`haproxy.${mode.key}`))} tps, built-in ${fmt(avg(`builtin.${mode.key}`))} tps, built-in/HAProxy ${ratio(avg(`builtin.${mode.key}`), avg(`haproxy.${mode.key}`))} (target >= 1.0)`);
+    log(`  ${mode.label}: HAProxy ${fmt(avg(`haproxy.${mode.key}`))} tps, built-in ${fmt(avg(`builtin.${mode.key}`))} tps, built-in/HAProxy ${ratio(avg(`builtin.${mode.key}`), avg(`haproxy.${mode.key}`))} (target >= 1.0); with --relay node ${fmt(avg(`builtinNode.${mode.key}`))} tps, ${ratio(avg(`builtinNode.${mode.key}`), avg(`haproxy.${mode.key}`))}`);
     log(`  ${mode.label}, one server: direct ${fmt(avg(`direct1.${mode.key}`))} tps, HAProxy/direct(replica1) ${ratio(avg(`haproxy1.${mode.key}`), avg(singleDirectPort === r1 ? `direct1.${mode.key}` : `directReplica1.${mode.key}`))}, built-in/direct ${ratio(avg(`builtin1.${mode.key}`), avg(`direct1.${mode.key}`))} (target >= 0.9)`);
   }
   for (const [key, f] of Object.entries(footprints)) {

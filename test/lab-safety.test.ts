@@ -143,6 +143,16 @@ test('runs as a normal user too (no root, no --os-user)', async (t) => {
     assert.deepEqual(status.nodes.map((n: { replication: string }) => n.replication), ['primary', 'streaming']);
     const state = JSON.parse(await readFile(path.join(labDir, 'lab.json'), 'utf8'));
     assert.equal(state.osUser, undefined, 'a normal user runs PostgreSQL as itself');
+    // Without root, no BPF: the balancer relays through Node, and --relay kernel is refused in one line.
+    const [lb, lbStats] = await freePorts(2);
+    const addresses = ['--listen', `127.0.0.1:${lb}`, '--stats', `127.0.0.1:${lbStats}`];
+    const refused = await runLab(labDir, ['balancer', 'start', '--relay', 'kernel', ...addresses], asPostgres);
+    assert.equal(refused.exitCode, 2, refused.stderr);
+    assert.match(refused.stderr, /^lab: --relay kernel: [^\n]*; use --relay node or auto$/);
+    const balancer = await runLab(labDir, ['balancer', 'start', ...addresses, '--json'], asPostgres);
+    assert.equal(balancer.exitCode, 0, balancer.stderr);
+    const stats = (await (await fetch(`http://127.0.0.1:${lbStats}/?format=json`)).json()) as { relay: string };
+    assert.equal(stats.relay, 'node');
   } finally {
     const destroyed = await runLab(labDir, ['destroy', '--yes'], asPostgres);
     await rm(root, { recursive: true, force: true });

@@ -5,8 +5,7 @@ import type http from 'node:http';
 import { BackendServer, type CheckOutcome } from './backend-server.js';
 import type { BalancerConfig, CheckSettings, ServerConfig } from './config.js';
 import { handleClient, type ClientSession, type SessionContext } from './client-session.js';
-import { KERNEL_RELAY_AFTER, loadKernelRelay } from './kernel-relay.js';
-import { LabError } from '../common/errors.js';
+import { KERNEL_RELAY_AFTER, relayFor } from './kernel-relay.js';
 import { createChecker, type Checker, type ExpectedRole } from './health-check.js';
 import { watchLabPool, type PoolWatcher } from './lab-pool.js';
 import { ServerPicker } from './pick-server.js';
@@ -80,15 +79,9 @@ export class RunningBalancer {
 
   /** `relay auto` takes the kernel relay when this machine can run it, and says why when it cannot. */
   private chooseRelay(): void {
-    const mode = this.config.relay;
-    if (mode === 'node') return this.log(`${this.config.name} relays established sessions through Node's sockets (--relay node)`);
-    const loaded = loadKernelRelay();
-    if ('relay' in loaded) {
-      this.sessionContext.relay = loaded.relay;
-      return this.log(`${this.config.name} relays established sessions in the kernel (BPF sockhash)`);
-    }
-    if (mode === 'kernel') throw new LabError('USAGE', `--relay kernel: ${loaded.reason}; use --relay node (or auto)`);
-    this.log(`${this.config.name} relays established sessions through Node's sockets: ${loaded.reason}`);
+    const { relay, note } = relayFor(this.config.relay);
+    this.sessionContext.relay = relay;
+    this.log(`${this.config.name} relays established sessions ${note}`);
   }
 
   private makeSessionContext(): SessionContext {

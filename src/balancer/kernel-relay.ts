@@ -5,7 +5,7 @@
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
-import { messageOf } from '../common/errors.js';
+import { LabError, messageOf } from '../common/errors.js';
 import { packageRoot } from '../common/package-root.js';
 
 /** An established session handed to the kernel. */
@@ -47,6 +47,18 @@ export const KERNEL_RELAY_AFTER = 16;
 export const RELAY_MODES: readonly RelayMode[] = ['auto', 'kernel', 'node'];
 
 export const addonPath = path.join(packageRoot, 'dist', 'native', 'kernel-relay.node');
+
+/**
+ * The relay a balancer started with `mode` uses (null: Node's sockets), and how its log says so.
+ * `kernel` on a machine that cannot run the kernel relay is refused in one line.
+ */
+export function relayFor(mode: RelayMode): { relay: KernelRelay | null; note: string } {
+  if (mode === 'node') return { relay: null, note: "through Node's sockets (--relay node)" };
+  const loaded = loadKernelRelay();
+  if ('relay' in loaded) return { relay: loaded.relay, note: 'in the kernel (BPF sockhash) once a session has made its first round trips' };
+  if (mode === 'kernel') throw new LabError('USAGE', `--relay kernel: ${loaded.reason}; use --relay node or auto`);
+  return { relay: null, note: `through Node's sockets: ${loaded.reason}` };
+}
 
 let loaded: { relay: KernelRelay } | { reason: string } | undefined;
 

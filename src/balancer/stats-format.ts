@@ -126,7 +126,7 @@ export function statsHtml(stats: BalancerStats, links: { json: string; csv: stri
 </style></head>
 <body>
 <h1>lab balancer <span id="name">${escapeHtml(stats.name)}</span></h1>
-<p class="meta">engine ${escapeHtml(stats.engine)} · listening on ${escapeHtml(stats.listen)} · up ${duration(stats.uptimeS)} ·
+<p class="meta">engine ${escapeHtml(stats.engine)}${stats.relay ? `, ${stats.relay} relay` : ''} · listening on ${escapeHtml(stats.listen)} · up ${duration(stats.uptimeS)} ·
 sessions ${stats.sessionsCurrent} now, ${stats.sessionsTotal} total ·
 <a href="${escapeHtml(links.json)}">JSON</a> · <a href="${escapeHtml(links.csv)}">CSV</a> · <a href="${escapeHtml(links.metrics)}">Prometheus</a></p>
 <table id="servers">

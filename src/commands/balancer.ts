@@ -7,6 +7,7 @@ import { mkdir, open } from 'node:fs/promises';
 import path from 'node:path';
 import { runBalancer, type LogSink } from '../balancer/balancer.js';
 import { poolLabel, type BalancerConfig } from '../balancer/config.js';
+import { relayFor } from '../balancer/kernel-relay.js';
 import { formatAddress, parseAddress } from '../balancer/settings.js';
 import {
   DEFAULT_BALANCER_NAME, balancerWarnings, optionsAsFlags, resolveBalancerConfig, type BalancerStartOptions,
@@ -110,6 +111,8 @@ export async function startBalancer(global: GlobalOptions, options: BalancerStar
   const config = await resolveBalancerConfig(global, options);
   await assertStartable(global, config);
   if (options.engine === 'haproxy') return startHaproxyBalancer(global, config);
+  // Refused here in one line rather than by the background process, whose error only reaches its log.
+  if (config.relay === 'kernel') relayFor('kernel');
   const logFile = balancerLogFile(global.labDir, config.name);
   await mkdir(path.dirname(logFile), { recursive: true });
   const log = await open(logFile, 'a');
