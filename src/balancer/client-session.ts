@@ -1,8 +1,8 @@
 // One client connection, from its first byte to its close. The connection phase is where the balancer
 // earns its keep: the client's startup message is kept, and until the server's ReadyForQuery a server
 // that refuses, resets or answers "starting up / shutting down" is replaced by the next one, so the
-// client never sees an error another replica could have saved. After ReadyForQuery the bytes are relayed
-// by the kernel (kernel-relay.ts) when the balancer may use it, else by a plain Node pipe.
+// client never sees an error another replica could have saved. After ReadyForQuery Node relays the
+// bytes; a session that lasts is then handed to the kernel relay (kernel-relay.ts) where it can run.
 import net from 'node:net';
 import { constants } from 'node:os';
 import { messageOf } from '../common/errors.js';
@@ -51,6 +51,9 @@ function endsWithReadyForQuery(chunk: Buffer): boolean {
   const n = chunk.length;
   return n >= 6 && chunk[n - 6] === 0x5a && chunk.readInt32BE(n - 5) === 5 && (chunk[n - 1] === 0x49 || chunk[n - 1] === 0x54 || chunk[n - 1] === 0x45);
 }
+
+/** The answer to SSLRequest / GSSENCRequest: no encryption here, go on in plain text. */
+const NO_ENCRYPTION = Buffer.from('N');
 
 const ERRNO_NAMES = new Map(Object.entries(constants.errno).map(([name, value]) => [value, name]));
 
@@ -169,7 +172,7 @@ export class ClientSession {
         case 'ssl':
         case 'gssenc':
           // The balancer speaks plain TCP on loopback: decline, the client goes on unencrypted.
-          this.client.write('N');
+          this.client.write(NO_ENCRYPTION);
           continue;
         case 'cancel':
           return this.forwardCancel(parsed.key, parsed.packet);
