@@ -6,10 +6,11 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { once } from 'node:events';
+import { execa } from 'execa';
 import { runBalancer } from '../src/balancer/balancer.js';
 import { pollUntil } from '../src/common/poll.js';
-import { kernelRelaySkip, serverLine, staticBalancerConfig } from './helpers/balancer-fakes.js';
-import { freePorts, lab, withTempLab } from './helpers/lab.js';
+import { kernelRelaySkip, labBalancerConfig, serverLine, staticBalancerConfig } from './helpers/balancer-fakes.js';
+import { freePorts, lab, labJson, withTempLab } from './helpers/lab.js';
 
 function frontendMessage(type: string, body: Buffer): Buffer {
   const header = Buffer.alloc(5);
@@ -169,6 +170,55 @@ test('relay auto: a session moves from Node to the kernel after its round trips,
       await pollUntil(async () => (logLines.filter((line) => line.includes('server=master1')).length === 2 ? true : undefined), { timeoutMs: 5000, what: 'the short session to end' });
       assert.match(logLines.filter((line) => line.includes('server=master1'))[1]!, /relay=node end="client closed"/);
     } finally {
+      await balancer.stop();
+    }
+  });
+});
+
+test('relay auto: persistent sessions in the kernel on a replica killed with SIGKILL end at once, the others go on', { skip: kernelRelaySkip() }, async () => {
+  await withTempLab(async (labDir) => {
+    const [m, r1, r2] = await freePorts(3);
+    await lab(labDir, 'master', 'start', '--port', String(m));
+    await execa('pgbench', ['-i', '-s', '1', '-q', '-h', '127.0.0.1', '-p', String(m), '-U', 'postgres', 'postgres']);
+    await lab(labDir, 'replica', 'add', 'replica1', `${labDir}/replica1`, String(r1));
+    await lab(labDir, 'replica', 'add', 'replica2', `${labDir}/replica2`, String(r2));
+    const ended: { at: number; line: string }[] = [];
+    const balancer = await runBalancer(labBalancerConfig(labDir, {}, { name: 'kr' }), (line) => {
+      if (line.includes(' client=')) ended.push({ at: Date.now(), line });
+    });
+    let pgbench: ReturnType<typeof execa> | null = null;
+    try {
+      await pollUntil(async () => (balancer.stats().servers.filter((s) => s.status === 'UP').length === 2 ? true : undefined), { timeoutMs: 10_000, what: 'two replicas UP' });
+      // Four persistent sessions, two per replica (round robin), far past the 16 round trips in Node.
+      pgbench = execa('pgbench', ['-S', '-c', '4', '-j', '2', '-T', '8', '-n', '-h', '127.0.0.1', '-p', String(balancer.address().port), '-U', 'postgres', 'postgres'], { reject: false, all: true, timeout: 60_000 });
+      await pollUntil(async () => {
+        const [r1Stats, r2Stats] = balancer.stats().servers;
+        return (r1Stats?.bytesOut ?? 0) > 100_000 && (r2Stats?.bytesOut ?? 0) > 100_000 ? true : undefined;
+      }, { timeoutMs: 10_000, intervalMs: 50, what: 'pgbench to run through both replicas' });
+      const victim = (await labJson<{ nodes: { name: string; pid: number }[] }>(labDir, 'status')).nodes.find((n) => n.name === 'replica2')!.pid;
+      const killedAt = Date.now();
+      process.kill(victim, 'SIGKILL');
+      // pgbench's own first connection (it reads the scale) ended long before: only later ends count.
+      const endedOn = (server: string) => ended.filter((e) => e.at >= killedAt && e.line.includes(`server=${server}`));
+      await pollUntil(async () => (endedOn('replica2').length === 2 ? true : undefined), { timeoutMs: 5000, intervalMs: 10, what: "replica2's two sessions to end" });
+      const onVictim = endedOn('replica2');
+      for (const e of onVictim) {
+        assert.match(e.line, / relay=kernel /, 'the session was relayed by the kernel when its server died');
+        assert.ok(e.at - killedAt < 1000, `ended ${e.at - killedAt} ms after the kill: ${e.line}`);
+      }
+      const result = await pgbench;
+      const output = String(result.all);
+      const aborted = output.split('\n').filter((line) => /client \d+ (script \d+ )?aborted/.test(line));
+      assert.equal(aborted.length, 2, `the two clients on replica2 end, the two on replica1 go on:\n${output}`);
+      await pollUntil(async () => (endedOn('replica1').length === 2 ? true : undefined), { timeoutMs: 5000, intervalMs: 10, what: "replica1's two sessions to end after pgbench" });
+      const survivors = endedOn('replica1');
+      for (const e of survivors) {
+        assert.match(e.line, / relay=kernel end="client closed"/);
+        assert.ok(e.at - killedAt > 3000, 'the sessions on replica1 ran on until pgbench finished');
+      }
+      console.log(`replica2 killed: its kernel-relayed sessions ended ${onVictim.map((e) => e.at - killedAt).join(' and ')} ms later; replica1's ran to the end`);
+    } finally {
+      pgbench?.kill();
       await balancer.stop();
     }
   });

@@ -428,7 +428,7 @@ export class ClientSession {
     if (clientFd === null || serverFd === null) return false;
     let handle: RelayHandle;
     try {
-      handle = relay.open(clientFd, serverFd, toClient, (side, errno) => this.onRelayHangUp(side, errno));
+      handle = relay.open(clientFd, serverFd, toClient, (side, errno, clientClosed) => this.onRelayHangUp(side, errno, clientClosed));
     } catch (error) {
       this.kernelRefused = true;
       this.context.log(`${this.context.config.name} kernel relay refused client=${this.peer}, relaying through Node: ${messageOf(error)}`);
@@ -471,8 +471,12 @@ export class ClientSession {
     return timer;
   }
 
-  /** One side of a kernel-relayed session hung up: let what it said reach the other side, then close. */
-  private onRelayHangUp(side: 0 | 1, errno: number): void {
+  /**
+   * One side of a kernel-relayed session hung up: let what it said reach the other side, then close.
+   * A client that closed in order is the reason, even when the server side reports first.
+   */
+  private onRelayHangUp(side: 0 | 1, errno: number, clientClosed: boolean): void {
+    if (clientClosed) return this.drainThenEnd('client closed');
     const who = side === 0 ? 'client' : 'server';
     this.drainThenEnd(errno ? `${who} error: ${ERRNO_NAMES.get(errno) ?? `errno ${errno}`}` : `${who} closed`);
   }

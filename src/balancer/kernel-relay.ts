@@ -15,9 +15,10 @@ export interface KernelRelay {
   /**
    * Puts the two sockets (their fds are duplicated: the caller then drops its own) in the sockhash,
    * sends what had already arrived, then `toClient`; `onDisconnect` is called once per side that hangs
-   * up (0 = client, 1 = server) with the socket's errno (0 for an orderly close).
+   * up (0 = client, 1 = server) with the socket's errno (0 for an orderly close), and whether the
+   * client had sent its FIN by then.
    */
-  open(clientFd: number, serverFd: number, toClient: Buffer | null, onDisconnect: (side: 0 | 1, errno: number) => void): RelayHandle;
+  open(clientFd: number, serverFd: number, toClient: Buffer | null, onDisconnect: (side: 0 | 1, errno: number, clientClosed: boolean) => void): RelayHandle;
   /** Bytes received on one socket and not yet sent on the other. */
   pending(handle: RelayHandle): number;
   /** The client sent data after the server's last chunk ending with ReadyForQuery (noted by the BPF program). */

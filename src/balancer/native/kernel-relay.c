@@ -14,7 +14,7 @@
 //
 // JavaScript API (N-API):
 //   unavailable()                          -> undefined, or why the relay cannot run here (one line)
-//   open(clientFd, serverFd, toClient, onDisconnect(side, errno))
+//   open(clientFd, serverFd, toClient, onDisconnect(side, errno, clientClosed))
 //                                          -> handle; the fds are duplicated, the caller closes its own
 //   pending(handle)  -> bytes received on one side and not yet sent on the other
 //   inFlight(handle) -> true when the client sent data after the server's last ReadyForQuery
@@ -287,14 +287,19 @@ static void on_disconnect(uv_poll_t *handle, int status, int events) {
   getsockopt(r->fd[side], SOL_SOCKET, SO_ERROR, &error, &n);
   if (!error && status < 0) error = EIO;
   r->fin[side] = !error;
+  /* The client's FIN, if it came: then the session ended because the client left, whatever the
+     server side reports (EPIPE once the redirected Terminate made the backend close). */
+  struct pollfd client = { .fd = r->fd[0], .events = POLLRDHUP };
+  int client_closed = poll(&client, 1, 0) == 1 && (client.revents & POLLRDHUP) != 0;
   napi_handle_scope scope;
   napi_open_handle_scope(r->env, &scope);
-  napi_value callback, global, argv[2], result;
+  napi_value callback, global, argv[3], result;
   napi_get_reference_value(r->env, r->callback, &callback);
   napi_get_global(r->env, &global);
   napi_create_int32(r->env, side, &argv[0]);
   napi_create_int32(r->env, error, &argv[1]);
-  if (napi_make_callback(r->env, NULL, global, callback, 2, argv, &result) == napi_pending_exception) {
+  napi_get_boolean(r->env, client_closed, &argv[2]);
+  if (napi_make_callback(r->env, NULL, global, callback, 3, argv, &result) == napi_pending_exception) {
     napi_value exception;
     napi_get_and_clear_last_exception(r->env, &exception);
     napi_fatal_exception(r->env, exception);
