@@ -11,6 +11,7 @@ import type { BalancerRecord } from '../src/lab/state.js';
 import { pollUntil } from '../src/common/poll.js';
 import { isRunning } from '../src/common/processes.js';
 import { freePorts, lab, labBin, labJson, runLab, withTempLab } from './helpers/lab.js';
+import { kernelRelaySkip } from './helpers/balancer-fakes.js';
 
 async function serverPort(port: number): Promise<number> {
   const client = new pg.Client({ host: '127.0.0.1', port, user: 'postgres', database: 'postgres', connectionTimeoutMillis: 5000 });
@@ -100,8 +101,9 @@ test('lab balancer: round robin, SIGKILL detection, re-admission, stats formats,
     const down = (await fetchBalancerStats(record)).servers.find((s) => s.name === 'replica2')!;
     assert.equal(down.downTransitions, 1);
     assert.notEqual(down.checkMessage, '');
-    const status = await labJson<{ name: string; servers: { name: string; status: string }[] }[]>(labDir, 'balancer', 'status');
+    const status = await labJson<{ name: string; relay: string; servers: { name: string; status: string }[] }[]>(labDir, 'balancer', 'status');
     assert.equal(status[0]!.servers.find((s) => s.name === 'replica2')!.status, 'DOWN');
+    assert.equal(status[0]!.relay, kernelRelaySkip() ? 'node' : 'kernel', 'the CLI-started balancer takes the kernel relay where it can');
 
     // Re-add: measured from the first moment replica2 accepts a login to the moment it is UP again.
     let acceptedAt = 0;

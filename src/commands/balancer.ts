@@ -215,6 +215,8 @@ export interface BalancerStatus extends BalancerRecord {
   running: boolean;
   stats: string;
   servers: BalancerStats['servers'] | null;
+  /** Built-in engine: who relays established sessions (from its stats). */
+  relay?: BalancerStats['relay'];
   /** Why servers is null while the process runs. */
   problem?: string;
 }
@@ -230,7 +232,8 @@ export async function balancerStatus(global: GlobalOptions, name?: string): Prom
       const running = await isBalancerAlive(record);
       if (!running) return { ...record, running, servers: null };
       try {
-        return { ...record, running, servers: (await fetchBalancerStats(record)).servers };
+        const stats = await fetchBalancerStats(record);
+        return { ...record, running, servers: stats.servers, ...(stats.relay ? { relay: stats.relay } : {}) };
       } catch (error) {
         return { ...record, running, servers: null, problem: messageOf(error) };
       }
