@@ -415,8 +415,11 @@ export class ClientSession {
   /**
    * Hands the established session to the kernel relay, when this balancer has it and nothing stands in
    * the way: IPv6 (the sockhash key is IPv4), bytes still queued in Node. It happens when the client
-   * waits for `toClient` (ending with ReadyForQuery), which the relay sends once both sockets are in the
-   * sockhash: a client that waits for ReadyForQuery sends nothing that could overtake it.
+   * waits for `toClient` (ending with ReadyForQuery, every request answered), which the relay sends once
+   * both sockets are in the sockhash: a client that waits for ReadyForQuery sends nothing that could
+   * overtake it. A client that pipelines without waiting, in separate writes, exactly while the sockets
+   * go into the map (microseconds), could see the relay send a chunk that arrived before the map ahead
+   * of one redirected after it: the one ordering the handoff does not guarantee.
    */
   private relayInKernel(upstream: net.Socket, toClient: Buffer): boolean {
     const relay = this.context.relay;
