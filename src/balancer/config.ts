@@ -1,5 +1,6 @@
 // What a balancer instance runs with: built from CLI flags (`lab balancer start`), from a HAProxy
 // configuration file (`--config`), and rendered back to haproxy.cfg for `--engine haproxy`.
+import type { RelayMode } from './kernel-relay.js';
 
 export type CheckType = 'sql' | 'pgsql' | 'tcp' | 'none';
 
@@ -65,7 +66,7 @@ export interface BalancerConfig {
   redispatch: boolean;
   timeouts: { connectMs: number; clientMs: number; serverMs: number };
   /** Who relays established sessions: the kernel (BPF sockhash), Node's sockets, or the kernel when it can. */
-  relay: 'auto' | 'kernel' | 'node';
+  relay: RelayMode;
   /** Round trips through Node before the kernel relay takes a session (default KERNEL_RELAY_AFTER). */
   kernelRelayAfter?: number;
   /** Directives read from a configuration file that we do not support, named for the user. */

@@ -1,7 +1,7 @@
 // The kernel relay (src/balancer/native/kernel-relay.c, built by scripts/build-native.mjs into
 // dist/native/kernel-relay.node): an established session's bytes go from one socket to the other inside
 // the kernel (a BPF sockhash), instead of through Node's streams. Loaded through require (a native
-// addon), once; `relayMode` decides, when a balancer starts, whether its sessions use it.
+// addon), once; `relayFor` decides, when a balancer starts, whether its sessions use it.
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';

@@ -3,6 +3,7 @@
 // detached child.
 import path from 'node:path';
 import { LAB_CHECK_DEFAULTS, type BalancerConfig, type CheckType, type PoolKind } from './config.js';
+import { RELAY_MODES } from './kernel-relay.js';
 import { formatAddress, isLoopback, parseAddress, parseCount, parseMaxLag, parseMs } from './settings.js';
 import { LabError } from '../common/errors.js';
 import type { GlobalOptions } from '../lab/context.js';
@@ -78,7 +79,7 @@ export function balancerConfig(global: GlobalOptions, options: BalancerStartOpti
   const algorithm = options.balance ?? 'roundrobin';
   if (!['roundrobin', 'leastconn'].includes(algorithm)) throw new LabError('USAGE', `Invalid --balance "${algorithm}": expected roundrobin or leastconn`);
   const relay = options.relay ?? 'auto';
-  if (!['auto', 'kernel', 'node'].includes(relay)) throw new LabError('USAGE', `Invalid --relay "${relay}": expected auto, kernel or node`);
+  if (!RELAY_MODES.includes(relay)) throw new LabError('USAGE', `Invalid --relay "${relay}": expected ${RELAY_MODES.join(', ')}`);
   const listen = parseAddress(options.listen ?? '127.0.0.1:15432', '--listen');
   const stats = parseAddress(options.stats ?? '127.0.0.1:8081', '--stats');
   if (listen.port === stats.port && listen.port !== 0) throw new LabError('USAGE', `--listen and --stats both use port ${listen.port}: give them different ports`);
