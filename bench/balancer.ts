@@ -12,6 +12,8 @@
 //     `pgbench -S -C -c 16 -T N` (a new connection per transaction); ratios built-in/HAProxy, for the
 //     built-in balancer as started by default (kernel relay where it can) and with `--relay node`;
 //  2. a pool of one replica against a direct connection to that replica; ratio built-in/direct;
+//     with -C, each proxy's CPU per connection (its process, all threads), a bare Node pipe proxy
+//     (bench/bare-node-proxy.ts) included, to show what Node itself costs per connection;
 //  3. memory: VmRSS and open fds of the balancer process with 1,000 idle clients, fds after they close;
 //  4. detection: time from SIGKILL of a replica to DOWN in the stats, and from the re-added replica
 //     accepting connections to UP;
@@ -39,6 +41,7 @@ import { labPoolServers } from '../src/haproxy/lab-pool.js';
 import { renderHaproxyConfig } from '../src/haproxy/render-config.js';
 import { runPgbench, type PgbenchResult } from './pgbench.js';
 import { measureIdleClients, startSink, type IdleFootprint } from './idle-clients.js';
+import { cpuNs } from './process-cpu.js';
 
 const env = (name: string, fallback: number): number => {
   const value = Number(process.env[name] ?? fallback);
@@ -137,6 +140,27 @@ async function launchHaproxy(labDir: string, name: string, servers: ServerConfig
   const instance = await startHaproxy({ labDir, config: haproxyConfig(name, port!, statsPort!, check), servers });
   cleanups.push(() => stopHaproxy(instance.pid));
   return { ...instance, port: port! };
+}
+
+/** bench/bare-node-proxy.ts in front of `targetPort`; null (and why, printed) if it does not listen within 10 s. */
+async function startBareNodeProxy(targetPort: number): Promise<{ pid: number; port: number } | null> {
+  const [port] = await freePorts(1);
+  const child = execa('node', [path.join(path.dirname(fileURLToPath(import.meta.url)), 'bare-node-proxy.js'), String(port), String(targetPort)], { reject: false });
+  cleanups.push(async () => {
+    child.kill('SIGTERM');
+    await child;
+  });
+  const listening = await new Promise<boolean>((resolve) => {
+    const timer = setTimeout(() => resolve(false), 10_000);
+    child.stdout?.on('data', (chunk: Buffer) => chunk.toString().includes('listening') && (clearTimeout(timer), resolve(true)));
+    void child.then(() => (clearTimeout(timer), resolve(false)));
+  });
+  if (!listening || child.pid === undefined) {
+    child.kill('SIGTERM');
+    log(`bare Node proxy not available: ${String((await child).stderr).trim() || 'it did not listen within 10 s'}`);
+    return null;
+  }
+  return { pid: child.pid, port: port! };
 }
 
 /** A reader of one server's state, whichever the engine. */
@@ -269,42 +293,47 @@ async function main(): Promise<void> {
     { key: 'connect', label: 'new connection per transaction (-C -c 16)', connect: true, threads: 2 },
   ] as const;
   const tps: Record<string, number[]> = {};
-  const record = (key: string, r: PgbenchResult, label: string): void => {
+  /** With -C: microseconds of the proxy process's CPU per connection (pgbench's transactions). */
+  const cpuPerConnection: Record<string, number[]> = {};
+  const measure = async (key: string, label: string, port: number, connect: boolean, threads: number, pid?: number): Promise<void> => {
+    const before = pid !== undefined && connect ? await cpuNs(pid) : null;
+    const r = await runPgbench({ port, seconds: SECONDS, clients: 16, threads, connectPerTransaction: connect });
+    const spentNs = before !== null && r.transactions > 0 ? (await cpuNs(pid!)) - before : null;
+    const perConnection = spentNs !== null ? spentNs / 1000 / r.transactions : null;
     (tps[key] ??= []).push(r.tps);
-    log(`  ${label.padEnd(44)} ${fmt(r.tps).padStart(7)} tps${r.aborted ? `  (${r.aborted} clients aborted: ${r.stderrTail.split('\n')[0]})` : ''}`);
+    if (perConnection !== null) (cpuPerConnection[key] ??= []).push(perConnection);
+    const cpu = perConnection !== null ? `, ${fmt(perConnection).padStart(5)} us CPU per connection` : '';
+    log(`  ${label.padEnd(44)} ${fmt(r.tps).padStart(7)} tps${cpu}${r.aborted ? `  (${r.aborted} clients aborted: ${r.stderrTail.split('\n')[0]})` : ''}`);
   };
   for (let round = 0; round < ROUNDS; round++) {
     for (const mode of modes) {
       const targets = [
-        { key: 'haproxy', label: 'HAProxy', port: hs.port },
-        ...(builtin ? [{ key: 'builtin', label: 'built-in', port: builtin.port }] : []),
-        ...(builtinNode ? [{ key: 'builtinNode', label: 'built-in, --relay node', port: builtinNode.port }] : []),
+        { key: 'haproxy', label: 'HAProxy', port: hs.port, pid: hs.pid },
+        ...(builtin ? [{ key: 'builtin', label: 'built-in', port: builtin.port, pid: builtin.pid }] : []),
+        ...(builtinNode ? [{ key: 'builtinNode', label: 'built-in, --relay node', port: builtinNode.port, pid: builtinNode.pid }] : []),
       ];
       if (round % 2 === 1) targets.reverse();
-      for (const t of targets) {
-        record(`${t.key}.${mode.key}`, await runPgbench({ port: t.port, seconds: SECONDS, clients: 16, threads: mode.threads, connectPerTransaction: mode.connect }), `${mode.label}, ${t.label}`);
-      }
+      for (const t of targets) await measure(`${t.key}.${mode.key}`, `${mode.label}, ${t.label}`, t.port, mode.connect, mode.threads, t.pid);
     }
   }
 
   // 2. One-server pool against a direct connection.
+  const bare = await startBareNodeProxy(r1!);
   log(`\n== 2. one-server pool (${singleNote}${b1 ? `, built-in: ${(await builtinStats(b1)).relay} relay` : ''}) vs a direct connection, ${SECONDS} s per run, ${ROUNDS} round(s)`);
   for (let round = 0; round < ROUNDS; round++) for (const mode of modes) {
-    const targets = [
+    const targets: { key: string; label: string; port: number; pid?: number }[] = [
       { key: 'direct1', label: 'direct', port: singleDirectPort },
-      { key: 'haproxy1', label: 'HAProxy, replica1 only', port: h1.port },
-      ...(b1 ? [{ key: 'builtin1', label: 'built-in, one server', port: b1.port }] : []),
+      { key: 'haproxy1', label: 'HAProxy, replica1 only', port: h1.port, pid: h1.pid },
+      ...(b1 ? [{ key: 'builtin1', label: 'built-in, one server', port: b1.port, pid: b1.pid }] : []),
+      ...(bare && mode.connect ? [{ key: 'bare1', label: 'bare Node pipe proxy, replica1', port: bare.port, pid: bare.pid }] : []),
     ];
     if (round % 2 === 1) targets.reverse();
-    for (const t of targets) {
-      // HAProxy's one-server pool is always replica1; compare it with a direct connection to replica1.
-      record(`${t.key}.${mode.key}`, await runPgbench({ port: t.port, seconds: SECONDS, clients: 16, threads: mode.threads, connectPerTransaction: mode.connect }), `${mode.label}, ${t.label}`);
-    }
-    if (singleDirectPort !== r1) {
-      record(`directReplica1.${mode.key}`, await runPgbench({ port: r1!, seconds: SECONDS, clients: 16, threads: mode.threads, connectPerTransaction: mode.connect }), `${mode.label}, direct to replica1`);
-    }
+    // HAProxy's one-server pool is always replica1; compare it with a direct connection to replica1.
+    for (const t of targets) await measure(`${t.key}.${mode.key}`, `${mode.label}, ${t.label}`, t.port, mode.connect, mode.threads, t.pid);
+    if (singleDirectPort !== r1) await measure(`directReplica1.${mode.key}`, `${mode.label}, direct to replica1`, r1!, mode.connect, mode.threads);
   }
   figures.tps = tps;
+  figures.cpuPerConnectionUs = cpuPerConnection;
 
   // 3. Footprint with idle clients.
   log(`\n== 3. ${IDLE_CLIENTS} idle client connections (connected, sending nothing)`);
@@ -382,6 +411,10 @@ async function main(): Promise<void> {
   log('\n== summary');
   for (const mode of modes) {
     log(`  ${mode.label}: HAProxy ${fmt(avg(`haproxy.${mode.key}`))} tps, built-in ${fmt(avg(`builtin.${mode.key}`))} tps, built-in/HAProxy ${ratio(avg(`builtin.${mode.key}`), avg(`haproxy.${mode.key}`))} (target >= 1.0); with --relay node ${fmt(avg(`builtinNode.${mode.key}`))} tps, ${ratio(avg(`builtinNode.${mode.key}`), avg(`haproxy.${mode.key}`))}`);
+    if (mode.connect) {
+      const cpu = (key: string): string => `${fmt(mean(cpuPerConnection[key] ?? []))} us`;
+      log(`  ${mode.label}, CPU per connection: built-in ${cpu('builtin.connect')} (one server ${cpu('builtin1.connect')}), HAProxy ${cpu('haproxy.connect')} (one server ${cpu('haproxy1.connect')}), bare Node pipe proxy ${cpu('bare1.connect')}`);
+    }
     log(`  ${mode.label}, one server: direct ${fmt(avg(`direct1.${mode.key}`))} tps, HAProxy/direct(replica1) ${ratio(avg(`haproxy1.${mode.key}`), avg(singleDirectPort === r1 ? `direct1.${mode.key}` : `directReplica1.${mode.key}`))}, built-in/direct ${ratio(avg(`builtin1.${mode.key}`), avg(`direct1.${mode.key}`))} (target >= 0.9)`);
   }
   for (const [key, f] of Object.entries(footprints)) {
