@@ -110,8 +110,13 @@ test('the state file survives kill -9 of the CLI, and status reconciles with rea
     await child;
     const state = JSON.parse(await readFile(path.join(labDir, 'lab.json'), 'utf8'));
     assert.equal(state.nodes.length, 2);
+    assert.notEqual(state.nodes[1].phase, 'ready');
     const status = await labJson(labDir, 'status');
     assert.ok(['building', 'crashed', 'running'].includes(status.nodes[1].status), status.nodes[1].status);
+    // A half-built node is refused by every command that would use it, with what to do instead
+    for (const args of [['promote', 'replica1'], ['replica', 'follow', 'replica1'], ['node', 'rewind', 'replica1'], ['node', 'start', 'replica1']]) {
+      assertOneLineError(await runLab(labDir, args), /Node "replica1" was never finished \(its build was interrupted\): re-(add it|run the command)/);
+    }
     // Re-running the same command finishes the job
     await lab(labDir, 'replica', 'add', 'replica1', path.join(labDir, 'replica1'), String(r1));
     assert.equal((await labJson(labDir, 'status')).nodes[1].replication, 'streaming');

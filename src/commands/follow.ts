@@ -7,7 +7,7 @@ import { pollUntil } from '../common/poll.js';
 import { assertPortFree } from '../common/ports.js';
 import { nodeLogFile, openLab, type GlobalOptions, type LabContext } from '../lab/context.js';
 import { writeStandbyConfig } from '../lab/node-files.js';
-import { primaryOf, requireNode, updateState, type NodeRecord } from '../lab/state.js';
+import { primaryOf, requireBuilt, requireNode, updateState, type NodeRecord } from '../lab/state.js';
 import { queryRows } from '../postgres/client.js';
 import { serverRole } from '../postgres/recovery.js';
 import { logTail } from '../postgres/server.js';
@@ -85,7 +85,8 @@ async function readFrom(file: string, offset: number): Promise<string> {
   return text.subarray(offset).toString('utf8');
 }
 
-async function sizeOf(file: string): Promise<number> {
+/** A file's size, 0 if it does not exist: where a log's next lines will start. */
+export async function sizeOf(file: string): Promise<number> {
   return (await stat(file).catch(() => ({ size: 0 }))).size;
 }
 
@@ -100,7 +101,7 @@ export async function replicaFollow(global: GlobalOptions, name: string, options
   if (node.rewindNeeded) {
     throw new LabError('STATE', `Node "${name}" was a primary and may have diverged: rewind it instead (\`lab node rewind ${name}\`)`);
   }
-  if (node.phase !== 'ready') throw new LabError('STATE', `Node "${name}" was never finished (its build was interrupted): re-add it first`);
+  requireBuilt(node, 're-add it first');
   const primary = await requireRunningPrimary(context, options.primary);
   if (primary.name === name) throw new LabError('USAGE', `Node "${name}" cannot follow itself`);
   if (await nodes.livePid(node)) {

@@ -1,8 +1,7 @@
 // `lab node start|stop|restart|kill NAME`.
 import { assertPortFree } from '../common/ports.js';
 import { openLab, type GlobalOptions } from '../lab/context.js';
-import { requireNode, updateState, type NodeRecord } from '../lab/state.js';
-import { LabError } from '../common/errors.js';
+import { requireBuilt, requireNode, updateState, type NodeRecord } from '../lab/state.js';
 import type { StopMode } from '../postgres/server.js';
 import { runtimeFor } from '../runtime/node-runtime.js';
 
@@ -24,9 +23,7 @@ export interface NodeActionResult {
 export async function nodeAction(global: GlobalOptions, name: string, action: NodeAction, options: { mode?: StopMode; timeoutMs?: number } = {}): Promise<NodeActionResult> {
   const context = await openLab(global);
   const node = requireNode(context.state, name);
-  if (node.phase !== 'ready') {
-    throw new LabError('STATE', `Node "${name}" was never finished (its build was interrupted): re-run the command that created it`);
-  }
+  requireBuilt(node, 're-run the command that created it');
   const nodes = runtimeFor(context);
   const setExpected = (expected: 'running' | 'stopped') =>
     updateState(context.labDir, (state) => {

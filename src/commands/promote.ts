@@ -5,7 +5,7 @@
 import { LabError } from '../common/errors.js';
 import { pollUntil } from '../common/poll.js';
 import { openLab, type GlobalOptions } from '../lab/context.js';
-import { primaryOf, requireNode, updateState } from '../lab/state.js';
+import { primaryOf, requireBuilt, requireNode, updateState } from '../lab/state.js';
 import { serverRole } from '../postgres/recovery.js';
 import { runPg } from '../postgres/run.js';
 import { withClient } from '../postgres/client.js';
@@ -36,7 +36,7 @@ export async function promoteNode(global: GlobalOptions, name: string, options: 
   const node = requireNode(state, name);
   const conn = { port: node.port, user: state.dbUser, connectTimeoutMs: 2000 };
   if (node.role === 'primary') throw new LabError('STATE', `Node "${name}" is already the lab's primary: promote a replica`);
-  if (node.phase !== 'ready') throw new LabError('STATE', `Node "${name}" was never finished (its build was interrupted): re-add it first`);
+  requireBuilt(node, 're-add it first');
   if (node.rewindNeeded) {
     throw new LabError('STATE', `Node "${name}" is a former primary that may have diverged: rewind it first (\`lab node rewind ${name}\`)`);
   }

@@ -4,19 +4,19 @@
 // it streams. pg_rewind needs a cleanly shut down target: since PostgreSQL 13 it runs the target in
 // single-user mode itself to finish crash recovery after a kill -9 (what the TAP tests do by hand).
 // The runtime runs pg_rewind: the host's binary as the lab's OS user, or the image's in a one-off container.
-import { readFile, stat, writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { LabError } from '../common/errors.js';
 import { assertPortFree } from '../common/ports.js';
 import { silentReporter, type Reporter } from '../common/reporter.js';
 import { nodeLogFile, openLab, type GlobalOptions } from '../lab/context.js';
 import { writeNodeConfig, writeStandbyConfig } from '../lab/node-files.js';
-import { requireNode, updateState } from '../lab/state.js';
+import { requireBuilt, requireNode, updateState } from '../lab/state.js';
 import { withClient } from '../postgres/client.js';
 import { giveTo, type OsUser } from '../postgres/os-user.js';
 import { noPgRewindError, rewindSummary } from '../postgres/pg-rewind.js';
 import { runtimeFor } from '../runtime/node-runtime.js';
-import { requireRunningPrimary, waitStreaming } from './follow.js';
+import { requireRunningPrimary, sizeOf, waitStreaming } from './follow.js';
 
 export interface RewindOptions {
   primary?: string;
@@ -44,7 +44,7 @@ export async function nodeRewind(global: GlobalOptions, name: string, options: R
   if (node.role === 'primary') {
     throw new LabError('STATE', `Node "${name}" is the lab's current primary: pg_rewind would throw its data away; promote another node first (\`lab promote NAME\`)`);
   }
-  if (node.phase !== 'ready') throw new LabError('STATE', `Node "${name}" was never finished (its build was interrupted): re-add it instead`);
+  requireBuilt(node, 're-add it instead');
   const missing = await nodes.rewindMissing();
   if (missing) throw noPgRewindError(missing);
   const primary = await requireRunningPrimary(context, options.primary);
@@ -73,7 +73,7 @@ export async function nodeRewind(global: GlobalOptions, name: string, options: R
 
   reporter.step(`starting ${name} as a standby of ${primary.name}`);
   await assertPortFree(node.port, `node "${name}"`);
-  const logFrom = (await stat(nodeLogFile(context.labDir, name)).catch(() => ({ size: 0 }))).size;
+  const logFrom = await sizeOf(nodeLogFile(context.labDir, name));
   const pid = await nodes.start(node, timeoutMs);
   await updateState(context.labDir, (s) => {
     const n = requireNode(s, name);

@@ -194,6 +194,11 @@ export function requireNode(state: LabState, name: string): NodeRecord {
   return node;
 }
 
+/** A node whose build was interrupted (phase not 'ready') is refused; `remedy` says what to do instead. */
+export function requireBuilt(node: NodeRecord, remedy: string): void {
+  if (node.phase !== 'ready') throw new LabError('STATE', `Node "${node.name}" was never finished (its build was interrupted): ${remedy}`);
+}
+
 export function primaryOf(state: LabState): NodeRecord | undefined {
   return state.nodes.find((node) => node.role === 'primary');
 }
