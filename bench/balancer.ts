@@ -201,6 +201,9 @@ async function waitAccepting(port: number, timeoutMs: number): Promise<number> {
 
 const fmt = (n: number | null | undefined, digits = 0): string => (n === null || n === undefined || Number.isNaN(n) ? 'n/a' : n.toFixed(digits));
 const ratio = (a: number | null | undefined, b: number | null | undefined): string => (a && b ? (a / b).toFixed(2) : 'n/a');
+/** Each round's ratio, when there were several: how far one pair of runs is from the next. */
+const perRound = (a: number[] | undefined, b: number[] | undefined): string =>
+  a && b && a.length > 1 && a.length === b.length ? ` (rounds: ${a.map((x, i) => ratio(x, b[i])).join(', ')})` : '';
 const mean = (values: number[]): number | null => (values.length ? values.reduce((x, y) => x + y, 0) / values.length : null);
 
 async function main(): Promise<void> {
@@ -410,12 +413,12 @@ async function main(): Promise<void> {
   const avg = (key: string): number | null => mean(tps[key] ?? []);
   log('\n== summary');
   for (const mode of modes) {
-    log(`  ${mode.label}: HAProxy ${fmt(avg(`haproxy.${mode.key}`))} tps, built-in ${fmt(avg(`builtin.${mode.key}`))} tps, built-in/HAProxy ${ratio(avg(`builtin.${mode.key}`), avg(`haproxy.${mode.key}`))} (target >= 1.0); with --relay node ${fmt(avg(`builtinNode.${mode.key}`))} tps, ${ratio(avg(`builtinNode.${mode.key}`), avg(`haproxy.${mode.key}`))}`);
+    log(`  ${mode.label}: HAProxy ${fmt(avg(`haproxy.${mode.key}`))} tps, built-in ${fmt(avg(`builtin.${mode.key}`))} tps, built-in/HAProxy ${ratio(avg(`builtin.${mode.key}`), avg(`haproxy.${mode.key}`))}${perRound(tps[`builtin.${mode.key}`], tps[`haproxy.${mode.key}`])} (target >= 1.0); with --relay node ${fmt(avg(`builtinNode.${mode.key}`))} tps, ${ratio(avg(`builtinNode.${mode.key}`), avg(`haproxy.${mode.key}`))}`);
     if (mode.connect) {
       const cpu = (key: string): string => `${fmt(mean(cpuPerConnection[key] ?? []))} us`;
       log(`  ${mode.label}, CPU per connection: built-in ${cpu('builtin.connect')} (one server ${cpu('builtin1.connect')}), HAProxy ${cpu('haproxy.connect')} (one server ${cpu('haproxy1.connect')}), bare Node pipe proxy ${cpu('bare1.connect')}`);
     }
-    log(`  ${mode.label}, one server: direct ${fmt(avg(`direct1.${mode.key}`))} tps, HAProxy/direct(replica1) ${ratio(avg(`haproxy1.${mode.key}`), avg(singleDirectPort === r1 ? `direct1.${mode.key}` : `directReplica1.${mode.key}`))}, built-in/direct ${ratio(avg(`builtin1.${mode.key}`), avg(`direct1.${mode.key}`))} (target >= 0.9)`);
+    log(`  ${mode.label}, one server: direct ${fmt(avg(`direct1.${mode.key}`))} tps, HAProxy/direct(replica1) ${ratio(avg(`haproxy1.${mode.key}`), avg(singleDirectPort === r1 ? `direct1.${mode.key}` : `directReplica1.${mode.key}`))}, built-in/direct ${ratio(avg(`builtin1.${mode.key}`), avg(`direct1.${mode.key}`))}${perRound(tps[`builtin1.${mode.key}`], tps[`direct1.${mode.key}`])} (target >= 0.9)`);
   }
   for (const [key, f] of Object.entries(footprints)) {
     log(`  ${key}: ${fmt(f.loadedRssKb / 1024, 1)} MB RSS with ${IDLE_CLIENTS} idle clients (target <= 100 MB), fds back to baseline: ${f.fdsBackToBaseline ? 'yes' : 'no'}`);
