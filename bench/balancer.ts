@@ -301,8 +301,8 @@ async function main(): Promise<void> {
   const measure = async (key: string, label: string, port: number, connect: boolean, threads: number, pid?: number): Promise<void> => {
     const before = pid !== undefined && connect ? await cpuNs(pid) : null;
     const r = await runPgbench({ port, seconds: SECONDS, clients: 16, threads, connectPerTransaction: connect });
-    const spentNs = before !== null && r.transactions > 0 ? (await cpuNs(pid!)) - before : null;
-    const perConnection = spentNs !== null ? spentNs / 1000 / r.transactions : null;
+    const after = before !== null && r.transactions > 0 ? await cpuNs(pid!) : null;
+    const perConnection = before !== null && after !== null ? (after - before) / 1000 / r.transactions : null;
     (tps[key] ??= []).push(r.tps);
     if (perConnection !== null) (cpuPerConnection[key] ??= []).push(perConnection);
     const cpu = perConnection !== null ? `, ${fmt(perConnection).padStart(5)} us CPU per connection` : '';

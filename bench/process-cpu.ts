@@ -2,9 +2,12 @@
 // (/proc/PID/task/TID/schedstat, first field, in ns): exact, where /proc/PID/stat counts in ticks.
 import { readFile, readdir } from 'node:fs/promises';
 
-export async function cpuNs(pid: number): Promise<number> {
+/** Null when the process cannot be read (gone, or another user's where /proc hides it). */
+export async function cpuNs(pid: number): Promise<number | null> {
+  const tids = await readdir(`/proc/${pid}/task`).catch(() => null);
+  if (tids === null) return null;
   let total = 0;
-  for (const tid of await readdir(`/proc/${pid}/task`)) {
+  for (const tid of tids) {
     const line = await readFile(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').catch(() => '0'); // a thread may end meanwhile
     total += Number(line.split(' ')[0]);
   }
