@@ -36,7 +36,9 @@ interface Addon extends KernelRelay {
   unavailable(): string | undefined;
 }
 
-export type RelayMode = 'auto' | 'kernel' | 'node';
+/** Who relays established sessions (`--relay`): the kernel when it can, the kernel or refuse, Node. */
+export const RELAY_MODES = ['auto', 'kernel', 'node'] as const;
+export type RelayMode = (typeof RELAY_MODES)[number];
 
 /**
  * Round trips a session makes through Node before the kernel takes it. Handing a session over costs
@@ -45,9 +47,8 @@ export type RelayMode = 'auto' | 'kernel' | 'node';
  * relay cost more than it saved (balancer CPU 775-875 vs 715 us per connection, this VM).
  */
 export const KERNEL_RELAY_AFTER = 16;
-export const RELAY_MODES: readonly RelayMode[] = ['auto', 'kernel', 'node'];
 
-export const addonPath = path.join(packageRoot, 'dist', 'native', 'kernel-relay.node');
+const addonPath = path.join(packageRoot, 'dist', 'native', 'kernel-relay.node');
 
 /**
  * The relay a balancer started with `mode` uses (null: Node's sockets), and how its log says so.
