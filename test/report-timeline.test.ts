@@ -88,6 +88,22 @@ test('report: figures follow from the events and the workload', () => {
   assert.deepEqual(report.events.map((e) => e.kind), ['kill', 'detection', 're-add', 'readmission'], 'events in time order');
 });
 
+test('report: an error count taken from a cut error list says it is a lower bound, whoever counted', () => {
+  const workload = syntheticWorkload();
+  workload.summary.errors = 12; // 12 errors happened, 5 were recorded (maxRecordedErrors)
+  const events = [
+    { at_ms: 20_000, kind: 'kill', label: 'kill -9 replica2' },
+    { at_ms: 20_400, kind: 'detection', label: 'lb marks replica2 DOWN' },
+  ];
+  const counted = reportFromWorkload({ title: 't', workload, names: NAMES, events });
+  assert.equal(counted.figures.errors_after_detection_note, 'counted among the first 5 recorded errors only');
+  // The failover drill counts against its own clock and passes the figure in: the note must stay.
+  const passed = reportFromWorkload({ title: 't', workload, names: NAMES, events, figures: { errors_after_detection: 0 } });
+  assert.equal(passed.figures.errors_after_detection_note, 'counted among the first 5 recorded errors only');
+  workload.summary.errors = 5;
+  assert.equal(reportFromWorkload({ title: 't', workload, names: NAMES, events }).figures.errors_after_detection_note, undefined, 'no note when every error was recorded');
+});
+
 test('report: the per-phase counts and series come from the workload\'s samples', () => {
   const report = syntheticReport();
   assert.deepEqual(report.series.map((s) => s.node), ['master1', 'replica1', 'replica2', 'replica3'], 'one series per node, by port');

@@ -124,7 +124,8 @@ export function reportFromWorkload(input: DrillReportInput): Report {
     ...(primaryPort !== undefined ? { master_transactions: workload.summary.by_port[primaryPort] ?? 0 } : {}),
   };
   for (const [name, value] of Object.entries(input.figures ?? {})) if (value !== undefined) figures[name] = value;
-  if (workload.errors.length < workload.summary.errors && figures.errors_after_detection !== null && input.figures?.errors_after_detection === undefined) {
+  // Counts taken from the recorded errors (here or by the drill) are lower bounds once the list was cut.
+  if (workload.errors.length < workload.summary.errors && figures.errors_after_detection !== null) {
     figures.errors_after_detection_note = `counted among the first ${workload.errors.length} recorded errors only`;
   }
   return {
