@@ -13,8 +13,8 @@ net
     const server = net.connect({ host: '127.0.0.1', port: targetPort });
     client.setNoDelay(true);
     server.setNoDelay(true);
-    client.pipe(server).on('error', () => client.destroy());
-    server.pipe(client).on('error', () => server.destroy());
+    client.pipe(server);
+    server.pipe(client);
     client.on('error', () => server.destroy());
     server.on('error', () => client.destroy());
     client.on('close', () => server.destroy());
