@@ -21,7 +21,7 @@ test('PostgreSQL 11: promote and follow; rewind refused clearly; the old master 
 
     await labJson(labDir, 'replica', 'follow', 'replica2');
     const recoveryConf = await readFile(path.join(labDir, 'replica2', 'recovery.conf'), 'utf8');
-    assert.match(recoveryConf, new RegExp(`primary_conninfo = 'host=127.0.0.1 port=${r1} user=postgres application_name=replica2'`));
+    assert.match(recoveryConf, new RegExp(`primary_conninfo = 'host=127.0.0.1 port=${r1} user=postgres application_name=replica2 password=''[A-Za-z0-9_-]{24}'''`));
     assert.match(recoveryConf, /recovery_target_timeline = 'latest'/);
 
     const rewind = await runLab(labDir, ['node', 'rewind', 'master1']);

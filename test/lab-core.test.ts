@@ -25,11 +25,11 @@ test('master, three streaming replicas, kill -9 and re-add, stop/start/restart, 
       assert.equal(added.upstream, 'master1');
       assert.equal(added.rebuilt, false);
     }
-    // v15: standby.signal and our own primary_conninfo (only host, port, user, application_name)
+    // v15: standby.signal and our own primary_conninfo (only host, port, user, application_name, the lab's password)
     const replica2 = path.join(labDir, 'replica2');
     await stat(path.join(replica2, 'standby.signal'));
     const autoConf = await readFile(path.join(replica2, 'postgresql.auto.conf'), 'utf8');
-    assert.match(autoConf, new RegExp(`primary_conninfo = 'host=127.0.0.1 port=${m} user=postgres application_name=replica2'`));
+    assert.match(autoConf, new RegExp(`primary_conninfo = 'host=127.0.0.1 port=${m} user=postgres application_name=replica2 password=''[A-Za-z0-9_-]{24}'''`));
     assert.match(await readFile(path.join(replica2, 'postgresql.conf'), 'utf8'), /wal_keep_size = 128MB/);
 
     let status = await labJson<StatusJson>(labDir, 'status');

@@ -20,7 +20,7 @@ test('PostgreSQL 11: master and three replicas stream with recovery.conf', async
     const replica1 = path.join(labDir, 'replica1');
     const recoveryConf = await readFile(path.join(replica1, 'recovery.conf'), 'utf8');
     assert.match(recoveryConf, /standby_mode = 'on'/);
-    assert.match(recoveryConf, new RegExp(`primary_conninfo = 'host=127.0.0.1 port=${m} user=postgres application_name=replica1'`));
+    assert.match(recoveryConf, new RegExp(`primary_conninfo = 'host=127.0.0.1 port=${m} user=postgres application_name=replica1 password=''[A-Za-z0-9_-]{24}'''`));
     assert.doesNotMatch(recoveryConf, /channel_binding/);
     await assert.rejects(stat(path.join(replica1, 'standby.signal')), { code: 'ENOENT' });
     assert.match(await readFile(path.join(replica1, 'postgresql.conf'), 'utf8'), /wal_keep_segments = 8/);

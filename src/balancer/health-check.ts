@@ -2,6 +2,7 @@
 // stats would show (L4OK, L4CON, L4TOUT, L7OK, L7STS, L7RSP) with a message a person can act on.
 import net from 'node:net';
 import pg from 'pg';
+import { labClientConfig } from '../postgres/client.js';
 import type { CheckSettings } from './config.js';
 import type { CheckOutcome } from './backend-server.js';
 import { MessageReader, TERMINATE, parseErrorFields, startupMessage } from './protocol.js';
@@ -188,14 +189,14 @@ class SqlChecker implements Checker {
   }
 
   private async connect(): Promise<pg.Client> {
-    const client = new pg.Client({
+    const client = new pg.Client(labClientConfig({
       host: this.target.host,
       port: this.target.port,
       user: this.settings.user,
       database: this.settings.database,
       connectionTimeoutMillis: this.settings.timeoutMs,
       application_name: 'lab-balancer-check',
-    });
+    }));
     const lost = (why: string) => {
       if (this.client !== client) return;
       this.drop(client);
@@ -223,7 +224,11 @@ class SqlChecker implements Checker {
     const e = error as NodeJS.ErrnoException & { code?: string };
     if (e.code === 'ECONNREFUSED') return { ok: false, status: 'L4CON', message: 'connection refused', role: null };
     if (/timeout/i.test(e.message ?? '')) return { ok: false, status: 'L4TOUT', message: `no connection after ${this.settings.timeoutMs} ms`, role: null };
-    // A FATAL from the server (starting up, too many connections, auth) is a layer-7 answer.
+    // A password the server refused, or none to give: a status of its own, so nobody reads it as a dead server.
+    if ((typeof e.code === 'string' && e.code.startsWith('28')) || /password|SASL|SCRAM/i.test(e.message ?? '')) {
+      return { ok: false, status: 'L7AUTH', message: `authentication failed: ${e.message}`, role: null };
+    }
+    // A FATAL from the server (starting up, too many connections) is a layer-7 answer.
     return { ok: false, status: typeof e.code === 'string' && /^[0-9A-Z]{5}$/.test(e.code) ? 'L7STS' : 'L4CON', message: e.message, role: null };
   }
 

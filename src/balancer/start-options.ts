@@ -36,6 +36,8 @@ export interface BalancerStartOptions {
   relay?: BalancerConfig['relay'];
   /** How long `start` waits for the background process to listen. */
   timeoutMs?: number;
+  /** Accept a non-loopback --listen in front of a lab without passwords or without TLS. */
+  insecure?: boolean;
 }
 
 export const DEFAULT_BALANCER_NAME = 'lb';
@@ -119,10 +121,24 @@ export function balancerWarnings(config: BalancerConfig): string[] {
   const warnings = [...config.warnings];
   for (const [what, address] of [['--listen', config.listen], ['--stats', config.stats]] as const) {
     if (address && !isLoopback(address.host)) {
-      warnings.push(`${what} ${formatAddress(address)} is reachable from other machines: the lab's servers trust every local connection`);
+      warnings.push(`${what} ${formatAddress(address)} is reachable from other machines`);
     }
   }
   return warnings;
+}
+
+/**
+ * A client address other machines can reach, in front of servers that trust every connection or speak
+ * plaintext, hands out superuser sessions or passwords in the clear: refused unless --insecure.
+ */
+export function checkExposure(config: BalancerConfig, access: { auth: string; tls: string }, insecure: boolean | undefined): void {
+  if (insecure || isLoopback(config.listen.host)) return;
+  const weak = [access.auth === 'trust' ? '--auth trust' : '', access.tls === 'off' ? '--tls off' : ''].filter(Boolean).join(' and ');
+  if (!weak) return;
+  throw new LabError(
+    'UNSAFE',
+    `--listen ${formatAddress(config.listen)} would open a lab made with ${weak} to other machines: listen on loopback, rebuild the lab with passwords and TLS, or add --insecure if you mean it`,
+  );
 }
 
 /** The same options as flags again, for the child's command line. */
@@ -151,5 +167,6 @@ export function optionsAsFlags(options: BalancerStartOptions): string[] {
   add('--config', options.config && path.resolve(options.config));
   add('--engine', options.engine);
   add('--relay', options.relay);
+  if (options.insecure) flags.push('--insecure');
   return flags;
 }

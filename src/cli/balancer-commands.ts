@@ -34,6 +34,7 @@ export function balancerCommand(): Command {
     .option('--config <file>', 'a HAProxy configuration file to run with the built-in balancer')
     .option('--engine <engine>', 'builtin (default), or haproxy (render haproxy.cfg and run HAProxy)')
     .option('--relay <who>', 'who relays established sessions: kernel (BPF sockhash, root), node, or auto (default: kernel when it can)')
+    .option('--insecure', 'allow a non-loopback --listen in front of a lab made with --auth trust or --tls off')
     .option('--foreground', 'stay attached; log to stdout; stop with Ctrl-C')
     .option('--json', 'print the result as JSON')
     .addHelpText('after', examples(

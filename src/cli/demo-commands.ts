@@ -12,6 +12,8 @@ function reportOptions(command: Command, reportDir: string, verbose: string): Co
   return command
     .option('--report <dir>', 'where to write report.json, report.md and timeline.svg', reportDir)
     .option('--keep', 'keep the lab running at the end (default: remove it)')
+    .option('--auth <method>', 'the drill lab\'s authentication: scram (default, the lab\'s password) or trust (the seed\'s)')
+    .option('--tls <mode>', 'the drill lab\'s TLS: on (default; the load connects with sslmode=verify-full), required, or off (the seed\'s)')
     .option('--json', 'print the report as JSON at the end')
     .option('-v, --verbose', verbose);
 }
@@ -52,7 +54,7 @@ export function demoCommand(): Command {
           replicas: options.replicas, scale: options.scale, durationMs: options.duration, kill: options.kill,
           killAtMs: options.killAt, recoverAtMs: options.recoverAt, concurrency: options.clients,
           reportDir: options.report, keep: Boolean(options.keep), verbose: Boolean(options.verbose),
-          labDir: command.optsWithGlobals().labDir,
+          labDir: command.optsWithGlobals().labDir, access: { auth: options.auth, tls: options.tls },
         }, hooks),
       );
     });
@@ -72,7 +74,7 @@ export function demoCommand(): Command {
       await runDrill(command, (hooks) =>
         runLbHaDrill(global, {
           replicas: options.replicas, scale: options.scale, durationMs: options.duration, concurrency: options.clients,
-          reportDir: options.report, keep: Boolean(options.keep), labDir: command.optsWithGlobals().labDir,
+          reportDir: options.report, keep: Boolean(options.keep), labDir: command.optsWithGlobals().labDir, access: { auth: options.auth, tls: options.tls },
         }, { ...hooks, verbose: Boolean(options.verbose) }),
       );
     });
@@ -96,7 +98,7 @@ export function demoCommand(): Command {
         runPrimaryFailoverDrill(global, {
           replicas: options.replicas, sync: Boolean(options.sync), durationMs: options.duration, killAtMs: options.killAt, partitionMs: options.partition,
           writers: options.writers, readers: options.readers, reportDir: options.report, keep: Boolean(options.keep),
-          verbose: Boolean(options.verbose), labDir: command.optsWithGlobals().labDir,
+          verbose: Boolean(options.verbose), labDir: command.optsWithGlobals().labDir, access: { auth: options.auth, tls: options.tls },
         }, hooks),
       );
     });

@@ -19,10 +19,14 @@ export function masterCommand(): Command {
     .option('--port <port>', 'port', '5432')
     .option('--timeout <duration>', 'how long to wait for the server to start', parseSeconds, 60_000)
     .option('--image <image>', 'with --runtime docker: the nodes\' image (env LAB_IMAGE, default pglab/postgres:15-local from scripts/build-image.sh)')
+    .option('--auth <method>', 'a new lab\'s authentication: scram (a generated password in <lab-dir>/pgpass) or trust (the seed\'s, any local user is superuser); default scram')
+    .option('--tls <mode>', 'a new lab\'s TLS: on (the lab\'s own CA), required (hostssl only) or off; default on')
     .option('--json', 'print the result as JSON')
     .option('-v, --verbose', 'show initdb\'s output')
     .addHelpText('after', examples(
       'lab master start',
+      'eval "$(lab env)" && psql -h 127.0.0.1 -p 5432   # the lab\'s password and CA, none typed',
+      'lab master start --auth trust --tls off   # the seed\'s set-up, on purpose',
       'lab --lab-dir /tmp/lab2 master start --port 6432',
       'lab --pg 11 master start',
       'lab --runtime docker --lab-dir /tmp/dlab master start --port 6432',
@@ -36,13 +40,22 @@ export function masterCommand(): Command {
         port: options.port,
         timeoutMs: options.timeout,
         image: options.image,
+        auth: options.auth,
+        tls: options.tls,
         reporter: options.json ? silentReporter : terminalReporter({ verbose: options.verbose }),
       });
+      if (result.action === 'created') warnInsecureAccess(result);
       if (options.json) return printJson(result);
       const verb = { created: 'created and started', started: 'started', 'already-running': 'is already running' }[result.action];
       printLine(`master ${result.name} ${verb}: PostgreSQL ${result.version}, port ${result.port}, data dir ${result.datadir}, pid ${result.pid}`);
     });
   return master;
+}
+
+/** One line on stderr when a new lab is made without passwords or without TLS. */
+function warnInsecureAccess(result: { auth: string; tls: string }): void {
+  if (result.auth === 'trust') process.stderr.write('WARNING: --auth trust: every local OS user can connect as the superuser postgres, and from there run commands as the postgres OS user\n');
+  if (result.tls === 'off') process.stderr.write('WARNING: --tls off: the lab\'s servers speak plaintext only; passwords and data cross loopback unencrypted\n');
 }
 
 export function replicaCommand(): Command {
@@ -160,6 +173,20 @@ export function promoteCommand(): Command {
       if (options.json) return printJson(result);
       const was = result.previousPrimary ? `; ${result.previousPrimary} needs \`lab node rewind ${result.previousPrimary}\`` : '';
       printLine(`${result.name} promoted: primary on timeline ${result.timeline}, port ${result.port} (${(result.elapsedMs / 1000).toFixed(1)}s)${was}`);
+    });
+}
+
+export function envCommand(): Command {
+  return new Command('env')
+    .description('the libpq environment for this lab: PGHOST, PGPORT, PGUSER, PGDATABASE, PGPASSFILE, PGSSLMODE, PGSSLROOTCERT')
+    .option('--balancer <name>', 'PGHOST/PGPORT of this balancer\'s client address instead of the primary\'s')
+    .option('--json', 'print the variables as JSON')
+    .addHelpText('after', examples('eval "$(lab env)" && psql', 'eval "$(lab env --balancer lb)" && pgbench -S -T 10', 'lab env --json'))
+    .action(async (options, command: Command) => {
+      const { labEnv, shellExports } = await import('../commands/env.js');
+      const env = await labEnv(globalsOf(command), { balancer: options.balancer });
+      if (options.json) return printJson(env);
+      printLine(shellExports(env));
     });
 }
 

@@ -10,7 +10,7 @@ import { poolLabel, type BalancerConfig } from '../balancer/config.js';
 import { relayFor } from '../balancer/kernel-relay.js';
 import { formatAddress, parseAddress } from '../balancer/settings.js';
 import {
-  DEFAULT_BALANCER_NAME, balancerWarnings, optionsAsFlags, resolveBalancerConfig, type BalancerStartOptions,
+  DEFAULT_BALANCER_NAME, balancerWarnings, checkExposure, optionsAsFlags, resolveBalancerConfig, type BalancerStartOptions,
 } from '../balancer/start-options.js';
 import { statsAddress, type BalancerStats } from '../balancer/stats-types.js';
 import { fetchBalancerStats as fetchStats, statsRequestUrl } from '../balancer/fetch-stats.js';
@@ -19,6 +19,7 @@ import { pollUntil } from '../common/poll.js';
 import { packageRoot } from '../common/package-root.js';
 import { canConnect, describePortHolder, isPortFree } from '../common/ports.js';
 import { forgetBalancer, isBalancerAlive, recordBalancer, stopBalancerProcess } from '../lab/balancer-process.js';
+import { accessOf } from '../lab/access.js';
 import { logDir, type GlobalOptions } from '../lab/context.js';
 import { readState, requireLabState, requireState, type BalancerRecord } from '../lab/state.js';
 import { logTail } from '../postgres/server.js';
@@ -30,8 +31,9 @@ export function balancerLogFile(labDir: string, name: string): string {
 }
 
 /** Refuse a name already running, or a port in use, with what to do instead. */
-async function assertStartable(global: GlobalOptions, config: BalancerConfig): Promise<void> {
+async function assertStartable(global: GlobalOptions, config: BalancerConfig, insecure: boolean | undefined): Promise<void> {
   const state = await requireLabState(global);
+  checkExposure(config, accessOf(state), insecure);
   const existing = state.balancers.find((b) => b.name === config.name);
   if (existing && (await isBalancerAlive(existing))) {
     throw new LabError('CONFLICT', `Balancer "${config.name}" is already running (pid ${existing.pid}, ${existing.listen}): stop it with \`lab balancer stop --name ${config.name}\` or choose another --name`);
@@ -57,7 +59,7 @@ export interface ServeOptions {
 export async function serveBalancer(global: GlobalOptions, options: BalancerStartOptions, serve: ServeOptions): Promise<BalancerRecord> {
   if (options.engine === 'haproxy') throw new LabError('USAGE', '--foreground runs the built-in balancer; HAProxy (--engine haproxy) always runs in the background');
   const config = await resolveBalancerConfig(global, options);
-  await assertStartable(global, config);
+  await assertStartable(global, config, options.insecure);
   for (const warning of balancerWarnings(config)) serve.log(`warning: ${warning}`);
   const balancer = await runBalancer(config, serve.log);
   try {
@@ -109,7 +111,7 @@ export interface StartedBalancer extends BalancerRecord {
 /** Start a balancer in the background: it keeps running after this process exits. */
 export async function startBalancer(global: GlobalOptions, options: BalancerStartOptions = {}): Promise<StartedBalancer> {
   const config = await resolveBalancerConfig(global, options);
-  await assertStartable(global, config);
+  await assertStartable(global, config, options.insecure);
   if (options.engine === 'haproxy') return startHaproxyBalancer(global, config);
   // Refused here in one line rather than by the background process, whose error only reaches its log.
   if (config.relay === 'kernel') relayFor('kernel');

@@ -2,6 +2,7 @@
 import { readdir, rm, rmdir } from 'node:fs/promises';
 import path from 'node:path';
 import { LabError, messageOf } from '../common/errors.js';
+import { removeLabAccessFiles } from '../lab/access.js';
 import { logDir, nodeLogFile, type GlobalOptions } from '../lab/context.js';
 import { removeDatadir } from '../lab/datadir.js';
 import { checkRuntime, readState, runtimeOf, statePath, updateState, withLock } from '../lab/state.js';
@@ -84,6 +85,7 @@ export async function destroyLab(global: GlobalOptions, options: { yes?: boolean
       detail: `lab dir: ${path.resolve(global.labDir)}`,
     });
   }
+  await removeLabAccessFiles(global.labDir);
   await withLock(global.labDir, async () => {
     await rm(statePath(global.labDir), { force: true });
   });

@@ -6,7 +6,7 @@ import { LabError } from '../common/errors.js';
 import { pollUntil } from '../common/poll.js';
 import { assertPortFree } from '../common/ports.js';
 import { nodeLogFile, openLab, type GlobalOptions, type LabContext } from '../lab/context.js';
-import { writeStandbyConfig } from '../lab/node-files.js';
+import { nodeFilesSpec, writeStandbyConfig } from '../lab/node-files.js';
 import { primaryOf, requireBuilt, requireNode, updateState, type NodeRecord } from '../lab/state.js';
 import { queryRows } from '../postgres/client.js';
 import { serverRole } from '../postgres/recovery.js';
@@ -111,10 +111,7 @@ export async function replicaFollow(global: GlobalOptions, name: string, options
     }
   }
 
-  await writeStandbyConfig({
-    labId: state.labId, name, port: node.port, datadir: node.datadir, major: state.pg.major, dbUser: state.dbUser,
-    runAs: await nodes.dataOwner(), upstreamPort: primary.port,
-  });
+  await writeStandbyConfig({ ...nodeFilesSpec(context.labDir, state, node, await nodes.dataOwner()), upstreamPort: primary.port });
   await nodes.stop(node, 'fast');
   await assertPortFree(node.port, `node "${name}"`);
   const logFrom = await sizeOf(nodeLogFile(context.labDir, name));

@@ -7,7 +7,9 @@ import { assertPortFree, parsePort } from '../common/ports.js';
 import { silentReporter, type Reporter } from '../common/reporter.js';
 import { labInstallation, logDir, type GlobalOptions } from '../lab/context.js';
 import { checkDatadirPath, inspectDatadir, prepareDatadir } from '../lab/datadir.js';
+import { accessOf, AUTH_METHODS, createLabPassword, TLS_MODES, useLabAccess, type AuthMethod, type LabAccessSettings, type TlsMode } from '../lab/access.js';
 import { checkName } from '../lab/names.js';
+import { ensureLabTls } from '../lab/tls-certs.js';
 import { checkNodeFits } from '../lab/topology.js';
 import { checkRuntime, newState, primaryOf, readState, runtimeOf, updateState, withLock, writeState, type LabState } from '../lab/state.js';
 import { resolveInstallation } from '../postgres/installation.js';
@@ -22,6 +24,10 @@ export interface MasterStartOptions {
   timeoutMs?: number;
   /** The image of a new docker lab's nodes (default LAB_IMAGE, else the local pglab/postgres:15-local). */
   image?: string;
+  /** A new lab's authentication: scram (default, the lab's generated password) or trust. */
+  auth?: AuthMethod;
+  /** A new lab's TLS: on (default), required (TCP only over TLS) or off. */
+  tls?: TlsMode;
 }
 
 export interface MasterStartResult {
@@ -32,6 +38,8 @@ export interface MasterStartResult {
   version: string;
   /** created: initdb ran; started: an existing master was started; already-running: nothing to do */
   action: 'created' | 'started' | 'already-running';
+  auth: AuthMethod;
+  tls: TlsMode;
 }
 
 export async function masterStart(global: GlobalOptions, options: MasterStartOptions = {}): Promise<MasterStartResult> {
@@ -49,6 +57,7 @@ export async function masterStart(global: GlobalOptions, options: MasterStartOpt
   if (options.image && existing?.image && options.image !== existing.image) {
     throw new LabError('CONFLICT', `This lab runs image ${existing.image}, not ${options.image}: use another --lab-dir for another image`);
   }
+  const access = checkAccessOptions(existing, options);
 
   const primary = existing && primaryOf(existing);
   if (existing && primary) {
@@ -84,6 +93,7 @@ export async function masterStart(global: GlobalOptions, options: MasterStartOpt
         dbUser: 'postgres',
         runtime,
         image,
+        access,
       });
     checkNodeFits(current, global.labDir, { name, port, datadir, role: 'primary' });
     if (primaryOf(current)) throw new LabError('CONFLICT', `This lab got a master while we prepared one: run \`lab status\``);
@@ -95,6 +105,9 @@ export async function masterStart(global: GlobalOptions, options: MasterStartOpt
     return current;
   });
 
+  useLabAccess(global.labDir, state);
+  if (access.auth === 'scram') await createLabPassword(global.labDir, state.dbUser);
+  if (access.tls !== 'off') await ensureLabTls(global.labDir, state.labId);
   const nodes = runtimeFor({ labDir: global.labDir, state, installation, runAs });
   const node = { name, port, datadir };
   reporter.step(`initdb ${datadir} (PostgreSQL ${state.pg.version}${image ? `, image ${image}` : ''})`);
@@ -108,11 +121,24 @@ export async function masterStart(global: GlobalOptions, options: MasterStartOpt
     node.phase = 'ready';
     node.expected = 'running';
   });
-  return { name, port, datadir, pid, version: state.pg.version, action: 'created' };
+  return { name, port, datadir, pid, version: state.pg.version, action: 'created', ...access };
+}
+
+/** The access of a new lab from the options; for an existing lab, options that differ are refused. */
+function checkAccessOptions(existing: LabState | undefined, options: MasterStartOptions): LabAccessSettings {
+  if (options.auth !== undefined && !AUTH_METHODS.includes(options.auth)) throw new LabError('USAGE', `Expected --auth ${AUTH_METHODS.join('|')}, got "${options.auth}"`);
+  if (options.tls !== undefined && !TLS_MODES.includes(options.tls)) throw new LabError('USAGE', `Expected --tls ${TLS_MODES.join('|')}, got "${options.tls}"`);
+  if (!existing) return { auth: options.auth ?? 'scram', tls: options.tls ?? 'on' };
+  const current = accessOf(existing);
+  if ((options.auth && options.auth !== current.auth) || (options.tls && options.tls !== current.tls)) {
+    throw new LabError('CONFLICT', `This lab was made with --auth ${current.auth} --tls ${current.tls}: use another --lab-dir for other settings, or \`lab destroy --yes\` first`);
+  }
+  return current;
 }
 
 async function startExistingMaster(global: GlobalOptions, state: LabState, reporter: Reporter, timeoutMs: number): Promise<MasterStartResult> {
   const primary = primaryOf(state)!;
+  useLabAccess(global.labDir, state);
   const installation = await labInstallation(state, global.pg);
   const runAs = await resolveRunAs(global.osUser ?? state.osUser);
   if (primary.phase !== 'ready') {
@@ -121,7 +147,7 @@ async function startExistingMaster(global: GlobalOptions, state: LabState, repor
   const nodes = runtimeFor({ labDir: global.labDir, state, installation, runAs });
   const { status, pid } = await nodes.status(primary, primary.expected);
   if (status === 'running') {
-    return { name: primary.name, port: primary.port, datadir: primary.datadir, pid: pid!, version: state.pg.version, action: 'already-running' };
+    return { name: primary.name, port: primary.port, datadir: primary.datadir, pid: pid!, version: state.pg.version, action: 'already-running', ...accessOf(state) };
   }
   await assertPortFree(primary.port, `master "${primary.name}"`);
   reporter.step(`starting existing master ${primary.name} on port ${primary.port}`);
@@ -129,5 +155,5 @@ async function startExistingMaster(global: GlobalOptions, state: LabState, repor
   await updateState(global.labDir, (s) => {
     s.nodes.find((n) => n.name === primary.name)!.expected = 'running';
   });
-  return { name: primary.name, port: primary.port, datadir: primary.datadir, pid: newPid, version: state.pg.version, action: 'started' };
+  return { name: primary.name, port: primary.port, datadir: primary.datadir, pid: newPid, version: state.pg.version, action: 'started', ...accessOf(state) };
 }

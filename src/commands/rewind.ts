@@ -10,7 +10,7 @@ import { LabError } from '../common/errors.js';
 import { assertPortFree } from '../common/ports.js';
 import { silentReporter, type Reporter } from '../common/reporter.js';
 import { nodeLogFile, openLab, type GlobalOptions } from '../lab/context.js';
-import { writeNodeConfig, writeStandbyConfig } from '../lab/node-files.js';
+import { nodeFilesSpec, writeNodeConfig, writeStandbyConfig } from '../lab/node-files.js';
 import { requireBuilt, requireNode, updateState } from '../lab/state.js';
 import { withClient } from '../postgres/client.js';
 import { giveTo, type OsUser } from '../postgres/os-user.js';
@@ -66,7 +66,7 @@ export async function nodeRewind(global: GlobalOptions, name: string, options: R
 
   // pg_rewind copied the source's postgresql.conf, pg_hba.conf, postgresql.auto.conf and our marker.
   const owner = await nodes.dataOwner();
-  const files = { labId: state.labId, name, port: node.port, datadir: node.datadir, major: state.pg.major, dbUser: state.dbUser, runAs: owner };
+  const files = nodeFilesSpec(context.labDir, state, node, owner);
   await writeNodeConfig(files);
   await dropPrimaryOnlySettings(node.datadir, owner);
   await writeStandbyConfig({ ...files, upstreamPort: primary.port });

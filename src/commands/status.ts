@@ -1,5 +1,6 @@
 // `lab status`: every node with its real state (a dead pid is "crashed", not "running") and what the
 // master says about its replication.
+import { accessOf, pgpassPath, tlsPaths, type AuthMethod, type TlsMode } from '../lab/access.js';
 import { openLab, type GlobalOptions } from '../lab/context.js';
 import { primaryOf, runtimeOf, type NodeRole } from '../lab/state.js';
 import type { RuntimeName } from '../lab/global-options.js';
@@ -36,6 +37,8 @@ export interface LabStatus {
   runtime: RuntimeName;
   /** Their image (docker runtime). */
   image?: string;
+  /** How clients get in: authentication, TLS, and the lab's files for them (`lab env` prints the same). */
+  access: { auth: AuthMethod; tls: TlsMode; passFile: string | null; caCert: string | null };
   nodes: NodeStatus[];
   /** Why replication columns are empty, when the master could not be asked. */
   replicationError?: string;
@@ -112,5 +115,7 @@ export async function labStatus(global: GlobalOptions): Promise<LabStatus> {
     }
   }
   for (const node of nodes) if (node.rewindNeeded && !node.replication) node.replication = 'needs rewind';
-  return { labDir: context.labDir, version: state.pg.version, runtime: runtimeOf(state), image: state.image, nodes, replicationError, warnings };
+  const { auth, tls } = accessOf(state);
+  const access = { auth, tls, passFile: auth === 'scram' ? pgpassPath(context.labDir) : null, caCert: tls === 'off' ? null : tlsPaths(context.labDir).caCert };
+  return { labDir: context.labDir, version: state.pg.version, runtime: runtimeOf(state), image: state.image, access, nodes, replicationError, warnings };
 }

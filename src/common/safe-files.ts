@@ -30,12 +30,14 @@ function refuseLink(error: unknown, file: string): never {
 /**
  * Writes `content` to `file` readable by its owner only (or `mode`): a temp file created with
  * O_EXCL | O_NOFOLLOW beside it, then renamed over it (rename replaces a link, never follows it).
+ * `owner` gets the file through its descriptor before the rename, so no path is ever chowned.
  */
-export async function writePrivateFile(file: string, content: string | Buffer, mode = 0o600): Promise<void> {
+export async function writePrivateFile(file: string, content: string | Buffer, mode = 0o600, owner?: { uid: number; gid: number }): Promise<void> {
   const temp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.${Date.now()}.tmp`);
   const handle = await open(temp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, mode).catch((error) => refuseLink(error, temp));
   try {
     await handle.chmod(mode);
+    if (owner) await handle.chown(owner.uid, owner.gid);
     await handle.writeFile(content);
     await handle.sync();
   } catch (error) {

@@ -4,6 +4,7 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import { setMaxListeners } from 'node:events';
 import pg from 'pg';
+import { labClientConfig } from '../postgres/client.js';
 
 export const ACKED_TABLE = 'acked';
 export const CREATE_ACKED_TABLE = `CREATE TABLE ${ACKED_TABLE} (seq bigint PRIMARY KEY, client int NOT NULL, at timestamptz NOT NULL DEFAULT clock_timestamp())`;
@@ -49,7 +50,7 @@ export async function runAckedWriter(options: WriterOptions, signal: AbortSignal
       let seq: number | null = null;
       try {
         if (!client) {
-          const fresh = new pg.Client({ connectionString: options.url, connectionTimeoutMillis: 1000, query_timeout: options.queryTimeoutMs, application_name: 'lab-demo-writer' });
+          const fresh = new pg.Client(labClientConfig({ connectionString: options.url, connectionTimeoutMillis: 1000, query_timeout: options.queryTimeoutMs, application_name: 'lab-demo-writer' }));
           fresh.on('error', () => undefined); // the query in flight rejects too
           client = fresh;
           await fresh.connect();

@@ -1,3 +1,11 @@
+import type { AuthMethod, TlsMode } from '../lab/access.js';
+
+/** --auth / --tls of a drill: the lab it builds for itself. */
+export interface DemoAccess {
+  auth?: AuthMethod;
+  tls?: TlsMode;
+}
+
 // The demos' options and defaults, apart from the drills so the CLI can show them without loading the drills.
 
 export interface FailoverDrillOptions {
@@ -16,6 +24,8 @@ export interface FailoverDrillOptions {
   verbose: boolean;
   /** Build the lab here instead of a temporary dir. */
   labDir?: string;
+  /** The drill lab's authentication and TLS (default: a new lab's, scram and TLS on). */
+  access?: DemoAccess;
 }
 
 export const FAILOVER_DEFAULTS: FailoverDrillOptions = {
@@ -31,6 +41,8 @@ export interface LbHaDrillOptions {
   reportDir: string;
   keep: boolean;
   labDir?: string;
+  /** The drill lab's authentication and TLS (default: a new lab's, scram and TLS on). */
+  access?: DemoAccess;
 }
 
 export const LB_HA_DEFAULTS: LbHaDrillOptions = { replicas: 2, scale: 1, durationMs: 60_000, concurrency: 8, reportDir: 'report-lb-ha', keep: false };
@@ -52,6 +64,8 @@ export interface PrimaryFailoverDrillOptions {
   keep: boolean;
   verbose: boolean;
   labDir?: string;
+  /** The drill lab's authentication and TLS (default: a new lab's, scram and TLS on). */
+  access?: DemoAccess;
 }
 
 export const PRIMARY_FAILOVER_DEFAULTS: PrimaryFailoverDrillOptions = {

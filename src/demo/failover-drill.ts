@@ -57,7 +57,7 @@ export async function runFailoverDrill(base: Pick<GlobalOptions, 'pg' | 'osUser'
   const { signal } = hooks;
   const narrator = new Narrator(hooks.print);
   narrator.say(`lab demo failover: ${options.replicas} replicas, scale ${options.scale}, load for ${options.durationMs / 1000}s, kill -9 ${options.kill} at ${options.killAtMs / 1000}s, re-add at ${options.recoverAtMs / 1000}s`);
-  const lab = await buildDemoLab(base, { replicas: options.replicas, labDir: options.labDir, reporter: hooks.reporter, say: (t) => narrator.say(t) });
+  const lab = await buildDemoLab(base, { replicas: options.replicas, access: options.access, labDir: options.labDir, reporter: hooks.reporter, say: (t) => narrator.say(t) });
   const { global } = lab;
   return inDemoLab(lab, narrator, { keep: options.keep, what: 'the balancer' }, async () => {
     signal.throwIfAborted();

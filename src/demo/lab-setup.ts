@@ -13,6 +13,7 @@ import { readState } from '../lab/state.js';
 import { queryRows, withClient } from '../postgres/client.js';
 import { pollUntil } from '../common/poll.js';
 import { benchInit } from '../commands/bench.js';
+import type { DemoAccess } from './defaults.js';
 
 export interface DemoLab {
   global: GlobalOptions;
@@ -33,7 +34,7 @@ export async function demoLabDir(base: Pick<GlobalOptions, 'pg' | 'osUser' | 'ru
 
 export async function buildDemoLab(
   base: Pick<GlobalOptions, 'pg' | 'osUser' | 'runtime'>,
-  options: { replicas: number; labDir?: string; reporter: Reporter; say: (text: string) => void; sync?: boolean },
+  options: { replicas: number; labDir?: string; reporter: Reporter; say: (text: string) => void; sync?: boolean; access?: DemoAccess },
 ): Promise<DemoLab> {
   const { global, root, owned } = await demoLabDir(base, options.labDir);
   const dispose = async () => {
@@ -43,7 +44,7 @@ export async function buildDemoLab(
   try {
     const [masterPort, ...replicaPorts] = await findFreePorts(options.replicas + 1);
     options.say(`step 1: master1 on port ${masterPort} (lab dir ${global.labDir}${global.runtime === 'docker' ? ', nodes in containers' : ''})`);
-    await masterStart(global, { port: masterPort!, reporter: options.reporter });
+    await masterStart(global, { port: masterPort!, reporter: options.reporter, ...options.access });
     const replicas = replicaPorts.map((port, i) => ({ name: `replica${i + 1}`, datadir: path.join(global.labDir, `replica${i + 1}`), port }));
     options.say(`step 2: ${replicas.length} ${options.sync ? 'synchronous (ANY 1)' : 'asynchronous'} streaming replicas`);
     for (const replica of replicas) {

@@ -33,7 +33,7 @@ export async function runLbHaDrill(base: Pick<GlobalOptions, 'pg' | 'osUser' | '
   const { signal } = hooks;
   const narrator = new Narrator(hooks.print);
   narrator.say(`lab demo lb-ha: two balancers over ${options.replicas} replicas, load for ${options.durationMs / 1000}s through both, each balancer killed and restarted in turn`);
-  const lab = await buildDemoLab(base, { replicas: options.replicas, labDir: options.labDir, reporter: hooks.reporter, say: (t) => narrator.say(t) });
+  const lab = await buildDemoLab(base, { replicas: options.replicas, access: options.access, labDir: options.labDir, reporter: hooks.reporter, say: (t) => narrator.say(t) });
   const { global } = lab;
   return inDemoLab(lab, narrator, { keep: options.keep, what: 'both balancers' }, async () => {
     const [lbPort, lbStats, lb2Port, lb2Stats] = await findFreePorts(4);

@@ -67,7 +67,7 @@ export async function runPrimaryFailoverDrill(
   const narrator = new Narrator(hooks.print);
   const mode = options.sync ? 'synchronous' : 'asynchronous';
   narrator.say(`lab demo primary-failover: ${options.replicas} ${mode} replicas, writes and reads for ${options.durationMs / 1000}s, kill -9 master1 at ${options.killAtMs / 1000}s after a ${options.partitionMs} ms partition from its standbys`);
-  const lab = await buildDemoLab(base, { replicas: options.replicas, sync: options.sync, labDir: options.labDir, reporter: hooks.reporter, say: (t) => narrator.say(t) });
+  const lab = await buildDemoLab(base, { replicas: options.replicas, access: options.access, sync: options.sync, labDir: options.labDir, reporter: hooks.reporter, say: (t) => narrator.say(t) });
   const { global } = lab;
   return inDemoLab(lab, narrator, { keep: options.keep, what: 'the balancers' }, async () => {
     signal.throwIfAborted();

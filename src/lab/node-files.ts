@@ -1,39 +1,65 @@
-// Files the lab writes into a node's data dir: postgresql.conf / pg_hba.conf from lab/, the standby
-// configuration for the server's version, and the marker that says the lab filled this dir.
-import { chmod, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+// Files the lab writes into a node's data dir: postgresql.conf / pg_hba.conf from lab/, the lab's
+// server certificate, the standby configuration for the server's version, and the marker that says the
+// lab filled this dir. The data dir belongs to the servers' OS user: every file goes in through a new
+// file (O_EXCL, O_NOFOLLOW) given to that user by descriptor and renamed into place, never through a
+// path that user could have made a link.
+import { readdir, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
+import { writePrivateFile } from '../common/safe-files.js';
 import { renderPgHba, renderPostgresqlConf } from '../postgres/config.js';
 import { dialectFor, primaryConninfo } from '../postgres/dialect.js';
 import { giveTo, type OsUser } from '../postgres/os-user.js';
 import { SOCKET_DIR } from '../postgres/server.js';
+import { accessOf, missingPassword, readLabPassword, tlsPaths, type LabAccessSettings } from './access.js';
 import { MARKER_FILE, writeMarker } from './datadir.js';
+import type { LabState } from './state.js';
 
 export interface NodeFilesSpec {
+  labDir: string;
   labId: string;
   name: string;
   port: number;
   datadir: string;
   major: number;
   dbUser: string;
+  access: LabAccessSettings;
   runAs?: OsUser;
 }
 
-async function writeOwned(file: string, content: string, runAs: OsUser | undefined, mode = 0o600): Promise<void> {
-  await writeFile(file, content, { mode });
-  await chmod(file, mode);
-  await giveTo(file, runAs);
+/** The spec of one node's files, from the lab's state; `owner` is who must own them (runtime.dataOwner()). */
+export function nodeFilesSpec(labDir: string, state: LabState, node: { name: string; port: number; datadir: string }, owner: OsUser | undefined, major = state.pg.major): NodeFilesSpec {
+  return {
+    labDir, labId: state.labId, name: node.name, port: node.port, datadir: node.datadir, major, dbUser: state.dbUser, access: accessOf(state), runAs: owner,
+  };
+}
+
+function writeOwned(file: string, content: string | Buffer, runAs: OsUser | undefined, mode = 0o600): Promise<void> {
+  return writePrivateFile(file, content, mode, runAs);
 }
 
 export async function writeNodeConfig(spec: NodeFilesSpec): Promise<void> {
   const dialect = dialectFor(spec.major);
+  const tls = spec.access.tls !== 'off';
   const conf = await renderPostgresqlConf(dialect, {
     port: spec.port,
     clusterName: spec.name,
     listenAddresses: '127.0.0.1',
     socketDir: SOCKET_DIR,
+    ssl: tls,
   });
+  if (tls) {
+    // The server reads its key only if it is the server's own and not readable by others.
+    const files = tlsPaths(spec.labDir);
+    await writeOwned(path.join(spec.datadir, 'server.crt'), await readFile(files.serverCert), spec.runAs);
+    await writeOwned(path.join(spec.datadir, 'server.key'), await readFile(files.serverKey), spec.runAs);
+  }
   await writeOwned(path.join(spec.datadir, 'postgresql.conf'), conf, spec.runAs);
-  await writeOwned(path.join(spec.datadir, 'pg_hba.conf'), await renderPgHba(spec.dbUser), spec.runAs);
+  const hba = await renderPgHba({
+    user: spec.dbUser,
+    method: spec.access.auth === 'scram' ? 'scram-sha-256' : 'trust',
+    hostType: spec.access.tls === 'required' ? 'hostssl' : 'host',
+  });
+  await writeOwned(path.join(spec.datadir, 'pg_hba.conf'), hba, spec.runAs);
   await writeMarker(spec.datadir, { labId: spec.labId, node: spec.name });
   await giveTo(path.join(spec.datadir, MARKER_FILE), spec.runAs);
 }
@@ -41,7 +67,12 @@ export async function writeNodeConfig(spec: NodeFilesSpec): Promise<void> {
 /** Standby configuration written by us, not by pg_basebackup -R (REFERENCE.md 2: client options leak into it). */
 export async function writeStandbyConfig(spec: NodeFilesSpec & { upstreamPort: number }): Promise<void> {
   const dialect = dialectFor(spec.major);
-  const conninfo = primaryConninfo({ host: '127.0.0.1', port: spec.upstreamPort, user: spec.dbUser, applicationName: spec.name });
+  let password: string | undefined;
+  if (spec.access.auth === 'scram') {
+    password = await readLabPassword(spec.labDir, spec.dbUser);
+    if (!password) throw missingPassword(spec.labDir);
+  }
+  const conninfo = primaryConninfo({ host: '127.0.0.1', port: spec.upstreamPort, user: spec.dbUser, applicationName: spec.name, password });
   const files = dialect.standbyFiles(conninfo);
   // A copy of the master never carries standby files, but a replica cloned from a replica would.
   for (const stale of ['recovery.conf', 'standby.signal', 'recovery.signal']) {

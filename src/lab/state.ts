@@ -8,6 +8,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { LabError } from '../common/errors.js';
 import { isAlive } from '../common/processes.js';
 import type { RuntimeName } from './global-options.js';
+import { useLabAccess, type LabAccessSettings } from './access.js';
 
 export type NodeRole = 'primary' | 'replica';
 
@@ -65,6 +66,8 @@ export interface LabState {
   osUser?: string;
   /** Database superuser (initdb -U). */
   dbUser: string;
+  /** Authentication and TLS of the nodes; absent in labs made before them, which means trust, no TLS. */
+  access?: LabAccessSettings;
   nodes: NodeRecord[];
   balancers: BalancerRecord[];
 }
@@ -115,7 +118,7 @@ export async function writeState(labDir: string, state: LabState): Promise<void>
   await rename(temp, target);
 }
 
-export function newState(fields: Pick<LabState, 'labDirCreated' | 'pg' | 'osUser' | 'dbUser' | 'runtime' | 'image'>): LabState {
+export function newState(fields: Pick<LabState, 'labDirCreated' | 'pg' | 'osUser' | 'dbUser' | 'runtime' | 'image' | 'access'>): LabState {
   return { format: 1, labId: randomUUID(), createdAt: new Date().toISOString(), nodes: [], balancers: [], ...fields };
 }
 
@@ -178,6 +181,7 @@ export function checkRuntime(state: LabState, labDir: string, wanted: RuntimeNam
 export async function requireLabState(global: { labDir: string; runtime?: RuntimeName }): Promise<LabState> {
   const state = await requireState(global.labDir);
   checkRuntime(state, global.labDir, global.runtime);
+  useLabAccess(global.labDir, state);
   return state;
 }
 

@@ -1,5 +1,40 @@
-// SQL against a lab node over TCP on loopback, with a bounded connect timeout.
+// SQL against a lab node over TCP on loopback, with a bounded connect timeout. The password comes from
+// the lab's pgpass file (PGPASSFILE, read by node-postgres itself) and TLS from clientSsl().
+import { readFileSync } from 'node:fs';
+import type { ConnectionOptions } from 'node:tls';
 import pg from 'pg';
+import { parse as parseConnectionString } from 'pg-connection-string';
+import { pgpassLookup } from './pgpass.js';
+
+/**
+ * node-postgres's TLS options for the libpq environment pglab set for the lab (src/lab/access.ts):
+ * verify-full checks the server's certificate against PGSSLROOTCERT, including its name; require
+ * encrypts without checking. node-postgres has no "prefer": anything else is plaintext.
+ */
+/**
+ * A node-postgres client configuration with the lab's access: `connectionString` (a user's URL) is
+ * parsed here so that its own password and sslmode win, and what it lacks comes from the environment.
+ */
+export function labClientConfig(config: pg.ClientConfig): pg.ClientConfig {
+  const { connectionString, ...rest } = config;
+  const fromUrl = connectionString ? parseConnectionString(connectionString) : {};
+  const merged: Record<string, unknown> = { ...rest };
+  for (const [key, value] of Object.entries(fromUrl)) if (value !== '' && value !== undefined && value !== null) merged[key] = value;
+  const urlHasSsl = connectionString !== undefined && /[?&](sslmode|ssl)=/.test(connectionString);
+  return {
+    ...(merged as pg.ClientConfig),
+    ...(merged.password ? {} : { password: (async () => pgpassLookup({ host: String(merged.host ?? 'localhost'), port: merged.port as number, database: merged.database as string, user: merged.user as string })) as () => Promise<string> }),
+    ...(urlHasSsl ? {} : { ssl: clientSsl() }),
+  };
+}
+
+export function clientSsl(env: NodeJS.ProcessEnv = process.env): false | ConnectionOptions {
+  const mode = env.PGSSLMODE;
+  if (mode === 'require') return { rejectUnauthorized: false };
+  if (mode !== 'verify-full' && mode !== 'verify-ca') return false;
+  const ca = env.PGSSLROOTCERT ? readFileSync(env.PGSSLROOTCERT) : undefined;
+  return mode === 'verify-ca' ? { ca, checkServerIdentity: () => undefined } : { ca };
+}
 
 export interface ConnectOptions {
   host?: string;
@@ -11,17 +46,24 @@ export interface ConnectOptions {
 }
 
 export async function withClient<T>(options: ConnectOptions, fn: (client: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({
+  const client = new pg.Client(labClientConfig({
     host: options.host ?? '127.0.0.1',
     port: options.port,
     user: options.user ?? 'postgres',
     database: options.database ?? 'postgres',
     connectionTimeoutMillis: options.connectTimeoutMs ?? 3000,
     application_name: options.applicationName ?? 'pglab',
-  });
+  }));
   // An error event after connect (server killed) must not crash the process; the query rejects anyway.
   client.on('error', () => undefined);
-  await client.connect();
+  try {
+    await client.connect();
+  } catch (error) {
+    // A login that failed half way (a refused password, a timeout) must not leave its socket open:
+    // the server would keep that backend in authentication until authentication_timeout.
+    (client as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream?.destroy();
+    throw error;
+  }
   try {
     return await fn(client);
   } finally {

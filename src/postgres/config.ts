@@ -12,6 +12,7 @@ export interface ConfValues {
   clusterName: string;
   listenAddresses: string;
   socketDir: string;
+  ssl: boolean;
 }
 
 export function renderTemplate(template: string, values: Record<string, string>): string {
@@ -31,10 +32,19 @@ export async function renderPostgresqlConf(dialect: Dialect, values: ConfValues)
     socket_dir: values.socketDir,
     wal_level: dialect.walLevel,
     wal_keep: dialect.walKeepLine,
+    ssl: values.ssl ? 'on' : 'off',
   });
 }
 
-export async function renderPgHba(user: string): Promise<string> {
+export interface HbaValues {
+  user: string;
+  /** pg_hba.conf method: scram-sha-256 or trust */
+  method: 'scram-sha-256' | 'trust';
+  /** TCP lines: host (plaintext or TLS), or hostssl (TLS only) */
+  hostType: 'host' | 'hostssl';
+}
+
+export async function renderPgHba(values: HbaValues): Promise<string> {
   const template = await readFile(path.join(templatesDir, 'pg_hba.conf'), 'utf8');
-  return renderTemplate(template, { user });
+  return renderTemplate(template, { user: values.user, method: values.method, host: values.hostType.padEnd(7) });
 }

@@ -50,7 +50,12 @@ export function dialectFor(major: number): Dialect {
   };
 }
 
-/** The standby's primary_conninfo: only host, port, user and application_name (REFERENCE.md 2). */
-export function primaryConninfo(options: { host: string; port: number; user: string; applicationName: string }): string {
-  return `host=${options.host} port=${options.port} user=${options.user} application_name=${options.applicationName}`;
+/**
+ * The standby's primary_conninfo: only host, port, user and application_name (REFERENCE.md 2), and
+ * the lab's password when the lab has one (the data dir holding it is readable by its OS user only).
+ * libpq's default sslmode (prefer) then encrypts replication whenever the server has TLS on.
+ */
+export function primaryConninfo(options: { host: string; port: number; user: string; applicationName: string; password?: string }): string {
+  const base = `host=${options.host} port=${options.port} user=${options.user} application_name=${options.applicationName}`;
+  return options.password === undefined ? base : `${base} password='${options.password.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
 }

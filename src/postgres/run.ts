@@ -13,8 +13,15 @@ export interface RunOptions {
   env?: Record<string, string>;
 }
 
+/**
+ * The program's environment: ours without libpq's PG* variables (they point at the invoking user's
+ * pgpass file and the lab's sslmode for pglab's own clients; a server started with them would hand
+ * them to its walreceiver's libpq), plus what the caller gives it.
+ */
 function userEnv(runAs: OsUser | undefined, extra: Record<string, string> = {}): Record<string, string> {
-  const env: Record<string, string> = { LC_ALL: 'C', LANG: 'C', ...extra };
+  const env: Record<string, string> = {};
+  for (const [name, value] of Object.entries(process.env)) if (value !== undefined && !name.startsWith('PG')) env[name] = value;
+  Object.assign(env, { LC_ALL: 'C', LANG: 'C', ...extra });
   if (runAs) Object.assign(env, { HOME: runAs.home, USER: runAs.name, LOGNAME: runAs.name });
   return env;
 }
@@ -24,6 +31,7 @@ export async function runPg(file: string, args: string[], options: RunOptions = 
     uid: options.runAs?.uid,
     gid: options.runAs?.gid,
     env: userEnv(options.runAs, options.env),
+    extendEnv: false,
     cwd: '/',
     stdin: 'ignore',
     reject: false,

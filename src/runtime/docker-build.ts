@@ -1,17 +1,17 @@
 // A node's data dir built in containers and configured from the host: the same lab templates and
 // standby files as the process runtime, owned by the image's postgres user instead of the host's.
-import { removeCopiedLeftovers, writeNodeConfig, writeStandbyConfig } from '../lab/node-files.js';
+import { removeCopiedLeftovers, writeNodeConfig, writeStandbyConfig, type NodeFilesSpec } from '../lab/node-files.js';
 import { giveTo } from '../postgres/os-user.js';
 import { basebackupInContainer, initdbInContainer, type DockerNodeSpec } from './docker-node.js';
 
 export interface DockerBuildSpec extends DockerNodeSpec {
   /** PostgreSQL major of the image, for the version's configuration dialect. */
   major: number;
+  /** The lab's files for this node (configuration, certificate, standby files). */
+  files: NodeFilesSpec;
 }
 
-function filesSpec(spec: DockerBuildSpec) {
-  return { labId: spec.labId, name: spec.name, port: spec.port, datadir: spec.datadir, major: spec.major, dbUser: spec.dbUser, runAs: spec.user };
-}
+const filesSpec = (spec: DockerBuildSpec) => spec.files;
 
 /** initdb + the lab's postgresql.conf/pg_hba.conf. `datadir` must exist and be empty (prepareDatadir). */
 export async function buildMasterDatadir(spec: DockerBuildSpec): Promise<void> {

@@ -9,6 +9,8 @@ import { pollUntil } from '../common/poll.js';
 import { assertPortFree } from '../common/ports.js';
 import { withClient } from '../postgres/client.js';
 import type { OsUser } from '../postgres/os-user.js';
+import { initdbArgs } from '../postgres/initdb.js';
+import { withPasswordFile } from '../lab/access.js';
 import { pgRewindArgs } from '../postgres/pg-rewind.js';
 import { logTail, type ServerStatus, type StopMode } from '../postgres/server.js';
 import { findContainers, removeContainers, type LabContainer } from './docker-lab.js';
@@ -32,6 +34,8 @@ export interface DockerNodeSpec extends DockerNodeRef {
   /** The image's postgres user (see imagePostgresUser), who must own `datadir` on the host. */
   user: OsUser;
   dbUser: string;
+  /** The lab's password (scram labs): initdb's --pwfile, PGPASSWORD of pg_basebackup and pg_rewind. */
+  password?: string;
   /**
    * The server's log as a host file (the lab's log/<node>.log, as pg_ctl -l writes it for processes):
    * its dir is bind-mounted at the same path and the server's output goes there instead of `docker logs`.
@@ -109,17 +113,23 @@ function userOf(spec: Pick<DockerNodeSpec, 'user'>): string {
 
 /** initdb into the (empty, image-user-owned) data dir, in a one-off container. */
 export async function initdbInContainer(spec: DockerNodeSpec, timeoutMs = 300_000): Promise<{ elapsedMs: number }> {
-  const { elapsedMs } = await runOneOff({
+  const run = (pwfile?: string, pwdir?: string) => runOneOff({
     image: spec.image,
     name: containerName(spec.labId, spec.name, 'initdb'),
     labels: labLabels(spec.labId, spec.name, 'initdb'),
     user: userOf(spec),
-    command: ['initdb', '-D', spec.datadir, '-U', spec.dbUser, '--no-locale', '-E', 'UTF8', '-A', 'trust'],
-    binds: [spec.datadir],
+    command: ['initdb', ...initdbArgs(spec.datadir, spec.dbUser, pwfile)],
+    binds: pwdir ? [spec.datadir, pwdir] : [spec.datadir],
     timeoutMs,
     what: 'initdb',
   });
+  const { elapsedMs } = spec.password === undefined ? await run() : await withPasswordFile(spec.password, spec.user, run);
   return { elapsedMs };
+}
+
+/** PGPASSWORD for a program of the image that connects to the lab's servers. */
+function passwordEnv(spec: Pick<DockerNodeSpec, 'password'>): Record<string, string> {
+  return spec.password === undefined ? {} : { PGPASSWORD: spec.password };
 }
 
 /** pg_basebackup from the master at 127.0.0.1:upstreamPort into the data dir, in a one-off container on the host network. */
@@ -135,6 +145,7 @@ export async function basebackupInContainer(
     user: userOf(spec),
     command: ['pg_basebackup', '-h', '127.0.0.1', '-p', String(upstreamPort), '-U', spec.dbUser, '-D', spec.datadir, '-X', 'stream', '--checkpoint=fast', '--progress', '--verbose'],
     binds: [spec.datadir],
+    env: passwordEnv(spec),
     timeoutMs: options.timeoutMs ?? 30 * 60_000,
     what: 'pg_basebackup',
     onLine: options.onLine,
@@ -164,6 +175,7 @@ export async function rewindInContainer(
     user: userOf(spec),
     command: ['pg_rewind', ...pgRewindArgs(spec.datadir, sourcePort, spec.dbUser)],
     binds: [spec.datadir],
+    env: passwordEnv(spec),
     timeoutMs: options.timeoutMs ?? 30 * 60_000,
     what: 'pg_rewind',
     onLine: options.onLine,

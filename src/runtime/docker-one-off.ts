@@ -18,6 +18,8 @@ export interface OneOffSpec {
   user: string;
   /** Program and arguments; the image's entrypoint is replaced (official images wrap theirs in a script). */
   command: string[];
+  /** Extra environment (PGPASSWORD for programs that log in to the lab's servers). */
+  env?: Record<string, string>;
   /** Host paths mounted at the same path inside the container. */
   binds?: string[];
   timeoutMs: number;
@@ -46,7 +48,7 @@ export async function runOneOff(spec: OneOffSpec): Promise<OneOffResult> {
     .withUser(spec.user)
     .withEntrypoint([program!])
     .withCommand(args)
-    .withEnvironment({ LC_ALL: 'C', LANG: 'C' })
+    .withEnvironment({ LC_ALL: 'C', LANG: 'C', ...spec.env })
     .withBindMounts((spec.binds ?? []).map((path) => ({ source: path, target: path, mode: 'rw' as const })))
     .withAutoCleanup(false) // no reaper: none can be pulled here, and we remove the container ourselves
     .start();

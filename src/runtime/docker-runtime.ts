@@ -1,7 +1,9 @@
 // Nodes as containers (issue 6): the same data dir paths, ports and configuration templates as the
 // process runtime; the image's postgres user owns the data; the server's log goes to the same
 // log/<node>.log file through a bind mount of the lab's log dir.
+import { accessOf, missingPassword, readLabPassword } from '../lab/access.js';
 import { nodeLogFile } from '../lab/context.js';
+import { nodeFilesSpec } from '../lab/node-files.js';
 import { logTail } from '../postgres/server.js';
 import { buildMasterDatadir, buildReplicaDatadir, type DockerBuildSpec } from './docker-build.js';
 import { defaultImage } from './docker-image.js';
@@ -13,11 +15,20 @@ export function dockerRuntime(context: RuntimeContext): NodeRuntime {
   const { labDir, state } = context;
   const image = state.image ?? defaultImage();
   const ref = (node: RuntimeNode) => ({ labId: state.labId, name: node.name });
-  const spec = async (node: RuntimeNode): Promise<DockerBuildSpec> => ({
-    labId: state.labId, name: node.name, port: node.port, datadir: node.datadir, image,
-    user: await imagePostgresUser(image, state.labId), dbUser: state.dbUser, major: state.pg.major,
-    logFile: nodeLogFile(labDir, node.name),
-  });
+  const password = async (): Promise<string | undefined> => {
+    if (accessOf(state).auth !== 'scram') return undefined;
+    const found = await readLabPassword(labDir, state.dbUser);
+    if (!found) throw missingPassword(labDir);
+    return found;
+  };
+  const spec = async (node: RuntimeNode): Promise<DockerBuildSpec> => {
+    const user = await imagePostgresUser(image, state.labId);
+    return {
+      labId: state.labId, name: node.name, port: node.port, datadir: node.datadir, image,
+      user, dbUser: state.dbUser, major: state.pg.major, password: await password(),
+      logFile: nodeLogFile(labDir, node.name), files: nodeFilesSpec(labDir, state, node, user),
+    };
+  };
 
   return {
     name: 'docker',

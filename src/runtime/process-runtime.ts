@@ -2,7 +2,9 @@
 import { LabError } from '../common/errors.js';
 import type { Reporter } from '../common/reporter.js';
 import { nodeLogFile } from '../lab/context.js';
-import { removeCopiedLeftovers, writeNodeConfig, writeStandbyConfig } from '../lab/node-files.js';
+import { accessOf, readLabPassword, toolEnv, withPasswordFile, missingPassword } from '../lab/access.js';
+import { nodeFilesSpec, removeCopiedLeftovers, writeNodeConfig, writeStandbyConfig } from '../lab/node-files.js';
+import { initdbArgs } from '../postgres/initdb.js';
 import { clientTool, type Installation } from '../postgres/installation.js';
 import { giveTo } from '../postgres/os-user.js';
 import { locatePgRewind, noPgRewindError, pgRewindArgs } from '../postgres/pg-rewind.js';
@@ -19,17 +21,24 @@ export function processRuntime(context: RuntimeContext): NodeRuntime {
   const spec = (node: RuntimeNode): ServerSpec => ({
     name: node.name, datadir: node.datadir, port: node.port, logFile: nodeLogFile(labDir, node.name), installation: installation(), runAs, dbUser: state.dbUser,
   });
-  const files = (node: RuntimeNode) => ({ labId: state.labId, name: node.name, port: node.port, datadir: node.datadir, major: state.pg.major, dbUser: state.dbUser, runAs });
+  const files = (node: RuntimeNode) => nodeFilesSpec(labDir, state, node, runAs);
 
   return {
     name: 'process',
     async initMaster(node, reporter) {
       await giveTo(node.datadir, runAs);
-      await runPg(installation().tools.initdb!, ['-D', node.datadir, '-U', state.dbUser, '--no-locale', '-E', 'UTF8', '-A', 'trust'], {
+      const initdb = (pwfile?: string) => runPg(installation().tools.initdb!, initdbArgs(node.datadir, state.dbUser, pwfile), {
         runAs,
         onStderrLine: (line) => reporter.detail(line),
         timeoutMs: 300_000,
       });
+      if (accessOf(state).auth === 'scram') {
+        const password = await readLabPassword(labDir, state.dbUser);
+        if (!password) throw missingPassword(labDir);
+        await withPasswordFile(password, runAs, (file) => initdb(file));
+      } else {
+        await initdb();
+      }
       await writeNodeConfig(files(node));
     },
     async checkCanClone() {
@@ -44,6 +53,7 @@ export function processRuntime(context: RuntimeContext): NodeRuntime {
         ['-h', '127.0.0.1', '-p', String(upstreamPort), '-U', state.dbUser, '-D', node.datadir, '-X', 'stream', '--checkpoint=fast', '--progress', '--verbose'],
         {
           runAs,
+          env: await toolEnv(labDir, state),
           timeoutMs: 30 * 60_000,
           onStderrLine: (line) => {
             const kb = reportBackupLine(line, reporter);
@@ -75,6 +85,7 @@ export function processRuntime(context: RuntimeContext): NodeRuntime {
       await clearStaleLocks(spec(node));
       const { stdout, stderr } = await runPg(found.tool, pgRewindArgs(node.datadir, sourcePort, state.dbUser), {
         runAs,
+        env: await toolEnv(labDir, state),
         timeoutMs: 30 * 60_000,
         onStderrLine: (line) => reporter.detail(line),
       });

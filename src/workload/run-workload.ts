@@ -3,6 +3,7 @@
 // clients several balancers); with tolerateErrors errors are counted and the worker reconnects.
 // One sample per second; bounded by the duration and the AbortSignal.
 import pg from 'pg';
+import { labClientConfig } from '../postgres/client.js';
 import { performance } from 'node:perf_hooks';
 import { LabError, messageOf } from '../common/errors.js';
 import { LatencyHistogram } from './latency-histogram.js';
@@ -59,12 +60,12 @@ export function validateWorkloadOptions(options: WorkloadOptions): void {
 }
 
 function newClient(url: string, options: WorkloadOptions): pg.Client {
-  const client = new pg.Client({
+  const client = new pg.Client(labClientConfig({
     connectionString: url,
     connectionTimeoutMillis: options.connectTimeoutMs ?? 3000,
     query_timeout: options.queryTimeoutMs ?? 10_000,
     application_name: 'pglab-workload',
-  });
+  }));
   // A server killed under us emits 'error' on an idle client; the next query fails and is counted.
   client.on('error', () => undefined);
   return client;

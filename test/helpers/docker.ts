@@ -45,7 +45,12 @@ export async function withDockerLab(image: string, use: (lab: DockerLab) => Prom
     const user = await imagePostgresUser(image, labId);
     await use({
       labId, root, image, user,
-      spec: (name, port) => ({ labId, name, port, datadir: path.join(root, name), image, user, dbUser: 'postgres', major: 15 }),
+      spec: (name, port) => {
+        const datadir = path.join(root, name);
+        // These tests drive the runtime below the CLI: trust and no TLS, as the seed's lab.
+        const files = { labDir: root, labId, name, port, datadir, major: 15, dbUser: 'postgres', access: { auth: 'trust', tls: 'off' } as const, runAs: user };
+        return { labId, name, port, datadir, image, user, dbUser: 'postgres', major: 15, files };
+      },
     });
   } finally {
     await removeLabContainers(labId);

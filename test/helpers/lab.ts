@@ -7,6 +7,8 @@ import { fileURLToPath } from 'node:url';
 import assert from 'node:assert/strict';
 import { execa, type Options } from 'execa';
 import { findFreePorts } from '../../src/common/ports.js';
+import { useLabAccess } from '../../src/lab/access.js';
+import { readState } from '../../src/lab/state.js';
 
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 export const labBin = path.join(repoRoot, 'bin', 'lab.js');
@@ -25,7 +27,17 @@ export async function runLab(labDir: string, args: string[], options: Options = 
     env: { NO_COLOR: '1', ...(options.env ?? {}) },
     ...options,
   });
+  await useLabEnv(labDir);
   return { exitCode: result.exitCode ?? -1, stdout: String(result.stdout), stderr: String(result.stderr) };
+}
+
+/**
+ * The test process logs in as `eval "$(lab env)"` would: the lab's pgpass file, CA and sslmode in its
+ * environment, for its own node-postgres clients and the psql / pgbench it starts.
+ */
+export async function useLabEnv(labDir: string): Promise<void> {
+  const state = await readState(labDir).catch(() => undefined);
+  if (state) useLabAccess(labDir, state);
 }
 
 /** Like runLab, but the command must succeed. */

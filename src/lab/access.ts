@@ -1,0 +1,147 @@
+// How clients get into a lab's servers: the authentication method (scram-sha-256 by default, trust only
+// when asked for), the lab's own password kept in a pgpass file, and TLS with the lab's own CA.
+// Every connection pglab makes (its commands, the balancer's checks, the pgbench and psql it runs)
+// takes these from the environment that `useLabAccess` sets, which is also what `lab env` prints.
+import { randomBytes } from 'node:crypto';
+import { mkdir, mkdtemp, rm, rmdir, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { LabError } from '../common/errors.js';
+import { writePrivateFile } from '../common/safe-files.js';
+import type { OsUser } from '../postgres/os-user.js';
+import { pgpassLookup } from '../postgres/pgpass.js';
+import { giveTo } from '../postgres/os-user.js';
+import type { LabState } from './state.js';
+
+export const AUTH_METHODS = ['scram', 'trust'] as const;
+export type AuthMethod = (typeof AUTH_METHODS)[number];
+export const TLS_MODES = ['off', 'on', 'required'] as const;
+export type TlsMode = (typeof TLS_MODES)[number];
+
+export interface LabAccessSettings {
+  auth: AuthMethod;
+  tls: TlsMode;
+}
+
+/** A lab written before access settings existed was built with trust and no TLS. */
+export function accessOf(state: Pick<LabState, 'access'>): LabAccessSettings {
+  return state.access ?? { auth: 'trust', tls: 'off' };
+}
+
+export const PGPASS_FILE = 'pgpass';
+export const TLS_DIR = 'tls';
+
+export function pgpassPath(labDir: string): string {
+  return path.join(labDir, PGPASS_FILE);
+}
+
+export function tlsPaths(labDir: string): { dir: string; caCert: string; caKey: string; serverCert: string; serverKey: string } {
+  const dir = path.join(labDir, TLS_DIR);
+  return {
+    dir,
+    caCert: path.join(dir, 'ca.crt'),
+    caKey: path.join(dir, 'ca.key'),
+    serverCert: path.join(dir, 'server.crt'),
+    serverKey: path.join(dir, 'server.key'),
+  };
+}
+
+/** Hosts the pgpass lines name: the nodes' and the default balancers' loopback addresses. */
+const PGPASS_HOSTS = ['127.0.0.1', 'localhost', '::1'];
+
+function pgpassEscape(value: string): string {
+  return value.replace(/\\/g, '\\\\').replace(/:/g, '\\:');
+}
+
+/** The password in a lab's pgpass file for `user`, or undefined. */
+export async function readLabPassword(labDir: string, user: string): Promise<string | undefined> {
+  return pgpassLookup({ host: '127.0.0.1', user, database: 'postgres', port: '*' }, { PGPASSFILE: pgpassPath(labDir) });
+}
+
+/** A new password for the lab's database superuser, in the lab's pgpass file (0600, the invoking user's). */
+export async function createLabPassword(labDir: string, user: string): Promise<string> {
+  const existing = await readLabPassword(labDir, user);
+  if (existing) return existing;
+  const password = randomBytes(18).toString('base64url');
+  const lines = PGPASS_HOSTS.map((host) => `${pgpassEscape(host)}:*:*:${pgpassEscape(user)}:${pgpassEscape(password)}`);
+  await writePrivateFile(pgpassPath(labDir), `${lines.join('\n')}\n`);
+  return password;
+}
+
+/**
+ * A file holding `password` that `owner` (initdb's OS user) can read, in a fresh private temp dir,
+ * removed once `use` returns: initdb reads the superuser's password only from a file (--pwfile).
+ */
+export async function withPasswordFile<T>(password: string, owner: OsUser | undefined, use: (file: string, dir: string) => Promise<T>): Promise<T> {
+  const dir = await mkdtemp(path.join(tmpdir(), 'pglab-pw-'));
+  try {
+    await giveTo(dir, owner);
+    const file = path.join(dir, 'pwfile');
+    await writePrivateFile(file, `${password}\n`, 0o600, owner);
+    return await use(file, dir);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/** The libpq environment for this lab's servers: what `lab env` prints and pglab's own clients use. */
+export function accessEnv(labDir: string, state: Pick<LabState, 'access' | 'dbUser'>): Record<string, string> {
+  const settings = accessOf(state);
+  const env: Record<string, string> = { PGUSER: state.dbUser, PGDATABASE: 'postgres' };
+  if (settings.auth === 'scram') env.PGPASSFILE = pgpassPath(labDir);
+  if (settings.tls === 'off') {
+    env.PGSSLMODE = 'disable';
+  } else {
+    env.PGSSLMODE = 'verify-full';
+    env.PGSSLROOTCERT = tlsPaths(labDir).caCert;
+  }
+  return env;
+}
+
+/**
+ * Points this process's libpq environment at the lab (pgpass, CA, sslmode), so every client pglab
+ * opens, and every pgbench / psql it starts, logs in without a password typed. Variables the user set
+ * are replaced: they would name another lab's files.
+ */
+export function useLabAccess(labDir: string, state: Pick<LabState, 'access' | 'dbUser'>): void {
+  for (const name of ['PGPASSFILE', 'PGSSLROOTCERT', 'PGSSLMODE', 'PGPASSWORD', 'PGSSLCERT', 'PGSSLKEY']) delete process.env[name];
+  Object.assign(process.env, accessEnv(labDir, state));
+}
+
+/**
+ * The environment of a PostgreSQL program the lab runs as its OS user (pg_basebackup, pg_rewind):
+ * that user cannot read the invoking user's pgpass file, so the password goes in PGPASSWORD.
+ */
+export async function toolEnv(labDir: string, state: Pick<LabState, 'access' | 'dbUser'>): Promise<Record<string, string>> {
+  if (accessOf(state).auth !== 'scram') return {};
+  const password = await readLabPassword(labDir, state.dbUser);
+  if (!password) throw missingPassword(labDir);
+  return { PGPASSWORD: password, PGPASSFILE: '/dev/null', PGSSLMODE: 'prefer' };
+}
+
+export function missingPassword(labDir: string): LabError {
+  return new LabError('STATE', `The lab's password file ${pgpassPath(labDir)} is missing or has no line for the lab's user: restore it, or rebuild the lab (\`lab destroy --yes\`)`);
+}
+
+/** True when the TLS files of the lab exist (made by ensureLabTls). */
+export async function hasLabTls(labDir: string): Promise<boolean> {
+  const { caCert, serverCert, serverKey } = tlsPaths(labDir);
+  for (const file of [caCert, serverCert, serverKey]) {
+    if (!(await stat(file).then((s) => s.isFile(), () => false))) return false;
+  }
+  return true;
+}
+
+/** The lab's TLS directory: readable by the servers' OS user (the CA certificate), keys 0600 root's. */
+export async function makeTlsDir(labDir: string): Promise<string> {
+  const { dir } = tlsPaths(labDir);
+  await mkdir(dir, { recursive: true, mode: 0o755 });
+  return dir;
+}
+
+/** `lab destroy`: the pgpass file and the TLS files, by their names only (nothing else in the lab dir). */
+export async function removeLabAccessFiles(labDir: string): Promise<void> {
+  const { dir, caCert, caKey, serverCert, serverKey } = tlsPaths(labDir);
+  for (const file of [pgpassPath(labDir), caCert, caKey, serverCert, serverKey]) await rm(file, { force: true });
+  await rmdir(dir).catch(() => undefined); // only if empty
+}

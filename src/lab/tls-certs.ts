@@ -1,0 +1,56 @@
+// The lab's own certificate authority and the servers' certificate, made once per lab with the
+// openssl command (Debian's openssl package): an EC P-256 CA valid ten years, and a server
+// certificate for 127.0.0.1, ::1 and localhost that every node of the lab serves, so clients can use
+// sslmode=verify-full with the CA as their root certificate (`lab env` names it).
+import { execa } from 'execa';
+import { rm } from 'node:fs/promises';
+import path from 'node:path';
+import { LabError, messageOf } from '../common/errors.js';
+import { writePrivateFile } from '../common/safe-files.js';
+import { hasLabTls, makeTlsDir, tlsPaths } from './access.js';
+
+/**
+ * The subjectAltName every node's certificate carries: the nodes listen on loopback. libpq before 14
+ * compares only dNSName entries with the host as a string, so 127.0.0.1 is there as a name too.
+ */
+export const SERVER_NAMES = 'IP:127.0.0.1,IP:::1,DNS:localhost,DNS:127.0.0.1';
+
+async function openssl(args: string[], input?: string): Promise<string> {
+  try {
+    const { stdout } = await execa('openssl', args, { input, stripFinalNewline: false, timeout: 30_000 });
+    return stdout;
+  } catch (error) {
+    const e = error as { code?: string; stderr?: string };
+    if (e.code === 'ENOENT') throw new LabError('ENVIRONMENT', 'No openssl command for the lab\'s TLS certificates: install it (apt-get install openssl) or pass --tls off');
+    const last = (e.stderr ?? messageOf(error)).trim().split('\n').pop();
+    throw new LabError('COMMAND_FAILED', `openssl ${args[0]} failed making the lab's certificates: ${last}`);
+  }
+}
+
+const newKey = () => openssl(['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256']);
+
+/** Makes the lab's CA and server certificate unless they exist. */
+export async function ensureLabTls(labDir: string, labId: string): Promise<void> {
+  if (await hasLabTls(labDir)) return;
+  const dir = await makeTlsDir(labDir);
+  const files = tlsPaths(labDir);
+  await writePrivateFile(files.caKey, await newKey());
+  const caCert = await openssl([
+    'req', '-new', '-x509', '-key', files.caKey, '-days', '3650', '-subj', `/CN=pglab lab ${labId.slice(0, 8)} CA`,
+    '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign',
+  ]);
+  await writePrivateFile(files.caCert, caCert, 0o644);
+  await writePrivateFile(files.serverKey, await newKey());
+  const csr = await openssl(['req', '-new', '-key', files.serverKey, '-subj', '/CN=localhost']);
+  const extFile = path.join(dir, 'server.ext');
+  await writePrivateFile(extFile, `subjectAltName=${SERVER_NAMES}\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n`);
+  try {
+    const serverCert = await openssl(
+      ['x509', '-req', '-CA', files.caCert, '-CAkey', files.caKey, '-set_serial', `0x${Date.now().toString(16)}`, '-days', '825', '-extfile', extFile],
+      csr,
+    );
+    await writePrivateFile(files.serverCert, serverCert, 0o644);
+  } finally {
+    await rm(extFile, { force: true });
+  }
+}
