@@ -13,6 +13,7 @@ missing=()
 [ -x /usr/lib/postgresql/15/bin/initdb ] || missing+=(postgresql-15)
 command -v pg_basebackup >/dev/null 2>&1 && command -v pgbench >/dev/null 2>&1 || missing+=(postgresql-client-15 postgresql-contrib)
 command -v haproxy >/dev/null 2>&1 || missing+=(haproxy)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)   # the lab's CA and server certificates
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 # A C compiler for the balancer's kernel relay (scripts/build-native.mjs; Node's headers come with Node).
 command -v cc >/dev/null 2>&1 && [ -e /usr/include/linux/bpf.h ] || missing+=(gcc libc6-dev linux-libc-dev)

@@ -36,11 +36,19 @@ export interface BalancerStartOptions {
   relay?: BalancerConfig['relay'];
   /** How long `start` waits for the background process to listen. */
   timeoutMs?: number;
+  /** The user the pgsql / sql checks log in as (default the lab's superuser; a file's pgsql-check user). */
+  checkUser?: string;
   /** Accept a non-loopback --listen in front of a lab without passwords or without TLS. */
   insecure?: boolean;
 }
 
 export const DEFAULT_BALANCER_NAME = 'lb';
+
+/** A role name for --check-user: what PostgreSQL accepts unquoted, and nothing that could break a line. */
+function checkUserOf(user: string): string {
+  if (!/^[A-Za-z_][A-Za-z0-9_$.-]{0,62}$/.test(user)) throw new LabError('USAGE', `Invalid --check-user "${user}": expected a role name (letters, digits, _ $ . -)`);
+  return user;
+}
 const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/;
 
 
@@ -54,7 +62,8 @@ export async function resolveBalancerConfig(global: GlobalOptions, options: Bala
   const { readHaproxyConfigFile } = await import('../haproxy/read-config-file.js');
   const file = await readHaproxyConfigFile(path.resolve(options.config), { name: flags.name });
   // --check and --pool apply to the file's servers: a fixed list can still be role-checked and fenced.
-  const check = options.check ? { ...file.check, type: flags.check.type } : file.check;
+  const typed = options.check ? { ...file.check, type: flags.check.type } : file.check;
+  const check = options.checkUser !== undefined ? { ...typed, user: flags.check.user } : typed;
   const pool = file.pool.source === 'static' && options.pool ? { ...file.pool, kind: options.pool } : file.pool;
   if (options.pool && options.pool !== 'all' && check.type !== 'sql') {
     throw new LabError('USAGE', `--pool ${options.pool} needs to know each server's role, which only the sql check sees (the file asks for ${check.type}): add --check sql`);
@@ -102,6 +111,7 @@ export function balancerConfig(global: GlobalOptions, options: BalancerStartOpti
       rise: options.rise !== undefined ? parseCount(options.rise, '--rise') : d.rise,
       fall: options.fall !== undefined ? parseCount(options.fall, '--fall') : d.fall,
       timeoutMs: options.checkTimeout !== undefined ? parseMs(options.checkTimeout, '--check-timeout') : d.timeoutMs,
+      ...(options.checkUser !== undefined ? { user: checkUserOf(options.checkUser) } : {}),
       ...lag,
     },
     retries: options.retries !== undefined ? parseCount(options.retries, '--retries', 0) : 3,
@@ -167,6 +177,7 @@ export function optionsAsFlags(options: BalancerStartOptions): string[] {
   add('--config', options.config && path.resolve(options.config));
   add('--engine', options.engine);
   add('--relay', options.relay);
+  add('--check-user', options.checkUser);
   if (options.insecure) flags.push('--insecure');
   return flags;
 }

@@ -104,6 +104,9 @@ export function accessEnv(labDir: string, state: Pick<LabState, 'access' | 'dbUs
  * are replaced: they would name another lab's files.
  */
 export function useLabAccess(labDir: string, state: Pick<LabState, 'access' | 'dbUser'>): void {
+  // A pgpass file of the user's own still serves servers that are not the lab's (a --config pool).
+  const own = process.env.PGPASSFILE;
+  if (own && own !== pgpassPath(labDir) && !process.env.PGLAB_USER_PGPASSFILE) process.env.PGLAB_USER_PGPASSFILE = own;
   for (const name of ['PGPASSFILE', 'PGSSLROOTCERT', 'PGSSLMODE', 'PGPASSWORD', 'PGSSLCERT', 'PGSSLKEY']) delete process.env[name];
   Object.assign(process.env, accessEnv(labDir, state));
 }

@@ -27,9 +27,20 @@ function fieldsOf(line: string): string[] {
   return fields;
 }
 
-/** The first matching password, or undefined; like libpq, a file others can read is ignored. */
+/**
+ * The first matching password, or undefined; like libpq, a file others can read is ignored. The files:
+ * PGPASSFILE (the lab's, once pglab set it), then the user's own one it replaced, then ~/.pgpass.
+ */
 export function pgpassLookup(target: PgpassTarget, env: NodeJS.ProcessEnv = process.env): string | undefined {
-  const file = env.PGPASSFILE || path.join(homedir(), '.pgpass');
+  const files = [env.PGPASSFILE, env.PGLAB_USER_PGPASSFILE, env.PGPASSFILE ? undefined : path.join(homedir(), '.pgpass')];
+  for (const file of files) {
+    const found = file ? lookupIn(file, target) : undefined;
+    if (found !== undefined) return found;
+  }
+  return undefined;
+}
+
+function lookupIn(file: string, target: PgpassTarget): string | undefined {
   let text: string;
   try {
     if ((statSync(file).mode & 0o077) !== 0) return undefined;
