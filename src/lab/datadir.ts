@@ -1,8 +1,9 @@
 // Data dir safety: the seed ran `rm -rf PGDATA` blindly; we only ever remove what this lab created,
 // recognised by a marker file the lab writes into each data dir it fills.
-import { mkdir, readdir, readFile, rm, writeFile, stat } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, rmdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { LabError } from '../common/errors.js';
+import { writePrivateFile } from '../common/safe-files.js';
 
 export const MARKER_FILE = 'pglab.node';
 
@@ -32,8 +33,9 @@ export async function readMarker(datadir: string): Promise<Marker | undefined> {
   }
 }
 
-export async function writeMarker(datadir: string, marker: Marker): Promise<void> {
-  await writeFile(path.join(datadir, MARKER_FILE), `${JSON.stringify(marker)}\n`);
+/** The marker, written as a new file renamed into place and given to `owner` by descriptor (no link is followed). */
+export async function writeMarker(datadir: string, marker: Marker, owner?: { uid: number; gid: number }): Promise<void> {
+  await writePrivateFile(path.join(datadir, MARKER_FILE), `${JSON.stringify(marker)}\n`, 0o644, owner);
 }
 
 export type DatadirCondition = 'missing' | 'empty' | 'ours' | 'foreign' | 'not-a-directory';
@@ -81,8 +83,15 @@ export async function prepareDatadir(datadir: string, labId: string): Promise<{ 
   }
 }
 
+/**
+ * Everything in `dir` but the lab's marker, then the marker: an interrupted removal (kill -9) leaves a
+ * dir that still carries the marker, which the next `lab destroy` or rebuild recognises and finishes.
+ */
 async function emptyDirectory(dir: string): Promise<void> {
-  for (const entry of await readdir(dir)) await rm(path.join(dir, entry), { recursive: true, force: true });
+  for (const entry of await readdir(dir)) {
+    if (entry !== MARKER_FILE) await rm(path.join(dir, entry), { recursive: true, force: true });
+  }
+  await rm(path.join(dir, MARKER_FILE), { force: true });
 }
 
 /** Remove a data dir this lab filled: the directory if the lab created it, else only its content. */
@@ -94,12 +103,10 @@ export async function removeDatadir(datadir: string, labId: string, created: boo
     return created ? 'removed' : 'kept';
   }
   if (condition !== 'ours') return 'kept';
-  if (created) {
-    await rm(datadir, { recursive: true, force: true });
-    return 'removed';
-  }
   await emptyDirectory(datadir);
-  return 'emptied';
+  if (!created) return 'emptied';
+  await rmdir(datadir);
+  return 'removed';
 }
 
 /** True when one path is the other or lies inside it. */

@@ -8,10 +8,10 @@ import path from 'node:path';
 import { writePrivateFile } from '../common/safe-files.js';
 import { renderPgHba, renderPostgresqlConf } from '../postgres/config.js';
 import { dialectFor, primaryConninfo } from '../postgres/dialect.js';
-import { giveTo, type OsUser } from '../postgres/os-user.js';
+import type { OsUser } from '../postgres/os-user.js';
 import { SOCKET_DIR } from '../postgres/server.js';
 import { accessOf, missingPassword, readLabPassword, tlsPaths, type LabAccessSettings } from './access.js';
-import { MARKER_FILE, writeMarker } from './datadir.js';
+import { writeMarker } from './datadir.js';
 import type { LabState } from './state.js';
 
 export interface NodeFilesSpec {
@@ -60,8 +60,7 @@ export async function writeNodeConfig(spec: NodeFilesSpec): Promise<void> {
     hostType: spec.access.tls === 'required' ? 'hostssl' : 'host',
   });
   await writeOwned(path.join(spec.datadir, 'pg_hba.conf'), hba, spec.runAs);
-  await writeMarker(spec.datadir, { labId: spec.labId, node: spec.name });
-  await giveTo(path.join(spec.datadir, MARKER_FILE), spec.runAs);
+  await writeMarker(spec.datadir, { labId: spec.labId, node: spec.name }, spec.runAs);
 }
 
 /** Standby configuration written by us, not by pg_basebackup -R (REFERENCE.md 2: client options leak into it). */
