@@ -84,6 +84,8 @@ const REQUEST_NAME = { ssl: 'SSLRequest', gssenc: 'GSSENCRequest', direct: 'dire
 /**
  * An encrypted session cannot be parsed: it waits for an answer when the client's last bytes came after
  * the server's last ones, or the server's last bytes are this recent (a long answer still streaming).
+ * Bytes a server sends on its own (TLS 1.3 session tickets right after the handshake, a NOTIFY) while a
+ * query runs make it look answered: it is then closed like an idle one.
  */
 const OPAQUE_QUIET_MS = 50;
 
