@@ -7,13 +7,14 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import tls from 'node:tls';
 import { once } from 'node:events';
+import { readFile } from 'node:fs/promises';
 import { execa } from 'execa';
 import { runBalancer, type RunningBalancer } from '../src/balancer/balancer.js';
 import { CANCEL_REQUEST, GSSENC_REQUEST, SSL_REQUEST, startupMessage } from '../src/balancer/protocol.js';
 import { pollUntil } from '../src/common/poll.js';
 import { closedPort, fakePostgres, kernelRelaySkip, serverLine, staticBalancerConfig } from './helpers/balancer-fakes.js';
 import { freePorts, lab, withTempLab } from './helpers/lab.js';
-import { enableTls, makeTestCa, type TestCa } from './helpers/tls.js';
+import { enableTls, makeTestCa, writeAsPostgres, type TestCa } from './helpers/tls.js';
 
 /** An 8-byte request (SSLRequest, GSSENCRequest) or a 16-byte CancelRequest. */
 function request(code: number, pid?: number, secret?: number): Buffer {
@@ -86,6 +87,26 @@ test('TLS end to end through the balancer against PostgreSQL 15 servers', async 
         const stats = lb.stats().servers;
         assert.equal(stats.reduce((sum, s) => sum + s.sessionsTotal, 0), 5, 'every session counted on its server');
         assert.ok(stats.every((s) => s.sessionsTotal >= 2 && s.bytesOut > 1000), `both servers served TLS sessions (${JSON.stringify(stats.map((s) => [s.sessionsTotal, s.bytesOut]))})`);
+      });
+
+      await t.test('SCRAM with channel binding (SCRAM-SHA-256-PLUS) works through the balancer', async () => {
+        await psql(m!, 'sslmode=disable', "CREATE ROLE app LOGIN PASSWORD 'app-secret'");
+        await pollUntil(async () => ((await psql(r1!, 'sslmode=disable', "SELECT count(*) FROM pg_roles WHERE rolname = 'app'")) === '1' ? true : undefined), {
+          timeoutMs: 10_000, what: 'the role on replica1',
+        });
+        for (const [datadir, serverPort] of [[`${labDir}/master1`, m!], [`${labDir}/replica1`, r1!]] as const) {
+          const hba = await readFile(`${datadir}/pg_hba.conf`, 'utf8');
+          await writeAsPostgres(`${datadir}/pg_hba.conf`, `hostssl all app 127.0.0.1/32 scram-sha-256\n${hba}`);
+          await psql(serverPort, 'sslmode=disable', 'SELECT pg_reload_conf()');
+        }
+        const env = { PGPASSWORD: 'app-secret' };
+        for (let i = 0; i < 2; i++) {
+          const result = await execa('psql', [`host=127.0.0.1 port=${port} user=app dbname=postgres sslmode=require channel_binding=require`, '-Atc', SSL_IN_USE], { env, timeout: 20_000, reject: false, all: true });
+          assert.equal(result.exitCode, 0, `channel_binding=require through the balancer: ${result.all}`);
+          assert.equal(String(result.stdout).trim(), 't');
+        }
+        const wrong = await execa('psql', [`host=127.0.0.1 port=${port} user=app dbname=postgres sslmode=require`, '-Atc', 'SELECT 1'], { env: { PGPASSWORD: 'wrong' }, timeout: 20_000, reject: false, all: true });
+        assert.match(String(wrong.all), /password authentication failed for user "app"/, 'the password really is checked');
       });
 
       await t.test('GSSENCRequest: the server\'s own answer is relayed', async () => {
@@ -202,6 +223,16 @@ async function rudePeer(how: 'close' | 'reset' | 'silent'): Promise<{ port: numb
   };
 }
 
+/** A direct TLS client through the balancer, and when its connection closed. */
+async function tlsClient(port: number, ca: TestCa, clients: tls.TLSSocket[]): Promise<{ client: tls.TLSSocket; closed: Promise<number> }> {
+  const client = tls.connect({ host: '127.0.0.1', port, servername: 'localhost', ca: ca.ca, ALPNProtocols: ['postgresql'] });
+  clients.push(client);
+  client.on('error', () => undefined);
+  const closed = once(client, 'close').then(() => Date.now());
+  await once(client, 'secureConnect');
+  return { client, closed };
+}
+
 test('direct TLS (first byte 0x16): failover before the server\'s first byte, then opaque; cancels with unknown keys', async () => {
   const ca = await makeTestCa();
   const echo = await fakeDirectTls(ca);
@@ -215,10 +246,7 @@ test('direct TLS (first byte 0x16): failover before the server\'s first byte, th
     await pollUntil(async () => (balancer.stats().servers.every((s) => s.status === 'UP') ? true : undefined), { timeoutMs: 5000, what: 'the pool UP' });
     // Three clients: round robin starts each on a different server, the first bytes replayed until tls17.
     for (let i = 0; i < 3; i++) {
-      const client = tls.connect({ host: '127.0.0.1', port: balancer.address().port, servername: 'localhost', ca: ca.ca, ALPNProtocols: ['postgresql'] });
-      clients.push(client);
-      client.on('error', () => undefined);
-      await once(client, 'secureConnect');
+      const { client } = await tlsClient(balancer.address().port, ca, clients);
       assert.equal(client.alpnProtocol, 'postgresql');
       const payload = `round trip ${i} `.repeat(1000);
       client.write(payload);
@@ -257,16 +285,6 @@ test('direct TLS (first byte 0x16): failover before the server\'s first byte, th
     await ca.remove();
   }
 });
-
-/** A direct TLS client through the balancer, and when its connection closed. */
-async function tlsClient(port: number, ca: TestCa, clients: tls.TLSSocket[]): Promise<{ client: tls.TLSSocket; closed: Promise<number> }> {
-  const client = tls.connect({ host: '127.0.0.1', port, servername: 'localhost', ca: ca.ca, ALPNProtocols: ['postgresql'] });
-  clients.push(client);
-  client.on('error', () => undefined);
-  const closed = once(client, 'close').then(() => Date.now());
-  await once(client, 'secureConnect');
-  return { client, closed };
-}
 
 test('encrypted sessions of a server marked down: idle ones closed at once, one waiting for an answer gets it first', async () => {
   const ca = await makeTestCa();

@@ -36,16 +36,20 @@ export async function makeTestCa(): Promise<TestCa> {
   }
 }
 
+/** Writes a file (0600) in a data dir as the postgres OS user when we are root: no root file, no link followed by root. */
+export async function writeAsPostgres(file: string, content: string | Buffer): Promise<void> {
+  const user = await lookupUser('postgres');
+  const asOwner = user && process.geteuid?.() === 0 ? { uid: user.uid, gid: user.gid } : {};
+  await execa('sh', ['-c', 'umask 077 && cat > "$1"', 'sh', file], { input: content, ...asOwner });
+}
+
 /**
  * server.crt / server.key (0600) into `datadir`, written by the postgres OS user itself (no file of
  * root's in its directory), then `ssl = on` and a reload; returns once a TLS connection works.
  */
 export async function enableTls(ca: TestCa, datadir: string, port: number): Promise<void> {
-  const user = await lookupUser('postgres');
-  const asOwner = user && process.geteuid?.() === 0 ? { uid: user.uid, gid: user.gid } : {};
-  for (const [name, content] of [['server.crt', ca.cert], ['server.key', ca.key]] as const) {
-    await execa('sh', ['-c', 'umask 077 && cat > "$1"', 'sh', path.join(datadir, name)], { input: content, ...asOwner });
-  }
+  await writeAsPostgres(path.join(datadir, 'server.crt'), ca.cert);
+  await writeAsPostgres(path.join(datadir, 'server.key'), ca.key);
   const psql = (conninfo: string, sql: string) => execa('psql', [conninfo, '-Atc', sql], { timeout: 20_000 });
   const plain = `host=127.0.0.1 port=${port} user=postgres dbname=postgres sslmode=disable`;
   await psql(plain, 'ALTER SYSTEM SET ssl = on');
