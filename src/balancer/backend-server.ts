@@ -28,6 +28,8 @@ export interface LiveSession {
    * it would turn an answer the client was about to get into an error.
    */
   closeWhenIdle(reason: string, graceMs: number): void;
+  /** TLS or GSSAPI from the client to the server: opaque bytes, its BackendKeyData unseen. */
+  encrypted?: boolean;
 }
 
 export class BackendServer {
@@ -165,6 +167,12 @@ export class BackendServer {
     const [bytesIn, bytesOut] = session.bytes();
     this.bytesIn += bytesIn;
     this.bytesOut += bytesOut;
+  }
+
+  /** Has an encrypted session: a CancelRequest with an unknown key may be for it. */
+  get hasEncryptedSession(): boolean {
+    for (const session of this.sessions) if (session.encrypted) return true;
+    return false;
   }
 
   /** Close every established session (the server is gone; clients must not hang): idle ones at once. */

@@ -91,6 +91,7 @@ export class RunningBalancer {
       serverCount: () => this.members.size,
       keyOwner: (key) => this.keys.get(key),
       setKeyOwner: (key, server) => (server ? this.keys.set(key, server) : this.keys.delete(key)),
+      encryptedSessionServers: () => [...this.members.values()].map((m) => m.server).filter((server) => server.hasEncryptedSession),
       markDown: (server, status, message) => {
         const member = this.members.get(server.name);
         if (member?.server !== server || !server.config.check) return;

@@ -3,6 +3,13 @@
 // that refuses, resets or answers "starting up / shutting down" is replaced by the next one, so the
 // client never sees an error another replica could have saved. After ReadyForQuery Node relays the
 // bytes; a session that lasts is then handed to the kernel relay (kernel-relay.ts) where it can run.
+//
+// Encryption passes through, end to end, as an L4 balancer must (channel binding keeps working): an
+// SSLRequest / GSSENCRequest is sent to the server picked, whose one-byte answer is relayed. Until that
+// byte the same retries apply (refused, reset, closed, silent: the request is replayed on the next
+// server); after 'S' / 'G' the session is opaque bytes bound to that server; after 'N' the plaintext
+// startup goes on on that same server connection, as before. A PostgreSQL 17 direct TLS client (first
+// byte 0x16, a ClientHello) is the same with its first bytes replayed until the server's first byte.
 import net from 'node:net';
 import { constants } from 'node:os';
 import { messageOf } from '../common/errors.js';
@@ -10,7 +17,8 @@ import type { BackendServer, LiveSession } from './backend-server.js';
 import type { BalancerConfig } from './config.js';
 import type { KernelRelay, RelayHandle } from './kernel-relay.js';
 import {
-  FrameCounter, GSSENC_REQUEST, MessageReader, SSL_REQUEST, errorResponse, parseErrorFields, parseStartupPacket, untypedPacketLength, type ServerMessage,
+  FrameCounter, GSSENC_REQUEST, MessageReader, SSL_REQUEST, TLS_HANDSHAKE, errorResponse, parseErrorFields, parseStartupPacket, untypedPacketLength,
+  type ServerMessage,
 } from './protocol.js';
 
 export interface SessionContext {
@@ -20,6 +28,8 @@ export interface SessionContext {
   /** The server that owns a backend key (pid + secret), for CancelRequest. */
   keyOwner(key: string): BackendServer | undefined;
   setKeyOwner(key: string, server: BackendServer | undefined): void;
+  /** Servers with a TLS/GSS session: a CancelRequest with an unknown key may be for one of those. */
+  encryptedSessionServers(): BackendServer[];
   /** Passive detection: the server refused, reset, or said it does not accept connections. */
   markDown(server: BackendServer, status: string, message: string): void;
   log(line: string): void;
@@ -44,16 +54,46 @@ interface EarlyConnection {
   connectedAt: number | null;
   error: NodeJS.ErrnoException | null;
   closed: boolean;
+  /** It answered an SSLRequest / GSSENCRequest with 'N': the client's next packet goes to it, no new attempt. */
+  kept: boolean;
 }
+
+/** A server connection's fate noted while nobody else listens to it (early, or kept after 'N'). */
+function watchConnection(server: BackendServer, socket: net.Socket, started: number, connectedAt: number | null, kept = false): EarlyConnection {
+  const early: EarlyConnection = { server, socket, started, connectedAt, error: null, closed: false, kept };
+  if (connectedAt === null) socket.once('connect', () => (early.connectedAt = Date.now()));
+  socket.on('error', (error) => (early.error = error));
+  socket.once('close', () => (early.closed = true));
+  return early;
+}
+
+/** What a client asked for before its startup message: replayed on each server tried until one answers. */
+interface Negotiation {
+  kind: 'ssl' | 'gssenc' | 'direct';
+  /** The 8-byte request, or every byte a direct TLS client has sent so far. */
+  replay: Buffer;
+  /** The server connection the replay went to: a direct TLS client's next bytes follow it there. */
+  sentOn: net.Socket | null;
+}
+
+/** The server's one-byte "go ahead" to an SSLRequest ('S') or a GSSENCRequest ('G'); 'N' declines both. */
+const ACCEPT_BYTE = { ssl: 0x53, gssenc: 0x47 } as const;
+const DECLINE_BYTE = 0x4e;
+const REQUEST_NAME = { ssl: 'SSLRequest', gssenc: 'GSSENCRequest', direct: 'direct TLS ClientHello' } as const;
+
+/**
+ * An encrypted session cannot be parsed: it waits for an answer when the client's last bytes came after
+ * the server's last ones, or the server's last bytes are this recent (a long answer still streaming).
+ * Bytes a server sends on its own (TLS 1.3 session tickets right after the handshake, a NOTIFY) while a
+ * query runs make it look answered: it is then closed like an idle one.
+ */
+const OPAQUE_QUIET_MS = 50;
 
 /** A server chunk that ends with ReadyForQuery ('Z', length 5, status I/T/E): the server waits for the client. */
 function endsWithReadyForQuery(chunk: Buffer): boolean {
   const n = chunk.length;
   return n >= 6 && chunk[n - 6] === 0x5a && chunk.readInt32BE(n - 5) === 5 && (chunk[n - 1] === 0x49 || chunk[n - 1] === 0x54 || chunk[n - 1] === 0x45);
 }
-
-/** The answer to SSLRequest / GSSENCRequest: no encryption here, go on in plain text. */
-const NO_ENCRYPTION = Buffer.from('N');
 
 const ERRNO_NAMES = new Map(Object.entries(constants.errno).map(([name, value]) => [value, name]));
 
@@ -73,7 +113,8 @@ function socketFd(socket: net.Socket): number | null {
 function forward(from: net.Socket, to: net.Socket, inspect: (chunk: Buffer) => boolean): void {
   let paused = false;
   from.on('data', (chunk: Buffer) => {
-    if (!inspect(chunk) || to.destroyed) return;
+    // Once `to` has ended (its peer hung up) nothing more can reach it: a TLS close_notify, say.
+    if (!inspect(chunk) || to.destroyed || to.writableEnded) return;
     if (!to.write(chunk) && !paused) {
       paused = true;
       from.pause();
@@ -127,6 +168,14 @@ export class ClientSession {
   private kernel: KernelSession | null = null;
   /** The kernel relay refused this session once: Node relays it to the end. */
   private kernelRefused = false;
+  /** An SSLRequest, GSSENCRequest or direct TLS start waiting for a server's first byte. */
+  private negotiation: Negotiation | null = null;
+  /** The session is encrypted end to end: opaque bytes from the server's 'S' / 'G' / first TLS byte on. */
+  private encryption: 'tls' | 'gss' | null = null;
+  private firstChunkSeen = false;
+  /** Opaque sessions: who sent the last bytes, and when the server did (closeWhenIdle's heuristic). */
+  private serverSpokeLast = true;
+  private serverLastAt = 0;
 
   constructor(private readonly client: net.Socket, private readonly context: SessionContext) {
     this.peer = `${client.remoteAddress ?? '?'}:${client.remotePort ?? '?'}`;
@@ -137,7 +186,7 @@ export class ClientSession {
     this.client.setNoDelay(true);
     // Once the kernel relays the session, Node's socket is closed while the connection lives on.
     this.client.on('error', (error) => this.kernel || this.end(`client error: ${error.message}`));
-    this.client.on('close', () => this.kernel || this.end(this.startupPacket ? 'client closed' : 'client closed before its startup message'));
+    this.client.on('close', () => this.kernel || this.end(this.startupPacket || this.established ? 'client closed' : 'client closed before its startup message'));
     this.client.on('data', (chunk: Buffer) => this.onClientData(chunk));
     // A client that connects and says nothing (or too slowly) is dropped, never waited on forever.
     const limit = Math.max(this.context.config.timeouts.connectMs, 1000);
@@ -145,6 +194,7 @@ export class ClientSession {
   }
 
   private onClientData(chunk: Buffer): void {
+    if (this.negotiation) return this.holdDuringNegotiation(this.negotiation, chunk);
     if (this.startupPacket === null) return this.readStartup(chunk);
     if (this.passthrough && this.upstream) {
       this.upstream.write(chunk);
@@ -155,7 +205,32 @@ export class ClientSession {
     if (this.pendingClientBytes > MAX_PENDING_CLIENT_BYTES) this.end('client sent too much before the session was ready');
   }
 
+  /**
+   * Client bytes before the server's answer: a direct TLS client's go to the server (and are kept for a
+   * replay); after an SSLRequest the client should wait for the answer, what it sends anyway waits too.
+   */
+  private holdDuringNegotiation(negotiation: Negotiation, chunk: Buffer): void {
+    if (negotiation.kind === 'direct') {
+      negotiation.replay = Buffer.concat([negotiation.replay, chunk]);
+      if (negotiation.sentOn && negotiation.sentOn === this.upstream) negotiation.sentOn.write(chunk);
+    } else {
+      this.input = this.input.length ? Buffer.concat([this.input, chunk]) : chunk;
+    }
+    if (negotiation.replay.length + this.input.length > MAX_PENDING_CLIENT_BYTES) this.end('client sent too much before the server answered');
+  }
+
+  /** Ask a server (picked, retried as for a startup) for the encryption the client wants. */
+  private negotiate(kind: Negotiation['kind'], replay: Buffer): void {
+    this.negotiation = { kind, replay, sentOn: null };
+    this.connectNext();
+  }
+
   private readStartup(chunk: Buffer): void {
+    if (!this.firstChunkSeen && chunk.length > 0) {
+      this.firstChunkSeen = true;
+      // PostgreSQL 17's direct TLS: a ClientHello where a length would be (libpq sslnegotiation=direct).
+      if (chunk[0] === TLS_HANDSHAKE) return this.negotiate('direct', chunk);
+    }
     this.input = this.input.length ? Buffer.concat([this.input, chunk]) : chunk;
     if (!this.early && this.input.length >= 8 && untypedPacketLength(this.input) >= 0) {
       const code = this.input.readInt32BE(4);
@@ -171,9 +246,8 @@ export class ClientSession {
       switch (parsed.kind) {
         case 'ssl':
         case 'gssenc':
-          // The balancer speaks plain TCP on loopback: decline, the client goes on unencrypted.
-          this.client.write(NO_ENCRYPTION);
-          continue;
+          // Relayed to a server; on its 'N' readStartup goes on with what the client sends next.
+          return this.negotiate(parsed.kind, packet);
         case 'cancel':
           return this.forwardCancel(parsed.key, parsed.packet);
         case 'invalid':
@@ -187,16 +261,27 @@ export class ClientSession {
     }
   }
 
+  /**
+   * A plaintext session's key is known: its server gets the cancel. An encrypted session's key went by
+   * inside TLS, so a key nobody knows goes to every server with an encrypted session: PostgreSQL ignores
+   * a cancel whose key matches none of its backends.
+   */
   private forwardCancel(key: string, packet: Buffer): void {
     const owner = this.context.keyOwner(key);
-    if (owner) {
-      const socket = net.connect({ host: owner.config.host, port: owner.config.port });
+    const targets = owner ? [owner] : this.context.encryptedSessionServers();
+    for (const server of targets) {
+      const socket = net.connect({ host: server.config.host, port: server.config.port });
       socket.setTimeout(this.context.config.timeouts.connectMs || 5000, () => socket.destroy());
       socket.on('error', () => undefined);
       socket.once('connect', () => socket.end(packet));
-      this.server = owner;
     }
-    this.end(owner ? 'cancel request forwarded' : 'cancel request for an unknown session');
+    if (owner) this.server = owner;
+    const why = owner
+      ? 'cancel request forwarded'
+      : targets.length
+        ? `cancel request for an unknown key sent to ${targets.length} server(s) with encrypted sessions`
+        : 'cancel request for an unknown session';
+    this.end(why);
   }
 
   /**
@@ -209,17 +294,14 @@ export class ClientSession {
     if (!server) return;
     const socket = net.connect({ host: server.config.host, port: server.config.port });
     socket.setNoDelay(true);
-    const early: EarlyConnection = { server, socket, started: Date.now(), connectedAt: null, error: null, closed: false };
-    socket.once('connect', () => (early.connectedAt = Date.now()));
-    socket.on('error', (error) => (early.error = error));
-    socket.once('close', () => (early.closed = true));
-    this.early = early;
+    this.early = watchConnection(server, socket, Date.now(), null);
   }
 
-  /** The early connection, if it is still worth using; a stale one is closed. */
+  /** The early (or kept) connection, once, if it is still worth using; a stale one is closed. */
   private takeEarly(): EarlyConnection | null {
     const early = this.early;
-    if (!early || this.attempts > 0) return null;
+    this.early = null;
+    if (!early) return null;
     if (!early.server.usable) {
       early.socket.destroy();
       return null;
@@ -232,6 +314,8 @@ export class ClientSession {
     if (this.ended) return;
     const maxAttempts = this.context.config.retries + Math.max(1, this.context.serverCount());
     const early = this.takeEarly();
+    // The server that just answered 'N' takes the client's next packet: the same attempt goes on.
+    if (early?.kept) return this.connectTo(early.server, early);
     let server = early?.server ?? (this.attempts < maxAttempts ? this.context.pick(this.tried) : undefined);
     if (!server && this.attempts < maxAttempts && this.tried.size) {
       // Every usable server was tried once: a retry may still land (HAProxy's `retries`).
@@ -253,6 +337,7 @@ export class ClientSession {
   }
 
   private connectTo(server: BackendServer, early?: EarlyConnection): void {
+    const negotiation = this.negotiation;
     const started = early?.started ?? Date.now();
     const upstream = early?.socket ?? net.connect({ host: server.config.host, port: server.config.port });
     upstream.setNoDelay(true);
@@ -277,14 +362,19 @@ export class ClientSession {
     };
 
     const sendStartup = () => {
-      this.connectMs = Date.now() - started;
-      upstream.write(this.startupPacket!);
+      if (!early?.kept) this.connectMs = Date.now() - started;
+      if (negotiation) negotiation.sentOn = upstream;
+      upstream.write(negotiation ? negotiation.replay : this.startupPacket!);
     };
     const onError = (error: NodeJS.ErrnoException) => {
       const passive = error.code === 'ECONNREFUSED' || error.code === 'ECONNRESET' || error.code === 'EPIPE';
       fail('L4CON', error.code === 'ECONNREFUSED' ? 'connection refused' : error.message, passive);
     };
-    const onClose = () => fail('L4CON', 'server closed the connection during startup', true);
+    // A server before 17 closes on a direct TLS ClientHello: no reason to mark it down for that.
+    const onClose = () =>
+      negotiation?.kind === 'direct'
+        ? fail('L4CON', 'server closed the connection on a direct TLS ClientHello', false)
+        : fail('L4CON', `server closed the connection during ${negotiation ? `its ${REQUEST_NAME[negotiation.kind]}` : 'startup'}`, true);
     upstream.on('error', onError);
     upstream.on('close', onClose);
     // An early connection may already be connected, or already failed, before the startup arrived.
@@ -294,6 +384,11 @@ export class ClientSession {
     else upstream.once('connect', sendStartup);
     upstream.on('data', (chunk: Buffer) => {
       answered = true;
+      if (negotiation) {
+        clearTimeout(timer);
+        const problem = this.onNegotiationAnswer(negotiation, server, upstream, started, chunk);
+        return problem ? fail('L7RSP', problem, false) : undefined;
+      }
       let messages: ServerMessage[];
       try {
         messages = reader.push(chunk);
@@ -344,6 +439,29 @@ export class ClientSession {
     });
   }
 
+  /**
+   * The server's first byte after a request: 'S' / 'G' (or any byte after a direct ClientHello) make the
+   * session opaque on this server; 'N' is relayed and the server connection kept for the client's next
+   * packet. Anything else is a failure (the next server is tried); its description is returned.
+   */
+  private onNegotiationAnswer(negotiation: Negotiation, server: BackendServer, upstream: net.Socket, started: number, chunk: Buffer): string | null {
+    if (negotiation.kind === 'direct' || chunk[0] === ACCEPT_BYTE[negotiation.kind]) {
+      this.negotiation = null;
+      this.relayEncrypted(server, upstream, negotiation.kind === 'gssenc' ? 'gss' : 'tls', chunk);
+      return null;
+    }
+    if (chunk[0] !== DECLINE_BYTE || chunk.length !== 1) return `not an answer to ${REQUEST_NAME[negotiation.kind]}`;
+    upstream.removeAllListeners('data');
+    upstream.removeAllListeners('error');
+    upstream.removeAllListeners('close');
+    this.early = watchConnection(server, upstream, started, Date.now(), true);
+    this.upstream = null;
+    this.negotiation = null;
+    this.client.write(chunk);
+    this.readStartup(Buffer.alloc(0));
+    return null;
+  }
+
   private flushPendingClient(upstream: net.Socket): void {
     for (const chunk of this.pendingClient) upstream.write(chunk);
     this.pendingClient = [];
@@ -358,30 +476,68 @@ export class ClientSession {
    */
   private establish(server: BackendServer, upstream: net.Socket, toClient: Buffer, rest: Buffer): void {
     if (this.ended) return;
-    this.established = true;
-    if (this.phaseTimer) clearTimeout(this.phaseTimer);
     if (this.backendKey) this.context.setKeyOwner(this.backendKey, server);
-    upstream.removeAllListeners('data');
-    upstream.removeAllListeners('close');
-    upstream.removeAllListeners('error');
-    upstream.on('error', (error) => this.end(`server error: ${error.message}`));
-    upstream.on('close', () => this.end('server closed'));
-    this.client.removeAllListeners('data');
-    this.live = {
-      bytes: () => (this.kernel ? this.kernelBytes(this.kernel) : [this.client.bytesRead, this.client.bytesWritten]),
-      close: (reason) => this.end(reason),
-      closeWhenIdle: (reason, graceMs) => this.closeWhenIdle(reason, graceMs),
-    };
-    server.addSession(this.live);
+    this.bindTo(server, upstream);
     const serverFrames = new FrameCounter();
     serverFrames.push(rest, () => undefined);
     if (this.pendingClient.length === 0 && this.context.kernelRelayAfter === 0 && this.relayInKernel(upstream, toClient)) return;
     this.client.write(toClient);
     this.flushPendingClient(upstream);
+    this.watchIdleInNode(upstream);
+    this.relayInNode(upstream, serverFrames);
+  }
+
+  /** The session is established on `server`: its connection-phase listeners go, it counts as a session. */
+  private bindTo(server: BackendServer, upstream: net.Socket): void {
+    this.established = true;
+    if (this.phaseTimer) clearTimeout(this.phaseTimer);
+    upstream.removeAllListeners('data');
+    upstream.removeAllListeners('close');
+    upstream.removeAllListeners('error');
+    upstream.on('error', (error) => this.end(`server error: ${error.message}`));
+    // A client that hung up first is the reason, even when the server's close is reported first.
+    upstream.on('close', () => this.end(this.client.readableEnded ? 'client closed' : 'server closed'));
+    this.client.removeAllListeners('data');
+    this.live = {
+      bytes: () => (this.kernel ? this.kernelBytes(this.kernel) : [this.client.bytesRead, this.client.bytesWritten]),
+      close: (reason) => this.end(reason),
+      closeWhenIdle: (reason, graceMs) => this.closeWhenIdle(reason, graceMs),
+      encrypted: this.encryption !== null,
+    };
+    server.addSession(this.live);
+  }
+
+  /** --client-timeout / --server-timeout while Node relays. */
+  private watchIdleInNode(upstream: net.Socket): void {
     const { clientMs, serverMs } = this.context.config.timeouts;
     if (clientMs > 0) this.client.setTimeout(clientMs, () => this.end('client timeout'));
     if (serverMs > 0) upstream.setTimeout(serverMs, () => this.end('server timeout'));
-    this.relayInNode(upstream, serverFrames);
+  }
+
+  /**
+   * An encrypted session from the server's first byte (`fromServer`) on: opaque bytes both ways, relayed
+   * by Node to the end. The kernel relay stays out: its BPF program finds "in flight" from PostgreSQL
+   * framing (ReadyForQuery at the end of a server chunk), which TLS records hide, and without framing
+   * there is no moment known to be quiet on both sides for the handoff except the 'S' byte itself.
+   */
+  private relayEncrypted(server: BackendServer, upstream: net.Socket, kind: 'tls' | 'gss', fromServer: Buffer): void {
+    if (this.ended) return;
+    this.encryption = kind;
+    this.bindTo(server, upstream);
+    this.serverLastAt = Date.now();
+    this.client.write(fromServer);
+    if (this.input.length) upstream.write(this.input);
+    this.input = Buffer.alloc(0);
+    this.watchIdleInNode(upstream);
+    forward(this.client, upstream, () => {
+      this.serverSpokeLast = false;
+      return true;
+    });
+    forward(upstream, this.client, () => {
+      this.serverSpokeLast = true;
+      this.serverLastAt = Date.now();
+      return true;
+    });
   }
 
   /** Node relays both ways, with backpressure; each server chunk that leaves the client waiting may end it. */
@@ -495,16 +651,18 @@ export class ClientSession {
     step();
   }
 
-  /** As closeWhenIdle, with the relay's BPF program telling whether a query is in flight. */
-  private closeKernelWhenIdle(reason: string, graceMs: number): void {
-    const { relay, handle } = this.kernel!;
-    if (!relay.inFlight(handle)) return this.drainThenEnd(reason, true);
+  /**
+   * As closeWhenIdle, polling `inFlight` where no server chunk can be inspected: the kernel relay's
+   * BPF program, or the opaque heuristic of an encrypted session. `close` ends a session found idle.
+   */
+  private closeWhenPolledIdle(inFlight: () => boolean, close: () => void, reason: string, graceMs: number): void {
+    if (!inFlight()) return close();
     const since = Date.now();
     const timer = setInterval(() => {
       if (this.ended) return clearInterval(timer);
-      if (!relay.inFlight(handle)) {
+      if (!inFlight()) {
         clearInterval(timer);
-        this.drainThenEnd(reason, true);
+        close();
       } else if (Date.now() - since >= graceMs) {
         clearInterval(timer);
         this.end(`${reason}, its query unanswered after ${graceMs} ms`);
@@ -513,7 +671,12 @@ export class ClientSession {
   }
 
   private closeWhenIdle(reason: string, graceMs: number): void {
-    if (this.kernel) return this.closeKernelWhenIdle(reason, graceMs);
+    const kernel = this.kernel;
+    if (kernel) return this.closeWhenPolledIdle(() => kernel.relay.inFlight(kernel.handle), () => this.drainThenEnd(reason, true), reason, graceMs);
+    if (this.encryption) {
+      const inFlight = () => !this.serverSpokeLast || Date.now() - this.serverLastAt < OPAQUE_QUIET_MS;
+      return this.closeWhenPolledIdle(inFlight, () => this.end(reason, true), reason, graceMs);
+    }
     if (!this.queryInFlight) return this.end(reason, true);
     this.closingReason = reason;
     setTimeout(() => this.end(`${reason}, its query unanswered after ${graceMs} ms`), graceMs).unref();
@@ -521,7 +684,8 @@ export class ClientSession {
 
   /** A FATAL of our own, then close (a client that sent garbage gets a protocol answer too). */
   private reject(sqlstate: string, message: string, reason: string): void {
-    if (!this.client.destroyed) this.client.end(errorResponse(sqlstate, message));
+    // A direct TLS client cannot read a plaintext ErrorResponse: it only sees the close.
+    if (!this.client.destroyed) this.client.end(this.negotiation?.kind === 'direct' ? Buffer.alloc(0) : errorResponse(sqlstate, message));
     this.end(reason, true);
   }
 
@@ -557,7 +721,7 @@ export class ClientSession {
     const [bytesIn, bytesOut] = this.live ? this.live.bytes() : [this.client.bytesRead, this.client.bytesWritten];
     this.context.log(
       `${this.context.config.name} client=${this.peer} server=${server} connect=${connect} duration=${Date.now() - this.startedAt}ms ` +
-        `in=${bytesIn} out=${bytesOut} attempts=${this.attempts} relay=${this.kernel ? 'kernel' : 'node'} end="${reason}"`,
+        `in=${bytesIn} out=${bytesOut} attempts=${this.attempts} enc=${this.encryption ?? 'none'} relay=${this.kernel ? 'kernel' : 'node'} end="${reason}"`,
     );
   }
 }

@@ -6,6 +6,8 @@ export const PROTOCOL_V3 = 196608; // 3.0
 export const SSL_REQUEST = 80877103;
 export const GSSENC_REQUEST = 80877104;
 export const CANCEL_REQUEST = 80877102;
+/** The first byte of a TLS handshake record: a PostgreSQL 17 client's direct TLS ClientHello. */
+export const TLS_HANDSHAKE = 0x16;
 
 /** A client's first packets are tiny; anything bigger is garbage or an attack. */
 export const MAX_STARTUP_PACKET = 10_240;
