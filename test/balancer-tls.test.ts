@@ -14,7 +14,8 @@ import { CANCEL_REQUEST, GSSENC_REQUEST, SSL_REQUEST, startupMessage } from '../
 import { pollUntil } from '../src/common/poll.js';
 import { closedPort, fakePostgres, kernelRelaySkip, serverLine, staticBalancerConfig } from './helpers/balancer-fakes.js';
 import { freePorts, lab, withTempLab } from './helpers/lab.js';
-import { enableTls, makeTestCa, writeAsPostgres, type TestCa } from './helpers/tls.js';
+import { makeTestCa, writeAsPostgres, type TestCa } from './helpers/tls.js';
+import { tlsPaths } from '../src/lab/access.js';
 
 /** An 8-byte request (SSLRequest, GSSENCRequest) or a 16-byte CancelRequest. */
 function request(code: number, pid?: number, secret?: number): Buffer {
@@ -54,14 +55,13 @@ const sessionLines = (log: string[]) => log.filter((line) => / client=\S+ server
 
 test('TLS end to end through the balancer against PostgreSQL 15 servers', async (t) => {
   await withTempLab(async (labDir) => {
-    const ca = await makeTestCa();
     let balancer: RunningBalancer | null = null;
     try {
       const [m, r1] = await freePorts(2);
+      // A lab has TLS (its own CA) and scram by default; the test process uses its pgpass file and CA.
       await lab(labDir, 'master', 'start', '--port', String(m));
       await lab(labDir, 'replica', 'add', 'replica1', `${labDir}/replica1`, String(r1));
-      await enableTls(ca, `${labDir}/master1`, m!);
-      await enableTls(ca, `${labDir}/replica1`, r1!);
+      const caFile = tlsPaths(labDir).caCert;
       const log: string[] = [];
       // Passive detection only (checks every minute): the proxy itself must skip a refusing server.
       const checks = { type: 'tcp', interMs: 60_000, fastinterMs: 60_000, downinterMs: 60_000, rise: 1 } as const;
@@ -76,7 +76,7 @@ test('TLS end to end through the balancer against PostgreSQL 15 servers', async 
       await t.test('sslmode=require, verify-full and prefer end on TLS; disable stays plaintext', async () => {
         // Twice each: round robin puts one on each server.
         for (let i = 0; i < 2; i++) assert.equal(await psql(port, 'sslmode=require', SSL_IN_USE), 't');
-        assert.equal(await psql(port, `sslmode=verify-full sslrootcert=${ca.caFile}`, SSL_IN_USE), 't', 'the server certificate verifies for 127.0.0.1: no proxy in between');
+        assert.equal(await psql(port, `sslmode=verify-full sslrootcert=${caFile}`, SSL_IN_USE), 't', 'the server certificate verifies for 127.0.0.1: no proxy in between');
         assert.equal(await psql(port, 'sslmode=prefer', SSL_IN_USE), 't', 'prefer is not downgraded');
         assert.equal(await psql(port, 'sslmode=disable', SSL_IN_USE), 'f');
         await pollUntil(async () => (lb.stats().sessionsCurrent === 0 && sessionLines(log).length === 5 ? true : undefined), { timeoutMs: 5000, what: 'five sessions logged' });
@@ -164,7 +164,6 @@ test('TLS end to end through the balancer against PostgreSQL 15 servers', async 
       });
     } finally {
       await balancer?.stop();
-      await ca.remove();
     }
   });
 });

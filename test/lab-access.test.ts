@@ -26,7 +26,7 @@ test('a new lab: scram and TLS by default, lab env, the sql check with the passw
     await lab(labDir, 'replica', 'add', 'replica1', path.join(labDir, 'replica1'), String(r1));
 
     const env = await labJson<Record<string, string>>(labDir, 'env');
-    assert.deepEqual(Object.keys(env).sort(), ['PGDATABASE', 'PGHOST', 'PGPASSFILE', 'PGPORT', 'PGSSLMODE', 'PGSSLROOTCERT', 'PGUSER']);
+    assert.deepEqual(Object.keys(env).sort(), ['NODE_EXTRA_CA_CERTS', 'PGDATABASE', 'PGHOST', 'PGPASSFILE', 'PGPORT', 'PGSSLMODE', 'PGSSLROOTCERT', 'PGUSER']);
     assert.equal(env.PGPORT, String(m));
     assert.equal(env.PGSSLMODE, 'verify-full');
     const pass = await stat(env.PGPASSFILE!);

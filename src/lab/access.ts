@@ -94,6 +94,8 @@ export function accessEnv(labDir: string, state: Pick<LabState, 'access' | 'dbUs
   } else {
     env.PGSSLMODE = 'verify-full';
     env.PGSSLROOTCERT = tlsPaths(labDir).caCert;
+    // Node (node-postgres, postgres.js) reads PGSSLMODE as "TLS, verified against Node's CAs": add the lab's.
+    env.NODE_EXTRA_CA_CERTS = env.PGSSLROOTCERT;
   }
   return env;
 }
@@ -107,7 +109,7 @@ export function useLabAccess(labDir: string, state: Pick<LabState, 'access' | 'd
   // A pgpass file of the user's own still serves servers that are not the lab's (a --config pool).
   const own = process.env.PGPASSFILE;
   if (own && own !== pgpassPath(labDir) && !process.env.PGLAB_USER_PGPASSFILE) process.env.PGLAB_USER_PGPASSFILE = own;
-  for (const name of ['PGPASSFILE', 'PGSSLROOTCERT', 'PGSSLMODE', 'PGPASSWORD', 'PGSSLCERT', 'PGSSLKEY']) delete process.env[name];
+  for (const name of ['PGPASSFILE', 'PGSSLROOTCERT', 'PGSSLMODE', 'PGPASSWORD', 'PGSSLCERT', 'PGSSLKEY', 'NODE_EXTRA_CA_CERTS']) delete process.env[name];
   Object.assign(process.env, accessEnv(labDir, state));
 }
 

@@ -37,7 +37,11 @@ export async function runLab(labDir: string, args: string[], options: Options = 
  */
 export async function useLabEnv(labDir: string): Promise<void> {
   const state = await readState(labDir).catch(() => undefined);
-  if (state) useLabAccess(labDir, state);
+  if (!state) return;
+  useLabAccess(labDir, state);
+  // Tests pick their sslmode per connection; node-postgres would read PGSSLMODE=verify-full as `ssl: true`
+  // against Node's own CAs. psql with no sslmode prefers TLS and, with PGSSLROOTCERT set, verifies the CA.
+  delete process.env.PGSSLMODE;
 }
 
 /** Like runLab, but the command must succeed. */

@@ -1,11 +1,10 @@
-// TLS for the tests, independent of how labs are built: a throw-away CA and a server certificate for
-// 127.0.0.1 / localhost made with the openssl CLI, and `enableTls` that gives a running node of a lab
-// that certificate and turns `ssl = on` (ALTER SYSTEM + reload).
+// TLS for the tests' fake peers: a throw-away CA and a server certificate for 127.0.0.1 / localhost
+// made with the openssl CLI (labs have their own CA, src/lab/tls-certs.ts), and writing a file into a
+// data dir as the postgres OS user.
 import { readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { execa } from 'execa';
 import { lookupUser } from '../../src/postgres/os-user.js';
-import { pollUntil } from '../../src/common/poll.js';
 import { tempDir } from './lab.js';
 
 export interface TestCa {
@@ -41,21 +40,4 @@ export async function writeAsPostgres(file: string, content: string | Buffer): P
   const user = await lookupUser('postgres');
   const asOwner = user && process.geteuid?.() === 0 ? { uid: user.uid, gid: user.gid } : {};
   await execa('sh', ['-c', 'umask 077 && cat > "$1"', 'sh', file], { input: content, ...asOwner });
-}
-
-/**
- * server.crt / server.key (0600) into `datadir`, written by the postgres OS user itself (no file of
- * root's in its directory), then `ssl = on` and a reload; returns once a TLS connection works.
- */
-export async function enableTls(ca: TestCa, datadir: string, port: number): Promise<void> {
-  await writeAsPostgres(path.join(datadir, 'server.crt'), ca.cert);
-  await writeAsPostgres(path.join(datadir, 'server.key'), ca.key);
-  const psql = (conninfo: string, sql: string) => execa('psql', [conninfo, '-Atc', sql], { timeout: 20_000 });
-  const plain = `host=127.0.0.1 port=${port} user=postgres dbname=postgres sslmode=disable`;
-  await psql(plain, 'ALTER SYSTEM SET ssl = on');
-  await psql(plain, 'SELECT pg_reload_conf()');
-  await pollUntil(async () => ((await psql(`host=127.0.0.1 port=${port} user=postgres dbname=postgres sslmode=require`, 'SELECT 1')).stdout === '1' ? true : undefined), {
-    timeoutMs: 10_000,
-    what: `TLS on port ${port}`,
-  });
 }
