@@ -1,8 +1,9 @@
 // Data dir safety: the seed ran `rm -rf PGDATA` blindly; we only ever remove what this lab created,
 // recognised by a marker file the lab writes into each data dir it fills.
-import { mkdir, readdir, readFile, rm, writeFile, stat } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { LabError } from '../common/errors.js';
+import { writePrivateFile, type FileOwner } from '../common/safe-files.js';
 
 export const MARKER_FILE = 'pglab.node';
 
@@ -32,8 +33,9 @@ export async function readMarker(datadir: string): Promise<Marker | undefined> {
   }
 }
 
-export async function writeMarker(datadir: string, marker: Marker): Promise<void> {
-  await writeFile(path.join(datadir, MARKER_FILE), `${JSON.stringify(marker)}\n`);
+/** The marker, a new file (never written through a link) given to `owner` (the data dir's user). */
+export async function writeMarker(datadir: string, marker: Marker, owner?: FileOwner): Promise<void> {
+  await writePrivateFile(path.join(datadir, MARKER_FILE), `${JSON.stringify(marker)}\n`, 0o644, owner);
 }
 
 export type DatadirCondition = 'missing' | 'empty' | 'ours' | 'foreign' | 'not-a-directory';

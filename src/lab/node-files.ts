@@ -1,12 +1,15 @@
 // Files the lab writes into a node's data dir: postgresql.conf / pg_hba.conf from lab/, the standby
-// configuration for the server's version, and the marker that says the lab filled this dir.
-import { chmod, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+// configuration for the server's version, and the marker that says the lab filled this dir. The data dir
+// belongs to the postgres OS user, who may have planted a link at any of these names: each file is a new
+// one (O_EXCL | O_NOFOLLOW) given to that user through its handle, then renamed over the old name.
+import { readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { renderPgHba, renderPostgresqlConf } from '../postgres/config.js';
 import { dialectFor, primaryConninfo } from '../postgres/dialect.js';
-import { giveTo, type OsUser } from '../postgres/os-user.js';
+import { readNoFollow, writePrivateFile } from '../common/safe-files.js';
+import type { OsUser } from '../postgres/os-user.js';
 import { SOCKET_DIR } from '../postgres/server.js';
-import { MARKER_FILE, writeMarker } from './datadir.js';
+import { writeMarker } from './datadir.js';
 
 export interface NodeFilesSpec {
   labId: string;
@@ -18,10 +21,8 @@ export interface NodeFilesSpec {
   runAs?: OsUser;
 }
 
-async function writeOwned(file: string, content: string, runAs: OsUser | undefined, mode = 0o600): Promise<void> {
-  await writeFile(file, content, { mode });
-  await chmod(file, mode);
-  await giveTo(file, runAs);
+function writeOwned(file: string, content: string, runAs: OsUser | undefined, mode = 0o600): Promise<void> {
+  return writePrivateFile(file, content, mode, runAs);
 }
 
 export async function writeNodeConfig(spec: NodeFilesSpec): Promise<void> {
@@ -34,8 +35,7 @@ export async function writeNodeConfig(spec: NodeFilesSpec): Promise<void> {
   });
   await writeOwned(path.join(spec.datadir, 'postgresql.conf'), conf, spec.runAs);
   await writeOwned(path.join(spec.datadir, 'pg_hba.conf'), await renderPgHba(spec.dbUser), spec.runAs);
-  await writeMarker(spec.datadir, { labId: spec.labId, node: spec.name });
-  await giveTo(path.join(spec.datadir, MARKER_FILE), spec.runAs);
+  await writeMarker(spec.datadir, { labId: spec.labId, node: spec.name }, spec.runAs);
 }
 
 /** Standby configuration written by us, not by pg_basebackup -R (REFERENCE.md 2: client options leak into it). */
@@ -51,7 +51,7 @@ export async function writeStandbyConfig(spec: NodeFilesSpec & { upstreamPort: n
   if (files.signal) await writeOwned(path.join(spec.datadir, 'standby.signal'), '', spec.runAs);
   if (files.autoConfLines) {
     const autoConf = path.join(spec.datadir, 'postgresql.auto.conf');
-    const current = await readFile(autoConf, 'utf8').catch(() => '');
+    const current = (await readNoFollow(autoConf)) ?? '';
     const kept = current.split('\n').filter((line) => line && !/^\s*(primary_conninfo|recovery_target_timeline)\s*=/.test(line));
     await writeOwned(autoConf, `${[...kept, ...files.autoConfLines].join('\n')}\n`, spec.runAs);
   }
