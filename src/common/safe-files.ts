@@ -6,7 +6,7 @@ import { lstat, mkdir, open, rename, unlink, type FileHandle } from 'node:fs/pro
 import path from 'node:path';
 import { LabError } from './errors.js';
 
-const { O_RDONLY, O_WRONLY, O_CREAT, O_EXCL, O_APPEND, O_NOFOLLOW, O_DIRECTORY } = constants;
+const { O_RDONLY, O_WRONLY, O_CREAT, O_EXCL, O_APPEND, O_NOFOLLOW, O_DIRECTORY, O_NONBLOCK } = constants;
 
 /** Who a file the lab creates for another user (the postgres OS user) is given to. */
 export interface FileOwner {
@@ -112,6 +112,26 @@ export async function readNoFollow(file: string): Promise<string | undefined> {
     const stat = await handle.stat();
     if (!stat.isFile() || stat.nlink > 1) throw new LabError('UNSAFE', `${file} is not a plain file: nothing was written; remove it and run the command again`);
     return await handle.readFile('utf8');
+  } finally {
+    await handle.close();
+  }
+}
+
+/**
+ * Gives `file` (a file or a directory) to `owner` through a handle opened without following a link, so
+ * the chown lands on what was checked: only a path of ours (just made, or an empty data dir of the
+ * user's own) or already the owner's, never a link, never a third user's path.
+ */
+export async function giveTo(file: string, owner: FileOwner): Promise<void> {
+  const handle = await open(file, O_RDONLY | O_NOFOLLOW | O_NONBLOCK).catch((error) => refuseLink(error, file));
+  try {
+    const stat = await handle.stat();
+    if (!stat.isFile() && !stat.isDirectory()) throw new LabError('UNSAFE', `${file} is neither a file nor a directory: nothing was changed; remove it and run the command again`);
+    if (stat.uid !== myUid() && stat.uid !== owner.uid) {
+      throw new LabError('UNSAFE', `${file} belongs to uid ${stat.uid}, neither the user running lab nor uid ${owner.uid}: nothing was changed; choose another path`);
+    }
+    if (stat.isFile() && stat.nlink > 1) throw new LabError('UNSAFE', `${file} has ${stat.nlink} hard links: nothing was changed; remove it and run the command again`);
+    await handle.chown(owner.uid, owner.gid);
   } finally {
     await handle.close();
   }

@@ -1,6 +1,6 @@
 // Data dir safety: the seed ran `rm -rf PGDATA` blindly; we only ever remove what this lab created,
 // recognised by a marker file the lab writes into each data dir it fills.
-import { mkdir, readdir, readFile, rm, stat } from 'node:fs/promises';
+import { lstat, mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { LabError } from '../common/errors.js';
 import { writePrivateFile, type FileOwner } from '../common/safe-files.js';
@@ -40,11 +40,11 @@ export async function writeMarker(datadir: string, marker: Marker, owner?: FileO
 
 export type DatadirCondition = 'missing' | 'empty' | 'ours' | 'foreign' | 'not-a-directory';
 
-/** What is at `datadir`, judged against the lab `labId`. */
+/** What is at `datadir`, judged against the lab `labId`. A link is not a directory: never followed (it could lead anywhere). */
 export async function inspectDatadir(datadir: string, labId: string | undefined): Promise<DatadirCondition> {
   let info;
   try {
-    info = await stat(datadir);
+    info = await lstat(datadir);
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return 'missing';
     throw error;
@@ -74,7 +74,7 @@ export async function prepareDatadir(datadir: string, labId: string): Promise<{ 
       await emptyDirectory(datadir);
       return { created: false };
     case 'not-a-directory':
-      throw new LabError('UNSAFE', `Data dir ${datadir} exists and is not a directory: choose another path`);
+      throw new LabError('UNSAFE', `Data dir ${datadir} exists and is not a directory (a symbolic link is not followed): choose another path`);
     case 'foreign':
       throw new LabError(
         'UNSAFE',
