@@ -149,7 +149,7 @@ test('links or foreign files at the balancer log and pid paths: start refused in
   });
 });
 
-test('a lab dir that is a link, belongs to another user or is writable by others is refused, and so is a lab.json others could change', async (t) => {
+test('a lab dir that is a link, belongs to another user or is writable by others is refused, and so are a lab.json others could change and a data dir path that is a link', async (t) => {
   const postgres = await postgresUser(t);
   if (!postgres) return;
   const [m] = await freePorts(1);
@@ -182,7 +182,7 @@ test('a lab dir that is a link, belongs to another user or is writable by others
     await rm(root, { recursive: true, force: true });
   }
 
-  await withMasterLab(t, 0, async ({ labDir, masterPort: port }) => {
+  await withMasterLab(t, 0, async ({ labDir, masterPort: port, postgres }) => {
     const stateFile = path.join(labDir, 'lab.json');
     const before = await readFile(stateFile);
     const refuse = async (why: RegExp) => {
@@ -204,6 +204,20 @@ test('a lab dir that is a link, belongs to another user or is writable by others
     await refuse(/The lab dir .* is writable by others \(mode 777\)/);
     await chmod(labDir, 0o711);
     assert.equal((await labJson(labDir, 'status')).nodes[0].status, 'running');
+
+    // A data dir path the postgres user made a link (to an empty dir of root's): not followed, nothing chowned
+    const rootOnly = path.join(path.dirname(labDir), 'root-only');
+    await mkdir(rootOnly, { mode: 0o700 });
+    const scratch = path.join(path.dirname(labDir), 'scratch');
+    await mkdir(scratch);
+    await chown(scratch, postgres.uid, postgres.gid);
+    const planted = path.join(scratch, 'replica1');
+    assert.equal((await runAs(postgres, 'ln', ['-s', rootOnly, planted])).exitCode, 0);
+    const [r1] = await freePorts(1);
+    assertUnsafe(await runLab(labDir, ['replica', 'add', 'replica1', planted, String(r1)]), /Data dir .* exists and is not a directory \(a symbolic link is not followed\)/);
+    const rootOnlyInfo = await stat(rootOnly);
+    assert.equal(rootOnlyInfo.uid, 0, 'the link\'s target was not chowned');
+    assert.deepEqual(await readdir(rootOnly), []);
   });
 });
 
