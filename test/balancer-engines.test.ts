@@ -38,8 +38,8 @@ test('--config runs a HAProxy configuration with the built-in balancer; --engine
     assert.equal(record.listen, `127.0.0.1:${listen}`);
     assert.equal(record.stats, `127.0.0.1:${stats}/stats`);
     assert.deepEqual(await serverPorts(listen!, 4), new Set([r1, r2]));
-    const seedPidFile = path.join(labDir, 'balancer-seed.pid');
-    assert.equal((await readFile(seedPidFile, 'utf8')).trim(), String(record.pid), 'a pid file in the lab dir');
+    const seedPidFile = path.join(labDir, 'balancer', 'seed.pid');
+    assert.equal((await readFile(seedPidFile, 'utf8')).trim(), String(record.pid), 'a pid file in the lab\'s balancer dir');
 
     const started = await labJson(labDir, 'balancer', 'start', '--name', 'hx', '--engine', 'haproxy', '--listen', `127.0.0.1:${hListen}`, '--stats', `127.0.0.1:${hStats}`);
     assert.equal(started.engine, 'haproxy');
@@ -57,9 +57,9 @@ test('--config runs a HAProxy configuration with the built-in balancer; --engine
 
     const renderedCfg = started.configFile as string;
     await stat(renderedCfg);
-    assert.equal((await readFile(path.join(labDir, 'balancer-hx.pid'), 'utf8')).trim(), String(started.pid));
+    assert.equal((await readFile(path.join(labDir, 'balancer', 'hx.pid'), 'utf8')).trim(), String(started.pid));
     await lab(labDir, 'balancer', 'stop', '--name', 'hx');
-    await assert.rejects(stat(path.join(labDir, 'balancer-hx.pid')), { code: 'ENOENT' }, 'stop removes the pid file');
+    await assert.rejects(stat(path.join(labDir, 'balancer', 'hx.pid')), { code: 'ENOENT' }, 'stop removes the pid file');
     await assert.rejects(stat(renderedCfg), { code: 'ENOENT' }, 'stop removes the haproxy.cfg the lab rendered');
     await lab(labDir, 'destroy', '--yes');
     await assert.rejects(stat(seedPidFile), { code: 'ENOENT' }, 'destroy removes the pid files');

@@ -3,7 +3,6 @@
 // it listens and has recorded itself in the lab state, and returns that record. `serveBalancer` is the
 // foreground body: run until the signal aborts.
 import { spawn } from 'node:child_process';
-import { mkdir, open } from 'node:fs/promises';
 import path from 'node:path';
 import { runBalancer, type LogSink } from '../balancer/balancer.js';
 import { poolLabel, type BalancerConfig } from '../balancer/config.js';
@@ -18,17 +17,15 @@ import { LabError, messageOf } from '../common/errors.js';
 import { pollUntil } from '../common/poll.js';
 import { packageRoot } from '../common/package-root.js';
 import { canConnect, describePortHolder, isPortFree } from '../common/ports.js';
+import { openPrivateAppend } from '../common/safe-files.js';
 import { forgetBalancer, isBalancerAlive, recordBalancer, stopBalancerProcess } from '../lab/balancer-process.js';
 import { accessOf } from '../lab/access.js';
-import { logDir, type GlobalOptions } from '../lab/context.js';
+import type { GlobalOptions } from '../lab/context.js';
+import { balancerLogFile, ensureBalancerDir } from '../lab/lab-dir.js';
 import { readState, requireLabState, requireState, type BalancerRecord } from '../lab/state.js';
 import { logTail } from '../postgres/server.js';
 
 export { DEFAULT_BALANCER_NAME, balancerConfig, balancerWarnings, resolveBalancerConfig, type BalancerStartOptions } from '../balancer/start-options.js';
-
-export function balancerLogFile(labDir: string, name: string): string {
-  return path.join(logDir(labDir), `balancer-${name}.log`);
-}
 
 /** Refuse a name already running, or a port in use, with what to do instead. */
 async function assertStartable(global: GlobalOptions, config: BalancerConfig, insecure: boolean | undefined): Promise<void> {
@@ -115,9 +112,11 @@ export async function startBalancer(global: GlobalOptions, options: BalancerStar
   if (options.engine === 'haproxy') return startHaproxyBalancer(global, config);
   // Refused here in one line rather than by the background process, whose error only reaches its log.
   if (config.relay === 'kernel') relayFor('kernel');
+  // The log (the child's stdout and stderr: it writes batched lines through this fd) in the balancer
+  // dir, 0700: opened here once, never through a link, never a file of another user.
   const logFile = balancerLogFile(global.labDir, config.name);
-  await mkdir(path.dirname(logFile), { recursive: true });
-  const log = await open(logFile, 'a');
+  await ensureBalancerDir(global.labDir);
+  const log = await openPrivateAppend(logFile);
   const args = [labBin(), '--lab-dir', global.labDir, ...(global.pg ? ['--pg', global.pg] : []), 'balancer', 'start', '--foreground', ...optionsAsFlags(options)];
   let exited: string | null = null;
   const gone = new AbortController();

@@ -5,6 +5,7 @@ import { LabError, messageOf } from '../common/errors.js';
 import { removeLabAccessFiles } from '../lab/access.js';
 import { logDir, nodeLogFile, type GlobalOptions } from '../lab/context.js';
 import { removeDatadir } from '../lab/datadir.js';
+import { balancerDir } from '../lab/lab-dir.js';
 import { checkRuntime, readState, runtimeOf, statePath, updateState, withLock } from '../lab/state.js';
 import { removeBalancerFiles, stopBalancerProcess } from '../lab/balancer-process.js';
 import { inspectBindir } from '../postgres/installation.js';
@@ -89,6 +90,8 @@ export async function destroyLab(global: GlobalOptions, options: { yes?: boolean
   await withLock(global.labDir, async () => {
     await rm(statePath(global.labDir), { force: true });
   });
+  // Every file in the balancer dir (0700, ours) is the lab's, logs of balancers stopped earlier included.
+  await rm(balancerDir(global.labDir), { recursive: true, force: true });
   await rmdir(logDir(global.labDir)).catch(() => undefined); // only if empty
   if (state.labDirCreated && (await readdir(global.labDir).catch(() => ['?'])).length === 0) {
     await rmdir(global.labDir).catch(() => undefined);

@@ -1,6 +1,6 @@
 // `lab master start`: initdb, the lab's templates, start, wait until it accepts connections
 // (the seed's repli-config-start-master.sh, minus its blind rm -rf).
-import { mkdir, stat } from 'node:fs/promises';
+import { lstat, mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { LabError } from '../common/errors.js';
 import { assertPortFree, parsePort } from '../common/ports.js';
@@ -10,10 +10,11 @@ import { checkDatadirPath, inspectDatadir, prepareDatadir } from '../lab/datadir
 import { accessOf, AUTH_METHODS, createLabPassword, TLS_MODES, useLabAccess, type AuthMethod, type LabAccessSettings, type TlsMode } from '../lab/access.js';
 import { checkName } from '../lab/names.js';
 import { ensureLabTls } from '../lab/tls-certs.js';
+import { prepareLabDir } from '../lab/lab-dir.js';
 import { checkNodeFits } from '../lab/topology.js';
 import { checkRuntime, newState, primaryOf, readState, runtimeOf, updateState, withLock, writeState, type LabState } from '../lab/state.js';
 import { resolveInstallation } from '../postgres/installation.js';
-import { giveTo, resolveRunAs } from '../postgres/os-user.js';
+import { giveTo, resolveRunAs, type OsUser } from '../postgres/os-user.js';
 import { runtimeFor } from '../runtime/node-runtime.js';
 
 export interface MasterStartOptions {
@@ -81,13 +82,12 @@ export async function masterStart(global: GlobalOptions, options: MasterStartOpt
   // The servers' version: the image's in containers (the host's installation still serves pgbench and psql).
   const server = image ? await (await import('../runtime/docker-image.js')).imagePostgres(image, 'image-probe') : installation;
 
-  const labDirExisted = await stat(global.labDir).then(() => true, () => false);
-  await mkdir(logDir(global.labDir), { recursive: true });
-  await giveTo(logDir(global.labDir), runAs);
+  const labDirCreated = await prepareLabDir(global.labDir);
+  await prepareLogDir(global.labDir, runAs);
   const state = await withLock(global.labDir, async () => {
     const current = (await readState(global.labDir)) ??
       newState({
-        labDirCreated: !labDirExisted,
+        labDirCreated,
         pg: { bindir: installation.bindir, version: server.version, major: server.major },
         osUser: runAs?.name,
         dbUser: 'postgres',
@@ -134,6 +134,24 @@ function checkAccessOptions(existing: LabState | undefined, options: MasterStart
     throw new LabError('CONFLICT', `This lab was made with --auth ${current.auth} --tls ${current.tls}: use another --lab-dir for other settings, or \`lab destroy --yes\` first`);
   }
   return current;
+}
+
+/**
+ * `<lab-dir>/log`, where the servers write their logs: given to the postgres OS user when we create it,
+ * never chowned when it exists (nothing chowns a path it did not just create). Nothing running as the
+ * invoking user writes into it: the balancers log into `<lab-dir>/balancer/`.
+ */
+async function prepareLogDir(labDir: string, runAs: OsUser | undefined): Promise<void> {
+  const dir = logDir(labDir);
+  try {
+    await mkdir(dir);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+    const info = await lstat(dir);
+    if (!info.isDirectory()) throw new LabError('UNSAFE', `${dir} is not a directory: nothing was written; remove it and run the command again`);
+    return;
+  }
+  await giveTo(dir, runAs);
 }
 
 async function startExistingMaster(global: GlobalOptions, state: LabState, reporter: Reporter, timeoutMs: number): Promise<MasterStartResult> {

@@ -4,16 +4,16 @@
 // it streams. pg_rewind needs a cleanly shut down target: since PostgreSQL 13 it runs the target in
 // single-user mode itself to finish crash recovery after a kill -9 (what the TAP tests do by hand).
 // The runtime runs pg_rewind: the host's binary as the lab's OS user, or the image's in a one-off container.
-import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { LabError } from '../common/errors.js';
 import { assertPortFree } from '../common/ports.js';
 import { silentReporter, type Reporter } from '../common/reporter.js';
+import { readNoFollow, writePrivateFile } from '../common/safe-files.js';
 import { nodeLogFile, openLab, type GlobalOptions } from '../lab/context.js';
 import { nodeFilesSpec, writeNodeConfig, writeStandbyConfig } from '../lab/node-files.js';
 import { requireBuilt, requireNode, updateState } from '../lab/state.js';
 import { withClient } from '../postgres/client.js';
-import { giveTo, type OsUser } from '../postgres/os-user.js';
+import type { OsUser } from '../postgres/os-user.js';
 import { noPgRewindError, rewindSummary } from '../postgres/pg-rewind.js';
 import { runtimeFor } from '../runtime/node-runtime.js';
 import { requireRunningPrimary, sizeOf, waitStreaming } from './follow.js';
@@ -88,9 +88,9 @@ export async function nodeRewind(global: GlobalOptions, name: string, options: R
 /** A standby must not carry the primary's synchronous_standby_names (it would apply on its next promotion). */
 async function dropPrimaryOnlySettings(datadir: string, owner: OsUser | undefined): Promise<void> {
   const file = path.join(datadir, 'postgresql.auto.conf');
-  const text = await readFile(file, 'utf8').catch(() => undefined);
+  // The data dir is the postgres OS user's: read without following a link, written as a new file given to it.
+  const text = await readNoFollow(file);
   if (text === undefined) return;
   const kept = text.split('\n').filter((line) => !/^\s*synchronous_standby_names\s*=/.test(line));
-  await writeFile(file, kept.join('\n'), { mode: 0o600 });
-  await giveTo(file, owner);
+  await writePrivateFile(file, kept.join('\n'), 0o600, owner);
 }

@@ -1,9 +1,10 @@
-// The real HAProxy as a lab balancer engine: the pool rendered to <labDir>/haproxy-<name>.cfg, checked
-// with `haproxy -c`, run in the foreground of a detached process (so its per-connection log goes to
-// <labDir>/log/haproxy-<name>.log without syslog), and stopped by pid.
+// The real HAProxy as a lab balancer engine: the pool rendered to <labDir>/balancer/haproxy-<name>.cfg,
+// checked with `haproxy -c`, run in the foreground of a detached process (so its per-connection log goes
+// to <labDir>/balancer/haproxy-<name>.log without syslog), and stopped by pid. Both files are 0600 in the
+// balancer dir (0700, the invoking user's): HAProxy runs as that user, reads its config by path at start
+// (the rendered file has no `user`/`chroot`), and logs to the fd it inherits, opened by us.
 import { spawn } from 'node:child_process';
-import { access, mkdir, open, writeFile } from 'node:fs/promises';
-import path from 'node:path';
+import { access } from 'node:fs/promises';
 import { execa } from 'execa';
 import type { BalancerConfig, ServerConfig } from '../balancer/config.js';
 import { LabError } from '../common/errors.js';
@@ -11,7 +12,8 @@ import { pollUntil } from '../common/poll.js';
 import { isRunning, terminateProcess } from '../common/processes.js';
 import { canConnect } from '../common/ports.js';
 import { logTail } from '../postgres/server.js';
-import { logDir } from '../lab/context.js';
+import { openPrivateAppend, writePrivateFile } from '../common/safe-files.js';
+import { ensureBalancerDir, haproxyFiles } from '../lab/lab-dir.js';
 import { renderHaproxyConfig } from './render-config.js';
 
 export interface HaproxyInstance {
@@ -53,13 +55,6 @@ export async function findHaproxy(env: NodeJS.ProcessEnv = process.env): Promise
   throw new LabError('ENVIRONMENT', 'HAProxy is not installed (looked in $HAPROXY, /usr/sbin, /usr/local/sbin, PATH): install it (apt-get install -y haproxy) or use the built-in engine');
 }
 
-export function haproxyFiles(labDir: string, name: string): { configFile: string; logFile: string } {
-  return {
-    configFile: path.join(labDir, `haproxy-${name}.cfg`),
-    logFile: path.join(logDir(labDir), `haproxy-${name}.log`),
-  };
-}
-
 /** `haproxy -c -f FILE`: a clear error with HAProxy's own words when it rejects the file. */
 export async function validateHaproxyConfig(configFile: string): Promise<void> {
   const binary = await findHaproxy();
@@ -77,11 +72,11 @@ export async function startHaproxy(options: StartHaproxyOptions): Promise<Haprox
   const { labDir, config, servers, timeoutMs = 10_000 } = options;
   const binary = await findHaproxy();
   const { configFile, logFile } = haproxyFiles(labDir, config.name);
-  await mkdir(path.dirname(logFile), { recursive: true });
-  await writeFile(configFile, renderHaproxyConfig(config, servers, { logToStdout: true, statsRefreshS: options.statsRefreshS }));
+  await ensureBalancerDir(labDir);
+  await writePrivateFile(configFile, renderHaproxyConfig(config, servers, { logToStdout: true, statsRefreshS: options.statsRefreshS }));
   await validateHaproxyConfig(configFile);
 
-  const log = await open(logFile, 'a');
+  const log = await openPrivateAppend(logFile);
   let pid: number;
   try {
     // -db: stay in the foreground, so stdout (the per-connection log) is ours to redirect; detached

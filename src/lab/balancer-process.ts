@@ -1,21 +1,18 @@
 // Balancer processes the lab started (pid recorded in the state): stopped by pid, after checking the
 // pid still belongs to a balancer (never signal a stranger that reused it).
-import { rm, writeFile } from 'node:fs/promises';
-import path from 'node:path';
+import { rm } from 'node:fs/promises';
 import { commandLine, isRunning, terminateProcess } from '../common/processes.js';
+import { writePrivateFile } from '../common/safe-files.js';
+import { allBalancerFiles, balancerPidFile, ensureBalancerDir } from './lab-dir.js';
 import { updateState, type BalancerRecord } from './state.js';
 
-/** `<lab-dir>/balancer-NAME.pid`, beside lab.json, for people and scripts that look for a pid file. */
-export function balancerPidFile(labDir: string, name: string): string {
-  return path.join(labDir, `balancer-${name}.pid`);
-}
-
-/** A started balancer goes into the lab state (replacing a dead one of the same name) and its pid file. */
+/** A started balancer goes into the lab state (replacing a dead one of the same name) and its pid file (0600, in `<lab-dir>/balancer/`). */
 export async function recordBalancer(labDir: string, record: BalancerRecord): Promise<void> {
   await updateState(labDir, (state) => {
     state.balancers = [...state.balancers.filter((b) => b.name !== record.name), record];
   });
-  await writeFile(balancerPidFile(labDir, record.name), `${record.pid}\n`);
+  await ensureBalancerDir(labDir);
+  await writePrivateFile(balancerPidFile(labDir, record.name), `${record.pid}\n`);
 }
 
 /** A stopped balancer leaves the lab state, with the files the lab made for it (its log stays). */
@@ -26,11 +23,15 @@ export async function forgetBalancer(labDir: string, record: BalancerRecord): Pr
   await removeBalancerFiles(labDir, record);
 }
 
-/** The pid file, the haproxy.cfg the lab rendered (never a --config file of the user's own), and the log if asked. */
+/**
+ * The pid file, the haproxy.cfg the lab rendered (never a --config file of the user's own), and the log if
+ * asked; also where labs made before `<lab-dir>/balancer/` kept them (rm unlinks a planted link, never
+ * writes through it; what cannot be removed there, a directory planted in log/, is left alone).
+ */
 export async function removeBalancerFiles(labDir: string, record: BalancerRecord, options: { log?: boolean } = {}): Promise<void> {
-  await rm(balancerPidFile(labDir, record.name), { force: true });
-  if (record.engine === 'haproxy' && record.configFile) await rm(record.configFile, { force: true });
-  if (options.log) await rm(record.logFile, { force: true });
+  const { pidFiles, configFiles, logFiles } = allBalancerFiles(labDir, record.name);
+  const files = [...pidFiles, ...(record.engine === 'haproxy' ? configFiles : []), ...(options.log ? logFiles : [])];
+  for (const file of files) await rm(file, { force: true }).catch(() => undefined);
 }
 
 /** What a balancer's command line contains: `lab ... balancer start --foreground`, or haproxy. */

@@ -1,9 +1,9 @@
 // Data dir safety: the seed ran `rm -rf PGDATA` blindly; we only ever remove what this lab created,
 // recognised by a marker file the lab writes into each data dir it fills.
-import { mkdir, readdir, readFile, rm, rmdir, stat } from 'node:fs/promises';
+import { lstat, mkdir, readdir, readFile, rm, rmdir } from 'node:fs/promises';
 import path from 'node:path';
 import { LabError } from '../common/errors.js';
-import { writePrivateFile } from '../common/safe-files.js';
+import { writePrivateFile, type FileOwner } from '../common/safe-files.js';
 
 export const MARKER_FILE = 'pglab.node';
 
@@ -33,18 +33,18 @@ export async function readMarker(datadir: string): Promise<Marker | undefined> {
   }
 }
 
-/** The marker, written as a new file renamed into place and given to `owner` by descriptor (no link is followed). */
-export async function writeMarker(datadir: string, marker: Marker, owner?: { uid: number; gid: number }): Promise<void> {
+/** The marker, a new file (never written through a link) given to `owner` (the data dir's user). */
+export async function writeMarker(datadir: string, marker: Marker, owner?: FileOwner): Promise<void> {
   await writePrivateFile(path.join(datadir, MARKER_FILE), `${JSON.stringify(marker)}\n`, 0o644, owner);
 }
 
 export type DatadirCondition = 'missing' | 'empty' | 'ours' | 'foreign' | 'not-a-directory';
 
-/** What is at `datadir`, judged against the lab `labId`. */
+/** What is at `datadir`, judged against the lab `labId`. A link is not a directory: never followed (it could lead anywhere). */
 export async function inspectDatadir(datadir: string, labId: string | undefined): Promise<DatadirCondition> {
   let info;
   try {
-    info = await stat(datadir);
+    info = await lstat(datadir);
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return 'missing';
     throw error;
@@ -74,7 +74,7 @@ export async function prepareDatadir(datadir: string, labId: string): Promise<{ 
       await emptyDirectory(datadir);
       return { created: false };
     case 'not-a-directory':
-      throw new LabError('UNSAFE', `Data dir ${datadir} exists and is not a directory: choose another path`);
+      throw new LabError('UNSAFE', `Data dir ${datadir} exists and is not a directory (a symbolic link is not followed): choose another path`);
     case 'foreign':
       throw new LabError(
         'UNSAFE',

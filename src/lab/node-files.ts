@@ -5,7 +5,7 @@
 // path that user could have made a link.
 import { readdir, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
-import { writePrivateFile } from '../common/safe-files.js';
+import { readNoFollow, writePrivateFile } from '../common/safe-files.js';
 import { renderPgHba, renderPostgresqlConf } from '../postgres/config.js';
 import { dialectFor, primaryConninfo } from '../postgres/dialect.js';
 import type { OsUser } from '../postgres/os-user.js';
@@ -81,7 +81,7 @@ export async function writeStandbyConfig(spec: NodeFilesSpec & { upstreamPort: n
   if (files.signal) await writeOwned(path.join(spec.datadir, 'standby.signal'), '', spec.runAs);
   if (files.autoConfLines) {
     const autoConf = path.join(spec.datadir, 'postgresql.auto.conf');
-    const current = await readFile(autoConf, 'utf8').catch(() => '');
+    const current = (await readNoFollow(autoConf)) ?? '';
     const kept = current.split('\n').filter((line) => line && !/^\s*(primary_conninfo|recovery_target_timeline)\s*=/.test(line));
     await writeOwned(autoConf, `${[...kept, ...files.autoConfLines].join('\n')}\n`, spec.runAs);
   }

@@ -1,12 +1,15 @@
 // The lab's state file: the topology every later command reads. Written atomically (temp file, fsync,
 // rename) so a kill -9 of the CLI at any moment leaves either the old or the new file, never half of one.
 // Read-modify-write goes through a lock file so replicas can be added in parallel.
-import { mkdir, open, readFile, rename, unlink } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { open, readFile, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { setTimeout as delay } from 'node:timers/promises';
 import { LabError } from '../common/errors.js';
 import { isAlive } from '../common/processes.js';
+import { readNoFollow, writePrivateFile } from '../common/safe-files.js';
+import { checkLabDir, STATE_FILE } from './lab-dir.js';
 import type { RuntimeName } from './global-options.js';
 import { useLabAccess, type LabAccessSettings } from './access.js';
 
@@ -72,14 +75,16 @@ export interface LabState {
   balancers: BalancerRecord[];
 }
 
-export const STATE_FILE = 'lab.json';
+export { STATE_FILE };
 const LOCK_FILE = 'lab.lock';
 
 export function statePath(labDir: string): string {
   return path.join(labDir, STATE_FILE);
 }
 
+/** The lab's state, undefined when there is none; a lab dir or lab.json others could tamper with is refused (lab-dir.ts). */
 export async function readState(labDir: string): Promise<LabState | undefined> {
+  if (!(await checkLabDir(labDir))) return undefined;
   let text: string;
   try {
     text = await readFile(statePath(labDir), 'utf8');
@@ -105,37 +110,36 @@ export async function requireState(labDir: string): Promise<LabState> {
   return state;
 }
 
+/** lab.json replaced atomically: a 0600 temp file (O_EXCL | O_NOFOLLOW), fsync, rename. */
 export async function writeState(labDir: string, state: LabState): Promise<void> {
-  const target = statePath(labDir);
-  const temp = `${target}.${process.pid}.${randomUUID().slice(0, 8)}.tmp`;
-  const handle = await open(temp, 'w', 0o644);
-  try {
-    await handle.writeFile(`${JSON.stringify(state, null, 2)}\n`);
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-  await rename(temp, target);
+  await writePrivateFile(statePath(labDir), `${JSON.stringify(state, null, 2)}\n`);
 }
 
 export function newState(fields: Pick<LabState, 'labDirCreated' | 'pg' | 'osUser' | 'dbUser' | 'runtime' | 'image' | 'access'>): LabState {
   return { format: 1, labId: randomUUID(), createdAt: new Date().toISOString(), nodes: [], balancers: [], ...fields };
 }
 
-/** Run `fn` while holding the lab's lock file; a lock left by a dead process is taken over. */
+const { O_WRONLY, O_CREAT, O_EXCL, O_NOFOLLOW } = constants;
+
+/**
+ * Run `fn` while holding the lab's lock file (created O_EXCL | O_NOFOLLOW, 0600); a lock left by a dead
+ * process is taken over. The lab dir must exist (`lab master start` creates it): a lock never creates it.
+ */
 export async function withLock<T>(labDir: string, fn: () => Promise<T>, timeoutMs = 60_000): Promise<T> {
-  await mkdir(labDir, { recursive: true });
+  if (!(await checkLabDir(labDir))) {
+    throw new LabError('NOT_FOUND', `No lab in ${labDir} (no such directory): run \`lab master start\` first, or pass --lab-dir`);
+  }
   const lockPath = path.join(labDir, LOCK_FILE);
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     try {
-      const handle = await open(lockPath, 'wx');
+      const handle = await open(lockPath, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600);
       await handle.writeFile(String(process.pid));
       await handle.close();
       break;
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
-      const holder = Number((await readFile(lockPath, 'utf8').catch(() => '')).trim());
+      const holder = Number(((await readNoFollow(lockPath).catch(() => '')) ?? '').trim());
       if (holder && !isAlive(holder)) {
         await unlink(lockPath).catch(() => undefined);
         continue;

@@ -28,7 +28,7 @@ export function checkNodeFits(state: LabState, labDir: string, wanted: Pick<Node
     }
   }
   const resolvedLab = path.resolve(labDir);
-  if (wanted.datadir === resolvedLab || resolvedLab.startsWith(`${wanted.datadir}/`) || wanted.datadir === path.join(resolvedLab, 'log')) {
+  if (wanted.datadir === resolvedLab || resolvedLab.startsWith(`${wanted.datadir}/`) || ['log', 'balancer'].some((own) => wanted.datadir === path.join(resolvedLab, own))) {
     throw new LabError('CONFLICT', `Data dir ${wanted.datadir} would hold the lab's own files in ${resolvedLab}: choose a path such as ${path.join(resolvedLab, wanted.name)}`);
   }
   return existing;

@@ -1,7 +1,8 @@
 // initdb and pg_ctl refuse to run as root. When we are root, PostgreSQL's programs run as an
 // unprivileged OS user (default `postgres`), which owns the data and log dirs.
-import { readFile, chown } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { LabError } from '../common/errors.js';
+import { giveTo as giveToOwner } from '../common/safe-files.js';
 
 export interface OsUser {
   name: string;
@@ -51,7 +52,7 @@ export async function resolveRunAs(requested: string | undefined): Promise<OsUse
   return user;
 }
 
-/** Give a path we created to the user PostgreSQL runs as. */
+/** Give a path we created (or an empty data dir of ours) to the user PostgreSQL runs as: never through a link (safe-files). */
 export async function giveTo(path: string, user: OsUser | undefined): Promise<void> {
-  if (user) await chown(path, user.uid, user.gid);
+  if (user) await giveToOwner(path, user);
 }

@@ -1,5 +1,6 @@
 // One PostgreSQL server process, driven through pg_ctl: start, stop, kill -9, and what it is doing.
 // The model is PostgreSQL's own TAP harness node (start / stop(mode) / kill9 / poll_query_until).
+import { constants } from 'node:fs';
 import { readFile, open, rm } from 'node:fs/promises';
 import { LabError } from '../common/errors.js';
 import { pollUntil } from '../common/poll.js';
@@ -41,9 +42,10 @@ export async function livePostmasterPid(datadir: string): Promise<number | undef
   return cmd && /postgres|postmaster/.test(cmd) ? pid : undefined;
 }
 
+/** The last lines of a log, for an error's detail; a link (planted in the postgres-owned log dir) is not followed. */
 export async function logTail(logFile: string, lines = 20): Promise<string | undefined> {
   try {
-    const handle = await open(logFile, 'r');
+    const handle = await open(logFile, constants.O_RDONLY | constants.O_NOFOLLOW);
     try {
       const { size } = await handle.stat();
       const length = Math.min(size, 16_384);

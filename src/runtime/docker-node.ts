@@ -2,10 +2,11 @@
 // the same path; host networking, the server on 127.0.0.1:<port>; the image's postgres user owns the
 // data. Built by initdb or pg_basebackup in one-off containers; started, stopped, killed and inspected
 // through the engine. Containers are found by their labels (pglab.lab, pglab.node, pglab.role).
-import { chown, open, rm } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import { LabError } from '../common/errors.js';
 import { pollUntil } from '../common/poll.js';
+import { openPrivateAppend } from '../common/safe-files.js';
 import { assertPortFree } from '../common/ports.js';
 import { withClient } from '../postgres/client.js';
 import type { OsUser } from '../postgres/os-user.js';
@@ -254,9 +255,10 @@ export async function startNodeContainer(spec: DockerNodeSpec, timeoutMs = 60_00
 
 /** The file the server appends to, created beforehand for the image's postgres user (who cannot create it in the log dir). */
 async function prepareLogFile(logFile: string, user: OsUser): Promise<void> {
-  const handle = await open(logFile, 'a', 0o640);
+  // The log dir is that user's: a new file is created without following a link and given to the user
+  // through its handle; an existing one must already be a plain file of that user (never chowned).
+  const handle = await openPrivateAppend(logFile, 0o640, user);
   await handle.close();
-  await chown(logFile, user.uid, user.gid);
 }
 
 /** The postmaster's shutdown signal for each pg_ctl stop mode. */
