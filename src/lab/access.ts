@@ -109,8 +109,16 @@ export function useLabAccess(labDir: string, state: Pick<LabState, 'access' | 'd
   // A pgpass file of the user's own still serves servers that are not the lab's (a --config pool).
   const own = process.env.PGPASSFILE;
   if (own && own !== pgpassPath(labDir) && !process.env.PGLAB_USER_PGPASSFILE) process.env.PGLAB_USER_PGPASSFILE = own;
-  for (const name of ['PGPASSFILE', 'PGSSLROOTCERT', 'PGSSLMODE', 'PGPASSWORD', 'PGSSLCERT', 'PGSSLKEY', 'NODE_EXTRA_CA_CERTS']) delete process.env[name];
-  Object.assign(process.env, accessEnv(labDir, state));
+  forgetLabAccess();
+  // NODE_EXTRA_CA_CERTS is for the user's node programs: Node reads it only at start, and warns in every
+  // later node process (the balancer's, a test's) once the lab and its CA are gone.
+  const { NODE_EXTRA_CA_CERTS: _forNodePrograms, ...env } = accessEnv(labDir, state);
+  Object.assign(process.env, env);
+}
+
+/** Drops the libpq variables useLabAccess set (and the user's, which it would have replaced). */
+export function forgetLabAccess(): void {
+  for (const name of ['PGPASSFILE', 'PGSSLROOTCERT', 'PGSSLMODE', 'PGPASSWORD', 'PGSSLCERT', 'PGSSLKEY']) delete process.env[name];
 }
 
 /**

@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import assert from 'node:assert/strict';
 import { execa, type Options } from 'execa';
 import { findFreePorts } from '../../src/common/ports.js';
-import { useLabAccess } from '../../src/lab/access.js';
+import { forgetLabAccess, useLabAccess } from '../../src/lab/access.js';
 import { readState } from '../../src/lab/state.js';
 
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
@@ -37,7 +37,7 @@ export async function runLab(labDir: string, args: string[], options: Options = 
  */
 export async function useLabEnv(labDir: string): Promise<void> {
   const state = await readState(labDir).catch(() => undefined);
-  if (!state) return;
+  if (!state) return forgetLabAccess();
   useLabAccess(labDir, state);
   // Tests pick their sslmode per connection; node-postgres would read PGSSLMODE=verify-full as `ssl: true`
   // against Node's own CAs. psql with no sslmode prefers TLS and, with PGSSLROOTCERT set, verifies the CA.
