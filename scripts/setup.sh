@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what pglab needs on a fresh Debian 12 machine (run as root, or with sudo available):
 # PostgreSQL 15 (server, pg_basebackup, pgbench, psql), HAProxy, Chromium (browser checks of the stats
-# page), a C compiler (the balancer's kernel relay), a Docker engine and a local PostgreSQL image (nodes
-# as containers), then the npm packages and the build. Used by .ci/run and by the Vagrant VM.
+# page), a C compiler (the balancer's kernel relay), psycopg 3, pgjdbc and a JDK (the client matrix), a
+# Docker engine and a local PostgreSQL image (nodes as containers), then the npm packages and the build.
+# Used by .ci/run and by the Vagrant VM.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,6 +18,11 @@ command -v openssl >/dev/null 2>&1 || missing+=(openssl)   # the lab's CA and se
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 # A C compiler for the balancer's kernel relay (scripts/build-native.mjs; Node's headers come with Node).
 command -v cc >/dev/null 2>&1 && [ -e /usr/include/linux/bpf.h ] || missing+=(gcc libc6-dev linux-libc-dev)
+# The client matrix (test/client-matrix.test.ts): psycopg 3 for Debian's /usr/bin/python3, pgjdbc, and a
+# JDK (the `java File.java` source launcher needs the jdk.compiler module, which a JRE lacks).
+/usr/bin/python3 -c 'import psycopg' >/dev/null 2>&1 || missing+=(python3-psycopg)
+[ -e /usr/share/java/postgresql.jar ] || missing+=(libpostgresql-jdbc-java)
+java --list-modules 2>/dev/null | grep '^jdk\.compiler@' >/dev/null || missing+=(openjdk-17-jdk-headless)
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "setup: installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
