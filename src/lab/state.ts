@@ -10,6 +10,7 @@ import { LabError } from '../common/errors.js';
 import { isAlive } from '../common/processes.js';
 import { readNoFollow, writePrivateFile } from '../common/safe-files.js';
 import { checkLabDir, STATE_FILE } from './lab-dir.js';
+import { checkStateFile } from './state-check.js';
 import type { RuntimeName } from './global-options.js';
 import { useLabAccess, type LabAccessSettings } from './access.js';
 
@@ -47,6 +48,8 @@ export interface BalancerRecord {
   listen: string;
   stats: string;
   pid: number;
+  /** The process's start time (/proc/PID/stat field 22), recorded at launch: destroy and stop signal only that process. */
+  startTime?: number;
   pool: string;
   configFile?: string;
   logFile: string;
@@ -82,7 +85,10 @@ export function statePath(labDir: string): string {
   return path.join(labDir, STATE_FILE);
 }
 
-/** The lab's state, undefined when there is none; a lab dir or lab.json others could tamper with is refused (lab-dir.ts). */
+/**
+ * The lab's state, undefined when there is none; a lab dir or lab.json others could tamper with is refused
+ * (lab-dir.ts), and so is a field the lab would not have written (state-check.ts).
+ */
 export async function readState(labDir: string): Promise<LabState | undefined> {
   if (!(await checkLabDir(labDir))) return undefined;
   let text: string;
@@ -92,13 +98,13 @@ export async function readState(labDir: string): Promise<LabState | undefined> {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw error;
   }
+  let parsed: unknown;
   try {
-    const state = JSON.parse(text) as LabState;
-    state.balancers ??= [];
-    return state;
+    parsed = JSON.parse(text);
   } catch {
     throw new LabError('STATE', `The lab state file ${statePath(labDir)} is not valid JSON: fix or remove it`);
   }
+  return checkStateFile(parsed);
 }
 
 /** The state, or a clear error when there is no lab in that dir. */

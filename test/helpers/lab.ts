@@ -37,7 +37,11 @@ export async function runLab(labDir: string, args: string[], options: Options = 
  */
 export async function useLabEnv(labDir: string): Promise<void> {
   const state = await readState(labDir).catch(() => undefined);
-  if (!state) return;
+  if (!state) {
+    // A destroyed lab's CA must not follow the test into its next lab's commands (node warns in one more line).
+    if (process.env.NODE_EXTRA_CA_CERTS?.startsWith(`${labDir}/`)) delete process.env.NODE_EXTRA_CA_CERTS;
+    return;
+  }
   useLabAccess(labDir, state);
   // Tests pick their sslmode per connection; node-postgres would read PGSSLMODE=verify-full as `ssl: true`
   // against Node's own CAs. psql with no sslmode prefers TLS and, with PGSSLROOTCERT set, verifies the CA.

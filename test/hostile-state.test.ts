@@ -1,0 +1,172 @@
+// Issue 15, items 5-8: a forged lab.json, a destroy killed with SIGKILL, two builds of one node at once,
+// and bad command lines. Real servers through the real CLI; every process started here is released in
+// finally, by pid.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdir, readFile, readdir, stat, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { isRunning } from '../src/common/processes.js';
+import { execa } from 'execa';
+import { pollUntil } from '../src/common/poll.js';
+import { freePorts, lab, labBin, labJson, runLab, withTempLab, type CliResult } from './helpers/lab.js';
+
+/** Failed with exactly one line on stderr matching `pattern`, and this exit code. */
+function assertOneLine(result: CliResult, pattern: RegExp, exitCode: number): void {
+  assert.equal(result.exitCode, exitCode, `expected exit ${exitCode}, got ${result.exitCode}:\n${result.stderr}${result.stdout}`);
+  const lines = result.stderr.trim().split('\n');
+  assert.equal(lines.length, 1, `expected one line, got:\n${result.stderr}`);
+  assert.match(lines[0]!, /^lab: /);
+  assert.match(lines[0]!, pattern);
+}
+
+/** A root-owned (the test's user) 0600 file with random bytes. */
+async function makeVictim(file: string): Promise<{ file: string; bytes: Buffer }> {
+  await mkdir(path.dirname(file), { recursive: true });
+  const bytes = randomBytes(256);
+  await writeFile(file, bytes, { mode: 0o600 });
+  return { file, bytes };
+}
+
+async function assertUnchanged(victim: { file: string; bytes: Buffer }): Promise<void> {
+  assert.ok((await readFile(victim.file)).equals(victim.bytes), `${victim.file} was changed`);
+  assert.equal((await stat(victim.file)).mode & 0o777, 0o600);
+}
+
+/** A `sleep` of our own: the "unrelated process" whose pid is planted in lab.json. */
+function startSleep(argv0?: string): ChildProcess {
+  return spawn('sleep', ['600'], { stdio: 'ignore', ...(argv0 ? { argv0 } : {}) });
+}
+
+function release(child: ChildProcess | undefined): void {
+  if (child?.pid && child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+}
+
+test('a forged lab.json: a bad field is named in one line by every command; paths and pids it names are never touched', async () => {
+  await withTempLab(async (labDir) => {
+    const [m] = await freePorts(1);
+    await lab(labDir, 'master', 'start', '--port', String(m));
+    const stateFile = path.join(labDir, 'lab.json');
+    const original = await readFile(stateFile, 'utf8');
+    const root = path.dirname(labDir);
+    const victim = await makeVictim(path.join(root, 'x', 'victim'));
+    const victimLog = await makeVictim(path.join(root, 'victim.log'));
+    const victimCfg = await makeVictim(path.join(root, 'victim.cfg'));
+    const sleeper = startSleep();
+    const disguised = startSleep('balancer'); // argv[0] says balancer: its command line is still not `lab balancer start --foreground`
+    try {
+      const forge = async (change: (state: any) => void) => {
+        const state = JSON.parse(original);
+        change(state);
+        await writeFile(stateFile, JSON.stringify(state), { mode: 0o600 });
+      };
+      const node = (fields: object) => ({ ...JSON.parse(original).nodes[0], role: 'replica', port: m! + 1, ...fields });
+      const refusedBy = async (pattern: RegExp) => {
+        for (const args of [['status'], ['destroy', '--yes'], ['node', 'stop', 'master1'], ['balancer', 'status'], ['env'], ['master', 'start', '--port', String(m)]]) {
+          assertOneLine(await runLab(labDir, args), pattern, 6);
+        }
+      };
+      await forge((s) => s.nodes.push(node({ name: '../../x/victim', datadir: path.join(root, 'r9') })));
+      await refusedBy(/^lab: lab\.json: nodes\[1\]\.name "\.\.\/\.\.\/x\/victim" is not a valid node name: fix or remove the file$/);
+      await forge((s) => s.nodes.push(node({ name: 'replica9', datadir: '/etc' })));
+      await refusedBy(/lab\.json: nodes\[1\]\.datadir "\/etc" is not a data dir the lab would use/);
+      await forge((s) => s.nodes.push(node({ name: 'replica9', datadir: path.join(root, 'r9'), port: 70000 })));
+      await refusedBy(/lab\.json: nodes\[1\]\.port 70000 is not a port from 1 to 65535/);
+      await forge((s) => s.nodes.push(node({ name: 'replica9', datadir: `${root}/a/../r9` })));
+      await refusedBy(/nodes\[1\]\.datadir .* is not an absolute, normalized path/);
+      await forge((s) => (s.nodes[0].role = 'boss'));
+      await refusedBy(/lab\.json: nodes\[0\]\.role "boss" is not one of primary, replica/);
+      await forge((s) => s.balancers.push({ name: 'lb', engine: 'builtin', listen: '127.0.0.1:1', stats: '', pid: -5, pool: 'replicas', logFile: victimLog.file, startedAt: '' }));
+      await refusedBy(/lab\.json: balancers\[0\]\.pid -5 is not a process id/);
+      await forge((s) => (s.labId = 42));
+      await refusedBy(/lab\.json: labId 42 is not a string/);
+      for (const victimFile of [victim, victimLog, victimCfg]) await assertUnchanged(victimFile);
+
+      // Fields of the right form that name things the lab did not make: accepted, and never acted on.
+      const foreignDir = path.join(root, 'foreign');
+      await mkdir(foreignDir);
+      await writeFile(path.join(foreignDir, 'postmaster.pid'), `${sleeper.pid}\n${foreignDir}\n`);
+      const record = (name: string, pid: number, extra: object = {}) => ({
+        name, engine: 'builtin', listen: '127.0.0.1:1', stats: '', pid, pool: 'replicas', logFile: victimLog.file, configFile: victimCfg.file, startedAt: '', ...extra,
+      });
+      await forge((s) => {
+        s.nodes.push(node({ name: 'replica9', datadir: foreignDir, datadirCreated: true }));
+        s.balancers.push(record('lb', sleeper.pid!), record('lb2', disguised.pid!, { startTime: 1 }), record('lb3', disguised.pid!));
+      });
+      const status = await labJson(labDir, 'status');
+      assert.notEqual(status.nodes[1].status, 'running', 'a postmaster.pid naming a sleep is not a running node');
+      const balancers = await labJson<{ name: string; running: boolean }[]>(labDir, 'balancer', 'status');
+      assert.deepEqual(balancers.map((b) => [b.name, b.running]), [['lb', false], ['lb2', false], ['lb3', false]]);
+      const destroyed = await runLab(labDir, ['destroy', '--yes', '--json']);
+      assert.equal(destroyed.exitCode, 0, destroyed.stderr);
+      const result = JSON.parse(destroyed.stdout) as { stopped: string[]; removed: string[]; kept: { path: string; why: string }[] };
+      assert.deepEqual(result.stopped, ['master1']);
+      const kept = result.kept.map((k) => k.path);
+      for (const file of [foreignDir, victimLog.file, victimCfg.file]) assert.ok(kept.includes(file), `${file} listed as kept: ${destroyed.stdout}`);
+      assert.ok(result.removed.includes(path.join(labDir, 'master1')), destroyed.stdout);
+      assert.ok(result.removed.includes(stateFile), destroyed.stdout);
+      for (const victimFile of [victim, victimLog, victimCfg]) await assertUnchanged(victimFile);
+      assert.deepEqual(await readdir(foreignDir), ['postmaster.pid']);
+      assert.ok(await isRunning(sleeper.pid!), 'the sleep named as a postmaster and a balancer is alive');
+      assert.ok(await isRunning(disguised.pid!), 'the sleep named "balancer" is alive');
+    } finally {
+      release(sleeper);
+      release(disguised);
+    }
+  });
+});
+
+/** Entries at the top of `dir`, or -1 once it is gone. */
+async function entryCount(dir: string): Promise<number> {
+  return readdir(dir).then(
+    (entries) => entries.length,
+    () => -1,
+  );
+}
+
+test('lab destroy killed with SIGKILL at any moment is finished by running it again', async () => {
+  for (const moment of ['a data dir shrinks', 'the first postmaster is gone', 'at once'] as const) {
+    await withTempLab(async (labDir) => {
+      const [m, r1, r2] = await freePorts(3);
+      await lab(labDir, 'master', 'start', '--port', String(m));
+      await execa('psql', ['-h', '127.0.0.1', '-p', String(m), '-U', 'postgres', '-d', 'postgres', '-qc', 'CREATE TABLE filler AS SELECT g, repeat(\'x\', 100) AS pad FROM generate_series(1, 40000) g'], { env: { PGSSLMODE: 'require' } });
+      const replicas = [path.join(labDir, 'replica1'), path.join(labDir, 'replica2')];
+      await lab(labDir, 'replica', 'add', 'replica1', replicas[0]!, String(r1));
+      await lab(labDir, 'replica', 'add', 'replica2', replicas[1]!, String(r2));
+      // Someone else's things beside the lab
+      const root = path.dirname(labDir);
+      const victim = await makeVictim(path.join(root, 'victim'));
+      const foreign = path.join(root, 'foreign');
+      await mkdir(foreign);
+      await writeFile(path.join(foreign, 'keep.txt'), 'keep me');
+      const masterPid = Number((await readFile(path.join(labDir, 'master1', 'postmaster.pid'), 'utf8')).split('\n')[0]);
+      const before = await entryCount(replicas[0]!);
+
+      const destroy = execa('node', [labBin, '--lab-dir', labDir, 'destroy', '--yes'], { reject: false });
+      try {
+        if (moment !== 'at once') {
+          await pollUntil(
+            async () => {
+              if (destroy.exitCode !== null) return true;
+              if (moment === 'the first postmaster is gone') return (await isRunning(masterPid)) ? undefined : true;
+              const counts = await Promise.all(replicas.map(entryCount));
+              return counts.some((count) => count < before) ? true : undefined;
+            },
+            { timeoutMs: 60_000, intervalMs: 2, what: `destroy to reach "${moment}"` },
+          );
+        }
+        destroy.kill('SIGKILL');
+        const killed = await destroy;
+        if (killed.exitCode === 0) process.stderr.write(`# destroy finished before the kill (${moment})\n`);
+      } finally {
+        destroy.kill('SIGKILL');
+      }
+      const again = await runLab(labDir, ['destroy', '--yes']);
+      assert.equal(again.exitCode, 0, `after a kill when ${moment}: ${again.stderr}${again.stdout}`);
+      await assert.rejects(stat(labDir), { code: 'ENOENT' }, `nothing of the lab is left (${moment})`);
+      await assertUnchanged(victim);
+      assert.equal(await readFile(path.join(foreign, 'keep.txt'), 'utf8'), 'keep me');
+    });
+  }
+});
