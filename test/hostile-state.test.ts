@@ -170,3 +170,24 @@ test('lab destroy killed with SIGKILL at any moment is finished by running it ag
     });
   }
 });
+
+test('two `lab replica add` of one new name at once: one builds it, the other is refused with exit 3', async () => {
+  await withTempLab(async (labDir) => {
+    const [m, r1] = await freePorts(2);
+    await lab(labDir, 'master', 'start', '--port', String(m));
+    const datadir = path.join(labDir, 'replica1');
+    const results = await Promise.all([0, 1].map(() => runLab(labDir, ['replica', 'add', 'replica1', datadir, String(r1)])));
+    const codes = results.map((r) => r.exitCode).sort();
+    assert.deepEqual(codes, [0, 3], results.map((r) => r.stderr).join('\n'));
+    const refused = results.find((r) => r.exitCode === 3)!;
+    assertOneLine(refused, /^lab: Node "replica1" is being built by pid \d+ since \S+: wait for that command to finish, then run this one again$/, 3);
+    const status = await labJson(labDir, 'status');
+    assert.deepEqual(status.nodes.map((n: { name: string; replication: string; status: string }) => [n.name, n.status, n.replication]), [
+      ['master1', 'running', 'primary'],
+      ['replica1', 'running', 'streaming'],
+    ]);
+    const state = JSON.parse(await readFile(path.join(labDir, 'lab.json'), 'utf8'));
+    assert.equal(state.nodes[1].phase, 'ready');
+    assert.equal(state.nodes[1].builder, undefined, 'the claim ends with the build');
+  });
+});

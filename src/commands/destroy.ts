@@ -11,7 +11,7 @@ import { pgpassPath, removeLabAccessFiles, tlsPaths } from '../lab/access.js';
 import { logDir, nodeLogFile, type GlobalOptions } from '../lab/context.js';
 import { inspectDatadir, removeDatadir, type DatadirCondition } from '../lab/datadir.js';
 import { allBalancerFiles, balancerDir } from '../lab/lab-dir.js';
-import { checkRuntime, readState, runtimeOf, statePath, updateState, withLock, type NodeRecord } from '../lab/state.js';
+import { checkRuntime, readState, refuseWhileBuilding, runtimeOf, statePath, updateState, withLock, type NodeRecord } from '../lab/state.js';
 import { removeBalancerFiles, stopBalancerProcess } from '../lab/balancer-process.js';
 import { inspectBindir } from '../postgres/installation.js';
 import { resolveRunAs } from '../postgres/os-user.js';
@@ -64,6 +64,7 @@ export async function destroyLab(global: GlobalOptions, options: { yes?: boolean
     const dirs = state.nodes.map((n) => n.datadir).join(', ') || 'no data dirs';
     throw new LabError('USAGE', `destroy stops ${state.nodes.length} node(s) and ${state.balancers.length} balancer(s) and removes ${dirs}: pass --yes to confirm`);
   }
+  for (const node of state.nodes) refuseWhileBuilding(node);
   const labDir = global.labDir;
   const result: DestroyResult = { labDir, stopped: [], removed: [], kept: [], problems: [] };
   const installation = await inspectBindir(state.pg.bindir, 'lab');

@@ -115,6 +115,12 @@ function checkNode(node: unknown, index: number): void {
   f.boolean('rewindNeeded', true);
   f.boolean('sync', true);
   f.integer('timeline', 1, 2 ** 32 - 1, true);
+  const builder = f.object('builder', true);
+  if (builder) {
+    builder.integer('pid', 1, MAX_PID, false, 'a process id');
+    builder.integer('startTime', 0, Number.MAX_SAFE_INTEGER, false, 'a start time in clock ticks');
+    builder.string('since');
+  }
 }
 
 function checkBalancer(balancer: unknown, index: number): void {

@@ -7,7 +7,7 @@ import path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { setTimeout as delay } from 'node:timers/promises';
 import { LabError } from '../common/errors.js';
-import { isAlive } from '../common/processes.js';
+import { isAlive, startTimeOf } from '../common/processes.js';
 import { readNoFollow, writePrivateFile } from '../common/safe-files.js';
 import { checkLabDir, STATE_FILE } from './lab-dir.js';
 import { checkStateFile } from './state-check.js';
@@ -40,6 +40,16 @@ export interface NodeRecord {
   sync?: boolean;
   /** Timeline the node started on when it was promoted. */
   timeline?: number;
+  /** The command building the node (`lab replica add`) while it runs: see claimBuild. */
+  builder?: Builder;
+}
+
+/** Who builds a node: taken over only once that process is provably gone (pid and start time). */
+export interface Builder {
+  pid: number;
+  /** /proc/PID/stat field 22, clock ticks after boot. */
+  startTime: number;
+  since: string;
 }
 
 export interface BalancerRecord {
@@ -208,8 +218,28 @@ export function requireNode(state: LabState, name: string): NodeRecord {
   return node;
 }
 
+/** The command building `node` while it provably runs (its pid with the start time recorded), else undefined. */
+export function liveBuilder(node: NodeRecord): Builder | undefined {
+  const builder = node.builder;
+  return builder && startTimeOf(builder.pid) === builder.startTime ? builder : undefined;
+}
+
+/** A node another command is building is refused (exit 3) while that command runs. */
+export function refuseWhileBuilding(node: NodeRecord): void {
+  const builder = liveBuilder(node);
+  if (builder && builder.pid !== process.pid) {
+    throw new LabError('CONFLICT', `Node "${node.name}" is being built by pid ${builder.pid} since ${builder.since}: wait for that command to finish, then run this one again`);
+  }
+}
+
+/** This process as a node's builder. */
+export function thisBuilder(): Builder {
+  return { pid: process.pid, startTime: startTimeOf(process.pid) ?? 0, since: new Date().toISOString() };
+}
+
 /** A node whose build was interrupted (phase not 'ready') is refused; `remedy` says what to do instead. */
 export function requireBuilt(node: NodeRecord, remedy: string): void {
+  refuseWhileBuilding(node);
   if (node.phase !== 'ready') throw new LabError('STATE', `Node "${node.name}" was never finished (its build was interrupted): ${remedy}`);
 }
 
