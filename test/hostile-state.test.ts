@@ -191,3 +191,46 @@ test('two `lab replica add` of one new name at once: one builds it, the other is
     assert.equal(state.nodes[1].builder, undefined, 'the claim ends with the build');
   });
 });
+
+test('unexpected arguments and unknown options are usage errors in one line (exit 2); nothing starts', async () => {
+  await withTempLab(async (labDir) => {
+    const [m] = await freePorts(1);
+    assertOneLine(await runLab(labDir, ['master', 'start', '/tmp/x', String(m)]), /too many arguments for 'start'\. Expected 0 arguments but got 2\./, 2);
+    assertOneLine(await runLab(labDir, ['replica', 'add', '-x']), /unknown option '-x'/, 2);
+    assertOneLine(await runLab(labDir, ['status', 'extra']), /too many arguments for 'status'/, 2);
+    assertOneLine(await runLab(labDir, ['node', 'stop', 'a', 'b']), /too many arguments for 'stop'/, 2);
+    assertOneLine(await runLab(labDir, ['master', 'start', '--prot', String(m)]), /unknown option '--prot' \(Did you mean --port\?\)/, 2);
+    assertOneLine(await runLab(labDir, ['--bogus', 'status']), /unknown option '--bogus'/, 2);
+    await assert.rejects(stat(labDir), { code: 'ENOENT' }, 'nothing was created');
+  });
+});
+
+test('file system errors are one line naming the path and what to do (exit 10), never a stack trace', async (t) => {
+  await withTempLab(async (labDir) => {
+    const [m] = await freePorts(1);
+    const root = path.dirname(labDir);
+    const file = path.join(root, 'plain-file');
+    await writeFile(file, 'not a dir');
+    assertOneLine(await runLab(labDir, ['master', 'start', '--port', String(m), '--datadir', path.join(file, 'master1')]), new RegExp(`cannot \\w+ ${file}/master1: a part of the path is not a directory \\(ENOTDIR\\): choose a path whose parents are all directories$`), 10);
+    assertOneLine(await runLab(path.join(file, 'lab'), ['master', 'start', '--port', String(m)]), /: a part of the path is not a directory \(ENOTDIR\)/, 10);
+    assertOneLine(await runLab(file, ['master', 'start', '--port', String(m)]), new RegExp(`The lab dir ${file} is not a directory: nothing was written; choose another path`), 4);
+    assertOneLine(await runLab(file, ['status']), /is not a directory/, 4);
+
+    // A read-only lab dir: a read-only bind mount in a private mount namespace (root), else skipped.
+    const readOnly = path.join(root, 'ro-lab');
+    await mkdir(readOnly, { mode: 0o711 });
+    const script = `mount --make-rprivate / && mount --bind "$1" "$1" && mount -o remount,ro,bind "$1" && exec node "$2" --lab-dir "$1" master start --port "$3"`;
+    const probe = await execa('unshare', ['-m', 'sh', '-c', 'mount --make-rprivate / && mount -t tmpfs -o ro none /mnt', 'probe'], { reject: false });
+    if (probe.exitCode !== 0) {
+      t.diagnostic(`no private mount namespace here (${probe.stderr.trim()}): the read-only case is not tested`);
+      return;
+    }
+    const result = await execa('unshare', ['-m', 'sh', '-c', script, 'ro', readOnly, labBin, String(m)], { reject: false, env: { NO_COLOR: '1' } });
+    assertOneLine(
+      { exitCode: result.exitCode ?? -1, stdout: String(result.stdout), stderr: String(result.stderr) },
+      new RegExp(`cannot create directory ${readOnly}/\\S+: the file system is read-only \\(EROFS\\): use a lab dir \\(--lab-dir\\) and data dirs on a writable file system$`),
+      10,
+    );
+    assert.deepEqual(await readdir(readOnly), []);
+  });
+});
