@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, readdir, stat, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, readFile, readdir, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { isRunning } from '../src/common/processes.js';
 import { execa } from 'execa';
@@ -232,5 +232,36 @@ test('file system errors are one line naming the path and what to do (exit 10), 
       10,
     );
     assert.deepEqual(await readdir(readOnly), []);
+  });
+});
+
+test('the balancer log rotates by size, every generation 0600 and not a link', async () => {
+  await withTempLab(async (labDir) => {
+    const [m, listen, stats] = await freePorts(3);
+    await lab(labDir, 'master', 'start', '--port', String(m));
+    const started = await runLab(labDir, ['balancer', 'start', '--pool', 'primary', '--listen', `127.0.0.1:${listen}`, '--stats', `127.0.0.1:${stats}`], {
+      env: { NO_COLOR: '1', LAB_BALANCER_LOG_SIZE: '2k', LAB_BALANCER_LOG_KEEP: '2' },
+    });
+    assert.equal(started.exitCode, 0, started.stderr);
+    const log = path.join(labDir, 'balancer', 'lb.log');
+    const generations = [log, `${log}.1`, `${log}.2`];
+    await pollUntil(
+      async () => {
+        await execa('psql', ['-h', '127.0.0.1', '-p', String(listen), '-U', 'postgres', '-d', 'postgres', '-qAtc', 'SELECT 1'], { env: { PGSSLMODE: 'require' } });
+        const present = await Promise.all(generations.map((file) => stat(file).then(() => true, () => false)));
+        return present.every(Boolean) && (await stat(`${log}.1`)).size > 1000 ? true : undefined;
+      },
+      { timeoutMs: 60_000, intervalMs: 10, what: 'the balancer log to rotate twice' },
+    );
+    await assert.rejects(stat(`${log}.3`), { code: 'ENOENT' }, 'LAB_BALANCER_LOG_KEEP=2 keeps two generations');
+    for (const file of generations) {
+      const info = await lstat(file);
+      assert.ok(info.isFile(), `${file} is a plain file`);
+      assert.equal(info.mode & 0o777, 0o600, `${file} is readable by its owner only`);
+      assert.equal(info.uid, process.geteuid?.());
+      assert.ok(info.size <= 2048 + 1024, `${file} stays near the limit (${info.size} bytes)`);
+    }
+    assert.match(await readFile(log, 'utf8'), /client=127\.0\.0\.1/, 'the balancer still logs into the live file');
+    await lab(labDir, 'balancer', 'stop');
   });
 });

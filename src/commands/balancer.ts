@@ -123,7 +123,9 @@ export async function startBalancer(global: GlobalOptions, options: BalancerStar
   let exited: string | null = null;
   const gone = new AbortController();
   try {
-    const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', log.fd, log.fd], env: process.env });
+    // The child rotates the log it is given by size (src/common/rotating-log.ts), only if its stdout is that file.
+    const env = { ...process.env, LAB_BALANCER_LOG_FILE: logFile };
+    const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', log.fd, log.fd], env });
     child.once('exit', (code, signal) => {
       exited = signal ? `was killed by ${signal}` : `exited with code ${code}`;
       gone.abort();
