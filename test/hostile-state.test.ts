@@ -117,6 +117,39 @@ test('a forged lab.json: a bad field is named in one line by every command; path
   });
 });
 
+test('a running balancer is signalled only with the start time recorded at launch', async () => {
+  await withTempLab(async (labDir) => {
+    const [m, listen, stats] = await freePorts(3);
+    await lab(labDir, 'master', 'start', '--port', String(m));
+    const started = await labJson<{ pid: number; startTime: number }>(labDir, 'balancer', 'start', '--pool', 'primary', '--listen', `127.0.0.1:${listen}`, '--stats', `127.0.0.1:${stats}`);
+    assert.ok(Number.isInteger(started.startTime), 'the record carries the start time');
+    const stateFile = path.join(labDir, 'lab.json');
+    const edit = async (change: (record: any) => void) => {
+      const state = JSON.parse(await readFile(stateFile, 'utf8'));
+      change(state.balancers[0]);
+      await writeFile(stateFile, JSON.stringify(state), { mode: 0o600 });
+    };
+    try {
+      // Another start time: some other process, for all the lab knows; never signalled
+      await edit((record) => (record.startTime = started.startTime + 1));
+      assert.deepEqual((await labJson<{ running: boolean }[]>(labDir, 'balancer', 'status')).map((b) => b.running), [false]);
+      // No start time: a balancer runs there, but the lab cannot prove it is its own
+      await edit((record) => delete record.startTime);
+      const refused = await runLab(labDir, ['destroy', '--yes']);
+      assert.equal(refused.exitCode, 6, refused.stderr);
+      assert.match(refused.stderr, /^lab: destroy left something behind: balancer lb: pid \d+ runs a balancer but lab\.json records no start time for it, so it was not signalled; stop it yourself if it is this lab's; lab\.json still lists it/);
+      assert.ok(await isRunning(started.pid), 'the balancer was not signalled');
+      // With its start time back, the next destroy stops it and finishes
+      await edit((record) => (record.startTime = started.startTime));
+      const destroyed = await labJson<{ stopped: string[] }>(labDir, 'destroy', '--yes');
+      assert.deepEqual(destroyed.stopped, ['balancer lb']);
+      assert.equal(await isRunning(started.pid), false);
+    } finally {
+      if (await isRunning(started.pid)) process.kill(started.pid, 'SIGKILL');
+    }
+  });
+});
+
 /** Entries at the top of `dir`, or -1 once it is gone. */
 async function entryCount(dir: string): Promise<number> {
   return readdir(dir).then(
@@ -232,6 +265,18 @@ test('file system errors are one line naming the path and what to do (exit 10), 
       10,
     );
     assert.deepEqual(await readdir(readOnly), []);
+
+    // A full file system: a small tmpfs, filled, in a private mount namespace.
+    const full = path.join(root, 'full');
+    await mkdir(full);
+    const fill = `mount --make-rprivate / && mount -t tmpfs -o size=16k,mode=755 none "$1" && (dd if=/dev/zero of="$1/fill" bs=1k count=64 2>/dev/null; true) && exec node "$2" --lab-dir "$1/lab" master start --port "$3"`;
+    const filled = await execa('unshare', ['-m', 'sh', '-c', fill, 'full', full, labBin, String(m)], { reject: false, env: { NO_COLOR: '1' } });
+    assertOneLine(
+      { exitCode: filled.exitCode ?? -1, stdout: String(filled.stdout), stderr: String(filled.stderr) },
+      new RegExp(`cannot \\w+( [\\w ]+)? ${full}/lab/\\S+: no space left on the device \\(ENOSPC\\): free some space and run the command again$`),
+      10,
+    );
+    assert.deepEqual(await readdir(full), [], 'the tmpfs was private to the namespace');
   });
 });
 

@@ -50,6 +50,13 @@ export function messageOf(error: unknown): string {
   return String(error);
 }
 
+/** A file system error raised through a handle (write, fsync: no path of its own) gets the path it was for. */
+export function withPath(error: unknown, file: string): unknown {
+  const failed = error as NodeJS.ErrnoException;
+  if (failed && typeof failed === 'object' && failed.code && !failed.path) failed.path = file;
+  return error;
+}
+
 /** Why the file system refused, and what to do, by errno code. */
 const FILE_SYSTEM_ERRORS: Record<string, [why: string, remedy: string]> = {
   ENOTDIR: ['a part of the path is not a directory', 'choose a path whose parents are all directories'],

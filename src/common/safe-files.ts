@@ -4,7 +4,7 @@
 import { closeSync, constants, fchmodSync, openSync } from 'node:fs';
 import { lstat, mkdir, open, rename, unlink, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
-import { LabError } from './errors.js';
+import { LabError, withPath } from './errors.js';
 
 const { O_RDONLY, O_WRONLY, O_CREAT, O_EXCL, O_APPEND, O_NOFOLLOW, O_DIRECTORY, O_NONBLOCK } = constants;
 
@@ -50,7 +50,7 @@ export async function writePrivateFile(file: string, content: string | Buffer, m
   } catch (error) {
     await handle.close();
     await unlink(temp).catch(() => undefined);
-    throw error;
+    throw withPath(error, file);
   }
   await handle.close();
   await rename(temp, file);

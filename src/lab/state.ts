@@ -6,7 +6,7 @@ import { open, readFile, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { setTimeout as delay } from 'node:timers/promises';
-import { LabError } from '../common/errors.js';
+import { LabError, withPath } from '../common/errors.js';
 import { isAlive, startTimeOf } from '../common/processes.js';
 import { readNoFollow, writePrivateFile } from '../common/safe-files.js';
 import { checkLabDir, STATE_FILE } from './lab-dir.js';
@@ -150,7 +150,13 @@ export async function withLock<T>(labDir: string, fn: () => Promise<T>, timeoutM
   for (;;) {
     try {
       const handle = await open(lockPath, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600);
-      await handle.writeFile(String(process.pid));
+      try {
+        await handle.writeFile(String(process.pid));
+      } catch (error) {
+        await handle.close();
+        await unlink(lockPath).catch(() => undefined);
+        throw withPath(error, lockPath);
+      }
       await handle.close();
       break;
     } catch (error) {
