@@ -52,7 +52,10 @@ export function balancerCommand(): Command {
         const stop = () => controller.abort();
         process.once('SIGTERM', stop);
         process.once('SIGINT', stop);
-        const lines = batchedLines(process.stdout);
+        // Started by `lab balancer start`: stdout is <lab-dir>/balancer/NAME.log, rotated by size.
+        const logFile = process.env.LAB_BALANCER_LOG_FILE;
+        const { rotatingLog, rotationFromEnv } = await import('../common/rotating-log.js');
+        const lines = batchedLines((logFile && rotatingLog(logFile, 1, rotationFromEnv())) || process.stdout);
         const log = (line: string) => lines.write(`${new Date().toISOString()} ${line}\n`);
         process.once('exit', () => lines.flush());
         // A daemon must outlive a bug on one connection: log it loudly and keep serving the others.

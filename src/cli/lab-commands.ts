@@ -229,7 +229,8 @@ export function destroyCommand(): Command {
       const result = await destroyLab(globalsOf(command), { yes: options.yes });
       if (options.json) return printJson(result);
       printLine(`stopped: ${result.stopped.join(', ') || 'nothing was running'}`);
-      for (const item of result.removed) printLine(`${item.outcome}: ${item.path}`);
+      for (const file of result.removed) printLine(`removed: ${file}`);
+      for (const item of result.kept) printLine(`kept: ${item.path} (${item.why})`);
     });
 }
 

@@ -14,7 +14,6 @@ export function buildProgram(): Command {
     .option('--pg <version|dir>', 'PostgreSQL installation: a major version or a bin dir (env LAB_PG)')
     .option('--os-user <user>', 'OS user that runs PostgreSQL when lab runs as root (default postgres)')
     .option('--runtime <process|docker>', 'where nodes run, chosen when the lab is created (env LAB_RUNTIME, default process; later commands use the lab\'s)')
-    .showHelpAfterError('(run with --help for usage)')
     .addHelpText(
       'after',
       examples(
@@ -33,5 +32,16 @@ export function buildProgram(): Command {
   ]) {
     program.addCommand(command);
   }
+  strict(program);
   return program;
+}
+
+/**
+ * Every command, however declared: an unexpected argument or an unknown option is a usage error (exit 2),
+ * thrown to runCli (never process.exit from inside commander), which prints it as one line.
+ */
+function strict(command: Command): void {
+  command.exitOverride().allowExcessArguments(false).allowUnknownOption(false);
+  command.configureOutput({ outputError: () => undefined });
+  for (const sub of command.commands) strict(sub);
 }

@@ -2,7 +2,7 @@
 // Shared by the compiled entry (src/main.ts) and the one-file bundle bin/lab.js prefers (src/bundle-entry.ts).
 import { CommanderError } from 'commander';
 import { buildProgram } from './program.js';
-import { exitCodes, isLabError } from '../common/errors.js';
+import { exitCodes, fileSystemError, isLabError } from '../common/errors.js';
 
 export async function runCli(argv: string[]): Promise<number> {
   // `lab status | head`: a closed pipe is the reader's choice, not an error.
@@ -13,16 +13,19 @@ export async function runCli(argv: string[]): Promise<number> {
     });
   }
   const program = buildProgram();
-  program.exitOverride();
-  program.configureOutput({ writeErr: (text) => process.stderr.write(text) });
   try {
     await program.parseAsync(argv);
     return 0;
-  } catch (error) {
-    if (error instanceof CommanderError) {
-      // help and version exit 0; parse errors were already printed by commander
-      return error.exitCode === 0 ? 0 : 2;
+  } catch (caught) {
+    if (caught instanceof CommanderError) {
+      // help and version exit 0; help shown for a missing subcommand was already printed
+      if (caught.exitCode === 0) return 0;
+      if (caught.code !== 'commander.help' && caught.code !== 'commander.helpDisplayed') {
+        process.stderr.write(`lab: ${caught.message.replace(/^error: /, '').replace(/\s*\n\s*/g, ' ')} (run with --help for usage)\n`);
+      }
+      return exitCodes.USAGE;
     }
+    const error = fileSystemError(caught) ?? caught;
     if (isLabError(error)) {
       process.stderr.write(`lab: ${error.message}\n`);
       if (error.detail) process.stderr.write(`${error.detail.replace(/^/gm, '    ')}\n`);

@@ -17,6 +17,7 @@ import { LabError, messageOf } from '../common/errors.js';
 import { pollUntil } from '../common/poll.js';
 import { packageRoot } from '../common/package-root.js';
 import { canConnect, describePortHolder, isPortFree } from '../common/ports.js';
+import { startTimeOf } from '../common/processes.js';
 import { openPrivateAppend } from '../common/safe-files.js';
 import { forgetBalancer, isBalancerAlive, recordBalancer, stopBalancerProcess } from '../lab/balancer-process.js';
 import { accessOf } from '../lab/access.js';
@@ -67,6 +68,7 @@ export async function serveBalancer(global: GlobalOptions, options: BalancerStar
       listen: formatAddress({ host: config.listen.host, port }),
       stats: config.stats ? `${formatAddress({ host: config.stats.host, port: statsPort ?? config.stats.port })}${config.stats.uri === '/' ? '' : config.stats.uri}` : '',
       pid: process.pid,
+      startTime: startTimeOf(process.pid),
       pool: poolLabel(config.pool),
       ...(options.config ? { configFile: path.resolve(options.config) } : {}),
       logFile: balancerLogFile(global.labDir, config.name),
@@ -121,7 +123,9 @@ export async function startBalancer(global: GlobalOptions, options: BalancerStar
   let exited: string | null = null;
   const gone = new AbortController();
   try {
-    const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', log.fd, log.fd], env: process.env });
+    // The child rotates the log it is given by size (src/common/rotating-log.ts), only if its stdout is that file.
+    const env = { ...process.env, LAB_BALANCER_LOG_FILE: logFile };
+    const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', log.fd, log.fd], env });
     child.once('exit', (code, signal) => {
       exited = signal ? `was killed by ${signal}` : `exited with code ${code}`;
       gone.abort();
@@ -171,6 +175,7 @@ async function startHaproxyBalancer(global: GlobalOptions, config: BalancerConfi
     listen: instance.listen,
     stats: config.stats ? `${formatAddress({ host: config.stats.host, port: config.stats.port })}${config.stats.uri === '/' ? '' : config.stats.uri}` : '',
     pid: instance.pid,
+    startTime: startTimeOf(instance.pid),
     pool: poolLabel(config.pool),
     configFile: instance.configFile,
     logFile: instance.logFile,

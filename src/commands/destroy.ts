@@ -1,12 +1,17 @@
-// `lab destroy --yes`: stop every node and balancer, remove only what the lab created.
-import { readdir, rm, rmdir } from 'node:fs/promises';
+// `lab destroy --yes`: stop every node and balancer, remove only what the lab created. Nothing is taken
+// from lab.json as it stands: a data dir is emptied only if it carries this lab's marker, a process is
+// signalled only if it is provably the lab's (a postmaster of a marked data dir with that dir as -D; a
+// balancer with the start time recorded at launch), and the other files are the ones the lab's naming
+// rules give for the (checked) names: `log/NODE.log`, `balancer/...`, `pgpass`, `tls/`. lab.json goes
+// last, so a destroy killed at any moment is finished by running it again.
+import { lstat, readdir, rm, rmdir } from 'node:fs/promises';
 import path from 'node:path';
 import { LabError, messageOf } from '../common/errors.js';
-import { removeLabAccessFiles } from '../lab/access.js';
+import { pgpassPath, removeLabAccessFiles, tlsPaths } from '../lab/access.js';
 import { logDir, nodeLogFile, type GlobalOptions } from '../lab/context.js';
-import { removeDatadir } from '../lab/datadir.js';
-import { balancerDir } from '../lab/lab-dir.js';
-import { checkRuntime, readState, runtimeOf, statePath, updateState, withLock } from '../lab/state.js';
+import { inspectDatadir, removeDatadir, type DatadirCondition } from '../lab/datadir.js';
+import { allBalancerFiles, balancerDir } from '../lab/lab-dir.js';
+import { checkRuntime, readState, refuseWhileBuilding, runtimeOf, statePath, updateState, withLock, type NodeRecord } from '../lab/state.js';
 import { removeBalancerFiles, stopBalancerProcess } from '../lab/balancer-process.js';
 import { inspectBindir } from '../postgres/installation.js';
 import { resolveRunAs } from '../postgres/os-user.js';
@@ -15,8 +20,38 @@ import { runtimeFor } from '../runtime/node-runtime.js';
 export interface DestroyResult {
   labDir: string;
   stopped: string[];
-  removed: { path: string; outcome: 'removed' | 'emptied' | 'kept' }[];
+  /** Every path removed (a data dir that was yours before the lab is emptied: listed with `(emptied)`). */
+  removed: string[];
+  /** What was left where it is, and why. */
+  kept: { path: string; why: string }[];
   problems: string[];
+}
+
+const KEPT_BECAUSE: Partial<Record<DatadirCondition, string>> = {
+  foreign: 'it does not carry this lab\'s marker (not made by this lab, or its build was interrupted before the marker was written)',
+  'not-a-directory': 'it is not a directory (a link is never followed)',
+  empty: 'an empty dir that was yours before the lab',
+};
+
+async function exists(file: string): Promise<boolean> {
+  return lstat(file).then(
+    () => true,
+    () => false,
+  );
+}
+
+async function existing(files: string[]): Promise<string[]> {
+  const found: string[] = [];
+  for (const file of files) if (await exists(file)) found.push(file);
+  return found;
+}
+
+/** rm of the paths that exist, each listed as removed. */
+async function removeListed(files: string[], result: DestroyResult): Promise<void> {
+  for (const file of await existing(files)) {
+    await rm(file, { recursive: true, force: true });
+    result.removed.push(file);
+  }
 }
 
 export async function destroyLab(global: GlobalOptions, options: { yes?: boolean } = {}): Promise<DestroyResult> {
@@ -29,10 +64,12 @@ export async function destroyLab(global: GlobalOptions, options: { yes?: boolean
     const dirs = state.nodes.map((n) => n.datadir).join(', ') || 'no data dirs';
     throw new LabError('USAGE', `destroy stops ${state.nodes.length} node(s) and ${state.balancers.length} balancer(s) and removes ${dirs}: pass --yes to confirm`);
   }
-  const result: DestroyResult = { labDir: global.labDir, stopped: [], removed: [], problems: [] };
+  for (const node of state.nodes) refuseWhileBuilding(node);
+  const labDir = global.labDir;
+  const result: DestroyResult = { labDir, stopped: [], removed: [], kept: [], problems: [] };
   const installation = await inspectBindir(state.pg.bindir, 'lab');
   const runAs = await resolveRunAs(global.osUser ?? state.osUser).catch(() => undefined);
-  const runtime = runtimeFor({ labDir: global.labDir, state, installation, runAs });
+  const runtime = runtimeFor({ labDir, state, installation, runAs });
 
   // What could not be stopped or removed stays listed in lab.json, so `lab destroy --yes` can finish later.
   const keptBalancers = new Set<string>();
@@ -41,18 +78,28 @@ export async function destroyLab(global: GlobalOptions, options: { yes?: boolean
     try {
       if (await stopBalancerProcess(balancer)) result.stopped.push(`balancer ${balancer.name}`);
     } catch (error) {
-      result.problems.push(`balancer ${balancer.name}: ${messageOf(error)}`);
+      result.problems.push(messageOf(error));
       keptBalancers.add(balancer.name);
     }
   }
+  // A data dir is the lab's only while it carries the lab's marker; only then is its postmaster signalled.
+  const conditions = new Map<string, DatadirCondition>();
+  const isOurs = async (node: NodeRecord) => {
+    const condition = await inspectDatadir(node.datadir, state.labId);
+    conditions.set(node.name, condition);
+    return condition === 'ours';
+  };
   // Replicas first, so the master does not log their disconnects as errors.
   const nodes = [...state.nodes].sort((a, b) => (a.role === b.role ? 0 : a.role === 'replica' ? -1 : 1));
+  const docker = runtimeOf(state) === 'docker';
   await Promise.all(
     nodes.map(async (node) => {
       try {
+        if (!docker && !(await isOurs(node))) return;
         if (!(await runtime.livePid(node))) return;
       } catch (error) {
         result.problems.push(`${node.name}: ${messageOf(error)}`);
+        keptNodes.add(node.name);
         return;
       }
       try {
@@ -63,38 +110,76 @@ export async function destroyLab(global: GlobalOptions, options: { yes?: boolean
       result.stopped.push(node.name);
     }),
   );
-  const containersGone = runtimeOf(state) !== 'docker' || (await removeContainers(state.labId, result));
+  const containersGone = !docker || (await removeContainers(state.labId, result));
   for (const node of nodes) {
-    const running = await runtime.livePid(node).catch(() => -1);
+    if (keptNodes.has(node.name)) continue;
+    const running = (!docker && conditions.get(node.name) !== 'ours') ? undefined : await runtime.livePid(node).catch(() => -1);
     if (running || !containersGone) {
       result.problems.push(`${node.name} ${running ? 'is still running' : 'may still have a container'}; its data dir ${node.datadir} was kept`);
       keptNodes.add(node.name);
       continue;
     }
-    result.removed.push({ path: node.datadir, outcome: await removeDatadir(node.datadir, state.labId, node.datadirCreated) });
-    await rm(nodeLogFile(global.labDir, node.name), { force: true });
+    try {
+      const before = await inspectDatadir(node.datadir, state.labId);
+      const outcome = await removeDatadir(node.datadir, state.labId, node.datadirCreated);
+      if (outcome === 'kept') result.kept.push({ path: node.datadir, why: KEPT_BECAUSE[before] ?? before });
+      else if (before !== 'missing') result.removed.push(outcome === 'emptied' ? `${node.datadir} (emptied: the dir was there before the lab)` : node.datadir);
+    } catch (error) {
+      result.problems.push(`${node.name}: ${messageOf(error)}`);
+      keptNodes.add(node.name);
+      continue;
+    }
+    await removeListed([nodeLogFile(labDir, node.name)], result);
   }
   for (const balancer of state.balancers) {
-    if (!keptBalancers.has(balancer.name)) await removeBalancerFiles(global.labDir, balancer, { log: true });
+    const { pidFiles, configFiles, logFiles } = allBalancerFiles(labDir, balancer.name);
+    // The record's own paths are never used: a logFile or configFile elsewhere is only reported.
+    for (const [field, file] of [['logFile', balancer.logFile], ['configFile', balancer.configFile]] as const) {
+      if (file && ![...configFiles, ...logFiles].includes(file)) {
+        result.kept.push({ path: file, why: `named by balancer ${balancer.name}'s ${field} in lab.json, not by the lab's naming rules` });
+      }
+    }
+    if (keptBalancers.has(balancer.name)) continue;
+    const files = [...pidFiles, ...(balancer.engine === 'haproxy' ? configFiles : []), ...logFiles];
+    const present = await existing(files);
+    await removeBalancerFiles(labDir, balancer, { log: true });
+    result.removed.push(...present);
   }
   if (result.problems.length > 0) {
-    await updateState(global.labDir, (s) => {
+    await updateState(labDir, (s) => {
       s.nodes = s.nodes.filter((n) => keptNodes.has(n.name));
       s.balancers = s.balancers.filter((b) => keptBalancers.has(b.name));
     });
     throw new LabError('STATE', `destroy left something behind: ${result.problems.join('; ')}; lab.json still lists it: run \`lab destroy --yes\` again once that is fixed`, {
-      detail: `lab dir: ${path.resolve(global.labDir)}`,
+      detail: [`lab dir: ${path.resolve(labDir)}`, ...result.removed.map((p) => `removed: ${p}`), ...result.kept.map((k) => `kept: ${k.path} (${k.why})`)].join('\n'),
     });
   }
-  await removeLabAccessFiles(global.labDir);
-  await withLock(global.labDir, async () => {
-    await rm(statePath(global.labDir), { force: true });
+  // Everything else first, lab.json last: a destroy killed before that point is finished by the next one.
+  // Every file in the balancer dir (0700, checked ours and no link on every read) is the lab's.
+  const { dir: tlsDir } = tlsPaths(labDir);
+  const access = [pgpassPath(labDir), tlsDir];
+  const accessPresent = await existing(access);
+  await removeLabAccessFiles(labDir);
+  for (const file of accessPresent) {
+    if (await exists(file)) result.kept.push({ path: file, why: 'holds files the lab did not make' });
+    else result.removed.push(file);
+  }
+  await removeListed([balancerDir(labDir)], result);
+  const logs = logDir(labDir);
+  if (await exists(logs)) {
+    await rmdir(logs).then(
+      () => result.removed.push(logs),
+      () => result.kept.push({ path: logs, why: 'holds files the lab did not make' }),
+    );
+  }
+  await withLock(labDir, async () => {
+    await rm(statePath(labDir), { force: true });
   });
-  // Every file in the balancer dir (0700, ours) is the lab's, logs of balancers stopped earlier included.
-  await rm(balancerDir(global.labDir), { recursive: true, force: true });
-  await rmdir(logDir(global.labDir)).catch(() => undefined); // only if empty
-  if (state.labDirCreated && (await readdir(global.labDir).catch(() => ['?'])).length === 0) {
-    await rmdir(global.labDir).catch(() => undefined);
+  result.removed.push(statePath(labDir));
+  if (state.labDirCreated) {
+    const left = await readdir(labDir).catch(() => ['?']);
+    if (left.length === 0 && (await rmdir(labDir).then(() => true, () => false))) result.removed.push(labDir);
+    else result.kept.push({ path: labDir, why: `not empty: ${left.join(', ')}` });
   }
   return result;
 }

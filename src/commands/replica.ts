@@ -5,9 +5,9 @@ import { LabError } from '../common/errors.js';
 import { assertPortFree, parsePort } from '../common/ports.js';
 import { silentReporter, type Reporter } from '../common/reporter.js';
 import { openLab, type GlobalOptions } from '../lab/context.js';
-import { checkDatadirPath, inspectDatadir, prepareDatadir } from '../lab/datadir.js';
+import { checkDatadirPath, inspectDatadir, prepareDatadir, type DatadirCondition } from '../lab/datadir.js';
 import { checkName } from '../lab/names.js';
-import { primaryOf, updateState } from '../lab/state.js';
+import { primaryOf, refuseWhileBuilding, thisBuilder, updateState, type NodeRecord } from '../lab/state.js';
 import { checkNodeFits } from '../lab/topology.js';
 import { withClient } from '../postgres/client.js';
 import { runtimeFor } from '../runtime/node-runtime.js';
@@ -55,53 +55,69 @@ export async function replicaAdd(global: GlobalOptions, nameArg: string, datadir
   if (primaryStatus.status !== 'running') {
     throw new LabError('STATE', `Master "${primary.name}" is ${primaryStatus.status}: start it first (\`lab node start ${primary.name}\`)`);
   }
-  const existing = checkNodeFits(state, context.labDir, { name, port, datadir, role: 'replica' });
-  const condition = await inspectDatadir(datadir, state.labId);
-  if (condition === 'foreign' || condition === 'not-a-directory' || (condition === 'ours' && !existing)) {
-    // A dir of this lab that belongs to no replica of that name is someone else's too: refuse.
-    if (condition === 'ours') throw new LabError('UNSAFE', `Data dir ${datadir} holds another node of this lab; nothing was deleted: choose another path`);
-    await prepareDatadir(datadir, state.labId); // throws the clear "not created by this lab" error
-  }
-
+  const conn = { port: primary.port, user: state.dbUser };
+  const spec = { name, port, datadir, role: 'replica' as const };
+  const known = checkNodeFits(state, context.labDir, spec);
+  if (known) refuseWhileBuilding(known);
+  await refuseDatadir(datadir, state.labId, Boolean(known));
   await nodes.checkCanClone();
+  if (!known) await assertPortFree(port, `replica "${name}"`);
 
-  // The seed killed whatever ran on PGDATA; we only stop our own node.
-  const node = { name, port, datadir };
-  if (existing) {
-    reporter.step(`stopping ${name} before rebuilding it`);
-    await nodes.stop(node, 'immediate');
-  }
-  await assertPortFree(port, `replica "${name}"`);
-
-  await updateState(context.labDir, (s) => {
-    const again = checkNodeFits(s, context.labDir, { name, port, datadir, role: 'replica' });
+  // The claim: under the lock, the node is marked building by this process (pid and start time). A second
+  // command on it is refused (exit 3) until this one ends; a claim of a process that is gone is taken over.
+  let existing: NodeRecord | undefined;
+  let condition: DatadirCondition = 'missing';
+  await updateState(context.labDir, async (s) => {
+    const again = checkNodeFits(s, context.labDir, spec);
+    if (again) refuseWhileBuilding(again);
+    existing = again && { ...again };
+    condition = await refuseDatadir(datadir, s.labId, Boolean(again));
     if (again) {
       again.phase = 'building';
       again.upstream = primary.name;
+      again.builder = thisBuilder();
     } else {
       s.nodes.push({
         name, role: 'replica', port, datadir, upstream: primary.name, datadirCreated: condition === 'missing',
-        phase: 'building', expected: 'stopped', createdAt: new Date().toISOString(),
+        phase: 'building', expected: 'stopped', createdAt: new Date().toISOString(), builder: thisBuilder(),
       });
     }
   });
 
-  await prepareDatadir(datadir, state.labId);
-  const conn = { port: primary.port, user: state.dbUser };
-  reporter.step(`CHECKPOINT on ${primary.name}`);
-  await withClient(conn, (client) => client.query('CHECKPOINT'));
+  const node = { name, port, datadir };
+  let pid: number;
+  let backupKb: number | undefined;
+  try {
+    // The seed killed whatever ran on PGDATA; we only stop our own node.
+    if (existing) {
+      reporter.step(`stopping ${name} before rebuilding it`);
+      await nodes.stop(node, 'immediate');
+    }
+    await assertPortFree(port, `replica "${name}"`);
+    await prepareDatadir(datadir, state.labId);
+    reporter.step(`CHECKPOINT on ${primary.name}`);
+    await withClient(conn, (client) => client.query('CHECKPOINT'));
 
-  reporter.step(`pg_basebackup from ${primary.name} (port ${primary.port}) into ${datadir}`);
-  const { backupKb } = await nodes.cloneReplica(node, primary.port, reporter);
+    reporter.step(`pg_basebackup from ${primary.name} (port ${primary.port}) into ${datadir}`);
+    ({ backupKb } = await nodes.cloneReplica(node, primary.port, reporter));
 
-  reporter.step(`starting ${name} on port ${port}`);
-  const pid = await nodes.start(node, timeoutMs);
-  await updateState(context.labDir, (s) => {
-    const node = s.nodes.find((n) => n.name === name)!;
-    node.phase = 'ready';
-    node.expected = 'running';
-    delete node.rewindNeeded; // a rebuilt former primary is a fresh copy
-  });
+    reporter.step(`starting ${name} on port ${port}`);
+    pid = await nodes.start(node, timeoutMs);
+    await updateState(context.labDir, (s) => {
+      const node = s.nodes.find((n) => n.name === name)!;
+      node.phase = 'ready';
+      node.expected = 'running';
+      delete node.rewindNeeded; // a rebuilt former primary is a fresh copy
+      delete node.builder;
+    });
+  } catch (error) {
+    // The node stays `building` (destroy or the same command again finishes it); the claim ends with us.
+    await updateState(context.labDir, (s) => {
+      const claimed = s.nodes.find((n) => n.name === name);
+      if (claimed?.builder?.pid === process.pid) delete claimed.builder;
+    }).catch(() => undefined);
+    throw error;
+  }
 
   reporter.step(`waiting until ${primary.name} shows ${name} streaming`);
   let syncState = await waitStreaming(context, primary, name, timeoutMs);
@@ -117,4 +133,15 @@ export async function replicaAdd(global: GlobalOptions, nameArg: string, datadir
     syncState = await waitStreaming(context, primary, name, timeoutMs, true);
   }
   return { name, port, datadir, pid, upstream: primary.name, rebuilt: Boolean(existing), backupKb, syncState, synchronousStandbyNames, elapsedMs: Date.now() - started };
+}
+
+/**
+ * What is at `datadir` for replica `known` or a new one (`exists`): a dir with someone else's content,
+ * something else than a directory, or a dir of this lab belonging to no replica of that name is refused.
+ */
+async function refuseDatadir(datadir: string, labId: string, exists: boolean): Promise<DatadirCondition> {
+  const condition = await inspectDatadir(datadir, labId);
+  if (condition === 'ours' && !exists) throw new LabError('UNSAFE', `Data dir ${datadir} holds another node of this lab; nothing was deleted: choose another path`);
+  if (condition === 'foreign' || condition === 'not-a-directory') await prepareDatadir(datadir, labId); // throws the clear "not created by this lab" error
+  return condition;
 }

@@ -8,7 +8,12 @@ export interface BatchedLines {
   flush(): void;
 }
 
-export function batchedLines(out: NodeJS.WritableStream, flushMs = 100, maxLines = 512): BatchedLines {
+/** Where batches go: a stream, or anything with a write of text (a rotating log). */
+export interface TextSink {
+  write(text: string): unknown;
+}
+
+export function batchedLines(out: TextSink, flushMs = 100, maxLines = 512): BatchedLines {
   let waiting: string[] = [];
   let timer: NodeJS.Timeout | null = null;
   const flush = (): void => {

@@ -1,5 +1,6 @@
 // Processes by pid: alive or not, and what they are (from /proc), so we never signal a stranger that
 // reused a pid.
+import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { setTimeout as delay } from 'node:timers/promises';
 
@@ -13,14 +14,39 @@ export function isAlive(pid: number): boolean {
   }
 }
 
-/** The command line of a process, or undefined if it is gone. */
-export async function commandLine(pid: number): Promise<string | undefined> {
+/** The arguments of a process (argv[0] first), or undefined if it is gone. */
+export async function commandArgs(pid: number): Promise<string[] | undefined> {
   try {
     const raw = await readFile(`/proc/${pid}/cmdline`, 'utf8');
-    return raw.split('\0').filter(Boolean).join(' ');
+    return raw.split('\0').filter(Boolean);
   } catch {
     return undefined;
   }
+}
+
+/** The command line of a process, or undefined if it is gone. */
+export async function commandLine(pid: number): Promise<string | undefined> {
+  return (await commandArgs(pid))?.join(' ');
+}
+
+/**
+ * When the process started: field 22 of /proc/PID/stat, in clock ticks after boot (undefined when it is
+ * gone). With the pid it names one process for good: a pid reused later has a later start time.
+ */
+export function startTimeOf(pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the command name, which ends at the last ')': field 3 is the first of them.
+    const value = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[22 - 3]);
+    return Number.isInteger(value) ? value : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** True while the process that had `startTime` under `pid` still runs (not a zombie). */
+export async function isSameProcess(pid: number, startTime: number): Promise<boolean> {
+  return startTimeOf(pid) === startTime && (await isRunning(pid));
 }
 
 /** Zombie processes still answer kill(0); /proc says they are dead. */

@@ -1,10 +1,10 @@
 // Files the lab writes as the invoking user (root, often): never through a link, never into a file
 // someone else owns. REFERENCE.md 6: a symlink planted in a directory another user can write redirects
 // whatever root writes there next, so every file is opened with O_NOFOLLOW and checked after opening.
-import { constants } from 'node:fs';
+import { closeSync, constants, fchmodSync, openSync } from 'node:fs';
 import { lstat, mkdir, open, rename, unlink, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
-import { LabError } from './errors.js';
+import { LabError, withPath } from './errors.js';
 
 const { O_RDONLY, O_WRONLY, O_CREAT, O_EXCL, O_APPEND, O_NOFOLLOW, O_DIRECTORY, O_NONBLOCK } = constants;
 
@@ -50,7 +50,7 @@ export async function writePrivateFile(file: string, content: string | Buffer, m
   } catch (error) {
     await handle.close();
     await unlink(temp).catch(() => undefined);
-    throw error;
+    throw withPath(error, file);
   }
   await handle.close();
   await rename(temp, file);
@@ -84,6 +84,26 @@ async function openNoFollow(file: string, flags: number, mode: number, owner?: F
 /** Opens `file` for appending (created `mode` if missing), refusing a link or a file of another user. */
 export function openPrivateAppend(file: string, mode = 0o600, owner?: FileOwner): Promise<FileHandle> {
   return openNoFollow(file, O_WRONLY | O_APPEND, mode, owner);
+}
+
+/**
+ * A new file for appending, created readable by its owner only (`mode`) with O_EXCL | O_NOFOLLOW: never an
+ * existing file, never through a link. Synchronous, for a log rotated between two writes.
+ */
+export function createPrivateAppendSync(file: string, mode = 0o600): number {
+  let fd: number;
+  try {
+    fd = openSync(file, O_WRONLY | O_APPEND | O_CREAT | O_EXCL | O_NOFOLLOW, mode);
+  } catch (error) {
+    refuseLink(error, file);
+  }
+  try {
+    fchmodSync(fd, mode); // the umask may have taken bits away; never adds any
+  } catch (error) {
+    closeSync(fd);
+    throw error;
+  }
+  return fd;
 }
 
 /** Opens `file` for writing from scratch (truncated), refusing a link or a file of another user. */

@@ -1,18 +1,21 @@
 // Balancer processes the lab started (pid recorded in the state): stopped by pid, after checking the
 // pid still belongs to a balancer (never signal a stranger that reused it).
 import { rm } from 'node:fs/promises';
-import { commandLine, isRunning, terminateProcess } from '../common/processes.js';
+import { LabError } from '../common/errors.js';
+import path from 'node:path';
+import { commandArgs, isRunning, startTimeOf, terminateProcess } from '../common/processes.js';
 import { writePrivateFile } from '../common/safe-files.js';
 import { allBalancerFiles, balancerPidFile, ensureBalancerDir } from './lab-dir.js';
 import { updateState, type BalancerRecord } from './state.js';
 
 /** A started balancer goes into the lab state (replacing a dead one of the same name) and its pid file (0600, in `<lab-dir>/balancer/`). */
 export async function recordBalancer(labDir: string, record: BalancerRecord): Promise<void> {
+  // The pid file first: `lab balancer start` returns once the record is in lab.json, and the pid file is there then.
+  await ensureBalancerDir(labDir);
+  await writePrivateFile(balancerPidFile(labDir, record.name), `${record.pid}\n`);
   await updateState(labDir, (state) => {
     state.balancers = [...state.balancers.filter((b) => b.name !== record.name), record];
   });
-  await ensureBalancerDir(labDir);
-  await writePrivateFile(balancerPidFile(labDir, record.name), `${record.pid}\n`);
 }
 
 /** A stopped balancer leaves the lab state, with the files the lab made for it (its log stays). */
@@ -39,12 +42,36 @@ function commandWord(record: BalancerRecord): string {
   return record.engine === 'haproxy' ? 'haproxy' : 'balancer';
 }
 
-export async function isBalancerAlive(record: BalancerRecord): Promise<boolean> {
-  if (!(await isRunning(record.pid))) return false;
-  return ((await commandLine(record.pid)) ?? '').includes(commandWord(record));
+/**
+ * Whether the record's pid is the balancer the lab started: `ours` when it runs with the start time
+ * recorded at launch and a balancer's command line; `gone` when nothing runs there or something else
+ * does (a pid reused later has a later start time); `unproven` when a balancer runs there but the record
+ * has no start time (made before start times were recorded, or edited): never signalled.
+ */
+export async function balancerProcess(record: BalancerRecord): Promise<'ours' | 'gone' | 'unproven'> {
+  if (!(await isRunning(record.pid)) || !isBalancerCommand(record, await commandArgs(record.pid))) return 'gone';
+  if (record.startTime === undefined) return 'unproven';
+  return startTimeOf(record.pid) === record.startTime ? 'ours' : 'gone';
 }
 
-/** SIGTERM, a bounded wait, then SIGKILL. True if it was running. */
-export function stopBalancerProcess(record: BalancerRecord, graceMs = 5000): Promise<boolean> {
+/** `lab ... balancer start --foreground ...` (the built-in engine), or haproxy. */
+function isBalancerCommand(record: BalancerRecord, args: string[] | undefined): boolean {
+  if (!args) return false;
+  if (record.engine === 'haproxy') return path.basename(args[0] ?? '') === 'haproxy';
+  const at = args.indexOf('balancer');
+  return at >= 0 && args[at + 1] === 'start' && args.includes('--foreground');
+}
+
+export async function isBalancerAlive(record: BalancerRecord): Promise<boolean> {
+  return (await balancerProcess(record)) !== 'gone';
+}
+
+/** SIGTERM, a bounded wait, then SIGKILL, only to the process the lab started. True if it was running. */
+export async function stopBalancerProcess(record: BalancerRecord, graceMs = 5000): Promise<boolean> {
+  const found = await balancerProcess(record);
+  if (found === 'gone') return false;
+  if (found === 'unproven') {
+    throw new LabError('UNSAFE', `balancer ${record.name}: pid ${record.pid} runs a ${commandWord(record)} but lab.json records no start time for it, so it was not signalled; stop it yourself if it is this lab's`);
+  }
   return terminateProcess(record.pid, commandWord(record), graceMs);
 }

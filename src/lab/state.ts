@@ -6,10 +6,11 @@ import { open, readFile, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { setTimeout as delay } from 'node:timers/promises';
-import { LabError } from '../common/errors.js';
-import { isAlive } from '../common/processes.js';
+import { LabError, withPath } from '../common/errors.js';
+import { isAlive, startTimeOf } from '../common/processes.js';
 import { readNoFollow, writePrivateFile } from '../common/safe-files.js';
 import { checkLabDir, STATE_FILE } from './lab-dir.js';
+import { checkStateFile } from './state-check.js';
 import type { RuntimeName } from './global-options.js';
 import { useLabAccess, type LabAccessSettings } from './access.js';
 
@@ -39,6 +40,16 @@ export interface NodeRecord {
   sync?: boolean;
   /** Timeline the node started on when it was promoted. */
   timeline?: number;
+  /** The command building the node (`lab replica add`) while it runs: see claimBuild. */
+  builder?: Builder;
+}
+
+/** Who builds a node: taken over only once that process is provably gone (pid and start time). */
+export interface Builder {
+  pid: number;
+  /** /proc/PID/stat field 22, clock ticks after boot. */
+  startTime: number;
+  since: string;
 }
 
 export interface BalancerRecord {
@@ -47,6 +58,8 @@ export interface BalancerRecord {
   listen: string;
   stats: string;
   pid: number;
+  /** The process's start time (/proc/PID/stat field 22), recorded at launch: destroy and stop signal only that process. */
+  startTime?: number;
   pool: string;
   configFile?: string;
   logFile: string;
@@ -82,7 +95,10 @@ export function statePath(labDir: string): string {
   return path.join(labDir, STATE_FILE);
 }
 
-/** The lab's state, undefined when there is none; a lab dir or lab.json others could tamper with is refused (lab-dir.ts). */
+/**
+ * The lab's state, undefined when there is none; a lab dir or lab.json others could tamper with is refused
+ * (lab-dir.ts), and so is a field the lab would not have written (state-check.ts).
+ */
 export async function readState(labDir: string): Promise<LabState | undefined> {
   if (!(await checkLabDir(labDir))) return undefined;
   let text: string;
@@ -92,13 +108,13 @@ export async function readState(labDir: string): Promise<LabState | undefined> {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw error;
   }
+  let parsed: unknown;
   try {
-    const state = JSON.parse(text) as LabState;
-    state.balancers ??= [];
-    return state;
+    parsed = JSON.parse(text);
   } catch {
     throw new LabError('STATE', `The lab state file ${statePath(labDir)} is not valid JSON: fix or remove it`);
   }
+  return checkStateFile(parsed);
 }
 
 /** The state, or a clear error when there is no lab in that dir. */
@@ -134,7 +150,13 @@ export async function withLock<T>(labDir: string, fn: () => Promise<T>, timeoutM
   for (;;) {
     try {
       const handle = await open(lockPath, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600);
-      await handle.writeFile(String(process.pid));
+      try {
+        await handle.writeFile(String(process.pid));
+      } catch (error) {
+        await handle.close();
+        await unlink(lockPath).catch(() => undefined);
+        throw withPath(error, lockPath);
+      }
       await handle.close();
       break;
     } catch (error) {
@@ -202,8 +224,28 @@ export function requireNode(state: LabState, name: string): NodeRecord {
   return node;
 }
 
+/** The command building `node` while it provably runs (its pid with the start time recorded), else undefined. */
+export function liveBuilder(node: NodeRecord): Builder | undefined {
+  const builder = node.builder;
+  return builder && startTimeOf(builder.pid) === builder.startTime ? builder : undefined;
+}
+
+/** A node another command is building is refused (exit 3) while that command runs. */
+export function refuseWhileBuilding(node: NodeRecord): void {
+  const builder = liveBuilder(node);
+  if (builder && builder.pid !== process.pid) {
+    throw new LabError('CONFLICT', `Node "${node.name}" is being built by pid ${builder.pid} since ${builder.since}: wait for that command to finish, then run this one again`);
+  }
+}
+
+/** This process as a node's builder. */
+export function thisBuilder(): Builder {
+  return { pid: process.pid, startTime: startTimeOf(process.pid) ?? 0, since: new Date().toISOString() };
+}
+
 /** A node whose build was interrupted (phase not 'ready') is refused; `remedy` says what to do instead. */
 export function requireBuilt(node: NodeRecord, remedy: string): void {
+  refuseWhileBuilding(node);
   if (node.phase !== 'ready') throw new LabError('STATE', `Node "${node.name}" was never finished (its build was interrupted): ${remedy}`);
 }
 

@@ -4,7 +4,8 @@ import { constants } from 'node:fs';
 import { readFile, open, rm } from 'node:fs/promises';
 import { LabError } from '../common/errors.js';
 import { pollUntil } from '../common/poll.js';
-import { commandLine, isRunning } from '../common/processes.js';
+import path from 'node:path';
+import { commandArgs, isRunning } from '../common/processes.js';
 import { withClient } from './client.js';
 import type { Installation } from './installation.js';
 import type { OsUser } from './os-user.js';
@@ -34,12 +35,21 @@ export async function postmasterPid(datadir: string): Promise<number | undefined
   }
 }
 
-/** The pid of a live postmaster for this data dir (checked against /proc, not just the file). */
+/**
+ * The pid of a live postmaster for this data dir, checked against /proc, not just the file (which the
+ * postgres OS user could write): a running `postgres` (or `postmaster`) whose `-D` is this data dir.
+ */
 export async function livePostmasterPid(datadir: string): Promise<number | undefined> {
   const pid = await postmasterPid(datadir);
   if (!pid || !(await isRunning(pid))) return undefined;
-  const cmd = await commandLine(pid);
-  return cmd && /postgres|postmaster/.test(cmd) ? pid : undefined;
+  return isPostmasterOf(await commandArgs(pid), datadir) ? pid : undefined;
+}
+
+export function isPostmasterOf(args: string[] | undefined, datadir: string): boolean {
+  if (!args || !['postgres', 'postmaster'].includes(path.basename(args[0] ?? ''))) return false;
+  const at = args.indexOf('-D');
+  const dir = at >= 0 ? args[at + 1] : args.find((arg) => arg.startsWith('-D'))?.slice(2);
+  return dir !== undefined && path.resolve(dir) === path.resolve(datadir);
 }
 
 /** The last lines of a log, for an error's detail; a link (planted in the postgres-owned log dir) is not followed. */
