@@ -1,9 +1,9 @@
 // The established session's data path against a real PostgreSQL server: large transfers both ways
 // arrive intact, also while the client stops reading for a while (the path through flow control), the
 // stats count the bytes, and a client's Terminate + FIN ends the session. Once per relay: the kernel's
-// (BPF sockhash, where this machine allows it) and Node's sockets. The raw protocol client here speaks
-// no SCRAM: its labs are made with --auth trust (passwords through the balancer: lab-access, balancer-tls
-// and client-matrix tests).
+// (BPF sockhash, where this machine allows it) and Node's sockets. These are the plaintext paths, and
+// the raw protocol client speaks no SCRAM: the labs are made with --auth trust --tls off (passwords and
+// TLS through the balancer: the lab-access, balancer-tls and client-matrix tests).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
@@ -83,7 +83,7 @@ for (const relay of ['kernel', 'node'] as const) {
 test(`relay ${relay}: large answers and uploads survive a paused reader, bytes are counted, Terminate ends the session`, { skip: relay === 'kernel' && kernelRelaySkip() }, async () => {
   await withTempLab(async (labDir) => {
     const [masterPort] = await freePorts(1);
-    await lab(labDir, 'master', 'start', '--port', String(masterPort), '--auth', 'trust');
+    await lab(labDir, 'master', 'start', '--port', String(masterPort), '--auth', 'trust', '--tls', 'off');
     const logLines: string[] = [];
     // kernelRelayAfter 0: the kernel takes the session at ReadyForQuery after the startup.
     const balancer = await runBalancer(staticBalancerConfig([serverLine('master1', masterPort!)], { type: 'tcp' }, { relay, kernelRelayAfter: 0 }), (line) => logLines.push(line));
@@ -141,7 +141,7 @@ test(`relay ${relay}: large answers and uploads survive a paused reader, bytes a
 test('relay auto: a session moves from Node to the kernel after its round trips, pipelined queries included', { skip: kernelRelaySkip() }, async () => {
   await withTempLab(async (labDir) => {
     const [masterPort] = await freePorts(1);
-    await lab(labDir, 'master', 'start', '--port', String(masterPort), '--auth', 'trust');
+    await lab(labDir, 'master', 'start', '--port', String(masterPort), '--auth', 'trust', '--tls', 'off');
     const logLines: string[] = [];
     const balancer = await runBalancer(staticBalancerConfig([serverLine('master1', masterPort!)], { type: 'tcp' }, { relay: 'auto', kernelRelayAfter: 3 }), (line) => logLines.push(line));
     try {
@@ -184,7 +184,7 @@ test('relay auto: a session moves from Node to the kernel after its round trips,
 test('relay auto: persistent sessions in the kernel on a replica killed with SIGKILL end at once, the others go on', { skip: kernelRelaySkip() }, async () => {
   await withTempLab(async (labDir) => {
     const [m, r1, r2] = await freePorts(3);
-    await lab(labDir, 'master', 'start', '--port', String(m), '--auth', 'trust');
+    await lab(labDir, 'master', 'start', '--port', String(m), '--auth', 'trust', '--tls', 'off');
     await execa('pgbench', ['-i', '-s', '1', '-q', '-h', '127.0.0.1', '-p', String(m), '-U', 'postgres', 'postgres']);
     await lab(labDir, 'replica', 'add', 'replica1', `${labDir}/replica1`, String(r1));
     await lab(labDir, 'replica', 'add', 'replica2', `${labDir}/replica2`, String(r2));
