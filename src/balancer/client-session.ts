@@ -462,15 +462,14 @@ export class ClientSession {
     // Until the server's first byte the startup can be replayed: a server that has not answered within
     // answerMs (a frozen postmaster, a full accept queue) loses the client to the next server, and is
     // marked down as a refused connection is. After its first byte, the connection phase's bound.
+    // One timer per attempt, as before: at answerMs it fails a silent server, or re-arms for the rest.
     const answerMs = answerBound(this.context.config);
-    let timer = setTimeout(() => setImmediate(() => {
-      if (answered) return;
-      fail(upstream.connecting ? 'L4TOUT' : 'L7TOUT', `no answer within ${answerMs} ms`, true);
-    }), answerMs);
-    const onFirstAnswer = () => {
-      clearTimeout(timer);
-      timer = setTimeout(() => fail('L7TOUT', `no answer within ${connectMs} ms`, false), connectMs);
-    };
+    const deadline = Date.now() + connectMs;
+    const onTimer = () => setImmediate(() => {
+      if (!answered) return fail(upstream.connecting ? 'L4TOUT' : 'L7TOUT', `no answer within ${answerMs} ms`, true);
+      timer = setTimeout(() => fail('L7TOUT', `no answer within ${connectMs} ms`, false), Math.max(0, deadline - Date.now()));
+    });
+    let timer = setTimeout(onTimer, answerMs);
 
     const fail = (status: string, message: string, markDown: boolean) => {
       if (failed || this.ended || this.upstream !== upstream || this.established) return;
@@ -506,7 +505,6 @@ export class ClientSession {
     else if (early?.connectedAt) sendStartup();
     else upstream.once('connect', sendStartup);
     upstream.on('data', (chunk: Buffer) => {
-      if (!answered) onFirstAnswer();
       answered = true;
       if (negotiation) {
         clearTimeout(timer);

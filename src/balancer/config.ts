@@ -93,8 +93,8 @@ export const HAPROXY_CHECK_DEFAULTS = { interMs: 2000, rise: 2, fall: 3, timeout
 
 /**
  * The lab's defaults: HAProxy's knobs, tuned for a lab on one host (detect a kill within 1 s, a hung
- * server within inter + timeout = 1.5 s, re-admit within 2 s). Any knob given explicitly, on the command line or in a configuration file,
- * is honoured as given.
+ * server within inter + timeout = 1.4 s, re-admit within 2 s). Any knob given explicitly, on the
+ * command line or in a configuration file, is honoured as given.
  */
 export const LAB_CHECK_DEFAULTS: CheckSettings = {
   type: 'sql',
@@ -105,7 +105,7 @@ export const LAB_CHECK_DEFAULTS: CheckSettings = {
   downinterMs: 250,
   rise: 2,
   fall: 3,
-  timeoutMs: 500,
+  timeoutMs: 400,
   maxLagBytes: null,
   maxLagSeconds: null,
 };

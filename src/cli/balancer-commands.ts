@@ -26,7 +26,7 @@ export function balancerCommand(): Command {
     .option('--downinter <ms>', 'check interval while DOWN (lab default 250)')
     .option('--rise <n>', 'successful checks to come back UP (default 2)')
     .option('--fall <n>', 'failed checks to go DOWN (default 3; a lost connection is DOWN at once)')
-    .option('--check-timeout <ms>', 'timeout of one check (default 1000)')
+    .option('--check-timeout <ms>', 'timeout of one check, and of its new-connection probe: no answer is DOWN at once (default 400)')
     .option('--check-user <role>', 'the role the sql / pgsql checks log in as (default postgres; its password from PGPASSFILE or ~/.pgpass, the lab\'s pgpass first)')
     .option('--max-lag <limit>', 'sql check: a replica lagging more leaves the pool (16MB, 5s; repeatable)', collect)
     .option('--retries <n>', 'extra connect attempts per client (HAProxy retries, default 3)')
