@@ -14,6 +14,8 @@ import { fetchBalancerStats } from '../src/commands/balancer.js';
 import type { BalancerRecord } from '../src/lab/state.js';
 import { pollUntil } from '../src/common/poll.js';
 import { freePorts, lab, labBin, labJson, runLab, withTempLab } from './helpers/lab.js';
+import { staticBalancerConfig } from './helpers/balancer-fakes.js';
+import { answerBound } from '../src/balancer/client-session.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -69,6 +71,15 @@ async function startBalancer(labDir: string, name: string, listen: number, stats
   });
   return record;
 }
+
+test('the startup-answer bound stays under the connect timeout and half the connection phase', () => {
+  const bound = (connectMs: number, answerMs?: number) => answerBound(staticBalancerConfig([], {}, { timeouts: { connectMs, clientMs: 0, serverMs: 0, ...(answerMs ? { answerMs } : {}) } }));
+  assert.equal(bound(3000), 1000, 'lab defaults: 1 s of a 3 s phase');
+  assert.equal(bound(10_000), 1000, "the seed's timeout connect 10s");
+  assert.equal(bound(300), 300, 'never over the connect timeout');
+  assert.equal(bound(0), 500, 'a file without timeout connect: a 1 s phase, so 500 ms');
+  assert.equal(bound(3000, 2500), 1500, 'an --answer-timeout too long for the phase is cut to half of it');
+});
 
 test('hostile clients and a hung server against a lab of a master and two replicas', async (t) => {
   await withTempLab(async (labDir) => {

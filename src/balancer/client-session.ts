@@ -94,7 +94,8 @@ const RETRYABLE_STARTUP_ERRORS = new Set(['57P03', '53300', '57P01', '57P02']);
  */
 export function answerBound(config: BalancerConfig): number {
   const connectMs = config.timeouts.connectMs || 5000;
-  const phase = Math.max(connectMs, 1000);
+  // The phase as armPhaseTimer bounds it (a file without `timeout connect` gives 1 s).
+  const phase = Math.max(config.timeouts.connectMs, 1000);
   return Math.max(100, Math.min(config.timeouts.answerMs ?? LAB_LIMIT_DEFAULTS.answerMs, connectMs, Math.floor(phase / 2)));
 }
 
