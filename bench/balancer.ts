@@ -17,7 +17,13 @@
 //  3. memory: VmRSS and open fds of the balancer process with 1,000 idle clients, fds after they close;
 //  4. detection: time from SIGKILL of a replica to DOWN in the stats, and from the re-added replica
 //     accepting connections to UP;
-//  5. the seed's failure: `pgbench -S -C -c 16 -T 20` with one replica killed mid-run; aborted clients.
+//  5. the seed's failure: `pgbench -S -C -c 16 -T 20` with one replica killed mid-run; aborted clients;
+//  6. a hung server (issue 15): replica1's postmaster SIGSTOPped 20 s while a new psql starts every
+//     200 ms for 30 s: time to DOWN and clients failed, for the built-in balancer and HAProxy with the
+//     lab's check knobs plus redispatch (its best: inter 1000 fastinter 100 fall 3, timeout check 1s);
+//  7. 2,000 clients starting at once: p99 time to the first answer, clients left without one.
+// BENCH_ONLY=hostile runs sections 6 and 7 only (BENCH_HUNG_SECONDS, BENCH_HUNG_STOP_SECONDS,
+// BENCH_FLOOD_CLIENTS: 30, 20, 2000).
 // HAProxy runs with the seed's settings (pgsql-check, inter 10000, rise 2, fall 3, retries 3, no
 // redispatch, the seed's timeouts), rendered by src/haproxy from the lab's pool; for detection, a second
 // HAProxy with the lab's check knobs shows what HAProxy does when tuned like the built-in balancer.
@@ -42,6 +48,9 @@ import { renderHaproxyConfig } from '../src/haproxy/render-config.js';
 import { runPgbench, type PgbenchResult } from './pgbench.js';
 import { measureIdleClients, startSink, type IdleFootprint } from './idle-clients.js';
 import { cpuNs } from './process-cpu.js';
+import { flood, hungServer, type HostileTarget } from './hostile.js';
+import { useLabAccess } from '../src/lab/access.js';
+import { readState } from '../src/lab/state.js';
 
 const env = (name: string, fallback: number): number => {
   const value = Number(process.env[name] ?? fallback);
@@ -52,6 +61,10 @@ const SECONDS = env('BENCH_SECONDS', 10);
 const FAILURE_SECONDS = env('BENCH_FAILURE_SECONDS', 20);
 const ROUNDS = env('BENCH_ROUNDS', 1);
 const IDLE_CLIENTS = env('BENCH_IDLE_CLIENTS', 1000);
+const HUNG_SECONDS = env('BENCH_HUNG_SECONDS', 30);
+const HUNG_STOP_SECONDS = env('BENCH_HUNG_STOP_SECONDS', 20);
+const FLOOD_CLIENTS = env('BENCH_FLOOD_CLIENTS', 2000);
+const ONLY_HOSTILE = process.env.BENCH_ONLY === 'hostile';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const labBin = path.join(repoRoot, 'bin', 'lab.js');
@@ -119,7 +132,7 @@ async function builtinStats(b: Builtin): Promise<BalancerStats> {
   return (await response.json()) as BalancerStats;
 }
 
-function haproxyConfig(name: string, port: number, statsPort: number, check: CheckSettings): BalancerConfig {
+function haproxyConfig(name: string, port: number, statsPort: number, check: CheckSettings, extra: Partial<BalancerConfig> = {}): BalancerConfig {
   return {
     name,
     listen: { host: '127.0.0.1', port },
@@ -132,12 +145,13 @@ function haproxyConfig(name: string, port: number, statsPort: number, check: Che
     timeouts: SEED_TIMEOUTS,
     relay: 'auto',
     warnings: [],
+    ...extra,
   };
 }
 
-async function launchHaproxy(labDir: string, name: string, servers: ServerConfig[], check: CheckSettings): Promise<HaproxyInstance & { port: number }> {
+async function launchHaproxy(labDir: string, name: string, servers: ServerConfig[], check: CheckSettings, extra: Partial<BalancerConfig> = {}): Promise<HaproxyInstance & { port: number }> {
   const [port, statsPort] = await freePorts(2);
-  const instance = await startHaproxy({ labDir, config: haproxyConfig(name, port!, statsPort!, check), servers });
+  const instance = await startHaproxy({ labDir, config: haproxyConfig(name, port!, statsPort!, check, extra), servers });
   cleanups.push(() => stopHaproxy(instance.pid));
   return { ...instance, port: port! };
 }
@@ -223,6 +237,10 @@ async function main(): Promise<void> {
   log(`load average before the bench: ${await loadavg()} (${cpus().length} CPUs; other work on this machine skews the figures)`);
   log(`lab in ${labDir}: master :${m}, replicas :${r1} :${r2} :${r3}`);
   await labOk(labDir, 'master', 'start', '--port', String(m));
+  // Labs have passwords (scram) and TLS by default: pgbench, psql and node-postgres log in as
+  // `eval "$(lab env)"` would (node-postgres picks its sslmode per connection, as the tests do).
+  useLabAccess(labDir, (await readState(labDir))!);
+  delete process.env.PGSSLMODE;
   for (const [name, port] of replicas) await labOk(labDir, 'replica', 'add', name, path.join(labDir, name), String(port));
   await execa('pgbench', ['-i', '-s', '1', '-q', '-h', '127.0.0.1', '-p', String(m), '-U', 'postgres', 'postgres'], { timeout: 120_000 });
   for (const [, port] of replicas) {
@@ -288,6 +306,11 @@ async function main(): Promise<void> {
     }, { timeoutMs: 60_000, intervalMs: 100, what: 'every balancer to report its servers UP' });
   };
   await everyoneUp();
+
+  if (ONLY_HOSTILE) {
+    await hostileSections(labDir, pool, builtin);
+    return;
+  }
 
   // 1. Throughput, alternating engines.
   log(`\n== 1. throughput through 3 replicas: pgbench -S, 16 clients, ${SECONDS} s per run, ${ROUNDS} round(s)`);
@@ -408,6 +431,7 @@ async function main(): Promise<void> {
     if (i < failureTargets.length - 1) await labOk(labDir, 'replica', 'add', 'replica2', path.join(labDir, 'replica2'), String(r2));
   }
   figures.failure = failures;
+  figures.hostile = await hostileSections(labDir, pool, builtin);
 
   // Summary.
   const avg = (key: string): number | null => mean(tps[key] ?? []);
@@ -427,6 +451,36 @@ async function main(): Promise<void> {
   for (const [key, r] of Object.entries(failures)) log(`  ${key}: ${r.abortedConnecting} clients aborted while connecting under the seed's failure (target 0)`);
   log(`  bench took ${((Date.now() - started) / 1000).toFixed(0)} s; load average now ${await loadavg()}`);
   if (process.env.BENCH_JSON === '1') log(JSON.stringify(figures, null, 2));
+}
+
+/** Sections 6 and 7 (bench/hostile.ts): the built-in balancer beside HAProxy tuned at its best. */
+async function hostileSections(labDir: string, pool: ServerConfig[], builtin: Builtin | null): Promise<Record<string, unknown>> {
+  const best = await launchHaproxy(labDir, 'hb', pool, { ...LAB_CHECK_DEFAULTS, type: 'pgsql', timeoutMs: 1000 }, {
+    redispatch: true, timeouts: { connectMs: 1000, clientMs: 60_000, serverMs: 60_000 },
+  });
+  const targets: HostileTarget[] = [
+    { label: 'HAProxy (inter 1000 fastinter 100 fall 3, timeout check 1s, redispatch)', port: best.port, state: watchHaproxy('hb', best).state },
+    ...(builtin ? [{ label: 'built-in (lab defaults)', port: builtin.port, state: watchBuiltin('b', builtin).state }] : []),
+  ];
+  await timeUntil(targets.map((t) => ({ label: t.label, state: t.state as Watched['state'] })), 'replica1', 'UP', Date.now(), 30_000);
+  const status = JSON.parse(await labOk(labDir, 'status', '--json')) as { nodes: { name: string; pid: number | null }[] };
+  const postmaster = status.nodes.find((n) => n.name === 'replica1')?.pid;
+  if (!postmaster) throw new Error('replica1 has no postmaster pid in `lab status`');
+  log(`\n== 6. replica1's postmaster SIGSTOPped ${HUNG_STOP_SECONDS} s while a new psql starts every 200 ms for ${HUNG_SECONDS} s (each balancer at once)`);
+  const hung = await hungServer(labDir, postmaster, targets, HUNG_SECONDS, HUNG_STOP_SECONDS);
+  for (const t of targets) {
+    const h = hung[t.label]!;
+    log(`  ${t.label.padEnd(72)} DOWN after ${h.downMs === null ? `never (${HUNG_STOP_SECONDS} s)` : `${h.downMs} ms`}; ${h.failed} of ${h.clients} clients failed, ${h.over5s} took over 5 s; slowest ${h.slowestMs} ms${h.firstFailure ? ` (${h.firstFailure})` : ''}`);
+  }
+  log(`\n== 7. ${FLOOD_CLIENTS} clients send a startup message at once (each until its first answer)`);
+  const floods: Record<string, unknown> = {};
+  for (const t of targets) {
+    await timeUntil([{ label: t.label, state: t.state as Watched['state'] }], 'replica1', 'UP', Date.now(), 30_000);
+    const f = await flood(t.port, FLOOD_CLIENTS);
+    floods[t.label] = f;
+    log(`  ${t.label.padEnd(72)} p99 first answer ${fmt(f.p99FirstAnswerMs)} ms; ${f.fatal} FATAL; ${f.noAnswer} without an answer (target 0)`);
+  }
+  return { hung, flood: floods };
 }
 
 process.once('SIGINT', () => {

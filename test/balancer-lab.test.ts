@@ -54,7 +54,8 @@ test('lab balancer: round robin, SIGKILL detection, re-admission, stats formats,
     for (const path of ['/;csv', '/?format=csv']) {
       const csv = await (await fetch(`http://127.0.0.1:${stats}${path}`)).text();
       assert.match(csv, /^# pxname,svname,qcur,qmax,scur,smax,slim,stot,bin,bout/);
-      assert.match(csv, /\nlb,replica1,0,0,0,\d+,,3,\d+,\d+,.*,UP,1,/);
+      // slim: the per-server maxconn the sql check derived from max_connections (100 - 3 reserved - 2).
+      assert.match(csv, /\nlb,replica1,0,0,0,\d+,95,3,\d+,\d+,.*,UP,1,/);
     }
     const metrics = await (await fetch(`http://127.0.0.1:${stats}/metrics`)).text();
     assert.match(metrics, /lab_balancer_server_up\{balancer="lb",server="replica2"\} 1/);

@@ -81,7 +81,10 @@ test('the seed configuration in 1.5 syntax: pool, check, retries, no redispatch,
   assert.equal(effective.rise, 2);
   assert.equal(effective.fall, 3);
   // Every global line and each harmless defaults line is named, with its line number.
-  for (const [line, word] of [[3, 'log'], [4, 'chroot'], [5, 'pidfile'], [6, 'maxconn'], [7, 'user'], [8, 'group'], [9, 'daemon'], [13, 'log'], [20, 'maxconn']] as const) {
+  // maxconn: the listen section's (from defaults) wins over global's, as in HAProxy.
+  assert.equal(config.maxconn, 3000);
+  assert.ok(!config.warnings.some((w) => /'maxconn'/.test(w)), config.warnings.join('\n'));
+  for (const [line, word] of [[3, 'log'], [4, 'chroot'], [5, 'pidfile'], [7, 'user'], [8, 'group'], [9, 'daemon'], [13, 'log']] as const) {
     assert.ok(
       config.warnings.some((w) => w.startsWith(`line ${line}: '${word}' is not supported and was ignored`)),
       `no warning for line ${line} '${word}' in:\n${config.warnings.join('\n')}`,
@@ -179,7 +182,6 @@ resolvers dns
 `);
   const expected = [
     "line 2: 'stats socket' is not supported and was ignored",
-    "line 8: 'timeout queue' is not supported and was ignored",
     "line 10: 'bind options 'accept-proxy'' is not supported and was ignored",
     "line 11: 'balance source' is not supported and roundrobin is used instead",
     "line 12: 'option httpchk' is not supported and was ignored",
@@ -194,6 +196,7 @@ resolvers dns
   }
   assert.equal(config.warnings.length, expected.length, config.warnings.join('\n'));
   assert.equal(config.algorithm, 'roundrobin');
+  assert.equal(config.timeouts.queueMs, 5000, 'timeout queue is read');
 });
 
 test('errors say which line is wrong', () => {

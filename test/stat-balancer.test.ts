@@ -105,7 +105,7 @@ test('lab stat balancer: one row per server from the stats JSON; a dead or silen
           ['lb', true, null],
           ['lb2', true, null],
           ['gone', false, 'connection refused'],
-          ['silent', false, 'no answer within 1s'],
+          ['silent', false, 'not answering: no answer within 1s'],
         ]);
         assert.equal(all.balancers[1]!.url, `http://${lb2.address}/stats?format=json`);
         assert.deepEqual(all.balancers[0]!.servers, STATS.servers);
@@ -125,7 +125,7 @@ test('lab stat balancer: one row per server from the stats JSON; a dead or silen
         assert.match(top, /^replication \(master master1, port \d+\)$/m);
         assert.match(top, /^transactions \(database postgres\)$/m);
         assert.match(top, /^balancer lb \(listen 127.0.0.1:15432, sessions 3 current \/ 125 total\)$/m);
-        assert.match(top, /^balancer silent .*\nDOWN: no answer within 1s$/m);
+        assert.match(top, /^balancer silent .*\nDOWN: not answering: no answer within 1s$/m);
         // A reader that goes away (| head) ends the watch cleanly, as Ctrl-C does.
         const headed = await execa('bash', ['-c', `set -o pipefail; node ${labBin} --lab-dir ${labDir} stat xact --watch 0.2 | head -3`], { reject: false, timeout: 30_000 });
         assert.deepEqual([headed.exitCode, String(headed.stderr), String(headed.stdout).split('\n').length], [0, '', 3]);

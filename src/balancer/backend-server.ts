@@ -15,6 +15,13 @@ export interface CheckOutcome {
   lagBytes?: number | null;
   /** sql check of a primary: the timeline it writes WAL on (fencing a second primary). */
   timeline?: number | null;
+  /**
+   * A new connection got no answer within the check's timeout (a SIGSTOPped postmaster, a full accept
+   * queue): DOWN at once, as a lost check connection is, not after `fall` checks.
+   */
+  hung?: boolean;
+  /** sql check: connections an ordinary client may open (max_connections - superuser_reserved_connections). */
+  clientSlots?: number | null;
 }
 
 export interface LiveSession {
@@ -57,6 +64,15 @@ export class BackendServer {
   retries = 0;
   redispatches = 0;
   readonly sessions = new Set<LiveSession>();
+  /** Server connections of clients still in their connection phase (early, attempts, after 'N'). */
+  connecting = 0;
+  /** maxconn of this server (server line, --server-maxconn, or from the sql check); null: no limit. */
+  maxconn: number | null = null;
+  /** The server said "too many clients": no new connection until one of ours closes, or for a second. */
+  private saturated = false;
+  private saturatedSince = 0;
+  /** Told when a slot frees (a connection closed): queued clients may go on. */
+  onSlotFree: () => void = () => undefined;
   /** Told when the server goes DOWN (its sessions get closed) or comes back. */
   onChange: (server: BackendServer, from: ServerState, to: ServerState, why: string) => void = () => undefined;
 
@@ -86,6 +102,34 @@ export class BackendServer {
   /** May take new sessions. */
   get usable(): boolean {
     return this.status === 'UP';
+  }
+
+  /** Server connections open now: connecting and established. */
+  get active(): number {
+    return this.connecting + this.sessions.size;
+  }
+
+  /** One more server connection fits: under maxconn, and not just told "too many clients". */
+  get hasRoom(): boolean {
+    if (this.maxconn !== null && this.active >= this.maxconn) return false;
+    if (this.saturated) {
+      // Other clients (not ours) may leave at any time: try again after a second at most.
+      if (Date.now() - this.saturatedSince < 1000) return false;
+      this.saturated = false;
+    }
+    return true;
+  }
+
+  /** 53300 on one of our connections: take no more until one of ours closes (or a second passed). */
+  noteFull(): void {
+    this.saturated = true;
+    this.saturatedSince = Date.now();
+  }
+
+  /** A server connection closed or became a session that closed: a queued client may take it. */
+  released(): void {
+    this.saturated = false;
+    this.onSlotFree();
   }
 
   /** The check should run at fastinter: the state is about to change. */
@@ -167,6 +211,7 @@ export class BackendServer {
     const [bytesIn, bytesOut] = session.bytes();
     this.bytesIn += bytesIn;
     this.bytesOut += bytesOut;
+    this.released();
   }
 
   /** Has an encrypted session: a CancelRequest with an unknown key may be for it. */
@@ -212,6 +257,7 @@ export class BackendServer {
       weight: this.config.weight,
       role: this.role,
       lagBytes: this.lagBytes,
+      maxconn: this.maxconn,
     };
   }
 }

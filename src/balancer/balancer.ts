@@ -3,8 +3,10 @@
 import net from 'node:net';
 import type http from 'node:http';
 import { BackendServer, type CheckOutcome } from './backend-server.js';
-import type { BalancerConfig, CheckSettings, ServerConfig } from './config.js';
-import { handleClient, type ClientSession, type SessionContext } from './client-session.js';
+import { LAB_LIMIT_DEFAULTS, type BalancerConfig, type CheckSettings, type ServerConfig } from './config.js';
+import { handleClient, type ClientSession, type QueueWaiter, type SessionContext } from './client-session.js';
+import { errorResponse } from './protocol.js';
+import { raiseOpenFilesLimit } from './open-files.js';
 import { KERNEL_RELAY_AFTER, relayFor } from './kernel-relay.js';
 import { createChecker, type Checker, type ExpectedRole } from './health-check.js';
 import { watchLabPool, type PoolWatcher } from './lab-pool.js';
@@ -25,6 +27,12 @@ interface PoolMember {
 
 export type LogSink = (line: string) => void;
 
+/** Descriptors kept out of the listener's share: checks, the stats listener's cap, logs, the state file. */
+const FD_RESERVE = 128;
+
+/** How long a query in flight on a server marked DOWN may take to answer when `timeout server` is 0. */
+const DOWN_GRACE_MS = 30_000;
+
 export class RunningBalancer {
   private readonly members = new Map<string, PoolMember>();
   private readonly picker: ServerPicker;
@@ -38,6 +46,15 @@ export class RunningBalancer {
   private sessionsCurrent = 0;
   private sessionsTotal = 0;
   private stopped = false;
+  /** Clients waiting for a server slot, oldest first, with their `timeout queue` timers. */
+  private readonly queue = new Map<QueueWaiter, NodeJS.Timeout>();
+  private queueMax = 0;
+  private queueTimeouts = 0;
+  private dequeuing = false;
+  private earlyInUse = 0;
+  /** Client connections held at once: the configured maxconn, lowered to what the open-files limit allows. */
+  private maxconn: number = LAB_LIMIT_DEFAULTS.maxconn;
+  private refusedOverMaxconn = 0;
 
   constructor(readonly config: BalancerConfig, private readonly log: LogSink) {
     this.picker = new ServerPicker(config.algorithm);
@@ -53,6 +70,7 @@ export class RunningBalancer {
 
   async start(): Promise<void> {
     this.chooseRelay();
+    this.chooseMaxconn();
     try {
       const pool = this.config.pool;
       if (pool.source === 'static') this.setServers(pool.servers);
@@ -74,7 +92,74 @@ export class RunningBalancer {
   }
 
   private accept(socket: net.Socket): void {
+    if (this.clients.size >= this.maxconn) {
+      // Over the listener's maxconn: one clear FATAL at once (never a silent close), no fd kept.
+      this.refusedOverMaxconn += 1;
+      socket.on('error', () => undefined);
+      socket.end(errorResponse('53300', `lab balancer ${this.config.name}: too many clients (maxconn ${this.maxconn})`));
+      setTimeout(() => socket.destroy(), 1000).unref();
+      if (this.refusedOverMaxconn === 1 || this.refusedOverMaxconn % 1000 === 0) {
+        this.log(`${this.config.name} over maxconn ${this.maxconn}: ${this.refusedOverMaxconn} client(s) refused so far`);
+      }
+      return;
+    }
     handleClient(socket, this.sessionContext);
+  }
+
+  /**
+   * The open-files soft limit goes up to the hard limit; the listener's maxconn is then kept within it
+   * (a client costs two descriptors, its own and its server's), so the balancer never runs out of them.
+   */
+  private chooseMaxconn(): void {
+    const wanted = this.config.maxconn ?? LAB_LIMIT_DEFAULTS.maxconn;
+    const limits = raiseOpenFilesLimit();
+    if (limits.note) this.log(`${this.config.name} ${limits.note}`);
+    const fits = limits.soft === null ? wanted : Math.max(1, Math.floor((limits.soft - FD_RESERVE) / 2));
+    this.maxconn = Math.min(wanted, fits);
+    if (this.maxconn < wanted) {
+      this.log(`${this.config.name} maxconn ${wanted} lowered to ${this.maxconn}: the open-files limit is ${limits.soft} (two per client, ${FD_RESERVE} kept for checks, stats and logs)`);
+    }
+  }
+
+  private enqueue(waiter: QueueWaiter): void {
+    const queueMs = this.config.timeouts.queueMs ?? LAB_LIMIT_DEFAULTS.queueMs;
+    const since = Date.now();
+    const timer = setTimeout(() => {
+      this.queue.delete(waiter);
+      this.queueTimeouts += 1;
+      waiter.expire(Date.now() - since);
+    }, queueMs);
+    this.queue.set(waiter, timer);
+    this.queueMax = Math.max(this.queueMax, this.queue.size);
+  }
+
+  private leaveQueue(waiter: QueueWaiter): void {
+    const timer = this.queue.get(waiter);
+    if (timer) clearTimeout(timer);
+    this.queue.delete(waiter);
+  }
+
+  /** Nothing is busy any more: every queued client tries the pool again (or hears why it cannot). */
+  private releaseQueue(): void {
+    for (const waiter of [...this.queue.keys()]) {
+      this.leaveQueue(waiter);
+      waiter.resume();
+    }
+  }
+
+  /** Slots freed: the oldest queued clients go on while a server has room. */
+  private dequeue(): void {
+    if (this.dequeuing || this.queue.size === 0) return;
+    this.dequeuing = true;
+    try {
+      for (const waiter of [...this.queue.keys()]) {
+        if (!this.picker.hasRoom(this.activeServers())) break;
+        this.leaveQueue(waiter);
+        waiter.resume();
+      }
+    } finally {
+      this.dequeuing = false;
+    }
   }
 
   /** `relay auto` takes the kernel relay when this machine can run it, and says why when it cannot. */
@@ -110,6 +195,17 @@ export class RunningBalancer {
         this.clients.delete(session);
         this.sessionsCurrent -= 1;
       },
+      serversBusy: () => this.picker.busy(this.activeServers()),
+      enqueue: (waiter) => this.enqueue(waiter),
+      leaveQueue: (waiter) => this.leaveQueue(waiter),
+      takeEarlyBudget: () => {
+        if (this.earlyInUse >= LAB_LIMIT_DEFAULTS.earlyConnects) return false;
+        this.earlyInUse += 1;
+        return true;
+      },
+      releaseEarlyBudget: () => {
+        this.earlyInUse = Math.max(0, this.earlyInUse - 1);
+      },
     };
   }
 
@@ -132,6 +228,14 @@ export class RunningBalancer {
     }
   }
 
+  /** maxconn of a server: its own, --server-maxconn, else what its max_connections leaves (sql check). */
+  private applyMaxconn(server: BackendServer, clientSlots: number | null | undefined): void {
+    const fixed = server.config.maxconn ?? this.config.serverMaxconn;
+    if (fixed !== undefined) server.maxconn = fixed > 0 ? fixed : null;
+    else if (clientSlots) server.maxconn = Math.max(1, clientSlots - LAB_LIMIT_DEFAULTS.serverMargin);
+    if (server.hasRoom) this.dequeue();
+  }
+
   private addMember(wanted: ServerConfig): void {
     const settings: CheckSettings = { ...this.config.check, ...wanted.checkOverrides };
     // `check none` is a server line without `check`: always UP (HAProxy).
@@ -139,6 +243,8 @@ export class RunningBalancer {
     const server = new BackendServer(config);
     const member: PoolMember = { server, checker: null, settings, timer: null, running: false, removed: false, primaryTimeline: null };
     server.onChange = (s, from, to, why) => this.onChange(s, from, to, why);
+    server.onSlotFree = () => this.dequeue();
+    this.applyMaxconn(server, null);
     if (config.fenced) {
       server.markDown('FENCED', config.fenced);
     } else if (config.check && settings.type !== 'none') {
@@ -167,10 +273,13 @@ export class RunningBalancer {
 
   private onChange(server: BackendServer, from: ServerState, to: ServerState, why: string): void {
     if (from === to) return;
+    // Queued clients wait for a slot; with no busy server left (one came UP, or all went DOWN) they go on.
+    queueMicrotask(() => (this.picker.busy(this.activeServers()) ? this.dequeue() : this.releaseQueue()));
     this.log(`${this.config.name} server ${server.name} ${from} -> ${to}: ${server.checkStatus} ${why}`);
     if (to === 'DOWN') {
-      const member = this.members.get(server.name);
-      const closed = server.closeSessions(member?.settings.timeoutMs ?? this.config.check.timeoutMs);
+      // Idle sessions close now; a query in flight gets its answer within `timeout server` (a frozen
+      // postmaster's backends keep answering), 30 s when none is set.
+      const closed = server.closeSessions(this.config.timeouts.serverMs > 0 ? this.config.timeouts.serverMs : DOWN_GRACE_MS);
       if (closed) this.log(`${this.config.name} server ${server.name}: closed ${closed} session(s) of a server marked down`);
     }
   }
@@ -196,7 +305,10 @@ export class RunningBalancer {
     if (member.removed || this.stopped) return;
     if (this.expectedRole === 'primary') outcome = this.fenceSecondPrimary(member, outcome);
     const { settings, server } = member;
-    server.record(outcome, settings.rise, settings.fall);
+    this.applyMaxconn(server, outcome.clientSlots);
+    // A new connection left unanswered is not a flapping link: DOWN now, as a lost check connection is.
+    if (outcome.hung) server.markDown(outcome.status, outcome.message);
+    else server.record(outcome, settings.rise, settings.fall);
     // HAProxy's timing: fastinter while the state is changing, downinter while down, inter otherwise.
     const next = server.transitioning ? settings.fastinterMs : server.status === 'DOWN' ? settings.downinterMs : settings.interMs;
     if (!member.timer) this.scheduleCheck(member, next);
@@ -236,6 +348,10 @@ export class RunningBalancer {
       relay: this.sessionContext.relay ? 'kernel' : 'node',
       sessionsCurrent: this.sessionsCurrent,
       sessionsTotal: this.sessionsTotal,
+      maxconn: this.maxconn,
+      queueCurrent: this.queue.size,
+      queueMax: this.queueMax,
+      queueTimeouts: this.queueTimeouts,
       servers: [...this.members.values()].map((m) => m.server.stats()),
     };
   }
@@ -252,6 +368,8 @@ export class RunningBalancer {
     this.stopped = true;
     this.watcher?.stop();
     for (const [name, member] of this.members) this.removeMember(name, member);
+    for (const timer of this.queue.values()) clearTimeout(timer);
+    this.queue.clear();
     for (const session of [...this.clients]) session.close('balancer stopped');
     await Promise.all([close(this.proxy), close(this.statsServer)]);
   }

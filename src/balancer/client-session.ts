@@ -14,7 +14,7 @@ import net from 'node:net';
 import { constants } from 'node:os';
 import { messageOf } from '../common/errors.js';
 import type { BackendServer, LiveSession } from './backend-server.js';
-import type { BalancerConfig } from './config.js';
+import { LAB_LIMIT_DEFAULTS, type BalancerConfig } from './config.js';
 import type { KernelRelay, RelayHandle } from './kernel-relay.js';
 import {
   FrameCounter, GSSENC_REQUEST, MessageReader, SSL_REQUEST, TLS_HANDSHAKE, errorResponse, parseErrorFields, parseStartupPacket, untypedPacketLength,
@@ -39,10 +39,66 @@ export interface SessionContext {
   kernelRelayAfter: number;
   sessionOpened(session: ClientSession): void;
   sessionClosed(session: ClientSession): void;
+  /**
+   * Every usable server is at its maxconn (or said "too many clients"): the client should wait in the
+   * queue rather than be refused.
+   */
+  serversBusy(): boolean;
+  /** Wait for a server slot (HAProxy's queue, bounded by `timeout queue`). */
+  enqueue(waiter: QueueWaiter): void;
+  leaveQueue(waiter: QueueWaiter): void;
+  /** A server connection for a client whose startup packet is still incomplete: false when the budget is spent. */
+  takeEarlyBudget(): boolean;
+  releaseEarlyBudget(): void;
+}
+
+/** A client in the queue: resumed when a slot frees, or told it waited too long. */
+export interface QueueWaiter {
+  resume(): void;
+  expire(waitedMs: number): void;
+}
+
+/** Set on a server connection once it belongs to an established session (its slot moves to `sessions`). */
+const SLOT_HANDED = Symbol('slot handed to the session');
+type ServerSocket = net.Socket & { [SLOT_HANDED]?: boolean };
+
+/**
+ * A connection to `server` that holds one of its maxconn slots while the client is in its connection
+ * phase; bindTo hands the slot to the established session, whose end frees it.
+ */
+function connectServer(server: BackendServer): ServerSocket {
+  const socket: ServerSocket = net.connect({ host: server.config.host, port: server.config.port });
+  server.connecting += 1;
+  socket.once('close', () => {
+    if (socket[SLOT_HANDED]) return;
+    socket[SLOT_HANDED] = true;
+    server.connecting -= 1;
+    server.released();
+  });
+  return socket;
+}
+
+/** The established session owns the server connection's slot now. */
+function handSlot(server: BackendServer, socket: ServerSocket): void {
+  if (socket[SLOT_HANDED]) return;
+  socket[SLOT_HANDED] = true;
+  server.connecting -= 1;
 }
 
 /** SQLSTATEs of a startup FATAL that another server could do better: not accepting, too many. */
 const RETRYABLE_STARTUP_ERRORS = new Set(['57P03', '53300', '57P01', '57P02']);
+/**
+ * The bound on a server's first answer to a new connection: answerMs, never over the connect timeout
+ * and kept under half the connection phase, so that a client whose first server hangs is still saved
+ * by the next.
+ */
+export function answerBound(config: BalancerConfig): number {
+  const connectMs = config.timeouts.connectMs || 5000;
+  // The phase as armPhaseTimer bounds it (a file without `timeout connect` gives 1 s).
+  const phase = Math.max(config.timeouts.connectMs, 1000);
+  return Math.max(100, Math.min(config.timeouts.answerMs ?? LAB_LIMIT_DEFAULTS.answerMs, connectMs, Math.floor(phase / 2)));
+}
+
 /** Client bytes held while the session is being established (the client should send nothing then). */
 const MAX_PENDING_CLIENT_BYTES = 65_536;
 
@@ -56,6 +112,8 @@ interface EarlyConnection {
   closed: boolean;
   /** It answered an SSLRequest / GSSENCRequest with 'N': the client's next packet goes to it, no new attempt. */
   kept: boolean;
+  /** Opened before the client's startup packet was complete: holds one of the bounded early connects. */
+  budgeted?: boolean;
 }
 
 /** A server connection's fate noted while nobody else listens to it (early, or kept after 'N'). */
@@ -155,6 +213,10 @@ export class ClientSession {
   private live: LiveSession | null = null;
   private ended = false;
   private phaseTimer: NodeJS.Timeout | null = null;
+  /** In the queue, waiting for a server slot. */
+  private queued: QueueWaiter | null = null;
+  /** Attempts made before the last wait in the queue: each pass through the pool gets its own budget. */
+  private attemptsBeforeQueue = 0;
   private pendingClient: Buffer[] = [];
   private pendingClientBytes = 0;
   /** Server asked for a password: bytes flow both ways, the startup can no longer be replayed. */
@@ -173,6 +235,8 @@ export class ClientSession {
   /** The session is encrypted end to end: opaque bytes from the server's 'S' / 'G' / first TLS byte on. */
   private encryption: 'tls' | 'gss' | null = null;
   private firstChunkSeen = false;
+  /** PostgreSQL 17 direct TLS: the ClientHello came first, before any server byte. */
+  private directTls = false;
   /** Opaque sessions: who sent the last bytes, and when the server did (closeWhenIdle's heuristic). */
   private serverSpokeLast = true;
   private serverLastAt = 0;
@@ -188,9 +252,22 @@ export class ClientSession {
     this.client.on('error', (error) => this.kernel || this.end(`client error: ${error.message}`));
     this.client.on('close', () => this.kernel || this.end(this.startupPacket || this.established ? 'client closed' : 'client closed before its startup message'));
     this.client.on('data', (chunk: Buffer) => this.onClientData(chunk));
-    // A client that connects and says nothing (or too slowly) is dropped, never waited on forever.
+    this.armPhaseTimer();
+  }
+
+  /**
+   * A client that connects and says nothing (or too slowly), or whose session no server completes in
+   * time, gets one FATAL and is closed, never waited on forever. Time in the queue does not count.
+   */
+  private armPhaseTimer(): void {
+    if (this.phaseTimer) clearTimeout(this.phaseTimer);
     const limit = Math.max(this.context.config.timeouts.connectMs, 1000);
-    this.phaseTimer = setTimeout(() => this.end(`no complete session after ${limit} ms`), limit);
+    this.phaseTimer = setTimeout(() => {
+      const why = `no complete session after ${limit} ms`;
+      if (this.kernel) return;
+      if (this.encryption) return this.end(why);
+      this.reject('08006', `lab balancer ${this.context.config.name}: ${why}`, why);
+    }, limit);
   }
 
   private onClientData(chunk: Buffer): void {
@@ -222,6 +299,7 @@ export class ClientSession {
   /** Ask a server (picked, retried as for a startup) for the encryption the client wants. */
   private negotiate(kind: Negotiation['kind'], replay: Buffer): void {
     this.negotiation = { kind, replay, sentOn: null };
+    if (kind === 'direct') this.directTls = true;
     this.connectNext();
   }
 
@@ -290,11 +368,20 @@ export class ClientSession {
    * that speaks PostgreSQL, so garbage and silent clients cost no server connection.
    */
   private connectEarly(): void {
+    // A complete SSLRequest is taken at once; only partial startup packets spend the bounded budget,
+    // so clients that send 8 bytes and stall cannot hold server connections (issue 15).
+    if (!this.context.takeEarlyBudget()) return;
     const server = this.context.pick(this.tried);
-    if (!server) return;
-    const socket = net.connect({ host: server.config.host, port: server.config.port });
+    if (!server) return this.context.releaseEarlyBudget();
+    const socket = connectServer(server);
     socket.setNoDelay(true);
     this.early = watchConnection(server, socket, Date.now(), null);
+    this.early.budgeted = true;
+  }
+
+  private dropEarly(early: EarlyConnection): void {
+    if (early.budgeted) this.context.releaseEarlyBudget();
+    early.budgeted = false;
   }
 
   /** The early (or kept) connection, once, if it is still worth using; a stale one is closed. */
@@ -302,6 +389,7 @@ export class ClientSession {
     const early = this.early;
     this.early = null;
     if (!early) return null;
+    this.dropEarly(early);
     if (!early.server.usable) {
       early.socket.destroy();
       return null;
@@ -312,7 +400,7 @@ export class ClientSession {
   /** Try the next server, or give the client one clear error when none is left. */
   private connectNext(): void {
     if (this.ended) return;
-    const maxAttempts = this.context.config.retries + Math.max(1, this.context.serverCount());
+    const maxAttempts = this.attemptsBeforeQueue + this.context.config.retries + Math.max(1, this.context.serverCount());
     const early = this.takeEarly();
     // The server that just answered 'N' takes the client's next packet: the same attempt goes on.
     if (early?.kept) return this.connectTo(early.server, early);
@@ -322,6 +410,8 @@ export class ClientSession {
       this.tried.clear();
       server = this.context.pick(this.tried);
     }
+    // Every server is at its maxconn or said "too many clients": wait for a slot (HAProxy's queue).
+    if (!server && this.context.serversBusy()) return this.waitInQueue();
     if (!server) {
       const why = this.attempts ? `no server accepted the session after ${this.attempts} attempt(s)` : 'no server of the pool is up';
       return this.reject('57P03', `lab balancer ${this.context.config.name}: ${why}`, why);
@@ -336,10 +426,33 @@ export class ClientSession {
     this.connectTo(server, early ?? undefined);
   }
 
+  private waitInQueue(): void {
+    if (this.phaseTimer) clearTimeout(this.phaseTimer);
+    this.phaseTimer = null;
+    const waiter: QueueWaiter = {
+      resume: () => {
+        if (this.ended || this.queued !== waiter) return;
+        this.queued = null;
+        this.tried.clear();
+        this.attemptsBeforeQueue = this.attempts;
+        this.armPhaseTimer();
+        this.connectNext();
+      },
+      expire: (waitedMs) => {
+        if (this.ended || this.queued !== waiter) return;
+        this.queued = null;
+        const waited = `${Math.round(waitedMs / 100) / 10} s`;
+        this.reject('53300', `lab balancer ${this.context.config.name}: all servers busy, waited ${waited}`, `all servers busy, waited ${waited} in the queue`);
+      },
+    };
+    this.queued = waiter;
+    this.context.enqueue(waiter);
+  }
+
   private connectTo(server: BackendServer, early?: EarlyConnection): void {
     const negotiation = this.negotiation;
     const started = early?.started ?? Date.now();
-    const upstream = early?.socket ?? net.connect({ host: server.config.host, port: server.config.port });
+    const upstream = early?.socket ?? connectServer(server);
     upstream.setNoDelay(true);
     this.upstream = upstream;
     const reader = new MessageReader();
@@ -347,7 +460,17 @@ export class ClientSession {
     let answered = false;
     let failed = false;
     const connectMs = this.context.config.timeouts.connectMs || 5000;
-    const timer = setTimeout(() => fail(answered ? 'L7TOUT' : 'L4TOUT', `no answer within ${connectMs} ms`, false), connectMs);
+    // Until the server's first byte the startup can be replayed: a server that has not answered within
+    // answerMs (a frozen postmaster, a full accept queue) loses the client to the next server, and is
+    // marked down as a refused connection is. After its first byte, the connection phase's bound.
+    // One timer per attempt, as before: at answerMs it fails a silent server, or re-arms for the rest.
+    const answerMs = answerBound(this.context.config);
+    const deadline = Date.now() + connectMs;
+    const onTimer = () => setImmediate(() => {
+      if (!answered) return fail(upstream.connecting ? 'L4TOUT' : 'L7TOUT', `no answer within ${answerMs} ms`, true);
+      timer = setTimeout(() => fail('L7TOUT', `no answer within ${connectMs} ms`, false), Math.max(0, deadline - Date.now()));
+    });
+    let timer = setTimeout(onTimer, answerMs);
 
     const fail = (status: string, message: string, markDown: boolean) => {
       if (failed || this.ended || this.upstream !== upstream || this.established) return;
@@ -420,6 +543,8 @@ export class ClientSession {
             break;
           case 'E': {
             const fields = parseErrorFields(message.body);
+            // Too many clients: no new connection to it until one of ours closes; the next server, or the queue.
+            if (fields.C === '53300') server.noteFull();
             if (!this.passthrough && RETRYABLE_STARTUP_ERRORS.has(fields.C ?? '')) {
               return fail('L7STS', fields.M ?? 'startup error', fields.C === '57P03' || fields.C === '57P01');
             }
@@ -490,7 +615,7 @@ export class ClientSession {
   /** The session is established on `server`: its connection-phase listeners go, it counts as a session. */
   private bindTo(server: BackendServer, upstream: net.Socket): void {
     this.established = true;
-    if (this.phaseTimer) clearTimeout(this.phaseTimer);
+    handSlot(server, upstream);
     upstream.removeAllListeners('data');
     upstream.removeAllListeners('close');
     upstream.removeAllListeners('error');
@@ -498,6 +623,8 @@ export class ClientSession {
     // A client that hung up first is the reason, even when the server's close is reported first.
     upstream.on('close', () => this.end(this.client.readableEnded ? 'client closed' : 'server closed'));
     this.client.removeAllListeners('data');
+    if (this.encryption) this.boundHandshake(upstream);
+    else if (this.phaseTimer) clearTimeout(this.phaseTimer);
     this.live = {
       bytes: () => (this.kernel ? this.kernelBytes(this.kernel) : [this.client.bytesRead, this.client.bytesWritten]),
       close: (reason) => this.end(reason),
@@ -505,6 +632,32 @@ export class ClientSession {
       encrypted: this.encryption !== null,
     };
     server.addSession(this.live);
+  }
+
+  /**
+   * An encrypted session holds a server connection from the server's 'S' on, so a client that sent
+   * only an SSLRequest must not keep it: the connection phase's bound runs on until the client's second
+   * flight (its TLS Finished, after the ClientHello and the server's answer), then stops. Flights are
+   * counted as client bytes that follow server bytes; a direct TLS client's ClientHello came before.
+   */
+  private boundHandshake(upstream: net.Socket): void {
+    let flights = this.directTls ? 1 : 0;
+    let serverSpoke = true;
+    const onServer = () => {
+      serverSpoke = true;
+    };
+    const onClient = () => {
+      if (!serverSpoke) return;
+      serverSpoke = false;
+      flights += 1;
+      if (flights < 2) return;
+      if (this.phaseTimer) clearTimeout(this.phaseTimer);
+      this.phaseTimer = null;
+      upstream.off('data', onServer);
+      this.client.off('data', onClient);
+    };
+    upstream.on('data', onServer);
+    this.client.on('data', onClient);
   }
 
   /** --client-timeout / --server-timeout while Node relays. */
@@ -703,7 +856,14 @@ export class ClientSession {
       this.kernel.final = this.kernel.relay.close(this.kernel.handle);
     }
     if (this.upstream) this.upstream.destroy();
-    if (this.early) this.early.socket.destroy();
+    if (this.early) {
+      this.dropEarly(this.early);
+      this.early.socket.destroy();
+    }
+    if (this.queued) {
+      this.context.leaveQueue(this.queued);
+      this.queued = null;
+    }
     if (graceful) {
       // Let what we wrote reach the client, but never wait on it forever.
       this.client.end();

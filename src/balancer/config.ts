@@ -34,6 +34,8 @@ export interface ServerConfig {
   checkOverrides: Partial<CheckSettings>;
   /** Listed but never routed to, with this reason (a lab's former primary that was not rewound). */
   fenced?: string;
+  /** HAProxy's `server ... maxconn N`: server connections open at once (connecting or established). */
+  maxconn?: number;
 }
 
 export type PoolKind = 'replicas' | 'primary' | 'all';
@@ -64,7 +66,20 @@ export interface BalancerConfig {
   /** HAProxy's `retries` (connect attempts) and `option redispatch`. */
   retries: number;
   redispatch: boolean;
-  timeouts: { connectMs: number; clientMs: number; serverMs: number };
+  /**
+   * connectMs: a client's whole connection phase (startup to ReadyForQuery, time queued excluded);
+   * answerMs: a server's first answer to a new connection, past which the client is replayed on the
+   * next server (shorter than connectMs, so the client is saved, not dropped); queueMs: HAProxy's
+   * `timeout queue`, how long a client waits for a server slot before one clear FATAL.
+   */
+  timeouts: { connectMs: number; clientMs: number; serverMs: number; answerMs?: number; queueMs?: number };
+  /** HAProxy's `maxconn` of the listener: client connections held at once (beyond: a FATAL 53300). */
+  maxconn?: number;
+  /**
+   * Server connections per server at once (HAProxy's `server ... maxconn`) for servers without their
+   * own; undefined: the server's max_connections minus a margin when the sql check can read it.
+   */
+  serverMaxconn?: number;
   /** Who relays established sessions: the kernel (BPF sockhash), Node's sockets, or the kernel when it can. */
   relay: RelayMode;
   /** Round trips through Node before the kernel relay takes a session (default KERNEL_RELAY_AFTER). */
@@ -77,9 +92,9 @@ export interface BalancerConfig {
 export const HAPROXY_CHECK_DEFAULTS = { interMs: 2000, rise: 2, fall: 3, timeoutMs: 2000 } as const;
 
 /**
- * The lab's defaults: HAProxy's knobs, tuned for a lab on one host (detect a kill within 1 s,
- * re-admit within 2 s). Any knob given explicitly, on the command line or in a configuration file,
- * is honoured as given.
+ * The lab's defaults: HAProxy's knobs, tuned for a lab on one host (detect a kill within 1 s, a hung
+ * server within inter + timeout = 1.4 s, re-admit within 2 s). Any knob given explicitly, on the
+ * command line or in a configuration file, is honoured as given.
  */
 export const LAB_CHECK_DEFAULTS: CheckSettings = {
   type: 'sql',
@@ -90,7 +105,23 @@ export const LAB_CHECK_DEFAULTS: CheckSettings = {
   downinterMs: 250,
   rise: 2,
   fall: 3,
-  timeoutMs: 1000,
+  timeoutMs: 400,
   maxLagBytes: null,
   maxLagSeconds: null,
 };
+
+/** The lab's connection limits and bounds (README, "Limits, queue and timeouts"). */
+export const LAB_LIMIT_DEFAULTS = {
+  /** HAProxy's usual global/frontend maxconn. */
+  maxconn: 2000,
+  /** A client's connection phase, from its first byte to ReadyForQuery (queue excluded). */
+  connectMs: 3000,
+  /** A server's first byte to a new connection: a healthy server answers within milliseconds. */
+  answerMs: 1000,
+  /** HAProxy's `timeout queue`. */
+  queueMs: 5000,
+  /** Server connections opened at once for clients that have not sent a complete startup packet yet. */
+  earlyConnects: 32,
+  /** Per-server maxconn from the sql check: max_connections - superuser_reserved_connections - this margin. */
+  serverMargin: 2,
+} as const;

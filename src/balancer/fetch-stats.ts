@@ -1,5 +1,6 @@
 // A running balancer's statistics, whatever its engine: the built-in one serves them as JSON
 // (`?format=json`), HAProxy as CSV (`;csv`), read into the same BalancerStats.
+import { httpGet } from '../common/http-get.js';
 import type { BalancerRecord } from '../lab/state.js';
 import { statsPageUrl, type BalancerStats } from './stats-types.js';
 
@@ -9,16 +10,15 @@ export function statsRequestUrl(record: Pick<BalancerRecord, 'stats' | 'engine'>
   return record.engine === 'haproxy' ? `${page};csv` : `${page}?format=json`;
 }
 
-/** Throws what fetch throws (refused, timed out) or an Error saying what the answer lacked. */
+/** Throws a one-line reason (refused, no answer within the bound, closed) or what the answer lacked. */
 export async function fetchBalancerStats(record: Pick<BalancerRecord, 'stats' | 'engine' | 'name'> & { listen?: string }, timeoutMs: number): Promise<BalancerStats> {
   if (record.engine === 'haproxy') {
     const { fetchHaproxyStats } = await import('../haproxy/fetch-stats.js');
     return fetchHaproxyStats(statsPageUrl(record.stats), { proxy: record.name, listen: record.listen, timeoutMs });
   }
   const url = statsRequestUrl(record);
-  const response = await fetch(url, { signal: AbortSignal.timeout(timeoutMs), headers: { accept: 'application/json' } });
-  const text = await response.text();
-  if (!response.ok) throw new Error(`HTTP ${response.status} from ${url}`);
+  const { status, text } = await httpGet(url, timeoutMs, { accept: 'application/json' });
+  if (status < 200 || status > 299) throw new Error(`HTTP ${status} from ${url}`);
   let body: unknown;
   try {
     body = JSON.parse(text);

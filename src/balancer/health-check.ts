@@ -74,10 +74,14 @@ export function pgsqlCheck(target: Target, settings: Pick<CheckSettings, 'user' 
       clearTimeout(timer);
       resolve(outcome);
     };
-    const timer = setTimeout(() => {
+    // A timer that fires late (a busy event loop) must not beat an answer already received: the poll
+    // phase runs between this timer and setImmediate.
+    const timer = setTimeout(() => setImmediate(() => {
+      if (done) return;
       socket.destroy();
-      finish({ ok: false, status: socket.connecting ? 'L4TOUT' : 'L7TOUT', message: `no answer after ${settings.timeoutMs} ms` });
-    }, settings.timeoutMs);
+      const status = socket.connecting ? 'L4TOUT' : 'L7TOUT';
+      finish({ ok: false, status, message: `not answering: a new connection got no answer within ${settings.timeoutMs} ms`, hung: true });
+    }), settings.timeoutMs);
     const reader = new MessageReader();
     socket.once('connect', () => socket.write(startupMessage({ user: settings.user })));
     socket.on('data', (chunk) => {
@@ -119,6 +123,8 @@ export function pgsqlCheck(target: Target, settings: Pick<CheckSettings, 'user' 
 
 interface RoleRow {
   recovery: boolean;
+  /** max_connections - superuser_reserved_connections: what ordinary clients may open. */
+  client_slots: number | null;
   lag_bytes: string | null;
   lag_s: number | null;
   /** A primary's current WAL file name starts with its timeline, in hex. */
@@ -127,7 +133,10 @@ interface RoleRow {
 
 /**
  * Logs in and asks the server its role and replay lag. The connection stays open between checks:
- * when it drops (the server was killed) we hear it at once, not `fall` checks later.
+ * when it drops (the server was killed) we hear it at once, not `fall` checks later. A kept backend
+ * answers even when the postmaster is frozen (SIGSTOP) or its accept queue is full, so each check also
+ * proves that a NEW connection gets an answer (pgsqlCheck's startup, closed at the server's first
+ * message, before any password): no answer within the check timeout is `hung`, DOWN at once.
  */
 class SqlChecker implements Checker {
   private client: pg.Client | null = null;
@@ -142,6 +151,13 @@ class SqlChecker implements Checker {
   ) {}
 
   async run(): Promise<CheckOutcome> {
+    const [probe, outcome] = await Promise.all([pgsqlCheck(this.target, this.settings), this.query()]);
+    // Refused, reset: the role query says it too (or will, at the next check); a hang only the probe sees.
+    if (probe.hung) return { ...probe, role: null };
+    return outcome;
+  }
+
+  private async query(): Promise<CheckOutcome> {
     let client: pg.Client;
     try {
       client = this.client ?? (await this.connect());
@@ -166,26 +182,27 @@ class SqlChecker implements Checker {
 
   private judge(row: RoleRow): CheckOutcome {
     const role = row.recovery ? 'replica' : 'primary';
+    const extra = { clientSlots: row.client_slots === null ? null : Number(row.client_slots) };
     const lagBytes = row.lag_bytes === null ? (row.recovery ? 0 : null) : Math.max(0, Number(row.lag_bytes));
     if (this.expectedRole && role !== this.expectedRole) {
       const message = role === 'primary'
         ? 'is a primary (not in recovery): not eligible for the replica pool'
         : 'is a replica (in recovery): not eligible for the primary pool';
-      return { ok: false, status: 'L7STS', message, role, lagBytes };
+      return { ok: false, status: 'L7STS', message, role, lagBytes, ...extra };
     }
     if (role === 'replica') {
       const lagS = row.lag_s === null ? 0 : Math.max(0, Number(row.lag_s));
       const { maxLagBytes, maxLagSeconds } = this.settings;
       if (maxLagBytes !== null && (lagBytes ?? 0) > maxLagBytes) {
-        return { ok: true, drain: true, status: 'L7OK', message: `replay lag ${lagBytes} bytes over the maximum ${maxLagBytes}`, role, lagBytes };
+        return { ok: true, drain: true, status: 'L7OK', message: `replay lag ${lagBytes} bytes over the maximum ${maxLagBytes}`, role, lagBytes, ...extra };
       }
       if (maxLagSeconds !== null && lagS > maxLagSeconds) {
-        return { ok: true, drain: true, status: 'L7OK', message: `replay lag ${lagS.toFixed(1)} s over the maximum ${maxLagSeconds} s`, role, lagBytes };
+        return { ok: true, drain: true, status: 'L7OK', message: `replay lag ${lagS.toFixed(1)} s over the maximum ${maxLagSeconds} s`, role, lagBytes, ...extra };
       }
-      return { ok: true, status: 'L7OK', message: `replica, replay lag ${lagBytes ?? 0} bytes`, role, lagBytes };
+      return { ok: true, status: 'L7OK', message: `replica, replay lag ${lagBytes ?? 0} bytes`, role, lagBytes, ...extra };
     }
     const timeline = row.tli_hex ? parseInt(row.tli_hex, 16) : null;
-    return { ok: true, status: 'L7OK', message: timeline ? `primary, timeline ${timeline}` : 'primary', role, lagBytes, timeline };
+    return { ok: true, status: 'L7OK', message: timeline ? `primary, timeline ${timeline}` : 'primary', role, lagBytes, timeline, ...extra };
   }
 
   private async connect(): Promise<pg.Client> {
@@ -254,6 +271,7 @@ function roleQuery(versionNum: number): string {
   const diff = modern ? 'pg_wal_lsn_diff' : 'pg_xlog_location_diff';
   const walFile = modern ? 'pg_walfile_name(pg_current_wal_lsn())' : 'pg_xlogfile_name(pg_current_xlog_location())';
   return `SELECT pg_is_in_recovery() AS recovery,
+    current_setting('max_connections')::int - current_setting('superuser_reserved_connections')::int AS client_slots,
     CASE WHEN NOT pg_is_in_recovery() THEN substr(${walFile}, 1, 8) END AS tli_hex,
     CASE WHEN pg_is_in_recovery() THEN ${diff}(${receive}, ${replay})::bigint::text END AS lag_bytes,
     CASE WHEN pg_is_in_recovery() AND ${receive} IS DISTINCT FROM ${replay}

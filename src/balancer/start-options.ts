@@ -2,7 +2,7 @@
 // configuration file with explicit flags overriding it; and the same options as flags again for the
 // detached child.
 import path from 'node:path';
-import { LAB_CHECK_DEFAULTS, type BalancerConfig, type CheckType, type PoolKind } from './config.js';
+import { LAB_CHECK_DEFAULTS, LAB_LIMIT_DEFAULTS, type BalancerConfig, type CheckType, type PoolKind } from './config.js';
 import { RELAY_MODES } from './kernel-relay.js';
 import { formatAddress, isLoopback, parseAddress, parseCount, parseMaxLag, parseMs } from './settings.js';
 import { LabError } from '../common/errors.js';
@@ -29,6 +29,13 @@ export interface BalancerStartOptions {
   connectTimeout?: string | number;
   clientTimeout?: string | number;
   serverTimeout?: string | number;
+  /** A server's first answer to a new connection; past it the client goes to the next server. */
+  answerTimeout?: string | number;
+  /** HAProxy's `timeout queue`. */
+  queueTimeout?: string | number;
+  /** Client connections at once (HAProxy's maxconn); server connections per server at once. */
+  maxconn?: string | number;
+  serverMaxconn?: string | number;
   /** A HAProxy configuration file (src/haproxy/). */
   config?: string;
   engine?: 'builtin' | 'haproxy';
@@ -75,6 +82,13 @@ export async function resolveBalancerConfig(global: GlobalOptions, options: Bala
     name: flags.name,
     relay: flags.relay,
     listen: options.listen ? flags.listen : file.listen,
+    timeouts: {
+      ...file.timeouts,
+      ...(options.answerTimeout !== undefined ? { answerMs: flags.timeouts.answerMs } : {}),
+      ...(options.queueTimeout !== undefined ? { queueMs: flags.timeouts.queueMs } : {}),
+    },
+    ...(options.maxconn !== undefined ? { maxconn: flags.maxconn } : {}),
+    ...(options.serverMaxconn !== undefined ? { serverMaxconn: flags.serverMaxconn } : {}),
     stats: options.stats ? { ...flags.stats!, uri: file.stats?.uri ?? '/' } : file.stats,
   };
 }
@@ -117,10 +131,14 @@ export function balancerConfig(global: GlobalOptions, options: BalancerStartOpti
     retries: options.retries !== undefined ? parseCount(options.retries, '--retries', 0) : 3,
     redispatch: true,
     timeouts: {
-      connectMs: options.connectTimeout !== undefined ? parseMs(options.connectTimeout, '--connect-timeout') : 3000,
+      connectMs: options.connectTimeout !== undefined ? parseMs(options.connectTimeout, '--connect-timeout') : LAB_LIMIT_DEFAULTS.connectMs,
       clientMs: options.clientTimeout !== undefined ? parseMs(options.clientTimeout, '--client-timeout') : 0,
       serverMs: options.serverTimeout !== undefined ? parseMs(options.serverTimeout, '--server-timeout') : 0,
+      answerMs: options.answerTimeout !== undefined ? parseMs(options.answerTimeout, '--answer-timeout') : LAB_LIMIT_DEFAULTS.answerMs,
+      queueMs: options.queueTimeout !== undefined ? parseMs(options.queueTimeout, '--queue-timeout') : LAB_LIMIT_DEFAULTS.queueMs,
     },
+    maxconn: options.maxconn !== undefined ? parseCount(options.maxconn, '--maxconn') : LAB_LIMIT_DEFAULTS.maxconn,
+    ...(options.serverMaxconn !== undefined ? { serverMaxconn: parseCount(options.serverMaxconn, '--server-maxconn', 0) } : {}),
     relay,
     warnings: [],
   };
@@ -174,6 +192,10 @@ export function optionsAsFlags(options: BalancerStartOptions): string[] {
   add('--connect-timeout', options.connectTimeout);
   add('--client-timeout', options.clientTimeout);
   add('--server-timeout', options.serverTimeout);
+  add('--answer-timeout', options.answerTimeout);
+  add('--queue-timeout', options.queueTimeout);
+  add('--maxconn', options.maxconn);
+  add('--server-maxconn', options.serverMaxconn);
   add('--config', options.config && path.resolve(options.config));
   add('--engine', options.engine);
   add('--relay', options.relay);

@@ -21,10 +21,10 @@ export function statsCsv(stats: BalancerStats): string {
   const sum = (pick: (s: BalancerServerStats) => number) => stats.servers.reduce((total, s) => total + pick(s), 0);
   const up = stats.servers.filter((s) => s.status === 'UP');
   const lines = [`# ${CSV_COLUMNS.join(',')}`];
-  lines.push(row({ pxname: stats.name, svname: 'FRONTEND', scur: stats.sessionsCurrent, stot: stats.sessionsTotal, bin: sum((s) => s.bytesIn), bout: sum((s) => s.bytesOut), status: 'OPEN', pid: process.pid, iid: 1, sid: 0, type: 0 }));
+  lines.push(row({ pxname: stats.name, svname: 'FRONTEND', scur: stats.sessionsCurrent, slim: stats.maxconn ?? '', stot: stats.sessionsTotal, bin: sum((s) => s.bytesIn), bout: sum((s) => s.bytesOut), status: 'OPEN', pid: process.pid, iid: 1, sid: 0, type: 0 }));
   stats.servers.forEach((s, index) => {
     lines.push(row({
-      pxname: stats.name, svname: s.name, qcur: 0, qmax: 0, scur: s.sessionsCurrent, smax: s.sessionsMax, stot: s.sessionsTotal,
+      pxname: stats.name, svname: s.name, qcur: 0, qmax: 0, scur: s.sessionsCurrent, smax: s.sessionsMax, slim: s.maxconn ?? '', stot: s.sessionsTotal,
       bin: s.bytesIn, bout: s.bytesOut, econ: s.connectionErrors, eresp: 0, wretr: s.retries, wredis: s.redispatches,
       status: s.status, weight: s.weight, act: 1, bck: 0, chkfail: s.checksFailed, chkdown: s.downTransitions,
       lastchg: s.lastChangeS, downtime: s.downtimeS, pid: process.pid, iid: 1, sid: index + 1, lbtot: s.sessionsTotal,
@@ -32,7 +32,7 @@ export function statsCsv(stats: BalancerStats): string {
     }));
   });
   lines.push(row({
-    pxname: stats.name, svname: 'BACKEND', scur: sum((s) => s.sessionsCurrent), stot: sum((s) => s.sessionsTotal), bin: sum((s) => s.bytesIn),
+    pxname: stats.name, svname: 'BACKEND', qcur: stats.queueCurrent ?? 0, qmax: stats.queueMax ?? 0, scur: sum((s) => s.sessionsCurrent), stot: sum((s) => s.sessionsTotal), bin: sum((s) => s.bytesIn),
     bout: sum((s) => s.bytesOut), econ: sum((s) => s.connectionErrors), wretr: sum((s) => s.retries), wredis: sum((s) => s.redispatches),
     status: up.length ? 'UP' : 'DOWN', weight: up.reduce((t, s) => t + s.weight, 0), act: up.length, bck: 0, pid: process.pid, iid: 1, sid: 0, type: 1,
   }));
@@ -58,6 +58,11 @@ export function statsPrometheus(stats: BalancerStats): string {
   metric('lab_balancer_uptime_seconds', 'Seconds since the balancer started', 'gauge', [[{}, stats.uptimeS]]);
   metric('lab_balancer_current_sessions', 'Client connections open now', 'gauge', [[{}, stats.sessionsCurrent]]);
   metric('lab_balancer_sessions_total', 'Client connections accepted', 'counter', [[{}, stats.sessionsTotal]]);
+  metric('lab_balancer_max_connections', 'Client connections allowed at once (maxconn)', 'gauge', [[{}, stats.maxconn ?? null]]);
+  metric('lab_balancer_queue_current', 'Clients waiting for a server slot now', 'gauge', [[{}, stats.queueCurrent ?? null]]);
+  metric('lab_balancer_queue_max', 'Most clients waiting for a server slot at once', 'gauge', [[{}, stats.queueMax ?? null]]);
+  metric('lab_balancer_queue_timeouts_total', 'Clients that waited past timeout queue', 'counter', [[{}, stats.queueTimeouts ?? null]]);
+  metric('lab_balancer_server_max_connections', 'Server connections allowed at once (maxconn)', 'gauge', per((s) => s.maxconn ?? null));
   metric('lab_balancer_server_up', '1 when the server takes new sessions', 'gauge', per((s) => (s.status === 'UP' ? 1 : 0)));
   metric('lab_balancer_server_status', 'Server state (1 for the current one)', 'gauge',
     stats.servers.flatMap((s) => (['UP', 'DOWN', 'MAINT', 'DRAIN', 'NOLB'] as const).map((state): [Record<string, string>, number] => [{ server: s.name, state }, s.status === state ? 1 : 0])));
@@ -104,7 +109,7 @@ export function statsHtml(stats: BalancerStats, links: { json: string; csv: stri
       <td class="status">${escapeHtml(s.status)}</td><td>${escapeHtml(s.role ?? '')}</td>
       <td>${escapeHtml(s.checkStatus)}</td><td class="message">${escapeHtml(s.checkMessage)}</td>
       <td>${duration(s.lastChangeS)}</td><td>${duration(s.downtimeS)}</td><td>${s.checksFailed}</td><td>${s.downTransitions}</td>
-      <td>${s.sessionsCurrent}</td><td>${s.sessionsMax}</td><td>${s.sessionsTotal}</td>
+      <td>${s.sessionsCurrent}</td><td>${s.sessionsMax}</td><td>${s.maxconn ?? ''}</td><td>${s.sessionsTotal}</td>
       <td>${bytes(s.bytesIn)}</td><td>${bytes(s.bytesOut)}</td><td>${s.connectionErrors}</td><td>${s.retries}</td><td>${s.redispatches}</td>
       <td>${bytes(s.lagBytes)}</td><td>${s.weight}</td>
     </tr>`).join('');
@@ -127,13 +132,14 @@ export function statsHtml(stats: BalancerStats, links: { json: string; csv: stri
 <body>
 <h1>lab balancer <span id="name">${escapeHtml(stats.name)}</span></h1>
 <p class="meta">engine ${escapeHtml(stats.engine)}${stats.relay ? `, ${stats.relay} relay` : ''} · listening on ${escapeHtml(stats.listen)} · up ${duration(stats.uptimeS)} ·
-sessions ${stats.sessionsCurrent} now, ${stats.sessionsTotal} total ·
+sessions ${stats.sessionsCurrent} now, ${stats.sessionsTotal} total${stats.maxconn ? `, maxconn ${stats.maxconn}` : ''} ·
+queue <span id="qcur">${stats.queueCurrent ?? 0}</span> now, <span id="qmax">${stats.queueMax ?? 0}</span> max, ${stats.queueTimeouts ?? 0} timed out ·
 <a href="${escapeHtml(links.json)}">JSON</a> · <a href="${escapeHtml(links.csv)}">CSV</a> · <a href="${escapeHtml(links.metrics)}">Prometheus</a></p>
 <table id="servers">
 <thead><tr><th>server</th><th>address</th><th>status</th><th>role</th><th>check</th><th>last check message</th>
-<th>last change</th><th>downtime</th><th>checks failed</th><th>down</th><th>cur</th><th>max</th><th>total</th>
+<th>last change</th><th>downtime</th><th>checks failed</th><th>down</th><th>cur</th><th>max</th><th>limit</th><th>total</th>
 <th>bytes in</th><th>bytes out</th><th>conn errors</th><th>retries</th><th>redispatches</th><th>lag</th><th>weight</th></tr></thead>
-<tbody>${rows || '<tr><td colspan="20">no server in the pool</td></tr>'}
+<tbody>${rows || '<tr><td colspan="21">no server in the pool</td></tr>'}
 </tbody></table>
 </body></html>
 `;

@@ -1,5 +1,6 @@
 // The read-only stats listener: HTML at the base path, `?format=json`, `?format=csv` or HAProxy's `;csv`,
-// and Prometheus text at /metrics. Anything but GET/HEAD is refused.
+// and Prometheus text at /metrics. Anything but GET/HEAD is refused. Bounded (STATS_LIMITS): a cap on
+// connections, header / request / idle timeouts of a few seconds.
 import http from 'node:http';
 import type { BalancerStats } from './stats-types.js';
 import { statsCsv, statsHtml, statsPrometheus } from './stats-format.js';
@@ -18,10 +19,33 @@ export function requestedFormat(url: string, baseUri: string): Format | undefine
   return 'html';
 }
 
+/**
+ * Bounds of the stats listener: it can never take the descriptors the client listener needs (the
+ * balancer's maxconn leaves FD_RESERVE for it), nor keep a slow client for long.
+ */
+export const STATS_LIMITS = {
+  /** Connections at once; beyond, Node closes a new one as soon as it is accepted. */
+  maxConnections: 32,
+  /** The whole request head must arrive within this. */
+  headersTimeoutMs: 3000,
+  /** The whole request, body included. */
+  requestTimeoutMs: 5000,
+  /** An idle keep-alive connection. */
+  keepAliveTimeoutMs: 2000,
+  /** A socket with no traffic at all (a slow reader of the answer, too). */
+  idleTimeoutMs: 5000,
+} as const;
+
 export function createStatsServer(uri: string, snapshot: () => BalancerStats): http.Server {
   const base = uri || '/';
   const joiner = base.includes('?') ? '&' : '?';
-  return http.createServer((request, response) => {
+  const server = http.createServer({
+    headersTimeout: STATS_LIMITS.headersTimeoutMs,
+    requestTimeout: STATS_LIMITS.requestTimeoutMs,
+    keepAliveTimeout: STATS_LIMITS.keepAliveTimeoutMs,
+    // Node checks the two timeouts above every 30 s unless told otherwise.
+    connectionsCheckingInterval: 500,
+  }, (request, response) => {
     if (request.method !== 'GET' && request.method !== 'HEAD') {
       response.writeHead(405, { allow: 'GET, HEAD', 'content-type': 'text/plain' }).end('read-only: GET or HEAD\n');
       return;
@@ -42,4 +66,7 @@ export function createStatsServer(uri: string, snapshot: () => BalancerStats): h
     response.writeHead(200, { 'content-type': type, 'cache-control': 'no-store', 'content-length': Buffer.byteLength(body) });
     response.end(request.method === 'HEAD' ? undefined : body);
   });
+  server.maxConnections = STATS_LIMITS.maxConnections;
+  server.setTimeout(STATS_LIMITS.idleTimeoutMs, (socket) => socket.destroy());
+  return server;
 }

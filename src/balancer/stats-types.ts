@@ -32,6 +32,8 @@ export interface BalancerServerStats {
   role: 'primary' | 'replica' | null;
   /** Replay lag the sql check measured, in bytes; null when unknown. */
   lagBytes: number | null;
+  /** Server connections allowed at once (HAProxy's slim); null or absent: no limit. */
+  maxconn?: number | null;
 }
 
 export interface BalancerStats {
@@ -44,6 +46,13 @@ export interface BalancerStats {
   relay?: 'kernel' | 'node';
   sessionsCurrent: number;
   sessionsTotal: number;
+  /** Client connections allowed at once (the listener's maxconn). */
+  maxconn?: number;
+  /** Clients waiting for a server slot now, and the most at once (HAProxy's qcur / qmax). */
+  queueCurrent?: number;
+  queueMax?: number;
+  /** Clients that waited past `timeout queue` and got "all servers busy". */
+  queueTimeouts?: number;
   servers: BalancerServerStats[];
 }
 

@@ -6,6 +6,7 @@ import { psqlTable } from '../common/table.js';
 import { statsPageUrl } from '../balancer/stats-types.js';
 import { examples, globalsOf } from './globals.js';
 import { printJson, printLine } from './output.js';
+import { LabError } from '../common/errors.js';
 
 const collect = (value: string, previous: string[] = []) => [...previous, value];
 
@@ -25,13 +26,17 @@ export function balancerCommand(): Command {
     .option('--downinter <ms>', 'check interval while DOWN (lab default 250)')
     .option('--rise <n>', 'successful checks to come back UP (default 2)')
     .option('--fall <n>', 'failed checks to go DOWN (default 3; a lost connection is DOWN at once)')
-    .option('--check-timeout <ms>', 'timeout of one check (default 1000)')
+    .option('--check-timeout <ms>', 'timeout of one check, and of its new-connection probe: no answer is DOWN at once (default 400)')
     .option('--check-user <role>', 'the role the sql / pgsql checks log in as (default postgres; its password from PGPASSFILE or ~/.pgpass, the lab\'s pgpass first)')
     .option('--max-lag <limit>', 'sql check: a replica lagging more leaves the pool (16MB, 5s; repeatable)', collect)
     .option('--retries <n>', 'extra connect attempts per client (HAProxy retries, default 3)')
-    .option('--connect-timeout <ms>', 'bound on connecting to a server and on a client\'s startup (default 3000)')
+    .option('--connect-timeout <ms>', 'bound on a client\'s connection phase, its first byte to ReadyForQuery, queue excluded (default 3000)')
     .option('--client-timeout <ms>', 'close a session idle that long on the client side (default 0 = never)')
     .option('--server-timeout <ms>', 'close a session idle that long on the server side (default 0 = never)')
+    .option('--answer-timeout <ms>', 'bound on a server\'s first answer to a new connection; past it the client goes to the next server and the server is marked DOWN (default 1000)')
+    .option('--maxconn <n>', 'client connections at once, HAProxy\'s maxconn; beyond, a FATAL "too many clients" (default 2000)')
+    .option('--server-maxconn <n>', 'server connections per server at once (default: max_connections - superuser_reserved_connections - 2, read by the sql check; 0 = none)')
+    .option('--queue-timeout <ms>', 'how long a client waits for a server slot before "all servers busy" (HAProxy timeout queue, default 5000)')
     .option('--config <file>', 'a HAProxy configuration file to run with the built-in balancer')
     .option('--engine <engine>', 'builtin (default), or haproxy (render haproxy.cfg and run HAProxy)')
     .option('--relay <who>', 'who relays established sessions: kernel (BPF sockhash, root), node, or auto (default: kernel when it can)')
@@ -87,9 +92,19 @@ export function balancerCommand(): Command {
     .action(async (options: { name?: string; json?: boolean }, command: Command) => {
       const { balancerStatus } = await import('../commands/balancer.js');
       const statuses = await balancerStatus(globalsOf(command), options.name);
-      if (options.json) return printJson(statuses);
+      // A balancer that runs but whose stats do not answer is an error, said in one line (exit 6).
+      const silent = statuses.filter((s) => s.running && s.problem);
+      const failure = silent.length
+        ? new LabError('STATE', silent.map((s) => `${s.problem} (balancer ${s.name} runs, pid ${s.pid})`).join('; '))
+        : null;
+      if (options.json) {
+        printJson(statuses);
+        if (failure) throw failure;
+        return;
+      }
       if (statuses.length === 0) return printLine('no balancer in this lab: start one with `lab balancer start`');
       for (const s of statuses) {
+        if (s.running && s.problem) continue;
         printLine(`balancer ${s.name}: ${s.running ? 'running' : 'not running'}, pid ${s.pid}, clients on ${s.listen}, stats on ${s.stats ? statsPageUrl(s.stats) : 'none'}, pool ${s.pool}${s.relay ? `, ${s.relay} relay` : ''}${s.problem ? ` (${s.problem})` : ''}`);
         if (s.servers) {
           printLine(psqlTable(
@@ -101,6 +116,7 @@ export function balancerCommand(): Command {
           ));
         }
       }
+      if (failure) throw failure;
     });
 
   balancer

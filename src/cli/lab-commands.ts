@@ -208,7 +208,7 @@ export function statusCommand(): Command {
           ],
           status.nodes.map((n) => [
             n.name, n.role === 'primary' ? 'master' : 'replica', n.port, n.datadir, n.pid, n.status, n.replication ?? (n.role === 'replica' ? '-' : ''),
-            n.replayLagBytes, n.serverRole ?? '', n.timeline,
+            n.replayLagBytes, n.serverRole ?? n.serverProblem ?? '', n.timeline,
           ]),
         ),
       );

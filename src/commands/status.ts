@@ -26,6 +26,8 @@ export interface NodeStatus {
   /** What the running server answers: 'primary' (not in recovery) or 'standby'; null when not reachable. */
   serverRole: 'primary' | 'standby' | null;
   timeline: number | null;
+  /** Why a running server's role is unknown: "not answering" (a frozen postmaster), its FATAL, refused. */
+  serverProblem?: string;
   /** A former primary that must be rewound (`lab node rewind`) before it can follow again. */
   rewindNeeded: boolean;
 }
@@ -44,6 +46,29 @@ export interface LabStatus {
   replicationError?: string;
   /** Disagreements between the lab state and the servers, e.g. two primaries at once. */
   warnings: string[];
+}
+
+/** Each probe of a server: connect, log in and answer within this, or it is "not answering". */
+const PROBE_MS = 1000;
+
+class NotAnswering extends Error {
+  constructor(ms: number) {
+    super(`not answering (no answer within ${ms} ms)`);
+  }
+}
+
+/** `work`, or NotAnswering after `ms` (a server that accepted and then said nothing). */
+async function within<T>(work: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const bound = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new NotAnswering(ms)), ms);
+  });
+  work.catch(() => undefined);
+  try {
+    return await Promise.race([work, bound]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 export async function labStatus(global: GlobalOptions): Promise<LabStatus> {
@@ -75,11 +100,12 @@ export async function labStatus(global: GlobalOptions): Promise<LabStatus> {
     nodes.map(async (node) => {
       if (node.status !== 'running') return;
       try {
-        const role = await serverRole({ port: node.port, user: state.dbUser, connectTimeoutMs: 2000 }, state.pg.major);
+        const role = await within(serverRole({ port: node.port, user: state.dbUser, connectTimeoutMs: PROBE_MS }, state.pg.major), PROBE_MS);
         node.serverRole = role.inRecovery ? 'standby' : 'primary';
         node.timeline = role.timeline;
-      } catch {
-        // starting up or shutting down: unknown
+      } catch (error) {
+        // Starting up or shutting down, or hung (SIGSTOP, a full accept queue): unknown, and why.
+        node.serverProblem = error instanceof NotAnswering || /timeout/i.test(messageOf(error)) ? 'not answering' : messageOf(error).split('\n')[0];
       }
     }),
   );
@@ -99,10 +125,10 @@ export async function labStatus(global: GlobalOptions): Promise<LabStatus> {
   if (primary && primaryLive?.status === 'running') {
     try {
       const c = dialect.replicationColumns;
-      const rows = await queryRows<{ application_name: string; state: string; lag: string | null }>(
-        { port: primary.port, user: state.dbUser, connectTimeoutMs: 2000 },
+      const rows = await within(queryRows<{ application_name: string; state: string; lag: string | null }>(
+        { port: primary.port, user: state.dbUser, connectTimeoutMs: PROBE_MS },
         `SELECT application_name, state, ${dialect.lsnDiff}(${c.sent}, ${c.replay})::bigint AS lag FROM pg_stat_replication`,
-      );
+      ), PROBE_MS);
       for (const node of nodes) {
         const row = rows.find((r) => r.application_name === node.name);
         if (row && node.role !== 'primary') {

@@ -3,6 +3,7 @@
 // columns looked up by name from its header line (their order changes between HAProxy versions).
 import type { BalancerServerStats, BalancerStats, ServerState } from '../balancer/stats-types.js';
 import { LabError, messageOf } from '../common/errors.js';
+import { httpGet, type HttpAnswer } from '../common/http-get.js';
 
 export interface FetchHaproxyStatsOptions {
   /** The proxy to report (`listen NAME`); default the first proxy with servers other than the stats one. */
@@ -46,6 +47,14 @@ function num(row: Row, column: string): number {
   return Number.isFinite(value) && row[column] !== '' ? value : 0;
 }
 
+/** HAProxy's queue (BACKEND qcur/qmax) and the frontend's maxconn (slim). */
+function queueOf(backend: Row | undefined, frontend: Row | undefined): Pick<BalancerStats, 'queueCurrent' | 'queueMax' | 'maxconn'> {
+  return {
+    ...(backend ? { queueCurrent: num(backend, 'qcur'), queueMax: num(backend, 'qmax') } : {}),
+    ...(frontend && frontend.slim ? { maxconn: num(frontend, 'slim') } : {}),
+  };
+}
+
 function toServerStats(row: Row): BalancerServerStats {
   // "* L4CON" means a check is running; the status is the last completed one's.
   const checkStatus = (row.check_status ?? '').replace(/^\*\s*/, '');
@@ -68,6 +77,7 @@ function toServerStats(row: Row): BalancerServerStats {
     retries: num(row, 'wretr'),
     redispatches: num(row, 'wredis'),
     weight: num(row, 'weight'),
+    ...(row.slim ? { maxconn: num(row, 'slim') } : {}),
     role: null,
     lagBytes: null,
   };
@@ -89,6 +99,7 @@ export function haproxyStatsFromCsv(csv: string, options: { proxy?: string; list
     uptimeS: 0,
     sessionsCurrent: frontend ? num(frontend, 'scur') : 0,
     sessionsTotal: frontend ? num(frontend, 'stot') : 0,
+    ...queueOf(mine.find((row) => row.svname === 'BACKEND'), mine.find((row) => row.svname === 'FRONTEND')),
     servers: mine.filter((row) => !isSummary(row)).map(toServerStats),
   };
 }
@@ -102,14 +113,14 @@ function uptimeFromHtml(html: string): number {
 }
 
 async function get(url: string, timeoutMs: number): Promise<string> {
-  let response: Response;
+  let response: HttpAnswer;
   try {
-    response = await fetch(url, { signal: AbortSignal.timeout(timeoutMs) });
+    response = await httpGet(url, timeoutMs);
   } catch (error) {
-    throw new LabError('STATE', `Cannot read HAProxy stats at ${url}: ${messageOf((error as { cause?: unknown }).cause ?? error)}: is that HAProxy running?`);
+    throw new LabError('STATE', `Cannot read HAProxy stats at ${url}: ${messageOf(error)}: is that HAProxy running?`);
   }
-  if (!response.ok) throw new LabError('STATE', `HAProxy stats at ${url} answered HTTP ${response.status}: check the stats uri`);
-  return response.text();
+  if (response.status < 200 || response.status > 299) throw new LabError('STATE', `HAProxy stats at ${url} answered HTTP ${response.status}: check the stats uri`);
+  return response.text;
 }
 
 /** `statsUrl` is the stats page, e.g. http://127.0.0.1:6080/stats. */

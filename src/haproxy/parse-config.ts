@@ -39,7 +39,6 @@ const HARMLESS: Record<string, string> = {
   'option tcplog': 'the balancer logs one line per connection anyway',
   'option httplog': 'the balancer logs one line per connection anyway',
   'option dontlognull': 'the balancer logs one line per connection anyway',
-  maxconn: 'no connection limit is applied',
   daemon: 'the lab runs balancers in the background itself',
   user: 'the balancer runs as the user who starts it',
   group: 'the balancer runs as the user who starts it',
@@ -75,6 +74,7 @@ interface ServerOptions {
   check?: boolean;
   backup?: boolean;
   disabled?: boolean;
+  maxconn?: number;
 }
 
 interface Timeouts {
@@ -82,6 +82,7 @@ interface Timeouts {
   client?: number;
   server?: number;
   check?: number;
+  queue?: number;
 }
 
 /** What defaults pass on to proxies, and what each proxy section may set. */
@@ -93,6 +94,8 @@ interface ProxySettings {
   timeouts: Timeouts;
   checkType?: 'pgsql' | 'tcp';
   checkUser?: string;
+  /** `maxconn` of a defaults / listen / frontend section: client connections at once. */
+  maxconn?: number;
   defaultServer: ServerOptions;
 }
 
@@ -159,8 +162,8 @@ function cloneSettings(settings: ProxySettings): ProxySettings {
   return { ...settings, timeouts: { ...settings.timeouts }, defaultServer: { ...settings.defaultServer } };
 }
 
-function readSections(lines: ConfigLine[], warnings: string[]): Proxy[] {
-  const proxies: Proxy[] = [];
+function readSections(lines: ConfigLine[], warnings: string[]): Proxy[] & { globalMaxconn?: number } {
+  const proxies: Proxy[] & { globalMaxconn?: number } = [];
   let defaults = emptySettings();
   // Where directives go: a proxy, the defaults being built, global, or an ignored section.
   let target: { kind: 'global' } | { kind: 'defaults'; settings: ProxySettings } | { kind: 'proxy'; proxy: Proxy } | { kind: 'ignored' } | null = null;
@@ -199,7 +202,9 @@ function readSections(lines: ConfigLine[], warnings: string[]): Proxy[] {
     }
     if (target.kind === 'ignored') continue;
     if (target.kind === 'global') {
-      warnings.push(unsupported(line, directiveName(words)));
+      // The process-wide limit: the listener's maxconn when its own section sets none.
+      if (keyword === 'maxconn') proxies.globalMaxconn = parseCount(words[1], line, 'maxconn', 1);
+      else warnings.push(unsupported(line, directiveName(words)));
       continue;
     }
     if (target.kind === 'defaults') {
@@ -230,6 +235,9 @@ function applySetting(settings: ProxySettings, words: string[], line: number, wa
     case 'retries':
       settings.retries = parseCount(arg, line, 'retries');
       return true;
+    case 'maxconn':
+      settings.maxconn = parseCount(arg, line, 'maxconn', 1);
+      return true;
     case 'timeout':
       return applyTimeout(settings, words.slice(1), line);
     case 'contimeout':
@@ -254,7 +262,7 @@ function applySetting(settings: ProxySettings, words: string[], line: number, wa
 
 function applyTimeout(settings: ProxySettings, words: string[], line: number): boolean {
   const [which, value] = words;
-  if (which !== 'connect' && which !== 'client' && which !== 'server' && which !== 'check') return false;
+  if (which !== 'connect' && which !== 'client' && which !== 'server' && which !== 'check' && which !== 'queue') return false;
   settings.timeouts[which] = parseTime(value, line, `timeout ${which}`);
   return true;
 }
@@ -372,6 +380,7 @@ function parseServerOptions(words: string[], line: number, warnings: string[]): 
       case 'downinter': options.downinterMs = parseTime(next(), line, 'downinter'); break;
       case 'rise': options.rise = parseCount(next(), line, 'rise', 1); break;
       case 'fall': options.fall = parseCount(next(), line, 'fall', 1); break;
+      case 'maxconn': options.maxconn = parseCount(next(), line, 'maxconn', 0); break;
       case 'weight': {
         const weight = parseCount(next(), line, 'weight');
         if (weight > 256) fail(line, `weight ${weight} is out of range: expected 0 to 256`);
@@ -438,7 +447,8 @@ function parseCount(value: string | undefined, line: number, what: string, min =
 }
 
 /** The proxy that balances PostgreSQL connections, with its backend, and the stats proxy. */
-function buildConfig(proxies: Proxy[], warnings: string[], options: ParseHaproxyOptions): ParsedHaproxyConfig {
+function buildConfig(proxies: Proxy[] & { globalMaxconn?: number }, warnings: string[], options: ParseHaproxyOptions): ParsedHaproxyConfig {
+  const globalMaxconn = proxies.globalMaxconn;
   const isStats = (p: Proxy): boolean => p.stats.enabled;
   const statsProxy = proxies.find(isStats);
   for (const p of proxies.filter(isStats).slice(1)) {
@@ -494,6 +504,7 @@ function buildConfig(proxies: Proxy[], warnings: string[], options: ParseHaproxy
     // The client side belongs to the frontend in HAProxy.
     clientMs: front.settings.timeouts.client ?? 0,
     serverMs: settings.timeouts.server ?? 0,
+    ...(settings.timeouts.queue !== undefined ? { queueMs: settings.timeouts.queue } : {}),
   };
   for (const [which, value] of Object.entries({ connect: timeouts.connectMs, client: timeouts.clientMs, server: timeouts.serverMs })) {
     if (value === 0) warnings.push(`line ${front.line}: no 'timeout ${which}' for '${front.name}': 0 (no timeout) is used, as in HAProxy`);
@@ -514,6 +525,7 @@ function buildConfig(proxies: Proxy[], warnings: string[], options: ParseHaproxy
     retries: settings.retries ?? 3,
     redispatch: settings.redispatch ?? false,
     timeouts,
+    ...((front.settings.maxconn ?? globalMaxconn) !== undefined ? { maxconn: front.settings.maxconn ?? globalMaxconn } : {}),
     relay: 'auto',
     warnings,
     statsRefreshS: statsProxy?.stats.refreshS ?? null,
@@ -566,5 +578,7 @@ function toServerConfig(server: ParsedServer, settings: ProxySettings, check: Ch
     disabled: merged.disabled ?? false,
     check: merged.check ?? false,
     checkOverrides,
+    // maxconn 0 is HAProxy's "no limit".
+    ...(merged.maxconn ? { maxconn: merged.maxconn } : {}),
   };
 }

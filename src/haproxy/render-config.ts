@@ -37,6 +37,7 @@ function serverLine(server: ServerConfig, check: CheckSettings, withChecks: bool
   words.push('weight', String(server.weight));
   if (server.backup) words.push('backup');
   if (server.disabled) words.push('disabled');
+  if (server.maxconn) words.push('maxconn', String(server.maxconn));
   return `    ${words.join(' ')}`;
 }
 
@@ -80,10 +81,12 @@ export function renderHaproxyConfig(config: BalancerConfig, servers: ServerConfi
     ...(config.timeouts.clientMs > 0 ? [`    timeout client ${formatHaproxyTime(config.timeouts.clientMs)}`] : []),
     ...(config.timeouts.serverMs > 0 ? [`    timeout server ${formatHaproxyTime(config.timeouts.serverMs)}`] : []),
     `    timeout check ${formatHaproxyTime(check.timeoutMs)}`,
+    ...(config.timeouts.queueMs ? [`    timeout queue ${formatHaproxyTime(config.timeouts.queueMs)}`] : []),
     '',
     `listen ${haproxyName(config.name)}`,
     `    bind ${address(config.listen.host, config.listen.port)}`,
     `    balance ${config.algorithm}`,
+    ...(config.maxconn ? [`    maxconn ${config.maxconn}`] : []),
     ...(withChecks ? checkLines(check) : checkLines({ ...check, type: 'none' })),
   );
   if (servers.length === 0) {

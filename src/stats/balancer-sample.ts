@@ -24,7 +24,7 @@ export function statsUrl(stats: string): string {
 }
 
 function fetchProblem(error: unknown, timeoutMs: number): string {
-  if ((error as Error)?.name === 'TimeoutError' || (error as Error)?.name === 'AbortError') return `no answer within ${timeoutMs / 1000}s`;
+  if ((error as Error)?.name === 'TimeoutError' || (error as Error)?.name === 'AbortError') return `not answering: no answer within ${timeoutMs / 1000}s`;
   const cause = (error as { cause?: { code?: string; message?: string } })?.cause;
   if (cause?.code === 'ECONNREFUSED') return 'connection refused';
   if (cause?.code === 'ECONNRESET' || cause?.code === 'UND_ERR_SOCKET') return 'connection reset';

@@ -13,7 +13,7 @@ export function connectProblem(error: unknown, timeoutMs: number): string {
   if (code === 'ECONNRESET') return 'connection reset';
   if (code === 'EPIPE') return 'connection closed';
   const message = messageOf(error);
-  if (/timeout|timed out/i.test(message)) return `no answer within ${timeoutMs / 1000}s`;
+  if (/timeout|timed out/i.test(message)) return `not answering: no answer within ${timeoutMs / 1000}s`;
   if (/Connection terminated/i.test(message)) return 'connection closed';
   return message.split('\n')[0] ?? message;
 }
