@@ -1,6 +1,7 @@
 // pgbench as the bench runs it: select-only against a host:port, bounded in time, its summary read
 // from stdout and its aborted clients counted from stderr ("client 3 aborted while establishing
-// connection").
+// connection"). Its password comes from the environment's PGPASSFILE (the bench sets the lab's), its
+// sslmode from the run (plaintext unless asked).
 import { execa } from 'execa';
 
 export interface PgbenchResult {
@@ -21,6 +22,11 @@ export interface PgbenchRun {
   /** -C: a new connection per transaction, like the seed's run. */
   connectPerTransaction: boolean;
   threads?: number;
+  /**
+   * libpq's sslmode for this run (PGSSLMODE), default `disable`: the bench chooses per run, whatever
+   * the environment says; the password comes from PGPASSFILE (the lab's pgpass file).
+   */
+  sslmode?: 'disable' | 'require';
 }
 
 export function pgbenchArgs(run: PgbenchRun): string[] {
@@ -52,7 +58,7 @@ export async function runPgbench(run: PgbenchRun): Promise<PgbenchResult> {
     reject: false,
     // pgbench stops itself after -T; the margin covers connection timeouts of its last clients.
     timeout: (run.seconds + 60) * 1000,
-    env: { PGCONNECT_TIMEOUT: '5' },
+    env: { PGCONNECT_TIMEOUT: '5', PGSSLMODE: run.sslmode ?? 'disable' },
   });
   if (result.failed && result.exitCode === undefined) {
     throw new Error(`pgbench could not run: ${result.shortMessage}`);

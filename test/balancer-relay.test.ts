@@ -54,6 +54,10 @@ class RawSession {
       }
       for (const wake of this.waiters.splice(0)) wake();
     });
+    // untilReady sees the close (it throws), never waits on a dead socket.
+    socket.on('close', () => {
+      for (const wake of this.waiters.splice(0)) wake();
+    });
   }
 
   static async open(port: number): Promise<RawSession> {

@@ -1,21 +1,24 @@
 // Encryption end to end through the built-in balancer (REFERENCE.md 6): SSLRequest relayed to the server
 // picked and its answer relayed back, TLS bytes opaque from there; failover only before the server's
 // answer; a libpq 15 cancel (plaintext, key unknown to the balancer) reaching a TLS session's server;
+// TLS sessions handed to the kernel relay at the server's 'S' (and the same through Node);
 // PostgreSQL 17's direct TLS against fake TLS peers (no libpq 17 here).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import tls from 'node:tls';
 import { once } from 'node:events';
+import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { execa } from 'execa';
+import pg from 'pg';
 import { runBalancer, type RunningBalancer } from '../src/balancer/balancer.js';
 import { CANCEL_REQUEST, GSSENC_REQUEST, SSL_REQUEST, startupMessage } from '../src/balancer/protocol.js';
 import { pollUntil } from '../src/common/poll.js';
 import { closedPort, fakePostgres, kernelRelaySkip, serverLine, staticBalancerConfig } from './helpers/balancer-fakes.js';
 import { freePorts, lab, withTempLab } from './helpers/lab.js';
 import { makeTestCa, writeAsPostgres, type TestCa } from './helpers/tls.js';
-import { tlsPaths } from '../src/lab/access.js';
+import { readLabPassword, tlsPaths } from '../src/lab/access.js';
 
 /** An 8-byte request (SSLRequest, GSSENCRequest) or a 16-byte CancelRequest. */
 function request(code: number, pid?: number, secret?: number): Buffer {
@@ -81,7 +84,9 @@ test('TLS end to end through the balancer against PostgreSQL 15 servers', async 
         assert.equal(await psql(port, 'sslmode=disable', SSL_IN_USE), 'f');
         await pollUntil(async () => (lb.stats().sessionsCurrent === 0 && sessionLines(log).length === 5 ? true : undefined), { timeoutMs: 5000, what: 'five sessions logged' });
         const lines = sessionLines(log);
-        assert.equal(lines.filter((line) => / enc=tls relay=node end="client closed"/.test(line)).length, 4, `TLS sessions relayed by Node:\n${lines.join('\n')}`);
+        // The kernel relay takes a TLS session at the server's 'S', where it can run.
+        const tlsRelay = kernelRelaySkip() ? 'node' : 'kernel';
+        assert.equal(lines.filter((line) => new RegExp(` enc=tls relay=${tlsRelay} end="client closed"`).test(line)).length, 4, `TLS sessions relayed by ${tlsRelay}:\n${lines.join('\n')}`);
         const plain = lines.find((line) => / enc=none /.test(line));
         assert.match(plain ?? '', kernelRelaySkip() ? / relay=node / : / relay=kernel /, 'a plaintext session still goes to the kernel relay');
         const stats = lb.stats().servers;
@@ -158,12 +163,143 @@ test('TLS end to end through the balancer against PostgreSQL 15 servers', async 
         const replica1 = lb.stats().servers.find((s) => s.name === 'replica1')!;
         assert.equal(replica1.status, 'DOWN', 'marked down by the proxy');
         assert.ok(replica1.connectionErrors >= 1);
-        const after = log.slice(before);
-        assert.ok(after.some((line) => /retry client=\S+ server=replica1 reason="connection refused"/.test(line)), after.join('\n'));
-        assert.ok(after.some((line) => / server=master1 .* attempts=2 enc=tls /.test(line)), `the refused attempt was followed by TLS on master1:\n${after.join('\n')}`);
+        const after = () => log.slice(before);
+        assert.ok(after().some((line) => /retry client=\S+ server=replica1 reason="connection refused"/.test(line)), after().join('\n'));
+        // A kernel-relayed session's line comes when the relay reports the hang-up, after psql exits.
+        await pollUntil(async () => (after().some((line) => / server=master1 .* attempts=2 enc=tls /.test(line)) ? true : undefined), {
+          timeoutMs: 5000, what: `the refused attempt followed by TLS on master1:\n${after().join('\n')}`,
+        });
       });
     } finally {
       await balancer?.stop();
+    }
+  });
+});
+
+/** `n` rows of COPY (SELECT g, md5(g::text) FROM generate_series(1, n) g) TO STDOUT, as psql prints them. */
+function copyOutput(n: number): Buffer {
+  const lines: string[] = [];
+  for (let g = 1; g <= n; g++) lines.push(`${g}\t${createHash('md5').update(String(g)).digest('hex')}\n`);
+  return Buffer.from(lines.join(''));
+}
+
+const sha256 = (data: Buffer): string => createHash('sha256').update(data).digest('hex');
+
+test('TLS sessions (SSLRequest) in the kernel relay and in Node: 2000 round trips, a 20 MB COPY, a cancel, a mark-down that lets a running query finish', { skip: kernelRelaySkip() }, async (t) => {
+  await withTempLab(async (labDir) => {
+    const [m] = await freePorts(1);
+    await lab(labDir, 'master', 'start', '--port', String(m));
+    const password = await readLabPassword(labDir, 'postgres');
+    assert.ok(password, 'the lab has a password');
+    const rows = 520_000;
+    const expected = copyOutput(rows);
+    assert.ok(expected.length > 20_000_000, `${expected.length} bytes`);
+    for (const relay of ['kernel', 'node'] as const) {
+      await t.test(`--relay ${relay}`, async () => {
+        const log: { at: number; line: string }[] = [];
+        const clients: pg.Client[] = [];
+        // The sql check: its connection stays open, so terminating its backend marks the server DOWN at
+        // once (passive); it is UP again 100 ms later. The grace for a running query: 5 s.
+        const checks = { type: 'sql', interMs: 60_000, fastinterMs: 60_000, downinterMs: 100, rise: 1, fall: 1, timeoutMs: 5000 } as const;
+        const lb = await runBalancer(
+          staticBalancerConfig([serverLine('master1', m!)], checks, { relay, timeouts: { connectMs: 3000, clientMs: 0, serverMs: 0 } }),
+          (line) => log.push({ at: Date.now(), line }),
+        );
+        // Sessions, not the connections that carried a cancel request.
+        const lines = () => sessionLines(log.map((entry) => entry.line)).filter((line) => !/ end="cancel request/.test(line));
+        const linesSince = (count: number) => lines().slice(count);
+        const port = lb.address().port;
+        const connect = async () => {
+          const client = new pg.Client({ host: '127.0.0.1', port, user: 'postgres', database: 'postgres', password, ssl: { rejectUnauthorized: false }, connectionTimeoutMillis: 5000 });
+          clients.push(client);
+          client.on('error', () => undefined);
+          const ended = new Promise<number>((resolve) => client.once('end', () => resolve(Date.now())));
+          await client.connect();
+          return { client, ended };
+        };
+        const tlsLine = new RegExp(` server=master1 .* enc=tls relay=${relay} `);
+        try {
+          assert.equal(lb.stats().relay, relay);
+          await pollUntil(async () => (lb.stats().servers[0]?.status === 'UP' ? true : undefined), { timeoutMs: 10_000, what: 'master1 UP' });
+
+          // 2000 round trips on one session, each answer checked.
+          const { client, ended } = await connect();
+          assert.equal((await client.query(SSL_IN_USE)).rows[0]?.ssl, true, 'the session is TLS end to end');
+          for (let i = 0; i < 2000; i++) {
+            const result = await client.query(`SELECT ${i} AS n, repeat('x', ${i % 200}) AS pad`);
+            assert.equal(result.rows[0]?.n, i);
+            assert.equal(result.rows[0]?.pad, 'x'.repeat(i % 200));
+          }
+          await client.end();
+          await ended;
+          await pollUntil(async () => (lines().length === 1 ? true : undefined), { timeoutMs: 5000, what: 'the session logged' });
+          assert.match(lines()[0]!, tlsLine, lines()[0]);
+          assert.match(lines()[0]!, / end="client closed"/);
+
+          // A 20 MB COPY out, byte for byte.
+          const copy = await execa('psql', psqlArgs(port, 'sslmode=require', `COPY (SELECT g, md5(g::text) FROM generate_series(1, ${rows}) g) TO STDOUT`), {
+            encoding: 'buffer', maxBuffer: 64 << 20, timeout: 60_000, reject: false, stripFinalNewline: false,
+          });
+          assert.equal(copy.exitCode, 0, Buffer.from(copy.stderr).toString());
+          const received = Buffer.from(copy.stdout);
+          assert.equal(received.length, expected.length, 'every byte of the COPY arrived');
+          assert.equal(sha256(received), sha256(expected), 'the COPY arrived unaltered');
+          await pollUntil(async () => (lines().length === 2 ? true : undefined), { timeoutMs: 5000, what: 'the COPY session logged' });
+          assert.match(lines()[1]!, tlsLine, lines()[1]);
+          const out = Number(/ out=(\d+) /.exec(lines()[1]!)?.[1]);
+          assert.ok(out > expected.length, `the log counts the session's bytes to the client (${out})`);
+
+          // A libpq 15 cancel: plaintext, with a key the balancer never saw.
+          const sleeper = execa('psql', psqlArgs(port, 'sslmode=require', 'SELECT pg_sleep(30)'), { timeout: 40_000, reject: false, all: true });
+          try {
+            await pollUntil(
+              async () => ((await psql(m!, 'sslmode=disable', "SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(30)' AND state = 'active'")) === '1' ? true : undefined),
+              { timeoutMs: 10_000, intervalMs: 50, what: 'pg_sleep(30) running' },
+            );
+            const cancelledAt = Date.now();
+            sleeper.kill('SIGINT');
+            const result = await sleeper;
+            assert.match(String(result.all), /canceling statement due to user request/, `psql was cancelled: ${result.all}`);
+            assert.ok(Date.now() - cancelledAt < 2000, `cancelled within ${Date.now() - cancelledAt} ms`);
+          } finally {
+            sleeper.kill('SIGKILL');
+            await sleeper;
+          }
+          assert.ok(log.some((e) => /end="cancel request for an unknown key sent to 1 server\(s\) with encrypted sessions"/.test(e.line)), 'the cancel went by the encrypted session');
+          await pollUntil(async () => (lines().length === 3 ? true : undefined), { timeoutMs: 5000, what: 'the cancelled session logged' });
+          assert.match(lines()[2]!, tlsLine, lines()[2]);
+
+          // The server marked down: the idle session closes at once, the one running a query gets its answer first.
+          const before = lines().length;
+          const idle = await connect();
+          await idle.client.query('SELECT 1');
+          const busy = await connect();
+          await busy.client.query('SELECT 1');
+          const answer = busy.client.query("SELECT pg_sleep(1.5), 'done' AS done");
+          await pollUntil(
+            async () => ((await psql(m!, 'sslmode=disable', "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(1.5)%' AND state = 'active'")) === '1' ? true : undefined),
+            { timeoutMs: 5000, intervalMs: 20, what: 'pg_sleep(1.5) running' },
+          );
+          await psql(m!, 'sslmode=disable', "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'lab-balancer-check'");
+          await pollUntil(async () => (log.some((e) => /server master1 UP -> DOWN/.test(e.line)) ? true : undefined), { timeoutMs: 5000, intervalMs: 10, what: 'master1 DOWN' });
+          const downAt = log.find((e) => /server master1 UP -> DOWN/.test(e.line))!.at;
+          const idleEnd = await idle.ended;
+          assert.ok(idleEnd - downAt < 500, `the idle session closed ${idleEnd - downAt} ms after DOWN`);
+          const result = await answer;
+          assert.equal(result.rows[0]?.done, 'done', 'the running query got its answer');
+          const busyEnd = await busy.ended;
+          assert.ok(busyEnd - downAt < 4000, `then its session closed too (${busyEnd - downAt} ms after DOWN), before the grace ran out`);
+          await pollUntil(async () => (linesSince(before).length === 2 ? true : undefined), { timeoutMs: 5000, what: 'both sessions logged' });
+          for (const line of linesSince(before)) {
+            assert.match(line, tlsLine, line);
+            assert.match(line, / end="server marked down"/, `closed as idle, never cut in its query: ${line}`);
+          }
+          await pollUntil(async () => (lb.stats().servers[0]?.status === 'UP' ? true : undefined), { timeoutMs: 10_000, what: 'master1 UP again' });
+        } finally {
+          for (const c of clients) await c.end().catch(() => undefined);
+          await lb.stop();
+        }
+      });
     }
   });
 });

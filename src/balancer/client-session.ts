@@ -10,6 +10,8 @@
 // server); after 'S' / 'G' the session is opaque bytes bound to that server; after 'N' the plaintext
 // startup goes on on that same server connection, as before. A PostgreSQL 17 direct TLS client (first
 // byte 0x16, a ClientHello) is the same with its first bytes replayed until the server's first byte.
+// An encrypted session goes to the kernel relay with the server's 'S' / 'G' itself (the one moment
+// both sides are known to be quiet); a direct TLS one stays with Node.
 import net from 'node:net';
 import { constants } from 'node:os';
 import { messageOf } from '../common/errors.js';
@@ -141,7 +143,8 @@ const REQUEST_NAME = { ssl: 'SSLRequest', gssenc: 'GSSENCRequest', direct: 'dire
 
 /**
  * An encrypted session cannot be parsed: it waits for an answer when the client's last bytes came after
- * the server's last ones, or the server's last bytes are this recent (a long answer still streaming).
+ * the server's last ones, or the server's last bytes are this recent (a long answer still streaming);
+ * in Node from its own chunks, in the kernel from the relay's receive timestamps (lastReceived).
  * Bytes a server sends on its own (TLS 1.3 session tickets right after the handshake, a NOTIFY) while a
  * query runs make it look answered: it is then closed like an idle one.
  */
@@ -572,7 +575,7 @@ export class ClientSession {
   private onNegotiationAnswer(negotiation: Negotiation, server: BackendServer, upstream: net.Socket, started: number, chunk: Buffer): string | null {
     if (negotiation.kind === 'direct' || chunk[0] === ACCEPT_BYTE[negotiation.kind]) {
       this.negotiation = null;
-      this.relayEncrypted(server, upstream, negotiation.kind === 'gssenc' ? 'gss' : 'tls', chunk);
+      this.relayEncrypted(server, upstream, negotiation.kind === 'gssenc' ? 'gss' : 'tls', chunk, negotiation.kind !== 'direct');
       return null;
     }
     if (chunk[0] !== DECLINE_BYTE || chunk.length !== 1) return `not an answer to ${REQUEST_NAME[negotiation.kind]}`;
@@ -668,15 +671,21 @@ export class ClientSession {
   }
 
   /**
-   * An encrypted session from the server's first byte (`fromServer`) on: opaque bytes both ways, relayed
-   * by Node to the end. The kernel relay stays out: its BPF program finds "in flight" from PostgreSQL
-   * framing (ReadyForQuery at the end of a server chunk), which TLS records hide, and without framing
-   * there is no moment known to be quiet on both sides for the handoff except the 'S' byte itself.
+   * An encrypted session from the server's first byte (`fromServer`) on: opaque bytes both ways. Without
+   * framing there is no moment known to be quiet on both sides except the server's one-byte 'S' / 'G'
+   * itself: the server waits for the client's ClientHello (GSS token), which the client cannot send
+   * before it reads that byte. So that is where the kernel relay takes the session (the relay sends the
+   * byte once both sockets are in the sockhash), whatever kernelRelayAfter says: there is no later
+   * point. Its BPF program's ReadyForQuery notes mean nothing in TLS records (they never change what is
+   * relayed), so closeWhenIdle judges such a session from the relay's receive timestamps. A direct TLS
+   * server's first chunk is part of its handshake flight, not a quiet point: Node relays those, and
+   * anything else the kernel cannot take (no relay, IPv6, bytes the client sent too early).
    */
-  private relayEncrypted(server: BackendServer, upstream: net.Socket, kind: 'tls' | 'gss', fromServer: Buffer): void {
+  private relayEncrypted(server: BackendServer, upstream: net.Socket, kind: 'tls' | 'gss', fromServer: Buffer, handOff: boolean): void {
     if (this.ended) return;
     this.encryption = kind;
     this.bindTo(server, upstream);
+    if (handOff && fromServer.length === 1 && this.input.length === 0 && this.relayInKernel(upstream, fromServer)) return;
     this.serverLastAt = Date.now();
     this.client.write(fromServer);
     if (this.input.length) upstream.write(this.input);
@@ -825,6 +834,14 @@ export class ClientSession {
 
   private closeWhenIdle(reason: string, graceMs: number): void {
     const kernel = this.kernel;
+    if (kernel && this.encryption) {
+      // The same heuristic as Node's below, from when each socket last received bytes.
+      const inFlight = () => {
+        const [clientAgoMs, serverAgoMs] = kernel.relay.lastReceived(kernel.handle);
+        return clientAgoMs < serverAgoMs || serverAgoMs < OPAQUE_QUIET_MS;
+      };
+      return this.closeWhenPolledIdle(inFlight, () => this.drainThenEnd(reason, true), reason, graceMs);
+    }
     if (kernel) return this.closeWhenPolledIdle(() => kernel.relay.inFlight(kernel.handle), () => this.drainThenEnd(reason, true), reason, graceMs);
     if (this.encryption) {
       const inFlight = () => !this.serverSpokeLast || Date.now() - this.serverLastAt < OPAQUE_QUIET_MS;

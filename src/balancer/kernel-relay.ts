@@ -24,6 +24,12 @@ export interface KernelRelay {
   /** The client sent data after the server's last chunk ending with ReadyForQuery (noted by the BPF program). */
   inFlight(handle: RelayHandle): boolean;
   /**
+   * [ms since the client's last bytes arrived, ms since the server's]: the BPF program's timestamps
+   * (TCP_INFO's last_data_recv for a socket that received nothing since the handoff). What an
+   * encrypted session's "in flight" is judged from, where framing means nothing.
+   */
+  lastReceived(handle: RelayHandle): [number, number];
+  /**
    * [bytes from the client, bytes to the client] since the connection began, then the ms since data
    * last went through the client's socket and through the server's (TCP_INFO: the idle timeouts).
    */
@@ -57,7 +63,7 @@ const addonPath = path.join(packageRoot, 'dist', 'native', 'kernel-relay.node');
 export function relayFor(mode: RelayMode): { relay: KernelRelay | null; note: string } {
   if (mode === 'node') return { relay: null, note: "through Node's sockets (--relay node)" };
   const loaded = loadKernelRelay();
-  if ('relay' in loaded) return { relay: loaded.relay, note: 'in the kernel (BPF sockhash) once a session has made its first round trips' };
+  if ('relay' in loaded) return { relay: loaded.relay, note: 'in the kernel (BPF sockhash) once a session has made its first round trips (an encrypted one from the server\'s S on)' };
   if (mode === 'kernel') throw new LabError('USAGE', `--relay kernel: ${loaded.reason}; use --relay node or auto`);
   return { relay: null, note: `through Node's sockets: ${loaded.reason}` };
 }

@@ -11,6 +11,11 @@
 //     know whether one is in flight before it closes a session of a server marked down;
 //  2. builds the key of the socket (its 4-tuple) on the stack and returns
 //     bpf_sk_redirect_hash(skb, map, &key, 0), which finds the peer socket stored under that key.
+// Step 1 only reads (skb_load_bytes of at most the last 6 bytes, any failure skips it) and writes the
+// state map (a failed update is ignored); the verdict is step 2's alone. So bytes that are not
+// PostgreSQL framing (a TLS session's records, relayed from the server's 'S' on) are redirected like
+// any others, never held, dropped or changed: only their "ready" note means nothing, and lastReceived()
+// (the timestamps alone) serves such sessions instead of inFlight().
 //
 // JavaScript API (N-API):
 //   unavailable()                          -> undefined, or why the relay cannot run here (one line)
@@ -18,6 +23,9 @@
 //                                          -> handle; the fds are duplicated, the caller closes its own
 //   pending(handle)  -> bytes received on one side and not yet sent on the other
 //   inFlight(handle) -> true when the client sent data after the server's last ReadyForQuery
+//   lastReceived(handle) -> [ms since the client's last bytes arrived, same for the server's]: the
+//                        program's timestamps (ns), or TCP_INFO's tcpi_last_data_recv for a socket that
+//                        has received nothing since it was relayed
 //   info(handle)     -> [bytes from the client, bytes to the client (since the connection began),
 //                        ms since data last went through the client socket, same for the server]
 //   close(handle)    -> the final info(); both sockets are closed
@@ -35,6 +43,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 #include <node_api.h>
 #include <uv.h>
@@ -439,6 +448,9 @@ static napi_value js_pending(napi_env env, napi_callback_info info) {
   counts_of(r->fd[1], &c[1]);
   double pending = 0;
   for (int side = 0; side < 2; side++) {
+    /* A peer that reset (a TLS client gone, answered by RST when the server's close_notify reached it)
+       will never take what is left for it. */
+    if (c[1 - side].closed) continue;
     int64_t in = (int64_t)(c[side].received - r->base_received[side]) - r->fin[side];
     int64_t out = (int64_t)(c[1 - side].sent - r->base_sent[1 - side]);
     if (in > out) pending += (double)(in - out);
@@ -458,6 +470,33 @@ static napi_value js_in_flight(napi_env env, napi_callback_info info) {
   napi_value result;
   napi_get_boolean(env, in_flight, &result);
   return result;
+}
+
+/** Milliseconds since `side`'s socket last received data (see lastReceived above). */
+static double ms_since_received(relay *r, int side) {
+  struct relay_state state = state_of(r->cookie[side]);
+  if (state.last_ns) {
+    /* bpf_ktime_get_ns() is CLOCK_MONOTONIC. */
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    uint64_t now_ns = (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec;
+    return now_ns > state.last_ns ? (double)(now_ns - state.last_ns) / 1e6 : 0;
+  }
+  tcp_counts c;
+  counts_of(r->fd[side], &c);
+  return (double)c.recv_idle_ms;
+}
+
+static napi_value js_last_received(napi_env env, napi_callback_info info) {
+  relay *r = open_relay_argument(env, info, "lastReceived");
+  if (!r) return NULL;
+  napi_value array, item;
+  napi_create_array_with_length(env, 2, &array);
+  for (uint32_t side = 0; side < 2; side++) {
+    napi_create_double(env, ms_since_received(r, (int)side), &item);
+    napi_set_element(env, array, side, item);
+  }
+  return array;
 }
 
 static napi_value js_info(napi_env env, napi_callback_info info) {
@@ -489,6 +528,7 @@ static napi_value init(napi_env env, napi_value exports) {
     { "open", NULL, js_open, NULL, NULL, NULL, napi_enumerable, NULL },
     { "pending", NULL, js_pending, NULL, NULL, NULL, napi_enumerable, NULL },
     { "inFlight", NULL, js_in_flight, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "lastReceived", NULL, js_last_received, NULL, NULL, NULL, napi_enumerable, NULL },
     { "info", NULL, js_info, NULL, NULL, NULL, napi_enumerable, NULL },
     { "close", NULL, js_close, NULL, NULL, NULL, napi_enumerable, NULL },
   };
