@@ -233,6 +233,8 @@ export class ClientSession {
   private kernel: KernelSession | null = null;
   /** The kernel relay refused this session once: Node relays it to the end. */
   private kernelRefused = false;
+  /** What the client had sent when an encrypted session went to the kernel (its SSLRequest). */
+  private clientBytesAtHandoff = 0;
   /** An SSLRequest, GSSENCRequest or direct TLS start waiting for a server's first byte. */
   private negotiation: Negotiation | null = null;
   /** The session is encrypted end to end: opaque bytes from the server's 'S' / 'G' / first TLS byte on. */
@@ -267,7 +269,14 @@ export class ClientSession {
     const limit = Math.max(this.context.config.timeouts.connectMs, 1000);
     this.phaseTimer = setTimeout(() => {
       const why = `no complete session after ${limit} ms`;
-      if (this.kernel) return;
+      if (this.kernel) {
+        // An encrypted session the kernel took at the server's 'S': a client that never sent its
+        // ClientHello holds a server connection for nothing (one that stalls later is bounded by the
+        // server's authentication_timeout).
+        const [fromClient] = this.kernel.relay.info(this.kernel.handle);
+        if (this.encryption && fromClient <= this.clientBytesAtHandoff) this.end(`${why}: no TLS handshake from the client`);
+        return;
+      }
       if (this.encryption) return this.end(why);
       this.reject('08006', `lab balancer ${this.context.config.name}: ${why}`, why);
     }, limit);
@@ -685,6 +694,7 @@ export class ClientSession {
     if (this.ended) return;
     this.encryption = kind;
     this.bindTo(server, upstream);
+    this.clientBytesAtHandoff = this.client.bytesRead;
     if (handOff && fromServer.length === 1 && this.input.length === 0 && this.relayInKernel(upstream, fromServer)) return;
     this.serverLastAt = Date.now();
     this.client.write(fromServer);
