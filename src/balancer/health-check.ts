@@ -2,7 +2,7 @@
 // stats would show (L4OK, L4CON, L4TOUT, L7OK, L7STS, L7RSP) with a message a person can act on.
 import net from 'node:net';
 import pg from 'pg';
-import { labClientConfig } from '../postgres/client.js';
+import { destroySocket, labClientConfig } from '../postgres/client.js';
 import type { CheckSettings } from './config.js';
 import type { CheckOutcome } from './backend-server.js';
 import { MessageReader, TERMINATE, parseErrorFields, startupMessage } from './protocol.js';
@@ -253,7 +253,7 @@ class SqlChecker implements Checker {
   private drop(client: pg.Client, hard = true): void {
     if (this.client === client) this.client = null;
     // A stuck socket would keep end() waiting: destroy the stream under it.
-    if (hard) (client as unknown as { connection?: { stream?: net.Socket } }).connection?.stream?.destroy();
+    if (hard) destroySocket(client);
     client.end().catch(() => undefined);
   }
 

@@ -8,9 +8,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { LabError } from '../common/errors.js';
 import { writePrivateFile } from '../common/safe-files.js';
-import type { OsUser } from '../postgres/os-user.js';
+import { giveTo, type OsUser } from '../postgres/os-user.js';
 import { pgpassLookup } from '../postgres/pgpass.js';
-import { giveTo } from '../postgres/os-user.js';
 import type { LabState } from './state.js';
 
 export const AUTH_METHODS = ['scram', 'trust'] as const;
@@ -126,14 +125,16 @@ export function forgetLabAccess(): void {
  * that user cannot read the invoking user's pgpass file, so the password goes in PGPASSWORD.
  */
 export async function toolEnv(labDir: string, state: Pick<LabState, 'access' | 'dbUser'>): Promise<Record<string, string>> {
-  if (accessOf(state).auth !== 'scram') return {};
-  const password = await readLabPassword(labDir, state.dbUser);
-  if (!password) throw missingPassword(labDir);
-  return { PGPASSWORD: password, PGPASSFILE: '/dev/null', PGSSLMODE: 'prefer' };
+  const password = await labPassword(labDir, state);
+  return password === undefined ? {} : { PGPASSWORD: password, PGPASSFILE: '/dev/null', PGSSLMODE: 'prefer' };
 }
 
-export function missingPassword(labDir: string): LabError {
-  return new LabError('STATE', `The lab's password file ${pgpassPath(labDir)} is missing or has no line for the lab's user: restore it, or rebuild the lab (\`lab destroy --yes\`)`);
+/** The lab's password when the lab has one (scram), else undefined; a scram lab without it is an error. */
+export async function labPassword(labDir: string, state: Pick<LabState, 'access' | 'dbUser'>): Promise<string | undefined> {
+  if (accessOf(state).auth !== 'scram') return undefined;
+  const password = await readLabPassword(labDir, state.dbUser);
+  if (password) return password;
+  throw new LabError('STATE', `The lab's password file ${pgpassPath(labDir)} is missing or has no line for the lab's user: restore it, or rebuild the lab (\`lab destroy --yes\`)`);
 }
 
 /** True when the TLS files of the lab exist (made by ensureLabTls). */

@@ -10,7 +10,7 @@ import { renderPgHba, renderPostgresqlConf } from '../postgres/config.js';
 import { dialectFor, primaryConninfo } from '../postgres/dialect.js';
 import type { OsUser } from '../postgres/os-user.js';
 import { SOCKET_DIR } from '../postgres/server.js';
-import { accessOf, missingPassword, readLabPassword, tlsPaths, type LabAccessSettings } from './access.js';
+import { accessOf, labPassword, tlsPaths, type LabAccessSettings } from './access.js';
 import { writeMarker } from './datadir.js';
 import type { LabState } from './state.js';
 
@@ -66,11 +66,7 @@ export async function writeNodeConfig(spec: NodeFilesSpec): Promise<void> {
 /** Standby configuration written by us, not by pg_basebackup -R (REFERENCE.md 2: client options leak into it). */
 export async function writeStandbyConfig(spec: NodeFilesSpec & { upstreamPort: number }): Promise<void> {
   const dialect = dialectFor(spec.major);
-  let password: string | undefined;
-  if (spec.access.auth === 'scram') {
-    password = await readLabPassword(spec.labDir, spec.dbUser);
-    if (!password) throw missingPassword(spec.labDir);
-  }
+  const password = await labPassword(spec.labDir, spec);
   const conninfo = primaryConninfo({ host: '127.0.0.1', port: spec.upstreamPort, user: spec.dbUser, applicationName: spec.name, password });
   const files = dialect.standbyFiles(conninfo);
   // A copy of the master never carries standby files, but a replica cloned from a replica would.

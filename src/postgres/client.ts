@@ -1,16 +1,11 @@
 // SQL against a lab node over TCP on loopback, with a bounded connect timeout. The password comes from
-// the lab's pgpass file (PGPASSFILE, read by node-postgres itself) and TLS from clientSsl().
+// the lab's pgpass file (PGPASSFILE, looked up by pgpassLookup) and TLS from clientSsl().
 import { readFileSync } from 'node:fs';
 import type { ConnectionOptions } from 'node:tls';
 import pg from 'pg';
 import { parse as parseConnectionString } from 'pg-connection-string';
 import { pgpassLookup } from './pgpass.js';
 
-/**
- * node-postgres's TLS options for the libpq environment pglab set for the lab (src/lab/access.ts):
- * verify-full checks the server's certificate against PGSSLROOTCERT, including its name; require
- * encrypts without checking. node-postgres has no "prefer": anything else is plaintext.
- */
 /**
  * A node-postgres client configuration with the lab's access: `connectionString` (a user's URL) is
  * parsed here so that its own password and sslmode win, and what it lacks comes from the environment.
@@ -28,6 +23,11 @@ export function labClientConfig(config: pg.ClientConfig): pg.ClientConfig {
   };
 }
 
+/**
+ * node-postgres's TLS options for the libpq environment pglab set for the lab (src/lab/access.ts):
+ * verify-full checks the server's certificate against PGSSLROOTCERT, including its name; require
+ * encrypts without checking. node-postgres has no "prefer": anything else is plaintext.
+ */
 export function clientSsl(env: NodeJS.ProcessEnv = process.env): false | ConnectionOptions {
   const mode = env.PGSSLMODE;
   if (mode === 'require') return { rejectUnauthorized: false };
@@ -61,7 +61,7 @@ export async function withClient<T>(options: ConnectOptions, fn: (client: pg.Cli
   } catch (error) {
     // A login that failed half way (a refused password, a timeout) must not leave its socket open:
     // the server would keep that backend in authentication until authentication_timeout.
-    (client as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream?.destroy();
+    destroySocket(client);
     throw error;
   }
   try {
@@ -69,6 +69,11 @@ export async function withClient<T>(options: ConnectOptions, fn: (client: pg.Cli
   } finally {
     await client.end().catch(() => undefined);
   }
+}
+
+/** Destroys the socket under a node-postgres client: end() would wait on a stuck or half-open login. */
+export function destroySocket(client: pg.Client): void {
+  (client as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream?.destroy();
 }
 
 export async function queryRows<R extends Record<string, unknown>>(options: ConnectOptions, sql: string, params: unknown[] = []): Promise<R[]> {

@@ -1,7 +1,7 @@
 // Nodes as containers (issue 6): the same data dir paths, ports and configuration templates as the
 // process runtime; the image's postgres user owns the data; the server's log goes to the same
 // log/<node>.log file through a bind mount of the lab's log dir.
-import { accessOf, missingPassword, readLabPassword } from '../lab/access.js';
+import { labPassword } from '../lab/access.js';
 import { nodeLogFile } from '../lab/context.js';
 import { nodeFilesSpec } from '../lab/node-files.js';
 import { logTail } from '../postgres/server.js';
@@ -15,17 +15,11 @@ export function dockerRuntime(context: RuntimeContext): NodeRuntime {
   const { labDir, state } = context;
   const image = state.image ?? defaultImage();
   const ref = (node: RuntimeNode) => ({ labId: state.labId, name: node.name });
-  const password = async (): Promise<string | undefined> => {
-    if (accessOf(state).auth !== 'scram') return undefined;
-    const found = await readLabPassword(labDir, state.dbUser);
-    if (!found) throw missingPassword(labDir);
-    return found;
-  };
   const spec = async (node: RuntimeNode): Promise<DockerBuildSpec> => {
     const user = await imagePostgresUser(image, state.labId);
     return {
       labId: state.labId, name: node.name, port: node.port, datadir: node.datadir, image,
-      user, dbUser: state.dbUser, major: state.pg.major, password: await password(),
+      user, dbUser: state.dbUser, major: state.pg.major, password: await labPassword(labDir, state),
       logFile: nodeLogFile(labDir, node.name), files: nodeFilesSpec(labDir, state, node, user),
     };
   };

@@ -2,7 +2,7 @@
 import { LabError } from '../common/errors.js';
 import type { Reporter } from '../common/reporter.js';
 import { nodeLogFile } from '../lab/context.js';
-import { accessOf, readLabPassword, toolEnv, withPasswordFile, missingPassword } from '../lab/access.js';
+import { labPassword, toolEnv, withPasswordFile } from '../lab/access.js';
 import { nodeFilesSpec, removeCopiedLeftovers, writeNodeConfig, writeStandbyConfig } from '../lab/node-files.js';
 import { initdbArgs } from '../postgres/initdb.js';
 import { clientTool, type Installation } from '../postgres/installation.js';
@@ -32,13 +32,9 @@ export function processRuntime(context: RuntimeContext): NodeRuntime {
         onStderrLine: (line) => reporter.detail(line),
         timeoutMs: 300_000,
       });
-      if (accessOf(state).auth === 'scram') {
-        const password = await readLabPassword(labDir, state.dbUser);
-        if (!password) throw missingPassword(labDir);
-        await withPasswordFile(password, runAs, (file) => initdb(file));
-      } else {
-        await initdb();
-      }
+      const password = await labPassword(labDir, state);
+      if (password === undefined) await initdb();
+      else await withPasswordFile(password, runAs, (file) => initdb(file));
       await writeNodeConfig(files(node));
     },
     async checkCanClone() {
