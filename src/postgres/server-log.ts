@@ -16,5 +16,5 @@ export async function logEventTime(logFile: string, pattern: RegExp, sinceEpochM
   return undefined;
 }
 
-/** The server's "ready to accept connections" (or read-only connections, for a standby). */
-export const READY_PATTERN = /database system is ready to accept (read-only )?connections/;
+/** The server's "ready to accept connections" (or read-only connections, for a standby: "read only" before 14). */
+export const READY_PATTERN = /database system is ready to accept (read[- ]only )?connections/;
