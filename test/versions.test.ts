@@ -7,7 +7,7 @@ import { chmod, chown, lstat, mkdir, readdir, rm, symlink, writeFile } from 'nod
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { execa } from 'execa';
-import { freePorts, labBin, runLab, tempDir, withTempLab } from './helpers/lab.js';
+import { freePorts, labBin, repoRoot, runLab, tempDir, withTempLab } from './helpers/lab.js';
 import { lookupUser } from '../src/postgres/os-user.js';
 
 const MAJOR = 17;
@@ -20,7 +20,7 @@ function assertOneLineError(result: { exitCode: number; stderr: string }, exitCo
   assert.match(lines[0]!, pattern);
 }
 
-test('lab versions install: a cached major, listed, used by a lab; interrupted installs and bad input', async () => {
+test('lab versions install: a cached major, listed, used by a lab; interrupted installs and bad input', async (t) => {
   const root = await tempDir('pglab-versions-');
   const cache = path.join(root, 'cache');
   const env = { LAB_PG_CACHE: cache };
@@ -108,6 +108,28 @@ test('lab versions install: a cached major, listed, used by a lab; interrupted i
       assert.match(JSON.parse(started.stdout).version, /^17\./);
       const status = JSON.parse((await runLab(labDir, ['status', '--json'], { env })).stdout);
       assert.equal(status.nodes[0].status, 'running');
+    });
+
+    // The same major in a container: `lab versions image 17` builds pglab/postgres:17-local from the cache
+    // (skipped when the tag is up to date), and a docker lab on --pg 17 runs it.
+    const engine = await execa(path.join(repoRoot, 'scripts', 'ensure-docker.sh'), { reject: false, all: true, timeout: 300_000 });
+    if (engine.exitCode !== 0) {
+      t.diagnostic(`docker part skipped: no Docker engine can run here: ${String(engine.all).trim().split('\n').pop()}`);
+      return;
+    }
+    const image = await run(['versions', 'image', String(MAJOR), '--json']);
+    assert.equal(image.exitCode, 0, image.stderr);
+    assert.deepEqual(JSON.parse(image.stdout), { image: `pglab/postgres:${MAJOR}-local`, source: 'cache', bindir: path.join(cache, String(MAJOR), 'native', 'bin') });
+    await withTempLab(async (labDir) => {
+      const [port, replicaPort] = await freePorts(2);
+      const started = await runLab(labDir, ['--runtime', 'docker', '--pg', String(MAJOR), 'master', 'start', '--port', String(port), '--json'], { env });
+      assert.equal(started.exitCode, 0, started.stderr);
+      assert.match(JSON.parse(started.stdout).version, /^17\./);
+      const status = JSON.parse((await runLab(labDir, ['status', '--json'], { env })).stdout);
+      assert.equal(status.image, `pglab/postgres:${MAJOR}-local`);
+      // The embedded packages have no pg_basebackup: one line saying so, not a Docker stack trace.
+      const replica = await runLab(labDir, ['replica', 'add', 'replica1', path.join(labDir, 'replica1'), String(replicaPort)], { env });
+      assertOneLineError(replica, 9, /has no pg_basebackup on its PATH/);
     });
   } finally {
     await rm(root, { recursive: true, force: true });
