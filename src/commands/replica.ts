@@ -9,6 +9,7 @@ import { checkDatadirPath, inspectDatadir, prepareDatadir, type DatadirCondition
 import { checkName } from '../lab/names.js';
 import { primaryOf, refuseWhileBuilding, thisBuilder, updateState, type NodeRecord } from '../lab/state.js';
 import { checkNodeFits } from '../lab/topology.js';
+import { ensureSlot, parseBaseBackupMethod, slotName, type BaseBackupMethod } from '../postgres/base-backup.js';
 import { withClient } from '../postgres/client.js';
 import { runtimeFor } from '../runtime/node-runtime.js';
 import { applySyncStandbys } from '../postgres/sync-standbys.js';
@@ -20,6 +21,8 @@ export interface ReplicaAddOptions {
   timeoutMs?: number;
   /** A synchronous standby: listed in the primary's synchronous_standby_names, COMMIT waits for it. */
   sync?: boolean;
+  /** pglab's own base backup, pg_basebackup, or auto (default; env LAB_BASE_BACKUP): src/postgres/base-backup.ts. */
+  baseBackup?: BaseBackupMethod | string;
 }
 
 export interface ReplicaAddResult {
@@ -31,6 +34,10 @@ export interface ReplicaAddResult {
   /** True when this rebuilt a replica the lab already had. */
   rebuilt: boolean;
   backupKb?: number;
+  /** How the base backup was taken: pglab's own copy or pg_basebackup. */
+  baseBackup: 'pglab' | 'pg_basebackup';
+  /** The physical replication slot on the primary the replica streams through. */
+  slot: string;
   /** pg_stat_replication.sync_state on the primary: async, or quorum/sync with --sync. */
   syncState: string;
   /** The primary's synchronous_standby_names after this command (--sync). */
@@ -60,7 +67,8 @@ export async function replicaAdd(global: GlobalOptions, nameArg: string, datadir
   const known = checkNodeFits(state, context.labDir, spec);
   if (known) refuseWhileBuilding(known);
   await refuseDatadir(datadir, state.labId, Boolean(known));
-  await nodes.checkCanClone();
+  const method = await nodes.checkCanClone(parseBaseBackupMethod(options.baseBackup) ?? parseBaseBackupMethod(process.env.LAB_BASE_BACKUP, 'LAB_BASE_BACKUP') ?? 'auto');
+  const slot = slotName(name);
   if (!known) await assertPortFree(port, `replica "${name}"`);
 
   // The claim: under the lock, the node is marked building by this process (pid and start time). A second
@@ -98,8 +106,16 @@ export async function replicaAdd(global: GlobalOptions, nameArg: string, datadir
     reporter.step(`CHECKPOINT on ${primary.name}`);
     await withClient(conn, (client) => client.query('CHECKPOINT'));
 
-    reporter.step(`pg_basebackup from ${primary.name} (port ${primary.port}) into ${datadir}`);
-    ({ backupKb } = await nodes.cloneReplica(node, primary.port, reporter));
+    // Every replica streams through its own slot: reserved now, it keeps the WAL from before the backup's
+    // start until the replica has it (a rebuild gets a fresh one: the old one may hold WAL from long ago).
+    reporter.step(`replication slot ${slot} on ${primary.name}`);
+    await ensureSlot(conn, slot, { fresh: true });
+    reporter.step(
+      method === 'pglab'
+        ? `pglab base backup (pg_backup_start, file copy, pg_backup_stop) from ${primary.name} (port ${primary.port}) into ${datadir}`
+        : `pg_basebackup from ${primary.name} (port ${primary.port}) into ${datadir}`,
+    );
+    ({ backupKb } = await nodes.cloneReplica(node, { port: primary.port, datadir: primary.datadir, slot, method }, reporter));
 
     reporter.step(`starting ${name} on port ${port}`);
     pid = await nodes.start(node, timeoutMs);
@@ -132,7 +148,7 @@ export async function replicaAdd(global: GlobalOptions, nameArg: string, datadir
     synchronousStandbyNames = await applySyncStandbys(conn, names);
     syncState = await waitStreaming(context, primary, name, timeoutMs, true);
   }
-  return { name, port, datadir, pid, upstream: primary.name, rebuilt: Boolean(existing), backupKb, syncState, synchronousStandbyNames, elapsedMs: Date.now() - started };
+  return { name, port, datadir, pid, upstream: primary.name, rebuilt: Boolean(existing), backupKb, baseBackup: method, slot, syncState, synchronousStandbyNames, elapsedMs: Date.now() - started };
 }
 
 /**
