@@ -92,6 +92,18 @@ export function replicaCommand(): Command {
       printLine(`base backup: ${result.baseBackup === 'pglab' ? 'pglab\'s own (pg_backup_start, file copy, pg_backup_stop)' : 'pg_basebackup'}${result.backupKb !== undefined ? `, ${result.backupKb} kB` : ''}; slot ${result.slot} on ${result.upstream}`);
     });
   replica
+    .command('remove')
+    .description('stop a replica, drop its replication slot from its upstream, remove its data dir (only with this lab\'s marker) and log, forget it')
+    .argument('<name>', 'replica to remove')
+    .option('--json', 'print the result as JSON')
+    .addHelpText('after', examples('lab replica remove replica3'))
+    .action(async (name: string, options, command: Command) => {
+      const { replicaRemove } = await import('../commands/replica.js');
+      const result = await replicaRemove(globalsOf(command), name);
+      if (options.json) return printJson(result);
+      printLine(`replica ${result.name} removed: data dir ${result.datadir} ${result.datadirOutcome}, slot ${result.slot} ${result.slotDropped ? 'dropped' : 'not found on a running upstream'}`);
+    });
+  replica
     .command('follow')
     .description('point a replica at the (new) primary, restart it, wait until that primary shows it streaming on its timeline')
     .argument('<name>', 'replica to re-point')
@@ -158,6 +170,10 @@ export function nodeCommand(): Command {
         reporter: options.json ? silentReporter : terminalReporter({ verbose: options.verbose }),
       });
       if (options.json) return printJson(result);
+      if (result.rebuilt) {
+        printLine(`${result.name} rebuilt from a new base backup (${result.rebuilt}) and streaming from ${result.primary}, pid ${result.pid} (${(result.elapsedMs / 1000).toFixed(1)}s)`);
+        return;
+      }
       printLine(`${result.name} rewound (${result.rewind}) and streaming from ${result.primary}, pid ${result.pid} (${(result.elapsedMs / 1000).toFixed(1)}s)`);
     });
   return node;
