@@ -83,6 +83,8 @@ export interface OwnBaseBackupSpec {
   owner: OsUser | undefined;
   label: string;
   reporter: Reporter;
+  /** Files copied side by side (default 2: this machine's cores; env LAB_COPY_WORKERS). */
+  workers?: number;
 }
 
 export interface OwnBaseBackupResult {
@@ -91,6 +93,8 @@ export interface OwnBaseBackupResult {
   vanished: number;
   startLsn: string;
   stopLsn: string;
+  /** Milliseconds in pg_backup_start (its checkpoint), the copy, and pg_backup_stop + backup_label. */
+  phasesMs: { start: number; copy: number; stop: number };
   /** Peak resident size of the copying child, from /proc (kB), when it could be read. */
   childPeakRssKb?: number;
 }
@@ -108,10 +112,12 @@ export async function ownBaseBackup(spec: OwnBaseBackupSpec): Promise<OwnBaseBac
   const dialect = dialectFor(spec.major);
   const source = await childSource();
   return withClient({ ...spec.conn, connectTimeoutMs: spec.conn.connectTimeoutMs ?? 5000, applicationName: 'pglab base backup' }, async (client) => {
+    const t0 = Date.now();
     const startLsn = (await client.query<{ lsn: string }>(dialect.backupStartSql, [spec.label])).rows[0]!.lsn;
+    const t1 = Date.now();
     let stopped = false;
     try {
-      const child = spawn(process.execPath, ['--input-type=module', '-e', source, JSON.stringify({ source: spec.sourceDatadir, target: spec.targetDatadir })], {
+      const child = spawn(process.execPath, ['--input-type=module', '-e', source, JSON.stringify({ source: spec.sourceDatadir, target: spec.targetDatadir, workers: spec.workers ?? (Number(process.env.LAB_COPY_WORKERS) || 2) })], {
         uid: spec.owner?.uid,
         gid: spec.owner?.gid,
         cwd: '/',
@@ -164,6 +170,7 @@ export async function ownBaseBackup(spec: OwnBaseBackupSpec): Promise<OwnBaseBac
         const code = await exited;
         throw new LabError('COMMAND_FAILED', `pglab base backup: the copy of ${spec.sourceDatadir} failed (exit code ${code}): ${stderr.trim().split('\n').pop() ?? ''}`);
       }
+      const t2 = Date.now();
       const stop = (await client.query<{ lsn: string; labelfile: string; spcmapfile: string | null }>(dialect.backupStopSql)).rows[0]!;
       stopped = true;
       const files: Record<string, string> = { backup_label: stop.labelfile };
@@ -176,7 +183,7 @@ export async function ownBaseBackup(spec: OwnBaseBackupSpec): Promise<OwnBaseBac
       }
       const copiedDone: { bytes: number; files: number; vanished: number } = copied;
       spec.reporter.progress(1, `${kb(copiedDone.bytes)}/${kb(total)} kB`);
-      return { ...copiedDone, startLsn, stopLsn: stop.lsn, childPeakRssKb: peakRss || undefined };
+      return { ...copiedDone, startLsn, stopLsn: stop.lsn, phasesMs: { start: t1 - t0, copy: t2 - t1, stop: Date.now() - t2 }, childPeakRssKb: peakRss || undefined };
     } finally {
       // A failed copy must not leave the backup running on the primary (the session's end aborts it too).
       if (!stopped) await client.query(dialect.backupStopSql).catch(() => undefined);

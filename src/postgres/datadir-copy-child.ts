@@ -97,7 +97,7 @@ async function writeNew(file: string, content: string): Promise<void> {
 }
 
 async function main(): Promise<void> {
-  const { source, target } = JSON.parse(process.argv[process.argv.length - 1]!) as { source: string; target: string };
+  const { source, target, workers = 1 } = JSON.parse(process.argv[process.argv.length - 1]!) as { source: string; target: string; workers?: number };
   process.umask(0o077);
   const entries = await walk(source);
   const total = entries.reduce((sum, e) => sum + e.size, 0);
@@ -113,18 +113,13 @@ async function main(): Promise<void> {
       say({ type: 'progress', bytes: done });
     }
   };
-  for (const entry of entries) {
+  const copyOne = async (entry: Entry): Promise<void> => {
     const from = path.join(source, entry.rel);
     const to = path.join(target, entry.rel);
-    if (entry.kind === 'dir') {
-      await mkdir(to, { mode: entry.mode });
-      await chmod(to, entry.mode);
-      continue;
-    }
     try {
       if (entry.kind === 'link') {
         await symlink(await readlink(from), to);
-        continue;
+        return;
       }
       // COPYFILE_EXCL: never over an existing file; the kernel copies (copy_file_range), the mode comes along.
       await copyFile(from, to, constants.COPYFILE_EXCL);
@@ -135,10 +130,25 @@ async function main(): Promise<void> {
     } catch (error) {
       if (!isVanished(error)) throw error;
       vanished += 1; // dropped, truncated away or recycled during the copy: WAL replay recreates what counts
-      continue;
+      return;
     }
     progress();
+  };
+  // Directories first (in order), then the files, `workers` at a time (libuv's thread pool runs the
+  // copies side by side: one per core), pg_control alone at the very end.
+  for (const entry of entries) {
+    if (entry.kind !== 'dir') continue;
+    const to = path.join(target, entry.rel);
+    await mkdir(to, { mode: entry.mode });
+    await chmod(to, entry.mode);
   }
+  const queue = entries.filter((e) => e.kind !== 'dir');
+  const control = queue.pop();
+  let next = 0;
+  await Promise.all(Array.from({ length: Math.max(1, workers) }, async () => {
+    while (next < queue.length) await copyOne(queue[next++]!);
+  }));
+  if (control) await copyOne(control);
   progress(true);
   say({ type: 'copied', bytes: done, files, vanished });
   const input = await readStdin();
