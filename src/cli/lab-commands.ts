@@ -62,12 +62,13 @@ export function replicaCommand(): Command {
   const replica = new Command('replica').description('streaming replicas of the master');
   replica
     .command('add')
-    .description('pg_basebackup from the master, standby configuration, start, wait until streaming; re-adding a replica rebuilds it')
+    .description('a base backup of the master (pglab\'s own or pg_basebackup) through a replication slot, standby configuration, start, wait until streaming; re-adding a replica rebuilds it')
     .argument('<name>', 'node name, shown as application_name in pg_stat_replication')
     .argument('<datadir>', 'data dir (created by the lab; an existing non-empty dir of someone else is refused)')
     .argument('<port>', 'port')
     .option('--timeout <duration>', 'how long to wait until the master shows it streaming', parseSeconds, 60_000)
     .option('--sync', 'a synchronous standby: listed in the primary\'s synchronous_standby_names (ANY 1), COMMIT waits for it')
+    .option('--base-backup <method>', 'auto (pglab\'s own copy; pg_basebackup is never needed), pglab, or pg_basebackup (env LAB_BASE_BACKUP)')
     .option('--json', 'print the result as JSON')
     .option('-v, --verbose', 'show pg_basebackup\'s output')
     .addHelpText('after', examples(
@@ -80,6 +81,7 @@ export function replicaCommand(): Command {
       const result = await replicaAdd(globalsOf(command), name, datadir, port, {
         timeoutMs: options.timeout,
         sync: Boolean(options.sync),
+        baseBackup: options.baseBackup,
         reporter: options.json ? silentReporter : terminalReporter({ verbose: options.verbose }),
       });
       if (options.json) return printJson(result);
@@ -87,6 +89,19 @@ export function replicaCommand(): Command {
       printLine(
         `replica ${result.name} ${result.rebuilt ? 'rebuilt' : 'added'}: streaming from ${result.upstream}${sync}, port ${result.port}, data dir ${result.datadir}, pid ${result.pid} (${(result.elapsedMs / 1000).toFixed(1)}s)`,
       );
+      printLine(`base backup: ${result.baseBackup === 'pglab' ? 'pglab\'s own (pg_backup_start, file copy, pg_backup_stop)' : 'pg_basebackup'}${result.backupKb !== undefined ? `, ${result.backupKb} kB` : ''}; slot ${result.slot} on ${result.upstream}`);
+    });
+  replica
+    .command('remove')
+    .description('stop a replica, drop its replication slot from its upstream, remove its data dir (only with this lab\'s marker) and log, forget it')
+    .argument('<name>', 'replica to remove')
+    .option('--json', 'print the result as JSON')
+    .addHelpText('after', examples('lab replica remove replica3'))
+    .action(async (name: string, options, command: Command) => {
+      const { replicaRemove } = await import('../commands/replica.js');
+      const result = await replicaRemove(globalsOf(command), name);
+      if (options.json) return printJson(result);
+      printLine(`replica ${result.name} removed: data dir ${result.datadir} ${result.datadirOutcome}, slot ${result.slot} ${result.slotDropped ? 'dropped' : 'not found on a running upstream'}`);
     });
   replica
     .command('follow')
@@ -155,6 +170,10 @@ export function nodeCommand(): Command {
         reporter: options.json ? silentReporter : terminalReporter({ verbose: options.verbose }),
       });
       if (options.json) return printJson(result);
+      if (result.rebuilt) {
+        printLine(`${result.name} rebuilt from a new base backup (${result.rebuilt}) and streaming from ${result.primary}, pid ${result.pid} (${(result.elapsedMs / 1000).toFixed(1)}s)`);
+        return;
+      }
       printLine(`${result.name} rewound (${result.rewind}) and streaming from ${result.primary}, pid ${result.pid} (${(result.elapsedMs / 1000).toFixed(1)}s)`);
     });
   return node;

@@ -8,6 +8,7 @@ import { assertPortFree } from '../common/ports.js';
 import { nodeLogFile, openLab, type GlobalOptions, type LabContext } from '../lab/context.js';
 import { nodeFilesSpec, writeStandbyConfig } from '../lab/node-files.js';
 import { primaryOf, requireBuilt, requireNode, updateState, type NodeRecord } from '../lab/state.js';
+import { dropSlot, ensureSlot, slotName } from '../postgres/base-backup.js';
 import { queryRows } from '../postgres/client.js';
 import { serverRole } from '../postgres/recovery.js';
 import { logTail } from '../postgres/server.js';
@@ -90,6 +91,18 @@ export async function sizeOf(file: string): Promise<number> {
   return (await stat(file).catch(() => ({ size: 0 }))).size;
 }
 
+/**
+ * The slot `node` had on its former upstream, dropped if that server still runs as a primary (left there,
+ * it would keep WAL for a standby that went elsewhere); a dead or rewound upstream is left alone.
+ */
+export async function dropOldSlot(context: LabContext, node: NodeRecord, newUpstream: string): Promise<void> {
+  const old = node.upstream && node.upstream !== newUpstream ? context.state.nodes.find((n) => n.name === node.upstream) : undefined;
+  if (!old || !(await runtimeFor(context).livePid(old))) return;
+  const conn = { port: old.port, user: context.state.dbUser, connectTimeoutMs: 2000 };
+  const role = await serverRole(conn, context.state.pg.major).catch(() => undefined);
+  if (role && !role.inRecovery) await dropSlot(conn, slotName(node.name)).catch(() => undefined);
+}
+
 export async function replicaFollow(global: GlobalOptions, name: string, options: FollowOptions = {}): Promise<FollowResult> {
   const started = Date.now();
   const timeoutMs = options.timeoutMs ?? 60_000;
@@ -111,8 +124,11 @@ export async function replicaFollow(global: GlobalOptions, name: string, options
     }
   }
 
+  // The new primary was a standby: it has no slot for this node yet (slots are not replicated).
+  await ensureSlot({ port: primary.port, user: state.dbUser }, slotName(name));
   await writeStandbyConfig({ ...nodeFilesSpec(context.labDir, state, node, await nodes.dataOwner()), upstreamPort: primary.port });
   await nodes.stop(node, 'fast');
+  await dropOldSlot(context, node, primary.name);
   await assertPortFree(node.port, `node "${name}"`);
   const logFrom = await sizeOf(nodeLogFile(context.labDir, name));
   const pid = await nodes.start(node, timeoutMs);

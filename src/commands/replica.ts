@@ -9,10 +9,14 @@ import { checkDatadirPath, inspectDatadir, prepareDatadir, type DatadirCondition
 import { checkName } from '../lab/names.js';
 import { primaryOf, refuseWhileBuilding, thisBuilder, updateState, type NodeRecord } from '../lab/state.js';
 import { checkNodeFits } from '../lab/topology.js';
+import { rm } from 'node:fs/promises';
+import { nodeLogFile } from '../lab/context.js';
+import { removeDatadir } from '../lab/datadir.js';
+import { dropSlot, ensureSlot, parseBaseBackupMethod, slotName, type BaseBackupMethod } from '../postgres/base-backup.js';
 import { withClient } from '../postgres/client.js';
 import { runtimeFor } from '../runtime/node-runtime.js';
 import { applySyncStandbys } from '../postgres/sync-standbys.js';
-import { waitStreaming } from './follow.js';
+import { dropOldSlot, waitStreaming } from './follow.js';
 
 export interface ReplicaAddOptions {
   reporter?: Reporter;
@@ -20,6 +24,8 @@ export interface ReplicaAddOptions {
   timeoutMs?: number;
   /** A synchronous standby: listed in the primary's synchronous_standby_names, COMMIT waits for it. */
   sync?: boolean;
+  /** pglab's own base backup, pg_basebackup, or auto (default; env LAB_BASE_BACKUP): src/postgres/base-backup.ts. */
+  baseBackup?: BaseBackupMethod | string;
 }
 
 export interface ReplicaAddResult {
@@ -31,6 +37,10 @@ export interface ReplicaAddResult {
   /** True when this rebuilt a replica the lab already had. */
   rebuilt: boolean;
   backupKb?: number;
+  /** How the base backup was taken: pglab's own copy or pg_basebackup. */
+  baseBackup: 'pglab' | 'pg_basebackup';
+  /** The physical replication slot on the primary the replica streams through. */
+  slot: string;
   /** pg_stat_replication.sync_state on the primary: async, or quorum/sync with --sync. */
   syncState: string;
   /** The primary's synchronous_standby_names after this command (--sync). */
@@ -60,7 +70,8 @@ export async function replicaAdd(global: GlobalOptions, nameArg: string, datadir
   const known = checkNodeFits(state, context.labDir, spec);
   if (known) refuseWhileBuilding(known);
   await refuseDatadir(datadir, state.labId, Boolean(known));
-  await nodes.checkCanClone();
+  const method = await nodes.checkCanClone(parseBaseBackupMethod(options.baseBackup) ?? parseBaseBackupMethod(process.env.LAB_BASE_BACKUP, 'LAB_BASE_BACKUP') ?? 'auto');
+  const slot = slotName(name);
   if (!known) await assertPortFree(port, `replica "${name}"`);
 
   // The claim: under the lock, the node is marked building by this process (pid and start time). A second
@@ -92,14 +103,23 @@ export async function replicaAdd(global: GlobalOptions, nameArg: string, datadir
     if (existing) {
       reporter.step(`stopping ${name} before rebuilding it`);
       await nodes.stop(node, 'immediate');
+      await dropOldSlot(context, existing, primary.name);
     }
     await assertPortFree(port, `replica "${name}"`);
     await prepareDatadir(datadir, state.labId);
     reporter.step(`CHECKPOINT on ${primary.name}`);
     await withClient(conn, (client) => client.query('CHECKPOINT'));
 
-    reporter.step(`pg_basebackup from ${primary.name} (port ${primary.port}) into ${datadir}`);
-    ({ backupKb } = await nodes.cloneReplica(node, primary.port, reporter));
+    // Every replica streams through its own slot: reserved now, it keeps the WAL from before the backup's
+    // start until the replica has it (a rebuild gets a fresh one: the old one may hold WAL from long ago).
+    reporter.step(`replication slot ${slot} on ${primary.name}`);
+    await ensureSlot(conn, slot, { fresh: true });
+    reporter.step(
+      method === 'pglab'
+        ? `pglab base backup (pg_backup_start, file copy, pg_backup_stop) from ${primary.name} (port ${primary.port}) into ${datadir}`
+        : `pg_basebackup from ${primary.name} (port ${primary.port}) into ${datadir}`,
+    );
+    ({ backupKb } = await nodes.cloneReplica(node, { port: primary.port, datadir: primary.datadir, slot, method }, reporter));
 
     reporter.step(`starting ${name} on port ${port}`);
     pid = await nodes.start(node, timeoutMs);
@@ -132,7 +152,7 @@ export async function replicaAdd(global: GlobalOptions, nameArg: string, datadir
     synchronousStandbyNames = await applySyncStandbys(conn, names);
     syncState = await waitStreaming(context, primary, name, timeoutMs, true);
   }
-  return { name, port, datadir, pid, upstream: primary.name, rebuilt: Boolean(existing), backupKb, syncState, synchronousStandbyNames, elapsedMs: Date.now() - started };
+  return { name, port, datadir, pid, upstream: primary.name, rebuilt: Boolean(existing), backupKb, baseBackup: method, slot, syncState, synchronousStandbyNames, elapsedMs: Date.now() - started };
 }
 
 /**
@@ -144,4 +164,48 @@ async function refuseDatadir(datadir: string, labId: string, exists: boolean): P
   if (condition === 'ours' && !exists) throw new LabError('UNSAFE', `Data dir ${datadir} holds another node of this lab; nothing was deleted: choose another path`);
   if (condition === 'foreign' || condition === 'not-a-directory') await prepareDatadir(datadir, labId); // throws the clear "not created by this lab" error
   return condition;
+}
+
+export interface ReplicaRemoveResult {
+  name: string;
+  datadir: string;
+  /** What happened to the data dir: removed (the lab made it), emptied (it was yours), or kept (no marker of this lab). */
+  datadirOutcome: 'removed' | 'emptied' | 'kept';
+  /** The slot dropped from the upstream, or why it was not. */
+  slot: string;
+  slotDropped: boolean;
+}
+
+/**
+ * `lab replica remove NAME`: stop the replica, drop its replication slot from its upstream (else the
+ * primary keeps WAL for it until max_slot_wal_keep_size), remove its data dir (only with this lab's
+ * marker) and log, and forget it; a synchronous standby leaves synchronous_standby_names.
+ */
+export async function replicaRemove(global: GlobalOptions, nameArg: string): Promise<ReplicaRemoveResult> {
+  const context = await openLab(global);
+  const { state } = context;
+  const nodes = runtimeFor(context);
+  const name = checkName(nameArg);
+  const node = state.nodes.find((n) => n.name === name);
+  if (!node) throw new LabError('NOT_FOUND', `No node "${name}" in this lab`);
+  if (node.role === 'primary') throw new LabError('STATE', `Node "${name}" is the lab's primary: promote another node first, or \`lab destroy --yes\` the whole lab`);
+  refuseWhileBuilding(node);
+  if (await nodes.livePid(node)) await nodes.stop(node, 'fast');
+  const slot = slotName(name);
+  const upstream = state.nodes.find((n) => n.name === node.upstream && n.name !== name) ?? primaryOf(state);
+  let slotDropped = false;
+  if (upstream && (await nodes.livePid(upstream))) {
+    slotDropped = await dropSlot({ port: upstream.port, user: state.dbUser }, slot);
+  }
+  const datadirOutcome = await removeDatadir(node.datadir, state.labId, node.datadirCreated);
+  await rm(nodeLogFile(context.labDir, name), { force: true });
+  const after = await updateState(context.labDir, (s) => {
+    s.nodes = s.nodes.filter((n) => n.name !== name);
+  });
+  const primary = primaryOf(after);
+  if (node.sync && primary && (await nodes.livePid(primary))) {
+    const names = after.nodes.filter((n) => n.sync && n.role === 'replica' && !n.rewindNeeded).map((n) => n.name);
+    await applySyncStandbys({ port: primary.port, user: state.dbUser }, names);
+  }
+  return { name, datadir: node.datadir, datadirOutcome, slot, slotDropped };
 }

@@ -11,12 +11,14 @@ import { silentReporter, type Reporter } from '../common/reporter.js';
 import { readNoFollow, writePrivateFile } from '../common/safe-files.js';
 import { nodeLogFile, openLab, type GlobalOptions } from '../lab/context.js';
 import { nodeFilesSpec, writeNodeConfig, writeStandbyConfig } from '../lab/node-files.js';
-import { requireBuilt, requireNode, updateState } from '../lab/state.js';
+import { primaryOf, requireBuilt, requireNode, updateState } from '../lab/state.js';
 import { withClient } from '../postgres/client.js';
 import type { OsUser } from '../postgres/os-user.js';
-import { noPgRewindError, rewindSummary } from '../postgres/pg-rewind.js';
+import { ensureSlot, slotName } from '../postgres/base-backup.js';
+import { rewindSummary } from '../postgres/pg-rewind.js';
 import { runtimeFor } from '../runtime/node-runtime.js';
 import { requireRunningPrimary, sizeOf, waitStreaming } from './follow.js';
+import { replicaAdd } from './replica.js';
 
 export interface RewindOptions {
   primary?: string;
@@ -28,8 +30,10 @@ export interface RewindResult {
   name: string;
   primary: string;
   pid: number;
-  /** What pg_rewind said it did ("no rewind required" or the amount copied). */
+  /** What pg_rewind said it did ("no rewind required" or the amount copied), or that the node was rebuilt. */
   rewind: string;
+  /** Why there was no pg_rewind, when the node was rebuilt from a new base backup instead. */
+  rebuilt?: string;
   elapsedMs: number;
 }
 
@@ -46,9 +50,15 @@ export async function nodeRewind(global: GlobalOptions, name: string, options: R
   }
   requireBuilt(node, 're-add it instead');
   const missing = await nodes.rewindMissing();
-  if (missing) throw noPgRewindError(missing);
   const primary = await requireRunningPrimary(context, options.primary);
   if (primary.name === name) throw new LabError('USAGE', `Node "${name}" cannot be rewound from itself`);
+  if (missing) {
+    // pg_rewind only rewinds its own major: without one, what a DBA does, a new base backup in its place.
+    if (primary.name !== primaryOf(state)?.name) throw new LabError('USAGE', `No pg_rewind here (${missing}): "${name}" can only be rebuilt from the lab's primary; run without --primary`);
+    reporter.step(`${missing}: rebuilding ${name} from a new base backup of ${primary.name}`);
+    const added = await replicaAdd(global, name, node.datadir, node.port, { reporter, timeoutMs });
+    return { name, primary: primary.name, pid: added.pid, rewind: `rebuilt from a new base backup (${added.baseBackup})`, rebuilt: missing, elapsedMs: Date.now() - started };
+  }
 
   if (await nodes.livePid(node)) {
     reporter.step(`stopping ${name} (pg_rewind needs it shut down)`);
@@ -71,6 +81,7 @@ export async function nodeRewind(global: GlobalOptions, name: string, options: R
   await dropPrimaryOnlySettings(node.datadir, owner);
   await writeStandbyConfig({ ...files, upstreamPort: primary.port });
 
+  await ensureSlot({ port: primary.port, user: state.dbUser }, slotName(name));
   reporter.step(`starting ${name} as a standby of ${primary.name}`);
   await assertPortFree(node.port, `node "${name}"`);
   const logFrom = await sizeOf(nodeLogFile(context.labDir, name));

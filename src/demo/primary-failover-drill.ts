@@ -2,7 +2,7 @@
 // the `rw` balancer (pool: the primary) and count a number once its COMMIT is acknowledged; readers
 // go through `lb` (pool: the replicas). The master is killed with SIGKILL, the replica that received
 // the most WAL is promoted, the others follow it, and the old master is pg_rewind-ed back as a replica
-// (rebuilt with pg_basebackup where there is no pg_rewind for its version: the embedded PostgreSQL 11).
+// (rebuilt from a new base backup where there is no pg_rewind for its version: the embedded 11, 16-18).
 // The report says how long writes stopped and how many acknowledged commits the new primary lacks.
 import { setTimeout as delay } from 'node:timers/promises';
 import { fetchBalancerStats, startBalancer, type StartedBalancer } from '../commands/balancer.js';
@@ -186,8 +186,8 @@ async function failover(d: FailoverInput): Promise<void> {
     // PostgreSQL 11 here: what a DBA without pg_rewind does, a new base backup in place of the old master.
     narrator.event('re-add-start', `step 9: ${missing}: lab replica add master1 (a new base backup from ${chosen.name})`, rewindStarted);
     const masterDatadir = path.join(global.labDir, 'master1');
-    await replicaAdd(global, 'master1', masterDatadir, lab.masterPort, { reporter: d.reporter });
-    steps.rewind = `rebuilt with pg_basebackup (${missing})`;
+    const added = await replicaAdd(global, 'master1', masterDatadir, lab.masterPort, { reporter: d.reporter });
+    steps.rewind = `rebuilt from a new base backup, ${added.baseBackup === 'pglab' ? 'pglab\'s own' : 'pg_basebackup'} (${missing})`;
     narrator.event('re-add', `master1 rebuilt and streaming from ${chosen.name} (${Date.now() - rewindStarted} ms)`);
     return;
   }

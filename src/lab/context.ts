@@ -33,6 +33,13 @@ export async function labInstallation(state: LabState, wanted: string | undefine
   }
   if (wanted) {
     const requested = await resolveInstallation(wanted);
+    if (requested.major !== inst.major) {
+      // Streaming replication (and a base backup of the master) only works within one major version.
+      throw new LabError(
+        'CONFLICT',
+        `This lab's nodes run PostgreSQL ${inst.major} (${state.pg.bindir}): PostgreSQL ${requested.major} from --pg cannot replicate from them (same major only); use another --lab-dir for another version`,
+      );
+    }
     if (requested.bindir !== inst.bindir) {
       throw new LabError(
         'CONFLICT',

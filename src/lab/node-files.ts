@@ -7,6 +7,7 @@ import { readdir, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { readNoFollow, writePrivateFile } from '../common/safe-files.js';
 import { renderPgHba, renderPostgresqlConf } from '../postgres/config.js';
+import { slotName } from '../postgres/base-backup.js';
 import { dialectFor, primaryConninfo } from '../postgres/dialect.js';
 import type { OsUser } from '../postgres/os-user.js';
 import { SOCKET_DIR } from '../postgres/server.js';
@@ -63,12 +64,16 @@ export async function writeNodeConfig(spec: NodeFilesSpec): Promise<void> {
   await writeMarker(spec.datadir, { labId: spec.labId, node: spec.name }, spec.runAs);
 }
 
-/** Standby configuration written by us, not by pg_basebackup -R (REFERENCE.md 2: client options leak into it). */
+/**
+ * Standby configuration written by us, not by pg_basebackup -R (REFERENCE.md 2: client options leak into
+ * it). Every replica streams through its own physical slot on its upstream (slotName), which the
+ * command that points it there creates first.
+ */
 export async function writeStandbyConfig(spec: NodeFilesSpec & { upstreamPort: number }): Promise<void> {
   const dialect = dialectFor(spec.major);
   const password = await labPassword(spec.labDir, spec);
   const conninfo = primaryConninfo({ host: '127.0.0.1', port: spec.upstreamPort, user: spec.dbUser, applicationName: spec.name, password });
-  const files = dialect.standbyFiles(conninfo);
+  const files = dialect.standbyFiles(conninfo, slotName(spec.name));
   // A copy of the master never carries standby files, but a replica cloned from a replica would.
   for (const stale of ['recovery.conf', 'standby.signal', 'recovery.signal']) {
     await rm(path.join(spec.datadir, stale), { force: true });
@@ -78,7 +83,7 @@ export async function writeStandbyConfig(spec: NodeFilesSpec & { upstreamPort: n
   if (files.autoConfLines) {
     const autoConf = path.join(spec.datadir, 'postgresql.auto.conf');
     const current = (await readNoFollow(autoConf)) ?? '';
-    const kept = current.split('\n').filter((line) => line && !/^\s*(primary_conninfo|recovery_target_timeline)\s*=/.test(line));
+    const kept = current.split('\n').filter((line) => line && !/^\s*(primary_conninfo|recovery_target_timeline|primary_slot_name)\s*=/.test(line));
     await writeOwned(autoConf, `${[...kept, ...files.autoConfLines].join('\n')}\n`, spec.runAs);
   }
 }

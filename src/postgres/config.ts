@@ -32,6 +32,7 @@ export async function renderPostgresqlConf(dialect: Dialect, values: ConfValues)
     socket_dir: values.socketDir,
     wal_level: dialect.walLevel,
     wal_keep: dialect.walKeepLine,
+    slot_keep: dialect.slotKeepLine,
     ssl: values.ssl ? 'on' : 'off',
   });
 }

@@ -7,7 +7,7 @@ export interface Dialect {
   /** The postgresql.conf line that keeps WAL for standbys, for the seed's 8 segments (128 MB). */
   walKeepLine: string;
   /** Standby configuration: files to write in the replica's data dir. */
-  standbyFiles(conninfo: string): { recoveryConf?: string; signal?: boolean; autoConfLines?: string[] };
+  standbyFiles(conninfo: string, slot?: string): { recoveryConf?: string; signal?: boolean; autoConfLines?: string[] };
   /** SQL for the current WAL insert / write positions on a primary. */
   currentInsertLsn: string;
   currentWriteLsn: string;
@@ -16,6 +16,12 @@ export interface Dialect {
   /** SQL for the replay LSN and timestamp on a standby */
   lastReplayLsn: string;
   lsnDiff: string; // function name
+  /** Low-level backup API (non-exclusive, one session): $1 = label; returns lsn. */
+  backupStartSql: string;
+  /** Ends the session's backup without waiting for archiving; returns lsn, labelfile, spcmapfile. */
+  backupStopSql: string;
+  /** The postgresql.conf line bounding the WAL a replication slot may keep (13+), or '' before 13. */
+  slotKeepLine: string;
 }
 
 export function dialectFor(major: number): Dialect {
@@ -24,11 +30,12 @@ export function dialectFor(major: number): Dialect {
     major,
     walLevel: major >= 10 ? 'replica' : 'hot_standby', // 9.6 accepts both
     walKeepLine: major >= 13 ? 'wal_keep_size = 128MB' : 'wal_keep_segments = 8',
-    standbyFiles(conninfo) {
+    standbyFiles(conninfo, slot) {
+      const slotLines = slot === undefined ? [] : [`primary_slot_name = '${slot}'`];
       if (major >= 12) {
         return {
           signal: true,
-          autoConfLines: [`primary_conninfo = '${conninfo.replace(/'/g, "''")}'`, "recovery_target_timeline = 'latest'"],
+          autoConfLines: [`primary_conninfo = '${conninfo.replace(/'/g, "''")}'`, "recovery_target_timeline = 'latest'", ...slotLines],
         };
       }
       return {
@@ -36,6 +43,7 @@ export function dialectFor(major: number): Dialect {
           "standby_mode = 'on'",
           `primary_conninfo = '${conninfo.replace(/'/g, "''")}'`,
           "recovery_target_timeline = 'latest'",
+          ...slotLines,
           '',
         ].join('\n'),
       };
@@ -47,6 +55,13 @@ export function dialectFor(major: number): Dialect {
       : { sent: 'sent_location', write: 'write_location', flush: 'flush_location', replay: 'replay_location' },
     lastReplayLsn: modern ? 'pg_last_wal_replay_lsn()' : 'pg_last_xlog_replay_location()',
     lsnDiff: modern ? 'pg_wal_lsn_diff' : 'pg_xlog_location_diff',
+    // pg_backup_start/stop from 15 (exclusive mode gone); pg_start_backup(label, fast, exclusive) before.
+    backupStartSql: major >= 15 ? 'SELECT pg_backup_start($1, true) AS lsn' : 'SELECT pg_start_backup($1, true, false) AS lsn',
+    backupStopSql:
+      major >= 15
+        ? 'SELECT lsn, labelfile, spcmapfile FROM pg_backup_stop(false)'
+        : `SELECT lsn, labelfile, spcmapfile FROM pg_stop_backup(false${major >= 10 ? ', false' : ''})`,
+    slotKeepLine: major >= 13 ? 'max_slot_wal_keep_size = 1GB          # a slot of a replica gone for long is invalidated past this' : '',
   };
 }
 

@@ -1,7 +1,10 @@
 // A node's data dir built in containers and configured from the host: the same lab templates and
 // standby files as the process runtime, owned by the image's postgres user instead of the host's.
 import { removeCopiedLeftovers, writeNodeConfig, writeStandbyConfig, type NodeFilesSpec } from '../lab/node-files.js';
+import type { Reporter } from '../common/reporter.js';
+import { ownBaseBackup } from '../postgres/base-backup.js';
 import { giveTo } from '../postgres/os-user.js';
+import type { CloneUpstream } from './node-runtime.js';
 import { basebackupInContainer, initdbInContainer, type DockerNodeSpec } from './docker-node.js';
 
 export interface DockerBuildSpec extends DockerNodeSpec {
@@ -20,12 +23,25 @@ export async function buildMasterDatadir(spec: DockerBuildSpec): Promise<void> {
   await writeNodeConfig(filesSpec(spec));
 }
 
-/** pg_basebackup from 127.0.0.1:upstreamPort + the lab's configuration + the standby files. */
-export async function buildReplicaDatadir(spec: DockerBuildSpec, upstreamPort: number, onLine?: (line: string) => void): Promise<{ output: string }> {
+/**
+ * A base backup from 127.0.0.1:upstream.port + the lab's configuration + the standby files: the image's
+ * pg_basebackup in a one-off container, or pglab's own copy on the host (the data dirs are bind-mounted
+ * at the same paths), run as the image's postgres uid.
+ */
+export async function buildReplicaDatadir(spec: DockerBuildSpec, upstream: CloneUpstream, reporter: Reporter, onLine?: (line: string) => void): Promise<{ output: string; bytes?: number }> {
   await giveTo(spec.datadir, spec.user);
-  const { output } = await basebackupInContainer(spec, upstreamPort, { onLine });
+  let output = '';
+  let bytes: number | undefined;
+  if (upstream.method === 'pglab') {
+    ({ bytes } = await ownBaseBackup({
+      conn: { port: upstream.port, user: spec.dbUser }, major: spec.major, sourceDatadir: upstream.datadir, targetDatadir: spec.datadir,
+      owner: spec.user, label: `pglab ${spec.name}`, reporter,
+    }));
+  } else {
+    ({ output } = await basebackupInContainer(spec, upstream.port, { onLine, slot: upstream.slot }));
+  }
   await removeCopiedLeftovers(spec.datadir);
   await writeNodeConfig(filesSpec(spec));
-  await writeStandbyConfig({ ...filesSpec(spec), upstreamPort });
-  return { output };
+  await writeStandbyConfig({ ...filesSpec(spec), upstreamPort: upstream.port });
+  return { output, bytes };
 }

@@ -137,14 +137,14 @@ function passwordEnv(spec: Pick<DockerNodeSpec, 'password'>): Record<string, str
 export async function basebackupInContainer(
   spec: DockerNodeSpec,
   upstreamPort: number,
-  options: { timeoutMs?: number; onLine?: (line: string) => void } = {},
+  options: { timeoutMs?: number; onLine?: (line: string) => void; slot?: string } = {},
 ): Promise<{ elapsedMs: number; output: string }> {
   return runOneOff({
     image: spec.image,
     name: containerName(spec.labId, spec.name, 'basebackup'),
     labels: labLabels(spec.labId, spec.name, 'basebackup'),
     user: userOf(spec),
-    command: ['pg_basebackup', '-h', '127.0.0.1', '-p', String(upstreamPort), '-U', spec.dbUser, '-D', spec.datadir, '-X', 'stream', '--checkpoint=fast', '--progress', '--verbose'],
+    command: ['pg_basebackup', '-h', '127.0.0.1', '-p', String(upstreamPort), '-U', spec.dbUser, '-D', spec.datadir, '-X', 'stream', ...(options.slot ? ['-S', options.slot] : []), '--checkpoint=fast', '--progress', '--verbose'],
     binds: [spec.datadir],
     env: passwordEnv(spec),
     timeoutMs: options.timeoutMs ?? 30 * 60_000,

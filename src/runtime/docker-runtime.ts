@@ -29,17 +29,21 @@ export function dockerRuntime(context: RuntimeContext): NodeRuntime {
     async initMaster(node) {
       await buildMasterDatadir(await spec(node));
     },
-    async checkCanClone() {
+    async checkCanClone(wanted = 'auto') {
       await imagePostgresUser(image, state.labId); // the engine answers and the image has its postgres user
+      // Images laid out like the official ones carry their own pg_basebackup: auto keeps it there;
+      // --base-backup pglab copies on the host (the data dirs are bind-mounted at the same paths).
+      return wanted === 'pglab' ? 'pglab' : 'pg_basebackup';
     },
-    async cloneReplica(node, upstreamPort, reporter) {
+    async cloneReplica(node, upstream, reporter) {
       // pg_basebackup's progress, live from the one-off container's output, as for the process runtime.
       let backupKb: number | undefined;
-      await buildReplicaDatadir(await spec(node), upstreamPort, (line) => {
+      const { bytes } = await buildReplicaDatadir(await spec(node), upstream, reporter, (line) => {
         const kb = reportBackupLine(line, reporter);
         if (kb !== undefined) backupKb = kb;
       });
-      return { backupKb };
+      if (bytes !== undefined) backupKb = Math.round(bytes / 1024);
+      return { backupKb, method: upstream.method };
     },
     async start(node, timeoutMs) {
       return (await startNodeContainer(await spec(node), timeoutMs)).pid;

@@ -2,6 +2,7 @@
 // or containers (issue 6). Commands build, start, stop, kill and inspect nodes only through it; both
 // runtimes write the server's log to the same file (log/<node>.log in the lab dir).
 import type { Reporter } from '../common/reporter.js';
+import type { BaseBackupMethod } from '../postgres/base-backup.js';
 import type { Installation } from '../postgres/installation.js';
 import type { OsUser } from '../postgres/os-user.js';
 import type { ServerStatus, StopMode } from '../postgres/server.js';
@@ -17,6 +18,18 @@ export interface RuntimeNode {
   datadir: string;
 }
 
+export type ResolvedBackupMethod = Exclude<BaseBackupMethod, 'auto'>;
+
+/** The node a replica is cloned from, and how. */
+export interface CloneUpstream {
+  port: number;
+  /** Its data dir on this host (pglab's own base backup copies it). */
+  datadir: string;
+  /** The physical replication slot on it that keeps the WAL for the new replica. */
+  slot: string;
+  method: ResolvedBackupMethod;
+}
+
 export interface RuntimeContext {
   labDir: string;
   state: LabState;
@@ -30,10 +43,16 @@ export interface NodeRuntime {
   readonly name: RuntimeName;
   /** initdb into the (empty) data dir, then the lab's postgresql.conf / pg_hba.conf and marker. */
   initMaster(node: RuntimeNode, reporter: Reporter): Promise<void>;
-  /** What cloneReplica needs (pg_basebackup, or the engine and image), checked before the lab records the node. */
-  checkCanClone(): Promise<void>;
-  /** pg_basebackup from 127.0.0.1:upstreamPort, then the lab's configuration and standby files. */
-  cloneReplica(node: RuntimeNode, upstreamPort: number, reporter: Reporter): Promise<{ backupKb?: number }>;
+  /**
+   * What cloneReplica needs (pg_basebackup, or the engine and image), checked before the lab records the
+   * node; returns the method `wanted` resolves to here (auto: src/postgres/base-backup.ts).
+   */
+  checkCanClone(wanted?: BaseBackupMethod): Promise<ResolvedBackupMethod>;
+  /**
+   * A base backup of the upstream (pg_basebackup, or pglab's own copy: `method`), streaming its WAL
+   * through `slot` (created on the upstream beforehand), then the lab's configuration and standby files.
+   */
+  cloneReplica(node: RuntimeNode, upstream: CloneUpstream, reporter: Reporter): Promise<{ backupKb?: number; method: ResolvedBackupMethod }>;
   /** Start and wait until it accepts connections; returns the postmaster's pid (as the host sees it). */
   start(node: RuntimeNode, timeoutMs?: number): Promise<number>;
   /** Idempotent. */

@@ -4,13 +4,14 @@ import type { Reporter } from '../common/reporter.js';
 import { nodeLogFile } from '../lab/context.js';
 import { labPassword, toolEnv, withPasswordFile } from '../lab/access.js';
 import { nodeFilesSpec, removeCopiedLeftovers, writeNodeConfig, writeStandbyConfig } from '../lab/node-files.js';
+import { resolveAuto, ownBaseBackup } from '../postgres/base-backup.js';
 import { initdbArgs } from '../postgres/initdb.js';
 import { clientTool, type Installation } from '../postgres/installation.js';
 import { giveTo } from '../postgres/os-user.js';
 import { locatePgRewind, noPgRewindError, pgRewindArgs } from '../postgres/pg-rewind.js';
 import { runPg } from '../postgres/run.js';
 import { clearStaleLocks, killServer, livePostmasterPid, logTail, serverStatus, startServer, stopServer, type ServerSpec } from '../postgres/server.js';
-import type { NodeRuntime, RuntimeContext, RuntimeNode } from './node-runtime.js';
+import type { NodeRuntime, ResolvedBackupMethod, RuntimeContext, RuntimeNode } from './node-runtime.js';
 
 export function processRuntime(context: RuntimeContext): NodeRuntime {
   const { labDir, state, runAs } = context;
@@ -37,16 +38,28 @@ export function processRuntime(context: RuntimeContext): NodeRuntime {
       else await withPasswordFile(password, runAs, (file) => initdb(file));
       await writeNodeConfig(files(node));
     },
-    async checkCanClone() {
-      await clientTool(installation(), 'pg_basebackup');
+    async checkCanClone(wanted = 'auto') {
+      if (wanted === 'pglab') return 'pglab';
+      // pg_basebackup refuses servers newer than itself: clientTool finds one of the lab's major or newer.
+      const tool = await clientTool(installation(), 'pg_basebackup').catch((error: unknown) => {
+        if (wanted === 'pg_basebackup') throw error;
+        return undefined;
+      });
+      return tool === undefined ? 'pglab' : resolveAuto(wanted);
     },
-    async cloneReplica(node, upstreamPort, reporter) {
-      const pgBasebackup = await clientTool(installation(), 'pg_basebackup');
+    async cloneReplica(node, upstream, reporter) {
       await giveTo(node.datadir, runAs);
       let backupKb: number | undefined;
-      await runPg(
-        pgBasebackup,
-        ['-h', '127.0.0.1', '-p', String(upstreamPort), '-U', state.dbUser, '-D', node.datadir, '-X', 'stream', '--checkpoint=fast', '--progress', '--verbose'],
+      const method: ResolvedBackupMethod = upstream.method;
+      if (method === 'pglab') {
+        const result = await ownBaseBackup({
+          conn: { port: upstream.port, user: state.dbUser }, major: state.pg.major, sourceDatadir: upstream.datadir, targetDatadir: node.datadir,
+          owner: runAs, label: `pglab ${node.name}`, reporter,
+        });
+        backupKb = Math.round(result.bytes / 1024);
+      } else await runPg(
+        await clientTool(installation(), 'pg_basebackup'),
+        ['-h', '127.0.0.1', '-p', String(upstream.port), '-U', state.dbUser, '-D', node.datadir, '-X', 'stream', '-S', upstream.slot, '--checkpoint=fast', '--progress', '--verbose'],
         {
           runAs,
           env: await toolEnv(labDir, state),
@@ -59,8 +72,8 @@ export function processRuntime(context: RuntimeContext): NodeRuntime {
       );
       await removeCopiedLeftovers(node.datadir);
       await writeNodeConfig(files(node));
-      await writeStandbyConfig({ ...files(node), upstreamPort });
-      return { backupKb };
+      await writeStandbyConfig({ ...files(node), upstreamPort: upstream.port });
+      return { backupKb, method };
     },
     start: (node, timeoutMs) => startServer(spec(node), timeoutMs),
     stop: (node, mode, timeoutMs) => stopServer(spec(node), mode, timeoutMs),

@@ -1,5 +1,7 @@
 // Test helpers for the container runtime: a running engine and the local image (built from the
 // installed PostgreSQL, no registry), and a temporary lab whose containers are removed in finally.
+import { silentReporter } from '../../src/common/reporter.js';
+import { ensureSlot, slotName } from '../../src/postgres/base-backup.js';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { rm } from 'node:fs/promises';
@@ -71,7 +73,10 @@ export async function startDockerMaster(lab: DockerLab, spec: DockerBuildSpec): 
 /** What `lab replica add` does, on containers: clone, configure, start, wait until the master shows it streaming. */
 export async function addDockerReplica(lab: DockerLab, spec: DockerBuildSpec, masterPort: number): Promise<void> {
   await prepareDatadir(spec.datadir, lab.labId);
-  await buildReplicaDatadir(spec, masterPort);
+  // Every replica streams through its own slot on the master (src/postgres/base-backup.ts).
+  const slot = slotName(spec.name);
+  await ensureSlot({ port: masterPort, user: spec.dbUser }, slot, { fresh: true });
+  await buildReplicaDatadir(spec, { port: masterPort, datadir: '', slot, method: 'pg_basebackup' }, silentReporter);
   await startNodeContainer(spec);
   await waitStreaming(masterPort, spec.name);
 }
