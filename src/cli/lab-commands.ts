@@ -265,7 +265,7 @@ export function versionsCommand(): Command {
       printLine(
         psqlTable(
           [{ header: 'major', align: 'right' }, { header: 'version' }, { header: 'source' }, { header: 'bindir' }, { header: 'replicas' }, { header: 'tools' }],
-          list.versions.map((v) => [v.major, v.version, v.source, v.bindir, v.baseBackup ?? 'no base backup tool', v.tools.join(' ')]),
+          list.versions.map((v) => [v.major, v.version, v.source, v.bindir, v.baseBackup, v.tools.join(' ')]),
         ),
       );
       if (list.cacheProblem) printLine(`WARNING: the cache is not used: ${list.cacheProblem}`);

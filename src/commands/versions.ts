@@ -15,7 +15,7 @@ export interface VersionInfo {
   packageVersion?: string;
   /** What makes a replica's base backup of a server of this version: see baseBackupTool. */
   baseBackup?: string;
-  /** False when no base backup tool can copy a server of this version. */
+  /** Always true since pglab takes base backups itself (kept for scripts that read it). */
   canAddReplicas: boolean;
 }
 
@@ -30,14 +30,13 @@ export interface VersionsList {
 }
 
 /**
- * The one place that says how a replica of `inst` gets its base backup: a pg_basebackup of its major or
- * newer (its own or another installation's; pg_basebackup refuses servers newer than itself), else
- * nothing. When pglab's own base backup lands, return "pglab's own" instead of undefined here.
+ * The one place that says how a replica of `inst` gets its base backup: pglab's own (the low-level API
+ * and a copy, src/postgres/base-backup.ts) on every major, the default; `--base-backup pg_basebackup`
+ * also works where a pg_basebackup of its major or newer exists (pg_basebackup refuses newer servers).
  */
-export function baseBackupTool(inst: Installation, all: Installation[]): string | undefined {
-  if (inst.tools.pg_basebackup) return `pg_basebackup ${inst.major}`;
-  const lender = all.filter((other) => other.major >= inst.major && other.tools.pg_basebackup).sort((a, b) => a.major - b.major)[0];
-  return lender ? `pg_basebackup ${lender.major}` : undefined;
+export function baseBackupTool(inst: Installation, all: Installation[]): string {
+  const lender = inst.tools.pg_basebackup ? inst : all.filter((other) => other.major >= inst.major && other.tools.pg_basebackup).sort((a, b) => a.major - b.major)[0];
+  return lender ? `pglab's own (or pg_basebackup ${lender.major})` : "pglab's own";
 }
 
 export async function listVersions(): Promise<VersionsList> {
@@ -58,8 +57,8 @@ export async function listVersions(): Promise<VersionsList> {
         bindir: inst.bindir,
         tools: Object.keys(inst.tools) as ToolName[],
         ...(inst.packageVersion ? { packageVersion: inst.packageVersion } : {}),
-        ...(baseBackup ? { baseBackup } : {}),
-        canAddReplicas: baseBackup !== undefined,
+        baseBackup,
+        canAddReplicas: true,
       };
     }),
     cache,

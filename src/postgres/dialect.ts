@@ -15,6 +15,12 @@ export interface Dialect {
   replicationColumns: { sent: string; write: string; flush: string; replay: string };
   /** SQL for the replay LSN and timestamp on a standby */
   lastReplayLsn: string;
+  /** SQL for the last WAL position a standby received */
+  lastReceiveLsn: string;
+  /** SQL for the name of the WAL file a primary writes (its first 8 hex digits are the timeline) */
+  currentWalFile: string;
+  /** pg_stat_replication's replay lag in seconds (replay_lag exists from 10; NULL before) */
+  replayLagSeconds: string;
   lsnDiff: string; // function name
   /** Low-level backup API (non-exclusive, one session): $1 = label; returns lsn. */
   backupStartSql: string;
@@ -54,6 +60,9 @@ export function dialectFor(major: number): Dialect {
       ? { sent: 'sent_lsn', write: 'write_lsn', flush: 'flush_lsn', replay: 'replay_lsn' }
       : { sent: 'sent_location', write: 'write_location', flush: 'flush_location', replay: 'replay_location' },
     lastReplayLsn: modern ? 'pg_last_wal_replay_lsn()' : 'pg_last_xlog_replay_location()',
+    lastReceiveLsn: modern ? 'pg_last_wal_receive_lsn()' : 'pg_last_xlog_receive_location()',
+    currentWalFile: modern ? 'pg_walfile_name(pg_current_wal_lsn())' : 'pg_xlogfile_name(pg_current_xlog_location())',
+    replayLagSeconds: modern ? 'extract(epoch FROM replay_lag)::float8' : 'NULL::float8',
     lsnDiff: modern ? 'pg_wal_lsn_diff' : 'pg_xlog_location_diff',
     // pg_backup_start/stop from 15 (exclusive mode gone); pg_start_backup(label, fast, exclusive) before.
     backupStartSql: major >= 15 ? 'SELECT pg_backup_start($1, true) AS lsn' : 'SELECT pg_start_backup($1, true, false) AS lsn',

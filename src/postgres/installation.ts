@@ -160,7 +160,9 @@ export async function discoverInstallations(): Promise<Installation[]> {
 
 /**
  * The installation a lab uses. `wanted` is --pg / LAB_PG: a major version ("11") or a bin dir.
- * Without it: the newest installation found.
+ * Without it: the machine's own PostgreSQL (pg_config on PATH, else Debian's newest), else the newest
+ * installation found: installing a major into pglab's cache does not change what `lab master start`
+ * picks; `--pg N` does.
  */
 export async function resolveInstallation(wanted: string | undefined): Promise<Installation> {
   if (wanted && (wanted.includes('/') || wanted.startsWith('.'))) {
@@ -177,9 +179,7 @@ export async function resolveInstallation(wanted: string | undefined): Promise<I
     if (all.length === 0) {
       throw new LabError('NOT_FOUND', `No PostgreSQL installation found: install one (npx lab versions install 17, or apt-get install postgresql) or pass --pg BINDIR`);
     }
-    // The newest that can add replicas (a pg_basebackup of its major or newer), so installing a newer
-    // major into the cache does not silently make labs that cannot add replicas.
-    return all.find((inst) => all.some((other) => other.major >= inst.major && other.tools.pg_basebackup)) ?? all[0]!;
+    return all.find((inst) => inst.source === 'pg_config') ?? all.find((inst) => inst.source === 'debian') ?? all[0]!;
   }
   const found = all.length ? `found: ${all.map((inst) => `${inst.version} (${inst.source})`).join(', ')}` : 'none found';
   if (!/^\d+$/.test(wanted)) {

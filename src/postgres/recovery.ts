@@ -1,6 +1,7 @@
 // What a running server says about its own role: in recovery or not, and on which timeline. The lab
 // state says who should be the primary; these answers say who is (they differ after a mistake).
 import { queryRows, type ConnectOptions } from './client.js';
+import { dialectFor } from './dialect.js';
 
 export interface ServerRole {
   inRecovery: boolean;
@@ -12,11 +13,8 @@ export interface ServerRole {
 
 /** pg_walfile_name exists since 10; a standby has no current WAL file, its checkpoint timeline is what it follows. */
 export async function serverRole(conn: ConnectOptions, major: number): Promise<ServerRole> {
-  const modern = major >= 10;
-  const walfile = modern ? 'pg_walfile_name(pg_current_wal_lsn())' : 'pg_xlogfile_name(pg_current_xlog_location())';
-  const received = modern ? 'pg_last_wal_receive_lsn()' : 'pg_last_xlog_receive_location()';
-  const replayed = modern ? 'pg_last_wal_replay_lsn()' : 'pg_last_xlog_replay_location()';
-  const current = modern ? 'pg_current_wal_lsn()' : 'pg_current_xlog_location()';
+  const d = dialectFor(major);
+  const [walfile, received, replayed, current] = [d.currentWalFile, d.lastReceiveLsn, d.lastReplayLsn, d.currentWriteLsn];
   const rows = await queryRows<{ recovery: boolean; tli_hex: string | null; tli: number; lsn: string | null }>(
     conn,
     `SELECT pg_is_in_recovery() AS recovery,

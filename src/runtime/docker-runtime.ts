@@ -31,9 +31,10 @@ export function dockerRuntime(context: RuntimeContext): NodeRuntime {
     },
     async checkCanClone(wanted = 'auto') {
       await imagePostgresUser(image, state.labId); // the engine answers and the image has its postgres user
-      // Images laid out like the official ones carry their own pg_basebackup: auto keeps it there;
-      // --base-backup pglab copies on the host (the data dirs are bind-mounted at the same paths).
-      return wanted === 'pglab' ? 'pglab' : 'pg_basebackup';
+      // The data dirs are bind-mounted at the same paths: pglab's own copy runs on the host as the image's
+      // user (auto, as for processes; images built from the npm binaries have no pg_basebackup);
+      // --base-backup pg_basebackup runs the image's own in a one-off container.
+      return wanted === 'pg_basebackup' ? 'pg_basebackup' : 'pglab';
     },
     async cloneReplica(node, upstream, reporter) {
       // pg_basebackup's progress, live from the one-off container's output, as for the process runtime.

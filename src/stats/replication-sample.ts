@@ -38,13 +38,11 @@ type Raw = Record<string, string | number | null>;
 
 export function replicationSql(dialect: Dialect): string {
   const c = dialect.replicationColumns;
-  // replay_lag exists from v10; before that the time lag is unknown.
-  const lagTime = dialect.major >= 10 ? 'extract(epoch FROM replay_lag)::float8' : 'NULL::float8';
   return [
     'SELECT pid, application_name AS name, host(client_addr) AS addr, client_port AS port, state,',
     `  ${c.sent}::text AS sent, ${c.write}::text AS write, ${c.flush}::text AS flush, ${c.replay}::text AS replay,`,
     '  sync_priority AS pri, sync_state AS mode,',
-    `  ${dialect.lsnDiff}(${dialect.currentWriteLsn}, ${c.replay})::bigint AS lag_bytes, ${lagTime} AS lag_seconds`,
+    `  ${dialect.lsnDiff}(${dialect.currentWriteLsn}, ${c.replay})::bigint AS lag_bytes, ${dialect.replayLagSeconds} AS lag_seconds`,
     'FROM pg_stat_replication ORDER BY application_name, pid',
   ].join('\n');
 }

@@ -90,3 +90,11 @@ export async function withTempLab(use: (labDir: string) => Promise<void>): Promi
     assert.deepEqual(left, [], `processes left behind by the test:\n${left.join('\n')}`);
   }
 }
+
+/** A PostgreSQL major for a test: Debian's 15 comes from scripts/setup.sh, the others from `lab versions install N`. */
+export async function ensureMajor(major: number): Promise<void> {
+  const versions = await labJson<{ major: number }[]>('/nonexistent-lab', 'versions');
+  if (versions.some((v) => v.major === major)) return;
+  const result = await runLab('/nonexistent-lab', ['versions', 'install', String(major)]);
+  assert.equal(result.exitCode, 0, `lab versions install ${major}:\n${result.stderr}\n${result.stdout}`);
+}
