@@ -83,11 +83,11 @@ test('no PostgreSQL, no master running, a version without pg_basebackup', async 
   await withTempLab(async (labDir) => {
     const [m, r1] = await freePorts(2);
     assertOneLineError(await runLab(labDir, ['--pg', '/nonexistent/bin', 'master', 'start', '--port', String(m)]), /No runnable PostgreSQL in \/nonexistent\/bin/, 5);
-    assertOneLineError(await runLab(labDir, ['--pg', '99', 'master', 'start', '--port', String(m)]), /PostgreSQL 99 not found \(found: .*15\./, 5);
+    assertOneLineError(await runLab(labDir, ['--pg', '99', 'master', 'start', '--port', String(m)]), /PostgreSQL 99 is not available \(found: .*15\./, 5);
     await lab(labDir, 'master', 'start', '--port', String(m));
     await lab(labDir, 'node', 'stop', 'master1');
     assertOneLineError(await runLab(labDir, ['replica', 'add', 'replica1', path.join(labDir, 'replica1'), String(r1)]), /Master "master1" is stopped: start it first/, 6);
-    assertOneLineError(await runLab(labDir, ['--pg', '11', 'status']), /This lab uses PostgreSQL 15.*not 11/, 3);
+    assertOneLineError(await runLab(labDir, ['--pg', '11', 'status']), /This lab's nodes run PostgreSQL 15 .*PostgreSQL 11 from --pg cannot replicate from them/, 3);
   });
   // pg_basebackup refuses servers newer than itself: no installation can back up a version 99
   const future: Installation = { bindir: '/opt/pg99/bin', source: 'test', version: '99.0', major: 99, tools: {} };
@@ -98,11 +98,11 @@ test('the state file survives kill -9 of the CLI, and status reconciles with rea
   await withTempLab(async (labDir) => {
     const [m, r1] = await freePorts(2);
     await lab(labDir, 'master', 'start', '--port', String(m));
-    // Kill the CLI in the middle of a replica add (after its state update, during pg_basebackup or start)
+    // Kill the CLI in the middle of a replica add (after its state update, during the base backup or start)
     const child = execa('node', [labBin, '--lab-dir', labDir, 'replica', 'add', 'replica1', path.join(labDir, 'replica1'), String(r1)], { reject: false });
     await new Promise<void>((resolve) => {
       child.stderr!.on('data', (chunk: Buffer) => {
-        if (chunk.toString().includes('pg_basebackup')) resolve();
+        if (/base backup|pg_basebackup/.test(chunk.toString())) resolve();
       });
       void child.then(() => resolve());
     });

@@ -196,13 +196,17 @@ export async function resolveInstallation(wanted: string | undefined): Promise<I
 
 /**
  * A client tool for a server of `inst`'s version. Its own if it has one; else one from another
- * installation that is at least as new (pg_basebackup refuses servers newer than itself).
+ * installation that is at least as new (pg_basebackup refuses servers newer than itself). psql and
+ * pgbench are plain libpq clients: any installation's serves every major (Debian's 15 runs against 12
+ * to 18 in test/majors.test.ts); the nearest newer one is still preferred.
  */
 export async function clientTool(inst: Installation, tool: ToolName): Promise<string> {
   const own = inst.tools[tool];
   if (own) return own;
-  const others = (await discoverInstallations()).filter((other) => other.major >= inst.major && other.tools[tool]);
-  const best = others.sort((a, b) => a.major - b.major)[0];
+  const all = (await discoverInstallations()).filter((other) => other.tools[tool]);
+  const newer = all.filter((other) => other.major >= inst.major).sort((a, b) => a.major - b.major)[0];
+  const anyVersion = tool === 'psql' || tool === 'pgbench' ? all.sort((a, b) => b.major - a.major)[0] : undefined;
+  const best = newer ?? anyVersion;
   if (best) return best.tools[tool]!;
   throw new LabError(
     'ENVIRONMENT',
