@@ -226,7 +226,7 @@ export function statusCommand(): Command {
             { header: 'server' }, { header: 'tli', align: 'right' },
           ],
           status.nodes.map((n) => [
-            n.name, n.role === 'primary' ? 'master' : 'replica', n.port, n.datadir, n.pid, n.status, n.replication ?? (n.role === 'replica' ? '-' : ''),
+            n.name, n.role === 'primary' ? 'master' : 'replica', n.port, n.datadir, n.pid, withFaults(n.status, n.faults), n.replication ?? (n.role === 'replica' ? '-' : ''),
             n.replayLagBytes, n.serverRole ?? n.serverProblem ?? '', n.timeline,
           ]),
         ),
@@ -235,6 +235,12 @@ export function statusCommand(): Command {
       if (status.replicationError) printLine(`(replication state unavailable: ${status.replicationError})`);
       for (const warning of status.warnings) printLine(`WARNING: ${warning}`);
     });
+}
+
+/** `running (paused)`, `running (lag)`: the faults in force, as a marker in the status column. */
+function withFaults(status: string, faults: string[]): string {
+  const words = faults.map((kind) => (kind === 'pause' ? 'paused' : kind));
+  return words.length ? `${status} (${words.join(', ')})` : status;
 }
 
 export function destroyCommand(): Command {

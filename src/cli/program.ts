@@ -6,6 +6,7 @@ import { balancerCommand } from './balancer-commands.js';
 import { statCommand, topCommand } from './stat-commands.js';
 import { benchCommand, workloadCommand } from './load-commands.js';
 import { demoCommand } from './demo-commands.js';
+import { faultCommand } from './fault-commands.js';
 
 export function buildProgram(): Command {
   const program = new Command('lab')
@@ -27,7 +28,7 @@ export function buildProgram(): Command {
       ),
     );
   for (const command of [
-    masterCommand(), replicaCommand(), promoteCommand(), nodeCommand(), statusCommand(), envCommand(), destroyCommand(), versionsCommand(),
+    masterCommand(), replicaCommand(), promoteCommand(), nodeCommand(), faultCommand(), statusCommand(), envCommand(), destroyCommand(), versionsCommand(),
     balancerCommand(), statCommand(), topCommand(), benchCommand(), workloadCommand(), demoCommand(),
   ]) {
     program.addCommand(command);

@@ -11,6 +11,7 @@ import { pgpassPath, removeLabAccessFiles, tlsPaths } from '../lab/access.js';
 import { logDir, nodeLogFile, type GlobalOptions } from '../lab/context.js';
 import { inspectDatadir, removeDatadir, type DatadirCondition } from '../lab/datadir.js';
 import { allBalancerFiles, balancerDir } from '../lab/lab-dir.js';
+import { faultsOf, resumeNode } from '../lab/faults.js';
 import { checkRuntime, readState, refuseWhileBuilding, runtimeOf, statePath, updateState, withLock, type NodeRecord } from '../lab/state.js';
 import { removeBalancerFiles, stopBalancerProcess } from '../lab/balancer-process.js';
 import { inspectBindir } from '../postgres/installation.js';
@@ -92,11 +93,15 @@ export async function destroyLab(global: GlobalOptions, options: { yes?: boolean
   // Replicas first, so the master does not log their disconnects as errors.
   const nodes = [...state.nodes].sort((a, b) => (a.role === b.role ? 0 : a.role === 'replica' ? -1 : 1));
   const docker = runtimeOf(state) === 'docker';
+  // A node paused by `lab fault pause` (or maybe paused: recorded `applying`) is resumed before it is
+  // stopped, else pg_ctl stop waits on a postmaster that cannot run.
+  const paused = new Set(faultsOf(state).filter((fault) => fault.kind === 'pause').map((fault) => fault.node));
   await Promise.all(
     nodes.map(async (node) => {
       try {
         if (!docker && !(await isOurs(node))) return;
         if (!(await runtime.livePid(node))) return;
+        if (!docker && paused.has(node.name)) await resumeNode(node);
       } catch (error) {
         result.problems.push(`${node.name}: ${messageOf(error)}`);
         keptNodes.add(node.name);
@@ -149,6 +154,8 @@ export async function destroyLab(global: GlobalOptions, options: { yes?: boolean
     await updateState(labDir, (s) => {
       s.nodes = s.nodes.filter((n) => keptNodes.has(n.name));
       s.balancers = s.balancers.filter((b) => keptBalancers.has(b.name));
+      s.faults = faultsOf(s).filter((fault) => keptNodes.has(fault.node));
+      if (s.faults.length === 0) delete s.faults;
     });
     throw new LabError('STATE', `destroy left something behind: ${result.problems.join('; ')}; lab.json still lists it: run \`lab destroy --yes\` again once that is fixed`, {
       detail: [`lab dir: ${path.resolve(labDir)}`, ...result.removed.map((p) => `removed: ${p}`), ...result.kept.map((k) => `kept: ${k.path} (${k.why})`)].join('\n'),

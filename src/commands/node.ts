@@ -1,6 +1,7 @@
 // `lab node start|stop|restart|kill NAME`.
 import { assertPortFree } from '../common/ports.js';
 import { openLab, type GlobalOptions } from '../lab/context.js';
+import { releaseFaults } from '../lab/faults.js';
 import { requireBuilt, requireNode, updateState, type NodeRecord } from '../lab/state.js';
 import type { StopMode } from '../postgres/server.js';
 import { runtimeFor } from '../runtime/node-runtime.js';
@@ -29,6 +30,8 @@ export async function nodeAction(global: GlobalOptions, name: string, action: No
     updateState(context.labDir, (state) => {
       requireNode(state, name).expected = expected;
     });
+  // A paused node cannot stop (pg_ctl would wait forever) and a killed one would leave its children stopped.
+  if (action !== 'start') await releaseFaults(context.labDir, context.state, node);
   const running = await nodes.livePid(node);
 
   switch (action) {

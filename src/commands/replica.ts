@@ -17,6 +17,7 @@ import { withClient } from '../postgres/client.js';
 import { runtimeFor } from '../runtime/node-runtime.js';
 import { applySyncStandbys } from '../postgres/sync-standbys.js';
 import { dropOldSlot, waitStreaming } from './follow.js';
+import { releaseFaults } from '../lab/faults.js';
 
 export interface ReplicaAddOptions {
   reporter?: Reporter;
@@ -102,6 +103,7 @@ export async function replicaAdd(global: GlobalOptions, nameArg: string, datadir
     // The seed killed whatever ran on PGDATA; we only stop our own node.
     if (existing) {
       reporter.step(`stopping ${name} before rebuilding it`);
+      await releaseFaults(context.labDir, state, existing);
       await nodes.stop(node, 'immediate');
       await dropOldSlot(context, existing, primary.name);
     }
@@ -190,6 +192,7 @@ export async function replicaRemove(global: GlobalOptions, nameArg: string): Pro
   if (!node) throw new LabError('NOT_FOUND', `No node "${name}" in this lab`);
   if (node.role === 'primary') throw new LabError('STATE', `Node "${name}" is the lab's primary: promote another node first, or \`lab destroy --yes\` the whole lab`);
   refuseWhileBuilding(node);
+  await releaseFaults(context.labDir, state, node);
   if (await nodes.livePid(node)) await nodes.stop(node, 'fast');
   const slot = slotName(name);
   const upstream = state.nodes.find((n) => n.name === node.upstream && n.name !== name) ?? primaryOf(state);

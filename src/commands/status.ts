@@ -2,7 +2,8 @@
 // master says about its replication.
 import { accessOf, pgpassPath, tlsPaths, type AuthMethod, type TlsMode } from '../lab/access.js';
 import { openLab, type GlobalOptions } from '../lab/context.js';
-import { primaryOf, runtimeOf, type NodeRole } from '../lab/state.js';
+import { primaryOf, runtimeOf, type FaultKind, type NodeRole } from '../lab/state.js';
+import { faultsOf } from '../lab/faults.js';
 import type { RuntimeName } from '../lab/global-options.js';
 import { queryRows } from '../postgres/client.js';
 import { dialectFor } from '../postgres/dialect.js';
@@ -30,6 +31,8 @@ export interface NodeStatus {
   serverProblem?: string;
   /** A former primary that must be rewound (`lab node rewind`) before it can follow again. */
   rewindNeeded: boolean;
+  /** Faults in force on it (`lab fault`): pause, lag. */
+  faults: FaultKind[];
 }
 
 export interface LabStatus {
@@ -92,6 +95,7 @@ export async function labStatus(global: GlobalOptions): Promise<LabStatus> {
         serverRole: null,
         timeline: null,
         rewindNeeded: Boolean(node.rewindNeeded),
+        faults: faultsOf(state, node.name).map((fault) => fault.kind),
       } satisfies NodeStatus as NodeStatus;
     }),
   );

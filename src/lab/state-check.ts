@@ -139,6 +139,18 @@ function checkBalancer(balancer: unknown, index: number): void {
   f.string('startedAt');
 }
 
+function checkFault(fault: unknown, index: number, nodes: string[]): void {
+  const prefix = `faults[${index}]`;
+  if (!isObject(fault)) throw bad(prefix, fault, 'is not an object');
+  const f = new Fields(fault, prefix);
+  f.named('node', isNodeName, 'node name');
+  if (!nodes.includes(fault.node as string)) throw bad(`${prefix}.node`, fault.node, 'is not a node of this lab');
+  f.oneOf('kind', ['pause', 'lag']);
+  f.oneOf('phase', ['applying', 'applied']);
+  f.string('since');
+  f.integer('pid', 1, MAX_PID, true, 'a process id');
+}
+
 function checkUnique(names: string[], what: string): void {
   const seen = new Set<string>();
   for (const [index, name] of names.entries()) {
@@ -173,5 +185,16 @@ export function checkStateFile(parsed: unknown): LabState {
   parsed.balancers.forEach(checkBalancer);
   checkUnique((parsed.nodes as Json[]).map((n) => n.name as string), 'nodes');
   checkUnique((parsed.balancers as Json[]).map((b) => b.name as string), 'balancers');
+  if (parsed.faults !== undefined) {
+    if (!Array.isArray(parsed.faults)) throw bad('faults', parsed.faults, 'is not a list');
+    const names = (parsed.nodes as Json[]).map((n) => n.name as string);
+    parsed.faults.forEach((fault, index) => checkFault(fault, index, names));
+    const seen = new Set<string>();
+    for (const [index, fault] of (parsed.faults as Json[]).entries()) {
+      const key = `${fault.node as string} ${fault.kind as string}`;
+      if (seen.has(key)) throw bad(`faults[${index}]`, key, 'is listed twice');
+      seen.add(key);
+    }
+  }
   return parsed as unknown as LabState;
 }

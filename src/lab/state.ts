@@ -66,6 +66,22 @@ export interface BalancerRecord {
   startedAt: string;
 }
 
+/** Faults `lab fault` applies on every lab (issue 17); partition, delay and loss need --hosts (not yet). */
+export type FaultKind = 'pause' | 'lag';
+
+/**
+ * A fault on a node. Recorded before it is applied (phase `applying`), so a CLI killed half way leaves a
+ * record that `lab fault heal` and `lab destroy` treat as possibly applied.
+ */
+export interface FaultRecord {
+  node: string;
+  kind: FaultKind;
+  phase: 'applying' | 'applied';
+  since: string;
+  /** pause: the postmaster that was stopped (heal resumes whatever postmaster of the data dir runs). */
+  pid?: number;
+}
+
 export interface LabState {
   format: 1;
   labId: string;
@@ -86,6 +102,8 @@ export interface LabState {
   access?: LabAccessSettings;
   nodes: NodeRecord[];
   balancers: BalancerRecord[];
+  /** Faults in force (`lab fault`); absent when there are none. */
+  faults?: FaultRecord[];
 }
 
 export { STATE_FILE };

@@ -1,0 +1,97 @@
+// The process side of `lab fault pause`: SIGSTOP / SIGCONT every process of a node (its postmaster, proved
+// the node's own by livePostmasterPid, and the postmaster's children from /proc), and what every command
+// that stops or removes a node does first: resume a node that is (or may be) paused, else pg_ctl stop
+// waits forever on a server that cannot run, and forget the node's faults (a restarted server replays).
+import { readdir, readFile } from 'node:fs/promises';
+import { setTimeout as delay } from 'node:timers/promises';
+import { livePostmasterPid } from '../postgres/server.js';
+import { updateState, type FaultRecord, type LabState, type NodeRecord } from './state.js';
+
+/** State letter (field 3) and parent pid (field 4) of /proc/PID/stat, or undefined when it is gone. */
+export async function procStat(pid: number): Promise<{ state: string; ppid: number } | undefined> {
+  try {
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return { state: fields[0]!, ppid: Number(fields[1]) };
+  } catch {
+    return undefined;
+  }
+}
+
+/** The live (not zombie) children of `parent`, from /proc. */
+export async function childrenOf(parent: number): Promise<number[]> {
+  const children: number[] = [];
+  for (const entry of await readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const stat = await procStat(Number(entry));
+    if (stat && stat.ppid === parent && stat.state !== 'Z' && stat.state !== 'X') children.push(Number(entry));
+  }
+  return children;
+}
+
+function signal(pid: number, name: NodeJS.Signals): void {
+  try {
+    process.kill(pid, name);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ESRCH') throw error; // a child that just exited
+  }
+}
+
+/** Until the process is stopped (state T) or gone, at most `timeoutMs`; false if it still runs. */
+async function waitStopped(pid: number, timeoutMs = 2000): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const stat = await procStat(pid);
+    if (!stat || stat.state === 'T' || stat.state === 'Z') return true;
+    if (Date.now() > deadline) return false;
+    await delay(10);
+  }
+}
+
+/**
+ * SIGSTOP the postmaster first (a stopped postmaster forks no new backend), then each of its children.
+ * Returns the postmaster's pid and how many processes were stopped.
+ */
+export async function stopNodeProcesses(postmaster: number): Promise<{ stopped: number }> {
+  signal(postmaster, 'SIGSTOP');
+  if (!(await waitStopped(postmaster))) throw new Error(`postmaster ${postmaster} did not stop after SIGSTOP`);
+  const children = await childrenOf(postmaster);
+  for (const child of children) signal(child, 'SIGSTOP');
+  for (const child of children) {
+    if (!(await waitStopped(child))) throw new Error(`process ${child} (a child of postmaster ${postmaster}) did not stop after SIGSTOP`);
+  }
+  return { stopped: children.length + 1 };
+}
+
+/** SIGCONT the children first, then the postmaster. Returns how many processes were signalled. */
+export async function continueNodeProcesses(postmaster: number): Promise<number> {
+  const children = await childrenOf(postmaster);
+  for (const child of children) signal(child, 'SIGCONT');
+  signal(postmaster, 'SIGCONT');
+  return children.length + 1;
+}
+
+/** The postmaster of this node's data dir, proved from /proc (process runtime), resumed; undefined when none runs. */
+export async function resumeNode(node: Pick<NodeRecord, 'datadir'>): Promise<number | undefined> {
+  const pid = await livePostmasterPid(node.datadir);
+  if (pid) await continueNodeProcesses(pid);
+  return pid;
+}
+
+export function faultsOf(state: LabState, node?: string): FaultRecord[] {
+  return (state.faults ?? []).filter((fault) => node === undefined || fault.node === node);
+}
+
+/**
+ * Before a node is stopped, killed, rebuilt or removed: a pause recorded on it (applied or maybe applied)
+ * is undone, and the node's faults are forgotten (a server that restarts replays WAL again).
+ */
+export async function releaseFaults(labDir: string, state: LabState, node: NodeRecord): Promise<void> {
+  const faults = faultsOf(state, node.name);
+  if (faults.length === 0) return;
+  if (faults.some((fault) => fault.kind === 'pause')) await resumeNode(node);
+  await updateState(labDir, (s) => {
+    s.faults = faultsOf(s).filter((fault) => fault.node !== node.name);
+    if (s.faults.length === 0) delete s.faults;
+  });
+}

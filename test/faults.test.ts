@@ -1,0 +1,136 @@
+// Issue 17, the faults that work on every lab: `lab fault pause` (SIGSTOP of a node's processes) and
+// `lab fault lag` (WAL replay paused on a standby), listed, shown by status, healed, refused when they make
+// no sense, and a paused node that `lab destroy` still stops (withTempLab checks no process is left).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { queryRows } from '../src/postgres/client.js';
+import { childrenOf, procStat } from '../src/lab/faults.js';
+import { writePrivateFile } from '../src/common/safe-files.js';
+import { freePorts, labJson, runLab, withTempLab } from './helpers/lab.js';
+
+interface StatusJson {
+  nodes: { name: string; pid: number | null; status: string; faults: string[]; serverProblem?: string }[];
+}
+
+const pollFor = async <T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 10_000): Promise<T> => {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe().catch(() => undefined);
+    if (value !== undefined) return value;
+    assert.ok(Date.now() < deadline, `timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+};
+
+/** The one-line refusal of a bad input: exit code, and a single line on stderr. */
+async function refused(labDir: string, args: string[], exitCode: number, pattern: RegExp): Promise<void> {
+  const result = await runLab(labDir, args, { timeout: 30_000 });
+  assert.equal(result.exitCode, exitCode, `lab ${args.join(' ')}: ${result.stderr}`);
+  const lines = result.stderr.trim().split('\n');
+  assert.equal(lines.length, 1, `one line expected from lab ${args.join(' ')}:\n${result.stderr}`);
+  assert.match(lines[0]!, pattern);
+}
+
+test('fault pause / lag / list / heal on a master and one replica; destroy of a paused node (PostgreSQL 15)', async () => {
+  await withTempLab(async (labDir) => {
+    const [m, r1] = await freePorts(2);
+    await labJson(labDir, 'master', 'start', '--port', String(m));
+    await labJson(labDir, 'replica', 'add', 'replica1', path.join(labDir, 'replica1'), String(r1));
+    await queryRows({ port: m! }, 'CREATE TABLE t (x int)');
+
+    // Bad input, one line each, non-zero exit, nothing recorded
+    await refused(labDir, ['fault', 'pause', 'nosuch'], 5, /Unknown node "nosuch"/);
+    await refused(labDir, ['fault', 'heal'], 6, /No fault to heal/);
+    await refused(labDir, ['fault', 'heal', 'replica1'], 6, /no fault to heal/);
+    await refused(labDir, ['fault', 'lag', 'master1'], 6, /is a primary/);
+    await refused(labDir, ['fault', 'partition', 'replica1'], 2, /needs a lab made with --hosts/);
+    await refused(labDir, ['fault', 'delay', 'replica1', '200ms'], 2, /needs a lab made with --hosts/);
+    await refused(labDir, ['fault', 'loss', 'replica1', '10%'], 2, /needs a lab made with --hosts/);
+    assert.deepEqual(await labJson(labDir, 'fault', 'list'), []);
+
+    // pause: the postmaster and every child in state T, connections time out, status and list show it
+    const paused = await labJson(labDir, 'fault', 'pause', 'replica1');
+    const pid = paused.pid as number;
+    const children = await childrenOf(pid);
+    assert.ok(children.length >= 3, `postmaster ${pid} has its children (${children.join(' ')})`);
+    for (const p of [pid, ...children]) assert.equal((await procStat(p))?.state, 'T', `process ${p} is stopped`);
+    await assert.rejects(queryRows({ port: r1!, connectTimeoutMs: 1000 }, 'SELECT 1'), /timeout/i);
+    await refused(labDir, ['fault', 'pause', 'replica1'], 3, /already paused/);
+    await refused(labDir, ['fault', 'lag', 'replica1'], 6, /is paused/);
+    const listed = await labJson(labDir, 'fault', 'list');
+    assert.deepEqual(listed.map((f: any) => [f.node, f.kind, f.phase, f.pid]), [['replica1', 'pause', 'applied', pid]]);
+    let status = await labJson<StatusJson>(labDir, 'status');
+    const r1Status = status.nodes.find((n) => n.name === 'replica1')!;
+    assert.deepEqual([r1Status.status, r1Status.faults, r1Status.serverProblem], ['running', ['pause'], 'not answering']);
+    const table = (await runLab(labDir, ['status'])).stdout;
+    assert.match(table, /replica1 .*running \(paused\)/);
+    const state = JSON.parse(await readFile(path.join(labDir, 'lab.json'), 'utf8'));
+    assert.equal(state.faults[0].kind, 'pause');
+
+    // heal: it answers again; the record is gone
+    const healed = await labJson(labDir, 'fault', 'heal', 'replica1');
+    assert.deepEqual(healed.healed.map((h: any) => [h.node, h.kind]), [['replica1', 'pause']]);
+    for (const p of [pid, ...children]) assert.notEqual((await procStat(p))?.state, 'T');
+    await queryRows({ port: r1!, connectTimeoutMs: 2000 }, 'SELECT 1');
+    assert.deepEqual(await labJson(labDir, 'fault', 'list'), []);
+
+    // lag: WAL arrives but is not replayed; rows written on the primary stay invisible until heal
+    await labJson(labDir, 'fault', 'lag', 'replica1');
+    await refused(labDir, ['fault', 'lag', 'replica1'], 3, /already lagging/);
+    await queryRows({ port: m! }, 'INSERT INTO t SELECT generate_series(1, 100)');
+    const primaryLsn = (await queryRows<{ lsn: string }>({ port: m! }, 'SELECT pg_current_wal_lsn()::text AS lsn'))[0]!.lsn;
+    await pollFor('replica1 to receive the WAL it does not replay', async () => {
+      const [row] = await queryRows<{ received: boolean; behind: boolean; n: string }>(
+        { port: r1! },
+        `SELECT pg_last_wal_receive_lsn() >= '${primaryLsn}'::pg_lsn AS received,
+                pg_last_wal_receive_lsn() > pg_last_wal_replay_lsn() AS behind, (SELECT count(*) FROM t) AS n`,
+      );
+      assert.equal(row!.n, '0', 'the rows must not be visible on a lagging replica');
+      return row!.received && row!.behind ? true : undefined;
+    });
+    status = await labJson<StatusJson>(labDir, 'status');
+    assert.deepEqual(status.nodes.find((n) => n.name === 'replica1')!.faults, ['lag']);
+    assert.match((await runLab(labDir, ['status'])).stdout, /replica1 .*running \(lag\)/);
+    await labJson(labDir, 'fault', 'heal');
+    await pollFor('the rows on replica1 after heal', async () => {
+      const [row] = await queryRows<{ n: string }>({ port: r1! }, 'SELECT count(*) AS n FROM t');
+      return row!.n === '100' ? true : undefined;
+    });
+
+    // destroy of a lab with a paused node finishes, and withTempLab checks that no process is left
+    await labJson(labDir, 'fault', 'pause', 'replica1');
+    const destroyed = await runLab(labDir, ['destroy', '--yes'], { timeout: 60_000 });
+    assert.equal(destroyed.exitCode, 0, destroyed.stderr);
+    assert.match(destroyed.stdout, /stopped: .*replica1/);
+  });
+});
+
+test('a fault recorded but maybe not applied (the CLI killed after SIGSTOP): heal and destroy resume the node', async () => {
+  await withTempLab(async (labDir) => {
+    const [m] = await freePorts(1);
+    await labJson(labDir, 'master', 'start', '--port', String(m));
+    const status = await labJson<StatusJson>(labDir, 'status');
+    const pid = status.nodes[0]!.pid!;
+    // What a `lab fault pause` killed between SIGSTOP and marking the fault applied leaves behind.
+    const statePath = path.join(labDir, 'lab.json');
+    const state = JSON.parse(await readFile(statePath, 'utf8'));
+    state.faults = [{ node: 'master1', kind: 'pause', phase: 'applying', since: new Date().toISOString(), pid }];
+    await writePrivateFile(statePath, JSON.stringify(state));
+    process.kill(pid, 'SIGSTOP');
+    const listed = await labJson(labDir, 'fault', 'list');
+    assert.equal(listed[0].phase, 'applying');
+    await refused(labDir, ['fault', 'pause', 'master1'], 3, /already paused .*maybe/);
+
+    // a bad faults entry is refused on read, in one line
+    const bad = { ...state, faults: [{ ...state.faults[0], node: 'ghost' }] };
+    await writePrivateFile(statePath, JSON.stringify(bad));
+    await refused(labDir, ['fault', 'list'], 6, /lab.json: faults\[0\]\.node "ghost" is not a node of this lab/);
+    await writePrivateFile(statePath, JSON.stringify(state));
+
+    // destroy resumes it before stopping it (else pg_ctl stop would wait forever)
+    const destroyed = await runLab(labDir, ['destroy', '--yes'], { timeout: 60_000 });
+    assert.equal(destroyed.exitCode, 0, destroyed.stderr);
+  });
+});
