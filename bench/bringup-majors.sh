@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Issue 16's bring-up figure: `lab master start` + three `lab replica add` on a newer major (default 17,
 # whose replicas pglab backs up itself: there is no pg_basebackup 17 here) against the same on Debian's
-# 15 (Debian's pg_basebackup), alternating, in one invocation, on free ports in temporary lab dirs.
+# 15 with Debian's pg_basebackup (LAB_BASE_BACKUP=pg_basebackup), alternating, in one invocation, on free ports in temporary lab dirs.
 # Prints each run's seconds and the ratio (newer / 15). Run as root from the repository root after
 # `npm run build`; the newer major must be installed (`npx lab versions install 17`).
 #
@@ -21,12 +21,13 @@ trap cleanup EXIT
 
 # One bring-up: seconds with millisecond precision on stdout.
 bringup() {
-  local pg=$1 dir="$ROOT/lab-$1-$2"
+  local pg=$1 dir="$ROOT/lab-$1-$2" method=pglab
+  [ "$pg" = 15 ] && method=pg_basebackup
   local m; m=$(freeport)
   local start end
   start=$(date +%s%N)
-  node bin/lab.js --lab-dir "$dir" --pg "$pg" master start --port "$m" >/dev/null
-  for i in 1 2 3; do node bin/lab.js --lab-dir "$dir" replica add "replica$i" "$dir/replica$i" "$(freeport)" >/dev/null; done
+  node bin/lab.js --lab-dir "$dir" --pg "$pg" master start --port "$m" >/dev/null 2>&1
+  for i in 1 2 3; do LAB_BASE_BACKUP=$method node bin/lab.js --lab-dir "$dir" replica add "replica$i" "$dir/replica$i" "$(freeport)" >/dev/null 2>&1; done
   end=$(date +%s%N)
   node bin/lab.js --lab-dir "$dir" destroy --yes >/dev/null
   awk -v ns=$((end - start)) 'BEGIN { printf "%.2f", ns / 1e9 }'
