@@ -31,6 +31,23 @@ test('a server that asks for a password gets the client\'s answer (pass-through,
   }
 });
 
+test('messages in the same chunk after the server\'s ReadyForQuery reach the client', async () => {
+  const fake = await fakePostgres('accept-then-notice');
+  const balancer = await runBalancer(staticBalancerConfig([serverLine('notice', fake.port)], { type: 'tcp' }));
+  const client = new pg.Client({ host: '127.0.0.1', port: balancer.address().port, user: 'app', database: 'app' });
+  try {
+    await pollUntil(async () => (balancer.stats().servers[0]?.status === 'UP' ? true : undefined), { timeoutMs: 5000, what: 'the server UP' });
+    const notice = new Promise<string>((resolve) => client.on('notice', (n) => resolve(n.message ?? '')));
+    await client.connect();
+    const timeout = new Promise<string>((resolve) => setTimeout(() => resolve('no notice within 2 s'), 2000).unref());
+    assert.equal(await Promise.race([notice, timeout]), 'right after ReadyForQuery');
+  } finally {
+    await client.end().catch(() => undefined);
+    await balancer.stop();
+    await fake.close();
+  }
+});
+
 /** A pg client through the balancer (kept in `clients` to be ended), and when its connection ended. */
 async function connectThrough(balancer: RunningBalancer, clients: pg.Client[]): Promise<{ client: pg.Client; ended: Promise<number> }> {
   const client = new pg.Client({ host: '127.0.0.1', port: balancer.address().port, user: 'app', database: 'app' });

@@ -536,7 +536,7 @@ export class ClientSession {
         if (forward.length) this.client.write(forward.length === 1 ? forward[0]! : Buffer.concat(forward));
         forward.length = 0;
       };
-      for (const message of messages) {
+      for (const [index, message] of messages.entries()) {
         if (this.passthrough) forward.push(message.raw);
         else buffered.push(message.raw);
         switch (message.type) {
@@ -566,10 +566,15 @@ export class ClientSession {
             upstream.destroy();
             return this.end(`server ${server.name} refused the session: ${fields.M ?? 'error'}`, true);
           }
-          case 'Z':
+          case 'Z': {
             clearTimeout(timer);
-            forward.push(...buffered, reader.rest());
-            return this.establish(server, upstream, Buffer.concat(forward), reader.rest());
+            // What came in the same chunk after ReadyForQuery is the session's too: a notice, a FATAL of a
+            // terminated backend, the answer to a query the client sent with its password.
+            const after = messages.slice(index + 1).map((m) => m.raw);
+            const rest = after.length ? Buffer.concat([...after, reader.rest()]) : reader.rest();
+            forward.push(...buffered, rest);
+            return this.establish(server, upstream, Buffer.concat(forward), rest);
+          }
         }
       }
       flush();

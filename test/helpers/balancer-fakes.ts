@@ -11,7 +11,9 @@ export type FakeBehaviour =
   /** Accepts the TCP connection and never answers. */
   | 'silent'
   /** Asks for a cleartext password; any PasswordMessage is accepted. */
-  | 'password';
+  | 'password'
+  /** As accept, with a NoticeResponse right after ReadyForQuery in the same write. */
+  | 'accept-then-notice';
 
 export interface FakeServer {
   port: number;
@@ -71,6 +73,7 @@ export async function fakePostgres(behaviour: FakeBehaviour, options: { queryDel
         record.startup = true;
         if (behaviour === 'silent') return;
         if (behaviour === 'accept') socket.write(readyAnswer());
+        else if (behaviour === 'accept-then-notice') socket.write(Buffer.concat([readyAnswer(), message('N', Buffer.from('SNOTICE\0C00000\0Mright after ReadyForQuery\0\0'))]));
         else if (behaviour === 'password') {
           const ask = Buffer.alloc(4);
           ask.writeInt32BE(3, 0);
