@@ -96,6 +96,8 @@ export interface Report {
   crosscheck: ReportCrossCheck[];
   /** Optional: the timeline's y axis when its series are not transactions per second. */
   y_label?: string;
+  /** Optional: a drill's own records for report.json (lab demo stale-reads: the reads beyond its rule). */
+  details?: Record<string, unknown>;
   /** Optional: tables shown after the summary. */
   tables?: ReportTable[];
   /** Optional: the drill's phases (lab demo lb-ha). */
