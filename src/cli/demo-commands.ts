@@ -1,6 +1,6 @@
-// Declarations of `lab demo failover`, `lab demo lb-ha` and `lab demo primary-failover`.
+// Declarations of `lab demo failover`, `lab demo lb-ha`, `lab demo primary-failover` and `lab demo stale-reads`.
 import { Command } from 'commander';
-import { FAILOVER_DEFAULTS, LB_HA_DEFAULTS, PRIMARY_FAILOVER_DEFAULTS } from '../demo/defaults.js';
+import { FAILOVER_DEFAULTS, LB_HA_DEFAULTS, PRIMARY_FAILOVER_DEFAULTS, STALE_READS_DEFAULTS } from '../demo/defaults.js';
 import { examples, globalsOf } from './globals.js';
 import { withInterrupt } from './interrupt.js';
 import { parseSeconds, positiveInt } from './parse-options.js';
@@ -99,6 +99,29 @@ export function demoCommand(): Command {
           replicas: options.replicas, sync: Boolean(options.sync), durationMs: options.duration, killAtMs: options.killAt, partitionMs: options.partition,
           writers: options.writers, readers: options.readers, reportDir: options.report, keep: Boolean(options.keep),
           verbose: Boolean(options.verbose), labDir: command.optsWithGlobals().labDir, access: { auth: options.auth, tls: options.tls },
+        }, hooks),
+      );
+    });
+  const s = STALE_READS_DEFAULTS;
+  demo
+    .command('stale-reads')
+    .description('a writer stamps a counter on the primary, readers read it through a balancer; a replica paused, then its replay paused; how far behind each read was, with the sql check\'s --max-lag, without a bound, and through HAProxy (seed settings)')
+    .option('--max-lag <limit>', 'the bounded run\'s sql check bound: bytes (1MB), seconds (1s) or both (1MB,1s)', s.maxLag)
+    .option('--phase <duration>', 'how long each fault lasts (the baseline and each recovery last half of it)', parseSeconds, s.phaseMs)
+    .option('--faults <list>', 'the faults in order: pause, lag (delay needs a lab with --hosts, not available yet)', s.faults)
+    .option('--runs <list>', 'the runs: bounded, unbounded, haproxy', s.runs)
+    .option('--node <replica>', 'the replica faulted', s.node)
+    .option('--replicas <n>', 'replicas to build (2 or more)', positiveInt, s.replicas)
+    .option('--readers <n>', 'concurrent readers (a new connection per read)', positiveInt, s.readers);
+  reportOptions(demo.commands.at(-1)!, s.reportDir, 'unused (the runs narrate their phases)')
+    .addHelpText('after', examples('lab demo stale-reads', 'lab demo stale-reads --max-lag 1s --phase 5s --report /tmp/stale', 'lab demo stale-reads --runs bounded,unbounded'))
+    .action(async (options, command: Command) => {
+      const global = globalsOf(command);
+      const { runStaleReadsDrill } = await import('../demo/stale-reads-drill.js');
+      await runDrill(command, (hooks) =>
+        runStaleReadsDrill(global, {
+          replicas: options.replicas, node: options.node, maxLag: options.maxLag, phaseMs: options.phase, faults: options.faults, runs: options.runs,
+          readers: options.readers, reportDir: options.report, keep: Boolean(options.keep), labDir: command.optsWithGlobals().labDir, access: { auth: options.auth, tls: options.tls },
         }, hooks),
       );
     });

@@ -71,3 +71,27 @@ export interface PrimaryFailoverDrillOptions {
 export const PRIMARY_FAILOVER_DEFAULTS: PrimaryFailoverDrillOptions = {
   replicas: 2, sync: false, durationMs: 60_000, killAtMs: 20_000, partitionMs: 200, writers: 8, readers: 4, reportDir: 'report-primary-failover', keep: false, verbose: false,
 };
+
+export interface StaleReadsDrillOptions {
+  replicas: number;
+  /** The replica paused, then lagging. */
+  node: string;
+  /** The sql check's --max-lag of the bounded run: bytes (1MB), seconds (1s) or both (1MB,1s). */
+  maxLag: string;
+  /** How long each fault lasts; the baseline and each recovery last half of it. */
+  phaseMs: number;
+  /** The faults, in order: pause, lag (delay comes with --hosts labs). */
+  faults: string;
+  /** The runs: bounded, unbounded, haproxy. */
+  runs: string;
+  readers: number;
+  reportDir: string;
+  keep: boolean;
+  labDir?: string;
+  /** The drill lab's authentication and TLS (default: a new lab's, scram and TLS on). */
+  access?: DemoAccess;
+}
+
+export const STALE_READS_DEFAULTS: StaleReadsDrillOptions = {
+  replicas: 2, node: 'replica2', maxLag: '1MB', phaseMs: 10_000, faults: 'pause,lag', runs: 'bounded,unbounded,haproxy', readers: 4, reportDir: 'report-stale-reads', keep: false,
+};

@@ -20,7 +20,11 @@ export function renderReportMarkdown(report: Report, svgFile = 'timeline.svg'): 
   const when = report.started_at ? `started ${report.started_at}, ` : '';
   out.push(`_${when}load for ${seconds(report.duration_ms)}; report written ${report.generated_at}_`, '');
   if (report.summary.length) out.push(...report.summary.map((line) => `- ${line}`), '');
-  out.push(`![transactions per second per node, with the events and the client errors](${svgFile})`, '');
+  out.push(`![${report.y_label ?? 'transactions per second per node'}, with the events and the client errors](${svgFile})`, '');
+  for (const t of report.tables ?? []) {
+    out.push(`## ${t.title}`, '', table(t.headers, t.rows), '');
+    if (t.note) out.push(t.note, '');
+  }
 
   out.push('## Figures', '', table(['figure', 'value'], Object.entries(report.figures).map(([name, value]) => [name, figureValue(name, value)])), '');
 

@@ -112,7 +112,7 @@ export function renderTimelineSvg(report: Report): string {
     `<line x1="${plotLeft}" y1="${plotBottom}" x2="${plotRight}" y2="${plotBottom}" stroke="#333" stroke-width="1.5"/>`,
     `<line x1="${plotLeft}" y1="${plotTop}" x2="${plotLeft}" y2="${plotBottom}" stroke="#333" stroke-width="1.5"/>`,
     `<text x="${(plotLeft + plotRight) / 2}" y="${height - 12}" text-anchor="middle">time since the start of the load (s)</text>`,
-    `<text transform="translate(18 ${(plotTop + plotBottom) / 2}) rotate(-90)" text-anchor="middle">transactions per second</text>`,
+    `<text transform="translate(18 ${(plotTop + plotBottom) / 2}) rotate(-90)" text-anchor="middle">${escapeXml(report.y_label ?? 'transactions per second')}</text>`,
   );
 
   // Events: a dashed line through the plot, its label in a row above it.

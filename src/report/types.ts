@@ -70,6 +70,14 @@ export interface ReportPhase {
   min_tps: number | null;
 }
 
+/** A table of the drill's own (lab demo stale-reads: the runs side by side), shown in report.md. */
+export interface ReportTable {
+  title: string;
+  headers: string[];
+  rows: (string | number)[][];
+  note?: string;
+}
+
 export interface Report {
   title: string;
   generated_at: string;
@@ -86,6 +94,12 @@ export interface Report {
   figures: ReportFigures;
   transactions: ReportNodeTransactions[];
   crosscheck: ReportCrossCheck[];
+  /** Optional: the timeline's y axis when its series are not transactions per second. */
+  y_label?: string;
+  /** Optional: a drill's own records for report.json (lab demo stale-reads: the reads beyond its rule). */
+  details?: Record<string, unknown>;
+  /** Optional: tables shown after the summary. */
+  tables?: ReportTable[];
   /** Optional: the drill's phases (lab demo lb-ha). */
   phases?: ReportPhase[];
   notes: string[];

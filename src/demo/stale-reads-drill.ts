@@ -1,0 +1,491 @@
+// `lab demo stale-reads [--max-lag 1MB]` (issue 17): how old can a read through `lb` be while a replica
+// is paused or stops replaying? A writer stamps an increasing counter on the primary (StampWriter);
+// readers read it through a balancer, each read judged against what the writer had acknowledged when it
+// was sent (ms and bytes behind). The same phases run three times on the same lab, each with a balancer
+// of its own: the built-in one with the sql check's --max-lag, the built-in one without a lag bound, and
+// HAProxy with the seed's settings (pgsql-check: it cannot see lag). The report puts them side by side
+// and checks the rule: with --max-lag B (bytes) / S (seconds), check interval I and check timeout C,
+//   ms_behind    <= S + I + 2C
+//   bytes_behind <= B + WAL the primary wrote in the I + 2C before the read + one stamp's WAL.
+import { readFile } from 'node:fs/promises';
+import { setTimeout as delay } from 'node:timers/promises';
+import { fetchBalancerStats, startBalancer, stopBalancer, type BalancerStartOptions, type StartedBalancer } from '../commands/balancer.js';
+import { faultHeal, faultLag, faultPause, NETWORK_FAULTS } from '../commands/fault.js';
+import { LAB_CHECK_DEFAULTS } from '../balancer/config.js';
+import { parseMaxLag } from '../balancer/settings.js';
+import { findFreePorts } from '../common/ports.js';
+import { LabError } from '../common/errors.js';
+import { pollUntil } from '../common/poll.js';
+import type { Reporter } from '../common/reporter.js';
+import type { GlobalOptions } from '../lab/context.js';
+import { queryRows } from '../postgres/client.js';
+import type { Report, ReportError, ReportEvent, ReportNodeTransactions, ReportPhase, ReportSeries, ReportTable } from '../report/types.js';
+import type { StaleReadsDrillOptions } from './defaults.js';
+import { alongsideLoad, inDemoLab, publishReport, type DrillOutcome } from './drill-run.js';
+import { buildDemoLab, createDatabase, DEMO_DATABASE, waitReplicasCaughtUp } from './lab-setup.js';
+import { Narrator, type Print } from './narrator.js';
+import { CREATE_STAMP_TABLE, STAMP_TABLE, latestAt, runStampReaders, StampWriter, type ReadersResult, type Stamp, type StampRead } from './stamp-load.js';
+
+export { STALE_READS_DEFAULTS, type StaleReadsDrillOptions } from './defaults.js';
+
+/** Faults a phase can apply now. `delay` slots in here once labs with --hosts exist (REFERENCE 8). */
+export const STALE_FAULTS = ['pause', 'lag'] as const;
+export type StaleFault = (typeof STALE_FAULTS)[number];
+export const STALE_RUNS = ['bounded', 'unbounded', 'haproxy'] as const;
+export type StaleRun = (typeof STALE_RUNS)[number];
+
+/** The writer: one stamp every 15 ms, each with 16 kB of uncompressed padding (about 1 MB of WAL a second). */
+const STAMP_EVERY_MS = 15;
+const STAMP_PAD_BYTES = 16_384;
+// Above the built-in balancer's connection phase (3 s: a hung server's 1 s detour included), as drivers' 10-30 s are.
+const READ_CONNECT_TIMEOUT_MS = 5000;
+const READ_QUERY_TIMEOUT_MS = 3000;
+
+interface PhaseSpec {
+  name: string;
+  fault: StaleFault | null;
+  ms: number;
+}
+
+/** The drill's phases: a baseline, then each fault for --phase and a recovery of half that after its heal. */
+export function phasePlan(faults: StaleFault[], node: string, phaseMs: number): PhaseSpec[] {
+  const words: Record<StaleFault, string> = { pause: `${node} paused (SIGSTOP)`, lag: `${node} replay paused (lag)` };
+  return [
+    { name: 'baseline', fault: null, ms: phaseMs / 2 },
+    ...faults.flatMap((fault) => [
+      { name: words[fault], fault, ms: phaseMs },
+      { name: `after ${fault} healed`, fault: null, ms: phaseMs / 2 },
+    ]),
+  ];
+}
+
+export function parseStaleFaults(text: string): StaleFault[] {
+  const faults = text.split(',').map((f) => f.trim()).filter(Boolean);
+  if (faults.length === 0) throw new LabError('USAGE', '--faults needs at least one of pause, lag');
+  for (const fault of faults) {
+    if ((NETWORK_FAULTS as readonly string[]).includes(fault)) {
+      throw new LabError('USAGE', `--faults ${fault}: ${fault} needs a lab made with --hosts (nodes in network namespaces), which is not available yet; the drill's phase list takes it then (pause and lag work now)`);
+    }
+    if (!(STALE_FAULTS as readonly string[]).includes(fault)) throw new LabError('USAGE', `Invalid --faults "${fault}": expected pause and/or lag (delay comes with labs made with --hosts)`);
+  }
+  return faults as StaleFault[];
+}
+
+export function parseStaleRuns(text: string): StaleRun[] {
+  const runs = text.split(',').map((r) => r.trim()).filter(Boolean);
+  if (runs.length === 0) throw new LabError('USAGE', '--runs needs at least one of bounded, unbounded, haproxy');
+  for (const run of runs) {
+    if (!(STALE_RUNS as readonly string[]).includes(run)) throw new LabError('USAGE', `Invalid --runs "${run}": expected bounded, unbounded and/or haproxy`);
+  }
+  return [...new Set(runs)] as StaleRun[];
+}
+
+export function checkStaleReadsOptions(o: StaleReadsDrillOptions): { maxLagBytes: number | null; maxLagSeconds: number | null } {
+  if (!Number.isInteger(o.replicas) || o.replicas < 2) throw new LabError('USAGE', `--replicas must be 2 or more (one keeps serving while the other is faulted), got ${o.replicas}`);
+  if (!Number.isInteger(o.readers) || o.readers < 1) throw new LabError('USAGE', `--readers must be 1 or more, got ${o.readers}`);
+  if (!(o.phaseMs >= 2000)) throw new LabError('USAGE', `--phase must be at least 2s, got ${o.phaseMs / 1000}s`);
+  const match = /^replica(\d+)$/.exec(o.node);
+  if (!match || Number(match[1]) < 1 || Number(match[1]) > o.replicas) throw new LabError('USAGE', `--node must be one of the drill's replicas (replica1..replica${o.replicas}), got "${o.node}"`);
+  const bound = parseMaxLag(o.maxLag.split(','));
+  if (bound.maxLagBytes === null && bound.maxLagSeconds === null) throw new LabError('USAGE', '--max-lag needs a bound (1MB, 1s)');
+  return bound;
+}
+
+/** What the rule allows a read, from the check's knobs. */
+export interface Rule {
+  maxLagBytes: number | null;
+  maxLagSeconds: number | null;
+  interMs: number;
+  checkTimeoutMs: number;
+  /** I + 2C: from one check's measurement to the latest moment its verdict can still route a read. */
+  windowMs: number;
+}
+
+export interface JudgedRead extends StampRead {
+  /** Over the bound itself (--max-lag). */
+  beyond_bound: boolean;
+  /** Over the rule: the bound plus what one check interval can add. */
+  beyond_rule: boolean;
+  /** What the rule allowed this read (null: no such bound, or the read saw the newest stamp). */
+  limit_ms: number | null;
+  limit_bytes: number | null;
+}
+
+export function judgeAgainstRule(stamps: Stamp[], read: StampRead, rule: Rule): JudgedRead {
+  let beyondBound = false;
+  let beyondRule = false;
+  let limitMs: number | null = null;
+  let limitBytes: number | null = null;
+  if (rule.maxLagSeconds !== null) {
+    limitMs = rule.maxLagSeconds * 1000 + rule.windowMs;
+    beyondBound ||= read.ms_behind > rule.maxLagSeconds * 1000;
+    beyondRule ||= read.ms_behind > limitMs;
+  }
+  if (rule.maxLagBytes !== null && read.counter < read.latest) {
+    beyondBound ||= read.bytes_behind > rule.maxLagBytes;
+    const written = stamps[read.latest]!.lsn - latestAt(stamps, read.at - rule.windowMs).lsn;
+    const oneStamp = stamps[read.counter + 1]!.lsn - stamps[read.counter]!.lsn;
+    limitBytes = rule.maxLagBytes + Math.max(0, written) + oneStamp;
+    beyondRule ||= read.bytes_behind > limitBytes;
+  }
+  return { ...read, beyond_bound: beyondBound, beyond_rule: beyondRule, limit_ms: limitMs, limit_bytes: limitBytes };
+}
+
+/** A state change of a server in the built-in balancer's log: `<ISO time> lb server replica2 UP -> DRAIN: why`. */
+export interface StateChange {
+  at: number;
+  server: string;
+  from: string;
+  to: string;
+  why: string;
+}
+
+export function stateChangesOf(log: string, balancer: string, since: number): StateChange[] {
+  const changes: StateChange[] = [];
+  const pattern = /^(\S+) (\S+) server (\S+) ([A-Z]+) -> ([A-Z]+): (.*)$/;
+  for (const line of log.split('\n')) {
+    const m = pattern.exec(line);
+    if (!m || m[2] !== balancer) continue;
+    const at = Date.parse(m[1]!);
+    if (Number.isFinite(at) && at >= since) changes.push({ at, server: m[3]!, from: m[4]!, to: m[5]!, why: m[6]! });
+  }
+  return changes;
+}
+
+interface PhaseResult {
+  name: string;
+  fault: StaleFault | null;
+  from: number;
+  to: number;
+}
+
+interface RunResult {
+  run: StaleRun;
+  label: string;
+  balancer: string;
+  phases: PhaseResult[];
+  reads: JudgedRead[];
+  errors: ReadersResult['errors'];
+  /** The faulted node's state changes in the built-in balancer (HAProxy's are not read). */
+  changes: StateChange[];
+}
+
+export async function runStaleReadsDrill(
+  base: Pick<GlobalOptions, 'pg' | 'osUser' | 'runtime'>,
+  options: StaleReadsDrillOptions,
+  hooks: { print: Print; reporter: Reporter; signal: AbortSignal },
+): Promise<DrillOutcome> {
+  const bound = checkStaleReadsOptions(options);
+  const faults = parseStaleFaults(options.faults);
+  const runs = parseStaleRuns(options.runs);
+  const rule: Rule = { ...bound, interMs: LAB_CHECK_DEFAULTS.interMs, checkTimeoutMs: LAB_CHECK_DEFAULTS.timeoutMs, windowMs: LAB_CHECK_DEFAULTS.interMs + 2 * LAB_CHECK_DEFAULTS.timeoutMs };
+  const plan = phasePlan(faults, options.node, options.phaseMs);
+  const { signal } = hooks;
+  const narrator = new Narrator(hooks.print);
+  narrator.say(`lab demo stale-reads: ${options.replicas} replicas, ${options.readers} readers through a balancer, ${options.node} ${faults.join(' then ')} for ${options.phaseMs / 1000}s each; runs: ${runs.join(', ')}; bound --max-lag ${options.maxLag}`);
+  const lab = await buildDemoLab(base, { replicas: options.replicas, access: options.access, labDir: options.labDir, reporter: hooks.reporter, say: (t) => narrator.say(t) });
+  const { global } = lab;
+  return inDemoLab(lab, narrator, { keep: options.keep, what: 'the writer, the balancers' }, async () => {
+    narrator.say(`step 3: table ${STAMP_TABLE} in database ${DEMO_DATABASE} on master1; a writer stamps counter+1 every ${STAMP_EVERY_MS} ms (${STAMP_PAD_BYTES / 1024} kB of WAL each)`);
+    await createDatabase(lab.masterPort, DEMO_DATABASE);
+    for (const sql of CREATE_STAMP_TABLE) await queryRows({ port: lab.masterPort, database: DEMO_DATABASE }, sql);
+    await waitReplicasCaughtUp(lab.masterPort, lab.replicas.length);
+    const writer = new StampWriter({ port: lab.masterPort, database: DEMO_DATABASE, everyMs: STAMP_EVERY_MS, padBytes: STAMP_PAD_BYTES, maxStamps: 2_000_000 });
+    narrator.loadEpochMs = Date.now();
+    await writer.start();
+    const results: RunResult[] = [];
+    try {
+      for (const run of runs) {
+        signal.throwIfAborted();
+        results.push(await oneRun({ global, lab, run, rule, options, plan, writer, narrator, signal }));
+      }
+    } finally {
+      await writer.stop();
+    }
+    narrator.event('stop', `end: ${writer.latest} stamps written, ${results.reduce((n, r) => n + r.reads.length, 0)} reads in ${results.length} runs`);
+    const report = buildReport({ results, rule, options, writer, narrator, plan, nodes: [{ name: 'master1', port: lab.masterPort }, ...lab.replicas] });
+    const written = await publishReport(narrator, options.reportDir, report);
+    return { report, written, labDir: global.labDir, kept: options.keep };
+  });
+}
+
+function runLabel(run: StaleRun, maxLag: string): string {
+  switch (run) {
+    case 'bounded': return `built-in, sql check --max-lag ${maxLag}`;
+    case 'unbounded': return 'built-in, sql check, no lag bound';
+    case 'haproxy': return 'HAProxy, seed settings (pgsql-check, inter 10s)';
+  }
+}
+
+function balancerOptions(run: StaleRun, maxLag: string): BalancerStartOptions {
+  switch (run) {
+    case 'bounded': return { name: 'lb', check: 'sql', maxLag: maxLag.split(',') };
+    case 'unbounded': return { name: 'lb-nobound', check: 'sql' };
+    case 'haproxy':
+      // The seed's haproxy.cfg knobs (REFERENCE 1): pgsql-check every 10 s, rise 2, fall 3, timeout check 5 s.
+      return { name: 'hx', engine: 'haproxy', check: 'pgsql', inter: 10_000, fastinter: 10_000, downinter: 10_000, rise: 2, fall: 3, checkTimeout: 5000, connectTimeout: 10_000, clientTimeout: 60_000, serverTimeout: 60_000, retries: 3 };
+  }
+}
+
+interface RunInput {
+  global: GlobalOptions;
+  lab: { masterPort: number; replicas: { name: string; port: number }[] };
+  run: StaleRun;
+  rule: Rule;
+  options: StaleReadsDrillOptions;
+  plan: PhaseSpec[];
+  writer: StampWriter;
+  narrator: Narrator;
+  signal: AbortSignal;
+}
+
+async function oneRun(d: RunInput): Promise<RunResult> {
+  const { global, lab, run, rule, options, plan, writer, narrator, signal } = d;
+  const label = runLabel(run, options.maxLag);
+  const [listen, stats] = await findFreePorts(2);
+  const spec = { ...balancerOptions(run, options.maxLag), listen: `127.0.0.1:${listen}`, stats: `127.0.0.1:${stats}` };
+  narrator.say(`run ${run}: balancer ${spec.name} on ${spec.listen}, ${label}`);
+  const balancer = await startBalancer(global, spec);
+  try {
+    await waitUp(balancer, lab.replicas.length, signal);
+    const total = plan.reduce((sum, p) => sum + p.ms, 0);
+    const phases: PhaseResult[] = [];
+    const started = Date.now();
+    const readers = await alongsideLoad(signal, (loadSignal) => ({
+      workload: runStampReaders(writer, {
+        url: `postgresql://postgres@${spec.listen}/${DEMO_DATABASE}`, clients: options.readers, until: started + total, maxReads: 200_000,
+        connectTimeoutMs: READ_CONNECT_TIMEOUT_MS, queryTimeoutMs: READ_QUERY_TIMEOUT_MS,
+      }, loadSignal),
+      drill: (async () => {
+        let at = started;
+        for (const phase of plan) {
+          const from = Date.now();
+          if (phase.fault) {
+            await applyFault(global, phase.fault, options.node);
+            narrator.event(`${run}-${phase.fault}`, `${run}: ${phase.name}`, from);
+          } else {
+            narrator.event(`${run}-phase`, `${run}: ${phase.name}`, from);
+          }
+          at += phase.ms;
+          await delay(Math.max(0, at - Date.now()), undefined, { signal: loadSignal });
+          if (phase.fault) {
+            const healed = await faultHeal(global, options.node);
+            narrator.say(`run ${run}: heal ${options.node}: ${healed.healed.map((h) => h.outcome).join('; ')}`);
+          }
+          phases.push({ name: phase.name, fault: phase.fault, from, to: Date.now() });
+        }
+      })(),
+    }));
+    const reads = readers.reads.map((r) => judgeAgainstRule(writer.stamps, r, rule));
+    narrator.say(`run ${run}: ${reads.length} reads, ${readers.errors.length} read errors, ${reads.filter((r) => r.beyond_bound).length} beyond the bound, ${reads.filter((r) => r.beyond_rule).length} beyond the rule`);
+    const changes = balancer.engine === 'haproxy' ? [] : stateChangesOf(await readFile(balancer.logFile, 'utf8').catch(() => ''), spec.name!, started).filter((c) => c.server === options.node);
+    for (const c of changes) narrator.event(`${run}-state`, `${spec.name}: ${c.server} ${c.to}`, c.at, `run ${run}: balancer ${spec.name}: ${c.server} ${c.from} -> ${c.to} (${c.why})`);
+    return { run, label, balancer: spec.name!, phases, reads, errors: readers.errors, changes };
+  } finally {
+    await stopBalancer(global, spec.name).catch((error) => narrator.say(`could not stop balancer ${spec.name}: ${error instanceof Error ? error.message : String(error)}`));
+    // The next run starts from replicas that replayed everything (a heal's backlog is not the next run's).
+    await waitReplicasCaughtUp(lab.masterPort, lab.replicas.length, 30_000).catch(() => undefined);
+  }
+}
+
+async function applyFault(global: GlobalOptions, fault: StaleFault, node: string): Promise<void> {
+  switch (fault) {
+    case 'pause': await faultPause(global, node); return;
+    case 'lag': await faultLag(global, node); return;
+  }
+}
+
+async function waitUp(balancer: StartedBalancer, count: number, signal: AbortSignal): Promise<void> {
+  await pollUntil(async () => {
+    const stats = await fetchBalancerStats(balancer, 1000).catch(() => null);
+    return stats && stats.servers.filter((s) => s.status === 'UP').length >= count ? true : undefined;
+  }, { timeoutMs: 30_000, intervalMs: 100, what: `balancer ${balancer.name} to see ${count} replicas UP`, signal });
+}
+
+interface PhaseFigures {
+  reads: number;
+  errors: number;
+  on_node: number;
+  beyond_bound: number;
+  beyond_rule: number;
+  worst_ms: number;
+  worst_bytes: number;
+}
+
+function figuresOf(reads: JudgedRead[], errors: number, nodePort: number): PhaseFigures {
+  return {
+    reads: reads.length,
+    errors,
+    on_node: reads.filter((r) => r.port === nodePort).length,
+    beyond_bound: reads.filter((r) => r.beyond_bound).length,
+    beyond_rule: reads.filter((r) => r.beyond_rule).length,
+    worst_ms: reads.reduce((m, r) => Math.max(m, r.ms_behind), 0),
+    worst_bytes: reads.reduce((m, r) => Math.max(m, r.bytes_behind), 0),
+  };
+}
+
+function fmtBytes(bytes: number): string {
+  if (bytes >= 1024 * 1024) return `${(bytes / (1024 * 1024)).toFixed(1)} MB`;
+  if (bytes >= 1024) return `${(bytes / 1024).toFixed(0)} kB`;
+  return `${bytes} B`;
+}
+
+interface ReportInput {
+  results: RunResult[];
+  rule: Rule;
+  options: StaleReadsDrillOptions;
+  writer: StampWriter;
+  narrator: Narrator;
+  plan: PhaseSpec[];
+  nodes: { name: string; port: number }[];
+}
+
+function buildReport(input: ReportInput): Report {
+  const { results, rule, options, writer, narrator, nodes } = input;
+  const epoch = narrator.loadEpochMs!;
+  const rel = (t: number) => Math.round(t - epoch);
+  const nodePort = nodes.find((n) => n.name === options.node)!.port;
+  const stamps = writer.stamps;
+  const lastStamp = stamps[stamps.length - 1]!;
+  const walPerSecond = stamps.length > 1 ? Math.round(((lastStamp.lsn - stamps[0]!.lsn) * 1000) / Math.max(1, lastStamp.ackedAt - stamps[0]!.ackedAt)) : 0;
+  const ruleText = [
+    rule.maxLagSeconds !== null ? `ms behind <= ${rule.maxLagSeconds * 1000} + ${rule.interMs} + 2 x ${rule.checkTimeoutMs} = ${rule.maxLagSeconds * 1000 + rule.windowMs} ms` : null,
+    rule.maxLagBytes !== null ? `bytes behind <= ${fmtBytes(rule.maxLagBytes)} + the WAL written in the ${rule.windowMs} ms before the read + one stamp's WAL` : null,
+  ].filter(Boolean).join('; ');
+
+  const figures: Report['figures'] = {
+    detection_ms: null, readmission_ms: null, errors_after_detection: null,
+    max_lag: options.maxLag,
+    max_lag_bytes: rule.maxLagBytes,
+    max_lag_s: rule.maxLagSeconds,
+    inter_ms: rule.interMs,
+    check_timeout_ms: rule.checkTimeoutMs,
+    rule_window_ms: rule.windowMs,
+    faulted_node: options.node,
+    phase_ms: options.phaseMs,
+    stamps: writer.latest,
+    wal_bytes_per_s: walPerSecond,
+    writer_errors: writer.errors.length,
+  };
+  const rows: (string | number)[][] = [];
+  const phases: ReportPhase[] = [];
+  const transactions: ReportNodeTransactions[] = [];
+  const series: ReportSeries[] = [];
+  const errors: ReportError[] = [];
+  const summary: string[] = [`bound: --max-lag ${options.maxLag}; the rule (check every ${rule.interMs} ms, timeout ${rule.checkTimeoutMs} ms): ${ruleText}`];
+  for (const result of results) {
+    const all = figuresOf(result.reads, result.errors.length, nodePort);
+    const inFault = result.phases.filter((p) => p.fault);
+    const inPhase = (p: PhaseResult) => (t: number) => t >= p.from && t < p.to;
+    for (const phase of result.phases) {
+      const within = inPhase(phase);
+      const f = figuresOf(result.reads.filter((r) => within(r.at)), result.errors.filter((e) => within(e.at)).length, nodePort);
+      rows.push([phase.name, result.run, f.reads, f.errors, f.on_node, f.beyond_bound, f.beyond_rule, f.worst_ms, fmtBytes(f.worst_bytes)]);
+      const perSecond = new Map<number, number>();
+      for (const r of result.reads.filter((x) => within(x.at))) perSecond.set(Math.floor((r.at - phase.from) / 1000), (perSecond.get(Math.floor((r.at - phase.from) / 1000)) ?? 0) + 1);
+      const whole = Math.floor((phase.to - phase.from) / 1000);
+      phases.push({
+        name: `${result.run}: ${phase.name}`, from_ms: rel(phase.from), to_ms: rel(phase.to), transactions: f.reads, errors: f.errors,
+        min_tps: whole > 0 ? Math.min(...Array.from({ length: whole }, (_, i) => perSecond.get(i) ?? 0)) : null,
+      });
+      // Per phase: <run>_lag_..., <run>_after_lag_... (the phase after a fault's heal).
+      const key = phase.fault ?? (phase.name.startsWith('after ') ? `after_${phase.name.split(' ')[1]}` : phase.name);
+      figures[`${result.run}_${key}_beyond_bound`] = f.beyond_bound;
+      figures[`${result.run}_${key}_beyond_rule`] = f.beyond_rule;
+      figures[`${result.run}_${key}_worst_ms_behind`] = f.worst_ms;
+    }
+    Object.assign(figures, {
+      [`${result.run}_reads`]: all.reads,
+      [`${result.run}_read_errors`]: all.errors,
+      [`${result.run}_beyond_bound`]: all.beyond_bound,
+      [`${result.run}_beyond_rule`]: all.beyond_rule,
+      [`${result.run}_worst_ms_behind`]: all.worst_ms,
+      [`${result.run}_worst_bytes_behind`]: all.worst_bytes,
+    });
+    summary.push(`${result.run} (${result.label}): ${all.reads} reads, ${all.errors} read errors; older than the bound: ${all.beyond_bound}; beyond the rule: ${all.beyond_rule}; worst ${all.worst_ms} ms / ${fmtBytes(all.worst_bytes)} behind`);
+    // Reads per server: before the first fault, during faults, after them.
+    const firstFault = inFault[0]?.from ?? Infinity;
+    for (const node of nodes) {
+      const mine = result.reads.filter((r) => r.port === node.port);
+      if (mine.length === 0) continue;
+      const during = mine.filter((r) => inFault.some((p) => r.at >= p.from && r.at < p.to)).length;
+      const before = mine.filter((r) => r.at < firstFault).length;
+      transactions.push({ node: `${result.run}: ${node.name}`, before, during, after: mine.length - before - during, total: mine.length });
+    }
+    // The timeline: the worst staleness of each second's reads, per run.
+    const start = result.phases[0]?.from ?? epoch;
+    const end = result.phases.at(-1)?.to ?? start;
+    const worst = Array.from({ length: Math.ceil((end - start) / 1000) }, () => 0);
+    for (const r of result.reads) {
+      const i = Math.min(worst.length - 1, Math.floor((r.at - start) / 1000));
+      if (i >= 0) worst[i] = Math.max(worst[i]!, r.ms_behind);
+    }
+    series.push({ node: `${result.run} (worst ms behind)`, port: null, points: worst.map((ms, i) => ({ at_ms: rel(start) + (i + 1) * 1000, tps: ms })) });
+    errors.push(...result.errors.map((e) => ({ at_ms: rel(e.at), message: e.message, target: `${result.run} (${result.balancer})` })));
+  }
+  const bounded = results.find((r) => r.run === 'bounded');
+  const goal = bounded ? bounded.reads.filter((r) => r.beyond_rule).length === 0 : null;
+  figures.goal_no_read_beyond_rule = goal;
+  if (bounded && goal !== null) {
+    const where = bounded.phases
+      .map((p) => ({ name: p.name, n: bounded.reads.filter((r) => r.beyond_rule && r.at >= p.from && r.at < p.to).length }))
+      .filter((p) => p.n > 0);
+    const afterPause = where.some((p) => p.name === 'after pause healed')
+      ? ' (after a pause: the sql check measures receive - replay on the replica, 0 while the resumed replica has not yet received what it missed, so it is let in seconds behind; see README, Stale reads)'
+      : '';
+    summary.push(`goal (--max-lag: no read beyond the bound plus one check interval): ${goal ? 'met' : `NOT met: ${where.map((p) => `${p.n} in "${p.name}"`).join(', ')}${afterPause}`}`);
+  }
+  summary.push(`writer: ${writer.latest} stamps, ${fmtBytes(walPerSecond)} of WAL a second${writer.errors.length ? `, ${writer.errors.length} errors` : ''}`);
+
+  const tableNotes = `Reads: a new connection through the run's balancer, then SELECT counter FROM stamp. "on ${options.node}": reads the faulted replica answered. "> bound": older than --max-lag ${options.maxLag}; "> rule": older than the rule allows.`;
+  const tables: ReportTable[] = [{
+    title: 'The runs side by side, per phase',
+    headers: ['phase', 'run', 'reads', 'errors', `on ${options.node}`, '> bound', '> rule', 'worst ms behind', 'worst bytes behind'],
+    rows: rows
+      .map((row, i) => ({ row, i }))
+      .sort((a, b) => phaseIndex(input.plan, String(a.row[0])) - phaseIndex(input.plan, String(b.row[0])) || a.i - b.i)
+      .map(({ row }) => row),
+    note: tableNotes,
+  }];
+  const events: ReportEvent[] = [...narrator.events].sort((a, b) => a.at_ms - b.at_ms);
+  const phaseOf = (result: RunResult, at: number) => result.phases.find((p) => at >= p.from && at < p.to)?.name ?? null;
+  const details = {
+    reads_beyond_rule: results.flatMap((result) => result.reads.filter((r) => r.beyond_rule).slice(0, 100).map((r) => ({
+      run: result.run, phase: phaseOf(result, r.at), at_ms: rel(r.at), took_ms: r.took_ms, server: nodes.find((n) => n.port === r.port)?.name ?? r.port,
+      counter: r.counter, latest: r.latest, ms_behind: r.ms_behind, bytes_behind: r.bytes_behind, limit_ms: r.limit_ms, limit_bytes: r.limit_bytes,
+    }))),
+    state_changes: results.flatMap((result) => result.changes.map((c) => ({ run: result.run, at_ms: rel(c.at), server: c.server, from: c.from, to: c.to, why: c.why }))),
+  };
+  return {
+    title: `pglab stale reads demo: ${options.node} paused, then its replay paused, reads through lb (--max-lag ${options.maxLag}), without a bound and through HAProxy`,
+    generated_at: new Date().toISOString(),
+    started_at: new Date(epoch).toISOString(),
+    duration_ms: rel(Math.max(...results.map((r) => r.phases.at(-1)?.to ?? epoch), epoch)),
+    summary,
+    details,
+    y_label: 'worst staleness of the second\'s reads (ms)',
+    tables,
+    events,
+    series,
+    errors: errors.slice(0, 500),
+    errors_total: errors.length,
+    figures,
+    transactions,
+    crosscheck: [],
+    phases,
+    notes: [
+      `Writer: one session on master1 (not through a balancer) runs UPDATE stamp SET counter = counter + 1, at = clock_timestamp(), lsn = pg_current_wal_insert_lsn(), pad = (16 kB, stored uncompressed) every ${STAMP_EVERY_MS} ms; it keeps, per counter, when the UPDATE was acknowledged and the LSN it returned.`,
+      `Readers: ${options.readers} clients, each read a new connection through the run's balancer (connect timeout ${READ_CONNECT_TIMEOUT_MS} ms, query timeout ${READ_QUERY_TIMEOUT_MS} ms) and SELECT counter, inet_server_port() FROM stamp. A new connection per read because an L4 balancer cannot move a session that is already on a replica when it is drained: persistent sessions keep reading from it.`,
+      'Staleness of a read: L = the newest counter acknowledged when its SELECT was sent, c = the counter it read. If c >= L it is 0. Otherwise ms behind = send time - acknowledgement of counter c+1 (the first it did not see), bytes behind = LSN(L) - LSN(c).',
+      `The rule: with --max-lag S (seconds) a read is at most S + I + 2C behind; with --max-lag B (bytes) at most B + the WAL written in the I + 2C before it + one stamp's WAL; I = inter (${rule.interMs} ms), C = timeout check (${rule.checkTimeoutMs} ms). I + 2C: the verdict of a check that measured the lag at t is in force until the next check's verdict, which comes at most I after the first check ended (it took at most C after measuring) and at most C after the next one started. The sql check measures receive - replay on the replica (bytes) and now() - the last replayed commit's time while receive != replay (seconds); WAL not yet received is not in it (milliseconds here). A check that fails without a hang keeps the last verdict up to fall - 1 more checks; none did in these runs.`,
+      'Runs: bounded (built-in balancer, sql check, --max-lag), unbounded (the same without a lag bound), haproxy (HAProxy with the seed\'s settings: pgsql-check every 10 s, rise 2, fall 3, retries 3, timeout connect 10 s; it cannot see lag). Each run has its balancer, the same phases on the same lab; the replicas replay everything between runs. The unbounded and HAProxy runs are judged against the same bound.',
+      'Phases: a baseline, then for each fault: the fault for --phase and half of that after its heal. pause = SIGSTOP of every process of the node (lab fault pause), lag = pg_wal_replay_pause() (lab fault lag). A network delay phase (lab fault delay) slots into the phase list once labs with --hosts exist; `--faults delay` says so now.',
+      'Timeline: the worst staleness (ms) of the reads of each second, one line per run; the runs follow each other on one clock.',
+    ],
+  };
+}
+
+function phaseIndex(plan: PhaseSpec[], name: string): number {
+  const i = plan.findIndex((p) => p.name === name);
+  return i < 0 ? plan.length : i;
+}
