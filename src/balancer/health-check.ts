@@ -264,14 +264,21 @@ class SqlChecker implements Checker {
   }
 }
 
-/** pg_is_in_recovery(), a primary's timeline and, on a replica, replay lag in bytes and seconds (names by version). */
+/**
+ * pg_is_in_recovery(), a primary's timeline and, on a replica, replay lag in bytes and seconds (names by
+ * version). The lag is measured from the primary's end of WAL as the replica last heard it
+ * (pg_stat_wal_receiver.latest_end_lsn: every message of the walsender carries it), not only from what
+ * the replica received: a replica resumed after a freeze has received little of what it missed, and
+ * received minus replayed would call it caught up while it is megabytes behind (the stale-reads drill).
+ */
 function roleQuery(versionNum: number): string {
   const d = dialectFor(Math.floor(versionNum / 10000));
-  const [receive, replay, diff, walFile] = [d.lastReceiveLsn, d.lastReplayLsn, d.lsnDiff, d.currentWalFile];
+  const [replay, diff, walFile] = [d.lastReplayLsn, d.lsnDiff, d.currentWalFile];
+  const ahead = `greatest(${d.lastReceiveLsn}, (SELECT latest_end_lsn FROM pg_stat_wal_receiver))`;
   return `SELECT pg_is_in_recovery() AS recovery,
     current_setting('max_connections')::int - current_setting('superuser_reserved_connections')::int AS client_slots,
     CASE WHEN NOT pg_is_in_recovery() THEN substr(${walFile}, 1, 8) END AS tli_hex,
-    CASE WHEN pg_is_in_recovery() THEN ${diff}(${receive}, ${replay})::bigint::text END AS lag_bytes,
-    CASE WHEN pg_is_in_recovery() AND ${receive} IS DISTINCT FROM ${replay}
+    CASE WHEN pg_is_in_recovery() THEN ${diff}(${ahead}, ${replay})::bigint::text END AS lag_bytes,
+    CASE WHEN pg_is_in_recovery() AND ${ahead} IS DISTINCT FROM ${replay}
       THEN extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8 END AS lag_s`;
 }
