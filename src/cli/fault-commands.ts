@@ -43,8 +43,8 @@ export function faultCommand(): Command {
       if (options.json) return printJson(faults);
       printLine(
         psqlTable(
-          [{ header: 'node' }, { header: 'fault' }, { header: 'phase' }, { header: 'since' }, { header: 'pid', align: 'right' }],
-          faults.map((f) => [f.node, f.kind, f.phase, f.since, f.pid]),
+          [{ header: 'node' }, { header: 'fault' }, { header: 'phase' }, { header: 'since' }, { header: 'pid', align: 'right' }, { header: 'detail' }],
+          faults.map((f) => [f.node, f.kind, f.phase, f.since, f.pid, f.kind === 'loss' ? `${f.percent}%` : f.from ? `from ${f.from.join(',')}` : undefined]),
         ),
       );
       printLine(`(${faults.length} ${faults.length === 1 ? 'fault' : 'faults'})`);
@@ -61,16 +61,42 @@ export function faultCommand(): Command {
       if (options.json) return printJson(result);
       for (const h of result.healed) printLine(`${h.node} ${h.kind} healed: ${h.outcome}`);
     });
-  for (const kind of ['partition', 'delay', 'loss']) {
-    fault
-      .command(kind)
-      .description(`network ${kind}: needs a lab made with --hosts (network namespaces), not available yet`)
-      .argument('[args...]', 'node names and values')
-      .addHelpText('after', examples('lab fault pause replica3   # what works on every lab now'))
-      .action(async () => {
-        const { networkFault } = await import('../commands/fault.js');
-        networkFault(kind);
-      });
-  }
+  fault
+    .command('partition')
+    .description('cut the node off (a lab made with --hosts): packets from and to the lab\'s subnet (or only --from nodes) dropped both ways in its namespace; sockets stay open')
+    .argument('<node>', 'node name')
+    .option('--from <nodes>', 'only the links to these nodes (comma separated)')
+    .option('--json', 'print the result as JSON')
+    .addHelpText('after', examples('lab fault partition replica1', 'lab fault partition master1 --from replica1,replica2', 'lab fault heal replica1'))
+    .action(async (name: string, options, command: Command) => {
+      const { faultPartition } = await import('../commands/fault.js');
+      const result = await faultPartition(globalsOf(command), name, options.from);
+      if (options.json) return printJson(result);
+      printLine(`${name} partitioned: packets from and to ${result.peers!.join(', ')} dropped both ways; \`lab fault heal ${name}\` undoes it`);
+    });
+  fault
+    .command('loss')
+    .description('drop a share of the node\'s packets to and from the lab\'s subnet, each way (a lab made with --hosts)')
+    .argument('<node>', 'node name')
+    .argument('<percent>', '1% to 100%')
+    .option('--json', 'print the result as JSON')
+    .addHelpText('after', examples('lab fault loss replica2 20%', 'lab fault heal replica2'))
+    .action(async (name: string, percent: string, options, command: Command) => {
+      const { faultLoss } = await import('../commands/fault.js');
+      const result = await faultLoss(globalsOf(command), name, percent);
+      if (options.json) return printJson(result);
+      printLine(`${name} loses ${result.percent}% of its packets each way (from and to ${result.peers!.join(', ')}); \`lab fault heal ${name}\` undoes it`);
+    });
+  fault
+    .command('delay')
+    .description('delay the node\'s links: not done yet (no netem here; pglab\'s own relay is to come): refused in one line')
+    .argument('<node>', 'node name')
+    .argument('<delay>', 'e.g. 200ms')
+    .option('--jitter <duration>', 'e.g. 50ms')
+    .addHelpText('after', examples('lab fault loss replica2 20%   # what works on a lab made with --hosts now'))
+    .action(async (name: string, delay: string, options, command: Command) => {
+      const { faultDelay } = await import('../commands/fault.js');
+      await faultDelay(globalsOf(command), name, delay, options.jitter);
+    });
   return fault;
 }
