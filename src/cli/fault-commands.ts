@@ -6,8 +6,8 @@ import { examples, globalsOf } from './globals.js';
 import { printJson, printLine } from './output.js';
 
 export function faultCommand(): Command {
-  const fault = new Command('fault').description('faults beyond kill -9: pause a node (SIGSTOP), make a standby lag (WAL replay paused), list them, heal them')
-    .addHelpText('after', examples('lab fault pause replica3', 'lab fault lag replica2', 'lab fault list', 'lab fault heal'));
+  const fault = new Command('fault').description('faults beyond kill -9: pause a node (SIGSTOP), make a standby lag (WAL replay paused), partition a node or lose its packets (a lab made with --hosts), list them, heal them')
+    .addHelpText('after', examples('lab fault pause replica3', 'lab fault lag replica2', 'lab fault partition replica1', 'lab fault loss replica2 20%', 'lab fault list', 'lab fault heal'));
   fault
     .command('pause')
     .description('SIGSTOP the node\'s postmaster, then every child of it: it accepts TCP connections but answers nothing (process runtime)')

@@ -32,7 +32,9 @@ export interface NodeStatus {
   serverProblem?: string;
   /** A former primary that must be rewound (`lab node rewind`) before it can follow again. */
   rewindNeeded: boolean;
-  /** Faults in force on it (`lab fault`): pause, lag. */
+  /** Where it is reached: 127.0.0.1, or its namespace's address in a lab made with --hosts. */
+  address: string;
+  /** Faults in force on it (`lab fault`): pause, lag, partition, loss. */
   faults: FaultKind[];
 }
 
@@ -97,6 +99,7 @@ export async function labStatus(global: GlobalOptions): Promise<LabStatus> {
         timeline: null,
         rewindNeeded: Boolean(node.rewindNeeded),
         faults: faultsOf(state, node.name).map((fault) => fault.kind),
+        address: nodeAddress(node),
       } satisfies NodeStatus as NodeStatus;
     }),
   );
