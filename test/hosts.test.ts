@@ -2,13 +2,15 @@
 // own address (10.213.N.x on bridge pglN); replication, status, the watchers and a balancer reach them
 // there; `lab fault partition` and `loss` drop packets in the node's namespace; destroy leaves no
 // namespace, link or rule, also after a kill -9 of the CLI in the middle of `master start --hosts`.
+// `delay` relays the node's traffic through a process of pglab's own and shows as round trips and lag.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { execa } from 'execa';
-import { queryRows } from '../src/postgres/client.js';
+import pg from 'pg';
+import { labClientConfig, queryRows } from '../src/postgres/client.js';
 import { freePorts, labBin, labJson, refused, runLab, tempDir, withTempLab } from './helpers/lab.js';
 
 const isRoot = process.geteuid?.() === 0;
@@ -19,6 +21,12 @@ async function leftovers(index: number): Promise<string[]> {
   const links = (await execa('ip', ['-o', 'link', 'show'])).stdout.split('\n').filter((l) => new RegExp(`^\\d+: pgl${index}[-:@]`).test(l));
   const rules = (await execa('iptables-save')).stdout.split('\n').filter((l) => /PGL-|pgl\d/.test(l));
   return [...netns, ...links, ...rules];
+}
+
+/** pglab delay relays running on this machine. */
+async function relayProcesses(): Promise<string[]> {
+  const { stdout } = await execa('ps', ['-eo', 'pid,args'], { reject: false });
+  return stdout.split('\n').filter((line) => line.includes('delay-relay.js'));
 }
 
 async function serverStatus(statsPort: number, name: string): Promise<string | undefined> {
@@ -37,7 +45,7 @@ async function msUntil(statsPort: number, name: string, status: string, timeoutM
   }
 }
 
-test('--hosts: master and 2 replicas in namespaces, status, stat, balancer, partition and heal timed, loss, bad input, destroy leaves nothing', { skip: !isRoot && 'needs root' }, async () => {
+test('--hosts: master and 2 replicas in namespaces, status, stat, balancer, partition and heal timed, loss, delay, bad input, destroy leaves nothing', { skip: !isRoot && 'needs root' }, async () => {
   let index = 0;
   await withTempLab(async (labDir) => {
     const [m, r1, r2, lbPort, lbStats] = await freePorts(5);
@@ -82,7 +90,7 @@ test('--hosts: master and 2 replicas in namespaces, status, stat, balancer, part
     await refused(labDir, ['fault', 'loss', 'replica2', '0'], 2, /Invalid loss "0"/);
     await refused(labDir, ['fault', 'delay', 'replica2', '-5ms'], 2, /unknown option '-5ms'/);
     await refused(labDir, ['fault', 'delay', 'replica2', '5parsecs'], 2, /Invalid delay "5parsecs"/);
-    await refused(labDir, ['fault', 'delay', 'replica2', '200ms'], 2, /not done yet/);
+    await refused(labDir, ['fault', 'delay', 'replica2', '100ms', '--jitter', '200ms'], 2, /more than the delay/);
     await refused(labDir, ['fault', 'partition', 'master1', '--from', 'master1'], 2, /from itself/);
     await refused(labDir, ['fault', 'partition', 'master1', '--from', 'nosuch'], 5, /Unknown node "nosuch"/);
     await refused(labDir, ['fault', 'heal'], 6, /No fault to heal/);
@@ -153,11 +161,54 @@ test('--hosts: master and 2 replicas in namespaces, status, stat, balancer, part
     assert.deepEqual(streaming.map((r) => r.state), ['streaming']);
     console.log(`# loss 20% on replica2: 1000 rows replayed after ${Date.now() - lossStart} ms, still streaming`);
 
-    // destroy with a fault still in force: nothing of the lab is left.
+    await labJson(labDir, 'fault', 'heal', 'replica2');
+
+    // delay 100ms on replica2: every round trip to it takes about 100 ms more, and the primary sees it as lag.
+    const roundTrips = async () => {
+      const client = new pg.Client(labClientConfig({ host: `${net}.12`, port: r2!, user: 'postgres', database: 'postgres', ssl: false, connectionTimeoutMillis: 5000 }));
+      await client.connect();
+      try {
+        const times: number[] = [];
+        for (let i = 0; i < 5; i++) {
+          const t = performance.now();
+          await client.query('SELECT 1');
+          times.push(performance.now() - t);
+        }
+        return times.sort((a, b) => a - b)[2]!;
+      } finally {
+        await client.end();
+      }
+    };
+    const baseline = await roundTrips();
+    const delayed = await labJson(labDir, 'fault', 'delay', 'replica2', '100ms');
+    assert.ok(delayed.pid > 0);
+    await refused(labDir, ['fault', 'delay', 'replica2', '50ms'], 3, /already delayed/);
+    const slow = await roundTrips();
+    console.log(`# delay 100ms on replica2: SELECT 1 round trip ${baseline.toFixed(1)} ms -> ${slow.toFixed(1)} ms (median of 5)`);
+    assert.ok(slow - baseline >= 90 && slow - baseline <= 200, `round trip ${baseline} -> ${slow} ms`);
+    const lagStart = Date.now();
+    let writeLag = 0;
+    while (writeLag < 0.09) {
+      await queryRows(masterConn, 'INSERT INTO t VALUES (0)');
+      await delay(300);
+      const lagRows = await queryRows<{ lag: number | null }>(masterConn, `SELECT extract(epoch FROM write_lag)::float8 AS lag FROM pg_stat_replication WHERE application_name = 'replica2'`);
+      writeLag = lagRows[0]?.lag ?? 0;
+      assert.ok(Date.now() - lagStart < 20_000, `the primary shows replica2's write_lag near 100 ms (last ${writeLag})`);
+    }
+    console.log(`# delay 100ms on replica2: the primary's write_lag for it is ${(writeLag * 1000).toFixed(0)} ms`);
+    assert.ok(writeLag < 0.5, `write_lag ${writeLag} s`);
+    await labJson(labDir, 'fault', 'heal', 'replica2');
+    assert.ok((await roundTrips()) < baseline + 50, 'healed: round trips as before');
+    assert.deepEqual(await relayProcesses(), []);
+
+    // destroy with faults still in force (a partition and a delay relay): nothing of the lab is left.
+    await labJson(labDir, 'fault', 'delay', 'replica2', '50ms', '--jitter', '10ms');
+    assert.equal((await relayProcesses()).length, 1);
     await labJson(labDir, 'fault', 'partition', 'replica1');
     const destroyed = await runLab(labDir, ['destroy', '--yes']);
     assert.equal(destroyed.exitCode, 0, destroyed.stderr);
     assert.deepEqual(await leftovers(index), []);
+    assert.deepEqual(await relayProcesses(), []);
   });
   assert.deepEqual(await leftovers(index), []);
 });

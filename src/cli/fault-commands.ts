@@ -44,7 +44,7 @@ export function faultCommand(): Command {
       printLine(
         psqlTable(
           [{ header: 'node' }, { header: 'fault' }, { header: 'phase' }, { header: 'since' }, { header: 'pid', align: 'right' }, { header: 'detail' }],
-          faults.map((f) => [f.node, f.kind, f.phase, f.since, f.pid, f.kind === 'loss' ? `${f.percent}%` : f.from ? `from ${f.from.join(',')}` : undefined]),
+          faults.map((f) => [f.node, f.kind, f.phase, f.since, f.pid, f.kind === 'loss' ? `${f.percent}%` : f.kind === 'delay' ? `${f.delayMs}ms${f.jitterMs ? ` ±${f.jitterMs}ms` : ''}` : f.from ? `from ${f.from.join(',')}` : undefined]),
         ),
       );
       printLine(`(${faults.length} ${faults.length === 1 ? 'fault' : 'faults'})`);
@@ -89,14 +89,17 @@ export function faultCommand(): Command {
     });
   fault
     .command('delay')
-    .description('delay the node\'s links: not done yet (no netem here; pglab\'s own relay is to come): refused in one line')
+    .description('delay what the node sends by DELAY (± jitter): a relay of pglab\'s own in its namespace (no netem here), for connections to it and its own to the other nodes (a lab made with --hosts)')
     .argument('<node>', 'node name')
     .argument('<delay>', 'e.g. 200ms')
     .option('--jitter <duration>', 'e.g. 50ms')
-    .addHelpText('after', examples('lab fault loss replica2 20%   # what works on a lab made with --hosts now'))
+    .option('--json', 'print the result as JSON')
+    .addHelpText('after', examples('lab fault delay replica2 200ms', 'lab fault delay replica2 200ms --jitter 50ms', 'lab fault heal replica2'))
     .action(async (name: string, delay: string, options, command: Command) => {
       const { faultDelay } = await import('../commands/fault.js');
-      await faultDelay(globalsOf(command), name, delay, options.jitter);
+      const result = await faultDelay(globalsOf(command), name, delay, options.jitter);
+      if (options.json) return printJson(result);
+      printLine(`${name} delayed by ${delay}${options.jitter ? ` ± ${options.jitter}` : ''}: relay pid ${result.pid} in its namespace; \`lab fault heal ${name}\` stops it`);
     });
   return fault;
 }

@@ -17,7 +17,7 @@ import { removeBalancerFiles, stopBalancerProcess } from '../lab/balancer-proces
 import { inspectBindir } from '../postgres/installation.js';
 import { resolveRunAs } from '../postgres/os-user.js';
 import { runtimeFor } from '../runtime/node-runtime.js';
-import { removeLabNetwork, removeNetworkFault, type NetworkFault } from '../lab/hosts.js';
+import { relaysOf, removeDelay, removeLabNetwork, removeNetworkFault, type NetworkFault } from '../lab/hosts.js';
 
 export interface DestroyResult {
   labDir: string;
@@ -102,6 +102,24 @@ export async function destroyLab(global: GlobalOptions, options: { yes?: boolean
   for (const fault of faultsOf(state)) {
     const host = (fault.kind === 'partition' || fault.kind === 'loss') && state.nodes.find((n) => n.name === fault.node)?.host;
     if (host) await removeNetworkFault(host.netns, fault.kind as NetworkFault).catch((error) => result.problems.push(`${fault.node}: ${messageOf(error)}`));
+  }
+  // Delay relays: every one running for a namespace of this lab (recorded or not: a CLI killed before
+  // recording its pid), so the namespaces can go.
+  if (state.hosts) {
+    for (const netns of new Set(state.nodes.map((n) => n.host?.netns).filter((n): n is string => Boolean(n)))) {
+      await removeDelay(netns).then(
+        (removed) => removed && result.stopped.push(`delay relay of ${netns}`),
+        (error) => result.problems.push(`${netns}: ${messageOf(error)}`),
+      );
+    }
+    for (const relay of await relaysOf(`pglab-${state.hosts.index}-`)) {
+      try {
+        process.kill(relay.pid, 'SIGKILL');
+        result.stopped.push(`delay relay of ${relay.netns}`);
+      } catch {
+        // gone meanwhile
+      }
+    }
   }
   await Promise.all(
     nodes.map(async (node) => {

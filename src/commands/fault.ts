@@ -13,7 +13,7 @@ import { queryRows } from '../postgres/client.js';
 import { livePostmasterPid } from '../postgres/server.js';
 import { runtimeFor } from '../runtime/node-runtime.js';
 import type { NodeHost } from '../lab/address.js';
-import { applyNetworkFault, netnsExists, removeNetworkFault, subnetOf, type NetworkFault } from '../lab/hosts.js';
+import { applyDelay, applyNetworkFault, netnsExists, removeDelay, removeNetworkFault, subnetOf, type NetworkFault } from '../lab/hosts.js';
 import { nodeAddress } from '../lab/address.js';
 
 export const NETWORK_FAULTS = ['partition', 'delay', 'loss'] as const;
@@ -36,7 +36,7 @@ export interface HealResult {
 const CONNECT_MS = 3000;
 
 function faultWords(kind: FaultKind): string {
-  return { pause: 'paused (SIGSTOP)', lag: 'lagging (WAL replay paused)', partition: 'partitioned', loss: 'losing packets' }[kind];
+  return { pause: 'paused (SIGSTOP)', lag: 'lagging (WAL replay paused)', partition: 'partitioned', loss: 'losing packets', delay: 'delayed' }[kind];
 }
 
 /** The node, built and running, or a one-line refusal. */
@@ -136,6 +136,10 @@ export async function faultList(global: GlobalOptions): Promise<FaultRecord[]> {
 /** Undo one fault; the record is dropped once it is undone (or moot: the node no longer runs). */
 async function healOne(context: LabContext, fault: FaultRecord): Promise<string> {
   const node = requireNode(context.state, fault.node);
+  if (fault.kind === 'delay') {
+    if (!node.host) return 'no host: nothing to remove';
+    return (await removeDelay(node.host.netns)) ? `relay stopped and nat rules removed in ${node.host.netns}` : `no relay or rules left in ${node.host.netns}: nothing to remove`;
+  }
   if (fault.kind === 'partition' || fault.kind === 'loss') {
     if (!node.host) return 'no host: nothing to remove';
     return (await removeNetworkFault(node.host.netns, fault.kind)) ? `iptables rules removed in ${node.host.netns}` : `no rules left in ${node.host.netns}: nothing to remove`;
@@ -158,7 +162,7 @@ export async function faultHeal(global: GlobalOptions, name?: string): Promise<H
   const context = await openLab(global);
   if (name !== undefined) requireNode(context.state, name);
   // Network faults, then pauses first: a cut off or paused node cannot answer the SQL that ends a lag.
-  const order: Record<FaultKind, number> = { partition: 0, loss: 1, pause: 2, lag: 3 };
+  const order: Record<FaultKind, number> = { partition: 0, loss: 1, delay: 2, pause: 3, lag: 4 };
   const faults = faultsOf(context.state, name).sort((a, b) => order[a.kind] - order[b.kind]);
   if (faults.length === 0) {
     throw new LabError('STATE', name ? `Node "${name}" has no fault to heal (see \`lab fault list\`)` : 'No fault to heal in this lab (see `lab fault list`)');
@@ -250,11 +254,42 @@ export function parseDelay(text: string, what = 'delay'): number {
   return ms;
 }
 
-/** `lab fault delay`: the arguments are checked, then refused in one line: the relay it needs is not done yet. */
-export async function faultDelay(global: GlobalOptions, name: string, delayText: string, jitterText?: string): Promise<never> {
-  parseDelay(delayText);
-  if (jitterText !== undefined) parseDelay(jitterText, 'jitter');
+/**
+ * `lab fault delay NODE D [--jitter J]`: a relay of pglab's own in the node's namespace (no netem here)
+ * holds what the node sends for D ms (± J): connections to it (clients, checks, its standbys) and its own
+ * to the other nodes (replication) take about D more per round trip. Heal stops the relay (its
+ * connections are cut; clients and walreceivers reconnect) and removes the nat rules.
+ */
+export async function faultDelay(global: GlobalOptions, name: string, delayText: string, jitterText?: string): Promise<FaultResult> {
+  const delayMs = parseDelay(delayText);
+  const jitterMs = jitterText === undefined ? 0 : parseDelay(jitterText, 'jitter');
+  if (jitterMs > delayMs) throw new LabError('USAGE', `--jitter ${jitterText} is more than the delay ${delayText}: a packet cannot arrive before it is sent`);
   const context = await openLab(global);
-  await hostedNode(context, name, 'delay');
-  throw new LabError('USAGE', `lab fault delay is not done yet: this kernel has no netem and pglab's own delaying relay does not exist yet; partition, loss, pause and lag work`);
+  const node = await hostedNode(context, name, 'delay');
+  refuseTwice(context.state, name, 'delay');
+  const uid = context.runAs?.uid;
+  if (uid === undefined) throw new LabError('ENVIRONMENT', 'lab fault delay needs the servers to run as their own OS user (run lab as root)');
+  const peers = context.state.nodes.filter((n) => n.name !== name && n.host).map((n) => ({ address: n.host!.address, port: n.port }));
+  await recordFault(context, { node: name, kind: 'delay', phase: 'applying', since: new Date().toISOString(), delayMs, ...(jitterMs ? { jitterMs } : {}) });
+  let pid: number;
+  try {
+    ({ pid } = await applyDelay(node.host.netns, { address: node.host.address, port: node.port, peers, uid }, delayMs, jitterMs));
+  } catch (error) {
+    await removeDelay(node.host.netns).catch(() => undefined);
+    await forgetFault(context, name, 'delay');
+    throw new LabError('COMMAND_FAILED', `Could not delay "${name}": ${messageOf(error)}; nothing is left applied`);
+  }
+  await updateState(context.labDir, (state) => {
+    const fault = faultsOf(state, name).find((f) => f.kind === 'delay');
+    if (fault) Object.assign(fault, { phase: 'applied', pid });
+  });
+  // Replication sessions open now bypass the relay (their NAT was decided when they began): their walsenders
+  // are ended so the standbys reconnect through it. Other open sessions keep their undelayed path.
+  const user = context.state.dbUser;
+  const upstream = node.upstream ? context.state.nodes.find((n) => n.name === node.upstream) : undefined;
+  if (upstream) {
+    await queryRows({ host: nodeAddress(upstream), port: upstream.port, user, connectTimeoutMs: CONNECT_MS }, 'SELECT pg_terminate_backend(pid) FROM pg_stat_replication WHERE application_name = $1', [name]).catch(() => undefined);
+  }
+  await queryRows({ host: nodeAddress(node), port: node.port, user, connectTimeoutMs: CONNECT_MS + 2 * delayMs }, 'SELECT pg_terminate_backend(pid) FROM pg_stat_replication').catch(() => undefined);
+  return { node: name, kind: 'delay', pid, peers: peers.map((p) => `${p.address}:${p.port}`) };
 }

@@ -159,7 +159,9 @@ function checkFault(fault: unknown, index: number, nodes: string[]): void {
   const f = new Fields(fault, prefix);
   f.named('node', isNodeName, 'node name');
   if (!nodes.includes(fault.node as string)) throw bad(`${prefix}.node`, fault.node, 'is not a node of this lab');
-  f.oneOf('kind', ['pause', 'lag', 'partition', 'loss']);
+  f.oneOf('kind', ['pause', 'lag', 'partition', 'loss', 'delay']);
+  f.integer('delayMs', 1, 60_000, true, 'a delay from 1 to 60000 ms');
+  f.integer('jitterMs', 0, 60_000, true, 'a jitter from 0 to 60000 ms');
   f.oneOf('phase', ['applying', 'applied']);
   f.string('since');
   f.integer('pid', 1, MAX_PID, true, 'a process id');

@@ -69,9 +69,8 @@ export interface BalancerRecord {
   startedAt: string;
 }
 
-/** Faults `lab fault` applies (issue 17): pause and lag on every lab; partition and loss need --hosts. */
-export type FaultKind = 'pause' | 'lag' | 'partition' | 'loss';
-export const FAULT_KINDS: readonly FaultKind[] = ['pause', 'lag', 'partition', 'loss'];
+/** Faults `lab fault` applies (issue 17): pause and lag on every lab; partition, loss and delay need --hosts. */
+export type FaultKind = 'pause' | 'lag' | 'partition' | 'loss' | 'delay';
 
 /**
  * A fault on a node. Recorded before it is applied (phase `applying`), so a CLI killed half way leaves a
@@ -82,8 +81,11 @@ export interface FaultRecord {
   kind: FaultKind;
   phase: 'applying' | 'applied';
   since: string;
-  /** pause: the postmaster that was stopped (heal resumes whatever postmaster of the data dir runs). */
+  /** pause: the postmaster that was stopped (heal resumes whatever postmaster of the data dir runs); delay: the relay. */
   pid?: number;
+  /** delay: the added delay and its jitter, in ms. */
+  delayMs?: number;
+  jitterMs?: number;
   /** partition: only the links to these nodes (absent: cut off from everyone). */
   from?: string[];
   /** loss: the share of packets dropped each way, in percent. */
