@@ -110,7 +110,7 @@ export async function ensureNodeHost(hosts: LabHosts, host: NodeHost): Promise<v
     if (inside.includes(` ${host.address}/24`) && (await linkNames()).includes(host.veth)) return;
     await removeNodeHost(host);
   }
-  if ((await linkNames()).includes(host.veth)) await ip(['link', 'del', host.veth], `removing a leftover ${host.veth}`);
+  if ((await linkNames()).includes(host.veth)) await deleteGone(['link', 'del', host.veth], `removing a leftover ${host.veth}`);
   await ip(['netns', 'add', host.netns], `making namespace ${host.netns}`);
   await ip(['link', 'add', host.veth, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', host.netns], `making veth ${host.veth}`);
   await ip(['-n', host.netns, 'addr', 'add', `${host.address}/24`, 'dev', 'eth0'], `addressing ${host.netns}`);
@@ -120,16 +120,25 @@ export async function ensureNodeHost(hosts: LabHosts, host: NodeHost): Promise<v
   await ip(['link', 'set', host.veth, 'master', hosts.bridge, 'up'], `attaching ${host.veth} to ${hosts.bridge}`);
 }
 
+/** `ip link del` / `ip netns del` of something that may vanish meanwhile (a veth goes with its namespace, asynchronously). */
+async function deleteGone(args: string[], what: string): Promise<boolean> {
+  try {
+    await ip(args, what);
+    return true;
+  } catch (error) {
+    if (/Cannot find device|No such file or directory/.test(messageOf(error))) return false;
+    throw error;
+  }
+}
+
 /** The namespace (its veth goes with it) and the host side if left; nothing when already gone. */
 export async function removeNodeHost(host: Pick<NodeHost, 'netns' | 'veth'>): Promise<string[]> {
   const removed: string[] = [];
   if ((await netnsNames()).includes(host.netns)) {
-    await ip(['netns', 'del', host.netns], `removing namespace ${host.netns}`);
-    removed.push(`namespace ${host.netns}`);
+    if (await deleteGone(['netns', 'del', host.netns], `removing namespace ${host.netns}`)) removed.push(`namespace ${host.netns}`);
   }
   if ((await linkNames()).includes(host.veth)) {
-    await ip(['link', 'del', host.veth], `removing ${host.veth}`);
-    removed.push(`link ${host.veth}`);
+    if (await deleteGone(['link', 'del', host.veth], `removing ${host.veth}`)) removed.push(`link ${host.veth}`);
   }
   return removed;
 }
@@ -146,14 +155,12 @@ export async function removeLabNetwork(state: LabState): Promise<string[]> {
   for (const node of state.nodes) if (node.host) removed.push(...(await removeNodeHost(node.host)));
   for (const netns of await netnsNames()) {
     if (netns.startsWith(`pglab-${hosts.index}-`)) {
-      await ip(['netns', 'del', netns], `removing namespace ${netns}`);
-      removed.push(`namespace ${netns}`);
+      if (await deleteGone(['netns', 'del', netns], `removing namespace ${netns}`)) removed.push(`namespace ${netns}`);
     }
   }
   for (const link of await linkNames()) {
     if (link.startsWith(`pgl${hosts.index}-`)) {
-      await ip(['link', 'del', link], `removing ${link}`);
-      removed.push(`link ${link}`);
+      if (await deleteGone(['link', 'del', link], `removing ${link}`)) removed.push(`link ${link}`);
     }
   }
   if ((await linkNames()).includes(hosts.bridge)) {
