@@ -8,7 +8,7 @@ import path from 'node:path';
 import { queryRows } from '../src/postgres/client.js';
 import { childrenOf, procStat } from '../src/lab/faults.js';
 import { writePrivateFile } from '../src/common/safe-files.js';
-import { freePorts, labJson, runLab, withTempLab } from './helpers/lab.js';
+import { freePorts, labJson, refused, runLab, withTempLab } from './helpers/lab.js';
 
 interface StatusJson {
   nodes: { name: string; pid: number | null; status: string; faults: string[]; serverProblem?: string }[];
@@ -24,14 +24,6 @@ const pollFor = async <T>(what: string, probe: () => Promise<T | undefined>, tim
   }
 };
 
-/** The one-line refusal of a bad input: exit code, and a single line on stderr. */
-async function refused(labDir: string, args: string[], exitCode: number, pattern: RegExp): Promise<void> {
-  const result = await runLab(labDir, args, { timeout: 30_000 });
-  assert.equal(result.exitCode, exitCode, `lab ${args.join(' ')}: ${result.stderr}`);
-  const lines = result.stderr.trim().split('\n');
-  assert.equal(lines.length, 1, `one line expected from lab ${args.join(' ')}:\n${result.stderr}`);
-  assert.match(lines[0]!, pattern);
-}
 
 test('fault pause / lag / list / heal on a master and one replica; destroy of a paused node (PostgreSQL 15)', async () => {
   await withTempLab(async (labDir) => {

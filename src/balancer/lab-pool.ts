@@ -3,6 +3,7 @@
 import { stat } from 'node:fs/promises';
 import { readState, statePath } from '../lab/state.js';
 import type { PoolKind, ServerConfig } from './config.js';
+import { nodeAddress, type NodeHost } from '../lab/address.js';
 
 const POLL_MS = 250;
 
@@ -10,12 +11,12 @@ const POLL_MS = 250;
  * The lab's nodes of the wanted kind. A former primary that was not rewound is listed in the primary
  * pool as fenced: it shows as DOWN with the reason, and no client is ever sent to it.
  */
-export function labServers(nodes: { name: string; role: string; port: number; rewindNeeded?: boolean }[], kind: PoolKind, check: boolean): ServerConfig[] {
+export function labServers(nodes: { name: string; role: string; port: number; rewindNeeded?: boolean; host?: NodeHost }[], kind: PoolKind, check: boolean): ServerConfig[] {
   return nodes
     .filter((node) => kind === 'all' || (kind === 'replicas' ? node.role === 'replica' : node.role === 'primary' || node.rewindNeeded))
     .map((node) => ({
       name: node.name,
-      host: '127.0.0.1',
+      host: nodeAddress(node),
       port: node.port,
       weight: 1,
       backup: false,

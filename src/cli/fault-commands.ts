@@ -6,8 +6,8 @@ import { examples, globalsOf } from './globals.js';
 import { printJson, printLine } from './output.js';
 
 export function faultCommand(): Command {
-  const fault = new Command('fault').description('faults beyond kill -9: pause a node (SIGSTOP), make a standby lag (WAL replay paused), list them, heal them')
-    .addHelpText('after', examples('lab fault pause replica3', 'lab fault lag replica2', 'lab fault list', 'lab fault heal'));
+  const fault = new Command('fault').description('faults beyond kill -9: pause a node (SIGSTOP), make a standby lag (WAL replay paused), partition a node or lose its packets (a lab made with --hosts), list them, heal them')
+    .addHelpText('after', examples('lab fault pause replica3', 'lab fault lag replica2', 'lab fault partition replica1', 'lab fault loss replica2 20%', 'lab fault list', 'lab fault heal'));
   fault
     .command('pause')
     .description('SIGSTOP the node\'s postmaster, then every child of it: it accepts TCP connections but answers nothing (process runtime)')
@@ -43,8 +43,8 @@ export function faultCommand(): Command {
       if (options.json) return printJson(faults);
       printLine(
         psqlTable(
-          [{ header: 'node' }, { header: 'fault' }, { header: 'phase' }, { header: 'since' }, { header: 'pid', align: 'right' }],
-          faults.map((f) => [f.node, f.kind, f.phase, f.since, f.pid]),
+          [{ header: 'node' }, { header: 'fault' }, { header: 'phase' }, { header: 'since' }, { header: 'pid', align: 'right' }, { header: 'detail' }],
+          faults.map((f) => [f.node, f.kind, f.phase, f.since, f.pid, f.kind === 'loss' ? `${f.percent}%` : f.kind === 'delay' ? `${f.delayMs}ms${f.jitterMs ? ` ±${f.jitterMs}ms` : ''}` : f.from ? `from ${f.from.join(',')}` : undefined]),
         ),
       );
       printLine(`(${faults.length} ${faults.length === 1 ? 'fault' : 'faults'})`);
@@ -61,16 +61,45 @@ export function faultCommand(): Command {
       if (options.json) return printJson(result);
       for (const h of result.healed) printLine(`${h.node} ${h.kind} healed: ${h.outcome}`);
     });
-  for (const kind of ['partition', 'delay', 'loss']) {
-    fault
-      .command(kind)
-      .description(`network ${kind}: needs a lab made with --hosts (network namespaces), not available yet`)
-      .argument('[args...]', 'node names and values')
-      .addHelpText('after', examples('lab fault pause replica3   # what works on every lab now'))
-      .action(async () => {
-        const { networkFault } = await import('../commands/fault.js');
-        networkFault(kind);
-      });
-  }
+  fault
+    .command('partition')
+    .description('cut the node off (a lab made with --hosts): packets from and to the lab\'s subnet (or only --from nodes) dropped both ways in its namespace; sockets stay open')
+    .argument('<node>', 'node name')
+    .option('--from <nodes>', 'only the links to these nodes (comma separated)')
+    .option('--json', 'print the result as JSON')
+    .addHelpText('after', examples('lab fault partition replica1', 'lab fault partition master1 --from replica1,replica2', 'lab fault heal replica1'))
+    .action(async (name: string, options, command: Command) => {
+      const { faultPartition } = await import('../commands/fault.js');
+      const result = await faultPartition(globalsOf(command), name, options.from);
+      if (options.json) return printJson(result);
+      printLine(`${name} partitioned: packets from and to ${result.peers!.join(', ')} dropped both ways; \`lab fault heal ${name}\` undoes it`);
+    });
+  fault
+    .command('loss')
+    .description('drop a share of the node\'s packets to and from the lab\'s subnet, each way (a lab made with --hosts)')
+    .argument('<node>', 'node name')
+    .argument('<percent>', '1% to 100%')
+    .option('--json', 'print the result as JSON')
+    .addHelpText('after', examples('lab fault loss replica2 20%', 'lab fault heal replica2'))
+    .action(async (name: string, percent: string, options, command: Command) => {
+      const { faultLoss } = await import('../commands/fault.js');
+      const result = await faultLoss(globalsOf(command), name, percent);
+      if (options.json) return printJson(result);
+      printLine(`${name} loses ${result.percent}% of its packets each way (from and to ${result.peers!.join(', ')}); \`lab fault heal ${name}\` undoes it`);
+    });
+  fault
+    .command('delay')
+    .description('delay what the node sends by DELAY (± jitter): a relay of pglab\'s own in its namespace (no netem here), for connections to it and its own to the other nodes (a lab made with --hosts)')
+    .argument('<node>', 'node name')
+    .argument('<delay>', 'e.g. 200ms')
+    .option('--jitter <duration>', 'e.g. 50ms')
+    .option('--json', 'print the result as JSON')
+    .addHelpText('after', examples('lab fault delay replica2 200ms', 'lab fault delay replica2 200ms --jitter 50ms', 'lab fault heal replica2'))
+    .action(async (name: string, delay: string, options, command: Command) => {
+      const { faultDelay } = await import('../commands/fault.js');
+      const result = await faultDelay(globalsOf(command), name, delay, options.jitter);
+      if (options.json) return printJson(result);
+      printLine(`${name} delayed by ${delay}${options.jitter ? ` ± ${options.jitter}` : ''}: relay pid ${result.pid} in its namespace; \`lab fault heal ${name}\` stops it`);
+    });
   return fault;
 }

@@ -21,12 +21,14 @@ export function masterCommand(): Command {
     .option('--image <image>', 'with --runtime docker: the nodes\' image (env LAB_IMAGE, default pglab/postgres:<major of --pg>-local, else 15-local, built by scripts/build-image.sh when missing)')
     .option('--auth <method>', 'a new lab\'s authentication: scram (a generated password in <lab-dir>/pgpass) or trust (the seed\'s, any local user is superuser); default scram')
     .option('--tls <mode>', 'a new lab\'s TLS: on (the lab\'s own CA), required (hostssl only) or off; default on')
+    .option('--hosts', 'a new lab whose every node runs on a host of its own: a network namespace with its own address in 10.213.N.0/24 (root, process runtime; needed by `lab fault partition|loss`)')
     .option('--json', 'print the result as JSON')
     .option('-v, --verbose', 'show initdb\'s output')
     .addHelpText('after', examples(
       'lab master start',
       'eval "$(lab env)" && psql -h 127.0.0.1 -p 5432   # the lab\'s password and CA, none typed',
       'lab master start --auth trust --tls off   # the seed\'s set-up, on purpose',
+      'lab master start --hosts                  # nodes in network namespaces (10.213.N.x): partition and loss faults',
       'lab --lab-dir /tmp/lab2 master start --port 6432',
       'lab --pg 11 master start',
       'lab --runtime docker --lab-dir /tmp/dlab master start --port 6432',
@@ -42,12 +44,13 @@ export function masterCommand(): Command {
         image: options.image,
         auth: options.auth,
         tls: options.tls,
+        hosts: options.hosts,
         reporter: options.json ? silentReporter : terminalReporter({ verbose: options.verbose }),
       });
       if (result.action === 'created') warnInsecureAccess(result);
       if (options.json) return printJson(result);
       const verb = { created: 'created and started', started: 'started', 'already-running': 'is already running' }[result.action];
-      printLine(`master ${result.name} ${verb}: PostgreSQL ${result.version}, port ${result.port}, data dir ${result.datadir}, pid ${result.pid}`);
+      printLine(`master ${result.name} ${verb}: PostgreSQL ${result.version}, ${result.address === '127.0.0.1' ? 'port' : `address ${result.address}, port`} ${result.port}, data dir ${result.datadir}, pid ${result.pid}`);
     });
   return master;
 }

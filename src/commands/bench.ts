@@ -8,6 +8,7 @@ import { parseInitProgress, parseInitStep, parsePgbenchSummary, type PgbenchSumm
 import { runPgbench, type PgbenchTarget } from '../bench/run-pgbench.js';
 import { balancerAddress, requirePrimary, DEFAULT_BALANCER } from '../bench/lab-targets.js';
 import { tail } from '../postgres/run.js';
+import { nodeAddress } from '../lab/address.js';
 
 export interface BenchInitOptions {
   scale?: number;
@@ -32,7 +33,7 @@ export async function benchInit(global: GlobalOptions, options: BenchInitOptions
   const context = await openLab(global);
   const primary = requirePrimary(context.state);
   const pgbench = await clientTool(context.installation, 'pgbench');
-  const target: PgbenchTarget = { host: '127.0.0.1', port: primary.port, user: context.state.dbUser, database: options.database ?? 'postgres' };
+  const target: PgbenchTarget = { host: nodeAddress(primary), port: primary.port, user: context.state.dbUser, database: options.database ?? 'postgres' };
   reporter.step(`pgbench -i -s ${scale} on ${primary.name} (port ${primary.port})`);
   const started = Date.now();
   const result = await runPgbench(pgbench, target, ['-i', '-s', String(scale)], {

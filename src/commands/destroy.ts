@@ -17,6 +17,7 @@ import { removeBalancerFiles, stopBalancerProcess } from '../lab/balancer-proces
 import { inspectBindir } from '../postgres/installation.js';
 import { resolveRunAs } from '../postgres/os-user.js';
 import { runtimeFor } from '../runtime/node-runtime.js';
+import { relaysOf, removeDelay, removeLabNetwork, removeNetworkFault, type NetworkFault } from '../lab/hosts.js';
 
 export interface DestroyResult {
   labDir: string;
@@ -96,6 +97,30 @@ export async function destroyLab(global: GlobalOptions, options: { yes?: boolean
   // A node paused by `lab fault pause` (or maybe paused: recorded `applying`) is resumed before it is
   // stopped, else pg_ctl stop waits on a postmaster that cannot run.
   const paused = new Set(faultsOf(state).filter((fault) => fault.kind === 'pause').map((fault) => fault.node));
+  // A partitioned node is let out first: a primary's walsenders would otherwise wait on a standby that
+  // cannot answer (wal_sender_timeout) before it shuts down.
+  for (const fault of faultsOf(state)) {
+    const host = (fault.kind === 'partition' || fault.kind === 'loss') && state.nodes.find((n) => n.name === fault.node)?.host;
+    if (host) await removeNetworkFault(host.netns, fault.kind as NetworkFault).catch((error) => result.problems.push(`${fault.node}: ${messageOf(error)}`));
+  }
+  // Delay relays: every one running for a namespace of this lab (recorded or not: a CLI killed before
+  // recording its pid), so the namespaces can go.
+  if (state.hosts) {
+    for (const netns of new Set(state.nodes.map((n) => n.host?.netns).filter((n): n is string => Boolean(n)))) {
+      await removeDelay(netns).then(
+        (removed) => removed && result.stopped.push(`delay relay of ${netns}`),
+        (error) => result.problems.push(`${netns}: ${messageOf(error)}`),
+      );
+    }
+    for (const relay of await relaysOf(`pglab-${state.hosts.index}-`)) {
+      try {
+        process.kill(relay.pid, 'SIGKILL');
+        result.stopped.push(`delay relay of ${relay.netns}`);
+      } catch {
+        // gone meanwhile
+      }
+    }
+  }
   await Promise.all(
     nodes.map(async (node) => {
       try {
@@ -149,6 +174,15 @@ export async function destroyLab(global: GlobalOptions, options: { yes?: boolean
     const present = await existing(files);
     await removeBalancerFiles(labDir, balancer, { log: true });
     result.removed.push(...present);
+  }
+  // The lab's hosts (--hosts): namespaces, veths and bridge by their recorded names and the lab's prefix,
+  // once no node of the lab runs in them.
+  if (result.problems.length === 0 && state.hosts) {
+    try {
+      result.removed.push(...(await removeLabNetwork(state)));
+    } catch (error) {
+      result.problems.push(`network: ${messageOf(error)}`);
+    }
   }
   if (result.problems.length > 0) {
     await updateState(labDir, (s) => {

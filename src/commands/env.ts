@@ -4,6 +4,7 @@ import { LabError } from '../common/errors.js';
 import { accessEnv } from '../lab/access.js';
 import type { GlobalOptions } from '../lab/context.js';
 import { primaryOf, requireLabState } from '../lab/state.js';
+import { nodeAddress } from '../lab/address.js';
 
 export interface EnvOptions {
   /** Point PGHOST/PGPORT at this balancer's client address instead of the primary. */
@@ -31,7 +32,7 @@ export async function labEnv(global: GlobalOptions, options: EnvOptions = {}): P
   } else {
     const primary = primaryOf(state);
     if (!primary) throw new LabError('STATE', 'This lab has no master: run `lab master start` first');
-    target = { host: '127.0.0.1', port: String(primary.port) };
+    target = { host: nodeAddress(primary), port: String(primary.port) };
   }
   return { PGHOST: target.host, PGPORT: target.port, ...accessEnv(global.labDir, state) };
 }

@@ -3,7 +3,8 @@
 // record that heal and destroy treat as possibly applied, never a paused node nobody knows about.
 //   pause: SIGSTOP the node's postmaster, then its children (heal: SIGCONT children, then postmaster).
 //   lag:   pg_wal_replay_pause() on a standby: WAL is received, not replayed (heal: pg_wal_replay_resume()).
-// partition, delay and loss need a lab whose nodes live in network namespaces (--hosts), not available yet.
+//   partition, loss: iptables DROP rules in the node's namespace (a lab made with --hosts, src/lab/hosts.ts).
+//   delay: needs a relay of pglab's own (no netem here): refused in one line, not done yet.
 import { LabError, messageOf } from '../common/errors.js';
 import { openLab, type GlobalOptions, type LabContext } from '../lab/context.js';
 import { faultsOf, continueNodeProcesses, resumeNode, stopNodeProcesses } from '../lab/faults.js';
@@ -11,12 +12,18 @@ import { requireBuilt, requireNode, runtimeOf, updateState, type FaultKind, type
 import { queryRows } from '../postgres/client.js';
 import { livePostmasterPid } from '../postgres/server.js';
 import { runtimeFor } from '../runtime/node-runtime.js';
+import type { NodeHost } from '../lab/address.js';
+import { applyDelay, applyNetworkFault, netnsExists, removeDelay, removeNetworkFault, subnetOf, type NetworkFault } from '../lab/hosts.js';
+import { nodeAddress } from '../lab/address.js';
 
 export const NETWORK_FAULTS = ['partition', 'delay', 'loss'] as const;
 
 export interface FaultResult {
   node: string;
   kind: FaultKind;
+  /** partition: the peers cut off (addresses); loss: the percentage dropped each way. */
+  peers?: string[];
+  percent?: number;
   /** pause: the postmaster stopped, and how many processes (it and its children). */
   pid?: number;
   processes?: number;
@@ -29,7 +36,7 @@ export interface HealResult {
 const CONNECT_MS = 3000;
 
 function faultWords(kind: FaultKind): string {
-  return kind === 'pause' ? 'paused (SIGSTOP)' : 'lagging (WAL replay paused)';
+  return { pause: 'paused (SIGSTOP)', lag: 'lagging (WAL replay paused)', partition: 'partitioned', loss: 'losing packets', delay: 'delayed' }[kind];
 }
 
 /** The node, built and running, or a one-line refusal. */
@@ -104,7 +111,7 @@ export async function faultLag(global: GlobalOptions, name: string): Promise<Fau
     throw new LabError('STATE', `Node "${name}" is paused (SIGSTOP) and cannot answer: \`lab fault heal ${name}\` first`);
   }
   const { node } = await runningNode(context, name);
-  const conn = { port: node.port, user: context.state.dbUser, connectTimeoutMs: CONNECT_MS };
+  const conn = { host: nodeAddress(node), port: node.port, user: context.state.dbUser, connectTimeoutMs: CONNECT_MS };
   const [row] = await queryRows<{ standby: boolean }>(conn, 'SELECT pg_is_in_recovery() AS standby');
   if (!row?.standby) {
     throw new LabError('STATE', `Node "${name}" is a primary (not in recovery): lag pauses WAL replay on a standby only`);
@@ -129,13 +136,21 @@ export async function faultList(global: GlobalOptions): Promise<FaultRecord[]> {
 /** Undo one fault; the record is dropped once it is undone (or moot: the node no longer runs). */
 async function healOne(context: LabContext, fault: FaultRecord): Promise<string> {
   const node = requireNode(context.state, fault.node);
+  if (fault.kind === 'delay') {
+    if (!node.host) return 'no host: nothing to remove';
+    return (await removeDelay(node.host.netns)) ? `relay stopped and nat rules removed in ${node.host.netns}` : `no relay or rules left in ${node.host.netns}: nothing to remove`;
+  }
+  if (fault.kind === 'partition' || fault.kind === 'loss') {
+    if (!node.host) return 'no host: nothing to remove';
+    return (await removeNetworkFault(node.host.netns, fault.kind)) ? `iptables rules removed in ${node.host.netns}` : `no rules left in ${node.host.netns}: nothing to remove`;
+  }
   if (fault.kind === 'pause') {
     const pid = await resumeNode(node);
     return pid ? `resumed (SIGCONT) postmaster ${pid} and its children` : 'not running: nothing to resume';
   }
   if (!(await runtimeFor(context).livePid(node))) return 'not running: replay resumes when it starts';
   try {
-    await queryRows({ port: node.port, user: context.state.dbUser, connectTimeoutMs: CONNECT_MS }, 'SELECT pg_wal_replay_resume()');
+    await queryRows({ host: nodeAddress(node), port: node.port, user: context.state.dbUser, connectTimeoutMs: CONNECT_MS }, 'SELECT pg_wal_replay_resume()');
     return 'WAL replay resumed';
   } catch (error) {
     if (/recovery is not in progress/i.test(messageOf(error))) return 'no longer in recovery (promoted): nothing to resume';
@@ -146,8 +161,9 @@ async function healOne(context: LabContext, fault: FaultRecord): Promise<string>
 export async function faultHeal(global: GlobalOptions, name?: string): Promise<HealResult> {
   const context = await openLab(global);
   if (name !== undefined) requireNode(context.state, name);
-  // Pauses first: a paused node cannot answer the SQL that ends a lag.
-  const faults = faultsOf(context.state, name).sort((a, b) => (a.kind === b.kind ? 0 : a.kind === 'pause' ? -1 : 1));
+  // Network faults, then pauses first: a cut off or paused node cannot answer the SQL that ends a lag.
+  const order: Record<FaultKind, number> = { partition: 0, loss: 1, delay: 2, pause: 3, lag: 4 };
+  const faults = faultsOf(context.state, name).sort((a, b) => order[a.kind] - order[b.kind]);
   if (faults.length === 0) {
     throw new LabError('STATE', name ? `Node "${name}" has no fault to heal (see \`lab fault list\`)` : 'No fault to heal in this lab (see `lab fault list`)');
   }
@@ -160,7 +176,120 @@ export async function faultHeal(global: GlobalOptions, name?: string): Promise<H
   return { healed };
 }
 
-/** partition / delay / loss: one line, exit 2, until labs with --hosts exist. */
-export function networkFault(kind: string): never {
-  throw new LabError('USAGE', `lab fault ${kind} needs a lab made with --hosts (nodes in network namespaces), which is not available yet: pause and lag work on every lab`);
+/** A lab made with --hosts, and the node (built, with its namespace there), or a one-line refusal. */
+async function hostedNode(context: LabContext, name: string, kind: string): Promise<NodeRecord & { host: NodeHost }> {
+  if (!context.state.hosts) {
+    throw new LabError('USAGE', `lab fault ${kind} needs a lab made with --hosts (nodes in network namespaces): \`lab destroy --yes\`, then \`lab master start --hosts\`; pause and lag work on every lab`);
+  }
+  const node = requireNode(context.state, name);
+  requireBuilt(node, `re-run the command that created it (\`lab replica add ${name} ...\`)`);
+  if (!node.host || !(await netnsExists(node.host.netns))) {
+    throw new LabError('STATE', `Node "${name}" has no host (network namespace) now: start it first (\`lab node start ${name}\`)`);
+  }
+  return node as NodeRecord & { host: NodeHost };
+}
+
+/** Record, apply, mark applied; on failure the rules are removed and the record forgotten (nothing half-applied). */
+async function applyRecorded(context: LabContext, node: NodeRecord & { host: NodeHost }, fault: FaultRecord, peers: string[]): Promise<void> {
+  const kind = fault.kind as NetworkFault;
+  await recordFault(context, fault);
+  try {
+    await applyNetworkFault(node.host.netns, kind, peers, fault.percent);
+  } catch (error) {
+    await removeNetworkFault(node.host.netns, kind).catch(() => undefined);
+    await forgetFault(context, node.name, kind);
+    throw new LabError('COMMAND_FAILED', `Could not apply ${kind} to "${node.name}": ${messageOf(error)}; nothing is left applied`);
+  }
+  await setPhase(context, node.name, kind, 'applied');
+}
+
+/**
+ * `lab fault partition NODE [--from A,B]`: DROP, in the node's namespace, every packet from and to the lab's
+ * subnet (or only the --from nodes' addresses), both ways. Sockets stay open: peers see silence, not a reset.
+ */
+export async function faultPartition(global: GlobalOptions, name: string, from?: string): Promise<FaultResult> {
+  const context = await openLab(global);
+  const node = await hostedNode(context, name, 'partition');
+  let peers = [subnetOf(context.state.hosts!)];
+  let fromNodes: string[] | undefined;
+  if (from !== undefined) {
+    fromNodes = [...new Set(from.split(',').map((n) => n.trim()).filter(Boolean))];
+    if (fromNodes.length === 0) throw new LabError('USAGE', `--from needs node names separated by commas, e.g. --from replica1,replica2`);
+    peers = fromNodes.map((peer) => {
+      if (peer === name) throw new LabError('USAGE', `--from ${peer}: a node cannot be partitioned from itself`);
+      const other = requireNode(context.state, peer);
+      if (!other.host) throw new LabError('STATE', `Node "${peer}" has no host address in this lab`);
+      return other.host.address;
+    });
+  }
+  refuseTwice(context.state, name, 'partition');
+  await applyRecorded(context, node, { node: name, kind: 'partition', phase: 'applying', since: new Date().toISOString(), ...(fromNodes ? { from: fromNodes } : {}) }, peers);
+  return { node: name, kind: 'partition', peers };
+}
+
+/** "20%" or "20": an integer percentage from 1 to 100, else a one-line refusal. */
+export function parsePercent(text: string): number {
+  const match = /^(\d{1,3})%?$/.exec(text.trim());
+  const value = match ? Number(match[1]) : NaN;
+  if (!Number.isInteger(value) || value < 1 || value > 100) throw new LabError('USAGE', `Invalid loss "${text}": expected a percentage from 1% to 100%, e.g. 20%`);
+  return value;
+}
+
+/** `lab fault loss NODE P%`: each packet between the node and the lab's subnet dropped with probability P, each way. */
+export async function faultLoss(global: GlobalOptions, name: string, percentText: string): Promise<FaultResult> {
+  const percent = parsePercent(percentText);
+  const context = await openLab(global);
+  const node = await hostedNode(context, name, 'loss');
+  refuseTwice(context.state, name, 'loss');
+  const peers = [subnetOf(context.state.hosts!)];
+  await applyRecorded(context, node, { node: name, kind: 'loss', phase: 'applying', since: new Date().toISOString(), percent }, peers);
+  return { node: name, kind: 'loss', peers, percent };
+}
+
+/** "200ms", "1s", "0.5s": milliseconds from 1 to 60000, else a one-line refusal. */
+export function parseDelay(text: string, what = 'delay'): number {
+  const match = /^(\d+(?:\.\d+)?)(ms|s)?$/.exec(text.trim());
+  const ms = match ? Number(match[1]) * (match[2] === 's' ? 1000 : 1) : NaN;
+  if (!Number.isFinite(ms) || ms < 1 || ms > 60_000 || !Number.isInteger(ms)) throw new LabError('USAGE', `Invalid ${what} "${text}": expected a duration from 1ms to 60s, e.g. 200ms`);
+  return ms;
+}
+
+/**
+ * `lab fault delay NODE D [--jitter J]`: a relay of pglab's own in the node's namespace (no netem here)
+ * holds what the node sends for D ms (± J): connections to it (clients, checks, its standbys) and its own
+ * to the other nodes (replication) take about D more per round trip. Heal stops the relay (its
+ * connections are cut; clients and walreceivers reconnect) and removes the nat rules.
+ */
+export async function faultDelay(global: GlobalOptions, name: string, delayText: string, jitterText?: string): Promise<FaultResult> {
+  const delayMs = parseDelay(delayText);
+  const jitterMs = jitterText === undefined ? 0 : parseDelay(jitterText, 'jitter');
+  if (jitterMs > delayMs) throw new LabError('USAGE', `--jitter ${jitterText} is more than the delay ${delayText}: a packet cannot arrive before it is sent`);
+  const context = await openLab(global);
+  const node = await hostedNode(context, name, 'delay');
+  refuseTwice(context.state, name, 'delay');
+  const uid = context.runAs?.uid;
+  if (uid === undefined) throw new LabError('ENVIRONMENT', 'lab fault delay needs the servers to run as their own OS user (run lab as root)');
+  const peers = context.state.nodes.filter((n) => n.name !== name && n.host).map((n) => ({ address: n.host!.address, port: n.port }));
+  await recordFault(context, { node: name, kind: 'delay', phase: 'applying', since: new Date().toISOString(), delayMs, ...(jitterMs ? { jitterMs } : {}) });
+  let pid: number;
+  try {
+    ({ pid } = await applyDelay(node.host.netns, { address: node.host.address, port: node.port, peers, uid }, delayMs, jitterMs));
+  } catch (error) {
+    await removeDelay(node.host.netns).catch(() => undefined);
+    await forgetFault(context, name, 'delay');
+    throw new LabError('COMMAND_FAILED', `Could not delay "${name}": ${messageOf(error)}; nothing is left applied`);
+  }
+  await updateState(context.labDir, (state) => {
+    const fault = faultsOf(state, name).find((f) => f.kind === 'delay');
+    if (fault) Object.assign(fault, { phase: 'applied', pid });
+  });
+  // Replication sessions open now bypass the relay (their NAT was decided when they began): their walsenders
+  // are ended so the standbys reconnect through it. Other open sessions keep their undelayed path.
+  const user = context.state.dbUser;
+  const upstream = node.upstream ? context.state.nodes.find((n) => n.name === node.upstream) : undefined;
+  if (upstream) {
+    await queryRows({ host: nodeAddress(upstream), port: upstream.port, user, connectTimeoutMs: CONNECT_MS }, 'SELECT pg_terminate_backend(pid) FROM pg_stat_replication WHERE application_name = $1', [name]).catch(() => undefined);
+  }
+  await queryRows({ host: nodeAddress(node), port: node.port, user, connectTimeoutMs: CONNECT_MS + 2 * delayMs }, 'SELECT pg_terminate_backend(pid) FROM pg_stat_replication').catch(() => undefined);
+  return { node: name, kind: 'delay', pid, peers: peers.map((p) => `${p.address}:${p.port}`) };
 }

@@ -13,6 +13,7 @@ import { queryRows } from '../postgres/client.js';
 import { serverRole } from '../postgres/recovery.js';
 import { logTail } from '../postgres/server.js';
 import { runtimeFor } from '../runtime/node-runtime.js';
+import { nodeAddress } from '../lab/address.js';
 
 export interface FollowOptions {
   /** Default: the lab's current primary. */
@@ -36,7 +37,7 @@ export async function requireRunningPrimary(context: LabContext, wanted: string 
   if (!(await runtimeFor(context).livePid(primary))) {
     throw new LabError('STATE', `Node "${primary.name}" is not running: start it or promote a replica first`);
   }
-  const role = await serverRole({ port: primary.port, user: state.dbUser, connectTimeoutMs: 2000 }, state.pg.major);
+  const role = await serverRole({ host: nodeAddress(primary), port: primary.port, user: state.dbUser, connectTimeoutMs: 2000 }, state.pg.major);
   if (role.inRecovery) {
     throw new LabError('STATE', `Node "${primary.name}" is not a primary (it is in recovery): follow the lab's primary, or promote "${primary.name}" first`);
   }
@@ -51,7 +52,7 @@ export async function requireRunningPrimary(context: LabContext, wanted: string 
 
 /** Wait until `primary` shows `name` streaming; returns its sync_state. */
 export async function waitStreaming(context: LabContext, primary: NodeRecord, name: string, timeoutMs: number, wantSync = false, logFrom?: number): Promise<string> {
-  const conn = { port: primary.port, user: context.state.dbUser, connectTimeoutMs: 2000 };
+  const conn = { host: nodeAddress(primary), port: primary.port, user: context.state.dbUser, connectTimeoutMs: 2000 };
   const logFile = nodeLogFile(context.labDir, name);
   const result = await pollUntil<string | { diverged: string }>(
     async () => {
@@ -98,7 +99,7 @@ export async function sizeOf(file: string): Promise<number> {
 export async function dropOldSlot(context: LabContext, node: NodeRecord, newUpstream: string): Promise<void> {
   const old = node.upstream && node.upstream !== newUpstream ? context.state.nodes.find((n) => n.name === node.upstream) : undefined;
   if (!old || !(await runtimeFor(context).livePid(old))) return;
-  const conn = { port: old.port, user: context.state.dbUser, connectTimeoutMs: 2000 };
+  const conn = { host: nodeAddress(old), port: old.port, user: context.state.dbUser, connectTimeoutMs: 2000 };
   const role = await serverRole(conn, context.state.pg.major).catch(() => undefined);
   if (role && !role.inRecovery) await dropSlot(conn, slotName(node.name)).catch(() => undefined);
 }
@@ -118,15 +119,15 @@ export async function replicaFollow(global: GlobalOptions, name: string, options
   const primary = await requireRunningPrimary(context, options.primary);
   if (primary.name === name) throw new LabError('USAGE', `Node "${name}" cannot follow itself`);
   if (await nodes.livePid(node)) {
-    const role = await serverRole({ port: node.port, user: state.dbUser, connectTimeoutMs: 2000 }, state.pg.major);
+    const role = await serverRole({ host: nodeAddress(node), port: node.port, user: state.dbUser, connectTimeoutMs: 2000 }, state.pg.major);
     if (!role.inRecovery) {
       throw new LabError('STATE', `Node "${name}" is running as a primary: it cannot simply follow; rewind it (\`lab node rewind ${name}\`)`);
     }
   }
 
   // The new primary was a standby: it has no slot for this node yet (slots are not replicated).
-  await ensureSlot({ port: primary.port, user: state.dbUser }, slotName(name));
-  await writeStandbyConfig({ ...nodeFilesSpec(context.labDir, state, node, await nodes.dataOwner()), upstreamPort: primary.port });
+  await ensureSlot({ host: nodeAddress(primary), port: primary.port, user: state.dbUser }, slotName(name));
+  await writeStandbyConfig({ ...nodeFilesSpec(context.labDir, state, node, await nodes.dataOwner()), upstreamPort: primary.port, upstreamHost: nodeAddress(primary) });
   await nodes.stop(node, 'fast');
   await dropOldSlot(context, node, primary.name);
   await assertPortFree(node.port, `node "${name}"`);

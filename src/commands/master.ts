@@ -16,6 +16,8 @@ import { checkRuntime, newState, primaryOf, readState, runtimeOf, updateState, w
 import { resolveInstallation } from '../postgres/installation.js';
 import { giveTo, resolveRunAs, type OsUser } from '../postgres/os-user.js';
 import { runtimeFor } from '../runtime/node-runtime.js';
+import { nodeAddress } from '../lab/address.js';
+import { checkCanMakeHosts, freeBridgeIndex, labAddresses, labHosts, newNodeHost } from '../lab/hosts.js';
 
 export interface MasterStartOptions {
   name?: string;
@@ -29,6 +31,8 @@ export interface MasterStartOptions {
   auth?: AuthMethod;
   /** A new lab's TLS: on (default), required (TCP only over TLS) or off. */
   tls?: TlsMode;
+  /** A new lab whose nodes each run on a host of their own (a network namespace with its own address). */
+  hosts?: boolean;
 }
 
 export interface MasterStartResult {
@@ -41,6 +45,8 @@ export interface MasterStartResult {
   action: 'created' | 'started' | 'already-running';
   auth: AuthMethod;
   tls: TlsMode;
+  /** Its address: 127.0.0.1, or its namespace's with --hosts. */
+  address: string;
 }
 
 export async function masterStart(global: GlobalOptions, options: MasterStartOptions = {}): Promise<MasterStartResult> {
@@ -59,6 +65,10 @@ export async function masterStart(global: GlobalOptions, options: MasterStartOpt
     throw new LabError('CONFLICT', `This lab runs image ${existing.image}, not ${options.image}: use another --lab-dir for another image`);
   }
   const access = checkAccessOptions(existing, options);
+  if (existing && options.hosts && !existing.hosts) {
+    throw new LabError('CONFLICT', `This lab was made without --hosts (its nodes listen on 127.0.0.1): use another --lab-dir for a lab with hosts, or \`lab destroy --yes\` first`);
+  }
+  if (!existing && options.hosts) await checkCanMakeHosts(runtime);
 
   const primary = existing && primaryOf(existing);
   if (existing && primary) {
@@ -94,22 +104,24 @@ export async function masterStart(global: GlobalOptions, options: MasterStartOpt
         runtime,
         image,
         access,
+        // The bridge's name is recorded before it is made (destroy removes it by name).
+        hosts: options.hosts ? labHosts(await freeBridgeIndex()) : undefined,
       });
     checkNodeFits(current, global.labDir, { name, port, datadir, role: 'primary' });
     if (primaryOf(current)) throw new LabError('CONFLICT', `This lab got a master while we prepared one: run \`lab status\``);
     current.nodes.push({
       name, role: 'primary', port, datadir, datadirCreated: condition === 'missing', phase: 'building', expected: 'stopped',
-      createdAt: new Date().toISOString(),
+      createdAt: new Date().toISOString(), ...(current.hosts ? { host: newNodeHost(current, name) } : {}),
     });
     await writeState(global.labDir, current);
     return current;
   });
 
   useLabAccess(global.labDir, state);
-  if (access.auth === 'scram') await createLabPassword(global.labDir, state.dbUser);
-  if (access.tls !== 'off') await ensureLabTls(global.labDir, state.labId);
+  if (access.auth === 'scram') await createLabPassword(global.labDir, state.dbUser, state.hosts ? labAddresses(state.hosts) : []);
+  if (access.tls !== 'off') await ensureLabTls(global.labDir, state.labId, state.hosts ? labAddresses(state.hosts) : []);
   const nodes = runtimeFor({ labDir: global.labDir, state, installation, runAs });
-  const node = { name, port, datadir };
+  const node = { name, port, datadir, host: primaryOf(state)!.host };
   reporter.step(`initdb ${datadir} (PostgreSQL ${state.pg.version}${image ? `, image ${image}` : ''})`);
   await prepareDatadir(datadir, state.labId);
   await nodes.initMaster(node, reporter);
@@ -121,7 +133,7 @@ export async function masterStart(global: GlobalOptions, options: MasterStartOpt
     node.phase = 'ready';
     node.expected = 'running';
   });
-  return { name, port, datadir, pid, version: state.pg.version, action: 'created', ...access };
+  return { name, port, datadir, pid, version: state.pg.version, action: 'created', ...access, address: nodeAddress(node) };
 }
 
 /** The access of a new lab from the options; for an existing lab, options that differ are refused. */
@@ -165,7 +177,7 @@ async function startExistingMaster(global: GlobalOptions, state: LabState, repor
   const nodes = runtimeFor({ labDir: global.labDir, state, installation, runAs });
   const { status, pid } = await nodes.status(primary, primary.expected);
   if (status === 'running') {
-    return { name: primary.name, port: primary.port, datadir: primary.datadir, pid: pid!, version: state.pg.version, action: 'already-running', ...accessOf(state) };
+    return { name: primary.name, port: primary.port, datadir: primary.datadir, pid: pid!, version: state.pg.version, action: 'already-running', ...accessOf(state), address: nodeAddress(primary) };
   }
   await assertPortFree(primary.port, `master "${primary.name}"`);
   reporter.step(`starting existing master ${primary.name} on port ${primary.port}`);
@@ -173,5 +185,5 @@ async function startExistingMaster(global: GlobalOptions, state: LabState, repor
   await updateState(global.labDir, (s) => {
     s.nodes.find((n) => n.name === primary.name)!.expected = 'running';
   });
-  return { name: primary.name, port: primary.port, datadir: primary.datadir, pid: newPid, version: state.pg.version, action: 'started', ...accessOf(state) };
+  return { name: primary.name, port: primary.port, datadir: primary.datadir, pid: newPid, version: state.pg.version, action: 'started', ...accessOf(state), address: nodeAddress(primary) };
 }

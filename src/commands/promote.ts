@@ -11,6 +11,7 @@ import { runPg } from '../postgres/run.js';
 import { withClient } from '../postgres/client.js';
 import { runtimeFor } from '../runtime/node-runtime.js';
 import { applySyncStandbys } from '../postgres/sync-standbys.js';
+import { nodeAddress } from '../lab/address.js';
 
 export interface PromoteOptions {
   timeoutMs?: number;
@@ -34,7 +35,7 @@ export async function promoteNode(global: GlobalOptions, name: string, options: 
   const { state } = context;
   const nodes = runtimeFor(context);
   const node = requireNode(state, name);
-  const conn = { port: node.port, user: state.dbUser, connectTimeoutMs: 2000 };
+  const conn = { host: nodeAddress(node), port: node.port, user: state.dbUser, connectTimeoutMs: 2000 };
   if (node.role === 'primary') throw new LabError('STATE', `Node "${name}" is already the lab's primary: promote a replica`);
   requireBuilt(node, 're-add it first');
   if (node.rewindNeeded) {
@@ -49,7 +50,7 @@ export async function promoteNode(global: GlobalOptions, name: string, options: 
   }
   const old = primaryOf(state);
   if (old && (await nodes.livePid(old))) {
-    const oldRole = await serverRole({ port: old.port, user: state.dbUser, connectTimeoutMs: 2000 }, state.pg.major).catch(() => undefined);
+    const oldRole = await serverRole({ host: nodeAddress(old), port: old.port, user: state.dbUser, connectTimeoutMs: 2000 }, state.pg.major).catch(() => undefined);
     if (oldRole && !oldRole.inRecovery) {
       throw new LabError(
         'STATE',

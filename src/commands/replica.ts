@@ -18,6 +18,8 @@ import { runtimeFor } from '../runtime/node-runtime.js';
 import { applySyncStandbys } from '../postgres/sync-standbys.js';
 import { dropOldSlot, waitStreaming } from './follow.js';
 import { releaseFaults } from '../lab/faults.js';
+import { nodeAddress } from '../lab/address.js';
+import { newNodeHost, removeNodeHost } from '../lab/hosts.js';
 
 export interface ReplicaAddOptions {
   reporter?: Reporter;
@@ -66,7 +68,7 @@ export async function replicaAdd(global: GlobalOptions, nameArg: string, datadir
   if (primaryStatus.status !== 'running') {
     throw new LabError('STATE', `Master "${primary.name}" is ${primaryStatus.status}: start it first (\`lab node start ${primary.name}\`)`);
   }
-  const conn = { port: primary.port, user: state.dbUser };
+  const conn = { host: nodeAddress(primary), port: primary.port, user: state.dbUser };
   const spec = { name, port, datadir, role: 'replica' as const };
   const known = checkNodeFits(state, context.labDir, spec);
   if (known) refuseWhileBuilding(known);
@@ -79,7 +81,7 @@ export async function replicaAdd(global: GlobalOptions, nameArg: string, datadir
   // command on it is refused (exit 3) until this one ends; a claim of a process that is gone is taken over.
   let existing: NodeRecord | undefined;
   let condition: DatadirCondition = 'missing';
-  await updateState(context.labDir, async (s) => {
+  const recorded = await updateState(context.labDir, async (s) => {
     const again = checkNodeFits(s, context.labDir, spec);
     if (again) refuseWhileBuilding(again);
     existing = again && { ...again };
@@ -92,11 +94,13 @@ export async function replicaAdd(global: GlobalOptions, nameArg: string, datadir
       s.nodes.push({
         name, role: 'replica', port, datadir, upstream: primary.name, datadirCreated: condition === 'missing',
         phase: 'building', expected: 'stopped', createdAt: new Date().toISOString(), builder: thisBuilder(),
+        // Its host's names are recorded before the namespace is made (the runtime makes it on start).
+        ...(s.hosts ? { host: newNodeHost(s, name) } : {}),
       });
     }
   });
 
-  const node = { name, port, datadir };
+  const node = { name, port, datadir, host: recorded.nodes.find((n) => n.name === name)!.host };
   let pid: number;
   let backupKb: number | undefined;
   try {
@@ -121,7 +125,7 @@ export async function replicaAdd(global: GlobalOptions, nameArg: string, datadir
         ? `pglab base backup (pg_backup_start, file copy, pg_backup_stop) from ${primary.name} (port ${primary.port}) into ${datadir}`
         : `pg_basebackup from ${primary.name} (port ${primary.port}) into ${datadir}`,
     );
-    ({ backupKb } = await nodes.cloneReplica(node, { port: primary.port, datadir: primary.datadir, slot, method }, reporter));
+    ({ backupKb } = await nodes.cloneReplica(node, { host: nodeAddress(primary), port: primary.port, datadir: primary.datadir, slot, method }, reporter));
 
     reporter.step(`starting ${name} on port ${port}`);
     pid = await nodes.start(node, timeoutMs);
@@ -194,11 +198,12 @@ export async function replicaRemove(global: GlobalOptions, nameArg: string): Pro
   refuseWhileBuilding(node);
   await releaseFaults(context.labDir, state, node);
   if (await nodes.livePid(node)) await nodes.stop(node, 'fast');
+  if (node.host) await removeNodeHost(node.host);
   const slot = slotName(name);
   const upstream = state.nodes.find((n) => n.name === node.upstream && n.name !== name) ?? primaryOf(state);
   let slotDropped = false;
   if (upstream && (await nodes.livePid(upstream))) {
-    slotDropped = await dropSlot({ port: upstream.port, user: state.dbUser }, slot);
+    slotDropped = await dropSlot({ host: nodeAddress(upstream), port: upstream.port, user: state.dbUser }, slot);
   }
   const datadirOutcome = await removeDatadir(node.datadir, state.labId, node.datadirCreated);
   await rm(nodeLogFile(context.labDir, name), { force: true });
@@ -208,7 +213,7 @@ export async function replicaRemove(global: GlobalOptions, nameArg: string): Pro
   const primary = primaryOf(after);
   if (node.sync && primary && (await nodes.livePid(primary))) {
     const names = after.nodes.filter((n) => n.sync && n.role === 'replica' && !n.rewindNeeded).map((n) => n.name);
-    await applySyncStandbys({ port: primary.port, user: state.dbUser }, names);
+    await applySyncStandbys({ host: nodeAddress(primary), port: primary.port, user: state.dbUser }, names);
   }
   return { name, datadir: node.datadir, datadirOutcome, slot, slotDropped };
 }

@@ -19,6 +19,7 @@ import { rewindSummary } from '../postgres/pg-rewind.js';
 import { runtimeFor } from '../runtime/node-runtime.js';
 import { requireRunningPrimary, sizeOf, waitStreaming } from './follow.js';
 import { replicaAdd } from './replica.js';
+import { nodeAddress } from '../lab/address.js';
 
 export interface RewindOptions {
   primary?: string;
@@ -70,18 +71,18 @@ export async function nodeRewind(global: GlobalOptions, name: string, options: R
   // A just promoted primary records its new timeline in pg_control only at its next checkpoint; before
   // that, pg_rewind (<= 15) reads both on the same timeline and says "no rewind required" wrongly.
   reporter.step(`CHECKPOINT on ${primary.name}`);
-  await withClient({ port: primary.port, user: state.dbUser }, (client) => client.query('CHECKPOINT'));
+  await withClient({ host: nodeAddress(primary), port: primary.port, user: state.dbUser }, (client) => client.query('CHECKPOINT'));
   reporter.step(`pg_rewind ${name} from ${primary.name} (port ${primary.port})`);
-  const rewind = rewindSummary(await nodes.rewind(node, primary.port, reporter));
+  const rewind = rewindSummary(await nodes.rewind(node, primary.port, reporter, nodeAddress(primary)));
 
   // pg_rewind copied the source's postgresql.conf, pg_hba.conf, postgresql.auto.conf and our marker.
   const owner = await nodes.dataOwner();
   const files = nodeFilesSpec(context.labDir, state, node, owner);
   await writeNodeConfig(files);
   await dropPrimaryOnlySettings(node.datadir, owner);
-  await writeStandbyConfig({ ...files, upstreamPort: primary.port });
+  await writeStandbyConfig({ ...files, upstreamPort: primary.port, upstreamHost: nodeAddress(primary) });
 
-  await ensureSlot({ port: primary.port, user: state.dbUser }, slotName(name));
+  await ensureSlot({ host: nodeAddress(primary), port: primary.port, user: state.dbUser }, slotName(name));
   reporter.step(`starting ${name} as a standby of ${primary.name}`);
   await assertPortFree(node.port, `node "${name}"`);
   const logFrom = await sizeOf(nodeLogFile(context.labDir, name));

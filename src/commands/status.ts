@@ -11,6 +11,7 @@ import { serverRole } from '../postgres/recovery.js';
 import type { ServerStatus } from '../postgres/server.js';
 import { runtimeFor } from '../runtime/node-runtime.js';
 import { messageOf } from '../common/errors.js';
+import { nodeAddress } from '../lab/address.js';
 
 export interface NodeStatus {
   name: string;
@@ -31,7 +32,9 @@ export interface NodeStatus {
   serverProblem?: string;
   /** A former primary that must be rewound (`lab node rewind`) before it can follow again. */
   rewindNeeded: boolean;
-  /** Faults in force on it (`lab fault`): pause, lag. */
+  /** Where it is reached: 127.0.0.1, or its namespace's address in a lab made with --hosts. */
+  address: string;
+  /** Faults in force on it (`lab fault`): pause, lag, partition, loss. */
   faults: FaultKind[];
 }
 
@@ -96,6 +99,7 @@ export async function labStatus(global: GlobalOptions): Promise<LabStatus> {
         timeline: null,
         rewindNeeded: Boolean(node.rewindNeeded),
         faults: faultsOf(state, node.name).map((fault) => fault.kind),
+        address: nodeAddress(node),
       } satisfies NodeStatus as NodeStatus;
     }),
   );
@@ -104,7 +108,7 @@ export async function labStatus(global: GlobalOptions): Promise<LabStatus> {
     nodes.map(async (node) => {
       if (node.status !== 'running') return;
       try {
-        const role = await within(serverRole({ port: node.port, user: state.dbUser, connectTimeoutMs: PROBE_MS }, state.pg.major), PROBE_MS);
+        const role = await within(serverRole({ host: nodeAddress(state.nodes.find((n) => n.name === node.name)!), port: node.port, user: state.dbUser, connectTimeoutMs: PROBE_MS }, state.pg.major), PROBE_MS);
         node.serverRole = role.inRecovery ? 'standby' : 'primary';
         node.timeline = role.timeline;
       } catch (error) {
@@ -130,7 +134,7 @@ export async function labStatus(global: GlobalOptions): Promise<LabStatus> {
     try {
       const c = dialect.replicationColumns;
       const rows = await within(queryRows<{ application_name: string; state: string; lag: string | null }>(
-        { port: primary.port, user: state.dbUser, connectTimeoutMs: PROBE_MS },
+        { host: nodeAddress(primary), port: primary.port, user: state.dbUser, connectTimeoutMs: PROBE_MS },
         `SELECT application_name, state, ${dialect.lsnDiff}(${c.sent}, ${c.replay})::bigint AS lag FROM pg_stat_replication`,
       ), PROBE_MS);
       for (const node of nodes) {

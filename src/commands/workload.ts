@@ -7,6 +7,7 @@ import { openLab, type GlobalOptions } from '../lab/context.js';
 import { balancerAddress, postgresUrl, requirePrimary } from '../bench/lab-targets.js';
 import { runWorkload } from '../workload/run-workload.js';
 import type { WorkloadError, WorkloadMode, WorkloadResult, WorkloadSample } from '../workload/types.js';
+import { nodeAddress } from '../lab/address.js';
 
 export interface WorkloadRunOptions {
   urls?: string[];
@@ -28,7 +29,7 @@ export interface WorkloadRunOptions {
 /** URLs from the lab: the balancer for select, the master for tpcb (a standby refuses writes). */
 export async function labWorkloadUrls(global: GlobalOptions, mode: WorkloadMode, balancer?: string): Promise<string[]> {
   const { state } = await openLab(global);
-  if (mode === 'tpcb' && !balancer) return [postgresUrl({ host: '127.0.0.1', port: requirePrimary(state).port }, state.dbUser)];
+  if (mode === 'tpcb' && !balancer) return [postgresUrl({ host: nodeAddress(requirePrimary(state)), port: requirePrimary(state).port }, state.dbUser)];
   return [postgresUrl(balancerAddress(state, balancer), state.dbUser)];
 }
 

@@ -57,12 +57,13 @@ export async function readLabPassword(labDir: string, user: string): Promise<str
   return pgpassLookup({ host: '127.0.0.1', user, database: 'postgres', port: '*' }, { PGPASSFILE: pgpassPath(labDir) });
 }
 
-/** A new password for the lab's database superuser, in the lab's pgpass file (0600, the invoking user's). */
-export async function createLabPassword(labDir: string, user: string): Promise<string> {
+/** A new password for the lab's database superuser, in the lab's pgpass file (0600, the invoking user's), for loopback and `nodeAddresses`. */
+export async function createLabPassword(labDir: string, user: string, nodeAddresses: string[] = []): Promise<string> {
   const existing = await readLabPassword(labDir, user);
   if (existing) return existing;
   const password = randomBytes(18).toString('base64url');
-  const lines = PGPASS_HOSTS.map((host) => `${pgpassEscape(host)}:*:*:${pgpassEscape(user)}:${pgpassEscape(password)}`);
+  // A lab made with --hosts: every address its nodes can have (never `*`: the password goes to the lab only).
+  const lines = [...PGPASS_HOSTS, ...nodeAddresses].map((host) => `${pgpassEscape(host)}:*:*:${pgpassEscape(user)}:${pgpassEscape(password)}`);
   await writePrivateFile(pgpassPath(labDir), `${lines.join('\n')}\n`);
   return password;
 }

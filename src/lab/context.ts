@@ -7,6 +7,7 @@ import { resolveRunAs, type OsUser } from '../postgres/os-user.js';
 import type { ServerSpec } from '../postgres/server.js';
 import type { GlobalOptions } from './global-options.js';
 import { requireLabState, type LabState, type NodeRecord } from './state.js';
+import { nodeAddress } from './address.js';
 
 export { DEFAULT_LAB_DIR, resolveGlobalOptions, type GlobalOptions } from './global-options.js';
 
@@ -66,5 +67,7 @@ export function serverSpec(context: LabContext, node: NodeRecord): ServerSpec {
     installation: context.installation,
     runAs: context.runAs,
     dbUser: context.state.dbUser,
+    host: nodeAddress(node),
+    netns: node.host?.netns,
   };
 }

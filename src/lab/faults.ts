@@ -5,6 +5,7 @@
 import { readdir, readFile } from 'node:fs/promises';
 import { setTimeout as delay } from 'node:timers/promises';
 import { livePostmasterPid } from '../postgres/server.js';
+import { removeDelay, removeNetworkFault } from './hosts.js';
 import { updateState, type FaultRecord, type LabState, type NodeRecord } from './state.js';
 
 /** State letter (field 3) and parent pid (field 4) of /proc/PID/stat, or undefined when it is gone. */
@@ -90,6 +91,10 @@ export async function releaseFaults(labDir: string, state: LabState, node: NodeR
   const faults = faultsOf(state, node.name);
   if (faults.length === 0) return;
   if (faults.some((fault) => fault.kind === 'pause')) await resumeNode(node);
+  for (const fault of faults) {
+    if ((fault.kind === 'partition' || fault.kind === 'loss') && node.host) await removeNetworkFault(node.host.netns, fault.kind);
+    if (fault.kind === 'delay' && node.host) await removeDelay(node.host.netns);
+  }
   await updateState(labDir, (s) => {
     s.faults = faultsOf(s).filter((fault) => fault.node !== node.name);
     if (s.faults.length === 0) delete s.faults;

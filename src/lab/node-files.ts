@@ -14,6 +14,8 @@ import { SOCKET_DIR } from '../postgres/server.js';
 import { accessOf, labPassword, tlsPaths, type LabAccessSettings } from './access.js';
 import { writeMarker } from './datadir.js';
 import type { LabState } from './state.js';
+import { nodeAddress, type NodeHost } from './address.js';
+import { subnetOf } from './hosts.js';
 
 export interface NodeFilesSpec {
   labDir: string;
@@ -25,12 +27,16 @@ export interface NodeFilesSpec {
   dbUser: string;
   access: LabAccessSettings;
   runAs?: OsUser;
+  /** The node's address (nodeAddress) and, with --hosts, the lab's subnet that pg_hba lets in. */
+  address: string;
+  subnet?: string;
 }
 
 /** The spec of one node's files, from the lab's state; `owner` is who must own them (runtime.dataOwner()). */
-export function nodeFilesSpec(labDir: string, state: LabState, node: { name: string; port: number; datadir: string }, owner: OsUser | undefined, major = state.pg.major): NodeFilesSpec {
+export function nodeFilesSpec(labDir: string, state: LabState, node: { name: string; port: number; datadir: string; host?: NodeHost }, owner: OsUser | undefined, major = state.pg.major): NodeFilesSpec {
   return {
     labDir, labId: state.labId, name: node.name, port: node.port, datadir: node.datadir, major, dbUser: state.dbUser, access: accessOf(state), runAs: owner,
+    address: nodeAddress(node), subnet: state.hosts && node.host ? subnetOf(state.hosts) : undefined,
   };
 }
 
@@ -44,7 +50,7 @@ export async function writeNodeConfig(spec: NodeFilesSpec): Promise<void> {
   const conf = await renderPostgresqlConf(dialect, {
     port: spec.port,
     clusterName: spec.name,
-    listenAddresses: '127.0.0.1',
+    listenAddresses: spec.address,
     socketDir: SOCKET_DIR,
     ssl: tls,
   });
@@ -59,6 +65,7 @@ export async function writeNodeConfig(spec: NodeFilesSpec): Promise<void> {
     user: spec.dbUser,
     method: spec.access.auth === 'scram' ? 'scram-sha-256' : 'trust',
     hostType: spec.access.tls === 'required' ? 'hostssl' : 'host',
+    subnet: spec.subnet,
   });
   await writeOwned(path.join(spec.datadir, 'pg_hba.conf'), hba, spec.runAs);
   await writeMarker(spec.datadir, { labId: spec.labId, node: spec.name }, spec.runAs);
@@ -69,10 +76,10 @@ export async function writeNodeConfig(spec: NodeFilesSpec): Promise<void> {
  * it). Every replica streams through its own physical slot on its upstream (slotName), which the
  * command that points it there creates first.
  */
-export async function writeStandbyConfig(spec: NodeFilesSpec & { upstreamPort: number }): Promise<void> {
+export async function writeStandbyConfig(spec: NodeFilesSpec & { upstreamPort: number; upstreamHost: string }): Promise<void> {
   const dialect = dialectFor(spec.major);
   const password = await labPassword(spec.labDir, spec);
-  const conninfo = primaryConninfo({ host: '127.0.0.1', port: spec.upstreamPort, user: spec.dbUser, applicationName: spec.name, password });
+  const conninfo = primaryConninfo({ host: spec.upstreamHost, port: spec.upstreamPort, user: spec.dbUser, applicationName: spec.name, password });
   const files = dialect.standbyFiles(conninfo, slotName(spec.name));
   // A copy of the master never carries standby files, but a replica cloned from a replica would.
   for (const stale of ['recovery.conf', 'standby.signal', 'recovery.signal']) {

@@ -93,6 +93,14 @@ class Fields {
 
 const MAX_PID = 2 ** 31 - 1;
 const isNodeName = (name: string) => checkName(name);
+const validNodeName = (name: string): boolean => {
+  try {
+    checkName(name);
+    return true;
+  } catch {
+    return false;
+  }
+};
 
 function checkNode(node: unknown, index: number): void {
   const prefix = `nodes[${index}]`;
@@ -115,6 +123,12 @@ function checkNode(node: unknown, index: number): void {
   f.boolean('rewindNeeded', true);
   f.boolean('sync', true);
   f.integer('timeline', 1, 2 ** 32 - 1, true);
+  const host = f.object('host', true);
+  if (host) {
+    host.string('netns', false, /^pglab-\d{1,3}-[A-Za-z0-9_-]{1,63}$/, 'a namespace name pglab-N-NODE');
+    host.string('veth', false, /^pgl\d{1,3}-\d{1,3}$/, 'an interface name pglN-I');
+    host.string('address', false, /^10\.213\.\d{1,3}\.\d{1,3}$/, 'an address in 10.213.0.0/16');
+  }
   const builder = f.object('builder', true);
   if (builder) {
     builder.integer('pid', 1, MAX_PID, false, 'a process id');
@@ -145,10 +159,16 @@ function checkFault(fault: unknown, index: number, nodes: string[]): void {
   const f = new Fields(fault, prefix);
   f.named('node', isNodeName, 'node name');
   if (!nodes.includes(fault.node as string)) throw bad(`${prefix}.node`, fault.node, 'is not a node of this lab');
-  f.oneOf('kind', ['pause', 'lag']);
+  f.oneOf('kind', ['pause', 'lag', 'partition', 'loss', 'delay']);
+  f.integer('delayMs', 1, 60_000, true, 'a delay from 1 to 60000 ms');
+  f.integer('jitterMs', 0, 60_000, true, 'a jitter from 0 to 60000 ms');
   f.oneOf('phase', ['applying', 'applied']);
   f.string('since');
   f.integer('pid', 1, MAX_PID, true, 'a process id');
+  f.integer('percent', 1, 100, true, 'a percentage from 1 to 100');
+  if (fault.from !== undefined) {
+    if (!Array.isArray(fault.from) || fault.from.some((name) => typeof name !== 'string' || !validNodeName(name))) throw bad(`${prefix}.from`, fault.from, 'is not a list of node names');
+  }
 }
 
 function checkUnique(names: string[], what: string): void {
@@ -178,6 +198,9 @@ export function checkStateFile(parsed: unknown): LabState {
   const access = f.object('access', true);
   access?.oneOf('auth', AUTH_METHODS);
   access?.oneOf('tls', TLS_MODES);
+  const hosts = f.object('hosts', true);
+  hosts?.integer('index', 1, 250, false, 'a bridge index from 1 to 250');
+  hosts?.string('bridge', false, /^pgl\d{1,3}$/, 'a bridge name pglN');
   if (!Array.isArray(parsed.nodes)) throw bad('nodes', parsed.nodes, 'is not a list');
   parsed.nodes.forEach(checkNode);
   parsed.balancers ??= [];

@@ -13,6 +13,7 @@ import { checkLabDir, STATE_FILE } from './lab-dir.js';
 import { checkStateFile } from './state-check.js';
 import type { RuntimeName } from './global-options.js';
 import { useLabAccess, type LabAccessSettings } from './access.js';
+import type { NodeHost } from './address.js';
 
 export type NodeRole = 'primary' | 'replica';
 
@@ -42,6 +43,8 @@ export interface NodeRecord {
   timeline?: number;
   /** The command building the node (`lab replica add`) while it runs: see claimBuild. */
   builder?: Builder;
+  /** Its host in a lab made with --hosts: recorded before the namespace is made (src/lab/hosts.ts). */
+  host?: NodeHost;
 }
 
 /** Who builds a node: taken over only once that process is provably gone (pid and start time). */
@@ -66,8 +69,8 @@ export interface BalancerRecord {
   startedAt: string;
 }
 
-/** Faults `lab fault` applies on every lab (issue 17); partition, delay and loss need --hosts (not yet). */
-export type FaultKind = 'pause' | 'lag';
+/** Faults `lab fault` applies (issue 17): pause and lag on every lab; partition, loss and delay need --hosts. */
+export type FaultKind = 'pause' | 'lag' | 'partition' | 'loss' | 'delay';
 
 /**
  * A fault on a node. Recorded before it is applied (phase `applying`), so a CLI killed half way leaves a
@@ -78,8 +81,21 @@ export interface FaultRecord {
   kind: FaultKind;
   phase: 'applying' | 'applied';
   since: string;
-  /** pause: the postmaster that was stopped (heal resumes whatever postmaster of the data dir runs). */
+  /** pause: the postmaster that was stopped (heal resumes whatever postmaster of the data dir runs); delay: the relay. */
   pid?: number;
+  /** delay: the added delay and its jitter, in ms. */
+  delayMs?: number;
+  jitterMs?: number;
+  /** partition: only the links to these nodes (absent: cut off from everyone). */
+  from?: string[];
+  /** loss: the share of packets dropped each way, in percent. */
+  percent?: number;
+}
+
+/** The lab's network when it was made with --hosts: bridge `pgl<index>` holding 10.213.<index>.1/24. */
+export interface LabHosts {
+  index: number;
+  bridge: string;
 }
 
 export interface LabState {
@@ -104,6 +120,8 @@ export interface LabState {
   balancers: BalancerRecord[];
   /** Faults in force (`lab fault`); absent when there are none. */
   faults?: FaultRecord[];
+  /** Nodes on hosts of their own (--hosts); recorded before the bridge is made. */
+  hosts?: LabHosts;
 }
 
 export { STATE_FILE };
@@ -149,7 +167,7 @@ export async function writeState(labDir: string, state: LabState): Promise<void>
   await writePrivateFile(statePath(labDir), `${JSON.stringify(state, null, 2)}\n`);
 }
 
-export function newState(fields: Pick<LabState, 'labDirCreated' | 'pg' | 'osUser' | 'dbUser' | 'runtime' | 'image' | 'access'>): LabState {
+export function newState(fields: Pick<LabState, 'labDirCreated' | 'pg' | 'osUser' | 'dbUser' | 'runtime' | 'image' | 'access' | 'hosts'>): LabState {
   return { format: 1, labId: randomUUID(), createdAt: new Date().toISOString(), nodes: [], balancers: [], ...fields };
 }
 

@@ -29,8 +29,11 @@ async function openssl(args: string[], input?: string): Promise<string> {
 
 const newKey = () => openssl(['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256']);
 
-/** Makes the lab's CA and server certificate unless they exist. */
-export async function ensureLabTls(labDir: string, labId: string): Promise<void> {
+/**
+ * Makes the lab's CA and server certificate unless they exist. `addresses`: a lab made with --hosts passes
+ * every address its nodes can have (10.213.N.10-250): one certificate still serves every node.
+ */
+export async function ensureLabTls(labDir: string, labId: string, addresses: string[] = []): Promise<void> {
   if (await hasLabTls(labDir)) return;
   const dir = await makeTlsDir(labDir);
   const files = tlsPaths(labDir);
@@ -43,7 +46,7 @@ export async function ensureLabTls(labDir: string, labId: string): Promise<void>
   await writePrivateFile(files.serverKey, await newKey());
   const csr = await openssl(['req', '-new', '-key', files.serverKey, '-subj', '/CN=localhost']);
   const extFile = path.join(dir, 'server.ext');
-  await writePrivateFile(extFile, `subjectAltName=${SERVER_NAMES}\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n`);
+  await writePrivateFile(extFile, `subjectAltName=${[SERVER_NAMES, ...addresses.flatMap((a) => [`IP:${a}`, `DNS:${a}`])].join(',')}\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n`);
   try {
     const serverCert = await openssl(
       ['x509', '-req', '-CA', files.caCert, '-CAkey', files.caKey, '-set_serial', `0x${Date.now().toString(16)}`, '-days', '825', '-extfile', extFile],

@@ -43,9 +43,14 @@ export interface HbaValues {
   method: 'scram-sha-256' | 'trust';
   /** TCP lines: host (plaintext or TLS), or hostssl (TLS only) */
   hostType: 'host' | 'hostssl';
+  /** A lab made with --hosts: its subnet (10.213.N.0/24), let in for clients and replication. */
+  subnet?: string;
 }
 
 export async function renderPgHba(values: HbaValues): Promise<string> {
   const template = await readFile(path.join(templatesDir, 'pg_hba.conf'), 'utf8');
-  return renderTemplate(template, { user: values.user, method: values.method, host: values.hostType.padEnd(7) });
+  const text = renderTemplate(template, { user: values.user, method: values.method, host: values.hostType.padEnd(7) });
+  if (!values.subnet) return text;
+  const host = values.hostType.padEnd(13);
+  return `${text.trimEnd()}\n# --hosts: the lab's nodes and this machine's bridge address\n${host} all             all             ${values.subnet.padEnd(23)} ${values.method}\n${host} replication     ${values.user.padEnd(15)} ${values.subnet.padEnd(23)} ${values.method}\n`;
 }

@@ -30,8 +30,8 @@ export function rewindSummary(output: string): string {
 }
 
 /** pg_rewind's arguments: the target data dir and the source primary on the loopback. */
-export function pgRewindArgs(datadir: string, sourcePort: number, dbUser: string): string[] {
-  return ['-D', datadir, `--source-server=host=127.0.0.1 port=${sourcePort} user=${dbUser} dbname=postgres`, '--progress'];
+export function pgRewindArgs(datadir: string, sourcePort: number, dbUser: string, sourceHost = '127.0.0.1'): string[] {
+  return ['-D', datadir, `--source-server=host=${sourceHost} port=${sourcePort} user=${dbUser} dbname=postgres`, '--progress'];
 }
 
 /** The refusal when there is no pg_rewind (`missing` from locatePgRewind): the node can still be rebuilt. */

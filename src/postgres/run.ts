@@ -4,6 +4,7 @@ import { execa, type ResultPromise } from 'execa';
 import { LabError } from '../common/errors.js';
 import { followLines } from '../common/lines.js';
 import type { OsUser } from './os-user.js';
+import { inHostCommand } from '../lab/hosts.js';
 
 export interface RunOptions {
   runAs?: OsUser;
@@ -11,6 +12,8 @@ export interface RunOptions {
   onStderrLine?: (line: string) => void;
   timeoutMs?: number;
   env?: Record<string, string>;
+  /** Run it in this network namespace (a node's host, --hosts): `ip netns exec` as root, then setpriv to runAs. */
+  netns?: string;
 }
 
 /**
@@ -27,9 +30,10 @@ function userEnv(runAs: OsUser | undefined, extra: Record<string, string> = {}):
 }
 
 export async function runPg(file: string, args: string[], options: RunOptions = {}): Promise<{ stdout: string; stderr: string }> {
-  const child: ResultPromise = execa(file, args, {
-    uid: options.runAs?.uid,
-    gid: options.runAs?.gid,
+  const command = options.netns ? inHostCommand(options.netns, options.runAs, file, args) : { file, args };
+  const child: ResultPromise = execa(command.file, command.args, {
+    uid: options.netns ? undefined : options.runAs?.uid,
+    gid: options.netns ? undefined : options.runAs?.gid,
     env: userEnv(options.runAs, options.env),
     extendEnv: false,
     cwd: '/',

@@ -22,6 +22,9 @@ export interface ServerSpec {
   installation: Installation;
   runAs?: OsUser;
   dbUser: string;
+  /** Where it is reached (nodeAddress) and, with --hosts, the namespace it runs in. */
+  host: string;
+  netns?: string;
 }
 
 /** The postmaster's pid from postmaster.pid, if the file exists. */
@@ -98,6 +101,7 @@ export async function startServer(spec: ServerSpec, timeoutMs = 60_000): Promise
   try {
     await runPg(pgCtl, ['-w', '-t', String(Math.ceil(timeoutMs / 1000)), '-D', spec.datadir, '-l', spec.logFile, '-o', `-p ${spec.port}`, 'start'], {
       runAs: spec.runAs,
+      netns: spec.netns,
       timeoutMs: timeoutMs + 10_000,
     });
   } catch (error) {
@@ -119,8 +123,8 @@ export async function startServer(spec: ServerSpec, timeoutMs = 60_000): Promise
 
 export async function waitAcceptingConnections(spec: ServerSpec, timeoutMs: number): Promise<void> {
   await pollUntil(
-    () => withClient({ port: spec.port, user: spec.dbUser, connectTimeoutMs: 2000 }, async (client) => (await client.query('SELECT 1'), true)),
-    { timeoutMs, intervalMs: 100, what: `${spec.name} to accept connections on port ${spec.port}`, detail: () => logTail(spec.logFile) },
+    () => withClient({ host: spec.host, port: spec.port, user: spec.dbUser, connectTimeoutMs: 2000 }, async (client) => (await client.query('SELECT 1'), true)),
+    { timeoutMs, intervalMs: 100, what: `${spec.name} to accept connections on ${spec.host}:${spec.port}`, detail: () => logTail(spec.logFile) },
   );
 }
 

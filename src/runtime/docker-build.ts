@@ -42,6 +42,6 @@ export async function buildReplicaDatadir(spec: DockerBuildSpec, upstream: Clone
   }
   await removeCopiedLeftovers(spec.datadir);
   await writeNodeConfig(filesSpec(spec));
-  await writeStandbyConfig({ ...filesSpec(spec), upstreamPort: upstream.port });
+  await writeStandbyConfig({ ...filesSpec(spec), upstreamPort: upstream.port, upstreamHost: upstream.host });
   return { output, bytes };
 }

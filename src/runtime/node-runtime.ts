@@ -7,6 +7,7 @@ import type { Installation } from '../postgres/installation.js';
 import type { OsUser } from '../postgres/os-user.js';
 import type { ServerStatus, StopMode } from '../postgres/server.js';
 import type { RuntimeName } from '../lab/global-options.js';
+import type { NodeHost } from '../lab/address.js';
 import { runtimeOf, type LabState } from '../lab/state.js';
 import { dockerRuntime } from './docker-runtime.js';
 import { processRuntime } from './process-runtime.js';
@@ -16,12 +17,16 @@ export interface RuntimeNode {
   name: string;
   port: number;
   datadir: string;
+  /** Its host (a lab made with --hosts): where it runs and is reached (nodeAddress). */
+  host?: NodeHost;
 }
 
 export type ResolvedBackupMethod = Exclude<BaseBackupMethod, 'auto'>;
 
 /** The node a replica is cloned from, and how. */
 export interface CloneUpstream {
+  /** Its address (nodeAddress). */
+  host: string;
   port: number;
   /** Its data dir on this host (pglab's own base backup copies it). */
   datadir: string;
@@ -70,10 +75,10 @@ export interface NodeRuntime {
   /** Why no pg_rewind can rewind the lab's nodes here, or undefined when one can. */
   rewindMissing(): Promise<string | undefined>;
   /**
-   * pg_rewind the shut down node's data dir from the primary at 127.0.0.1:sourcePort, after clearing
+   * pg_rewind the shut down node's data dir from the primary at sourceHost (default 127.0.0.1):sourcePort, after clearing
    * the lock files a killed server leaves; returns what pg_rewind said.
    */
-  rewind(node: RuntimeNode, sourcePort: number, reporter: Reporter): Promise<string>;
+  rewind(node: RuntimeNode, sourcePort: number, reporter: Reporter, sourceHost?: string): Promise<string>;
 }
 
 export function runtimeFor(context: RuntimeContext): NodeRuntime {

@@ -11,6 +11,8 @@ import { giveTo } from '../postgres/os-user.js';
 import { locatePgRewind, noPgRewindError, pgRewindArgs } from '../postgres/pg-rewind.js';
 import { runPg } from '../postgres/run.js';
 import { clearStaleLocks, killServer, livePostmasterPid, logTail, serverStatus, startServer, stopServer, type ServerSpec } from '../postgres/server.js';
+import { nodeAddress } from '../lab/address.js';
+import { ensureNodeHost } from '../lab/hosts.js';
 import type { NodeRuntime, ResolvedBackupMethod, RuntimeContext, RuntimeNode } from './node-runtime.js';
 
 export function processRuntime(context: RuntimeContext): NodeRuntime {
@@ -21,6 +23,7 @@ export function processRuntime(context: RuntimeContext): NodeRuntime {
   };
   const spec = (node: RuntimeNode): ServerSpec => ({
     name: node.name, datadir: node.datadir, port: node.port, logFile: nodeLogFile(labDir, node.name), installation: installation(), runAs, dbUser: state.dbUser,
+    host: nodeAddress(node), netns: node.host?.netns,
   });
   const files = (node: RuntimeNode) => nodeFilesSpec(labDir, state, node, runAs);
 
@@ -53,13 +56,13 @@ export function processRuntime(context: RuntimeContext): NodeRuntime {
       const method: ResolvedBackupMethod = upstream.method;
       if (method === 'pglab') {
         const result = await ownBaseBackup({
-          conn: { port: upstream.port, user: state.dbUser }, major: state.pg.major, sourceDatadir: upstream.datadir, targetDatadir: node.datadir,
+          conn: { host: upstream.host, port: upstream.port, user: state.dbUser }, major: state.pg.major, sourceDatadir: upstream.datadir, targetDatadir: node.datadir,
           owner: runAs, label: `pglab ${node.name}`, reporter,
         });
         backupKb = Math.round(result.bytes / 1024);
       } else await runPg(
         await clientTool(installation(), 'pg_basebackup'),
-        ['-h', '127.0.0.1', '-p', String(upstream.port), '-U', state.dbUser, '-D', node.datadir, '-X', 'stream', '-S', upstream.slot, '--checkpoint=fast', '--progress', '--verbose'],
+        ['-h', upstream.host, '-p', String(upstream.port), '-U', state.dbUser, '-D', node.datadir, '-X', 'stream', '-S', upstream.slot, '--checkpoint=fast', '--progress', '--verbose'],
         {
           runAs,
           env: await toolEnv(labDir, state),
@@ -72,10 +75,14 @@ export function processRuntime(context: RuntimeContext): NodeRuntime {
       );
       await removeCopiedLeftovers(node.datadir);
       await writeNodeConfig(files(node));
-      await writeStandbyConfig({ ...files(node), upstreamPort: upstream.port });
+      await writeStandbyConfig({ ...files(node), upstreamPort: upstream.port, upstreamHost: upstream.host });
       return { backupKb, method };
     },
-    start: (node, timeoutMs) => startServer(spec(node), timeoutMs),
+    async start(node, timeoutMs) {
+      // A node of a lab made with --hosts starts in its namespace, made (again) first if it is not there.
+      if (node.host && state.hosts) await ensureNodeHost(state.hosts, node.host);
+      return startServer(spec(node), timeoutMs);
+    },
     stop: (node, mode, timeoutMs) => stopServer(spec(node), mode, timeoutMs),
     kill: (node) => killServer(node),
     status: (node, expected) => serverStatus(node.datadir, expected),
@@ -86,13 +93,13 @@ export function processRuntime(context: RuntimeContext): NodeRuntime {
       const found = await locatePgRewind(installation());
       return 'missing' in found ? found.missing : undefined;
     },
-    async rewind(node, sourcePort, reporter) {
+    async rewind(node, sourcePort, reporter, sourceHost) {
       const found = await locatePgRewind(installation());
       if ('missing' in found) throw noPgRewindError(found.missing);
       // After a kill -9 the postmaster.pid names a pid that may still exist as a zombie: single-user mode
       // (run by pg_rewind for crash recovery) would take it for a live postmaster.
       await clearStaleLocks(spec(node));
-      const { stdout, stderr } = await runPg(found.tool, pgRewindArgs(node.datadir, sourcePort, state.dbUser), {
+      const { stdout, stderr } = await runPg(found.tool, pgRewindArgs(node.datadir, sourcePort, state.dbUser, sourceHost), {
         runAs,
         env: await toolEnv(labDir, state),
         timeoutMs: 30 * 60_000,

@@ -4,6 +4,8 @@
 import { queryRows } from '../postgres/client.js';
 
 export interface BoundedQueryOptions {
+  /** The node's address (nodeAddress); default 127.0.0.1. */
+  host?: string;
   port: number;
   user: string;
   database: string;
@@ -25,7 +27,7 @@ export async function queryWithin<R extends Record<string, unknown>>(options: Bo
   });
   try {
     return await Promise.race([
-      queryRows<R>({ port: options.port, user: options.user, database: options.database, connectTimeoutMs: options.timeoutMs, applicationName: 'pglab-stat' }, sql),
+      queryRows<R>({ host: options.host, port: options.port, user: options.user, database: options.database, connectTimeoutMs: options.timeoutMs, applicationName: 'pglab-stat' }, sql),
       bound,
     ]);
   } finally {

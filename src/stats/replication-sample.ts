@@ -6,6 +6,7 @@ import { primaryOf } from '../lab/state.js';
 import { dialectFor, type Dialect } from '../postgres/dialect.js';
 import { queryWithin } from './bounded-query.js';
 import { downReason } from './down-reason.js';
+import { nodeAddress } from '../lab/address.js';
 
 export interface ReplicationRow {
   pid: number | null;
@@ -82,7 +83,7 @@ export async function sampleReplication(state: LabState, options: { timeoutMs: n
   const master: NodeRecord | undefined = primaryOf(state);
   if (!master) return { at, master: null, up: false, reason: 'the lab has no master: run `lab master start`', rows: [] };
   const dialect = dialectFor(state.pg.major);
-  const target = { port: master.port, user: state.dbUser, database: 'postgres', timeoutMs: options.timeoutMs };
+  const target = { host: nodeAddress(master), port: master.port, user: state.dbUser, database: 'postgres', timeoutMs: options.timeoutMs };
   try {
     const [local] = await queryWithin<{ sent: string; write: string; standbys: Raw[] }>(target, sampleSql(dialect));
     const standbys = local?.standbys ?? [];

@@ -3,6 +3,7 @@
 import type { LabState, NodeRecord } from '../lab/state.js';
 import { queryWithin } from './bounded-query.js';
 import { downReason, type LabNodeState } from './down-reason.js';
+import { nodeAddress } from '../lab/address.js';
 
 export interface XactRow {
   node: string;
@@ -38,7 +39,7 @@ async function sampleNode(state: LabState, node: NodeRecord, options: XactOption
   const base = { node: node.name, role: node.role, port: node.port, tps: null };
   try {
     const rows = await queryWithin<{ datname: string; numbackends: number; xact_commit: string; xact_rollback: string }>(
-      { port: node.port, user: state.dbUser, database: options.dbname, timeoutMs: options.timeoutMs },
+      { host: nodeAddress(node), port: node.port, user: state.dbUser, database: options.dbname, timeoutMs: options.timeoutMs },
       SQL,
     );
     const row = rows[0];

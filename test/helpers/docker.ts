@@ -50,7 +50,7 @@ export async function withDockerLab(image: string, use: (lab: DockerLab) => Prom
       spec: (name, port) => {
         const datadir = path.join(root, name);
         // These tests drive the runtime below the CLI: trust and no TLS, as the seed's lab.
-        const files = { labDir: root, labId, name, port, datadir, major: 15, dbUser: 'postgres', access: { auth: 'trust', tls: 'off' } as const, runAs: user };
+        const files = { labDir: root, labId, name, port, datadir, major: 15, dbUser: 'postgres', access: { auth: 'trust', tls: 'off' } as const, runAs: user, address: '127.0.0.1' };
         return { labId, name, port, datadir, image, user, dbUser: 'postgres', major: 15, files };
       },
     });
@@ -76,7 +76,7 @@ export async function addDockerReplica(lab: DockerLab, spec: DockerBuildSpec, ma
   // Every replica streams through its own slot on the master (src/postgres/base-backup.ts).
   const slot = slotName(spec.name);
   await ensureSlot({ port: masterPort, user: spec.dbUser }, slot, { fresh: true });
-  await buildReplicaDatadir(spec, { port: masterPort, datadir: '', slot, method: 'pg_basebackup' }, silentReporter);
+  await buildReplicaDatadir(spec, { host: '127.0.0.1', port: masterPort, datadir: '', slot, method: 'pg_basebackup' }, silentReporter);
   await startNodeContainer(spec);
   await waitStreaming(masterPort, spec.name);
 }

@@ -44,6 +44,15 @@ export async function useLabEnv(labDir: string): Promise<void> {
   delete process.env.PGSSLMODE;
 }
 
+/** The one-line refusal of a bad input: exit code, and a single line on stderr. */
+export async function refused(labDir: string, args: string[], exitCode: number, pattern: RegExp): Promise<void> {
+  const result = await runLab(labDir, args, { timeout: 30_000 });
+  assert.equal(result.exitCode, exitCode, `lab ${args.join(' ')}: ${result.stderr}`);
+  const lines = result.stderr.trim().split('\n');
+  assert.equal(lines.length, 1, `one line expected from lab ${args.join(' ')}:\n${result.stderr}`);
+  assert.match(lines[0]!, pattern);
+}
+
 /** Like runLab, but the command must succeed. */
 export async function lab(labDir: string, ...args: string[]): Promise<string> {
   const result = await runLab(labDir, args);

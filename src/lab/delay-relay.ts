@@ -1,0 +1,82 @@
+// `lab fault delay`'s relay (this kernel has no netem): a process of pglab's own in the delayed node's
+// namespace. iptables REDIRECTs there the connections to the node (nat PREROUTING) and the node's own
+// connections to the other nodes (nat OUTPUT, the postgres OS user's only: the relay's are not caught
+// again); the relay forwards every byte, and holds what the node sends for D ms (± jitter, order kept):
+// a round trip to or from the node takes about D more, like netem on the node's egress.
+// Run as: node delay-relay.js '<config json>' (argv[3..] carry the namespace name, for destroy to find it).
+import net from 'node:net';
+
+export interface RelayListener {
+  /** Port the relay listens on (in the namespace). */
+  port: number;
+  target: { host: string; port: number };
+  /** Which way the node's data goes: to the client (connections to the node) or to the target (its own). */
+  delay: 'toClient' | 'toTarget';
+}
+
+export interface RelayConfig {
+  delayMs: number;
+  jitterMs: number;
+  listeners: RelayListener[];
+}
+
+/** A one-way pipe that delivers each chunk `delayMs` (± jitter) after it came, never out of order. */
+function delayedPipe(from: net.Socket, to: net.Socket, config: RelayConfig): void {
+  let lastDue = 0;
+  const dueAt = () => {
+    const jitter = config.jitterMs ? (Math.random() * 2 - 1) * config.jitterMs : 0;
+    lastDue = Math.max(lastDue, Date.now() + Math.max(0, config.delayMs + jitter));
+    return lastDue;
+  };
+  from.on('data', (chunk) => {
+    const due = dueAt();
+    setTimeout(() => {
+      if (!to.destroyed) to.write(chunk);
+    }, due - Date.now());
+  });
+  from.on('end', () => {
+    setTimeout(() => to.end(), Math.max(0, lastDue - Date.now()));
+  });
+}
+
+function serve(listener: RelayListener, config: RelayConfig): Promise<void> {
+  const server = net.createServer((client) => {
+    const target = net.connect(listener.target);
+    const close = () => {
+      client.destroy();
+      target.destroy();
+    };
+    client.on('error', close);
+    target.on('error', close);
+    client.on('close', () => target.end());
+    target.on('close', () => client.end());
+    const instant: RelayConfig = { ...config, delayMs: 0, jitterMs: 0 };
+    if (listener.delay === 'toClient') {
+      delayedPipe(target, client, config);
+      delayedPipe(client, target, instant);
+    } else {
+      delayedPipe(client, target, config);
+      delayedPipe(target, client, instant);
+    }
+  });
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(listener.port, '0.0.0.0', () => resolve());
+  });
+}
+
+export async function runRelay(config: RelayConfig): Promise<void> {
+  for (const listener of config.listeners) await serve(listener, config);
+}
+
+if (process.argv[1]?.endsWith('delay-relay.js') && process.argv[2]) {
+  const config = JSON.parse(process.argv[2]) as RelayConfig;
+  process.stdout.on('error', () => undefined);
+  runRelay(config).then(
+    () => process.stdout.write('ready\n'),
+    (error: unknown) => {
+      process.stderr.write(`delay relay: ${error instanceof Error ? error.message : String(error)}\n`);
+      process.exit(1);
+    },
+  );
+}

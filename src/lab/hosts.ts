@@ -1,0 +1,368 @@
+// Hosts of their own (issue 17, `lab master start --hosts`): per lab a bridge `pgl<N>` on this machine
+// holding 10.213.N.1/24 (N: the first index 1..250 no other bridge uses); per node a network namespace
+// `pglab-<N>-<node>` whose eth0 (a veth whose host side `pgl<N>-<i>` is on the bridge) holds 10.213.N.<i>
+// (i from 10 to 250), lo up, default route via 10.213.N.1. Host <-> node and node <-> node traffic crosses
+// the bridge (layer 2: no sysctl is changed). Every name is recorded in lab.json before it is made, so
+// `lab destroy` removes it by its recorded name, and by the lab's prefix, also after a kill -9.
+// The network faults live in the node's namespace as iptables rules in chains of pglab's own (PGL-*):
+// they touch only that node and vanish with its namespace; the host's iptables is never changed.
+import { spawn } from 'node:child_process';
+import { readdir } from 'node:fs/promises';
+import path from 'node:path';
+import { execa } from 'execa';
+import { packageRoot } from '../common/package-root.js';
+import { commandArgs, startTimeOf } from '../common/processes.js';
+import type { RelayConfig, RelayListener } from './delay-relay.js';
+import { LabError, messageOf } from '../common/errors.js';
+import type { NodeHost } from './address.js';
+import type { LabHosts, LabState } from './state.js';
+
+export const SUBNET_PREFIX = '10.213';
+const FIRST_HOST = 10;
+const LAST_HOST = 250;
+
+export function subnetOf(hosts: LabHosts): string {
+  return `${SUBNET_PREFIX}.${hosts.index}.0/24`;
+}
+
+export function gatewayOf(hosts: LabHosts): string {
+  return `${SUBNET_PREFIX}.${hosts.index}.1`;
+}
+
+/** Every address a node of this lab can have (the TLS certificate names them all). */
+export function labAddresses(hosts: LabHosts): string[] {
+  const all: string[] = [];
+  for (let i = FIRST_HOST; i <= LAST_HOST; i++) all.push(`${SUBNET_PREFIX}.${hosts.index}.${i}`);
+  return all;
+}
+
+async function ip(args: string[], what: string): Promise<string> {
+  try {
+    const { stdout } = await execa('ip', args, { timeout: 20_000 });
+    return stdout;
+  } catch (error) {
+    const e = error as { code?: string; stderr?: string };
+    if (e.code === 'ENOENT') throw new LabError('ENVIRONMENT', 'No `ip` command (iproute2): --hosts needs it (apt-get install iproute2)');
+    throw new LabError('COMMAND_FAILED', `${what} failed: ip ${args.join(' ')}: ${(e.stderr ?? messageOf(error)).trim().split('\n').pop()}`);
+  }
+}
+
+/** --hosts refused in one line where namespaces cannot be made: not root, no `ip`, no iptables. */
+export async function checkCanMakeHosts(runtime: string): Promise<void> {
+  if (runtime !== 'process') throw new LabError('USAGE', `--hosts works on the process runtime only (docker containers joining a node's namespace is not done yet)`);
+  if (process.geteuid?.() !== 0) throw new LabError('ENVIRONMENT', '--hosts needs root (it makes network namespaces, veth links and a bridge): run lab as root, or drop --hosts');
+  for (const [tool, args] of [['ip', ['-V']], ['iptables', ['-V']], ['setpriv', ['--version']]] as const) {
+    try {
+      await execa(tool, [...args], { timeout: 10_000 });
+    } catch {
+      throw new LabError('ENVIRONMENT', `--hosts needs the \`${tool}\` command (iproute2, iptables, util-linux), which does not run here: install it, or drop --hosts`);
+    }
+  }
+}
+
+async function linkNames(): Promise<string[]> {
+  const out = await ip(['-o', 'link', 'show'], 'listing links');
+  return out.split('\n').map((line) => /^\d+:\s+([^:@\s]+)/.exec(line)?.[1]).filter((name): name is string => Boolean(name));
+}
+
+async function netnsNames(): Promise<string[]> {
+  const out = await ip(['netns', 'list'], 'listing namespaces');
+  return out.split('\n').map((line) => line.split(' ')[0]!).filter(Boolean);
+}
+
+/** The first bridge index no bridge on this machine uses (another lab's, or one of ours left over). */
+export async function freeBridgeIndex(): Promise<number> {
+  const used = new Set((await linkNames()).map((name) => /^pgl(\d+)(?:-\d+)?$/.exec(name)?.[1]).filter(Boolean).map(Number));
+  for (let index = 1; index <= 250; index++) if (!used.has(index)) return index;
+  throw new LabError('ENVIRONMENT', 'Every pglab bridge index 1..250 is in use (pgl1..pgl250): destroy a lab made with --hosts first');
+}
+
+export function labHosts(index: number): LabHosts {
+  return { index, bridge: `pgl${index}` };
+}
+
+/** The host of a new node: the first free address of the lab; its names follow from it. */
+export function newNodeHost(state: LabState, node: string): NodeHost {
+  const hosts = state.hosts!;
+  const taken = new Set(state.nodes.map((n) => n.host?.address).filter(Boolean));
+  for (let i = FIRST_HOST; i <= LAST_HOST; i++) {
+    const address = `${SUBNET_PREFIX}.${hosts.index}.${i}`;
+    if (!taken.has(address)) return { netns: `pglab-${hosts.index}-${node}`, veth: `pgl${hosts.index}-${i}`, address };
+  }
+  throw new LabError('STATE', `No free address left in ${subnetOf(hosts)} for node "${node}"`);
+}
+
+/** The lab's bridge with its address, up; nothing is done when it is there. */
+export async function ensureBridge(hosts: LabHosts): Promise<void> {
+  if (!(await linkNames()).includes(hosts.bridge)) {
+    await ip(['link', 'add', hosts.bridge, 'type', 'bridge'], `making bridge ${hosts.bridge}`);
+  }
+  const addresses = await ip(['-o', 'addr', 'show', 'dev', hosts.bridge], `reading ${hosts.bridge}`);
+  if (!addresses.includes(` ${gatewayOf(hosts)}/24`)) await ip(['addr', 'add', `${gatewayOf(hosts)}/24`, 'dev', hosts.bridge], `addressing ${hosts.bridge}`);
+  await ip(['link', 'set', hosts.bridge, 'up'], `bringing ${hosts.bridge} up`);
+}
+
+/** The node's namespace, veth, address and route, made (again) unless they are all there. */
+export async function ensureNodeHost(hosts: LabHosts, host: NodeHost): Promise<void> {
+  await ensureBridge(hosts);
+  if ((await netnsNames()).includes(host.netns)) {
+    const inside = await ip(['-n', host.netns, '-o', 'addr', 'show', 'dev', 'eth0'], `reading ${host.netns}`).catch(() => '');
+    if (inside.includes(` ${host.address}/24`) && (await linkNames()).includes(host.veth)) return;
+    await removeNodeHost(host);
+  }
+  if ((await linkNames()).includes(host.veth)) await deleteGone(['link', 'del', host.veth], `removing a leftover ${host.veth}`);
+  await ip(['netns', 'add', host.netns], `making namespace ${host.netns}`);
+  await ip(['link', 'add', host.veth, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', host.netns], `making veth ${host.veth}`);
+  await ip(['-n', host.netns, 'addr', 'add', `${host.address}/24`, 'dev', 'eth0'], `addressing ${host.netns}`);
+  await ip(['-n', host.netns, 'link', 'set', 'lo', 'up'], `bringing lo up in ${host.netns}`);
+  await ip(['-n', host.netns, 'link', 'set', 'eth0', 'up'], `bringing eth0 up in ${host.netns}`);
+  await ip(['-n', host.netns, 'route', 'add', 'default', 'via', gatewayOf(hosts)], `routing ${host.netns}`);
+  await ip(['link', 'set', host.veth, 'master', hosts.bridge, 'up'], `attaching ${host.veth} to ${hosts.bridge}`);
+}
+
+/** `ip link del` / `ip netns del` of something that may vanish meanwhile (a veth goes with its namespace, asynchronously). */
+async function deleteGone(args: string[], what: string): Promise<boolean> {
+  try {
+    await ip(args, what);
+    return true;
+  } catch (error) {
+    if (/Cannot find device|No such file or directory/.test(messageOf(error))) return false;
+    throw error;
+  }
+}
+
+/** The namespace (its veth goes with it) and the host side if left; nothing when already gone. */
+export async function removeNodeHost(host: Pick<NodeHost, 'netns' | 'veth'>): Promise<string[]> {
+  const removed: string[] = [];
+  if ((await netnsNames()).includes(host.netns)) {
+    if (await deleteGone(['netns', 'del', host.netns], `removing namespace ${host.netns}`)) removed.push(`namespace ${host.netns}`);
+  }
+  if ((await linkNames()).includes(host.veth)) {
+    if (await deleteGone(['link', 'del', host.veth], `removing ${host.veth}`)) removed.push(`link ${host.veth}`);
+  }
+  return removed;
+}
+
+/**
+ * Everything of the lab's network: the recorded nodes' hosts, then whatever still carries the lab's
+ * prefix (pglab-N-*, pglN-*: a namespace made by a CLI killed before its node was recorded cannot be, as
+ * every name is recorded first, but a record removed by hand can), then the bridge.
+ */
+export async function removeLabNetwork(state: LabState): Promise<string[]> {
+  const hosts = state.hosts;
+  if (!hosts) return [];
+  const removed: string[] = [];
+  for (const node of state.nodes) if (node.host) removed.push(...(await removeNodeHost(node.host)));
+  for (const netns of await netnsNames()) {
+    if (netns.startsWith(`pglab-${hosts.index}-`)) {
+      if (await deleteGone(['netns', 'del', netns], `removing namespace ${netns}`)) removed.push(`namespace ${netns}`);
+    }
+  }
+  for (const link of await linkNames()) {
+    if (link.startsWith(`pgl${hosts.index}-`)) {
+      if (await deleteGone(['link', 'del', link], `removing ${link}`)) removed.push(`link ${link}`);
+    }
+  }
+  if ((await linkNames()).includes(hosts.bridge)) {
+    await ip(['link', 'del', hosts.bridge], `removing bridge ${hosts.bridge}`);
+    removed.push(`bridge ${hosts.bridge}`);
+  }
+  return removed;
+}
+
+/** Whether the namespace exists now. */
+export async function netnsExists(netns: string): Promise<boolean> {
+  return (await netnsNames()).includes(netns);
+}
+
+// ---- network faults: iptables chains of pglab's own in the node's namespace ----
+
+export type NetworkFault = 'partition' | 'loss';
+const CHAINS: Record<NetworkFault, { in: string; out: string }> = {
+  partition: { in: 'PGL-PART-IN', out: 'PGL-PART-OUT' },
+  loss: { in: 'PGL-LOSS-IN', out: 'PGL-LOSS-OUT' },
+};
+
+async function inNetns(netns: string, file: string, args: string[], input?: string): Promise<string> {
+  try {
+    const { stdout } = await execa('ip', ['netns', 'exec', netns, file, ...args], { input, timeout: 20_000 });
+    return stdout;
+  } catch (error) {
+    const e = error as { stderr?: string };
+    throw new LabError('COMMAND_FAILED', `${file} in ${netns} failed: ${(e.stderr ?? messageOf(error)).trim().split('\n').pop()}`);
+  }
+}
+
+/** The rules for a fault: DROP (with a probability for loss) of the peers' packets, both ways, lo spared. */
+export function faultRules(kind: NetworkFault, peers: string[], percent?: number): string {
+  const chains = CHAINS[kind];
+  const match = kind === 'loss' ? ` -m statistic --mode random --probability ${((percent ?? 0) / 100).toFixed(4)}` : '';
+  const lines = ['*filter', `:${chains.in} - [0:0]`, `:${chains.out} - [0:0]`];
+  for (const peer of peers) {
+    lines.push(`-A ${chains.in} ! -i lo -s ${peer}${match} -j DROP`);
+    lines.push(`-A ${chains.out} ! -o lo -d ${peer}${match} -j DROP`);
+  }
+  lines.push(`-I INPUT 1 -j ${chains.in}`, `-I OUTPUT 1 -j ${chains.out}`, 'COMMIT', '');
+  return lines.join('\n');
+}
+
+/** Apply a fault's rules in one iptables-restore transaction (after removing any left by an interrupted run). */
+export async function applyNetworkFault(netns: string, kind: NetworkFault, peers: string[], percent?: number): Promise<void> {
+  await removeNetworkFault(netns, kind);
+  await inNetns(netns, 'iptables-restore', ['--noflush'], faultRules(kind, peers, percent));
+}
+
+/** Remove a fault's chains and the jumps to them; nothing when they are not there (or the namespace is gone). */
+export async function removeNetworkFault(netns: string, kind: NetworkFault): Promise<boolean> {
+  if (!(await netnsExists(netns))) return false;
+  const chains = CHAINS[kind];
+  const rules = await inNetns(netns, 'iptables', ['-S']);
+  const lines = ['*filter'];
+  for (const [builtin, chain] of [['INPUT', chains.in], ['OUTPUT', chains.out]] as const) {
+    const jumps = rules.split('\n').filter((rule) => rule === `-A ${builtin} -j ${chain}`).length;
+    for (let i = 0; i < jumps; i++) lines.push(`-D ${builtin} -j ${chain}`);
+    if (rules.split('\n').includes(`-N ${chain}`)) lines.push(`-F ${chain}`, `-X ${chain}`);
+  }
+  if (lines.length === 1) return false;
+  lines.push('COMMIT', '');
+  await inNetns(netns, 'iptables-restore', ['--noflush'], lines.join('\n'));
+  return true;
+}
+
+/** The pglab rules in force in a namespace (`iptables -S` lines naming a PGL- chain), for tests and list. */
+export async function networkRules(netns: string): Promise<string[]> {
+  if (!(await netnsExists(netns))) return [];
+  return (await inNetns(netns, 'iptables', ['-S'])).split('\n').filter((line) => line.includes('PGL-'));
+}
+
+/** The command line that runs `file args` in a node's namespace as `user` (uid/gid): ip netns exec + setpriv. */
+export function inHostCommand(netns: string, user: { uid: number; gid: number } | undefined, file: string, args: string[]): { file: string; args: string[] } {
+  const as = user ? ['setpriv', `--reuid=${user.uid}`, `--regid=${user.gid}`, '--init-groups'] : [];
+  return { file: 'ip', args: ['netns', 'exec', netns, ...as, file, ...args] };
+}
+
+// ---- delay: a relay of pglab's own (no netem here), in the node's namespace ----
+
+const DELAY_CHAINS = { pre: 'PGL-DELAY-PRE', out: 'PGL-DELAY-OUT' };
+const RELAY_SCRIPT = path.join(packageRoot, 'dist', 'src', 'lab', 'delay-relay.js');
+
+export interface DelayTarget {
+  /** The delayed node's address and port (connections to it). */
+  address: string;
+  port: number;
+  /** The other nodes (the node's own connections to them: replication, rewind). */
+  peers: { address: string; port: number }[];
+  /** Only this OS user's outgoing connections are redirected (the servers'), not the relay's own. */
+  uid: number;
+}
+
+/** The relay's listeners and the nat rules that send the traffic there. */
+export function delayPlan(target: DelayTarget, delayMs: number, jitterMs: number): { config: RelayConfig; rules: string } {
+  const taken = new Set([target.port, ...target.peers.map((p) => p.port)]);
+  let next = 47100;
+  const freePort = () => {
+    while (taken.has(next)) next++;
+    return next++;
+  };
+  const listeners: RelayListener[] = [{ port: freePort(), target: { host: target.address, port: target.port }, delay: 'toClient' }];
+  const lines = ['*nat', `:${DELAY_CHAINS.pre} - [0:0]`, `:${DELAY_CHAINS.out} - [0:0]`];
+  lines.push(`-A ${DELAY_CHAINS.pre} -p tcp -d ${target.address} --dport ${target.port} -j REDIRECT --to-ports ${listeners[0]!.port}`);
+  for (const peer of target.peers) {
+    const port = freePort();
+    listeners.push({ port, target: { host: peer.address, port: peer.port }, delay: 'toTarget' });
+    lines.push(`-A ${DELAY_CHAINS.out} -p tcp -d ${peer.address} --dport ${peer.port} -m owner --uid-owner ${target.uid} -j REDIRECT --to-ports ${port}`);
+  }
+  lines.push(`-I PREROUTING 1 -j ${DELAY_CHAINS.pre}`, `-I OUTPUT 1 -j ${DELAY_CHAINS.out}`, 'COMMIT', '');
+  return { config: { delayMs, jitterMs, listeners }, rules: lines.join('\n') };
+}
+
+/** Start the relay in the namespace (it outlives this CLI), then the rules; returns its pid and start time. */
+export async function applyDelay(netns: string, target: DelayTarget, delayMs: number, jitterMs: number): Promise<{ pid: number; startTime: number }> {
+  await removeDelay(netns);
+  const { config, rules } = delayPlan(target, delayMs, jitterMs);
+  const child = spawn('ip', ['netns', 'exec', netns, process.execPath, RELAY_SCRIPT, JSON.stringify(config), netns], {
+    detached: true, stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const pid = child.pid;
+  const ready = await new Promise<string | undefined>((resolve) => {
+    let errors = '';
+    const timer = setTimeout(() => resolve('it did not say ready within 5 s'), 5000);
+    child.stdout!.on('data', (chunk: Buffer) => {
+      if (chunk.toString().includes('ready')) {
+        clearTimeout(timer);
+        resolve(undefined);
+      }
+    });
+    child.stderr!.on('data', (chunk: Buffer) => (errors += chunk.toString()));
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      resolve(`it exited (${code}): ${errors.trim()}`);
+    });
+  });
+  child.stdout!.destroy();
+  child.stderr!.destroy();
+  child.unref();
+  if (ready || !pid) {
+    if (pid) await terminateRelay(pid);
+    throw new LabError('COMMAND_FAILED', `The delay relay in ${netns} did not start: ${ready ?? 'no pid'}`);
+  }
+  const startTime = startTimeOf(pid) ?? 0;
+  await inNetns(netns, 'iptables-restore', ['--noflush'], rules);
+  return { pid, startTime };
+}
+
+/** A pid that runs pglab's delay relay for `netns` (its command line says so), else false. */
+async function isRelayOf(pid: number, netns: string): Promise<boolean> {
+  const args = await commandArgs(pid);
+  return Boolean(args && args.includes(RELAY_SCRIPT) && args[args.length - 1] === netns);
+}
+
+async function terminateRelay(pid: number): Promise<void> {
+  try {
+    process.kill(pid, 'SIGKILL');
+  } catch {
+    // gone already
+  }
+}
+
+/** Every delay relay of a namespace name starting with `prefix`, from /proc (a CLI killed before recording its pid included). */
+export async function relaysOf(prefix: string): Promise<{ pid: number; netns: string }[]> {
+  const found: { pid: number; netns: string }[] = [];
+  for (const entry of await readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const args = await commandArgs(Number(entry));
+    const netns = args?.[args.length - 1];
+    if (args?.includes(RELAY_SCRIPT) && netns?.startsWith(prefix)) found.push({ pid: Number(entry), netns });
+  }
+  return found;
+}
+
+/** The nat rules, then the relay of a namespace's delay (new connections go direct at once); false when there was nothing. */
+export async function removeDelay(netns: string): Promise<boolean> {
+  let removed = false;
+  if (await netnsExists(netns)) {
+    const rules = (await inNetns(netns, 'iptables', ['-t', 'nat', '-S'])).split('\n');
+    const lines = ['*nat'];
+    for (const [builtin, chain] of [['PREROUTING', DELAY_CHAINS.pre], ['OUTPUT', DELAY_CHAINS.out]] as const) {
+      for (const rule of rules) if (rule === `-A ${builtin} -j ${chain}`) lines.push(`-D ${builtin} -j ${chain}`);
+      if (rules.includes(`-N ${chain}`)) lines.push(`-F ${chain}`, `-X ${chain}`);
+    }
+    if (lines.length > 1) {
+      lines.push('COMMIT', '');
+      await inNetns(netns, 'iptables-restore', ['--noflush'], lines.join('\n'));
+      removed = true;
+    }
+  }
+  for (const relay of await relaysOf(netns)) {
+    if (relay.netns !== netns || !(await isRelayOf(relay.pid, netns))) continue;
+    await terminateRelay(relay.pid);
+    removed = true;
+  }
+  return removed;
+}
+
+/** The delay rules in force in a namespace (nat table), for tests. */
+export async function delayRules(netns: string): Promise<string[]> {
+  if (!(await netnsExists(netns))) return [];
+  return (await inNetns(netns, 'iptables', ['-t', 'nat', '-S'])).split('\n').filter((line) => line.includes('PGL-'));
+}
