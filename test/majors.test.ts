@@ -133,7 +133,7 @@ for (const major of MAJORS) {
     test(`PostgreSQL ${major}: demo primary-failover (async)`, async () => {
       await ensureMajor(major);
       await withTempLab(async (labDir) => {
-        const { figures, stdout } = await runPrimaryDrill(labDir, ['--partition', '300ms'], {
+        const { figures, stdout } = await runPrimaryDrill(labDir, ['--partition', '300ms', '--duration', '20s'], {
           global: ['--pg', String(major)],
           step9: major === 15 ? undefined : 'step 9:',
         });
