@@ -45,11 +45,13 @@ test('sql check: lag over --max-lag drains a replica until it catches up; a prim
       await queryRows({ port: r1! }, 'SELECT pg_wal_replay_pause()');
       await queryRows({ port: m! }, 'CREATE TABLE lag_test AS SELECT g, repeat(\'x\', 100) AS pad FROM generate_series(1, 20000) g');
       await pollUntil(async () => (server('replica1').status === 'DRAIN' ? true : undefined), { timeoutMs: 5000, what: 'replica1 DRAIN' });
-      assert.match(server('replica1').checkMessage, /replay lag \d+ bytes over the maximum 262144/);
+      // The lab names its primary: the lag is measured against the primary's pg_current_wal_lsn() too,
+      // and the message says which reference gave the figure.
+      assert.match(server('replica1').checkMessage, /replay lag \d+ bytes \(\d+\.\d MB\) behind (the primary \w+|the WAL end the replica heard of \(the primary \w+'s sample: [^)]*\)+), over the maximum 262144/);
       assert.ok((server('replica1').lagBytes ?? 0) > 256 * 1024);
       const secondsView = () => bySeconds.stats().servers.find((s) => s.name === 'replica1')!;
       await pollUntil(async () => (secondsView().status === 'DRAIN' ? true : undefined), { timeoutMs: 5000, what: 'replica1 DRAIN by seconds' });
-      assert.match(secondsView().checkMessage, /replay lag \d+\.\d s over the maximum 1 s/);
+      assert.match(secondsView().checkMessage, /replay lag \d+\.\d s( \([^)]*\))?, over the maximum 1 s/);
       assert.deepEqual(await portsThrough(port, 4), new Set([r2]), 'a lagging replica takes no new session');
       await queryRows({ port: r1! }, 'SELECT pg_wal_replay_resume()');
       await pollUntil(async () => (server('replica1').status === 'UP' ? true : undefined), { timeoutMs: 5000, what: 'replica1 back UP after catching up' });
@@ -70,6 +72,56 @@ test('sql check: lag over --max-lag drains a replica until it catches up; a prim
     } finally {
       await balancer.stop();
       await bySeconds.stop();
+    }
+  });
+});
+
+test('sql check: a replica back from a pause (SIGSTOP) is not UP with --max-lag 1MB until its replay is within 1MB of the primary', async () => {
+  await withTempLab(async (labDir) => {
+    const [m, r1] = await freePorts(2);
+    await lab(labDir, 'master', 'start', '--port', String(m));
+    await lab(labDir, 'replica', 'add', 'replica1', `${labDir}/replica1`, String(r1));
+    const maxLag = 1024 * 1024;
+    // The lab's check timings (inter 1000, fastinter 100, rise 2, timeout 400 ms).
+    const balancer = await runBalancer(labBalancerConfig(labDir, { maxLagBytes: maxLag }, { name: 'lbpause' }));
+    const replica = () => balancer.stats().servers.find((s) => s.name === 'replica1');
+    let paused = false;
+    try {
+      await pollUntil(async () => (replica()?.status === 'UP' ? true : undefined), { timeoutMs: 5000, what: 'replica1 UP' });
+      await lab(labDir, 'fault', 'pause', 'replica1');
+      paused = true;
+      await pollUntil(async () => (replica()?.status === 'DOWN' ? true : undefined), { timeoutMs: 5000, what: 'paused replica1 DOWN' });
+      const lsn = async () => (await queryRows<{ l: string }>({ port: m! }, 'SELECT pg_current_wal_lsn()::text AS l'))[0]!.l;
+      const before = await lsn();
+      await queryRows({ port: m! }, 'CREATE TABLE written_while_paused AS SELECT g, repeat(\'x\', 100) AS pad FROM generate_series(1, 35000) g');
+      const written = Number((await queryRows<{ d: string }>({ port: m! }, 'SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), $1)::bigint::text AS d', [before]))[0]!.d);
+      assert.ok(written > 4 * maxLag, `the primary wrote ${written} bytes while replica1 was paused`);
+      await new Promise((resolve) => setTimeout(resolve, 2000));
+      await lab(labDir, 'fault', 'heal', 'replica1');
+      paused = false;
+      // Every 50 ms: the balancer's view, then how far replica1's replay is behind the primary. The
+      // primary writes nothing now, so the gap measured after a look at the balancer is no larger than
+      // it was at that look: UP with a gap over 1MB means the check let it in too early.
+      const seen: string[] = [];
+      let upGap: number | null = null;
+      const deadline = Date.now() + 15_000;
+      while (Date.now() < deadline) {
+        const status = replica()?.status ?? 'gone';
+        const gap = Number((await queryRows<{ d: string }>({ port: m! }, 'SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), $1)::bigint::text AS d',
+          [(await queryRows<{ l: string }>({ port: r1!, connectTimeoutMs: 1000 }, 'SELECT pg_last_wal_replay_lsn()::text AS l'))[0]!.l]))[0]!.d);
+        seen.push(`${status}:${gap}${status === 'DOWN' ? '' : ` (${replica()?.checkMessage})`}`);
+        assert.ok(status !== 'UP' || gap <= maxLag, `replica1 UP while ${gap} bytes behind the primary: ${seen.join(' ')}`);
+        if (status === 'UP') {
+          upGap = gap;
+          break;
+        }
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      assert.ok(upGap !== null, `replica1 back UP: ${seen.join(' ')}`);
+      console.log(`# after heal (status:bytes behind, every 50 ms): ${seen.join(' ')}`);
+    } finally {
+      if (paused) await lab(labDir, 'fault', 'heal', 'replica1').catch(() => undefined);
+      await balancer.stop();
     }
   });
 });

@@ -9,7 +9,8 @@ import { errorResponse } from './protocol.js';
 import { raiseOpenFilesLimit } from './open-files.js';
 import { KERNEL_RELAY_AFTER, relayFor } from './kernel-relay.js';
 import { createChecker, type Checker, type ExpectedRole } from './health-check.js';
-import { watchLabPool, type PoolWatcher } from './lab-pool.js';
+import { watchLabPool, type LabPrimary, type PoolWatcher } from './lab-pool.js';
+import { PrimaryLsnSampler } from './primary-lsn.js';
 import { ServerPicker } from './pick-server.js';
 import { createStatsServer } from './stats-server.js';
 import type { BalancerStats, ServerState } from './stats-types.js';
@@ -55,6 +56,9 @@ export class RunningBalancer {
   /** Client connections held at once: the configured maxconn, lowered to what the open-files limit allows. */
   private maxconn: number = LAB_LIMIT_DEFAULTS.maxconn;
   private refusedOverMaxconn = 0;
+  /** The primary's WAL end, sampled each check interval when a --max-lag is set and the primary is known. */
+  private primarySampler: PrimaryLsnSampler | null = null;
+  private primaryTimer: NodeJS.Timeout | null = null;
 
   constructor(readonly config: BalancerConfig, private readonly log: LogSink) {
     this.picker = new ServerPicker(config.algorithm);
@@ -75,7 +79,10 @@ export class RunningBalancer {
       const pool = this.config.pool;
       if (pool.source === 'static') this.setServers(pool.servers);
       else {
-        this.watcher = await watchLabPool(pool.labDir, pool.kind, this.config.check.type !== 'none', (servers) => this.setServers(servers), (message) =>
+        this.watcher = await watchLabPool(pool.labDir, pool.kind, this.config.check.type !== 'none', (servers, primary) => {
+          this.setServers(servers);
+          this.setPrimary(primary);
+        }, (message) =>
           this.log(`${this.config.name} cannot read the lab state: ${message}`),
         );
       }
@@ -228,6 +235,43 @@ export class RunningBalancer {
     }
   }
 
+  /**
+   * A replica's lag is also measured against the primary when a --max-lag is set and the primary is
+   * known: the lab's primary node, or in a --config pool the one server whose check says primary.
+   */
+  private get samplesPrimary(): boolean {
+    const { type, maxLagBytes, maxLagSeconds } = this.config.check;
+    return type === 'sql' && (maxLagBytes !== null || maxLagSeconds !== null) && this.expectedRole !== 'primary';
+  }
+
+  private setPrimary(primary: LabPrimary | null): void {
+    if (this.stopped || !this.samplesPrimary) return;
+    const current = this.primarySampler;
+    if (current && primary && current.name === primary.name && current.target.host === primary.host && current.target.port === primary.port) return;
+    if (!current && !primary) return;
+    if (this.primaryTimer) clearInterval(this.primaryTimer);
+    this.primaryTimer = null;
+    current?.close();
+    this.primarySampler = null;
+    if (!primary) {
+      this.log(`${this.config.name} no primary known: replica lag is measured on the replicas alone`);
+      return;
+    }
+    const sampler = new PrimaryLsnSampler(primary.name, { host: primary.host, port: primary.port }, this.config.check);
+    this.primarySampler = sampler;
+    void sampler.sample();
+    this.primaryTimer = setInterval(() => void sampler.sample(), this.config.check.interMs);
+    this.log(`${this.config.name} replica lag is also measured against the primary ${primary.name} (${primary.host}:${primary.port})`);
+  }
+
+  /** A --config pool: the primary is the one server whose last check said so (none, or several: none). */
+  private followCheckedPrimary(): void {
+    if (this.config.pool.source !== 'static' || !this.samplesPrimary) return;
+    const primaries = [...this.members.values()].filter((m) => m.server.role === 'primary');
+    const only = primaries.length === 1 ? primaries[0]!.server : null;
+    this.setPrimary(only ? { name: only.name, host: only.config.host, port: only.config.port } : null);
+  }
+
   /** maxconn of a server: its own, --server-maxconn, else what its max_connections leaves (sql check). */
   private applyMaxconn(server: BackendServer, clientSlots: number | null | undefined): void {
     const fixed = server.config.maxconn ?? this.config.serverMaxconn;
@@ -250,6 +294,7 @@ export class RunningBalancer {
     } else if (config.check && settings.type !== 'none') {
       member.checker = createChecker(config, settings, {
         expectedRole: this.expectedRole,
+        primary: () => this.primarySampler?.fresh() ?? null,
         onLost: (message) => {
           if (member.removed) return;
           server.markDown('L4CON', message);
@@ -309,6 +354,7 @@ export class RunningBalancer {
     // A new connection left unanswered is not a flapping link: DOWN now, as a lost check connection is.
     if (outcome.hung) server.markDown(outcome.status, outcome.message);
     else server.record(outcome, settings.rise, settings.fall);
+    this.followCheckedPrimary();
     // HAProxy's timing: fastinter while the state is changing, downinter while down, inter otherwise.
     const next = server.transitioning ? settings.fastinterMs : server.status === 'DOWN' ? settings.downinterMs : settings.interMs;
     if (!member.timer) this.scheduleCheck(member, next);
@@ -367,6 +413,8 @@ export class RunningBalancer {
     if (this.stopped) return;
     this.stopped = true;
     this.watcher?.stop();
+    if (this.primaryTimer) clearInterval(this.primaryTimer);
+    this.primarySampler?.close();
     for (const [name, member] of this.members) this.removeMember(name, member);
     for (const timer of this.queue.values()) clearTimeout(timer);
     this.queue.clear();

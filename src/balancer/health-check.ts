@@ -6,6 +6,7 @@ import { destroySocket, labClientConfig } from '../postgres/client.js';
 import { dialectFor } from '../postgres/dialect.js';
 import type { CheckSettings } from './config.js';
 import type { CheckOutcome } from './backend-server.js';
+import { lsnBytes, type PrimarySample } from './primary-lsn.js';
 import { MessageReader, TERMINATE, parseErrorFields, startupMessage } from './protocol.js';
 
 export interface Checker {
@@ -24,7 +25,12 @@ export type ExpectedRole = 'primary' | 'replica' | null;
 export function createChecker(
   target: Target,
   settings: CheckSettings,
-  options: { expectedRole: ExpectedRole; onLost: (message: string) => void },
+  options: {
+    expectedRole: ExpectedRole;
+    onLost: (message: string) => void;
+    /** The primary's WAL end sampled by the balancer, when it knows the primary and a --max-lag is set. */
+    primary?: () => PrimarySample | null;
+  },
 ): Checker {
   switch (settings.type) {
     case 'tcp':
@@ -32,7 +38,7 @@ export function createChecker(
     case 'pgsql':
       return { run: () => pgsqlCheck(target, settings), close: () => undefined };
     case 'sql':
-      return new SqlChecker(target, settings, options.expectedRole, options.onLost);
+      return new SqlChecker(target, settings, options.expectedRole, options.onLost, options.primary ?? (() => null));
     case 'none':
       return { run: async () => ({ ok: true, status: '', message: 'no check' }), close: () => undefined };
   }
@@ -128,6 +134,9 @@ interface RoleRow {
   client_slots: number | null;
   lag_bytes: string | null;
   lag_s: number | null;
+  /** A replica's replay LSN as text, and now() - its last replayed commit's timestamp. */
+  replay_lsn: string | null;
+  replay_age_s: number | null;
   /** A primary's current WAL file name starts with its timeline, in hex. */
   tli_hex: string | null;
 }
@@ -149,6 +158,7 @@ class SqlChecker implements Checker {
     private readonly settings: CheckSettings,
     private readonly expectedRole: ExpectedRole,
     private readonly onLost: (message: string) => void,
+    private readonly primary: () => PrimarySample | null,
   ) {}
 
   async run(): Promise<CheckOutcome> {
@@ -192,44 +202,49 @@ class SqlChecker implements Checker {
       return { ok: false, status: 'L7STS', message, role, lagBytes, ...extra };
     }
     if (role === 'replica') {
-      const lagS = row.lag_s === null ? 0 : Math.max(0, Number(row.lag_s));
+      const own = lagBytes ?? 0;
+      let lagS = row.lag_s === null ? 0 : Math.max(0, Number(row.lag_s));
+      // Against the primary (a sample younger than two intervals): what it had written and this replica
+      // has not replayed. A replica back from a freeze hears of that WAL only as it reads it.
+      const primary = this.primary();
+      const behind = primary && row.replay_lsn ? Number(primary.lsn - lsnBytes(row.replay_lsn)) : null;
+      const byPrimary = behind !== null && behind >= own;
+      const bytes = byPrimary ? behind : own;
+      // Replay short of the primary's WAL end: its last replayed commit's age counts, even when it has
+      // replayed all it received.
+      if (behind !== null && behind > 0 && row.replay_age_s !== null) lagS = Math.max(lagS, Number(row.replay_age_s));
+      const fmt = (n: number) => `${n} bytes${n >= 100_000 ? ` (${(n / 1048576).toFixed(1)} MB)` : ''}`;
+      const shown = fmt(bytes);
+      // Which reference gave the figure: the primary's sample, or the WAL end the replica heard of (that
+      // sample is up to two intervals old, so a replica streaming normally is often nearer to it).
+      const reference = byPrimary
+        ? ` behind the primary ${primary!.name}`
+        : behind !== null ? ` behind the WAL end the replica heard of (the primary ${primary!.name}'s sample: ${fmt(Math.max(0, behind))})` : '';
       const { maxLagBytes, maxLagSeconds } = this.settings;
-      if (maxLagBytes !== null && (lagBytes ?? 0) > maxLagBytes) {
-        return { ok: true, drain: true, status: 'L7OK', message: `replay lag ${lagBytes} bytes over the maximum ${maxLagBytes}`, role, lagBytes, ...extra };
+      if (maxLagBytes !== null && bytes > maxLagBytes) {
+        return { ok: true, drain: true, status: 'L7OK', message: `replay lag ${shown}${reference}, over the maximum ${maxLagBytes}`, role, lagBytes: bytes, ...extra };
       }
       if (maxLagSeconds !== null && lagS > maxLagSeconds) {
-        return { ok: true, drain: true, status: 'L7OK', message: `replay lag ${lagS.toFixed(1)} s over the maximum ${maxLagSeconds} s`, role, lagBytes, ...extra };
+        const why = behind !== null && behind > 0 && (row.lag_s === null || Number(row.lag_s) < lagS) ? ` (last replayed commit; ${shown} behind the primary ${primary!.name})` : '';
+        return { ok: true, drain: true, status: 'L7OK', message: `replay lag ${lagS.toFixed(1)} s${why}, over the maximum ${maxLagSeconds} s`, role, lagBytes: bytes, ...extra };
       }
-      return { ok: true, status: 'L7OK', message: `replica, replay lag ${lagBytes ?? 0} bytes`, role, lagBytes, ...extra };
+      return { ok: true, status: 'L7OK', message: `replica, replay lag ${shown}${reference}`, role, lagBytes: bytes, ...extra };
     }
     const timeline = row.tli_hex ? parseInt(row.tli_hex, 16) : null;
     return { ok: true, status: 'L7OK', message: timeline ? `primary, timeline ${timeline}` : 'primary', role, lagBytes, timeline, ...extra };
   }
 
   private async connect(): Promise<pg.Client> {
-    const client = new pg.Client(labClientConfig({
-      host: this.target.host,
-      port: this.target.port,
-      user: this.settings.user,
-      database: this.settings.database,
-      connectionTimeoutMillis: this.settings.timeoutMs,
-      application_name: 'lab-balancer-check',
-    }));
-    const lost = (why: string) => {
-      if (this.client !== client) return;
-      this.drop(client);
-      if (!this.closed) this.onLost(why);
-    };
-    client.on('error', (error) => lost(`check connection lost: ${error.message}`));
-    client.on('end', () => lost('check connection closed by the server'));
-    try {
-      await client.connect();
-      const version = await client.query<{ v: string }>('SELECT current_setting(\'server_version_num\') AS v');
-      this.sql = roleQuery(Number(version.rows[0]!.v));
-    } catch (error) {
-      client.end().catch(() => undefined);
-      throw error;
-    }
+    const { client, versionNum } = await openCheckConnection(this.target, this.settings, (client) => {
+      const lost = (why: string) => {
+        if (this.client !== client) return;
+        this.drop(client);
+        if (!this.closed) this.onLost(why);
+      };
+      client.on('error', (error) => lost(`check connection lost: ${error.message}`));
+      client.on('end', () => lost('check connection closed by the server'));
+    });
+    this.sql = roleQuery(versionNum);
     if (this.closed) {
       client.end().catch(() => undefined);
       throw new Error('check stopped');
@@ -265,11 +280,43 @@ class SqlChecker implements Checker {
 }
 
 /**
+ * A check's login to a server (the check's user and database, the lab's password and TLS), bounded by
+ * the check timeout, and the server's version number. `watch` sets the client's error and end handlers
+ * before it connects; a failed login is ended here.
+ */
+export async function openCheckConnection(
+  target: Target,
+  settings: Pick<CheckSettings, 'user' | 'database' | 'timeoutMs'>,
+  watch: (client: pg.Client) => void,
+): Promise<{ client: pg.Client; versionNum: number }> {
+  const client = new pg.Client(labClientConfig({
+    host: target.host,
+    port: target.port,
+    user: settings.user,
+    database: settings.database,
+    connectionTimeoutMillis: settings.timeoutMs,
+    application_name: 'lab-balancer-check',
+  }));
+  watch(client);
+  try {
+    await client.connect();
+    const version = await client.query<{ v: string }>('SELECT current_setting(\'server_version_num\') AS v');
+    return { client, versionNum: Number(version.rows[0]!.v) };
+  } catch (error) {
+    client.end().catch(() => undefined);
+    throw error;
+  }
+}
+
+/**
  * pg_is_in_recovery(), a primary's timeline and, on a replica, replay lag in bytes and seconds (names by
  * version). The lag is measured from the primary's end of WAL as the replica last heard it
  * (pg_stat_wal_receiver.latest_end_lsn: every message of the walsender carries it), not only from what
  * the replica received: a replica resumed after a freeze has received little of what it missed, and
  * received minus replayed would call it caught up while it is megabytes behind (the stale-reads drill).
+ * That WAL end is old too right after a freeze (the messages read first were sent before it), so the
+ * replay LSN and the last replayed commit's age come back as well, for the balancer to measure against
+ * the primary's pg_current_wal_lsn() when it samples one (primary-lsn.ts).
  */
 function roleQuery(versionNum: number): string {
   const d = dialectFor(Math.floor(versionNum / 10000));
@@ -280,5 +327,7 @@ function roleQuery(versionNum: number): string {
     CASE WHEN NOT pg_is_in_recovery() THEN substr(${walFile}, 1, 8) END AS tli_hex,
     CASE WHEN pg_is_in_recovery() THEN ${diff}(${ahead}, ${replay})::bigint::text END AS lag_bytes,
     CASE WHEN pg_is_in_recovery() AND ${ahead} IS DISTINCT FROM ${replay}
-      THEN extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8 END AS lag_s`;
+      THEN extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8 END AS lag_s,
+    CASE WHEN pg_is_in_recovery() THEN ${replay}::text END AS replay_lsn,
+    CASE WHEN pg_is_in_recovery() THEN extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8 END AS replay_age_s`;
 }

@@ -29,6 +29,18 @@ export function labServers(nodes: { name: string; role: string; port: number; re
     }));
 }
 
+/** The node lab.json names as the primary (not one fenced for a rewind), where a check can reach it. */
+export interface LabPrimary {
+  name: string;
+  host: string;
+  port: number;
+}
+
+export function labPrimary(nodes: { name: string; role: string; port: number; rewindNeeded?: boolean; host?: NodeHost }[]): LabPrimary | null {
+  const node = nodes.find((n) => n.role === 'primary' && !n.rewindNeeded);
+  return node ? { name: node.name, host: nodeAddress(node), port: node.port } : null;
+}
+
 export interface PoolWatcher {
   stop(): void;
 }
@@ -38,7 +50,7 @@ export async function watchLabPool(
   labDir: string,
   kind: PoolKind,
   check: boolean,
-  apply: (servers: ServerConfig[]) => void,
+  apply: (servers: ServerConfig[], primary: LabPrimary | null) => void,
   onError: (message: string) => void,
 ): Promise<PoolWatcher> {
   const file = statePath(labDir);
@@ -53,7 +65,7 @@ export async function watchLabPool(
       if (stamp !== lastStamp) {
         const state = await readState(labDir);
         lastStamp = stamp;
-        if (state) apply(labServers(state.nodes, kind, check));
+        if (state) apply(labServers(state.nodes, kind, check), labPrimary(state.nodes));
       }
       lastError = '';
     } catch (error) {

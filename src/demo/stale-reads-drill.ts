@@ -431,7 +431,7 @@ function buildReport(input: ReportInput): Report {
       .map((p) => ({ name: p.name, n: bounded.reads.filter((r) => r.beyond_rule && r.at >= p.from && r.at < p.to).length }))
       .filter((p) => p.n > 0);
     const afterPause = where.some((p) => p.name === 'after pause healed')
-      ? ' (after a pause: the sql check measures the lag on the replica, from the primary\'s WAL end as the resumed replica last heard it, which is old until it has fetched what it missed; see README, Stale reads)'
+      ? ' (after a pause: the sql check measures a replica\'s lag against the primary\'s pg_current_wal_lsn(), sampled once a check interval, and on the replica when no sample younger than two intervals exists; see README, Stale reads)'
       : '';
     summary.push(`goal (--max-lag: no read beyond the bound plus one check interval): ${goal ? 'met' : `NOT met: ${where.map((p) => `${p.n} in "${p.name}"`).join(', ')}${afterPause}`}`);
   }
