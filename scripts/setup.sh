@@ -18,6 +18,9 @@ command -v openssl >/dev/null 2>&1 || missing+=(openssl)   # the lab's CA and se
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 # A C compiler for the balancer's kernel relay (scripts/build-native.mjs; Node's headers come with Node).
 command -v cc >/dev/null 2>&1 && [ -e /usr/include/linux/bpf.h ] || missing+=(gcc libc6-dev linux-libc-dev)
+# Labs with --hosts (nodes in network namespaces) and their network faults: ip, iptables (setpriv is util-linux).
+command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+command -v iptables >/dev/null 2>&1 || missing+=(iptables)
 # The client matrix (test/client-matrix.test.ts): psycopg 3 for Debian's /usr/bin/python3, pgjdbc, and a
 # JDK (the `java File.java` source launcher needs the jdk.compiler module, which a JRE lacks).
 /usr/bin/python3 -c 'import psycopg' >/dev/null 2>&1 || missing+=(python3-psycopg)
