@@ -59,6 +59,7 @@ test('lab demo partition (short): replica DOWN within 1.5 s, no new client there
     assert.ok(f.builtin_rw_readmission_ms !== null, summary);
     // HAProxy with the seed's settings (inter 10 s, fall 3) does not mark it DOWN within a 5 s partition.
     assert.ok(f.haproxy_reads > 50, summary);
+    assert.ok(f.builtin_acked_writes > 50 && f.haproxy_acked_writes > 50, summary);
     assert.equal(f.haproxy_detection_ms, null, summary);
     assert.ok(f.haproxy_max_hang_ms > f.builtin_max_hang_ms, summary);
     const markdown = await readFile(path.join(reportDir, 'report.md'), 'utf8');

@@ -259,6 +259,8 @@ async function oneRun(d: RunInput): Promise<RunResult> {
     rw = await startBalancer(global, { ...balancerOptions(engine, rwName, 'primary'), listen: `127.0.0.1:${rwPort}`, stats: `127.0.0.1:${rwStats}` });
     await waitUp(lb, 2, signal);
     await waitUp(rw, 1, signal);
+    // Each run's writers number their rows from 1: the previous run's rows go first.
+    await queryRows({ host: lab.masterHost, port: lab.masterPort, database: DEMO_DATABASE }, `TRUNCATE ${ACKED_TABLE}`);
     const replicaPort = lab.replicas.find((r) => r.name === REPLICA)!.port;
     const half = options.phaseMs / 2;
     const total = half + options.phaseMs + half + (options.primary ? options.phaseMs + half : 0);
@@ -321,8 +323,8 @@ async function oneRun(d: RunInput): Promise<RunResult> {
     if (!writes) throw new LabError('STATE', 'the writers did not finish');
     const replica = replicaFigures(reads, replicaPort, { partStart: times.partStart, downAt, healStart: times.healStart, upAt, end: times.end });
     const primary = options.primary && times.primaryStart ? primaryFigures(writes, { start: times.primaryStart, heal: times.primaryHeal!, end: times.primaryEnd!, downAt: rwDownAt, upAt: rwUpAt }) : null;
-    narrator.say(`run ${engine}: ${REPLICA}: DOWN after ${fmtMs(replica.detection_ms)}, UP ${fmtMs(replica.readmission_ms)} after the heal; ${replica.sessions_on_replica} sessions on it (${replica.sessions_closed_at_markdown} closed at mark-down); new clients sent there after DOWN: ${replica.new_clients_sent_after_down ?? '-'}; longest hang ${replica.max_hang_ms} ms; read errors ${replica.read_errors} (${replica.errors_saveable} saveable)`);
-    if (primary) narrator.say(`run ${engine}: ${PRIMARY}: ${rwName} DOWN after ${fmtMs(primary.rw_detection_ms)}, UP ${fmtMs(primary.rw_readmission_ms)} after the heal; write errors ${primary.write_errors}, longest writer hang ${primary.write_max_hang_ms} ms, writes stopped for ${primary.write_downtime_ms === null ? 'the rest of the run' : `${primary.write_downtime_ms} ms`}`);
+    narrator.say(`run ${engine}: ${REPLICA}: ${replica.detection_ms === null ? 'never DOWN' : `DOWN after ${replica.detection_ms} ms, UP ${fmtMs(replica.readmission_ms)} after the heal`}; ${replica.sessions_on_replica} sessions on it (${replica.sessions_closed_at_markdown} closed at mark-down); new clients sent there after DOWN: ${replica.new_clients_sent_after_down ?? '-'}; longest hang ${replica.max_hang_ms} ms; read errors ${replica.read_errors} (${replica.errors_saveable} saveable)`);
+    if (primary) narrator.say(`run ${engine}: ${PRIMARY}: ${rwName} ${primary.rw_detection_ms === null ? 'never marked it DOWN' : `DOWN after ${primary.rw_detection_ms} ms, UP ${fmtMs(primary.rw_readmission_ms)} after the heal`}; write errors ${primary.write_errors}, longest writer hang ${primary.write_max_hang_ms} ms, writes stopped for ${primary.write_downtime_ms === null ? 'the rest of the run' : `${primary.write_downtime_ms} ms`}`);
     return { engine, label, reads, writes, replica, primary, times };
   } finally {
     for (const name of [rwName, lbName]) {
@@ -393,7 +395,7 @@ function buildReport(input: ReportInput): Report {
     summary.push(`  ${REPLICA} partitioned: DOWN after ${fmtMs(f.detection_ms)}; ${f.sessions_on_replica} reader sessions on it, ${f.sessions_closed_at_markdown} closed at mark-down; new clients sent there after DOWN: ${f.new_clients_sent_after_down ?? '-'}; ${f.clients_hung} readers hung, longest ${f.max_hang_ms} ms; read errors ${f.read_errors}, saveable ${f.errors_saveable}; healed: ${f.detection_ms === null ? 'it was never DOWN' : `UP after ${fmtMs(f.readmission_ms)}`}`);
     if (r.primary) {
       const p = r.primary;
-      summary.push(`  ${PRIMARY} partitioned: rw DOWN after ${fmtMs(p.rw_detection_ms)}; write errors ${p.write_errors}; ${p.writers_hung} writer attempts hung, longest ${p.write_max_hang_ms} ms; acknowledged during the partition ${p.acked_during_partition}; writes stopped ${p.write_downtime_ms === null ? 'and did not resume within the phase after the heal' : `${p.write_downtime_ms} ms`}; healed: rw UP after ${fmtMs(p.rw_readmission_ms)} (no promotion)`);
+      summary.push(`  ${PRIMARY} partitioned: rw DOWN after ${fmtMs(p.rw_detection_ms)}; write errors ${p.write_errors}; ${p.writers_hung} writer attempts hung, longest ${p.write_max_hang_ms} ms; acknowledged during the partition ${p.acked_during_partition}; writes stopped ${p.write_downtime_ms === null ? 'and did not resume within the phase after the heal' : `${p.write_downtime_ms} ms`}; healed: ${p.rw_detection_ms === null ? 'rw never marked it DOWN' : `rw UP after ${fmtMs(p.rw_readmission_ms)}`} (no promotion)`);
     }
     rows.push([r.engine, fmtMs(f.detection_ms), f.sessions_on_replica, f.sessions_closed_at_markdown, f.new_clients_sent_after_down ?? '-', f.max_hang_ms, f.read_errors, f.errors_saveable, fmtMs(f.readmission_ms),
       r.primary ? fmtMs(r.primary.rw_detection_ms) : '-', r.primary ? r.primary.write_errors : '-', r.primary ? r.primary.write_max_hang_ms : '-', r.primary ? fmtMs(r.primary.write_downtime_ms) : '-']);
