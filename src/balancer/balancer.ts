@@ -323,8 +323,12 @@ export class RunningBalancer {
     this.log(`${this.config.name} server ${server.name} ${from} -> ${to}: ${server.checkStatus} ${why}`);
     if (to === 'DOWN') {
       // Idle sessions close now; a query in flight gets its answer within `timeout server` (a frozen
-      // postmaster's backends keep answering), 30 s when none is set.
-      const closed = server.closeSessions(this.config.timeouts.serverMs > 0 ? this.config.timeouts.serverMs : DOWN_GRACE_MS);
+      // postmaster's backends keep answering), 30 s when none is set. A server marked down because no
+      // connection to it completed within the check's timeout (L4TOUT: its host cut off, as `lab fault
+      // partition` does) will not answer either: a query in flight gets one more check timeout, then its
+      // session closes, so no client waits on it longer than the detection plus one check timeout (issue 17).
+      const graceMs = server.checkStatus === 'L4TOUT' ? this.config.check.timeoutMs : this.config.timeouts.serverMs > 0 ? this.config.timeouts.serverMs : DOWN_GRACE_MS;
+      const closed = server.closeSessions(graceMs);
       if (closed) this.log(`${this.config.name} server ${server.name}: closed ${closed} session(s) of a server marked down`);
     }
   }

@@ -85,8 +85,9 @@ export function pgsqlCheck(target: Target, settings: Pick<CheckSettings, 'user' 
     // phase runs between this timer and setImmediate.
     const timer = setTimeout(() => setImmediate(() => {
       if (done) return;
-      socket.destroy();
+      // Read before destroy(), which clears `connecting`: no SYN-ACK (L4TOUT, a host cut off) vs accepted and silent (L7TOUT, frozen).
       const status = socket.connecting ? 'L4TOUT' : 'L7TOUT';
+      socket.destroy();
       finish({ ok: false, status, message: `not answering: a new connection got no answer within ${settings.timeoutMs} ms`, hung: true });
     }), settings.timeoutMs);
     const reader = new MessageReader();

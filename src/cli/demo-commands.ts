@@ -1,6 +1,6 @@
-// Declarations of `lab demo failover`, `lab demo lb-ha`, `lab demo primary-failover` and `lab demo stale-reads`.
+// Declarations of `lab demo failover`, `lab demo lb-ha`, `lab demo primary-failover`, `lab demo stale-reads` and `lab demo partition`.
 import { Command } from 'commander';
-import { FAILOVER_DEFAULTS, LB_HA_DEFAULTS, PRIMARY_FAILOVER_DEFAULTS, STALE_READS_DEFAULTS } from '../demo/defaults.js';
+import { FAILOVER_DEFAULTS, LB_HA_DEFAULTS, PARTITION_DEFAULTS, PRIMARY_FAILOVER_DEFAULTS, STALE_READS_DEFAULTS } from '../demo/defaults.js';
 import { examples, globalsOf } from './globals.js';
 import { withInterrupt } from './interrupt.js';
 import { parseSeconds, positiveInt } from './parse-options.js';
@@ -122,6 +122,27 @@ export function demoCommand(): Command {
         runStaleReadsDrill(global, {
           replicas: options.replicas, node: options.node, maxLag: options.maxLag, phaseMs: options.phase, faults: options.faults, runs: options.runs,
           readers: options.readers, reportDir: options.report, keep: Boolean(options.keep), labDir: command.optsWithGlobals().labDir, access: { auth: options.auth, tls: options.tls },
+        }, hooks),
+      );
+    });
+  const pd = PARTITION_DEFAULTS;
+  demo
+    .command('partition')
+    .description('a lab with --hosts; readers through lb, acknowledged writes through rw (--pool primary); replica2\'s host partitioned then healed, then master1\'s: time to DOWN and UP, sessions closed, clients hung, errors; built-in balancer and HAProxy (seed settings)')
+    .option('--phase <duration>', 'how long each partition lasts (the baseline and each recovery last half of it)', parseSeconds, pd.phaseMs)
+    .option('--engine <engines>', 'builtin, haproxy, or both (builtin,haproxy)', pd.engines)
+    .option('--readers <n>', 'readers on persistent sessions through lb', positiveInt, pd.readers)
+    .option('--writers <n>', 'writers through rw', positiveInt, pd.writers)
+    .option('--no-primary', 'skip the primary half (partition replica2 only)');
+  reportOptions(demo.commands.at(-1)!, pd.reportDir, 'unused')
+    .addHelpText('after', examples('lab demo partition', 'lab demo partition --phase 5s --engine builtin --report /tmp/partition'))
+    .action(async (options, command: Command) => {
+      const global = globalsOf(command);
+      const { runPartitionDrill } = await import('../demo/partition-drill.js');
+      await runDrill(command, (hooks) =>
+        runPartitionDrill(global, {
+          phaseMs: options.phase, engines: options.engine, readers: options.readers, writers: options.writers, primary: options.primary !== false,
+          reportDir: options.report, keep: Boolean(options.keep), labDir: command.optsWithGlobals().labDir, access: { auth: options.auth, tls: options.tls },
         }, hooks),
       );
     });

@@ -11,6 +11,8 @@ export const CREATE_ACKED_TABLE = `CREATE TABLE ${ACKED_TABLE} (seq bigint PRIMA
 
 export interface WriterOptions {
   url: string;
+  /** The connect timeout (default 1000 ms). */
+  connectTimeoutMs?: number;
   clients: number;
   durationMs: number;
   /** A bound besides the duration. */
@@ -31,7 +33,12 @@ export interface WriterResult {
   errors: { atMs: number; message: string }[];
   /** Acknowledged commits per whole second since the start. */
   perSecond: number[];
+  /** Attempts (a connect and its INSERT) that took SLOW_MS or more: Date.now() at the start, how long, the error if any. */
+  slow: { at: number; tookMs: number; error: string | null }[];
 }
+
+/** An attempt this long or longer is recorded in `slow` (a client that hung). */
+export const SLOW_MS = 200;
 
 export async function runAckedWriter(options: WriterOptions, signal: AbortSignal): Promise<WriterResult> {
   setMaxListeners(options.clients + 16, signal); // each client's retry pause listens to it
@@ -40,6 +47,7 @@ export async function runAckedWriter(options: WriterOptions, signal: AbortSignal
   const acked: WriterResult['acked'] = [];
   const inDoubt: number[] = [];
   const errors: WriterResult['errors'] = [];
+  const slow: WriterResult['slow'] = [];
   let next = 1;
   const running = () => !signal.aborted && Date.now() < deadline && next <= options.maxWrites;
 
@@ -48,9 +56,10 @@ export async function runAckedWriter(options: WriterOptions, signal: AbortSignal
     let port = 0;
     while (running()) {
       let seq: number | null = null;
+      const began = Date.now();
       try {
         if (!client) {
-          const fresh = new pg.Client(labClientConfig({ connectionString: options.url, connectionTimeoutMillis: 1000, query_timeout: options.queryTimeoutMs, application_name: 'lab-demo-writer' }));
+          const fresh = new pg.Client(labClientConfig({ connectionString: options.url, connectionTimeoutMillis: options.connectTimeoutMs ?? 1000, query_timeout: options.queryTimeoutMs, application_name: 'lab-demo-writer' }));
           fresh.on('error', () => undefined); // the query in flight rejects too
           client = fresh;
           await fresh.connect();
@@ -61,7 +70,9 @@ export async function runAckedWriter(options: WriterOptions, signal: AbortSignal
         seq = next++;
         await client.query(`INSERT INTO ${ACKED_TABLE} (seq, client) VALUES ($1, $2)`, [seq, id]);
         acked.push({ seq, at: Date.now(), port });
+        if (Date.now() - began >= SLOW_MS) slow.push({ at: began, tookMs: Date.now() - began, error: null });
       } catch (error) {
+        if (Date.now() - began >= SLOW_MS) slow.push({ at: began, tookMs: Date.now() - began, error: error instanceof Error ? error.message : String(error) });
         if (seq !== null) inDoubt.push(seq);
         errors.push({ atMs: Date.now() - startedEpochMs, message: error instanceof Error ? error.message : String(error) });
         const dead = client;
@@ -76,5 +87,5 @@ export async function runAckedWriter(options: WriterOptions, signal: AbortSignal
   const durationMs = Date.now() - startedEpochMs;
   const perSecond = Array.from({ length: Math.ceil(durationMs / 1000) }, () => 0);
   for (const { at } of acked) perSecond[Math.min(perSecond.length - 1, Math.floor((at - startedEpochMs) / 1000))]! += 1;
-  return { startedEpochMs, durationMs, acked, inDoubt, errors, perSecond };
+  return { startedEpochMs, durationMs, acked, inDoubt, errors, perSecond, slow };
 }

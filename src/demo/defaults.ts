@@ -95,3 +95,30 @@ export interface StaleReadsDrillOptions {
 export const STALE_READS_DEFAULTS: StaleReadsDrillOptions = {
   replicas: 2, node: 'replica2', maxLag: '1MB', phaseMs: 10_000, faults: 'pause,lag', runs: 'bounded,unbounded,haproxy', readers: 4, reportDir: 'report-stale-reads', keep: false,
 };
+
+export interface PartitionDrillOptions {
+  /** How long each partition lasts; the baseline and each recovery last half of it. */
+  phaseMs: number;
+  /** builtin, haproxy or both (one after the other on the same lab). */
+  engines: string;
+  /** Clients reading through `lb` on persistent sessions (reconnecting after an error). */
+  readers: number;
+  /** Clients inserting acknowledged rows through `rw`. */
+  writers: number;
+  /** Partition master1 too (the primary half). */
+  primary: boolean;
+  reportDir: string;
+  keep: boolean;
+  labDir?: string;
+  access?: DemoAccess;
+}
+
+export const PARTITION_DEFAULTS: PartitionDrillOptions = {
+  phaseMs: 10_000, engines: 'builtin,haproxy', readers: 4, writers: 2, primary: true, reportDir: 'report-partition', keep: false,
+};
+
+/** The seed's haproxy.cfg knobs (REFERENCE 1) for a drill's HAProxy run: pgsql-check every 10 s, rise 2, fall 3, timeout check 5 s. */
+export const SEED_HAPROXY = {
+  engine: 'haproxy', check: 'pgsql', inter: 10_000, fastinter: 10_000, downinter: 10_000, rise: 2, fall: 3, checkTimeout: 5000,
+  connectTimeout: 10_000, clientTimeout: 60_000, serverTimeout: 60_000, retries: 3,
+} as const;

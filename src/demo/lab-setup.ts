@@ -14,12 +14,15 @@ import { queryRows, withClient } from '../postgres/client.js';
 import { pollUntil } from '../common/poll.js';
 import { benchInit } from '../commands/bench.js';
 import type { DemoAccess } from './defaults.js';
+import { LOOPBACK, nodeAddress } from '../lab/address.js';
 
 export interface DemoLab {
   global: GlobalOptions;
   root: string;
   masterPort: number;
-  replicas: { name: string; datadir: string; port: number }[];
+  /** Where master1 is reached: 127.0.0.1, or its namespace's address in a lab made with --hosts. */
+  masterHost: string;
+  replicas: { name: string; datadir: string; port: number; host: string }[];
   /** Remove everything the demo created (stops nodes and balancers). */
   dispose(): Promise<void>;
 }
@@ -34,7 +37,7 @@ export async function demoLabDir(base: Pick<GlobalOptions, 'pg' | 'osUser' | 'ru
 
 export async function buildDemoLab(
   base: Pick<GlobalOptions, 'pg' | 'osUser' | 'runtime'>,
-  options: { replicas: number; labDir?: string; reporter: Reporter; say: (text: string) => void; sync?: boolean; access?: DemoAccess },
+  options: { replicas: number; labDir?: string; reporter: Reporter; say: (text: string) => void; sync?: boolean; access?: DemoAccess; hosts?: boolean },
 ): Promise<DemoLab> {
   const { global, root, owned } = await demoLabDir(base, options.labDir);
   const dispose = async () => {
@@ -43,14 +46,16 @@ export async function buildDemoLab(
   };
   try {
     const [masterPort, ...replicaPorts] = await findFreePorts(options.replicas + 1);
-    options.say(`step 1: master1 on port ${masterPort} (lab dir ${global.labDir}${global.runtime === 'docker' ? ', nodes in containers' : ''})`);
-    await masterStart(global, { port: masterPort!, reporter: options.reporter, ...options.access });
-    const replicas = replicaPorts.map((port, i) => ({ name: `replica${i + 1}`, datadir: path.join(global.labDir, `replica${i + 1}`), port }));
+    options.say(`step 1: master1 on port ${masterPort} (lab dir ${global.labDir}${global.runtime === 'docker' ? ', nodes in containers' : ''}${options.hosts ? ', every node on a host of its own' : ''})`);
+    const master = await masterStart(global, { port: masterPort!, reporter: options.reporter, ...options.access, hosts: options.hosts });
+    const replicas = replicaPorts.map((port, i) => ({ name: `replica${i + 1}`, datadir: path.join(global.labDir, `replica${i + 1}`), port, host: LOOPBACK }));
     options.say(`step 2: ${replicas.length} ${options.sync ? 'synchronous (ANY 1)' : 'asynchronous'} streaming replicas`);
     for (const replica of replicas) {
       await replicaAdd(global, replica.name, replica.datadir, replica.port, { reporter: options.reporter, sync: options.sync });
     }
-    return { global, root, masterPort: masterPort!, replicas, dispose };
+    const state = await readState(global.labDir);
+    for (const replica of replicas) replica.host = nodeAddress(state?.nodes.find((n) => n.name === replica.name) ?? {});
+    return { global, root, masterPort: masterPort!, masterHost: master.address, replicas, dispose };
   } catch (error) {
     await dispose().catch(() => undefined);
     throw error;
@@ -58,16 +63,16 @@ export async function buildDemoLab(
 }
 
 /** CREATE DATABASE for the demo's load, so pg_stat_database counts only the load's transactions. */
-export async function createDatabase(port: number, name: string): Promise<void> {
-  await withClient({ port }, (client) => client.query(`CREATE DATABASE ${name}`));
+export async function createDatabase(port: number, name: string, host?: string): Promise<void> {
+  await withClient({ port, host }, (client) => client.query(`CREATE DATABASE ${name}`));
 }
 
 /** Wait until every standby has replayed what the master has written (e.g. pgbench -i's tables). */
-export async function waitReplicasCaughtUp(masterPort: number, replicaCount: number, timeoutMs = 60_000): Promise<void> {
+export async function waitReplicasCaughtUp(masterPort: number, replicaCount: number, timeoutMs = 60_000, host?: string): Promise<void> {
   await pollUntil(
     async () => {
       const rows = await queryRows<{ n: string }>(
-        { port: masterPort },
+        { port: masterPort, host },
         'SELECT count(*) AS n FROM pg_stat_replication WHERE replay_lsn >= pg_current_wal_lsn()',
       );
       return Number(rows[0]?.n) >= replicaCount ? true : undefined;

@@ -20,7 +20,7 @@ import type { Reporter } from '../common/reporter.js';
 import type { GlobalOptions } from '../lab/context.js';
 import { queryRows } from '../postgres/client.js';
 import type { Report, ReportError, ReportEvent, ReportNodeTransactions, ReportPhase, ReportSeries, ReportTable } from '../report/types.js';
-import type { StaleReadsDrillOptions } from './defaults.js';
+import { SEED_HAPROXY, type StaleReadsDrillOptions } from './defaults.js';
 import { alongsideLoad, inDemoLab, publishReport, type DrillOutcome } from './drill-run.js';
 import { buildDemoLab, createDatabase, DEMO_DATABASE, waitReplicasCaughtUp } from './lab-setup.js';
 import { Narrator, type Print } from './narrator.js';
@@ -223,7 +223,7 @@ function balancerOptions(run: StaleRun, maxLag: string): BalancerStartOptions {
     case 'unbounded': return { name: 'lb-nobound', check: 'sql' };
     case 'haproxy':
       // The seed's haproxy.cfg knobs (REFERENCE 1): pgsql-check every 10 s, rise 2, fall 3, timeout check 5 s.
-      return { name: 'hx', engine: 'haproxy', check: 'pgsql', inter: 10_000, fastinter: 10_000, downinter: 10_000, rise: 2, fall: 3, checkTimeout: 5000, connectTimeout: 10_000, clientTimeout: 60_000, serverTimeout: 60_000, retries: 3 };
+      return { name: 'hx', ...SEED_HAPROXY };
   }
 }
 
