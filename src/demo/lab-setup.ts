@@ -13,6 +13,7 @@ import { readState } from '../lab/state.js';
 import { queryRows, withClient } from '../postgres/client.js';
 import { pollUntil } from '../common/poll.js';
 import { benchInit } from '../commands/bench.js';
+import { fetchBalancerStats, type StartedBalancer } from '../commands/balancer.js';
 import type { DemoAccess } from './defaults.js';
 import { LOOPBACK, nodeAddress } from '../lab/address.js';
 
@@ -89,4 +90,12 @@ export async function prepareBenchData(lab: DemoLab, scale: number, reporter: Re
   await createDatabase(lab.masterPort, DEMO_DATABASE);
   await benchInit(lab.global, { scale, database: DEMO_DATABASE, reporter, signal });
   await waitReplicasCaughtUp(lab.masterPort, lab.replicas.length);
+}
+
+/** Until `balancer`'s stats show at least `count` servers UP (a fetch that fails is retried like a no). */
+export async function waitBalancerUp(balancer: StartedBalancer, count: number, signal: AbortSignal, timeoutMs: number): Promise<void> {
+  await pollUntil(async () => {
+    const stats = await fetchBalancerStats(balancer, 1000);
+    return stats.servers.filter((s) => s.status === 'UP').length >= count ? true : undefined;
+  }, { timeoutMs, intervalMs: 50, what: `balancer ${balancer.name} to see ${count} server(s) UP`, signal });
 }

@@ -14,7 +14,6 @@ import { faultHeal, faultPartition } from '../commands/fault.js';
 import { LAB_CHECK_DEFAULTS } from '../balancer/config.js';
 import { findFreePorts } from '../common/ports.js';
 import { LabError, messageOf } from '../common/errors.js';
-import { pollUntil } from '../common/poll.js';
 import type { Reporter } from '../common/reporter.js';
 import type { GlobalOptions } from '../lab/context.js';
 import { labClientConfig, queryRows } from '../postgres/client.js';
@@ -22,7 +21,7 @@ import type { Report, ReportError, ReportEvent, ReportSeries, ReportTable } from
 import { ACKED_TABLE, CREATE_ACKED_TABLE, runAckedWriter, type WriterResult } from './acked-writer.js';
 import { SEED_HAPROXY, type PartitionDrillOptions } from './defaults.js';
 import { alongsideLoad, inDemoLab, publishReport, type DrillOutcome } from './drill-run.js';
-import { buildDemoLab, createDatabase, DEMO_DATABASE, waitReplicasCaughtUp, type DemoLab } from './lab-setup.js';
+import { buildDemoLab, createDatabase, DEMO_DATABASE, waitReplicasCaughtUp, type DemoLab, waitBalancerUp } from './lab-setup.js';
 import { Narrator, type Print } from './narrator.js';
 
 export { PARTITION_DEFAULTS, type PartitionDrillOptions } from './defaults.js';
@@ -239,12 +238,6 @@ async function whenStatus(balancer: StartedBalancer, server: string, wanted: (st
   return null;
 }
 
-async function waitUp(balancer: StartedBalancer, count: number, signal: AbortSignal): Promise<void> {
-  await pollUntil(async () => {
-    const stats = await fetchBalancerStats(balancer, 1000).catch(() => null);
-    return stats && stats.servers.filter((s) => s.status === 'UP').length >= count ? true : undefined;
-  }, { timeoutMs: 40_000, intervalMs: 100, what: `balancer ${balancer.name} to see ${count} server(s) UP`, signal });
-}
 
 async function oneRun(d: RunInput): Promise<RunResult> {
   const { global, lab, engine, options, narrator, signal } = d;
@@ -257,8 +250,8 @@ async function oneRun(d: RunInput): Promise<RunResult> {
   let rw: StartedBalancer | null = null;
   try {
     rw = await startBalancer(global, { ...balancerOptions(engine, rwName, 'primary'), listen: `127.0.0.1:${rwPort}`, stats: `127.0.0.1:${rwStats}` });
-    await waitUp(lb, 2, signal);
-    await waitUp(rw, 1, signal);
+    await waitBalancerUp(lb, 2, signal, 40_000);
+    await waitBalancerUp(rw, 1, signal, 40_000);
     // Each run's writers number their rows from 1: the previous run's rows go first.
     await queryRows({ host: lab.masterHost, port: lab.masterPort, database: DEMO_DATABASE }, `TRUNCATE ${ACKED_TABLE}`);
     const replicaPort = lab.replicas.find((r) => r.name === REPLICA)!.port;

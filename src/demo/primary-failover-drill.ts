@@ -30,7 +30,7 @@ import type { WorkloadResult } from '../workload/types.js';
 import { ACKED_TABLE, CREATE_ACKED_TABLE, runAckedWriter, type WriterResult } from './acked-writer.js';
 import type { PrimaryFailoverDrillOptions } from './defaults.js';
 import { alongsideLoad, inDemoLab, publishReport, type DrillOutcome } from './drill-run.js';
-import { buildDemoLab, DEMO_DATABASE, prepareBenchData, type DemoLab } from './lab-setup.js';
+import { buildDemoLab, DEMO_DATABASE, prepareBenchData, type DemoLab, waitBalancerUp } from './lab-setup.js';
 import { Narrator, type Print } from './narrator.js';
 
 export { PRIMARY_FAILOVER_DEFAULTS, type PrimaryFailoverDrillOptions } from './defaults.js';
@@ -75,8 +75,8 @@ export async function runPrimaryFailoverDrill(
     narrator.say(`step 3: balancer rw on 127.0.0.1:${rwPort} (pool: the primary) and lb on 127.0.0.1:${lbPort} (pool: the replicas), sql health checks`);
     const rw = await startBalancer(global, { name: 'rw', pool: 'primary', listen: `127.0.0.1:${rwPort}`, stats: `127.0.0.1:${rwStats}` });
     const lb = await startBalancer(global, { name: 'lb', pool: 'replicas', listen: `127.0.0.1:${lbPort}`, stats: `127.0.0.1:${lbStats}` });
-    await waitUp(rw, 1, signal);
-    await waitUp(lb, options.replicas, signal);
+    await waitBalancerUp(rw, 1, signal, 20_000);
+    await waitBalancerUp(lb, options.replicas, signal, 20_000);
 
     narrator.say(`step 4: pgbench -i -s 1 for the readers and table ${ACKED_TABLE} for the writers (database ${DEMO_DATABASE})`);
     await prepareBenchData(lab, 1, hooks.reporter, signal);
@@ -121,12 +121,6 @@ export async function runPrimaryFailoverDrill(
   });
 }
 
-async function waitUp(balancer: StartedBalancer, count: number, signal: AbortSignal): Promise<void> {
-  await pollUntil(async () => {
-    const stats = await fetchBalancerStats(balancer, 1000);
-    return stats.servers.filter((s) => s.status === 'UP').length >= count ? true : undefined;
-  }, { timeoutMs: 20_000, intervalMs: 50, what: `balancer ${balancer.name} to see ${count} server(s) UP`, signal });
-}
 
 interface FailoverInput {
   global: GlobalOptions;

@@ -9,20 +9,19 @@
 //   bytes_behind <= B + WAL the primary wrote in the I + 2C before the read + one stamp's WAL.
 import { readFile } from 'node:fs/promises';
 import { setTimeout as delay } from 'node:timers/promises';
-import { fetchBalancerStats, startBalancer, stopBalancer, type BalancerStartOptions, type StartedBalancer } from '../commands/balancer.js';
+import { startBalancer, stopBalancer, type BalancerStartOptions } from '../commands/balancer.js';
 import { faultHeal, faultLag, faultPause, NETWORK_FAULTS } from '../commands/fault.js';
 import { LAB_CHECK_DEFAULTS } from '../balancer/config.js';
 import { parseMaxLag } from '../balancer/settings.js';
 import { findFreePorts } from '../common/ports.js';
 import { LabError } from '../common/errors.js';
-import { pollUntil } from '../common/poll.js';
 import type { Reporter } from '../common/reporter.js';
 import type { GlobalOptions } from '../lab/context.js';
 import { queryRows } from '../postgres/client.js';
 import type { Report, ReportError, ReportEvent, ReportNodeTransactions, ReportPhase, ReportSeries, ReportTable } from '../report/types.js';
 import { SEED_HAPROXY, type StaleReadsDrillOptions } from './defaults.js';
 import { alongsideLoad, inDemoLab, publishReport, type DrillOutcome } from './drill-run.js';
-import { buildDemoLab, createDatabase, DEMO_DATABASE, waitReplicasCaughtUp } from './lab-setup.js';
+import { buildDemoLab, createDatabase, DEMO_DATABASE, waitReplicasCaughtUp, waitBalancerUp } from './lab-setup.js';
 import { Narrator, type Print } from './narrator.js';
 import { CREATE_STAMP_TABLE, STAMP_TABLE, latestAt, runStampReaders, StampWriter, type ReadersResult, type Stamp, type StampRead } from './stamp-load.js';
 
@@ -247,7 +246,7 @@ async function oneRun(d: RunInput): Promise<RunResult> {
   narrator.say(`run ${run}: balancer ${spec.name} on ${spec.listen}, ${label}`);
   const balancer = await startBalancer(global, spec);
   try {
-    await waitUp(balancer, lab.replicas.length, signal);
+    await waitBalancerUp(balancer, lab.replicas.length, signal, 30_000);
     const total = plan.reduce((sum, p) => sum + p.ms, 0);
     const phases: PhaseResult[] = [];
     const started = Date.now();
@@ -295,12 +294,6 @@ async function applyFault(global: GlobalOptions, fault: StaleFault, node: string
   }
 }
 
-async function waitUp(balancer: StartedBalancer, count: number, signal: AbortSignal): Promise<void> {
-  await pollUntil(async () => {
-    const stats = await fetchBalancerStats(balancer, 1000).catch(() => null);
-    return stats && stats.servers.filter((s) => s.status === 'UP').length >= count ? true : undefined;
-  }, { timeoutMs: 30_000, intervalMs: 100, what: `balancer ${balancer.name} to see ${count} replicas UP`, signal });
-}
 
 interface PhaseFigures {
   reads: number;
