@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { queryRows } from '../src/postgres/client.js';
-import { childrenOf, procStat } from '../src/lab/faults.js';
+import { childrenOf, procStat } from '../src/common/processes.js';
 import { writePrivateFile } from '../src/common/safe-files.js';
 import { freePorts, labJson, refused, runLab, withTempLab } from './helpers/lab.js';
 

@@ -6,7 +6,8 @@ import { destroySocket, labClientConfig } from '../postgres/client.js';
 import { dialectFor } from '../postgres/dialect.js';
 import type { CheckSettings } from './config.js';
 import type { CheckOutcome } from './backend-server.js';
-import { lsnBytes, type PrimarySample } from './primary-lsn.js';
+import type { PrimarySample } from './primary-lsn.js';
+import { lsnToNumber } from '../postgres/recovery.js';
 import { MessageReader, TERMINATE, parseErrorFields, startupMessage } from './protocol.js';
 
 export interface Checker {
@@ -208,7 +209,7 @@ class SqlChecker implements Checker {
       // Against the primary (a sample younger than two intervals): what it had written and this replica
       // has not replayed. A replica back from a freeze hears of that WAL only as it reads it.
       const primary = this.primary();
-      const behind = primary && row.replay_lsn ? Number(primary.lsn - lsnBytes(row.replay_lsn)) : null;
+      const behind = primary && row.replay_lsn ? primary.lsn - lsnToNumber(row.replay_lsn) : null;
       const byPrimary = behind !== null && behind >= own;
       const bytes = byPrimary ? behind : own;
       // Replay short of the primary's WAL end: its last replayed commit's age counts, even when it has

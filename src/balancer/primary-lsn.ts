@@ -4,22 +4,17 @@
 import pg from 'pg';
 import { destroySocket } from '../postgres/client.js';
 import { dialectFor } from '../postgres/dialect.js';
+import { lsnToNumber } from '../postgres/recovery.js';
 import type { CheckSettings } from './config.js';
 import { openCheckConnection, type Target } from './health-check.js';
 
 export interface PrimarySample {
   /** pg_current_wal_lsn() of the primary, in bytes. */
-  lsn: bigint;
+  lsn: number;
   /** Date.now() when the answer came back. */
   at: number;
   /** The primary's name in the pool or the lab, for messages. */
   name: string;
-}
-
-/** `X/Y` (pg_lsn as text) in bytes. */
-export function lsnBytes(text: string): bigint {
-  const [high, low] = text.split('/');
-  return (BigInt(`0x${high}`) << 32n) + BigInt(`0x${low}`);
 }
 
 /**
@@ -64,7 +59,7 @@ export class PrimaryLsnSampler {
       const result = await Promise.race([client.query<{ lsn: string | null }>(this.sql), timeout]);
       const lsn = result.rows[0]?.lsn;
       // A server in recovery is no primary (a stale lab.json, a demoted node): no reference.
-      this.last = lsn ? { lsn: lsnBytes(lsn), at: Date.now(), name: this.name } : null;
+      this.last = lsn ? { lsn: lsnToNumber(lsn), at: Date.now(), name: this.name } : null;
     } catch {
       this.last = null;
       if (this.client) this.drop(this.client);

@@ -1,7 +1,7 @@
 // Processes by pid: alive or not, and what they are (from /proc), so we never signal a stranger that
 // reused a pid.
 import { readFileSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import { setTimeout as delay } from 'node:timers/promises';
 
 export function isAlive(pid: number): boolean {
@@ -76,4 +76,26 @@ export async function terminateProcess(pid: number, expect: string, graceMs = 50
   }
   process.kill(pid, 'SIGKILL');
   return true;
+}
+
+/** State letter (field 3) and parent pid (field 4) of /proc/PID/stat, or undefined when it is gone. */
+export async function procStat(pid: number): Promise<{ state: string; ppid: number } | undefined> {
+  try {
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return { state: fields[0]!, ppid: Number(fields[1]) };
+  } catch {
+    return undefined;
+  }
+}
+
+/** The live (not zombie) children of `parent`, from /proc. */
+export async function childrenOf(parent: number): Promise<number[]> {
+  const children: number[] = [];
+  for (const entry of await readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const stat = await procStat(Number(entry));
+    if (stat && stat.ppid === parent && stat.state !== 'Z' && stat.state !== 'X') children.push(Number(entry));
+  }
+  return children;
 }

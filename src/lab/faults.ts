@@ -2,33 +2,11 @@
 // the node's own by livePostmasterPid, and the postmaster's children from /proc), and what every command
 // that stops or removes a node does first: resume a node that is (or may be) paused, else pg_ctl stop
 // waits forever on a server that cannot run, and forget the node's faults (a restarted server replays).
-import { readdir, readFile } from 'node:fs/promises';
 import { setTimeout as delay } from 'node:timers/promises';
+import { childrenOf, procStat } from '../common/processes.js';
 import { livePostmasterPid } from '../postgres/server.js';
 import { removeDelay, removeNetworkFault } from './hosts.js';
 import { updateState, type FaultRecord, type LabState, type NodeRecord } from './state.js';
-
-/** State letter (field 3) and parent pid (field 4) of /proc/PID/stat, or undefined when it is gone. */
-export async function procStat(pid: number): Promise<{ state: string; ppid: number } | undefined> {
-  try {
-    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return { state: fields[0]!, ppid: Number(fields[1]) };
-  } catch {
-    return undefined;
-  }
-}
-
-/** The live (not zombie) children of `parent`, from /proc. */
-export async function childrenOf(parent: number): Promise<number[]> {
-  const children: number[] = [];
-  for (const entry of await readdir('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    const stat = await procStat(Number(entry));
-    if (stat && stat.ppid === parent && stat.state !== 'Z' && stat.state !== 'X') children.push(Number(entry));
-  }
-  return children;
-}
 
 function signal(pid: number, name: NodeJS.Signals): void {
   try {

@@ -1,23 +1,11 @@
 // A host crash for one node: SIGKILL the postmaster and every process it started, at once. Killing
 // only the postmaster (the seed's demo) leaves its backends and walsenders running until they notice,
 // so commits acknowledged after the "kill" still reach the standbys; a dead machine sends nothing more.
-import { readdir, readFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { setTimeout as delay } from 'node:timers/promises';
 import { LabError } from '../common/errors.js';
 import { pollUntil } from '../common/poll.js';
-import { isRunning } from '../common/processes.js';
-
-async function childrenOf(pid: number): Promise<number[]> {
-  const children: number[] = [];
-  for (const entry of await readdir('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    const stat = await readFile(`/proc/${entry}/stat`, 'utf8').catch(() => '');
-    // pid (comm) state ppid ...: comm may contain spaces, so read after the last ')'
-    const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-    if (ppid === pid) children.push(Number(entry));
-  }
-  return children;
-}
+import { childrenOf, isRunning } from '../common/processes.js';
 
 /**
  * `pid`: the postmaster's pid as the host sees it (the runtime's livePid: a container's postmaster.pid
