@@ -5,7 +5,7 @@
 // `delay` relays the node's traffic through a process of pglab's own and shows as round trips and lag.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { execa } from 'execa';
@@ -73,6 +73,12 @@ test('--hosts: master and 2 replicas in namespaces, status, stat, balancer, part
     assert.equal((xact.match(/\| postgres /g) ?? []).length, 3, xact);
     const env = (await runLab(labDir, ['env'])).stdout;
     assert.match(env, new RegExp(`PGHOST='${net}\\.10'`));
+    // bench run --port P goes to the node listening on P, at its host's address.
+    const selectOne = path.join(labDir, 'select1.sql');
+    await writeFile(selectOne, 'SELECT 1;\n');
+    const atPort = await runLab(labDir, ['bench', 'run', '--port', String(r1), '--json', '--', '-n', '-t', '5', '-f', selectOne]);
+    assert.equal(atPort.exitCode, 0, atPort.stderr);
+    assert.deepEqual(JSON.parse(atPort.stdout).target, { host: `${net}.11`, port: r1, via: `node replica1 (port ${r1})` });
 
     // A balancer on the host in front of the replicas.
     await labJson(labDir, 'balancer', 'start', '--listen', `127.0.0.1:${lbPort}`, '--stats', `127.0.0.1:${lbStats}`);

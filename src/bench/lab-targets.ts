@@ -1,6 +1,7 @@
 // Where bench and workload send their load in a lab: the master (writes, pgbench -i) or a balancer
 // recorded in the lab's state (reads), by the address it listens on.
 import { LabError } from '../common/errors.js';
+import { nodeAddress } from '../lab/address.js';
 import { primaryOf, type LabState, type NodeRecord } from '../lab/state.js';
 
 export interface HostPort {
@@ -37,6 +38,20 @@ export function balancerAddress(state: LabState, name: string = DEFAULT_BALANCER
     );
   }
   return parseListen(balancer.listen);
+}
+
+/**
+ * Where `--port P` points in this lab: the node that listens on P (at its address: its host's in a lab made
+ * with --hosts), else the balancer that listens on P, else 127.0.0.1:P (a server of the user's own).
+ */
+export function portTarget(state: LabState, port: number): HostPort & { what: string } {
+  const node = state.nodes.find((n) => n.port === port);
+  if (node) return { host: nodeAddress(node), port, what: `node ${node.name}` };
+  for (const balancer of state.balancers) {
+    const address = parseListen(balancer.listen);
+    if (address.port === port) return { ...address, what: `balancer ${balancer.name}` };
+  }
+  return { host: '127.0.0.1', port, what: `port ${port}` };
 }
 
 export function postgresUrl(address: HostPort, user: string, database = 'postgres'): string {

@@ -50,7 +50,7 @@ export function benchCommand(): Command {
     .command('run')
     .description('pgbench with any arguments (after --) through the lab\'s balancer `lb` or at a port; streams its output')
     .argument('[pgbench-args...]', 'pgbench arguments, after --')
-    .option('--port <port>', 'send the load to 127.0.0.1:<port> (a node or any balancer) instead', portOption)
+    .option('--port <port>', 'send the load to the node or balancer of this lab listening on <port> (at its address), else to 127.0.0.1:<port>', portOption)
     .option('--balancer <name>', 'balancer of this lab to go through (default lb)')
     .option('--json', 'print the parsed summary as JSON (pgbench\'s own output then goes to stderr)')
     .addHelpText('after', examples('lab bench run -- -S -T 180 -c 16 -C    # the seed\'s load', 'lab bench run --port 5433 -- -S -T 10', 'lab bench run --json -- -S -T 5 -c 4'))

@@ -6,7 +6,7 @@ import { openLab, type GlobalOptions } from '../lab/context.js';
 import { clientTool } from '../postgres/installation.js';
 import { parseInitProgress, parseInitStep, parsePgbenchSummary, type PgbenchSummary } from '../bench/pgbench-output.js';
 import { runPgbench, type PgbenchTarget } from '../bench/run-pgbench.js';
-import { balancerAddress, requirePrimary, DEFAULT_BALANCER } from '../bench/lab-targets.js';
+import { balancerAddress, portTarget, requirePrimary, DEFAULT_BALANCER } from '../bench/lab-targets.js';
 import { tail } from '../postgres/run.js';
 import { nodeAddress } from '../lab/address.js';
 
@@ -55,7 +55,7 @@ export async function benchInit(global: GlobalOptions, options: BenchInitOptions
 }
 
 export interface BenchRunOptions {
-  /** Send the load to this port on 127.0.0.1 instead of a balancer. */
+  /** Send the load to this port instead of a balancer: a node's (at its address), a balancer's, else 127.0.0.1's. */
   port?: number;
   /** Balancer name in the lab's state (default `lb`). */
   balancer?: string;
@@ -82,8 +82,9 @@ export async function benchRun(global: GlobalOptions, args: string[], options: B
   let via: string;
   if (options.port !== undefined) {
     if (options.balancer) throw new LabError('USAGE', 'Give either --port or --balancer, not both');
-    address = { host: '127.0.0.1', port: options.port };
-    via = `port ${options.port}`;
+    const target = portTarget(context.state, options.port);
+    address = { host: target.host, port: target.port };
+    via = target.what === `port ${options.port}` ? target.what : `${target.what} (port ${options.port})`;
   } else {
     const name = options.balancer ?? DEFAULT_BALANCER;
     address = balancerAddress(context.state, name);
