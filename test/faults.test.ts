@@ -60,6 +60,14 @@ test('fault pause / lag / list / heal on a master and one replica; destroy of a 
     assert.match(table, /replica1 .*running \(paused\)/);
     const state = JSON.parse(await readFile(path.join(labDir, 'lab.json'), 'utf8'));
     assert.equal(state.faults[0].kind, 'pause');
+    // The watchers name it: the xact table's status column, the replication table's faults line, --json.
+    const xact = (await runLab(labDir, ['stat', 'xact'])).stdout;
+    assert.match(xact, /\| replica1 \| DOWN: not answering[^|\n]* \(paused\)/, xact);
+    const xactJson = await labJson(labDir, 'stat', 'xact');
+    assert.deepEqual(xactJson.rows.map((r: any) => [r.node, r.faults]).sort(), [['master1', []], ['replica1', ['paused']]]);
+    const replication = (await runLab(labDir, ['stat', 'replication'])).stdout;
+    assert.match(replication, /^faults: replica1 paused$/m, replication);
+    assert.deepEqual((await labJson(labDir, 'stat', 'replication')).faults, [{ node: 'replica1', fault: 'paused' }]);
 
     // heal: it answers again; the record is gone
     const healed = await labJson(labDir, 'fault', 'heal', 'replica1');
@@ -85,6 +93,7 @@ test('fault pause / lag / list / heal on a master and one replica; destroy of a 
     status = await labJson<StatusJson>(labDir, 'status');
     assert.deepEqual(status.nodes.find((n) => n.name === 'replica1')!.faults, ['lag']);
     assert.match((await runLab(labDir, ['status'])).stdout, /replica1 .*running \(lag\)/);
+    assert.match((await runLab(labDir, ['stat', 'xact'])).stdout, /\| replica1 \| up \(lag\)/);
     await labJson(labDir, 'fault', 'heal');
     await pollFor('the rows on replica1 after heal', async () => {
       const [row] = await queryRows<{ n: string }>({ port: r1! }, 'SELECT count(*) AS n FROM t');

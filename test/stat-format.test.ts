@@ -25,7 +25,7 @@ test('lag and durations as people read them', () => {
 test('tps comes from the previous sample, and not across a counter reset or a down sample', () => {
   const row = (node: string, commits: number | null): XactRow => ({
     node, role: 'replica', port: 1, up: commits !== null, datname: 'postgres', numbackends: 1,
-    xactCommit: commits, xactRollback: commits === null ? null : 5, tps: null, reason: null, labState: null,
+    xactCommit: commits, xactRollback: commits === null ? null : 5, tps: null, reason: null, labState: null, faults: [],
   });
   const before: XactSample = { at: '2026-01-01T00:00:00.000Z', dbname: 'postgres', rows: [row('a', 100), row('b', 5000), row('c', null)] };
   const after: XactSample = { at: '2026-01-01T00:00:02.000Z', dbname: 'postgres', rows: [row('a', 130), row('b', 7), row('c', 10)] };

@@ -77,7 +77,7 @@ test('lab stat xact: seed columns, a killed replica keeps its row with the reaso
     const sample = await labJson<XactSample>(labDir, 'stat', 'xact');
     assert.equal(sample.dbname, 'postgres');
     assert.ok(!Number.isNaN(Date.parse(sample.at)));
-    assert.deepEqual(Object.keys(sample.rows[0]!).sort(), ['datname', 'labState', 'node', 'numbackends', 'port', 'reason', 'role', 'tps', 'up', 'xactCommit', 'xactRollback']);
+    assert.deepEqual(Object.keys(sample.rows[0]!).sort(), ['datname', 'faults', 'labState', 'node', 'numbackends', 'port', 'reason', 'role', 'tps', 'up', 'xactCommit', 'xactRollback']);
     await lab(labDir, 'node', 'stop', 'replica1');
     const lines = (await lab(labDir, 'stat', 'xact', '--watch', '0.3', '--count', '3', '--json')).trim().split('\n');
     assert.equal(lines.length, 3);

@@ -1,5 +1,6 @@
 // Declarations of the lab core's commands: master, replica, node, status, destroy, versions.
 // Each action imports its command when it runs, so a command loads only what it needs (start-up time).
+import { withFaultWords } from '../lab/fault-words.js';
 import { Command, InvalidArgumentError } from 'commander';
 import type { NodeAction } from '../commands/node.js';
 import { psqlTable } from '../common/table.js';
@@ -229,7 +230,7 @@ export function statusCommand(): Command {
             { header: 'server' }, { header: 'tli', align: 'right' },
           ],
           status.nodes.map((n) => [
-            n.name, n.role === 'primary' ? 'master' : 'replica', n.port, n.datadir, n.pid, withFaults(n.status, n.faults), n.replication ?? (n.role === 'replica' ? '-' : ''),
+            n.name, n.role === 'primary' ? 'master' : 'replica', n.port, n.datadir, n.pid, withFaultWords(n.status, n.faultWords), n.replication ?? (n.role === 'replica' ? '-' : ''),
             n.replayLagBytes, n.serverRole ?? n.serverProblem ?? '', n.timeline,
           ]),
         ),
@@ -238,12 +239,6 @@ export function statusCommand(): Command {
       if (status.replicationError) printLine(`(replication state unavailable: ${status.replicationError})`);
       for (const warning of status.warnings) printLine(`WARNING: ${warning}`);
     });
-}
-
-/** `running (paused)`, `running (lag)`: the faults in force, as a marker in the status column. */
-function withFaults(status: string, faults: string[]): string {
-  const words = faults.map((kind) => (kind === 'pause' ? 'paused' : kind));
-  return words.length ? `${status} (${words.join(', ')})` : status;
 }
 
 export function destroyCommand(): Command {

@@ -4,6 +4,7 @@ import { accessOf, pgpassPath, tlsPaths, type AuthMethod, type TlsMode } from '.
 import { openLab, type GlobalOptions } from '../lab/context.js';
 import { primaryOf, runtimeOf, type FaultKind, type NodeRole } from '../lab/state.js';
 import { faultsOf } from '../lab/faults.js';
+import { faultWordsOf } from '../lab/fault-words.js';
 import type { RuntimeName } from '../lab/global-options.js';
 import { queryRows } from '../postgres/client.js';
 import { dialectFor } from '../postgres/dialect.js';
@@ -36,6 +37,8 @@ export interface NodeStatus {
   address: string;
   /** Faults in force on it (`lab fault`): pause, lag, partition, loss. */
   faults: FaultKind[];
+  /** The same as a person reads them: paused, lag, partition from replica2, loss 20%, delay 100ms. */
+  faultWords: string[];
 }
 
 export interface LabStatus {
@@ -99,6 +102,7 @@ export async function labStatus(global: GlobalOptions): Promise<LabStatus> {
         timeline: null,
         rewindNeeded: Boolean(node.rewindNeeded),
         faults: faultsOf(state, node.name).map((fault) => fault.kind),
+        faultWords: faultWordsOf(state, node.name),
         address: nodeAddress(node),
       } satisfies NodeStatus as NodeStatus;
     }),

@@ -1,5 +1,6 @@
 // The watchers' tables as text, in the seed's look: a `****** date ******` banner, then a psql-style
 // table with the seed's columns first, in the seed's order; what we add comes after them.
+import { withFaultWords } from '../lab/fault-words.js';
 import { psqlTable, type Cell, type Column } from '../common/table.js';
 import type { BalancerSample } from './balancer-sample.js';
 import { banner } from './banner.js';
@@ -48,21 +49,23 @@ export function formatDuration(seconds: number): string {
 }
 
 export function replicationTable(sample: ReplicationSample, paint: Paint = noPaint): string {
+  // A partitioned or paused standby may have left pg_stat_replication: the faults in force are named below.
+  const faults = sample.faults.length ? `\n${paint.yellow(`faults: ${sample.faults.map((f) => `${f.node} ${f.fault}`).join('; ')}`)}` : '';
   if (!sample.up) {
     const who = sample.master ? `master ${sample.master.name} (port ${sample.master.port})` : 'master';
-    return paint.red(sample.master ? `${who} is DOWN: ${sample.reason}` : `no table: ${sample.reason}`);
+    return paint.red(sample.master ? `${who} is DOWN: ${sample.reason}` : `no table: ${sample.reason}`) + faults;
   }
   const rows: Cell[][] = sample.rows.map((r) => [
     r.pid, r.name, r.addr, r.port, r.state, r.sent, r.write, r.flush, r.replay, r.pri, r.mode, r.lagBytes, formatLagSeconds(r.lagSeconds),
   ]);
-  return psqlTable(REPLICATION_COLUMNS, rows);
+  return psqlTable(REPLICATION_COLUMNS, rows) + faults;
 }
 
 export function xactTable(sample: XactSample, options: { tps: boolean }, paint: Paint = noPaint): string {
   const rows: Cell[][] = sample.rows.map((r) => [
     r.port, r.datname, r.numbackends, r.xactCommit, r.xactRollback,
     ...(options.tps ? [r.tps === null ? '' : r.tps.toFixed(1)] : []),
-    r.node, r.up ? 'up' : paint.red(`DOWN: ${r.reason}`),
+    r.node, r.up ? withFaultWords('up', r.faults) : paint.red(withFaultWords(`DOWN: ${r.reason}`, r.faults)),
   ]);
   return psqlTable(xactColumns(options.tps), rows);
 }

@@ -1,6 +1,7 @@
 // ut-stat-replication: the master's pg_stat_replication as the seed showed it, a synthetic first row
 // for the master itself (state local, sent = insert LSN, write = current LSN, mode master), plus what
 // a person needs today: replay lag in bytes and in time.
+import { faultWord } from '../lab/fault-words.js';
 import type { LabState, NodeRecord } from '../lab/state.js';
 import { primaryOf } from '../lab/state.js';
 import { dialectFor, type Dialect } from '../postgres/dialect.js';
@@ -33,6 +34,8 @@ export interface ReplicationSample {
   /** Why there is no table: master down (with the reason) or no master in the lab. */
   reason: string | null;
   rows: ReplicationRow[];
+  /** Faults in force in the lab (`lab fault`), per node, as `lab status` words them. */
+  faults: { node: string; fault: string }[];
 }
 
 type Raw = Record<string, string | number | null>;
@@ -80,8 +83,9 @@ function standbyRow(raw: Raw): ReplicationRow {
 
 export async function sampleReplication(state: LabState, options: { timeoutMs: number }, now: () => Date = () => new Date()): Promise<ReplicationSample> {
   const at = now().toISOString();
+  const faults = (state.faults ?? []).map((fault) => ({ node: fault.node, fault: faultWord(fault) }));
   const master: NodeRecord | undefined = primaryOf(state);
-  if (!master) return { at, master: null, up: false, reason: 'the lab has no master: run `lab master start`', rows: [] };
+  if (!master) return { at, master: null, up: false, reason: 'the lab has no master: run `lab master start`', rows: [], faults };
   const dialect = dialectFor(state.pg.major);
   const target = { host: nodeAddress(master), port: master.port, user: state.dbUser, database: 'postgres', timeoutMs: options.timeoutMs };
   try {
@@ -92,9 +96,9 @@ export async function sampleReplication(state: LabState, options: { timeoutMs: n
       sent: local?.sent ?? null, write: local?.write ?? null,
       flush: null, replay: null, pri: null, mode: 'master', lagBytes: null, lagSeconds: null,
     };
-    return { at, master: { name: master.name, port: master.port }, up: true, reason: null, rows: [masterRow, ...standbys.map(standbyRow)] };
+    return { at, master: { name: master.name, port: master.port }, up: true, reason: null, rows: [masterRow, ...standbys.map(standbyRow)], faults };
   } catch (error) {
     const { reason } = await downReason(state, master, error, options.timeoutMs);
-    return { at, master: { name: master.name, port: master.port }, up: false, reason, rows: [] };
+    return { at, master: { name: master.name, port: master.port }, up: false, reason, rows: [], faults };
   }
 }

@@ -1,5 +1,6 @@
 // ut-stat-xact: pg_stat_database of one database on every lab node, in port order. All nodes are asked
 // at once with a bounded timeout; a node that does not answer keeps its row, marked down with why.
+import { faultWordsOf } from '../lab/fault-words.js';
 import type { LabState, NodeRecord } from '../lab/state.js';
 import { queryWithin } from './bounded-query.js';
 import { downReason, type LabNodeState } from './down-reason.js';
@@ -20,6 +21,8 @@ export interface XactRow {
   reason: string | null;
   /** The lab's view of a down node: crashed, stopped, building or running (e.g. starting up). */
   labState: LabNodeState | null;
+  /** Faults in force on the node (`lab fault`), as `lab status` words them: paused, delay 100ms, ... */
+  faults: string[];
 }
 
 export interface XactSample {
@@ -36,7 +39,7 @@ export interface XactOptions {
 const SQL = 'SELECT datname, numbackends, xact_commit, xact_rollback FROM pg_stat_database WHERE datname = current_database()';
 
 async function sampleNode(state: LabState, node: NodeRecord, options: XactOptions): Promise<XactRow> {
-  const base = { node: node.name, role: node.role, port: node.port, tps: null };
+  const base = { node: node.name, role: node.role, port: node.port, tps: null, faults: faultWordsOf(state, node.name) };
   try {
     const rows = await queryWithin<{ datname: string; numbackends: number; xact_commit: string; xact_rollback: string }>(
       { host: nodeAddress(node), port: node.port, user: state.dbUser, database: options.dbname, timeoutMs: options.timeoutMs },
