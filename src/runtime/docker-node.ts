@@ -165,8 +165,8 @@ export async function rewindInContainer(
   options: { timeoutMs?: number; onLine?: (line: string) => void } = {},
 ): Promise<{ elapsedMs: number; output: string }> {
   const current = await serverContainer(spec);
-  if (current?.state === 'running') {
-    throw new LabError('CONFLICT', `Container ${current.name} of node "${spec.name}" is running: stop it first (\`lab node stop ${spec.name}\`), pg_rewind needs it shut down`);
+  if (current?.state === 'running' || current?.state === 'paused') {
+    throw new LabError('CONFLICT', `Container ${current.name} of node "${spec.name}" is ${current.state}: stop it first (\`lab node stop ${spec.name}\`), pg_rewind needs it shut down`);
   }
   await rm(path.join(spec.datadir, 'postmaster.pid'), { force: true });
   return runOneOff({
@@ -196,8 +196,8 @@ export async function startNodeContainer(spec: DockerNodeSpec, timeoutMs = 60_00
   const started = Date.now();
   const engine = await dockerEngine();
   const current = await serverContainer(spec);
-  if (current?.state === 'running') {
-    throw new LabError('CONFLICT', `Container ${current.name} of node "${spec.name}" is already running: stop it first`);
+  if (current?.state === 'running' || current?.state === 'paused') {
+    throw new LabError('CONFLICT', `Container ${current.name} of node "${spec.name}" is already ${current.state}: stop it first`);
   }
   if (current) await removeContainers([current]);
   await ensureImage(spec.image);
@@ -270,7 +270,9 @@ const STOP_SIGNALS: Record<StopMode, string> = { smart: 'SIGTERM', fast: 'SIGINT
  */
 export async function stopNodeContainer(ref: DockerNodeRef, timeoutMs = 60_000, mode: StopMode = 'fast'): Promise<void> {
   const container = await serverContainer(ref);
-  if (!container || container.state !== 'running') return;
+  if (!container || (container.state !== 'running' && container.state !== 'paused')) return;
+  // A paused (frozen) server cannot shut down: thawed first (lab fault pause, or a pause by hand).
+  if (container.state === 'paused') await unpauseNodeContainer(ref);
   const engine = await dockerEngine();
   if (mode !== 'fast') {
     const docker = engine.container.dockerode.getContainer(container.id);
@@ -285,6 +287,31 @@ export async function stopNodeContainer(ref: DockerNodeRef, timeoutMs = 60_000, 
   } catch (error) {
     if ((error as { statusCode?: number }).statusCode !== 304) throw error; // 304: already stopped
   }
+}
+
+/**
+ * `docker pause`: the engine freezes every process of the node's container (cgroup freezer), so the node
+ * accepts TCP connections (the kernel's backlog) but answers nothing, as SIGSTOP does for processes.
+ */
+export async function pauseNodeContainer(ref: DockerNodeRef): Promise<{ container: string }> {
+  const container = await serverContainer(ref);
+  if (!container || container.state !== 'running') {
+    throw new LabError('STATE', `${ref.name} is not running (its container is ${container ? container.state : 'missing'})`);
+  }
+  const engine = await dockerEngine();
+  await engine.container.dockerode.getContainer(container.id).pause();
+  return { container: container.name };
+}
+
+/** `docker unpause` of the node's container when it is paused; its name, or undefined when it was not paused. */
+export async function unpauseNodeContainer(ref: DockerNodeRef): Promise<string | undefined> {
+  const container = await serverContainer(ref);
+  if (!container) return undefined;
+  const engine = await dockerEngine();
+  const docker = engine.container.dockerode.getContainer(container.id);
+  if (!(await docker.inspect()).State.Paused) return undefined;
+  await docker.unpause();
+  return container.name;
 }
 
 /** `docker kill` (SIGKILL to the postmaster, PID 1 of the container), as seed 004 does. */

@@ -7,7 +7,8 @@ import { nodeFilesSpec } from '../lab/node-files.js';
 import { logTail } from '../postgres/server.js';
 import { buildMasterDatadir, buildReplicaDatadir, type DockerBuildSpec } from './docker-build.js';
 import { defaultImage } from './docker-image.js';
-import { imagePostgresUser, killNodeContainer, nodeContainerStatus, rewindInContainer, startNodeContainer, stopNodeContainer } from './docker-node.js';
+import { childrenOf } from '../common/processes.js';
+import { imagePostgresUser, killNodeContainer, nodeContainerStatus, pauseNodeContainer, rewindInContainer, startNodeContainer, stopNodeContainer, unpauseNodeContainer } from './docker-node.js';
 import type { NodeRuntime, RuntimeContext, RuntimeNode } from './node-runtime.js';
 import { reportBackupLine } from './process-runtime.js';
 
@@ -51,6 +52,16 @@ export function dockerRuntime(context: RuntimeContext): NodeRuntime {
     },
     stop: (node, mode, timeoutMs) => stopNodeContainer(ref(node), timeoutMs, mode),
     kill: (node) => killNodeContainer(ref(node)),
+    async pause(node, pid) {
+      const { container } = await pauseNodeContainer(ref(node));
+      // The frozen processes, as the host sees them: the postmaster (the container's PID 1) and its children.
+      return { processes: (await childrenOf(pid)).length + 1, how: `docker pause of container ${container} (postmaster ${pid})` };
+    },
+    async resume(node) {
+      const container = await unpauseNodeContainer(ref(node));
+      if (container) return `resumed (docker unpause) container ${container}`;
+      return (await nodeContainerStatus(ref(node), 'stopped')).pid ? 'not paused: nothing to resume' : undefined;
+    },
     async status(node, expected) {
       const { status, pid } = await nodeContainerStatus(ref(node), expected);
       // As for processes: a node the lab expects running that does not run has crashed, whatever stopped it.
