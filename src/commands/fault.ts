@@ -263,7 +263,8 @@ export async function faultDelay(global: GlobalOptions, name: string, delayText:
   const context = await openLab(global);
   const node = await hostedNode(context, name, 'delay');
   refuseTwice(context.state, name, 'delay');
-  const uid = context.runAs?.uid;
+  // The servers' OS user (the host's postgres user, or the image's in containers): only its connections are redirected.
+  const uid = (await runtimeFor(context).dataOwner())?.uid;
   if (uid === undefined) throw new LabError('ENVIRONMENT', 'lab fault delay needs the servers to run as their own OS user (run lab as root)');
   const peers = context.state.nodes.filter((n) => n.name !== name && n.host).map((n) => ({ address: n.host!.address, port: n.port }));
   await recordFault(context, { node: name, kind: 'delay', phase: 'applying', since: new Date().toISOString(), delayMs, ...(jitterMs ? { jitterMs } : {}) });
