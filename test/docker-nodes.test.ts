@@ -9,7 +9,7 @@ import { listLabContainers, removeLabContainers } from '../src/runtime/docker-la
 import type { LabError } from '../src/common/errors.js';
 import { imagePostgresUser, killNodeContainer, nodeContainerLogs, nodeContainerStatus, startNodeContainer, stopNodeContainer } from '../src/runtime/docker-node.js';
 import { addDockerReplica, prepareDocker, startDockerMaster, waitStreaming, withDockerLab, type DockerReadiness } from './helpers/docker.js';
-import { freePorts, repoRoot } from './helpers/lab.js';
+import { freePorts, repoRoot, stopwatch } from './helpers/lab.js';
 
 let docker: DockerReadiness;
 
@@ -20,8 +20,7 @@ before(async () => {
 
 test('master and two replicas as containers stream; a killed replica is re-added; cleanup removes every labelled container', async (t) => {
   if (!docker.image) return t.skip(docker.skipReason);
-  const started = performance.now();
-  const mark = (what: string) => t.diagnostic(`${what} at ${Math.round(performance.now() - started)} ms`);
+  const mark = stopwatch(t);
   await withDockerLab(docker.image, async (lab) => {
     const [m, r1, r2] = await freePorts(3);
     const master = lab.spec('master1', m!);

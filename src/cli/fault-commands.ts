@@ -10,7 +10,7 @@ export function faultCommand(): Command {
     .addHelpText('after', examples('lab fault pause replica3', 'lab fault lag replica2', 'lab fault partition replica1', 'lab fault loss replica2 20%', 'lab fault list', 'lab fault heal'));
   fault
     .command('pause')
-    .description('SIGSTOP the node\'s postmaster, then every child of it: it accepts TCP connections but answers nothing (process runtime)')
+    .description('SIGSTOP the node\'s postmaster, then every child of it (docker runtime: docker pause of its container): it accepts TCP connections but answers nothing')
     .argument('<node>', 'node name')
     .option('--json', 'print the result as JSON')
     .addHelpText('after', examples('lab fault pause replica3', 'lab status   # replica3: running (paused), not answering', 'lab fault heal replica3'))
@@ -18,7 +18,7 @@ export function faultCommand(): Command {
       const { faultPause } = await import('../commands/fault.js');
       const result = await faultPause(globalsOf(command), name);
       if (options.json) return printJson(result);
-      printLine(`${name} paused: SIGSTOP to postmaster ${result.pid} and its children (${result.processes} processes); \`lab fault heal ${name}\` resumes it`);
+      printLine(`${name} paused: ${result.how} (${result.processes} processes); \`lab fault heal ${name}\` resumes it`);
     });
   fault
     .command('lag')

@@ -22,7 +22,7 @@ export function masterCommand(): Command {
     .option('--image <image>', 'with --runtime docker: the nodes\' image (env LAB_IMAGE, default pglab/postgres:<major of --pg>-local, else 15-local, built by scripts/build-image.sh when missing)')
     .option('--auth <method>', 'a new lab\'s authentication: scram (a generated password in <lab-dir>/pgpass) or trust (the seed\'s, any local user is superuser); default scram')
     .option('--tls <mode>', 'a new lab\'s TLS: on (the lab\'s own CA), required (hostssl only) or off; default on')
-    .option('--hosts', 'a new lab whose every node runs on a host of its own: a network namespace with its own address in 10.213.N.0/24 (root, process runtime; needed by `lab fault partition|loss`)')
+    .option('--hosts', 'a new lab whose every node runs on a host of its own: a network namespace with its own address in 10.213.N.0/24 (root; a docker node\'s container joins it; needed by `lab fault partition|loss|delay`)')
     .option('--json', 'print the result as JSON')
     .option('-v, --verbose', 'show initdb\'s output')
     .addHelpText('after', examples(

@@ -11,7 +11,7 @@ import { pgpassPath, removeLabAccessFiles, tlsPaths } from '../lab/access.js';
 import { logDir, nodeLogFile, type GlobalOptions } from '../lab/context.js';
 import { inspectDatadir, removeDatadir, type DatadirCondition } from '../lab/datadir.js';
 import { allBalancerFiles, balancerDir } from '../lab/lab-dir.js';
-import { faultsOf, resumeNode } from '../lab/faults.js';
+import { faultsOf } from '../lab/faults.js';
 import { checkRuntime, readState, refuseWhileBuilding, runtimeOf, statePath, updateState, withLock, type NodeRecord } from '../lab/state.js';
 import { removeBalancerFiles, stopBalancerProcess } from '../lab/balancer-process.js';
 import { inspectBindir } from '../postgres/installation.js';
@@ -95,7 +95,7 @@ export async function destroyLab(global: GlobalOptions, options: { yes?: boolean
   const nodes = [...state.nodes].sort((a, b) => (a.role === b.role ? 0 : a.role === 'replica' ? -1 : 1));
   const docker = runtimeOf(state) === 'docker';
   // A node paused by `lab fault pause` (or maybe paused: recorded `applying`) is resumed before it is
-  // stopped, else pg_ctl stop waits on a postmaster that cannot run.
+  // stopped, else pg_ctl stop waits on a postmaster that cannot run (and a frozen container cannot stop).
   const paused = new Set(faultsOf(state).filter((fault) => fault.kind === 'pause').map((fault) => fault.node));
   // A partitioned node is let out first: a primary's walsenders would otherwise wait on a standby that
   // cannot answer (wal_sender_timeout) before it shuts down.
@@ -126,7 +126,7 @@ export async function destroyLab(global: GlobalOptions, options: { yes?: boolean
       try {
         if (!docker && !(await isOurs(node))) return;
         if (!(await runtime.livePid(node))) return;
-        if (!docker && paused.has(node.name)) await resumeNode(node);
+        if (paused.has(node.name)) await runtime.resume(node);
       } catch (error) {
         result.problems.push(`${node.name}: ${messageOf(error)}`);
         keptNodes.add(node.name);

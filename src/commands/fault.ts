@@ -1,16 +1,16 @@
 // `lab fault pause|lag|list|heal` (issue 17, the faults that work on every lab). A fault is recorded in
 // lab.json (phase `applying`) before it is applied, then marked `applied`: a CLI killed in between leaves a
 // record that heal and destroy treat as possibly applied, never a paused node nobody knows about.
-//   pause: SIGSTOP the node's postmaster, then its children (heal: SIGCONT children, then postmaster).
+//   pause: SIGSTOP the node's postmaster, then its children (heal: SIGCONT children, then postmaster);
+//          on the docker runtime `docker pause` of the node's container (heal: `docker unpause`).
 //   lag:   pg_wal_replay_pause() on a standby: WAL is received, not replayed (heal: pg_wal_replay_resume()).
 //   partition, loss: iptables DROP rules in the node's namespace (a lab made with --hosts, src/lab/hosts.ts).
 //   delay: needs a relay of pglab's own (no netem here): refused in one line, not done yet.
 import { LabError, messageOf } from '../common/errors.js';
 import { openLab, type GlobalOptions, type LabContext } from '../lab/context.js';
-import { faultsOf, continueNodeProcesses, resumeNode, stopNodeProcesses } from '../lab/faults.js';
-import { requireBuilt, requireNode, runtimeOf, updateState, type FaultKind, type FaultRecord, type LabState, type NodeRecord } from '../lab/state.js';
+import { faultsOf } from '../lab/faults.js';
+import { requireBuilt, requireNode, updateState, type FaultKind, type FaultRecord, type LabState, type NodeRecord } from '../lab/state.js';
 import { queryRows } from '../postgres/client.js';
-import { livePostmasterPid } from '../postgres/server.js';
 import { runtimeFor } from '../runtime/node-runtime.js';
 import type { NodeHost } from '../lab/address.js';
 import { applyDelay, applyNetworkFault, netnsExists, removeDelay, removeNetworkFault, subnetOf, type NetworkFault } from '../lab/hosts.js';
@@ -24,9 +24,10 @@ export interface FaultResult {
   /** partition: the peers cut off (addresses); loss: the percentage dropped each way. */
   peers?: string[];
   percent?: number;
-  /** pause: the postmaster stopped, and how many processes (it and its children). */
+  /** pause: the postmaster stopped, how many processes (it and its children), and how (SIGSTOP, docker pause). */
   pid?: number;
   processes?: number;
+  how?: string;
 }
 
 export interface HealResult {
@@ -81,23 +82,19 @@ async function forgetFault(context: LabContext, name: string, kind: FaultKind): 
 
 export async function faultPause(global: GlobalOptions, name: string): Promise<FaultResult> {
   const context = await openLab(global);
-  if (runtimeOf(context.state) !== 'process') {
-    throw new LabError('USAGE', `lab fault pause works on the process runtime only for now (docker pause of a node's container is not done yet)`);
-  }
   requireNode(context.state, name);
   refuseTwice(context.state, name, 'pause');
-  const { node } = await runningNode(context, name);
-  // The pid proved the node's own: a postgres whose -D is this data dir (livePostmasterPid).
-  const pid = await livePostmasterPid(node.datadir);
-  if (!pid) throw new LabError('STATE', `Node "${name}" is not running: start it first (\`lab node start ${name}\`)`);
+  // The pid proved the node's own: a postgres whose -D is this data dir, or its container's PID 1.
+  const { node, pid } = await runningNode(context, name);
+  const runtime = runtimeFor(context);
   await recordFault(context, { node: name, kind: 'pause', phase: 'applying', since: new Date().toISOString(), pid });
   try {
-    const { stopped } = await stopNodeProcesses(pid);
+    const { processes, how } = await runtime.pause(node, pid);
     await setPhase(context, name, 'pause', 'applied');
-    return { node: name, kind: 'pause', pid, processes: stopped };
+    return { node: name, kind: 'pause', pid, processes, how };
   } catch (error) {
     // Nothing half-applied: resume what was stopped, forget the record.
-    await continueNodeProcesses(pid).catch(() => undefined);
+    await runtime.resume(node).catch(() => undefined);
     await forgetFault(context, name, 'pause');
     throw new LabError('COMMAND_FAILED', `Could not pause "${name}": ${messageOf(error)}; it was resumed`);
   }
@@ -145,8 +142,7 @@ async function healOne(context: LabContext, fault: FaultRecord): Promise<string>
     return (await removeNetworkFault(node.host.netns, fault.kind)) ? `iptables rules removed in ${node.host.netns}` : `no rules left in ${node.host.netns}: nothing to remove`;
   }
   if (fault.kind === 'pause') {
-    const pid = await resumeNode(node);
-    return pid ? `resumed (SIGCONT) postmaster ${pid} and its children` : 'not running: nothing to resume';
+    return (await runtimeFor(context).resume(node)) ?? 'not running: nothing to resume';
   }
   if (!(await runtimeFor(context).livePid(node))) return 'not running: replay resumes when it starts';
   try {
@@ -267,7 +263,8 @@ export async function faultDelay(global: GlobalOptions, name: string, delayText:
   const context = await openLab(global);
   const node = await hostedNode(context, name, 'delay');
   refuseTwice(context.state, name, 'delay');
-  const uid = context.runAs?.uid;
+  // The servers' OS user (the host's postgres user, or the image's in containers): only its connections are redirected.
+  const uid = (await runtimeFor(context).dataOwner())?.uid;
   if (uid === undefined) throw new LabError('ENVIRONMENT', 'lab fault delay needs the servers to run as their own OS user (run lab as root)');
   const peers = context.state.nodes.filter((n) => n.name !== name && n.host).map((n) => ({ address: n.host!.address, port: n.port }));
   await recordFault(context, { node: name, kind: 'delay', phase: 'applying', since: new Date().toISOString(), delayMs, ...(jitterMs ? { jitterMs } : {}) });

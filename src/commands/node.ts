@@ -31,7 +31,7 @@ export async function nodeAction(global: GlobalOptions, name: string, action: No
       requireNode(state, name).expected = expected;
     });
   // A paused node cannot stop (pg_ctl would wait forever) and a killed one would leave its children stopped.
-  if (action !== 'start') await releaseFaults(context.labDir, context.state, node);
+  if (action !== 'start') await releaseFaults(context.labDir, context.state, node, nodes);
   const running = await nodes.livePid(node);
 
   switch (action) {

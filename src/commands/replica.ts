@@ -107,7 +107,7 @@ export async function replicaAdd(global: GlobalOptions, nameArg: string, datadir
     // The seed killed whatever ran on PGDATA; we only stop our own node.
     if (existing) {
       reporter.step(`stopping ${name} before rebuilding it`);
-      await releaseFaults(context.labDir, state, existing);
+      await releaseFaults(context.labDir, state, existing, nodes);
       await nodes.stop(node, 'immediate');
       await dropOldSlot(context, existing, primary.name);
     }
@@ -196,7 +196,7 @@ export async function replicaRemove(global: GlobalOptions, nameArg: string): Pro
   if (!node) throw new LabError('NOT_FOUND', `No node "${name}" in this lab`);
   if (node.role === 'primary') throw new LabError('STATE', `Node "${name}" is the lab's primary: promote another node first, or \`lab destroy --yes\` the whole lab`);
   refuseWhileBuilding(node);
-  await releaseFaults(context.labDir, state, node);
+  await releaseFaults(context.labDir, state, node, nodes);
   if (await nodes.livePid(node)) await nodes.stop(node, 'fast');
   if (node.host) await removeNodeHost(node.host);
   const slot = slotName(name);

@@ -1,10 +1,11 @@
 // The process side of `lab fault pause`: SIGSTOP / SIGCONT every process of a node (its postmaster, proved
-// the node's own by livePostmasterPid, and the postmaster's children from /proc), and what every command
-// that stops or removes a node does first: resume a node that is (or may be) paused, else pg_ctl stop
-// waits forever on a server that cannot run, and forget the node's faults (a restarted server replays).
+// the node's own by livePostmasterPid, and the postmaster's children from /proc; the docker runtime pauses
+// the node's container instead), and what every command that stops or removes a node does first: resume a
+// node that is (or may be) paused through its runtime, else a stop waits forever on a server that cannot
+// run, and forget the node's faults (a restarted server replays).
 import { setTimeout as delay } from 'node:timers/promises';
 import { childrenOf, procStat } from '../common/processes.js';
-import { livePostmasterPid } from '../postgres/server.js';
+import type { NodeRuntime } from '../runtime/node-runtime.js';
 import { removeDelay, removeNetworkFault } from './hosts.js';
 import { updateState, type FaultRecord, type LabState, type NodeRecord } from './state.js';
 
@@ -50,13 +51,6 @@ export async function continueNodeProcesses(postmaster: number): Promise<number>
   return children.length + 1;
 }
 
-/** The postmaster of this node's data dir, proved from /proc (process runtime), resumed; undefined when none runs. */
-export async function resumeNode(node: Pick<NodeRecord, 'datadir'>): Promise<number | undefined> {
-  const pid = await livePostmasterPid(node.datadir);
-  if (pid) await continueNodeProcesses(pid);
-  return pid;
-}
-
 export function faultsOf(state: LabState, node?: string): FaultRecord[] {
   return (state.faults ?? []).filter((fault) => node === undefined || fault.node === node);
 }
@@ -65,10 +59,10 @@ export function faultsOf(state: LabState, node?: string): FaultRecord[] {
  * Before a node is stopped, killed, rebuilt or removed: a pause recorded on it (applied or maybe applied)
  * is undone, and the node's faults are forgotten (a server that restarts replays WAL again).
  */
-export async function releaseFaults(labDir: string, state: LabState, node: NodeRecord): Promise<void> {
+export async function releaseFaults(labDir: string, state: LabState, node: NodeRecord, runtime: Pick<NodeRuntime, 'resume'>): Promise<void> {
   const faults = faultsOf(state, node.name);
   if (faults.length === 0) return;
-  if (faults.some((fault) => fault.kind === 'pause')) await resumeNode(node);
+  if (faults.some((fault) => fault.kind === 'pause')) await runtime.resume(node);
   for (const fault of faults) {
     if ((fault.kind === 'partition' || fault.kind === 'loss') && node.host) await removeNetworkFault(node.host.netns, fault.kind);
     if (fault.kind === 'delay' && node.host) await removeDelay(node.host.netns);

@@ -7,7 +7,7 @@
 // The network faults live in the node's namespace as iptables rules in chains of pglab's own (PGL-*):
 // they touch only that node and vanish with its namespace; the host's iptables is never changed.
 import { spawn } from 'node:child_process';
-import { readdir } from 'node:fs/promises';
+import { readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { execa } from 'execa';
 import { packageRoot } from '../common/package-root.js';
@@ -47,11 +47,15 @@ async function ip(args: string[], what: string): Promise<string> {
   }
 }
 
-/** --hosts refused in one line where namespaces cannot be made: not root, no `ip`, no iptables. */
+/**
+ * --hosts refused in one line where namespaces cannot be made: not root, no `ip`, no iptables, and for
+ * processes no setpriv (the docker runtime's servers run as the image's user without it).
+ */
 export async function checkCanMakeHosts(runtime: string): Promise<void> {
-  if (runtime !== 'process') throw new LabError('USAGE', `--hosts works on the process runtime only (docker containers joining a node's namespace is not done yet)`);
   if (process.geteuid?.() !== 0) throw new LabError('ENVIRONMENT', '--hosts needs root (it makes network namespaces, veth links and a bridge): run lab as root, or drop --hosts');
-  for (const [tool, args] of [['ip', ['-V']], ['iptables', ['-V']], ['setpriv', ['--version']]] as const) {
+  const tools: [string, string[]][] = [['ip', ['-V']], ['iptables', ['-V']]];
+  if (runtime === 'process') tools.push(['setpriv', ['--version']]);
+  for (const [tool, args] of tools) {
     try {
       await execa(tool, [...args], { timeout: 10_000 });
     } catch {
@@ -102,16 +106,34 @@ export async function ensureBridge(hosts: LabHosts): Promise<void> {
   await ip(['link', 'set', hosts.bridge, 'up'], `bringing ${hosts.bridge} up`);
 }
 
-/** The node's namespace, veth, address and route, made (again) unless they are all there. */
-export async function ensureNodeHost(hosts: LabHosts, host: NodeHost): Promise<void> {
+/**
+ * The node's namespace, veth, address and route, made (again) unless they are all there. With `pid` (a
+ * node's container, started with no network) the namespace is that process's, named as the node's
+ * (`ip netns attach`); a name holding another one (the container's before a restart: each start of a
+ * container gets a new namespace) is removed first, with its veth.
+ */
+export async function ensureNodeHost(hosts: LabHosts, host: NodeHost, pid?: number): Promise<void> {
   await ensureBridge(hosts);
   if ((await netnsNames()).includes(host.netns)) {
-    const inside = await ip(['-n', host.netns, '-o', 'addr', 'show', 'dev', 'eth0'], `reading ${host.netns}`).catch(() => '');
+    const inside = (await namesNetnsOf(host.netns, pid)) ? await ip(['-n', host.netns, '-o', 'addr', 'show', 'dev', 'eth0'], `reading ${host.netns}`).catch(() => '') : '';
     if (inside.includes(` ${host.address}/24`) && (await linkNames()).includes(host.veth)) return;
     await removeNodeHost(host);
   }
   if ((await linkNames()).includes(host.veth)) await deleteGone(['link', 'del', host.veth], `removing a leftover ${host.veth}`);
-  await ip(['netns', 'add', host.netns], `making namespace ${host.netns}`);
+  if (pid === undefined) await ip(['netns', 'add', host.netns], `making namespace ${host.netns}`);
+  else await ip(['netns', 'attach', host.netns, String(pid)], `naming the namespace of process ${pid} ${host.netns}`);
+  await linkNodeHost(hosts, host);
+}
+
+/** Whether the named namespace is the one process `pid` runs in (always, without a pid: a namespace of its own). */
+async function namesNetnsOf(netns: string, pid: number | undefined): Promise<boolean> {
+  if (pid === undefined) return true;
+  const [named, of] = await Promise.all([stat(path.join('/run/netns', netns)), stat(`/proc/${pid}/ns/net`)]).catch(() => []);
+  return Boolean(named && of && named.ino === of.ino && named.dev === of.dev);
+}
+
+/** The veth (its end in the namespace named eth0), the node's address, lo and eth0 up, the default route, the host end on the bridge. */
+async function linkNodeHost(hosts: LabHosts, host: NodeHost): Promise<void> {
   await ip(['link', 'add', host.veth, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', host.netns], `making veth ${host.veth}`);
   await ip(['-n', host.netns, 'addr', 'add', `${host.address}/24`, 'dev', 'eth0'], `addressing ${host.netns}`);
   await ip(['-n', host.netns, 'link', 'set', 'lo', 'up'], `bringing lo up in ${host.netns}`);

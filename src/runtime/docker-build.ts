@@ -24,9 +24,9 @@ export async function buildMasterDatadir(spec: DockerBuildSpec): Promise<void> {
 }
 
 /**
- * A base backup from 127.0.0.1:upstream.port + the lab's configuration + the standby files: the image's
- * pg_basebackup in a one-off container, or pglab's own copy on the host (the data dirs are bind-mounted
- * at the same paths), run as the image's postgres uid.
+ * A base backup from the upstream at upstream.host (127.0.0.1, or its address with --hosts) + the lab's
+ * configuration + the standby files: the image's pg_basebackup in a one-off container, or pglab's own
+ * copy on the host (the data dirs are bind-mounted at the same paths), run as the image's postgres uid.
  */
 export async function buildReplicaDatadir(spec: DockerBuildSpec, upstream: CloneUpstream, reporter: Reporter, onLine?: (line: string) => void): Promise<{ output: string; bytes?: number }> {
   await giveTo(spec.datadir, spec.user);
@@ -34,11 +34,11 @@ export async function buildReplicaDatadir(spec: DockerBuildSpec, upstream: Clone
   let bytes: number | undefined;
   if (upstream.method === 'pglab') {
     ({ bytes } = await ownBaseBackup({
-      conn: { port: upstream.port, user: spec.dbUser }, major: spec.major, sourceDatadir: upstream.datadir, targetDatadir: spec.datadir,
+      conn: { host: upstream.host, port: upstream.port, user: spec.dbUser }, major: spec.major, sourceDatadir: upstream.datadir, targetDatadir: spec.datadir,
       owner: spec.user, label: `pglab ${spec.name}`, reporter,
     }));
   } else {
-    ({ output } = await basebackupInContainer(spec, upstream.port, { onLine, slot: upstream.slot }));
+    ({ output } = await basebackupInContainer(spec, upstream, { onLine, slot: upstream.slot }));
   }
   await removeCopiedLeftovers(spec.datadir);
   await writeNodeConfig(filesSpec(spec));

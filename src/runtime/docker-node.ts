@@ -1,8 +1,9 @@
 // One lab node as a container (issue 6): the same data dir path as the process runtime, bind-mounted at
-// the same path; host networking, the server on 127.0.0.1:<port>; the image's postgres user owns the
-// data. Built by initdb or pg_basebackup in one-off containers; started, stopped, killed and inspected
-// through the engine. Containers are found by their labels (pglab.lab, pglab.node, pglab.role).
-import { rm } from 'node:fs/promises';
+// the same path; host networking, the server on 127.0.0.1:<port> (with --hosts: no network of the
+// engine's, the container's namespace linked as the node's host, the server on its address); the image's
+// postgres user owns the data. Built by initdb or pg_basebackup in one-off containers; started, stopped,
+// killed and inspected through the engine. Containers are found by their labels (pglab.lab, pglab.node, pglab.role).
+import { readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { LabError } from '../common/errors.js';
 import { pollUntil } from '../common/poll.js';
@@ -21,6 +22,9 @@ import { ensureImage } from './docker-image.js';
 import { containerLogs, logsTail } from './docker-logs.js';
 import { runOneOff } from './docker-one-off.js';
 import { loadTestcontainers } from './testcontainers.js';
+import { LOOPBACK, type NodeHost } from '../lab/address.js';
+import { ensureNodeHost } from '../lab/hosts.js';
+import type { LabHosts } from '../lab/state.js';
 
 export interface DockerNodeRef {
   labId: string;
@@ -42,6 +46,11 @@ export interface DockerNodeSpec extends DockerNodeRef {
    * its dir is bind-mounted at the same path and the server's output goes there instead of `docker logs`.
    */
   logFile?: string;
+  /**
+   * A lab made with --hosts: the node's host (namespace, veth, address) on the lab's bridge. The container
+   * starts with no network; its namespace is then named and linked as the node's (ensureNodeHost).
+   */
+  host?: { lab: LabHosts; node: NodeHost };
 }
 
 export interface DockerNodeStatus {
@@ -133,10 +142,13 @@ function passwordEnv(spec: Pick<DockerNodeSpec, 'password'>): Record<string, str
   return spec.password === undefined ? {} : { PGPASSWORD: spec.password };
 }
 
-/** pg_basebackup from the master at 127.0.0.1:upstreamPort into the data dir, in a one-off container on the host network. */
+/**
+ * pg_basebackup from the upstream at its address (127.0.0.1, or its host's with --hosts: the host network
+ * reaches the lab's bridge) into the data dir, in a one-off container on the host network.
+ */
 export async function basebackupInContainer(
   spec: DockerNodeSpec,
-  upstreamPort: number,
+  upstream: { host: string; port: number },
   options: { timeoutMs?: number; onLine?: (line: string) => void; slot?: string } = {},
 ): Promise<{ elapsedMs: number; output: string }> {
   return runOneOff({
@@ -144,7 +156,7 @@ export async function basebackupInContainer(
     name: containerName(spec.labId, spec.name, 'basebackup'),
     labels: labLabels(spec.labId, spec.name, 'basebackup'),
     user: userOf(spec),
-    command: ['pg_basebackup', '-h', '127.0.0.1', '-p', String(upstreamPort), '-U', spec.dbUser, '-D', spec.datadir, '-X', 'stream', ...(options.slot ? ['-S', options.slot] : []), '--checkpoint=fast', '--progress', '--verbose'],
+    command: ['pg_basebackup', '-h', upstream.host, '-p', String(upstream.port), '-U', spec.dbUser, '-D', spec.datadir, '-X', 'stream', ...(options.slot ? ['-S', options.slot] : []), '--checkpoint=fast', '--progress', '--verbose'],
     binds: [spec.datadir],
     env: passwordEnv(spec),
     timeoutMs: options.timeoutMs ?? 30 * 60_000,
@@ -154,7 +166,7 @@ export async function basebackupInContainer(
 }
 
 /**
- * pg_rewind from the primary at 127.0.0.1:sourcePort, in a one-off container on the host network.
+ * pg_rewind from the primary at sourceHost (default 127.0.0.1):sourcePort, in a one-off container on the host network.
  * The node's server container must not run. Its postmaster.pid, after a docker kill, names a pid of the
  * dead container's pid namespace (often 1, which in the one-off container is pg_rewind itself): the
  * single-user crash recovery pg_rewind runs would refuse it, so it goes first.
@@ -162,11 +174,11 @@ export async function basebackupInContainer(
 export async function rewindInContainer(
   spec: DockerNodeSpec,
   sourcePort: number,
-  options: { timeoutMs?: number; onLine?: (line: string) => void } = {},
+  options: { timeoutMs?: number; onLine?: (line: string) => void; sourceHost?: string } = {},
 ): Promise<{ elapsedMs: number; output: string }> {
   const current = await serverContainer(spec);
-  if (current?.state === 'running') {
-    throw new LabError('CONFLICT', `Container ${current.name} of node "${spec.name}" is running: stop it first (\`lab node stop ${spec.name}\`), pg_rewind needs it shut down`);
+  if (current?.state === 'running' || current?.state === 'paused') {
+    throw new LabError('CONFLICT', `Container ${current.name} of node "${spec.name}" is ${current.state}: stop it first (\`lab node stop ${spec.name}\`), pg_rewind needs it shut down`);
   }
   await rm(path.join(spec.datadir, 'postmaster.pid'), { force: true });
   return runOneOff({
@@ -174,7 +186,7 @@ export async function rewindInContainer(
     name: containerName(spec.labId, spec.name, 'rewind'),
     labels: labLabels(spec.labId, spec.name, 'rewind'),
     user: userOf(spec),
-    command: ['pg_rewind', ...pgRewindArgs(spec.datadir, sourcePort, spec.dbUser)],
+    command: ['pg_rewind', ...pgRewindArgs(spec.datadir, sourcePort, spec.dbUser, options.sourceHost)],
     binds: [spec.datadir],
     env: passwordEnv(spec),
     timeoutMs: options.timeoutMs ?? 30 * 60_000,
@@ -189,21 +201,25 @@ async function serverContainer(ref: DockerNodeRef): Promise<LabContainer | undef
 }
 
 /**
- * Start the node's server container and wait until it accepts connections on 127.0.0.1:port.
+ * Start the node's server container and wait until it accepts connections on 127.0.0.1:port (host
+ * network), or with --hosts on its address in its own namespace: the container starts with no network
+ * and the server listens on the node's address before it exists there (ip_nonlocal_bind, set in the
+ * container's namespace only); the namespace is then named and linked as the node's (ensureNodeHost).
  * A container left from an earlier run (stopped or crashed) is replaced, so the command line is current.
  */
 export async function startNodeContainer(spec: DockerNodeSpec, timeoutMs = 60_000): Promise<{ containerId: string; pid: number; elapsedMs: number }> {
   const started = Date.now();
   const engine = await dockerEngine();
   const current = await serverContainer(spec);
-  if (current?.state === 'running') {
-    throw new LabError('CONFLICT', `Container ${current.name} of node "${spec.name}" is already running: stop it first`);
+  if (current?.state === 'running' || current?.state === 'paused') {
+    throw new LabError('CONFLICT', `Container ${current.name} of node "${spec.name}" is already ${current.state}: stop it first`);
   }
   if (current) await removeContainers([current]);
   await ensureImage(spec.image);
   await assertPortFree(spec.port, `node "${spec.name}"`);
   const { GenericContainer } = loadTestcontainers();
-  const args = ['-D', spec.datadir, '-p', String(spec.port), '-c', 'listen_addresses=127.0.0.1', '-c', `cluster_name=${spec.name}`];
+  const address = spec.host?.node.address ?? LOOPBACK;
+  const args = ['-D', spec.datadir, '-p', String(spec.port), '-c', `listen_addresses=${address}`, '-c', `cluster_name=${spec.name}`];
   const mounts = [{ source: spec.datadir, target: spec.datadir, mode: 'rw' as const }];
   let entrypoint = ['postgres'];
   if (spec.logFile) {
@@ -212,10 +228,12 @@ export async function startNodeContainer(spec: DockerNodeSpec, timeoutMs = 60_00
     // exec: postgres stays PID 1, so docker stop/kill signal the postmaster itself.
     entrypoint = ['/bin/sh', '-c', 'exec postgres "$@" >>"$PGLAB_LOG_FILE" 2>&1', 'postgres'];
   }
-  const container = await new GenericContainer(spec.image)
+  const builder = new GenericContainer(spec.image);
+  if (spec.host) withSysctls(builder, { 'net.ipv4.ip_nonlocal_bind': '1' });
+  const container = await builder
     .withName(containerName(spec.labId, spec.name, 'server'))
     .withLabels(labLabels(spec.labId, spec.name, 'server'))
-    .withNetworkMode('host')
+    .withNetworkMode(spec.host ? 'none' : 'host')
     .withUser(userOf(spec))
     .withEntrypoint(entrypoint)
     .withCommand(args)
@@ -228,12 +246,22 @@ export async function startNodeContainer(spec: DockerNodeSpec, timeoutMs = 60_00
   const name = containerName(spec.labId, spec.name, 'server');
   const output = async () =>
     spec.logFile ? logTail(spec.logFile) : logsTail(await containerLogs(engine, containerId, 20), 20, `container ${name}`);
+  if (spec.host) {
+    try {
+      const info = await docker.inspect();
+      // One that exited at once has no namespace to join: the wait below says why it exited.
+      if (info.State.Running) await ensureNodeHost(spec.host.lab, spec.host.node, await localPid(containerId, info.State.Pid));
+    } catch (error) {
+      await docker.remove({ force: true }).catch(() => undefined); // no node left running without its host
+      throw error;
+    }
+  }
   const outcome = await pollUntil(
     async () => {
       const info = await docker.inspect();
       if (!info.State.Running) return { exited: info.State.ExitCode };
       // The same-path bind mount makes data_directory identify our server, not whoever took the port meanwhile.
-      const datadir = await withClient({ port: spec.port, user: spec.dbUser, connectTimeoutMs: 2000 }, async (client) =>
+      const datadir = await withClient({ host: address, port: spec.port, user: spec.dbUser, connectTimeoutMs: 2000 }, async (client) =>
         String((await client.query<{ d: string }>("SELECT current_setting('data_directory') AS d")).rows[0]?.d));
       if (datadir !== spec.datadir) throw new Error(`port ${spec.port} answers for ${datadir}, not ${spec.datadir}`);
       return { pid: info.State.Pid };
@@ -241,7 +269,7 @@ export async function startNodeContainer(spec: DockerNodeSpec, timeoutMs = 60_00
     {
       timeoutMs,
       intervalMs: 100,
-      what: `${spec.name} (container ${name}) to accept connections on port ${spec.port}`,
+      what: `${spec.name} (container ${name}) to accept connections on ${address}:${spec.port}`,
       detail: output,
     },
   );
@@ -251,6 +279,25 @@ export async function startNodeContainer(spec: DockerNodeSpec, timeoutMs = 60_00
     });
   }
   return { containerId, pid: outcome.pid, elapsedMs: Date.now() - started };
+}
+
+/** testcontainers 11 has no withSysctls: the engine's HostConfig.Sysctls, set on the builder's own host config. */
+function withSysctls(builder: object, sysctls: Record<string, string>): void {
+  const hostConfig = (builder as { hostConfig?: { Sysctls?: Record<string, string> } }).hostConfig;
+  if (!hostConfig) throw new Error('this testcontainers keeps no hostConfig: --hosts on the docker runtime needs testcontainers 11');
+  hostConfig.Sysctls = { ...hostConfig.Sysctls, ...sysctls };
+}
+
+/**
+ * The container's PID 1 as this machine sees it, checked to be that container's (its cgroup names the
+ * container): a remote engine's pid would name another process here, whose namespace must not be touched.
+ */
+async function localPid(containerId: string, pid: number): Promise<number> {
+  const cgroup = await readFile(`/proc/${pid}/cgroup`, 'utf8').catch(() => '');
+  if (!cgroup.includes(containerId)) {
+    throw new LabError('ENVIRONMENT', `--hosts on the docker runtime needs the engine on this machine: container ${containerId.slice(0, 12)}'s pid ${pid} is not one of this machine's processes (see DOCKER_HOST)`);
+  }
+  return pid;
 }
 
 /** The file the server appends to, created beforehand for the image's postgres user (who cannot create it in the log dir). */
@@ -270,7 +317,9 @@ const STOP_SIGNALS: Record<StopMode, string> = { smart: 'SIGTERM', fast: 'SIGINT
  */
 export async function stopNodeContainer(ref: DockerNodeRef, timeoutMs = 60_000, mode: StopMode = 'fast'): Promise<void> {
   const container = await serverContainer(ref);
-  if (!container || container.state !== 'running') return;
+  if (!container || (container.state !== 'running' && container.state !== 'paused')) return;
+  // A paused (frozen) server cannot shut down: thawed first (lab fault pause, or a pause by hand).
+  if (container.state === 'paused') await unpauseNodeContainer(ref);
   const engine = await dockerEngine();
   if (mode !== 'fast') {
     const docker = engine.container.dockerode.getContainer(container.id);
@@ -285,6 +334,31 @@ export async function stopNodeContainer(ref: DockerNodeRef, timeoutMs = 60_000, 
   } catch (error) {
     if ((error as { statusCode?: number }).statusCode !== 304) throw error; // 304: already stopped
   }
+}
+
+/**
+ * `docker pause`: the engine freezes every process of the node's container (cgroup freezer), so the node
+ * accepts TCP connections (the kernel's backlog) but answers nothing, as SIGSTOP does for processes.
+ */
+export async function pauseNodeContainer(ref: DockerNodeRef): Promise<{ container: string }> {
+  const container = await serverContainer(ref);
+  if (!container || container.state !== 'running') {
+    throw new LabError('STATE', `${ref.name} is not running (its container is ${container ? container.state : 'missing'})`);
+  }
+  const engine = await dockerEngine();
+  await engine.container.dockerode.getContainer(container.id).pause();
+  return { container: container.name };
+}
+
+/** `docker unpause` of the node's container when it is paused; its name, or undefined when it was not paused. */
+export async function unpauseNodeContainer(ref: DockerNodeRef): Promise<string | undefined> {
+  const container = await serverContainer(ref);
+  if (!container) return undefined;
+  const engine = await dockerEngine();
+  const docker = engine.container.dockerode.getContainer(container.id);
+  if (!(await docker.inspect()).State.Paused) return undefined;
+  await docker.unpause();
+  return container.name;
 }
 
 /** `docker kill` (SIGKILL to the postmaster, PID 1 of the container), as seed 004 does. */

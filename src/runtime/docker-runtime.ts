@@ -5,9 +5,11 @@ import { labPassword } from '../lab/access.js';
 import { nodeLogFile } from '../lab/context.js';
 import { nodeFilesSpec } from '../lab/node-files.js';
 import { logTail } from '../postgres/server.js';
+import { removeNodeHost } from '../lab/hosts.js';
 import { buildMasterDatadir, buildReplicaDatadir, type DockerBuildSpec } from './docker-build.js';
 import { defaultImage } from './docker-image.js';
-import { imagePostgresUser, killNodeContainer, nodeContainerStatus, rewindInContainer, startNodeContainer, stopNodeContainer } from './docker-node.js';
+import { childrenOf } from '../common/processes.js';
+import { imagePostgresUser, killNodeContainer, nodeContainerStatus, pauseNodeContainer, rewindInContainer, startNodeContainer, stopNodeContainer, unpauseNodeContainer } from './docker-node.js';
 import type { NodeRuntime, RuntimeContext, RuntimeNode } from './node-runtime.js';
 import { reportBackupLine } from './process-runtime.js';
 
@@ -19,9 +21,16 @@ export function dockerRuntime(context: RuntimeContext): NodeRuntime {
     const user = await imagePostgresUser(image, state.labId);
     return {
       labId: state.labId, name: node.name, port: node.port, datadir: node.datadir, image,
+      ...(node.host && state.hosts ? { host: { lab: state.hosts, node: node.host } } : {}),
       user, dbUser: state.dbUser, major: state.pg.major, password: await labPassword(labDir, state),
       logFile: nodeLogFile(labDir, node.name), files: nodeFilesSpec(labDir, state, node, user),
     };
+  };
+
+  // With --hosts, a container's namespace ends with it (a start gets a new one, named and linked again):
+  // its name and veth go at stop and kill, so no fault can be applied to a namespace nobody runs in.
+  const dropHost = async (node: RuntimeNode) => {
+    if (node.host) await removeNodeHost(node.host);
   };
 
   return {
@@ -49,8 +58,25 @@ export function dockerRuntime(context: RuntimeContext): NodeRuntime {
     async start(node, timeoutMs) {
       return (await startNodeContainer(await spec(node), timeoutMs)).pid;
     },
-    stop: (node, mode, timeoutMs) => stopNodeContainer(ref(node), timeoutMs, mode),
-    kill: (node) => killNodeContainer(ref(node)),
+    async stop(node, mode, timeoutMs) {
+      await stopNodeContainer(ref(node), timeoutMs, mode);
+      await dropHost(node);
+    },
+    async kill(node) {
+      const killed = await killNodeContainer(ref(node));
+      await dropHost(node);
+      return killed;
+    },
+    async pause(node, pid) {
+      const { container } = await pauseNodeContainer(ref(node));
+      // The frozen processes, as the host sees them: the postmaster (the container's PID 1) and its children.
+      return { processes: (await childrenOf(pid)).length + 1, how: `docker pause of container ${container} (postmaster ${pid})` };
+    },
+    async resume(node) {
+      const container = await unpauseNodeContainer(ref(node));
+      if (container) return `resumed (docker unpause) container ${container}`;
+      return (await nodeContainerStatus(ref(node), 'stopped')).pid ? 'not paused: nothing to resume' : undefined;
+    },
     async status(node, expected) {
       const { status, pid } = await nodeContainerStatus(ref(node), expected);
       // As for processes: a node the lab expects running that does not run has crashed, whatever stopped it.
@@ -63,8 +89,8 @@ export function dockerRuntime(context: RuntimeContext): NodeRuntime {
     dataOwner: () => imagePostgresUser(image, state.labId),
     // Images laid out like the official postgres ones carry the pg_rewind of their own version.
     rewindMissing: async () => undefined,
-    async rewind(node, sourcePort, reporter) {
-      const { output } = await rewindInContainer(await spec(node), sourcePort, { onLine: (line) => reporter.detail(line) });
+    async rewind(node, sourcePort, reporter, sourceHost) {
+      const { output } = await rewindInContainer(await spec(node), sourcePort, { onLine: (line) => reporter.detail(line), sourceHost });
       return output;
     },
   };

@@ -64,6 +64,13 @@ export interface NodeRuntime {
   stop(node: RuntimeNode, mode?: StopMode, timeoutMs?: number): Promise<void>;
   /** SIGKILL the postmaster (kill -9, or docker kill). */
   kill(node: RuntimeNode): Promise<{ pid: number; killedAtMs: number }>;
+  /**
+   * `lab fault pause`: freeze the running node whose postmaster is `pid` (SIGSTOP of it, then of its
+   * children; docker pause of its container). It accepts TCP connections but answers nothing.
+   */
+  pause(node: RuntimeNode, pid: number): Promise<{ processes: number; how: string }>;
+  /** Undo a pause (or a pause half made); nothing when the node is not paused. What was done, or undefined when nothing runs. */
+  resume(node: RuntimeNode): Promise<string | undefined>;
   /** `expected` tells a crash from a stop when nothing runs. */
   status(node: RuntimeNode, expected: 'running' | 'stopped'): Promise<{ status: ServerStatus; pid?: number }>;
   /** The postmaster's pid when it runs. */

@@ -13,6 +13,7 @@ import { runPg } from '../postgres/run.js';
 import { clearStaleLocks, killServer, livePostmasterPid, logTail, serverStatus, startServer, stopServer, type ServerSpec } from '../postgres/server.js';
 import { nodeAddress } from '../lab/address.js';
 import { ensureNodeHost } from '../lab/hosts.js';
+import { continueNodeProcesses, stopNodeProcesses } from '../lab/faults.js';
 import type { NodeRuntime, ResolvedBackupMethod, RuntimeContext, RuntimeNode } from './node-runtime.js';
 
 export function processRuntime(context: RuntimeContext): NodeRuntime {
@@ -85,6 +86,17 @@ export function processRuntime(context: RuntimeContext): NodeRuntime {
     },
     stop: (node, mode, timeoutMs) => stopServer(spec(node), mode, timeoutMs),
     kill: (node) => killServer(node),
+    async pause(_node, pid) {
+      const { stopped } = await stopNodeProcesses(pid);
+      return { processes: stopped, how: `SIGSTOP to postmaster ${pid} and its children` };
+    },
+    async resume(node) {
+      // The postmaster of this data dir, proved from /proc: its children, then it, get SIGCONT.
+      const pid = await livePostmasterPid(node.datadir);
+      if (!pid) return undefined;
+      await continueNodeProcesses(pid);
+      return `resumed (SIGCONT) postmaster ${pid} and its children`;
+    },
     status: (node, expected) => serverStatus(node.datadir, expected),
     livePid: (node) => livePostmasterPid(node.datadir),
     logTail: (node, lines) => logTail(nodeLogFile(labDir, node.name), lines),

@@ -4,7 +4,7 @@ import { silentReporter } from '../../src/common/reporter.js';
 import { ensureSlot, slotName } from '../../src/postgres/base-backup.js';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { rm } from 'node:fs/promises';
+import { readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { execa } from 'execa';
 import { pollUntil } from '../../src/common/poll.js';
@@ -14,7 +14,7 @@ import type { OsUser } from '../../src/postgres/os-user.js';
 import { buildMasterDatadir, buildReplicaDatadir, type DockerBuildSpec } from '../../src/runtime/docker-build.js';
 import { listLabContainers, removeLabContainers } from '../../src/runtime/docker-lab.js';
 import { imagePostgresUser, startNodeContainer } from '../../src/runtime/docker-node.js';
-import { processesMentioning, repoRoot, tempDir } from './lab.js';
+import { labJson, processesMentioning, repoRoot, tempDir, withTempLab } from './lab.js';
 
 export type DockerReadiness = { image: string; skipReason?: undefined } | { image?: undefined; skipReason: string };
 
@@ -89,4 +89,26 @@ export async function waitStreaming(masterPort: number, name: string): Promise<v
     },
     { timeoutMs: 30_000, intervalMs: 100, what: `${name} to be streaming from the master on port ${masterPort}` },
   );
+}
+
+/**
+ * A lab on the docker runtime driven through the CLI (withTempLab): `lab --runtime docker master start`
+ * with the image and `masterArgs`, then `use(labDir, labId)`; every container labelled with the lab is
+ * removed in finally, and the test fails if destroy (its own, or withTempLab's) left one.
+ */
+export async function withDockerCliLab(image: string, masterArgs: string[], use: (labDir: string, labId: string) => Promise<void>): Promise<void> {
+  let labId: string | undefined;
+  try {
+    await withTempLab(async (labDir) => {
+      await labJson(labDir, '--runtime', 'docker', 'master', 'start', '--image', image, ...masterArgs);
+      labId = (JSON.parse(await readFile(path.join(labDir, 'lab.json'), 'utf8')) as { labId: string }).labId;
+      await use(labDir, labId);
+    });
+  } finally {
+    if (labId) {
+      const left = await listLabContainers(labId);
+      await removeLabContainers(labId);
+      assert.deepEqual(left.map((c) => c.name), [], 'containers left behind by the test');
+    }
+  }
 }

@@ -107,3 +107,9 @@ export async function ensureMajor(major: number): Promise<void> {
   const result = await runLab('/nonexistent-lab', ['versions', 'install', String(major)]);
   assert.equal(result.exitCode, 0, `lab versions install ${major}:\n${result.stderr}\n${result.stdout}`);
 }
+
+/** `mark(what)` prints, as a test diagnostic, how long after this call `what` happened. */
+export function stopwatch(t: { diagnostic(message: string): void }): (what: string) => void {
+  const started = performance.now();
+  return (what) => t.diagnostic(`${what} at ${Math.round(performance.now() - started)} ms`);
+}
