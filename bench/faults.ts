@@ -29,7 +29,7 @@ import { cpus } from 'node:os';
 import { setTimeout as delay } from 'node:timers/promises';
 import { execa } from 'execa';
 import { LAB_CHECK_DEFAULTS } from '../src/balancer/config.js';
-import { startBalancer, stopBalancer } from '../src/commands/balancer.js';
+import { fetchBalancerStats, startBalancer, stopBalancer } from '../src/commands/balancer.js';
 import { faultHeal, faultPartition, faultPause } from '../src/commands/fault.js';
 import { messageOf } from '../src/common/errors.js';
 import { findFreePorts } from '../src/common/ports.js';
@@ -144,7 +144,11 @@ async function oneRun(lab: DemoLab, engine: FaultEngine, fault: Fault, round: nu
   const lb = await startBalancer(global, { ...engineBalancerOptions(engine, name, 'replicas'), listen: `127.0.0.1:${port}`, stats: `127.0.0.1:${statsPort}` });
   pids.add(lb.pid);
   try {
-    await waitBalancerUp(lb, 2, signal, 60_000);
+    // Each server checked once: HAProxy takes the first failed check of a server it never checked as DOWN at once.
+    await waitBalancerUp(lb, 2, signal, 60_000, { checked: true }).catch(async (error: unknown) => {
+      const servers = (await fetchBalancerStats(lb, 1000).catch(() => null))?.servers.map((s) => `${s.name} ${s.status} ${s.checkStatus} ${s.checkMessage}`);
+      throw new Error(`${messageOf(error)}; its servers: ${servers?.join(', ') ?? 'no stats'}`);
+    });
     const replicaPort = lab.replicas.find((r) => r.name === REPLICA)!.port;
     const stop = new AbortController();
     const readerSignal = AbortSignal.any([signal, stop.signal]);
@@ -295,6 +299,8 @@ async function main(): Promise<void> {
     cpus: cpus().length, load_before: loadBefore,
     results: {} as Record<string, unknown>,
     leftovers: left,
+    /** The lab's network: bridge pgl<index>, namespaces pglab-<index>-<node>. */
+    hosts_index: hosts?.index ?? null,
   };
   const haproxies = args.engines.filter((e) => e !== 'builtin');
   for (const fault of args.faults) {
