@@ -123,7 +123,7 @@ interface RunFigures {
 /** What HAProxy cannot express of the built-in's check settings (haproxy-lab runs without them). */
 const HAPROXY_CANNOT = [
   'the sql check (a login and a query: role, replay lag): pgsql-check, answered by any authentication request',
-  `a check's connect bounded by the check timeout: HAProxy's "timeout check" starts once connected, its connect is bounded by min(timeout connect, inter) = ${LAB_CHECK_DEFAULTS.interMs} ms (a ${LAB_CHECK_DEFAULTS.timeoutMs} ms "timeout connect" would also bound every client's connect)`,
+  `a ${LAB_CHECK_DEFAULTS.timeoutMs} ms bound on a whole check: HAProxy's "timeout check" starts once connected, a check's connect is bounded by min(timeout connect, inter) = ${LAB_CHECK_DEFAULTS.interMs} ms (a ${LAB_CHECK_DEFAULTS.timeoutMs} ms "timeout connect" would also bound every client's connect); and HAProxy 2.6.12 was seen waiting 0.9-1.0 s, not ${LAB_CHECK_DEFAULTS.timeoutMs} ms, for a server that accepts and never answers`,
   'a hung new connection DOWN at once: HAProxy waits for fall consecutive failures',
   `sessions of a server cut off closed one check timeout after DOWN ("on-marked-down shutdown-sessions" closes at once, and is not a check knob: not set)`,
   'a client whose server does not answer its startup within 1 s replayed on the next server (the built-in\'s answer timeout)',
