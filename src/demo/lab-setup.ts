@@ -92,10 +92,15 @@ export async function prepareBenchData(lab: DemoLab, scale: number, reporter: Re
   await waitReplicasCaughtUp(lab.masterPort, lab.replicas.length);
 }
 
-/** Until `balancer`'s stats show at least `count` servers UP (a fetch that fails is retried like a no). */
-export async function waitBalancerUp(balancer: StartedBalancer, count: number, signal: AbortSignal, timeoutMs: number): Promise<void> {
+/**
+ * Until `balancer`'s stats show at least `count` servers UP (a fetch that fails is retried like a no).
+ * `checked`: UP after a completed check, not as started (check status INI): HAProxy starts its servers
+ * UP, first checks them up to one `inter` later, and marks a server DOWN at the first failure of that
+ * first check instead of after `fall` failures.
+ */
+export async function waitBalancerUp(balancer: StartedBalancer, count: number, signal: AbortSignal, timeoutMs: number, options: { checked?: boolean } = {}): Promise<void> {
   await pollUntil(async () => {
     const stats = await fetchBalancerStats(balancer, 1000);
-    return stats.servers.filter((s) => s.status === 'UP').length >= count ? true : undefined;
-  }, { timeoutMs, intervalMs: 50, what: `balancer ${balancer.name} to see ${count} server(s) UP`, signal });
+    return stats.servers.filter((s) => s.status === 'UP' && !(options.checked && s.checkStatus === 'INI')).length >= count ? true : undefined;
+  }, { timeoutMs, intervalMs: 50, what: `balancer ${balancer.name} to see ${count} server(s) UP${options.checked ? ' after a check' : ''}`, signal });
 }

@@ -7,24 +7,27 @@
 // errors and what rw did (no promotion in this drill: the partition is healed, as a short outage would
 // be). The same phases run with the built-in balancer and with HAProxy at the seed's settings.
 import { setTimeout as delay } from 'node:timers/promises';
-import { setMaxListeners } from 'node:events';
-import pg from 'pg';
-import { fetchBalancerStats, startBalancer, stopBalancer, type BalancerStartOptions, type StartedBalancer } from '../commands/balancer.js';
+import { startBalancer, stopBalancer, type StartedBalancer } from '../commands/balancer.js';
 import { faultHeal, faultPartition } from '../commands/fault.js';
 import { LAB_CHECK_DEFAULTS } from '../balancer/config.js';
 import { findFreePorts } from '../common/ports.js';
 import { LabError, messageOf } from '../common/errors.js';
 import type { Reporter } from '../common/reporter.js';
 import type { GlobalOptions } from '../lab/context.js';
-import { labClientConfig, queryRows } from '../postgres/client.js';
+import { queryRows } from '../postgres/client.js';
 import type { Report, ReportError, ReportEvent, ReportSeries, ReportTable } from '../report/types.js';
 import { ACKED_TABLE, CREATE_ACKED_TABLE, runAckedWriter, type WriterResult } from './acked-writer.js';
-import { SEED_HAPROXY, type PartitionDrillOptions } from './defaults.js';
+import type { PartitionDrillOptions } from './defaults.js';
 import { alongsideLoad, inDemoLab, publishReport, type DrillOutcome } from './drill-run.js';
 import { buildDemoLab, createDatabase, DEMO_DATABASE, waitReplicasCaughtUp, type DemoLab, waitBalancerUp } from './lab-setup.js';
 import { Narrator, type Print } from './narrator.js';
+import {
+  engineBalancerOptions, engineLabel, FAULT_GOALS, faultWindow, HANG_MS, READ_CONNECT_TIMEOUT_MS, READ_EVERY_MS, READ_QUERY_TIMEOUT_MS,
+  replicaFigures, runSessionReaders, type FaultEngine, type FaultTimes, type FaultWindowOptions, type ReadRequest, type ReplicaFigures,
+} from './fault-runs.js';
 
 export { PARTITION_DEFAULTS, type PartitionDrillOptions } from './defaults.js';
+export { replicaFigures, type ReadRequest, type ReplicaFigures } from './fault-runs.js';
 
 export const PARTITION_ENGINES = ['builtin', 'haproxy'] as const;
 export type PartitionEngine = (typeof PARTITION_ENGINES)[number];
@@ -32,16 +35,8 @@ export type PartitionEngine = (typeof PARTITION_ENGINES)[number];
 /** The replica partitioned in phase 1. */
 const REPLICA = 'replica2';
 const PRIMARY = 'master1';
-// Readers: a query every READ_EVERY_MS on a persistent session; bounded connect and query timeouts.
-const READ_EVERY_MS = 50;
-const READ_CONNECT_TIMEOUT_MS = 3000;
-const READ_QUERY_TIMEOUT_MS = 3000;
 const WRITE_QUERY_TIMEOUT_MS = 3000;
 const WRITE_CONNECT_TIMEOUT_MS = 3000;
-/** A request that took this long or longer counts as a client that hung. */
-const HANG_MS = 200;
-/** How often the drill reads the balancers' stats while a node is partitioned or healing. */
-const POLL_MS = 20;
 
 export function parseEngines(text: string): PartitionEngine[] {
   const list = text === 'both' ? [...PARTITION_ENGINES] : text.split(',').map((e) => e.trim()).filter(Boolean);
@@ -57,104 +52,6 @@ export function checkPartitionOptions(o: PartitionDrillOptions): PartitionEngine
   if (!Number.isInteger(o.readers) || o.readers < 1) throw new LabError('USAGE', `--readers must be 1 or more, got ${o.readers}`);
   if (!Number.isInteger(o.writers) || o.writers < 1) throw new LabError('USAGE', `--writers must be 1 or more, got ${o.writers}`);
   return parseEngines(o.engines);
-}
-
-/** One request of a reader: a connect (startup and `SELECT inet_server_port()`) or a query on the session. */
-export interface ReadRequest {
-  reader: number;
-  /** The reader's session number (a new one after each reconnect). */
-  session: number;
-  kind: 'connect' | 'query';
-  start: number;
-  end: number;
-  /** The server that answered (for a failed connect: 0). */
-  port: number;
-  error: string | null;
-}
-
-/** Readers on persistent sessions: connect, then `SELECT inet_server_port()` every READ_EVERY_MS; reconnect after an error. */
-export async function runSessionReaders(options: { url: string; clients: number; until: number; maxRequests: number }, signal: AbortSignal): Promise<ReadRequest[]> {
-  setMaxListeners(options.clients + 16, signal);
-  const requests: ReadRequest[] = [];
-  const running = () => !signal.aborted && Date.now() < options.until && requests.length < options.maxRequests;
-  const reader = async (id: number) => {
-    let client: pg.Client | null = null;
-    let port = 0;
-    let session = 0;
-    while (running()) {
-      const start = Date.now();
-      const kind = client ? 'query' : 'connect';
-      try {
-        if (!client) {
-          session += 1;
-          const fresh = new pg.Client(labClientConfig({ connectionString: options.url, connectionTimeoutMillis: READ_CONNECT_TIMEOUT_MS, query_timeout: READ_QUERY_TIMEOUT_MS, application_name: 'lab-demo-reader' }));
-          fresh.on('error', () => undefined);
-          client = fresh;
-          await fresh.connect();
-          port = Number((await fresh.query<{ p: number }>('SELECT inet_server_port() AS p')).rows[0]!.p);
-        } else {
-          port = Number((await client.query<{ p: number }>('SELECT inet_server_port() AS p')).rows[0]!.p);
-        }
-        requests.push({ reader: id, session, kind, start, end: Date.now(), port, error: null });
-        await delay(READ_EVERY_MS, undefined, { signal }).catch(() => undefined);
-      } catch (error) {
-        requests.push({ reader: id, session, kind, start, end: Date.now(), port: kind === 'connect' ? 0 : port, error: messageOf(error) });
-        const dead = client;
-        client = null;
-        dead?.end().catch(() => undefined);
-        await delay(20, undefined, { signal }).catch(() => undefined);
-      }
-    }
-    await client?.end().catch(() => undefined);
-  };
-  await Promise.all(Array.from({ length: options.clients }, (_, i) => reader(i + 1)));
-  return requests;
-}
-
-/** The figures of a replica's partition, from the readers' requests and the balancer's state times. */
-export interface ReplicaFigures {
-  detection_ms: number | null;
-  readmission_ms: number | null;
-  sessions_on_replica: number;
-  sessions_closed_at_markdown: number;
-  /** null: never DOWN. */
-  new_clients_sent_after_down: number | null;
-  max_hang_ms: number;
-  clients_hung: number;
-  read_errors: number;
-  errors_saveable: number;
-}
-
-/**
- * partStart: when the partition began; downAt / healStart / upAt: when lb marked the replica DOWN, when
- * the heal began, when lb had it UP again (null: not seen); end: the end of the phase after the heal.
- */
-export function replicaFigures(requests: ReadRequest[], replicaPort: number, t: { partStart: number; downAt: number | null; healStart: number; upAt: number | null; end: number }): ReplicaFigures {
-  const during = requests.filter((r) => r.start >= t.partStart - READ_QUERY_TIMEOUT_MS && r.end >= t.partStart && r.start < t.end);
-  // Sessions on the replica when it was cut off: their request in flight at (or after) the partition, up to their end.
-  const sessionKey = (r: ReadRequest) => `${r.reader}/${r.session}`;
-  const onReplica = new Set(requests.filter((r) => r.port === replicaPort && r.end >= t.partStart && r.start <= t.partStart + READ_EVERY_MS * 4 && r.start < t.healStart).map(sessionKey));
-  // Closed at mark-down: the session's failing request ended within 500 ms after DOWN, before its own query timeout.
-  const closedAtDown = t.downAt === null ? 0 : [...onReplica].filter((key) => {
-    const failed = requests.find((r) => sessionKey(r) === key && r.error !== null && r.end >= t.partStart);
-    return failed !== undefined && failed.end >= t.downAt! - 50 && failed.end <= t.downAt! + 500 && failed.end - failed.start < READ_QUERY_TIMEOUT_MS - 100;
-  }).length;
-  const afterDown = t.downAt === null ? [] : requests.filter((r) => r.kind === 'connect' && r.start >= t.downAt! && r.start < (t.upAt ?? t.end));
-  const hung = during.filter((r) => r.end - r.start >= HANG_MS);
-  const errors = during.filter((r) => r.error !== null && r.start < t.end);
-  return {
-    detection_ms: t.downAt === null ? null : t.downAt - t.partStart,
-    // Only a replica that went DOWN is re-admitted; one kept UP throughout has no figure.
-    readmission_ms: t.upAt === null || t.downAt === null ? null : t.upAt - t.healStart,
-    sessions_on_replica: onReplica.size,
-    sessions_closed_at_markdown: closedAtDown,
-    new_clients_sent_after_down: t.downAt === null ? null : afterDown.filter((r) => r.port === replicaPort).length,
-    max_hang_ms: during.reduce((m, r) => Math.max(m, r.end - r.start), 0),
-    clients_hung: new Set(hung.map((r) => r.reader)).size,
-    read_errors: errors.length,
-    // A new connection another replica could have taken (the session was not yet on the cut-off replica).
-    errors_saveable: errors.filter((r) => r.kind === 'connect' && r.start >= t.partStart && r.start < t.healStart).length,
-  };
 }
 
 export interface PrimaryFigures {
@@ -177,16 +74,8 @@ interface RunResult {
   times: { partStart: number; healStart: number; end: number; primaryStart?: number; primaryHeal?: number; primaryEnd?: number };
 }
 
-function runLabel(engine: PartitionEngine): string {
-  return engine === 'builtin'
-    ? `built-in balancer, lab check settings (sql check every ${LAB_CHECK_DEFAULTS.interMs} ms, timeout ${LAB_CHECK_DEFAULTS.timeoutMs} ms, fall ${LAB_CHECK_DEFAULTS.fall}, rise ${LAB_CHECK_DEFAULTS.rise})`
-    : 'HAProxy, seed settings (pgsql-check, inter 10s, rise 2, fall 3, timeout check 5s, timeout connect 10s, retries 3)';
-}
-
-function balancerOptions(engine: PartitionEngine, name: string, pool: 'replicas' | 'primary'): BalancerStartOptions {
-  if (engine === 'builtin') return { name, pool, check: 'sql' };
-  return { name, pool, ...SEED_HAPROXY };
-}
+/** The drill's `haproxy` is HAProxy with the seed's settings. */
+const faultEngine = (engine: PartitionEngine): FaultEngine => (engine === 'builtin' ? 'builtin' : 'haproxy-seed');
 
 export async function runPartitionDrill(
   base: Pick<GlobalOptions, 'pg' | 'osUser' | 'runtime'>,
@@ -227,29 +116,17 @@ interface RunInput {
   signal: AbortSignal;
 }
 
-/** Poll a balancer's stats until `server` has a status that `wanted` accepts; Date.now() then, or null at `until`. */
-async function whenStatus(balancer: StartedBalancer, server: string, wanted: (status: string) => boolean, until: number, signal: AbortSignal): Promise<number | null> {
-  while (Date.now() < until && !signal.aborted) {
-    const stats = await fetchBalancerStats(balancer, 1000).catch(() => null);
-    const status = stats?.servers.find((s) => s.name === server)?.status;
-    if (status && wanted(status)) return Date.now();
-    await delay(POLL_MS, undefined, { signal }).catch(() => undefined);
-  }
-  return null;
-}
-
-
 async function oneRun(d: RunInput): Promise<RunResult> {
   const { global, lab, engine, options, narrator, signal } = d;
-  const label = runLabel(engine);
+  const label = engineLabel(faultEngine(engine));
   const [lbPort, lbStats, rwPort, rwStats] = await findFreePorts(4);
   const lbName = `lb-${engine}`;
   const rwName = `rw-${engine}`;
   narrator.say(`run ${engine}: balancers ${lbName} (replicas) on 127.0.0.1:${lbPort} and ${rwName} (--pool primary) on 127.0.0.1:${rwPort}: ${label}`);
-  const lb = await startBalancer(global, { ...balancerOptions(engine, lbName, 'replicas'), listen: `127.0.0.1:${lbPort}`, stats: `127.0.0.1:${lbStats}` });
+  const lb = await startBalancer(global, { ...engineBalancerOptions(faultEngine(engine), lbName, 'replicas'), listen: `127.0.0.1:${lbPort}`, stats: `127.0.0.1:${lbStats}` });
   let rw: StartedBalancer | null = null;
   try {
-    rw = await startBalancer(global, { ...balancerOptions(engine, rwName, 'primary'), listen: `127.0.0.1:${rwPort}`, stats: `127.0.0.1:${rwStats}` });
+    rw = await startBalancer(global, { ...engineBalancerOptions(faultEngine(engine), rwName, 'primary'), listen: `127.0.0.1:${rwPort}`, stats: `127.0.0.1:${rwStats}` });
     await waitBalancerUp(lb, 2, signal, 40_000);
     await waitBalancerUp(rw, 1, signal, 40_000);
     // Each run's writers number their rows from 1: the previous run's rows go first.
@@ -258,64 +135,53 @@ async function oneRun(d: RunInput): Promise<RunResult> {
     const half = options.phaseMs / 2;
     const total = half + options.phaseMs + half + (options.primary ? options.phaseMs + half : 0);
     const started = Date.now();
-    const times: RunResult['times'] = { partStart: 0, healStart: 0, end: 0 };
-    let downAt: number | null = null;
-    let upAt: number | null = null;
-    let rwDownAt: number | null = null;
-    let rwUpAt: number | null = null;
+    let replicaTimes: FaultTimes | undefined;
+    let primaryTimes: FaultTimes | undefined;
     let writes: WriterResult | undefined;
-    const reads = await alongsideLoad(signal, (loadSignal) => ({
-      workload: runSessionReaders({ url: `postgresql://postgres@127.0.0.1:${lbPort}/${DEMO_DATABASE}`, clients: options.readers, until: started + total, maxRequests: 500_000 }, loadSignal),
-      drill: (async () => {
-        const writer = runAckedWriter(
-          { url: `postgresql://postgres@127.0.0.1:${rwPort}/${DEMO_DATABASE}`, clients: options.writers, durationMs: total, maxWrites: 2_000_000, queryTimeoutMs: WRITE_QUERY_TIMEOUT_MS, connectTimeoutMs: WRITE_CONNECT_TIMEOUT_MS, retryMs: 20 },
-          loadSignal,
-        );
-        writer.catch(() => undefined);
-        narrator.event(`${engine}-start`, `${engine}: baseline`);
-        await delay(half, undefined, { signal: loadSignal });
-
-        // Phase 1: the replica's host cut off.
-        // From the moment lab fault partition returned: its rules are in place (the measure the README's Hosts section gives).
-        await faultPartition(global, REPLICA);
-        times.partStart = Date.now();
-        narrator.event(`${engine}-partition`, `${engine}: lab fault partition ${REPLICA}`, times.partStart);
-        const healAt = times.partStart + options.phaseMs;
-        downAt = await whenStatus(lb, REPLICA, (s) => s !== 'UP', healAt, loadSignal);
-        if (downAt !== null) narrator.event(`${engine}-down`, `${lbName}: ${REPLICA} DOWN`, downAt, `run ${engine}: ${lbName} marked ${REPLICA} DOWN ${downAt - times.partStart} ms after the partition began`);
-        else narrator.say(`run ${engine}: ${lbName} kept ${REPLICA} UP for the whole partition (${options.phaseMs / 1000}s)`);
-        await delay(Math.max(0, healAt - Date.now()), undefined, { signal: loadSignal });
-        times.healStart = Date.now();
-        await faultHeal(global, REPLICA);
-        narrator.event(`${engine}-heal`, `${engine}: heal ${REPLICA}`, times.healStart);
-        times.end = times.healStart + half;
-        upAt = await whenStatus(lb, REPLICA, (s) => s === 'UP', times.end, loadSignal);
-        if (upAt !== null && downAt !== null) narrator.event(`${engine}-up`, `${lbName}: ${REPLICA} UP`, upAt, `run ${engine}: ${lbName}: ${REPLICA} UP again ${upAt - times.healStart} ms after the heal began`);
-        await delay(Math.max(0, times.end - Date.now()), undefined, { signal: loadSignal });
-
-        if (options.primary) {
+    const reads = await alongsideLoad(signal, (loadSignal) => {
+      // A node's host cut off for a phase, healed, half a phase after; its DOWN and UP in `balancer`'s stats.
+      // DOWN is timed from the return of lab fault partition: its rules in place (the measure the README's Hosts section gives).
+      const phase = (balancer: StartedBalancer, node: string, tag: string): Promise<FaultTimes> => {
+        let start = 0;
+        let down: number | null = null;
+        return faultWindow({
+          apply: () => faultPartition(global, node), heal: () => faultHeal(global, node), balancer, server: node,
+          holdMs: options.phaseMs, maxHoldMs: options.phaseMs, afterDownMs: 0, maxUpMs: half, afterMs: half, afterUpMs: 0, signal: loadSignal,
+          on: {
+            applied: (at) => { start = at; narrator.event(`${engine}-partition${tag}`, `${engine}: lab fault partition ${node}`, at); },
+            down: (at) => {
+              down = at;
+              if (at !== null) narrator.event(`${engine}${tag === '-primary' ? '-rw' : ''}-down`, `${balancer.name}: ${node} DOWN`, at, `run ${engine}: ${balancer.name} marked ${node} DOWN ${at - start} ms after the partition began`);
+              else narrator.say(`run ${engine}: ${balancer.name} kept ${node} UP for the whole partition (${options.phaseMs / 1000}s)`);
+            },
+            healing: (at) => { start = at; narrator.event(`${engine}-heal${tag}`, `${engine}: heal ${node}`, at); },
+            up: (at) => { if (at !== null && down !== null) narrator.event(`${engine}${tag === '-primary' ? '-rw' : ''}-up`, `${balancer.name}: ${node} UP`, at, `run ${engine}: ${balancer.name}: ${node} UP again ${at - start} ms after the heal began`); },
+          },
+        } satisfies FaultWindowOptions);
+      };
+      return {
+        workload: runSessionReaders({ url: `postgresql://postgres@127.0.0.1:${lbPort}/${DEMO_DATABASE}`, clients: options.readers, until: started + total, maxRequests: 500_000 }, loadSignal),
+        drill: (async () => {
+          const writer = runAckedWriter(
+            { url: `postgresql://postgres@127.0.0.1:${rwPort}/${DEMO_DATABASE}`, clients: options.writers, durationMs: total, maxWrites: 2_000_000, queryTimeoutMs: WRITE_QUERY_TIMEOUT_MS, connectTimeoutMs: WRITE_CONNECT_TIMEOUT_MS, retryMs: 20 },
+            loadSignal,
+          );
+          writer.catch(() => undefined);
+          narrator.event(`${engine}-start`, `${engine}: baseline`);
+          await delay(half, undefined, { signal: loadSignal });
+          // Phase 1: the replica's host cut off.
+          replicaTimes = await phase(lb, REPLICA, '');
           // Phase 2: the primary's host cut off (no promotion: the partition heals).
-          await faultPartition(global, PRIMARY);
-          times.primaryStart = Date.now();
-          narrator.event(`${engine}-partition-primary`, `${engine}: lab fault partition ${PRIMARY}`, times.primaryStart);
-          const primaryHealAt = times.primaryStart + options.phaseMs;
-          rwDownAt = await whenStatus(rw!, PRIMARY, (s) => s !== 'UP', primaryHealAt, loadSignal);
-          if (rwDownAt !== null) narrator.event(`${engine}-rw-down`, `${rwName}: ${PRIMARY} DOWN`, rwDownAt, `run ${engine}: ${rwName} marked ${PRIMARY} DOWN ${rwDownAt - times.primaryStart} ms after the partition began`);
-          else narrator.say(`run ${engine}: ${rwName} kept ${PRIMARY} UP for the whole partition`);
-          await delay(Math.max(0, primaryHealAt - Date.now()), undefined, { signal: loadSignal });
-          times.primaryHeal = Date.now();
-          await faultHeal(global, PRIMARY);
-          narrator.event(`${engine}-heal-primary`, `${engine}: heal ${PRIMARY}`, times.primaryHeal);
-          times.primaryEnd = times.primaryHeal + half;
-          rwUpAt = await whenStatus(rw!, PRIMARY, (s) => s === 'UP', times.primaryEnd, loadSignal);
-          if (rwUpAt !== null && rwDownAt !== null) narrator.event(`${engine}-rw-up`, `${rwName}: ${PRIMARY} UP`, rwUpAt, `run ${engine}: ${rwName}: ${PRIMARY} UP again ${rwUpAt - times.primaryHeal} ms after the heal began`);
-        }
-        writes = await writer;
-      })(),
-    }));
-    if (!writes) throw new LabError('STATE', 'the writers did not finish');
-    const replica = replicaFigures(reads, replicaPort, { partStart: times.partStart, downAt, healStart: times.healStart, upAt, end: times.end });
-    const primary = options.primary && times.primaryStart ? primaryFigures(writes, { start: times.primaryStart, heal: times.primaryHeal!, end: times.primaryEnd!, downAt: rwDownAt, upAt: rwUpAt }) : null;
+          if (options.primary) primaryTimes = await phase(rw!, PRIMARY, '-primary');
+          writes = await writer;
+        })(),
+      };
+    });
+    if (!writes || !replicaTimes) throw new LabError('STATE', 'the writers did not finish');
+    const replica = replicaFigures(reads, replicaPort, replicaTimes);
+    const p = primaryTimes;
+    const primary = p ? primaryFigures(writes, { start: p.partStart, heal: p.healStart, end: p.end, downAt: p.downAt, upAt: p.upAt }) : null;
+    const times: RunResult['times'] = { ...replicaTimes, ...(p ? { primaryStart: p.partStart, primaryHeal: p.healStart, primaryEnd: p.end } : {}) };
     narrator.say(`run ${engine}: ${REPLICA}: ${replica.detection_ms === null ? 'never DOWN' : `DOWN after ${replica.detection_ms} ms, UP ${fmtMs(replica.readmission_ms)} after the heal`}; ${replica.sessions_on_replica} sessions on it (${replica.sessions_closed_at_markdown} closed at mark-down); new clients sent there after DOWN: ${replica.new_clients_sent_after_down ?? '-'}; longest hang ${replica.max_hang_ms} ms; read errors ${replica.read_errors} (${replica.errors_saveable} saveable)`);
     if (primary) narrator.say(`run ${engine}: ${PRIMARY}: ${rwName} ${primary.rw_detection_ms === null ? 'never marked it DOWN' : `DOWN after ${primary.rw_detection_ms} ms, UP ${fmtMs(primary.rw_readmission_ms)} after the heal`}; write errors ${primary.write_errors}, longest writer hang ${primary.write_max_hang_ms} ms, writes stopped for ${primary.write_downtime_ms === null ? 'the rest of the run' : `${primary.write_downtime_ms} ms`}`);
     return { engine, label, reads, writes, replica, primary, times };
@@ -356,8 +222,8 @@ interface ReportInput {
 }
 
 /** Goals of issue 17 for a replica's partition, with the lab's check settings. */
-const DOWN_GOAL_MS = 1500;
-const UP_GOAL_MS = 2000;
+const DOWN_GOAL_MS = FAULT_GOALS.downMs;
+const UP_GOAL_MS = FAULT_GOALS.upMs;
 
 function buildReport(input: ReportInput): Report {
   const { results, options, narrator } = input;
@@ -368,7 +234,7 @@ function buildReport(input: ReportInput): Report {
   const rows: (string | number)[][] = [];
   const series: ReportSeries[] = [];
   const errors: ReportError[] = [];
-  const hangLimit = DOWN_GOAL_MS + LAB_CHECK_DEFAULTS.timeoutMs;
+  const hangLimit = FAULT_GOALS.waitMs;
   for (const r of results) {
     const f = r.replica;
     for (const [key, value] of Object.entries(f)) figures[`${r.engine}_${key}`] = value;

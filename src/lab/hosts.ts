@@ -192,6 +192,14 @@ export async function removeLabNetwork(state: LabState): Promise<string[]> {
   return removed;
 }
 
+/** What of a lab's network is still on this machine: namespaces, links (veths, bridge) and delay relays of its prefix. */
+export async function labNetworkLeft(hosts: LabHosts): Promise<string[]> {
+  const left = (await netnsNames()).filter((n) => n.startsWith(`pglab-${hosts.index}-`)).map((n) => `namespace ${n}`);
+  left.push(...(await linkNames()).filter((l) => l === hosts.bridge || l.startsWith(`pgl${hosts.index}-`)).map((l) => `link ${l}`));
+  left.push(...(await relaysOf(`pglab-${hosts.index}-`)).map((r) => `delay relay ${r.pid} (${r.netns})`));
+  return left;
+}
+
 /** Whether the namespace exists now. */
 export async function netnsExists(netns: string): Promise<boolean> {
   return (await netnsNames()).includes(netns);
