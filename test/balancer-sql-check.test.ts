@@ -3,6 +3,7 @@
 // out of the replica pool with a message saying why.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
 import pg from 'pg';
 import { runBalancer } from '../src/balancer/balancer.js';
 import { labBalancerConfig } from './helpers/balancer-fakes.js';
@@ -120,6 +121,65 @@ test('sql check: a replica back from a pause (SIGSTOP) is not UP with --max-lag 
       assert.ok(upGap !== null, `replica1 back UP: ${seen.join(' ')}`);
       console.log(`# after heal (status:bytes behind, every 50 ms): ${seen.join(' ')}`);
     } finally {
+      if (paused) await lab(labDir, 'fault', 'heal', 'replica1').catch(() => undefined);
+      await balancer.stop();
+    }
+  });
+});
+
+test('sql check: a query in flight on a paused replica ends one check timeout after DOWN; with only its postmaster frozen it gets its answer', async () => {
+  await withTempLab(async (labDir) => {
+    const [m, r1] = await freePorts(2);
+    await lab(labDir, 'master', 'start', '--port', String(m));
+    await lab(labDir, 'replica', 'add', 'replica1', `${labDir}/replica1`, String(r1));
+    // The lab's check timings (inter 1000, fastinter 100, downinter 250, timeout 400 ms), no `timeout server`.
+    const balancer = await runBalancer(labBalancerConfig(labDir, {}, { name: 'lbfrozen' }));
+    const replica = () => balancer.stats().servers.find((s) => s.name === 'replica1');
+    const client = () => new pg.Client({ host: '127.0.0.1', port: balancer.address().port, user: 'postgres', database: 'postgres', connectionTimeoutMillis: 5000, query_timeout: 20_000 });
+    let postmaster: number | null = null;
+    let paused = false;
+    try {
+      await pollUntil(async () => (replica()?.status === 'UP' ? true : undefined), { timeoutMs: 5000, what: 'replica1 UP' });
+
+      // 1. Only the postmaster frozen (new connections hang, its backends run): the check's own session
+      //    still answers, so a query in flight keeps the long grace and gets its answer.
+      postmaster = Number((await readFile(`${labDir}/replica1/postmaster.pid`, 'utf8')).split('\n')[0]);
+      const alive = client();
+      await alive.connect();
+      try {
+        const sleeping = alive.query('SELECT pg_sleep(2.5) AS slept, 42 AS answer');
+        process.kill(postmaster, 'SIGSTOP');
+        await pollUntil(async () => (replica()?.status === 'DOWN' ? true : undefined), { timeoutMs: 5000, what: 'replica1 DOWN (postmaster frozen)' });
+        assert.equal((await sleeping).rows[0].answer, 42, 'the query in flight got its answer');
+      } finally {
+        process.kill(postmaster, 'SIGCONT');
+        postmaster = null;
+        await alive.end().catch(() => undefined);
+      }
+      await pollUntil(async () => (replica()?.status === 'UP' ? true : undefined), { timeoutMs: 5000, what: 'replica1 UP again' });
+
+      // 2. The whole node paused (`lab fault pause`: a frozen host): the check's session is silent too,
+      //    so the query in flight ends one check timeout (400 ms) after DOWN instead of hanging.
+      const frozen = client();
+      frozen.on('error', () => undefined);
+      await frozen.connect();
+      try {
+        await lab(labDir, 'fault', 'pause', 'replica1');
+        paused = true;
+        const started = Date.now();
+        const outcome = await frozen.query('SELECT 1').then(() => 'answered', (error: Error) => error.message);
+        const waited = Date.now() - started;
+        const down = replica();
+        console.log(`# paused replica1: the query in flight ended after ${waited} ms (${outcome}); check ${down?.checkStatus} ${down?.checkMessage}`);
+        assert.notEqual(outcome, 'answered');
+        assert.equal(down?.status, 'DOWN');
+        // Detection (at most one interval plus one check timeout, 1.4 s) plus the grace of one check timeout, plus slack for a loaded machine.
+        assert.ok(waited <= 1400 + 400 + 1000, `the query in flight waited ${waited} ms`);
+      } finally {
+        await frozen.end().catch(() => undefined);
+      }
+    } finally {
+      if (postmaster) process.kill(postmaster, 'SIGCONT');
       if (paused) await lab(labDir, 'fault', 'heal', 'replica1').catch(() => undefined);
       await balancer.stop();
     }

@@ -20,6 +20,11 @@ export interface CheckOutcome {
    * queue): DOWN at once, as a lost check connection is, not after `fall` checks.
    */
   hung?: boolean;
+  /**
+   * With `hung`, sql check: the check's own established session got no answer either, so the server's
+   * existing backends do not run (a frozen host or a SIGSTOPped node), not just its postmaster.
+   */
+  backendsSilent?: boolean;
   /** sql check: connections an ordinary client may open (max_connections - superuser_reserved_connections). */
   clientSlots?: number | null;
 }
@@ -51,6 +56,8 @@ export class BackendServer {
   /** False until the first check result: the first success admits the server at once. */
   private checked = false;
   checkStatus = 'INI';
+  /** The last check that marked it DOWN found its established backends silent too (CheckOutcome.backendsSilent). */
+  backendsSilent = false;
   checkMessage = 'not checked yet';
   role: 'primary' | 'replica' | null = null;
   lagBytes: number | null = null;
@@ -139,6 +146,7 @@ export class BackendServer {
 
   /** Apply one check result with rise/fall. */
   record(outcome: CheckOutcome, rise: number, fall: number): void {
+    this.backendsSilent = false;
     this.checkStatus = outcome.status;
     this.checkMessage = outcome.message;
     if (outcome.role !== undefined) this.role = outcome.role;
@@ -169,7 +177,8 @@ export class BackendServer {
   }
 
   /** Passive detection or a lost check connection: DOWN now, no waiting for `fall` checks. */
-  markDown(status: string, message: string): void {
+  markDown(status: string, message: string, backendsSilent = false): void {
+    this.backendsSilent = backendsSilent;
     this.checkStatus = status;
     this.checkMessage = message;
     this.role = null;

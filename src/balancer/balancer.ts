@@ -327,7 +327,10 @@ export class RunningBalancer {
       // connection to it completed within the check's timeout (L4TOUT: its host cut off, as `lab fault
       // partition` does) will not answer either: a query in flight gets one more check timeout, then its
       // session closes, so no client waits on it longer than the detection plus one check timeout (issue 17).
-      const graceMs = server.checkStatus === 'L4TOUT' ? this.config.check.timeoutMs : this.config.timeouts.serverMs > 0 ? this.config.timeouts.serverMs : DOWN_GRACE_MS;
+      // The same for a server whose established backends are silent too (the sql check's own session got
+      // no answer: a frozen host, `lab fault pause`): its backends cannot answer what is in flight.
+      const cutOff = server.checkStatus === 'L4TOUT' || server.backendsSilent;
+      const graceMs = cutOff ? this.config.check.timeoutMs : this.config.timeouts.serverMs > 0 ? this.config.timeouts.serverMs : DOWN_GRACE_MS;
       const closed = server.closeSessions(graceMs);
       if (closed) this.log(`${this.config.name} server ${server.name}: closed ${closed} session(s) of a server marked down`);
     }
@@ -356,7 +359,7 @@ export class RunningBalancer {
     const { settings, server } = member;
     this.applyMaxconn(server, outcome.clientSlots);
     // A new connection left unanswered is not a flapping link: DOWN now, as a lost check connection is.
-    if (outcome.hung) server.markDown(outcome.status, outcome.message);
+    if (outcome.hung) server.markDown(outcome.status, outcome.message, outcome.backendsSilent);
     else server.record(outcome, settings.rise, settings.fall);
     this.followCheckedPrimary();
     // HAProxy's timing: fastinter while the state is changing, downinter while down, inter otherwise.

@@ -164,9 +164,11 @@ class SqlChecker implements Checker {
   ) {}
 
   async run(): Promise<CheckOutcome> {
+    const established = this.client !== null;
     const [probe, outcome] = await Promise.all([pgsqlCheck(this.target, this.settings), this.query()]);
     // Refused, reset: the role query says it too (or will, at the next check); a hang only the probe sees.
-    if (probe.hung) return { ...probe, role: null };
+    // A role query on the check's established session left unanswered too: the backends are silent as well.
+    if (probe.hung) return { ...probe, role: null, backendsSilent: established && outcome.status === 'L7TOUT' };
     return outcome;
   }
 
