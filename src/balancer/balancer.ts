@@ -329,11 +329,15 @@ export class RunningBalancer {
       // session closes, so no client waits on it longer than the detection plus one check timeout (issue 17).
       // The same for a server whose established backends are silent too (the sql check's own session got
       // no answer: a frozen host, `lab fault pause`): its backends cannot answer what is in flight.
-      const cutOff = server.checkStatus === 'L4TOUT' || server.backendsSilent;
-      const graceMs = cutOff ? this.config.check.timeoutMs : this.config.timeouts.serverMs > 0 ? this.config.timeouts.serverMs : DOWN_GRACE_MS;
-      const closed = server.closeSessions(graceMs);
-      if (closed) this.log(`${this.config.name} server ${server.name}: closed ${closed} session(s) of a server marked down`);
+      this.closeSessionsOf(server, 'marked down');
     }
+  }
+
+  private closeSessionsOf(server: BackendServer, why: string): void {
+    const cutOff = server.checkStatus === 'L4TOUT' || server.backendsSilent;
+    const graceMs = cutOff ? this.config.check.timeoutMs : this.config.timeouts.serverMs > 0 ? this.config.timeouts.serverMs : DOWN_GRACE_MS;
+    const closed = server.closeSessions(graceMs);
+    if (closed) this.log(`${this.config.name} server ${server.name}: closing ${closed} session(s) of a server ${why} (a query in flight gets ${graceMs} ms)`);
   }
 
   private scheduleCheck(member: PoolMember, delayMs: number): void {
@@ -359,8 +363,13 @@ export class RunningBalancer {
     const { settings, server } = member;
     this.applyMaxconn(server, outcome.clientSlots);
     // A new connection left unanswered is not a flapping link: DOWN now, as a lost check connection is.
-    if (outcome.hung) server.markDown(outcome.status, outcome.message, outcome.backendsSilent);
-    else server.record(outcome, settings.rise, settings.fall);
+    if (outcome.hung) {
+      const silentAlready = server.status === 'DOWN' && server.backendsSilent;
+      server.markDown(outcome.status, outcome.message, outcome.backendsSilent);
+      // Marked down first by the proxy (a new connection unanswered: it cannot tell a frozen postmaster
+      // from a frozen host); the check now finds the backends silent too: what is in flight gets one check timeout.
+      if (outcome.backendsSilent && !silentAlready && server.status === 'DOWN') this.closeSessionsOf(server, 'its backends are silent too');
+    } else server.record(outcome, settings.rise, settings.fall);
     this.followCheckedPrimary();
     // HAProxy's timing: fastinter while the state is changing, downinter while down, inter otherwise.
     const next = server.transitioning ? settings.fastinterMs : server.status === 'DOWN' ? settings.downinterMs : settings.interMs;
