@@ -107,7 +107,7 @@ export async function ensureNodeHost(hosts: LabHosts, host: NodeHost): Promise<v
   await ensureBridge(hosts);
   if ((await netnsNames()).includes(host.netns)) {
     const inside = await ip(['-n', host.netns, '-o', 'addr', 'show', 'dev', 'eth0'], `reading ${host.netns}`).catch(() => '');
-    if (inside.includes(` ${host.address}/24`) && (await linkNames()).includes(host.veth)) return;
+    if (inside.includes(` ${host.address}/24`) && (await linkNames()).includes(host.veth)) return await trackConnections(host.netns);
     await removeNodeHost(host);
   }
   if ((await linkNames()).includes(host.veth)) await deleteGone(['link', 'del', host.veth], `removing a leftover ${host.veth}`);
@@ -118,6 +118,21 @@ export async function ensureNodeHost(hosts: LabHosts, host: NodeHost): Promise<v
   await ip(['-n', host.netns, 'link', 'set', 'eth0', 'up'], `bringing eth0 up in ${host.netns}`);
   await ip(['-n', host.netns, 'route', 'add', 'default', 'via', gatewayOf(hosts)], `routing ${host.netns}`);
   await ip(['link', 'set', host.veth, 'master', hosts.bridge, 'up'], `attaching ${host.veth} to ${hosts.bridge}`);
+  await trackConnections(host.netns);
+}
+
+/** A conntrack match with no verdict: it only turns connection tracking on in the namespace. */
+const TRACK_RULE = ['INPUT', '-m', 'conntrack', '--ctstate', 'INVALID', '-m', 'comment', '--comment', 'pglab: connections tracked from the start'];
+
+/**
+ * Connection tracking on in the node's namespace from its start, so that a delay's nat REDIRECT applies
+ * to new connections only, as documented. Without it tracking began with the delay's first nat rule and
+ * picked up every open connection mid-stream as a new one: redirected to the relay, which knew nothing of
+ * it, each was reset (the balancer's kept check connection, clients' sessions).
+ */
+async function trackConnections(netns: string): Promise<void> {
+  const present = await execa('ip', ['netns', 'exec', netns, 'iptables', '-C', ...TRACK_RULE], { reject: false, timeout: 20_000 });
+  if (present.exitCode !== 0) await inNetns(netns, 'iptables', ['-A', ...TRACK_RULE]);
 }
 
 /** `ip link del` / `ip netns del` of something that may vanish meanwhile (a veth goes with its namespace, asynchronously). */
