@@ -189,7 +189,7 @@ export async function runStaleReadsDrill(
     await createDatabase(lab.masterPort, DEMO_DATABASE);
     for (const sql of CREATE_STAMP_TABLE) await queryRows({ port: lab.masterPort, database: DEMO_DATABASE }, sql);
     await waitReplicasCaughtUp(lab.masterPort, lab.replicas.length);
-    const writer = new StampWriter({ port: lab.masterPort, database: DEMO_DATABASE, everyMs: STAMP_EVERY_MS, padBytes: STAMP_PAD_BYTES, maxStamps: 2_000_000 });
+    const writer = new StampWriter({ host: lab.masterHost, port: lab.masterPort, database: DEMO_DATABASE, everyMs: STAMP_EVERY_MS, padBytes: STAMP_PAD_BYTES, maxStamps: 2_000_000 });
     narrator.loadEpochMs = Date.now();
     await writer.start();
     const results: RunResult[] = [];

@@ -35,30 +35,52 @@ export class StampWriter {
   readonly errors: { at: number; message: string }[] = [];
   private stopped = false;
   private done: Promise<void> | null = null;
+  /** Why the writer gave up (over 100 errors); stop() throws it. */
+  private failure: unknown = null;
 
-  constructor(private readonly options: { port: number; database: string; everyMs: number; padBytes: number; maxStamps: number }) {}
+  /** `host`: where the primary is reached (its namespace's address in a lab made with --hosts, nodeAddress). */
+  constructor(private readonly options: { host: string; port: number; database: string; everyMs: number; padBytes: number; maxStamps: number }) {}
 
   /** The newest acknowledged counter now. */
   get latest(): number {
     return this.stamps.length - 1;
   }
 
-  async start(): Promise<void> {
-    const client = new pg.Client(labClientConfig({ host: '127.0.0.1', port: this.options.port, user: 'postgres', database: this.options.database, connectionTimeoutMillis: 5000, query_timeout: 5000, application_name: 'lab-demo-stamp-writer' }));
-    client.on('error', () => undefined);
-    await client.connect();
-    const first = (await client.query<{ lsn: string; counter: string }>(`SELECT counter::text, lsn::text FROM ${STAMP_TABLE}`)).rows[0]!;
-    if (Number(first.counter) !== 0) throw new Error(`table ${STAMP_TABLE} does not start at counter 0`);
-    this.stamps.push({ counter: 0, ackedAt: Date.now(), lsn: lsnToNumber(first.lsn) });
-    this.done = this.loop(client);
+  /** A session on the primary; `broken` once it had a connection error (it answers no query after that). */
+  private async connect(): Promise<{ client: pg.Client; broken: () => boolean }> {
+    const client = new pg.Client(labClientConfig({ host: this.options.host, port: this.options.port, user: 'postgres', database: this.options.database, connectionTimeoutMillis: 5000, query_timeout: 5000, application_name: 'lab-demo-stamp-writer' }));
+    let broken = false;
+    client.on('error', () => (broken = true));
+    client.on('end', () => (broken = true));
+    try {
+      await client.connect();
+    } catch (error) {
+      await client.end().catch(() => undefined);
+      throw error;
+    }
+    return { client, broken: () => broken };
   }
 
-  private async loop(client: pg.Client): Promise<void> {
+  async start(): Promise<void> {
+    const session = await this.connect();
+    const first = (await session.client.query<{ lsn: string; counter: string }>(`SELECT counter::text, lsn::text FROM ${STAMP_TABLE}`)).rows[0]!;
+    if (Number(first.counter) !== 0) throw new Error(`table ${STAMP_TABLE} does not start at counter 0`);
+    this.stamps.push({ counter: 0, ackedAt: Date.now(), lsn: lsnToNumber(first.lsn) });
+    this.done = this.loop(session).catch((error: unknown) => {
+      this.failure = error;
+    });
+  }
+
+  private async loop(first: { client: pg.Client; broken: () => boolean }): Promise<void> {
+    let session: typeof first | null = first;
     try {
       while (!this.stopped && this.stamps.length <= this.options.maxStamps) {
         const next = this.stamps.length;
         const started = Date.now();
         try {
+          // A session that broke is replaced (its error was counted): the stamps go on.
+          session ??= await this.connect();
+          const { client } = session;
           const pad = randomBytes(Math.ceil(this.options.padBytes / 2)).toString('hex').slice(0, this.options.padBytes);
           const row = (await client.query<{ lsn: string }>(
             `UPDATE ${STAMP_TABLE} SET counter = $1, at = clock_timestamp(), lsn = pg_current_wal_insert_lsn(), pad = $2 RETURNING lsn::text`,
@@ -69,17 +91,23 @@ export class StampWriter {
           // One session on the primary, which no fault of this drill touches: an error is reported, not hidden.
           this.errors.push({ at: Date.now(), message: error instanceof Error ? error.message : String(error) });
           if (this.errors.length > 100) throw error;
+          if (session?.broken()) {
+            await session.client.end().catch(() => undefined);
+            session = null;
+          }
         }
         await delay(Math.max(0, started + this.options.everyMs - Date.now()));
       }
     } finally {
-      await client.end().catch(() => undefined);
+      await session?.client.end().catch(() => undefined);
     }
   }
 
+  /** Stop writing; throws when the writer had given up (over 100 errors). */
   async stop(): Promise<void> {
     this.stopped = true;
     await this.done;
+    if (this.failure) throw new Error(`the stamp writer gave up after ${this.errors.length} errors, the last: ${this.errors.at(-1)?.message}`);
   }
 }
 
