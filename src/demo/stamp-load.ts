@@ -116,6 +116,11 @@ export interface StampRead {
   at: number;
   /** The read's answer came back this many ms later. */
   took_ms: number;
+  /**
+   * Its new connection took this long (TLS and login): the balancer chose the server when it began, so a
+   * read is sent this long after the balancer's verdict on that server was last in force.
+   */
+  connect_ms: number;
   /** The server that answered (inet_server_port()). */
   port: number;
   counter: number;
@@ -125,6 +130,11 @@ export interface StampRead {
   ms_behind: number;
   /** WAL between the newest acknowledged stamp and the one it saw (0 when it saw the newest). */
   bytes_behind: number;
+  /**
+   * The same age as ms_behind, taken when the answer came back (at + took_ms): what the client holds.
+   * A read answered late (a slow link) is older on arrival than when sent; the rule judges ms_behind.
+   */
+  ms_old_on_arrival: number;
 }
 
 export interface ReadError {
@@ -139,28 +149,30 @@ export interface ReadersResult {
 
 /**
  * `clients` readers, a new connection per read (so every read is routed by the balancer's current view:
- * an L4 balancer cannot move a session already on a replica that is drained), until `until` (Date.now()).
+ * an L4 balancer cannot move a session already on a replica that is drained), until `until()` (Date.now()):
+ * the drill moves the end when a fault takes its time to apply.
  */
 export async function runStampReaders(
   writer: StampWriter,
-  options: { url: string; clients: number; until: number; maxReads: number; connectTimeoutMs: number; queryTimeoutMs: number },
+  options: { url: string; clients: number; until: () => number; maxReads: number; connectTimeoutMs: number; queryTimeoutMs: number },
   signal: AbortSignal,
 ): Promise<ReadersResult> {
   const reads: StampRead[] = [];
   const errors: ReadError[] = [];
-  const running = () => !signal.aborted && Date.now() < options.until && reads.length + errors.length < options.maxReads;
+  const running = () => !signal.aborted && Date.now() < options.until() && reads.length + errors.length < options.maxReads;
   const worker = async () => {
     while (running()) {
       const client = new pg.Client(labClientConfig({ connectionString: options.url, connectionTimeoutMillis: options.connectTimeoutMs, query_timeout: options.queryTimeoutMs, application_name: 'lab-demo-stamp-reader' }));
       client.on('error', () => undefined);
       let failedAt: number | null = null;
       try {
+        const connecting = Date.now();
         await client.connect();
         const latest = writer.latest;
         const at = Date.now();
         const row = (await client.query<{ counter: string; port: number }>(`SELECT counter::text, inet_server_port() AS port FROM ${STAMP_TABLE}`)).rows[0]!;
         const tookMs = Date.now() - at;
-        reads.push(judgeRead(writer.stamps, { at, took_ms: tookMs, port: Number(row.port), counter: Number(row.counter), latest }));
+        reads.push(judgeRead(writer.stamps, { at, took_ms: tookMs, connect_ms: at - connecting, port: Number(row.port), counter: Number(row.counter), latest }));
       } catch (error) {
         failedAt = Date.now();
         errors.push({ at: failedAt, message: error instanceof Error ? error.message : String(error) });
@@ -174,14 +186,17 @@ export async function runStampReaders(
   return { reads, errors };
 }
 
-/** How far behind a read was, from the writer's records. */
-export function judgeRead(stamps: Stamp[], read: Pick<StampRead, 'at' | 'took_ms' | 'port' | 'counter' | 'latest'>): StampRead {
-  if (read.counter >= read.latest) return { ...read, ms_behind: 0, bytes_behind: 0 };
-  const firstUnseen = stamps[read.counter + 1]!;
+/** How far behind a read was, from the writer's records (the stamps acknowledged by its arrival included). */
+export function judgeRead(stamps: Stamp[], read: Pick<StampRead, 'at' | 'took_ms' | 'connect_ms' | 'port' | 'counter' | 'latest'>): StampRead {
+  const arrival = read.at + read.took_ms;
+  const firstUnseen = stamps[read.counter + 1];
+  const onArrival = firstUnseen && firstUnseen.ackedAt <= arrival ? arrival - firstUnseen.ackedAt : 0;
+  if (read.counter >= read.latest) return { ...read, ms_behind: 0, bytes_behind: 0, ms_old_on_arrival: onArrival };
   return {
     ...read,
-    ms_behind: Math.max(0, read.at - firstUnseen.ackedAt),
+    ms_behind: Math.max(0, read.at - firstUnseen!.ackedAt),
     bytes_behind: Math.max(0, stamps[read.latest]!.lsn - stamps[read.counter]!.lsn),
+    ms_old_on_arrival: onArrival,
   };
 }
 

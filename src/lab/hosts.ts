@@ -47,15 +47,18 @@ async function ip(args: string[], what: string): Promise<string> {
   }
 }
 
-/** --hosts refused in one line where namespaces cannot be made: not root, no `ip`, no iptables. */
-export async function checkCanMakeHosts(runtime: string): Promise<void> {
+/**
+ * --hosts refused in one line where namespaces cannot be made: not root, no `ip`, no iptables. `instead`:
+ * what else the person can do (a drill that would make its lab with --hosts says which phase to leave out).
+ */
+export async function checkCanMakeHosts(runtime: string, instead = 'drop --hosts'): Promise<void> {
   if (runtime !== 'process') throw new LabError('USAGE', `--hosts works on the process runtime only (docker containers joining a node's namespace is not done yet)`);
-  if (process.geteuid?.() !== 0) throw new LabError('ENVIRONMENT', '--hosts needs root (it makes network namespaces, veth links and a bridge): run lab as root, or drop --hosts');
+  if (process.geteuid?.() !== 0) throw new LabError('ENVIRONMENT', `--hosts needs root (it makes network namespaces, veth links and a bridge): run lab as root, or ${instead}`);
   for (const [tool, args] of [['ip', ['-V']], ['iptables', ['-V']], ['setpriv', ['--version']]] as const) {
     try {
       await execa(tool, [...args], { timeout: 10_000 });
     } catch {
-      throw new LabError('ENVIRONMENT', `--hosts needs the \`${tool}\` command (iproute2, iptables, util-linux), which does not run here: install it, or drop --hosts`);
+      throw new LabError('ENVIRONMENT', `--hosts needs the \`${tool}\` command (iproute2, iptables, util-linux), which does not run here: install it, or ${instead}`);
     }
   }
 }
