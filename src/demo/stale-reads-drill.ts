@@ -499,7 +499,7 @@ function buildReport(input: ReportInput): Report {
   const phaseOf = (result: RunResult, at: number) => result.phases.find((p) => at >= p.from && at < p.to)?.name ?? null;
   const details = {
     reads_beyond_rule: results.flatMap((result) => result.reads.filter((r) => r.beyond_rule).slice(0, 100).map((r) => ({
-      run: result.run, phase: phaseOf(result, r.at), at_ms: rel(r.at), took_ms: r.took_ms, server: nodes.find((n) => n.port === r.port)?.name ?? r.port,
+      run: result.run, phase: phaseOf(result, r.at), at_ms: rel(r.at), connect_ms: r.connect_ms, took_ms: r.took_ms, server: nodes.find((n) => n.port === r.port)?.name ?? r.port,
       counter: r.counter, latest: r.latest, ms_behind: r.ms_behind, bytes_behind: r.bytes_behind, limit_ms: r.limit_ms, limit_bytes: r.limit_bytes,
     }))),
     state_changes: results.flatMap((result) => result.changes.map((c) => ({ run: result.run, at_ms: rel(c.at), server: c.server, from: c.from, to: c.to, why: c.why }))),
