@@ -287,6 +287,10 @@ export async function faultDelay(global: GlobalOptions, name: string, delayText:
   if (upstream) {
     await queryRows({ host: nodeAddress(upstream), port: upstream.port, user, connectTimeoutMs: CONNECT_MS }, 'SELECT pg_terminate_backend(pid) FROM pg_stat_replication WHERE application_name = $1', [name]).catch(() => undefined);
   }
-  await queryRows({ host: nodeAddress(node), port: node.port, user, connectTimeoutMs: CONNECT_MS + 2 * delayMs }, 'SELECT pg_terminate_backend(pid) FROM pg_stat_replication').catch(() => undefined);
+  // Its own walsenders, when it has standbys: this login goes through the relay (seconds at 300 ms a
+  // message), so a replica nobody streams from is spared it and the fault is in force sooner.
+  if (node.role === 'primary' || context.state.nodes.some((n) => n.upstream === name)) {
+    await queryRows({ host: nodeAddress(node), port: node.port, user, connectTimeoutMs: CONNECT_MS + 2 * delayMs }, 'SELECT pg_terminate_backend(pid) FROM pg_stat_replication').catch(() => undefined);
+  }
   return { node: name, kind: 'delay', pid, peers: peers.map((p) => `${p.address}:${p.port}`) };
 }

@@ -1,6 +1,6 @@
-// `lab demo stale-reads [--max-lag 1MB]` (issue 17): how old can a read through `lb` be while a replica
-// is paused or stops replaying? A writer stamps an increasing counter on the primary (StampWriter);
-// readers read it through a balancer, each read judged against what the writer had acknowledged when it
+// `lab demo stale-reads [--max-lag 1MB]` (issue 17): how old can a read through `lb` be while a replica's
+// links are delayed (a lab made with --hosts), while it is paused, while it stops replaying? A writer
+// stamps an increasing counter on the primary (StampWriter); readers read it through a balancer, each read judged against what the writer had acknowledged when it
 // was sent (ms and bytes behind). The same phases run three times on the same lab, each with a balancer
 // of its own: the built-in one with the sql check's --max-lag, the built-in one without a lag bound, and
 // HAProxy with the seed's settings (pgsql-check: it cannot see lag). The report puts them side by side
@@ -10,16 +10,17 @@
 import { readFile } from 'node:fs/promises';
 import { setTimeout as delay } from 'node:timers/promises';
 import { startBalancer, stopBalancer, type BalancerStartOptions } from '../commands/balancer.js';
-import { faultHeal, faultLag, faultPause, NETWORK_FAULTS } from '../commands/fault.js';
+import { faultDelay, faultHeal, faultLag, faultPause, parseDelay } from '../commands/fault.js';
 import { LAB_CHECK_DEFAULTS } from '../balancer/config.js';
 import { parseMaxLag } from '../balancer/settings.js';
 import { findFreePorts } from '../common/ports.js';
-import { LabError } from '../common/errors.js';
+import { LabError, messageOf } from '../common/errors.js';
+import { checkCanMakeHosts } from '../lab/hosts.js';
 import type { Reporter } from '../common/reporter.js';
 import type { GlobalOptions } from '../lab/context.js';
 import { queryRows } from '../postgres/client.js';
 import type { Report, ReportError, ReportEvent, ReportNodeTransactions, ReportPhase, ReportSeries, ReportTable } from '../report/types.js';
-import { SEED_HAPROXY, type StaleReadsDrillOptions } from './defaults.js';
+import { SEED_HAPROXY, STALE_READS_DEFAULTS, type StaleReadsDrillOptions } from './defaults.js';
 import { alongsideLoad, inDemoLab, publishReport, type DrillOutcome } from './drill-run.js';
 import { buildDemoLab, createDatabase, DEMO_DATABASE, waitReplicasCaughtUp, waitBalancerUp } from './lab-setup.js';
 import { Narrator, type Print } from './narrator.js';
@@ -27,8 +28,8 @@ import { CREATE_STAMP_TABLE, STAMP_TABLE, latestAt, runStampReaders, StampWriter
 
 export { STALE_READS_DEFAULTS, type StaleReadsDrillOptions } from './defaults.js';
 
-/** Faults a phase can apply now. `delay` slots in here once labs with --hosts exist (REFERENCE 8). */
-export const STALE_FAULTS = ['pause', 'lag'] as const;
+/** Faults a phase can apply, in the default order. `delay` needs the lab made with --hosts (REFERENCE 8). */
+export const STALE_FAULTS = ['delay', 'pause', 'lag'] as const;
 export type StaleFault = (typeof STALE_FAULTS)[number];
 export const STALE_RUNS = ['bounded', 'unbounded', 'haproxy'] as const;
 export type StaleRun = (typeof STALE_RUNS)[number];
@@ -47,8 +48,8 @@ interface PhaseSpec {
 }
 
 /** The drill's phases: a baseline, then each fault for --phase and a recovery of half that after its heal. */
-export function phasePlan(faults: StaleFault[], node: string, phaseMs: number): PhaseSpec[] {
-  const words: Record<StaleFault, string> = { pause: `${node} paused (SIGSTOP)`, lag: `${node} replay paused (lag)` };
+export function phasePlan(faults: StaleFault[], node: string, phaseMs: number, delayMs: number): PhaseSpec[] {
+  const words: Record<StaleFault, string> = { delay: `${node} delayed (${delayMs} ms)`, pause: `${node} paused (SIGSTOP)`, lag: `${node} replay paused (lag)` };
   return [
     { name: 'baseline', fault: null, ms: phaseMs / 2 },
     ...faults.flatMap((fault) => [
@@ -60,14 +61,23 @@ export function phasePlan(faults: StaleFault[], node: string, phaseMs: number): 
 
 export function parseStaleFaults(text: string): StaleFault[] {
   const faults = text.split(',').map((f) => f.trim()).filter(Boolean);
-  if (faults.length === 0) throw new LabError('USAGE', '--faults needs at least one of pause, lag');
+  if (faults.length === 0) throw new LabError('USAGE', '--faults needs at least one of delay, pause, lag');
   for (const fault of faults) {
-    if ((NETWORK_FAULTS as readonly string[]).includes(fault)) {
-      throw new LabError('USAGE', `--faults ${fault}: ${fault} needs a lab made with --hosts (nodes in network namespaces), which is not available yet; the drill's phase list takes it then (pause and lag work now)`);
-    }
-    if (!(STALE_FAULTS as readonly string[]).includes(fault)) throw new LabError('USAGE', `Invalid --faults "${fault}": expected pause and/or lag (delay comes with labs made with --hosts)`);
+    if (!(STALE_FAULTS as readonly string[]).includes(fault)) throw new LabError('USAGE', `Invalid --faults "${fault}": expected delay, pause and/or lag`);
   }
   return faults as StaleFault[];
+}
+
+/**
+ * The phases this machine can run. A delay needs the drill's lab made with --hosts (`hostsProblem`: why
+ * it cannot be, or null): named in --faults it is refused in one line; in the default list it is left
+ * out, and `skipped` says why in one line.
+ */
+export function faultsHere(faults: StaleFault[], explicit: boolean, hostsProblem: LabError | null): { faults: StaleFault[]; skipped: string | null } {
+  if (!faults.includes('delay') || hostsProblem === null) return { faults, skipped: null };
+  if (explicit) throw new LabError(hostsProblem.code, `--faults delay needs the drill's lab made with --hosts (nodes in network namespaces): ${hostsProblem.message}`);
+  const rest = faults.filter((f) => f !== 'delay');
+  return { faults: rest, skipped: `delay phase skipped (${rest.join(' and ')} run): it needs the drill's lab made with --hosts, and ${hostsProblem.message}` };
 }
 
 export function parseStaleRuns(text: string): StaleRun[] {
@@ -79,7 +89,7 @@ export function parseStaleRuns(text: string): StaleRun[] {
   return [...new Set(runs)] as StaleRun[];
 }
 
-export function checkStaleReadsOptions(o: StaleReadsDrillOptions): { maxLagBytes: number | null; maxLagSeconds: number | null } {
+export function checkStaleReadsOptions(o: StaleReadsDrillOptions): { maxLagBytes: number | null; maxLagSeconds: number | null; delayMs: number } {
   if (!Number.isInteger(o.replicas) || o.replicas < 2) throw new LabError('USAGE', `--replicas must be 2 or more (one keeps serving while the other is faulted), got ${o.replicas}`);
   if (!Number.isInteger(o.readers) || o.readers < 1) throw new LabError('USAGE', `--readers must be 1 or more, got ${o.readers}`);
   if (!(o.phaseMs >= 2000)) throw new LabError('USAGE', `--phase must be at least 2s, got ${o.phaseMs / 1000}s`);
@@ -87,7 +97,7 @@ export function checkStaleReadsOptions(o: StaleReadsDrillOptions): { maxLagBytes
   if (!match || Number(match[1]) < 1 || Number(match[1]) > o.replicas) throw new LabError('USAGE', `--node must be one of the drill's replicas (replica1..replica${o.replicas}), got "${o.node}"`);
   const bound = parseMaxLag(o.maxLag.split(','));
   if (bound.maxLagBytes === null && bound.maxLagSeconds === null) throw new LabError('USAGE', '--max-lag needs a bound (1MB, 1s)');
-  return bound;
+  return { ...bound, delayMs: parseDelay(o.delay) };
 }
 
 /** What the rule allows a read, from the check's knobs. */
@@ -174,35 +184,42 @@ export async function runStaleReadsDrill(
   options: StaleReadsDrillOptions,
   hooks: { print: Print; reporter: Reporter; signal: AbortSignal },
 ): Promise<DrillOutcome> {
-  const bound = checkStaleReadsOptions(options);
-  const faults = parseStaleFaults(options.faults);
+  const { delayMs, ...bound } = checkStaleReadsOptions(options);
+  const requested = parseStaleFaults(options.faults ?? STALE_READS_DEFAULTS.faults!);
   const runs = parseStaleRuns(options.runs);
+  // A delay phase needs nodes in network namespaces: the lab is made with --hosts when it has one.
+  const hostsProblem = requested.includes('delay')
+    ? await checkCanMakeHosts(base.runtime ?? 'process', 'leave delay out of --faults').then(() => null, (error: unknown) => (error instanceof LabError ? error : new LabError('ENVIRONMENT', messageOf(error))))
+    : null;
+  const { faults, skipped } = faultsHere(requested, options.faults !== undefined, hostsProblem);
+  const hosts = faults.includes('delay');
   const rule: Rule = { ...bound, interMs: LAB_CHECK_DEFAULTS.interMs, checkTimeoutMs: LAB_CHECK_DEFAULTS.timeoutMs, windowMs: LAB_CHECK_DEFAULTS.interMs + 2 * LAB_CHECK_DEFAULTS.timeoutMs };
-  const plan = phasePlan(faults, options.node, options.phaseMs);
+  const plan = phasePlan(faults, options.node, options.phaseMs, delayMs);
   const { signal } = hooks;
   const narrator = new Narrator(hooks.print);
-  narrator.say(`lab demo stale-reads: ${options.replicas} replicas, ${options.readers} readers through a balancer, ${options.node} ${faults.join(' then ')} for ${options.phaseMs / 1000}s each; runs: ${runs.join(', ')}; bound --max-lag ${options.maxLag}`);
-  const lab = await buildDemoLab(base, { replicas: options.replicas, access: options.access, labDir: options.labDir, reporter: hooks.reporter, say: (t) => narrator.say(t) });
+  if (skipped) narrator.say(skipped);
+  narrator.say(`lab demo stale-reads: ${options.replicas} replicas, ${options.readers} readers through a balancer, ${options.node} ${faults.map((f) => (f === 'delay' ? `delayed ${delayMs} ms` : f)).join(' then ')} for ${options.phaseMs / 1000}s each; runs: ${runs.join(', ')}; bound --max-lag ${options.maxLag}`);
+  const lab = await buildDemoLab(base, { replicas: options.replicas, hosts, access: options.access, labDir: options.labDir, reporter: hooks.reporter, say: (t) => narrator.say(t) });
   const { global } = lab;
   return inDemoLab(lab, narrator, { keep: options.keep, what: 'the writer, the balancers' }, async () => {
-    narrator.say(`step 3: table ${STAMP_TABLE} in database ${DEMO_DATABASE} on master1; a writer stamps counter+1 every ${STAMP_EVERY_MS} ms (${STAMP_PAD_BYTES / 1024} kB of WAL each)`);
-    await createDatabase(lab.masterPort, DEMO_DATABASE);
-    for (const sql of CREATE_STAMP_TABLE) await queryRows({ port: lab.masterPort, database: DEMO_DATABASE }, sql);
-    await waitReplicasCaughtUp(lab.masterPort, lab.replicas.length);
-    const writer = new StampWriter({ port: lab.masterPort, database: DEMO_DATABASE, everyMs: STAMP_EVERY_MS, padBytes: STAMP_PAD_BYTES, maxStamps: 2_000_000 });
+    narrator.say(`step 3: table ${STAMP_TABLE} in database ${DEMO_DATABASE} on master1 (${lab.masterHost}:${lab.masterPort}); a writer stamps counter+1 every ${STAMP_EVERY_MS} ms (${STAMP_PAD_BYTES / 1024} kB of WAL each)`);
+    await createDatabase(lab.masterPort, DEMO_DATABASE, lab.masterHost);
+    for (const sql of CREATE_STAMP_TABLE) await queryRows({ host: lab.masterHost, port: lab.masterPort, database: DEMO_DATABASE }, sql);
+    await waitReplicasCaughtUp(lab.masterPort, lab.replicas.length, 60_000, lab.masterHost);
+    const writer = new StampWriter({ host: lab.masterHost, port: lab.masterPort, database: DEMO_DATABASE, everyMs: STAMP_EVERY_MS, padBytes: STAMP_PAD_BYTES, maxStamps: 2_000_000 });
     narrator.loadEpochMs = Date.now();
     await writer.start();
     const results: RunResult[] = [];
     try {
       for (const run of runs) {
         signal.throwIfAborted();
-        results.push(await oneRun({ global, lab, run, rule, options, plan, writer, narrator, signal }));
+        results.push(await oneRun({ global, lab, run, rule, options, delayMs, plan, writer, narrator, signal }));
       }
     } finally {
       await writer.stop();
     }
     narrator.event('stop', `end: ${writer.latest} stamps written, ${results.reduce((n, r) => n + r.reads.length, 0)} reads in ${results.length} runs`);
-    const report = buildReport({ results, rule, options, writer, narrator, plan, nodes: [{ name: 'master1', port: lab.masterPort }, ...lab.replicas] });
+    const report = buildReport({ results, rule, options, writer, narrator, plan, faults, delayMs, hosts, nodes: [{ name: 'master1', port: lab.masterPort }, ...lab.replicas] });
     const written = await publishReport(narrator, options.reportDir, report);
     return { report, written, labDir: global.labDir, kept: options.keep };
   });
@@ -228,10 +245,11 @@ function balancerOptions(run: StaleRun, maxLag: string): BalancerStartOptions {
 
 interface RunInput {
   global: GlobalOptions;
-  lab: { masterPort: number; replicas: { name: string; port: number }[] };
+  lab: { masterPort: number; masterHost: string; replicas: { name: string; port: number }[] };
   run: StaleRun;
   rule: Rule;
   options: StaleReadsDrillOptions;
+  delayMs: number;
   plan: PhaseSpec[];
   writer: StampWriter;
   narrator: Narrator;
@@ -239,7 +257,7 @@ interface RunInput {
 }
 
 async function oneRun(d: RunInput): Promise<RunResult> {
-  const { global, lab, run, rule, options, plan, writer, narrator, signal } = d;
+  const { global, lab, run, rule, options, delayMs, plan, writer, narrator, signal } = d;
   const label = runLabel(run, options.maxLag);
   const [listen, stats] = await findFreePorts(2);
   const spec = { ...balancerOptions(run, options.maxLag), listen: `127.0.0.1:${listen}`, stats: `127.0.0.1:${stats}` };
@@ -247,32 +265,37 @@ async function oneRun(d: RunInput): Promise<RunResult> {
   const balancer = await startBalancer(global, spec);
   try {
     await waitBalancerUp(balancer, lab.replicas.length, signal, 30_000);
-    const total = plan.reduce((sum, p) => sum + p.ms, 0);
     const phases: PhaseResult[] = [];
     const started = Date.now();
+    // The readers stop when the last phase ends (a fault that takes its time to apply moves that).
+    let end = Infinity;
     const readers = await alongsideLoad(signal, (loadSignal) => ({
       workload: runStampReaders(writer, {
-        url: `postgresql://postgres@${spec.listen}/${DEMO_DATABASE}`, clients: options.readers, until: started + total, maxReads: 200_000,
+        url: `postgresql://postgres@${spec.listen}/${DEMO_DATABASE}`, clients: options.readers, until: () => end, maxReads: 200_000,
         connectTimeoutMs: READ_CONNECT_TIMEOUT_MS, queryTimeoutMs: READ_QUERY_TIMEOUT_MS,
       }, loadSignal),
       drill: (async () => {
-        let at = started;
         for (const phase of plan) {
-          const from = Date.now();
+          let from = Date.now();
           if (phase.fault) {
-            await applyFault(global, phase.fault, options.node);
-            narrator.event(`${run}-${phase.fault}`, `${run}: ${phase.name}`, from);
+            // A fault's phase begins once its command returned (the fault in force) and lasts --phase from
+            // then; the time it took to apply (a delay: its relay's start, ~0.5 s) ends the phase before.
+            await applyFault(global, phase.fault, options.node, delayMs);
+            const applying = Date.now() - from;
+            from = Date.now();
+            if (phases.length > 0) phases.at(-1)!.to = from;
+            narrator.event(`${run}-${phase.fault}`, `${run}: ${phase.name}`, from, `${run}: ${phase.name} (applied in ${applying} ms)`);
           } else {
             narrator.event(`${run}-phase`, `${run}: ${phase.name}`, from);
           }
-          at += phase.ms;
-          await delay(Math.max(0, at - Date.now()), undefined, { signal: loadSignal });
+          await delay(phase.ms, undefined, { signal: loadSignal });
           if (phase.fault) {
             const healed = await faultHeal(global, options.node);
             narrator.say(`run ${run}: heal ${options.node}: ${healed.healed.map((h) => h.outcome).join('; ')}`);
           }
           phases.push({ name: phase.name, fault: phase.fault, from, to: Date.now() });
         }
+        end = Date.now();
       })(),
     }));
     const reads = readers.reads.map((r) => judgeAgainstRule(writer.stamps, r, rule));
@@ -283,12 +306,13 @@ async function oneRun(d: RunInput): Promise<RunResult> {
   } finally {
     await stopBalancer(global, spec.name).catch((error) => narrator.say(`could not stop balancer ${spec.name}: ${error instanceof Error ? error.message : String(error)}`));
     // The next run starts from replicas that replayed everything (a heal's backlog is not the next run's).
-    await waitReplicasCaughtUp(lab.masterPort, lab.replicas.length, 30_000).catch(() => undefined);
+    await waitReplicasCaughtUp(lab.masterPort, lab.replicas.length, 30_000, lab.masterHost).catch(() => undefined);
   }
 }
 
-async function applyFault(global: GlobalOptions, fault: StaleFault, node: string): Promise<void> {
+async function applyFault(global: GlobalOptions, fault: StaleFault, node: string, delayMs: number): Promise<void> {
   switch (fault) {
+    case 'delay': await faultDelay(global, node, `${delayMs}ms`); return;
     case 'pause': await faultPause(global, node); return;
     case 'lag': await faultLag(global, node); return;
   }
@@ -303,17 +327,32 @@ interface PhaseFigures {
   beyond_rule: number;
   worst_ms: number;
   worst_bytes: number;
+  /** The oldest answer when it arrived (ms_old_on_arrival): a late answer is older than its ms_behind. */
+  worst_ms_on_arrival: number;
+  /** The median time the faulted node took to answer a SELECT, and to a new connection (null: it answered none). */
+  node_median_took_ms: number | null;
+  node_median_connect_ms: number | null;
+}
+
+function median(values: number[]): number | null {
+  if (values.length === 0) return null;
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)]!;
 }
 
 function figuresOf(reads: JudgedRead[], errors: number, nodePort: number): PhaseFigures {
+  const onNode = reads.filter((r) => r.port === nodePort);
   return {
     reads: reads.length,
     errors,
-    on_node: reads.filter((r) => r.port === nodePort).length,
+    on_node: onNode.length,
     beyond_bound: reads.filter((r) => r.beyond_bound).length,
     beyond_rule: reads.filter((r) => r.beyond_rule).length,
     worst_ms: reads.reduce((m, r) => Math.max(m, r.ms_behind), 0),
     worst_bytes: reads.reduce((m, r) => Math.max(m, r.bytes_behind), 0),
+    worst_ms_on_arrival: reads.reduce((m, r) => Math.max(m, r.ms_old_on_arrival), 0),
+    node_median_took_ms: median(onNode.map((r) => r.took_ms)),
+    node_median_connect_ms: median(onNode.map((r) => r.connect_ms)),
   };
 }
 
@@ -330,6 +369,10 @@ interface ReportInput {
   writer: StampWriter;
   narrator: Narrator;
   plan: PhaseSpec[];
+  faults: StaleFault[];
+  delayMs: number;
+  /** The lab was made with --hosts (every node in a network namespace). */
+  hosts: boolean;
   nodes: { name: string; port: number }[];
 }
 
@@ -355,6 +398,9 @@ function buildReport(input: ReportInput): Report {
     check_timeout_ms: rule.checkTimeoutMs,
     rule_window_ms: rule.windowMs,
     faulted_node: options.node,
+    faults: input.faults.join(','),
+    delay_ms: input.faults.includes('delay') ? input.delayMs : null,
+    hosts: input.hosts,
     phase_ms: options.phaseMs,
     stamps: writer.latest,
     wal_bytes_per_s: walPerSecond,
@@ -373,7 +419,7 @@ function buildReport(input: ReportInput): Report {
     for (const phase of result.phases) {
       const within = inPhase(phase);
       const f = figuresOf(result.reads.filter((r) => within(r.at)), result.errors.filter((e) => within(e.at)).length, nodePort);
-      rows.push([phase.name, result.run, f.reads, f.errors, f.on_node, f.beyond_bound, f.beyond_rule, f.worst_ms, fmtBytes(f.worst_bytes)]);
+      rows.push([phase.name, result.run, f.reads, f.errors, f.on_node, f.on_node ? `${f.node_median_connect_ms} / ${f.node_median_took_ms}` : '-', f.beyond_bound, f.beyond_rule, f.worst_ms, fmtBytes(f.worst_bytes), f.worst_ms_on_arrival]);
       const perSecond = new Map<number, number>();
       for (const r of result.reads.filter((x) => within(x.at))) perSecond.set(Math.floor((r.at - phase.from) / 1000), (perSecond.get(Math.floor((r.at - phase.from) / 1000)) ?? 0) + 1);
       const whole = Math.floor((phase.to - phase.from) / 1000);
@@ -386,6 +432,13 @@ function buildReport(input: ReportInput): Report {
       figures[`${result.run}_${key}_beyond_bound`] = f.beyond_bound;
       figures[`${result.run}_${key}_beyond_rule`] = f.beyond_rule;
       figures[`${result.run}_${key}_worst_ms_behind`] = f.worst_ms;
+      figures[`${result.run}_${key}_worst_bytes_behind`] = f.worst_bytes;
+      figures[`${result.run}_${key}_worst_ms_on_arrival`] = f.worst_ms_on_arrival;
+      figures[`${result.run}_${key}_reads`] = f.reads;
+      figures[`${result.run}_${key}_errors`] = f.errors;
+      figures[`${result.run}_${key}_on_node`] = f.on_node;
+      figures[`${result.run}_${key}_node_median_took_ms`] = f.node_median_took_ms;
+      figures[`${result.run}_${key}_node_median_connect_ms`] = f.node_median_connect_ms;
     }
     Object.assign(figures, {
       [`${result.run}_reads`]: all.reads,
@@ -394,8 +447,9 @@ function buildReport(input: ReportInput): Report {
       [`${result.run}_beyond_rule`]: all.beyond_rule,
       [`${result.run}_worst_ms_behind`]: all.worst_ms,
       [`${result.run}_worst_bytes_behind`]: all.worst_bytes,
+      [`${result.run}_worst_ms_on_arrival`]: all.worst_ms_on_arrival,
     });
-    summary.push(`${result.run} (${result.label}): ${all.reads} reads, ${all.errors} read errors; older than the bound: ${all.beyond_bound}; beyond the rule: ${all.beyond_rule}; worst ${all.worst_ms} ms / ${fmtBytes(all.worst_bytes)} behind`);
+    summary.push(`${result.run} (${result.label}): ${all.reads} reads, ${all.errors} read errors; older than the bound: ${all.beyond_bound}; beyond the rule: ${all.beyond_rule}; worst ${all.worst_ms} ms / ${fmtBytes(all.worst_bytes)} behind (${all.worst_ms_on_arrival} ms old on arrival)`);
     // Reads per server: before the first fault, during faults, after them.
     const firstFault = inFault[0]?.from ?? Infinity;
     for (const node of nodes) {
@@ -416,6 +470,7 @@ function buildReport(input: ReportInput): Report {
     series.push({ node: `${result.run} (worst ms behind)`, port: null, points: worst.map((ms, i) => ({ at_ms: rel(start) + (i + 1) * 1000, tps: ms })) });
     errors.push(...result.errors.map((e) => ({ at_ms: rel(e.at), message: e.message, target: `${result.run} (${result.balancer})` })));
   }
+  errors.push(...writer.errors.map((e) => ({ at_ms: rel(e.at), message: e.message, target: 'writer (master1)' })));
   const bounded = results.find((r) => r.run === 'bounded');
   const goal = bounded ? bounded.reads.filter((r) => r.beyond_rule).length === 0 : null;
   figures.goal_no_read_beyond_rule = goal;
@@ -430,10 +485,10 @@ function buildReport(input: ReportInput): Report {
   }
   summary.push(`writer: ${writer.latest} stamps, ${fmtBytes(walPerSecond)} of WAL a second${writer.errors.length ? `, ${writer.errors.length} errors` : ''}`);
 
-  const tableNotes = `Reads: a new connection through the run's balancer, then SELECT counter FROM stamp. "on ${options.node}": reads the faulted replica answered. "> bound": older than --max-lag ${options.maxLag}; "> rule": older than the rule allows.`;
+  const tableNotes = `Reads: a new connection through the run's balancer, then SELECT counter FROM stamp. "on ${options.node}": reads the faulted replica answered, and the median ms their new connection (TLS, login) and their SELECT took. "> bound": older than --max-lag ${options.maxLag}; "> rule": older than the rule allows (both judge ms/bytes behind, taken when the SELECT was sent). "ms old on arrival": the same age taken when the answer came back.`;
   const tables: ReportTable[] = [{
     title: 'The runs side by side, per phase',
-    headers: ['phase', 'run', 'reads', 'errors', `on ${options.node}`, '> bound', '> rule', 'worst ms behind', 'worst bytes behind'],
+    headers: ['phase', 'run', 'reads', 'errors', `on ${options.node}`, `${options.node} ms to connect / answer (median)`, '> bound', '> rule', 'worst ms behind', 'worst bytes behind', 'worst ms old on arrival'],
     rows: rows
       .map((row, i) => ({ row, i }))
       .sort((a, b) => phaseIndex(input.plan, String(a.row[0])) - phaseIndex(input.plan, String(b.row[0])) || a.i - b.i)
@@ -444,13 +499,13 @@ function buildReport(input: ReportInput): Report {
   const phaseOf = (result: RunResult, at: number) => result.phases.find((p) => at >= p.from && at < p.to)?.name ?? null;
   const details = {
     reads_beyond_rule: results.flatMap((result) => result.reads.filter((r) => r.beyond_rule).slice(0, 100).map((r) => ({
-      run: result.run, phase: phaseOf(result, r.at), at_ms: rel(r.at), took_ms: r.took_ms, server: nodes.find((n) => n.port === r.port)?.name ?? r.port,
+      run: result.run, phase: phaseOf(result, r.at), at_ms: rel(r.at), connect_ms: r.connect_ms, took_ms: r.took_ms, server: nodes.find((n) => n.port === r.port)?.name ?? r.port,
       counter: r.counter, latest: r.latest, ms_behind: r.ms_behind, bytes_behind: r.bytes_behind, limit_ms: r.limit_ms, limit_bytes: r.limit_bytes,
     }))),
     state_changes: results.flatMap((result) => result.changes.map((c) => ({ run: result.run, at_ms: rel(c.at), server: c.server, from: c.from, to: c.to, why: c.why }))),
   };
   return {
-    title: `pglab stale reads demo: ${options.node} paused, then its replay paused, reads through lb (--max-lag ${options.maxLag}), without a bound and through HAProxy`,
+    title: `pglab stale reads demo: ${input.plan.filter((p) => p.fault).map((p) => p.name).join(', then ')}; reads through lb (--max-lag ${options.maxLag}), without a bound and through HAProxy`,
     generated_at: new Date().toISOString(),
     started_at: new Date(epoch).toISOString(),
     duration_ms: rel(Math.max(...results.map((r) => r.phases.at(-1)?.to ?? epoch), epoch)),
@@ -470,9 +525,9 @@ function buildReport(input: ReportInput): Report {
       `Writer: one session on master1 (not through a balancer) runs UPDATE stamp SET counter = counter + 1, at = clock_timestamp(), lsn = pg_current_wal_insert_lsn(), pad = (16 kB, stored uncompressed) every ${STAMP_EVERY_MS} ms; it keeps, per counter, when the UPDATE was acknowledged and the LSN it returned.`,
       `Readers: ${options.readers} clients, each read a new connection through the run's balancer (connect timeout ${READ_CONNECT_TIMEOUT_MS} ms, query timeout ${READ_QUERY_TIMEOUT_MS} ms) and SELECT counter, inet_server_port() FROM stamp. A new connection per read because an L4 balancer cannot move a session that is already on a replica when it is drained: persistent sessions keep reading from it.`,
       'Staleness of a read: L = the newest counter acknowledged when its SELECT was sent, c = the counter it read. If c >= L it is 0. Otherwise ms behind = send time - acknowledgement of counter c+1 (the first it did not see), bytes behind = LSN(L) - LSN(c).',
-      `The rule: with --max-lag S (seconds) a read is at most S + I + 2C behind; with --max-lag B (bytes) at most B + the WAL written in the I + 2C before it + one stamp's WAL; I = inter (${rule.interMs} ms), C = timeout check (${rule.checkTimeoutMs} ms). I + 2C: the verdict of a check that measured the lag at t is in force until the next check's verdict, which comes at most I after the first check ended (it took at most C after measuring) and at most C after the next one started. The sql check measures receive - replay on the replica (bytes) and now() - the last replayed commit's time while receive != replay (seconds); WAL not yet received is not in it (milliseconds here). A check that fails without a hang keeps the last verdict up to fall - 1 more checks; none did in these runs.`,
+      `The rule: with --max-lag S (seconds) a read is at most S + I + 2C behind; with --max-lag B (bytes) at most B + the WAL written in the I + 2C before it + one stamp's WAL; I = inter (${rule.interMs} ms), C = timeout check (${rule.checkTimeoutMs} ms). I + 2C: the verdict of a check that measured the lag at t is in force until the next check's verdict, which comes at most I after the first check ended (it took at most C after measuring) and at most C after the next one started. The sql check measures receive - replay on the replica (bytes) and now() - the last replayed commit's time while receive != replay (seconds); WAL not yet received is not in it (milliseconds here). A check that fails without a hang keeps the last verdict up to fall - 1 more checks; none did in these runs. The rule counts from the SELECT, while the balancer chose the server when the read's connection began (connect ms earlier: tens of ms here, seconds through a delayed link).`,
       'Runs: bounded (built-in balancer, sql check, --max-lag), unbounded (the same without a lag bound), haproxy (HAProxy with the seed\'s settings: pgsql-check every 10 s, rise 2, fall 3, retries 3, timeout connect 10 s; it cannot see lag). Each run has its balancer, the same phases on the same lab; the replicas replay everything between runs. The unbounded and HAProxy runs are judged against the same bound.',
-      'Phases: a baseline, then for each fault: the fault for --phase and half of that after its heal. pause = SIGSTOP of every process of the node (lab fault pause), lag = pg_wal_replay_pause() (lab fault lag). A network delay phase (lab fault delay) slots into the phase list once labs with --hosts exist; `--faults delay` says so now.',
+      'Phases: a baseline, then for each fault: the fault for --phase from when its lab fault command returned, and half of that after its heal returned. delay = lab fault delay (the lab is made with --hosts: a relay in the node\'s namespace holds what the node sends, to its clients and to the primary, for the delay; the WAL it receives is not held), pause = SIGSTOP of every process of the node (lab fault pause), lag = pg_wal_replay_pause() (lab fault lag).',
       'Timeline: the worst staleness (ms) of the reads of each second, one line per run; the runs follow each other on one clock.',
     ],
   };

@@ -20,23 +20,40 @@ export interface RelayConfig {
   listeners: RelayListener[];
 }
 
-/** A one-way pipe that delivers each chunk `delayMs` (± jitter) after it came, never out of order. */
+/**
+ * A one-way pipe that delivers each chunk `delayMs` (± jitter) after it came, never out of order: one
+ * queue and one timer per pipe. (A timer per chunk, each set to `due - Date.now()`, could fire a later
+ * chunk first: Node times a timer from the loop's cached clock, and Date.now() moves meanwhile, so two
+ * chunks a millisecond apart could swap; a swapped TLS record ends the session: "bad record mac".)
+ */
 function delayedPipe(from: net.Socket, to: net.Socket, config: RelayConfig): void {
+  const queue: { due: number; chunk: Buffer | null }[] = [];
+  let timer: NodeJS.Timeout | null = null;
   let lastDue = 0;
-  const dueAt = () => {
+  const flush = () => {
+    timer = null;
+    while (queue.length > 0 && queue[0]!.due <= Date.now()) {
+      const { chunk } = queue.shift()!;
+      if (to.destroyed) continue;
+      if (chunk === null) to.end();
+      else to.write(chunk);
+    }
+    if (queue.length > 0) timer = setTimeout(flush, Math.max(1, queue[0]!.due - Date.now()));
+  };
+  /** `chunk` null: the end of the stream, after everything before it. */
+  const push = (chunk: Buffer | null) => {
+    if (config.delayMs === 0 && !config.jitterMs && queue.length === 0) {
+      // The undelayed way: nothing waits before it.
+      if (!to.destroyed) chunk === null ? to.end() : to.write(chunk);
+      return;
+    }
     const jitter = config.jitterMs ? (Math.random() * 2 - 1) * config.jitterMs : 0;
     lastDue = Math.max(lastDue, Date.now() + Math.max(0, config.delayMs + jitter));
-    return lastDue;
+    queue.push({ due: lastDue, chunk });
+    if (timer === null) timer = setTimeout(flush, Math.max(1, lastDue - Date.now()));
   };
-  from.on('data', (chunk) => {
-    const due = dueAt();
-    setTimeout(() => {
-      if (!to.destroyed) to.write(chunk);
-    }, due - Date.now());
-  });
-  from.on('end', () => {
-    setTimeout(() => to.end(), Math.max(0, lastDue - Date.now()));
-  });
+  from.on('data', (chunk: Buffer) => push(chunk));
+  from.on('end', () => push(null));
 }
 
 function serve(listener: RelayListener, config: RelayConfig): Promise<void> {

@@ -49,17 +49,18 @@ async function ip(args: string[], what: string): Promise<string> {
 
 /**
  * --hosts refused in one line where namespaces cannot be made: not root, no `ip`, no iptables, and for
- * processes no setpriv (the docker runtime's servers run as the image's user without it).
+ * processes no setpriv (the docker runtime's servers run as the image's user without it). `instead`:
+ * what else the person can do (a drill that would make its lab with --hosts says which phase to leave out).
  */
-export async function checkCanMakeHosts(runtime: string): Promise<void> {
-  if (process.geteuid?.() !== 0) throw new LabError('ENVIRONMENT', '--hosts needs root (it makes network namespaces, veth links and a bridge): run lab as root, or drop --hosts');
+export async function checkCanMakeHosts(runtime: string, instead = 'drop --hosts'): Promise<void> {
+  if (process.geteuid?.() !== 0) throw new LabError('ENVIRONMENT', `--hosts needs root (it makes network namespaces, veth links and a bridge): run lab as root, or ${instead}`);
   const tools: [string, string[]][] = [['ip', ['-V']], ['iptables', ['-V']]];
   if (runtime === 'process') tools.push(['setpriv', ['--version']]);
   for (const [tool, args] of tools) {
     try {
       await execa(tool, [...args], { timeout: 10_000 });
     } catch {
-      throw new LabError('ENVIRONMENT', `--hosts needs the \`${tool}\` command (iproute2, iptables, util-linux), which does not run here: install it, or drop --hosts`);
+      throw new LabError('ENVIRONMENT', `--hosts needs the \`${tool}\` command (iproute2, iptables, util-linux), which does not run here: install it, or ${instead}`);
     }
   }
 }
@@ -116,7 +117,7 @@ export async function ensureNodeHost(hosts: LabHosts, host: NodeHost, pid?: numb
   await ensureBridge(hosts);
   if ((await netnsNames()).includes(host.netns)) {
     const inside = (await namesNetnsOf(host.netns, pid)) ? await ip(['-n', host.netns, '-o', 'addr', 'show', 'dev', 'eth0'], `reading ${host.netns}`).catch(() => '') : '';
-    if (inside.includes(` ${host.address}/24`) && (await linkNames()).includes(host.veth)) return;
+    if (inside.includes(` ${host.address}/24`) && (await linkNames()).includes(host.veth)) return await trackConnections(host.netns);
     await removeNodeHost(host);
   }
   if ((await linkNames()).includes(host.veth)) await deleteGone(['link', 'del', host.veth], `removing a leftover ${host.veth}`);
@@ -140,6 +141,21 @@ async function linkNodeHost(hosts: LabHosts, host: NodeHost): Promise<void> {
   await ip(['-n', host.netns, 'link', 'set', 'eth0', 'up'], `bringing eth0 up in ${host.netns}`);
   await ip(['-n', host.netns, 'route', 'add', 'default', 'via', gatewayOf(hosts)], `routing ${host.netns}`);
   await ip(['link', 'set', host.veth, 'master', hosts.bridge, 'up'], `attaching ${host.veth} to ${hosts.bridge}`);
+  await trackConnections(host.netns);
+}
+
+/** A conntrack match with no verdict: it only turns connection tracking on in the namespace. */
+const TRACK_RULE = ['INPUT', '-m', 'conntrack', '--ctstate', 'INVALID', '-m', 'comment', '--comment', 'pglab: connections tracked from the start'];
+
+/**
+ * Connection tracking on in the node's namespace from its start, so that a delay's nat REDIRECT applies
+ * to new connections only, as documented. Without it tracking began with the delay's first nat rule and
+ * picked up every open connection mid-stream as a new one: redirected to the relay, which knew nothing of
+ * it, each was reset (the balancer's kept check connection, clients' sessions).
+ */
+async function trackConnections(netns: string): Promise<void> {
+  const present = await execa('ip', ['netns', 'exec', netns, 'iptables', '-C', ...TRACK_RULE], { reject: false, timeout: 20_000 });
+  if (present.exitCode !== 0) await inNetns(netns, 'iptables', ['-A', ...TRACK_RULE]);
 }
 
 /** `ip link del` / `ip netns del` of something that may vanish meanwhile (a veth goes with its namespace, asynchronously). */
