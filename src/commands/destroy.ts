@@ -17,7 +17,7 @@ import { removeBalancerFiles, stopBalancerProcess } from '../lab/balancer-proces
 import { inspectBindir } from '../postgres/installation.js';
 import { resolveRunAs } from '../postgres/os-user.js';
 import { runtimeFor } from '../runtime/node-runtime.js';
-import { relaysOf, removeDelay, removeLabNetwork, removeNetworkFault, type NetworkFault } from '../lab/hosts.js';
+import { holdBridge, ownNamespaces, relaysOf, removeDelay, removeLabNetwork, removeNetworkFault, type NetworkFault } from '../lab/hosts.js';
 
 export interface DestroyResult {
   labDir: string;
@@ -97,22 +97,28 @@ export async function destroyLab(global: GlobalOptions, options: { yes?: boolean
   // A node paused by `lab fault pause` (or maybe paused: recorded `applying`) is resumed before it is
   // stopped, else pg_ctl stop waits on a postmaster that cannot run (and a frozen container cannot stop).
   const paused = new Set(faultsOf(state).filter((fault) => fault.kind === 'pause').map((fault) => fault.node));
+  // The lab's namespaces: all its recorded ones and its prefix while it holds its bridge pgl<N> (claimed
+  // now when absent, so no lab takes N during the sweep); while another lab's bridge has the name (this
+  // lab was killed before its claim, or its lab.json names another lab's index) only the provably its own.
+  const recordedNetns = [...new Set(state.nodes.map((n) => n.host?.netns).filter((n): n is string => Boolean(n)))];
+  const holdsBridge = state.hosts ? await holdBridge(state.labId, state.hosts) : false;
+  const ownNetns = new Set(state.hosts ? (holdsBridge ? recordedNetns : await ownNamespaces(state.labId, state.hosts, recordedNetns)) : []);
   // A partitioned node is let out first: a primary's walsenders would otherwise wait on a standby that
   // cannot answer (wal_sender_timeout) before it shuts down.
   for (const fault of faultsOf(state)) {
     const host = (fault.kind === 'partition' || fault.kind === 'loss') && state.nodes.find((n) => n.name === fault.node)?.host;
-    if (host) await removeNetworkFault(host.netns, fault.kind as NetworkFault).catch((error) => result.problems.push(`${fault.node}: ${messageOf(error)}`));
+    if (host && ownNetns.has(host.netns)) await removeNetworkFault(host.netns, fault.kind as NetworkFault).catch((error) => result.problems.push(`${fault.node}: ${messageOf(error)}`));
   }
   // Delay relays: every one running for a namespace of this lab (recorded or not: a CLI killed before
   // recording its pid), so the namespaces can go.
   if (state.hosts) {
-    for (const netns of new Set(state.nodes.map((n) => n.host?.netns).filter((n): n is string => Boolean(n)))) {
+    for (const netns of ownNetns) {
       await removeDelay(netns).then(
         (removed) => removed && result.stopped.push(`delay relay of ${netns}`),
         (error) => result.problems.push(`${netns}: ${messageOf(error)}`),
       );
     }
-    for (const relay of await relaysOf(`pglab-${state.hosts.index}-`)) {
+    for (const relay of holdsBridge ? await relaysOf(`pglab-${state.hosts.index}-`) : []) {
       try {
         process.kill(relay.pid, 'SIGKILL');
         result.stopped.push(`delay relay of ${relay.netns}`);
@@ -179,7 +185,9 @@ export async function destroyLab(global: GlobalOptions, options: { yes?: boolean
   // once no node of the lab runs in them.
   if (result.problems.length === 0 && state.hosts) {
     try {
-      result.removed.push(...(await removeLabNetwork(state)));
+      const network = await removeLabNetwork(state);
+      result.removed.push(...network.removed);
+      if (network.kept) result.kept.push(network.kept);
     } catch (error) {
       result.problems.push(`network: ${messageOf(error)}`);
     }

@@ -13,7 +13,7 @@ import { requireBuilt, requireNode, updateState, type FaultKind, type FaultRecor
 import { queryRows } from '../postgres/client.js';
 import { runtimeFor } from '../runtime/node-runtime.js';
 import type { NodeHost } from '../lab/address.js';
-import { applyDelay, applyNetworkFault, netnsExists, removeDelay, removeNetworkFault, subnetOf, type NetworkFault } from '../lab/hosts.js';
+import { applyDelay, applyNetworkFault, netnsExists, refuseOtherLabsBridge, removeDelay, removeNetworkFault, subnetOf, type NetworkFault } from '../lab/hosts.js';
 import { nodeAddress } from '../lab/address.js';
 
 export const NETWORK_FAULTS = ['partition', 'delay', 'loss'] as const;
@@ -133,6 +133,8 @@ export async function faultList(global: GlobalOptions): Promise<FaultRecord[]> {
 /** Undo one fault; the record is dropped once it is undone (or moot: the node no longer runs). */
 async function healOne(context: LabContext, fault: FaultRecord): Promise<string> {
   const node = requireNode(context.state, fault.node);
+  // Rules and relays of namespaces on another lab's bridge are not this lab's to remove.
+  if (node.host && context.state.hosts && ['delay', 'partition', 'loss'].includes(fault.kind)) await refuseOtherLabsBridge(context.state.labId, context.state.hosts);
   if (fault.kind === 'delay') {
     if (!node.host) return 'no host: nothing to remove';
     return (await removeDelay(node.host.netns)) ? `relay stopped and nat rules removed in ${node.host.netns}` : `no relay or rules left in ${node.host.netns}: nothing to remove`;
@@ -179,6 +181,7 @@ async function hostedNode(context: LabContext, name: string, kind: string): Prom
   }
   const node = requireNode(context.state, name);
   requireBuilt(node, `re-run the command that created it (\`lab replica add ${name} ...\`)`);
+  await refuseOtherLabsBridge(context.state.labId, context.state.hosts);
   if (!node.host || !(await netnsExists(node.host.netns))) {
     throw new LabError('STATE', `Node "${name}" has no host (network namespace) now: start it first (\`lab node start ${name}\`)`);
   }

@@ -17,7 +17,7 @@ import { resolveInstallation } from '../postgres/installation.js';
 import { giveTo, resolveRunAs, type OsUser } from '../postgres/os-user.js';
 import { runtimeFor } from '../runtime/node-runtime.js';
 import { nodeAddress } from '../lab/address.js';
-import { checkCanMakeHosts, freeBridgeIndex, labAddresses, labHosts, newNodeHost } from '../lab/hosts.js';
+import { checkCanMakeHosts, claimBridge, freeBridgeIndex, labAddresses, labHosts, newNodeHost, refuseOtherLabsBridge } from '../lab/hosts.js';
 
 export interface MasterStartOptions {
   name?: string;
@@ -94,7 +94,7 @@ export async function masterStart(global: GlobalOptions, options: MasterStartOpt
 
   const labDirCreated = await prepareLabDir(global.labDir);
   await prepareLogDir(global.labDir, runAs);
-  const state = await withLock(global.labDir, async () => {
+  const recorded = await withLock(global.labDir, async () => {
     const current = (await readState(global.labDir)) ??
       newState({
         labDirCreated,
@@ -104,7 +104,7 @@ export async function masterStart(global: GlobalOptions, options: MasterStartOpt
         runtime,
         image,
         access,
-        // The bridge's name is recorded before it is made (destroy removes it by name).
+        // The bridge's name is recorded before it is made (destroy removes it by name); claimed below.
         hosts: options.hosts ? labHosts(await freeBridgeIndex()) : undefined,
       });
     checkNodeFits(current, global.labDir, { name, port, datadir, role: 'primary' });
@@ -116,6 +116,8 @@ export async function masterStart(global: GlobalOptions, options: MasterStartOpt
     await writeState(global.labDir, current);
     return current;
   });
+  // Before anything is built on the index (addresses in the certificate, namespaces): the lab's own bridge.
+  const state = recorded.hosts ? await claimHostsIndex(global.labDir, recorded, name, reporter) : recorded;
 
   useLabAccess(global.labDir, state);
   if (access.auth === 'scram') await createLabPassword(global.labDir, state.dbUser, state.hosts ? labAddresses(state.hosts) : []);
@@ -134,6 +136,30 @@ export async function masterStart(global: GlobalOptions, options: MasterStartOpt
     node.expected = 'running';
   });
   return { name, port, datadir, pid, version: state.pg.version, action: 'created', ...access, address: nodeAddress(node) };
+}
+
+/**
+ * Claim the lab's bridge index by making its bridge (its name recorded first). Two labs started at the same
+ * moment can pick the same free N: the one whose bridge is made first keeps N, the other records the next
+ * free index and tries that, a bounded number of times.
+ */
+async function claimHostsIndex(labDir: string, state: LabState, master: string, reporter: Reporter): Promise<LabState> {
+  const tried: number[] = [];
+  for (let attempt = 0; attempt < 10; attempt++) {
+    if (await claimBridge(state.labId, state.hosts!)) return state;
+    // Only the new master lives on this index yet; a lab with other nodes there is not moved.
+    if (state.nodes.some((n) => n.host && n.name !== master)) await refuseOtherLabsBridge(state.labId, state.hosts!);
+    tried.push(state.hosts!.index);
+    const index = await freeBridgeIndex(tried);
+    reporter.step(`bridge ${state.hosts!.bridge} was just made by another lab: taking pgl${index}`);
+    state = await updateState(labDir, (s) => {
+      s.hosts = labHosts(index);
+      const node = s.nodes.find((n) => n.name === master)!;
+      delete node.host;
+      node.host = newNodeHost(s, master);
+    });
+  }
+  throw new LabError('CONFLICT', `Other labs took bridge indexes ${tried.join(', ')} while this one tried them: run the command again`);
 }
 
 /** The access of a new lab from the options; for an existing lab, options that differ are refused. */

@@ -198,7 +198,7 @@ export async function replicaRemove(global: GlobalOptions, nameArg: string): Pro
   refuseWhileBuilding(node);
   await releaseFaults(context.labDir, state, node, nodes);
   if (await nodes.livePid(node)) await nodes.stop(node, 'fast');
-  if (node.host) await removeNodeHost(node.host);
+  if (node.host && state.hosts) await removeNodeHost(state.labId, state.hosts, node.host);
   const slot = slotName(name);
   const upstream = state.nodes.find((n) => n.name === node.upstream && n.name !== name) ?? primaryOf(state);
   let slotDropped = false;

@@ -6,7 +6,7 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import { childrenOf, procStat } from '../common/processes.js';
 import type { NodeRuntime } from '../runtime/node-runtime.js';
-import { removeDelay, removeNetworkFault } from './hosts.js';
+import { refuseOtherLabsBridge, removeDelay, removeNetworkFault } from './hosts.js';
 import { updateState, type FaultRecord, type LabState, type NodeRecord } from './state.js';
 
 function signal(pid: number, name: NodeJS.Signals): void {
@@ -63,6 +63,7 @@ export async function releaseFaults(labDir: string, state: LabState, node: NodeR
   const faults = faultsOf(state, node.name);
   if (faults.length === 0) return;
   if (faults.some((fault) => fault.kind === 'pause')) await runtime.resume(node);
+  if (node.host && state.hosts && faults.some((fault) => fault.kind !== 'pause' && fault.kind !== 'lag')) await refuseOtherLabsBridge(state.labId, state.hosts);
   for (const fault of faults) {
     if ((fault.kind === 'partition' || fault.kind === 'loss') && node.host) await removeNetworkFault(node.host.netns, fault.kind);
     if (fault.kind === 'delay' && node.host) await removeDelay(node.host.netns);

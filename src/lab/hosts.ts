@@ -4,9 +4,16 @@
 // (i from 10 to 250), lo up, default route via 10.213.N.1. Host <-> node and node <-> node traffic crosses
 // the bridge (layer 2: no sysctl is changed). Every name is recorded in lab.json before it is made, so
 // `lab destroy` removes it by its recorded name, and by the lab's prefix, also after a kill -9.
+// N is claimed by making the bridge: `ip link add` of a name that exists fails, so of two labs that picked
+// the same N at the same time one gets it and the other takes the next. The bridge is made with a MAC
+// address derived from the lab's id (in the same netlink request as its name, so a kill -9 cannot leave a
+// bridge of ours without it): that MAC is what says a bridge is this lab's; its alias `pglab:<labId>` is for
+// people reading `ip link`. Namespaces and veths are made only on a bridge of the lab's own, and the
+// prefix sweeps run only while the lab holds its bridge: another lab's pgl<N> is never touched.
 // The network faults live in the node's namespace as iptables rules in chains of pglab's own (PGL-*):
 // they touch only that node and vanish with its namespace; the host's iptables is never changed.
 import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { execa } from 'execa';
@@ -65,9 +72,33 @@ export async function checkCanMakeHosts(runtime: string, instead = 'drop --hosts
   }
 }
 
-async function linkNames(): Promise<string[]> {
+interface LinkInfo {
+  name: string;
+  mac?: string;
+  alias?: string;
+  /** A veth's peer's namespace, by name (`link-netns`). */
+  netns?: string;
+}
+
+/** The links of this machine (`ip -o link show`: one line each, `\\` where ip would break it). */
+async function links(): Promise<LinkInfo[]> {
   const out = await ip(['-o', 'link', 'show'], 'listing links');
-  return out.split('\n').map((line) => /^\d+:\s+([^:@\s]+)/.exec(line)?.[1]).filter((name): name is string => Boolean(name));
+  const found: LinkInfo[] = [];
+  for (const line of out.split('\n')) {
+    const name = /^\d+:\s+([^:@\s]+)/.exec(line)?.[1];
+    if (!name) continue;
+    found.push({
+      name,
+      mac: /link\/ether ([0-9a-f:]+)/.exec(line)?.[1],
+      netns: / link-netns (\S+)/.exec(line)?.[1],
+      alias: /\\\s+alias (.*?)\s*$/.exec(line)?.[1],
+    });
+  }
+  return found;
+}
+
+async function linkNames(): Promise<string[]> {
+  return (await links()).map((link) => link.name);
 }
 
 async function netnsNames(): Promise<string[]> {
@@ -75,10 +106,14 @@ async function netnsNames(): Promise<string[]> {
   return out.split('\n').map((line) => line.split(' ')[0]!).filter(Boolean);
 }
 
-/** The first bridge index no bridge on this machine uses (another lab's, or one of ours left over). */
-export async function freeBridgeIndex(): Promise<number> {
+/** The first bridge index no link or namespace on this machine uses (another lab's, or one left over), none of `skip`. */
+export async function freeBridgeIndex(skip: number[] = []): Promise<number> {
   const used = new Set((await linkNames()).map((name) => /^pgl(\d+)(?:-\d+)?$/.exec(name)?.[1]).filter(Boolean).map(Number));
-  for (let index = 1; index <= 250; index++) if (!used.has(index)) return index;
+  for (const netns of await netnsNames()) {
+    const index = /^pglab-(\d+)-/.exec(netns)?.[1];
+    if (index) used.add(Number(index));
+  }
+  for (let index = 1; index <= 250; index++) if (!used.has(index) && !skip.includes(index)) return index;
   throw new LabError('ENVIRONMENT', 'Every pglab bridge index 1..250 is in use (pgl1..pgl250): destroy a lab made with --hosts first');
 }
 
@@ -97,11 +132,63 @@ export function newNodeHost(state: LabState, node: string): NodeHost {
   throw new LabError('STATE', `No free address left in ${subnetOf(hosts)} for node "${node}"`);
 }
 
-/** The lab's bridge with its address, up; nothing is done when it is there. */
-export async function ensureBridge(hosts: LabHosts): Promise<void> {
-  if (!(await linkNames()).includes(hosts.bridge)) {
-    await ip(['link', 'add', hosts.bridge, 'type', 'bridge'], `making bridge ${hosts.bridge}`);
+/** The MAC address of the lab's bridge (locally administered, from the lab's id): the mark of a bridge this lab made. */
+export function bridgeMac(labId: string): string {
+  const hash = createHash('sha256').update(labId).digest('hex');
+  return ['02', ...[0, 2, 4, 6, 8].map((i) => hash.slice(i, i + 2))].join(':');
+}
+
+/** The alias of the lab's bridge and veths (`ip link` shows it): `pglab:<labId>`. */
+export function labAlias(labId: string): string {
+  return `pglab:${labId}`;
+}
+
+export interface BridgeHolder {
+  /** ours: the bridge carries this lab's MAC; absent: no link of that name; other: another lab's (or anything else's). */
+  holder: 'ours' | 'absent' | 'other';
+  /** The bridge's alias (a lab's `pglab:<labId>`), when it has one. */
+  alias?: string;
+}
+
+/** Who holds the lab's bridge name now. */
+export async function bridgeHolder(labId: string, hosts: LabHosts): Promise<BridgeHolder> {
+  const bridge = (await links()).find((link) => link.name === hosts.bridge);
+  if (!bridge) return { holder: 'absent' };
+  return { holder: bridge.mac === bridgeMac(labId) ? 'ours' : 'other', alias: bridge.alias };
+}
+
+function otherLabsBridge(hosts: LabHosts, held: BridgeHolder): string {
+  const whose = held.alias?.startsWith('pglab:') ? `another lab's (${held.alias})` : 'not made by this lab';
+  return `bridge ${hosts.bridge} is ${whose}, yet this lab.json names index ${hosts.index}`;
+}
+
+/** The one-line refusal of a command that would touch the network of another lab's index. */
+export async function refuseOtherLabsBridge(labId: string, hosts: LabHosts): Promise<void> {
+  const held = await bridgeHolder(labId, hosts);
+  if (held.holder === 'other') throw new LabError('UNSAFE', `The ${otherLabsBridge(hosts, held)}: nothing was touched (its namespaces pglab-${hosts.index}-* are not this lab's)`);
+}
+
+/**
+ * Claim index N for the lab: make its bridge, with the lab's MAC, then its alias. True when the bridge is
+ * the lab's (made now, or by an earlier run of this lab); false when another lab's bridge has the name.
+ */
+export async function claimBridge(labId: string, hosts: LabHosts): Promise<boolean> {
+  try {
+    await ip(['link', 'add', 'name', hosts.bridge, 'address', bridgeMac(labId), 'type', 'bridge'], `making bridge ${hosts.bridge}`);
+  } catch (error) {
+    if (!/File exists/.test(messageOf(error))) throw error;
+    if ((await bridgeHolder(labId, hosts)).holder !== 'ours') return false;
   }
+  await ip(['link', 'set', hosts.bridge, 'alias', labAlias(labId)], `naming bridge ${hosts.bridge}`);
+  return true;
+}
+
+/** The lab's bridge with its address, up: made when absent (after a reboot), refused in one line when another lab's holds the name. */
+export async function ensureBridge(labId: string, hosts: LabHosts): Promise<void> {
+  const held = await bridgeHolder(labId, hosts);
+  if (held.holder === 'other' || (held.holder === 'absent' && !(await claimBridge(labId, hosts)))) await refuseOtherLabsBridge(labId, hosts);
+  // Ours without its alias: a CLI killed between making the bridge and naming it.
+  if (held.holder === 'ours' && held.alias !== labAlias(labId)) await ip(['link', 'set', hosts.bridge, 'alias', labAlias(labId)], `naming bridge ${hosts.bridge}`);
   const addresses = await ip(['-o', 'addr', 'show', 'dev', hosts.bridge], `reading ${hosts.bridge}`);
   if (!addresses.includes(` ${gatewayOf(hosts)}/24`)) await ip(['addr', 'add', `${gatewayOf(hosts)}/24`, 'dev', hosts.bridge], `addressing ${hosts.bridge}`);
   await ip(['link', 'set', hosts.bridge, 'up'], `bringing ${hosts.bridge} up`);
@@ -113,17 +200,18 @@ export async function ensureBridge(hosts: LabHosts): Promise<void> {
  * (`ip netns attach`); a name holding another one (the container's before a restart: each start of a
  * container gets a new namespace) is removed first, with its veth.
  */
-export async function ensureNodeHost(hosts: LabHosts, host: NodeHost, pid?: number): Promise<void> {
-  await ensureBridge(hosts);
+export async function ensureNodeHost(labId: string, hosts: LabHosts, host: NodeHost, pid?: number): Promise<void> {
+  // The lab's own bridge, so every pglab-N-* / pglN-* name is the lab's to make and replace.
+  await ensureBridge(labId, hosts);
   if ((await netnsNames()).includes(host.netns)) {
     const inside = (await namesNetnsOf(host.netns, pid)) ? await ip(['-n', host.netns, '-o', 'addr', 'show', 'dev', 'eth0'], `reading ${host.netns}`).catch(() => '') : '';
     if (inside.includes(` ${host.address}/24`) && (await linkNames()).includes(host.veth)) return await trackConnections(host.netns);
-    await removeNodeHost(host);
+    await removeNodeHost(labId, hosts, host);
   }
   if ((await linkNames()).includes(host.veth)) await deleteGone(['link', 'del', host.veth], `removing a leftover ${host.veth}`);
   if (pid === undefined) await ip(['netns', 'add', host.netns], `making namespace ${host.netns}`);
   else await ip(['netns', 'attach', host.netns, String(pid)], `naming the namespace of process ${pid} ${host.netns}`);
-  await linkNodeHost(hosts, host);
+  await linkNodeHost(labId, hosts, host);
 }
 
 /** Whether the named namespace is the one process `pid` runs in (always, without a pid: a namespace of its own). */
@@ -134,8 +222,9 @@ async function namesNetnsOf(netns: string, pid: number | undefined): Promise<boo
 }
 
 /** The veth (its end in the namespace named eth0), the node's address, lo and eth0 up, the default route, the host end on the bridge. */
-async function linkNodeHost(hosts: LabHosts, host: NodeHost): Promise<void> {
+async function linkNodeHost(labId: string, hosts: LabHosts, host: NodeHost): Promise<void> {
   await ip(['link', 'add', host.veth, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', host.netns], `making veth ${host.veth}`);
+  await ip(['link', 'set', host.veth, 'alias', labAlias(labId)], `naming veth ${host.veth}`);
   await ip(['-n', host.netns, 'addr', 'add', `${host.address}/24`, 'dev', 'eth0'], `addressing ${host.netns}`);
   await ip(['-n', host.netns, 'link', 'set', 'lo', 'up'], `bringing lo up in ${host.netns}`);
   await ip(['-n', host.netns, 'link', 'set', 'eth0', 'up'], `bringing eth0 up in ${host.netns}`);
@@ -169,8 +258,17 @@ async function deleteGone(args: string[], what: string): Promise<boolean> {
   }
 }
 
-/** The namespace (its veth goes with it) and the host side if left; nothing when already gone. */
-export async function removeNodeHost(host: Pick<NodeHost, 'netns' | 'veth'>): Promise<string[]> {
+/**
+ * The namespace (its veth goes with it) and the host side if left; nothing when already gone. While another
+ * lab's bridge holds the lab's name, only what is provably this lab's: a veth with the lab's alias, and the
+ * namespace such a veth leads into.
+ */
+export async function removeNodeHost(labId: string, hosts: LabHosts, host: Pick<NodeHost, 'netns' | 'veth'>): Promise<string[]> {
+  const held = await bridgeHolder(labId, hosts);
+  return held.holder === 'other' ? removeProvablyOurs(labId, host) : removeNodeNames(host);
+}
+
+async function removeNodeNames(host: Pick<NodeHost, 'netns' | 'veth'>): Promise<string[]> {
   const removed: string[] = [];
   if ((await netnsNames()).includes(host.netns)) {
     if (await deleteGone(['netns', 'del', host.netns], `removing namespace ${host.netns}`)) removed.push(`namespace ${host.netns}`);
@@ -181,16 +279,50 @@ export async function removeNodeHost(host: Pick<NodeHost, 'netns' | 'veth'>): Pr
   return removed;
 }
 
+async function removeProvablyOurs(labId: string, host: Pick<NodeHost, 'netns' | 'veth'>): Promise<string[]> {
+  const ours = (await links()).filter((link) => link.alias === labAlias(labId));
+  return removeNodeNames({
+    netns: ours.some((link) => link.netns === host.netns) ? host.netns : '',
+    veth: ours.some((link) => link.name === host.veth) ? host.veth : '',
+  });
+}
+
+/** The recorded namespaces of the lab a command may touch: all while the lab holds its bridge (or none is there), else the provably ours. */
+export async function ownNamespaces(labId: string, hosts: LabHosts, netns: string[]): Promise<string[]> {
+  if ((await bridgeHolder(labId, hosts)).holder !== 'other') return netns;
+  const ours = (await links()).filter((link) => link.alias === labAlias(labId));
+  return netns.filter((name) => ours.some((link) => link.netns === name));
+}
+
 /**
- * Everything of the lab's network: the recorded nodes' hosts, then whatever still carries the lab's
- * prefix (pglab-N-*, pglN-*: a namespace made by a CLI killed before its node was recorded cannot be, as
- * every name is recorded first, but a record removed by hand can), then the bridge.
+ * Hold the lab's bridge for a destroy: when absent, claimed (so no lab takes N while the lab's prefix is
+ * swept; destroy removes it at the end). True when the lab holds it; false when another lab's bridge does.
  */
-export async function removeLabNetwork(state: LabState): Promise<string[]> {
+export async function holdBridge(labId: string, hosts: LabHosts): Promise<boolean> {
+  const held = await bridgeHolder(labId, hosts);
+  if (held.holder === 'ours') return true;
+  return held.holder === 'absent' && claimBridge(labId, hosts);
+}
+
+/**
+ * Everything of the lab's network. While the lab holds its bridge: the recorded nodes' hosts, then whatever
+ * still carries the lab's prefix (pglab-N-*, pglN-*: a namespace made by a CLI killed before its node was
+ * recorded cannot be, as every name is recorded first, but a record removed by hand can), then the bridge.
+ * While another lab's bridge holds the name (a lab killed before its claim, or a lab.json edited by hand):
+ * only the recorded names that are provably the lab's, and `kept` says what was left.
+ */
+export async function removeLabNetwork(state: LabState): Promise<{ removed: string[]; kept?: { path: string; why: string } }> {
   const hosts = state.hosts;
-  if (!hosts) return [];
+  if (!hosts) return { removed: [] };
   const removed: string[] = [];
-  for (const node of state.nodes) if (node.host) removed.push(...(await removeNodeHost(node.host)));
+  if (!(await holdBridge(state.labId, hosts))) {
+    for (const node of state.nodes) if (node.host) removed.push(...(await removeProvablyOurs(state.labId, node.host)));
+    const held = await bridgeHolder(state.labId, hosts);
+    const whose = held.alias?.startsWith('pglab:') ? `another lab's (${held.alias})` : 'not made by this lab';
+    const left = `bridge ${hosts.bridge}, namespaces pglab-${hosts.index}-*, links pgl${hosts.index}-*`;
+    return { removed, kept: { path: left, why: `the bridge is ${whose}, not this lab's: only names provably this lab's were removed` } };
+  }
+  for (const node of state.nodes) if (node.host) removed.push(...(await removeNodeNames(node.host)));
   for (const netns of await netnsNames()) {
     if (netns.startsWith(`pglab-${hosts.index}-`)) {
       if (await deleteGone(['netns', 'del', netns], `removing namespace ${netns}`)) removed.push(`namespace ${netns}`);
@@ -201,11 +333,11 @@ export async function removeLabNetwork(state: LabState): Promise<string[]> {
       if (await deleteGone(['link', 'del', link], `removing ${link}`)) removed.push(`link ${link}`);
     }
   }
-  if ((await linkNames()).includes(hosts.bridge)) {
+  if ((await bridgeHolder(state.labId, hosts)).holder === 'ours') {
     await ip(['link', 'del', hosts.bridge], `removing bridge ${hosts.bridge}`);
     removed.push(`bridge ${hosts.bridge}`);
   }
-  return removed;
+  return { removed };
 }
 
 /** What of a lab's network is still on this machine: namespaces, links (veths, bridge) and delay relays of its prefix. */

@@ -250,7 +250,7 @@ export async function startNodeContainer(spec: DockerNodeSpec, timeoutMs = 60_00
     try {
       const info = await docker.inspect();
       // One that exited at once has no namespace to join: the wait below says why it exited.
-      if (info.State.Running) await ensureNodeHost(spec.host.lab, spec.host.node, await localPid(containerId, info.State.Pid));
+      if (info.State.Running) await ensureNodeHost(spec.labId, spec.host.lab, spec.host.node, await localPid(containerId, info.State.Pid));
     } catch (error) {
       await docker.remove({ force: true }).catch(() => undefined); // no node left running without its host
       throw error;

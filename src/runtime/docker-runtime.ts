@@ -30,7 +30,7 @@ export function dockerRuntime(context: RuntimeContext): NodeRuntime {
   // With --hosts, a container's namespace ends with it (a start gets a new one, named and linked again):
   // its name and veth go at stop and kill, so no fault can be applied to a namespace nobody runs in.
   const dropHost = async (node: RuntimeNode) => {
-    if (node.host) await removeNodeHost(node.host);
+    if (node.host && state.hosts) await removeNodeHost(state.labId, state.hosts, node.host);
   };
 
   return {

@@ -81,7 +81,7 @@ export function processRuntime(context: RuntimeContext): NodeRuntime {
     },
     async start(node, timeoutMs) {
       // A node of a lab made with --hosts starts in its namespace, made (again) first if it is not there.
-      if (node.host && state.hosts) await ensureNodeHost(state.hosts, node.host);
+      if (node.host && state.hosts) await ensureNodeHost(state.labId, state.hosts, node.host);
       return startServer(spec(node), timeoutMs);
     },
     stop: (node, mode, timeoutMs) => stopServer(spec(node), mode, timeoutMs),
