@@ -5,7 +5,7 @@
 //          on the docker runtime `docker pause` of the node's container (heal: `docker unpause`).
 //   lag:   pg_wal_replay_pause() on a standby: WAL is received, not replayed (heal: pg_wal_replay_resume()).
 //   partition, loss: iptables DROP rules in the node's namespace (a lab made with --hosts, src/lab/hosts.ts).
-//   delay: needs a relay of pglab's own (no netem here): refused in one line, not done yet.
+//   delay: a relay of pglab's own in the node's namespace (no netem here: src/lab/delay-relay.ts), nat rules send the node's links through it.
 import { LabError, messageOf } from '../common/errors.js';
 import { openLab, type GlobalOptions, type LabContext } from '../lab/context.js';
 import { faultsOf } from '../lab/faults.js';
