@@ -38,6 +38,7 @@ test('staleness of a read and the rule, from the writer\'s records; the phases a
   assert.equal(judgeAgainstRule(stamps, older, seconds).beyond_rule, true); // 2991 > 2800
   assert.deepEqual(phasePlan(['delay', 'pause', 'lag'], 'replica2', 4000, 300).map((p) => [p.fault, p.ms]), [[null, 2000], ['delay', 4000], [null, 2000], ['pause', 4000], [null, 2000], ['lag', 4000], [null, 2000]]);
   assert.equal(phasePlan(['delay'], 'replica2', 4000, 300)[1]!.name, 'replica2 delayed (300 ms)');
+  assert.equal(phasePlan(['pause'], 'replica2', 4000, 300, 'docker')[1]!.name, 'replica2 paused (docker pause)');
   // Where no lab with --hosts can be made: the default list goes without the delay (one line says why), a named delay is refused.
   const noHosts = new LabError('ENVIRONMENT', '--hosts needs root');
   assert.deepEqual(faultsHere(['delay', 'pause', 'lag'], false, null), { faults: ['delay', 'pause', 'lag'], skipped: null });

@@ -48,8 +48,9 @@ interface PhaseSpec {
 }
 
 /** The drill's phases: a baseline, then each fault for --phase and a recovery of half that after its heal. */
-export function phasePlan(faults: StaleFault[], node: string, phaseMs: number, delayMs: number): PhaseSpec[] {
-  const words: Record<StaleFault, string> = { delay: `${node} delayed (${delayMs} ms)`, pause: `${node} paused (SIGSTOP)`, lag: `${node} replay paused (lag)` };
+export function phasePlan(faults: StaleFault[], node: string, phaseMs: number, delayMs: number, runtime = 'process'): PhaseSpec[] {
+  const pause = runtime === 'docker' ? 'docker pause' : 'SIGSTOP';
+  const words: Record<StaleFault, string> = { delay: `${node} delayed (${delayMs} ms)`, pause: `${node} paused (${pause})`, lag: `${node} replay paused (lag)` };
   return [
     { name: 'baseline', fault: null, ms: phaseMs / 2 },
     ...faults.flatMap((fault) => [
@@ -194,7 +195,7 @@ export async function runStaleReadsDrill(
   const { faults, skipped } = faultsHere(requested, options.faults !== undefined, hostsProblem);
   const hosts = faults.includes('delay');
   const rule: Rule = { ...bound, interMs: LAB_CHECK_DEFAULTS.interMs, checkTimeoutMs: LAB_CHECK_DEFAULTS.timeoutMs, windowMs: LAB_CHECK_DEFAULTS.interMs + 2 * LAB_CHECK_DEFAULTS.timeoutMs };
-  const plan = phasePlan(faults, options.node, options.phaseMs, delayMs);
+  const plan = phasePlan(faults, options.node, options.phaseMs, delayMs, base.runtime);
   const { signal } = hooks;
   const narrator = new Narrator(hooks.print);
   if (skipped) narrator.say(skipped);
