@@ -1,5 +1,6 @@
 // `lab fault ...`: faults beyond kill -9 (issue 17). pause and lag work on every lab; partition, delay and
 // loss need a lab made with --hosts and answer so in one line.
+import { faultDetail } from '../lab/fault-words.js';
 import { Command } from 'commander';
 import { psqlTable } from '../common/table.js';
 import { examples, globalsOf } from './globals.js';
@@ -44,7 +45,7 @@ export function faultCommand(): Command {
       printLine(
         psqlTable(
           [{ header: 'node' }, { header: 'fault' }, { header: 'phase' }, { header: 'since' }, { header: 'pid', align: 'right' }, { header: 'detail' }],
-          faults.map((f) => [f.node, f.kind, f.phase, f.since, f.pid, f.kind === 'loss' ? `${f.percent}%` : f.kind === 'delay' ? `${f.delayMs}ms${f.jitterMs ? ` ±${f.jitterMs}ms` : ''}` : f.from ? `from ${f.from.join(',')}` : undefined]),
+          faults.map((f) => [f.node, f.kind, f.phase, f.since, f.pid, faultDetail(f)]),
         ),
       );
       printLine(`(${faults.length} ${faults.length === 1 ? 'fault' : 'faults'})`);

@@ -3,20 +3,17 @@
 // "loss 20%", "delay 100ms", "delay 100ms ±10ms". Only the state file's records: no process is looked at.
 import type { FaultRecord, LabState } from './state.js';
 
+/** What a fault's kind does not say: "20%", "100ms ±10ms", "from replica1,replica2"; undefined when nothing (`lab fault list`'s detail column). */
+export function faultDetail(fault: FaultRecord): string | undefined {
+  if (fault.kind === 'loss') return fault.percent === undefined ? undefined : `${fault.percent}%`;
+  if (fault.kind === 'delay') return fault.delayMs === undefined ? undefined : `${fault.delayMs}ms${fault.jitterMs ? ` ±${fault.jitterMs}ms` : ''}`;
+  return fault.from?.length ? `from ${fault.from.join(',')}` : undefined;
+}
+
 export function faultWord(fault: FaultRecord): string {
-  switch (fault.kind) {
-    case 'pause':
-      return 'paused';
-    case 'partition':
-      return fault.from?.length ? `partition from ${fault.from.join(',')}` : 'partition';
-    case 'loss':
-      return fault.percent === undefined ? 'loss' : `loss ${fault.percent}%`;
-    case 'delay':
-      if (fault.delayMs === undefined) return 'delay';
-      return `delay ${fault.delayMs}ms${fault.jitterMs ? ` ±${fault.jitterMs}ms` : ''}`;
-    default:
-      return fault.kind;
-  }
+  if (fault.kind === 'pause') return 'paused';
+  const detail = faultDetail(fault);
+  return detail ? `${fault.kind} ${detail}` : fault.kind;
 }
 
 /** The words of the faults in force on `node`, in the order they were made. */
