@@ -7,13 +7,12 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { execa } from 'execa';
 import { LabError } from '../src/common/errors.js';
 import { runLab, withTempLab } from './helpers/lab.js';
+import { isRoot, leftovers, relayProcesses } from './helpers/hosts.js';
 import { judgeRead, latestAt, type Stamp } from '../src/demo/stamp-load.js';
 import { faultsHere, judgeAgainstRule, phasePlan } from '../src/demo/stale-reads-drill.js';
 
-const isRoot = process.geteuid?.() === 0;
 
 test('staleness of a read and the rule, from the writer\'s records; the phases a machine can run', () => {
   // Stamps every 10 ms, 1000 bytes of WAL each.
@@ -62,15 +61,6 @@ test('lab demo stale-reads refuses a delay phase in one line where its lab canno
     }
   });
 });
-
-/** What of the lab whose namespaces are named `prefix` (pglab-N-) is left: namespaces, links, relays. */
-async function leftovers(prefix: string): Promise<string[]> {
-  const index = /^pglab-(\d+)-$/.exec(prefix)![1]!;
-  const netns = (await execa('ip', ['netns', 'list'])).stdout.split('\n').filter((l) => l.startsWith(prefix));
-  const links = (await execa('ip', ['-o', 'link', 'show'])).stdout.split('\n').filter((l) => new RegExp(`^\\d+: pgl${index}[-:@]`).test(l));
-  const relays = (await execa('ps', ['-eo', 'pid,args'])).stdout.split('\n').filter((l) => l.includes('delay-relay.js') && l.includes(prefix));
-  return [...netns, ...links, ...relays];
-}
 
 test('lab demo stale-reads (short): --max-lag keeps reads within the rule in every phase (delay, pause, lag and after each); the delay shows as late answers; without a bound and through HAProxy the lag phase reads stale', async () => {
   await withTempLab(async (labDir) => {
@@ -133,9 +123,9 @@ test('lab demo stale-reads (short): --max-lag keeps reads within the rule in eve
     assert.match(result.stdout, /cleaning up/);
     if (withDelay) {
       // The drill's lab is gone with its network: no namespace, veth, bridge or relay of its index.
-      const prefix = /in (pglab-\d+-)replica2/.exec(result.stdout)?.[1];
-      assert.ok(prefix, 'the heal names the namespace');
-      assert.deepEqual(await leftovers(prefix), [], 'nothing of the drill\'s lab left');
+      const index = /in pglab-(\d+)-replica2/.exec(result.stdout)?.[1];
+      assert.ok(index, 'the heal names the namespace');
+      assert.deepEqual([...(await leftovers(Number(index))), ...(await relayProcesses(Number(index)))], [], 'nothing of the drill\'s lab left');
     }
   });
 });

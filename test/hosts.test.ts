@@ -12,6 +12,12 @@ import { execa } from 'execa';
 import { queryRows } from '../src/postgres/client.js';
 import { isRoot, leftovers, msUntil, relayProcesses, roundTripMs, waitWriteLag } from './helpers/hosts.js';
 import { freePorts, labBin, labJson, refused, runLab, tempDir, withTempLab } from './helpers/lab.js';
+import { pollUntil } from '../src/common/poll.js';
+
+/** Until table t on the node at `target` holds `rows` rows (a node cut off or lossy may fail a query meanwhile), at most 30 s. */
+async function rowsArrive(target: { host: string; port: number; connectTimeoutMs: number }, rows: number, what: string): Promise<void> {
+  await pollUntil(async () => ((await queryRows<{ n: string }>(target, 'SELECT count(*) AS n FROM t'))[0]!.n === String(rows) ? true : undefined), { timeoutMs: 30_000, intervalMs: 200, what });
+}
 
 test('--hosts: master and 2 replicas in namespaces, status, stat, balancer, partition and heal timed, loss, delay, bad input, destroy leaves nothing', { skip: !isRoot && 'needs root' }, async () => {
   let index = 0;
@@ -106,13 +112,7 @@ test('--hosts: master and 2 replicas in namespaces, status, stat, balancer, part
     console.log(`# heal replica1: UP at the balancer ${toUp} ms after \`lab fault heal\` started (the command took ${healMs} ms)`);
     assert.ok(toUp <= 2000, `UP after ${toUp} ms`);
     assert.doesNotMatch((await execa('ip', ['netns', 'exec', `pglab-${index}-replica1`, 'iptables', '-S'])).stdout, /PGL-/);
-    const caughtUp = Date.now();
-    for (;;) {
-      const n = await queryRows<{ n: string }>({ host: `${net}.11`, port: r1!, connectTimeoutMs: 2000 }, 'SELECT count(*) AS n FROM t').catch(() => [{ n: '0' }]);
-      if (n[0]!.n === '1000') break;
-      assert.ok(Date.now() - caughtUp < 30_000, 'replica1 caught up after heal');
-      await delay(200);
-    }
+    await rowsArrive({ host: `${net}.11`, port: r1!, connectTimeoutMs: 2000 }, 1000, 'replica1 to catch up after heal');
 
     // partition --from: only master1's links to replica2 cut.
     const partial = await labJson(labDir, 'fault', 'partition', 'master1', '--from', 'replica2');
@@ -125,12 +125,7 @@ test('--hosts: master and 2 replicas in namespaces, status, stat, balancer, part
     assert.equal(lossy.percent, 20);
     await queryRows(masterConn, 'INSERT INTO t SELECT generate_series(1001, 2000)');
     const lossStart = Date.now();
-    for (;;) {
-      const n = await queryRows<{ n: string }>({ host: `${net}.12`, port: r2!, connectTimeoutMs: 3000 }, 'SELECT count(*) AS n FROM t').catch(() => [{ n: '0' }]);
-      if (n[0]!.n === '2000') break;
-      assert.ok(Date.now() - lossStart < 30_000, 'replica2 replays under 20% loss');
-      await delay(200);
-    }
+    await rowsArrive({ host: `${net}.12`, port: r2!, connectTimeoutMs: 3000 }, 2000, 'replica2 to replay under 20% loss');
     const streaming = await queryRows<{ state: string }>(masterConn, `SELECT state FROM pg_stat_replication WHERE application_name = 'replica2'`);
     assert.deepEqual(streaming.map((r) => r.state), ['streaming']);
     console.log(`# loss 20% on replica2: 1000 rows replayed after ${Date.now() - lossStart} ms, still streaming`);

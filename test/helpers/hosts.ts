@@ -1,10 +1,10 @@
 // Test helpers for labs made with --hosts (nodes in network namespaces): what of a lab's network is left on
 // this machine, pglab's delay relays, the balancer's view of a server timed, and round trips to a node.
-import assert from 'node:assert/strict';
 import { setTimeout as delay } from 'node:timers/promises';
 import { execa } from 'execa';
 import pg from 'pg';
 import { labClientConfig, queryRows, type ConnectOptions } from '../../src/postgres/client.js';
+import { pollUntil } from '../../src/common/poll.js';
 
 export const isRoot = process.geteuid?.() === 0;
 
@@ -31,11 +31,8 @@ async function serverStatus(statsPort: number, name: string): Promise<string | u
 /** ms from now until the balancer shows `name` in `status` (polled every 20 ms), bounded. */
 export async function msUntil(statsPort: number, name: string, status: string, timeoutMs = 10_000): Promise<number> {
   const started = Date.now();
-  for (;;) {
-    if ((await serverStatus(statsPort, name).catch(() => undefined)) === status) return Date.now() - started;
-    assert.ok(Date.now() - started < timeoutMs, `${name} not ${status} after ${timeoutMs} ms`);
-    await delay(20);
-  }
+  await pollUntil(async () => ((await serverStatus(statsPort, name)) === status ? true : undefined), { timeoutMs, intervalMs: 20, what: `${name} ${status} at the balancer` });
+  return Date.now() - started;
 }
 
 /** The median of 5 `SELECT 1` round trips, in ms, on one session to the node at host:port. */
@@ -57,15 +54,12 @@ export async function roundTripMs(host: string, port: number): Promise<number> {
 
 /** Writes on the primary until it shows the standby's write_lag at `atLeastS` seconds or more; that write_lag. */
 export async function waitWriteLag(primary: ConnectOptions, standby: string, atLeastS: number, timeoutMs = 20_000): Promise<number> {
-  const started = Date.now();
-  let writeLag = 0;
   await queryRows(primary, 'CREATE TABLE IF NOT EXISTS pglab_lag_probe (x int)');
-  while (writeLag < atLeastS) {
+  return pollUntil(async () => {
     await queryRows(primary, 'INSERT INTO pglab_lag_probe VALUES (0)');
     await delay(300);
     const rows = await queryRows<{ lag: number | null }>(primary, `SELECT extract(epoch FROM write_lag)::float8 AS lag FROM pg_stat_replication WHERE application_name = $1`, [standby]);
-    writeLag = rows[0]?.lag ?? 0;
-    assert.ok(Date.now() - started < timeoutMs, `the primary shows ${standby}'s write_lag of ${atLeastS} s or more (last ${writeLag})`);
-  }
-  return writeLag;
+    const writeLag = rows[0]?.lag ?? 0;
+    return writeLag >= atLeastS ? writeLag : undefined;
+  }, { timeoutMs, intervalMs: 0, what: `the primary to show ${standby}'s write_lag of ${atLeastS} s or more` });
 }
