@@ -75,6 +75,11 @@ export class BackendServer {
   connecting = 0;
   /** maxconn of this server (server line, --server-maxconn, or from the sql check); null: no limit. */
   maxconn: number | null = null;
+  /**
+   * Accepts TLS: known from the lab (its servers have TLS), or learned from its answer to an SSLRequest
+   * or the sql check's TLS login; null while unknown.
+   */
+  acceptsTls: boolean | null;
   /** The server said "too many clients": no new connection until one of ours closes, or for a second. */
   private saturated = false;
   private saturatedSince = 0;
@@ -85,6 +90,7 @@ export class BackendServer {
 
   constructor(config: ServerConfig) {
     this.config = config;
+    this.acceptsTls = config.tls ?? null;
     // Without a check the server is always UP (HAProxy); with one it waits for its first check.
     this.health = config.check ? 'DOWN' : 'UP';
     this.downSince = config.check ? Date.now() : null;

@@ -36,6 +36,8 @@ export interface ServerConfig {
   fenced?: string;
   /** HAProxy's `server ... maxconn N`: server connections open at once (connecting or established). */
   maxconn?: number;
+  /** Known to accept TLS (a lab with TLS): the balancer may answer a client's SSLRequest itself. */
+  tls?: boolean;
 }
 
 export type PoolKind = 'replicas' | 'primary' | 'all';
@@ -54,6 +56,19 @@ export function poolLabel(pool: PoolSource): string {
   if (pool.source === 'lab') return pool.kind;
   return pool.kind ? `static, ${pool.kind}` : 'static';
 }
+
+/** `--tls`: what the balancer does with a client's TLS. */
+export const BALANCER_TLS_MODES = ['passthrough', 'terminate'] as const;
+
+/**
+ * passthrough: TLS end to end, the balancer never holds a key (channel binding with any certificate);
+ * terminate: the balancer is the client's TLS server with the lab's own certificate and key, and the
+ * servers' TLS client (verified against the lab's CA), so it reads every StartupMessage and
+ * CancelRequest and routes each cancel by its key.
+ */
+export type BalancerTls =
+  | { mode: 'passthrough' }
+  | { mode: 'terminate'; certFile: string; keyFile: string; caFile: string };
 
 export interface BalancerConfig {
   name: string;
@@ -84,6 +99,8 @@ export interface BalancerConfig {
   relay: RelayMode;
   /** Round trips through Node before the kernel relay takes a session (default KERNEL_RELAY_AFTER). */
   kernelRelayAfter?: number;
+  /** What the balancer does with a client's TLS (default passthrough). */
+  tls?: BalancerTls;
   /** Directives read from a configuration file that we do not support, named for the user. */
   warnings: string[];
 }
