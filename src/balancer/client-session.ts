@@ -293,6 +293,8 @@ export class ClientSession {
   private slotWait: QueueWaiter | null = null;
   /** The TLS client's first request went by (to the kernel relay, or through Node). */
   private tlsRequestRelayed = false;
+  /** The server's TLS handshake flight waits for the client's answer (awaitHandshakeAnswer). */
+  private handshakeTimer: NodeJS.Timeout | null = null;
 
   constructor(private client: net.Socket, private readonly context: SessionContext) {
     this.peer = `${client.remoteAddress ?? '?'}:${client.remotePort ?? '?'}`;
@@ -908,6 +910,7 @@ export class ClientSession {
     if (watch && clientTls) {
       watch.fromClient(clientTls);
       watch.fromServer(fromServer);
+      this.awaitHandshakeAnswer(watch);
     }
     this.serverLastAt = Date.now();
     this.client.write(fromServer);
@@ -924,9 +927,28 @@ export class ClientSession {
     forward(upstream, this.client, (chunk) => {
       this.serverSpokeLast = true;
       this.serverLastAt = Date.now();
-      watch?.fromServer(chunk);
+      if (watch) {
+        watch.fromServer(chunk);
+        this.awaitHandshakeAnswer(watch);
+      }
       return true;
     });
+  }
+
+  /**
+   * The server's handshake flight went to a client still in its handshake: it answers within a round
+   * trip, or it is closed (a stalled handshake holds its server connection and early-connect slot
+   * handshakeAnswerMs at most, not the whole connection phase).
+   */
+  private awaitHandshakeAnswer(watch: TlsSessionWatch): void {
+    if (watch.handshakeDone || this.handshakeTimer) return;
+    const limit = LAB_LIMIT_DEFAULTS.handshakeAnswerMs;
+    this.handshakeTimer = setTimeout(() => this.end(`the client did not answer the server's TLS handshake within ${limit} ms`), limit);
+  }
+
+  private clearHandshakeTimer(): void {
+    if (this.handshakeTimer) clearTimeout(this.handshakeTimer);
+    this.handshakeTimer = null;
   }
 
   /**
@@ -935,6 +957,7 @@ export class ClientSession {
    * chunk: false). A cancel-sized request stays in Node.
    */
   private watchClientTls(watch: TlsSessionWatch, upstream: net.Socket, chunk: Buffer): boolean {
+    this.clearHandshakeTimer();
     const seen = watch.fromClient(chunk);
     if (seen.handshake) this.tlsHandshakeDone();
     if (!seen.requestEnded || this.tlsRequestRelayed) return true;
@@ -1119,6 +1142,7 @@ export class ClientSession {
     if (this.ended) return;
     this.ended = true;
     if (this.phaseTimer) clearTimeout(this.phaseTimer);
+    this.clearHandshakeTimer();
     if (this.kernel) {
       if (this.kernel.idleTimer) clearInterval(this.kernel.idleTimer);
       this.kernel.final = this.kernel.relay.close(this.kernel.handle);

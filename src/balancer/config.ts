@@ -137,8 +137,17 @@ export const LAB_LIMIT_DEFAULTS = {
   answerMs: 1000,
   /** HAProxy's `timeout queue`. */
   queueMs: 5000,
-  /** Server connections opened at once for clients that have not sent a complete startup packet yet. */
+  /**
+   * Server connections opened at once for clients that have not sent a complete startup packet yet, or
+   * whose TLS handshake with the server is not done.
+   */
   earlyConnects: 32,
+  /**
+   * A TLS client's answer to the server's handshake flight (its Finished follows within a round trip):
+   * past it the client is closed and its server connection freed, so a client that stalls there holds
+   * one of the early connects this long at most.
+   */
+  handshakeAnswerMs: 1000,
   /** Per-server maxconn from the sql check: max_connections - superuser_reserved_connections - this margin. */
   serverMargin: 2,
 } as const;
