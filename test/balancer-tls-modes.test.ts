@@ -22,6 +22,9 @@ import { pollUntil } from '../src/common/poll.js';
 import { serverLine, staticBalancerConfig } from './helpers/balancer-fakes.js';
 import { freePorts, lab, refused, withTempLab } from './helpers/lab.js';
 import { makeTestCa } from './helpers/tls.js';
+import { cancelThroughTls } from './clients/cancel-through-tls.js';
+import { captureClientHello, realClientsUnderStall, stalledHandshakes } from '../bench/tls-stall.js';
+import type { LabEnv } from './clients/matrix.js';
 
 /** An 8-byte SSLRequest / GSSENCRequest. */
 function request(code: number): Buffer {
@@ -43,98 +46,6 @@ function psql(port: number, options: string, sql: string, extraEnv: Record<strin
   });
 }
 
-/** Established TCP connections to `ports` on 127.0.0.1, from /proc/net/tcp (the servers' side of them). */
-function connectionsTo(ports: number[]): number {
-  let count = 0;
-  for (const line of readFileSync('/proc/net/tcp', 'utf8').split('\n').slice(1)) {
-    const fields = line.trim().split(/\s+/);
-    if (fields.length < 4 || fields[3] !== '01') continue;
-    if (ports.includes(parseInt(fields[1]!.split(':')[1]!, 16))) count += 1;
-  }
-  return count;
-}
-
-/** A real TLS ClientHello (ALPN postgresql), captured once from Node's TLS client. */
-async function captureClientHello(): Promise<Buffer> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen({ host: '127.0.0.1', port: 0 }, resolve));
-  try {
-    const first = once(server, 'connection').then(([socket]) => once(socket as net.Socket, 'data').then(([chunk]) => {
-      (socket as net.Socket).destroy();
-      return chunk as Buffer;
-    }));
-    const client = tls.connect({ host: '127.0.0.1', port: (server.address() as net.AddressInfo).port, rejectUnauthorized: false, ALPNProtocols: ['postgresql'] });
-    client.on('error', () => undefined);
-    try {
-      return await first;
-    } finally {
-      client.destroy();
-    }
-  } finally {
-    server.close();
-  }
-}
-
-/**
- * `count` hostile clients at once: each sends an SSLRequest and, with `hello`, a ClientHello after the
- * balancer's 'S', then nothing more. Returns a function that destroys what is still open.
- */
-function stalledHandshakes(port: number, count: number, hello: Buffer | null): () => void {
-  const sockets: net.Socket[] = [];
-  for (let i = 0; i < count; i += 1) {
-    const socket = net.connect({ host: '127.0.0.1', port });
-    socket.on('error', () => undefined);
-    socket.once('connect', () => socket.write(request(SSL_REQUEST)));
-    if (hello) socket.once('data', (chunk: Buffer) => chunk[0] === 0x53 && socket.write(hello));
-    sockets.push(socket);
-  }
-  return () => sockets.forEach((socket) => socket.destroy());
-}
-
-interface StallRun {
-  served: number;
-  failed: string[];
-  slowestMs: number;
-  /** The most server connections seen, less the real clients' psql running at that moment and the checks'. */
-  hostileServerConnections: number;
-}
-
-/**
- * Real clients (psql, a new one every 100 ms, 30 of them) while `hostile` clients stall their TLS
- * handshakes, with the replicas' connections sampled every 20 ms.
- */
-async function realClientsUnderStall(port: number, replicaPorts: number[], startHostile: () => () => void): Promise<StallRun> {
-  const baseline = connectionsTo(replicaPorts);
-  let running = 0;
-  let worst = 0;
-  const sampler = setInterval(() => {
-    worst = Math.max(worst, connectionsTo(replicaPorts) - baseline - running);
-  }, 20);
-  const stopHostile = startHostile();
-  try {
-    const runs: Promise<{ ok: boolean; ms: number; why: string }>[] = [];
-    for (let i = 0; i < 30; i += 1) {
-      const started = Date.now();
-      running += 1;
-      runs.push(psql(port, 'sslmode=verify-full', 'SELECT 1').then((r) => {
-        running -= 1;
-        return { ok: r.exitCode === 0 && String(r.stdout).trim() === '1', ms: Date.now() - started, why: String(r.all).trim() };
-      }));
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    }
-    const results = await Promise.all(runs);
-    return {
-      served: results.filter((r) => r.ok).length,
-      failed: results.filter((r) => !r.ok).map((r) => r.why),
-      slowestMs: Math.max(...results.map((r) => r.ms)),
-      hostileServerConnections: worst,
-    };
-  } finally {
-    clearInterval(sampler);
-    stopHostile();
-  }
-}
-
 test('--tls terminate and stalled TLS handshakes against a lab of a master and two replicas (scram + TLS)', { timeout: 300_000 }, async (t) => {
   await withTempLab(async (labDir) => {
     const [master, r1, r2] = await freePorts(3);
@@ -151,7 +62,7 @@ test('--tls terminate and stalled TLS handshakes against a lab of a master and t
       names.push(name);
       const record = { name, stats: `127.0.0.1:${stats}` } as BalancerRecord;
       await pollUntil(async () => ((await fetchBalancerStats(record)).servers.filter((s) => s.status === 'UP').length === 2 ? true : undefined), {
-        timeoutMs: 10_000,
+        timeoutMs: 20_000,
         what: `both replicas UP in ${name}`,
       });
       const logFile = balancerLogFile(labDir, name);
@@ -194,6 +105,24 @@ test('--tls terminate and stalled TLS handshakes against a lab of a master and t
           assert.ok(ms < 3000, `cancelled ${ms} ms after SIGINT`);
         }
         await logged(term, /end="cancel request forwarded"/, 'the cancels routed by key');
+      });
+
+      await t.test('cancels sent inside TLS (asyncpg, postgres.js) through two replicas: terminate routes each by its key; passthrough logs what it cannot route', async () => {
+        const envOf = async (name: string) => JSON.parse(await lab(labDir, 'env', '--balancer', name, '--json')) as LabEnv;
+        const [envTerm, envPass] = [await envOf('lbt'), await envOf('lb')];
+        for (const client of ['asyncpg', 'postgres.js'] as const) {
+          // Twice each: round robin would send one of the two cancels to the other replica.
+          for (let i = 0; i < 2; i += 1) {
+            const outcome = await cancelThroughTls(client, envTerm, 10);
+            t.diagnostic(`--tls terminate, ${client}: ${outcome.detail}`);
+            assert.ok(outcome.ok && outcome.elapsedMs < 3000, `${client} through --tls terminate: ${outcome.detail}`);
+          }
+          const lost = await cancelThroughTls(client, envPass, 3);
+          t.diagnostic(`passthrough, ${client}: ${lost.detail}`);
+        }
+        await logged(term, /end="cancel request forwarded"/, 'the encrypted cancels routed by key');
+        const noted = (await pass.log()).filter((line) => /a CancelRequest sent inside TLS .* start the balancer with --tls terminate/.test(line));
+        assert.ok(noted.length >= 2, `passthrough names each encrypted cancel and the flag that routes it:\n${(await pass.log()).slice(-10).join('\n')}`);
       });
 
       await t.test('terminate: a direct TLS client (ALPN postgresql) is served by PostgreSQL 15 servers; one without ALPN is closed', async () => {
