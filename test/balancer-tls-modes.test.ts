@@ -71,6 +71,16 @@ test('--tls terminate and stalled TLS handshakes against a lab of a master and t
     try {
       const term = await start('lbt', '--tls', 'terminate');
       const pass = await start('lb');
+      /** How the balancer's sessions ended, counted by reason (what a failed real client ran into). */
+      const endReasons = async (balancer: { log: () => Promise<string[]> }) => {
+        const counts = new Map<string, number>();
+        for (const line of await balancer.log()) {
+          const reason = / end="([^"]*)"/.exec(line)?.[1]?.replace(/\d+ ms/g, 'N ms');
+          if (reason) counts.set(reason, (counts.get(reason) ?? 0) + 1);
+        }
+        const downs = (await balancer.log()).filter((line) => / -> DOWN: /.test(line));
+        return `${JSON.stringify(Object.fromEntries(counts))}${downs.length ? `; ${downs.join('; ')}` : ''}`;
+      };
       /** Waits until the balancer's log (written in batches) has a line matching `pattern`. */
       const logged = (balancer: { log: () => Promise<string[]> }, pattern: RegExp, what: string) =>
         pollUntil(async () => ((await balancer.log()).some((line) => pattern.test(line)) ? true : undefined), { timeoutMs: 5000, what });
@@ -174,7 +184,7 @@ test('--tls terminate and stalled TLS handshakes against a lab of a master and t
       await t.test('passthrough: 300 clients that stop after an SSLRequest hold no server connection; real clients are all served', async () => {
         const run = await realClientsUnderStall(pass.port, [r1!, r2!], () => stalledHandshakes(pass.port, 300, null));
         t.diagnostic(`SSLRequest only: ${run.served}/30 served, slowest ${run.slowestMs} ms, at most ${run.hostileServerConnections} server connection(s) beyond the real clients'`);
-        assert.deepEqual(run.failed, []);
+        assert.deepEqual(run.failed, [], `${run.failed.join('\n')}\nthe balancer's ends of sessions: ${await endReasons(pass)}`);
         // The checks may open their probe connection while sampled: 2 servers, one probe each.
         assert.ok(run.hostileServerConnections <= 2, `the stalled SSLRequests held ${run.hostileServerConnections} server connections`);
       });
@@ -183,7 +193,7 @@ test('--tls terminate and stalled TLS handshakes against a lab of a master and t
         const hello = await captureClientHello();
         const run = await realClientsUnderStall(pass.port, [r1!, r2!], () => stalledHandshakes(pass.port, 300, hello));
         t.diagnostic(`SSLRequest + ClientHello: ${run.served}/30 served, slowest ${run.slowestMs} ms, at most ${run.hostileServerConnections} server connection(s) beyond the real clients'`);
-        assert.deepEqual(run.failed, []);
+        assert.deepEqual(run.failed, [], `${run.failed.join('\n')}\nthe balancer's ends of sessions: ${await endReasons(pass)}`);
         // Beside the early connects, the checks': a probe per server, and a kept connection re-opened.
         assert.ok(run.hostileServerConnections <= LAB_LIMIT_DEFAULTS.earlyConnects + 4, `stalled handshakes held ${run.hostileServerConnections} server connections`);
         await logged(pass, /end="the client did not answer the server's TLS handshake within 1000 ms"/, 'stalled handshakes closed');
@@ -197,7 +207,7 @@ test('--tls terminate and stalled TLS handshakes against a lab of a master and t
           return () => (a(), b());
         });
         t.diagnostic(`terminate, 600 stalled: ${run.served}/30 served, slowest ${run.slowestMs} ms, at most ${run.hostileServerConnections} server connection(s) beyond the real clients'`);
-        assert.deepEqual(run.failed, []);
+        assert.deepEqual(run.failed, [], `${run.failed.join('\n')}\nthe balancer's ends of sessions: ${await endReasons(term)}`);
         assert.ok(run.hostileServerConnections <= 2, `stalled handshakes held ${run.hostileServerConnections} server connections`);
       });
     } finally {
