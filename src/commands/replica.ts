@@ -2,12 +2,13 @@
 // configuration for the server's version, start, and return once the master shows NAME streaming.
 // Re-adding a crashed replica is the same command (demo step 8).
 import { LabError } from '../common/errors.js';
+import { checkShellSafePath, checkShellSafeProgram } from '../common/shell-safe-path.js';
 import { assertPortFree, parsePort } from '../common/ports.js';
 import { silentReporter, type Reporter } from '../common/reporter.js';
 import { openLab, type GlobalOptions } from '../lab/context.js';
 import { checkDatadirPath, inspectDatadir, prepareDatadir, type DatadirCondition } from '../lab/datadir.js';
 import { checkName } from '../lab/names.js';
-import { primaryOf, refuseWhileBuilding, thisBuilder, updateState, type NodeRecord } from '../lab/state.js';
+import { primaryOf, refuseWhileBuilding, runtimeOf, thisBuilder, updateState, type NodeRecord } from '../lab/state.js';
 import { checkNodeFits } from '../lab/topology.js';
 import { rm } from 'node:fs/promises';
 import { nodeLogFile } from '../lab/context.js';
@@ -55,11 +56,14 @@ export async function replicaAdd(global: GlobalOptions, nameArg: string, datadir
   const started = Date.now();
   const reporter = options.reporter ?? silentReporter;
   const name = checkName(nameArg);
-  const datadir = checkDatadirPath(datadirArg);
+  // Before anything is made: the data dir and the lab dir (the replica's log is in it) reach pg_ctl's /bin/sh.
+  const datadir = checkShellSafePath(checkDatadirPath(datadirArg), 'data dir');
+  checkShellSafePath(global.labDir, 'lab dir');
   const port = parsePort(portArg);
   const timeoutMs = options.timeoutMs ?? 60_000;
   const context = await openLab(global);
   const { state } = context;
+  if (runtimeOf(state) === 'process') await checkShellSafeProgram(context.installation.tools.pg_ctl);
   const nodes = runtimeFor(context);
 
   const primary = primaryOf(state);

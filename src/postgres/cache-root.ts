@@ -9,6 +9,7 @@ import { lstat, mkdir, open, realpath } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import path from 'node:path';
 import { LabError } from '../common/errors.js';
+import { checkShellSafePath } from '../common/shell-safe-path.js';
 import { checkPrivateDir, myUid } from '../common/safe-files.js';
 
 /** The npm package every cached major comes from. */
@@ -78,6 +79,7 @@ async function checkParents(root: string, dir: string): Promise<void> {
  * exactly (not through the umask) and never through a link, then checks it.
  */
 export async function prepareCacheRoot(root: string): Promise<void> {
+  checkShellSafePath(root, what); // pg_ctl and initdb hand the path of the major's postgres to /bin/sh
   const missing: string[] = [];
   for (let dir = root; ; dir = path.dirname(dir)) {
     const exists = await lstat(dir).then(() => true, (error: NodeJS.ErrnoException) => {

@@ -3,6 +3,7 @@
 import { constants } from 'node:fs';
 import { readFile, open, rm } from 'node:fs/promises';
 import { LabError } from '../common/errors.js';
+import { checkShellSafePath, checkShellSafeProgram } from '../common/shell-safe-path.js';
 import { pollUntil } from '../common/poll.js';
 import path from 'node:path';
 import { commandArgs, isRunning } from '../common/processes.js';
@@ -95,9 +96,14 @@ export async function clearStaleLocks(spec: Pick<ServerSpec, 'datadir' | 'port'>
 }
 
 export async function startServer(spec: ServerSpec, timeoutMs = 60_000): Promise<number> {
-  await clearStaleLocks(spec);
   const pgCtl = spec.installation.tools.pg_ctl;
   if (!pgCtl) throw new LabError('ENVIRONMENT', `No pg_ctl in ${spec.installation.bindir}: pass --pg with a complete installation`);
+  // pg_ctl starts the server through /bin/sh with these paths in double quotes. Commands refuse new
+  // paths up front; this keeps one from lab.json (hand-edited, or a lab of an earlier pglab) out too.
+  checkShellSafePath(spec.datadir, 'data dir');
+  checkShellSafePath(spec.logFile, 'log file');
+  await checkShellSafeProgram(pgCtl);
+  await clearStaleLocks(spec);
   try {
     await runPg(pgCtl, ['-w', '-t', String(Math.ceil(timeoutMs / 1000)), '-D', spec.datadir, '-l', spec.logFile, '-o', `-p ${spec.port}`, 'start'], {
       runAs: spec.runAs,

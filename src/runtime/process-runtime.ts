@@ -1,5 +1,6 @@
 // Nodes as host processes: initdb, pg_basebackup and pg_ctl run as the lab's OS user.
 import { LabError } from '../common/errors.js';
+import { checkShellSafePath, checkShellSafeProgram } from '../common/shell-safe-path.js';
 import type { Reporter } from '../common/reporter.js';
 import { nodeLogFile } from '../lab/context.js';
 import { labPassword, toolEnv, withPasswordFile } from '../lab/access.js';
@@ -31,6 +32,7 @@ export function processRuntime(context: RuntimeContext): NodeRuntime {
   return {
     name: 'process',
     async initMaster(node, reporter) {
+      await checkShellSafeProgram(installation().tools.initdb); // initdb runs postgres through /bin/sh
       await giveTo(node.datadir, runAs);
       const initdb = (pwfile?: string) => runPg(installation().tools.initdb!, initdbArgs(node.datadir, state.dbUser, pwfile), {
         runAs,
@@ -108,6 +110,9 @@ export function processRuntime(context: RuntimeContext): NodeRuntime {
     async rewind(node, sourcePort, reporter, sourceHost) {
       const found = await locatePgRewind(installation());
       if ('missing' in found) throw noPgRewindError(found.missing);
+      // pg_rewind's crash recovery runs `"postgres" --single -D "DATADIR"` through /bin/sh.
+      checkShellSafePath(node.datadir, 'data dir');
+      await checkShellSafeProgram(found.tool);
       // After a kill -9 the postmaster.pid names a pid that may still exist as a zombie: single-user mode
       // (run by pg_rewind for crash recovery) would take it for a live postmaster.
       await clearStaleLocks(spec(node));
