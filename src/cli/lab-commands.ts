@@ -8,6 +8,7 @@ import { silentReporter } from '../common/reporter.js';
 import { examples, globalsOf } from './globals.js';
 import { parseSeconds } from './parse-options.js';
 import { printJson, printLine, terminalReporter } from './output.js';
+import { withInterrupt } from './interrupt.js';
 
 
 export function masterCommand(): Command {
@@ -82,12 +83,14 @@ export function replicaCommand(): Command {
     ))
     .action(async (name: string, datadir: string, port: string, options, command: Command) => {
       const { replicaAdd } = await import('../commands/replica.js');
-      const result = await replicaAdd(globalsOf(command), name, datadir, port, {
+      // Ctrl-C (or SIGTERM) stops the add where it is and undoes what it made, as a failure does.
+      const result = await withInterrupt((signal) => replicaAdd(globalsOf(command), name, datadir, port, {
         timeoutMs: options.timeout,
         sync: Boolean(options.sync),
         baseBackup: options.baseBackup,
         reporter: options.json ? silentReporter : terminalReporter({ verbose: options.verbose }),
-      });
+        signal,
+      }));
       if (options.json) return printJson(result);
       const sync = result.synchronousStandbyNames !== undefined ? ` (${result.syncState}: synchronous_standby_names = '${result.synchronousStandbyNames}')` : '';
       printLine(

@@ -53,14 +53,14 @@ export function processRuntime(context: RuntimeContext): NodeRuntime {
       });
       return tool === undefined ? 'pglab' : resolveAuto(wanted);
     },
-    async cloneReplica(node, upstream, reporter) {
+    async cloneReplica(node, upstream, reporter, signal) {
       await giveTo(node.datadir, runAs);
       let backupKb: number | undefined;
       const method: ResolvedBackupMethod = upstream.method;
       if (method === 'pglab') {
         const result = await ownBaseBackup({
           conn: { host: upstream.host, port: upstream.port, user: state.dbUser }, major: state.pg.major, sourceDatadir: upstream.datadir, targetDatadir: node.datadir,
-          owner: runAs, label: `pglab ${node.name}`, reporter,
+          owner: runAs, label: `pglab ${node.name}`, reporter, signal,
         });
         backupKb = Math.round(result.bytes / 1024);
       } else await runPg(
@@ -70,6 +70,7 @@ export function processRuntime(context: RuntimeContext): NodeRuntime {
           runAs,
           env: await toolEnv(labDir, state),
           timeoutMs: 30 * 60_000,
+          signal,
           onStderrLine: (line) => {
             const kb = reportBackupLine(line, reporter);
             if (kb !== undefined) backupKb = kb;
@@ -81,10 +82,10 @@ export function processRuntime(context: RuntimeContext): NodeRuntime {
       await writeStandbyConfig({ ...files(node), upstreamPort: upstream.port, upstreamHost: upstream.host });
       return { backupKb, method };
     },
-    async start(node, timeoutMs) {
+    async start(node, timeoutMs, signal) {
       // A node of a lab made with --hosts starts in its namespace, made (again) first if it is not there.
       if (node.host && state.hosts) await ensureNodeHost(state.labId, state.hosts, node.host);
-      return startServer(spec(node), timeoutMs);
+      return startServer(spec(node), timeoutMs, signal);
     },
     stop: (node, mode, timeoutMs) => stopServer(spec(node), mode, timeoutMs),
     kill: (node) => killServer(node),
