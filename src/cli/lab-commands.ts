@@ -201,10 +201,24 @@ export function promoteCommand(): Command {
 
 export function envCommand(): Command {
   return new Command('env')
-    .description('the libpq environment for this lab: PGHOST, PGPORT, PGUSER, PGDATABASE, PGPASSFILE, PGSSLMODE, PGSSLROOTCERT')
+    .description('the client environment for this lab: PGHOST, PGPORT, PGUSER, PGDATABASE, PGPASSFILE, PGSSLMODE, PGSSLROOTCERT, NODE_EXTRA_CA_CERTS')
     .option('--balancer <name>', 'PGHOST/PGPORT of this balancer\'s client address instead of the primary\'s')
     .option('--json', 'print the variables as JSON')
-    .addHelpText('after', examples('eval "$(lab env)" && psql', 'eval "$(lab env --balancer lb)" && pgbench -S -T 10', 'lab env --json'))
+    .addHelpText('after', [
+      '',
+      'Variables (a lab made with --auth trust has no PGPASSFILE; one made with --tls off has',
+      'PGSSLMODE=disable and no CA):',
+      '  PGHOST, PGPORT       the primary\'s address, or with --balancer NAME that balancer\'s listener',
+      '  PGUSER, PGDATABASE   the lab\'s superuser and the database to connect to (postgres)',
+      '  PGPASSFILE           <lab-dir>/pgpass (0600), the lab\'s generated password: libpq and',
+      '                       node-postgres read it',
+      '  PGSSLMODE            verify-full: TLS, the server\'s certificate checked against the lab\'s CA',
+      '  PGSSLROOTCERT        <lab-dir>/tls/ca.crt, the lab\'s CA, for libpq (psql, pgbench, psycopg)',
+      '  NODE_EXTRA_CA_CERTS  the same CA for Node: Node clients (node-postgres, postgres.js) verify TLS',
+      '                       against Node\'s CAs, not PGSSLROOTCERT, and Node reads this only when',
+      '                       it starts: export it before `node app.js`',
+    ].join('\n'))
+    .addHelpText('after', examples('eval "$(lab env)" && psql', 'eval "$(lab env --balancer lb)" && pgbench -S -T 10', 'eval "$(lab env)" && node app.js   # node-postgres: PG* and the lab\'s CA', 'lab env --json'))
     .action(async (options, command: Command) => {
       const { labEnv, shellExports } = await import('../commands/env.js');
       const env = await labEnv(globalsOf(command), { balancer: options.balancer });
