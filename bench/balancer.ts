@@ -469,7 +469,7 @@ async function main(): Promise<void> {
 
 /** The replica section 4 kills and starts again; the balancers' stats are read this often meanwhile. */
 const DETECTION_SERVER = 'replica2';
-const DETECTION_POLL_MS = 10;
+const DETECTION_POLL_MS = 20;
 const DETECTION_BOUND_MS = 60_000;
 
 /**
