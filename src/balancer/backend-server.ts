@@ -27,6 +27,11 @@ export interface CheckOutcome {
   backendsSilent?: boolean;
   /** sql check: connections an ordinary client may open (max_connections - superuser_reserved_connections). */
   clientSlots?: number | null;
+  /**
+   * The server answered a new connection with 57P03 (starting up, in recovery mode, shutting down): its
+   * postmaster runs, so a DOWN server is checked again at fastinter rather than downinter.
+   */
+  cannotConnectNow?: boolean;
 }
 
 export interface LiveSession {
@@ -142,6 +147,21 @@ export class BackendServer {
   /** The check should run at fastinter: the state is about to change. */
   get transitioning(): boolean {
     return this.streak > 0;
+  }
+
+  /**
+   * When to check again after `outcome`: HAProxy's inter / fastinter / downinter, except that a DOWN
+   * server is not kept waiting once it answers. One that passed a check (fewer than `rise` so far) is
+   * checked again at once, so `rise` checks run back to back; one whose postmaster answered "starting
+   * up" is checked at fastinter (if that is the shorter): it is coming back. One that refuses
+   * connections, does not answer or refuses the login still waits downinter.
+   */
+  nextCheckMs(outcome: CheckOutcome, knobs: { interMs: number; fastinterMs: number; downinterMs: number }): number {
+    if (this.status === 'DOWN') {
+      if (this.streak > 0) return 0;
+      return outcome.cannotConnectNow ? Math.min(knobs.fastinterMs, knobs.downinterMs) : knobs.downinterMs;
+    }
+    return this.transitioning ? knobs.fastinterMs : knobs.interMs;
   }
 
   /** Apply one check result with rise/fall. */

@@ -352,7 +352,7 @@ export class RunningBalancer {
     member.running = true;
     let outcome: CheckOutcome;
     try {
-      outcome = await member.checker.run();
+      outcome = await member.checker.run({ down: member.server.status === 'DOWN' });
     } catch (error) {
       outcome = { ok: false, status: 'L7RSP', message: error instanceof Error ? error.message : String(error) };
     } finally {
@@ -371,9 +371,7 @@ export class RunningBalancer {
       if (outcome.backendsSilent && !silentAlready && server.status === 'DOWN') this.closeSessionsOf(server, 'its backends are silent too');
     } else server.record(outcome, settings.rise, settings.fall);
     this.followCheckedPrimary();
-    // HAProxy's timing: fastinter while the state is changing, downinter while down, inter otherwise.
-    const next = server.transitioning ? settings.fastinterMs : server.status === 'DOWN' ? settings.downinterMs : settings.interMs;
-    if (!member.timer) this.scheduleCheck(member, next);
+    if (!member.timer) this.scheduleCheck(member, server.nextCheckMs(outcome, settings));
   }
 
   /**
