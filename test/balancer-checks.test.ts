@@ -100,3 +100,26 @@ test('rise and fall: fall failures to go DOWN, rise successes to come back; pass
   const maint = new BackendServer({ name: 's2', host: '127.0.0.1', port: 1, weight: 1, backup: false, disabled: true, check: false, checkOverrides: {} });
   assert.equal(maint.status, 'MAINT');
 });
+
+test('pgsql check: a new connection unanswered is hung (DOWN at once), unless the postmaster answered our cancels meanwhile', async () => {
+  const silent = await fakePostgres('silent');
+  try {
+    const settings = { ...LAB_CHECK_DEFAULTS, type: 'pgsql' as const, timeoutMs: 300 };
+    const options = { expectedRole: null, onLost: () => undefined };
+    const hung = await createChecker(target(silent.port), settings, options).run();
+    assert.deepEqual([hung.ok, hung.hung], [false, true], 'a silent postmaster is hung');
+    let asked = 0;
+    const busy = await createChecker(target(silent.port), settings, {
+      ...options,
+      busySince: (since) => {
+        asked = since;
+        return 'its postmaster answered a cancel connection of ours 5 ms ago (8 open): busy, not hung';
+      },
+    }).run();
+    assert.deepEqual([busy.ok, busy.hung ?? false], [false, false], 'a failed check (fall applies), not hung');
+    assert.match(busy.message, /no answer within 300 ms, but its postmaster answered a cancel connection of ours/);
+    assert.ok(asked > 0 && Date.now() - asked >= 300, 'asked about the time the probe waited');
+  } finally {
+    await silent.close();
+  }
+});

@@ -31,15 +31,21 @@ export function createChecker(
     onLost: (message: string) => void;
     /** The primary's WAL end sampled by the balancer, when it knows the primary and a --max-lag is set. */
     primary?: () => PrimarySample | null;
+    /**
+     * Why the server is busy rather than hung since `since`, or null: its postmaster answered the
+     * cancel connections the balancer relays to it (BackendServer.answeringCancelsSince).
+     */
+    busySince?: (since: number) => string | null;
   },
 ): Checker {
+  const busySince = options.busySince ?? (() => null);
   switch (settings.type) {
     case 'tcp':
       return { run: () => tcpCheck(target, settings.timeoutMs), close: () => undefined };
     case 'pgsql':
-      return { run: () => pgsqlCheck(target, settings), close: () => undefined };
+      return { run: () => busyProbe(target, settings, busySince), close: () => undefined };
     case 'sql':
-      return new SqlChecker(target, settings, options.expectedRole, options.onLost, options.primary ?? (() => null));
+      return new SqlChecker(target, settings, options.expectedRole, options.onLost, options.primary ?? (() => null), busySince);
     case 'none':
       return { run: async () => ({ ok: true, status: '', message: 'no check' }), close: () => undefined };
   }
@@ -130,6 +136,17 @@ export function pgsqlCheck(target: Target, settings: Pick<CheckSettings, 'user' 
   });
 }
 
+/**
+ * pgsqlCheck, except that a new connection left unanswered while the postmaster answered the cancels
+ * the balancer relays to it is an ordinary failed check (`fall` applies), not `hung` (DOWN at once).
+ */
+async function busyProbe(target: Target, settings: CheckSettings, busySince: (since: number) => string | null): Promise<CheckOutcome> {
+  const started = Date.now();
+  const probe = await pgsqlCheck(target, settings);
+  const busy = probe.hung ? busySince(started) : null;
+  return busy ? { ok: false, status: probe.status, message: `${probe.message}, but ${busy}` } : probe;
+}
+
 interface RoleRow {
   recovery: boolean;
   /** max_connections - superuser_reserved_connections: what ordinary clients may open. */
@@ -161,15 +178,21 @@ class SqlChecker implements Checker {
     private readonly expectedRole: ExpectedRole,
     private readonly onLost: (message: string) => void,
     private readonly primary: () => PrimarySample | null,
+    private readonly busySince: (since: number) => string | null,
   ) {}
 
   async run(): Promise<CheckOutcome> {
     const established = this.client !== null;
+    const started = Date.now();
     const [probe, outcome] = await Promise.all([pgsqlCheck(this.target, this.settings), this.query()]);
     // Refused, reset: the role query says it too (or will, at the next check); a hang only the probe sees.
     // A role query on the check's established session left unanswered too: the backends are silent as well.
-    if (probe.hung) return { ...probe, role: null, backendsSilent: established && outcome.status === 'L7TOUT' };
-    return outcome;
+    if (!probe.hung) return outcome;
+    // A hang the balancer itself may cause: its new connection waited behind the cancels we relay. The
+    // role query answered and the postmaster answered those cancels meanwhile: busy, not hung, not DOWN.
+    const busy = outcome.ok ? this.busySince(started) : null;
+    if (busy) return { ...outcome, message: `${outcome.message}; ${probe.message}, but ${busy}` };
+    return { ...probe, role: null, backendsSilent: established && outcome.status === 'L7TOUT' };
   }
 
   private async query(): Promise<CheckOutcome> {
