@@ -491,7 +491,7 @@ async function hostileSections(labDir: string, pool: ServerConfig[], builtin: Bu
       label: 'built-in (lab defaults)', port: builtin.port, state: watchBuiltin('b', builtin).state,
       cancels: async () => {
         const stats = await builtinStats(builtin);
-        return { forwarded: stats.cancelsForwarded ?? 0, dropped: Object.values(stats.cancelsDropped ?? {}).reduce((t, n) => t + n, 0) };
+        return { forwarded: stats.cancelsForwarded ?? 0, dropped: { ...stats.cancelsDropped } };
       },
     }] : []),
   ];
@@ -520,7 +520,8 @@ async function hostileSections(labDir: string, pool: ServerConfig[], builtin: Bu
     const c = await cancelFloodRun(labDir, t, pool.map((server) => server.name), CANCEL_COUNT, CANCEL_SECONDS);
     cancelFloods[t.label] = c;
     const down = Object.entries(c.down).map(([server, ms]) => `${server} at ${ms} ms`).join(', ');
-    const cancels = c.dropped === null ? '' : `; cancels relayed ${c.forwarded}, dropped ${c.dropped}`;
+    const drops = Object.entries(c.dropped ?? {}).filter(([, n]) => n > 0);
+    const cancels = c.dropped === null ? '' : `; cancels relayed ${c.forwarded}, dropped ${drops.reduce((t, [, n]) => t + n, 0)}${drops.length ? ` (${drops.map(([reason, n]) => `${reason} ${n}`).join(', ')})` : ''}`;
     log(`  ${t.label.padEnd(72)} ${c.sent} sent in ${c.floodMs} ms; servers seen DOWN: ${down || 'none'} (target none); ${c.failed} of ${c.clients} clients failed${c.firstFailure ? ` (${c.firstFailure})` : ''}; ${c.longCut} of ${c.longSessions} long sessions cut${c.firstCut ? ` (${c.firstCut})` : ''}${cancels}`);
   }
   return { hung, flood: floods, cancelFlood: cancelFloods };

@@ -21,8 +21,8 @@ export interface HostileTarget {
   label: string;
   port: number;
   state(server: string): Promise<string | undefined>;
-  /** Built-in engine: its cancel counters (dropped: every reason). */
-  cancels?(): Promise<{ forwarded: number; dropped: number }>;
+  /** Built-in engine: its cancel counters. */
+  cancels?(): Promise<{ forwarded: number; dropped: Record<string, number> }>;
 }
 
 export interface HungResult {
@@ -152,9 +152,9 @@ export interface CancelFloodResult {
   longSessions: number;
   longCut: number;
   firstCut: string | null;
-  /** Built-in engine: cancels relayed and dropped during the run; null for HAProxy. */
+  /** Built-in engine: cancels relayed and dropped (by reason) during the run; null for HAProxy. */
   forwarded: number | null;
-  dropped: number | null;
+  dropped: Record<string, number> | null;
 }
 
 /**
@@ -207,7 +207,7 @@ export async function cancelFloodRun(labDir: string, target: HostileTarget, serv
       longCut: cut.length,
       firstCut: cut[0] ? String(cut[0].all).trim().split('\n')[0] ?? '' : null,
       forwarded: before && after ? after.forwarded - before.forwarded : null,
-      dropped: before && after ? after.dropped - before.dropped : null,
+      dropped: before && after ? Object.fromEntries(Object.entries(after.dropped).map(([reason, n]) => [reason, n - (before.dropped[reason] ?? 0)])) : null,
     };
   } finally {
     for (const child of long) child.kill('SIGTERM');
