@@ -164,7 +164,8 @@ export interface CancelFloodResult {
  */
 export async function cancelFloodRun(labDir: string, target: HostileTarget, servers: string[], count: number, seconds: number): Promise<CancelFloodResult> {
   const env = psqlEnv(labDir);
-  const sleepS = seconds * 2 + 5;
+  // Longer than the flood can last (twice `seconds`), so that every cancel finds their servers.
+  const sleepS = seconds * 2 + 15;
   const long = Array.from({ length: 4 }, () => execa('psql', [`host=127.0.0.1 port=${target.port} user=postgres dbname=postgres sslmode=require`, '-Atc', `SELECT pg_sleep(${sleepS})`], {
     reject: false, timeout: (sleepS + 30) * 1000, env, all: true,
   }));

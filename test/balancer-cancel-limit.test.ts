@@ -41,28 +41,33 @@ test('unknown keys: 40 at once and 20 a second per client address, 200 at once a
   assert.deepEqual(pool.map((s) => [s.cancelsSent, s.cancelsInFlight]), [[240, 0], [240, 0]], 'each one fanned out to both servers, all closed');
 });
 
-test('unknown keys: at most 8 cancel connections open to one server; the others still get theirs', () => {
+test('unknown keys: at most 4 cancel connections open to one server; the others still get theirs', () => {
   const limiter = new CancelLimiter(CANCEL_LIMITS, clock().now);
   const [slow, fast] = [server('slow'), server('fast')];
   const open: CancelVerdict[] = [];
-  for (let i = 0; i < 8; i += 1) open.push(limiter.admit({ key: `k${i}`, clientAddress: '10.0.0.1', owner: undefined, encrypted: [slow] }));
-  assert.ok(open.every((v) => v.ok) && slow.cancelsInFlight === 8);
-  const ninth = limiter.admit({ key: 'k8', clientAddress: '10.0.0.1', owner: undefined, encrypted: [slow, fast] });
-  assert.ok(ninth.ok);
-  assert.deepEqual(ninth.targets, [fast], 'the busy server is skipped, the other one gets it');
+  for (let i = 0; i < 4; i += 1) open.push(limiter.admit({ key: `k${i}`, clientAddress: '10.0.0.1', owner: undefined, encrypted: [slow] }));
+  assert.ok(open.every((v) => v.ok) && slow.cancelsInFlight === 4);
+  const fifth = limiter.admit({ key: 'k4', clientAddress: '10.0.0.1', owner: undefined, encrypted: [slow, fast] });
+  assert.ok(fifth.ok);
+  assert.deepEqual(fifth.targets, [fast], 'the busy server is skipped, the other one gets it');
   assert.equal(slow.cancelsDropped, 1);
-  const tenth = limiter.admit({ key: 'k9', clientAddress: '10.0.0.1', owner: undefined, encrypted: [slow] });
-  assert.deepEqual([tenth.ok, !tenth.ok && tenth.reason], [false, 'serverInFlight']);
-  assert.match(!tenth.ok ? tenth.message : '', /has 8 cancel connections of ours open/);
+  const sixth = limiter.admit({ key: 'k5', clientAddress: '10.0.0.1', owner: undefined, encrypted: [slow] });
+  assert.deepEqual([sixth.ok, !sixth.ok && sixth.reason], [false, 'serverInFlight']);
+  assert.match(!sixth.ok ? sixth.message : '', /has 4 cancel connections of ours open/);
   // A connection that timed out frees its slot too, but is no sign of life.
   const first = open[0]!;
   if (first.ok) first.done(slow, false);
-  assert.equal(slow.cancelsInFlight, 7);
+  assert.equal(slow.cancelsInFlight, 3);
   assert.equal(slow.cancelAnsweredAt, 0);
   assert.equal(slow.answeringCancelsSince(0), null);
   if (open[1]!.ok) open[1]!.done(slow, true);
   assert.match(slow.answeringCancelsSince(0) ?? '', /answered a cancel connection of ours .* busy, not hung/);
-  assert.ok(limiter.admit({ key: 'k10', clientAddress: '10.0.0.1', owner: undefined, encrypted: [slow] }).ok);
+  assert.ok(limiter.admit({ key: 'k6', clientAddress: '10.0.0.1', owner: undefined, encrypted: [slow] }).ok);
+  assert.ok(limiter.admit({ key: 'k7', clientAddress: '10.0.0.1', owner: undefined, encrypted: [slow] }).ok);
+  // What the client sent counts against its own bound even when the server stopped it: 8 so far, 32
+  // more dropped for the server, then the client's bound (40 at once) names the flood for what it is.
+  const more = Array.from({ length: 33 }, (_, i) => limiter.admit({ key: `m${i}`, clientAddress: '10.0.0.1', owner: undefined, encrypted: [slow] }));
+  assert.deepEqual(reasons(more), [...Array(32).fill('serverInFlight'), 'clientRate']);
 });
 
 test('known keys: never dropped for a flood of unknown ones; one at a time per key', () => {
@@ -71,7 +76,7 @@ test('known keys: never dropped for a flood of unknown ones; one at a time per k
   // The flood spends this address's bucket and the balancer's, and fills r1's in-flight slots.
   const flood = unknownCancels(limiter, '127.0.0.1', [owner], 500);
   assert.ok(flood.some((v) => !v.ok));
-  for (let i = 0; i < 8; i += 1) limiter.admit({ key: `open${i}`, clientAddress: '10.0.0.9', owner: undefined, encrypted: [owner] });
+  for (let i = 0; i < 4; i += 1) limiter.admit({ key: `open${i}`, clientAddress: '10.0.0.9', owner: undefined, encrypted: [owner] });
   const real = limiter.admit({ key: 'real', clientAddress: '127.0.0.1', owner, encrypted: [] });
   assert.ok(real.ok, 'the real cancel goes through');
   assert.deepEqual(real.targets, [owner]);

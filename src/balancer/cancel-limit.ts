@@ -13,9 +13,11 @@ import type { BackendServer } from './backend-server.js';
  * most 100 unknown-key cancels a second (200 at once), so the worst a flood from any number of
  * addresses costs a server is 100 extra forks a second, half the ~200 new sessions a second a server
  * here starts (and a cancel's fork is cheaper: no login). A server answers a cancel connection within a
- * millisecond or two on an idle machine (hundreds of ms on this 2-core one under a load of 20), so 8 of
+ * millisecond or two on an idle machine (hundreds of ms on this 2-core one under a load of 20), so 4 of
  * ours still open to one server mean it answers slowly (hung, or overloaded), which is when more would
- * hurt: the 9th skips that server. Each connection gets the startup-answer bound (1 s by default).
+ * hurt: the 5th skips that server. It also bounds what a real client's new connection waits behind in the
+ * postmaster's accept queue: 4 cancel forks of ours at most. Each connection gets the startup-answer
+ * bound (1 s by default).
  * Known keys have their own budget: they are real sessions of ours (a random key matches one with a
  * chance of 2^-64), so a flood of unknown keys never drops them; one cancel per key in flight at a time
  * bounds them (a second for the same key while the first is open is a duplicate), and since each
@@ -29,7 +31,7 @@ export const CANCEL_LIMITS = {
   perSecond: 100,
   burst: 200,
   /** Unknown-key cancel connections of ours open at once to one server. */
-  inFlightPerServer: 8,
+  inFlightPerServer: 4,
   /** Client addresses tracked at once (memory); beyond, a new address has only the balancer-wide bound. */
   trackedClients: 10_000,
 } as const;
@@ -66,7 +68,7 @@ export interface CancelGrant {
 
 export type CancelVerdict = ({ ok: true } & CancelGrant) | { ok: false; reason: CancelDropReason; message: string };
 
-/** HAProxy-style token bucket: `rate` tokens a second, at most `burst` saved. */
+/** A token bucket: `rate` tokens a second, at most `burst` saved. */
 class TokenBucket {
   private tokens: number;
   private at: number;
@@ -122,13 +124,15 @@ export class CancelLimiter {
     if (request.encrypted.length === 0) return this.drop('noSession');
     const now = this.now();
     this.sweep(now);
+    // A client's bucket counts what it sends within its bound, relayed or not (a flood is named as
+    // such even while the servers are what stops it); the balancer's counts what it relays.
     const client = this.clientBucket(request.clientAddress, now);
     if (client && client.level(now) < 1) return this.drop('clientRate');
+    client?.take(now);
     if (this.total.level(now) < 1) return this.drop('totalRate');
     const targets = request.encrypted.filter((server) => server.cancelsInFlight < this.limits.inFlightPerServer);
     for (const server of request.encrypted) if (!targets.includes(server)) server.cancelsDropped += 1;
     if (targets.length === 0) return this.drop('serverInFlight');
-    client?.take(now);
     this.total.take(now);
     return this.grant(targets, () => undefined);
   }
