@@ -6,7 +6,7 @@
 // Environment: BENCH_SECONDS (each throughput run, default 10), BENCH_FAILURE_SECONDS (the seed's
 // failure run, default 20), BENCH_ROUNDS (alternating rounds, default 1), BENCH_IDLE_CLIENTS (default
 // 1000), BENCH_JSON=1 (also print every figure as JSON), BENCH_ONLY (a comma list of the parts to run:
-// plain, tls (the two halves of 1), single (2), idle (3), detection (4), failure (5), hostile (6 and 7);
+// plain, tls (the two halves of 1), single (2), idle (3), detection (4), failure (5), hostile (6, 7 and 8);
 // default all, e.g. BENCH_ONLY=tls for the TLS rows alone). With the defaults it takes about 6 minutes.
 //
 // The lab is made with the defaults (scram-sha-256 and TLS, its own CA): the bench uses the lab's
@@ -32,9 +32,12 @@
 //  6. a hung server (issue 15): replica1's postmaster SIGSTOPped 20 s while a new psql starts every
 //     200 ms for 30 s: time to DOWN and clients failed, for the built-in balancer and HAProxy with the
 //     lab's check knobs plus redispatch (its best: inter 1000 fastinter 100 fall 3, timeout check 1s);
-//  7. 2,000 clients starting at once: p99 time to the first answer, clients left without one.
-// BENCH_ONLY=hostile runs sections 6 and 7 only (their knobs: BENCH_HUNG_SECONDS, BENCH_HUNG_STOP_SECONDS,
-// BENCH_FLOOD_CLIENTS: 30, 20, 2000).
+//  7. 2,000 clients starting at once: p99 time to the first answer, clients left without one;
+//  8. a cancel flood (issue 22): 10,000 CancelRequests with random keys in 10 s while 4 TLS sessions run
+//     pg_sleep and a new psql starts every 100 ms: servers seen DOWN, clients failed, long sessions cut,
+//     cancels dropped (built-in), for the same two balancers as 6, one after the other.
+// BENCH_ONLY=hostile runs sections 6, 7 and 8 only (their knobs: BENCH_HUNG_SECONDS, BENCH_HUNG_STOP_SECONDS,
+// BENCH_FLOOD_CLIENTS, BENCH_CANCEL_COUNT, BENCH_CANCEL_SECONDS: 30, 20, 2000, 10000, 10).
 // HAProxy runs with the seed's settings (pgsql-check, which needs no password: any `R` is up; inter 10000, rise 2, fall 3, retries 3, no
 // redispatch, the seed's timeouts), rendered by src/haproxy from the lab's pool; for detection, a second
 // HAProxy with the lab's check knobs (`haproxy-lab` of src/demo/fault-runs.ts) shows what HAProxy does
@@ -64,7 +67,7 @@ import { engineLabel } from '../src/demo/fault-runs.js';
 import { runPgbench, type PgbenchResult } from './pgbench.js';
 import { measureIdleClients, startSink, type IdleFootprint } from './idle-clients.js';
 import { cpuNs } from './process-cpu.js';
-import { flood, hungServer, type HostileTarget } from './hostile.js';
+import { cancelFloodRun, flood, hungServer, type CancelFloodResult, type HostileTarget } from './hostile.js';
 import { median } from './median.js';
 
 const env = (name: string, fallback: number): number => {
@@ -79,6 +82,8 @@ const IDLE_CLIENTS = env('BENCH_IDLE_CLIENTS', 1000);
 const HUNG_SECONDS = env('BENCH_HUNG_SECONDS', 30);
 const HUNG_STOP_SECONDS = env('BENCH_HUNG_STOP_SECONDS', 20);
 const FLOOD_CLIENTS = env('BENCH_FLOOD_CLIENTS', 2000);
+const CANCEL_COUNT = env('BENCH_CANCEL_COUNT', 10_000);
+const CANCEL_SECONDS = env('BENCH_CANCEL_SECONDS', 10);
 const PARTS = ['plain', 'tls', 'single', 'idle', 'detection', 'failure', 'hostile'] as const;
 type Part = (typeof PARTS)[number];
 const ONLY = new Set((process.env.BENCH_ONLY ?? PARTS.join(',')).split(',').map((part) => part.trim()).filter(Boolean));
@@ -563,7 +568,13 @@ async function hostileSections(labDir: string, pool: ServerConfig[], builtin: Bu
   });
   const targets: HostileTarget[] = [
     { label: 'HAProxy (inter 1000 fastinter 100 fall 3, timeout check 1s, redispatch)', port: best.port, state: watchHaproxy('hb', best).state },
-    ...(builtin ? [{ label: 'built-in (lab defaults)', port: builtin.port, state: watchBuiltin('b', builtin).state }] : []),
+    ...(builtin ? [{
+      label: 'built-in (lab defaults)', port: builtin.port, state: watchBuiltin('b', builtin).state,
+      cancels: async () => {
+        const stats = await builtinStats(builtin);
+        return { forwarded: stats.cancelsForwarded ?? 0, dropped: { ...stats.cancelsDropped } };
+      },
+    }] : []),
   ];
   await timeUntil(targets.map((t) => ({ label: t.label, state: t.state as Watched['state'] })), 'replica1', 'UP', Date.now(), 30_000);
   const status = JSON.parse(await labOk(labDir, 'status', '--json')) as { nodes: { name: string; pid: number | null }[] };
@@ -583,7 +594,18 @@ async function hostileSections(labDir: string, pool: ServerConfig[], builtin: Bu
     floods[t.label] = f;
     log(`  ${t.label.padEnd(72)} p99 first answer ${fmt(f.p99FirstAnswerMs)} ms; ${f.fatal} FATAL; ${f.noAnswer} without an answer (target 0)`);
   }
-  return { hung, flood: floods };
+  log(`\n== 8. ${CANCEL_COUNT} CancelRequests with random keys in ${CANCEL_SECONDS} s, 4 TLS sessions in pg_sleep, a new psql every 100 ms (each balancer in turn)`);
+  const cancelFloods: Record<string, CancelFloodResult> = {};
+  for (const t of targets) {
+    for (const server of pool) await timeUntil([{ label: t.label, state: t.state as Watched['state'] }], server.name, 'UP', Date.now(), 30_000);
+    const c = await cancelFloodRun(labDir, t, pool.map((server) => server.name), CANCEL_COUNT, CANCEL_SECONDS);
+    cancelFloods[t.label] = c;
+    const down = Object.entries(c.down).map(([server, ms]) => `${server} at ${ms} ms`).join(', ');
+    const drops = Object.entries(c.dropped ?? {}).filter(([, n]) => n > 0);
+    const cancels = c.dropped === null ? '' : `; cancels relayed ${c.forwarded}, dropped ${drops.reduce((t, [, n]) => t + n, 0)}${drops.length ? ` (${drops.map(([reason, n]) => `${reason} ${n}`).join(', ')})` : ''}`;
+    log(`  ${t.label.padEnd(72)} ${c.sent} sent in ${c.floodMs} ms; servers seen DOWN: ${down || 'none'} (target none); ${c.failed} of ${c.clients} clients failed${c.firstFailure ? ` (${c.firstFailure})` : ''}; ${c.longCut} of ${c.longSessions} long sessions cut${c.firstCut ? ` (${c.firstCut})` : ''}${cancels}`);
+  }
+  return { hung, flood: floods, cancelFlood: cancelFloods };
 }
 
 process.once('SIGINT', () => {

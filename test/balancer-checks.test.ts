@@ -176,3 +176,26 @@ test('re-admission: a DOWN server back is UP after rise checks back to back; "st
     await resetting.close();
   }
 });
+
+test('pgsql check: a new connection unanswered is hung (DOWN at once), unless the postmaster answered our cancels meanwhile', async () => {
+  const silent = await fakePostgres('silent');
+  try {
+    const settings = { ...LAB_CHECK_DEFAULTS, type: 'pgsql' as const, timeoutMs: 300 };
+    const options = { expectedRole: null, onLost: () => undefined };
+    const hung = await createChecker(target(silent.port), settings, options).run();
+    assert.deepEqual([hung.ok, hung.hung], [false, true], 'a silent postmaster is hung');
+    let asked = 0;
+    const busy = await createChecker(target(silent.port), settings, {
+      ...options,
+      busySince: (since) => {
+        asked = since;
+        return 'its postmaster answered a cancel connection of ours 5 ms ago (4 open): busy, not hung';
+      },
+    }).run();
+    assert.deepEqual([busy.ok, busy.hung ?? false], [false, false], 'a failed check (fall applies), not hung');
+    assert.match(busy.message, /no answer within 300 ms, but its postmaster answered a cancel connection of ours/);
+    assert.ok(asked > 0 && Date.now() - asked >= 300, 'asked about the time the probe waited');
+  } finally {
+    await silent.close();
+  }
+});

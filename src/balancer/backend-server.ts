@@ -75,6 +75,15 @@ export class BackendServer {
   connectionErrors = 0;
   retries = 0;
   redispatches = 0;
+  /**
+   * CancelRequests relayed to this server (cancel-limit.ts): connections of ours open now, opened in
+   * all, and cancels not sent to it because it had too many open; when it last closed one after
+   * reading it (its postmaster accepts and forks: busy, not hung).
+   */
+  cancelsInFlight = 0;
+  cancelsSent = 0;
+  cancelsDropped = 0;
+  cancelAnsweredAt = 0;
   readonly sessions = new Set<LiveSession>();
   /** Server connections of clients still in their connection phase (early, attempts, after 'N'). */
   connecting = 0;
@@ -249,6 +258,16 @@ export class BackendServer {
     return false;
   }
 
+  /**
+   * Why a new connection left unanswered since `since` does not make this server dead: its postmaster
+   * closed a cancel connection of ours after reading it since then (it accepts and forks, behind the
+   * cancels we relay); null when it did not. A frozen postmaster answers none.
+   */
+  answeringCancelsSince(since: number): string | null {
+    if (this.cancelAnsweredAt === 0 || this.cancelAnsweredAt < since) return null;
+    return `its postmaster answered a cancel connection of ours ${Date.now() - this.cancelAnsweredAt} ms ago (${this.cancelsInFlight} open): busy, not hung`;
+  }
+
   /** Close every established session (the server is gone; clients must not hang): idle ones at once. */
   closeSessions(graceMs: number): number {
     const count = this.sessions.size;
@@ -283,6 +302,8 @@ export class BackendServer {
       connectionErrors: this.connectionErrors,
       retries: this.retries,
       redispatches: this.redispatches,
+      cancelsSent: this.cancelsSent,
+      cancelsDropped: this.cancelsDropped,
       weight: this.config.weight,
       role: this.role,
       lagBytes: this.lagBytes,

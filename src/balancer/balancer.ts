@@ -4,7 +4,8 @@ import net from 'node:net';
 import type http from 'node:http';
 import { BackendServer, type CheckOutcome } from './backend-server.js';
 import { LAB_LIMIT_DEFAULTS, type BalancerConfig, type CheckSettings, type ServerConfig } from './config.js';
-import { handleClient, type ClientSession, type QueueWaiter, type SessionContext } from './client-session.js';
+import { CancelLimiter } from './cancel-limit.js';
+import { answerBound, handleClient, type ClientSession, type QueueWaiter, type SessionContext } from './client-session.js';
 import { errorResponse } from './protocol.js';
 import { raiseOpenFilesLimit } from './open-files.js';
 import { KERNEL_RELAY_AFTER, relayFor } from './kernel-relay.js';
@@ -39,6 +40,7 @@ export class RunningBalancer {
   private readonly picker: ServerPicker;
   private readonly sessionContext: SessionContext;
   private readonly keys = new Map<string, BackendServer>();
+  private readonly cancels = new CancelLimiter();
   private readonly clients = new Set<ClientSession>();
   private readonly startedAt = Date.now();
   private proxy: net.Server | null = null;
@@ -184,9 +186,14 @@ export class RunningBalancer {
       keyOwner: (key) => this.keys.get(key),
       setKeyOwner: (key, server) => (server ? this.keys.set(key, server) : this.keys.delete(key)),
       encryptedSessionServers: () => [...this.members.values()].map((m) => m.server).filter((server) => server.hasEncryptedSession),
+      cancels: this.cancels,
       markDown: (server, status, message) => {
         const member = this.members.get(server.name);
         if (member?.server !== server || !server.config.check) return;
+        // A startup left unanswered behind the cancels we relay to the server: the client goes on to the
+        // next server, the server stays in the pool (its check decides).
+        const busy = status.endsWith('TOUT') ? server.answeringCancelsSince(Date.now() - answerBound(this.config)) : null;
+        if (busy) return this.log(`${this.config.name} server ${server.name} not marked down: ${message}, but ${busy}`);
         server.markDown(status, `${message} (seen by the proxy)`);
         this.scheduleCheck(member, member.settings.downinterMs);
       },
@@ -295,6 +302,7 @@ export class RunningBalancer {
       member.checker = createChecker(config, settings, {
         expectedRole: this.expectedRole,
         primary: () => this.primarySampler?.fresh() ?? null,
+        busySince: (since) => server.answeringCancelsSince(since),
         onLost: (message) => {
           if (member.removed) return;
           server.markDown('L4CON', message);
@@ -412,6 +420,8 @@ export class RunningBalancer {
       queueCurrent: this.queue.size,
       queueMax: this.queueMax,
       queueTimeouts: this.queueTimeouts,
+      cancelsForwarded: this.cancels.forwarded,
+      cancelsDropped: { ...this.cancels.dropped },
       servers: [...this.members.values()].map((m) => m.server.stats()),
     };
   }

@@ -32,15 +32,21 @@ export function createChecker(
     onLost: (message: string) => void;
     /** The primary's WAL end sampled by the balancer, when it knows the primary and a --max-lag is set. */
     primary?: () => PrimarySample | null;
+    /**
+     * Why the server is busy rather than hung since `since`, or null: its postmaster answered the
+     * cancel connections the balancer relays to it (BackendServer.answeringCancelsSince).
+     */
+    busySince?: (since: number) => string | null;
   },
 ): Checker {
+  const busySince = options.busySince ?? (() => null);
   switch (settings.type) {
     case 'tcp':
       return { run: () => tcpCheck(target, settings.timeoutMs), close: () => undefined };
     case 'pgsql':
-      return { run: () => pgsqlCheck(target, settings), close: () => undefined };
+      return { run: () => busyProbe(target, settings, busySince), close: () => undefined };
     case 'sql':
-      return new SqlChecker(target, settings, options.expectedRole, options.onLost, options.primary ?? (() => null));
+      return new SqlChecker(target, settings, options.expectedRole, options.onLost, options.primary ?? (() => null), busySince);
     case 'none':
       return { run: async () => ({ ok: true, status: '', message: 'no check' }), close: () => undefined };
   }
@@ -135,6 +141,16 @@ export function pgsqlCheck(target: Target, settings: Pick<CheckSettings, 'user' 
 const CANNOT_CONNECT_NOW = '57P03';
 /** The error code openCheckConnection gives a login that got a TCP connection and no session in time. */
 const LOGIN_TIMEOUT = 'LOGIN_TIMEOUT';
+/**
+ * pgsqlCheck, except that a new connection left unanswered while the postmaster answered the cancels
+ * the balancer relays to it is an ordinary failed check (`fall` applies), not `hung` (DOWN at once).
+ */
+async function busyProbe(target: Target, settings: CheckSettings, busySince: (since: number) => string | null): Promise<CheckOutcome> {
+  const started = Date.now();
+  const probe = await pgsqlCheck(target, settings);
+  const busy = probe.hung ? busySince(started) : null;
+  return busy ? { ok: false, status: probe.status, message: `${probe.message}, but ${busy}` } : probe;
+}
 
 interface RoleRow {
   recovery: boolean;
@@ -172,19 +188,27 @@ class SqlChecker implements Checker {
     private readonly expectedRole: ExpectedRole,
     private readonly onLost: (message: string) => void,
     private readonly primary: () => PrimarySample | null,
+    private readonly busySince: (since: number) => string | null,
   ) {}
 
   async run(state = { down: false }): Promise<CheckOutcome> {
     const established = this.client !== null;
     if (!established && state.down) return this.query();
+    const started = Date.now();
     const query = this.query();
     const probe = await pgsqlCheck(this.target, this.settings);
     // Refused, reset: the role query says it too (or will, at the next check); a hang only the probe sees.
-    // A role query on the check's established session left unanswered too: the backends are silent as
-    // well. A login under way is not waited for: it may take longer than the check timeout (see
+    if (!probe.hung) return query;
+    // A login under way is not waited for: it may take longer than the check timeout (see
     // openCheckConnection), and the next check takes it over.
-    if (probe.hung) return { ...probe, role: null, backendsSilent: established && (await query).status === 'L7TOUT' };
-    return query;
+    if (!established) return { ...probe, role: null, backendsSilent: false };
+    const outcome = await query;
+    // A hang the balancer itself may cause: its new connection waited behind the cancels we relay. The
+    // role query answered and the postmaster answered those cancels meanwhile: busy, not hung, not DOWN.
+    const busy = outcome.ok ? this.busySince(started) : null;
+    if (busy) return { ...outcome, message: `${outcome.message}; ${probe.message}, but ${busy}` };
+    // The role query on the check's established session left unanswered too: the backends are silent as well.
+    return { ...probe, role: null, backendsSilent: outcome.status === 'L7TOUT' };
   }
 
   private async query(): Promise<CheckOutcome> {
