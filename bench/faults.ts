@@ -43,6 +43,7 @@ import { buildDemoLab, waitBalancerUp, waitReplicasCaughtUp, type DemoLab } from
 import {
   engineBalancerOptions, engineLabel, FAULT_ENGINES, FAULT_GOALS, faultWindow, replicaFigures, runSessionReaders, type FaultEngine,
 } from '../src/demo/fault-runs.js';
+import { median } from './median.js';
 
 const FAULTS = ['partition', 'pause'] as const;
 type Fault = (typeof FAULTS)[number];
@@ -204,13 +205,6 @@ function valueOf(r: RunFigures, key: Measure): number | undefined {
   if (key === 'down_ms') return r.down_ms ?? Infinity;
   if (key === 'up_ms') return r.down_ms === null ? undefined : (r.up_ms ?? Infinity);
   return r[key];
-}
-
-function median(values: number[]): number | null {
-  if (values.length === 0) return null;
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = Math.floor(sorted.length / 2);
-  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
 }
 
 function cell(value: number | undefined | null, t: ReturnType<typeof timingsOf>, key: Measure): string {

@@ -3,9 +3,15 @@
 //  6. a hung server: replica1's postmaster SIGSTOPped while a new psql starts every 200 ms: time to
 //     DOWN, clients failed, the slowest client;
 //  7. a flood: FLOOD clients open a connection and send a startup message at once: the p99 time to
-//     the first answer (the server's authentication request, or a FATAL), clients left without one.
+//     the first answer (the server's authentication request, or a FATAL), clients left without one;
+//  8. a cancel flood (issue 22): CancelRequests with random keys while 4 TLS sessions run pg_sleep and
+//     a new psql starts every 100 ms: servers seen DOWN, clients failed, long sessions cut, cancels
+//     dropped. HAProxy sends each cancel connection to one server, round robin; the built-in balancer
+//     sends an unknown key to every server with an encrypted session, within its bounds (cancel-limit.ts).
 import net from 'node:net';
 import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { setTimeout as delay } from 'node:timers/promises';
 import { execa } from 'execa';
 import { startupMessage } from '../src/balancer/protocol.js';
@@ -15,6 +21,8 @@ export interface HostileTarget {
   label: string;
   port: number;
   state(server: string): Promise<string | undefined>;
+  /** Built-in engine: its cancel counters. */
+  cancels?(): Promise<{ forwarded: number; dropped: Record<string, number> }>;
 }
 
 export interface HungResult {
@@ -122,4 +130,88 @@ export async function flood(port: number, count: number): Promise<FloodResult> {
     fatal: outcomes.filter((o) => o.fatal).length,
     noAnswer: outcomes.filter((o) => o.ms === null).length,
   };
+}
+
+/** bench/cancel-flood.ts in a process of its own: `count` random-key cancels to `port` over `seconds`. */
+export async function cancelFlood(port: number, count: number, seconds: number): Promise<{ sent: number; ms: number }> {
+  const script = path.join(path.dirname(fileURLToPath(import.meta.url)), 'cancel-flood.js');
+  // Twice `seconds` of sending at most, then 5 s for the last connections to close.
+  const result = await execa('node', [script, String(port), String(count), String(seconds)], { timeout: (2 * seconds + 30) * 1000 });
+  return JSON.parse(String(result.stdout).trim()) as { sent: number; ms: number };
+}
+
+export interface CancelFloodResult {
+  sent: number;
+  floodMs: number;
+  /** Servers seen DOWN during the flood: ms after it began that each was first seen so. */
+  down: Record<string, number>;
+  clients: number;
+  failed: number;
+  firstFailure: string | null;
+  /** TLS sessions running pg_sleep through the flood, and those cut before their query ended. */
+  longSessions: number;
+  longCut: number;
+  firstCut: string | null;
+  /** Built-in engine: cancels relayed and dropped (by reason) during the run; null for HAProxy. */
+  forwarded: number | null;
+  dropped: Record<string, number> | null;
+}
+
+/**
+ * Section 8 against one balancer: 4 TLS sessions (sslmode=require) run pg_sleep through it for the
+ * whole run; then `count` random-key cancels over `seconds` while a new psql starts every 100 ms and
+ * each server's state is read every 100 ms; the long sessions must end with their query's answer.
+ */
+export async function cancelFloodRun(labDir: string, target: HostileTarget, servers: string[], count: number, seconds: number): Promise<CancelFloodResult> {
+  const env = psqlEnv(labDir);
+  // Longer than the flood can last (twice `seconds`), so that every cancel finds their servers.
+  const sleepS = seconds * 2 + 15;
+  const long = Array.from({ length: 4 }, () => execa('psql', [`host=127.0.0.1 port=${target.port} user=postgres dbname=postgres sslmode=require`, '-Atc', `SELECT pg_sleep(${sleepS})`], {
+    reject: false, timeout: (sleepS + 30) * 1000, env, all: true,
+  }));
+  const before = await target.cancels?.();
+  try {
+    await delay(1500);
+    const started = Date.now();
+    const down: Record<string, number> = {};
+    const clients: Promise<{ ok: boolean; ms: number; why: string }>[] = [];
+    let flooding = true;
+    const watch = (async () => {
+      while (flooding) {
+        await Promise.all(servers.map(async (server) => {
+          if ((await target.state(server).catch(() => undefined)) === 'DOWN' && down[server] === undefined) down[server] = Date.now() - started;
+        }));
+        await delay(100);
+      }
+    })();
+    const real = (async () => {
+      while (flooding) {
+        clients.push(psqlClient(target.port, env));
+        await delay(100);
+      }
+    })();
+    const flood = await cancelFlood(target.port, count, seconds).finally(() => (flooding = false));
+    await Promise.all([watch, real]);
+    const done = await Promise.all(clients);
+    const failures = done.filter((d) => !d.ok);
+    const after = await target.cancels?.();
+    const ended = await Promise.all(long);
+    const cut = ended.filter((r) => r.exitCode !== 0);
+    return {
+      sent: flood.sent,
+      floodMs: flood.ms,
+      down,
+      clients: done.length,
+      failed: failures.length,
+      firstFailure: failures[0]?.why ?? null,
+      longSessions: long.length,
+      longCut: cut.length,
+      firstCut: cut[0] ? String(cut[0].all).trim().split('\n')[0] ?? '' : null,
+      forwarded: before && after ? after.forwarded - before.forwarded : null,
+      dropped: before && after ? Object.fromEntries(Object.entries(after.dropped).map(([reason, n]) => [reason, n - (before.dropped[reason] ?? 0)])) : null,
+    };
+  } finally {
+    for (const child of long) child.kill('SIGTERM');
+    await Promise.all(long);
+  }
 }

@@ -1,8 +1,8 @@
-// The balancer under hostile conditions (issue 15), against real PostgreSQL servers built by the CLI: a
-// replica whose postmaster is SIGSTOPped, 500 half-open clients, 2,000 startups at once, thousands of
-// slow HTTP clients on the stats port with a low open-files limit, a stats address that accepts and
-// closes. Every load loop is bounded in count and time; every process, socket and signal is undone
-// in `finally`.
+// The balancer under hostile conditions (issues 15 and 22), against real PostgreSQL servers built by the
+// CLI: a replica whose postmaster is SIGSTOPped, a flood of cancel requests with random keys, 500
+// half-open clients, 2,000 startups at once, thousands of slow HTTP clients on the stats port with a low
+// open-files limit, a stats address that accepts and closes. Every load loop is bounded in count and
+// time; every process, socket and signal is undone in `finally`.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
@@ -13,9 +13,16 @@ import { execa } from 'execa';
 import { fetchBalancerStats } from '../src/commands/balancer.js';
 import type { BalancerRecord } from '../src/lab/state.js';
 import { pollUntil } from '../src/common/poll.js';
+import { queryRows } from '../src/postgres/client.js';
 import { freePorts, lab, labBin, labJson, runLab, withTempLab } from './helpers/lab.js';
 import { staticBalancerConfig } from './helpers/balancer-fakes.js';
 import { answerBound } from '../src/balancer/client-session.js';
+import { createChecker } from '../src/balancer/health-check.js';
+import { LAB_CHECK_DEFAULTS } from '../src/balancer/config.js';
+import { CANCEL_REQUEST } from '../src/balancer/protocol.js';
+import { CANCEL_LIMITS } from '../src/balancer/cancel-limit.js';
+import { cancelFlood } from '../bench/hostile.js';
+import { fdCount } from '../bench/idle-clients.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -83,7 +90,7 @@ test('the startup-answer bound stays under the connect timeout and half the conn
 
 test('hostile clients and a hung server against a lab of a master and two replicas', async (t) => {
   await withTempLab(async (labDir) => {
-    const [m, r1, r2, ...ports] = await freePorts(13);
+    const [m, r1, r2, ...ports] = await freePorts(15);
     await lab(labDir, 'master', 'start', '--port', String(m));
     await lab(labDir, 'replica', 'add', 'replica1', `${labDir}/replica1`, String(r1));
     await lab(labDir, 'replica', 'add', 'replica2', `${labDir}/replica2`, String(r2));
@@ -138,6 +145,133 @@ test('hostile clients and a hung server against a lab of a master and two replic
         if (stopped) process.kill(postmaster1, 'SIGCONT');
         for (const s of sessions) await s.client.end().catch(() => undefined);
         await runLab(labDir, ['balancer', 'stop', '--name', 'hung']);
+      }
+    });
+
+    await t.test('the sql check: a frozen postmaster is hung, unless it answered our cancel connections meanwhile (busy, not DOWN)', async () => {
+      // A timeout of 1 s rather than 400 ms: this is about what the check concludes, not how fast.
+      const settings = { ...LAB_CHECK_DEFAULTS, timeoutMs: 1000 };
+      const options = { expectedRole: 'replica' as const, onLost: () => undefined };
+      const plain = createChecker({ host: '127.0.0.1', port: r1! }, settings, options);
+      const busy = createChecker({ host: '127.0.0.1', port: r1! }, settings, { ...options, busySince: () => 'its postmaster answered a cancel connection of ours 3 ms ago (4 open): busy, not hung' });
+      let stopped = false;
+      try {
+        // Each logs in while the postmaster runs: its role query then runs on a kept backend.
+        for (const checker of [plain, busy]) await pollUntil(async () => ((await checker.run()).ok ? true : undefined), { timeoutMs: 10_000, what: 'the check to log in' });
+        process.kill(postmaster1, 'SIGSTOP');
+        stopped = true;
+        const [hung, notHung] = [await plain.run(), await busy.run()];
+        assert.deepEqual([hung.ok, hung.hung, hung.backendsSilent], [false, true, false], `a frozen postmaster is hung: ${hung.message}`);
+        assert.deepEqual([notHung.ok, notHung.hung ?? false, notHung.role], [true, false, 'replica'], notHung.message);
+        assert.match(notHung.message, /^replica, replay lag .*; not answering: a new connection got no answer within 1000 ms, but its postmaster answered a cancel connection of ours/);
+      } finally {
+        if (stopped) process.kill(postmaster1, 'SIGCONT');
+        plain.close();
+        busy.close();
+      }
+    });
+
+    await t.test('10,000 random-key cancels in 10 s beside 4 TLS sessions: every server UP, every client served, the sessions kept, a real cancel lands', async () => {
+      const [listen, stats] = [ports[10]!, ports[11]!];
+      const record = await startBalancer(labDir, 'cancels', listen, stats);
+      // Four TLS sessions (the balancer cannot read their keys: an unknown key goes to their servers).
+      const long = Array.from({ length: 4 }, () => execa('psql', [`host=127.0.0.1 port=${listen} user=postgres dbname=postgres sslmode=require`, '-Atc',
+        'SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()', '-c', 'SELECT pg_sleep(60)'], { reject: false, all: true, timeout: 90_000 }));
+      let plain: Awaited<ReturnType<typeof sessionOn>> | null = null;
+      let running = true;
+      try {
+        const sleeping = async (port: number) => (await queryRows<{ n: number }>({ port }, "SELECT count(*)::int AS n FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid) WHERE s.ssl AND a.query = 'SELECT pg_sleep(60)' AND a.state = 'active'"))[0]!.n;
+        // A session that ends before it sleeps fails the test at once, with what psql said.
+        let starting = true;
+        const endedEarly = Promise.race(long.map(async (child) => String((await child).all).trim())).then((all) => {
+          if (starting) throw new Error(`a TLS session ended before the flood: ${all}`);
+        });
+        try {
+          await Promise.race([pollUntil(async () => ((await sleeping(r1!)) + (await sleeping(r2!)) === 4 ? true : undefined), { timeoutMs: 15_000, what: 'the 4 TLS sessions in pg_sleep' }), endedEarly]);
+        } finally {
+          starting = false;
+        }
+        // A plaintext session (its key is known to the balancer) whose query will be cancelled mid-flood.
+        plain = await sessionOn(listen);
+        const { processID, secretKey } = plain.client as unknown as { processID: number; secretKey: number };
+        const query = plain.client.query('SELECT pg_sleep(30)').then(() => null, (error: { code?: string }) => error.code ?? 'no code');
+        const fdsBefore = await fdCount(record.pid);
+        const before = await fetchBalancerStats(record);
+
+        const notUp: string[] = [];
+        let slowestStatsMs = 0;
+        const watch = (async () => {
+          while (running) {
+            const asked = Date.now();
+            const now = await fetchBalancerStats(record, 2000).catch(() => null);
+            slowestStatsMs = Math.max(slowestStatsMs, Date.now() - asked);
+            for (const server of now?.servers ?? []) if (server.status !== 'UP') notUp.push(`${server.name} ${server.status}: ${server.checkMessage}`);
+            await sleep(100);
+          }
+        })();
+        const clients = psqlLoop(listen, () => running, { everyMs: 100, max: 200 });
+        const flood = cancelFlood(listen, 10_000, 10);
+        // Mid-flood, the plaintext session's own cancel, in plaintext through the balancer.
+        await sleep(5000);
+        const cancel = Buffer.alloc(16);
+        cancel.writeInt32BE(16, 0);
+        cancel.writeInt32BE(CANCEL_REQUEST, 4);
+        cancel.writeInt32BE(processID, 8);
+        cancel.writeInt32BE(secretKey, 12);
+        const cancelledAt = Date.now();
+        const socket = net.connect({ host: '127.0.0.1', port: listen });
+        socket.on('error', () => undefined);
+        socket.end(cancel);
+        socket.resume();
+        const cancelled = await query;
+        const cancelMs = Date.now() - cancelledAt;
+        const { sent, ms } = await flood;
+        const floodOver = Date.now();
+        running = false;
+        const [{ started, failures }] = await Promise.all([clients, watch]);
+        const after = await fetchBalancerStats(record);
+        const dropped = after.cancelsDropped!;
+        const droppedTotal = Object.values(dropped).reduce((total, n) => total + n, 0);
+        // The same counters in every format the stats listener serves.
+        const [metrics, csv, html] = await Promise.all(['/metrics', '/;csv', '/'].map(async (uri) => (await fetch(`http://127.0.0.1:${stats}${uri}`)).text()));
+        assert.match(metrics!, new RegExp(`\\nlab_balancer_cancels_forwarded_total\\{balancer="cancels"\\} ${after.cancelsForwarded}\\n`));
+        for (const [reason, n] of Object.entries(dropped)) assert.match(metrics!, new RegExp(`\\nlab_balancer_cancels_dropped_total\\{balancer="cancels",reason="${reason}"\\} ${n}\\n`));
+        for (const server of after.servers) assert.match(metrics!, new RegExp(`\\nlab_balancer_server_cancels_total\\{balancer="cancels",server="${server.name}"\\} ${server.cancelsSent}\\n`));
+        const frontend = csv!.split('\n').find((line) => line.startsWith('cancels,FRONTEND,'))!.split(',');
+        assert.equal(frontend[10], String(droppedTotal), 'dreq: the cancels dropped');
+        assert.match(html!, new RegExp(`<span id="cancels">${after.cancelsForwarded}</span> forwarded, <span id="cancels-dropped">${droppedTotal}</span> dropped`));
+        const stillRunning = long.filter((child) => child.exitCode === null).length;
+        // The flood's connections are gone: the balancer's descriptors come back to what they were.
+        const fdsAfter = await pollUntil(async () => {
+          const fds = await fdCount(record.pid);
+          return fds <= fdsBefore ? fds : undefined;
+        }, { timeoutMs: 10_000, what: `the balancer's descriptors back to ${fdsBefore}` });
+        console.log(`cancel flood: ${sent} sent in ${ms} ms; ${after.cancelsForwarded! - before.cancelsForwarded!} relayed, dropped ${JSON.stringify(dropped)}; ` +
+          `${started} psql clients, ${failures.length} failed; real cancel landed ${cancelMs} ms after it was sent; ` +
+          `servers ${after.servers.map((s) => `${s.name} ${s.status} ${s.cancelsSent} sent, ${s.cancelsDropped} not sent`).join(', ')}; fds ${fdsBefore} -> ${fdsAfter}; slowest stats ${slowestStatsMs} ms`);
+        assert.deepEqual(notUp, [], 'every server stays UP through the flood');
+        assert.deepEqual(after.servers.map((s) => s.downTransitions), before.servers.map((s) => s.downTransitions), 'no DOWN transition');
+        assert.deepEqual(failures, [], 'every real client is served');
+        assert.ok(started >= Math.floor(ms / 1000), `${started} real clients during a flood of ${ms} ms: at least one a second`);
+        assert.equal(cancelled, '57014', 'the plaintext session\'s own cancel lands during the flood');
+        assert.ok(cancelMs < 3000, `the real cancel took ${cancelMs} ms`);
+        assert.equal(stillRunning, 4, 'the 4 TLS sessions are not cut');
+        assert.ok(dropped.clientRate > 0, 'cancels past the flood\'s per-address bound are dropped and counted');
+        assert.ok(after.cancelsForwarded! > before.cancelsForwarded!, 'cancels within the bounds are relayed');
+        // The TLS sessions' own cancels (psql on SIGINT, in plaintext with a key the balancer never saw)
+        // reach their servers once the flood is over and this address's bucket has filled again.
+        await sleep(Math.max(0, floodOver + (CANCEL_LIMITS.perClientBurst / CANCEL_LIMITS.perClientPerSecond) * 1000 - Date.now()));
+        for (const child of long) child.kill('SIGINT');
+        const ended = await Promise.all(long);
+        for (const result of ended) {
+          assert.match(String(result.all), /^t\n[\s\S]*canceling statement due to user request/, `a TLS session cancelled by its own psql: ${String(result.all)}`);
+        }
+      } finally {
+        running = false;
+        for (const child of long) child.kill('SIGKILL');
+        await Promise.all(long);
+        await plain?.client.end().catch(() => undefined);
+        await runLab(labDir, ['balancer', 'stop', '--name', 'cancels']);
       }
     });
 

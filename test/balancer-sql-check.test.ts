@@ -70,6 +70,26 @@ test('sql check: lag over --max-lag drains a replica until it catches up; a prim
       await lab(labDir, 'replica', 'add', 'replica3', `${labDir}/replica3`, String(r3));
       await pollUntil(async () => (balancer.stats().servers.find((s) => s.name === 'replica3')?.status === 'UP' ? true : undefined), { timeoutMs: 5000, what: 'replica3 in the pool' });
       assert.deepEqual(await portsThrough(port, 4), new Set([r1, r3]));
+
+      // Re-admission (issue 22): killed and started again, replica3 is UP after rise (2) sql checks
+      // run back to back, each a login and the role query: with fastinter 10 s, checks spaced by
+      // fastinter would take over 10 s.
+      const rising = await runBalancer(labBalancerConfig(labDir, { downinterMs: 250, fastinterMs: 10_000 }, { name: 'lbrise' }));
+      try {
+        const third = () => rising.stats().servers.find((s) => s.name === 'replica3');
+        await pollUntil(async () => (third()?.status === 'UP' ? true : undefined), { timeoutMs: 5000, what: 'replica3 UP in lbrise' });
+        await lab(labDir, 'node', 'kill', 'replica3');
+        await pollUntil(async () => (third()?.status === 'DOWN' ? true : undefined), { timeoutMs: 5000, what: 'replica3 DOWN after kill -9' });
+        await lab(labDir, 'node', 'start', 'replica3');
+        const started = Date.now();
+        await pollUntil(async () => (third()?.status === 'UP' ? true : undefined), { timeoutMs: 5000, intervalMs: 10, what: 'replica3 UP again' });
+        const upMs = Date.now() - started;
+        console.log(`# replica3 UP ${upMs} ms after lab node start returned (downinter 250, fastinter 10000, rise 2)`);
+        assert.ok(upMs < 3000, `replica3 UP ${upMs} ms after lab node start returned`);
+        assert.equal(third()!.role, 'replica', 'admitted by the sql check, which saw its role');
+      } finally {
+        await rising.stop();
+      }
     } finally {
       await balancer.stop();
       await bySeconds.stop();

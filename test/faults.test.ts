@@ -1,14 +1,19 @@
 // Issue 17, the faults that work on every lab: `lab fault pause` (SIGSTOP of a node's processes) and
 // `lab fault lag` (WAL replay paused on a standby), listed, shown by status, healed, refused when they make
-// no sense, and a paused node that `lab destroy` still stops (withTempLab checks no process is left).
+// no sense, and a paused node that `lab destroy` still stops (withTempLab checks no process is left); a
+// `lab fault delay` killed with -9 half-way, which `lab fault list` names and heal cleans up.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
+import { execa } from 'execa';
+import { withLock } from '../src/lab/state.js';
 import { queryRows } from '../src/postgres/client.js';
 import { childrenOf, procStat } from '../src/common/processes.js';
 import { writePrivateFile } from '../src/common/safe-files.js';
-import { freePorts, labJson, refused, runLab, withTempLab } from './helpers/lab.js';
+import { freePorts, labBin, labJson, refused, runLab, withTempLab } from './helpers/lab.js';
+import { isRoot, relayProcesses } from './helpers/hosts.js';
 
 interface StatusJson {
   nodes: { name: string; pid: number | null; status: string; faults: string[]; serverProblem?: string }[];
@@ -133,5 +138,58 @@ test('a fault recorded but maybe not applied (the CLI killed after SIGSTOP): hea
     // destroy resumes it before stopping it (else pg_ctl stop would wait forever)
     const destroyed = await runLab(labDir, ['destroy', '--yes'], { timeout: 60_000 });
     assert.equal(destroyed.exitCode, 0, destroyed.stderr);
+  });
+});
+
+test('lab fault delay killed with -9 half-way: list says its command is gone, heal stops the relay it left', { skip: !isRoot && 'needs root (a lab made with --hosts)' }, async () => {
+  await withTempLab(async (labDir) => {
+    const [m] = await freePorts(1);
+    await labJson(labDir, 'master', 'start', '--hosts', '--port', String(m));
+    const statePath = path.join(labDir, 'lab.json');
+    const readLab = async () => JSON.parse(await readFile(statePath, 'utf8'));
+    const { index } = (await readLab()).hosts;
+    const netns = `pglab-${index}-master1`;
+
+    // Caught half-way: once the record says applying, the test takes the lab's lock, so the command cannot
+    // mark the fault applied; it starts the relay and adds its rules, then waits for the lock, and is killed.
+    const child = execa('node', [labBin, '--lab-dir', labDir, 'fault', 'delay', 'master1', '100ms'], { reject: false });
+    try {
+      const deadline = Date.now() + 30_000;
+      let caught = false;
+      while (!caught) {
+        assert.ok(Date.now() < deadline, 'lab fault delay never recorded its fault as applying');
+        const recorded = (await readLab()).faults?.[0];
+        if (recorded?.phase === 'applying') {
+          caught = await withLock(labDir, async () => {
+            const fault = (await readLab()).faults?.[0];
+            assert.equal(fault?.phase, 'applying', 'the fault was marked applied before the test could hold the lock');
+            assert.equal(fault.applier.pid, child.pid, 'the record names the command applying it');
+            await pollFor('the relay and its nat rules', async () => {
+              const rules = (await execa('ip', ['netns', 'exec', netns, 'iptables-save', '-t', 'nat'])).stdout;
+              return (await relayProcesses(index)).length === 1 && /REDIRECT/.test(rules) ? true : undefined;
+            });
+            child.kill('SIGKILL');
+            await child;
+            return true;
+          });
+        }
+        await delay(5);
+      }
+    } finally {
+      child.kill('SIGKILL');
+      await child;
+    }
+    assert.equal((await relayProcesses(index)).length, 1, 'the killed command left its relay running');
+
+    const [listed] = await labJson(labDir, 'fault', 'list');
+    assert.deepEqual([listed.node, listed.kind, listed.phase, listed.applier.pid, listed.applierGone], ['master1', 'delay', 'applying', child.pid, true]);
+    const table = (await runLab(labDir, ['fault', 'list'])).stdout;
+    assert.match(table, new RegExp(`master1 \\| delay \\| applying \\(pid ${child.pid} gone\\)`), table);
+    assert.match(table, new RegExp(`^note: master1 delay was left applying by pid ${child.pid}, which is gone \\(killed half-way\\): it may be in force \\(its relay may still run\\); \`lab fault heal master1\` or \`lab destroy\` cleans it up$`, 'm'), table);
+
+    const healed = await labJson(labDir, 'fault', 'heal', 'master1');
+    assert.match(healed.healed[0].outcome, /relay stopped and nat rules removed/);
+    assert.deepEqual(await relayProcesses(index), [], 'heal stopped the relay the killed command left');
+    assert.deepEqual(await labJson(labDir, 'fault', 'list'), []);
   });
 });

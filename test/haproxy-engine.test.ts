@@ -13,6 +13,7 @@ import { isRunning } from '../src/common/processes.js';
 import net from 'node:net';
 import { rm } from 'node:fs/promises';
 import { LabError } from '../src/common/errors.js';
+import { balancerConfig } from '../src/balancer/start-options.js';
 import { processesMentioning, freePorts, lab, tempDir, withTempLab } from './helpers/lab.js';
 
 test('HAProxy balances a lab\'s replicas and reports a killed one DOWN', { timeout: 90_000 }, async () => {
@@ -122,6 +123,26 @@ test('HAProxy that cannot bind its port fails to start with its own message and 
     assert.deepEqual(await processesMentioning(labDir), []);
   } finally {
     await new Promise<void>((resolve) => holder.close(() => resolve()));
+    await rm(labDir, { recursive: true, force: true });
+  }
+});
+
+test('HAProxy started with the lab\'s default timeouts (client and server 0 = none) logs no "missing timeouts" warning', async () => {
+  const labDir = await tempDir('pglab-haproxy-');
+  const [listen, stats] = await freePorts(2);
+  // What `lab balancer start --engine haproxy` renders without timeout flags: connect 3 s, client and server 0.
+  const config = balancerConfig({ labDir }, { listen: `127.0.0.1:${listen}`, stats: `127.0.0.1:${stats}`, check: 'tcp' });
+  assert.deepEqual([config.timeouts.clientMs, config.timeouts.serverMs], [0, 0]);
+  let haproxy: HaproxyInstance | undefined;
+  try {
+    haproxy = await startHaproxy({ labDir, config, servers: [] });
+    const log = await readFile(haproxy.logFile, 'utf8');
+    assert.doesNotMatch(log, /missing timeouts/, log);
+    assert.doesNotMatch(log, /WARNING|ALERT/, log);
+    const rendered = await readFile(haproxy.configFile, 'utf8');
+    assert.match(rendered, /timeout connect 3s\n {4}timeout client 24d\n {4}timeout server 24d\n/);
+  } finally {
+    if (haproxy) await stopHaproxy(haproxy.pid);
     await rm(labDir, { recursive: true, force: true });
   }
 });

@@ -86,9 +86,10 @@ test('tcp, none and sql checks, no stats, no timeouts, an IPv6 listener, an empt
     assert.equal(/pgsql-check/.test(text), type === 'sql');
     assert.equal(/server r1 \S+ check/.test(text), type !== 'none');
   }
-  // No timeouts is HAProxy's "wait forever": valid, but HAProxy warns, so only parse it back.
+  // Our 0 (no timeout) is HAProxy's longest whole-day time, not a left-out timeout (which HAProxy warns about).
   const untimed = renderHaproxyConfig({ ...BASE, timeouts: { connectMs: 0, clientMs: 0, serverMs: 0 } }, [server('r1', 5433)]);
-  assert.doesNotMatch(untimed, /timeout (connect|server)/);
+  assert.match(untimed, /timeout connect 24d\n {4}timeout client 24d\n {4}timeout server 24d\n/);
+  await haproxyCheck(untimed);
   await haproxyCheck(renderHaproxyConfig({ ...BASE, listen: { host: '::1', port: 15432 } }, []));
   // A balancer named like the stats frontend does not clash with it.
   await haproxyCheck(renderHaproxyConfig({ ...BASE, name: 'stats' }, [server('r1', 5433)]));

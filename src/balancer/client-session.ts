@@ -26,6 +26,7 @@ import net from 'node:net';
 import { constants } from 'node:os';
 import { messageOf } from '../common/errors.js';
 import type { BackendServer, LiveSession } from './backend-server.js';
+import type { CancelLimiter } from './cancel-limit.js';
 import { LAB_LIMIT_DEFAULTS, type BalancerConfig } from './config.js';
 import type { KernelRelay, RelayHandle } from './kernel-relay.js';
 import {
@@ -50,6 +51,8 @@ export interface SessionContext {
   serversAcceptTls(): boolean;
   /** A TLS session's first request had a CancelRequest's size and its server closed without an answer. */
   encryptedCancelSeen(server: BackendServer, peer: string): void;
+  /** Bounds the CancelRequests relayed, and counts them. */
+  cancels: CancelLimiter;
   /** Passive detection: the server refused, reset, or said it does not accept connections. */
   markDown(server: BackendServer, status: string, message: string): void;
   log(line: string): void;
@@ -222,6 +225,21 @@ function forward(from: net.Socket, to: net.Socket, inspect: (chunk: Buffer) => b
     }
   });
   from.on('end', () => to.end());
+}
+
+/**
+ * A CancelRequest on a connection of its own, bounded by `timeoutMs` (a server reads it within
+ * milliseconds); `done(answered)` once closed: answered when the server closed it after reading it.
+ */
+function sendCancel(server: BackendServer, packet: Buffer, timeoutMs: number, done: (answered: boolean) => void): void {
+  const socket = net.connect({ host: server.config.host, port: server.config.port });
+  let answered = false;
+  socket.setTimeout(timeoutMs, () => socket.destroy());
+  socket.on('error', () => undefined);
+  socket.once('connect', () => socket.end(packet));
+  socket.once('end', () => (answered = true));
+  socket.once('close', (hadError) => done(answered && !hadError));
+  socket.resume();
 }
 
 export function handleClient(client: net.Socket, context: SessionContext): ClientSession {
@@ -510,24 +528,22 @@ export class ClientSession {
   /**
    * A plaintext session's key is known: its server gets the cancel. An encrypted session's key went by
    * inside TLS, so a key nobody knows goes to every server with an encrypted session: PostgreSQL ignores
-   * a cancel whose key matches none of its backends.
+   * a cancel whose key matches none of its backends. The limiter (cancel-limit.ts) bounds both; a cancel
+   * past a bound is dropped: its connection is closed, as PostgreSQL closes every cancel connection.
    */
   private forwardCancel(key: string, packet: Buffer): void {
     const owner = this.context.keyOwner(key);
-    const targets = owner ? [owner] : this.context.encryptedSessionServers();
-    for (const server of targets) {
-      const socket = net.connect({ host: server.config.host, port: server.config.port });
-      socket.setTimeout(this.context.config.timeouts.connectMs || 5000, () => socket.destroy());
-      socket.on('error', () => undefined);
-      socket.once('connect', () => socket.end(packet));
+    const encrypted = owner ? [] : this.context.encryptedSessionServers();
+    const verdict = this.context.cancels.admit({ key, owner, encrypted, clientAddress: this.client.remoteAddress ?? '?' });
+    if (!verdict.ok) return this.end(verdict.message);
+    const timeoutMs = answerBound(this.context.config);
+    for (const server of verdict.targets) sendCancel(server, packet, timeoutMs, (answered) => verdict.done(server, answered));
+    if (owner) {
+      this.server = owner;
+      return this.end('cancel request forwarded');
     }
-    if (owner) this.server = owner;
-    const why = owner
-      ? 'cancel request forwarded'
-      : targets.length
-        ? `cancel request for an unknown key sent to ${targets.length} server(s) with encrypted sessions`
-        : 'cancel request for an unknown session';
-    this.end(why);
+    const skipped = encrypted.length - verdict.targets.length;
+    this.end(`cancel request for an unknown key sent to ${verdict.targets.length} server(s) with encrypted sessions${skipped ? ` (${skipped} skipped: too many cancels of ours open)` : ''}`);
   }
 
   /**
@@ -704,6 +720,9 @@ export class ClientSession {
     else if (early?.connectedAt) sendStartup();
     else upstream.once('connect', sendStartup);
     const onData = (chunk: Buffer): void => {
+      // The postmaster forked a backend for this connection: evidence that it is busy, not hung, should
+      // the check's own new connection wait meanwhile (BackendServer.answeringSince).
+      if (!answered) server.noteAnswered("a client's connection");
       answered = true;
       if (awaitingS) return onOwnSslAnswer(chunk);
       if (negotiation) {

@@ -11,7 +11,8 @@ import { lsnToNumber } from '../postgres/recovery.js';
 import { MessageReader, TERMINATE, parseErrorFields, startupMessage } from './protocol.js';
 
 export interface Checker {
-  run(): Promise<CheckOutcome>;
+  /** `down`: the server is DOWN (out of the pool), so only whether it can come back matters. */
+  run(state?: { down: boolean }): Promise<CheckOutcome>;
   close(): void;
 }
 
@@ -31,15 +32,21 @@ export function createChecker(
     onLost: (message: string) => void;
     /** The primary's WAL end sampled by the balancer, when it knows the primary and a --max-lag is set. */
     primary?: () => PrimarySample | null;
+    /**
+     * Why the server is busy rather than hung since `since`, or null: its postmaster answered other new
+     * connections of the balancer's meanwhile, cancels or clients' (BackendServer.answeringSince).
+     */
+    busySince?: (since: number) => string | null;
   },
 ): Checker {
+  const busySince = options.busySince ?? (() => null);
   switch (settings.type) {
     case 'tcp':
       return { run: () => tcpCheck(target, settings.timeoutMs), close: () => undefined };
     case 'pgsql':
-      return { run: () => pgsqlCheck(target, settings), close: () => undefined };
+      return { run: () => busyProbe(target, settings, busySince), close: () => undefined };
     case 'sql':
-      return new SqlChecker(target, settings, options.expectedRole, options.onLost, options.primary ?? (() => null));
+      return new SqlChecker(target, settings, options.expectedRole, options.onLost, options.primary ?? (() => null), busySince);
     case 'none':
       return { run: async () => ({ ok: true, status: '', message: 'no check' }), close: () => undefined };
   }
@@ -119,7 +126,7 @@ export function pgsqlCheck(target: Target, settings: Pick<CheckSettings, 'user' 
       socket.destroy();
       if (first.type === 'E') {
         const fields = parseErrorFields(first.body);
-        return finish({ ok: false, status: 'L7STS', message: fields.M ?? 'error response' });
+        return finish({ ok: false, status: 'L7STS', message: fields.M ?? 'error response', ...(fields.C === CANNOT_CONNECT_NOW ? { cannotConnectNow: true } : {}) });
       }
       finish({ ok: false, status: 'L7RSP', message: `unexpected message type "${first.type}"` });
     });
@@ -128,6 +135,21 @@ export function pgsqlCheck(target: Target, settings: Pick<CheckSettings, 'user' 
     });
     socket.on('close', () => finish({ ok: false, status: 'L7RSP', message: 'connection closed without an answer' }));
   });
+}
+
+/** SQLSTATE of "the database system is starting up" (also: in recovery mode, shutting down). */
+const CANNOT_CONNECT_NOW = '57P03';
+/** The error code openCheckConnection gives a login that got a TCP connection and no session in time. */
+const LOGIN_TIMEOUT = 'LOGIN_TIMEOUT';
+/**
+ * pgsqlCheck, except that a new connection left unanswered while the postmaster answered the cancels
+ * the balancer relays to it is an ordinary failed check (`fall` applies), not `hung` (DOWN at once).
+ */
+async function busyProbe(target: Target, settings: CheckSettings, busySince: (since: number) => string | null): Promise<CheckOutcome> {
+  const started = Date.now();
+  const probe = await pgsqlCheck(target, settings);
+  const busy = probe.hung ? busySince(started) : null;
+  return busy ? { ok: false, status: probe.status, message: `${probe.message}, but ${busy}` } : probe;
 }
 
 interface RoleRow {
@@ -149,9 +171,14 @@ interface RoleRow {
  * answers even when the postmaster is frozen (SIGSTOP) or its accept queue is full, so each check also
  * proves that a NEW connection gets an answer (pgsqlCheck's startup, closed at the server's first
  * message, before any password): no answer within the check timeout is `hung`, DOWN at once.
+ * A server DOWN without a kept connection gets the login alone: it is the new connection this check
+ * proves answers, and a probe beside it would only double the connections to a server that refuses
+ * them or is starting up (and, waited for first, delay the login by a round trip: issue 22).
  */
 class SqlChecker implements Checker {
   private client: pg.Client | null = null;
+  /** A login under way, shared by the checks that need it: never two logins at once. */
+  private connecting: Promise<pg.Client> | null = null;
   private sql = '';
   private closed = false;
 
@@ -161,21 +188,36 @@ class SqlChecker implements Checker {
     private readonly expectedRole: ExpectedRole,
     private readonly onLost: (message: string) => void,
     private readonly primary: () => PrimarySample | null,
+    private readonly busySince: (since: number) => string | null,
   ) {}
 
-  async run(): Promise<CheckOutcome> {
+  async run(state = { down: false }): Promise<CheckOutcome> {
     const established = this.client !== null;
-    const [probe, outcome] = await Promise.all([pgsqlCheck(this.target, this.settings), this.query()]);
+    if (!established && state.down) return this.query();
+    const started = Date.now();
+    const query = this.query();
+    const probe = await pgsqlCheck(this.target, this.settings);
     // Refused, reset: the role query says it too (or will, at the next check); a hang only the probe sees.
-    // A role query on the check's established session left unanswered too: the backends are silent as well.
-    if (probe.hung) return { ...probe, role: null, backendsSilent: established && outcome.status === 'L7TOUT' };
-    return outcome;
+    if (!probe.hung) return query;
+    // A login under way is not waited for: it may take longer than the check timeout (see
+    // openCheckConnection), and the next check takes it over.
+    if (!established) return { ...probe, role: null, backendsSilent: false };
+    const outcome = await query;
+    // A hang the balancer itself may cause: its new connection waited behind the cancels and the client
+    // connections we relay. The role query answered and the postmaster answered other new connections of
+    // ours meanwhile: busy, not hung, not DOWN.
+    const busy = outcome.ok ? this.busySince(started) : null;
+    if (busy) return { ...outcome, message: `${outcome.message}; ${probe.message}, but ${busy}` };
+    // The role query on the check's established session left unanswered too: the backends are silent as well.
+    return { ...probe, role: null, backendsSilent: outcome.status === 'L7TOUT' };
   }
 
   private async query(): Promise<CheckOutcome> {
     let client: pg.Client;
     try {
-      client = this.client ?? (await this.connect());
+      client = this.client ?? (await (this.connecting ??= this.connect().finally(() => {
+        this.connecting = null;
+      })));
     } catch (error) {
       return this.connectFailure(error);
     }
@@ -260,13 +302,15 @@ class SqlChecker implements Checker {
   private connectFailure(error: unknown): CheckOutcome {
     const e = error as NodeJS.ErrnoException & { code?: string };
     if (e.code === 'ECONNREFUSED') return { ok: false, status: 'L4CON', message: 'connection refused', role: null };
-    if (/timeout/i.test(e.message ?? '')) return { ok: false, status: 'L4TOUT', message: `no connection after ${this.settings.timeoutMs} ms`, role: null };
+    if (e.code === LOGIN_TIMEOUT) return { ok: false, status: 'L7TOUT', message: e.message, role: null };
+    if (/timeout/i.test(e.message ?? '') || e.code === 'ETIMEDOUT') return { ok: false, status: 'L4TOUT', message: `no connection after ${this.settings.timeoutMs} ms`, role: null };
     // A password the server refused, or none to give: a status of its own, so nobody reads it as a dead server.
     if ((typeof e.code === 'string' && e.code.startsWith('28')) || /password|SASL|SCRAM/i.test(e.message ?? '')) {
       return { ok: false, status: 'L7AUTH', message: `authentication failed: ${e.message}`, role: null };
     }
     // A FATAL from the server (starting up, too many connections) is a layer-7 answer.
-    return { ok: false, status: typeof e.code === 'string' && /^[0-9A-Z]{5}$/.test(e.code) ? 'L7STS' : 'L4CON', message: e.message, role: null };
+    const sqlstate = typeof e.code === 'string' && /^[0-9A-Z]{5}$/.test(e.code) ? e.code : null;
+    return { ok: false, status: sqlstate ? 'L7STS' : 'L4CON', message: e.message, role: null, ...(sqlstate === CANNOT_CONNECT_NOW ? { cannotConnectNow: true } : {}) };
   }
 
   /** Forget a connection; `hard` when it may be stuck (a timed-out query), else a clean Terminate. */
@@ -284,31 +328,73 @@ class SqlChecker implements Checker {
 }
 
 /**
- * A check's login to a server (the check's user and database, the lab's password and TLS), bounded by
- * the check timeout, and the server's version number. `watch` sets the client's error and end handlers
- * before it connects; a failed login is ended here.
+ * server_version as every server reports it at login (ParameterStatus: "15.18 (Debian ...)", "9.6.24",
+ * "17beta1") as server_version_num would give it; null when it does not parse.
+ */
+export function versionNumOf(serverVersion: string | undefined): number | null {
+  const m = /^(\d+)(?:\.(\d+))?(?:\.(\d+))?/.exec(serverVersion ?? '');
+  if (!m) return null;
+  const [major, second, third] = [Number(m[1]), Number(m[2] ?? 0), Number(m[3] ?? 0)];
+  return major >= 10 ? major * 10000 + second : major * 10000 + second * 100 + third;
+}
+
+/**
+ * A check's login to a server (the check's user and database, the lab's password and TLS), and the
+ * server's version number, from what the server reports at login (a query only if it did not: one
+ * round trip less for a server coming back). `watch` sets the client's error and end handlers before it
+ * connects; a failed login is ended here.
+ *
+ * Bounds, after HAProxy's (a check's connect gets min(timeout connect, inter), its answer timeout check
+ * more): the TCP connect gets the check timeout (a host cut off is L4TOUT as soon as the probe would
+ * say it), the login after it inter + the check timeout. A login is several round trips (TLS, SCRAM, the
+ * new backend's start; the first one after a restart rebuilds the server's catalog caches) and on a
+ * loaded machine can outlast the check timeout: a slow login is no dead server, and failing it cost a
+ * downinter and a new login before the server could come back (issue 22). A server that accepts and
+ * never answers is still the probe's to find within the check timeout.
  */
 export async function openCheckConnection(
   target: Target,
-  settings: Pick<CheckSettings, 'user' | 'database' | 'timeoutMs'>,
+  settings: Pick<CheckSettings, 'user' | 'database' | 'timeoutMs' | 'interMs'>,
   watch: (client: pg.Client) => void,
 ): Promise<{ client: pg.Client; versionNum: number }> {
+  const loginMs = settings.interMs + settings.timeoutMs;
   const client = new pg.Client(labClientConfig({
     host: target.host,
     port: target.port,
     user: settings.user,
     database: settings.database,
-    connectionTimeoutMillis: settings.timeoutMs,
+    connectionTimeoutMillis: loginMs,
     application_name: 'lab-balancer-check',
   }));
   watch(client);
+  const connection = (client as unknown as { connection: NodeJS.EventEmitter & { stream: net.Socket } }).connection;
+  let reported: string | undefined;
+  connection.on('parameterStatus', (message: { parameterName: string; parameterValue: string }) => {
+    if (message.parameterName === 'server_version') reported = message.parameterValue;
+  });
+  // The TCP socket itself: after the server's 'S' the connection's stream becomes the TLS socket over it.
+  const socket = connection.stream;
+  let unconnected = false;
+  const connectTimer = setTimeout(() => {
+    if (!socket.connecting) return;
+    unconnected = true;
+    socket.destroy();
+  }, settings.timeoutMs);
   try {
     await client.connect();
+    const known = versionNumOf(reported);
+    if (known !== null) return { client, versionNum: known };
     const version = await client.query<{ v: string }>('SELECT current_setting(\'server_version_num\') AS v');
     return { client, versionNum: Number(version.rows[0]!.v) };
   } catch (error) {
     client.end().catch(() => undefined);
+    if (unconnected) throw Object.assign(new Error(`no connection after ${settings.timeoutMs} ms`), { code: 'ETIMEDOUT' });
+    if (/timeout/i.test(error instanceof Error ? error.message : String(error))) {
+      throw Object.assign(new Error(`connection accepted, no login within ${loginMs} ms`), { code: LOGIN_TIMEOUT });
+    }
     throw error;
+  } finally {
+    clearTimeout(connectTimer);
   }
 }
 

@@ -1,6 +1,11 @@
 // The balancer's statistics in the formats people and tools read: HAProxy-style CSV, Prometheus text
 // and an HTML page that refreshes itself.
+import type { CancelDropReason, CancelDrops } from './cancel-limit.js';
 import type { BalancerServerStats, BalancerStats } from './stats-types.js';
+
+function cancelsDroppedTotal(drops: CancelDrops): number {
+  return Object.values(drops).reduce((total, n) => total + n, 0);
+}
 
 const CSV_COLUMNS = [
   'pxname', 'svname', 'qcur', 'qmax', 'scur', 'smax', 'slim', 'stot', 'bin', 'bout', 'dreq', 'dresp', 'ereq', 'econ', 'eresp',
@@ -21,7 +26,9 @@ export function statsCsv(stats: BalancerStats): string {
   const sum = (pick: (s: BalancerServerStats) => number) => stats.servers.reduce((total, s) => total + pick(s), 0);
   const up = stats.servers.filter((s) => s.status === 'UP');
   const lines = [`# ${CSV_COLUMNS.join(',')}`];
-  lines.push(row({ pxname: stats.name, svname: 'FRONTEND', scur: stats.sessionsCurrent, slim: stats.maxconn ?? '', stot: stats.sessionsTotal, bin: sum((s) => s.bytesIn), bout: sum((s) => s.bytesOut), status: 'OPEN', pid: process.pid, iid: 1, sid: 0, type: 0 }));
+  // dreq: HAProxy's requests denied by a tcp-request rule; here the CancelRequests dropped.
+  const dreq = stats.cancelsDropped ? cancelsDroppedTotal(stats.cancelsDropped) : '';
+  lines.push(row({ pxname: stats.name, svname: 'FRONTEND', scur: stats.sessionsCurrent, slim: stats.maxconn ?? '', stot: stats.sessionsTotal, bin: sum((s) => s.bytesIn), bout: sum((s) => s.bytesOut), dreq, status: 'OPEN', pid: process.pid, iid: 1, sid: 0, type: 0 }));
   stats.servers.forEach((s, index) => {
     lines.push(row({
       pxname: stats.name, svname: s.name, qcur: 0, qmax: 0, scur: s.sessionsCurrent, smax: s.sessionsMax, slim: s.maxconn ?? '', stot: s.sessionsTotal,
@@ -62,6 +69,9 @@ export function statsPrometheus(stats: BalancerStats): string {
   metric('lab_balancer_queue_current', 'Clients waiting for a server slot now', 'gauge', [[{}, stats.queueCurrent ?? null]]);
   metric('lab_balancer_queue_max', 'Most clients waiting for a server slot at once', 'gauge', [[{}, stats.queueMax ?? null]]);
   metric('lab_balancer_queue_timeouts_total', 'Clients that waited past timeout queue', 'counter', [[{}, stats.queueTimeouts ?? null]]);
+  metric('lab_balancer_cancels_forwarded_total', 'CancelRequests relayed to at least one server', 'counter', [[{}, stats.cancelsForwarded ?? null]]);
+  metric('lab_balancer_cancels_dropped_total', 'CancelRequests dropped, by reason', 'counter',
+    Object.entries(stats.cancelsDropped ?? {}).map(([reason, n]): [Record<string, string>, number] => [{ reason }, n]));
   metric('lab_balancer_server_max_connections', 'Server connections allowed at once (maxconn)', 'gauge', per((s) => s.maxconn ?? null));
   metric('lab_balancer_server_up', '1 when the server takes new sessions', 'gauge', per((s) => (s.status === 'UP' ? 1 : 0)));
   metric('lab_balancer_server_status', 'Server state (1 for the current one)', 'gauge',
@@ -74,6 +84,8 @@ export function statsPrometheus(stats: BalancerStats): string {
   metric('lab_balancer_server_connection_errors_total', 'Failed connection attempts to the server', 'counter', per((s) => s.connectionErrors));
   metric('lab_balancer_server_retries_total', 'Connection attempts retried on the server', 'counter', per((s) => s.retries));
   metric('lab_balancer_server_redispatches_total', 'Sessions moved to the server after another failed', 'counter', per((s) => s.redispatches));
+  metric('lab_balancer_server_cancels_total', 'CancelRequests relayed to the server', 'counter', per((s) => s.cancelsSent ?? null));
+  metric('lab_balancer_server_cancels_dropped_total', 'CancelRequests not sent to the server: it had its cap of them open', 'counter', per((s) => s.cancelsDropped ?? null));
   metric('lab_balancer_server_check_failures_total', 'Failed health checks', 'counter', per((s) => s.checksFailed));
   metric('lab_balancer_server_down_transitions_total', 'UP to DOWN transitions', 'counter', per((s) => s.downTransitions));
   metric('lab_balancer_server_downtime_seconds_total', 'Seconds spent DOWN', 'counter', per((s) => s.downtimeS));
@@ -101,6 +113,19 @@ function bytes(value: number | null): string {
   return `${(value / 1024 ** 3).toFixed(2)} GB`;
 }
 
+const DROP_LABELS: Record<CancelDropReason, string> = {
+  clientRate: 'client rate', totalRate: 'balancer rate', serverInFlight: 'server busy', duplicate: 'duplicate', noSession: 'no session',
+};
+
+/** " cancels F forwarded, D dropped (why: n, ...) ·" for the built-in engine, "" without the counters. */
+function cancelsLine(stats: BalancerStats): string {
+  if (stats.cancelsForwarded === undefined || !stats.cancelsDropped) return '';
+  const drops = stats.cancelsDropped;
+  const why = (Object.keys(DROP_LABELS) as CancelDropReason[]).filter((reason) => drops[reason] > 0).map((reason) => `${DROP_LABELS[reason]} ${drops[reason]}`);
+  return `
+cancels <span id="cancels">${stats.cancelsForwarded}</span> forwarded, <span id="cancels-dropped">${cancelsDroppedTotal(drops)}</span> dropped${why.length ? ` (${why.join(', ')})` : ''} ·`;
+}
+
 /** A page a person leaves open in a browser tab during a drill: it refreshes every 2 s. */
 export function statsHtml(stats: BalancerStats, links: { json: string; csv: string; metrics: string }): string {
   const rows = stats.servers.map((s) => `
@@ -111,7 +136,7 @@ export function statsHtml(stats: BalancerStats, links: { json: string; csv: stri
       <td>${duration(s.lastChangeS)}</td><td>${duration(s.downtimeS)}</td><td>${s.checksFailed}</td><td>${s.downTransitions}</td>
       <td>${s.sessionsCurrent}</td><td>${s.sessionsMax}</td><td>${s.maxconn ?? ''}</td><td>${s.sessionsTotal}</td>
       <td>${bytes(s.bytesIn)}</td><td>${bytes(s.bytesOut)}</td><td>${s.connectionErrors}</td><td>${s.retries}</td><td>${s.redispatches}</td>
-      <td>${bytes(s.lagBytes)}</td><td>${s.weight}</td>
+      <td>${s.cancelsSent ?? ''}</td><td>${s.cancelsDropped ?? ''}</td><td>${bytes(s.lagBytes)}</td><td>${s.weight}</td>
     </tr>`).join('');
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="2">
@@ -133,13 +158,13 @@ export function statsHtml(stats: BalancerStats, links: { json: string; csv: stri
 <h1>lab balancer <span id="name">${escapeHtml(stats.name)}</span></h1>
 <p class="meta">engine ${escapeHtml(stats.engine)}${stats.relay ? `, ${stats.relay} relay` : ''} · listening on ${escapeHtml(stats.listen)} · up ${duration(stats.uptimeS)} ·
 sessions ${stats.sessionsCurrent} now, ${stats.sessionsTotal} total${stats.maxconn ? `, maxconn ${stats.maxconn}` : ''} ·
-queue <span id="qcur">${stats.queueCurrent ?? 0}</span> now, <span id="qmax">${stats.queueMax ?? 0}</span> max, ${stats.queueTimeouts ?? 0} timed out ·
+queue <span id="qcur">${stats.queueCurrent ?? 0}</span> now, <span id="qmax">${stats.queueMax ?? 0}</span> max, ${stats.queueTimeouts ?? 0} timed out ·${cancelsLine(stats)}
 <a href="${escapeHtml(links.json)}">JSON</a> · <a href="${escapeHtml(links.csv)}">CSV</a> · <a href="${escapeHtml(links.metrics)}">Prometheus</a></p>
 <table id="servers">
 <thead><tr><th>server</th><th>address</th><th>status</th><th>role</th><th>check</th><th>last check message</th>
 <th>last change</th><th>downtime</th><th>checks failed</th><th>down</th><th>cur</th><th>max</th><th>limit</th><th>total</th>
-<th>bytes in</th><th>bytes out</th><th>conn errors</th><th>retries</th><th>redispatches</th><th>lag</th><th>weight</th></tr></thead>
-<tbody>${rows || '<tr><td colspan="21">no server in the pool</td></tr>'}
+<th>bytes in</th><th>bytes out</th><th>conn errors</th><th>retries</th><th>redispatches</th><th>cancels</th><th>cancels dropped</th><th>lag</th><th>weight</th></tr></thead>
+<tbody>${rows || '<tr><td colspan="23">no server in the pool</td></tr>'}
 </tbody></table>
 </body></html>
 `;

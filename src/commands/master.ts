@@ -3,6 +3,7 @@
 import { lstat, mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { LabError } from '../common/errors.js';
+import { checkShellSafePath, checkShellSafeProgram } from '../common/shell-safe-path.js';
 import { assertPortFree, parsePort } from '../common/ports.js';
 import { silentReporter, type Reporter } from '../common/reporter.js';
 import { labInstallation, logDir, type GlobalOptions } from '../lab/context.js';
@@ -53,7 +54,9 @@ export async function masterStart(global: GlobalOptions, options: MasterStartOpt
   const reporter = options.reporter ?? silentReporter;
   const name = checkName(options.name ?? 'master1');
   const port = parsePort(options.port ?? 5432);
-  const datadir = checkDatadirPath(options.datadir ?? path.join(global.labDir, name));
+  // Before anything is made: the lab dir (the servers' logs are in it) and the data dir reach pg_ctl's /bin/sh.
+  checkShellSafePath(global.labDir, 'lab dir');
+  const datadir = checkShellSafePath(checkDatadirPath(options.datadir ?? path.join(global.labDir, name)), 'data dir');
   const timeoutMs = options.timeoutMs ?? 60_000;
   const existing = await readState(global.labDir);
   if (existing) checkRuntime(existing, global.labDir, global.runtime);
@@ -84,6 +87,7 @@ export async function masterStart(global: GlobalOptions, options: MasterStartOpt
   if (runtime === 'process' && (!installation.tools.initdb || !installation.tools.pg_ctl)) {
     throw new LabError('ENVIRONMENT', `PostgreSQL ${installation.version} in ${installation.bindir} lacks initdb or pg_ctl: pass --pg with a complete installation`);
   }
+  if (runtime === 'process') for (const tool of [installation.tools.pg_ctl, installation.tools.initdb]) await checkShellSafeProgram(tool);
   if (existing) checkNodeFits(existing, global.labDir, { name, port, datadir, role: 'primary' });
   const condition = await inspectDatadir(datadir, existing?.labId);
   if (condition === 'foreign' || condition === 'not-a-directory') await prepareDatadir(datadir, existing?.labId ?? ''); // throws the clear error

@@ -1,25 +1,29 @@
 // `lab replica add NAME DATADIR PORT`: CHECKPOINT, pg_basebackup with progress, the standby
 // configuration for the server's version, start, and return once the master shows NAME streaming.
-// Re-adding a crashed replica is the same command (demo step 8).
-import { LabError } from '../common/errors.js';
-import { assertPortFree, parsePort } from '../common/ports.js';
-import { silentReporter, type Reporter } from '../common/reporter.js';
-import { openLab, type GlobalOptions } from '../lab/context.js';
-import { checkDatadirPath, inspectDatadir, prepareDatadir, type DatadirCondition } from '../lab/datadir.js';
-import { checkName } from '../lab/names.js';
-import { primaryOf, refuseWhileBuilding, thisBuilder, updateState, type NodeRecord } from '../lab/state.js';
-import { checkNodeFits } from '../lab/topology.js';
+// Re-adding a crashed replica is the same command (demo step 8). What can be checked before the copy is;
+// a failure after the add began undoes what it made (replica-undo.ts).
+import { userInfo } from 'node:os';
+import { checkShellSafePath, checkShellSafeProgram } from '../common/shell-safe-path.js';
 import { rm } from 'node:fs/promises';
-import { nodeLogFile } from '../lab/context.js';
-import { removeDatadir } from '../lab/datadir.js';
+import { LabError } from '../common/errors.js';
+import { parsePort } from '../common/ports.js';
+import { silentReporter, type Reporter } from '../common/reporter.js';
+import { nodeLogFile, openLab, type GlobalOptions } from '../lab/context.js';
+import { checkDatadirPath, checkDatadirPlace, inspectDatadir, prepareDatadir, removeDatadir, writeMarker, type DatadirCondition } from '../lab/datadir.js';
+import { checkName } from '../lab/names.js';
+import { primaryOf, refuseWhileBuilding, runtimeOf, thisBuilder, updateState, type NodeRecord } from '../lab/state.js';
+import { checkNodeFits } from '../lab/topology.js';
 import { dropSlot, ensureSlot, parseBaseBackupMethod, slotName, type BaseBackupMethod } from '../postgres/base-backup.js';
 import { withClient } from '../postgres/client.js';
 import { runtimeFor } from '../runtime/node-runtime.js';
 import { applySyncStandbys } from '../postgres/sync-standbys.js';
 import { dropOldSlot, waitStreaming } from './follow.js';
 import { releaseFaults } from '../lab/faults.js';
-import { nodeAddress } from '../lab/address.js';
+import { nodeAddress, type NodeHost } from '../lab/address.js';
 import { newNodeHost, removeNodeHost } from '../lab/hosts.js';
+import { assertAnswers, boundedConn, onNode } from '../lab/node-answers.js';
+import { assertServerPort, type ServerPlace } from '../lab/server-port.js';
+import { undoAdd, type AddMade } from './replica-undo.js';
 
 export interface ReplicaAddOptions {
   reporter?: Reporter;
@@ -29,6 +33,8 @@ export interface ReplicaAddOptions {
   sync?: boolean;
   /** pglab's own base backup, pg_basebackup, or auto (default; env LAB_BASE_BACKUP): src/postgres/base-backup.ts. */
   baseBackup?: BaseBackupMethod | string;
+  /** Ctrl-C: the add stops where it is and is undone as a failed one is (replica-undo.ts). */
+  signal?: AbortSignal;
 }
 
 export interface ReplicaAddResult {
@@ -54,12 +60,16 @@ export interface ReplicaAddResult {
 export async function replicaAdd(global: GlobalOptions, nameArg: string, datadirArg: string, portArg: string | number, options: ReplicaAddOptions = {}): Promise<ReplicaAddResult> {
   const started = Date.now();
   const reporter = options.reporter ?? silentReporter;
+  const { signal } = options;
   const name = checkName(nameArg);
-  const datadir = checkDatadirPath(datadirArg);
+  // Before anything is made: the data dir and the lab dir (the replica's log is in it) reach pg_ctl's /bin/sh.
+  const datadir = checkShellSafePath(checkDatadirPath(datadirArg), 'data dir');
+  checkShellSafePath(global.labDir, 'lab dir');
   const port = parsePort(portArg);
   const timeoutMs = options.timeoutMs ?? 60_000;
   const context = await openLab(global);
   const { state } = context;
+  if (runtimeOf(state) === 'process') await checkShellSafeProgram(context.installation.tools.pg_ctl);
   const nodes = runtimeFor(context);
 
   const primary = primaryOf(state);
@@ -72,10 +82,17 @@ export async function replicaAdd(global: GlobalOptions, nameArg: string, datadir
   const spec = { name, port, datadir, role: 'replica' as const };
   const known = checkNodeFits(state, context.labDir, spec);
   if (known) refuseWhileBuilding(known);
+  // What can be checked before anything is made is checked here, each refusal one line: the data dir and
+  // its place, the port where the server will listen (its own node may still hold it on a rebuild: checked
+  // again after the stop), and that the master answers at all (a paused one accepts connections, answers nothing).
   await refuseDatadir(datadir, state.labId, Boolean(known));
+  const owner = await nodes.dataOwner();
+  await checkDatadirPlace(datadir, owner);
   const method = await nodes.checkCanClone(parseBaseBackupMethod(options.baseBackup) ?? parseBaseBackupMethod(process.env.LAB_BASE_BACKUP, 'LAB_BASE_BACKUP') ?? 'auto');
   const slot = slotName(name);
-  if (!known) await assertPortFree(port, `replica "${name}"`);
+  const place = (host: NodeHost | undefined): ServerPlace => ({ runtime: runtimeOf(state), host, user: owner ? `the OS user ${owner.name}` : `user ${userInfo().username}` });
+  await assertServerPort(port, `replica "${name}"`, place(known?.host ?? (state.hosts ? newNodeHost(state, name) : undefined)), { free: !known });
+  await assertAnswers(state, primary);
 
   // The claim: under the lock, the node is marked building by this process (pid and start time). A second
   // command on it is refused (exit 3) until this one ends; a claim of a process that is gone is taken over.
@@ -101,8 +118,12 @@ export async function replicaAdd(global: GlobalOptions, nameArg: string, datadir
   });
 
   const node = { name, port, datadir, host: recorded.nodes.find((n) => n.name === name)!.host };
+  const made: AddMade = {};
   let pid: number;
   let backupKb: number | undefined;
+  let syncState: string;
+  let synchronousStandbyNames: string | undefined;
+  const wasSync = Boolean(existing?.sync);
   try {
     // The seed killed whatever ran on PGDATA; we only stop our own node.
     if (existing) {
@@ -110,25 +131,46 @@ export async function replicaAdd(global: GlobalOptions, nameArg: string, datadir
       await releaseFaults(context.labDir, state, existing, nodes);
       await nodes.stop(node, 'immediate');
       await dropOldSlot(context, existing, primary.name);
+      await assertServerPort(port, `replica "${name}"`, place(node.host), { free: true });
     }
-    await assertPortFree(port, `replica "${name}"`);
-    await prepareDatadir(datadir, state.labId);
+    signal?.throwIfAborted();
+    made.datadir = await prepareDatadir(datadir, state.labId);
+    // pglab's copy fills a dir that already carries the node's marker, so a copy cut short (a full disk, a
+    // kill -9) is still recognised as the lab's; pg_basebackup wants an empty dir (the marker comes after it).
+    if (method === 'pglab') await writeMarker(datadir, { labId: state.labId, node: name }, owner);
     reporter.step(`CHECKPOINT on ${primary.name}`);
-    await withClient(conn, (client) => client.query('CHECKPOINT'));
+    await onNode(state, primary, () => withClient(conn, (client) => client.query('CHECKPOINT')));
+    signal?.throwIfAborted();
 
     // Every replica streams through its own slot: reserved now, it keeps the WAL from before the backup's
     // start until the replica has it (a rebuild gets a fresh one: the old one may hold WAL from long ago).
     reporter.step(`replication slot ${slot} on ${primary.name}`);
-    await ensureSlot(conn, slot, { fresh: true });
+    made.slot = true; // before: a call cut short may have made it
+    await onNode(state, primary, () => ensureSlot(boundedConn(state, primary), slot, { fresh: true }));
     reporter.step(
       method === 'pglab'
         ? `pglab base backup (pg_backup_start, file copy, pg_backup_stop) from ${primary.name} (port ${primary.port}) into ${datadir}`
         : `pg_basebackup from ${primary.name} (port ${primary.port}) into ${datadir}`,
     );
-    ({ backupKb } = await nodes.cloneReplica(node, { host: nodeAddress(primary), port: primary.port, datadir: primary.datadir, slot, method }, reporter));
+    ({ backupKb } = await nodes.cloneReplica(node, { host: nodeAddress(primary), port: primary.port, datadir: primary.datadir, slot, method }, reporter, signal));
+    signal?.throwIfAborted();
 
     reporter.step(`starting ${name} on port ${port}`);
-    pid = await nodes.start(node, timeoutMs);
+    made.server = true;
+    pid = await nodes.start(node, timeoutMs, signal);
+    reporter.step(`waiting until ${primary.name} shows ${name} streaming`);
+    syncState = await waitStreaming(context, primary, name, timeoutMs, false, undefined, signal);
+    if (options.sync || wasSync) {
+      made.sync = !wasSync;
+      const after = await updateState(context.labDir, (s) => {
+        s.nodes.find((n) => n.name === name)!.sync = true;
+      });
+      const names = after.nodes.filter((n) => n.sync && n.role === 'replica' && !n.rewindNeeded).map((n) => n.name);
+      reporter.step(`synchronous_standby_names on ${primary.name}`);
+      synchronousStandbyNames = await onNode(state, primary, () => applySyncStandbys(boundedConn(state, primary), names));
+      syncState = await waitStreaming(context, primary, name, timeoutMs, true, undefined, signal);
+    }
+    // Ready only now: until the master shows it streaming it is `building` (HAProxy's pool and node commands leave it out).
     await updateState(context.labDir, (s) => {
       const node = s.nodes.find((n) => n.name === name)!;
       node.phase = 'ready';
@@ -137,26 +179,7 @@ export async function replicaAdd(global: GlobalOptions, nameArg: string, datadir
       delete node.builder;
     });
   } catch (error) {
-    // The node stays `building` (destroy or the same command again finishes it); the claim ends with us.
-    await updateState(context.labDir, (s) => {
-      const claimed = s.nodes.find((n) => n.name === name);
-      if (claimed?.builder?.pid === process.pid) delete claimed.builder;
-    }).catch(() => undefined);
-    throw error;
-  }
-
-  reporter.step(`waiting until ${primary.name} shows ${name} streaming`);
-  let syncState = await waitStreaming(context, primary, name, timeoutMs);
-  let synchronousStandbyNames: string | undefined;
-  const wasSync = Boolean(existing?.sync);
-  if (options.sync || wasSync) {
-    const after = await updateState(context.labDir, (s) => {
-      s.nodes.find((n) => n.name === name)!.sync = true;
-    });
-    const names = after.nodes.filter((n) => n.sync && n.role === 'replica' && !n.rewindNeeded).map((n) => n.name);
-    reporter.step(`synchronous_standby_names on ${primary.name}`);
-    synchronousStandbyNames = await applySyncStandbys(conn, names);
-    syncState = await waitStreaming(context, primary, name, timeoutMs, true);
+    throw await undoAdd({ context, nodes, primary, node, slot, existing, made, reporter }, signal?.aborted ? signal.reason : error);
   }
   return { name, port, datadir, pid, upstream: primary.name, rebuilt: Boolean(existing), backupKb, baseBackup: method, slot, syncState, synchronousStandbyNames, elapsedMs: Date.now() - started };
 }
@@ -203,7 +226,7 @@ export async function replicaRemove(global: GlobalOptions, nameArg: string): Pro
   const upstream = state.nodes.find((n) => n.name === node.upstream && n.name !== name) ?? primaryOf(state);
   let slotDropped = false;
   if (upstream && (await nodes.livePid(upstream))) {
-    slotDropped = await dropSlot({ host: nodeAddress(upstream), port: upstream.port, user: state.dbUser }, slot);
+    slotDropped = await onNode(state, upstream, () => dropSlot(boundedConn(state, upstream), slot));
   }
   const datadirOutcome = await removeDatadir(node.datadir, state.labId, node.datadirCreated);
   await rm(nodeLogFile(context.labDir, name), { force: true });

@@ -17,7 +17,8 @@ import type { OsUser } from '../postgres/os-user.js';
 import { ensureSlot, slotName } from '../postgres/base-backup.js';
 import { rewindSummary } from '../postgres/pg-rewind.js';
 import { runtimeFor } from '../runtime/node-runtime.js';
-import { requireRunningPrimary, sizeOf, waitStreaming } from './follow.js';
+import { requireRunningPrimary, waitStreaming } from './follow.js';
+import { sizeOf } from '../postgres/server.js';
 import { replicaAdd } from './replica.js';
 import { nodeAddress } from '../lab/address.js';
 

@@ -1,5 +1,5 @@
 // `lab versions`: the PostgreSQL installations we can use, and the majors `lab versions install` can add.
-import { cacheRoot, checkCacheRoot, INSTALLABLE_MAJORS, installableRange } from '../postgres/cache-root.js';
+import { cacheRoot, checkCacheRoot, INSTALLABLE_MAJORS, installableRange, ROOT_CACHE, type InstalledBy } from '../postgres/cache-root.js';
 import type { InstallResult } from '../postgres/cache-install.js';
 import type { Reporter } from '../common/reporter.js';
 import { discoverInstallations, type Installation, type ToolName } from '../postgres/installation.js';
@@ -17,12 +17,17 @@ export interface VersionInfo {
   baseBackup?: string;
   /** Always true since pglab takes base backups itself (kept for scripts that read it). */
   canAddReplicas: boolean;
+  /** A cached major: when `lab versions install` put it there (ISO time), and who. */
+  installedAt?: string;
+  installedBy?: InstalledBy;
 }
 
 export interface VersionsList {
   versions: VersionInfo[];
   /** Where `lab versions install` puts majors. */
   cache: string;
+  /** True for root's cache, one for the machine: everyone who runs lab as root (sudo too) shares it. */
+  cacheShared: boolean;
   /** Why the cache is not used, when it exists but is unsafe (a link, writable by others...). */
   cacheProblem?: string;
   /** Majors `lab versions install N` can add (not installed yet). */
@@ -59,12 +64,22 @@ export async function listVersions(): Promise<VersionsList> {
         ...(inst.packageVersion ? { packageVersion: inst.packageVersion } : {}),
         baseBackup,
         canAddReplicas: true,
+        ...(inst.installedAt ? { installedAt: inst.installedAt } : {}),
+        ...(inst.installedBy ? { installedBy: inst.installedBy } : {}),
       };
     }),
     cache,
+    cacheShared: cache === ROOT_CACHE,
     ...(cacheProblem ? { cacheProblem } : {}),
     installable: INSTALLABLE_MAJORS.filter((major) => !installed.has(major)),
   };
+}
+
+/** "2026-12-07 02:20 UTC by root (sudo alice)": when and by whom a cached major was installed. */
+export function installedWords(version: Pick<VersionInfo, 'installedAt' | 'installedBy'>): string {
+  const at = version.installedAt ? `${version.installedAt.slice(0, 16).replace('T', ' ')} UTC` : 'at an unknown time';
+  const by = version.installedBy ? ` by ${version.installedBy.user}${version.installedBy.sudoUser ? ` (sudo ${version.installedBy.sudoUser})` : ''}` : '';
+  return version.installedAt || version.installedBy ? `${at}${by}` : '';
 }
 
 /** `lab versions install N`: a major from the argument ("17"), into the cache. */

@@ -41,6 +41,18 @@ function serverLine(server: ServerConfig, check: CheckSettings, withChecks: bool
   return `    ${words.join(' ')}`;
 }
 
+/**
+ * Our 0 means "no timeout". HAProxy also waits forever when a timeout is left out, but then warns
+ * "missing timeouts for proxy" on every start, so 0 is written as HAProxy's longest whole-day time
+ * (24 days; it takes at most 2^31-1 ms), which no lab session reaches. Never a short stand-in: the seed's
+ * `timeout client 1m` cut every session idle for a minute (REFERENCE.md 3).
+ */
+export const HAPROXY_NO_TIMEOUT = '24d';
+
+function haproxyTimeout(ms: number): string {
+  return ms > 0 ? formatHaproxyTime(ms) : HAPROXY_NO_TIMEOUT;
+}
+
 /** The check section lines: pgsql-check for pgsql (and sql, which HAProxy cannot do), none for tcp. */
 function checkLines(check: CheckSettings): string[] {
   switch (check.type) {
@@ -76,10 +88,9 @@ export function renderHaproxyConfig(config: BalancerConfig, servers: ServerConfi
   lines.push(
     `    retries ${config.retries}`,
     config.redispatch ? '    option redispatch' : '    # no option redispatch: a failed connect is retried on the same server',
-    // 0 means "no timeout", which HAProxy expresses by leaving the timeout out.
-    ...(config.timeouts.connectMs > 0 ? [`    timeout connect ${formatHaproxyTime(config.timeouts.connectMs)}`] : []),
-    ...(config.timeouts.clientMs > 0 ? [`    timeout client ${formatHaproxyTime(config.timeouts.clientMs)}`] : []),
-    ...(config.timeouts.serverMs > 0 ? [`    timeout server ${formatHaproxyTime(config.timeouts.serverMs)}`] : []),
+    `    timeout connect ${haproxyTimeout(config.timeouts.connectMs)}`,
+    `    timeout client ${haproxyTimeout(config.timeouts.clientMs)}`,
+    `    timeout server ${haproxyTimeout(config.timeouts.serverMs)}`,
     `    timeout check ${formatHaproxyTime(check.timeoutMs)}`,
     ...(config.timeouts.queueMs ? [`    timeout queue ${formatHaproxyTime(config.timeouts.queueMs)}`] : []),
     '',

@@ -129,12 +129,15 @@ function checkNode(node: unknown, index: number): void {
     host.string('veth', false, /^pgl\d{1,3}-\d{1,3}$/, 'an interface name pglN-I');
     host.string('address', false, /^10\.213\.\d{1,3}\.\d{1,3}$/, 'an address in 10.213.0.0/16');
   }
-  const builder = f.object('builder', true);
-  if (builder) {
-    builder.integer('pid', 1, MAX_PID, false, 'a process id');
-    builder.integer('startTime', 0, Number.MAX_SAFE_INTEGER, false, 'a start time in clock ticks');
-    builder.string('since');
-  }
+  checkClaim(f.object('builder', true));
+}
+
+/** Who builds a node or applies a fault (a Builder): pid, start time, since. */
+function checkClaim(claim: Fields | undefined): void {
+  if (!claim) return;
+  claim.integer('pid', 1, MAX_PID, false, 'a process id');
+  claim.integer('startTime', 0, Number.MAX_SAFE_INTEGER, false, 'a start time in clock ticks');
+  claim.string('since');
 }
 
 function checkBalancer(balancer: unknown, index: number): void {
@@ -166,6 +169,7 @@ function checkFault(fault: unknown, index: number, nodes: string[]): void {
   f.string('since');
   f.integer('pid', 1, MAX_PID, true, 'a process id');
   f.integer('percent', 1, 100, true, 'a percentage from 1 to 100');
+  checkClaim(f.object('applier', true));
   if (fault.from !== undefined) {
     if (!Array.isArray(fault.from) || fault.from.some((name) => typeof name !== 'string' || !validNodeName(name))) throw bad(`${prefix}.from`, fault.from, 'is not a list of node names');
   }

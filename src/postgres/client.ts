@@ -42,6 +42,8 @@ export interface ConnectOptions {
   user?: string;
   database?: string;
   connectTimeoutMs?: number;
+  /** Bound on each query's answer (node-postgres query_timeout): a frozen server never answers. */
+  queryTimeoutMs?: number;
   applicationName?: string;
 }
 
@@ -53,6 +55,7 @@ export async function withClient<T>(options: ConnectOptions, fn: (client: pg.Cli
     database: options.database ?? 'postgres',
     connectionTimeoutMillis: options.connectTimeoutMs ?? 3000,
     application_name: options.applicationName ?? 'pglab',
+    ...(options.queryTimeoutMs ? { query_timeout: options.queryTimeoutMs } : {}),
   }));
   // An error event after connect (server killed) must not crash the process; the query rejects anyway.
   client.on('error', () => undefined);

@@ -7,6 +7,8 @@
 //   {"type":"progress","bytes":N}          at most every 200 ms
 //   {"type":"copied","bytes":N,"files":N,"vanished":N}
 //   {"type":"written","files":[...]}       after stdin gave {"files":{"backup_label":"...", ...}}
+//   {"type":"error","message":"...","code":"ENOSPC","syscall":"copyfile","path":"...","dest":"...","bytes":N}
+//                                          before it exits 1: the parent turns a file system error into one line
 // Each file is copied by the kernel (copyFile: copy_file_range), never held in memory; modes are kept.
 // What is skipped is what pg_basebackup skips (src/backend/backup/basebackup.c, excludeDirContents and
 // excludeFiles, plus temporary files); pg_control is copied last, as BASE_BACKUP sends it.
@@ -16,9 +18,12 @@ import path from 'node:path';
 
 /** Directories whose contents are not copied (the directories themselves are, with their modes). */
 const EXCLUDE_DIR_CONTENTS = ['pg_stat_tmp', 'pg_replslot', 'pg_dynshmem', 'pg_notify', 'pg_serial', 'pg_snapshots', 'pg_subtrans', 'pg_wal'];
-/** Files never copied; names ending in * match as a prefix. standby.signal/recovery.signal: the lab writes its own. */
+/**
+ * Files never copied; names ending in * match as a prefix. standby.signal/recovery.signal: the lab writes its
+ * own; pglab.node: the lab's marker, which the target carries (its own node's) before the copy starts.
+ */
 const EXCLUDE_FILES = [
-  'postgresql.auto.conf.tmp', 'current_logfiles.tmp', 'current_logfiles', 'pg_internal.init*', 'backup_label', 'backup_label.old', 'tablespace_map',
+  'pglab.node', 'postgresql.auto.conf.tmp', 'current_logfiles.tmp', 'current_logfiles', 'pg_internal.init*', 'backup_label', 'backup_label.old', 'tablespace_map',
   'backup_manifest', 'postmaster.pid', 'postmaster.opts', 'standby.signal', 'recovery.signal', 'pgsql_tmp*',
 ];
 
@@ -96,13 +101,15 @@ async function writeNew(file: string, content: string): Promise<void> {
   }
 }
 
+/** Bytes copied so far (reported with an error too). */
+let done = 0;
+
 async function main(): Promise<void> {
   const { source, target, workers = 1 } = JSON.parse(process.argv[process.argv.length - 1]!) as { source: string; target: string; workers?: number };
   process.umask(0o077);
   const entries = await walk(source);
   const total = entries.reduce((sum, e) => sum + e.size, 0);
   say({ type: 'total', bytes: total, files: entries.filter((e) => e.kind === 'file').length });
-  let done = 0;
   let files = 0;
   let vanished = 0;
   let lastSaid = 0;
@@ -162,6 +169,8 @@ async function main(): Promise<void> {
 }
 
 main().catch((error: unknown) => {
-  process.stderr.write(`${(error as Error).message ?? String(error)}\n`);
+  const { message, code, syscall, path: file, dest } = error as NodeJS.ErrnoException & { dest?: string };
+  say({ type: 'error', message: message ?? String(error), code, syscall, path: file, dest, bytes: done });
+  process.stderr.write(`${message ?? String(error)}\n`);
   process.exit(1);
 });

@@ -1,13 +1,14 @@
 // Where PostgreSQL is installed: --pg / LAB_PG (a major version or a bin dir), pg_config on PATH,
 // Debian's /usr/lib/postgresql/*/bin, the npm registry's embedded binaries under node_modules, and the
 // majors `lab versions install` put in the cache (cache-root.ts).
-import { access, readdir, readFile, symlink, constants } from 'node:fs/promises';
+import { access, lstat, readdir, readFile, symlink, constants } from 'node:fs/promises';
 import path from 'node:path';
 import { execa } from 'execa';
 import { LabError } from '../common/errors.js';
 import { packageRoot } from '../common/package-root.js';
 import { readNoFollow } from '../common/safe-files.js';
-import { cacheRoot, cachedBindir, checkCacheRoot, installableRange, isInstallableMajor, MANIFEST_FILE, type CacheManifest } from './cache-root.js';
+import { cacheRoot, cachedBindir, checkCacheRoot, installableRange, isInstallableMajor, MANIFEST_FILE, type CacheManifest, type InstalledBy } from './cache-root.js';
+import { userNameOf } from './os-user.js';
 
 export type ToolName = 'initdb' | 'pg_ctl' | 'postgres' | 'pg_basebackup' | 'psql' | 'pgbench' | 'pg_rewind';
 
@@ -20,6 +21,9 @@ export interface Installation {
   tools: Partial<Record<ToolName, string>>;
   /** The npm package version of a cached major ("17.10.0-beta.17"). */
   packageVersion?: string;
+  /** A cached major: when `lab versions install` put it there (ISO time), and who. */
+  installedAt?: string;
+  installedBy?: InstalledBy;
 }
 
 const TOOL_NAMES: ToolName[] = ['initdb', 'pg_ctl', 'postgres', 'pg_basebackup', 'psql', 'pgbench', 'pg_rewind'];
@@ -132,9 +136,35 @@ export async function cachedInstallations(root = cacheRoot()): Promise<Installat
     }
     if (manifest.major !== major) continue;
     const inst = await inspectBindir(cachedBindir(root, major), 'cache');
-    if (inst && inst.major === major) found.push({ ...inst, packageVersion: manifest.packageVersion });
+    if (!inst || inst.major !== major) continue;
+    const installedAt = typeof manifest.installedAt === 'string' && !Number.isNaN(Date.parse(manifest.installedAt)) ? manifest.installedAt : undefined;
+    found.push({
+      ...inst,
+      packageVersion: manifest.packageVersion,
+      ...(installedAt ? { installedAt } : {}),
+      installedBy: installedByOf(manifest.installedBy) ?? (await ownerOf(path.join(root, entry))),
+    });
   }
   return found;
+}
+
+/** A user name as /etc/passwd and sudo have them: nothing that could break a line or a table. */
+export function isUserName(name: string): boolean {
+  return /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}\$?$/.test(name);
+}
+
+/** The manifest's installedBy when it has the expected shape (it is read from disk), else undefined. */
+function installedByOf(value: unknown): InstalledBy | undefined {
+  const by = value as Partial<InstalledBy> | undefined;
+  if (!by || !Number.isInteger(by.uid) || typeof by.user !== 'string' || !isUserName(by.user.replace(/^uid /, ''))) return undefined;
+  if (by.sudoUser !== undefined && (typeof by.sudoUser !== 'string' || !isUserName(by.sudoUser))) return undefined;
+  return { uid: by.uid!, user: by.user, ...(by.sudoUser ? { sudoUser: by.sudoUser } : {}) };
+}
+
+/** A manifest from before installedBy was recorded: the owner of the major's directory. */
+async function ownerOf(dir: string): Promise<InstalledBy> {
+  const { uid } = await lstat(dir);
+  return { uid, user: (await userNameOf(uid)) ?? `uid ${uid}` };
 }
 
 /** Every installation we can find, newest major first, without duplicates. */

@@ -11,15 +11,25 @@ export interface OsUser {
   home: string;
 }
 
-export async function lookupUser(name: string): Promise<OsUser | undefined> {
+/** The first /etc/passwd entry that `matches`. */
+async function findUser(matches: (user: OsUser) => boolean): Promise<OsUser | undefined> {
   const passwd = await readFile('/etc/passwd', 'utf8');
   for (const line of passwd.split('\n')) {
-    const [user, , uid, gid, , home] = line.split(':');
-    if (user === name && uid !== undefined && gid !== undefined) {
-      return { name, uid: Number(uid), gid: Number(gid), home: home || '/' };
-    }
+    const [name, , uid, gid, , home] = line.split(':');
+    if (!name || uid === undefined || gid === undefined) continue;
+    const user = { name, uid: Number(uid), gid: Number(gid), home: home || '/' };
+    if (matches(user)) return user;
   }
   return undefined;
+}
+
+export function lookupUser(name: string): Promise<OsUser | undefined> {
+  return findUser((user) => user.name === name);
+}
+
+/** The name of `uid` in /etc/passwd, or undefined. */
+export async function userNameOf(uid: number): Promise<string | undefined> {
+  return (await findUser((user) => user.uid === uid))?.name;
 }
 
 /**

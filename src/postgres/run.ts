@@ -14,6 +14,8 @@ export interface RunOptions {
   env?: Record<string, string>;
   /** Run it in this network namespace (a node's host, --hosts): `ip netns exec` as root, then setpriv to runAs. */
   netns?: string;
+  /** Terminates the program (SIGTERM); the call then rejects with the signal's reason. */
+  signal?: AbortSignal;
 }
 
 /**
@@ -41,6 +43,7 @@ export async function runPg(file: string, args: string[], options: RunOptions = 
     reject: false,
     timeout: options.timeoutMs,
     all: false,
+    ...(options.signal ? { cancelSignal: options.signal } : {}),
   });
   const { onStderrLine } = options;
   if (onStderrLine) {
@@ -49,6 +52,7 @@ export async function runPg(file: string, args: string[], options: RunOptions = 
     });
   }
   const result = await child;
+  options.signal?.throwIfAborted();
   const stdout = String(result.stdout ?? '');
   const stderr = String(result.stderr ?? '');
   if (result.failed) {

@@ -1,8 +1,9 @@
 // One PostgreSQL server process, driven through pg_ctl: start, stop, kill -9, and what it is doing.
 // The model is PostgreSQL's own TAP harness node (start / stop(mode) / kill9 / poll_query_until).
 import { constants } from 'node:fs';
-import { readFile, open, rm } from 'node:fs/promises';
+import { readFile, open, rm, stat } from 'node:fs/promises';
 import { LabError } from '../common/errors.js';
+import { checkShellSafePath, checkShellSafeProgram } from '../common/shell-safe-path.js';
 import { pollUntil } from '../common/poll.js';
 import path from 'node:path';
 import { commandArgs, isRunning } from '../common/processes.js';
@@ -74,6 +75,29 @@ export async function logTail(logFile: string, lines = 20): Promise<string | und
   }
 }
 
+/** A file's size, 0 if it does not exist: where a log's next lines will start. */
+export async function sizeOf(file: string): Promise<number> {
+  return (await stat(file).catch(() => ({ size: 0 }))).size;
+}
+
+/** What a log got from `offset` on (at most the last 64 kB of it), '' when there is none. */
+export async function readLogFrom(file: string, offset: number): Promise<string> {
+  try {
+    const handle = await open(file, constants.O_RDONLY | constants.O_NOFOLLOW);
+    try {
+      const { size } = await handle.stat();
+      const from = Math.max(offset, size - 65_536);
+      const buffer = Buffer.alloc(Math.max(0, size - from));
+      await handle.read(buffer, 0, buffer.length, from);
+      return buffer.toString('utf8');
+    } finally {
+      await handle.close();
+    }
+  } catch {
+    return '';
+  }
+}
+
 /** The Unix socket dir the lab's templates configure. */
 export const SOCKET_DIR = '/tmp';
 
@@ -94,26 +118,37 @@ export async function clearStaleLocks(spec: Pick<ServerSpec, 'datadir' | 'port'>
   }
 }
 
-export async function startServer(spec: ServerSpec, timeoutMs = 60_000): Promise<number> {
-  await clearStaleLocks(spec);
+export async function startServer(spec: ServerSpec, timeoutMs = 60_000, signal?: AbortSignal): Promise<number> {
   const pgCtl = spec.installation.tools.pg_ctl;
   if (!pgCtl) throw new LabError('ENVIRONMENT', `No pg_ctl in ${spec.installation.bindir}: pass --pg with a complete installation`);
+  // pg_ctl starts the server through /bin/sh with these paths in double quotes. Commands refuse new
+  // paths up front; this keeps one from lab.json (hand-edited, or a lab of an earlier pglab) out too.
+  checkShellSafePath(spec.datadir, 'data dir');
+  checkShellSafePath(spec.logFile, 'log file');
+  await checkShellSafeProgram(pgCtl);
+  await clearStaleLocks(spec);
+  const logFrom = await sizeOf(spec.logFile);
   try {
     await runPg(pgCtl, ['-w', '-t', String(Math.ceil(timeoutMs / 1000)), '-D', spec.datadir, '-l', spec.logFile, '-o', `-p ${spec.port}`, 'start'], {
       runAs: spec.runAs,
       netns: spec.netns,
       timeoutMs: timeoutMs + 10_000,
+      signal,
     });
   } catch (error) {
-    if (error instanceof LabError) {
-      throw new LabError('COMMAND_FAILED', `${spec.name} did not start on port ${spec.port}: ${error.message}`, {
-        detail: (await logTail(spec.logFile)) ?? error.detail,
+    if (error instanceof LabError && error.code !== 'INTERRUPTED') {
+      // The server's own last word ("FATAL: could not create any TCP/IP sockets") says more than pg_ctl's
+      // "Examine the log output."; the log's tail comes under the line.
+      const tail = await logTail(spec.logFile);
+      const fatal = [...(await readLogFrom(spec.logFile, logFrom)).matchAll(/\b(?:FATAL|PANIC):\s+(.+)$/gm)].pop()?.[1];
+      throw new LabError('COMMAND_FAILED', `${spec.name} did not start on port ${spec.port}: ${fatal ? `${fatal} (its log below)` : error.message}`, {
+        detail: tail ?? error.detail,
         cause: error,
       });
     }
     throw error;
   }
-  await waitAcceptingConnections(spec, timeoutMs);
+  await waitAcceptingConnections(spec, timeoutMs, signal);
   const pid = await livePostmasterPid(spec.datadir);
   if (!pid) {
     throw new LabError('COMMAND_FAILED', `${spec.name} started but its postmaster is gone`, { detail: await logTail(spec.logFile) });
@@ -121,10 +156,10 @@ export async function startServer(spec: ServerSpec, timeoutMs = 60_000): Promise
   return pid;
 }
 
-export async function waitAcceptingConnections(spec: ServerSpec, timeoutMs: number): Promise<void> {
+export async function waitAcceptingConnections(spec: ServerSpec, timeoutMs: number, signal?: AbortSignal): Promise<void> {
   await pollUntil(
     () => withClient({ host: spec.host, port: spec.port, user: spec.dbUser, connectTimeoutMs: 2000 }, async (client) => (await client.query('SELECT 1'), true)),
-    { timeoutMs, intervalMs: 100, what: `${spec.name} to accept connections on ${spec.host}:${spec.port}`, detail: () => logTail(spec.logFile) },
+    { timeoutMs, intervalMs: 100, signal, what: `${spec.name} to accept connections on ${spec.host}:${spec.port}`, detail: () => logTail(spec.logFile) },
   );
 }
 

@@ -28,14 +28,14 @@ export async function buildMasterDatadir(spec: DockerBuildSpec): Promise<void> {
  * configuration + the standby files: the image's pg_basebackup in a one-off container, or pglab's own
  * copy on the host (the data dirs are bind-mounted at the same paths), run as the image's postgres uid.
  */
-export async function buildReplicaDatadir(spec: DockerBuildSpec, upstream: CloneUpstream, reporter: Reporter, onLine?: (line: string) => void): Promise<{ output: string; bytes?: number }> {
+export async function buildReplicaDatadir(spec: DockerBuildSpec, upstream: CloneUpstream, reporter: Reporter, onLine?: (line: string) => void, signal?: AbortSignal): Promise<{ output: string; bytes?: number }> {
   await giveTo(spec.datadir, spec.user);
   let output = '';
   let bytes: number | undefined;
   if (upstream.method === 'pglab') {
     ({ bytes } = await ownBaseBackup({
       conn: { host: upstream.host, port: upstream.port, user: spec.dbUser }, major: spec.major, sourceDatadir: upstream.datadir, targetDatadir: spec.datadir,
-      owner: spec.user, label: `pglab ${spec.name}`, reporter,
+      owner: spec.user, label: `pglab ${spec.name}`, reporter, signal,
     }));
   } else {
     ({ output } = await basebackupInContainer(spec, upstream, { onLine, slot: upstream.slot }));

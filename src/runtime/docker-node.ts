@@ -6,6 +6,7 @@
 import { readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { LabError } from '../common/errors.js';
+import { checkShellSafePath } from '../common/shell-safe-path.js';
 import { pollUntil } from '../common/poll.js';
 import { openPrivateAppend } from '../common/safe-files.js';
 import { assertPortFree } from '../common/ports.js';
@@ -176,6 +177,8 @@ export async function rewindInContainer(
   sourcePort: number,
   options: { timeoutMs?: number; onLine?: (line: string) => void; sourceHost?: string } = {},
 ): Promise<{ elapsedMs: number; output: string }> {
+  // pg_rewind's crash recovery runs `"postgres" --single -D "DATADIR"` through /bin/sh in the container.
+  checkShellSafePath(spec.datadir, 'data dir');
   const current = await serverContainer(spec);
   if (current?.state === 'running' || current?.state === 'paused') {
     throw new LabError('CONFLICT', `Container ${current.name} of node "${spec.name}" is ${current.state}: stop it first (\`lab node stop ${spec.name}\`), pg_rewind needs it shut down`);

@@ -45,13 +45,13 @@ export function dockerRuntime(context: RuntimeContext): NodeRuntime {
       // --base-backup pg_basebackup runs the image's own in a one-off container.
       return wanted === 'pg_basebackup' ? 'pg_basebackup' : 'pglab';
     },
-    async cloneReplica(node, upstream, reporter) {
+    async cloneReplica(node, upstream, reporter, signal) {
       // pg_basebackup's progress, live from the one-off container's output, as for the process runtime.
       let backupKb: number | undefined;
       const { bytes } = await buildReplicaDatadir(await spec(node), upstream, reporter, (line) => {
         const kb = reportBackupLine(line, reporter);
         if (kb !== undefined) backupKb = kb;
-      });
+      }, signal);
       if (bytes !== undefined) backupKb = Math.round(bytes / 1024);
       return { backupKb, method: upstream.method };
     },

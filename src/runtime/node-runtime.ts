@@ -56,10 +56,11 @@ export interface NodeRuntime {
   /**
    * A base backup of the upstream (pg_basebackup, or pglab's own copy: `method`), streaming its WAL
    * through `slot` (created on the upstream beforehand), then the lab's configuration and standby files.
+   * `signal` (Ctrl-C) ends the copy or pg_basebackup on the host; a one-off container runs to its end.
    */
-  cloneReplica(node: RuntimeNode, upstream: CloneUpstream, reporter: Reporter): Promise<{ backupKb?: number; method: ResolvedBackupMethod }>;
-  /** Start and wait until it accepts connections; returns the postmaster's pid (as the host sees it). */
-  start(node: RuntimeNode, timeoutMs?: number): Promise<number>;
+  cloneReplica(node: RuntimeNode, upstream: CloneUpstream, reporter: Reporter, signal?: AbortSignal): Promise<{ backupKb?: number; method: ResolvedBackupMethod }>;
+  /** Start and wait until it accepts connections; returns the postmaster's pid (as the host sees it). `signal` ends the wait (processes). */
+  start(node: RuntimeNode, timeoutMs?: number, signal?: AbortSignal): Promise<number>;
   /** Idempotent. */
   stop(node: RuntimeNode, mode?: StopMode, timeoutMs?: number): Promise<void>;
   /** SIGKILL the postmaster (kill -9, or docker kill). */

@@ -1,5 +1,6 @@
 // Nodes as host processes: initdb, pg_basebackup and pg_ctl run as the lab's OS user.
 import { LabError } from '../common/errors.js';
+import { checkShellSafePath, checkShellSafeProgram } from '../common/shell-safe-path.js';
 import type { Reporter } from '../common/reporter.js';
 import { nodeLogFile } from '../lab/context.js';
 import { labPassword, toolEnv, withPasswordFile } from '../lab/access.js';
@@ -31,6 +32,7 @@ export function processRuntime(context: RuntimeContext): NodeRuntime {
   return {
     name: 'process',
     async initMaster(node, reporter) {
+      await checkShellSafeProgram(installation().tools.initdb); // initdb runs postgres through /bin/sh
       await giveTo(node.datadir, runAs);
       const initdb = (pwfile?: string) => runPg(installation().tools.initdb!, initdbArgs(node.datadir, state.dbUser, pwfile), {
         runAs,
@@ -51,14 +53,14 @@ export function processRuntime(context: RuntimeContext): NodeRuntime {
       });
       return tool === undefined ? 'pglab' : resolveAuto(wanted);
     },
-    async cloneReplica(node, upstream, reporter) {
+    async cloneReplica(node, upstream, reporter, signal) {
       await giveTo(node.datadir, runAs);
       let backupKb: number | undefined;
       const method: ResolvedBackupMethod = upstream.method;
       if (method === 'pglab') {
         const result = await ownBaseBackup({
           conn: { host: upstream.host, port: upstream.port, user: state.dbUser }, major: state.pg.major, sourceDatadir: upstream.datadir, targetDatadir: node.datadir,
-          owner: runAs, label: `pglab ${node.name}`, reporter,
+          owner: runAs, label: `pglab ${node.name}`, reporter, signal,
         });
         backupKb = Math.round(result.bytes / 1024);
       } else await runPg(
@@ -68,6 +70,7 @@ export function processRuntime(context: RuntimeContext): NodeRuntime {
           runAs,
           env: await toolEnv(labDir, state),
           timeoutMs: 30 * 60_000,
+          signal,
           onStderrLine: (line) => {
             const kb = reportBackupLine(line, reporter);
             if (kb !== undefined) backupKb = kb;
@@ -79,10 +82,10 @@ export function processRuntime(context: RuntimeContext): NodeRuntime {
       await writeStandbyConfig({ ...files(node), upstreamPort: upstream.port, upstreamHost: upstream.host });
       return { backupKb, method };
     },
-    async start(node, timeoutMs) {
+    async start(node, timeoutMs, signal) {
       // A node of a lab made with --hosts starts in its namespace, made (again) first if it is not there.
       if (node.host && state.hosts) await ensureNodeHost(state.labId, state.hosts, node.host);
-      return startServer(spec(node), timeoutMs);
+      return startServer(spec(node), timeoutMs, signal);
     },
     stop: (node, mode, timeoutMs) => stopServer(spec(node), mode, timeoutMs),
     kill: (node) => killServer(node),
@@ -108,6 +111,9 @@ export function processRuntime(context: RuntimeContext): NodeRuntime {
     async rewind(node, sourcePort, reporter, sourceHost) {
       const found = await locatePgRewind(installation());
       if ('missing' in found) throw noPgRewindError(found.missing);
+      // pg_rewind's crash recovery runs `"postgres" --single -D "DATADIR"` through /bin/sh.
+      checkShellSafePath(node.datadir, 'data dir');
+      await checkShellSafeProgram(found.tool);
       // After a kill -9 the postmaster.pid names a pid that may still exist as a zombie: single-user mode
       // (run by pg_rewind for crash recovery) would take it for a live postmaster.
       await clearStaleLocks(spec(node));

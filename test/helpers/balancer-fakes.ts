@@ -10,6 +10,8 @@ export type FakeBehaviour =
   | { sqlstate: string; message: string }
   /** Accepts the TCP connection and never answers. */
   | 'silent'
+  /** Accepts the TCP connection and resets it at once (a server that will not take connections, counted). */
+  | 'reset'
   /** Asks for a cleartext password; any PasswordMessage is accepted. */
   | 'password'
   /** As accept, with a NoticeResponse right after ReadyForQuery in the same write. */
@@ -45,12 +47,17 @@ function queryAnswer(): Buffer {
   return Buffer.concat([message('C', Buffer.from('SELECT 0\0')), message('Z', Buffer.from('I'))]);
 }
 
-export async function fakePostgres(behaviour: FakeBehaviour, options: { queryDelayMs?: number } = {}): Promise<FakeServer> {
+/** `port`: listen there (a port a test's balancer already checks, say one closedPort() gave), else any free one. */
+export async function fakePostgres(behaviour: FakeBehaviour, options: { queryDelayMs?: number; port?: number } = {}): Promise<FakeServer> {
   const sockets = new Set<net.Socket>();
   const fake: FakeServer = { port: 0, received: [], connections: 0, stopListening: () => undefined, close: async () => undefined };
   const server = net.createServer((socket) => {
-    sockets.add(socket);
     fake.connections += 1;
+    if (behaviour === 'reset') {
+      socket.resetAndDestroy();
+      return;
+    }
+    sockets.add(socket);
     const record = { startup: false, after: [] as string[], closedCleanly: false };
     fake.received.push(record);
     let input = Buffer.alloc(0);
@@ -92,7 +99,7 @@ export async function fakePostgres(behaviour: FakeBehaviour, options: { queryDel
       }
     });
   });
-  await new Promise<void>((resolve) => server.listen({ host: '127.0.0.1', port: 0 }, resolve));
+  await new Promise<void>((resolve, reject) => server.once('error', reject).listen({ host: '127.0.0.1', port: options.port ?? 0 }, resolve));
   fake.port = (server.address() as net.AddressInfo).port;
   fake.stopListening = () => server.close();
   fake.close = () =>

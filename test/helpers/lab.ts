@@ -84,11 +84,11 @@ export async function processesMentioning(needle: string): Promise<string[]> {
 
 /**
  * A temporary lab: `use(labDir)` runs the test, then the lab is destroyed, the dir removed, and the
- * test fails if any process mentioning the lab dir is still alive.
+ * test fails if any process mentioning the lab dir is still alive. `name`: the lab dir's own name.
  */
-export async function withTempLab(use: (labDir: string) => Promise<void>): Promise<void> {
+export async function withTempLab(use: (labDir: string) => Promise<void>, name = 'lab'): Promise<void> {
   const root = await tempDir();
-  const labDir = path.join(root, 'lab');
+  const labDir = path.join(root, name);
   try {
     await use(labDir);
   } finally {
