@@ -58,6 +58,8 @@ export class RunningBalancer {
   private earlyInUse = 0;
   /** Clients waiting for an early-connect slot for their TLS handshake, with their `timeout queue` timers. */
   private readonly slotWaiters = new Map<QueueWaiter, NodeJS.Timeout>();
+  /** When each server's last "not marked down" line was logged, and how many were not since. */
+  private readonly busyLogged = new Map<BackendServer, { at: number; unlogged: number }>();
   /** TLS sessions whose first request had a CancelRequest's size, closed by their server unanswered. */
   private encryptedCancels = 0;
   /** Client connections held at once: the configured maxconn, lowered to what the open-files limit allows. */
@@ -219,7 +221,7 @@ export class RunningBalancer {
         // A startup left unanswered behind the cancels we relay to the server: the client goes on to the
         // next server, the server stays in the pool (its check decides).
         const busy = status.endsWith('TOUT') ? server.answeringSince(Date.now() - answerBound(this.config)) : null;
-        if (busy) return this.log(`${this.config.name} server ${server.name} not marked down: ${message}, but ${busy}`);
+        if (busy) return this.logBusy(server, `${message}, but ${busy}`);
         server.markDown(status, `${message} (seen by the proxy)`);
         this.scheduleCheck(member, member.settings.downinterMs);
       },
@@ -253,11 +255,26 @@ export class RunningBalancer {
         }, queueMs);
         this.slotWaiters.set(waiter, timer);
       },
+      earlyBudgetContended: () => this.slotWaiters.size > 0,
       leaveEarlyBudgetWait: (waiter) => {
         clearTimeout(this.slotWaiters.get(waiter));
         this.slotWaiters.delete(waiter);
       },
     };
+  }
+
+  /** "Not marked down" once a second per server at most, with how many were not logged: a flood makes thousands. */
+  private logBusy(server: BackendServer, why: string): void {
+    const now = Date.now();
+    const last = this.busyLogged.get(server) ?? { at: 0, unlogged: 0 };
+    if (now - last.at < 1000) {
+      last.unlogged += 1;
+      this.busyLogged.set(server, last);
+      return;
+    }
+    const more = last.unlogged ? ` (and ${last.unlogged} more such in the last ${Math.round((now - last.at) / 1000)} s)` : '';
+    this.busyLogged.set(server, { at: now, unlogged: 0 });
+    this.log(`${this.config.name} server ${server.name} not marked down: ${why}${more}`);
   }
 
   /**

@@ -79,6 +79,8 @@ export interface SessionContext {
   /** Wait for an early-connect slot (newest first; bounded by `timeout queue`), which `resume` then holds. */
   waitEarlyBudget(waiter: QueueWaiter): void;
   leaveEarlyBudgetWait(waiter: QueueWaiter): void;
+  /** Clients are waiting for an early-connect slot. */
+  earlyBudgetContended(): boolean;
 }
 
 /** A client in the queue: resumed when a slot frees, or told it waited too long. */
@@ -313,6 +315,8 @@ export class ClientSession {
   private tlsRequestRelayed = false;
   /** The server's TLS handshake flight waits for the client's answer (awaitHandshakeAnswer). */
   private handshakeTimer: NodeJS.Timeout | null = null;
+  /** A FATAL for the client when the balancer ends its idle session (its server marked down). */
+  private farewell: Buffer | null = null;
 
   constructor(private client: net.Socket, private readonly context: SessionContext) {
     this.peer = `${client.remoteAddress ?? '?'}:${client.remotePort ?? '?'}`;
@@ -957,11 +961,11 @@ export class ClientSession {
   /**
    * The server's handshake flight went to a client still in its handshake: it answers within a round
    * trip, or it is closed (a stalled handshake holds its server connection and early-connect slot
-   * handshakeAnswerMs at most, not the whole connection phase).
+   * handshakeAnswerMs at most, 250 ms while others wait for one, not the whole connection phase).
    */
   private awaitHandshakeAnswer(watch: TlsSessionWatch): void {
     if (watch.handshakeDone || this.handshakeTimer) return;
-    const limit = LAB_LIMIT_DEFAULTS.handshakeAnswerMs;
+    const limit = this.context.earlyBudgetContended() ? LAB_LIMIT_DEFAULTS.handshakeAnswerContendedMs : LAB_LIMIT_DEFAULTS.handshakeAnswerMs;
     this.handshakeTimer = setTimeout(() => this.end(`the client did not answer the server's TLS handshake within ${limit} ms`), limit);
   }
 
@@ -1124,6 +1128,12 @@ export class ClientSession {
   }
 
   private closeWhenIdle(reason: string, graceMs: number): void {
+    // A session the balancer can frame (plaintext, or TLS it terminates) is told why, as PostgreSQL tells
+    // its sessions when it shuts down: a FATAL once it is idle, not a silent close.
+    if (!this.encryption && this.server) {
+      const server = this.server;
+      this.farewell = errorResponse('57P01', `terminating connection: lab balancer ${this.context.config.name}: ${reason}: ${server.name} (${server.checkStatus} ${server.checkMessage}); connect again to reach a server that is up`);
+    }
     const kernel = this.kernel;
     if (kernel && this.encryption) {
       // The same heuristic as Node's below, from when each socket last received bytes.
@@ -1162,9 +1172,11 @@ export class ClientSession {
     this.ended = true;
     if (this.phaseTimer) clearTimeout(this.phaseTimer);
     this.clearHandshakeTimer();
+    // The farewell goes only at a message boundary: a graceful end is one of an idle session.
+    const farewell = graceful ? this.farewell : null;
     if (this.kernel) {
       if (this.kernel.idleTimer) clearInterval(this.kernel.idleTimer);
-      this.kernel.final = this.kernel.relay.close(this.kernel.handle);
+      this.kernel.final = this.kernel.relay.close(this.kernel.handle, farewell ?? undefined);
     }
     if (this.upstream) this.upstream.destroy();
     if (this.early) {
@@ -1182,7 +1194,8 @@ export class ClientSession {
     this.releaseHandshakeSlot();
     if (graceful) {
       // Let what we wrote reach the client, but never wait on it forever.
-      this.client.end();
+      if (farewell && !this.kernel && !this.client.destroyed) this.client.end(farewell);
+      else this.client.end();
       setTimeout(() => this.client.destroy(), 1000).unref();
     } else {
       this.client.destroy();

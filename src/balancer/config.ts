@@ -145,9 +145,12 @@ export const LAB_LIMIT_DEFAULTS = {
   /**
    * A TLS client's answer to the server's handshake flight (its Finished follows within a round trip):
    * past it the client is closed and its server connection freed, so a client that stalls there holds
-   * one of the early connects this long at most.
+   * one of the early connects this long at most; while other TLS clients wait for one, the shorter
+   * bound (a client on loopback answers within milliseconds), so that 300 stalled handshakes drain
+   * from 32 slots in about 3 s rather than 10.
    */
   handshakeAnswerMs: 1000,
+  handshakeAnswerContendedMs: 250,
   /** Per-server maxconn from the sql check: max_connections - superuser_reserved_connections - this margin. */
   serverMargin: 2,
 } as const;

@@ -40,8 +40,8 @@ export interface KernelRelay {
    * last went through the client's socket and through the server's (TCP_INFO: the idle timeouts).
    */
   info(handle: RelayHandle): [number, number, number, number];
-  /** Closes both sockets; the last info(). */
-  close(handle: RelayHandle): [number, number, number, number];
+  /** Closes both sockets, after sending `farewell` to the client when given; the last info(). */
+  close(handle: RelayHandle, farewell?: Buffer): [number, number, number, number];
 }
 
 interface Addon extends KernelRelay {

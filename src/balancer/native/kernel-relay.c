@@ -30,7 +30,8 @@
 //                        has received nothing since it was relayed
 //   info(handle)     -> [bytes from the client, bytes to the client (since the connection began),
 //                        ms since data last went through the client socket, same for the server]
-//   close(handle)    -> the final info(); both sockets are closed
+//   close(handle[, farewell]) -> the final info(); `farewell` (a Buffer) is sent to the client first;
+//                        both sockets are closed
 #define _GNU_SOURCE
 #define NAPI_VERSION 8
 #include <errno.h>
@@ -517,6 +518,18 @@ static napi_value js_info(napi_env env, napi_callback_info info) {
 static napi_value js_close(napi_env env, napi_callback_info info) {
   relay *r = open_relay_argument(env, info, "close");
   if (!r) return NULL;
+  /* A last message for the client (a FATAL when the balancer ends an idle session), sent before the close. */
+  size_t argc = 2;
+  napi_value argv[2];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  bool is_buffer = false;
+  if (argc > 1) napi_is_buffer(env, argv[1], &is_buffer);
+  if (is_buffer) {
+    void *farewell = NULL;
+    size_t farewell_len = 0;
+    napi_get_buffer_info(env, argv[1], &farewell, &farewell_len);
+    if (farewell_len) send_all(r->fd[0], farewell, farewell_len);
+  }
   napi_value result = info_array(env, r);
   r->closed = 1;
   for (int side = 0; side < 2; side++) {
