@@ -25,6 +25,7 @@
 import net from 'node:net';
 import { constants } from 'node:os';
 import { messageOf } from '../common/errors.js';
+import { onTimeTimeout } from '../common/on-time-timeout.js';
 import type { BackendServer, LiveSession } from './backend-server.js';
 import type { CancelLimiter } from './cancel-limit.js';
 import { LAB_LIMIT_DEFAULTS, type BalancerConfig } from './config.js';
@@ -660,19 +661,24 @@ export class ClientSession {
     // One timer per attempt, as before: at answerMs it fails a silent server, or re-arms for the rest.
     const answerMs = answerBound(this.context.config);
     const deadline = Date.now() + connectMs;
-    const onTimer = () => setImmediate(() => {
+    // Timers that fire late (this process stalled) are not held against the server (on-time-timeout.ts).
+    const onTimer = () => {
       if (!answered) return fail(upstream.connecting ? 'L4TOUT' : 'L7TOUT', `no answer within ${answerMs} ms`, true);
-      timer = setTimeout(() => fail('L7TOUT', `no answer within ${connectMs} ms`, false), Math.max(0, deadline - Date.now()));
-    });
-    let timer = setTimeout(onTimer, answerMs);
+      timer = onTimeTimeout(() => fail('L7TOUT', `no answer within ${connectMs} ms`, false), Math.max(0, deadline - Date.now()));
+    };
+    let timer = onTimeTimeout(onTimer, answerMs);
 
     const fail = (status: string, message: string, markDown: boolean) => {
       if (failed || this.ended || this.upstream !== upstream || this.established) return;
       failed = true;
-      clearTimeout(timer);
+      timer.clear();
       upstream.destroy();
       server.connectionErrors += 1;
-      if (this.passthrough) return this.end(`server ${server.name} failed during authentication: ${message}`);
+      // Mid-authentication the client waits for the server's next message: a FATAL of ours is one.
+      if (this.passthrough) {
+        const why = `server ${server.name} failed during authentication: ${message}`;
+        return this.reject('08006', `lab balancer ${this.context.config.name}: ${why}`, why);
+      }
       if (markDown) this.context.markDown(server, status, message);
       this.context.log(`${this.context.config.name} retry client=${this.peer} server=${server.name} reason="${message}"`);
       this.connectNext();
@@ -730,7 +736,7 @@ export class ClientSession {
       answered = true;
       if (awaitingS) return onOwnSslAnswer(chunk);
       if (negotiation) {
-        clearTimeout(timer);
+        timer.clear();
         const problem = this.onNegotiationAnswer(negotiation, server, upstream, started, chunk);
         return problem ? fail('L7RSP', problem, false) : undefined;
       }
@@ -770,14 +776,14 @@ export class ClientSession {
             if (!this.passthrough && RETRYABLE_STARTUP_ERRORS.has(fields.C ?? '')) {
               return fail('L7STS', fields.M ?? 'startup error', fields.C === '57P03' || fields.C === '57P01');
             }
-            clearTimeout(timer);
+            timer.clear();
             forward.push(...buffered);
             flush();
             upstream.destroy();
             return this.end(`server ${server.name} refused the session: ${fields.M ?? 'error'}`, true);
           }
           case 'Z': {
-            clearTimeout(timer);
+            timer.clear();
             // What came in the same chunk after ReadyForQuery is the session's too: a notice, a FATAL of a
             // terminated backend, the answer to a query the client sent with its password.
             const after = messages.slice(index + 1).map((m) => m.raw);

@@ -9,6 +9,7 @@ import type { CheckOutcome } from './backend-server.js';
 import type { PrimarySample } from './primary-lsn.js';
 import { lsnToNumber } from '../postgres/recovery.js';
 import { MessageReader, TERMINATE, parseErrorFields, startupMessage } from './protocol.js';
+import { onTimeTimeout } from '../common/on-time-timeout.js';
 
 export interface Checker {
   /** `down`: the server is DOWN (out of the pool), so only whether it can come back matters. */
@@ -86,18 +87,17 @@ export function pgsqlCheck(target: Target, settings: Pick<CheckSettings, 'user' 
     const finish = (outcome: CheckOutcome) => {
       if (done) return;
       done = true;
-      clearTimeout(timer);
+      timer.clear();
       resolve(outcome);
     };
-    // A timer that fires late (a busy event loop) must not beat an answer already received: the poll
-    // phase runs between this timer and setImmediate.
-    const timer = setTimeout(() => setImmediate(() => {
+    // A timer that fires late (a busy or starved event loop) must not beat an answer already received.
+    const timer = onTimeTimeout(() => {
       if (done) return;
       // Read before destroy(), which clears `connecting`: no SYN-ACK (L4TOUT, a host cut off) vs accepted and silent (L7TOUT, frozen).
       const status = socket.connecting ? 'L4TOUT' : 'L7TOUT';
       socket.destroy();
       finish({ ok: false, status, message: `not answering: a new connection got no answer within ${settings.timeoutMs} ms`, hung: true });
-    }), settings.timeoutMs);
+    }, settings.timeoutMs);
     const reader = new MessageReader();
     socket.once('connect', () => socket.write(startupMessage({ user: settings.user })));
     socket.on('data', (chunk) => {
