@@ -5,49 +5,21 @@
 // first request is on its way, the server has not answered yet), and to notice a CancelRequest sent
 // inside TLS (16 bytes of plaintext: asyncpg, postgres.js, libpq 17's PQcancelCreate), whose key an
 // L4 balancer cannot read.
+import { RecordFramer } from './protocol.js';
 
 export const TLS_CHANGE_CIPHER_SPEC = 0x14;
-export const TLS_ALERT = 0x15;
-export const TLS_HANDSHAKE_RECORD = 0x16;
 export const TLS_APPLICATION_DATA = 0x17;
 
 /** RFC 8446 5.2: a record's payload is at most 2^14 + 256 bytes (2^14 + 2048 for TLS 1.2). */
 const MAX_RECORD = 16_384 + 2048;
 
-/**
- * Follows the records of one direction, as FrameCounter does PostgreSQL's messages: `onRecord` is
- * called per record header (type, payload length). Once the bytes make no sense as TLS, `broken`.
- */
-export class TlsRecordReader {
-  private readonly header = Buffer.alloc(5);
-  private headerBytes = 0;
-  private bodyLeft = 0;
-  broken = false;
-
-  /** Feeds `chunk`; true when it ends where a record does. */
-  push(chunk: Buffer, onRecord: (type: number, length: number) => void): boolean {
-    let at = 0;
-    while (at < chunk.length && !this.broken) {
-      if (this.bodyLeft > 0) {
-        const take = Math.min(this.bodyLeft, chunk.length - at);
-        this.bodyLeft -= take;
-        at += take;
-        continue;
-      }
-      this.header[this.headerBytes++] = chunk[at++]!;
-      if (this.headerBytes < 5) continue;
-      this.headerBytes = 0;
-      const type = this.header[0]!;
-      const length = this.header.readUInt16BE(3);
-      if (type < TLS_CHANGE_CIPHER_SPEC || type > 0x18 || this.header[1] !== 3 || length > MAX_RECORD) {
-        this.broken = true;
-        break;
-      }
-      this.bodyLeft = length;
-      onRecord(type, length);
-    }
-    return !this.broken && this.bodyLeft === 0 && this.headerBytes === 0;
-  }
+/** The records of one direction: a 5-byte header (type 20-24, version 3.x, length) before each. */
+function tlsRecordReader(): RecordFramer {
+  return new RecordFramer(5, (header) => {
+    const type = header[0]!;
+    const length = header.readUInt16BE(3);
+    return type < TLS_CHANGE_CIPHER_SPEC || type > 0x18 || header[1] !== 3 || length > MAX_RECORD ? -1 : length;
+  });
 }
 
 /**
@@ -68,8 +40,8 @@ const ENCRYPTED_ALERT_MAX = 19;
  * Finished, and its first request is the next one; in TLS 1.2 it is the request itself.
  */
 export class TlsSessionWatch {
-  private readonly client = new TlsRecordReader();
-  private readonly server = new TlsRecordReader();
+  private readonly client = tlsRecordReader();
+  private readonly server = tlsRecordReader();
   private serverEncrypted = false;
   /** The client sent its Finished (TLS 1.3) or its first application record (TLS 1.2). */
   handshakeDone = false;
@@ -79,8 +51,8 @@ export class TlsSessionWatch {
   serverAnswers = 0;
 
   fromServer(chunk: Buffer): void {
-    this.server.push(chunk, (type, length) => {
-      if (type !== TLS_APPLICATION_DATA) return;
+    this.server.push(chunk, (header, length) => {
+      if (header[0] !== TLS_APPLICATION_DATA) return;
       if (!this.handshakeDone) this.serverEncrypted = true;
       else if (this.firstRequestLength !== null && length > ENCRYPTED_ALERT_MAX) this.serverAnswers += 1;
     });
@@ -92,8 +64,8 @@ export class TlsSessionWatch {
    */
   fromClient(chunk: Buffer): { handshake: boolean; requestEnded: boolean } {
     let handshake = false;
-    const whole = this.client.push(chunk, (type, length) => {
-      if (type !== TLS_APPLICATION_DATA || this.firstRequestLength !== null) return;
+    const whole = this.client.push(chunk, (header, length) => {
+      if (header[0] !== TLS_APPLICATION_DATA || this.firstRequestLength !== null) return;
       if (!this.handshakeDone) {
         this.handshakeDone = handshake = true;
         if (this.serverEncrypted) return;
