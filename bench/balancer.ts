@@ -6,8 +6,8 @@
 // Environment: BENCH_SECONDS (each throughput run, default 10), BENCH_FAILURE_SECONDS (the seed's
 // failure run, default 20), BENCH_ROUNDS (alternating rounds, default 1), BENCH_IDLE_CLIENTS (default
 // 1000), BENCH_JSON=1 (also print every figure as JSON), BENCH_ONLY (a comma list of the parts to run:
-// plain, tls (the two halves of 1), single (2), idle (3), detection (4), failure (5), hostile (6, 7 and 8);
-// default all, e.g. BENCH_ONLY=tls for the TLS rows alone). With the defaults it takes about 6 minutes.
+// plain, tls (the two halves of 1), single (2), idle (3), detection (4), failure (5), hostile (6, 7 and 8),
+// stall (9); default all, e.g. BENCH_ONLY=tls for the TLS rows alone). With the defaults it takes about 8 minutes.
 //
 // The lab is made with the defaults (scram-sha-256 and TLS, its own CA): the bench uses the lab's
 // pgpass file and CA as `lab env` gives them, and every pgbench run chooses its sslmode explicitly.
@@ -19,7 +19,8 @@
 //     These rows are plaintext (sslmode=disable), comparable with the README's figures from before
 //     labs had TLS; their -C rows now include a SCRAM exchange per connection on every proxy (the
 //     "-C with scram" row). Then the same two with sslmode=require: TLS end to end through both
-//     proxies (HAProxy's mode tcp passes it; the -C row costs a TLS handshake per transaction);
+//     proxies (HAProxy's mode tcp passes it; the -C row costs a TLS handshake per transaction), and
+//     through the built-in balancer with `--tls terminate` (its own TLS to the client and to the server);
 //  2. a pool of one replica against a direct connection to that replica (plaintext); ratio built-in/direct;
 //     with -C, each proxy's CPU per connection (its process, all threads), a bare Node pipe proxy
 //     (bench/bare-node-proxy.ts) included, to show what Node itself costs per connection;
@@ -35,7 +36,11 @@
 //  7. 2,000 clients starting at once: p99 time to the first answer, clients left without one;
 //  8. a cancel flood (issue 22): 10,000 CancelRequests with random keys in 10 s while 4 TLS sessions run
 //     pg_sleep and a new psql starts every 100 ms: servers seen DOWN, clients failed, long sessions cut,
-//     cancels dropped (built-in), for the same two balancers as 6, one after the other.
+//     cancels dropped (built-in), for the same two balancers as 6, one after the other;
+//  9. stalled TLS handshakes (issue 22): 300 clients that stop after their SSLRequest, then 300 that stop
+//     after their ClientHello, while 30 real psql clients (verify-full) connect, one every 100 ms: clients
+//     served, the slowest, and the most server connections the stalled ones held, for the built-in
+//     balancer (passthrough, and --tls terminate) and HAProxy (seed settings).
 // BENCH_ONLY=hostile runs sections 6, 7 and 8 only (their knobs: BENCH_HUNG_SECONDS, BENCH_HUNG_STOP_SECONDS,
 // BENCH_FLOOD_CLIENTS, BENCH_CANCEL_COUNT, BENCH_CANCEL_SECONDS: 30, 20, 2000, 10000, 10).
 // HAProxy runs with the seed's settings (pgsql-check, which needs no password: any `R` is up; inter 10000, rise 2, fall 3, retries 3, no
@@ -69,6 +74,7 @@ import { measureIdleClients, startSink, type IdleFootprint } from './idle-client
 import { cpuNs } from './process-cpu.js';
 import { cancelFloodRun, flood, hungServer, type CancelFloodResult, type HostileTarget } from './hostile.js';
 import { median } from './median.js';
+import { captureClientHello, connectionsTo, realClientsUnderStall, stalledHandshakes, type StallRun } from './tls-stall.js';
 
 const env = (name: string, fallback: number): number => {
   const value = Number(process.env[name] ?? fallback);
@@ -84,7 +90,7 @@ const HUNG_STOP_SECONDS = env('BENCH_HUNG_STOP_SECONDS', 20);
 const FLOOD_CLIENTS = env('BENCH_FLOOD_CLIENTS', 2000);
 const CANCEL_COUNT = env('BENCH_CANCEL_COUNT', 10_000);
 const CANCEL_SECONDS = env('BENCH_CANCEL_SECONDS', 10);
-const PARTS = ['plain', 'tls', 'single', 'idle', 'detection', 'failure', 'hostile'] as const;
+const PARTS = ['plain', 'tls', 'single', 'idle', 'detection', 'failure', 'hostile', 'stall'] as const;
 type Part = (typeof PARTS)[number];
 const ONLY = new Set((process.env.BENCH_ONLY ?? PARTS.join(',')).split(',').map((part) => part.trim()).filter(Boolean));
 for (const part of ONLY) if (!(PARTS as readonly string[]).includes(part)) throw new Error(`BENCH_ONLY: unknown part "${part}" (parts: ${PARTS.join(', ')})`);
@@ -295,6 +301,14 @@ async function main(): Promise<void> {
     if (typeof started === 'string') log(`built-in balancer with --relay node not available: ${started}`);
     else builtinNode = started;
   }
+  // The same balancer terminating TLS (--tls terminate): the TLS rows and the stalled handshakes.
+  let builtinTerm: Builtin | null = null;
+  if (builtin && (runs('tls') || runs('stall'))) {
+    const [p, s] = await freePorts(2);
+    const started = await startBuiltin(labDir, 'bt', ['--tls', 'terminate', '--listen', `127.0.0.1:${p}`, '--stats', `127.0.0.1:${s}`], p!, s!);
+    if (typeof started === 'string') log(`built-in balancer with --tls terminate not available: ${started}`);
+    else builtinTerm = started;
+  }
   log(`HAProxy hs (seed settings): pid ${hs.pid}, :${hs.port}; h1 (replica1 only): :${h1.port}; hl (lab check knobs): :${hl.port}`);
 
   // The built-in balancer with a one-replica pool: from a haproxy.cfg naming replica1 (--config), or,
@@ -326,7 +340,7 @@ async function main(): Promise<void> {
     await pollUntil(async () => {
       const lists = await Promise.all([
         fetchHaproxyStats(hs.statsUrl!), fetchHaproxyStats(h1.statsUrl!), fetchHaproxyStats(hl.statsUrl!),
-        ...[builtin, builtinNode, b1].filter((b): b is Builtin => b !== null).map((b) => builtinStats(b)),
+        ...[builtin, builtinNode, builtinTerm, b1].filter((b): b is Builtin => b !== null).map((b) => builtinStats(b)),
       ]);
       return lists.every((l) => l.servers.length > 0 && l.servers.every((s) => s.status === 'UP')) ? true : undefined;
     }, { timeoutMs: 60_000, intervalMs: 100, what: 'every balancer to report its servers UP' });
@@ -363,6 +377,7 @@ async function main(): Promise<void> {
         { key: 'haproxy', label: 'HAProxy', port: hs.port, pid: hs.pid },
         ...(builtin ? [{ key: 'builtin', label: 'built-in', port: builtin.port, pid: builtin.pid }] : []),
         ...(builtinNode ? [{ key: 'builtinNode', label: 'built-in, --relay node', port: builtinNode.port, pid: builtinNode.pid }] : []),
+        ...(builtinTerm && mode.part === 'tls' ? [{ key: 'builtinTerm', label: 'built-in, --tls terminate', port: builtinTerm.port, pid: builtinTerm.pid }] : []),
       ];
       if (round % 2 === 1) targets.reverse();
       for (const t of targets) await measure(`${t.key}.${mode.key}`, `${mode.label}, ${t.label}`, t.port, mode, t.pid);
@@ -449,6 +464,11 @@ async function main(): Promise<void> {
     figures.failure = failures;
   }
   if (runs('hostile')) figures.hostile = await hostileSections(labDir, pool, builtin);
+  if (runs('stall')) figures.stall = await stallSection(replicas.map(([, port]) => port), [
+    ...(builtin ? [{ label: 'built-in (passthrough)', port: builtin.port }] : []),
+    ...(builtinTerm ? [{ label: 'built-in, --tls terminate', port: builtinTerm.port }] : []),
+    { label: 'HAProxy (seed settings)', port: hs.port },
+  ]);
 
   // Summary.
   const avg = (key: string): number | null => mean(tps[key] ?? []);
@@ -456,8 +476,11 @@ async function main(): Promise<void> {
   for (const mode of allModes) {
     if (runs(mode.part)) log(`  ${mode.label}: HAProxy ${fmt(avg(`haproxy.${mode.key}`))} tps, built-in ${fmt(avg(`builtin.${mode.key}`))} tps, built-in/HAProxy ${ratio(avg(`builtin.${mode.key}`), avg(`haproxy.${mode.key}`))}${perRound(tps[`builtin.${mode.key}`], tps[`haproxy.${mode.key}`])} (target >= ${mode.connect ? '0.95' : '1.0'}); with --relay node ${fmt(avg(`builtinNode.${mode.key}`))} tps, ${ratio(avg(`builtinNode.${mode.key}`), avg(`haproxy.${mode.key}`))}`);
     const cpu = (key: string): string => `${fmt(mean(cpuPerConnection[key] ?? []))} us`;
+    if (mode.part === 'tls' && runs('tls') && builtinTerm) {
+      log(`  ${mode.label}, --tls terminate: ${fmt(avg(`builtinTerm.${mode.key}`))} tps, ${ratio(avg(`builtinTerm.${mode.key}`), avg(`haproxy.${mode.key}`))} x HAProxy${perRound(tps[`builtinTerm.${mode.key}`], tps[`haproxy.${mode.key}`])}, ${ratio(avg(`builtinTerm.${mode.key}`), avg(`builtin.${mode.key}`))} x passthrough`);
+    }
     if (mode.connect && mode.part === 'tls' && runs('tls')) {
-      log(`  ${mode.label}, CPU per connection: built-in ${cpu(`builtin.${mode.key}`)}, --relay node ${cpu(`builtinNode.${mode.key}`)}, HAProxy ${cpu(`haproxy.${mode.key}`)}`);
+      log(`  ${mode.label}, CPU per connection: built-in ${cpu(`builtin.${mode.key}`)}, --relay node ${cpu(`builtinNode.${mode.key}`)}, --tls terminate ${cpu(`builtinTerm.${mode.key}`)}, HAProxy ${cpu(`haproxy.${mode.key}`)}`);
     } else if (mode.connect && mode.part === 'plain' && (runs('plain') || runs('single'))) {
       log(`  ${mode.label}, CPU per connection: built-in ${cpu('builtin.connect')} (one server ${cpu('builtin1.connect')}), HAProxy ${cpu('haproxy.connect')} (one server ${cpu('haproxy1.connect')}), bare Node pipe proxy ${cpu('bare1.connect')}`);
     }
@@ -559,6 +582,27 @@ async function detectionRounds(labDir: string, watched: Watched[]): Promise<{ fi
     log(`  ${summary.join('\n  ')}`);
   }
   return { figures: { downMs: down, upAfterReadyMs: up, upAfterCommandMs: upAfterReturn }, summary };
+}
+
+/**
+ * Section 9 (bench/tls-stall.ts): 300 stalled handshakes of each kind through each target in turn, 30
+ * real psql clients meanwhile; a pause between runs lets the servers close what the last one left.
+ */
+async function stallSection(serverPorts: number[], targets: { label: string; port: number }[]): Promise<Record<string, Record<string, StallRun>>> {
+  const hello = await captureClientHello();
+  const kinds = [['SSLRequest, then nothing', null], ['SSLRequest and ClientHello, then nothing', hello]] as const;
+  log('\n== 9. 300 stalled TLS handshakes while 30 psql (verify-full) connect, one every 100 ms');
+  const results: Record<string, Record<string, StallRun>> = {};
+  for (const [kind, clientHello] of kinds) {
+    for (const target of targets) {
+      const run = await realClientsUnderStall(target.port, serverPorts, () => stalledHandshakes(target.port, 300, clientHello));
+      (results[target.label] ??= {})[kind] = run;
+      log(`  ${`${kind}, ${target.label}`.padEnd(70)} ${run.served}/${run.clients} served, slowest ${fmt(run.slowestMs)} ms, stalled clients held up to ${run.hostileServerConnections} server connection(s)${run.failed[0] ? `; first failure: ${run.failed[0].split('\n')[0]}` : ''}`);
+      // What a server still holds from the last run (HAProxy leaves it to authentication_timeout) goes first.
+      await pollUntil(async () => (connectionsTo(serverPorts) <= serverPorts.length * 4 ? true : undefined), { timeoutMs: 70_000, intervalMs: 500, what: 'the stalled connections to close' }).catch(() => undefined);
+    }
+  }
+  return results;
 }
 
 /** Sections 6 and 7 (bench/hostile.ts): the built-in balancer beside HAProxy tuned at its best. */

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what pglab needs on a fresh Debian 12 machine (run as root, or with sudo available):
 # PostgreSQL 15 (server, pg_basebackup, pgbench, psql), HAProxy, Chromium (browser checks of the stats
-# page), a C compiler (the balancer's kernel relay), psycopg 3, pgjdbc and a JDK (the client matrix), a
+# page), a C compiler (the balancer's kernel relay), psycopg 3, asyncpg, pgjdbc and a JDK (the client matrix), a
 # Docker engine and a local PostgreSQL image (nodes as containers), then the npm packages and the build.
 # Used by .ci/run and by the Vagrant VM.
 set -euo pipefail
@@ -21,9 +21,11 @@ command -v cc >/dev/null 2>&1 && [ -e /usr/include/linux/bpf.h ] || missing+=(gc
 # Labs with --hosts (nodes in network namespaces) and their network faults: ip, iptables (setpriv is util-linux).
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 command -v iptables >/dev/null 2>&1 || missing+=(iptables)
-# The client matrix (test/client-matrix.test.ts): psycopg 3 for Debian's /usr/bin/python3, pgjdbc, and a
-# JDK (the `java File.java` source launcher needs the jdk.compiler module, which a JRE lacks).
+# The client matrix (test/client-matrix.test.ts): psycopg 3 and asyncpg for Debian's /usr/bin/python3,
+# pgjdbc, and a JDK (the `java File.java` source launcher needs the jdk.compiler module, which a JRE lacks).
+# postgres.js is an npm devDependency.
 /usr/bin/python3 -c 'import psycopg' >/dev/null 2>&1 || missing+=(python3-psycopg)
+/usr/bin/python3 -c 'import asyncpg' >/dev/null 2>&1 || missing+=(python3-asyncpg)
 [ -e /usr/share/java/postgresql.jar ] || missing+=(libpostgresql-jdbc-java)
 java --list-modules 2>/dev/null | grep '^jdk\.compiler@' >/dev/null || missing+=(openjdk-17-jdk-headless)
 if [ "${#missing[@]}" -gt 0 ]; then

@@ -58,10 +58,10 @@ test('unknown keys: at most 4 cancel connections open to one server; the others 
   const first = open[0]!;
   if (first.ok) first.done(slow, false);
   assert.equal(slow.cancelsInFlight, 3);
-  assert.equal(slow.cancelAnsweredAt, 0);
-  assert.equal(slow.answeringCancelsSince(0), null);
+  assert.equal(slow.answeredAt, 0);
+  assert.equal(slow.answeringSince(0), null);
   if (open[1]!.ok) open[1]!.done(slow, true);
-  assert.match(slow.answeringCancelsSince(0) ?? '', /answered a cancel connection of ours .* busy, not hung/);
+  assert.match(slow.answeringSince(0) ?? '', /answered a cancel connection of ours .* busy, not hung/);
   assert.ok(limiter.admit({ key: 'k6', clientAddress: '10.0.0.1', owner: undefined, encrypted: [slow] }).ok);
   assert.ok(limiter.admit({ key: 'k7', clientAddress: '10.0.0.1', owner: undefined, encrypted: [slow] }).ok);
   // What the client sent counts against its own bound even when the server stopped it: 8 so far, 32

@@ -189,7 +189,7 @@ test('pgsql check: a new connection unanswered is hung (DOWN at once), unless th
       ...options,
       busySince: (since) => {
         asked = since;
-        return 'its postmaster answered a cancel connection of ours 5 ms ago (4 open): busy, not hung';
+        return 'its postmaster answered a cancel connection of ours 5 ms ago (4 cancel connection(s) open): busy, not hung';
       },
     }).run();
     assert.deepEqual([busy.ok, busy.hung ?? false], [false, false], 'a failed check (fall applies), not hung');

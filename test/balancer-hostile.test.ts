@@ -340,13 +340,16 @@ test('hostile clients and a hung server against a lab of a master and two replic
         const outcomes = await Promise.all(Array.from({ length: 2000 }, async () => {
           const client = new pg.Client({ host: '127.0.0.1', port: listen, user: 'postgres', database: 'postgres', connectionTimeoutMillis: 60_000 });
           clients.push(client);
-          client.on('error', () => undefined);
+          // A FATAL that reaches the client between its login and its query comes as an 'error' event;
+          // the query then fails with "not queryable", without the FATAL's code: keep the FATAL.
+          let fatal: (Error & { code?: string }) | null = null;
+          client.on('error', (error: Error & { code?: string }) => (fatal ??= error));
           try {
             await client.connect();
             await client.query('SELECT 1');
             return { ok: true, ms: Date.now() - started };
           } catch (error) {
-            const e = error as Error & { code?: string };
+            const e = (fatal ?? error) as Error & { code?: string };
             return { ok: false, code: e.code ?? '', message: e.message, ms: Date.now() - started };
           } finally {
             await client.end().catch(() => undefined);

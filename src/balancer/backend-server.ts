@@ -77,18 +77,27 @@ export class BackendServer {
   redispatches = 0;
   /**
    * CancelRequests relayed to this server (cancel-limit.ts): connections of ours open now, opened in
-   * all, and cancels not sent to it because it had too many open; when it last closed one after
-   * reading it (its postmaster accepts and forks: busy, not hung).
+   * all, and cancels not sent to it because it had too many open.
    */
   cancelsInFlight = 0;
   cancelsSent = 0;
   cancelsDropped = 0;
-  cancelAnsweredAt = 0;
+  /**
+   * When a new connection of ours last got an answer from it, and which: a cancel connection it closed
+   * after reading, a client's connection its first byte (its postmaster accepts and forks: busy, not hung).
+   */
+  answeredAt = 0;
+  private answeredWhat = '';
   readonly sessions = new Set<LiveSession>();
   /** Server connections of clients still in their connection phase (early, attempts, after 'N'). */
   connecting = 0;
   /** maxconn of this server (server line, --server-maxconn, or from the sql check); null: no limit. */
   maxconn: number | null = null;
+  /**
+   * Accepts TLS: known from the lab (its servers have TLS), or learned from its answer to an SSLRequest
+   * or the sql check's TLS login; null while unknown.
+   */
+  acceptsTls: boolean | null;
   /** The server said "too many clients": no new connection until one of ours closes, or for a second. */
   private saturated = false;
   private saturatedSince = 0;
@@ -99,6 +108,7 @@ export class BackendServer {
 
   constructor(config: ServerConfig) {
     this.config = config;
+    this.acceptsTls = config.tls ?? null;
     // Without a check the server is always UP (HAProxy); with one it waits for its first check.
     this.health = config.check ? 'DOWN' : 'UP';
     this.downSince = config.check ? Date.now() : null;
@@ -258,14 +268,20 @@ export class BackendServer {
     return false;
   }
 
+  /** A new connection of ours got an answer (`what`: a cancel connection, a client's connection). */
+  noteAnswered(what: string, at = Date.now()): void {
+    this.answeredAt = at;
+    this.answeredWhat = what;
+  }
+
   /**
    * Why a new connection left unanswered since `since` does not make this server dead: its postmaster
-   * closed a cancel connection of ours after reading it since then (it accepts and forks, behind the
-   * cancels we relay); null when it did not. A frozen postmaster answers none.
+   * answered another new connection of ours since then (it accepts and forks, behind the cancels and the
+   * TLS handshakes we relay); null when it did not. A frozen postmaster answers none.
    */
-  answeringCancelsSince(since: number): string | null {
-    if (this.cancelAnsweredAt === 0 || this.cancelAnsweredAt < since) return null;
-    return `its postmaster answered a cancel connection of ours ${Date.now() - this.cancelAnsweredAt} ms ago (${this.cancelsInFlight} open): busy, not hung`;
+  answeringSince(since: number): string | null {
+    if (this.answeredAt === 0 || this.answeredAt < since) return null;
+    return `its postmaster answered ${this.answeredWhat} of ours ${Date.now() - this.answeredAt} ms ago (${this.cancelsInFlight} cancel connection(s) open): busy, not hung`;
   }
 
   /** Close every established session (the server is gone; clients must not hang): idle ones at once. */

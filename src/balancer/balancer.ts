@@ -14,6 +14,7 @@ import { watchLabPool, type LabPrimary, type PoolWatcher } from './lab-pool.js';
 import { PrimaryLsnSampler } from './primary-lsn.js';
 import { ServerPicker } from './pick-server.js';
 import { createStatsServer } from './stats-server.js';
+import { loadTerminatingTls } from './tls-terminate.js';
 import type { BalancerStats, ServerState } from './stats-types.js';
 
 interface PoolMember {
@@ -55,6 +56,12 @@ export class RunningBalancer {
   private queueTimeouts = 0;
   private dequeuing = false;
   private earlyInUse = 0;
+  /** Clients waiting for an early-connect slot for their TLS handshake, with their `timeout queue` timers. */
+  private readonly slotWaiters = new Map<QueueWaiter, NodeJS.Timeout>();
+  /** When each server's last "not marked down" line was logged, and how many were not since. */
+  private readonly busyLogged = new Map<BackendServer, { at: number; unlogged: number }>();
+  /** TLS sessions whose first request had a CancelRequest's size, closed by their server unanswered. */
+  private encryptedCancels = 0;
   /** Client connections held at once: the configured maxconn, lowered to what the open-files limit allows. */
   private maxconn: number = LAB_LIMIT_DEFAULTS.maxconn;
   private refusedOverMaxconn = 0;
@@ -78,6 +85,8 @@ export class RunningBalancer {
     this.chooseRelay();
     this.chooseMaxconn();
     try {
+      this.sessionContext.terminate = await loadTerminatingTls(this.config.tls ?? { mode: 'passthrough' });
+      this.log(`${this.config.name} ${this.sessionContext.terminate ? 'terminates TLS with the lab\'s certificate (--tls terminate): cancels inside TLS are routed by key' : 'passes TLS through end to end (--tls passthrough)'}`);
       const pool = this.config.pool;
       if (pool.source === 'static') this.setServers(pool.servers);
       else {
@@ -186,14 +195,33 @@ export class RunningBalancer {
       keyOwner: (key) => this.keys.get(key),
       setKeyOwner: (key, server) => (server ? this.keys.set(key, server) : this.keys.delete(key)),
       encryptedSessionServers: () => [...this.members.values()].map((m) => m.server).filter((server) => server.hasEncryptedSession),
+      terminate: null,
+      serversAcceptTls: () => {
+        let usable = 0;
+        for (const { server } of this.members.values()) {
+          if (!server.usable) continue;
+          if (server.acceptsTls !== true) return false;
+          usable += 1;
+        }
+        return usable > 0;
+      },
+      encryptedCancelSeen: (server, peer) => {
+        this.encryptedCancels += 1;
+        if (this.members.size < 2) return;
+        this.log(
+          `${this.config.name} client=${peer} server=${server.name}: a CancelRequest sent inside TLS (asyncpg, postgres.js, libpq 17) went to ${server.name}, ` +
+            `which closed it unanswered; the balancer cannot read its key, so with ${this.members.size} servers it may have missed the session it cancels: ` +
+            'start the balancer with --tls terminate to route encrypted cancels by key',
+        );
+      },
       cancels: this.cancels,
       markDown: (server, status, message) => {
         const member = this.members.get(server.name);
         if (member?.server !== server || !server.config.check) return;
         // A startup left unanswered behind the cancels we relay to the server: the client goes on to the
         // next server, the server stays in the pool (its check decides).
-        const busy = status.endsWith('TOUT') ? server.answeringCancelsSince(Date.now() - answerBound(this.config)) : null;
-        if (busy) return this.log(`${this.config.name} server ${server.name} not marked down: ${message}, but ${busy}`);
+        const busy = status.endsWith('TOUT') ? server.answeringSince(Date.now() - answerBound(this.config)) : null;
+        if (busy) return this.logBusy(server, `${message}, but ${busy}`);
         server.markDown(status, `${message} (seen by the proxy)`);
         this.scheduleCheck(member, member.settings.downinterMs);
       },
@@ -217,10 +245,52 @@ export class RunningBalancer {
         this.earlyInUse += 1;
         return true;
       },
-      releaseEarlyBudget: () => {
-        this.earlyInUse = Math.max(0, this.earlyInUse - 1);
+      releaseEarlyBudget: () => this.releaseEarlyBudget(),
+      waitEarlyBudget: (waiter) => {
+        const queueMs = this.config.timeouts.queueMs ?? LAB_LIMIT_DEFAULTS.queueMs;
+        const since = Date.now();
+        const timer = setTimeout(() => {
+          this.slotWaiters.delete(waiter);
+          waiter.expire(Date.now() - since);
+        }, queueMs);
+        this.slotWaiters.set(waiter, timer);
+      },
+      earlyBudgetContended: () => this.slotWaiters.size > 0,
+      leaveEarlyBudgetWait: (waiter) => {
+        clearTimeout(this.slotWaiters.get(waiter));
+        this.slotWaiters.delete(waiter);
       },
     };
+  }
+
+  /** "Not marked down" once a second per server at most, with how many were not logged: a flood makes thousands. */
+  private logBusy(server: BackendServer, why: string): void {
+    const now = Date.now();
+    const last = this.busyLogged.get(server) ?? { at: 0, unlogged: 0 };
+    if (now - last.at < 1000) {
+      last.unlogged += 1;
+      this.busyLogged.set(server, last);
+      return;
+    }
+    const more = last.unlogged ? ` (and ${last.unlogged} more such in the last ${Math.round((now - last.at) / 1000)} s)` : '';
+    this.busyLogged.set(server, { at: now, unlogged: 0 });
+    this.log(`${this.config.name} server ${server.name} not marked down: ${why}${more}`);
+  }
+
+  /**
+   * A slot freed goes to the newest client waiting for one (its TLS handshake has just begun), not the
+   * oldest: when stalled handshakes arrive in a burst, clients that come after them are served first,
+   * and the burst's own waiters run out their `timeout queue`.
+   */
+  private releaseEarlyBudget(): void {
+    const newest = [...this.slotWaiters.keys()].pop();
+    if (!newest) {
+      this.earlyInUse = Math.max(0, this.earlyInUse - 1);
+      return;
+    }
+    clearTimeout(this.slotWaiters.get(newest));
+    this.slotWaiters.delete(newest);
+    queueMicrotask(() => newest.resume());
   }
 
   private *activeServers(): Iterable<BackendServer> {
@@ -302,7 +372,7 @@ export class RunningBalancer {
       member.checker = createChecker(config, settings, {
         expectedRole: this.expectedRole,
         primary: () => this.primarySampler?.fresh() ?? null,
-        busySince: (since) => server.answeringCancelsSince(since),
+        busySince: (since) => server.answeringSince(since),
         onLost: (message) => {
           if (member.removed) return;
           server.markDown('L4CON', message);
@@ -442,6 +512,8 @@ export class RunningBalancer {
     for (const [name, member] of this.members) this.removeMember(name, member);
     for (const timer of this.queue.values()) clearTimeout(timer);
     this.queue.clear();
+    for (const timer of this.slotWaiters.values()) clearTimeout(timer);
+    this.slotWaiters.clear();
     for (const session of [...this.clients]) session.close('balancer stopped');
     await Promise.all([close(this.proxy), close(this.statsServer)]);
   }

@@ -149,7 +149,7 @@ export class CancelLimiter {
       targets,
       done: (server, answered) => {
         server.cancelsInFlight -= 1;
-        if (answered) server.cancelAnsweredAt = this.now();
+        if (answered) server.noteAnswered('a cancel connection', this.now());
         open -= 1;
         if (open === 0) release();
       },

@@ -4,17 +4,28 @@
 // client never sees an error another replica could have saved. After ReadyForQuery Node relays the
 // bytes; a session that lasts is then handed to the kernel relay (kernel-relay.ts) where it can run.
 //
-// Encryption passes through, end to end, as an L4 balancer must (channel binding keeps working): an
-// SSLRequest / GSSENCRequest is sent to the server picked, whose one-byte answer is relayed. Until that
-// byte the same retries apply (refused, reset, closed, silent: the request is replayed on the next
-// server); after 'S' / 'G' the session is opaque bytes bound to that server; after 'N' the plaintext
-// startup goes on on that same server connection, as before. A PostgreSQL 17 direct TLS client (first
-// byte 0x16, a ClientHello) is the same with its first bytes replayed until the server's first byte.
-// An encrypted session goes to the kernel relay with the server's 'S' / 'G' itself (the one moment
-// both sides are known to be quiet); a direct TLS one stays with Node.
+// Encryption passes through by default, end to end, as an L4 balancer's does (channel binding keeps
+// working with any certificate). When every server is known to accept TLS (a lab with TLS; a server that
+// answered 'S' before) the balancer answers an SSLRequest 'S' itself and opens a server connection only
+// once the client's ClientHello has arrived, so a client that stops there costs no server connection;
+// otherwise the SSLRequest / GSSENCRequest goes to the server picked and its one-byte answer is relayed.
+// Until the server's first TLS byte the same retries apply (refused, reset, closed, silent: the request
+// and the ClientHello are replayed on the next server); after it the session is opaque bytes bound to
+// that server; after 'N' the plaintext startup goes on on that same server connection, as before. A
+// PostgreSQL 17 direct TLS client (first byte 0x16, a ClientHello) is the same with its first bytes
+// replayed until the server's first byte. A server connection whose client is still in its TLS
+// handshake holds one of the early connects (32), so stalled handshakes cannot fill the servers.
+// Node follows a TLS session's records (tls-records.ts): the session goes to the kernel relay with the
+// client's first request (the client then waits for the answer, the server has not given it yet); a
+// GSS session with the server's 'G' (the one moment both sides are known to be quiet).
+//
+// With `--tls terminate` (tls-terminate.ts) the balancer is the client's TLS server and the server's TLS
+// client instead: the session is plaintext to it, so it is relayed as one (by Node: the kernel cannot
+// relay between two TLS sessions) and a CancelRequest sent inside TLS is routed by its key.
 import net from 'node:net';
 import { constants } from 'node:os';
 import { messageOf } from '../common/errors.js';
+import { onTimeTimeout } from '../common/on-time-timeout.js';
 import type { BackendServer, LiveSession } from './backend-server.js';
 import type { CancelLimiter } from './cancel-limit.js';
 import { LAB_LIMIT_DEFAULTS, type BalancerConfig } from './config.js';
@@ -23,6 +34,8 @@ import {
   FrameCounter, GSSENC_REQUEST, MessageReader, SSL_REQUEST, TLS_HANDSHAKE, errorResponse, parseErrorFields, parseStartupPacket, untypedPacketLength,
   type ServerMessage,
 } from './protocol.js';
+import { TlsSessionWatch } from './tls-records.js';
+import { POSTGRES_ALPN, acceptClientTls, connectServerTls, type TerminatingTls } from './tls-terminate.js';
 
 export interface SessionContext {
   config: BalancerConfig;
@@ -33,6 +46,12 @@ export interface SessionContext {
   setKeyOwner(key: string, server: BackendServer | undefined): void;
   /** Servers with a TLS/GSS session: a CancelRequest with an unknown key may be for one of those. */
   encryptedSessionServers(): BackendServer[];
+  /** `--tls terminate`: the balancer's own TLS, both sides; null when TLS passes through. */
+  terminate: TerminatingTls | null;
+  /** Every usable server is known to accept TLS: the balancer may answer an SSLRequest 'S' itself. */
+  serversAcceptTls(): boolean;
+  /** A TLS session's first request had a CancelRequest's size and its server closed without an answer. */
+  encryptedCancelSeen(server: BackendServer, peer: string): void;
   /** Bounds the CancelRequests relayed, and counts them. */
   cancels: CancelLimiter;
   /** Passive detection: the server refused, reset, or said it does not accept connections. */
@@ -52,9 +71,17 @@ export interface SessionContext {
   /** Wait for a server slot (HAProxy's queue, bounded by `timeout queue`). */
   enqueue(waiter: QueueWaiter): void;
   leaveQueue(waiter: QueueWaiter): void;
-  /** A server connection for a client whose startup packet is still incomplete: false when the budget is spent. */
+  /**
+   * A server connection for a client whose startup packet is still incomplete, or whose TLS handshake
+   * is not done: false when the budget is spent.
+   */
   takeEarlyBudget(): boolean;
   releaseEarlyBudget(): void;
+  /** Wait for an early-connect slot (newest first; bounded by `timeout queue`), which `resume` then holds. */
+  waitEarlyBudget(waiter: QueueWaiter): void;
+  leaveEarlyBudgetWait(waiter: QueueWaiter): void;
+  /** Clients are waiting for an early-connect slot. */
+  earlyBudgetContended(): boolean;
 }
 
 /** A client in the queue: resumed when a slot frees, or told it waited too long. */
@@ -130,19 +157,31 @@ function watchConnection(server: BackendServer, socket: net.Socket, started: num
   return early;
 }
 
-/** What a client asked for before its startup message: replayed on each server tried until one answers. */
+/**
+ * What a client asked for before its startup message: replayed on each server tried until one answers.
+ * `answered`: the balancer said 'S' itself; each server gets an SSLRequest of its own, and after its 'S'
+ * the client's TLS bytes, as a direct TLS client's.
+ */
 interface Negotiation {
-  kind: 'ssl' | 'gssenc' | 'direct';
-  /** The 8-byte request, or every byte a direct TLS client has sent so far. */
+  kind: 'ssl' | 'gssenc' | 'direct' | 'answered';
+  /** The 8-byte request, or every byte a (direct or answered) TLS client has sent so far. */
   replay: Buffer;
-  /** The server connection the replay went to: a direct TLS client's next bytes follow it there. */
+  /** The server connection the replay went to: a TLS client's next bytes follow it there. */
   sentOn: net.Socket | null;
 }
+
+/** The 8-byte SSLRequest the balancer sends a server itself (an answered client's, a terminated session's). */
+const SSL_REQUEST_PACKET = (() => {
+  const packet = Buffer.alloc(8);
+  packet.writeInt32BE(8, 0);
+  packet.writeInt32BE(SSL_REQUEST, 4);
+  return packet;
+})();
 
 /** The server's one-byte "go ahead" to an SSLRequest ('S') or a GSSENCRequest ('G'); 'N' declines both. */
 const ACCEPT_BYTE = { ssl: 0x53, gssenc: 0x47 } as const;
 const DECLINE_BYTE = 0x4e;
-const REQUEST_NAME = { ssl: 'SSLRequest', gssenc: 'GSSENCRequest', direct: 'direct TLS ClientHello' } as const;
+const REQUEST_NAME = { ssl: 'SSLRequest', gssenc: 'GSSENCRequest', direct: 'direct TLS ClientHello', answered: 'TLS ClientHello' } as const;
 
 /**
  * An encrypted session cannot be parsed: it waits for an answer when the client's last bytes came after
@@ -258,24 +297,66 @@ export class ClientSession {
   /** The session is encrypted end to end: opaque bytes from the server's 'S' / 'G' / first TLS byte on. */
   private encryption: 'tls' | 'gss' | null = null;
   private firstChunkSeen = false;
-  /** PostgreSQL 17 direct TLS: the ClientHello came first, before any server byte. */
-  private directTls = false;
   /** Opaque sessions: who sent the last bytes, and when the server did (closeWhenIdle's heuristic). */
   private serverSpokeLast = true;
   private serverLastAt = 0;
+  /** The balancer answered the client's SSLRequest 'S' itself: the client's ClientHello comes next. */
+  private awaitingHello = false;
+  /** `--tls terminate`: `client` is the balancer's TLS session with the client; servers get TLS of ours. */
+  private terminated = false;
+  /** The raw server connection under a terminated session's TLS (it holds the server's slot). */
+  private upstreamRaw: net.Socket | null = null;
+  /** A TLS passthrough session's records (where its handshake ends, its first request). */
+  private tlsWatch: TlsSessionWatch | null = null;
+  /** This session's server connection holds an early-connect slot until the client's TLS handshake is done. */
+  private handshakeSlot = false;
+  /** Waiting for an early-connect slot for its TLS handshake. */
+  private slotWait: QueueWaiter | null = null;
+  /** The TLS client's first request went by (to the kernel relay, or through Node). */
+  private tlsRequestRelayed = false;
+  /** The server's TLS handshake flight waits for the client's answer (awaitHandshakeAnswer). */
+  private handshakeTimer: NodeJS.Timeout | null = null;
+  /** A FATAL for the client when the balancer ends its idle session (its server marked down). */
+  private farewell: Buffer | null = null;
 
-  constructor(private readonly client: net.Socket, private readonly context: SessionContext) {
+  constructor(private client: net.Socket, private readonly context: SessionContext) {
     this.peer = `${client.remoteAddress ?? '?'}:${client.remotePort ?? '?'}`;
   }
 
   start(): void {
     this.context.sessionOpened(this);
     this.client.setNoDelay(true);
+    this.listenToClient();
+    this.armPhaseTimer();
+  }
+
+  private listenToClient(): void {
     // Once the kernel relays the session, Node's socket is closed while the connection lives on.
     this.client.on('error', (error) => this.kernel || this.end(`client error: ${error.message}`));
     this.client.on('close', () => this.kernel || this.end(this.startupPacket || this.established ? 'client closed' : 'client closed before its startup message'));
     this.client.on('data', (chunk: Buffer) => this.onClientData(chunk));
-    this.armPhaseTimer();
+  }
+
+  /**
+   * `--tls terminate`: the balancer becomes the client's TLS server (after its own 'S', or on a direct
+   * TLS client's ClientHello, `prefix`), and reads the startup from inside it, bounded by the phase.
+   */
+  private terminateClientTls(prefix: Buffer | null): void {
+    const raw = this.client;
+    raw.removeAllListeners('data');
+    raw.removeAllListeners('close');
+    raw.removeAllListeners('error');
+    raw.on('error', () => undefined);
+    if (!prefix) raw.write(Buffer.from([ACCEPT_BYTE.ssl]));
+    const secure = acceptClientTls(raw, this.context.terminate!, prefix);
+    this.client = secure;
+    this.terminated = true;
+    this.input = Buffer.alloc(0);
+    this.listenToClient();
+    secure.once('secure', () => {
+      // PostgreSQL 17 refuses a direct TLS client without ALPN postgresql; so does the balancer.
+      if (prefix && secure.alpnProtocol !== POSTGRES_ALPN) this.end('direct TLS client without ALPN postgresql');
+    });
   }
 
   /**
@@ -288,19 +369,24 @@ export class ClientSession {
     this.phaseTimer = setTimeout(() => {
       const why = `no complete session after ${limit} ms`;
       if (this.kernel) {
-        // An encrypted session the kernel took at the server's 'S': a client that never sent its
-        // ClientHello holds a server connection for nothing (one that stalls later is bounded by the
-        // server's authentication_timeout).
+        // A GSS session the kernel took at the server's 'G': a client that never sent its first token
+        // holds a server connection for nothing (one that stalls later is bounded by the server's
+        // authentication_timeout).
         const [fromClient] = this.kernel.relay.info(this.kernel.handle);
-        if (this.encryption && fromClient <= this.clientBytesAtHandoff) this.end(`${why}: no TLS handshake from the client`);
+        if (this.encryption && fromClient <= this.clientBytesAtHandoff) this.end(`${why}: no handshake from the client`);
         return;
       }
-      if (this.encryption) return this.end(why);
+      // A TLS client that did not finish its handshake in time, or never sent a ClientHello after 'S'.
+      if (this.encryption || this.awaitingHello || this.negotiation?.kind === 'answered' || this.negotiation?.kind === 'direct') {
+        return this.end(`${why}: the client's TLS handshake did not complete`);
+      }
+      if (this.terminated && !this.startupPacket) return this.end(`${why}: the client's TLS handshake or startup did not complete`);
       this.reject('08006', `lab balancer ${this.context.config.name}: ${why}`, why);
     }, limit);
   }
 
   private onClientData(chunk: Buffer): void {
+    if (this.awaitingHello) return this.readClientHello(chunk);
     if (this.negotiation) return this.holdDuringNegotiation(this.negotiation, chunk);
     if (this.startupPacket === null) return this.readStartup(chunk);
     if (this.passthrough && this.upstream) {
@@ -317,7 +403,7 @@ export class ClientSession {
    * replay); after an SSLRequest the client should wait for the answer, what it sends anyway waits too.
    */
   private holdDuringNegotiation(negotiation: Negotiation, chunk: Buffer): void {
-    if (negotiation.kind === 'direct') {
+    if (negotiation.kind === 'direct' || negotiation.kind === 'answered') {
       negotiation.replay = Buffer.concat([negotiation.replay, chunk]);
       if (negotiation.sentOn && negotiation.sentOn === this.upstream) negotiation.sentOn.write(chunk);
     } else {
@@ -326,23 +412,78 @@ export class ClientSession {
     if (negotiation.replay.length + this.input.length > MAX_PENDING_CLIENT_BYTES) this.end('client sent too much before the server answered');
   }
 
-  /** Ask a server (picked, retried as for a startup) for the encryption the client wants. */
+  /**
+   * Ask a server (picked, retried as for a startup) for the encryption the client wants. A TLS client's
+   * server connection holds an early-connect slot until its handshake is done: past the cap it waits.
+   */
   private negotiate(kind: Negotiation['kind'], replay: Buffer): void {
     this.negotiation = { kind, replay, sentOn: null };
-    if (kind === 'direct') this.directTls = true;
-    this.connectNext();
+    if (kind === 'gssenc') return this.connectNext();
+    this.withHandshakeSlot(() => this.connectNext());
+  }
+
+  /** Runs `then` holding an early-connect slot: at once, or once one frees (newest waiter first). */
+  private withHandshakeSlot(then: () => void): void {
+    if (this.context.takeEarlyBudget()) {
+      this.handshakeSlot = true;
+      return then();
+    }
+    // Time waiting for a slot does not count in the connection phase; `timeout queue` bounds it.
+    if (this.phaseTimer) clearTimeout(this.phaseTimer);
+    this.phaseTimer = null;
+    const waiter: QueueWaiter = {
+      resume: () => {
+        if (this.ended || this.slotWait !== waiter) return this.context.releaseEarlyBudget();
+        this.slotWait = null;
+        this.handshakeSlot = true;
+        this.armPhaseTimer();
+        then();
+      },
+      expire: (waitedMs) => {
+        if (this.ended || this.slotWait !== waiter) return;
+        this.slotWait = null;
+        this.end(`no server connection for a TLS handshake after ${waitedMs} ms: ${LAB_LIMIT_DEFAULTS.earlyConnects} handshakes in progress`);
+      },
+    };
+    this.slotWait = waiter;
+    this.context.waitEarlyBudget(waiter);
+  }
+
+  /** The client's TLS handshake is done (or its session ended): its slot goes to the next handshake. */
+  private releaseHandshakeSlot(): void {
+    if (!this.handshakeSlot) return;
+    this.handshakeSlot = false;
+    this.context.releaseEarlyBudget();
+  }
+
+  /**
+   * After the balancer's own 'S': the client's bytes are kept until its first TLS record (the ClientHello)
+   * is complete, and only then does a server get a connection. Anything but a handshake record is not TLS.
+   */
+  private readClientHello(chunk: Buffer): void {
+    this.input = this.input.length ? Buffer.concat([this.input, chunk]) : chunk;
+    if (this.input[0] !== TLS_HANDSHAKE) return this.end('client sent no TLS ClientHello after S');
+    if (this.input.length < 5) return;
+    const recordEnd = 5 + this.input.readUInt16BE(3);
+    if (this.input.length > MAX_PENDING_CLIENT_BYTES) return this.end('client sent too much before the server answered');
+    if (this.input.length < recordEnd) return;
+    this.awaitingHello = false;
+    const hello = this.input;
+    this.input = Buffer.alloc(0);
+    this.negotiate('answered', hello);
   }
 
   private readStartup(chunk: Buffer): void {
     if (!this.firstChunkSeen && chunk.length > 0) {
       this.firstChunkSeen = true;
       // PostgreSQL 17's direct TLS: a ClientHello where a length would be (libpq sslnegotiation=direct).
-      if (chunk[0] === TLS_HANDSHAKE) return this.negotiate('direct', chunk);
+      if (chunk[0] === TLS_HANDSHAKE) return this.context.terminate ? this.terminateClientTls(chunk) : this.negotiate('direct', chunk);
     }
     this.input = this.input.length ? Buffer.concat([this.input, chunk]) : chunk;
     if (!this.early && this.input.length >= 8 && untypedPacketLength(this.input) >= 0) {
       const code = this.input.readInt32BE(4);
-      if (code === SSL_REQUEST || code === GSSENC_REQUEST || code >> 16 === 3) this.connectEarly();
+      // An SSLRequest the balancer will answer itself needs no server connection yet.
+      if ((code === SSL_REQUEST && !this.answersSslRequest()) || code === GSSENC_REQUEST || code >> 16 === 3) this.connectEarly();
     }
     for (;;) {
       const length = untypedPacketLength(this.input);
@@ -353,8 +494,12 @@ export class ClientSession {
       const parsed = parseStartupPacket(packet);
       switch (parsed.kind) {
         case 'ssl':
-        case 'gssenc':
+          if (this.terminated) return this.reject('08P01', 'SSLRequest inside TLS', 'SSLRequest inside TLS');
+          if (this.answersSslRequest()) return this.answerSslRequest();
           // Relayed to a server; on its 'N' readStartup goes on with what the client sends next.
+          return this.negotiate(parsed.kind, packet);
+        case 'gssenc':
+          if (this.terminated) return this.reject('08P01', 'GSSENCRequest inside TLS', 'GSSENCRequest inside TLS');
           return this.negotiate(parsed.kind, packet);
         case 'cancel':
           return this.forwardCancel(parsed.key, parsed.packet);
@@ -367,6 +512,22 @@ export class ClientSession {
           return this.connectNext();
       }
     }
+  }
+
+  /** The balancer says 'S' itself: it terminates TLS, or every server is known to accept it. */
+  private answersSslRequest(): boolean {
+    return this.context.terminate !== null || this.context.serversAcceptTls();
+  }
+
+  /** 'S' from the balancer: TLS of its own (terminate), or the client's ClientHello awaited (passthrough). */
+  private answerSslRequest(): void {
+    // A server connection kept after its 'N' to a GSSENCRequest is not needed: the client now wants TLS.
+    const kept = this.takeEarly();
+    if (kept) kept.socket.destroy();
+    if (this.input.length) return this.reject('08P01', 'unencrypted data after SSL request', 'unencrypted data after SSL request');
+    if (this.context.terminate) return this.terminateClientTls(null);
+    this.client.write(Buffer.from([ACCEPT_BYTE.ssl]));
+    this.awaitingHello = true;
   }
 
   /**
@@ -480,9 +641,15 @@ export class ClientSession {
   private connectTo(server: BackendServer, early?: EarlyConnection): void {
     const negotiation = this.negotiation;
     const started = early?.started ?? Date.now();
-    const upstream = early?.socket ?? connectServer(server);
+    // A terminated session's server connection becomes TLS after the server's 'S': `upstream` then.
+    let upstream: net.Socket = early?.socket ?? connectServer(server);
+    const raw = upstream;
     upstream.setNoDelay(true);
     this.upstream = upstream;
+    this.upstreamRaw = raw;
+    // The balancer's own SSLRequest goes first (a client it answered 'S', a terminated session); the
+    // server's 'S' is the balancer's, not relayed.
+    let awaitingS = negotiation?.kind === 'answered' || (this.terminated && !negotiation);
     const reader = new MessageReader();
     const buffered: Buffer[] = [];
     let answered = false;
@@ -494,19 +661,24 @@ export class ClientSession {
     // One timer per attempt, as before: at answerMs it fails a silent server, or re-arms for the rest.
     const answerMs = answerBound(this.context.config);
     const deadline = Date.now() + connectMs;
-    const onTimer = () => setImmediate(() => {
+    // Timers that fire late (this process stalled) are not held against the server (on-time-timeout.ts).
+    const onTimer = () => {
       if (!answered) return fail(upstream.connecting ? 'L4TOUT' : 'L7TOUT', `no answer within ${answerMs} ms`, true);
-      timer = setTimeout(() => fail('L7TOUT', `no answer within ${connectMs} ms`, false), Math.max(0, deadline - Date.now()));
-    });
-    let timer = setTimeout(onTimer, answerMs);
+      timer = onTimeTimeout(() => fail('L7TOUT', `no answer within ${connectMs} ms`, false), Math.max(0, deadline - Date.now()));
+    };
+    let timer = onTimeTimeout(onTimer, answerMs);
 
     const fail = (status: string, message: string, markDown: boolean) => {
       if (failed || this.ended || this.upstream !== upstream || this.established) return;
       failed = true;
-      clearTimeout(timer);
+      timer.clear();
       upstream.destroy();
       server.connectionErrors += 1;
-      if (this.passthrough) return this.end(`server ${server.name} failed during authentication: ${message}`);
+      // Mid-authentication the client waits for the server's next message: a FATAL of ours is one.
+      if (this.passthrough) {
+        const why = `server ${server.name} failed during authentication: ${message}`;
+        return this.reject('08006', `lab balancer ${this.context.config.name}: ${why}`, why);
+      }
       if (markDown) this.context.markDown(server, status, message);
       this.context.log(`${this.context.config.name} retry client=${this.peer} server=${server.name} reason="${message}"`);
       this.connectNext();
@@ -514,6 +686,7 @@ export class ClientSession {
 
     const sendStartup = () => {
       if (!early?.kept) this.connectMs = Date.now() - started;
+      if (awaitingS) return void upstream.write(SSL_REQUEST_PACKET);
       if (negotiation) negotiation.sentOn = upstream;
       upstream.write(negotiation ? negotiation.replay : this.startupPacket!);
     };
@@ -521,11 +694,34 @@ export class ClientSession {
       const passive = error.code === 'ECONNREFUSED' || error.code === 'ECONNRESET' || error.code === 'EPIPE';
       fail('L4CON', error.code === 'ECONNREFUSED' ? 'connection refused' : error.message, passive);
     };
-    // A server before 17 closes on a direct TLS ClientHello: no reason to mark it down for that.
+    // A server before 17 closes on a direct TLS ClientHello, any server on one it cannot serve: no
+    // reason to mark it down for that (it closing on the balancer's own SSLRequest is a startup's close).
     const onClose = () =>
-      negotiation?.kind === 'direct'
-        ? fail('L4CON', 'server closed the connection on a direct TLS ClientHello', false)
-        : fail('L4CON', `server closed the connection during ${negotiation ? `its ${REQUEST_NAME[negotiation.kind]}` : 'startup'}`, true);
+      (negotiation?.kind === 'direct' || negotiation?.kind === 'answered') && !awaitingS
+        ? fail('L4CON', `server closed the connection on a ${REQUEST_NAME[negotiation.kind]}`, false)
+        : fail('L4CON', `server closed the connection during ${negotiation ? `its ${REQUEST_NAME[negotiation.kind]}` : awaitingS ? 'its SSLRequest' : 'startup'}`, true);
+    /** The server's 'S' to the balancer's SSLRequest: the client's ClientHello follows, or the balancer's own TLS. */
+    const onOwnSslAnswer = (chunk: Buffer) => {
+      awaitingS = false;
+      if (chunk.length !== 1 || (chunk[0] !== ACCEPT_BYTE.ssl && chunk[0] !== DECLINE_BYTE)) return fail('L7RSP', 'not an answer to SSLRequest', false);
+      server.acceptsTls = chunk[0] === ACCEPT_BYTE.ssl;
+      if (!server.acceptsTls) return fail('L7RSP', 'server does not accept TLS (N to an SSLRequest)', false);
+      if (negotiation) {
+        negotiation.sentOn = upstream;
+        return void upstream.write(negotiation.replay);
+      }
+      // --tls terminate: TLS of the balancer's own, then the client's startup inside it.
+      raw.off('data', onData);
+      raw.off('error', onError);
+      raw.off('close', onClose);
+      const secure = connectServerTls(raw, server.config.host, this.context.terminate!);
+      upstream = secure;
+      this.upstream = secure;
+      secure.on('error', onError);
+      secure.on('close', onClose);
+      secure.on('data', onData);
+      secure.once('secureConnect', () => secure.write(this.startupPacket!));
+    };
     upstream.on('error', onError);
     upstream.on('close', onClose);
     // An early connection may already be connected, or already failed, before the startup arrived.
@@ -533,10 +729,14 @@ export class ClientSession {
     else if (early?.closed) queueMicrotask(onClose);
     else if (early?.connectedAt) sendStartup();
     else upstream.once('connect', sendStartup);
-    upstream.on('data', (chunk: Buffer) => {
+    const onData = (chunk: Buffer): void => {
+      // The postmaster forked a backend for this connection: evidence that it is busy, not hung, should
+      // the check's own new connection wait meanwhile (BackendServer.answeringSince).
+      if (!answered) server.noteAnswered("a client's connection");
       answered = true;
+      if (awaitingS) return onOwnSslAnswer(chunk);
       if (negotiation) {
-        clearTimeout(timer);
+        timer.clear();
         const problem = this.onNegotiationAnswer(negotiation, server, upstream, started, chunk);
         return problem ? fail('L7RSP', problem, false) : undefined;
       }
@@ -576,14 +776,14 @@ export class ClientSession {
             if (!this.passthrough && RETRYABLE_STARTUP_ERRORS.has(fields.C ?? '')) {
               return fail('L7STS', fields.M ?? 'startup error', fields.C === '57P03' || fields.C === '57P01');
             }
-            clearTimeout(timer);
+            timer.clear();
             forward.push(...buffered);
             flush();
             upstream.destroy();
             return this.end(`server ${server.name} refused the session: ${fields.M ?? 'error'}`, true);
           }
           case 'Z': {
-            clearTimeout(timer);
+            timer.clear();
             // What came in the same chunk after ReadyForQuery is the session's too: a notice, a FATAL of a
             // terminated backend, the answer to a query the client sent with its password.
             const after = messages.slice(index + 1).map((m) => m.raw);
@@ -594,7 +794,8 @@ export class ClientSession {
         }
       }
       flush();
-    });
+    };
+    upstream.on('data', onData);
   }
 
   /**
@@ -603,12 +804,23 @@ export class ClientSession {
    * packet. Anything else is a failure (the next server is tried); its description is returned.
    */
   private onNegotiationAnswer(negotiation: Negotiation, server: BackendServer, upstream: net.Socket, started: number, chunk: Buffer): string | null {
-    if (negotiation.kind === 'direct' || chunk[0] === ACCEPT_BYTE[negotiation.kind]) {
+    const { kind } = negotiation;
+    // A TLS client's ClientHello went with the replay: any byte is the server's handshake.
+    if (kind === 'direct' || kind === 'answered') {
       this.negotiation = null;
-      this.relayEncrypted(server, upstream, negotiation.kind === 'gssenc' ? 'gss' : 'tls', chunk, negotiation.kind !== 'direct');
+      this.relayEncrypted(server, upstream, 'tls', chunk, negotiation.replay);
       return null;
     }
-    if (chunk[0] !== DECLINE_BYTE || chunk.length !== 1) return `not an answer to ${REQUEST_NAME[negotiation.kind]}`;
+    if (chunk[0] === ACCEPT_BYTE[kind]) {
+      this.negotiation = null;
+      if (kind === 'ssl') server.acceptsTls = true;
+      this.relayEncrypted(server, upstream, kind === 'gssenc' ? 'gss' : 'tls', chunk, null);
+      return null;
+    }
+    if (chunk[0] !== DECLINE_BYTE || chunk.length !== 1) return `not an answer to ${REQUEST_NAME[kind]}`;
+    if (kind === 'ssl') server.acceptsTls = false;
+    // The plaintext startup follows: no TLS handshake holds this connection any more.
+    this.releaseHandshakeSlot();
     upstream.removeAllListeners('data');
     upstream.removeAllListeners('error');
     upstream.removeAllListeners('close');
@@ -648,7 +860,7 @@ export class ClientSession {
   /** The session is established on `server`: its connection-phase listeners go, it counts as a session. */
   private bindTo(server: BackendServer, upstream: net.Socket): void {
     this.established = true;
-    handSlot(server, upstream);
+    handSlot(server, this.upstreamRaw ?? upstream);
     upstream.removeAllListeners('data');
     upstream.removeAllListeners('close');
     upstream.removeAllListeners('error');
@@ -656,8 +868,10 @@ export class ClientSession {
     // A client that hung up first is the reason, even when the server's close is reported first.
     upstream.on('close', () => this.end(this.client.readableEnded ? 'client closed' : 'server closed'));
     this.client.removeAllListeners('data');
-    if (this.encryption) this.boundHandshake(upstream);
-    else if (this.phaseTimer) clearTimeout(this.phaseTimer);
+    // A TLS session's phase ends with the client's handshake (tlsHandshakeDone), a GSS one's with its
+    // second flight; a plaintext (or terminated) one's now.
+    if (this.encryption === 'gss') this.boundHandshake(upstream);
+    else if (!this.encryption && this.phaseTimer) clearTimeout(this.phaseTimer);
     this.live = {
       bytes: () => (this.kernel ? this.kernelBytes(this.kernel) : [this.client.bytesRead, this.client.bytesWritten]),
       close: (reason) => this.end(reason),
@@ -668,13 +882,13 @@ export class ClientSession {
   }
 
   /**
-   * An encrypted session holds a server connection from the server's 'S' on, so a client that sent
-   * only an SSLRequest must not keep it: the connection phase's bound runs on until the client's second
-   * flight (its TLS Finished, after the ClientHello and the server's answer), then stops. Flights are
-   * counted as client bytes that follow server bytes; a direct TLS client's ClientHello came before.
+   * A GSS session holds a server connection from the server's 'G' on, so a client that sent only a
+   * GSSENCRequest must not keep it: the connection phase's bound runs on until the client's second
+   * flight (after its first token and the server's answer), then stops. Flights are counted as client
+   * bytes that follow server bytes.
    */
   private boundHandshake(upstream: net.Socket): void {
-    let flights = this.directTls ? 1 : 0;
+    let flights = 0;
     let serverSpoke = true;
     const onServer = () => {
       serverSpoke = true;
@@ -701,36 +915,91 @@ export class ClientSession {
   }
 
   /**
-   * An encrypted session from the server's first byte (`fromServer`) on: opaque bytes both ways. Without
-   * framing there is no moment known to be quiet on both sides except the server's one-byte 'S' / 'G'
-   * itself: the server waits for the client's ClientHello (GSS token), which the client cannot send
-   * before it reads that byte. So that is where the kernel relay takes the session (the relay sends the
-   * byte once both sockets are in the sockhash), whatever kernelRelayAfter says: there is no later
-   * point. Its BPF program's ReadyForQuery notes mean nothing in TLS records (they never change what is
-   * relayed), so closeWhenIdle judges such a session from the relay's receive timestamps. A direct TLS
-   * server's first chunk is part of its handshake flight, not a quiet point: Node relays those, and
-   * anything else the kernel cannot take (no relay, IPv6, bytes the client sent too early).
+   * An encrypted session from the server's first byte (`fromServer`) on: opaque bytes both ways.
+   * GSS has no framing Node can follow: the only moment known to be quiet on both sides is the server's
+   * one-byte 'G' itself (the server waits for the client's first token, which the client cannot send
+   * before it reads that byte), so the kernel relay takes the session there (it sends the byte once both
+   * sockets are in the sockhash). TLS has its record layer (TlsSessionWatch): Node relays the handshake,
+   * and the kernel takes the session with the client's first request (relayed by the kernel itself),
+   * when the client waits for the answer and the server has not given it yet; a request with a
+   * CancelRequest's size stays in Node, to see whether the server answers it. The BPF program's
+   * ReadyForQuery notes mean nothing in TLS records (they never change what is relayed), so
+   * closeWhenIdle judges such a session from the relay's receive timestamps. `clientTls`: what a direct
+   * or answered TLS client sent before the server's first byte (its ClientHello), already relayed.
    */
-  private relayEncrypted(server: BackendServer, upstream: net.Socket, kind: 'tls' | 'gss', fromServer: Buffer, handOff: boolean): void {
+  private relayEncrypted(server: BackendServer, upstream: net.Socket, kind: 'tls' | 'gss', fromServer: Buffer, clientTls: Buffer | null): void {
     if (this.ended) return;
     this.encryption = kind;
     this.bindTo(server, upstream);
     this.clientBytesAtHandoff = this.client.bytesRead;
-    if (handOff && fromServer.length === 1 && this.input.length === 0 && this.relayInKernel(upstream, fromServer)) return;
+    if (kind === 'gss' && fromServer.length === 1 && this.input.length === 0 && this.relayInKernel(upstream, fromServer)) return;
+    const watch = kind === 'tls' ? new TlsSessionWatch() : null;
+    this.tlsWatch = watch;
+    // A direct or answered client's ClientHello, and the server's first TLS bytes (a relayed 'S' is no record).
+    if (watch && clientTls) {
+      watch.fromClient(clientTls);
+      watch.fromServer(fromServer);
+      this.awaitHandshakeAnswer(watch);
+    }
     this.serverLastAt = Date.now();
     this.client.write(fromServer);
-    if (this.input.length) upstream.write(this.input);
+    if (this.input.length) {
+      if (watch) this.watchClientTls(watch, upstream, this.input);
+      upstream.write(this.input);
+    }
     this.input = Buffer.alloc(0);
     this.watchIdleInNode(upstream);
-    forward(this.client, upstream, () => {
+    forward(this.client, upstream, (chunk) => {
       this.serverSpokeLast = false;
-      return true;
+      return watch ? this.watchClientTls(watch, upstream, chunk) : true;
     });
-    forward(upstream, this.client, () => {
+    forward(upstream, this.client, (chunk) => {
       this.serverSpokeLast = true;
       this.serverLastAt = Date.now();
+      if (watch) {
+        watch.fromServer(chunk);
+        this.awaitHandshakeAnswer(watch);
+      }
       return true;
     });
+  }
+
+  /**
+   * The server's handshake flight went to a client still in its handshake: it answers within a round
+   * trip, or it is closed (a stalled handshake holds its server connection and early-connect slot
+   * handshakeAnswerMs at most, 250 ms while others wait for one, not the whole connection phase).
+   */
+  private awaitHandshakeAnswer(watch: TlsSessionWatch): void {
+    if (watch.handshakeDone || this.handshakeTimer) return;
+    const limit = this.context.earlyBudgetContended() ? LAB_LIMIT_DEFAULTS.handshakeAnswerContendedMs : LAB_LIMIT_DEFAULTS.handshakeAnswerMs;
+    this.handshakeTimer = setTimeout(() => this.end(`the client did not answer the server's TLS handshake within ${limit} ms`), limit);
+  }
+
+  private clearHandshakeTimer(): void {
+    if (this.handshakeTimer) clearTimeout(this.handshakeTimer);
+    this.handshakeTimer = null;
+  }
+
+  /**
+   * A TLS passthrough client's chunk: its handshake done ends the connection phase and frees its slot;
+   * its first request, once whole, is where the kernel relay may take the session (the kernel sends the
+   * chunk: false). A cancel-sized request stays in Node.
+   */
+  private watchClientTls(watch: TlsSessionWatch, upstream: net.Socket, chunk: Buffer): boolean {
+    this.clearHandshakeTimer();
+    const seen = watch.fromClient(chunk);
+    if (seen.handshake) this.tlsHandshakeDone();
+    if (!seen.requestEnded || this.tlsRequestRelayed) return true;
+    this.tlsRequestRelayed = true;
+    if (watch.requestLooksLikeCancel) return true;
+    return !this.relayInKernel(upstream, null, chunk);
+  }
+
+  /** The client's TLS handshake is done: its connection phase ends, its server connection's slot is free. */
+  private tlsHandshakeDone(): void {
+    if (this.phaseTimer) clearTimeout(this.phaseTimer);
+    this.phaseTimer = null;
+    this.releaseHandshakeSlot();
   }
 
   /** Node relays both ways, with backpressure; each server chunk that leaves the client waiting may end it. */
@@ -770,9 +1039,10 @@ export class ClientSession {
    * go into the map (microseconds), could see the relay send a chunk that arrived before the map ahead
    * of one redirected after it: the one ordering the handoff does not guarantee.
    */
-  private relayInKernel(upstream: net.Socket, toClient: Buffer): boolean {
+  private relayInKernel(upstream: net.Socket, toClient: Buffer | null, toServer: Buffer | null = null): boolean {
     const relay = this.context.relay;
-    if (!relay || this.ended || this.kernelRefused) return false;
+    // Two TLS sessions of the balancer's own (terminate) are relayed by Node: the kernel cannot decrypt.
+    if (!relay || this.ended || this.kernelRefused || this.terminated) return false;
     if (this.client.remoteFamily !== 'IPv4' || upstream.remoteFamily !== 'IPv4') return false;
     if (this.client.writableLength > 0 || upstream.writableLength > 0) return false;
     const clientFd = socketFd(this.client);
@@ -780,7 +1050,7 @@ export class ClientSession {
     if (clientFd === null || serverFd === null) return false;
     let handle: RelayHandle;
     try {
-      handle = relay.open(clientFd, serverFd, toClient, (side, errno, clientClosed) => this.onRelayHangUp(side, errno, clientClosed));
+      handle = relay.open(clientFd, serverFd, toClient, (side, errno, clientClosed) => this.onRelayHangUp(side, errno, clientClosed), toServer);
     } catch (error) {
       this.kernelRefused = true;
       this.context.log(`${this.context.config.name} kernel relay refused client=${this.peer}, relaying through Node: ${messageOf(error)}`);
@@ -864,6 +1134,12 @@ export class ClientSession {
   }
 
   private closeWhenIdle(reason: string, graceMs: number): void {
+    // A session the balancer can frame (plaintext, or TLS it terminates) is told why, as PostgreSQL tells
+    // its sessions when it shuts down: a FATAL once it is idle, not a silent close.
+    if (!this.encryption && this.server) {
+      const server = this.server;
+      this.farewell = errorResponse('57P01', `terminating connection: lab balancer ${this.context.config.name}: ${reason}: ${server.name} (${server.checkStatus} ${server.checkMessage}); connect again to reach a server that is up`);
+    }
     const kernel = this.kernel;
     if (kernel && this.encryption) {
       // The same heuristic as Node's below, from when each socket last received bytes.
@@ -885,8 +1161,10 @@ export class ClientSession {
 
   /** A FATAL of our own, then close (a client that sent garbage gets a protocol answer too). */
   private reject(sqlstate: string, message: string, reason: string): void {
-    // A direct TLS client cannot read a plaintext ErrorResponse: it only sees the close.
-    if (!this.client.destroyed) this.client.end(this.negotiation?.kind === 'direct' ? Buffer.alloc(0) : errorResponse(sqlstate, message));
+    // A client in its TLS handshake (direct, or after the balancer's own 'S') cannot read a plaintext
+    // ErrorResponse: it only sees the close. A terminated session's gets it inside TLS.
+    const inHandshake = this.awaitingHello || this.negotiation?.kind === 'direct' || this.negotiation?.kind === 'answered';
+    if (!this.client.destroyed) this.client.end(inHandshake ? Buffer.alloc(0) : errorResponse(sqlstate, message));
     this.end(reason, true);
   }
 
@@ -899,9 +1177,12 @@ export class ClientSession {
     if (this.ended) return;
     this.ended = true;
     if (this.phaseTimer) clearTimeout(this.phaseTimer);
+    this.clearHandshakeTimer();
+    // The farewell goes only at a message boundary: a graceful end is one of an idle session.
+    const farewell = graceful ? this.farewell : null;
     if (this.kernel) {
       if (this.kernel.idleTimer) clearInterval(this.kernel.idleTimer);
-      this.kernel.final = this.kernel.relay.close(this.kernel.handle);
+      this.kernel.final = this.kernel.relay.close(this.kernel.handle, farewell ?? undefined);
     }
     if (this.upstream) this.upstream.destroy();
     if (this.early) {
@@ -912,9 +1193,15 @@ export class ClientSession {
       this.context.leaveQueue(this.queued);
       this.queued = null;
     }
+    if (this.slotWait) {
+      this.context.leaveEarlyBudgetWait(this.slotWait);
+      this.slotWait = null;
+    }
+    this.releaseHandshakeSlot();
     if (graceful) {
       // Let what we wrote reach the client, but never wait on it forever.
-      this.client.end();
+      if (farewell && !this.kernel && !this.client.destroyed) this.client.end(farewell);
+      else this.client.end();
       setTimeout(() => this.client.destroy(), 1000).unref();
     } else {
       this.client.destroy();
@@ -924,12 +1211,16 @@ export class ClientSession {
       this.context.setKeyOwner(this.backendKey, undefined);
     }
     this.context.sessionClosed(this);
+    // A cancel-sized first request inside TLS that the server closed on without an answer: a CancelRequest
+    // the balancer could not read, which may have gone to a server other than its session's.
+    const watch = this.tlsWatch;
+    if (watch?.requestLooksLikeCancel && watch.serverAnswers === 0 && this.server && !this.kernel) this.context.encryptedCancelSeen(this.server, this.peer);
     const server = this.server ? this.server.name : '-';
     const connect = this.connectMs === null ? '-' : `${this.connectMs}ms`;
     const [bytesIn, bytesOut] = this.live ? this.live.bytes() : [this.client.bytesRead, this.client.bytesWritten];
     this.context.log(
       `${this.context.config.name} client=${this.peer} server=${server} connect=${connect} duration=${Date.now() - this.startedAt}ms ` +
-        `in=${bytesIn} out=${bytesOut} attempts=${this.attempts} enc=${this.encryption ?? 'none'} relay=${this.kernel ? 'kernel' : 'node'} end="${reason}"`,
+        `in=${bytesIn} out=${bytesOut} attempts=${this.attempts} enc=${this.terminated ? 'tls-terminated' : this.encryption ?? 'none'} relay=${this.kernel ? 'kernel' : 'node'} end="${reason}"`,
     );
   }
 }

@@ -36,6 +36,8 @@ export interface ServerConfig {
   fenced?: string;
   /** HAProxy's `server ... maxconn N`: server connections open at once (connecting or established). */
   maxconn?: number;
+  /** Known to accept TLS (a lab with TLS): the balancer may answer a client's SSLRequest itself. */
+  tls?: boolean;
 }
 
 export type PoolKind = 'replicas' | 'primary' | 'all';
@@ -54,6 +56,19 @@ export function poolLabel(pool: PoolSource): string {
   if (pool.source === 'lab') return pool.kind;
   return pool.kind ? `static, ${pool.kind}` : 'static';
 }
+
+/** `--tls`: what the balancer does with a client's TLS. */
+export const BALANCER_TLS_MODES = ['passthrough', 'terminate'] as const;
+
+/**
+ * passthrough: TLS end to end, the balancer never holds a key (channel binding with any certificate);
+ * terminate: the balancer is the client's TLS server with the lab's own certificate and key, and the
+ * servers' TLS client (verified against the lab's CA), so it reads every StartupMessage and
+ * CancelRequest and routes each cancel by its key.
+ */
+export type BalancerTls =
+  | { mode: 'passthrough' }
+  | { mode: 'terminate'; certFile: string; keyFile: string; caFile: string };
 
 export interface BalancerConfig {
   name: string;
@@ -84,6 +99,8 @@ export interface BalancerConfig {
   relay: RelayMode;
   /** Round trips through Node before the kernel relay takes a session (default KERNEL_RELAY_AFTER). */
   kernelRelayAfter?: number;
+  /** What the balancer does with a client's TLS (default passthrough). */
+  tls?: BalancerTls;
   /** Directives read from a configuration file that we do not support, named for the user. */
   warnings: string[];
 }
@@ -120,8 +137,20 @@ export const LAB_LIMIT_DEFAULTS = {
   answerMs: 1000,
   /** HAProxy's `timeout queue`. */
   queueMs: 5000,
-  /** Server connections opened at once for clients that have not sent a complete startup packet yet. */
+  /**
+   * Server connections opened at once for clients that have not sent a complete startup packet yet, or
+   * whose TLS handshake with the server is not done.
+   */
   earlyConnects: 32,
+  /**
+   * A TLS client's answer to the server's handshake flight (its Finished follows within a round trip):
+   * past it the client is closed and its server connection freed, so a client that stalls there holds
+   * one of the early connects this long at most; while other TLS clients wait for one, the shorter
+   * bound (a client on loopback answers within milliseconds), so that 300 stalled handshakes drain
+   * from 32 slots in about 3 s rather than 10.
+   */
+  handshakeAnswerMs: 1000,
+  handshakeAnswerContendedMs: 250,
   /** Per-server maxconn from the sql check: max_connections - superuser_reserved_connections - this margin. */
   serverMargin: 2,
 } as const;

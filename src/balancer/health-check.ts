@@ -9,6 +9,7 @@ import type { CheckOutcome } from './backend-server.js';
 import type { PrimarySample } from './primary-lsn.js';
 import { lsnToNumber } from '../postgres/recovery.js';
 import { MessageReader, TERMINATE, parseErrorFields, startupMessage } from './protocol.js';
+import { onTimeTimeout } from '../common/on-time-timeout.js';
 
 export interface Checker {
   /** `down`: the server is DOWN (out of the pool), so only whether it can come back matters. */
@@ -33,8 +34,8 @@ export function createChecker(
     /** The primary's WAL end sampled by the balancer, when it knows the primary and a --max-lag is set. */
     primary?: () => PrimarySample | null;
     /**
-     * Why the server is busy rather than hung since `since`, or null: its postmaster answered the
-     * cancel connections the balancer relays to it (BackendServer.answeringCancelsSince).
+     * Why the server is busy rather than hung since `since`, or null: its postmaster answered other new
+     * connections of the balancer's meanwhile, cancels or clients' (BackendServer.answeringSince).
      */
     busySince?: (since: number) => string | null;
   },
@@ -86,18 +87,17 @@ export function pgsqlCheck(target: Target, settings: Pick<CheckSettings, 'user' 
     const finish = (outcome: CheckOutcome) => {
       if (done) return;
       done = true;
-      clearTimeout(timer);
+      timer.clear();
       resolve(outcome);
     };
-    // A timer that fires late (a busy event loop) must not beat an answer already received: the poll
-    // phase runs between this timer and setImmediate.
-    const timer = setTimeout(() => setImmediate(() => {
+    // A timer that fires late (a busy or starved event loop) must not beat an answer already received.
+    const timer = onTimeTimeout(() => {
       if (done) return;
       // Read before destroy(), which clears `connecting`: no SYN-ACK (L4TOUT, a host cut off) vs accepted and silent (L7TOUT, frozen).
       const status = socket.connecting ? 'L4TOUT' : 'L7TOUT';
       socket.destroy();
       finish({ ok: false, status, message: `not answering: a new connection got no answer within ${settings.timeoutMs} ms`, hung: true });
-    }), settings.timeoutMs);
+    }, settings.timeoutMs);
     const reader = new MessageReader();
     socket.once('connect', () => socket.write(startupMessage({ user: settings.user })));
     socket.on('data', (chunk) => {
@@ -203,8 +203,9 @@ class SqlChecker implements Checker {
     // openCheckConnection), and the next check takes it over.
     if (!established) return { ...probe, role: null, backendsSilent: false };
     const outcome = await query;
-    // A hang the balancer itself may cause: its new connection waited behind the cancels we relay. The
-    // role query answered and the postmaster answered those cancels meanwhile: busy, not hung, not DOWN.
+    // A hang the balancer itself may cause: its new connection waited behind the cancels and the client
+    // connections we relay. The role query answered and the postmaster answered other new connections of
+    // ours meanwhile: busy, not hung, not DOWN.
     const busy = outcome.ok ? this.busySince(started) : null;
     if (busy) return { ...outcome, message: `${outcome.message}; ${probe.message}, but ${busy}` };
     // The role query on the check's established session left unanswered too: the backends are silent as well.

@@ -14,11 +14,17 @@ export type RelayHandle = { readonly __relay: unique symbol };
 export interface KernelRelay {
   /**
    * Puts the two sockets (their fds are duplicated: the caller then drops its own) in the sockhash,
-   * sends what had already arrived, then `toClient`; `onDisconnect` is called once per side that hangs
-   * up (0 = client, 1 = server) with the socket's errno (0 for an orderly close), and whether the
-   * client had sent its FIN by then.
+   * then sends `toServer` and `toClient` (what Node held back), each before what had arrived after it;
+   * `onDisconnect` is called once per side that hangs up (0 = client, 1 = server) with the socket's
+   * errno (0 for an orderly close), and whether the client had sent its FIN by then.
    */
-  open(clientFd: number, serverFd: number, toClient: Buffer | null, onDisconnect: (side: 0 | 1, errno: number, clientClosed: boolean) => void): RelayHandle;
+  open(
+    clientFd: number,
+    serverFd: number,
+    toClient: Buffer | null,
+    onDisconnect: (side: 0 | 1, errno: number, clientClosed: boolean) => void,
+    toServer?: Buffer | null,
+  ): RelayHandle;
   /** Bytes received on one socket and not yet sent on the other. */
   pending(handle: RelayHandle): number;
   /** The client sent data after the server's last chunk ending with ReadyForQuery (noted by the BPF program). */
@@ -34,8 +40,8 @@ export interface KernelRelay {
    * last went through the client's socket and through the server's (TCP_INFO: the idle timeouts).
    */
   info(handle: RelayHandle): [number, number, number, number];
-  /** Closes both sockets; the last info(). */
-  close(handle: RelayHandle): [number, number, number, number];
+  /** Closes both sockets, after sending `farewell` to the client when given; the last info(). */
+  close(handle: RelayHandle, farewell?: Buffer): [number, number, number, number];
 }
 
 interface Addon extends KernelRelay {
@@ -63,7 +69,7 @@ const addonPath = path.join(packageRoot, 'dist', 'native', 'kernel-relay.node');
 export function relayFor(mode: RelayMode): { relay: KernelRelay | null; note: string } {
   if (mode === 'node') return { relay: null, note: "through Node's sockets (--relay node)" };
   const loaded = loadKernelRelay();
-  if ('relay' in loaded) return { relay: loaded.relay, note: 'in the kernel (BPF sockhash) once a session has made its first round trips (an encrypted one from the server\'s S on)' };
+  if ('relay' in loaded) return { relay: loaded.relay, note: 'in the kernel (BPF sockhash) once a session has made its first round trips (a TLS one at its first request, a GSS one at the server\'s G)' };
   if (mode === 'kernel') throw new LabError('USAGE', `--relay kernel: ${loaded.reason}; use --relay node or auto`);
   return { relay: null, note: `through Node's sockets: ${loaded.reason}` };
 }

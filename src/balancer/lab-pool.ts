@@ -4,14 +4,21 @@ import { stat } from 'node:fs/promises';
 import { readState, statePath } from '../lab/state.js';
 import type { PoolKind, ServerConfig } from './config.js';
 import { nodeAddress, type NodeHost } from '../lab/address.js';
+import { accessOf } from '../lab/access.js';
 
 const POLL_MS = 250;
 
 /**
  * The lab's nodes of the wanted kind. A former primary that was not rewound is listed in the primary
- * pool as fenced: it shows as DOWN with the reason, and no client is ever sent to it.
+ * pool as fenced: it shows as DOWN with the reason, and no client is ever sent to it. `tls`: the lab's
+ * servers accept TLS (the balancer may then answer an SSLRequest itself).
  */
-export function labServers(nodes: { name: string; role: string; port: number; rewindNeeded?: boolean; host?: NodeHost }[], kind: PoolKind, check: boolean): ServerConfig[] {
+export function labServers(
+  nodes: { name: string; role: string; port: number; rewindNeeded?: boolean; host?: NodeHost }[],
+  kind: PoolKind,
+  check: boolean,
+  tls = false,
+): ServerConfig[] {
   return nodes
     .filter((node) => kind === 'all' || (kind === 'replicas' ? node.role === 'replica' : node.role === 'primary' || node.rewindNeeded))
     .map((node) => ({
@@ -23,6 +30,7 @@ export function labServers(nodes: { name: string; role: string; port: number; re
       disabled: false,
       check,
       checkOverrides: {},
+      ...(tls ? { tls } : {}),
       ...(kind === 'primary' && node.rewindNeeded
         ? { fenced: `former primary, not rewound since a promotion: fenced out of the pool (\`lab node rewind ${node.name}\`)` }
         : {}),
@@ -65,7 +73,7 @@ export async function watchLabPool(
       if (stamp !== lastStamp) {
         const state = await readState(labDir);
         lastStamp = stamp;
-        if (state) apply(labServers(state.nodes, kind, check), labPrimary(state.nodes));
+        if (state) apply(labServers(state.nodes, kind, check, accessOf(state).tls !== 'off'), labPrimary(state.nodes));
       }
       lastError = '';
     } catch (error) {

@@ -104,20 +104,22 @@ export function errorResponse(sqlstate: string, message: string, severity = 'FAT
 }
 
 /**
- * Follows the message framing of one direction of an established session without copying it: the
- * type of every message as its header goes by, and whether a chunk ends on a message boundary. Once
- * the framing makes no sense (a length under 4), `broken` stays true.
+ * Walks length-prefixed records across chunks without copying them: a fixed-size header whose body
+ * length `bodyLength` reads (negative: the bytes make no sense, and `broken` stays true). Used for
+ * PostgreSQL's messages (FrameCounter) and TLS's records (tls-records.ts).
  */
-export class FrameCounter {
-  private readonly header = Buffer.alloc(5);
+export class RecordFramer {
+  private readonly header: Buffer;
   private headerBytes = 0;
   private bodyLeft = 0;
   broken = false;
-  /** The type byte of the last message whose header was read. */
-  lastType = -1;
 
-  /** Feeds `chunk`, calling `onType` per message header; true when the chunk ends where a message does. */
-  push(chunk: Buffer, onType: (type: number) => void): boolean {
+  constructor(headerSize: number, private readonly bodyLength: (header: Buffer) => number) {
+    this.header = Buffer.alloc(headerSize);
+  }
+
+  /** Feeds `chunk`, calling `onHeader` per record header; true when the chunk ends where a record does. */
+  push(chunk: Buffer, onHeader: (header: Buffer, bodyLength: number) => void): boolean {
     let at = 0;
     while (at < chunk.length && !this.broken) {
       if (this.bodyLeft > 0) {
@@ -127,14 +129,39 @@ export class FrameCounter {
         continue;
       }
       this.header[this.headerBytes++] = chunk[at++]!;
-      if (this.headerBytes < 5) continue;
+      if (this.headerBytes < this.header.length) continue;
       this.headerBytes = 0;
-      const length = this.header.readInt32BE(1);
-      if (length < 4) this.broken = true;
-      this.bodyLeft = length - 4;
-      this.lastType = this.header[0]!;
-      onType(this.lastType);
+      const length = this.bodyLength(this.header);
+      if (length < 0) {
+        this.broken = true;
+        break;
+      }
+      this.bodyLeft = length;
+      onHeader(this.header, length);
     }
     return !this.broken && this.bodyLeft === 0 && this.headerBytes === 0;
+  }
+}
+
+/**
+ * Follows the message framing of one direction of an established session without copying it: the
+ * type of every message as its header goes by, and whether a chunk ends on a message boundary. Once
+ * the framing makes no sense (a length under 4), `broken` stays true.
+ */
+export class FrameCounter {
+  private readonly framer = new RecordFramer(5, (header) => header.readInt32BE(1) - 4);
+  /** The type byte of the last message whose header was read. */
+  lastType = -1;
+
+  get broken(): boolean {
+    return this.framer.broken;
+  }
+
+  /** Feeds `chunk`, calling `onType` per message header; true when the chunk ends where a message does. */
+  push(chunk: Buffer, onType: (type: number) => void): boolean {
+    return this.framer.push(chunk, (header) => {
+      this.lastType = header[0]!;
+      onType(this.lastType);
+    });
   }
 }

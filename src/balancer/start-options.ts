@@ -2,11 +2,12 @@
 // configuration file with explicit flags overriding it; and the same options as flags again for the
 // detached child.
 import path from 'node:path';
-import { LAB_CHECK_DEFAULTS, LAB_LIMIT_DEFAULTS, type BalancerConfig, type CheckType, type PoolKind } from './config.js';
+import { BALANCER_TLS_MODES, LAB_CHECK_DEFAULTS, LAB_LIMIT_DEFAULTS, type BalancerConfig, type BalancerTls, type CheckType, type PoolKind } from './config.js';
 import { RELAY_MODES } from './kernel-relay.js';
 import { formatAddress, isLoopback, parseAddress, parseCount, parseMaxLag, parseMs } from './settings.js';
 import { LabError } from '../common/errors.js';
 import type { GlobalOptions } from '../lab/context.js';
+import { tlsPaths } from '../lab/access.js';
 
 export interface BalancerStartOptions {
   name?: string;
@@ -41,6 +42,8 @@ export interface BalancerStartOptions {
   engine?: 'builtin' | 'haproxy';
   /** auto (default), kernel or node: who relays established sessions (src/balancer/kernel-relay.ts). */
   relay?: BalancerConfig['relay'];
+  /** passthrough (default) or terminate: what the balancer does with a client's TLS (src/balancer/tls-terminate.ts). */
+  tls?: BalancerTls['mode'];
   /** How long `start` waits for the background process to listen. */
   timeoutMs?: number;
   /** The user the pgsql / sql checks log in as (default the lab's superuser; a file's pgsql-check user). */
@@ -81,6 +84,7 @@ export async function resolveBalancerConfig(global: GlobalOptions, options: Bala
     check,
     name: flags.name,
     relay: flags.relay,
+    tls: flags.tls,
     listen: options.listen ? flags.listen : file.listen,
     timeouts: {
       ...file.timeouts,
@@ -105,6 +109,7 @@ export function balancerConfig(global: GlobalOptions, options: BalancerStartOpti
   if (!['roundrobin', 'leastconn'].includes(algorithm)) throw new LabError('USAGE', `Invalid --balance "${algorithm}": expected roundrobin or leastconn`);
   const relay = options.relay ?? 'auto';
   if (!RELAY_MODES.includes(relay)) throw new LabError('USAGE', `Invalid --relay "${relay}": expected ${RELAY_MODES.join(', ')}`);
+  const tls = balancerTls(global, options);
   const listen = parseAddress(options.listen ?? '127.0.0.1:15432', '--listen');
   const stats = parseAddress(options.stats ?? '127.0.0.1:8081', '--stats');
   if (listen.port === stats.port && listen.port !== 0) throw new LabError('USAGE', `--listen and --stats both use port ${listen.port}: give them different ports`);
@@ -140,8 +145,19 @@ export function balancerConfig(global: GlobalOptions, options: BalancerStartOpti
     maxconn: options.maxconn !== undefined ? parseCount(options.maxconn, '--maxconn') : LAB_LIMIT_DEFAULTS.maxconn,
     ...(options.serverMaxconn !== undefined ? { serverMaxconn: parseCount(options.serverMaxconn, '--server-maxconn', 0) } : {}),
     relay,
+    tls,
     warnings: [],
   };
+}
+
+/** `--tls`: passthrough, or terminate with the lab's own server certificate, key and CA. */
+function balancerTls(global: GlobalOptions, options: BalancerStartOptions): BalancerTls {
+  const mode = options.tls ?? 'passthrough';
+  if (!BALANCER_TLS_MODES.includes(mode)) throw new LabError('USAGE', `Invalid --tls "${mode}": expected ${BALANCER_TLS_MODES.join(' or ')}`);
+  if (mode === 'passthrough') return { mode };
+  if (options.engine === 'haproxy') throw new LabError('USAGE', '--tls terminate is the built-in balancer\'s: HAProxy cannot answer PostgreSQL\'s SSLRequest; drop --engine haproxy or --tls terminate');
+  const files = tlsPaths(global.labDir);
+  return { mode, certFile: files.serverCert, keyFile: files.serverKey, caFile: files.caCert };
 }
 
 /** Warnings a person should see before the balancer runs (non-loopback addresses). */
@@ -199,6 +215,7 @@ export function optionsAsFlags(options: BalancerStartOptions): string[] {
   add('--config', options.config && path.resolve(options.config));
   add('--engine', options.engine);
   add('--relay', options.relay);
+  add('--tls', options.tls);
   add('--check-user', options.checkUser);
   if (options.insecure) flags.push('--insecure');
   return flags;

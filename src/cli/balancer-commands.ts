@@ -40,6 +40,7 @@ export function balancerCommand(): Command {
     .option('--config <file>', 'a HAProxy configuration file to run with the built-in balancer')
     .option('--engine <engine>', 'builtin (default), or haproxy (render haproxy.cfg and run HAProxy)')
     .option('--relay <who>', 'who relays established sessions: kernel (BPF sockhash, root), node, or auto (default: kernel when it can)')
+    .option('--tls <mode>', 'passthrough (default: TLS end to end, the balancer holds no key) or terminate (the balancer serves TLS with the lab\'s certificate and opens TLS to each server: cancels sent inside TLS, asyncpg\'s, postgres.js\'s and libpq 17\'s, reach their session\'s server)')
     .option('--insecure', 'allow a non-loopback --listen in front of a lab made with --auth trust or --tls off')
     .option('--foreground', 'stay attached; log to stdout; stop with Ctrl-C')
     .option('--json', 'print the result as JSON')
@@ -47,6 +48,7 @@ export function balancerCommand(): Command {
       'lab balancer start',
       'lab balancer start --name lb2 --listen 127.0.0.1:15433 --stats 127.0.0.1:8083',
       'lab balancer start --max-lag 16MB --max-lag 5s',
+      'lab balancer start --tls terminate   # routes cancels sent inside TLS by key',
       'lab balancer start --check pgsql --inter 10000 --rise 2 --fall 3   # the seed\'s HAProxy behaviour',
       'psql -h 127.0.0.1 -p 15432 -U postgres postgres',
     ))

@@ -20,7 +20,7 @@ import { canConnect, describePortHolder, isPortFree } from '../common/ports.js';
 import { startTimeOf } from '../common/processes.js';
 import { openPrivateAppend } from '../common/safe-files.js';
 import { forgetBalancer, isBalancerAlive, recordBalancer, stopBalancerProcess } from '../lab/balancer-process.js';
-import { accessOf } from '../lab/access.js';
+import { accessOf, hasLabTls } from '../lab/access.js';
 import type { GlobalOptions } from '../lab/context.js';
 import { balancerLogFile, ensureBalancerDir } from '../lab/lab-dir.js';
 import { readState, requireLabState, requireState, type BalancerRecord } from '../lab/state.js';
@@ -32,6 +32,9 @@ export { DEFAULT_BALANCER_NAME, balancerConfig, balancerWarnings, resolveBalance
 async function assertStartable(global: GlobalOptions, config: BalancerConfig, insecure: boolean | undefined): Promise<void> {
   const state = await requireLabState(global);
   checkExposure(config, accessOf(state), insecure);
+  if (config.tls?.mode === 'terminate' && (accessOf(state).tls === 'off' || !(await hasLabTls(global.labDir)))) {
+    throw new LabError('STATE', `--tls terminate serves the lab's own certificate, and this lab has none (made with --tls off, or its tls/ dir is gone): use --tls passthrough, or rebuild the lab with TLS`);
+  }
   const existing = state.balancers.find((b) => b.name === config.name);
   if (existing && (await isBalancerAlive(existing))) {
     throw new LabError('CONFLICT', `Balancer "${config.name}" is already running (pid ${existing.pid}, ${existing.listen}): stop it with \`lab balancer stop --name ${config.name}\` or choose another --name`);

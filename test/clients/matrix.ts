@@ -2,11 +2,13 @@
 // by check. Everything here starts from the variables `lab env --json` prints (issue 14's contract):
 // PGHOST, PGPORT, PGUSER, PGDATABASE, PGPASSFILE, PGSSLROOTCERT, PGSSLMODE.
 //
-// Clients: psycopg 3 (test/clients/psycopg_client.py, Debian's /usr/bin/python3), pgjdbc
-// (test/clients/JdbcClient.java, the JDK's source launcher with /usr/share/java/postgresql.jar),
-// node-postgres (./node-pg.ts, in this process), psql and pgbench (PostgreSQL 15's, as child processes with
-// the lab's variables in their environment). Every call is bounded; a missing runtime is an error of that
-// client (scripts/setup.sh installs them all), never a silent skip.
+// Clients: psycopg 3 and asyncpg (test/clients/psycopg_client.py, asyncpg_client.py, Debian's
+// /usr/bin/python3), pgjdbc (test/clients/JdbcClient.java, the JDK's source launcher with
+// /usr/share/java/postgresql.jar), node-postgres and postgres.js (./node-pg.ts, ./postgres-js.ts, in this
+// process), psql and pgbench (PostgreSQL 15's, as child processes with the lab's variables in their
+// environment). asyncpg and postgres.js send their CancelRequest inside TLS, the others in plaintext.
+// Every call is bounded; a missing runtime is an error of that client (scripts/setup.sh installs them
+// all), never a silent skip.
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -14,6 +16,7 @@ import path from 'node:path';
 import { execa } from 'execa';
 import { repoRoot } from '../helpers/lab.js';
 import { NODE_PG_CHECKS, runNodePg } from './node-pg.js';
+import { POSTGRES_JS_CHECKS, runPostgresJs } from './postgres-js.js';
 
 export interface LabEnv {
   PGHOST: string;
@@ -59,9 +62,10 @@ const DRIVER_CHECKS = ['require', 'verify-full', 'prefer', 'scram', 'wrong-passw
 const PSQL_CHECKS = ['require', 'verify-full', 'prefer', 'scram', 'wrong-password', 'copy', 'cancel', 'channel-binding'];
 
 export const PSYCOPG_SCRIPT = path.join(repoRoot, 'test', 'clients', 'psycopg_client.py');
+export const ASYNCPG_SCRIPT = path.join(repoRoot, 'test', 'clients', 'asyncpg_client.py');
 export const JDBC_SOURCE = path.join(repoRoot, 'test', 'clients', 'JdbcClient.java');
 export const JDBC_JAR = '/usr/share/java/postgresql.jar';
-/** Debian's python3, which has python3-psycopg (a `python3` on PATH may be another one). */
+/** Debian's python3, which has python3-psycopg and python3-asyncpg (a `python3` on PATH may be another one). */
 export const DEBIAN_PYTHON = '/usr/bin/python3';
 
 /** libpq's pgpass lookup: the first line whose host, port, database and user match (* matches all). */
@@ -139,6 +143,11 @@ export async function runtimeOf(client: string): Promise<Runtime> {
       const p = await probe(DEBIAN_PYTHON, ['-c', 'import psycopg; print(psycopg.__version__)']);
       return p.ok ? { ok: true, why: '' } : { ok: false, why: `${DEBIAN_PYTHON} cannot import psycopg (Debian package python3-psycopg): ${p.out.split('\n').pop()}` };
     }
+    case 'asyncpg': {
+      if (!existsSync(DEBIAN_PYTHON)) return { ok: false, why: `${DEBIAN_PYTHON} is missing (Debian's python3)` };
+      const p = await probe(DEBIAN_PYTHON, ['-c', 'import asyncpg; print(asyncpg.__version__)']);
+      return p.ok ? { ok: true, why: '' } : { ok: false, why: `${DEBIAN_PYTHON} cannot import asyncpg (Debian package python3-asyncpg): ${p.out.split('\n').pop()}` };
+    }
     case 'jdbc': {
       if (!existsSync(JDBC_JAR)) return { ok: false, why: `${JDBC_JAR} is missing (Debian package libpostgresql-jdbc-java)` };
       const p = await probe('java', ['--list-modules']);
@@ -150,7 +159,7 @@ export async function runtimeOf(client: string): Promise<Runtime> {
       const p = await probe(client, ['--version']);
       return p.ok ? { ok: true, why: '' } : { ok: false, why: `no ${client} on PATH (Debian package postgresql-client-15): ${p.out}` };
     }
-    default:
+    default: // node-pg and postgres.js: npm packages of this repository, installed with it
       return { ok: true, why: '' };
   }
 }
@@ -177,6 +186,11 @@ function driverArgs(o: ClientOptions, checks: string[]): string[] {
 
 export function runPsycopg(o: ClientOptions, env: LabEnv, timeoutMs: number): Promise<ClientRun> {
   return runJsonDriver('psycopg', DEBIAN_PYTHON, [PSYCOPG_SCRIPT, ...driverArgs(o, DRIVER_CHECKS)], env, timeoutMs);
+}
+
+/** `extra`: more arguments for asyncpg_client.py (--sleep N for the cancel check). */
+export function runAsyncpg(o: ClientOptions, env: LabEnv, timeoutMs: number, checks = DRIVER_CHECKS, extra: string[] = []): Promise<ClientRun> {
+  return runJsonDriver('asyncpg', DEBIAN_PYTHON, [ASYNCPG_SCRIPT, ...driverArgs(o, checks), ...extra], env, timeoutMs);
 }
 
 export function runJdbc(o: ClientOptions, env: LabEnv, timeoutMs: number): Promise<ClientRun> {
@@ -288,14 +302,16 @@ export async function runPgbench(env: LabEnv, budget: Budget): Promise<ClientRun
  * Runs every client against the target that `env` (from `lab env --json`) names, one after the other
  * (two cores are shared), within `budgetMs` in all.
  */
-export async function runMatrix(env: LabEnv, budgetMs = 150_000): Promise<ClientRun[]> {
+export async function runMatrix(env: LabEnv, budgetMs = 170_000): Promise<ClientRun[]> {
   const options = optionsFromEnv(env);
   const budget = new Budget(budgetMs);
   const runs: ClientRun[] = [];
   const clients: [string, () => Promise<ClientRun>][] = [
     ['psycopg', () => runPsycopg(options, env, budget.ms(60_000))],
+    ['asyncpg', () => runAsyncpg(options, env, budget.ms(60_000))],
     ['jdbc', () => runJdbc(options, env, budget.ms(60_000))],
     ['node-pg', () => runNodePg(options, NODE_PG_CHECKS, budget.ms(20_000))],
+    ['postgres.js', () => runPostgresJs(options, POSTGRES_JS_CHECKS, budget.ms(20_000))],
     ['psql', () => runPsql(env, budget)],
     ['pgbench', () => runPgbench(env, budget)],
   ];
@@ -337,7 +353,8 @@ export function formatMatrix(runs: ClientRun[], title: string): string {
   }
   const notes = [
     "'-': not that client's check. psql 15 has no \\bind, so the extended protocol of libpq is run by pgbench -M prepared;",
-    'channel_binding is a libpq setting (psql); pgbench is its own column.',
+    'channel_binding is a libpq setting (psql); pgbench is its own column. cancel: asyncpg and postgres.js send the',
+    'CancelRequest inside a new TLS session, psycopg, pgjdbc, node-postgres and psql in plaintext.',
   ];
   return [title, '', header, rule, ...rows, '', ...notes, '', ...details].join('\n');
 }

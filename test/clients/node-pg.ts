@@ -5,10 +5,8 @@
 // Cancel is a CancelRequest sent on a fresh socket with the session's BackendKeyData, as pg does.
 import net from 'node:net';
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import path from 'node:path';
 import pg from 'pg';
+import { checkTable, packageVersion, runChecks } from './in-process.js';
 import type { CheckResult, ClientOptions, ClientRun } from './matrix.js';
 
 const COPY_ROWS = 60_000; // about 4.5 MB of COPY text
@@ -214,44 +212,11 @@ async function cancel(options: ClientOptions): Promise<CheckResult> {
   });
 }
 
-function pgVersion(): string {
-  try {
-    const main = createRequire(import.meta.url).resolve('pg');
-    return JSON.parse(readFileSync(path.join(path.dirname(main), '..', 'package.json'), 'utf8')).version;
-  } catch {
-    return '?';
-  }
-}
-
-const CHECKS: Record<string, (options: ClientOptions) => Promise<CheckResult>> = {
-  require: (o) => sslmodeCheck(o, 'require'),
-  'verify-full': (o) => sslmodeCheck(o, 'verify-full'),
-  prefer: (o) => sslmodeCheck(o, 'prefer'),
-  scram,
-  'wrong-password': wrongPassword,
-  extended,
-  copy,
-  cancel,
-};
+const CHECKS = checkTable({ sslmode: sslmodeCheck, scram, wrongPassword, extended, copy, cancel });
 
 export const NODE_PG_CHECKS = Object.keys(CHECKS);
 
 /** Each check bounded by `timeoutMs`; a failure or a timeout is that check's result, never a throw. */
-export async function runNodePg(options: ClientOptions, checks: string[], timeoutMs = 30_000): Promise<ClientRun> {
-  const version = `pg ${pgVersion()}`;
-  const results: Record<string, CheckResult> = {};
-  for (const name of checks) {
-    const check = CHECKS[name];
-    if (!check) {
-      results[name] = { ok: false, detail: 'unknown check for node-pg' };
-      continue;
-    }
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<CheckResult>((resolve) => {
-      timer = setTimeout(() => resolve({ ok: false, detail: `no result within ${timeoutMs} ms` }), timeoutMs);
-    });
-    results[name] = await Promise.race([check(options).catch((error: Error) => ({ ok: false, detail: `${error.name}: ${error.message}` })), timeout]);
-    clearTimeout(timer);
-  }
-  return { client: 'node-pg', version, checks: results };
+export function runNodePg(options: ClientOptions, checks: string[], timeoutMs = 30_000): Promise<ClientRun> {
+  return runChecks('node-pg', `pg ${packageVersion('pg')}`, CHECKS, options, checks, timeoutMs);
 }

@@ -19,8 +19,10 @@
 //
 // JavaScript API (N-API):
 //   unavailable()                          -> undefined, or why the relay cannot run here (one line)
-//   open(clientFd, serverFd, toClient, onDisconnect(side, errno, clientClosed))
-//                                          -> handle; the fds are duplicated, the caller closes its own
+//   open(clientFd, serverFd, toClient, onDisconnect(side, errno, clientClosed)[, toServer])
+//                                          -> handle; the fds are duplicated, the caller closes its own;
+//                                          toClient / toServer (Buffer or null) are sent once both
+//                                          sockets are in the sockhash
 //   pending(handle)  -> bytes received on one side and not yet sent on the other
 //   inFlight(handle) -> true when the client sent data after the server's last ReadyForQuery
 //   lastReceived(handle) -> [ms since the client's last bytes arrived, same for the server's]: the
@@ -28,7 +30,8 @@
 //                        has received nothing since it was relayed
 //   info(handle)     -> [bytes from the client, bytes to the client (since the connection began),
 //                        ms since data last went through the client socket, same for the server]
-//   close(handle)    -> the final info(); both sockets are closed
+//   close(handle[, farewell]) -> the final info(); `farewell` (a Buffer) is sent to the client first;
+//                        both sockets are closed
 #define _GNU_SOURCE
 #define NAPI_VERSION 8
 #include <errno.h>
@@ -346,10 +349,10 @@ static napi_value js_unavailable(napi_env env, napi_callback_info info) {
 }
 
 static napi_value js_open(napi_env env, napi_callback_info info) {
-  size_t argc = 4;
-  napi_value argv[4];
+  size_t argc = 5;
+  napi_value argv[5];
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  if (argc < 4) THROW(env, "open(clientFd, serverFd, toClient, onDisconnect)");
+  if (argc < 4) THROW(env, "open(clientFd, serverFd, toClient, onDisconnect[, toServer])");
   setup();
   if (map_fd < 0) THROW(env, setup_error);
   int32_t given[2];
@@ -360,6 +363,11 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
   bool is_buffer = false;
   napi_is_buffer(env, argv[2], &is_buffer);
   if (is_buffer) napi_get_buffer_info(env, argv[2], &to_client, &to_client_len);
+  void *to_server = NULL;
+  size_t to_server_len = 0;
+  is_buffer = false;
+  if (argc > 4) napi_is_buffer(env, argv[4], &is_buffer);
+  if (is_buffer) napi_get_buffer_info(env, argv[4], &to_server, &to_server_len);
 
   relay *r = calloc(1, sizeof *r);
   if (!r) THROW(env, "out of memory");
@@ -387,10 +395,12 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
     socklen_t n = sizeof r->cookie[side];
     getsockopt(r->fd[side], SOL_SOCKET, SO_COOKIE, &r->cookie[side], &n);
   }
-  /* Anything that arrived before the sockets were in the map, then the server's last startup bytes. */
+  /* What Node held back (the server's last startup bytes, or a TLS client's first request), then
+     anything that arrived after it, before the sockets were in the map: in the order it came. */
+  if (to_server_len) send_all(r->fd[1], to_server, to_server_len);
   forward_queued(r->fd[0], r->fd[1]);
-  forward_queued(r->fd[1], r->fd[0]);
   if (to_client_len) send_all(r->fd[0], to_client, to_client_len);
+  forward_queued(r->fd[1], r->fd[0]);
   for (int side = 0; side < 2; side++) {
     tcp_counts c;
     counts_of(r->fd[side], &c);
@@ -508,6 +518,18 @@ static napi_value js_info(napi_env env, napi_callback_info info) {
 static napi_value js_close(napi_env env, napi_callback_info info) {
   relay *r = open_relay_argument(env, info, "close");
   if (!r) return NULL;
+  /* A last message for the client (a FATAL when the balancer ends an idle session), sent before the close. */
+  size_t argc = 2;
+  napi_value argv[2];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  bool is_buffer = false;
+  if (argc > 1) napi_is_buffer(env, argv[1], &is_buffer);
+  if (is_buffer) {
+    void *farewell = NULL;
+    size_t farewell_len = 0;
+    napi_get_buffer_info(env, argv[1], &farewell, &farewell_len);
+    if (farewell_len) send_all(r->fd[0], farewell, farewell_len);
+  }
   napi_value result = info_array(env, r);
   r->closed = 1;
   for (int side = 0; side < 2; side++) {
