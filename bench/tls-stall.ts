@@ -8,14 +8,7 @@ import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { setTimeout as delay } from 'node:timers/promises';
 import { execa } from 'execa';
-import { SSL_REQUEST } from '../src/balancer/protocol.js';
-
-const SSL_REQUEST_PACKET = (() => {
-  const packet = Buffer.alloc(8);
-  packet.writeInt32BE(8, 0);
-  packet.writeInt32BE(SSL_REQUEST, 4);
-  return packet;
-})();
+import { SSL_REQUEST_PACKET } from '../src/balancer/protocol.js';
 
 /** Established TCP connections to `ports` on this machine (the servers' side of them), from /proc/net/tcp. */
 export function connectionsTo(ports: number[]): number {

@@ -66,7 +66,7 @@ test('--tls terminate and stalled TLS handshakes against a lab of a master and t
         what: `both replicas UP in ${name}`,
       });
       const logFile = balancerLogFile(labDir, name);
-      return { port: listen!, log: async () => (await readFile(logFile, 'utf8').catch(() => '')).split('\n') };
+      return { port: listen!, record, log: async () => (await readFile(logFile, 'utf8').catch(() => '')).split('\n') };
     };
     try {
       const term = await start('lbt', '--tls', 'terminate');
@@ -133,6 +133,12 @@ test('--tls terminate and stalled TLS handshakes against a lab of a master and t
         await logged(term, /end="cancel request forwarded"/, 'the encrypted cancels routed by key');
         const noted = (await pass.log()).filter((line) => /a CancelRequest sent inside TLS .* start the balancer with --tls terminate/.test(line));
         assert.ok(noted.length >= 2, `passthrough names each encrypted cancel and the flag that routes it:\n${(await pass.log()).slice(-10).join('\n')}`);
+        // The stats say it too: the mode, and the cancels passthrough saw inside TLS (JSON and Prometheus).
+        const [passStats, termStats] = [await fetchBalancerStats(pass.record), await fetchBalancerStats(term.record)];
+        assert.deepEqual([passStats.tls, termStats.tls], ['passthrough', 'terminate']);
+        assert.ok((passStats.cancelsInsideTls ?? 0) >= 2 && termStats.cancelsInsideTls === 0, `cancels inside TLS: ${passStats.cancelsInsideTls} / ${termStats.cancelsInsideTls}`);
+        const metrics = await (await fetch(`http://${pass.record.stats}/metrics`)).text();
+        assert.match(metrics, new RegExp(`^lab_balancer_cancels_inside_tls_total\\{balancer="lb"\\} ${passStats.cancelsInsideTls}$`, 'm'));
       });
 
       await t.test('terminate: a direct TLS client (ALPN postgresql) is served by PostgreSQL 15 servers; one without ALPN is closed', async () => {

@@ -56,8 +56,12 @@ export class RunningBalancer {
   private queueTimeouts = 0;
   private dequeuing = false;
   private earlyInUse = 0;
-  /** Clients waiting for an early-connect slot for their TLS handshake, with their `timeout queue` timers. */
+  /**
+   * Clients waiting for an early-connect slot for their TLS handshake, with their `timeout queue` timers,
+   * and the same clients newest last (one that left stays there until popped, then is skipped).
+   */
   private readonly slotWaiters = new Map<QueueWaiter, NodeJS.Timeout>();
+  private readonly slotStack: QueueWaiter[] = [];
   /** When each server's last "not marked down" line was logged, and how many were not since. */
   private readonly busyLogged = new Map<BackendServer, { at: number; unlogged: number }>();
   /** TLS sessions whose first request had a CancelRequest's size, closed by their server unanswered. */
@@ -254,6 +258,7 @@ export class RunningBalancer {
           waiter.expire(Date.now() - since);
         }, queueMs);
         this.slotWaiters.set(waiter, timer);
+        this.slotStack.push(waiter);
       },
       earlyBudgetContended: () => this.slotWaiters.size > 0,
       leaveEarlyBudgetWait: (waiter) => {
@@ -283,7 +288,8 @@ export class RunningBalancer {
    * and the burst's own waiters run out their `timeout queue`.
    */
   private releaseEarlyBudget(): void {
-    const newest = [...this.slotWaiters.keys()].pop();
+    let newest = this.slotStack.pop();
+    while (newest && !this.slotWaiters.has(newest)) newest = this.slotStack.pop();
     if (!newest) {
       this.earlyInUse = Math.max(0, this.earlyInUse - 1);
       return;
@@ -490,6 +496,8 @@ export class RunningBalancer {
       queueCurrent: this.queue.size,
       queueMax: this.queueMax,
       queueTimeouts: this.queueTimeouts,
+      tls: this.sessionContext.terminate ? 'terminate' : 'passthrough',
+      cancelsInsideTls: this.encryptedCancels,
       cancelsForwarded: this.cancels.forwarded,
       cancelsDropped: { ...this.cancels.dropped },
       servers: [...this.members.values()].map((m) => m.server.stats()),
@@ -514,6 +522,7 @@ export class RunningBalancer {
     this.queue.clear();
     for (const timer of this.slotWaiters.values()) clearTimeout(timer);
     this.slotWaiters.clear();
+    this.slotStack.length = 0;
     for (const session of [...this.clients]) session.close('balancer stopped');
     await Promise.all([close(this.proxy), close(this.statsServer)]);
   }

@@ -31,7 +31,7 @@ import type { CancelLimiter } from './cancel-limit.js';
 import { LAB_LIMIT_DEFAULTS, type BalancerConfig } from './config.js';
 import type { KernelRelay, RelayHandle } from './kernel-relay.js';
 import {
-  FrameCounter, GSSENC_REQUEST, MessageReader, SSL_REQUEST, TLS_HANDSHAKE, errorResponse, parseErrorFields, parseStartupPacket, untypedPacketLength,
+  FrameCounter, GSSENC_REQUEST, MessageReader, SSL_REQUEST, SSL_REQUEST_PACKET, TLS_HANDSHAKE, errorResponse, parseErrorFields, parseStartupPacket, untypedPacketLength,
   type ServerMessage,
 } from './protocol.js';
 import { TlsSessionWatch } from './tls-records.js';
@@ -169,14 +169,6 @@ interface Negotiation {
   /** The server connection the replay went to: a TLS client's next bytes follow it there. */
   sentOn: net.Socket | null;
 }
-
-/** The 8-byte SSLRequest the balancer sends a server itself (an answered client's, a terminated session's). */
-const SSL_REQUEST_PACKET = (() => {
-  const packet = Buffer.alloc(8);
-  packet.writeInt32BE(8, 0);
-  packet.writeInt32BE(SSL_REQUEST, 4);
-  return packet;
-})();
 
 /** The server's one-byte "go ahead" to an SSLRequest ('S') or a GSSENCRequest ('G'); 'N' declines both. */
 const ACCEPT_BYTE = { ssl: 0x53, gssenc: 0x47 } as const;

@@ -6,6 +6,14 @@ export const PROTOCOL_V3 = 196608; // 3.0
 export const SSL_REQUEST = 80877103;
 export const GSSENC_REQUEST = 80877104;
 export const CANCEL_REQUEST = 80877102;
+
+/** An 8-byte SSLRequest, as the balancer sends it itself (to a server, after answering its client 'S'). */
+export const SSL_REQUEST_PACKET: Buffer = (() => {
+  const packet = Buffer.alloc(8);
+  packet.writeInt32BE(8, 0);
+  packet.writeInt32BE(SSL_REQUEST, 4);
+  return packet;
+})();
 /** The first byte of a TLS handshake record: a PostgreSQL 17 client's direct TLS ClientHello. */
 export const TLS_HANDSHAKE = 0x16;
 

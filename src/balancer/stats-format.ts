@@ -70,6 +70,7 @@ export function statsPrometheus(stats: BalancerStats): string {
   metric('lab_balancer_queue_max', 'Most clients waiting for a server slot at once', 'gauge', [[{}, stats.queueMax ?? null]]);
   metric('lab_balancer_queue_timeouts_total', 'Clients that waited past timeout queue', 'counter', [[{}, stats.queueTimeouts ?? null]]);
   metric('lab_balancer_cancels_forwarded_total', 'CancelRequests relayed to at least one server', 'counter', [[{}, stats.cancelsForwarded ?? null]]);
+  metric('lab_balancer_cancels_inside_tls_total', 'CancelRequests seen inside TLS, which passthrough cannot route (--tls terminate can)', 'counter', [[{}, stats.cancelsInsideTls ?? null]]);
   metric('lab_balancer_cancels_dropped_total', 'CancelRequests dropped, by reason', 'counter',
     Object.entries(stats.cancelsDropped ?? {}).map(([reason, n]): [Record<string, string>, number] => [{ reason }, n]));
   metric('lab_balancer_server_max_connections', 'Server connections allowed at once (maxconn)', 'gauge', per((s) => s.maxconn ?? null));
@@ -122,8 +123,9 @@ function cancelsLine(stats: BalancerStats): string {
   if (stats.cancelsForwarded === undefined || !stats.cancelsDropped) return '';
   const drops = stats.cancelsDropped;
   const why = (Object.keys(DROP_LABELS) as CancelDropReason[]).filter((reason) => drops[reason] > 0).map((reason) => `${DROP_LABELS[reason]} ${drops[reason]}`);
+  const insideTls = stats.cancelsInsideTls ? `, <span id="cancels-inside-tls">${stats.cancelsInsideTls}</span> inside TLS, not routable (--tls terminate routes them)` : '';
   return `
-cancels <span id="cancels">${stats.cancelsForwarded}</span> forwarded, <span id="cancels-dropped">${cancelsDroppedTotal(drops)}</span> dropped${why.length ? ` (${why.join(', ')})` : ''} ·`;
+cancels <span id="cancels">${stats.cancelsForwarded}</span> forwarded, <span id="cancels-dropped">${cancelsDroppedTotal(drops)}</span> dropped${why.length ? ` (${why.join(', ')})` : ''}${insideTls} ·`;
 }
 
 /** A page a person leaves open in a browser tab during a drill: it refreshes every 2 s. */
@@ -156,7 +158,7 @@ export function statsHtml(stats: BalancerStats, links: { json: string; csv: stri
 </style></head>
 <body>
 <h1>lab balancer <span id="name">${escapeHtml(stats.name)}</span></h1>
-<p class="meta">engine ${escapeHtml(stats.engine)}${stats.relay ? `, ${stats.relay} relay` : ''} · listening on ${escapeHtml(stats.listen)} · up ${duration(stats.uptimeS)} ·
+<p class="meta">engine ${escapeHtml(stats.engine)}${stats.relay ? `, ${stats.relay} relay` : ''}${stats.tls ? `, TLS ${stats.tls}` : ''} · listening on ${escapeHtml(stats.listen)} · up ${duration(stats.uptimeS)} ·
 sessions ${stats.sessionsCurrent} now, ${stats.sessionsTotal} total${stats.maxconn ? `, maxconn ${stats.maxconn}` : ''} ·
 queue <span id="qcur">${stats.queueCurrent ?? 0}</span> now, <span id="qmax">${stats.queueMax ?? 0}</span> max, ${stats.queueTimeouts ?? 0} timed out ·${cancelsLine(stats)}
 <a href="${escapeHtml(links.json)}">JSON</a> · <a href="${escapeHtml(links.csv)}">CSV</a> · <a href="${escapeHtml(links.metrics)}">Prometheus</a></p>

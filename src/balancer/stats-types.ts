@@ -57,6 +57,13 @@ export interface BalancerStats {
   queueMax?: number;
   /** Clients that waited past `timeout queue` and got "all servers busy". */
   queueTimeouts?: number;
+  /** Built-in engine: what it does with a client's TLS (`--tls`). */
+  tls?: 'passthrough' | 'terminate';
+  /**
+   * Built-in engine, passthrough: TLS sessions whose first request had a CancelRequest's size and that
+   * their server closed unanswered: cancels sent inside TLS, which only `--tls terminate` can route.
+   */
+  cancelsInsideTls?: number;
   /** Built-in engine: CancelRequests relayed to at least one server, and those dropped, by reason (cancel-limit.ts). */
   cancelsForwarded?: number;
   cancelsDropped?: CancelDrops;

@@ -107,7 +107,7 @@ export function balancerCommand(): Command {
       if (statuses.length === 0) return printLine('no balancer in this lab: start one with `lab balancer start`');
       for (const s of statuses) {
         if (s.running && s.problem) continue;
-        printLine(`balancer ${s.name}: ${s.running ? 'running' : 'not running'}, pid ${s.pid}, clients on ${s.listen}, stats on ${s.stats ? statsPageUrl(s.stats) : 'none'}, pool ${s.pool}${s.relay ? `, ${s.relay} relay` : ''}${s.problem ? ` (${s.problem})` : ''}`);
+        printLine(`balancer ${s.name}: ${s.running ? 'running' : 'not running'}, pid ${s.pid}, clients on ${s.listen}, stats on ${s.stats ? statsPageUrl(s.stats) : 'none'}, pool ${s.pool}${s.relay ? `, ${s.relay} relay` : ''}${s.tls ? `, TLS ${s.tls}` : ''}${s.problem ? ` (${s.problem})` : ''}`);
         if (s.servers) {
           printLine(psqlTable(
             [

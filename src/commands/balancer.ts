@@ -226,6 +226,7 @@ export interface BalancerStatus extends BalancerRecord {
   servers: BalancerStats['servers'] | null;
   /** Built-in engine: who relays established sessions (from its stats). */
   relay?: BalancerStats['relay'];
+  tls?: BalancerStats['tls'];
   /** Why servers is null while the process runs. */
   problem?: string;
 }
@@ -242,7 +243,7 @@ export async function balancerStatus(global: GlobalOptions, name?: string): Prom
       if (!running) return { ...record, running, servers: null };
       try {
         const stats = await fetchBalancerStats(record);
-        return { ...record, running, servers: stats.servers, ...(stats.relay ? { relay: stats.relay } : {}) };
+        return { ...record, running, servers: stats.servers, ...(stats.relay ? { relay: stats.relay } : {}), ...(stats.tls ? { tls: stats.tls } : {}) };
       } catch (error) {
         return { ...record, running, servers: null, problem: messageOf(error) };
       }
