@@ -12,6 +12,7 @@ import { KERNEL_RELAY_AFTER, relayFor } from './kernel-relay.js';
 import { createChecker, type Checker, type ExpectedRole } from './health-check.js';
 import { watchLabPool, type LabPrimary, type PoolWatcher } from './lab-pool.js';
 import { PrimaryLsnSampler } from './primary-lsn.js';
+import { clientEnv } from '../postgres/client-env.js';
 import { ServerPicker } from './pick-server.js';
 import { createStatsServer } from './stats-server.js';
 import { loadTerminatingTls } from './tls-terminate.js';
@@ -72,6 +73,9 @@ export class RunningBalancer {
   /** The primary's WAL end, sampled each check interval when a --max-lag is set and the primary is known. */
   private primarySampler: PrimaryLsnSampler | null = null;
   private primaryTimer: NodeJS.Timeout | null = null;
+
+  /** The lab's client environment where the balancer started: its checks log in with it, from any callback. */
+  private readonly clientEnv = clientEnv();
 
   constructor(readonly config: BalancerConfig, private readonly log: LogSink) {
     this.picker = new ServerPicker(config.algorithm);
@@ -340,7 +344,7 @@ export class RunningBalancer {
       this.log(`${this.config.name} no primary known: replica lag is measured on the replicas alone`);
       return;
     }
-    const sampler = new PrimaryLsnSampler(primary.name, { host: primary.host, port: primary.port }, this.config.check);
+    const sampler = new PrimaryLsnSampler(primary.name, { host: primary.host, port: primary.port, clientEnv: this.clientEnv }, this.config.check);
     this.primarySampler = sampler;
     void sampler.sample();
     this.primaryTimer = setInterval(() => void sampler.sample(), this.config.check.interMs);
@@ -375,7 +379,7 @@ export class RunningBalancer {
     if (config.fenced) {
       server.markDown('FENCED', config.fenced);
     } else if (config.check && settings.type !== 'none') {
-      member.checker = createChecker(config, settings, {
+      member.checker = createChecker({ host: config.host, port: config.port, clientEnv: this.clientEnv }, settings, {
         expectedRole: this.expectedRole,
         primary: () => this.primarySampler?.fresh() ?? null,
         busySince: (since) => server.answeringSince(since),

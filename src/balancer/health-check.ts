@@ -20,6 +20,8 @@ export interface Checker {
 export interface Target {
   host: string;
   port: number;
+  /** The libpq environment the check's logins use (the lab's), captured when the balancer started. */
+  clientEnv?: NodeJS.ProcessEnv;
 }
 
 /** The role a pool accepts: a primary never enters the replica pool and vice versa. */
@@ -365,7 +367,7 @@ export async function openCheckConnection(
     database: settings.database,
     connectionTimeoutMillis: loginMs,
     application_name: 'lab-balancer-check',
-  }));
+  }, target.clientEnv));
   watch(client);
   const connection = (client as unknown as { connection: NodeJS.EventEmitter & { stream: net.Socket } }).connection;
   let reported: string | undefined;

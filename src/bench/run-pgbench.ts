@@ -1,6 +1,7 @@
 // Running pgbench as a client (it needs no OS user switch) with its output streamed line by line, and
 // stopped by an AbortSignal: SIGINT (what Ctrl-C sends it anyway), SIGKILL if it is still there 5 s later.
 // pgbench prints no summary when interrupted: give it -T for a run that ends with one.
+import { clientEnv } from '../postgres/client-env.js';
 import { execa } from 'execa';
 import { LabError, messageOf } from '../common/errors.js';
 import { followLines } from '../common/lines.js';
@@ -33,7 +34,9 @@ export interface PgbenchProcessResult {
  */
 export async function runPgbench(pgbench: string, target: PgbenchTarget, args: string[], options: PgbenchRunOptions = {}): Promise<PgbenchProcessResult> {
   const child = execa(pgbench, args, {
-    env: { PGHOST: target.host, PGPORT: String(target.port), PGUSER: target.user, PGDATABASE: target.database, LC_ALL: 'C', LANG: 'C' },
+    // The lab's access (password file, TLS) from the client scope, not from this process's environment.
+    env: { ...clientEnv(), PGHOST: target.host, PGPORT: String(target.port), PGUSER: target.user, PGDATABASE: target.database, LC_ALL: 'C', LANG: 'C' },
+    extendEnv: false,
     stdin: 'ignore',
     reject: false,
     timeout: options.timeoutMs,

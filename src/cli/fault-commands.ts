@@ -5,6 +5,7 @@ import { Command } from 'commander';
 import { psqlTable } from '../common/table.js';
 import { examples, globalsOf } from './globals.js';
 import { printJson, printLine } from './output.js';
+import { LabError } from '../common/errors.js';
 
 export function faultCommand(): Command {
   const fault = new Command('fault').description('faults beyond kill -9: pause a node (SIGSTOP), make a standby lag (WAL replay paused), partition a node or lose its packets (a lab made with --hosts), list them, heal them')
@@ -87,8 +88,8 @@ export function faultCommand(): Command {
     .option('--json', 'print the result as JSON')
     .addHelpText('after', examples('lab fault loss replica2 20%', 'lab fault heal replica2'))
     .action(async (name: string, percent: string, options, command: Command) => {
-      const { faultLoss } = await import('../commands/fault.js');
-      const result = await faultLoss(globalsOf(command), name, percent);
+      const { faultLoss, parsePercent } = await import('../commands/fault.js');
+      const result = await faultLoss(globalsOf(command), name, parsePercent(percent));
       if (options.json) return printJson(result);
       printLine(`${name} loses ${result.percent}% of its packets each way (from and to ${result.peers!.join(', ')}); \`lab fault heal ${name}\` undoes it`);
     });
@@ -101,8 +102,11 @@ export function faultCommand(): Command {
     .option('--json', 'print the result as JSON')
     .addHelpText('after', examples('lab fault delay replica2 200ms', 'lab fault delay replica2 200ms --jitter 50ms', 'lab fault heal replica2'))
     .action(async (name: string, delay: string, options, command: Command) => {
-      const { faultDelay } = await import('../commands/fault.js');
-      const result = await faultDelay(globalsOf(command), name, delay, options.jitter);
+      const { faultDelay, parseDelay } = await import('../commands/fault.js');
+      const delayMs = parseDelay(delay);
+      const jitterMs = options.jitter === undefined ? 0 : parseDelay(options.jitter, 'jitter');
+      if (jitterMs > delayMs) throw new LabError('USAGE', `--jitter ${options.jitter} is more than the delay ${delay}: a packet cannot arrive before it is sent`);
+      const result = await faultDelay(globalsOf(command), name, delayMs, jitterMs);
       if (options.json) return printJson(result);
       printLine(`${name} delayed by ${delay}${options.jitter ? ` ± ${options.jitter}` : ''}: relay pid ${result.pid} in its namespace; \`lab fault heal ${name}\` stops it`);
     });

@@ -4,7 +4,7 @@
 // foreground body: run until the signal aborts.
 import { spawn } from 'node:child_process';
 import path from 'node:path';
-import { runBalancer, type LogSink } from '../balancer/balancer.js';
+import { runBalancer, type LogSink, type RunningBalancer } from '../balancer/balancer.js';
 import { poolLabel, type BalancerConfig } from '../balancer/config.js';
 import { relayFor } from '../balancer/kernel-relay.js';
 import { formatAddress, parseAddress } from '../balancer/settings.js';
@@ -53,7 +53,9 @@ export interface ServeOptions {
   /** Aborted on SIGTERM/SIGINT: the balancer closes and the promise resolves. */
   signal: AbortSignal;
   /** Told once the balancer listens and is recorded (the CLI prints its warnings then). */
-  onReady?: (record: BalancerRecord) => void;
+  onReady?: (record: BalancerRecord, running: RunningBalancer) => void;
+  /** Run inside a program by pglab's library (not `lab balancer start --foreground`): so recorded. */
+  inProcess?: boolean;
 }
 
 /** The balancer in this process until `signal` aborts; records itself in the lab state once listening. */
@@ -76,11 +78,12 @@ export async function serveBalancer(global: GlobalOptions, options: BalancerStar
       ...(options.config ? { configFile: path.resolve(options.config) } : {}),
       logFile: balancerLogFile(global.labDir, config.name),
       startedAt: new Date().toISOString(),
+      ...(serve.inProcess ? { inProcess: true as const } : {}),
     };
     await recordBalancer(global.labDir, record);
     const checks = config.check.type === 'none' ? 'no check' : `${config.check.type} check every ${config.check.interMs} ms (fastinter ${config.check.fastinterMs}, downinter ${config.check.downinterMs}, rise ${config.check.rise}, fall ${config.check.fall})`;
     serve.log(`${config.name} listening on ${record.listen}, stats on http://${record.stats}/, pool ${record.pool}, ${config.algorithm}, ${checks}, pid ${process.pid}`);
-    serve.onReady?.(record);
+    serve.onReady?.(record, balancer);
     if (!serve.signal.aborted) await new Promise((resolve) => serve.signal.addEventListener('abort', resolve, { once: true }));
     serve.log(`${config.name} stopping`);
     // A clean stop (Ctrl-C in the foreground, SIGTERM from anyone): the lab stops listing this instance.

@@ -249,8 +249,8 @@ export function parsePercent(text: string): number {
 }
 
 /** `lab fault loss NODE P%`: each packet between the node and the lab's subnet dropped with probability P, each way. */
-export async function faultLoss(global: GlobalOptions, name: string, percentText: string): Promise<FaultResult> {
-  const percent = parsePercent(percentText);
+export async function faultLoss(global: GlobalOptions, name: string, percent: number): Promise<FaultResult> {
+  if (!Number.isInteger(percent) || percent < 1 || percent > 100) throw new LabError('USAGE', `Invalid loss ${percent}: expected a whole percentage from 1 to 100`);
   const context = await openLab(global);
   const node = await hostedNode(context, name, 'loss');
   refuseTwice(context.state, name, 'loss');
@@ -273,10 +273,11 @@ export function parseDelay(text: string, what = 'delay'): number {
  * to the other nodes (replication) take about D more per round trip. Heal stops the relay (its
  * connections are cut; clients and walreceivers reconnect) and removes the nat rules.
  */
-export async function faultDelay(global: GlobalOptions, name: string, delayText: string, jitterText?: string): Promise<FaultResult> {
-  const delayMs = parseDelay(delayText);
-  const jitterMs = jitterText === undefined ? 0 : parseDelay(jitterText, 'jitter');
-  if (jitterMs > delayMs) throw new LabError('USAGE', `--jitter ${jitterText} is more than the delay ${delayText}: a packet cannot arrive before it is sent`);
+export async function faultDelay(global: GlobalOptions, name: string, delayMs: number, jitterMs = 0): Promise<FaultResult> {
+  for (const [what, ms] of [['delay', delayMs], ['jitter', jitterMs]] as const) {
+    if (!Number.isInteger(ms) || ms < (what === 'delay' ? 1 : 0) || ms > 60_000) throw new LabError('USAGE', `Invalid ${what} ${ms} ms: expected whole milliseconds up to 60000`);
+  }
+  if (jitterMs > delayMs) throw new LabError('USAGE', `The jitter ${jitterMs} ms is more than the delay ${delayMs} ms: a packet cannot arrive before it is sent`);
   const context = await openLab(global);
   const node = await hostedNode(context, name, 'delay');
   refuseTwice(context.state, name, 'delay');

@@ -31,12 +31,15 @@ export class LabError extends Error {
   readonly code: LabErrorCode;
   /** Extra lines shown under the message, e.g. the tail of a server log. */
   readonly detail?: string;
+  /** What a program may read instead of parsing the message (the library's callers): rows, names, paths. */
+  readonly facts?: Record<string, unknown>;
 
-  constructor(code: LabErrorCode, message: string, options: { detail?: string; cause?: unknown } = {}) {
+  constructor(code: LabErrorCode, message: string, options: { detail?: string; cause?: unknown; facts?: Record<string, unknown> } = {}) {
     super(message, { cause: options.cause });
     this.name = 'LabError';
     this.code = code;
     this.detail = options.detail;
+    if (options.facts) this.facts = options.facts;
   }
 }
 

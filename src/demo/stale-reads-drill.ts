@@ -313,7 +313,7 @@ async function oneRun(d: RunInput): Promise<RunResult> {
 
 async function applyFault(global: GlobalOptions, fault: StaleFault, node: string, delayMs: number): Promise<void> {
   switch (fault) {
-    case 'delay': await faultDelay(global, node, `${delayMs}ms`); return;
+    case 'delay': await faultDelay(global, node, delayMs); return;
     case 'pause': await faultPause(global, node); return;
     case 'lag': await faultLag(global, node); return;
   }

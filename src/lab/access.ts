@@ -1,13 +1,15 @@
 // How clients get into a lab's servers: the authentication method (scram-sha-256 by default, trust only
 // when asked for), the lab's own password kept in a pgpass file, and TLS with the lab's own CA.
-// Every connection pglab makes (its commands, the balancer's checks, the pgbench and psql it runs)
-// takes these from the environment that `useLabAccess` sets, which is also what `lab env` prints.
+// Every connection pglab makes (its commands, the balancer's checks, the pgbench it runs) takes these
+// from the client scope `useLabAccess` fills (src/postgres/client-env.ts; never process.env), which
+// holds what `lab env` prints.
 import { randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, rm, rmdir, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { LabError } from '../common/errors.js';
 import { writePrivateFile } from '../common/safe-files.js';
+import { forgetClientEnv, useClientEnv } from '../postgres/client-env.js';
 import { giveTo, type OsUser } from '../postgres/os-user.js';
 import { pgpassLookup } from '../postgres/pgpass.js';
 import type { LabState } from './state.js';
@@ -101,24 +103,19 @@ export function accessEnv(labDir: string, state: Pick<LabState, 'access' | 'dbUs
 }
 
 /**
- * Points this process's libpq environment at the lab (pgpass, CA, sslmode), so every client pglab
- * opens, and every pgbench / psql it starts, logs in without a password typed. Variables the user set
- * are replaced: they would name another lab's files.
+ * Points the current client scope (src/postgres/client-env.ts) at the lab (pgpass, CA, sslmode), so every
+ * client pglab opens, and every pgbench it starts, logs in without a password typed. process.env is not
+ * touched: the caller's own PG* variables stay theirs.
  */
 export function useLabAccess(labDir: string, state: Pick<LabState, 'access' | 'dbUser'>): void {
-  // A pgpass file of the user's own still serves servers that are not the lab's (a --config pool).
-  const own = process.env.PGPASSFILE;
-  if (own && own !== pgpassPath(labDir) && !process.env.PGLAB_USER_PGPASSFILE) process.env.PGLAB_USER_PGPASSFILE = own;
-  forgetLabAccess();
-  // NODE_EXTRA_CA_CERTS is for the user's node programs: Node reads it only at start, and warns in every
-  // later node process (the balancer's, a test's) once the lab and its CA are gone.
+  // NODE_EXTRA_CA_CERTS is for the user's node programs (Node reads it only at start).
   const { NODE_EXTRA_CA_CERTS: _forNodePrograms, ...env } = accessEnv(labDir, state);
-  Object.assign(process.env, env);
+  useClientEnv(env);
 }
 
-/** Drops the libpq variables useLabAccess set (and the user's, which it would have replaced). */
+/** Drops the lab environment useLabAccess set in the current scope. */
 export function forgetLabAccess(): void {
-  for (const name of ['PGPASSFILE', 'PGSSLROOTCERT', 'PGSSLMODE', 'PGPASSWORD', 'PGSSLCERT', 'PGSSLKEY']) delete process.env[name];
+  forgetClientEnv();
 }
 
 /**

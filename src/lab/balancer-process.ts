@@ -49,6 +49,8 @@ function commandWord(record: BalancerRecord): string {
  * has no start time (made before start times were recorded, or edited): never signalled.
  */
 export async function balancerProcess(record: BalancerRecord): Promise<'ours' | 'gone' | 'unproven'> {
+  // A library balancer runs in its program (any command line): that process, started when recorded.
+  if (record.inProcess) return record.startTime !== undefined && startTimeOf(record.pid) === record.startTime ? 'ours' : 'gone';
   if (!(await isRunning(record.pid)) || !isBalancerCommand(record, await commandArgs(record.pid))) return 'gone';
   if (record.startTime === undefined) return 'unproven';
   return startTimeOf(record.pid) === record.startTime ? 'ours' : 'gone';
@@ -68,6 +70,11 @@ export async function isBalancerAlive(record: BalancerRecord): Promise<boolean> 
 
 /** SIGTERM, a bounded wait, then SIGKILL, only to the process the lab started. True if it was running. */
 export async function stopBalancerProcess(record: BalancerRecord, graceMs = 5000): Promise<boolean> {
+  if (record.inProcess) {
+    // A library balancer lives in its program's own process: signalling that pid would end the program.
+    if (record.pid === process.pid || startTimeOf(record.pid) !== record.startTime) return false;
+    throw new LabError('CONFLICT', `balancer ${record.name} runs inside the program that started it with pglab's library (pid ${record.pid}): stop it there (balancer.stop()), or end that program`);
+  }
   const found = await balancerProcess(record);
   if (found === 'gone') return false;
   if (found === 'unproven') {

@@ -70,6 +70,8 @@ export interface BalancerRecord {
   configFile?: string;
   logFile: string;
   startedAt: string;
+  /** Started by pglab's library inside a program (its pid): only that program stops it. */
+  inProcess?: true;
 }
 
 /** Faults `lab fault` applies (issue 17): pause and lag on every lab; partition, loss and delay need --hosts. */

@@ -4,13 +4,14 @@ import { readFileSync } from 'node:fs';
 import type { ConnectionOptions } from 'node:tls';
 import pg from 'pg';
 import { parse as parseConnectionString } from 'pg-connection-string';
+import { clientEnv } from './client-env.js';
 import { pgpassLookup } from './pgpass.js';
 
 /**
  * A node-postgres client configuration with the lab's access: `connectionString` (a user's URL) is
  * parsed here so that its own password and sslmode win, and what it lacks comes from the environment.
  */
-export function labClientConfig(config: pg.ClientConfig): pg.ClientConfig {
+export function labClientConfig(config: pg.ClientConfig, env: NodeJS.ProcessEnv = clientEnv()): pg.ClientConfig {
   const { connectionString, ...rest } = config;
   const fromUrl = connectionString ? parseConnectionString(connectionString) : {};
   const merged: Record<string, unknown> = { ...rest };
@@ -18,8 +19,8 @@ export function labClientConfig(config: pg.ClientConfig): pg.ClientConfig {
   const urlHasSsl = connectionString !== undefined && /[?&](sslmode|ssl)=/.test(connectionString);
   return {
     ...(merged as pg.ClientConfig),
-    ...(merged.password ? {} : { password: (async () => pgpassLookup({ host: String(merged.host ?? 'localhost'), port: merged.port as number, database: merged.database as string, user: merged.user as string })) as () => Promise<string> }),
-    ...(urlHasSsl ? {} : { ssl: clientSsl() }),
+    ...(merged.password ? {} : { password: (async () => pgpassLookup({ host: String(merged.host ?? 'localhost'), port: merged.port as number, database: merged.database as string, user: merged.user as string }, env)) as () => Promise<string> }),
+    ...(urlHasSsl ? {} : { ssl: clientSsl(env) }),
   };
 }
 
@@ -28,7 +29,7 @@ export function labClientConfig(config: pg.ClientConfig): pg.ClientConfig {
  * verify-full checks the server's certificate against PGSSLROOTCERT, including its name; require
  * encrypts without checking. node-postgres has no "prefer": anything else is plaintext.
  */
-export function clientSsl(env: NodeJS.ProcessEnv = process.env): false | ConnectionOptions {
+export function clientSsl(env: NodeJS.ProcessEnv = clientEnv()): false | ConnectionOptions {
   const mode = env.PGSSLMODE;
   if (mode === 'require') return { rejectUnauthorized: false };
   if (mode !== 'verify-full' && mode !== 'verify-ca') return false;

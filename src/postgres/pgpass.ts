@@ -4,6 +4,7 @@
 import { readFileSync, statSync } from 'node:fs';
 import { homedir } from 'node:os';
 import path from 'node:path';
+import { clientEnv } from './client-env.js';
 
 export interface PgpassTarget {
   host?: string;
@@ -31,7 +32,7 @@ function fieldsOf(line: string): string[] {
  * The first matching password, or undefined; like libpq, a file others can read is ignored. The files:
  * PGPASSFILE (the lab's, once pglab set it), then the user's own one it replaced, then ~/.pgpass.
  */
-export function pgpassLookup(target: PgpassTarget, env: NodeJS.ProcessEnv = process.env): string | undefined {
+export function pgpassLookup(target: PgpassTarget, env: NodeJS.ProcessEnv = clientEnv()): string | undefined {
   const files = [env.PGPASSFILE, env.PGLAB_USER_PGPASSFILE, env.PGPASSFILE ? undefined : path.join(homedir(), '.pgpass')];
   for (const file of files) {
     const found = file ? lookupIn(file, target) : undefined;

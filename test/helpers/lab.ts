@@ -7,7 +7,8 @@ import { fileURLToPath } from 'node:url';
 import assert from 'node:assert/strict';
 import { execa, type Options } from 'execa';
 import { findFreePorts } from '../../src/common/ports.js';
-import { forgetLabAccess, useLabAccess } from '../../src/lab/access.js';
+import { accessEnv, forgetLabAccess } from '../../src/lab/access.js';
+import { LIBPQ_ACCESS_VARS } from '../../src/postgres/client-env.js';
 import { readState } from '../../src/lab/state.js';
 
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
@@ -33,15 +34,19 @@ export async function runLab(labDir: string, args: string[], options: Options = 
 
 /**
  * The test process logs in as `eval "$(lab env)"` would: the lab's pgpass file, CA and sslmode in its
- * environment, for its own node-postgres clients and the psql / pgbench it starts.
+ * environment, for its own node-postgres clients and the psql / pgbench it starts. (pglab itself never
+ * writes process.env; a test, like a user's shell, may.) pglab functions the test calls in-process
+ * then read the same variables: no lab scope is left set here.
  */
 export async function useLabEnv(labDir: string): Promise<void> {
+  forgetLabAccess();
+  for (const name of LIBPQ_ACCESS_VARS) delete process.env[name];
   const state = await readState(labDir).catch(() => undefined);
-  if (!state) return forgetLabAccess();
-  useLabAccess(labDir, state);
+  if (!state) return;
   // Tests pick their sslmode per connection; node-postgres would read PGSSLMODE=verify-full as `ssl: true`
   // against Node's own CAs. psql with no sslmode prefers TLS and, with PGSSLROOTCERT set, verifies the CA.
-  delete process.env.PGSSLMODE;
+  const { NODE_EXTRA_CA_CERTS: _forNodePrograms, PGSSLMODE: _perConnection, ...env } = accessEnv(labDir, state);
+  Object.assign(process.env, env);
 }
 
 /** The one-line refusal of a bad input: exit code, and a single line on stderr. */

@@ -1,0 +1,386 @@
+// The lab as objects: a program (a test suite) starts a primary with replicas, a balancer in front, faults,
+// a promotion, and disposes of it all. Each call runs in the lab's own client scope
+// (src/postgres/client-env.ts): two labs in one process each log in with their own password and CA, and
+// the caller's PG* variables are never touched. The CLI's commands (src/commands/) do the work; this
+// layer adds temp dirs, free ports, typed options, waits, events and disposal.
+import { chmod, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { LabError, messageOf } from '../common/errors.js';
+import { findFreePorts } from '../common/ports.js';
+import type { Reporter } from '../common/reporter.js';
+import { accessEnv, accessOf, labPassword, tlsPaths } from '../lab/access.js';
+import { nodeAddress } from '../lab/address.js';
+import { primaryOf, readState, type LabState, type NodeRecord } from '../lab/state.js';
+import type { GlobalOptions } from '../lab/global-options.js';
+import { withClientScope } from '../postgres/client-env.js';
+import { masterStart } from '../commands/master.js';
+import { replicaAdd, replicaRemove } from '../commands/replica.js';
+import { destroyLab } from '../commands/destroy.js';
+import { nodeAction } from '../commands/node.js';
+import { promoteNode } from '../commands/promote.js';
+import { replicaFollow } from '../commands/follow.js';
+import { nodeRewind } from '../commands/rewind.js';
+import { labStatus, type LabStatus } from '../commands/status.js';
+import { statBalancer, statReplication, statXact, type BalancersSample } from '../commands/stat.js';
+import { faultList, type ListedFault } from '../commands/fault.js';
+import type { ReplicationSample } from '../stats/replication-sample.js';
+import type { XactSample } from '../stats/xact-sample.js';
+import { Balancer, startBalancer } from './balancer.js';
+import { LabNode } from './node.js';
+import { checkBalancerOptions, checkOpenOptions, checkReplicaOptions, checkStartOptions, type BalancerOptions, type LabEvent, type LabOpenOptions, type LabStartOptions, type ReplicaOptions } from './options.js';
+import type { ConnectionAccess } from './connection.js';
+
+export interface CatchupOptions {
+  /** Default 30000. */
+  timeoutMs?: number;
+}
+
+export interface PromoteOptions {
+  /** The other replicas follow the new primary (default), or are left as they are. */
+  others?: 'follow' | 'leave';
+  /** The former primary: left stopped, waiting for a rewind (default), or rewound now to follow the new one. */
+  formerPrimary?: 'leave' | 'rewind';
+  timeoutMs?: number;
+}
+
+export class Lab implements AsyncDisposable {
+  /** The lab dir: lab.json, logs, and (by default) the data dirs. */
+  readonly dir: string;
+  /** Set when the lab was closed with its dir kept (keep: true, or 'on-failure' after a failure). */
+  keptDir: string | undefined;
+  private snapshot: LabState;
+  private password: string | undefined;
+  private ca: Buffer | undefined;
+  private closed = false;
+  private failed = false;
+  private readonly balancers = new Set<Balancer>();
+  private readonly global: GlobalOptions;
+
+  private constructor(
+    global: GlobalOptions,
+    snapshot: LabState,
+    private readonly own: { madeDir: boolean; removeOnClose: boolean; keep: boolean | 'on-failure'; onEvent?: (event: LabEvent) => void },
+  ) {
+    this.global = global;
+    this.dir = global.labDir;
+    this.snapshot = snapshot;
+  }
+
+  /**
+   * A new lab: a primary (master1) and `replicas` streaming replicas, each on a free port, scram + TLS
+   * unless asked otherwise. A start that fails releases what it had started (and says where the dir is
+   * when kept).
+   */
+  static async start(options: LabStartOptions = {}): Promise<Lab> {
+    const opts = checkStartOptions(options);
+    const madeDir = opts.dir === undefined;
+    const labDir = madeDir ? await makeTempLabDir() : path.resolve(opts.dir!);
+    if (!madeDir && (await readState(labDir).catch(() => undefined))) {
+      throw new LabError('CONFLICT', `Lab.start: ${labDir} already holds a lab: attach to it with Lab.open(dir), or pass another dir`, { facts: { labDir } });
+    }
+    const global: GlobalOptions = { labDir, ...(opts.pg !== undefined ? { pg: String(opts.pg) } : {}), ...(opts.osUser ? { osUser: opts.osUser } : {}), ...(opts.runtime ? { runtime: opts.runtime } : {}) };
+    const reporter = reporterFor(opts.onEvent);
+    const timeoutMs = opts.timeoutMs ?? 60_000;
+    let lab: Lab | undefined;
+    try {
+      const [port] = await findFreePorts(1);
+      await withClientScope(() =>
+        masterStart(global, { port, reporter, timeoutMs, auth: opts.auth, tls: opts.tls, hosts: opts.hosts, ...(opts.image ? { image: opts.image } : {}) }),
+      );
+      lab = new Lab(global, (await readState(labDir))!, { madeDir, removeOnClose: true, keep: opts.keep ?? false, onEvent: opts.onEvent });
+      await lab.refresh();
+      const count = opts.replicas ?? 0;
+      const ports = await findFreePorts(count);
+      // In parallel: each add takes its own base backup and slot; lab.json is updated under its lock.
+      const names = Array.from({ length: count }, (_, i) => `replica${i + 1}`);
+      const results = await Promise.allSettled(names.map((name, i) => lab!.addReplica({ name, port: ports[i], sync: opts.sync, timeoutMs })));
+      const failure = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+      if (failure) throw failure.reason;
+      return lab;
+    } catch (error) {
+      const kept = opts.keep === true || opts.keep === 'on-failure';
+      if (lab) {
+        lab.failed = true;
+        await lab.close().catch(() => undefined);
+      } else if (madeDir && !kept) {
+        // No lab.json yet: the master's own undo removed what it made; the empty temp dir is ours.
+        await withClientScope(() => destroyLab(global, { yes: true })).catch(() => undefined);
+        await rm(labDir, { recursive: true, force: true }).catch(() => undefined);
+      }
+      throw withFacts(error, { labDir, ...(kept ? { keptDir: labDir } : {}) });
+    }
+  }
+
+  /** A lab that exists (made by the CLI or by another program). Closing it detaches; destroy() removes it. */
+  static async open(dir: string, options: LabOpenOptions = {}): Promise<Lab> {
+    const opts = checkOpenOptions(options);
+    if (typeof dir !== 'string' || dir === '') throw new LabError('USAGE', `Lab.open: dir must be a lab dir path, got ${JSON.stringify(dir)}`);
+    const labDir = path.resolve(dir);
+    const state = await readState(labDir);
+    if (!state) throw new LabError('NOT_FOUND', `Lab.open: no lab in ${labDir} (no lab.json): make one with Lab.start({ dir }) or \`lab master start\``, { facts: { labDir } });
+    const lab = new Lab({ labDir, ...(opts.osUser ? { osUser: opts.osUser } : {}) }, state, { madeDir: false, removeOnClose: false, keep: true, onEvent: opts.onEvent });
+    await lab.refresh();
+    return lab;
+  }
+
+  /** The lab's primary. */
+  get primary(): LabNode {
+    const record = primaryOf(this.snapshot);
+    if (!record) throw new LabError('STATE', `The lab in ${this.dir} has no primary`);
+    return new LabNode(this, record.name);
+  }
+
+  /** The replicas, in the order they were added. */
+  get replicas(): LabNode[] {
+    return this.snapshot.nodes.filter((n) => n.role === 'replica').map((n) => new LabNode(this, n.name));
+  }
+
+  get nodes(): LabNode[] {
+    return this.snapshot.nodes.map((n) => new LabNode(this, n.name));
+  }
+
+  /** A node by name; an unknown name is an error listing the lab's nodes. */
+  node(name: string): LabNode {
+    this.record(name);
+    return new LabNode(this, name);
+  }
+
+  /** PostgreSQL's version of the lab's nodes ("17.2") and its major. */
+  get version(): { version: string; major: number } {
+    return { version: this.snapshot.pg.version, major: this.snapshot.pg.major };
+  }
+
+  /** The libpq environment for this lab's primary: what `lab env` prints (PGHOST, PGPORT, PGPASSFILE, PGSSLMODE...). */
+  env(): Record<string, string> {
+    const primary = primaryOf(this.snapshot);
+    return { ...(primary ? { PGHOST: nodeAddress(primary), PGPORT: String(primary.port) } : {}), ...accessEnv(this.dir, this.snapshot) };
+  }
+
+  /** A new streaming replica of the primary. */
+  async addReplica(options: ReplicaOptions = {}): Promise<LabNode> {
+    const opts = checkReplicaOptions(options);
+    const name = opts.name ?? this.freeReplicaName();
+    const port = opts.port ?? (await findFreePorts(1))[0]!;
+    await this.run(() => replicaAdd(this.global, name, opts.datadir ?? path.join(this.dir, name), port, { reporter: reporterFor(this.own.onEvent), sync: opts.sync, timeoutMs: opts.timeoutMs }));
+    return new LabNode(this, name);
+  }
+
+  /** Stops a replica and removes it (its data dir, its slot) from the lab. */
+  async removeReplica(name: string): Promise<void> {
+    await this.run(() => replicaRemove(this.global, name));
+  }
+
+  /**
+   * Waits until every running replica has replayed the primary's WAL as of this call. On timeout: a
+   * TIMEOUT LabError whose facts hold the primary's pg_stat_replication rows and the replicas behind.
+   */
+  async waitForCatchup(options: CatchupOptions = {}): Promise<void> {
+    const timeoutMs = options.timeoutMs ?? 30_000;
+    const primary = this.primary;
+    const [{ lsn: target }] = await primary.query<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn');
+    const deadline = Date.now() + timeoutMs;
+    const replicas = this.snapshot.nodes.filter((n) => n.role === 'replica' && n.phase === 'ready' && n.expected !== 'stopped' && !n.rewindNeeded);
+    let behind = replicas.map((n) => n.name);
+    while (behind.length > 0) {
+      const still: string[] = [];
+      for (const name of behind) {
+        const done = await this.node(name)
+          .query<{ ok: boolean }>('SELECT pg_last_wal_replay_lsn() >= $1::pg_lsn AS ok', [target])
+          .then((rows) => rows[0]?.ok === true, () => false);
+        if (!done) still.push(name);
+      }
+      behind = still;
+      if (behind.length === 0) return;
+      if (Date.now() >= deadline) {
+        const replication = await primary
+          .query('SELECT application_name, client_addr::text, state, sent_lsn::text, write_lsn::text, flush_lsn::text, replay_lsn::text, sync_state FROM pg_stat_replication ORDER BY application_name')
+          .catch((error) => [{ error: messageOf(error) }]);
+        this.failed = true;
+        throw new LabError('TIMEOUT', `waitForCatchup: ${behind.join(', ')} did not replay up to ${target} within ${timeoutMs} ms`, {
+          facts: { target, behind, replication },
+          detail: replication.map((row) => JSON.stringify(row)).join('\n'),
+        });
+      }
+      await new Promise((resolve) => setTimeout(resolve, 25));
+    }
+  }
+
+  /**
+   * Makes `name` the primary: the former primary is stopped first when it runs (a switchover), the
+   * replica promoted, and the others follow it. The former primary waits for a rewind unless asked.
+   */
+  async promote(name: string, options: PromoteOptions = {}): Promise<LabNode> {
+    const others = options.others ?? 'follow';
+    const former = primaryOf(this.snapshot);
+    this.record(name);
+    await this.run(async () => {
+      if (former && former.name !== name) await nodeAction(this.global, former.name, 'stop');
+      await promoteNode(this.global, name, { timeoutMs: options.timeoutMs });
+    });
+    if (others === 'follow') {
+      for (const replica of this.snapshot.nodes.filter((n) => n.role === 'replica' && n.name !== name && !n.rewindNeeded && n.phase === 'ready')) {
+        await this.run(() => replicaFollow(this.global, replica.name, { primary: name, timeoutMs: options.timeoutMs }));
+      }
+    }
+    if (former && options.formerPrimary === 'rewind') await this.run(() => nodeRewind(this.global, former.name, { primary: name, timeoutMs: options.timeoutMs, reporter: reporterFor(this.own.onEvent) }));
+    return new LabNode(this, name);
+  }
+
+  /** The built-in balancer, in this process, in front of the replicas (by default). Stopped with the lab. */
+  async balancer(options: BalancerOptions = {}): Promise<Balancer> {
+    const opts = checkBalancerOptions(options);
+    const name = opts.name ?? this.freeBalancerName();
+    const balancer = await this.run(() => startBalancer(this, this.global, name, opts));
+    this.balancers.add(balancer);
+    balancer.onStopped = () => this.balancers.delete(balancer);
+    return balancer;
+  }
+
+  /** Samples: the rows `lab stat replication` and `lab stat xact` print, and the lab's balancers' stats. */
+  readonly stat = {
+    replication: (): Promise<ReplicationSample> => this.run(() => statReplication(this.global)),
+    xact: (options: { database?: string; previous?: XactSample } = {}): Promise<XactSample> => this.run(() => statXact(this.global, { dbname: options.database, previous: options.previous })),
+    balancers: (): Promise<BalancersSample> => this.run(() => statBalancer(this.global, { required: false })),
+  };
+
+  /** What `lab status` shows. */
+  status(): Promise<LabStatus> {
+    return this.run(() => labStatus(this.global));
+  }
+
+  /** Faults in force (`lab fault list`). */
+  faults(): Promise<ListedFault[]> {
+    return this.run(() => faultList(this.global));
+  }
+
+  /** Keep the lab dir when the lab is closed (as keep: true would). */
+  keep(): void {
+    this.own.keep = true;
+  }
+
+  /**
+   * Stops the lab's balancers, then removes the lab (nodes, data dirs, lab dir) unless it is kept; a lab
+   * attached with Lab.open is only detached (its nodes keep running). Twice is a no-op.
+   */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const balancer of [...this.balancers]) await balancer.stop().catch(() => undefined);
+    if (!this.own.removeOnClose) return;
+    const keep = this.own.keep === true || (this.own.keep === 'on-failure' && this.failed);
+    if (keep) {
+      for (const node of [...this.snapshot.nodes].reverse()) await withClientScope(() => nodeAction(this.global, node.name, 'stop')).catch(() => undefined);
+      this.keptDir = this.dir;
+      this.emit({ type: 'log', message: `lab kept in ${this.dir} (its nodes are stopped; \`lab --lab-dir ${this.dir} destroy --yes\` removes it)` });
+      return;
+    }
+    await this.removeAll();
+  }
+
+  /** Removes the lab whatever its keep setting, also one attached with Lab.open. */
+  async destroy(): Promise<void> {
+    if (!this.closed) for (const balancer of [...this.balancers]) await balancer.stop().catch(() => undefined);
+    this.closed = true;
+    this.keptDir = undefined;
+    await this.removeAll();
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
+  // ---- for LabNode, Balancer and Fault (same package) ----
+
+  /** Runs a command in the lab's client scope; a failure marks the lab failed (keep: 'on-failure'). */
+  async run<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.closed) throw new LabError('STATE', `This lab (${this.dir}) was closed: start a new one, or Lab.open() a kept dir`);
+    try {
+      return await withClientScope(fn, this.clientVars());
+    } catch (error) {
+      this.failed = true;
+      throw error;
+    } finally {
+      await this.refresh().catch(() => undefined);
+    }
+  }
+
+  record(name: string): NodeRecord {
+    const record = this.snapshot.nodes.find((n) => n.name === name);
+    if (!record) throw new LabError('NOT_FOUND', `Unknown node "${name}" (nodes in this lab: ${this.snapshot.nodes.map((n) => n.name).join(', ') || 'none'})`);
+    return record;
+  }
+
+  access(): ConnectionAccess {
+    const tls = accessOf(this.snapshot).tls !== 'off';
+    return { user: this.snapshot.dbUser, password: this.password, ca: tls ? this.ca : undefined, caFile: tls ? tlsPaths(this.dir).caCert : undefined, env: accessEnv(this.dir, this.snapshot) };
+  }
+
+  emit(event: LabEvent): void {
+    try {
+      this.own.onEvent?.(event);
+    } catch {
+      // a caller's renderer failing is not the lab's failure
+    }
+  }
+
+  get globalOptions(): GlobalOptions {
+    return this.global;
+  }
+
+  private clientVars(): Record<string, string> {
+    const { NODE_EXTRA_CA_CERTS: _forNodePrograms, ...env } = accessEnv(this.dir, this.snapshot);
+    return env;
+  }
+
+  private async refresh(): Promise<void> {
+    const state = await readState(this.dir);
+    if (!state) return;
+    this.snapshot = state;
+    this.password = await labPassword(this.dir, state).catch(() => undefined);
+    this.ca = accessOf(state).tls === 'off' ? undefined : await readFile(tlsPaths(this.dir).caCert).catch(() => undefined);
+  }
+
+  private async removeAll(): Promise<void> {
+    const exists = await readState(this.dir).catch(() => undefined);
+    if (exists) await withClientScope(() => destroyLab(this.global, { yes: true }));
+    if (this.own.madeDir) await rm(this.dir, { recursive: true, force: true });
+  }
+
+  private freeReplicaName(): string {
+    for (let i = 1; ; i += 1) if (!this.snapshot.nodes.some((n) => n.name === `replica${i}`)) return `replica${i}`;
+  }
+
+  private freeBalancerName(): string {
+    const taken = new Set(this.snapshot.balancers.map((b) => b.name));
+    if (!taken.has('lb')) return 'lb';
+    for (let i = 2; ; i += 1) if (!taken.has(`lb${i}`)) return `lb${i}`;
+  }
+}
+
+/** A fresh lab dir under the system's temp dir, traversable by the servers' OS user. */
+async function makeTempLabDir(): Promise<string> {
+  const dir = await mkdtemp(path.join(tmpdir(), 'pglab-'));
+  await chmod(dir, 0o755);
+  return dir;
+}
+
+function reporterFor(onEvent: ((event: LabEvent) => void) | undefined): Reporter {
+  const emit = (event: LabEvent) => {
+    try {
+      onEvent?.(event);
+    } catch {
+      // ignored, as in Lab.emit
+    }
+  };
+  return {
+    step: (message) => emit({ type: 'step', message }),
+    progress: (fraction, message) => emit({ type: 'progress', fraction, message }),
+    detail: (message) => emit({ type: 'detail', message }),
+  };
+}
+
+function withFacts(error: unknown, facts: Record<string, unknown>): unknown {
+  if (error instanceof LabError) return new LabError(error.code, error.message, { detail: error.detail, cause: error.cause, facts: { ...error.facts, ...facts } });
+  return error;
+}

@@ -1,0 +1,196 @@
+// The library's options, checked once at the edge: a wrong property is a one-line LabError naming it
+// (the CLI checks its flags the same way in src/cli/).
+import { LabError } from '../common/errors.js';
+import type { AuthMethod, TlsMode } from '../lab/access.js';
+import type { RuntimeName } from '../lab/global-options.js';
+import type { CheckType, PoolKind } from '../balancer/config.js';
+
+/** What the lab tells a caller while it works: steps, progress of a long step, programs' output, log lines. */
+export type LabEvent =
+  | { type: 'step'; message: string }
+  | { type: 'progress'; fraction: number; message: string }
+  | { type: 'detail'; message: string }
+  | { type: 'log'; message: string };
+
+export interface LabStartOptions {
+  /** The lab dir. Default: a new temporary dir, removed with the lab. A dir that already holds a lab is refused (use Lab.open). */
+  dir?: string;
+  /** Streaming replicas of the primary, named replica1..N (default 0). */
+  replicas?: number;
+  /** A PostgreSQL major (11-18) or a bin dir. Default: the newest installed. */
+  pg?: number | string;
+  /** scram (default, a generated password) or trust. */
+  auth?: AuthMethod;
+  /** on (default), required (TCP only over TLS) or off. */
+  tls?: TlsMode;
+  /** process (default) or docker. */
+  runtime?: RuntimeName;
+  /** Each node on a host of its own (a network namespace): needed for partition, delay and loss. */
+  hosts?: boolean;
+  /** Synchronous replicas (synchronous_standby_names). */
+  sync?: boolean;
+  /** The OS user PostgreSQL runs as when the caller is root (default postgres). */
+  osUser?: string;
+  /** The image of a docker lab's nodes. */
+  image?: string;
+  /**
+   * Keep the lab dir when the lab is closed: never (default), always, or on-failure (when a call on the
+   * lab failed, or the lab failed to start); its nodes are stopped and `keptDir` says where it is.
+   */
+  keep?: boolean | 'on-failure';
+  /** Bound on each node's start and on the wait for streaming, in ms (default 60000). */
+  timeoutMs?: number;
+  onEvent?: (event: LabEvent) => void;
+}
+
+export interface LabOpenOptions {
+  osUser?: string;
+  onEvent?: (event: LabEvent) => void;
+}
+
+export interface ReplicaOptions {
+  /** Default: the first free replicaN. */
+  name?: string;
+  /** Default: a free port. */
+  port?: number;
+  /** Default: <lab dir>/<name>. */
+  datadir?: string;
+  sync?: boolean;
+  timeoutMs?: number;
+}
+
+export interface BalancerOptions {
+  /** Default lb, lb2, ... */
+  name?: string;
+  /** replicas (default), primary or all. */
+  pool?: PoolKind;
+  /** sql (default: role and lag aware), pgsql, tcp or none. */
+  check?: CheckType;
+  balance?: 'roundrobin' | 'leastconn';
+  /** Where clients connect. Default 127.0.0.1 on a free port. */
+  host?: string;
+  port?: number;
+  interMs?: number;
+  fastinterMs?: number;
+  downinterMs?: number;
+  rise?: number;
+  fall?: number;
+  checkTimeoutMs?: number;
+  /** A replica further behind than this is taken out of the pool (sql check). */
+  maxLagBytes?: number;
+  maxLagMs?: number;
+  /** passthrough (default) or terminate (reads TLS sessions: routes encrypted cancels by key). */
+  tls?: 'passthrough' | 'terminate';
+}
+
+const START_KEYS = ['dir', 'replicas', 'pg', 'auth', 'tls', 'runtime', 'hosts', 'sync', 'osUser', 'image', 'keep', 'timeoutMs', 'onEvent'];
+const OPEN_KEYS = ['osUser', 'onEvent'];
+const REPLICA_KEYS = ['name', 'port', 'datadir', 'sync', 'timeoutMs'];
+const BALANCER_KEYS = ['name', 'pool', 'check', 'balance', 'host', 'port', 'interMs', 'fastinterMs', 'downinterMs', 'rise', 'fall', 'checkTimeoutMs', 'maxLagBytes', 'maxLagMs', 'tls'];
+
+function usage(where: string, message: string): LabError {
+  return new LabError('USAGE', `${where}: ${message}`);
+}
+
+function known(where: string, options: object, keys: string[]): void {
+  if (options === null || typeof options !== 'object') throw usage(where, `options must be an object, got ${options === null ? 'null' : typeof options}`);
+  for (const key of Object.keys(options)) {
+    if (!keys.includes(key)) throw usage(where, `unknown option "${key}" (known: ${keys.join(', ')})`);
+  }
+}
+
+function oneOf<T extends string>(where: string, name: string, value: unknown, allowed: readonly T[]): T | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'string' || !allowed.includes(value as T)) throw usage(where, `${name} must be ${allowed.map((a) => `'${a}'`).join(' or ')}, got ${JSON.stringify(value)}`);
+  return value as T;
+}
+
+export function wholeNumber(where: string, name: string, value: unknown, min: number, max: number): number | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) throw usage(where, `${name} must be a whole number from ${min} to ${max}, got ${JSON.stringify(value)}`);
+  return value;
+}
+
+function bool(where: string, name: string, value: unknown): boolean | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'boolean') throw usage(where, `${name} must be true or false, got ${JSON.stringify(value)}`);
+  return value;
+}
+
+function text(where: string, name: string, value: unknown): string | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'string' || value === '') throw usage(where, `${name} must be a non-empty string, got ${JSON.stringify(value)}`);
+  return value;
+}
+
+function callback(where: string, name: string, value: unknown): ((event: LabEvent) => void) | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'function') throw usage(where, `${name} must be a function, got ${typeof value}`);
+  return value as (event: LabEvent) => void;
+}
+
+export function checkStartOptions(options: LabStartOptions): LabStartOptions {
+  const where = 'Lab.start';
+  known(where, options, START_KEYS);
+  const pg = options.pg;
+  if (pg !== undefined && !(typeof pg === 'number' && Number.isInteger(pg) && pg >= 9) && !(typeof pg === 'string' && pg !== '')) {
+    throw usage(where, `pg must be a major version (e.g. 17) or a bin dir, got ${JSON.stringify(pg)}`);
+  }
+  const keep = options.keep;
+  if (keep !== undefined && typeof keep !== 'boolean' && keep !== 'on-failure') throw usage(where, `keep must be true, false or 'on-failure', got ${JSON.stringify(keep)}`);
+  return {
+    dir: text(where, 'dir', options.dir),
+    replicas: wholeNumber(where, 'replicas', options.replicas, 0, 16),
+    pg,
+    auth: oneOf(where, 'auth', options.auth, ['scram', 'trust'] as const),
+    tls: oneOf(where, 'tls', options.tls, ['on', 'off', 'required'] as const),
+    runtime: oneOf(where, 'runtime', options.runtime, ['process', 'docker'] as const),
+    hosts: bool(where, 'hosts', options.hosts),
+    sync: bool(where, 'sync', options.sync),
+    osUser: text(where, 'osUser', options.osUser),
+    image: text(where, 'image', options.image),
+    keep,
+    timeoutMs: wholeNumber(where, 'timeoutMs', options.timeoutMs, 1, 3_600_000),
+    onEvent: callback(where, 'onEvent', options.onEvent),
+  };
+}
+
+export function checkOpenOptions(options: LabOpenOptions): LabOpenOptions {
+  known('Lab.open', options, OPEN_KEYS);
+  return { osUser: text('Lab.open', 'osUser', options.osUser), onEvent: callback('Lab.open', 'onEvent', options.onEvent) };
+}
+
+export function checkReplicaOptions(options: ReplicaOptions): ReplicaOptions {
+  const where = 'lab.addReplica';
+  known(where, options, REPLICA_KEYS);
+  return {
+    name: text(where, 'name', options.name),
+    port: wholeNumber(where, 'port', options.port, 1, 65535),
+    datadir: text(where, 'datadir', options.datadir),
+    sync: bool(where, 'sync', options.sync),
+    timeoutMs: wholeNumber(where, 'timeoutMs', options.timeoutMs, 1, 3_600_000),
+  };
+}
+
+export function checkBalancerOptions(options: BalancerOptions): BalancerOptions {
+  const where = 'lab.balancer';
+  known(where, options, BALANCER_KEYS);
+  const ms = (name: keyof BalancerOptions, min = 1) => wholeNumber(where, name, options[name], min, 86_400_000);
+  return {
+    name: text(where, 'name', options.name),
+    pool: oneOf(where, 'pool', options.pool, ['replicas', 'primary', 'all'] as const),
+    check: oneOf(where, 'check', options.check, ['sql', 'pgsql', 'tcp', 'none'] as const),
+    balance: oneOf(where, 'balance', options.balance, ['roundrobin', 'leastconn'] as const),
+    host: text(where, 'host', options.host),
+    port: wholeNumber(where, 'port', options.port, 1, 65535),
+    interMs: ms('interMs'),
+    fastinterMs: ms('fastinterMs'),
+    downinterMs: ms('downinterMs'),
+    rise: wholeNumber(where, 'rise', options.rise, 1, 1000),
+    fall: wholeNumber(where, 'fall', options.fall, 1, 1000),
+    checkTimeoutMs: ms('checkTimeoutMs'),
+    maxLagBytes: wholeNumber(where, 'maxLagBytes', options.maxLagBytes, 0, Number.MAX_SAFE_INTEGER),
+    maxLagMs: ms('maxLagMs', 0),
+    tls: oneOf(where, 'tls', options.tls, ['passthrough', 'terminate'] as const),
+  };
+}
