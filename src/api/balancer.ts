@@ -13,13 +13,15 @@ import type { BalancerOptions } from './options.js';
 import type { Lab } from './lab.js';
 
 export class Balancer extends Connectable implements AsyncDisposable {
-  /** Told when the balancer stopped (Lab forgets it). */
+  /** @internal Told when the balancer stopped (Lab forgets it). */
   onStopped: (() => void) | undefined;
   private stopped = false;
 
+  /** @internal lab.balancer() makes them. */
   constructor(
     private readonly lab: Lab,
     readonly name: string,
+    /** @internal */
     readonly record: BalancerRecord,
     private readonly running: RunningBalancer,
     private readonly controller: AbortController,

@@ -2,7 +2,7 @@
 // each carrying the lab's own password and CA (never read from the caller's environment).
 import type { ConnectionOptions } from 'node:tls';
 
-/** The lab's access, as Lab hands it to the things it made. */
+/** The lab's access, as Lab hands it to the things it made (what connectionConfig, connectionString and env are made of). */
 export interface ConnectionAccess {
   user: string;
   /** undefined on a trust lab */

@@ -292,7 +292,7 @@ export class Lab implements AsyncDisposable {
 
   // ---- for LabNode, Balancer and Fault (same package) ----
 
-  /** Runs a command in the lab's client scope; a failure marks the lab failed (keep: 'on-failure'). */
+  /** @internal Runs a command in the lab's client scope; a failure marks the lab failed (keep: 'on-failure'). */
   async run<T>(fn: () => Promise<T>): Promise<T> {
     if (this.closed) throw new LabError('STATE', `This lab (${this.dir}) was closed: start a new one, or Lab.open() a kept dir`);
     try {
@@ -305,17 +305,20 @@ export class Lab implements AsyncDisposable {
     }
   }
 
+  /** @internal */
   record(name: string): NodeRecord {
     const record = this.snapshot.nodes.find((n) => n.name === name);
     if (!record) throw new LabError('NOT_FOUND', `Unknown node "${name}" (nodes in this lab: ${this.snapshot.nodes.map((n) => n.name).join(', ') || 'none'})`);
     return record;
   }
 
+  /** @internal */
   access(): ConnectionAccess {
     const tls = accessOf(this.snapshot).tls !== 'off';
     return { user: this.snapshot.dbUser, password: this.password, ca: tls ? this.ca : undefined, caFile: tls ? tlsPaths(this.dir).caCert : undefined, env: accessEnv(this.dir, this.snapshot) };
   }
 
+  /** @internal */
   emit(event: LabEvent): void {
     try {
       this.own.onEvent?.(event);
@@ -324,6 +327,7 @@ export class Lab implements AsyncDisposable {
     }
   }
 
+  /** @internal */
   get globalOptions(): GlobalOptions {
     return this.global;
   }

@@ -13,6 +13,7 @@ import { wholeNumber } from './options.js';
 import type { Lab } from './lab.js';
 
 export class LabNode extends Connectable {
+  /** @internal Lab.node(name) makes them. */
   constructor(
     private readonly lab: Lab,
     readonly name: string,
@@ -146,6 +147,7 @@ export class LabNode extends Connectable {
 export class Fault implements AsyncDisposable {
   private healed = false;
 
+  /** @internal LabNode's fault methods make them. */
   constructor(
     readonly node: LabNode,
     readonly kind: FaultKind,

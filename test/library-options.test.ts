@@ -1,0 +1,31 @@
+// The library's options are checked before anything is made (no server needed): a wrong property is one
+// USAGE LabError naming it. Part of `npm run test:unit`.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Lab, LabError } from '../src/index.js';
+import { checkBalancerOptions, checkReplicaOptions, checkStartOptions } from '../src/api/options.js';
+
+const usage = (pattern: RegExp) => (e: unknown) => e instanceof LabError && e.code === 'USAGE' && pattern.test(e.message) && !e.message.includes('\n');
+
+test('Lab.start refuses bad options before it makes anything', async () => {
+  await assert.rejects(Lab.start({ replicas: 1.5 }), usage(/^Lab\.start: replicas must be a whole number from 0 to 16, got 1\.5$/));
+  await assert.rejects(Lab.start({ replicas: '2' as never }), usage(/replicas must be a whole number/));
+  await assert.rejects(Lab.start({ auth: 'md5' as never }), usage(/auth must be 'scram' or 'trust'/));
+  await assert.rejects(Lab.start({ runtime: 'k8s' as never }), usage(/runtime must be 'process' or 'docker'/));
+  await assert.rejects(Lab.start({ keep: 'sometimes' as never }), usage(/keep must be true, false or 'on-failure'/));
+  await assert.rejects(Lab.start({ pg: -3 }), usage(/pg must be a major version/));
+  await assert.rejects(Lab.start({ onEvent: 'log' as never }), usage(/onEvent must be a function/));
+  await assert.rejects(Lab.start({ replcas: 2 } as never), usage(/unknown option "replcas"/));
+  await assert.rejects(Lab.start(null as never), usage(/options must be an object/));
+  await assert.rejects(Lab.open(''), usage(/Lab\.open: dir must be a lab dir path/));
+});
+
+test('replica and balancer options: ports, durations and counts are typed numbers', () => {
+  assert.throws(() => checkReplicaOptions({ port: 70000 }), usage(/lab\.addReplica: port must be a whole number from 1 to 65535/));
+  assert.throws(() => checkReplicaOptions({ port: '5433' as never }), usage(/port must be a whole number/));
+  assert.throws(() => checkBalancerOptions({ interMs: '2s' as never }), usage(/lab\.balancer: interMs must be a whole number/));
+  assert.throws(() => checkBalancerOptions({ pool: 'readers' as never }), usage(/pool must be 'replicas' or 'primary' or 'all'/));
+  assert.throws(() => checkBalancerOptions({ tls: 'on' as never }), usage(/tls must be 'passthrough' or 'terminate'/));
+  assert.deepEqual(checkBalancerOptions({ interMs: 500, rise: 2 }).interMs, 500);
+  assert.equal(checkStartOptions({ replicas: 0 }).replicas, 0);
+});
