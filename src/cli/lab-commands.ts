@@ -33,6 +33,7 @@ export function masterCommand(): Command {
       'lab master start --hosts                  # nodes in network namespaces (10.213.N.x): partition and loss faults',
       'lab --lab-dir /tmp/lab2 master start --port 6432',
       'lab --pg 11 master start',
+      'LAB_INITDB_TEMPLATE=off lab master start  # initdb, not a copy of the cached initdb template (root: /var/cache/pglab/templates)',
       'lab --runtime docker --lab-dir /tmp/dlab master start --port 6432',
       'lab --runtime docker master start --image postgres:16',
     ))

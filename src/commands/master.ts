@@ -15,6 +15,7 @@ import { prepareLabDir } from '../lab/lab-dir.js';
 import { checkNodeFits } from '../lab/topology.js';
 import { checkRuntime, newState, primaryOf, readState, runtimeOf, updateState, withLock, writeState, type LabState } from '../lab/state.js';
 import { resolveInstallation } from '../postgres/installation.js';
+import { templateCacheRoot } from '../postgres/cache-root.js';
 import { giveTo, resolveRunAs, type OsUser } from '../postgres/os-user.js';
 import { runtimeFor } from '../runtime/node-runtime.js';
 import { nodeAddress } from '../lab/address.js';
@@ -126,9 +127,12 @@ export async function masterStart(global: GlobalOptions, options: MasterStartOpt
   useLabAccess(global.labDir, state);
   if (access.auth === 'scram') await createLabPassword(global.labDir, state.dbUser, state.hosts ? labAddresses(state.hosts) : []);
   if (access.tls !== 'off') await ensureLabTls(global.labDir, state.labId, state.hosts ? labAddresses(state.hosts) : []);
-  const nodes = runtimeFor({ labDir: global.labDir, state, installation, runAs });
+  const initdbTemplates = runtime === 'process' && global.initdbTemplate !== false ? (global.initdbTemplate ?? templateCacheRoot()) : undefined;
+  const nodes = runtimeFor({ labDir: global.labDir, state, installation, runAs, initdbTemplates });
   const node = { name, port, datadir, host: primaryOf(state)!.host };
-  reporter.step(`initdb ${datadir} (PostgreSQL ${state.pg.version}${image ? `, image ${image}` : ''})`);
+  const template = await nodes.initdbTemplate?.();
+  const how = template === 'cached' ? ', from the cached template' : template === 'new' ? ', kept as the cached template' : '';
+  reporter.step(`initdb ${datadir} (PostgreSQL ${state.pg.version}${image ? `, image ${image}` : ''}${how})`);
   await prepareDatadir(datadir, state.labId);
   await nodes.initMaster(node, reporter);
 

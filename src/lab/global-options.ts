@@ -19,6 +19,11 @@ export interface GlobalOptions {
    * an existing lab must have been built with it. Unset means "whatever the lab records".
    */
   runtime?: RuntimeName;
+  /**
+   * Where a new master on the process runtime finds its cached initdb template (env LAB_INITDB_TEMPLATE,
+   * read by the CLI): a dir, false for none (initdb runs), unset for the default (templateCacheRoot).
+   */
+  initdbTemplate?: string | false;
 }
 
 export const DEFAULT_LAB_DIR = '/tmp/pgdata';

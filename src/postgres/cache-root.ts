@@ -59,25 +59,38 @@ export function cacheRoot(env: NodeJS.ProcessEnv = process.env): string {
   return path.join(cacheHome, 'pglab', 'postgres');
 }
 
+/** The cache of initdb templates as root: beside the majors' cache. */
+export const ROOT_TEMPLATE_CACHE = '/var/cache/pglab/templates';
+
+/**
+ * Where cached initdb templates live (initdb-template.ts): <LAB_PG_CACHE>/templates when that is set
+ * (the majors' listing skips names that are not numbers), else beside the default majors' cache.
+ */
+export function templateCacheRoot(env: NodeJS.ProcessEnv = process.env): string {
+  if (env.LAB_PG_CACHE) return path.join(path.resolve(env.LAB_PG_CACHE), 'templates');
+  if (myUid() === 0) return ROOT_TEMPLATE_CACHE;
+  return path.join(path.dirname(cacheRoot(env)), 'templates');
+}
+
 /** <root>/<major>/native/bin */
 export function cachedBindir(root: string, major: number): string {
   return path.join(root, String(major), 'native', 'bin');
 }
 
-const what = 'PostgreSQL cache (LAB_PG_CACHE)';
+const majorsCache = 'PostgreSQL cache (LAB_PG_CACHE)';
 
 /**
  * Refuses a cache root that is a link, not a directory, another user's, or writable by group or others,
  * or under a directory that a third user could change (owned by someone else than root and us, or
  * writable by group or others without the sticky bit, as /tmp has): that user could swap the root.
  */
-export async function checkCacheRoot(root: string): Promise<void> {
+export async function checkCacheRoot(root: string, what = majorsCache): Promise<void> {
   await checkPrivateDir(root, what);
-  await checkParents(root, path.dirname(await realpath(root)));
+  await checkParents(root, path.dirname(await realpath(root)), what);
 }
 
 /** `dir` and every directory above it: owned by root or us, and not writable by others unless sticky. */
-async function checkParents(root: string, dir: string): Promise<void> {
+async function checkParents(root: string, dir: string, what: string): Promise<void> {
   for (; ; dir = path.dirname(dir)) {
     const stat = await lstat(dir);
     if (stat.uid !== 0 && stat.uid !== myUid()) {
@@ -92,9 +105,10 @@ async function checkParents(root: string, dir: string): Promise<void> {
 
 /**
  * Creates the cache root (and its missing parents) with mode 0755, each directory made here set
- * exactly (not through the umask) and never through a link, then checks it.
+ * exactly (not through the umask) and never through a link, then checks it. `what` and `setting` name
+ * the cache in errors (the majors', or the initdb templates').
  */
-export async function prepareCacheRoot(root: string): Promise<void> {
+export async function prepareCacheRoot(root: string, what = majorsCache, setting = 'LAB_PG_CACHE'): Promise<void> {
   checkShellSafePath(root, what); // pg_ctl and initdb hand the path of the major's postgres to /bin/sh
   const missing: string[] = [];
   for (let dir = root; ; dir = path.dirname(dir)) {
@@ -106,7 +120,11 @@ export async function prepareCacheRoot(root: string): Promise<void> {
     missing.unshift(dir);
   }
   const firstExisting = path.dirname(missing[0] ?? root);
-  if (missing.length) await checkParents(root, await realpath(firstExisting)).catch(addHint);
+  const addHint = (error: unknown): never => {
+    if (error instanceof LabError) throw new LabError(error.code, `${error.message} (or set ${setting} to another directory)`);
+    throw error;
+  };
+  if (missing.length) await checkParents(root, await realpath(firstExisting), what).catch(addHint);
   for (const dir of missing) {
     try {
       await mkdir(dir, { mode: 0o755 });
@@ -121,10 +139,5 @@ export async function prepareCacheRoot(root: string): Promise<void> {
       await handle.close();
     }
   }
-  await checkCacheRoot(root).catch(addHint);
-}
-
-function addHint(error: unknown): never {
-  if (error instanceof LabError) throw new LabError(error.code, `${error.message} (or set LAB_PG_CACHE to another directory)`);
-  throw error;
+  await checkCacheRoot(root, what).catch(addHint);
 }

@@ -16,6 +16,8 @@ export interface RunOptions {
   netns?: string;
   /** Terminates the program (SIGTERM); the call then rejects with the signal's reason. */
   signal?: AbortSignal;
+  /** Written to the program's stdin (postgres --single reads its statements there); stdin is empty without it. */
+  input?: string;
 }
 
 /**
@@ -39,7 +41,7 @@ export async function runPg(file: string, args: string[], options: RunOptions = 
     env: userEnv(options.runAs, options.env),
     extendEnv: false,
     cwd: '/',
-    stdin: 'ignore',
+    ...(options.input === undefined ? { stdin: 'ignore' as const } : { input: options.input }),
     reject: false,
     timeout: options.timeoutMs,
     all: false,

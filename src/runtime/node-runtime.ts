@@ -42,12 +42,19 @@ export interface RuntimeContext {
   installation?: Installation;
   /** The OS user host processes run as (process runtime). */
   runAs?: OsUser;
+  /** The dir of cached initdb templates a new master is copied from (process runtime); none: initdb runs. */
+  initdbTemplates?: string;
 }
 
 export interface NodeRuntime {
   readonly name: RuntimeName;
-  /** initdb into the (empty) data dir, then the lab's postgresql.conf / pg_hba.conf and marker. */
+  /**
+   * initdb into the (empty) data dir, or a copy of the cached initdb template (initdbTemplates), then the
+   * lab's postgresql.conf / pg_hba.conf and marker.
+   */
   initMaster(node: RuntimeNode, reporter: Reporter): Promise<void>;
+  /** What initMaster will do with the cached initdb template: copy it, make it then copy it, or nothing (none, or no templates here). */
+  initdbTemplate?(): Promise<'cached' | 'new' | undefined>;
   /**
    * What cloneReplica needs (pg_basebackup, or the engine and image), checked before the lab records the
    * node; returns the method `wanted` resolves to here (auto: src/postgres/base-backup.ts).

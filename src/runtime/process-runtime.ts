@@ -1,12 +1,14 @@
-// Nodes as host processes: initdb, pg_basebackup and pg_ctl run as the lab's OS user.
-import { LabError } from '../common/errors.js';
+// Nodes as host processes: initdb (or a copy of the cached initdb template), pg_basebackup and pg_ctl
+// run as the lab's OS user.
+import { LabError, messageOf } from '../common/errors.js';
 import { checkShellSafePath, checkShellSafeProgram } from '../common/shell-safe-path.js';
 import type { Reporter } from '../common/reporter.js';
 import { nodeLogFile } from '../lab/context.js';
-import { labPassword, toolEnv, withPasswordFile } from '../lab/access.js';
+import { accessOf, labPassword, toolEnv, withPasswordFile } from '../lab/access.js';
 import { nodeFilesSpec, removeCopiedLeftovers, writeNodeConfig, writeStandbyConfig } from '../lab/node-files.js';
 import { resolveAuto, ownBaseBackup } from '../postgres/base-backup.js';
 import { initdbArgs } from '../postgres/initdb.js';
+import { emptyDatadir, findTemplate, initdbFromTemplate, type Template } from '../postgres/initdb-template.js';
 import { clientTool, type Installation } from '../postgres/installation.js';
 import { giveTo } from '../postgres/os-user.js';
 import { locatePgRewind, noPgRewindError, pgRewindArgs } from '../postgres/pg-rewind.js';
@@ -28,20 +30,47 @@ export function processRuntime(context: RuntimeContext): NodeRuntime {
     host: nodeAddress(node), netns: node.host?.netns,
   });
   const files = (node: RuntimeNode) => nodeFilesSpec(labDir, state, node, runAs);
+  // Looked up once: the step line says whether the template is used, then initMaster uses it.
+  let template: Promise<Template | Error> | undefined;
+  const findLabTemplate = (root: string) => (template ??= findTemplate({
+    root, installation: installation(), dbUser: state.dbUser, scram: accessOf(state).auth === 'scram', runAs,
+  }).catch((error: unknown) => (error instanceof Error ? error : new Error(String(error)))));
+
+  /** The data dir from the cached template (true), or nothing done (false: initdb runs), said why. */
+  const fromTemplate = async (node: RuntimeNode, password: string | undefined, reporter: Reporter): Promise<boolean> => {
+    if (!context.initdbTemplates) return false;
+    const found = await findLabTemplate(context.initdbTemplates);
+    try {
+      if (found instanceof Error) throw found;
+      await initdbFromTemplate(found, node.datadir, password, reporter);
+      return true;
+    } catch (error) {
+      reporter.step(`initdb template not used (${messageOf(error)}): running initdb`);
+      await emptyDatadir(node.datadir, runAs);
+      return false;
+    }
+  };
 
   return {
     name: 'process',
+    async initdbTemplate() {
+      if (!context.initdbTemplates) return undefined;
+      const found = await findLabTemplate(context.initdbTemplates);
+      return found instanceof Error ? undefined : found.cached ? 'cached' : 'new';
+    },
     async initMaster(node, reporter) {
       await checkShellSafeProgram(installation().tools.initdb); // initdb runs postgres through /bin/sh
       await giveTo(node.datadir, runAs);
-      const initdb = (pwfile?: string) => runPg(installation().tools.initdb!, initdbArgs(node.datadir, state.dbUser, pwfile), {
-        runAs,
-        onStderrLine: (line) => reporter.detail(line),
-        timeoutMs: 300_000,
-      });
       const password = await labPassword(labDir, state);
-      if (password === undefined) await initdb();
-      else await withPasswordFile(password, runAs, (file) => initdb(file));
+      if (!(await fromTemplate(node, password, reporter))) {
+        const initdb = (pwfile?: string) => runPg(installation().tools.initdb!, initdbArgs(node.datadir, state.dbUser, pwfile), {
+          runAs,
+          onStderrLine: (line) => reporter.detail(line),
+          timeoutMs: 300_000,
+        });
+        if (password === undefined) await initdb();
+        else await withPasswordFile(password, runAs, (file) => initdb(file));
+      }
       await writeNodeConfig(files(node));
     },
     async checkCanClone(wanted = 'auto') {
