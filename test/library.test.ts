@@ -140,3 +140,19 @@ test('bad options are refused naming the property; Lab.open of no lab; keep leav
     await kept?.destroy().catch(() => undefined);
   }
 });
+
+test('a lab with hosts: a partition from `await using` cuts a replica off (the balancer marks it DOWN) and heals when its scope ends', async () => {
+  await using lab = await Lab.start({ replicas: 1, hosts: true });
+  assert.notEqual(lab.node('replica1').host, '127.0.0.1', 'a node on a host of its own');
+  await using lb = await lab.balancer({ pool: 'replicas' });
+  await lb.waitFor('replica1', 'UP');
+  {
+    await using cut = await lab.node('replica1').partition();
+    assert.equal(cut.kind, 'partition');
+    await lb.waitFor('replica1', 'DOWN', { timeoutMs: 10_000 });
+    assert.deepEqual((await lab.faults()).map((f) => `${f.node} ${f.kind}`), ['replica1 partition']);
+  }
+  assert.deepEqual(await lab.faults(), [], 'healed when the block ended');
+  await lb.waitFor('replica1', 'UP', { timeoutMs: 15_000 });
+  assert.equal(await scalar<number>(lb.connectionConfig(), 'select 1 as one'), 1);
+});

@@ -347,7 +347,8 @@ export class Lab implements AsyncDisposable {
 
   private async removeAll(): Promise<void> {
     const exists = await readState(this.dir).catch(() => undefined);
-    if (exists) await withClientScope(() => destroyLab(this.global, { yes: true }));
+    // Immediate: the data dirs go next, a shutdown checkpoint would be time for nothing.
+    if (exists) await withClientScope(() => destroyLab(this.global, { yes: true, stopMode: 'immediate' }));
     if (this.own.madeDir) await rm(this.dir, { recursive: true, force: true });
   }
 

@@ -6,6 +6,7 @@
 // last, so a destroy killed at any moment is finished by running it again.
 import { lstat, readdir, rm, rmdir } from 'node:fs/promises';
 import path from 'node:path';
+import type { StopMode } from '../postgres/server.js';
 import { LabError, messageOf } from '../common/errors.js';
 import { pgpassPath, removeLabAccessFiles, tlsPaths } from '../lab/access.js';
 import { logDir, nodeLogFile, type GlobalOptions } from '../lab/context.js';
@@ -56,7 +57,11 @@ async function removeListed(files: string[], result: DestroyResult): Promise<voi
   }
 }
 
-export async function destroyLab(global: GlobalOptions, options: { yes?: boolean } = {}): Promise<DestroyResult> {
+/**
+ * `stopMode`: how the nodes stop (default fast: a clean shutdown). The library's disposal of a lab it
+ * made passes immediate: the data dirs are removed next, so a shutdown checkpoint is time for nothing.
+ */
+export async function destroyLab(global: GlobalOptions, options: { yes?: boolean; stopMode?: StopMode } = {}): Promise<DestroyResult> {
   const state = await readState(global.labDir);
   if (!state) {
     throw new LabError('NOT_FOUND', `No lab in ${global.labDir}: nothing to destroy (pass --lab-dir for another lab)`);
@@ -139,7 +144,7 @@ export async function destroyLab(global: GlobalOptions, options: { yes?: boolean
         return;
       }
       try {
-        await runtime.stop(node, 'fast', 30_000);
+        await runtime.stop(node, options.stopMode ?? 'fast', 30_000);
       } catch {
         await runtime.kill(node).catch((error) => result.problems.push(`${node.name}: ${messageOf(error)}`));
       }
