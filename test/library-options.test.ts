@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Lab, LabError } from '../src/index.js';
-import { checkBalancerOptions, checkReplicaOptions, checkStartOptions } from '../src/api/options.js';
+import { checkBalancerOptions, checkCatchupOptions, checkPromoteOptions, checkReplicaOptions, checkStartOptions } from '../src/api/options.js';
 
 const usage = (pattern: RegExp) => (e: unknown) => e instanceof LabError && e.code === 'USAGE' && pattern.test(e.message) && !e.message.includes('\n');
 
@@ -28,4 +28,7 @@ test('replica and balancer options: ports, durations and counts are typed number
   assert.throws(() => checkBalancerOptions({ tls: 'on' as never }), usage(/tls must be 'passthrough' or 'terminate'/));
   assert.deepEqual(checkBalancerOptions({ interMs: 500, rise: 2 }).interMs, 500);
   assert.equal(checkStartOptions({ replicas: 0 }).replicas, 0);
+  assert.throws(() => checkPromoteOptions({ formerPrimary: 'rewnd' }), usage(/lab\.promote: formerPrimary must be 'leave' or 'rewind'/));
+  assert.throws(() => checkPromoteOptions({ other: 'follow' } as never), usage(/unknown option "other"/));
+  assert.throws(() => checkCatchupOptions({ timeoutMs: -1 }), usage(/lab\.waitForCatchup: timeoutMs must be a whole number/));
 });

@@ -74,6 +74,7 @@ export class Balancer extends Connectable implements AsyncDisposable {
       if (row?.status === status) return row;
       if (Date.now() >= deadline) {
         const servers = this.running.stats().servers;
+        this.lab.markFailed();
         throw new LabError('TIMEOUT', `Balancer ${this.name}: server ${server} not ${status} within ${timeoutMs} ms (${row ? `${row.status}, ${row.checkStatus} ${row.checkMessage}`.trim() : 'not in the pool'})`, {
           facts: { server, wanted: status, servers },
         });

@@ -14,6 +14,7 @@ import { nodeAddress } from '../lab/address.js';
 import { primaryOf, readState, type LabState, type NodeRecord } from '../lab/state.js';
 import type { GlobalOptions } from '../lab/global-options.js';
 import { withClientScope } from '../postgres/client-env.js';
+import { queryRows } from '../postgres/client.js';
 import { masterStart } from '../commands/master.js';
 import { replicaAdd, replicaRemove } from '../commands/replica.js';
 import { destroyLab } from '../commands/destroy.js';
@@ -28,7 +29,7 @@ import type { ReplicationSample } from '../stats/replication-sample.js';
 import type { XactSample } from '../stats/xact-sample.js';
 import { Balancer, startBalancer } from './balancer.js';
 import { LabNode } from './node.js';
-import { checkBalancerOptions, checkOpenOptions, checkReplicaOptions, checkStartOptions, type BalancerOptions, type LabEvent, type LabOpenOptions, type LabStartOptions, type ReplicaOptions } from './options.js';
+import { checkBalancerOptions, checkCatchupOptions, checkOpenOptions, checkPromoteOptions, checkReplicaOptions, checkStartOptions, type BalancerOptions, type LabEvent, type LabOpenOptions, type LabStartOptions, type ReplicaOptions } from './options.js';
 import type { ConnectionAccess } from './connection.js';
 
 export interface CatchupOptions {
@@ -161,8 +162,10 @@ export class Lab implements AsyncDisposable {
   async addReplica(options: ReplicaOptions = {}): Promise<LabNode> {
     const opts = checkReplicaOptions(options);
     const name = opts.name ?? this.freeReplicaName();
-    const port = opts.port ?? (await findFreePorts(1))[0]!;
-    await this.run(() => replicaAdd(this.global, name, opts.datadir ?? path.join(this.dir, name), port, { reporter: reporterFor(this.own.onEvent), sync: opts.sync, timeoutMs: opts.timeoutMs }));
+    // A replica the lab has (a rebuild): its recorded port and data dir unless others are given.
+    const known = this.snapshot.nodes.find((n) => n.name === name);
+    const port = opts.port ?? known?.port ?? (await findFreePorts(1))[0]!;
+    await this.run(() => replicaAdd(this.global, name, opts.datadir ?? known?.datadir ?? path.join(this.dir, name), port, { reporter: reporterFor(this.own.onEvent), sync: opts.sync, timeoutMs: opts.timeoutMs }));
     return new LabNode(this, name);
   }
 
@@ -176,7 +179,7 @@ export class Lab implements AsyncDisposable {
    * TIMEOUT LabError whose facts hold the primary's pg_stat_replication rows and the replicas behind.
    */
   async waitForCatchup(options: CatchupOptions = {}): Promise<void> {
-    const timeoutMs = options.timeoutMs ?? 30_000;
+    const timeoutMs = checkCatchupOptions(options).timeoutMs ?? 30_000;
     const primary = this.primary;
     const [{ lsn: target }] = await primary.query<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn');
     const deadline = Date.now() + timeoutMs;
@@ -185,8 +188,9 @@ export class Lab implements AsyncDisposable {
     while (behind.length > 0) {
       const still: string[] = [];
       for (const name of behind) {
-        const done = await this.node(name)
-          .query<{ ok: boolean }>('SELECT pg_last_wal_replay_lsn() >= $1::pg_lsn AS ok', [target])
+        // A replica not answering yet is polled again, not a failure of the lab's (keep: 'on-failure').
+        const record = this.record(name);
+        const done = await this.run(() => queryRows<{ ok: boolean }>({ host: nodeAddress(record), port: record.port, user: this.snapshot.dbUser }, 'SELECT pg_last_wal_replay_lsn() >= $1::pg_lsn AS ok', [target]), { probe: true })
           .then((rows) => rows[0]?.ok === true, () => false);
         if (!done) still.push(name);
       }
@@ -211,6 +215,7 @@ export class Lab implements AsyncDisposable {
    * replica promoted, and the others follow it. The former primary waits for a rewind unless asked.
    */
   async promote(name: string, options: PromoteOptions = {}): Promise<LabNode> {
+    checkPromoteOptions(options);
     const others = options.others ?? 'follow';
     const former = primaryOf(this.snapshot);
     this.record(name);
@@ -293,12 +298,12 @@ export class Lab implements AsyncDisposable {
   // ---- for LabNode, Balancer and Fault (same package) ----
 
   /** @internal Runs a command in the lab's client scope; a failure marks the lab failed (keep: 'on-failure'). */
-  async run<T>(fn: () => Promise<T>): Promise<T> {
+  async run<T>(fn: () => Promise<T>, options: { probe?: boolean } = {}): Promise<T> {
     if (this.closed) throw new LabError('STATE', `This lab (${this.dir}) was closed: start a new one, or Lab.open() a kept dir`);
     try {
       return await withClientScope(fn, this.clientVars());
     } catch (error) {
-      this.failed = true;
+      if (!options.probe) this.failed = true;
       throw error;
     } finally {
       await this.refresh().catch(() => undefined);
@@ -316,6 +321,11 @@ export class Lab implements AsyncDisposable {
   access(): ConnectionAccess {
     const tls = accessOf(this.snapshot).tls !== 'off';
     return { user: this.snapshot.dbUser, password: this.password, ca: tls ? this.ca : undefined, caFile: tls ? tlsPaths(this.dir).caCert : undefined, env: accessEnv(this.dir, this.snapshot) };
+  }
+
+  /** @internal A wait that timed out (Balancer.waitFor): the lab failed, for keep: 'on-failure'. */
+  markFailed(): void {
+    this.failed = true;
   }
 
   /** @internal */

@@ -120,19 +120,19 @@ export class LabNode extends Connectable {
   }
 
   /** What it sends held for `ms` (± jitterMs) (a lab with hosts). */
-  delay(ms: number, options: { jitterMs?: number } = {}): Promise<Fault> {
+  async delay(ms: number, options: { jitterMs?: number } = {}): Promise<Fault> {
     wholeNumber('node.delay', 'ms', ms, 1, 60_000);
     wholeNumber('node.delay', 'jitterMs', options.jitterMs, 0, 60_000);
     return this.fault('delay', () => faultDelay(this.lab.globalOptions, this.name, ms, options.jitterMs ?? 0));
   }
 
   /** A share of its packets dropped each way (a lab with hosts). */
-  loss(percent: number): Promise<Fault> {
+  async loss(percent: number): Promise<Fault> {
     wholeNumber('node.loss', 'percent', percent, 1, 100);
     return this.fault('loss', () => faultLoss(this.lab.globalOptions, this.name, percent));
   }
 
-  /** Heals every fault on this node. */
+  /** Heals every fault on this node (`lab fault heal NODE`). */
   async heal(): Promise<void> {
     await this.lab.run(() => faultHeal(this.lab.globalOptions, this.name));
   }
@@ -154,7 +154,7 @@ export class Fault implements AsyncDisposable {
     readonly detail: FaultResult,
   ) {}
 
-  /** Heals the node (every fault on it: `lab fault heal NODE`). Twice is a no-op. */
+  /** Heals the node: every fault on it, not only this one (`lab fault heal NODE`). Twice is a no-op. */
   async heal(): Promise<void> {
     if (this.healed) return;
     this.healed = true;

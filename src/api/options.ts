@@ -17,7 +17,7 @@ export interface LabStartOptions {
   dir?: string;
   /** Streaming replicas of the primary, named replica1..N (default 0). */
   replicas?: number;
-  /** A PostgreSQL major (11-18) or a bin dir. Default: the newest installed. */
+  /** A PostgreSQL major (11-18) or a bin dir. Default: the machine's own PostgreSQL (pg_config, else Debian's), as the CLI picks it. */
   pg?: number | string;
   /** scram (default, a generated password) or trust. */
   auth?: AuthMethod;
@@ -193,4 +193,18 @@ export function checkBalancerOptions(options: BalancerOptions): BalancerOptions 
     maxLagMs: ms('maxLagMs', 0),
     tls: oneOf(where, 'tls', options.tls, ['passthrough', 'terminate'] as const),
   };
+}
+
+export function checkCatchupOptions(options: { timeoutMs?: number }): { timeoutMs?: number } {
+  known('lab.waitForCatchup', options, ['timeoutMs']);
+  return { timeoutMs: wholeNumber('lab.waitForCatchup', 'timeoutMs', options.timeoutMs, 1, 3_600_000) };
+}
+
+export function checkPromoteOptions<T extends { others?: string; formerPrimary?: string; timeoutMs?: number }>(options: T): T {
+  const where = 'lab.promote';
+  known(where, options, ['others', 'formerPrimary', 'timeoutMs']);
+  oneOf(where, 'others', options.others, ['follow', 'leave'] as const);
+  oneOf(where, 'formerPrimary', options.formerPrimary, ['leave', 'rewind'] as const);
+  wholeNumber(where, 'timeoutMs', options.timeoutMs, 1, 3_600_000);
+  return options;
 }
