@@ -36,8 +36,9 @@ import { findFreePorts } from '../src/common/ports.js';
 import { isRunning } from '../src/common/processes.js';
 import { silentReporter } from '../src/common/reporter.js';
 import { resolveGlobalOptions } from '../src/lab/global-options.js';
-import { labNetworkLeft } from '../src/lab/hosts.js';
-import { readState, type LabHosts } from '../src/lab/state.js';
+import { labNetworkLeft } from '../src/network/namespaces.js';
+import { readState } from '../src/lab/state.js';
+import type { LabHosts } from '../src/network/address.js';
 import { table as markdownTable } from '../src/report/report-markdown.js';
 import { buildDemoLab, waitBalancerUp, waitReplicasCaughtUp, type DemoLab } from '../src/demo/lab-setup.js';
 import {

@@ -16,8 +16,11 @@ import { checkRuntime, readState, refuseWhileBuilding, runtimeOf, statePath, upd
 import { removeBalancerFiles, stopBalancerProcess } from '../lab/balancer-process.js';
 import { inspectBindir } from '../postgres/installation.js';
 import { resolveRunAs } from '../postgres/os-user.js';
-import { runtimeFor } from '../runtime/node-runtime.js';
-import { holdBridge, ownNamespaces, relaysOf, removeDelay, removeLabNetwork, removeNetworkFault, type NetworkFault } from '../lab/hosts.js';
+import { runtimeFor } from '../runtime/runtime-for.js';
+import { holdBridge } from '../network/bridge.js';
+import { ownNamespaces, removeLabNetwork } from '../network/namespaces.js';
+import { relaysOf, removeDelay } from '../network/delay.js';
+import { removeNetworkFault, type NetworkFault } from '../network/iptables-faults.js';
 
 export interface DestroyResult {
   labDir: string;

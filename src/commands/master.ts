@@ -17,9 +17,11 @@ import { checkRuntime, newState, primaryOf, readState, runtimeOf, updateState, w
 import { resolveInstallation } from '../postgres/installation.js';
 import { templateCacheRoot } from '../postgres/cache-root.js';
 import { giveTo, resolveRunAs, type OsUser } from '../postgres/os-user.js';
-import { runtimeFor } from '../runtime/node-runtime.js';
-import { nodeAddress } from '../lab/address.js';
-import { checkCanMakeHosts, claimBridge, freeBridgeIndex, labAddresses, labHosts, newNodeHost, refuseOtherLabsBridge } from '../lab/hosts.js';
+import { runtimeFor } from '../runtime/runtime-for.js';
+import { nodeAddress } from '../network/address.js';
+import { checkCanMakeHosts } from '../network/ip.js';
+import { claimBridge, freeBridgeIndex, refuseOtherLabsBridge } from '../network/bridge.js';
+import { labAddresses, labHosts, newNodeHost } from '../network/address.js';
 
 export interface MasterStartOptions {
   name?: string;
@@ -95,7 +97,7 @@ export async function masterStart(global: GlobalOptions, options: MasterStartOpt
   await assertPortFree(port, `master "${name}"`);
   const image = runtime === 'docker' ? (existing?.image ?? options.image ?? (await import('../runtime/docker-image.js')).defaultImage(global.pg ? installation.major : undefined)) : undefined;
   // The servers' version: the image's in containers (the host's installation still serves pgbench and psql).
-  const server = image ? await (await import('../runtime/docker-image.js')).imagePostgres(image, 'image-probe') : installation;
+  const server = image ? await (await import('../runtime/docker-image-postgres.js')).imagePostgres(image, 'image-probe') : installation;
 
   const labDirCreated = await prepareLabDir(global.labDir);
   await prepareLogDir(global.labDir, runAs);

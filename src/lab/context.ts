@@ -7,7 +7,7 @@ import { resolveRunAs, type OsUser } from '../postgres/os-user.js';
 import type { ServerSpec } from '../postgres/server.js';
 import type { GlobalOptions } from './global-options.js';
 import { requireLabState, type LabState, type NodeRecord } from './state.js';
-import { nodeAddress } from './address.js';
+import { nodeAddress } from '../network/address.js';
 
 export { DEFAULT_LAB_DIR, resolveGlobalOptions, type GlobalOptions } from './global-options.js';
 

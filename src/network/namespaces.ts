@@ -11,187 +11,21 @@
 // people reading `ip link`. Namespaces and veths are made only on a bridge of the lab's own, and the
 // prefix sweeps run only while the lab holds its bridge: another lab's pgl<N> is never touched.
 // The network faults live in the node's namespace as iptables rules in chains of pglab's own (PGL-*):
-// they touch only that node and vanish with its namespace; the host's iptables is never changed.
-import { spawn } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { readdir, stat } from 'node:fs/promises';
+// This file: the namespaces and veths (address plan: address.ts; bridge: bridge.ts; the `ip` commands:
+// ip.ts; faults: iptables-faults.ts, delay.ts).
+import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import { execa } from 'execa';
-import { packageRoot } from '../common/package-root.js';
-import { commandArgs, startTimeOf } from '../common/processes.js';
-import type { RelayConfig, RelayListener } from './delay-relay.js';
-import { LabError, messageOf } from '../common/errors.js';
-import type { NodeHost } from './address.js';
-import type { LabHosts, LabState } from './state.js';
+import { gatewayOf, type LabHosts, type NodeHost } from './address.js';
+import { bridgeHolder, ensureBridge, holdBridge, labAlias } from './bridge.js';
+import { relaysOf } from './delay.js';
+import { deleteGone, inNetns, ip, linkNames, links, netnsNames } from './ip.js';
 
-export const SUBNET_PREFIX = '10.213';
-const FIRST_HOST = 10;
-const LAST_HOST = 250;
-
-export function subnetOf(hosts: LabHosts): string {
-  return `${SUBNET_PREFIX}.${hosts.index}.0/24`;
-}
-
-export function gatewayOf(hosts: LabHosts): string {
-  return `${SUBNET_PREFIX}.${hosts.index}.1`;
-}
-
-/** Every address a node of this lab can have (the TLS certificate names them all). */
-export function labAddresses(hosts: LabHosts): string[] {
-  const all: string[] = [];
-  for (let i = FIRST_HOST; i <= LAST_HOST; i++) all.push(`${SUBNET_PREFIX}.${hosts.index}.${i}`);
-  return all;
-}
-
-async function ip(args: string[], what: string): Promise<string> {
-  try {
-    const { stdout } = await execa('ip', args, { timeout: 20_000 });
-    return stdout;
-  } catch (error) {
-    const e = error as { code?: string; stderr?: string };
-    if (e.code === 'ENOENT') throw new LabError('ENVIRONMENT', 'No `ip` command (iproute2): --hosts needs it (apt-get install iproute2)');
-    throw new LabError('COMMAND_FAILED', `${what} failed: ip ${args.join(' ')}: ${(e.stderr ?? messageOf(error)).trim().split('\n').pop()}`);
-  }
-}
-
-/**
- * --hosts refused in one line where namespaces cannot be made: not root, no `ip`, no iptables, and for
- * processes no setpriv (the docker runtime's servers run as the image's user without it). `instead`:
- * what else the person can do (a drill that would make its lab with --hosts says which phase to leave out).
- */
-export async function checkCanMakeHosts(runtime: string, instead = 'drop --hosts'): Promise<void> {
-  if (process.geteuid?.() !== 0) throw new LabError('ENVIRONMENT', `--hosts needs root (it makes network namespaces, veth links and a bridge): run lab as root, or ${instead}`);
-  const tools: [string, string[]][] = [['ip', ['-V']], ['iptables', ['-V']]];
-  if (runtime === 'process') tools.push(['setpriv', ['--version']]);
-  for (const [tool, args] of tools) {
-    try {
-      await execa(tool, [...args], { timeout: 10_000 });
-    } catch {
-      throw new LabError('ENVIRONMENT', `--hosts needs the \`${tool}\` command (iproute2, iptables, util-linux), which does not run here: install it, or ${instead}`);
-    }
-  }
-}
-
-interface LinkInfo {
-  name: string;
-  mac?: string;
-  alias?: string;
-  /** A veth's peer's namespace, by name (`link-netns`). */
-  netns?: string;
-}
-
-/** The links of this machine (`ip -o link show`: one line each, `\\` where ip would break it). */
-async function links(): Promise<LinkInfo[]> {
-  const out = await ip(['-o', 'link', 'show'], 'listing links');
-  const found: LinkInfo[] = [];
-  for (const line of out.split('\n')) {
-    const name = /^\d+:\s+([^:@\s]+)/.exec(line)?.[1];
-    if (!name) continue;
-    found.push({
-      name,
-      mac: /link\/ether ([0-9a-f:]+)/.exec(line)?.[1],
-      netns: / link-netns (\S+)/.exec(line)?.[1],
-      alias: /\\\s+alias (.*?)\s*$/.exec(line)?.[1],
-    });
-  }
-  return found;
-}
-
-async function linkNames(): Promise<string[]> {
-  return (await links()).map((link) => link.name);
-}
-
-async function netnsNames(): Promise<string[]> {
-  const out = await ip(['netns', 'list'], 'listing namespaces');
-  return out.split('\n').map((line) => line.split(' ')[0]!).filter(Boolean);
-}
-
-/** The first bridge index no link or namespace on this machine uses (another lab's, or one left over), none of `skip`. */
-export async function freeBridgeIndex(skip: number[] = []): Promise<number> {
-  const used = new Set((await linkNames()).map((name) => /^pgl(\d+)(?:-\d+)?$/.exec(name)?.[1]).filter(Boolean).map(Number));
-  for (const netns of await netnsNames()) {
-    const index = /^pglab-(\d+)-/.exec(netns)?.[1];
-    if (index) used.add(Number(index));
-  }
-  for (let index = 1; index <= 250; index++) if (!used.has(index) && !skip.includes(index)) return index;
-  throw new LabError('ENVIRONMENT', 'Every pglab bridge index 1..250 is in use (pgl1..pgl250): destroy a lab made with --hosts first');
-}
-
-export function labHosts(index: number): LabHosts {
-  return { index, bridge: `pgl${index}` };
-}
-
-/** The host of a new node: the first free address of the lab; its names follow from it. */
-export function newNodeHost(state: LabState, node: string): NodeHost {
-  const hosts = state.hosts!;
-  const taken = new Set(state.nodes.map((n) => n.host?.address).filter(Boolean));
-  for (let i = FIRST_HOST; i <= LAST_HOST; i++) {
-    const address = `${SUBNET_PREFIX}.${hosts.index}.${i}`;
-    if (!taken.has(address)) return { netns: `pglab-${hosts.index}-${node}`, veth: `pgl${hosts.index}-${i}`, address };
-  }
-  throw new LabError('STATE', `No free address left in ${subnetOf(hosts)} for node "${node}"`);
-}
-
-/** The MAC address of the lab's bridge (locally administered, from the lab's id): the mark of a bridge this lab made. */
-export function bridgeMac(labId: string): string {
-  const hash = createHash('sha256').update(labId).digest('hex');
-  return ['02', ...[0, 2, 4, 6, 8].map((i) => hash.slice(i, i + 2))].join(':');
-}
-
-/** The alias of the lab's bridge and veths (`ip link` shows it): `pglab:<labId>`. */
-export function labAlias(labId: string): string {
-  return `pglab:${labId}`;
-}
-
-export interface BridgeHolder {
-  /** ours: the bridge carries this lab's MAC; absent: no link of that name; other: another lab's (or anything else's). */
-  holder: 'ours' | 'absent' | 'other';
-  /** The bridge's alias (a lab's `pglab:<labId>`), when it has one. */
-  alias?: string;
-}
-
-/** Who holds the lab's bridge name now. */
-export async function bridgeHolder(labId: string, hosts: LabHosts): Promise<BridgeHolder> {
-  const bridge = (await links()).find((link) => link.name === hosts.bridge);
-  if (!bridge) return { holder: 'absent' };
-  return { holder: bridge.mac === bridgeMac(labId) ? 'ours' : 'other', alias: bridge.alias };
-}
-
-function otherLabsBridge(hosts: LabHosts, held: BridgeHolder): string {
-  const whose = held.alias?.startsWith('pglab:') ? `another lab's (${held.alias})` : 'not made by this lab';
-  return `bridge ${hosts.bridge} is ${whose}, yet this lab.json names index ${hosts.index}`;
-}
-
-/** The one-line refusal of a command that would touch the network of another lab's index. */
-export async function refuseOtherLabsBridge(labId: string, hosts: LabHosts): Promise<void> {
-  const held = await bridgeHolder(labId, hosts);
-  if (held.holder === 'other') throw new LabError('UNSAFE', `The ${otherLabsBridge(hosts, held)}: nothing was touched (its namespaces pglab-${hosts.index}-* are not this lab's)`);
-}
-
-/**
- * Claim index N for the lab: make its bridge, with the lab's MAC, then its alias. True when the bridge is
- * the lab's (made now, or by an earlier run of this lab); false when another lab's bridge has the name.
- */
-export async function claimBridge(labId: string, hosts: LabHosts): Promise<boolean> {
-  try {
-    await ip(['link', 'add', 'name', hosts.bridge, 'address', bridgeMac(labId), 'type', 'bridge'], `making bridge ${hosts.bridge}`);
-  } catch (error) {
-    if (!/File exists/.test(messageOf(error))) throw error;
-    if ((await bridgeHolder(labId, hosts)).holder !== 'ours') return false;
-  }
-  await ip(['link', 'set', hosts.bridge, 'alias', labAlias(labId)], `naming bridge ${hosts.bridge}`);
-  return true;
-}
-
-/** The lab's bridge with its address, up: made when absent (after a reboot), refused in one line when another lab's holds the name. */
-export async function ensureBridge(labId: string, hosts: LabHosts): Promise<void> {
-  const held = await bridgeHolder(labId, hosts);
-  if (held.holder === 'other' || (held.holder === 'absent' && !(await claimBridge(labId, hosts)))) await refuseOtherLabsBridge(labId, hosts);
-  // Ours without its alias: a CLI killed between making the bridge and naming it.
-  if (held.holder === 'ours' && held.alias !== labAlias(labId)) await ip(['link', 'set', hosts.bridge, 'alias', labAlias(labId)], `naming bridge ${hosts.bridge}`);
-  const addresses = await ip(['-o', 'addr', 'show', 'dev', hosts.bridge], `reading ${hosts.bridge}`);
-  if (!addresses.includes(` ${gatewayOf(hosts)}/24`)) await ip(['addr', 'add', `${gatewayOf(hosts)}/24`, 'dev', hosts.bridge], `addressing ${hosts.bridge}`);
-  await ip(['link', 'set', hosts.bridge, 'up'], `bringing ${hosts.bridge} up`);
+/** What of a lab's record the network needs: its id, its bridge, its nodes' hosts (a LabState is one). */
+export interface NetworkedLab {
+  labId: string;
+  hosts?: LabHosts;
+  nodes: { host?: NodeHost }[];
 }
 
 /**
@@ -247,17 +81,6 @@ async function trackConnections(netns: string): Promise<void> {
   if (present.exitCode !== 0) await inNetns(netns, 'iptables', ['-A', ...TRACK_RULE]);
 }
 
-/** `ip link del` / `ip netns del` of something that may vanish meanwhile (a veth goes with its namespace, asynchronously). */
-async function deleteGone(args: string[], what: string): Promise<boolean> {
-  try {
-    await ip(args, what);
-    return true;
-  } catch (error) {
-    if (/Cannot find device|No such file or directory/.test(messageOf(error))) return false;
-    throw error;
-  }
-}
-
 /**
  * The namespace (its veth goes with it) and the host side if left; nothing when already gone. While another
  * lab's bridge holds the lab's name, only what is provably this lab's: a veth with the lab's alias, and the
@@ -295,23 +118,13 @@ export async function ownNamespaces(labId: string, hosts: LabHosts, netns: strin
 }
 
 /**
- * Hold the lab's bridge for a destroy: when absent, claimed (so no lab takes N while the lab's prefix is
- * swept; destroy removes it at the end). True when the lab holds it; false when another lab's bridge does.
- */
-export async function holdBridge(labId: string, hosts: LabHosts): Promise<boolean> {
-  const held = await bridgeHolder(labId, hosts);
-  if (held.holder === 'ours') return true;
-  return held.holder === 'absent' && claimBridge(labId, hosts);
-}
-
-/**
  * Everything of the lab's network. While the lab holds its bridge: the recorded nodes' hosts, then whatever
  * still carries the lab's prefix (pglab-N-*, pglN-*: a namespace made by a CLI killed before its node was
  * recorded cannot be, as every name is recorded first, but a record removed by hand can), then the bridge.
  * While another lab's bridge holds the name (a lab killed before its claim, or a lab.json edited by hand):
  * only the recorded names that are provably the lab's, and `kept` says what was left.
  */
-export async function removeLabNetwork(state: LabState): Promise<{ removed: string[]; kept?: { path: string; why: string } }> {
+export async function removeLabNetwork(state: NetworkedLab): Promise<{ removed: string[]; kept?: { path: string; why: string } }> {
   const hosts = state.hosts;
   if (!hosts) return { removed: [] };
   const removed: string[] = [];
@@ -348,199 +161,8 @@ export async function labNetworkLeft(hosts: LabHosts): Promise<string[]> {
   return left;
 }
 
-/** Whether the namespace exists now. */
-export async function netnsExists(netns: string): Promise<boolean> {
-  return (await netnsNames()).includes(netns);
-}
-
-// ---- network faults: iptables chains of pglab's own in the node's namespace ----
-
-export type NetworkFault = 'partition' | 'loss';
-const CHAINS: Record<NetworkFault, { in: string; out: string }> = {
-  partition: { in: 'PGL-PART-IN', out: 'PGL-PART-OUT' },
-  loss: { in: 'PGL-LOSS-IN', out: 'PGL-LOSS-OUT' },
-};
-
-async function inNetns(netns: string, file: string, args: string[], input?: string): Promise<string> {
-  try {
-    const { stdout } = await execa('ip', ['netns', 'exec', netns, file, ...args], { input, timeout: 20_000 });
-    return stdout;
-  } catch (error) {
-    const e = error as { stderr?: string };
-    throw new LabError('COMMAND_FAILED', `${file} in ${netns} failed: ${(e.stderr ?? messageOf(error)).trim().split('\n').pop()}`);
-  }
-}
-
-/** The rules for a fault: DROP (with a probability for loss) of the peers' packets, both ways, lo spared. */
-export function faultRules(kind: NetworkFault, peers: string[], percent?: number): string {
-  const chains = CHAINS[kind];
-  const match = kind === 'loss' ? ` -m statistic --mode random --probability ${((percent ?? 0) / 100).toFixed(4)}` : '';
-  const lines = ['*filter', `:${chains.in} - [0:0]`, `:${chains.out} - [0:0]`];
-  for (const peer of peers) {
-    lines.push(`-A ${chains.in} ! -i lo -s ${peer}${match} -j DROP`);
-    lines.push(`-A ${chains.out} ! -o lo -d ${peer}${match} -j DROP`);
-  }
-  lines.push(`-I INPUT 1 -j ${chains.in}`, `-I OUTPUT 1 -j ${chains.out}`, 'COMMIT', '');
-  return lines.join('\n');
-}
-
-/** Apply a fault's rules in one iptables-restore transaction (after removing any left by an interrupted run). */
-export async function applyNetworkFault(netns: string, kind: NetworkFault, peers: string[], percent?: number): Promise<void> {
-  await removeNetworkFault(netns, kind);
-  await inNetns(netns, 'iptables-restore', ['--noflush'], faultRules(kind, peers, percent));
-}
-
-/** Remove a fault's chains and the jumps to them; nothing when they are not there (or the namespace is gone). */
-export async function removeNetworkFault(netns: string, kind: NetworkFault): Promise<boolean> {
-  if (!(await netnsExists(netns))) return false;
-  const chains = CHAINS[kind];
-  const rules = await inNetns(netns, 'iptables', ['-S']);
-  const lines = ['*filter'];
-  for (const [builtin, chain] of [['INPUT', chains.in], ['OUTPUT', chains.out]] as const) {
-    const jumps = rules.split('\n').filter((rule) => rule === `-A ${builtin} -j ${chain}`).length;
-    for (let i = 0; i < jumps; i++) lines.push(`-D ${builtin} -j ${chain}`);
-    if (rules.split('\n').includes(`-N ${chain}`)) lines.push(`-F ${chain}`, `-X ${chain}`);
-  }
-  if (lines.length === 1) return false;
-  lines.push('COMMIT', '');
-  await inNetns(netns, 'iptables-restore', ['--noflush'], lines.join('\n'));
-  return true;
-}
-
-/** The pglab rules in force in a namespace (`iptables -S` lines naming a PGL- chain), for tests and list. */
-export async function networkRules(netns: string): Promise<string[]> {
-  if (!(await netnsExists(netns))) return [];
-  return (await inNetns(netns, 'iptables', ['-S'])).split('\n').filter((line) => line.includes('PGL-'));
-}
-
 /** The command line that runs `file args` in a node's namespace as `user` (uid/gid): ip netns exec + setpriv. */
 export function inHostCommand(netns: string, user: { uid: number; gid: number } | undefined, file: string, args: string[]): { file: string; args: string[] } {
   const as = user ? ['setpriv', `--reuid=${user.uid}`, `--regid=${user.gid}`, '--init-groups'] : [];
   return { file: 'ip', args: ['netns', 'exec', netns, ...as, file, ...args] };
-}
-
-// ---- delay: a relay of pglab's own (no netem here), in the node's namespace ----
-
-const DELAY_CHAINS = { pre: 'PGL-DELAY-PRE', out: 'PGL-DELAY-OUT' };
-const RELAY_SCRIPT = path.join(packageRoot, 'dist', 'src', 'lab', 'delay-relay.js');
-
-export interface DelayTarget {
-  /** The delayed node's address and port (connections to it). */
-  address: string;
-  port: number;
-  /** The other nodes (the node's own connections to them: replication, rewind). */
-  peers: { address: string; port: number }[];
-  /** Only this OS user's outgoing connections are redirected (the servers'), not the relay's own. */
-  uid: number;
-}
-
-/** The relay's listeners and the nat rules that send the traffic there. */
-export function delayPlan(target: DelayTarget, delayMs: number, jitterMs: number): { config: RelayConfig; rules: string } {
-  const taken = new Set([target.port, ...target.peers.map((p) => p.port)]);
-  let next = 47100;
-  const freePort = () => {
-    while (taken.has(next)) next++;
-    return next++;
-  };
-  const listeners: RelayListener[] = [{ port: freePort(), target: { host: target.address, port: target.port }, delay: 'toClient' }];
-  const lines = ['*nat', `:${DELAY_CHAINS.pre} - [0:0]`, `:${DELAY_CHAINS.out} - [0:0]`];
-  lines.push(`-A ${DELAY_CHAINS.pre} -p tcp -d ${target.address} --dport ${target.port} -j REDIRECT --to-ports ${listeners[0]!.port}`);
-  for (const peer of target.peers) {
-    const port = freePort();
-    listeners.push({ port, target: { host: peer.address, port: peer.port }, delay: 'toTarget' });
-    lines.push(`-A ${DELAY_CHAINS.out} -p tcp -d ${peer.address} --dport ${peer.port} -m owner --uid-owner ${target.uid} -j REDIRECT --to-ports ${port}`);
-  }
-  lines.push(`-I PREROUTING 1 -j ${DELAY_CHAINS.pre}`, `-I OUTPUT 1 -j ${DELAY_CHAINS.out}`, 'COMMIT', '');
-  return { config: { delayMs, jitterMs, listeners }, rules: lines.join('\n') };
-}
-
-/** Start the relay in the namespace (it outlives this CLI), then the rules; returns its pid and start time. */
-export async function applyDelay(netns: string, target: DelayTarget, delayMs: number, jitterMs: number): Promise<{ pid: number; startTime: number }> {
-  await removeDelay(netns);
-  const { config, rules } = delayPlan(target, delayMs, jitterMs);
-  const child = spawn('ip', ['netns', 'exec', netns, process.execPath, RELAY_SCRIPT, JSON.stringify(config), netns], {
-    detached: true, stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const pid = child.pid;
-  const ready = await new Promise<string | undefined>((resolve) => {
-    let errors = '';
-    const timer = setTimeout(() => resolve('it did not say ready within 5 s'), 5000);
-    child.stdout!.on('data', (chunk: Buffer) => {
-      if (chunk.toString().includes('ready')) {
-        clearTimeout(timer);
-        resolve(undefined);
-      }
-    });
-    child.stderr!.on('data', (chunk: Buffer) => (errors += chunk.toString()));
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      resolve(`it exited (${code}): ${errors.trim()}`);
-    });
-  });
-  child.stdout!.destroy();
-  child.stderr!.destroy();
-  child.unref();
-  if (ready || !pid) {
-    if (pid) await terminateRelay(pid);
-    throw new LabError('COMMAND_FAILED', `The delay relay in ${netns} did not start: ${ready ?? 'no pid'}`);
-  }
-  const startTime = startTimeOf(pid) ?? 0;
-  await inNetns(netns, 'iptables-restore', ['--noflush'], rules);
-  return { pid, startTime };
-}
-
-/** A pid that runs pglab's delay relay for `netns` (its command line says so), else false. */
-async function isRelayOf(pid: number, netns: string): Promise<boolean> {
-  const args = await commandArgs(pid);
-  return Boolean(args && args.includes(RELAY_SCRIPT) && args[args.length - 1] === netns);
-}
-
-async function terminateRelay(pid: number): Promise<void> {
-  try {
-    process.kill(pid, 'SIGKILL');
-  } catch {
-    // gone already
-  }
-}
-
-/** Every delay relay of a namespace name starting with `prefix`, from /proc (a CLI killed before recording its pid included). */
-export async function relaysOf(prefix: string): Promise<{ pid: number; netns: string }[]> {
-  const found: { pid: number; netns: string }[] = [];
-  for (const entry of await readdir('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    const args = await commandArgs(Number(entry));
-    const netns = args?.[args.length - 1];
-    if (args?.includes(RELAY_SCRIPT) && netns?.startsWith(prefix)) found.push({ pid: Number(entry), netns });
-  }
-  return found;
-}
-
-/** The nat rules, then the relay of a namespace's delay (new connections go direct at once); false when there was nothing. */
-export async function removeDelay(netns: string): Promise<boolean> {
-  let removed = false;
-  if (await netnsExists(netns)) {
-    const rules = (await inNetns(netns, 'iptables', ['-t', 'nat', '-S'])).split('\n');
-    const lines = ['*nat'];
-    for (const [builtin, chain] of [['PREROUTING', DELAY_CHAINS.pre], ['OUTPUT', DELAY_CHAINS.out]] as const) {
-      for (const rule of rules) if (rule === `-A ${builtin} -j ${chain}`) lines.push(`-D ${builtin} -j ${chain}`);
-      if (rules.includes(`-N ${chain}`)) lines.push(`-F ${chain}`, `-X ${chain}`);
-    }
-    if (lines.length > 1) {
-      lines.push('COMMIT', '');
-      await inNetns(netns, 'iptables-restore', ['--noflush'], lines.join('\n'));
-      removed = true;
-    }
-  }
-  for (const relay of await relaysOf(netns)) {
-    if (relay.netns !== netns || !(await isRelayOf(relay.pid, netns))) continue;
-    await terminateRelay(relay.pid);
-    removed = true;
-  }
-  return removed;
-}
-
-/** The delay rules in force in a namespace (nat table), for tests. */
-export async function delayRules(netns: string): Promise<string[]> {
-  if (!(await netnsExists(netns))) return [];
-  return (await inNetns(netns, 'iptables', ['-t', 'nat', '-S'])).split('\n').filter((line) => line.includes('PGL-'));
 }

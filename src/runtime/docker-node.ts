@@ -12,8 +12,7 @@ import { openPrivateAppend } from '../common/safe-files.js';
 import { assertPortFree } from '../common/ports.js';
 import { withClient } from '../postgres/client.js';
 import type { OsUser } from '../postgres/os-user.js';
-import { initdbArgs } from '../postgres/initdb.js';
-import { withPasswordFile } from '../lab/access.js';
+import { initdbArgs, withPasswordFile } from '../postgres/initdb.js';
 import { pgRewindArgs } from '../postgres/pg-rewind.js';
 import { logTail, type ServerStatus, type StopMode } from '../postgres/server.js';
 import { findContainers, removeContainers, type LabContainer } from './docker-lab.js';
@@ -23,9 +22,9 @@ import { ensureImage } from './docker-image.js';
 import { containerLogs, logsTail } from './docker-logs.js';
 import { runOneOff } from './docker-one-off.js';
 import { loadTestcontainers } from './testcontainers.js';
-import { LOOPBACK, type NodeHost } from '../lab/address.js';
-import { ensureNodeHost } from '../lab/hosts.js';
-import type { LabHosts } from '../lab/state.js';
+import { LOOPBACK, type NodeHost } from '../network/address.js';
+import { ensureNodeHost } from '../network/namespaces.js';
+import type { LabHosts } from '../network/address.js';
 
 export interface DockerNodeRef {
   labId: string;

@@ -4,14 +4,14 @@
 import { labPassword } from '../lab/access.js';
 import { nodeLogFile } from '../lab/context.js';
 import { nodeFilesSpec } from '../lab/node-files.js';
+import { reportBackupLine } from '../postgres/base-backup.js';
 import { logTail } from '../postgres/server.js';
-import { removeNodeHost } from '../lab/hosts.js';
+import { removeNodeHost } from '../network/namespaces.js';
 import { buildMasterDatadir, buildReplicaDatadir, type DockerBuildSpec } from './docker-build.js';
 import { defaultImage } from './docker-image.js';
 import { childrenOf } from '../common/processes.js';
 import { imagePostgresUser, killNodeContainer, nodeContainerStatus, pauseNodeContainer, rewindInContainer, startNodeContainer, stopNodeContainer, unpauseNodeContainer } from './docker-node.js';
 import type { NodeRuntime, RuntimeContext, RuntimeNode } from './node-runtime.js';
-import { reportBackupLine } from './process-runtime.js';
 
 export function dockerRuntime(context: RuntimeContext): NodeRuntime {
   const { labDir, state } = context;
