@@ -239,7 +239,7 @@ export async function destroyLab(global: GlobalOptions, options: { yes?: boolean
 /** Every container labelled with this lab (servers, leftover one-offs), and nothing else; false when some may remain. */
 async function removeContainers(labId: string, result: DestroyResult): Promise<boolean> {
   try {
-    const { listLabContainers, removeLabContainers } = await import('../runtime/docker-lab.js');
+    const { listLabContainers, removeLabContainers } = await import('../runtime/docker/lab.js');
     for (const name of await removeLabContainers(labId)) result.stopped.push(`container ${name}`);
     const left = await listLabContainers(labId);
     if (left.length === 0) return true;

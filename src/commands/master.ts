@@ -95,9 +95,9 @@ export async function masterStart(global: GlobalOptions, options: MasterStartOpt
   const condition = await inspectDatadir(datadir, existing?.labId);
   if (condition === 'foreign' || condition === 'not-a-directory') await prepareDatadir(datadir, existing?.labId ?? ''); // throws the clear error
   await assertPortFree(port, `master "${name}"`);
-  const image = runtime === 'docker' ? (existing?.image ?? options.image ?? (await import('../runtime/docker-image.js')).defaultImage(global.pg ? installation.major : undefined)) : undefined;
+  const image = runtime === 'docker' ? (existing?.image ?? options.image ?? (await import('../runtime/docker/image.js')).defaultImage(global.pg ? installation.major : undefined)) : undefined;
   // The servers' version: the image's in containers (the host's installation still serves pgbench and psql).
-  const server = image ? await (await import('../runtime/docker-image-postgres.js')).imagePostgres(image, 'image-probe') : installation;
+  const server = image ? await (await import('../runtime/docker/image-postgres.js')).imagePostgres(image, 'image-probe') : installation;
 
   const labDirCreated = await prepareLabDir(global.labDir);
   await prepareLogDir(global.labDir, runAs);

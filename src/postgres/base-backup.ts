@@ -27,7 +27,7 @@ export function parseBaseBackupMethod(value: string | undefined, from = '--base-
 
 /**
  * What `auto` means where a pg_basebackup of the server's major or newer exists: the faster of the two
- * on the same server (bench/base-backup.ts). Without such a pg_basebackup, auto is always pglab.
+ * on the same server (benchmarks/base-backup.ts). Without such a pg_basebackup, auto is always pglab.
  */
 export const AUTO_WITH_PG_BASEBACKUP: Exclude<BaseBackupMethod, 'auto'> = 'pglab';
 
@@ -101,7 +101,7 @@ export interface OwnBaseBackupResult {
   childPeakRssKb?: number;
 }
 
-/** What the copy child said when it failed (datadir-copy-child.ts). */
+/** What the copy child said when it failed (src/children/datadir-copy-child.ts). */
 interface ChildError {
   message: string;
   code?: string;
@@ -136,7 +136,7 @@ export function baseBackupSpaceError(error: unknown, datadir: string): unknown {
 
 /** The copy child's code, handed to `node -e`: the data's owner may not be able to read our install dir. */
 async function childSource(): Promise<string> {
-  return readFile(path.join(packageRoot, 'dist', 'src', 'postgres', 'datadir-copy-child.js'), 'utf8');
+  return readFile(path.join(packageRoot, 'dist', 'src', 'children', 'datadir-copy-child.js'), 'utf8');
 }
 
 /**

@@ -1,10 +1,10 @@
 // Which PostgreSQL an image runs (the docker runtime's `lab master start --image`): from what the image
 // says about itself, else from `postgres --version` in a one-off container.
-import { LabError } from '../common/errors.js';
-import { dockerEngine } from './docker-engine.js';
-import { ensureImage } from './docker-image.js';
-import { containerName, labLabels } from './docker-labels.js';
-import { runOneOff } from './docker-one-off.js';
+import { LabError } from '../../common/errors.js';
+import { dockerEngine } from './engine.js';
+import { ensureImage } from './image.js';
+import { containerName, labLabels } from './labels.js';
+import { runOneOff } from './one-off.js';
 
 export interface ImagePostgres {
   /** e.g. "15.18" */

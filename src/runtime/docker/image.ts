@@ -1,6 +1,6 @@
 // The image a node runs: local (scripts/build-image.sh) or pulled; without a registry only local works.
-import { LabError, messageOf } from '../common/errors.js';
-import { dockerEngine } from './docker-engine.js';
+import { LabError, messageOf } from '../../common/errors.js';
+import { dockerEngine } from './engine.js';
 import { loadTestcontainers } from './testcontainers.js';
 
 /**

@@ -5,26 +5,26 @@
 // killed and inspected through the engine. Containers are found by their labels (pglab.lab, pglab.node, pglab.role).
 import { readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
-import { LabError } from '../common/errors.js';
-import { checkShellSafePath } from '../common/shell-safe-path.js';
-import { pollUntil } from '../common/poll.js';
-import { openPrivateAppend } from '../common/safe-files.js';
-import { assertPortFree } from '../common/ports.js';
-import { withClient } from '../postgres/client.js';
-import type { OsUser } from '../postgres/os-user.js';
-import { initdbArgs, withPasswordFile } from '../postgres/initdb.js';
-import { pgRewindArgs } from '../postgres/pg-rewind.js';
-import { logTail, type ServerStatus, type StopMode } from '../postgres/server.js';
-import { findContainers, removeContainers, type LabContainer } from './docker-lab.js';
-import { containerName, LAB_LABEL, labLabels, NODE_LABEL } from './docker-labels.js';
-import { dockerEngine } from './docker-engine.js';
-import { ensureImage } from './docker-image.js';
-import { containerLogs, logsTail } from './docker-logs.js';
-import { runOneOff } from './docker-one-off.js';
+import { LabError } from '../../common/errors.js';
+import { checkShellSafePath } from '../../common/shell-safe-path.js';
+import { pollUntil } from '../../common/poll.js';
+import { openPrivateAppend } from '../../common/safe-files.js';
+import { assertPortFree } from '../../common/ports.js';
+import { withClient } from '../../postgres/client.js';
+import type { OsUser } from '../../postgres/os-user.js';
+import { initdbArgs, withPasswordFile } from '../../postgres/initdb.js';
+import { pgRewindArgs } from '../../postgres/pg-rewind.js';
+import { logTail, type ServerStatus, type StopMode } from '../../postgres/server.js';
+import { findContainers, removeContainers, type LabContainer } from './lab.js';
+import { containerName, LAB_LABEL, labLabels, NODE_LABEL } from './labels.js';
+import { dockerEngine } from './engine.js';
+import { ensureImage } from './image.js';
+import { containerLogs, logsTail } from './logs.js';
+import { runOneOff } from './one-off.js';
 import { loadTestcontainers } from './testcontainers.js';
-import { LOOPBACK, type NodeHost } from '../network/address.js';
-import { ensureNodeHost } from '../network/namespaces.js';
-import type { LabHosts } from '../network/address.js';
+import { LOOPBACK, type NodeHost } from '../../network/address.js';
+import { ensureNodeHost } from '../../network/namespaces.js';
+import type { LabHosts } from '../../network/address.js';
 
 export interface DockerNodeRef {
   labId: string;

@@ -1,13 +1,13 @@
 // A program run once in its own container (initdb, pg_basebackup, id): started through testcontainers,
 // waited for until it exits, its output kept for the error message, then removed.
 import { setTimeout as delay } from 'node:timers/promises';
-import { LabError, messageOf } from '../common/errors.js';
-import { followLines } from '../common/lines.js';
-import { pollUntil } from '../common/poll.js';
-import { findContainers, removeContainers } from './docker-lab.js';
-import { dockerEngine } from './docker-engine.js';
-import { ensureImage } from './docker-image.js';
-import { containerLogs, logsTail } from './docker-logs.js';
+import { LabError, messageOf } from '../../common/errors.js';
+import { followLines } from '../../common/lines.js';
+import { pollUntil } from '../../common/poll.js';
+import { findContainers, removeContainers } from './lab.js';
+import { dockerEngine } from './engine.js';
+import { ensureImage } from './image.js';
+import { containerLogs, logsTail } from './logs.js';
 import { loadTestcontainers } from './testcontainers.js';
 
 export interface OneOffSpec {

@@ -1,17 +1,17 @@
 // Nodes as containers (issue 6): the same data dir paths, ports and configuration templates as the
 // process runtime; the image's postgres user owns the data; the server's log goes to the same
 // log/<node>.log file through a bind mount of the lab's log dir.
-import { labPassword } from '../lab/access.js';
-import { nodeLogFile } from '../lab/context.js';
-import { nodeFilesSpec } from '../lab/node-files.js';
-import { reportBackupLine } from '../postgres/base-backup.js';
-import { logTail } from '../postgres/server.js';
-import { removeNodeHost } from '../network/namespaces.js';
-import { buildMasterDatadir, buildReplicaDatadir, type DockerBuildSpec } from './docker-build.js';
-import { defaultImage } from './docker-image.js';
-import { childrenOf } from '../common/processes.js';
-import { imagePostgresUser, killNodeContainer, nodeContainerStatus, pauseNodeContainer, rewindInContainer, startNodeContainer, stopNodeContainer, unpauseNodeContainer } from './docker-node.js';
-import type { NodeRuntime, RuntimeContext, RuntimeNode } from './node-runtime.js';
+import { labPassword } from '../../lab/access.js';
+import { nodeLogFile } from '../../lab/context.js';
+import { nodeFilesSpec } from '../../lab/node-files.js';
+import { reportBackupLine } from '../../postgres/base-backup.js';
+import { logTail } from '../../postgres/server.js';
+import { removeNodeHost } from '../../network/namespaces.js';
+import { buildMasterDatadir, buildReplicaDatadir, type DockerBuildSpec } from './build.js';
+import { defaultImage } from './image.js';
+import { childrenOf } from '../../common/processes.js';
+import { imagePostgresUser, killNodeContainer, nodeContainerStatus, pauseNodeContainer, rewindInContainer, startNodeContainer, stopNodeContainer, unpauseNodeContainer } from './node.js';
+import type { NodeRuntime, RuntimeContext, RuntimeNode } from '../node-runtime.js';
 
 export function dockerRuntime(context: RuntimeContext): NodeRuntime {
   const { labDir, state } = context;
