@@ -42,6 +42,8 @@ export interface RuntimeContext {
   runAs?: OsUser;
   /** The dir of cached initdb templates a new master is copied from (process runtime); none: initdb runs. */
   initdbTemplates?: string;
+  /** A line for the person running the command (GlobalOptions.notice): the docker runtime's image build. */
+  notice?: (message: string) => void;
 }
 
 export interface NodeRuntime {

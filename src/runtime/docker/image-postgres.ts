@@ -17,9 +17,9 @@ export interface ImagePostgres {
  * The PostgreSQL version an image runs, from what the image says about itself: PG_VERSION (official
  * images), the pglab.source label (scripts/build-image.sh), else `postgres --version` in a one-off container.
  */
-export async function imagePostgres(image: string, labId: string): Promise<ImagePostgres> {
+export async function imagePostgres(image: string, labId: string, notice?: (message: string) => void): Promise<ImagePostgres> {
   const engine = await dockerEngine();
-  await ensureImage(image);
+  await ensureImage(image, notice);
   const info = await engine.container.dockerode.getImage(image).inspect();
   const env = (info.Config?.Env ?? []).find((entry) => entry.startsWith('PG_VERSION='))?.slice('PG_VERSION='.length);
   const label = info.Config?.Labels?.['pglab.source'];

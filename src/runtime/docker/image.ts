@@ -11,8 +11,11 @@ export function defaultImage(major?: number): string {
   return process.env.LAB_IMAGE || `pglab/postgres:${major ?? 15}-local`;
 }
 
-/** The image must be local or pullable; say how to get one when it is neither (no registry here). */
-export async function ensureImage(image: string): Promise<void> {
+/**
+ * The image must be local or pullable; say how to get one when it is neither (no registry here). A local
+ * image of ours that is missing is built, and `notice` told so first.
+ */
+export async function ensureImage(image: string, notice?: (message: string) => void): Promise<void> {
   const engine = await dockerEngine();
   const { ImageName } = loadTestcontainers();
   const name = ImageName.fromString(image);
@@ -20,7 +23,7 @@ export async function ensureImage(image: string): Promise<void> {
   const localMajor = (await import('./local-image.js')).localImageMajor(image);
   if (localMajor !== undefined) {
     // Ours to build, from this machine's installation of that major (Debian's, or `lab versions install`'s).
-    process.stderr.write(`==> ${image} is not built yet: building it (scripts/build-image.sh)\n`);
+    notice?.(`${image} is not built yet: building it (scripts/build-image.sh)`);
     await (await import('./local-image.js')).buildLocalImage(localMajor);
     return;
   }

@@ -51,6 +51,8 @@ export interface DockerNodeSpec extends DockerNodeRef {
    * starts with no network; its namespace is then named and linked as the node's (ensureNodeHost).
    */
   host?: { lab: LabHosts; node: NodeHost };
+  /** Told when the image must be built first (ensureImage). */
+  notice?: (message: string) => void;
 }
 
 export interface DockerNodeStatus {
@@ -69,10 +71,10 @@ const imageUsers = new Map<string, Promise<OsUser>>();
  * The uid/gid of the image's `postgres` user (999 in the official Debian-based images and in
  * pglab/postgres:*-local, 70 in the Alpine ones): the host data dir must belong to it.
  */
-export function imagePostgresUser(image: string, labId: string): Promise<OsUser> {
+export function imagePostgresUser(image: string, labId: string, notice?: (message: string) => void): Promise<OsUser> {
   let user = imageUsers.get(image);
   if (!user) {
-    user = probeImageUser(image, labId);
+    user = probeImageUser(image, labId, notice);
     imageUsers.set(image, user);
     user.catch(() => imageUsers.delete(image));
   }
@@ -80,9 +82,9 @@ export function imagePostgresUser(image: string, labId: string): Promise<OsUser>
 }
 
 /** Reads /etc/passwd out of a created, never started, container: no process runs, so it costs ~0.1 s. */
-async function probeImageUser(image: string, labId: string): Promise<OsUser> {
+async function probeImageUser(image: string, labId: string, notice?: (message: string) => void): Promise<OsUser> {
   const engine = await dockerEngine();
-  await ensureImage(image);
+  await ensureImage(image, notice);
   const labels = labLabels(labId, 'image-user', 'probe');
   await removeContainers(await findContainers(labels));
   const container = await engine.container.dockerode.createContainer({
@@ -125,6 +127,7 @@ function userOf(spec: Pick<DockerNodeSpec, 'user'>): string {
 export async function initdbInContainer(spec: DockerNodeSpec, timeoutMs = 300_000): Promise<{ elapsedMs: number }> {
   const run = (pwfile?: string, pwdir?: string) => runOneOff({
     image: spec.image,
+    notice: spec.notice,
     name: containerName(spec.labId, spec.name, 'initdb'),
     labels: labLabels(spec.labId, spec.name, 'initdb'),
     user: userOf(spec),
@@ -153,6 +156,7 @@ export async function basebackupInContainer(
 ): Promise<{ elapsedMs: number; output: string }> {
   return runOneOff({
     image: spec.image,
+    notice: spec.notice,
     name: containerName(spec.labId, spec.name, 'basebackup'),
     labels: labLabels(spec.labId, spec.name, 'basebackup'),
     user: userOf(spec),
@@ -185,6 +189,7 @@ export async function rewindInContainer(
   await rm(path.join(spec.datadir, 'postmaster.pid'), { force: true });
   return runOneOff({
     image: spec.image,
+    notice: spec.notice,
     name: containerName(spec.labId, spec.name, 'rewind'),
     labels: labLabels(spec.labId, spec.name, 'rewind'),
     user: userOf(spec),
@@ -217,7 +222,7 @@ export async function startNodeContainer(spec: DockerNodeSpec, timeoutMs = 60_00
     throw new LabError('CONFLICT', `Container ${current.name} of node "${spec.name}" is already ${current.state}: stop it first`);
   }
   if (current) await removeContainers([current]);
-  await ensureImage(spec.image);
+  await ensureImage(spec.image, spec.notice);
   await assertPortFree(spec.port, `node "${spec.name}"`);
   const { GenericContainer } = loadTestcontainers();
   const address = spec.host?.node.address ?? LOOPBACK;

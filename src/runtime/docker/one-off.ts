@@ -27,6 +27,8 @@ export interface OneOffSpec {
   what: string;
   /** Each line of output as it comes (pg_basebackup's progress), not only at the end. */
   onLine?: (line: string) => void;
+  /** Told when the image must be built first (ensureImage). */
+  notice?: (message: string) => void;
 }
 
 export interface OneOffResult {
@@ -36,7 +38,7 @@ export interface OneOffResult {
 
 export async function runOneOff(spec: OneOffSpec): Promise<OneOffResult> {
   const started = Date.now();
-  await ensureImage(spec.image); // the clear ENVIRONMENT errors (no engine, no image) before anything else
+  await ensureImage(spec.image, spec.notice); // the clear ENVIRONMENT errors (no engine, no image) before anything else
   // A run interrupted earlier leaves its container behind under the same name: it is ours (same labels).
   await removeContainers(await findContainers(spec.labels));
   const { GenericContainer } = loadTestcontainers();

@@ -18,11 +18,11 @@ export function dockerRuntime(context: RuntimeContext): NodeRuntime {
   const image = state.image ?? defaultImage();
   const ref = (node: RuntimeNode) => ({ labId: state.labId, name: node.name });
   const spec = async (node: RuntimeNode): Promise<DockerBuildSpec> => {
-    const user = await imagePostgresUser(image, state.labId);
+    const user = await imagePostgresUser(image, state.labId, context.notice);
     return {
       labId: state.labId, name: node.name, port: node.port, datadir: node.datadir, image,
       ...(node.host && state.hosts ? { host: { lab: state.hosts, node: node.host } } : {}),
-      user, dbUser: state.dbUser, major: state.pg.major, password: await labPassword(labDir, state),
+      user, dbUser: state.dbUser, major: state.pg.major, password: await labPassword(labDir, state), notice: context.notice,
       logFile: nodeLogFile(labDir, node.name), files: nodeFilesSpec(labDir, state, node, user),
     };
   };
@@ -39,7 +39,7 @@ export function dockerRuntime(context: RuntimeContext): NodeRuntime {
       await buildMasterDatadir(await spec(node));
     },
     async checkCanClone(wanted = 'auto') {
-      await imagePostgresUser(image, state.labId); // the engine answers and the image has its postgres user
+      await imagePostgresUser(image, state.labId, context.notice); // the engine answers and the image has its postgres user
       // The data dirs are bind-mounted at the same paths: pglab's own copy runs on the host as the image's
       // user (auto, as for processes; images built from the npm binaries have no pg_basebackup);
       // --base-backup pg_basebackup runs the image's own in a one-off container.
@@ -86,7 +86,7 @@ export function dockerRuntime(context: RuntimeContext): NodeRuntime {
       return (await nodeContainerStatus(ref(node), 'stopped')).pid;
     },
     logTail: (node, lines) => logTail(nodeLogFile(labDir, node.name), lines),
-    dataOwner: () => imagePostgresUser(image, state.labId),
+    dataOwner: () => imagePostgresUser(image, state.labId, context.notice),
     // Images laid out like the official postgres ones carry the pg_rewind of their own version.
     rewindMissing: async () => undefined,
     async rewind(node, sourcePort, reporter, sourceHost) {
