@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Makes dist/lab.cjs (the CLI in one file) and dist/lab.cjs.cache (V8's compiled code for it), which
 // bin/lab.js loads instead of ~50 separate modules: a new `lab` process starts ~50 ms sooner (measured
-// by bench/stat-xact.ts). Runs after tsc, from the compiled dist/src, so the bundle is the same code.
+// by benchmarks/stat-xact.ts). Runs after tsc, from the compiled dist/src, so the bundle is the same code.
 //   node scripts/bundle.mjs
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';

@@ -22,7 +22,7 @@
 #   reaper (ryuk) cannot be pulled: pglab's containers use withAutoCleanup(false) (no reaper; nodes
 #   must outlive the CLI anyway) and are removed by label.
 # - /.dockerenv exists on these VMs, so testcontainers looks for the `bridge` network's gateway, which
-#   --bridge=none removes: src/runtime/docker-engine.ts sets TESTCONTAINERS_HOST_OVERRIDE=127.0.0.1.
+#   --bridge=none removes: src/runtime/docker/engine.ts sets TESTCONTAINERS_HOST_OVERRIDE=127.0.0.1.
 set -eu
 
 log_file=${PGLAB_DOCKERD_LOG:-/var/log/pglab-dockerd.log}

@@ -21,8 +21,8 @@ import { createChecker } from '../src/balancer/health-check.js';
 import { LAB_CHECK_DEFAULTS } from '../src/balancer/config.js';
 import { CANCEL_REQUEST } from '../src/balancer/protocol.js';
 import { CANCEL_LIMITS } from '../src/balancer/cancel-limit.js';
-import { cancelFlood } from '../bench/hostile.js';
-import { fdCount } from '../bench/idle-clients.js';
+import { cancelFlood } from '../benchmarks/hostile.js';
+import { fdCount } from '../benchmarks/idle-clients.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 

@@ -23,7 +23,7 @@ import { serverLine, staticBalancerConfig } from './helpers/balancer-fakes.js';
 import { freePorts, lab, refused, withTempLab } from './helpers/lab.js';
 import { makeTestCa } from './helpers/tls.js';
 import { cancelThroughTls } from './clients/cancel-through-tls.js';
-import { captureClientHello, realClientsUnderStall, stalledHandshakes } from '../bench/tls-stall.js';
+import { captureClientHello, realClientsUnderStall, stalledHandshakes } from '../benchmarks/tls-stall.js';
 import type { LabEnv } from './clients/matrix.js';
 
 /** An 8-byte SSLRequest / GSSENCRequest. */

@@ -1,4 +1,4 @@
-// bench/faults.ts in its short form (one round, a paused replica, short holds): the JSON has figures for
+// benchmarks/faults.ts in its short form (one round, a paused replica, short holds): the JSON has figures for
 // the three engines, the built-in balancer's DOWN and UP are within issue 17's goals, and nothing of the
 // bench's lab is left (its own check, and no namespace of its lab's index: other labs may come and go).
 import { test } from 'node:test';
@@ -10,10 +10,10 @@ import { repoRoot, tempDir } from './helpers/lab.js';
 
 const namespaces = async (): Promise<string[]> => String((await execa('ip', ['netns', 'list'])).stdout).split('\n').map((l) => l.split(' ')[0]!).filter((n) => n.startsWith('pglab-'));
 
-test('bench/faults.js --short: three engines measured, the built-in meets every goal on a paused replica (DOWN 1.5 s, wait 1.9 s, 0 savable errors, UP 2 s), nothing left', { timeout: 120_000 }, async () => {
+test('benchmarks/faults.js --short: three engines measured, the built-in meets every goal on a paused replica (DOWN 1.5 s, wait 1.9 s, 0 savable errors, UP 2 s), nothing left', { timeout: 120_000 }, async () => {
   const dir = await tempDir('pglab-test-bench-faults-');
   const file = path.join(dir, 'faults.json');
-  const run = await execa('node', [path.join(repoRoot, 'dist', 'bench', 'faults.js'), '--short', '--json', file], { reject: false, timeout: 110_000, env: { NO_COLOR: '1' } });
+  const run = await execa('node', [path.join(repoRoot, 'dist', 'benchmarks', 'faults.js'), '--short', '--json', file], { reject: false, timeout: 110_000, env: { NO_COLOR: '1' } });
   const output = `${run.stdout}\n${run.stderr}`;
   assert.equal(run.exitCode, 0, output);
   const figures = JSON.parse(await readFile(file, 'utf8'));

@@ -9,7 +9,7 @@ import { before, test } from 'node:test';
 import { fetchBalancerStats } from '../src/commands/balancer.js';
 import { pollUntil } from '../src/common/poll.js';
 import type { BalancerRecord } from '../src/lab/state.js';
-import { listLabContainers } from '../src/runtime/docker-lab.js';
+import { listLabContainers } from '../src/runtime/docker/lab.js';
 import { prepareDocker, withDockerCliLab, type DockerReadiness } from './helpers/docker.js';
 import { freePorts, lab, labJson, processesMentioning, runLab, stopwatch } from './helpers/lab.js';
 

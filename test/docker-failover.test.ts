@@ -9,7 +9,7 @@ import path from 'node:path';
 import { before, test } from 'node:test';
 import { pollUntil } from '../src/common/poll.js';
 import { queryRows } from '../src/postgres/client.js';
-import { listLabContainers, removeLabContainers } from '../src/runtime/docker-lab.js';
+import { listLabContainers, removeLabContainers } from '../src/runtime/docker/lab.js';
 import { prepareDocker, type DockerReadiness } from './helpers/docker.js';
 import { freePorts, lab, labJson, withTempLab } from './helpers/lab.js';
 import { runPrimaryDrill } from './helpers/primary-drill.js';

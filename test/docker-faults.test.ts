@@ -8,8 +8,8 @@ import { execa } from 'execa';
 import { fetchBalancerStats } from '../src/commands/balancer.js';
 import { pollUntil } from '../src/common/poll.js';
 import type { BalancerRecord } from '../src/lab/state.js';
-import { containerName } from '../src/runtime/docker-labels.js';
-import { listLabContainers } from '../src/runtime/docker-lab.js';
+import { containerName } from '../src/runtime/docker/labels.js';
+import { listLabContainers } from '../src/runtime/docker/lab.js';
 import { prepareDocker, withDockerCliLab, type DockerReadiness } from './helpers/docker.js';
 import { freePorts, labJson, refused, runLab, stopwatch } from './helpers/lab.js';
 

@@ -10,7 +10,7 @@ import { before, test } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import { execa } from 'execa';
 import { queryRows } from '../src/postgres/client.js';
-import { containerName } from '../src/runtime/docker-labels.js';
+import { containerName } from '../src/runtime/docker/labels.js';
 import { prepareDocker, withDockerCliLab, type DockerReadiness } from './helpers/docker.js';
 import { isRoot, leftovers, msUntil, relayProcesses, roundTripMs, waitWriteLag } from './helpers/hosts.js';
 import { freePorts, labBin, labJson, runLab, stopwatch, tempDir } from './helpers/lab.js';

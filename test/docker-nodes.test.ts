@@ -5,9 +5,9 @@ import { before, test } from 'node:test';
 import { execa } from 'execa';
 import { pollUntil } from '../src/common/poll.js';
 import { queryRows } from '../src/postgres/client.js';
-import { listLabContainers, removeLabContainers } from '../src/runtime/docker-lab.js';
+import { listLabContainers, removeLabContainers } from '../src/runtime/docker/lab.js';
 import type { LabError } from '../src/common/errors.js';
-import { imagePostgresUser, killNodeContainer, nodeContainerLogs, nodeContainerStatus, startNodeContainer, stopNodeContainer } from '../src/runtime/docker-node.js';
+import { imagePostgresUser, killNodeContainer, nodeContainerLogs, nodeContainerStatus, startNodeContainer, stopNodeContainer } from '../src/runtime/docker/node.js';
 import { addDockerReplica, prepareDocker, startDockerMaster, waitStreaming, withDockerLab, type DockerReadiness } from './helpers/docker.js';
 import { freePorts, repoRoot, stopwatch } from './helpers/lab.js';
 
@@ -97,7 +97,7 @@ test('master and two replicas as containers stream; a killed replica is re-added
 test('with no engine at DOCKER_HOST the runtime says what to install or start', async (t) => {
   if (!docker.image) return t.skip(docker.skipReason);
   const script = `
-    const { dockerEngine } = await import(${JSON.stringify(`${repoRoot}/dist/src/runtime/docker-engine.js`)});
+    const { dockerEngine } = await import(${JSON.stringify(`${repoRoot}/dist/src/runtime/docker/engine.js`)});
     try { await dockerEngine(); console.log('connected'); } catch (error) { console.log(JSON.stringify({ code: error.code, message: error.message })); }`;
   const { stdout } = await execa('node', ['--input-type=module', '-e', script], {
     env: { DOCKER_HOST: 'unix:///nonexistent/docker.sock' },

@@ -10,7 +10,7 @@ test('npm pack: built code, declarations, templates, the native relay; no tests,
   const { stdout } = await execa('npm', ['pack', '--ignore-scripts', '--dry-run', '--json'], { cwd: repoRoot });
   const [pack] = JSON.parse(stdout) as { size: number; files: { path: string }[] }[];
   const files = pack!.files.map((f) => f.path);
-  for (const wanted of ['package.json', 'bin/lab.js', 'dist/src/index.js', 'dist/index.d.ts', 'dist/lab.cjs', 'lab/postgresql.conf', 'lab/pg_hba.conf', 'dist/src/lab/delay-relay.js', 'dist/src/postgres/datadir-copy-child.js']) {
+  for (const wanted of ['package.json', 'bin/lab.js', 'dist/src/index.js', 'dist/index.d.ts', 'dist/lab.cjs', 'lab/postgresql.conf', 'lab/pg_hba.conf', 'dist/src/children/delay-relay.js', 'dist/src/children/datadir-copy-child.js']) {
     assert.ok(files.includes(wanted), `${wanted} is in the tarball`);
   }
   const unwanted = files.filter((f) => /^(src|test|bench|benchmarks|examples)\/|^dist\/(test|bench)\/|\.ts$(?<!\.d\.ts)|\.test\.js$/.test(f));

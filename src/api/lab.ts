@@ -10,7 +10,7 @@ import { LabError, messageOf } from '../common/errors.js';
 import { findFreePorts } from '../common/ports.js';
 import type { Reporter } from '../common/reporter.js';
 import { accessEnv, accessOf, labPassword, tlsPaths } from '../lab/access.js';
-import { nodeAddress } from '../lab/address.js';
+import { nodeAddress } from '../network/address.js';
 import { primaryOf, readState, type LabState, type NodeRecord } from '../lab/state.js';
 import type { GlobalOptions } from '../lab/global-options.js';
 import { withClientScope } from '../postgres/client-env.js';

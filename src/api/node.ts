@@ -1,6 +1,6 @@
 // A node of a lab: its address and role, SQL on it, its life (kill, stop, start), its faults.
 import { LabError } from '../common/errors.js';
-import { nodeAddress } from '../lab/address.js';
+import { nodeAddress } from '../network/address.js';
 import type { NodeRecord } from '../lab/state.js';
 import { queryRows } from '../postgres/client.js';
 import { nodeAction, type NodeActionResult } from '../commands/node.js';

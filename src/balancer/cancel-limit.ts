@@ -6,6 +6,7 @@
 // whole pool went DOWN. A cancel past a bound is dropped: its connection is closed, as PostgreSQL closes
 // every cancel connection (a cancel gets no answer either way), and it is counted by reason.
 import type { BackendServer } from './backend-server.js';
+import type { CancelDropReason, CancelDrops } from './stats-types.js';
 
 /**
  * Why these numbers. A client sends one cancel per query it cancels, so a client address that sends
@@ -37,11 +38,6 @@ export const CANCEL_LIMITS = {
 } as const;
 
 export type CancelLimits = { [K in keyof typeof CANCEL_LIMITS]: number };
-
-/** Why a cancel was not relayed. */
-export type CancelDropReason = 'clientRate' | 'totalRate' | 'serverInFlight' | 'duplicate' | 'noSession';
-
-export type CancelDrops = Record<CancelDropReason, number>;
 
 /** What a dropped cancel's connection logs as the reason it ended. */
 function dropWords(reason: CancelDropReason, limits: CancelLimits): string {

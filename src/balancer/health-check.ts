@@ -6,7 +6,6 @@ import { destroySocket, labClientConfig } from '../postgres/client.js';
 import { dialectFor } from '../postgres/dialect.js';
 import type { CheckSettings } from './config.js';
 import type { CheckOutcome } from './backend-server.js';
-import type { PrimarySample } from './primary-lsn.js';
 import { lsnToNumber } from '../postgres/recovery.js';
 import { MessageReader, TERMINATE, parseErrorFields, startupMessage } from './protocol.js';
 import { onTimeTimeout } from '../common/on-time-timeout.js';
@@ -25,6 +24,16 @@ export interface Target {
 }
 
 /** The role a pool accepts: a primary never enters the replica pool and vice versa. */
+/** The primary's end of WAL as primary-lsn.ts last sampled it. */
+export interface PrimarySample {
+  /** pg_current_wal_lsn() of the primary, in bytes. */
+  lsn: number;
+  /** Date.now() when the answer came back. */
+  at: number;
+  /** The primary's name in the pool or the lab, for messages. */
+  name: string;
+}
+
 export type ExpectedRole = 'primary' | 'replica' | null;
 
 export function createChecker(

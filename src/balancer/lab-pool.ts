@@ -3,7 +3,7 @@
 import { stat } from 'node:fs/promises';
 import { readState, statePath } from '../lab/state.js';
 import type { PoolKind, ServerConfig } from './config.js';
-import { nodeAddress, type NodeHost } from '../lab/address.js';
+import { nodeAddress, type NodeHost } from '../network/address.js';
 import { accessOf } from '../lab/access.js';
 
 const POLL_MS = 250;

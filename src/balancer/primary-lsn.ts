@@ -6,16 +6,7 @@ import { destroySocket } from '../postgres/client.js';
 import { dialectFor } from '../postgres/dialect.js';
 import { lsnToNumber } from '../postgres/recovery.js';
 import type { CheckSettings } from './config.js';
-import { openCheckConnection, type Target } from './health-check.js';
-
-export interface PrimarySample {
-  /** pg_current_wal_lsn() of the primary, in bytes. */
-  lsn: number;
-  /** Date.now() when the answer came back. */
-  at: number;
-  /** The primary's name in the pool or the lab, for messages. */
-  name: string;
-}
+import { openCheckConnection, type PrimarySample, type Target } from './health-check.js';
 
 /**
  * One connection kept open to the primary (the sql check's login), one small query per sample, bounded

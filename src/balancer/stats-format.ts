@@ -1,7 +1,6 @@
 // The balancer's statistics in the formats people and tools read: HAProxy-style CSV, Prometheus text
 // and an HTML page that refreshes itself.
-import type { CancelDropReason, CancelDrops } from './cancel-limit.js';
-import type { BalancerServerStats, BalancerStats } from './stats-types.js';
+import type { BalancerServerStats, BalancerStats, CancelDropReason, CancelDrops } from './stats-types.js';
 
 function cancelsDroppedTotal(drops: CancelDrops): number {
   return Object.values(drops).reduce((total, n) => total + n, 0);

@@ -1,6 +1,10 @@
 // The shape of a balancer's statistics, as served at `<stats address>/?format=json` and read by
 // `lab stat balancer`. Field names follow HAProxy's stats where one exists.
-import type { CancelDrops } from './cancel-limit.js';
+
+/** Why a cancel was not relayed (src/balancer/cancel-limit.ts). */
+export type CancelDropReason = 'clientRate' | 'totalRate' | 'serverInFlight' | 'duplicate' | 'noSession';
+
+export type CancelDrops = Record<CancelDropReason, number>;
 
 export type ServerState = 'UP' | 'DOWN' | 'MAINT' | 'DRAIN' | 'NOLB';
 

@@ -1,7 +1,7 @@
 // Where bench and workload send their load in a lab: the master (writes, pgbench -i) or a balancer
 // recorded in the lab's state (reads), by the address it listens on.
 import { LabError } from '../common/errors.js';
-import { nodeAddress } from '../lab/address.js';
+import { nodeAddress } from '../network/address.js';
 import { primaryOf, type LabState, type NodeRecord } from '../lab/state.js';
 
 export interface HostPort {

@@ -3,10 +3,11 @@ import path from 'node:path';
 import type { Command } from 'commander';
 import { LabError } from '../common/errors.js';
 import { resolveGlobalOptions, type GlobalOptions } from '../lab/global-options.js';
+import { printNotice } from './output.js';
 
 export function globalsOf(command: Command): GlobalOptions {
   const options = command.optsWithGlobals<{ labDir?: string; pg?: string; osUser?: string; runtime?: string }>();
-  return { ...resolveGlobalOptions(options), ...initdbTemplateOption(process.env.LAB_INITDB_TEMPLATE) };
+  return { ...resolveGlobalOptions(options), ...initdbTemplateOption(process.env.LAB_INITDB_TEMPLATE), notice: printNotice };
 }
 
 /** LAB_INITDB_TEMPLATE: off (initdb for every new master), on or unset (the default cache), or an absolute dir. */

@@ -338,7 +338,7 @@ export function versionsCommand(): Command {
     .action(async (major: string, options, command: Command) => {
       if (command.parent?.opts().json) options.json = true;
       if (!/^\d+$/.test(major)) throw new InvalidArgumentError(`expected a major version such as 17, got "${major}"`);
-      const { buildLocalImage } = await import('../runtime/local-image.js');
+      const { buildLocalImage } = await import('../runtime/docker/local-image.js');
       const result = await buildLocalImage(Number(major), { force: Boolean(options.force) });
       if (options.json) return printJson(result);
       printLine(`${result.image}: PostgreSQL ${major} from ${result.bindir} (${result.source}); use it with npx lab --runtime docker --pg ${major} master start`);

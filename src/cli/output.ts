@@ -9,6 +9,11 @@ export function printLine(text = ''): void {
   process.stdout.write(`${text}\n`);
 }
 
+/** GlobalOptions.notice: a line on stderr (also with --json, whose results alone go to stdout). */
+export function printNotice(message: string): void {
+  process.stderr.write(`==> ${message}\n`);
+}
+
 /** Progress on stderr: steps as lines, a redrawn bar on a terminal, plain percent lines otherwise. */
 export function terminalReporter(options: { verbose?: boolean } = {}): Reporter {
   const tty = process.stderr.isTTY;

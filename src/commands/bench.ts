@@ -8,7 +8,7 @@ import { parseInitProgress, parseInitStep, parsePgbenchSummary, type PgbenchSumm
 import { runPgbench, type PgbenchTarget } from '../bench/run-pgbench.js';
 import { balancerAddress, portTarget, requirePrimary, DEFAULT_BALANCER } from '../bench/lab-targets.js';
 import { tail } from '../postgres/run.js';
-import { nodeAddress } from '../lab/address.js';
+import { nodeAddress } from '../network/address.js';
 
 export interface BenchInitOptions {
   scale?: number;

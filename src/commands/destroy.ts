@@ -17,8 +17,11 @@ import { checkRuntime, readState, refuseWhileBuilding, runtimeOf, statePath, upd
 import { removeBalancerFiles, stopBalancerProcess } from '../lab/balancer-process.js';
 import { inspectBindir } from '../postgres/installation.js';
 import { resolveRunAs } from '../postgres/os-user.js';
-import { runtimeFor } from '../runtime/node-runtime.js';
-import { holdBridge, ownNamespaces, relaysOf, removeDelay, removeLabNetwork, removeNetworkFault, type NetworkFault } from '../lab/hosts.js';
+import { runtimeFor } from '../runtime/runtime-for.js';
+import { holdBridge } from '../network/bridge.js';
+import { ownNamespaces, removeLabNetwork } from '../network/namespaces.js';
+import { relaysOf, removeDelay } from '../network/delay.js';
+import { removeNetworkFault, type NetworkFault } from '../network/iptables-faults.js';
 
 export interface DestroyResult {
   labDir: string;
@@ -241,7 +244,7 @@ export async function destroyLab(global: GlobalOptions, options: { yes?: boolean
 /** Every container labelled with this lab (servers, leftover one-offs), and nothing else; false when some may remain. */
 async function removeContainers(labId: string, result: DestroyResult): Promise<boolean> {
   try {
-    const { listLabContainers, removeLabContainers } = await import('../runtime/docker-lab.js');
+    const { listLabContainers, removeLabContainers } = await import('../runtime/docker/lab.js');
     for (const name of await removeLabContainers(labId)) result.stopped.push(`container ${name}`);
     const left = await listLabContainers(labId);
     if (left.length === 0) return true;

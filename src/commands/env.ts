@@ -4,7 +4,7 @@ import { LabError } from '../common/errors.js';
 import { accessEnv } from '../lab/access.js';
 import type { GlobalOptions } from '../lab/context.js';
 import { primaryOf, requireLabState } from '../lab/state.js';
-import { nodeAddress } from '../lab/address.js';
+import { nodeAddress } from '../network/address.js';
 
 export interface EnvOptions {
   /** Point PGHOST/PGPORT at this balancer's client address instead of the primary. */

@@ -4,17 +4,21 @@
 //   pause: SIGSTOP the node's postmaster, then its children (heal: SIGCONT children, then postmaster);
 //          on the docker runtime `docker pause` of the node's container (heal: `docker unpause`).
 //   lag:   pg_wal_replay_pause() on a standby: WAL is received, not replayed (heal: pg_wal_replay_resume()).
-//   partition, loss: iptables DROP rules in the node's namespace (a lab made with --hosts, src/lab/hosts.ts).
-//   delay: a relay of pglab's own in the node's namespace (no netem here: src/lab/delay-relay.ts), nat rules send the node's links through it.
+//   partition, loss: iptables DROP rules in the node's namespace (a lab made with --hosts, src/network/iptables-faults.ts).
+//   delay: a relay of pglab's own in the node's namespace (no netem here: src/network/delay.ts, src/network/delay-relay.ts), nat rules send the node's links through it.
 import { LabError, messageOf } from '../common/errors.js';
 import { openLab, type GlobalOptions, type LabContext } from '../lab/context.js';
 import { faultsOf } from '../lab/faults.js';
 import { liveClaim, requireBuilt, requireNode, thisBuilder, updateState, type FaultKind, type FaultRecord, type LabState, type NodeRecord } from '../lab/state.js';
 import { queryRows } from '../postgres/client.js';
-import { runtimeFor } from '../runtime/node-runtime.js';
-import type { NodeHost } from '../lab/address.js';
-import { applyDelay, applyNetworkFault, netnsExists, refuseOtherLabsBridge, removeDelay, removeNetworkFault, subnetOf, type NetworkFault } from '../lab/hosts.js';
-import { nodeAddress } from '../lab/address.js';
+import { runtimeFor } from '../runtime/runtime-for.js';
+import type { NodeHost } from '../network/address.js';
+import { applyDelay, removeDelay } from '../network/delay.js';
+import { applyNetworkFault, removeNetworkFault, type NetworkFault } from '../network/iptables-faults.js';
+import { netnsExists } from '../network/ip.js';
+import { refuseOtherLabsBridge } from '../network/bridge.js';
+import { subnetOf } from '../network/address.js';
+import { nodeAddress } from '../network/address.js';
 
 export const NETWORK_FAULTS = ['partition', 'delay', 'loss'] as const;
 

@@ -11,8 +11,8 @@ import { dropSlot, ensureSlot, slotName } from '../postgres/base-backup.js';
 import { queryRows } from '../postgres/client.js';
 import { serverRole } from '../postgres/recovery.js';
 import { logTail, readLogFrom, sizeOf } from '../postgres/server.js';
-import { runtimeFor } from '../runtime/node-runtime.js';
-import { nodeAddress } from '../lab/address.js';
+import { runtimeFor } from '../runtime/runtime-for.js';
+import { nodeAddress } from '../network/address.js';
 
 export interface FollowOptions {
   /** Default: the lab's current primary. */

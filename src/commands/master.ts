@@ -17,9 +17,11 @@ import { checkRuntime, newState, primaryOf, readState, runtimeOf, updateState, w
 import { resolveInstallation } from '../postgres/installation.js';
 import { templateCacheRoot } from '../postgres/cache-root.js';
 import { giveTo, resolveRunAs, type OsUser } from '../postgres/os-user.js';
-import { runtimeFor } from '../runtime/node-runtime.js';
-import { nodeAddress } from '../lab/address.js';
-import { checkCanMakeHosts, claimBridge, freeBridgeIndex, labAddresses, labHosts, newNodeHost, refuseOtherLabsBridge } from '../lab/hosts.js';
+import { runtimeFor } from '../runtime/runtime-for.js';
+import { nodeAddress } from '../network/address.js';
+import { checkCanMakeHosts } from '../network/ip.js';
+import { claimBridge, freeBridgeIndex, refuseOtherLabsBridge } from '../network/bridge.js';
+import { labAddresses, labHosts, newNodeHost } from '../network/address.js';
 
 export interface MasterStartOptions {
   name?: string;
@@ -93,9 +95,9 @@ export async function masterStart(global: GlobalOptions, options: MasterStartOpt
   const condition = await inspectDatadir(datadir, existing?.labId);
   if (condition === 'foreign' || condition === 'not-a-directory') await prepareDatadir(datadir, existing?.labId ?? ''); // throws the clear error
   await assertPortFree(port, `master "${name}"`);
-  const image = runtime === 'docker' ? (existing?.image ?? options.image ?? (await import('../runtime/docker-image.js')).defaultImage(global.pg ? installation.major : undefined)) : undefined;
+  const image = runtime === 'docker' ? (existing?.image ?? options.image ?? (await import('../runtime/docker/image.js')).defaultImage(global.pg ? installation.major : undefined)) : undefined;
   // The servers' version: the image's in containers (the host's installation still serves pgbench and psql).
-  const server = image ? await (await import('../runtime/docker-image.js')).imagePostgres(image, 'image-probe') : installation;
+  const server = image ? await (await import('../runtime/docker/image-postgres.js')).imagePostgres(image, 'image-probe', global.notice) : installation;
 
   const labDirCreated = await prepareLabDir(global.labDir);
   await prepareLogDir(global.labDir, runAs);
@@ -128,7 +130,7 @@ export async function masterStart(global: GlobalOptions, options: MasterStartOpt
   if (access.auth === 'scram') await createLabPassword(global.labDir, state.dbUser, state.hosts ? labAddresses(state.hosts) : []);
   if (access.tls !== 'off') await ensureLabTls(global.labDir, state.labId, state.hosts ? labAddresses(state.hosts) : []);
   const initdbTemplates = runtime === 'process' && global.initdbTemplate !== false ? (global.initdbTemplate ?? templateCacheRoot()) : undefined;
-  const nodes = runtimeFor({ labDir: global.labDir, state, installation, runAs, initdbTemplates });
+  const nodes = runtimeFor({ labDir: global.labDir, state, installation, runAs, initdbTemplates, notice: global.notice });
   const node = { name, port, datadir, host: primaryOf(state)!.host };
   const template = await nodes.initdbTemplate?.();
   const how = template === 'cached' ? ', from the cached template' : template === 'new' ? ', kept as the cached template' : '';
@@ -208,7 +210,7 @@ async function startExistingMaster(global: GlobalOptions, state: LabState, repor
   if (primary.phase !== 'ready') {
     throw new LabError('STATE', `Master "${primary.name}" was never finished (its initdb was interrupted): run \`lab destroy --yes\` and start again`);
   }
-  const nodes = runtimeFor({ labDir: global.labDir, state, installation, runAs });
+  const nodes = runtimeFor({ labDir: global.labDir, state, installation, runAs, notice: global.notice });
   const { status, pid } = await nodes.status(primary, primary.expected);
   if (status === 'running') {
     return { name: primary.name, port: primary.port, datadir: primary.datadir, pid: pid!, version: state.pg.version, action: 'already-running', ...accessOf(state), address: nodeAddress(primary) };

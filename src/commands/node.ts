@@ -4,7 +4,7 @@ import { openLab, type GlobalOptions } from '../lab/context.js';
 import { releaseFaults } from '../lab/faults.js';
 import { requireBuilt, requireNode, updateState, type NodeRecord } from '../lab/state.js';
 import type { StopMode } from '../postgres/server.js';
-import { runtimeFor } from '../runtime/node-runtime.js';
+import { runtimeFor } from '../runtime/runtime-for.js';
 
 export type NodeAction = 'start' | 'stop' | 'restart' | 'kill';
 

@@ -9,9 +9,9 @@ import { primaryOf, requireBuilt, requireNode, updateState } from '../lab/state.
 import { serverRole } from '../postgres/recovery.js';
 import { runPg } from '../postgres/run.js';
 import { withClient } from '../postgres/client.js';
-import { runtimeFor } from '../runtime/node-runtime.js';
+import { runtimeFor } from '../runtime/runtime-for.js';
 import { applySyncStandbys } from '../postgres/sync-standbys.js';
-import { nodeAddress } from '../lab/address.js';
+import { nodeAddress } from '../network/address.js';
 
 export interface PromoteOptions {
   timeoutMs?: number;

@@ -15,14 +15,15 @@ import { primaryOf, refuseWhileBuilding, runtimeOf, thisBuilder, updateState, ty
 import { checkNodeFits } from '../lab/topology.js';
 import { dropSlot, ensureSlot, parseBaseBackupMethod, slotName, type BaseBackupMethod } from '../postgres/base-backup.js';
 import { withClient } from '../postgres/client.js';
-import { runtimeFor } from '../runtime/node-runtime.js';
+import { runtimeFor } from '../runtime/runtime-for.js';
 import { applySyncStandbys } from '../postgres/sync-standbys.js';
 import { dropOldSlot, waitStreaming } from './follow.js';
 import { releaseFaults } from '../lab/faults.js';
-import { nodeAddress, type NodeHost } from '../lab/address.js';
-import { newNodeHost, removeNodeHost } from '../lab/hosts.js';
+import { nodeAddress, type NodeHost } from '../network/address.js';
+import { newNodeHost } from '../network/address.js';
+import { removeNodeHost } from '../network/namespaces.js';
 import { assertAnswers, boundedConn, onNode } from '../lab/node-answers.js';
-import { assertServerPort, type ServerPlace } from '../lab/server-port.js';
+import { assertServerPort, type ServerPlace } from '../network/server-port.js';
 import { undoAdd, type AddMade } from './replica-undo.js';
 
 export interface ReplicaAddOptions {

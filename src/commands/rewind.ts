@@ -16,11 +16,11 @@ import { withClient } from '../postgres/client.js';
 import type { OsUser } from '../postgres/os-user.js';
 import { ensureSlot, slotName } from '../postgres/base-backup.js';
 import { rewindSummary } from '../postgres/pg-rewind.js';
-import { runtimeFor } from '../runtime/node-runtime.js';
+import { runtimeFor } from '../runtime/runtime-for.js';
 import { requireRunningPrimary, waitStreaming } from './follow.js';
 import { sizeOf } from '../postgres/server.js';
 import { replicaAdd } from './replica.js';
-import { nodeAddress } from '../lab/address.js';
+import { nodeAddress } from '../network/address.js';
 
 export interface RewindOptions {
   primary?: string;

@@ -10,9 +10,9 @@ import { queryRows } from '../postgres/client.js';
 import { dialectFor } from '../postgres/dialect.js';
 import { serverRole } from '../postgres/recovery.js';
 import type { ServerStatus } from '../postgres/server.js';
-import { runtimeFor } from '../runtime/node-runtime.js';
+import { runtimeFor } from '../runtime/runtime-for.js';
 import { messageOf } from '../common/errors.js';
-import { nodeAddress } from '../lab/address.js';
+import { nodeAddress } from '../network/address.js';
 
 export interface NodeStatus {
   name: string;

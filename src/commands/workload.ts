@@ -7,7 +7,7 @@ import { openLab, type GlobalOptions } from '../lab/context.js';
 import { balancerAddress, postgresUrl, requirePrimary } from '../bench/lab-targets.js';
 import { runWorkload } from '../workload/run-workload.js';
 import type { WorkloadError, WorkloadMode, WorkloadResult, WorkloadSample } from '../workload/types.js';
-import { nodeAddress } from '../lab/address.js';
+import { nodeAddress } from '../network/address.js';
 
 export interface WorkloadRunOptions {
   urls?: string[];

@@ -1,4 +1,4 @@
-// What `lab demo partition` and bench/faults.ts share (issue 17): the balancer engines they compare,
+// What `lab demo partition` and benchmarks/faults.ts share (issue 17): the balancer engines they compare,
 // readers through a balancer with every request timed, one fault window (apply, time to DOWN from the
 // balancer's stats, hold, heal, time to UP), the figures of a replica's fault from the readers'
 // requests, and the issue's goals.

@@ -15,7 +15,7 @@ import { pollUntil } from '../common/poll.js';
 import { benchInit } from '../commands/bench.js';
 import { fetchBalancerStats, type StartedBalancer } from '../commands/balancer.js';
 import type { DemoAccess } from './defaults.js';
-import { LOOPBACK, nodeAddress } from '../lab/address.js';
+import { LOOPBACK, nodeAddress } from '../network/address.js';
 
 export interface DemoLab {
   global: GlobalOptions;

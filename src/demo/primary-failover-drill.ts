@@ -14,7 +14,7 @@ import { replicaAdd } from '../commands/replica.js';
 import { nodeRewind } from '../commands/rewind.js';
 import { openLab } from '../lab/context.js';
 import { requireNode } from '../lab/state.js';
-import { runtimeFor } from '../runtime/node-runtime.js';
+import { runtimeFor } from '../runtime/runtime-for.js';
 import { findFreePorts } from '../common/ports.js';
 import { LabError } from '../common/errors.js';
 import { pollUntil } from '../common/poll.js';

@@ -15,7 +15,7 @@ import { LAB_CHECK_DEFAULTS } from '../balancer/config.js';
 import { parseMaxLag } from '../balancer/settings.js';
 import { findFreePorts } from '../common/ports.js';
 import { LabError, messageOf } from '../common/errors.js';
-import { checkCanMakeHosts } from '../lab/hosts.js';
+import { checkCanMakeHosts } from '../network/ip.js';
 import type { Reporter } from '../common/reporter.js';
 import type { GlobalOptions } from '../lab/context.js';
 import { queryRows } from '../postgres/client.js';

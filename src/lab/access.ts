@@ -4,15 +4,12 @@
 // from the client scope `useLabAccess` fills (src/postgres/client-env.ts; never process.env), which
 // holds what `lab env` prints.
 import { randomBytes } from 'node:crypto';
-import { mkdir, mkdtemp, rm, rmdir, stat } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, rm, rmdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { LabError } from '../common/errors.js';
 import { writePrivateFile } from '../common/safe-files.js';
 import { forgetClientEnv, useClientEnv } from '../postgres/client-env.js';
-import { giveTo, type OsUser } from '../postgres/os-user.js';
 import { pgpassLookup } from '../postgres/pgpass.js';
-import type { LabState } from './state.js';
 
 export const AUTH_METHODS = ['scram', 'trust'] as const;
 export type AuthMethod = (typeof AUTH_METHODS)[number];
@@ -24,8 +21,15 @@ export interface LabAccessSettings {
   tls: TlsMode;
 }
 
+/** What of a lab's record (lab.json, src/lab/state-types.ts) its access needs: a LabState is one. */
+export interface LabAccess {
+  /** Absent in labs made before access settings existed. */
+  access?: LabAccessSettings;
+  dbUser: string;
+}
+
 /** A lab written before access settings existed was built with trust and no TLS. */
-export function accessOf(state: Pick<LabState, 'access'>): LabAccessSettings {
+export function accessOf(state: Pick<LabAccess, 'access'>): LabAccessSettings {
   return state.access ?? { auth: 'trust', tls: 'off' };
 }
 
@@ -70,24 +74,8 @@ export async function createLabPassword(labDir: string, user: string, nodeAddres
   return password;
 }
 
-/**
- * A file holding `password` that `owner` (initdb's OS user) can read, in a fresh private temp dir,
- * removed once `use` returns: initdb reads the superuser's password only from a file (--pwfile).
- */
-export async function withPasswordFile<T>(password: string, owner: OsUser | undefined, use: (file: string, dir: string) => Promise<T>): Promise<T> {
-  const dir = await mkdtemp(path.join(tmpdir(), 'pglab-pw-'));
-  try {
-    await giveTo(dir, owner);
-    const file = path.join(dir, 'pwfile');
-    await writePrivateFile(file, `${password}\n`, 0o600, owner);
-    return await use(file, dir);
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
-}
-
 /** The libpq environment for this lab's servers: what `lab env` prints and pglab's own clients use. */
-export function accessEnv(labDir: string, state: Pick<LabState, 'access' | 'dbUser'>): Record<string, string> {
+export function accessEnv(labDir: string, state: LabAccess): Record<string, string> {
   const settings = accessOf(state);
   const env: Record<string, string> = { PGUSER: state.dbUser, PGDATABASE: 'postgres' };
   if (settings.auth === 'scram') env.PGPASSFILE = pgpassPath(labDir);
@@ -107,7 +95,7 @@ export function accessEnv(labDir: string, state: Pick<LabState, 'access' | 'dbUs
  * client pglab opens, and every pgbench it starts, logs in without a password typed. process.env is not
  * touched: the caller's own PG* variables stay theirs.
  */
-export function useLabAccess(labDir: string, state: Pick<LabState, 'access' | 'dbUser'>): void {
+export function useLabAccess(labDir: string, state: LabAccess): void {
   // NODE_EXTRA_CA_CERTS is for the user's node programs (Node reads it only at start).
   const { NODE_EXTRA_CA_CERTS: _forNodePrograms, ...env } = accessEnv(labDir, state);
   useClientEnv(env);
@@ -122,13 +110,13 @@ export function forgetLabAccess(): void {
  * The environment of a PostgreSQL program the lab runs as its OS user (pg_basebackup, pg_rewind):
  * that user cannot read the invoking user's pgpass file, so the password goes in PGPASSWORD.
  */
-export async function toolEnv(labDir: string, state: Pick<LabState, 'access' | 'dbUser'>): Promise<Record<string, string>> {
+export async function toolEnv(labDir: string, state: LabAccess): Promise<Record<string, string>> {
   const password = await labPassword(labDir, state);
   return password === undefined ? {} : { PGPASSWORD: password, PGPASSFILE: '/dev/null', PGSSLMODE: 'prefer' };
 }
 
 /** The lab's password when the lab has one (scram), else undefined; a scram lab without it is an error. */
-export async function labPassword(labDir: string, state: Pick<LabState, 'access' | 'dbUser'>): Promise<string | undefined> {
+export async function labPassword(labDir: string, state: LabAccess): Promise<string | undefined> {
   if (accessOf(state).auth !== 'scram') return undefined;
   const password = await readLabPassword(labDir, state.dbUser);
   if (password) return password;

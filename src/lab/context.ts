@@ -7,7 +7,7 @@ import { resolveRunAs, type OsUser } from '../postgres/os-user.js';
 import type { ServerSpec } from '../postgres/server.js';
 import type { GlobalOptions } from './global-options.js';
 import { requireLabState, type LabState, type NodeRecord } from './state.js';
-import { nodeAddress } from './address.js';
+import { nodeAddress } from '../network/address.js';
 
 export { DEFAULT_LAB_DIR, resolveGlobalOptions, type GlobalOptions } from './global-options.js';
 
@@ -16,6 +16,8 @@ export interface LabContext {
   state: LabState;
   installation: Installation;
   runAs?: OsUser;
+  /** GlobalOptions.notice. */
+  notice?: (message: string) => void;
 }
 
 export function logDir(labDir: string): string {
@@ -55,7 +57,7 @@ export async function openLab(options: GlobalOptions): Promise<LabContext> {
   const state = await requireLabState(options);
   const installation = await labInstallation(state, options.pg);
   const runAs = await resolveRunAs(options.osUser ?? state.osUser);
-  return { labDir: options.labDir, state, installation, runAs };
+  return { labDir: options.labDir, state, installation, runAs, notice: options.notice };
 }
 
 export function serverSpec(context: LabContext, node: NodeRecord): ServerSpec {

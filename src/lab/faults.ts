@@ -5,8 +5,9 @@
 // run, and forget the node's faults (a restarted server replays).
 import { setTimeout as delay } from 'node:timers/promises';
 import { childrenOf, procStat } from '../common/processes.js';
-import type { NodeRuntime } from '../runtime/node-runtime.js';
-import { refuseOtherLabsBridge, removeDelay, removeNetworkFault } from './hosts.js';
+import { refuseOtherLabsBridge } from '../network/bridge.js';
+import { removeDelay } from '../network/delay.js';
+import { removeNetworkFault } from '../network/iptables-faults.js';
 import { updateState, type FaultRecord, type LabState, type NodeRecord } from './state.js';
 
 function signal(pid: number, name: NodeJS.Signals): void {
@@ -59,7 +60,7 @@ export function faultsOf(state: LabState, node?: string): FaultRecord[] {
  * Before a node is stopped, killed, rebuilt or removed: a pause recorded on it (applied or maybe applied)
  * is undone, and the node's faults are forgotten (a server that restarts replays WAL again).
  */
-export async function releaseFaults(labDir: string, state: LabState, node: NodeRecord, runtime: Pick<NodeRuntime, 'resume'>): Promise<void> {
+export async function releaseFaults(labDir: string, state: LabState, node: NodeRecord, runtime: { resume(node: NodeRecord): Promise<unknown> }): Promise<void> {
   const faults = faultsOf(state, node.name);
   if (faults.length === 0) return;
   if (faults.some((fault) => fault.kind === 'pause')) await runtime.resume(node);

@@ -24,6 +24,12 @@ export interface GlobalOptions {
    * read by the CLI): a dir, false for none (initdb runs), unset for the default (templateCacheRoot).
    */
   initdbTemplate?: string | false;
+  /**
+   * Told a line for the person running the command that is not a step of its reporter (an image built
+   * before first use). The CLI prints it on stderr as `==> <line>`; the library leaves it unset: core code
+   * never writes to stdout or stderr itself.
+   */
+  notice?: (message: string) => void;
 }
 
 export const DEFAULT_LAB_DIR = '/tmp/pgdata';

@@ -3,8 +3,8 @@
 // answers: node-postgres then says only "timeout expired" (login) or "Query read timeout" (a query).
 import { LabError, messageOf } from '../common/errors.js';
 import { withClient, type ConnectOptions } from '../postgres/client.js';
-import { connectProblem } from '../stats/down-reason.js';
-import { nodeAddress } from './address.js';
+import { connectProblem } from '../postgres/connect-problem.js';
+import { nodeAddress } from '../network/address.js';
 import type { LabState, NodeRecord } from './state.js';
 
 /** How long a node has to answer a trivial query before a command gives up on it. */

@@ -14,8 +14,8 @@ import { SOCKET_DIR } from '../postgres/server.js';
 import { accessOf, labPassword, tlsPaths, type LabAccessSettings } from './access.js';
 import { writeMarker } from './datadir.js';
 import type { LabState } from './state.js';
-import { nodeAddress, type NodeHost } from './address.js';
-import { subnetOf } from './hosts.js';
+import { nodeAddress, type NodeHost } from '../network/address.js';
+import { subnetOf } from '../network/address.js';
 
 export interface NodeFilesSpec {
   labDir: string;

@@ -7,7 +7,7 @@ import { LabError, messageOf } from '../common/errors.js';
 import { AUTH_METHODS, TLS_MODES } from './access.js';
 import { checkDatadirPath } from './datadir.js';
 import { checkName } from './names.js';
-import type { LabState } from './state.js';
+import type { LabState } from './state-types.js';
 
 /** What `lab balancer start --name` accepts (src/balancer/start-options.ts). */
 const BALANCER_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/;

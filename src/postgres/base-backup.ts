@@ -27,7 +27,7 @@ export function parseBaseBackupMethod(value: string | undefined, from = '--base-
 
 /**
  * What `auto` means where a pg_basebackup of the server's major or newer exists: the faster of the two
- * on the same server (bench/base-backup.ts). Without such a pg_basebackup, auto is always pglab.
+ * on the same server (benchmarks/base-backup.ts). Without such a pg_basebackup, auto is always pglab.
  */
 export const AUTO_WITH_PG_BASEBACKUP: Exclude<BaseBackupMethod, 'auto'> = 'pglab';
 
@@ -101,7 +101,7 @@ export interface OwnBaseBackupResult {
   childPeakRssKb?: number;
 }
 
-/** What the copy child said when it failed (datadir-copy-child.ts). */
+/** What the copy child said when it failed (src/children/datadir-copy-child.ts). */
 interface ChildError {
   message: string;
   code?: string;
@@ -136,7 +136,7 @@ export function baseBackupSpaceError(error: unknown, datadir: string): unknown {
 
 /** The copy child's code, handed to `node -e`: the data's owner may not be able to read our install dir. */
 async function childSource(): Promise<string> {
-  return readFile(path.join(packageRoot, 'dist', 'src', 'postgres', 'datadir-copy-child.js'), 'utf8');
+  return readFile(path.join(packageRoot, 'dist', 'src', 'children', 'datadir-copy-child.js'), 'utf8');
 }
 
 /**
@@ -192,7 +192,7 @@ export async function ownBaseBackup(spec: OwnBaseBackupSpec): Promise<OwnBaseBac
             spec.reporter.detail(`pglab base backup: ${kb(total)} kB in ${message.files} files to copy from ${spec.sourceDatadir}`);
             spec.reporter.progress(0, `0/${kb(total)} kB`);
           } else if (message.type === 'progress') {
-            // pg_basebackup's progress form (src/runtime/process-runtime.ts reportBackupLine reads the same).
+            // pg_basebackup's progress form (reportBackupLine below reads the same).
             spec.reporter.progress(Math.min(1, message.bytes! / Math.max(1, total)), `${kb(message.bytes!)}/${kb(total)} kB`);
           } else if (message.type === 'copied') {
             copied = { bytes: message.bytes!, files: message.files!, vanished: message.vanished! };
@@ -235,4 +235,15 @@ export async function ownBaseBackup(spec: OwnBaseBackupSpec): Promise<OwnBaseBac
       if (!stopped) await client.query(dialect.backupStopSql).catch(() => undefined);
     }
   });
+}
+
+/** One line of pg_basebackup --progress --verbose: progress to the reporter; returns the backup's size in kB when it says it. */
+export function reportBackupLine(line: string, reporter: Reporter): number | undefined {
+  const match = /(\d+)\/(\d+) kB \((\d+)%\)/.exec(line);
+  if (!match) {
+    reporter.detail(line);
+    return undefined;
+  }
+  reporter.progress(Number(match[1]) / Math.max(1, Number(match[2])), `${match[1]}/${match[2]} kB`);
+  return Number(match[2]);
 }

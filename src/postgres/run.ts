@@ -4,7 +4,7 @@ import { execa, type ResultPromise } from 'execa';
 import { LabError } from '../common/errors.js';
 import { followLines } from '../common/lines.js';
 import type { OsUser } from './os-user.js';
-import { inHostCommand } from '../lab/hosts.js';
+import { inHostCommand } from '../network/namespaces.js';
 
 export interface RunOptions {
   runAs?: OsUser;

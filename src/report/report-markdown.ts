@@ -4,7 +4,7 @@ import type { Report } from './types.js';
 
 const seconds = (ms: number) => `${(ms / 1000).toFixed(1)}s`;
 
-/** A markdown table; `|` in a cell is escaped (also used by bench/faults.ts). */
+/** A markdown table; `|` in a cell is escaped (also used by benchmarks/faults.ts). */
 export function table(headers: string[], rows: (string | number)[][]): string {
   const line = (cells: (string | number)[]) => `| ${cells.map((c) => String(c).replace(/\|/g, '\\|')).join(' | ')} |`;
   return [line(headers), line(headers.map(() => '---')), ...rows.map(line)].join('\n');

@@ -1,16 +1,14 @@
 // Where a lab's nodes run, behind one small interface: host processes driven by pg_ctl (the default)
 // or containers (issue 6). Commands build, start, stop, kill and inspect nodes only through it; both
-// runtimes write the server's log to the same file (log/<node>.log in the lab dir).
+// runtimes write the server's log to the same file (log/<node>.log in the lab dir). A lab's runtime: runtime-for.ts.
 import type { Reporter } from '../common/reporter.js';
 import type { BaseBackupMethod } from '../postgres/base-backup.js';
 import type { Installation } from '../postgres/installation.js';
 import type { OsUser } from '../postgres/os-user.js';
 import type { ServerStatus, StopMode } from '../postgres/server.js';
 import type { RuntimeName } from '../lab/global-options.js';
-import type { NodeHost } from '../lab/address.js';
-import { runtimeOf, type LabState } from '../lab/state.js';
-import { dockerRuntime } from './docker-runtime.js';
-import { processRuntime } from './process-runtime.js';
+import type { NodeHost } from '../network/address.js';
+import type { LabState } from '../lab/state.js';
 
 /** What a runtime needs to know of a node. */
 export interface RuntimeNode {
@@ -44,6 +42,8 @@ export interface RuntimeContext {
   runAs?: OsUser;
   /** The dir of cached initdb templates a new master is copied from (process runtime); none: initdb runs. */
   initdbTemplates?: string;
+  /** A line for the person running the command (GlobalOptions.notice): the docker runtime's image build. */
+  notice?: (message: string) => void;
 }
 
 export interface NodeRuntime {
@@ -95,8 +95,3 @@ export interface NodeRuntime {
    */
   rewind(node: RuntimeNode, sourcePort: number, reporter: Reporter, sourceHost?: string): Promise<string>;
 }
-
-export function runtimeFor(context: RuntimeContext): NodeRuntime {
-  return runtimeOf(context.state) === 'docker' ? dockerRuntime(context) : processRuntime(context);
-}
-

@@ -7,7 +7,7 @@ import { primaryOf } from '../lab/state.js';
 import { dialectFor, type Dialect } from '../postgres/dialect.js';
 import { queryWithin } from './bounded-query.js';
 import { downReason } from './down-reason.js';
-import { nodeAddress } from '../lab/address.js';
+import { nodeAddress } from '../network/address.js';
 
 export interface ReplicationRow {
   pid: number | null;

@@ -4,7 +4,7 @@ import { faultWordsOf } from '../lab/fault-words.js';
 import type { LabState, NodeRecord } from '../lab/state.js';
 import { queryWithin } from './bounded-query.js';
 import { downReason, type LabNodeState } from './down-reason.js';
-import { nodeAddress } from '../lab/address.js';
+import { nodeAddress } from '../network/address.js';
 
 export interface XactRow {
   node: string;

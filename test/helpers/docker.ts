@@ -11,9 +11,9 @@ import { pollUntil } from '../../src/common/poll.js';
 import { prepareDatadir } from '../../src/lab/datadir.js';
 import { queryRows } from '../../src/postgres/client.js';
 import type { OsUser } from '../../src/postgres/os-user.js';
-import { buildMasterDatadir, buildReplicaDatadir, type DockerBuildSpec } from '../../src/runtime/docker-build.js';
-import { listLabContainers, removeLabContainers } from '../../src/runtime/docker-lab.js';
-import { imagePostgresUser, startNodeContainer } from '../../src/runtime/docker-node.js';
+import { buildMasterDatadir, buildReplicaDatadir, type DockerBuildSpec } from '../../src/runtime/docker/build.js';
+import { listLabContainers, removeLabContainers } from '../../src/runtime/docker/lab.js';
+import { imagePostgresUser, startNodeContainer } from '../../src/runtime/docker/node.js';
 import { labJson, processesMentioning, repoRoot, tempDir, withTempLab } from './lab.js';
 
 export type DockerReadiness = { image: string; skipReason?: undefined } | { image?: undefined; skipReason: string };

@@ -2,7 +2,7 @@
 // are put in a BPF sockhash whose stream-verdict program redirects every byte received on one socket to
 // the other one's send queue, inside the kernel. The balancer process is not woken per query any more:
 // this is what lets a JavaScript balancer pass more queries than HAProxy's user-space relay on the same
-// cores (bench/balancer.ts). Linux only, and it needs CAP_BPF + CAP_NET_ADMIN (root); without them the
+// cores (benchmarks/balancer.ts). Linux only, and it needs CAP_BPF + CAP_NET_ADMIN (root); without them the
 // balancer relays through Node sockets as before (src/balancer/kernel-relay.ts says which and why).
 //
 // The program, in BPF instructions (no clang needed), for every chunk a relayed socket receives:

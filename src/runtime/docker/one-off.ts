@@ -1,13 +1,13 @@
 // A program run once in its own container (initdb, pg_basebackup, id): started through testcontainers,
 // waited for until it exits, its output kept for the error message, then removed.
 import { setTimeout as delay } from 'node:timers/promises';
-import { LabError, messageOf } from '../common/errors.js';
-import { followLines } from '../common/lines.js';
-import { pollUntil } from '../common/poll.js';
-import { findContainers, removeContainers } from './docker-lab.js';
-import { dockerEngine } from './docker-engine.js';
-import { ensureImage } from './docker-image.js';
-import { containerLogs, logsTail } from './docker-logs.js';
+import { LabError, messageOf } from '../../common/errors.js';
+import { followLines } from '../../common/lines.js';
+import { pollUntil } from '../../common/poll.js';
+import { findContainers, removeContainers } from './lab.js';
+import { dockerEngine } from './engine.js';
+import { ensureImage } from './image.js';
+import { containerLogs, logsTail } from './logs.js';
 import { loadTestcontainers } from './testcontainers.js';
 
 export interface OneOffSpec {
@@ -27,6 +27,8 @@ export interface OneOffSpec {
   what: string;
   /** Each line of output as it comes (pg_basebackup's progress), not only at the end. */
   onLine?: (line: string) => void;
+  /** Told when the image must be built first (ensureImage). */
+  notice?: (message: string) => void;
 }
 
 export interface OneOffResult {
@@ -36,7 +38,7 @@ export interface OneOffResult {
 
 export async function runOneOff(spec: OneOffSpec): Promise<OneOffResult> {
   const started = Date.now();
-  await ensureImage(spec.image); // the clear ENVIRONMENT errors (no engine, no image) before anything else
+  await ensureImage(spec.image, spec.notice); // the clear ENVIRONMENT errors (no engine, no image) before anything else
   // A run interrupted earlier leaves its container behind under the same name: it is ours (same labels).
   await removeContainers(await findContainers(spec.labels));
   const { GenericContainer } = loadTestcontainers();

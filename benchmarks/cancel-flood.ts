@@ -3,7 +3,7 @@
 // once (each at most 5 s). Sending stops at COUNT or after twice SECONDS; the script prints one JSON line
 // ({"sent":N,"ms":M}) once every connection has closed. A process of its own, so that the flood and
 // whoever watches it (a test's psql loop, the bench) do not share an event loop.
-// Usage: node dist/bench/cancel-flood.js PORT COUNT SECONDS
+// Usage: node dist/benchmarks/cancel-flood.js PORT COUNT SECONDS
 import net from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { CANCEL_REQUEST } from '../src/balancer/protocol.js';

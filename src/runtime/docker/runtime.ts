@@ -1,28 +1,28 @@
 // Nodes as containers (issue 6): the same data dir paths, ports and configuration templates as the
 // process runtime; the image's postgres user owns the data; the server's log goes to the same
 // log/<node>.log file through a bind mount of the lab's log dir.
-import { labPassword } from '../lab/access.js';
-import { nodeLogFile } from '../lab/context.js';
-import { nodeFilesSpec } from '../lab/node-files.js';
-import { logTail } from '../postgres/server.js';
-import { removeNodeHost } from '../lab/hosts.js';
-import { buildMasterDatadir, buildReplicaDatadir, type DockerBuildSpec } from './docker-build.js';
-import { defaultImage } from './docker-image.js';
-import { childrenOf } from '../common/processes.js';
-import { imagePostgresUser, killNodeContainer, nodeContainerStatus, pauseNodeContainer, rewindInContainer, startNodeContainer, stopNodeContainer, unpauseNodeContainer } from './docker-node.js';
-import type { NodeRuntime, RuntimeContext, RuntimeNode } from './node-runtime.js';
-import { reportBackupLine } from './process-runtime.js';
+import { labPassword } from '../../lab/access.js';
+import { nodeLogFile } from '../../lab/context.js';
+import { nodeFilesSpec } from '../../lab/node-files.js';
+import { reportBackupLine } from '../../postgres/base-backup.js';
+import { logTail } from '../../postgres/server.js';
+import { removeNodeHost } from '../../network/namespaces.js';
+import { buildMasterDatadir, buildReplicaDatadir, type DockerBuildSpec } from './build.js';
+import { defaultImage } from './image.js';
+import { childrenOf } from '../../common/processes.js';
+import { imagePostgresUser, killNodeContainer, nodeContainerStatus, pauseNodeContainer, rewindInContainer, startNodeContainer, stopNodeContainer, unpauseNodeContainer } from './node.js';
+import type { NodeRuntime, RuntimeContext, RuntimeNode } from '../node-runtime.js';
 
 export function dockerRuntime(context: RuntimeContext): NodeRuntime {
   const { labDir, state } = context;
   const image = state.image ?? defaultImage();
   const ref = (node: RuntimeNode) => ({ labId: state.labId, name: node.name });
   const spec = async (node: RuntimeNode): Promise<DockerBuildSpec> => {
-    const user = await imagePostgresUser(image, state.labId);
+    const user = await imagePostgresUser(image, state.labId, context.notice);
     return {
       labId: state.labId, name: node.name, port: node.port, datadir: node.datadir, image,
       ...(node.host && state.hosts ? { host: { lab: state.hosts, node: node.host } } : {}),
-      user, dbUser: state.dbUser, major: state.pg.major, password: await labPassword(labDir, state),
+      user, dbUser: state.dbUser, major: state.pg.major, password: await labPassword(labDir, state), notice: context.notice,
       logFile: nodeLogFile(labDir, node.name), files: nodeFilesSpec(labDir, state, node, user),
     };
   };
@@ -39,7 +39,7 @@ export function dockerRuntime(context: RuntimeContext): NodeRuntime {
       await buildMasterDatadir(await spec(node));
     },
     async checkCanClone(wanted = 'auto') {
-      await imagePostgresUser(image, state.labId); // the engine answers and the image has its postgres user
+      await imagePostgresUser(image, state.labId, context.notice); // the engine answers and the image has its postgres user
       // The data dirs are bind-mounted at the same paths: pglab's own copy runs on the host as the image's
       // user (auto, as for processes; images built from the npm binaries have no pg_basebackup);
       // --base-backup pg_basebackup runs the image's own in a one-off container.
@@ -86,7 +86,7 @@ export function dockerRuntime(context: RuntimeContext): NodeRuntime {
       return (await nodeContainerStatus(ref(node), 'stopped')).pid;
     },
     logTail: (node, lines) => logTail(nodeLogFile(labDir, node.name), lines),
-    dataOwner: () => imagePostgresUser(image, state.labId),
+    dataOwner: () => imagePostgresUser(image, state.labId, context.notice),
     // Images laid out like the official postgres ones carry the pg_rewind of their own version.
     rewindMissing: async () => undefined,
     async rewind(node, sourcePort, reporter, sourceHost) {

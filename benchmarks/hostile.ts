@@ -1,4 +1,4 @@
-// Issue 15's hostile cases for the balancer bench (bench/balancer.ts sections 6 and 7), each run
+// Issue 15's hostile cases for the balancer bench (benchmarks/balancer.ts sections 6 and 7), each run
 // against every balancer given, in the same run:
 //  6. a hung server: replica1's postmaster SIGSTOPped while a new psql starts every 200 ms: time to
 //     DOWN, clients failed, the slowest client;
@@ -132,7 +132,7 @@ export async function flood(port: number, count: number): Promise<FloodResult> {
   };
 }
 
-/** bench/cancel-flood.ts in a process of its own: `count` random-key cancels to `port` over `seconds`. */
+/** benchmarks/cancel-flood.ts in a process of its own: `count` random-key cancels to `port` over `seconds`. */
 export async function cancelFlood(port: number, count: number, seconds: number): Promise<{ sent: number; ms: number }> {
   const script = path.join(path.dirname(fileURLToPath(import.meta.url)), 'cancel-flood.js');
   // Twice `seconds` of sending at most, then 5 s for the last connections to close.

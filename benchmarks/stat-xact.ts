@@ -1,7 +1,7 @@
 // How long one `lab stat xact` of four nodes takes, against the seed's ut-stat-xact body: a bash loop
 // of four psql calls. Both run in the same process, interleaved, on the same lab; medians are printed.
 //
-//   node dist/bench/stat-xact.js [--lab-dir DIR] [--rounds N]
+//   node dist/benchmarks/stat-xact.js [--lab-dir DIR] [--rounds N]
 // Without --lab-dir a temporary lab (master + 3 replicas, PostgreSQL 15) is built and destroyed.
 import { mkdtemp, rm, chmod } from 'node:fs/promises';
 import { tmpdir } from 'node:os';

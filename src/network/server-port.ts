@@ -7,7 +7,7 @@ import { execa } from 'execa';
 import { LabError } from '../common/errors.js';
 import { assertPortFree } from '../common/ports.js';
 import { nodeAddress, type NodeHost } from './address.js';
-import { netnsExists } from './hosts.js';
+import { netnsExists } from './ip.js';
 
 const PORT_START_FILE = '/proc/sys/net/ipv4/ip_unprivileged_port_start';
 /** The kernel's default (PROT_SOCK): a new network namespace starts with it, not with the host's value. */

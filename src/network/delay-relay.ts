@@ -3,7 +3,7 @@
 // connections to the other nodes (nat OUTPUT, the postgres OS user's only: the relay's are not caught
 // again); the relay forwards every byte, and holds what the node sends for D ms (± jitter, order kept):
 // a round trip to or from the node takes about D more, like netem on the node's egress.
-// Run as: node delay-relay.js '<config json>' (argv[3..] carry the namespace name, for destroy to find it).
+// This file is the relay; the process is src/children/delay-relay.ts, started by src/network/delay.ts.
 import net from 'node:net';
 
 export interface RelayListener {
@@ -84,16 +84,4 @@ function serve(listener: RelayListener, config: RelayConfig): Promise<void> {
 
 export async function runRelay(config: RelayConfig): Promise<void> {
   for (const listener of config.listeners) await serve(listener, config);
-}
-
-if (process.argv[1]?.endsWith('delay-relay.js') && process.argv[2]) {
-  const config = JSON.parse(process.argv[2]) as RelayConfig;
-  process.stdout.on('error', () => undefined);
-  runRelay(config).then(
-    () => process.stdout.write('ready\n'),
-    (error: unknown) => {
-      process.stderr.write(`delay relay: ${error instanceof Error ? error.message : String(error)}\n`);
-      process.exit(1);
-    },
-  );
 }

@@ -1,6 +1,6 @@
 // A lab's containers, found by label only: listing them for `lab status`, removing them for `lab destroy`.
-import { LAB_LABEL, NODE_LABEL, ROLE_LABEL, type ContainerRole } from './docker-labels.js';
-import { dockerEngine } from './docker-engine.js';
+import { LAB_LABEL, NODE_LABEL, ROLE_LABEL, type ContainerRole } from './labels.js';
+import { dockerEngine } from './engine.js';
 
 export interface LabContainer {
   id: string;

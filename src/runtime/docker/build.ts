@@ -1,11 +1,11 @@
 // A node's data dir built in containers and configured from the host: the same lab templates and
 // standby files as the process runtime, owned by the image's postgres user instead of the host's.
-import { removeCopiedLeftovers, writeNodeConfig, writeStandbyConfig, type NodeFilesSpec } from '../lab/node-files.js';
-import type { Reporter } from '../common/reporter.js';
-import { ownBaseBackup } from '../postgres/base-backup.js';
-import { giveTo } from '../postgres/os-user.js';
-import type { CloneUpstream } from './node-runtime.js';
-import { basebackupInContainer, initdbInContainer, type DockerNodeSpec } from './docker-node.js';
+import { removeCopiedLeftovers, writeNodeConfig, writeStandbyConfig, type NodeFilesSpec } from '../../lab/node-files.js';
+import type { Reporter } from '../../common/reporter.js';
+import { ownBaseBackup } from '../../postgres/base-backup.js';
+import { giveTo } from '../../postgres/os-user.js';
+import type { CloneUpstream } from '../node-runtime.js';
+import { basebackupInContainer, initdbInContainer, type DockerNodeSpec } from './node.js';
 
 export interface DockerBuildSpec extends DockerNodeSpec {
   /** PostgreSQL major of the image, for the version's configuration dialect. */

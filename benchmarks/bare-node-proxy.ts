@@ -1,6 +1,6 @@
 // The smallest TCP proxy Node can run: accept, connect, pipe both ways. The balancer bench runs it
 // beside the built-in balancer to show what Node itself costs per connection (the built-in balancer's
-// floor), apart from what the balancer adds. Usage: node dist/bench/bare-node-proxy.js LISTEN_PORT TARGET_PORT
+// floor), apart from what the balancer adds. Usage: node dist/benchmarks/bare-node-proxy.js LISTEN_PORT TARGET_PORT
 import net from 'node:net';
 
 const [listenPort, targetPort] = process.argv.slice(2).map(Number);

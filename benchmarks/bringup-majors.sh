@@ -5,8 +5,8 @@
 # Prints each run's seconds and the ratio (newer / 15). Run as root from the repository root after
 # `npm run build`; the newer major must be installed (`npx lab versions install 17`).
 #
-#   bench/bringup-majors.sh                 # 17 against 15, 2 rounds
-#   BENCH_MAJOR=18 BENCH_ROUNDS=3 bench/bringup-majors.sh
+#   benchmarks/bringup-majors.sh                 # 17 against 15, 2 rounds
+#   BENCH_MAJOR=18 BENCH_ROUNDS=3 benchmarks/bringup-majors.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MAJOR=${BENCH_MAJOR:-17}

@@ -3,7 +3,7 @@
 // alternating, into fresh dirs; prints seconds, the ratio, and the lab process's peak RSS during pglab's
 // backup (this process's resident size, sampled, plus the copying child's peak).
 //
-//   node dist/bench/base-backup.js [--scale 70] [--rounds 2]
+//   node dist/benchmarks/base-backup.js [--scale 70] [--rounds 2]
 // A throwaway lab is built (pgbench -i -s SCALE, ~15 MB per unit: 70 is ~1 GB) and destroyed.
 import { chmod, mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';

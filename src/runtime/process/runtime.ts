@@ -1,23 +1,23 @@
 // Nodes as host processes: initdb (or a copy of the cached initdb template), pg_basebackup and pg_ctl
 // run as the lab's OS user.
-import { LabError, messageOf } from '../common/errors.js';
-import { checkShellSafePath, checkShellSafeProgram } from '../common/shell-safe-path.js';
-import type { Reporter } from '../common/reporter.js';
-import { nodeLogFile } from '../lab/context.js';
-import { accessOf, labPassword, toolEnv, withPasswordFile } from '../lab/access.js';
-import { nodeFilesSpec, removeCopiedLeftovers, writeNodeConfig, writeStandbyConfig } from '../lab/node-files.js';
-import { resolveAuto, ownBaseBackup } from '../postgres/base-backup.js';
-import { initdbArgs } from '../postgres/initdb.js';
-import { emptyDatadir, findTemplate, initdbFromTemplate, type Template } from '../postgres/initdb-template.js';
-import { clientTool, type Installation } from '../postgres/installation.js';
-import { giveTo } from '../postgres/os-user.js';
-import { locatePgRewind, noPgRewindError, pgRewindArgs } from '../postgres/pg-rewind.js';
-import { runPg } from '../postgres/run.js';
-import { clearStaleLocks, killServer, livePostmasterPid, logTail, serverStatus, startServer, stopServer, type ServerSpec } from '../postgres/server.js';
-import { nodeAddress } from '../lab/address.js';
-import { ensureNodeHost } from '../lab/hosts.js';
-import { continueNodeProcesses, stopNodeProcesses } from '../lab/faults.js';
-import type { NodeRuntime, ResolvedBackupMethod, RuntimeContext, RuntimeNode } from './node-runtime.js';
+import { LabError, messageOf } from '../../common/errors.js';
+import { checkShellSafePath, checkShellSafeProgram } from '../../common/shell-safe-path.js';
+import type { Reporter } from '../../common/reporter.js';
+import { nodeLogFile } from '../../lab/context.js';
+import { accessOf, labPassword, toolEnv } from '../../lab/access.js';
+import { nodeFilesSpec, removeCopiedLeftovers, writeNodeConfig, writeStandbyConfig } from '../../lab/node-files.js';
+import { reportBackupLine, resolveAuto, ownBaseBackup } from '../../postgres/base-backup.js';
+import { initdbArgs, withPasswordFile } from '../../postgres/initdb.js';
+import { emptyDatadir, findTemplate, initdbFromTemplate, type Template } from '../../postgres/initdb-template.js';
+import { clientTool, type Installation } from '../../postgres/installation.js';
+import { giveTo } from '../../postgres/os-user.js';
+import { locatePgRewind, noPgRewindError, pgRewindArgs } from '../../postgres/pg-rewind.js';
+import { runPg } from '../../postgres/run.js';
+import { clearStaleLocks, killServer, livePostmasterPid, logTail, serverStatus, startServer, stopServer, type ServerSpec } from '../../postgres/server.js';
+import { nodeAddress } from '../../network/address.js';
+import { ensureNodeHost } from '../../network/namespaces.js';
+import { continueNodeProcesses, stopNodeProcesses } from '../../lab/faults.js';
+import type { NodeRuntime, ResolvedBackupMethod, RuntimeContext, RuntimeNode } from '../node-runtime.js';
 
 export function processRuntime(context: RuntimeContext): NodeRuntime {
   const { labDir, state, runAs } = context;
@@ -155,15 +155,4 @@ export function processRuntime(context: RuntimeContext): NodeRuntime {
       return `${stdout}\n${stderr}`;
     },
   };
-}
-
-/** One line of pg_basebackup --progress --verbose: progress to the reporter; returns the backup's size in kB when it says it. */
-export function reportBackupLine(line: string, reporter: Reporter): number | undefined {
-  const match = /(\d+)\/(\d+) kB \((\d+)%\)/.exec(line);
-  if (!match) {
-    reporter.detail(line);
-    return undefined;
-  }
-  reporter.progress(Number(match[1]) / Math.max(1, Number(match[2])), `${match[1]}/${match[2]} kB`);
-  return Number(match[2]);
 }

@@ -5,27 +5,26 @@
 // killed and inspected through the engine. Containers are found by their labels (pglab.lab, pglab.node, pglab.role).
 import { readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
-import { LabError } from '../common/errors.js';
-import { checkShellSafePath } from '../common/shell-safe-path.js';
-import { pollUntil } from '../common/poll.js';
-import { openPrivateAppend } from '../common/safe-files.js';
-import { assertPortFree } from '../common/ports.js';
-import { withClient } from '../postgres/client.js';
-import type { OsUser } from '../postgres/os-user.js';
-import { initdbArgs } from '../postgres/initdb.js';
-import { withPasswordFile } from '../lab/access.js';
-import { pgRewindArgs } from '../postgres/pg-rewind.js';
-import { logTail, type ServerStatus, type StopMode } from '../postgres/server.js';
-import { findContainers, removeContainers, type LabContainer } from './docker-lab.js';
-import { containerName, LAB_LABEL, labLabels, NODE_LABEL } from './docker-labels.js';
-import { dockerEngine } from './docker-engine.js';
-import { ensureImage } from './docker-image.js';
-import { containerLogs, logsTail } from './docker-logs.js';
-import { runOneOff } from './docker-one-off.js';
+import { LabError } from '../../common/errors.js';
+import { checkShellSafePath } from '../../common/shell-safe-path.js';
+import { pollUntil } from '../../common/poll.js';
+import { openPrivateAppend } from '../../common/safe-files.js';
+import { assertPortFree } from '../../common/ports.js';
+import { withClient } from '../../postgres/client.js';
+import type { OsUser } from '../../postgres/os-user.js';
+import { initdbArgs, withPasswordFile } from '../../postgres/initdb.js';
+import { pgRewindArgs } from '../../postgres/pg-rewind.js';
+import { logTail, type ServerStatus, type StopMode } from '../../postgres/server.js';
+import { findContainers, removeContainers, type LabContainer } from './lab.js';
+import { containerName, LAB_LABEL, labLabels, NODE_LABEL } from './labels.js';
+import { dockerEngine } from './engine.js';
+import { ensureImage } from './image.js';
+import { containerLogs, logsTail } from './logs.js';
+import { runOneOff } from './one-off.js';
 import { loadTestcontainers } from './testcontainers.js';
-import { LOOPBACK, type NodeHost } from '../lab/address.js';
-import { ensureNodeHost } from '../lab/hosts.js';
-import type { LabHosts } from '../lab/state.js';
+import { LOOPBACK, type NodeHost } from '../../network/address.js';
+import { ensureNodeHost } from '../../network/namespaces.js';
+import type { LabHosts } from '../../network/address.js';
 
 export interface DockerNodeRef {
   labId: string;
@@ -52,6 +51,8 @@ export interface DockerNodeSpec extends DockerNodeRef {
    * starts with no network; its namespace is then named and linked as the node's (ensureNodeHost).
    */
   host?: { lab: LabHosts; node: NodeHost };
+  /** Told when the image must be built first (ensureImage). */
+  notice?: (message: string) => void;
 }
 
 export interface DockerNodeStatus {
@@ -70,10 +71,10 @@ const imageUsers = new Map<string, Promise<OsUser>>();
  * The uid/gid of the image's `postgres` user (999 in the official Debian-based images and in
  * pglab/postgres:*-local, 70 in the Alpine ones): the host data dir must belong to it.
  */
-export function imagePostgresUser(image: string, labId: string): Promise<OsUser> {
+export function imagePostgresUser(image: string, labId: string, notice?: (message: string) => void): Promise<OsUser> {
   let user = imageUsers.get(image);
   if (!user) {
-    user = probeImageUser(image, labId);
+    user = probeImageUser(image, labId, notice);
     imageUsers.set(image, user);
     user.catch(() => imageUsers.delete(image));
   }
@@ -81,9 +82,9 @@ export function imagePostgresUser(image: string, labId: string): Promise<OsUser>
 }
 
 /** Reads /etc/passwd out of a created, never started, container: no process runs, so it costs ~0.1 s. */
-async function probeImageUser(image: string, labId: string): Promise<OsUser> {
+async function probeImageUser(image: string, labId: string, notice?: (message: string) => void): Promise<OsUser> {
   const engine = await dockerEngine();
-  await ensureImage(image);
+  await ensureImage(image, notice);
   const labels = labLabels(labId, 'image-user', 'probe');
   await removeContainers(await findContainers(labels));
   const container = await engine.container.dockerode.createContainer({
@@ -126,6 +127,7 @@ function userOf(spec: Pick<DockerNodeSpec, 'user'>): string {
 export async function initdbInContainer(spec: DockerNodeSpec, timeoutMs = 300_000): Promise<{ elapsedMs: number }> {
   const run = (pwfile?: string, pwdir?: string) => runOneOff({
     image: spec.image,
+    notice: spec.notice,
     name: containerName(spec.labId, spec.name, 'initdb'),
     labels: labLabels(spec.labId, spec.name, 'initdb'),
     user: userOf(spec),
@@ -154,6 +156,7 @@ export async function basebackupInContainer(
 ): Promise<{ elapsedMs: number; output: string }> {
   return runOneOff({
     image: spec.image,
+    notice: spec.notice,
     name: containerName(spec.labId, spec.name, 'basebackup'),
     labels: labLabels(spec.labId, spec.name, 'basebackup'),
     user: userOf(spec),
@@ -186,6 +189,7 @@ export async function rewindInContainer(
   await rm(path.join(spec.datadir, 'postmaster.pid'), { force: true });
   return runOneOff({
     image: spec.image,
+    notice: spec.notice,
     name: containerName(spec.labId, spec.name, 'rewind'),
     labels: labLabels(spec.labId, spec.name, 'rewind'),
     user: userOf(spec),
@@ -218,7 +222,7 @@ export async function startNodeContainer(spec: DockerNodeSpec, timeoutMs = 60_00
     throw new LabError('CONFLICT', `Container ${current.name} of node "${spec.name}" is already ${current.state}: stop it first`);
   }
   if (current) await removeContainers([current]);
-  await ensureImage(spec.image);
+  await ensureImage(spec.image, spec.notice);
   await assertPortFree(spec.port, `node "${spec.name}"`);
   const { GenericContainer } = loadTestcontainers();
   const address = spec.host?.node.address ?? LOOPBACK;

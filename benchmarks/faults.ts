@@ -2,7 +2,7 @@
 // balancer and through HAProxy, with the seed's and with the lab's check settings. Run from the
 // repository root, as root (the lab is made with --hosts: network namespaces):
 //
-//   npm run build && node dist/bench/faults.js [--rounds N] [--faults partition,pause] [--engines LIST] [--short] [--json FILE]
+//   npm run build && node dist/benchmarks/faults.js [--rounds N] [--faults partition,pause] [--engines LIST] [--short] [--json FILE]
 //
 // One lab (master1 + replica1 + replica2, process runtime, --hosts, scram and TLS as a new lab has
 // them). For each round, each fault (`lab fault partition replica2`, `lab fault pause replica2`) and each
@@ -36,8 +36,9 @@ import { findFreePorts } from '../src/common/ports.js';
 import { isRunning } from '../src/common/processes.js';
 import { silentReporter } from '../src/common/reporter.js';
 import { resolveGlobalOptions } from '../src/lab/global-options.js';
-import { labNetworkLeft } from '../src/lab/hosts.js';
-import { readState, type LabHosts } from '../src/lab/state.js';
+import { labNetworkLeft } from '../src/network/namespaces.js';
+import { readState } from '../src/lab/state.js';
+import type { LabHosts } from '../src/network/address.js';
 import { table as markdownTable } from '../src/report/report-markdown.js';
 import { buildDemoLab, waitBalancerUp, waitReplicasCaughtUp, type DemoLab } from '../src/demo/lab-setup.js';
 import {
@@ -60,7 +61,7 @@ interface Args {
 }
 
 function usage(message: string): never {
-  console.error(`${message}\nusage: node dist/bench/faults.js [--rounds N] [--faults partition,pause] [--engines ${FAULT_ENGINES.join(',')}] [--short] [--json FILE]`);
+  console.error(`${message}\nusage: node dist/benchmarks/faults.js [--rounds N] [--faults partition,pause] [--engines ${FAULT_ENGINES.join(',')}] [--short] [--json FILE]`);
   process.exit(2);
 }
 

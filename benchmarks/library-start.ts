@@ -2,7 +2,7 @@
 // server made by hand in the same run (initdb, `pg_ctl start -w`, `pg_ctl stop`, rm: the floor any harness
 // pays for a server) and the CLI's three commands (`lab master start`, `lab replica add` twice) and
 // `lab destroy --yes`. Rounds alternate the three, so load on the machine falls on each alike. Medians.
-//   node dist/bench/library-start.js            (BENCH_ROUNDS=10 by default)
+//   node dist/benchmarks/library-start.js            (BENCH_ROUNDS=10 by default)
 import { mkdtemp, rm, chmod } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';

@@ -3,10 +3,10 @@
 // PG_BINROOT). Used by `lab versions image N` and by the docker runtime when that tag is missing.
 import path from 'node:path';
 import { execa } from 'execa';
-import { LabError } from '../common/errors.js';
-import { packageRoot } from '../common/package-root.js';
-import { installableRange, isInstallableMajor } from '../postgres/cache-root.js';
-import { discoverInstallations, type Installation } from '../postgres/installation.js';
+import { LabError } from '../../common/errors.js';
+import { packageRoot } from '../../common/package-root.js';
+import { installableRange, isInstallableMajor } from '../../postgres/cache-root.js';
+import { discoverInstallations, type Installation } from '../../postgres/installation.js';
 
 export const localImageTag = (major: number): string => `pglab/postgres:${major}-local`;
 

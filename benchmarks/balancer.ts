@@ -1,7 +1,7 @@
 // The balancer bench: the built-in balancer against HAProxy 2.6 (Debian) with the same pool, on a
 // throwaway lab (master + 3 replicas, like the seed). Run from the repository root:
 //
-//   npx tsc -p tsconfig.json && node dist/bench/balancer.js
+//   npx tsc -p tsconfig.json && node dist/benchmarks/balancer.js
 //
 // Environment: BENCH_SECONDS (each throughput run, default 10), BENCH_FAILURE_SECONDS (the seed's
 // failure run, default 20), BENCH_ROUNDS (alternating rounds, default 1), BENCH_IDLE_CLIENTS (default
@@ -23,7 +23,7 @@
 //     through the built-in balancer with `--tls terminate` (its own TLS to the client and to the server);
 //  2. a pool of one replica against a direct connection to that replica (plaintext); ratio built-in/direct;
 //     with -C, each proxy's CPU per connection (its process, all threads), a bare Node pipe proxy
-//     (bench/bare-node-proxy.ts) included, to show what Node itself costs per connection;
+//     (benchmarks/bare-node-proxy.ts) included, to show what Node itself costs per connection;
 //  3. memory: VmRSS and open fds of the balancer process with 1,000 idle clients, fds after they close;
 //  4. detection and re-admission, BENCH_ROUNDS rounds of `lab node kill replica2` then `lab node start
 //     replica2`: time from the SIGKILL to DOWN in the stats, and from `lab node start` returning to UP,
@@ -186,7 +186,7 @@ async function launchHaproxy(labDir: string, name: string, servers: ServerConfig
   return { ...instance, port: port! };
 }
 
-/** bench/bare-node-proxy.ts in front of `targetPort`; null (and why, printed) if it does not listen within 10 s. */
+/** benchmarks/bare-node-proxy.ts in front of `targetPort`; null (and why, printed) if it does not listen within 10 s. */
 async function startBareNodeProxy(targetPort: number): Promise<{ pid: number; port: number } | null> {
   const [port] = await freePorts(1);
   const child = execa('node', [path.join(path.dirname(fileURLToPath(import.meta.url)), 'bare-node-proxy.js'), String(port), String(targetPort)], { reject: false });
@@ -585,7 +585,7 @@ async function detectionRounds(labDir: string, watched: Watched[]): Promise<{ fi
 }
 
 /**
- * Section 9 (bench/tls-stall.ts): 300 stalled handshakes of each kind through each target in turn, 30
+ * Section 9 (benchmarks/tls-stall.ts): 300 stalled handshakes of each kind through each target in turn, 30
  * real psql clients meanwhile; a pause between runs lets the servers close what the last one left.
  */
 async function stallSection(serverPorts: number[], targets: { label: string; port: number }[]): Promise<Record<string, Record<string, StallRun>>> {
@@ -605,7 +605,7 @@ async function stallSection(serverPorts: number[], targets: { label: string; por
   return results;
 }
 
-/** Sections 6 and 7 (bench/hostile.ts): the built-in balancer beside HAProxy tuned at its best. */
+/** Sections 6 and 7 (benchmarks/hostile.ts): the built-in balancer beside HAProxy tuned at its best. */
 async function hostileSections(labDir: string, pool: ServerConfig[], builtin: Builtin | null): Promise<Record<string, unknown>> {
   const best = await launchHaproxy(labDir, 'hb', pool, { ...LAB_CHECK_DEFAULTS, type: 'pgsql', timeoutMs: 1000 }, {
     redispatch: true, timeouts: { connectMs: 1000, clientMs: 60_000, serverMs: 60_000 },

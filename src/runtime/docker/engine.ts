@@ -2,7 +2,7 @@
 // and the local socket). Loaded lazily: testcontainers costs ~0.4 s to import, which the process
 // runtime must not pay.
 import type { ContainerRuntimeClient } from 'testcontainers';
-import { LabError, messageOf } from '../common/errors.js';
+import { LabError, messageOf } from '../../common/errors.js';
 import { loadTestcontainers } from './testcontainers.js';
 
 let engine: Promise<ContainerRuntimeClient> | undefined;
