@@ -10,7 +10,7 @@ import type { GlobalOptions } from '../lab/global-options.js';
 import type { BalancerRecord } from '../lab/state.js';
 import { Connectable, type ConnectionAccess } from './connection.js';
 import type { BalancerOptions } from './options.js';
-import type { Lab } from './lab.js';
+import type { LabCore } from './core.js';
 
 export class Balancer extends Connectable implements AsyncDisposable {
   /** @internal Told when the balancer stopped (Lab forgets it). */
@@ -19,7 +19,7 @@ export class Balancer extends Connectable implements AsyncDisposable {
 
   /** @internal lab.balancer() makes them. */
   constructor(
-    private readonly lab: Lab,
+    private readonly lab: LabCore,
     readonly name: string,
     /** @internal */
     readonly record: BalancerRecord,
@@ -98,7 +98,7 @@ export class Balancer extends Connectable implements AsyncDisposable {
 }
 
 /** Starts one in this process (inside the lab's client scope: its checks log in with the lab's access). */
-export async function startBalancer(lab: Lab, global: GlobalOptions, name: string, options: BalancerOptions): Promise<Balancer> {
+export async function startBalancer(lab: LabCore, global: GlobalOptions, name: string, options: BalancerOptions): Promise<Balancer> {
   const [listenPort, statsPort] = await findFreePorts(2);
   const host = options.host ?? '127.0.0.1';
   const start: BalancerStartOptions = {

@@ -29,7 +29,10 @@ import type { ReplicationSample } from '../stats/replication-sample.js';
 import type { XactSample } from '../stats/xact-sample.js';
 import { Balancer, startBalancer } from './balancer.js';
 import { LabNode } from './node.js';
-import { checkBalancerOptions, checkCatchupOptions, checkOpenOptions, checkPromoteOptions, checkReplicaOptions, checkStartOptions, type BalancerOptions, type LabEvent, type LabOpenOptions, type LabStartOptions, type ReplicaOptions } from './options.js';
+import { checkBalancerOptions, checkCatchupOptions, checkOpenOptions, checkPromoteOptions, checkReplicaOptions, checkStartOptions, type BalancerOptions, type LabEvent, type LabOpenOptions, type LabStartOptions, type PromoteOptions, type ReplicaOptions } from './options.js';
+import type { LabCore } from './core.js';
+
+export type { PromoteOptions } from './options.js';
 import type { ConnectionAccess } from './connection.js';
 
 export interface CatchupOptions {
@@ -37,15 +40,7 @@ export interface CatchupOptions {
   timeoutMs?: number;
 }
 
-export interface PromoteOptions {
-  /** The other replicas follow the new primary (default), or are left as they are. */
-  others?: 'follow' | 'leave';
-  /** The former primary: left stopped, waiting for a rewind (default), or rewound now to follow the new one. */
-  formerPrimary?: 'leave' | 'rewind';
-  timeoutMs?: number;
-}
-
-export class Lab implements AsyncDisposable {
+export class Lab implements AsyncDisposable, LabCore {
   /** The lab dir: lab.json, logs, and (by default) the data dirs. */
   readonly dir: string;
   /** Set when the lab was closed with its dir kept (keep: true, or 'on-failure' after a failure). */

@@ -9,13 +9,13 @@ import { nodeRewind } from '../commands/rewind.js';
 import { faultDelay, faultHeal, faultLag, faultLoss, faultPartition, faultPause, type FaultResult } from '../commands/fault.js';
 import type { FaultKind } from '../lab/state.js';
 import { Connectable, type ConnectionAccess } from './connection.js';
-import { wholeNumber } from './options.js';
-import type { Lab } from './lab.js';
+import { wholeNumber, type PromoteOptions } from './options.js';
+import type { LabCore } from './core.js';
 
 export class LabNode extends Connectable {
   /** @internal Lab.node(name) makes them. */
   constructor(
-    private readonly lab: Lab,
+    private readonly lab: LabCore,
     readonly name: string,
   ) {
     super();
@@ -90,8 +90,9 @@ export class LabNode extends Connectable {
   }
 
   /** Makes this replica the primary (Lab.promote: the former primary stopped, the others follow). */
-  promote(options: Parameters<Lab['promote']>[1] = {}): Promise<LabNode> {
-    return this.lab.promote(this.name, options);
+  async promote(options: PromoteOptions = {}): Promise<LabNode> {
+    await this.lab.promote(this.name, options);
+    return this;
   }
 
   /** This replica streams from `primary` (default the lab's primary) from now on. */

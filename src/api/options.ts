@@ -83,6 +83,14 @@ export interface BalancerOptions {
   tls?: 'passthrough' | 'terminate';
 }
 
+export interface PromoteOptions {
+  /** The other replicas follow the new primary (default), or are left as they are. */
+  others?: 'follow' | 'leave';
+  /** The former primary: left stopped, waiting for a rewind (default), or rewound now to follow the new one. */
+  formerPrimary?: 'leave' | 'rewind';
+  timeoutMs?: number;
+}
+
 const START_KEYS = ['dir', 'replicas', 'pg', 'auth', 'tls', 'runtime', 'hosts', 'sync', 'osUser', 'image', 'keep', 'timeoutMs', 'onEvent'];
 const OPEN_KEYS = ['osUser', 'onEvent'];
 const REPLICA_KEYS = ['name', 'port', 'datadir', 'sync', 'timeoutMs'];
