@@ -18,6 +18,6 @@ tarball="$(npm pack --ignore-scripts --silent --pack-destination "$work" | tail 
 echo "test-examples: $tarball, $(stat -c %s "$work/$tarball") bytes, $(tar -tzf "$work/$tarball" | wc -l) files"
 cp -r examples/app-tests "$work/app"
 cd "$work/app"
-npm install --no-audit --no-fund --loglevel=error "$work/$tarball" >/dev/null
-npm install --no-audit --no-fund --loglevel=error >/dev/null
+npm install --prefer-offline --no-audit --no-fund --loglevel=error "$work/$tarball" >/dev/null
+npm install --prefer-offline --no-audit --no-fund --loglevel=error >/dev/null
 npm test

@@ -112,7 +112,7 @@ for (const major of MAJORS) {
     await ensureMajor(major);
     await withTempLab(async (labDir) => {
       const reportDir = path.join(path.dirname(labDir), 'report');
-      const result = await runLab(labDir, ['--pg', String(major), 'demo', 'failover', '--replicas', '2', '--scale', '1', '--duration', '40s', '--kill-at', '5s', '--recover-at', '8s', '--report', reportDir]);
+      const result = await runLab(labDir, ['--pg', String(major), 'demo', 'failover', '--replicas', '2', '--scale', '1', '--duration', '20s', '--kill-at', '5s', '--recover-at', '8s', '--report', reportDir]);
       assert.equal(result.exitCode, 0, `${result.stderr}\n${result.stdout}`);
       const report = JSON.parse(await readFile(path.join(reportDir, 'report.json'), 'utf8'));
       const f = report.figures;
