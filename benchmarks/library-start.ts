@@ -3,7 +3,7 @@
 // pays for a server) and the CLI's three commands (`lab master start`, `lab replica add` twice) and
 // `lab destroy --yes`. Rounds alternate the three, so load on the machine falls on each alike. Medians.
 //   node dist/benchmarks/library-start.js            (BENCH_ROUNDS=10 by default)
-import { mkdtemp, rm, chmod } from 'node:fs/promises';
+import { chmod, chown, mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -40,6 +40,8 @@ async function bareServer(): Promise<number> {
   const [port] = await findFreePorts(1);
   try {
     return await timed(async () => {
+      await mkdir(datadir, { mode: 0o700 });
+      if (runAs) await chown(datadir, runAs.uid, runAs.gid);
       await runPg(tool('initdb'), ['-D', datadir, '-U', 'postgres', '--no-locale', '-E', 'UTF8', '-A', 'trust'], { runAs });
       await runPg(tool('pg_ctl'), ['-D', datadir, '-l', path.join(datadir, 'log'), '-w', '-o', `-p ${port} -k /tmp -c listen_addresses=127.0.0.1`, 'start'], { runAs });
       await runPg(tool('pg_ctl'), ['-D', datadir, '-m', 'fast', '-w', 'stop'], { runAs });

@@ -3,6 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Lab, LabError } from '../src/index.js';
+import { checkDatadirPath } from '../src/lab/datadir.js';
 import { checkBalancerOptions, checkCatchupOptions, checkPromoteOptions, checkReplicaOptions, checkStartOptions } from '../src/api/options.js';
 
 const usage = (pattern: RegExp) => (e: unknown) => e instanceof LabError && e.code === 'USAGE' && pattern.test(e.message) && !e.message.includes('\n');
@@ -31,4 +32,11 @@ test('replica and balancer options: ports, durations and counts are typed number
   assert.throws(() => checkPromoteOptions({ formerPrimary: 'rewnd' }), usage(/lab\.promote: formerPrimary must be 'leave' or 'rewind'/));
   assert.throws(() => checkPromoteOptions({ other: 'follow' } as never), usage(/unknown option "other"/));
   assert.throws(() => checkCatchupOptions({ timeoutMs: -1 }), usage(/lab\.waitForCatchup: timeoutMs must be a whole number/));
+});
+
+test('temp labs may live in /dev/shm (memory), and nothing else under /dev', () => {
+  assert.equal(checkDatadirPath('/dev/shm/pglab-abc/master1'), '/dev/shm/pglab-abc/master1');
+  for (const refused of ['/dev/shm', '/dev/shm/', '/dev/pgdata', '/dev/shm/../sda', '/run/shm/x']) {
+    assert.throws(() => checkDatadirPath(refused), (e: unknown) => e instanceof LabError && e.code === 'UNSAFE' && /system path/.test(e.message), refused);
+  }
 });

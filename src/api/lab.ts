@@ -3,7 +3,7 @@
 // (src/postgres/client-env.ts): two labs in one process each log in with their own password and CA, and
 // the caller's PG* variables are never touched. The CLI's commands (src/commands/) do the work; this
 // layer adds temp dirs, free ports, typed options, waits, events and disposal.
-import { chmod, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { chmod, mkdtemp, readFile, rm, statfs } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { LabError, messageOf } from '../common/errors.js';
@@ -368,9 +368,22 @@ export class Lab implements AsyncDisposable, LabCore {
   }
 }
 
-/** A fresh lab dir under the system's temp dir, traversable by the servers' OS user. */
+const SHARED_TMPFS = '/dev/shm';
+const TMPFS_ROOM = 2 * 1024 ** 3;
+
+/**
+ * Where a temp lab goes: /dev/shm (memory: a data dir is ~1,000 files, and creating them costs ~0.3 ms each
+ * on this machine's disk, nothing in memory) when it is a tmpfs with 2 GiB free, else the system's temp dir.
+ */
+async function tempRoot(): Promise<string> {
+  const fs = await statfs(SHARED_TMPFS).catch(() => undefined);
+  const TMPFS_MAGIC = 0x01021994;
+  return fs && fs.type === TMPFS_MAGIC && fs.bavail * fs.bsize >= TMPFS_ROOM ? SHARED_TMPFS : tmpdir();
+}
+
+/** A fresh lab dir under /dev/shm or the system's temp dir, traversable by the servers' OS user. */
 async function makeTempLabDir(): Promise<string> {
-  const dir = await mkdtemp(path.join(tmpdir(), 'pglab-'));
+  const dir = await mkdtemp(path.join(await tempRoot(), 'pglab-'));
   await chmod(dir, 0o755);
   return dir;
 }

@@ -13,7 +13,11 @@ export type LabEvent =
   | { type: 'log'; message: string };
 
 export interface LabStartOptions {
-  /** The lab dir. Default: a new temporary dir, removed with the lab. A dir that already holds a lab is refused (use Lab.open). */
+  /**
+   * The lab dir. Default: a new temporary dir, removed with the lab: /dev/shm/pglab-* when /dev/shm is a
+   * tmpfs with 2 GiB free (the data dirs in memory), else $TMPDIR/pglab-*. A dir that already holds a lab
+   * is refused (use Lab.open).
+   */
   dir?: string;
   /** Streaming replicas of the primary, named replica1..N (default 0). */
   replicas?: number;

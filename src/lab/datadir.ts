@@ -10,12 +10,14 @@ export const MARKER_FILE = 'pglab.node';
 
 /** System locations a data dir must never be in (or be). */
 const SYSTEM_TREES = ['/bin', '/boot', '/dev', '/etc', '/lib', '/lib32', '/lib64', '/libx32', '/proc', '/run', '/sbin', '/sys', '/usr', '/var/lib', '/var/log', '/var/run', '/var/cache', '/var/spool', '/var/mail'];
-const SYSTEM_DIRS = ['/', '/home', '/tmp', '/var', '/opt', '/root', '/srv', '/mnt', '/media', '/var/tmp'];
+const SYSTEM_DIRS = ['/', '/home', '/tmp', '/dev/shm', '/var', '/opt', '/root', '/srv', '/mnt', '/media', '/var/tmp'];
 
 export function checkDatadirPath(datadir: string, what = 'data dir'): string {
   if (!datadir || !datadir.trim()) throw new LabError('USAGE', `Empty ${what}: give a path such as /tmp/pgdata/replica1`);
   const resolved = path.resolve(datadir);
-  if (SYSTEM_DIRS.includes(resolved) || SYSTEM_TREES.some((tree) => resolved === tree || resolved.startsWith(`${tree}/`))) {
+  // /dev/shm is a tmpfs for everyone, as /tmp is a dir for everyone: a dir of one's own below it is fine.
+  const inSharedTmpfs = resolved.startsWith('/dev/shm/');
+  if (SYSTEM_DIRS.includes(resolved) || (!inSharedTmpfs && SYSTEM_TREES.some((tree) => resolved === tree || resolved.startsWith(`${tree}/`)))) {
     throw new LabError('UNSAFE', `Refusing ${what} ${resolved}: it is a system path; choose a path of your own such as /tmp/pgdata/NAME`);
   }
   return resolved;

@@ -1,7 +1,7 @@
 // Where PostgreSQL is installed: --pg / LAB_PG (a major version or a bin dir), pg_config on PATH,
 // Debian's /usr/lib/postgresql/*/bin, the npm registry's embedded binaries under node_modules, and the
 // majors `lab versions install` put in the cache (cache-root.ts).
-import { access, lstat, readdir, readFile, symlink, constants } from 'node:fs/promises';
+import { access, lstat, readdir, readFile, stat, symlink, constants } from 'node:fs/promises';
 import path from 'node:path';
 import { execa } from 'execa';
 import { LabError } from '../common/errors.js';
@@ -38,17 +38,26 @@ async function exists(file: string): Promise<boolean> {
 }
 
 /** Inspect a bin dir; undefined if it has no runnable `postgres`. */
+const versionOfBinary = new Map<string, string>();
+
 export async function inspectBindir(bindir: string, source: string): Promise<Installation | undefined> {
   const postgres = path.join(bindir, 'postgres');
-  if (!(await exists(postgres))) return undefined;
-  let version: string;
-  try {
-    const { stdout } = await execa(postgres, ['-V'], { timeout: 10_000 });
-    const match = /PostgreSQL\)?\s+(\d+(?:\.\d+)*)/.exec(stdout);
-    if (!match) return undefined;
-    version = match[1]!;
-  } catch {
-    return undefined; // shared libraries do not resolve, wrong architecture...
+  const binary = await stat(postgres).catch(() => undefined);
+  if (!binary) return undefined;
+  // `postgres -V` costs 50-80 ms; a program that makes many labs (the library, a test suite) asks once
+  // per binary (the same file, size and time).
+  const key = `${postgres}:${binary.size}:${binary.mtimeMs}:${binary.ino}`;
+  let version = versionOfBinary.get(key);
+  if (version === undefined) {
+    try {
+      const { stdout } = await execa(postgres, ['-V'], { timeout: 10_000 });
+      const match = /PostgreSQL\)?\s+(\d+(?:\.\d+)*)/.exec(stdout);
+      if (!match) return undefined;
+      version = match[1]!;
+      versionOfBinary.set(key, version);
+    } catch {
+      return undefined; // shared libraries do not resolve, wrong architecture...
+    }
   }
   const tools: Partial<Record<ToolName, string>> = {};
   for (const tool of TOOL_NAMES) {
@@ -203,6 +212,18 @@ export async function resolveInstallation(wanted: string | undefined): Promise<I
       throw new LabError('NOT_FOUND', `No runnable PostgreSQL in ${bindir} (from --pg/LAB_PG): give a bin dir that holds postgres, initdb and pg_ctl`);
     }
     return inst;
+  }
+  if (!wanted) {
+    // The machine's own PostgreSQL without a look at every other installation (each costs a `postgres -V`).
+    const fromPgConfig = await pgConfigBindir();
+    const own = fromPgConfig ? await inspectBindir(fromPgConfig, 'pg_config') : undefined;
+    if (own) return own;
+    const debianRoot = '/usr/lib/postgresql';
+    const majors = (await readdir(debianRoot).catch(() => [] as string[])).filter((e) => /^\d+$/.test(e)).sort((a, b) => Number(b) - Number(a));
+    for (const entry of majors) {
+      const inst = await inspectBindir(path.join(debianRoot, entry, 'bin'), 'debian');
+      if (inst) return inst;
+    }
   }
   const all = await discoverInstallations();
   if (!wanted) {
