@@ -18,8 +18,8 @@ import { median } from './median.js';
 const rounds = Number(process.env.BENCH_ROUNDS ?? 10);
 const labBin = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'bin', 'lab.js');
 
-async function tempDir(): Promise<string> {
-  const dir = await mkdtemp(path.join(tmpdir(), 'pglab-bench-'));
+async function tempDir(root = tmpdir()): Promise<string> {
+  const dir = await mkdtemp(path.join(root, 'pglab-bench-'));
   await chmod(dir, 0o755);
   return dir;
 }
@@ -34,8 +34,8 @@ const installation = await resolveInstallation(undefined);
 const runAs = await resolveRunAs(undefined);
 const tool = (name: string) => path.join(installation.bindir, name);
 
-async function bareServer(): Promise<number> {
-  const dir = await tempDir();
+async function bareServer(root?: string): Promise<number> {
+  const dir = await tempDir(root);
   const datadir = path.join(dir, 'data');
   const [port] = await findFreePorts(1);
   try {
@@ -83,23 +83,26 @@ async function cli(): Promise<{ commands: number; destroy: number }> {
 await library();
 await bareServer();
 const bare: number[] = [];
+const bareShm: number[] = [];
 const lib: number[] = [];
 const cliCommands: number[] = [];
 const cliWithDestroy: number[] = [];
 for (let round = 0; round < rounds; round += 1) {
   bare.push(await bareServer());
+  bareShm.push(await bareServer('/dev/shm'));
   lib.push(await library());
   const c = await cli();
   cliCommands.push(c.commands);
   cliWithDestroy.push(c.commands + c.destroy);
-  console.error(`round ${round + 1}/${rounds}: bare ${bare.at(-1)!.toFixed(0)} ms, library ${lib.at(-1)!.toFixed(0)} ms, cli ${c.commands.toFixed(0)} + destroy ${c.destroy.toFixed(0)} ms`);
+  console.error(`round ${round + 1}/${rounds}: bare ${bare.at(-1)!.toFixed(0)} ms (/dev/shm ${bareShm.at(-1)!.toFixed(0)} ms), library ${lib.at(-1)!.toFixed(0)} ms, cli ${c.commands.toFixed(0)} + destroy ${c.destroy.toFixed(0)} ms`);
 }
 const b = median(bare)!;
 const rows: [string, number][] = [
   ['one bare server by hand (initdb, pg_ctl start -w, stop, rm)', b],
+  ['the same bare server in /dev/shm (memory, where Lab.start puts temp labs)', median(bareShm)!],
   ['Lab.start({ replicas: 2 }) + close()', median(lib)!],
   ['CLI: master start + replica add x2', median(cliCommands)!],
   ['CLI: the three commands + destroy --yes', median(cliWithDestroy)!],
 ];
 console.log(`PostgreSQL ${installation.version}, ${rounds} rounds, medians:`);
-for (const [what, ms] of rows) console.log(`  ${what.padEnd(60)} ${ms.toFixed(0).padStart(6)} ms  ${(ms / b).toFixed(2)} x bare`);
+for (const [what, ms] of rows) console.log(`  ${what.padEnd(76)} ${ms.toFixed(0).padStart(6)} ms  ${(ms / b).toFixed(2)} x bare`);
