@@ -10,10 +10,19 @@ let engine: Promise<ContainerRuntimeClient> | undefined;
 /**
  * testcontainers asks the engine for the `bridge` network's gateway when it runs inside a container
  * (/.dockerenv exists, as on CI VMs), and fails when dockerd runs with --bridge=none. Our nodes use
- * host networking, so the host it would compute is never used: pin it to loopback unless the user set it.
+ * host networking, so the host it would compute is never used: pin it to loopback unless the user set
+ * it, for the one moment testcontainers reads it (its client's set-up), and give the caller's
+ * environment back as it was (a program that imports pglab keeps its own).
  */
-function prepareEnvironment(): void {
-  process.env.TESTCONTAINERS_HOST_OVERRIDE ??= '127.0.0.1';
+async function withHostOverride<T>(fn: () => Promise<T>): Promise<T> {
+  const name = 'TESTCONTAINERS_HOST_OVERRIDE';
+  if (process.env[name] !== undefined) return fn();
+  process.env[name] = '127.0.0.1';
+  try {
+    return await fn();
+  } finally {
+    delete process.env[name];
+  }
 }
 
 function whereEngineShouldBe(): string {
@@ -30,11 +39,10 @@ export function dockerEngine(): Promise<ContainerRuntimeClient> {
 }
 
 async function connect(): Promise<ContainerRuntimeClient> {
-  prepareEnvironment();
   const { getContainerRuntimeClient } = loadTestcontainers();
   let client: ContainerRuntimeClient;
   try {
-    client = await getContainerRuntimeClient();
+    client = await withHostOverride(() => getContainerRuntimeClient());
   } catch (error) {
     throw new LabError(
       'ENVIRONMENT',
