@@ -30,7 +30,6 @@ import type { XactSample } from '../stats/xact-sample.js';
 import { Balancer, startBalancer } from './balancer.js';
 import { LabNode } from './node.js';
 import { checkBalancerOptions, checkCatchupOptions, checkOpenOptions, checkPromoteOptions, checkReplicaOptions, checkStartOptions, type BalancerOptions, type LabEvent, type LabOpenOptions, type LabStartOptions, type PromoteOptions, type ReplicaOptions } from './options.js';
-import type { LabCore } from './core.js';
 
 export type { PromoteOptions } from './options.js';
 import type { ConnectionAccess } from './connection.js';
@@ -40,7 +39,7 @@ export interface CatchupOptions {
   timeoutMs?: number;
 }
 
-export class Lab implements AsyncDisposable, LabCore {
+export class Lab implements AsyncDisposable {
   /** The lab dir: lab.json, logs, and (by default) the data dirs. */
   readonly dir: string;
   /** Set when the lab was closed with its dir kept (keep: true, or 'on-failure' after a failure). */

@@ -42,7 +42,8 @@ export async function findFreePorts(count: number, host = '127.0.0.1'): Promise<
 }
 
 /** "pid 1234 (postgres)" for the process listening on a TCP port, when /proc tells us. */
-export async function describePortHolder(port: number): Promise<string | undefined> {
+/** The socket inodes listening on `port` (this network namespace's TCP tables, v4 and v6). */
+async function listeningInodes(port: number): Promise<Set<string>> {
   const inodes = new Set<string>();
   for (const file of ['/proc/net/tcp', '/proc/net/tcp6']) {
     let text: string;
@@ -58,6 +59,24 @@ export async function describePortHolder(port: number): Promise<string | undefin
       if (localPort === port && cols[3] === '0A') inodes.add(cols[9]!); // 0A = LISTEN
     }
   }
+  return inodes;
+}
+
+/** True when process `pid` holds a socket listening on `port` (not merely: something accepts there). */
+export async function listensOn(pid: number, port: number): Promise<boolean> {
+  const inodes = await listeningInodes(port);
+  if (inodes.size === 0) return false;
+  const fds = await readdir(`/proc/${pid}/fd`).catch(() => [] as string[]);
+  for (const fd of fds) {
+    const target = await readlink(`/proc/${pid}/fd/${fd}`).catch(() => '');
+    const match = /^socket:\[(\d+)\]$/.exec(target);
+    if (match && inodes.has(match[1]!)) return true;
+  }
+  return false;
+}
+
+export async function describePortHolder(port: number): Promise<string | undefined> {
+  const inodes = await listeningInodes(port);
   if (inodes.size === 0) return undefined;
   let pids: string[];
   try {

@@ -10,7 +10,7 @@ import type { BalancerConfig, ServerConfig } from '../balancer/config.js';
 import { LabError } from '../common/errors.js';
 import { pollUntil } from '../common/poll.js';
 import { isRunning, terminateProcess } from '../common/processes.js';
-import { canConnect } from '../common/ports.js';
+import { canConnect, listensOn } from '../common/ports.js';
 import { logTail } from '../postgres/server.js';
 import { openPrivateAppend, writePrivateFile } from '../common/safe-files.js';
 import { ensureBalancerDir, haproxyFiles } from '../lab/lab-dir.js';
@@ -104,7 +104,8 @@ export async function startHaproxy(options: StartHaproxyOptions): Promise<Haprox
     const outcome = await pollUntil(
       async () => {
         if (!(await isRunning(pid))) return 'exited' as const;
-        const listening = await canConnect(connectHost(config.listen.host), config.listen.port);
+        // Its own listener: a port held by another process accepts too, while HAProxy fails to bind it and exits.
+        const listening = (await canConnect(connectHost(config.listen.host), config.listen.port)) && (await listensOn(pid, config.listen.port));
         const statsUp = !config.stats || (await canConnect(connectHost(config.stats.host), config.stats.port));
         return listening && statsUp ? ('listening' as const) : undefined;
       },
