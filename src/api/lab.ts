@@ -300,7 +300,8 @@ export class Lab implements AsyncDisposable {
       if (!options.probe) this.failed = true;
       throw error;
     } finally {
-      await this.refresh().catch(() => undefined);
+      // A probe (a poll's read) changes nothing in lab.json: no re-read after it.
+      if (!options.probe) await this.refresh().catch(() => undefined);
     }
   }
 
