@@ -14,6 +14,7 @@ import {
 } from './cache-root.js';
 import { cachedInstallations, hydrateEmbeddedSymlinks, inspectBindir, isUserName, type Installation } from './installation.js';
 import { resolveRunAs, userNameOf } from './os-user.js';
+import { isAlive } from '../common/processes.js';
 
 export interface InstallResult {
   action: 'installed' | 'reinstalled' | 'already-installed';
@@ -78,14 +79,6 @@ async function removeLeftovers(root: string, major: number, reporter: Reporter):
   }
 }
 
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 /** Nothing in the tree group- or other-writable (npm keeps the tarball's modes, through the umask). */
 async function dropGroupOtherWrite(dir: string): Promise<void> {

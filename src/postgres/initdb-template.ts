@@ -19,6 +19,7 @@ import { prepareCacheRoot } from './cache-root.js';
 import type { Installation } from './installation.js';
 import { giveTo, type OsUser } from './os-user.js';
 import { runPg } from './run.js';
+import { isAlive } from '../common/processes.js';
 
 export const TEMPLATE_MARKER = 'template.json';
 const TEMPLATE_DATA = 'data';
@@ -277,11 +278,3 @@ async function removeLeftovers(root: string, runAs: OsUser | undefined): Promise
   }
 }
 
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
