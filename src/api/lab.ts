@@ -325,11 +325,7 @@ export class Lab implements AsyncDisposable {
 
   /** @internal */
   emit(event: LabEvent): void {
-    try {
-      this.own.onEvent?.(event);
-    } catch {
-      // a caller's renderer failing is not the lab's failure
-    }
+    tell(this.own.onEvent, event);
   }
 
   /** @internal */
@@ -388,14 +384,17 @@ async function makeTempLabDir(): Promise<string> {
   return dir;
 }
 
+/** An event to the caller's onEvent: a caller's renderer failing is not the lab's failure. */
+function tell(onEvent: ((event: LabEvent) => void) | undefined, event: LabEvent): void {
+  try {
+    onEvent?.(event);
+  } catch {
+    // ignored
+  }
+}
+
 function reporterFor(onEvent: ((event: LabEvent) => void) | undefined): Reporter {
-  const emit = (event: LabEvent) => {
-    try {
-      onEvent?.(event);
-    } catch {
-      // ignored, as in Lab.emit
-    }
-  };
+  const emit = (event: LabEvent) => tell(onEvent, event);
   return {
     step: (message) => emit({ type: 'step', message }),
     progress: (fraction, message) => emit({ type: 'progress', fraction, message }),
