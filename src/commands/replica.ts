@@ -11,7 +11,7 @@ import { silentReporter, type Reporter } from '../common/reporter.js';
 import { nodeLogFile, openLab, type GlobalOptions } from '../lab/context.js';
 import { checkDatadirPath, checkDatadirPlace, inspectDatadir, prepareDatadir, removeDatadir, writeMarker, type DatadirCondition } from '../lab/datadir.js';
 import { checkName } from '../lab/names.js';
-import { primaryOf, refuseWhileBuilding, runtimeOf, thisBuilder, updateState, type NodeRecord } from '../lab/state.js';
+import { findNode, primaryOf, readState, refuseWhileBuilding, runtimeOf, thisBuilder, updateState, type NodeRecord } from '../lab/state.js';
 import { checkNodeFits } from '../lab/topology.js';
 import { dropSlot, ensureSlot, parseBaseBackupMethod, slotName, type BaseBackupMethod } from '../postgres/base-backup.js';
 import { withClient } from '../postgres/client.js';
@@ -86,14 +86,22 @@ export async function replicaAdd(global: GlobalOptions, nameArg: string, datadir
   // What can be checked before anything is made is checked here, each refusal one line: the data dir and
   // its place, the port where the server will listen (its own node may still hold it on a rebuild: checked
   // again after the stop), and that the master answers at all (a paused one accepts connections, answers nothing).
-  await refuseDatadir(datadir, state.labId, Boolean(known));
   const owner = await nodes.dataOwner();
-  await checkDatadirPlace(datadir, owner);
-  const method = await nodes.checkCanClone(parseBaseBackupMethod(options.baseBackup) ?? parseBaseBackupMethod(process.env.LAB_BASE_BACKUP, 'LAB_BASE_BACKUP') ?? 'auto');
-  const slot = slotName(name);
   const place = (host: NodeHost | undefined): ServerPlace => ({ runtime: runtimeOf(state), host, user: owner ? `the OS user ${owner.name}` : `user ${userInfo().username}` });
-  await assertServerPort(port, `replica "${name}"`, place(known?.host ?? (state.hosts ? newNodeHost(state, name) : undefined)), { free: !known });
-  await assertAnswers(state, primary);
+  let method: BaseBackupMethod;
+  try {
+    await refuseDatadir(datadir, state.labId, Boolean(known));
+    await checkDatadirPlace(datadir, owner);
+    method = await nodes.checkCanClone(parseBaseBackupMethod(options.baseBackup) ?? parseBaseBackupMethod(process.env.LAB_BASE_BACKUP, 'LAB_BASE_BACKUP') ?? 'auto');
+    await assertServerPort(port, `replica "${name}"`, place(known?.host ?? (state.hosts ? newNodeHost(state, name) : undefined)), { free: !known });
+    await assertAnswers(state, primary);
+  } catch (error) {
+    // These checks read the state of when this command began: a second command adding the same name may
+    // have made its data dir or started its server since. That is a conflict, not the check's own answer.
+    if (!known) await refuseAddedMeanwhile(context.labDir, name);
+    throw error;
+  }
+  const slot = slotName(name);
 
   // The claim: under the lock, the node is marked building by this process (pid and start time). A second
   // command on it is refused (exit 3) until this one ends; a claim of a process that is gone is taken over.
@@ -183,6 +191,15 @@ export async function replicaAdd(global: GlobalOptions, nameArg: string, datadir
     throw await undoAdd({ context, nodes, primary, node, slot, existing, made, reporter }, signal?.aborted ? signal.reason : error);
   }
   return { name, port, datadir, pid, upstream: primary.name, rebuilt: Boolean(existing), backupKb, baseBackup: method, slot, syncState, synchronousStandbyNames, elapsedMs: Date.now() - started };
+}
+
+/** A node `name` that another command recorded after this one read the state: refused (exit 3). */
+async function refuseAddedMeanwhile(labDir: string, name: string): Promise<void> {
+  const fresh = await readState(labDir).catch(() => undefined);
+  const added = fresh && findNode(fresh, name);
+  if (!added) return;
+  refuseWhileBuilding(added);
+  throw new LabError('CONFLICT', `Node "${name}" was added by another command while this one was checking: run this one again to rebuild it, or choose another name`);
 }
 
 /**
