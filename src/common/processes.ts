@@ -1,7 +1,7 @@
 // Processes by pid: alive or not, and what they are (from /proc), so we never signal a stranger that
 // reused a pid.
 import { readFileSync } from 'node:fs';
-import { readdir, readFile } from 'node:fs/promises';
+import { readdir, readFile, readlink } from 'node:fs/promises';
 import { setTimeout as delay } from 'node:timers/promises';
 
 export function isAlive(pid: number): boolean {
@@ -98,4 +98,18 @@ export async function childrenOf(parent: number): Promise<number[]> {
     if (stat && stat.ppid === parent && stat.state !== 'Z' && stat.state !== 'X') children.push(Number(entry));
   }
   return children;
+}
+
+/** Live processes whose working directory is `dir` (an absolute, resolved path) and whose program is named `program`, from /proc. */
+export async function processesWorkingIn(dir: string, program: string): Promise<number[]> {
+  const found: number[] = [];
+  for (const entry of await readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const pid = Number(entry);
+    const [cwd, exe] = await Promise.all([readlink(`/proc/${pid}/cwd`).catch(() => ''), readlink(`/proc/${pid}/exe`).catch(() => '')]);
+    if (cwd !== dir || exe.split('/').pop() !== program) continue;
+    const stat = await procStat(pid);
+    if (stat && stat.state !== 'Z' && stat.state !== 'X') found.push(pid);
+  }
+  return found;
 }

@@ -1,12 +1,12 @@
 // One PostgreSQL server process, driven through pg_ctl: start, stop, kill -9, and what it is doing.
 // The model is PostgreSQL's own TAP harness node (start / stop(mode) / kill9 / poll_query_until).
 import { constants } from 'node:fs';
-import { readFile, open, rm, stat } from 'node:fs/promises';
+import { readFile, open, realpath, rm, stat } from 'node:fs/promises';
 import { LabError } from '../common/errors.js';
 import { checkShellSafePath, checkShellSafeProgram } from '../common/shell-safe-path.js';
 import { pollUntil } from '../common/poll.js';
 import path from 'node:path';
-import { commandArgs, isRunning } from '../common/processes.js';
+import { commandArgs, isRunning, processesWorkingIn } from '../common/processes.js';
 import { withClient } from './client.js';
 import type { Installation } from './installation.js';
 import type { OsUser } from './os-user.js';
@@ -118,6 +118,33 @@ export async function clearStaleLocks(spec: Pick<ServerSpec, 'datadir' | 'port'>
   }
 }
 
+/**
+ * The server processes a killed postmaster left behind in its data dir (backends, the startup process,
+ * the walreceiver: each works in the data dir), SIGKILLed and waited for. They notice their postmaster's
+ * death on their own, usually at once; on a loaded machine some took over 9 s, holding the shared memory
+ * a new server of the same data dir refuses to start beside ("pre-existing shared memory block is still
+ * in use"), what PostgreSQL's hint asks a person to do by hand. Only while no postmaster runs there.
+ */
+export async function endOrphanedServerProcesses(spec: Pick<ServerSpec, 'datadir' | 'name'>): Promise<number> {
+  if (await livePostmasterPid(spec.datadir)) return 0;
+  const dir = await realpath(spec.datadir).catch(() => undefined);
+  if (!dir) return 0;
+  const orphans = await processesWorkingIn(dir, 'postgres');
+  for (const pid of orphans) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // gone meanwhile
+    }
+  }
+  if (orphans.length > 0) {
+    await pollUntil(async () => ((await processesWorkingIn(dir, 'postgres')).length === 0 ? true : undefined), {
+      timeoutMs: 10_000, intervalMs: 20, what: `the server processes ${spec.name}'s killed postmaster left in ${spec.datadir} to exit`,
+    });
+  }
+  return orphans.length;
+}
+
 export async function startServer(spec: ServerSpec, timeoutMs = 60_000, signal?: AbortSignal): Promise<number> {
   const pgCtl = spec.installation.tools.pg_ctl;
   if (!pgCtl) throw new LabError('ENVIRONMENT', `No pg_ctl in ${spec.installation.bindir}: pass --pg with a complete installation`);
@@ -126,6 +153,7 @@ export async function startServer(spec: ServerSpec, timeoutMs = 60_000, signal?:
   checkShellSafePath(spec.datadir, 'data dir');
   checkShellSafePath(spec.logFile, 'log file');
   await checkShellSafeProgram(pgCtl);
+  await endOrphanedServerProcesses(spec);
   await clearStaleLocks(spec);
   const logFrom = await sizeOf(spec.logFile);
   try {
@@ -165,7 +193,10 @@ export async function waitAcceptingConnections(spec: ServerSpec, timeoutMs: numb
 
 export async function stopServer(spec: ServerSpec, mode: StopMode = 'fast', timeoutMs = 60_000): Promise<void> {
   const pid = await livePostmasterPid(spec.datadir);
-  if (!pid) return; // not running: stop is idempotent
+  if (!pid) {
+    await endOrphanedServerProcesses(spec); // not running: stop is idempotent, and leaves no orphan of a kill -9
+    return;
+  }
   const pgCtl = spec.installation.tools.pg_ctl!;
   try {
     await runPg(pgCtl, ['-w', '-t', String(Math.ceil(timeoutMs / 1000)), '-D', spec.datadir, '-m', mode, 'stop'], {
