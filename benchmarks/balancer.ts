@@ -45,7 +45,7 @@
 // BENCH_FLOOD_CLIENTS, BENCH_CANCEL_COUNT, BENCH_CANCEL_SECONDS: 30, 20, 2000, 10000, 10).
 // HAProxy runs with the seed's settings (pgsql-check, which needs no password: any `R` is up; inter 10000, rise 2, fall 3, retries 3, no
 // redispatch, the seed's timeouts), rendered by src/haproxy from the lab's pool; for detection, a second
-// HAProxy with the lab's check knobs (`haproxy-lab` of src/demo/fault-runs.ts) shows what HAProxy does
+// HAProxy with the lab's check knobs (`haproxy-lab` of src/drills/fault-runs.ts) shows what HAProxy does
 // when tuned like the built-in balancer.
 // The built-in balancer is started with the CLI (`lab balancer start`); if that fails the bench says
 // "built-in balancer not available" and measures HAProxy and direct connections only.
@@ -68,7 +68,7 @@ import { renderHaproxyConfig } from '../src/haproxy/render-config.js';
 import { useLabAccess } from '../src/lab/access.js';
 import { requireState } from '../src/lab/state.js';
 import type { NodeActionResult } from '../src/commands/node.js';
-import { engineLabel } from '../src/demo/fault-runs.js';
+import { engineLabel } from '../src/drills/fault-runs.js';
 import { runPgbench, type PgbenchResult } from './pgbench.js';
 import { measureIdleClients, startSink, type IdleFootprint } from './idle-clients.js';
 import { cpuNs } from './process-cpu.js';

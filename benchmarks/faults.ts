@@ -10,7 +10,7 @@
 //   - a balancer of that engine in front of the replicas (started for the run, stopped after it);
 //   - readers through it: READERS on persistent sessions (`SELECT inet_server_port()` every 50 ms,
 //     reconnecting after an error) and NEW_CLIENTS opening a new connection for each read (every
-//     150 ms); connect and query timeouts 3 s each (src/demo/fault-runs.ts, shared with `lab demo partition`);
+//     150 ms); connect and query timeouts 3 s each (src/drills/fault-runs.ts, shared with `lab demo partition`);
 //   - a baseline, then the fault; time to DOWN in the balancer's stats (polled every 20 ms, from the
 //     return of `lab fault`: the fault in place); the fault is held HOLD_MS at least and AFTER_DOWN_MS past
 //     DOWN, at most MAX_HOLD_MS (never DOWN: "never"); then the heal, time to UP (from the start of the
@@ -29,8 +29,6 @@ import { cpus } from 'node:os';
 import { setTimeout as delay } from 'node:timers/promises';
 import { execa } from 'execa';
 import { LAB_CHECK_DEFAULTS } from '../src/balancer/config.js';
-import { fetchBalancerStats, startBalancer, stopBalancer } from '../src/commands/balancer.js';
-import { faultHeal, faultPartition, faultPause } from '../src/commands/fault.js';
 import { messageOf } from '../src/common/errors.js';
 import { findFreePorts } from '../src/common/ports.js';
 import { isRunning } from '../src/common/processes.js';
@@ -40,10 +38,10 @@ import { labNetworkLeft } from '../src/network/namespaces.js';
 import { readState } from '../src/lab/state.js';
 import type { LabHosts } from '../src/network/address.js';
 import { table as markdownTable } from '../src/report/report-markdown.js';
-import { buildDemoLab, waitBalancerUp, waitReplicasCaughtUp, type DemoLab } from '../src/demo/lab-setup.js';
+import { buildDemoLab, waitBalancerUp, waitReplicasCaughtUp, type DemoLab } from '../src/drills/lab-setup.js';
 import {
   engineBalancerOptions, engineLabel, FAULT_ENGINES, FAULT_GOALS, faultWindow, replicaFigures, runSessionReaders, type FaultEngine,
-} from '../src/demo/fault-runs.js';
+} from '../src/drills/fault-runs.js';
 import { median } from './median.js';
 
 const FAULTS = ['partition', 'pause'] as const;
@@ -134,21 +132,20 @@ const HAPROXY_CANNOT = [
 const loadavg = async (): Promise<string> => (await readFile('/proc/loadavg', 'utf8').catch(() => '?')).split(' ').slice(0, 3).join(' ');
 const log = (line = ''): void => console.log(line);
 
-function applyFault(fault: Fault, global: DemoLab['global']): Promise<unknown> {
-  return fault === 'partition' ? faultPartition(global, REPLICA) : faultPause(global, REPLICA);
+function applyFault(fault: Fault, lab: DemoLab['lab']): Promise<unknown> {
+  return fault === 'partition' ? lab.node(REPLICA).partition() : lab.node(REPLICA).pause();
 }
 
 async function oneRun(lab: DemoLab, engine: FaultEngine, fault: Fault, round: number, order: number, t: ReturnType<typeof timingsOf>, signal: AbortSignal, pids: Set<number>): Promise<RunFigures> {
-  const { global } = lab;
   const [port, statsPort] = await findFreePorts(2);
   const name = `fb-${engine}`;
   const load = Number((await loadavg()).split(' ')[0]);
-  const lb = await startBalancer(global, { ...engineBalancerOptions(engine, name, 'replicas'), listen: `127.0.0.1:${port}`, stats: `127.0.0.1:${statsPort}` });
+  const lb = await lab.lab.balancerProcess({ ...engineBalancerOptions(engine, name, 'replicas'), port, statsPort });
   pids.add(lb.pid);
   try {
     // Each server checked once: HAProxy takes the first failed check of a server it never checked as DOWN at once.
     await waitBalancerUp(lb, 2, signal, 60_000, { checked: true }).catch(async (error: unknown) => {
-      const servers = (await fetchBalancerStats(lb, 1000).catch(() => null))?.servers.map((s) => `${s.name} ${s.status} ${s.checkStatus} ${s.checkMessage}`);
+      const servers = (await lb.stats({ timeoutMs: 1000 }).catch(() => null))?.servers.map((s) => `${s.name} ${s.status} ${s.checkStatus} ${s.checkMessage}`);
       throw new Error(`${messageOf(error)}; its servers: ${servers?.join(', ') ?? 'no stats'}`);
     });
     const replicaPort = lab.replicas.find((r) => r.name === REPLICA)!.port;
@@ -160,7 +157,7 @@ async function oneRun(lab: DemoLab, engine: FaultEngine, fault: Fault, round: nu
     try {
       await delay(t.baselineMs, undefined, { signal });
       times = await faultWindow({
-        apply: () => applyFault(fault, global), heal: () => faultHeal(global, REPLICA), balancer: lb, server: REPLICA,
+        apply: () => applyFault(fault, lab.lab), heal: () => lab.lab.node(REPLICA).heal(), balancer: lb, server: REPLICA,
         holdMs: t.holdMs, maxHoldMs: t.maxHoldMs, afterDownMs: t.afterDownMs, maxUpMs: t.maxUpMs, afterMs: t.afterMs, afterUpMs: t.afterUpMs, signal,
       });
     } finally {
@@ -186,7 +183,7 @@ async function oneRun(lab: DemoLab, engine: FaultEngine, fault: Fault, round: nu
       load_1m: load,
     };
   } finally {
-    await stopBalancer(global, name).catch((error) => log(`  could not stop balancer ${name}: ${messageOf(error)}`));
+    await lb.stop().catch((error) => log(`  could not stop balancer ${name}: ${messageOf(error)}`));
     await waitReplicasCaughtUp(lab.masterPort, 2, 30_000, lab.masterHost).catch(() => log('  (the replicas had not replayed everything within 30 s)'));
   }
 }
@@ -257,26 +254,29 @@ async function main(): Promise<void> {
   const global = resolveGlobalOptions({});
   const lab = await buildDemoLab({ pg: global.pg, osUser: global.osUser, runtime: 'process' }, { replicas: 2, hosts: true, reporter: silentReporter, say: (text) => log(text) });
   const pids = new Set<number>();
-  const hosts = (await readState(lab.global.labDir))?.hosts;
+  const hosts = (await readState(lab.labDir))?.hosts;
   const results: Record<string, Record<string, RunFigures[]>> = {};
   let left: string[] = [];
   try {
-    await waitReplicasCaughtUp(lab.masterPort, 2, 60_000, lab.masterHost);
-    for (let round = 1; round <= args.rounds; round++) {
-      const order = round % 2 === 1 ? args.engines : [...args.engines].reverse();
-      for (const fault of args.faults) {
-        for (const [i, engine] of order.entries()) {
-          signal.throwIfAborted();
-          log(`round ${round}, ${fault} of ${REPLICA}, ${engine} (load ${await loadavg()})`);
-          const r = await oneRun(lab, engine, fault, round, i + 1, t, signal, pids);
-          ((results[fault] ??= {})[engine] ??= []).push(r);
-          log(`  DOWN ${cell(valueOf(r, 'down_ms'), t, 'down_ms')}, longest wait ${r.max_wait_ms} (${r.longest[0]?.kind} on ${r.longest[0]?.server}${r.longest[0]?.error ? `: ${r.longest[0].error}` : ''}), savable errors ${r.savable_errors}, UP ${cell(valueOf(r, 'up_ms'), t, 'up_ms')} (ms); fault held ${r.fault_held_ms} ms; ${r.reads} reads, ${r.read_errors} read errors; sessions on ${REPLICA} ${r.sessions_on_replica} (closed at DOWN ${r.sessions_closed_at_markdown}); new clients sent there after DOWN ${r.new_clients_sent_after_down ?? '-'}`);
+    // The readers log in with the lab's access (its client scope: pglab never writes it into process.env).
+    await lab.lab.within(async () => {
+      await waitReplicasCaughtUp(lab.masterPort, 2, 60_000, lab.masterHost);
+      for (let round = 1; round <= args.rounds; round++) {
+        const order = round % 2 === 1 ? args.engines : [...args.engines].reverse();
+        for (const fault of args.faults) {
+          for (const [i, engine] of order.entries()) {
+            signal.throwIfAborted();
+            log(`round ${round}, ${fault} of ${REPLICA}, ${engine} (load ${await loadavg()})`);
+            const r = await oneRun(lab, engine, fault, round, i + 1, t, signal, pids);
+            ((results[fault] ??= {})[engine] ??= []).push(r);
+            log(`  DOWN ${cell(valueOf(r, 'down_ms'), t, 'down_ms')}, longest wait ${r.max_wait_ms} (${r.longest[0]?.kind} on ${r.longest[0]?.server}${r.longest[0]?.error ? `: ${r.longest[0].error}` : ''}), savable errors ${r.savable_errors}, UP ${cell(valueOf(r, 'up_ms'), t, 'up_ms')} (ms); fault held ${r.fault_held_ms} ms; ${r.reads} reads, ${r.read_errors} read errors; sessions on ${REPLICA} ${r.sessions_on_replica} (closed at DOWN ${r.sessions_closed_at_markdown}); new clients sent there after DOWN ${r.new_clients_sent_after_down ?? '-'}`);
+          }
         }
       }
-    }
+    });
   } finally {
     log('cleaning up: healing, stopping the balancers, destroying the lab');
-    await faultHeal(lab.global, REPLICA).catch(() => undefined);
+    await lab.lab.node(REPLICA).heal().catch(() => undefined);
     await lab.dispose().catch((error) => log(`cleanup problem: ${messageOf(error)}`));
     left = await leftovers(hosts, lab.root, pids);
     log(left.length ? `LEFT BEHIND: ${left.join('; ')}` : 'left behind: nothing (no namespace, link, relay, balancer or PostgreSQL process of the lab)');

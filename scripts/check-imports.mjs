@@ -20,7 +20,7 @@ import { fileURLToPath } from 'node:url';
 //                               things that run against a lab's nodes
 //   5 commands                  one function per CLI verb, returning data (no printing)
 //   6 api                       the library (import { Lab } from 'pglab'), built on commands
-//   7 demo                      the drills, which narrate and drive labs through the library
+//   7 drills                    the drills, which narrate and drive labs through the library
 //   8 cli, children, entry      the CLI program; child-process entry points (`node <file>`);
 //                               src/index.ts, main.ts, bundle-entry.ts, node-compat.ts
 const LAYERS = [
@@ -31,9 +31,13 @@ const LAYERS = [
   ['balancer', 'haproxy', 'stats', 'workload', 'bench', 'report'],
   ['commands'],
   ['api'],
-  ['demo'],
+  ['drills'],
   ['cli', 'children', '.'],
 ];
+
+// Layers that must skip one below them: the drills drive labs through the library (src/api), as a
+// user's program does, never through the commands under it.
+const SKIPS = [{ from: 'drills', not: 'commands', why: 'the drills drive labs through the library (src/api/)' }];
 
 // Type-only imports (`import type`, `export type ... from`, `import { type A }` with every name
 // typed, `typeof import('...')`) leave no trace in the JavaScript, so they cannot make a load-order
@@ -168,6 +172,15 @@ for (const file of files) {
       `upward: ${rel(file)}:${e.line} (${from.top}, layer ${from.rank}) imports ${rel(e.to)} (${to.top}, layer ${to.rank})` +
         (e.typeOnly ? ' [type only]' : e.kind === 'import()' ? ' [dynamic]' : ''),
     );
+  }
+}
+
+// (c) imports a layer must skip.
+for (const file of files) {
+  const from = layerOf(file);
+  for (const e of edges.get(file)) {
+    const skip = SKIPS.find((s) => s.from === from.top && s.not === layerOf(e.to).top);
+    if (skip) problems.push(`skipped layer: ${rel(file)}:${e.line} imports ${rel(e.to)}: ${skip.why}`);
   }
 }
 

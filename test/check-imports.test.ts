@@ -19,7 +19,7 @@ test('src/ has no import cycle and no upward import', () => {
   assert.match(run.stdout, /^imports ok: \d+ files, \d+ relative imports\n$/);
 });
 
-test('the checker reports a cycle, a dynamic-import cycle and an upward import', () => {
+test('the checker reports a cycle, a dynamic-import cycle, an upward import and a drill that skips the library', () => {
   const dir = mkdtempSync(join(tmpdir(), 'pglab-check-imports-'));
   try {
     const put = (path: string, text: string) => {
@@ -30,10 +30,14 @@ test('the checker reports a cycle, a dynamic-import cycle and an upward import',
     put('src/common/b.ts', "// import { nothing } from './gone.js';\nexport const b = async () => (await import('./a.js')).a;\n");
     put('src/postgres/run.ts', "import {\n  x,\n} from '../lab/x.js';\nexport const y = x;\n");
     put('src/lab/x.ts', "export const x = 1;\n");
+    put('src/commands/kill.ts', "export const kill = 1;\n");
+    put('src/api/lab.ts', "import { kill } from '../commands/kill.js';\nexport const lab = kill;\n");
+    put('src/drills/failover.ts', "import { lab } from '../api/lab.js';\nimport { kill } from '../commands/kill.js';\nexport const drill = lab + kill;\n");
     const run = spawnSync(process.execPath, [script, dir], { encoding: 'utf8' });
     assert.equal(run.status, 1, run.stdout + run.stderr);
     const lines = run.stdout.trim().split('\n');
-    assert.equal(lines.length, 2, run.stdout);
+    assert.equal(lines.length, 3, run.stdout);
+    assert.match(run.stdout, /^skipped layer: src\/drills\/failover\.ts:2 imports src\/commands\/kill\.ts: the drills drive labs through the library \(src\/api\/\)$/m);
     assert.match(run.stdout, /^upward: src\/postgres\/run\.ts:1 \(postgres, layer 1\) imports src\/lab\/x\.ts \(lab, layer 2\)$/m);
     assert.match(run.stdout, /^cycle: 2 files: src\/common\/a\.ts:1 -> src\/common\/b\.ts; src\/common\/b\.ts:2 -> src\/common\/a\.ts \[dynamic\]$/m);
   } finally {

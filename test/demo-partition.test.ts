@@ -10,7 +10,7 @@ import { promisify } from 'node:util';
 import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { runLab, withTempLab } from './helpers/lab.js';
-import { parseEngines, replicaFigures, type ReadRequest } from '../src/demo/partition-drill.js';
+import { parseEngines, replicaFigures, type ReadRequest } from '../src/drills/partition-drill.js';
 
 test('partition figures from the readers\' requests', () => {
   const req = (r: Partial<ReadRequest>): ReadRequest => ({ reader: 1, session: 1, kind: 'query', start: 0, end: 10, port: 2, error: null, ...r });

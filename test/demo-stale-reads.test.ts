@@ -10,8 +10,8 @@ import path from 'node:path';
 import { LabError } from '../src/common/errors.js';
 import { runLab, withTempLab } from './helpers/lab.js';
 import { isRoot, leftovers, relayProcesses } from './helpers/hosts.js';
-import { judgeRead, latestAt, type Stamp } from '../src/demo/stamp-load.js';
-import { faultsHere, judgeAgainstRule, phasePlan } from '../src/demo/stale-reads-drill.js';
+import { judgeRead, latestAt, type Stamp } from '../src/drills/stamp-load.js';
+import { faultsHere, judgeAgainstRule, phasePlan } from '../src/drills/stale-reads-drill.js';
 
 
 test('staleness of a read and the rule, from the writer\'s records; the phases a machine can run', () => {

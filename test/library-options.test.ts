@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Lab, LabError } from '../src/index.js';
 import { checkDatadirPath } from '../src/lab/datadir.js';
-import { checkBalancerOptions, checkCatchupOptions, checkPromoteOptions, checkReplicaOptions, checkStartOptions } from '../src/api/options.js';
+import { checkBalancerOptions, checkBalancerProcessOptions, checkCatchupOptions, checkPromoteOptions, checkReplicaOptions, checkStartOptions } from '../src/api/options.js';
 
 const usage = (pattern: RegExp) => (e: unknown) => e instanceof LabError && e.code === 'USAGE' && pattern.test(e.message) && !e.message.includes('\n');
 
@@ -32,6 +32,14 @@ test('replica and balancer options: ports, durations and counts are typed number
   assert.throws(() => checkPromoteOptions({ formerPrimary: 'rewnd' }), usage(/lab\.promote: formerPrimary must be 'leave' or 'rewind'/));
   assert.throws(() => checkPromoteOptions({ other: 'follow' } as never), usage(/unknown option "other"/));
   assert.throws(() => checkCatchupOptions({ timeoutMs: -1 }), usage(/lab\.waitForCatchup: timeoutMs must be a whole number/));
+  assert.throws(() => checkStartOptions({ port: 0 }), usage(/Lab\.start: port must be a whole number from 1 to 65535/));
+  assert.throws(() => checkStartOptions({ initdbTemplate: true as never }), usage(/initdbTemplate must be a non-empty string/));
+  assert.equal(checkStartOptions({ initdbTemplate: false }).initdbTemplate, false);
+  assert.throws(() => checkBalancerOptions({ engine: 'haproxy' } as never), usage(/lab\.balancer: unknown option "engine"/), 'an in-process balancer is the built-in one');
+  assert.throws(() => checkBalancerProcessOptions({ engine: 'nginx' as never }), usage(/lab\.balancerProcess: engine must be 'builtin' or 'haproxy'/));
+  assert.throws(() => checkBalancerProcessOptions({ statsPort: 1.5 }), usage(/lab\.balancerProcess: statsPort must be a whole number/));
+  assert.throws(() => checkBalancerProcessOptions({ retries: -1 }), usage(/lab\.balancerProcess: retries must be a whole number from 0/));
+  assert.equal(checkBalancerProcessOptions({ engine: 'haproxy', connectTimeoutMs: 10_000 }).connectTimeoutMs, 10_000);
 });
 
 test('temp labs may live in /dev/shm (memory), and nothing else under /dev', () => {

@@ -156,3 +156,49 @@ test('a lab with hosts: a partition from `await using` cuts a replica off (the b
   await lb.waitFor('replica1', 'UP', { timeoutMs: 15_000 });
   assert.equal(await scalar<number>(lb.connectionConfig(), 'select 1 as one'), 1);
 });
+
+test('what the drills are built on: balancers in processes of their own (built-in and HAProxy), a host crash, a promotion\'s figures, follow and rewind results', async () => {
+  await using lab = await Lab.start({ replicas: 2 });
+  await using builtin = await lab.balancerProcess({ name: 'lbp', pool: 'replicas' });
+  await using haproxy = await lab.balancerProcess({ name: 'hx', engine: 'haproxy', pool: 'replicas', interMs: 500, fall: 2, rise: 1, checkTimeoutMs: 400 });
+  assert.notEqual(builtin.pid, process.pid, 'a process of its own');
+  assert.equal(haproxy.engine, 'haproxy');
+  assert.ok(haproxy.warnings.some((w) => /HAProxy has no sql check/.test(w)), haproxy.warnings.join('; '));
+  await builtin.waitUp(2, { timeoutMs: 15_000 });
+  await haproxy.waitUp(2, { timeoutMs: 15_000, checked: true });
+  assert.equal(await scalar<boolean>(builtin.connectionConfig(), 'select pg_is_in_recovery()'), true, 'through the built-in daemon to a replica');
+  assert.equal(await scalar<boolean>(haproxy.connectionConfig(), 'select pg_is_in_recovery()'), true, 'through HAProxy to a replica');
+  const status = await runLab(lab.dir, ['balancer', 'status', '--json'], { timeout: 30_000 });
+  assert.match(status.stdout, /"name": "lbp"/);
+  assert.match(status.stdout, /"name": "hx"/);
+
+  // A host crash of replica1: every process at once; both balancers take it out.
+  const crashed = await lab.node('replica1').crash();
+  assert.ok(crashed.processes >= 2, `the postmaster and its children: ${crashed.processes}`);
+  const seen = await builtin.waitFor('replica1', 'DOWN', { timeoutMs: 10_000 });
+  assert.ok(seen >= crashed.killedAtMs, 'waitFor resolves with when it was seen');
+  await haproxy.waitFor('replica1', 'DOWN', { timeoutMs: 10_000 });
+  assert.equal(await builtin.kill(), true);
+  assert.equal(await builtin.kill(), false, 'a balancer that is gone is not signalled again');
+
+  // A failover by hand, as lab demo primary-failover does it: crash the primary, promote alone, re-point, rewind.
+  await lab.node('replica1').start();
+  await lab.waitForCatchup();
+  await lab.primary.crash({ isolateMs: 100 });
+  const promoted = await lab.promote('replica2', { others: 'leave' });
+  assert.equal(promoted.timeline, 2);
+  assert.equal(promoted.previousPrimary, 'master1');
+  assert.deepEqual(promoted.followed, []);
+  assert.ok(promoted.elapsedMs > 0);
+  const followed = await lab.node('replica1').follow('replica2');
+  assert.equal(followed.primary, 'replica2');
+  const rewound = await lab.node('master1').rewind({ primary: 'replica2' });
+  assert.equal(rewound.primary, 'replica2');
+  assert.ok((await lab.pgRewindMissing()) === undefined ? rewound.rebuilt === undefined : rewound.baseBackup !== undefined, JSON.stringify(rewound));
+  await lab.waitForCatchup();
+  const sample = await lab.stat.replication();
+  assert.deepEqual(sample.rows.map((r) => `${r.name} ${r.state}`).sort(), ['master1 streaming', 'null local', 'replica1 streaming']);
+  await haproxy.stop();
+  const after = await runLab(lab.dir, ['balancer', 'status', '--json'], { timeout: 30_000 });
+  assert.doesNotMatch(after.stdout, /"name": "hx"/, 'stopped and forgotten');
+});

@@ -100,25 +100,7 @@ export class Balancer extends Connectable implements AsyncDisposable {
 /** Starts one in this process (inside the lab's client scope: its checks log in with the lab's access). */
 export async function startBalancer(lab: LabCore, global: GlobalOptions, name: string, options: BalancerOptions): Promise<Balancer> {
   const [listenPort, statsPort] = await findFreePorts(2);
-  const host = options.host ?? '127.0.0.1';
-  const start: BalancerStartOptions = {
-    name,
-    listen: `${host.includes(':') ? `[${host}]` : host}:${options.port ?? listenPort}`,
-    stats: `127.0.0.1:${statsPort}`,
-    pool: options.pool ?? 'replicas',
-    ...(options.check ? { check: options.check } : {}),
-    ...(options.balance ? { balance: options.balance } : {}),
-    ...(options.interMs !== undefined ? { inter: options.interMs } : {}),
-    ...(options.fastinterMs !== undefined ? { fastinter: options.fastinterMs } : {}),
-    ...(options.downinterMs !== undefined ? { downinter: options.downinterMs } : {}),
-    ...(options.rise !== undefined ? { rise: options.rise } : {}),
-    ...(options.fall !== undefined ? { fall: options.fall } : {}),
-    ...(options.checkTimeoutMs !== undefined ? { checkTimeout: options.checkTimeoutMs } : {}),
-    ...(options.maxLagBytes !== undefined || options.maxLagMs !== undefined
-      ? { maxLag: [...(options.maxLagBytes !== undefined ? [`${options.maxLagBytes}`] : []), ...(options.maxLagMs !== undefined ? [`${options.maxLagMs}ms`] : [])] }
-      : {}),
-    ...(options.tls ? { tls: options.tls } : {}),
-  };
+  const start = startOptionsFor(name, options, options.port ?? listenPort!, statsPort!);
   const controller = new AbortController();
   let ready!: (value: { record: BalancerRecord; running: RunningBalancer }) => void;
   const listening = new Promise<{ record: BalancerRecord; running: RunningBalancer }>((resolve) => (ready = resolve));
@@ -141,4 +123,31 @@ export async function startBalancer(lab: LabCore, global: GlobalOptions, name: s
     ),
   ]);
   return new Balancer(lab, name, first.record, first.running, controller, done);
+}
+
+/** The library's typed options as the balancer's start options (what `lab balancer start`'s flags become). */
+export function startOptionsFor(name: string, options: BalancerOptions, listenPort: number, statsPort: number): BalancerStartOptions {
+  const host = options.host ?? '127.0.0.1';
+  return {
+    name,
+    listen: `${host.includes(':') ? `[${host}]` : host}:${listenPort}`,
+    stats: `127.0.0.1:${statsPort}`,
+    pool: options.pool ?? 'replicas',
+    ...(options.check ? { check: options.check } : {}),
+    ...(options.balance ? { balance: options.balance } : {}),
+    ...(options.interMs !== undefined ? { inter: options.interMs } : {}),
+    ...(options.fastinterMs !== undefined ? { fastinter: options.fastinterMs } : {}),
+    ...(options.downinterMs !== undefined ? { downinter: options.downinterMs } : {}),
+    ...(options.rise !== undefined ? { rise: options.rise } : {}),
+    ...(options.fall !== undefined ? { fall: options.fall } : {}),
+    ...(options.checkTimeoutMs !== undefined ? { checkTimeout: options.checkTimeoutMs } : {}),
+    ...(options.maxLagBytes !== undefined || options.maxLagMs !== undefined
+      ? { maxLag: [...(options.maxLagBytes !== undefined ? [`${options.maxLagBytes}`] : []), ...(options.maxLagMs !== undefined ? [`${options.maxLagMs}ms`] : [])] }
+      : {}),
+    ...(options.tls ? { tls: options.tls } : {}),
+    ...(options.connectTimeoutMs !== undefined ? { connectTimeout: options.connectTimeoutMs } : {}),
+    ...(options.clientTimeoutMs !== undefined ? { clientTimeout: options.clientTimeoutMs } : {}),
+    ...(options.serverTimeoutMs !== undefined ? { serverTimeout: options.serverTimeoutMs } : {}),
+    ...(options.retries !== undefined ? { retries: options.retries } : {}),
+  };
 }

@@ -19,17 +19,19 @@ import { masterStart } from '../commands/master.js';
 import { replicaAdd, replicaRemove } from '../commands/replica.js';
 import { destroyLab } from '../commands/destroy.js';
 import { nodeAction } from '../commands/node.js';
-import { promoteNode } from '../commands/promote.js';
+import { promoteNode, type PromoteResult } from '../commands/promote.js';
+import { benchInit, type BenchInitResult } from '../commands/bench.js';
 import { replicaFollow } from '../commands/follow.js';
-import { nodeRewind } from '../commands/rewind.js';
+import { nodeRewind, rewindMissing } from '../commands/rewind.js';
 import { labStatus, type LabStatus } from '../commands/status.js';
 import { statBalancer, statReplication, statXact, type BalancersSample } from '../commands/stat.js';
 import { faultList, type ListedFault } from '../commands/fault.js';
 import type { ReplicationSample } from '../stats/replication-sample.js';
 import type { XactSample } from '../stats/xact-sample.js';
 import { Balancer, startBalancer } from './balancer.js';
+import { BalancerProcess, startBalancerProcess } from './balancer-process.js';
 import { LabNode } from './node.js';
-import { checkBalancerOptions, checkCatchupOptions, checkOpenOptions, checkPromoteOptions, checkReplicaOptions, checkStartOptions, type BalancerOptions, type LabEvent, type LabOpenOptions, type LabStartOptions, type PromoteOptions, type ReplicaOptions } from './options.js';
+import { checkBalancerOptions, checkBalancerProcessOptions, checkCatchupOptions, checkOpenOptions, checkPromoteOptions, checkReplicaOptions, checkStartOptions, wholeNumber, type BalancerOptions, type BalancerProcessOptions, type LabEvent, type LabOpenOptions, type LabStartOptions, type PromoteOptions, type ReplicaOptions } from './options.js';
 
 export type { PromoteOptions } from './options.js';
 import type { ConnectionAccess } from './connection.js';
@@ -74,12 +76,16 @@ export class Lab implements AsyncDisposable {
     if (!madeDir && (await readState(labDir).catch(() => undefined))) {
       throw new LabError('CONFLICT', `Lab.start: ${labDir} already holds a lab: attach to it with Lab.open(dir), or pass another dir`, { facts: { labDir } });
     }
-    const global: GlobalOptions = { labDir, ...(opts.pg !== undefined ? { pg: String(opts.pg) } : {}), ...(opts.osUser ? { osUser: opts.osUser } : {}), ...(opts.runtime ? { runtime: opts.runtime } : {}) };
+    const global: GlobalOptions = {
+      labDir, notice: noticeFor(opts.onEvent),
+      ...(opts.pg !== undefined ? { pg: String(opts.pg) } : {}), ...(opts.osUser ? { osUser: opts.osUser } : {}), ...(opts.runtime ? { runtime: opts.runtime } : {}),
+      ...(opts.initdbTemplate !== undefined ? { initdbTemplate: opts.initdbTemplate } : {}),
+    };
     const reporter = reporterFor(opts.onEvent);
     const timeoutMs = opts.timeoutMs ?? 60_000;
     let lab: Lab | undefined;
     try {
-      const [port] = await findFreePorts(1);
+      const port = opts.port ?? (await findFreePorts(1))[0];
       await withClientScope(() =>
         masterStart(global, { port, reporter, timeoutMs, auth: opts.auth, tls: opts.tls, hosts: opts.hosts, ...(opts.image ? { image: opts.image } : {}) }),
       );
@@ -114,7 +120,7 @@ export class Lab implements AsyncDisposable {
     const labDir = path.resolve(dir);
     const state = await readState(labDir);
     if (!state) throw new LabError('NOT_FOUND', `Lab.open: no lab in ${labDir} (no lab.json): make one with Lab.start({ dir }) or \`lab master start\``, { facts: { labDir } });
-    const lab = new Lab({ labDir, ...(opts.osUser ? { osUser: opts.osUser } : {}) }, state, { madeDir: false, removeOnClose: false, keep: true, onEvent: opts.onEvent });
+    const lab = new Lab({ labDir, notice: noticeFor(opts.onEvent), ...(opts.osUser ? { osUser: opts.osUser } : {}) }, state, { madeDir: false, removeOnClose: false, keep: true, onEvent: opts.onEvent });
     await lab.refresh();
     return lab;
   }
@@ -207,23 +213,26 @@ export class Lab implements AsyncDisposable {
   /**
    * Makes `name` the primary: the former primary is stopped first when it runs (a switchover), the
    * replica promoted, and the others follow it. The former primary waits for a rewind unless asked.
+   * Resolves with the new primary, which also says what the promotion did (timeline, time taken).
    */
-  async promote(name: string, options: PromoteOptions = {}): Promise<LabNode> {
+  async promote(name: string, options: PromoteOptions = {}): Promise<Promotion> {
     checkPromoteOptions(options);
     const others = options.others ?? 'follow';
     const former = primaryOf(this.snapshot);
     this.record(name);
-    await this.run(async () => {
+    const result = await this.run(async () => {
       if (former && former.name !== name) await nodeAction(this.global, former.name, 'stop');
-      await promoteNode(this.global, name, { timeoutMs: options.timeoutMs });
+      return promoteNode(this.global, name, { timeoutMs: options.timeoutMs });
     });
+    const followed: string[] = [];
     if (others === 'follow') {
       for (const replica of this.snapshot.nodes.filter((n) => n.role === 'replica' && n.name !== name && !n.rewindNeeded && n.phase === 'ready')) {
         await this.run(() => replicaFollow(this.global, replica.name, { primary: name, timeoutMs: options.timeoutMs }));
+        followed.push(replica.name);
       }
     }
     if (former && options.formerPrimary === 'rewind') await this.run(() => nodeRewind(this.global, former.name, { primary: name, timeoutMs: options.timeoutMs, reporter: reporterFor(this.own.onEvent) }));
-    return new LabNode(this, name);
+    return new Promotion(this, name, result, followed);
   }
 
   /** The built-in balancer, in this process, in front of the replicas (by default). Stopped with the lab. */
@@ -236,10 +245,32 @@ export class Lab implements AsyncDisposable {
     return balancer;
   }
 
+  /**
+   * The built-in balancer in a process of its own (the daemon `lab balancer start` runs), or HAProxy
+   * (engine: 'haproxy') with the same settings: for measuring, where a balancer in this process would
+   * share its event loop with the load. It outlives this program unless stopped; the lab's removal stops it.
+   */
+  async balancerProcess(options: BalancerProcessOptions = {}): Promise<BalancerProcess> {
+    const opts = checkBalancerProcessOptions(options);
+    return startBalancerProcess(this, opts.name ?? this.freeBalancerName(), opts);
+  }
+
+  /** Why this lab's nodes have no pg_rewind (node.rewind() then rebuilds from a new base backup), or undefined. */
+  pgRewindMissing(): Promise<string | undefined> {
+    return this.run(() => rewindMissing(this.global), { probe: true });
+  }
+
+  /** pgbench -i on the primary (pgbench's tables, `scale` x 100,000 accounts), with progress as events. */
+  initBench(options: { scale?: number; database?: string; signal?: AbortSignal } = {}): Promise<BenchInitResult> {
+    wholeNumber('lab.initBench', 'scale', options.scale, 1, 100_000);
+    return this.run(() => benchInit(this.global, { scale: options.scale ?? 1, database: options.database, reporter: reporterFor(this.own.onEvent), signal: options.signal }));
+  }
+
   /** Samples: the rows `lab stat replication` and `lab stat xact` print, and the lab's balancers' stats. */
   readonly stat = {
     replication: (): Promise<ReplicationSample> => this.run(() => statReplication(this.global)),
-    xact: (options: { database?: string; previous?: XactSample } = {}): Promise<XactSample> => this.run(() => statXact(this.global, { dbname: options.database, previous: options.previous })),
+    xact: (options: { database?: string; previous?: XactSample; timeoutMs?: number } = {}): Promise<XactSample> =>
+      this.run(() => statXact(this.global, { dbname: options.database, previous: options.previous, ...(options.timeoutMs !== undefined ? { timeoutMs: options.timeoutMs } : {}) }), { probe: true }),
     balancers: (): Promise<BalancersSample> => this.run(() => statBalancer(this.global, { required: false })),
   };
 
@@ -323,6 +354,19 @@ export class Lab implements AsyncDisposable {
     this.failed = true;
   }
 
+  /**
+   * @internal Runs `fn` (and every call, timer and socket it starts) with this lab's client access:
+   * a drill's own clients (its load) log in with the lab's password and CA.
+   */
+  within<T>(fn: () => T): T {
+    return withClientScope(fn, this.clientVars());
+  }
+
+  /** @internal */
+  reporter(): Reporter {
+    return reporterFor(this.own.onEvent);
+  }
+
   /** @internal */
   emit(event: LabEvent): void {
     tell(this.own.onEvent, event);
@@ -364,6 +408,40 @@ export class Lab implements AsyncDisposable {
   }
 }
 
+/** The new primary, and what its promotion did. */
+export class Promotion extends LabNode {
+  /** @internal Lab.promote makes it. */
+  constructor(
+    lab: Lab,
+    name: string,
+    private readonly result: PromoteResult,
+    /** The replicas re-pointed to it (others: 'follow'). */
+    readonly followed: string[],
+  ) {
+    super(lab, name);
+  }
+
+  /** Its timeline after the promotion. */
+  get timeline(): number {
+    return this.result.timeline;
+  }
+
+  /** synchronous_standby_names set on it ('' when asynchronous). */
+  get synchronousStandbyNames(): string {
+    return this.result.synchronousStandbyNames;
+  }
+
+  /** The promotion itself (pg_promote until it accepts writes), in ms. */
+  get elapsedMs(): number {
+    return this.result.elapsedMs;
+  }
+
+  /** The primary before it (left stopped, waiting for a rewind, unless formerPrimary: 'rewind'). */
+  get previousPrimary(): string | null {
+    return this.result.previousPrimary;
+  }
+}
+
 const SHARED_TMPFS = '/dev/shm';
 const TMPFS_ROOM = 2 * 1024 ** 3;
 
@@ -391,6 +469,11 @@ function tell(onEvent: ((event: LabEvent) => void) | undefined, event: LabEvent)
   } catch {
     // ignored
   }
+}
+
+/** A line for the person (a docker image built before first use) as a step event. */
+function noticeFor(onEvent: ((event: LabEvent) => void) | undefined): (message: string) => void {
+  return (message) => tell(onEvent, { type: 'step', message });
 }
 
 function reporterFor(onEvent: ((event: LabEvent) => void) | undefined): Reporter {

@@ -3,10 +3,10 @@ import { LabError } from '../common/errors.js';
 import { nodeAddress } from '../network/address.js';
 import type { NodeRecord } from '../lab/state.js';
 import { queryRows } from '../postgres/client.js';
-import { nodeAction, type NodeActionResult } from '../commands/node.js';
-import { replicaFollow } from '../commands/follow.js';
-import { nodeRewind } from '../commands/rewind.js';
-import { faultDelay, faultHeal, faultLag, faultLoss, faultPartition, faultPause, type FaultResult } from '../commands/fault.js';
+import { crashNode, nodeAction, type CrashResult, type NodeActionResult } from '../commands/node.js';
+import { replicaFollow, type FollowResult } from '../commands/follow.js';
+import { nodeRewind, type RewindResult } from '../commands/rewind.js';
+import { faultDelay, faultHeal, faultLag, faultLoss, faultPartition, faultPause, type FaultResult, type HealResult } from '../commands/fault.js';
 import type { FaultKind } from '../lab/state.js';
 import { Connectable, type ConnectionAccess } from './connection.js';
 import { wholeNumber, type PromoteOptions } from './options.js';
@@ -76,6 +76,16 @@ export class LabNode extends Connectable {
     return this.lab.run(() => nodeAction(this.lab.globalOptions, this.name, 'kill'));
   }
 
+  /**
+   * A host crash: SIGKILL to the postmaster and every process it started at once (kill() signals the
+   * postmaster only, as the seed did, and its backends linger). `isolateMs`: its walsenders are frozen
+   * that long first: its standbys hear nothing more while it still acknowledges commits (a partition, then the crash).
+   */
+  crash(options: { isolateMs?: number } = {}): Promise<CrashResult> {
+    wholeNumber('node.crash', 'isolateMs', options.isolateMs, 0, 600_000);
+    return this.lab.run(() => crashNode(this.lab.globalOptions, this.name, options.isolateMs ?? 0));
+  }
+
   /** Starts it (again) and waits until it accepts connections. */
   start(options: { timeoutMs?: number } = {}): Promise<NodeActionResult> {
     return this.lab.run(() => nodeAction(this.lab.globalOptions, this.name, 'start', { timeoutMs: options.timeoutMs }));
@@ -95,14 +105,17 @@ export class LabNode extends Connectable {
     return this;
   }
 
-  /** This replica streams from `primary` (default the lab's primary) from now on. */
-  async follow(primary?: string): Promise<void> {
-    await this.lab.run(() => replicaFollow(this.lab.globalOptions, this.name, { ...(primary ? { primary } : {}) }));
+  /** This replica streams from `primary` (default the lab's primary) from now on; says how it streams (sync state) and how long it took. */
+  follow(primary?: string): Promise<FollowResult> {
+    return this.lab.run(() => replicaFollow(this.lab.globalOptions, this.name, { ...(primary ? { primary } : {}) }));
   }
 
-  /** A former primary rewound (pg_rewind, or rebuilt when it cannot be) to stream from the primary. */
-  async rewind(): Promise<void> {
-    await this.lab.run(() => nodeRewind(this.lab.globalOptions, this.name));
+  /**
+   * A former primary rewound (pg_rewind, or rebuilt when it cannot be) to stream from `primary` (default
+   * the lab's primary); says which way it went and how long it took.
+   */
+  rewind(options: { primary?: string; timeoutMs?: number } = {}): Promise<RewindResult> {
+    return this.lab.run(() => nodeRewind(this.lab.globalOptions, this.name, { ...(options.primary ? { primary: options.primary } : {}), ...(options.timeoutMs ? { timeoutMs: options.timeoutMs } : {}), reporter: this.lab.reporter() }));
   }
 
   /** SIGSTOP to its processes: a hung server (connections accepted, never answered). */
@@ -133,9 +146,9 @@ export class LabNode extends Connectable {
     return this.fault('loss', () => faultLoss(this.lab.globalOptions, this.name, percent));
   }
 
-  /** Heals every fault on this node (`lab fault heal NODE`). */
-  async heal(): Promise<void> {
-    await this.lab.run(() => faultHeal(this.lab.globalOptions, this.name));
+  /** Heals every fault on this node (`lab fault heal NODE`); says what each heal did. */
+  heal(): Promise<HealResult> {
+    return this.lab.run(() => faultHeal(this.lab.globalOptions, this.name));
   }
 
   private async fault(kind: FaultKind, apply: () => Promise<FaultResult>): Promise<Fault> {

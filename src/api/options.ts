@@ -21,6 +21,8 @@ export interface LabStartOptions {
   dir?: string;
   /** Streaming replicas of the primary, named replica1..N (default 0). */
   replicas?: number;
+  /** The primary's port. Default: a free port (each replica gets one too). */
+  port?: number;
   /** A PostgreSQL major (11-18) or a bin dir. Default: the machine's own PostgreSQL (pg_config, else Debian's), as the CLI picks it. */
   pg?: number | string;
   /** scram (default, a generated password) or trust. */
@@ -37,6 +39,11 @@ export interface LabStartOptions {
   osUser?: string;
   /** The image of a docker lab's nodes. */
   image?: string;
+  /**
+   * Where the cached initdb template of each major and settings lives (the CLI's LAB_INITDB_TEMPLATE):
+   * a dir, or false to run initdb every time. Default: /var/cache/pglab/templates as root, else a templates dir beside the user's PostgreSQL cache.
+   */
+  initdbTemplate?: string | false;
   /**
    * Keep the lab dir when the lab is closed: never (default), always, or on-failure (when a call on the
    * lab failed, or the lab failed to start); its nodes are stopped and `keptDir` says where it is.
@@ -85,6 +92,19 @@ export interface BalancerOptions {
   maxLagMs?: number;
   /** passthrough (default) or terminate (reads TLS sessions: routes encrypted cancels by key). */
   tls?: 'passthrough' | 'terminate';
+  /** HAProxy's `timeout connect`, `timeout client`, `timeout server` and `retries`. */
+  connectTimeoutMs?: number;
+  clientTimeoutMs?: number;
+  serverTimeoutMs?: number;
+  retries?: number;
+}
+
+/** A balancer in a process of its own (lab.balancerProcess): it outlives the program unless stopped. */
+export interface BalancerProcessOptions extends BalancerOptions {
+  /** builtin (default: pglab's balancer, the daemon `lab balancer start` runs) or haproxy (Debian's HAProxy, same settings). */
+  engine?: 'builtin' | 'haproxy';
+  /** The stats listener's port on 127.0.0.1. Default: a free port. */
+  statsPort?: number;
 }
 
 export interface PromoteOptions {
@@ -95,10 +115,11 @@ export interface PromoteOptions {
   timeoutMs?: number;
 }
 
-const START_KEYS = ['dir', 'replicas', 'pg', 'auth', 'tls', 'runtime', 'hosts', 'sync', 'osUser', 'image', 'keep', 'timeoutMs', 'onEvent'];
+const START_KEYS = ['dir', 'replicas', 'port', 'pg', 'auth', 'tls', 'runtime', 'hosts', 'sync', 'osUser', 'image', 'initdbTemplate', 'keep', 'timeoutMs', 'onEvent'];
 const OPEN_KEYS = ['osUser', 'onEvent'];
 const REPLICA_KEYS = ['name', 'port', 'datadir', 'sync', 'timeoutMs'];
-const BALANCER_KEYS = ['name', 'pool', 'check', 'balance', 'host', 'port', 'interMs', 'fastinterMs', 'downinterMs', 'rise', 'fall', 'checkTimeoutMs', 'maxLagBytes', 'maxLagMs', 'tls'];
+const BALANCER_KEYS = ['name', 'pool', 'check', 'balance', 'host', 'port', 'interMs', 'fastinterMs', 'downinterMs', 'rise', 'fall', 'checkTimeoutMs', 'maxLagBytes', 'maxLagMs', 'tls', 'connectTimeoutMs', 'clientTimeoutMs', 'serverTimeoutMs', 'retries'];
+const BALANCER_PROCESS_KEYS = [...BALANCER_KEYS, 'engine', 'statsPort'];
 
 function usage(where: string, message: string): LabError {
   return new LabError('USAGE', `${where}: ${message}`);
@@ -153,6 +174,7 @@ export function checkStartOptions(options: LabStartOptions): LabStartOptions {
   return {
     dir: text(where, 'dir', options.dir),
     replicas: wholeNumber(where, 'replicas', options.replicas, 0, 16),
+    port: wholeNumber(where, 'port', options.port, 1, 65535),
     pg,
     auth: oneOf(where, 'auth', options.auth, ['scram', 'trust'] as const),
     tls: oneOf(where, 'tls', options.tls, ['on', 'off', 'required'] as const),
@@ -161,6 +183,7 @@ export function checkStartOptions(options: LabStartOptions): LabStartOptions {
     sync: bool(where, 'sync', options.sync),
     osUser: text(where, 'osUser', options.osUser),
     image: text(where, 'image', options.image),
+    initdbTemplate: options.initdbTemplate === false ? false : text(where, 'initdbTemplate', options.initdbTemplate),
     keep,
     timeoutMs: wholeNumber(where, 'timeoutMs', options.timeoutMs, 1, 3_600_000),
     onEvent: callback(where, 'onEvent', options.onEvent),
@@ -184,9 +207,8 @@ export function checkReplicaOptions(options: ReplicaOptions): ReplicaOptions {
   };
 }
 
-export function checkBalancerOptions(options: BalancerOptions): BalancerOptions {
-  const where = 'lab.balancer';
-  known(where, options, BALANCER_KEYS);
+export function checkBalancerOptions(options: BalancerOptions, where = 'lab.balancer', keys = BALANCER_KEYS): BalancerOptions {
+  known(where, options, keys);
   const ms = (name: keyof BalancerOptions, min = 1) => wholeNumber(where, name, options[name], min, 86_400_000);
   return {
     name: text(where, 'name', options.name),
@@ -204,6 +226,19 @@ export function checkBalancerOptions(options: BalancerOptions): BalancerOptions 
     maxLagBytes: wholeNumber(where, 'maxLagBytes', options.maxLagBytes, 0, Number.MAX_SAFE_INTEGER),
     maxLagMs: ms('maxLagMs', 0),
     tls: oneOf(where, 'tls', options.tls, ['passthrough', 'terminate'] as const),
+    connectTimeoutMs: ms('connectTimeoutMs'),
+    clientTimeoutMs: ms('clientTimeoutMs'),
+    serverTimeoutMs: ms('serverTimeoutMs'),
+    retries: wholeNumber(where, 'retries', options.retries, 0, 1000),
+  };
+}
+
+export function checkBalancerProcessOptions(options: BalancerProcessOptions): BalancerProcessOptions {
+  const where = 'lab.balancerProcess';
+  return {
+    ...checkBalancerOptions(options, where, BALANCER_PROCESS_KEYS),
+    engine: oneOf(where, 'engine', options.engine, ['builtin', 'haproxy'] as const),
+    statsPort: wholeNumber(where, 'statsPort', options.statsPort, 1, 65535),
   };
 }
 

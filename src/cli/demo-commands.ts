@@ -1,6 +1,6 @@
 // Declarations of `lab demo failover`, `lab demo lb-ha`, `lab demo primary-failover`, `lab demo stale-reads` and `lab demo partition`.
 import { Command } from 'commander';
-import { FAILOVER_DEFAULTS, LB_HA_DEFAULTS, PARTITION_DEFAULTS, PRIMARY_FAILOVER_DEFAULTS, STALE_READS_DEFAULTS } from '../demo/defaults.js';
+import { FAILOVER_DEFAULTS, LB_HA_DEFAULTS, PARTITION_DEFAULTS, PRIMARY_FAILOVER_DEFAULTS, STALE_READS_DEFAULTS } from '../drills/defaults.js';
 import { examples, globalsOf } from './globals.js';
 import { withInterrupt } from './interrupt.js';
 import { parseSeconds, positiveInt } from './parse-options.js';
@@ -47,7 +47,7 @@ export function demoCommand(): Command {
     .addHelpText('after', examples('lab demo failover', 'lab demo failover --duration 30s --kill-at 10s --recover-at 18s --scale 1', 'lab demo failover --keep --report /tmp/failover'))
     .action(async (options, command: Command) => {
       const global = globalsOf(command);
-      const { runFailoverDrill } = await import('../demo/failover-drill.js');
+      const { runFailoverDrill } = await import('../drills/failover-drill.js');
       await runDrill(command, (hooks) =>
         runFailoverDrill(global, {
           ...d,
@@ -70,7 +70,7 @@ export function demoCommand(): Command {
     .addHelpText('after', examples('lab demo lb-ha', 'lab demo lb-ha --duration 20s --report /tmp/lb-ha'))
     .action(async (options, command: Command) => {
       const global = globalsOf(command);
-      const { runLbHaDrill } = await import('../demo/lb-ha-drill.js');
+      const { runLbHaDrill } = await import('../drills/lb-ha-drill.js');
       await runDrill(command, (hooks) =>
         runLbHaDrill(global, {
           replicas: options.replicas, scale: options.scale, durationMs: options.duration, concurrency: options.clients,
@@ -93,7 +93,7 @@ export function demoCommand(): Command {
     .addHelpText('after', examples('lab demo primary-failover', 'lab demo primary-failover --sync --duration 30s --kill-at 10s --report /tmp/pf-sync'))
     .action(async (options, command: Command) => {
       const global = globalsOf(command);
-      const { runPrimaryFailoverDrill } = await import('../demo/primary-failover-drill.js');
+      const { runPrimaryFailoverDrill } = await import('../drills/primary-failover-drill.js');
       await runDrill(command, (hooks) =>
         runPrimaryFailoverDrill(global, {
           replicas: options.replicas, sync: Boolean(options.sync), durationMs: options.duration, killAtMs: options.killAt, partitionMs: options.partition,
@@ -118,7 +118,7 @@ export function demoCommand(): Command {
     .addHelpText('after', examples('lab demo stale-reads', 'lab demo stale-reads --max-lag 1s --phase 5s --report /tmp/stale', 'lab demo stale-reads --runs bounded,unbounded --faults delay --delay 500ms'))
     .action(async (options, command: Command) => {
       const global = globalsOf(command);
-      const { runStaleReadsDrill } = await import('../demo/stale-reads-drill.js');
+      const { runStaleReadsDrill } = await import('../drills/stale-reads-drill.js');
       await runDrill(command, (hooks) =>
         runStaleReadsDrill(global, {
           replicas: options.replicas, node: options.node, maxLag: options.maxLag, phaseMs: options.phase, delay: options.delay, runs: options.runs,
@@ -141,7 +141,7 @@ export function demoCommand(): Command {
     .addHelpText('after', examples('lab demo partition', 'lab demo partition --phase 5s --engine builtin --report /tmp/partition'))
     .action(async (options, command: Command) => {
       const global = globalsOf(command);
-      const { runPartitionDrill } = await import('../demo/partition-drill.js');
+      const { runPartitionDrill } = await import('../drills/partition-drill.js');
       await runDrill(command, (hooks) =>
         runPartitionDrill(global, {
           phaseMs: options.phase, engines: options.engine, readers: options.readers, writers: options.writers, primary: options.primary !== false,

@@ -37,6 +37,8 @@ export interface FaultResult {
 /** A fault as `lab fault list` shows it: applierGone when it is `applying` and the command applying it is gone. */
 export type ListedFault = FaultRecord & { applierGone?: true };
 
+export { parseDelay } from '../lab/faults.js';
+
 export interface HealResult {
   healed: { node: string; kind: FaultKind; outcome: string }[];
 }
@@ -264,12 +266,6 @@ export async function faultLoss(global: GlobalOptions, name: string, percent: nu
 }
 
 /** "200ms", "1s", "0.5s": milliseconds from 1 to 60000, else a one-line refusal. */
-export function parseDelay(text: string, what = 'delay'): number {
-  const match = /^(\d+(?:\.\d+)?)(ms|s)?$/.exec(text.trim());
-  const ms = match ? Number(match[1]) * (match[2] === 's' ? 1000 : 1) : NaN;
-  if (!Number.isFinite(ms) || ms < 1 || ms > 60_000 || !Number.isInteger(ms)) throw new LabError('USAGE', `Invalid ${what} "${text}": expected a duration from 1ms to 60s, e.g. 200ms`);
-  return ms;
-}
 
 /**
  * `lab fault delay NODE D [--jitter J]`: a relay of pglab's own in the node's namespace (no netem here)

@@ -5,6 +5,7 @@ import { releaseFaults } from '../lab/faults.js';
 import { requireBuilt, requireNode, updateState, type NodeRecord } from '../lab/state.js';
 import type { StopMode } from '../postgres/server.js';
 import { runtimeFor } from '../runtime/runtime-for.js';
+import { crashServer } from '../postgres/crash.js';
 
 export type NodeAction = 'start' | 'stop' | 'restart' | 'kill';
 
@@ -40,7 +41,8 @@ export async function nodeAction(global: GlobalOptions, name: string, action: No
       return { name, action, pid, killedAtMs, changed: true };
     }
     case 'stop': {
-      await nodes.stop(node, options.mode ?? 'fast');
+      // Not running (stopped, or crashed): nothing to stop; the lab no longer expects it to run.
+      if (running) await nodes.stop(node, options.mode ?? 'fast');
       await setExpected('stopped');
       return { name, action, changed: Boolean(running) };
     }
@@ -70,4 +72,32 @@ function splitBrainWarning(node: NodeRecord): { warning?: string } {
   return {
     warning: `${node.name} was the primary before a promotion and was not rewound: it runs as a second primary on its old timeline (balancers of the lab route only to the lab's primary); rewind it with \`lab node rewind ${node.name}\``,
   };
+}
+
+export interface CrashResult {
+  name: string;
+  /** The postmaster's pid. */
+  pid: number;
+  /** Date.now() when every process of the server was killed. */
+  killedAtMs: number;
+  /** Date.now() when its walsenders were frozen (isolateMs before the kill). */
+  isolatedAtMs: number;
+  /** The postmaster and its children, all killed. */
+  processes: number;
+  walSenders: number;
+}
+
+/**
+ * A host crash of node `name`: SIGKILL to the postmaster and every process it started at once (the lab
+ * still expects it running: status says crashed). `isolateMs` > 0: its walsenders are frozen that long
+ * first, so its standbys hear nothing more while its backends still acknowledge commits.
+ */
+export async function crashNode(global: GlobalOptions, name: string, isolateMs = 0): Promise<CrashResult> {
+  const context = await openLab(global);
+  const node = requireNode(context.state, name);
+  requireBuilt(node, 're-run the command that created it');
+  const nodes = runtimeFor(context);
+  await releaseFaults(context.labDir, context.state, node, nodes);
+  const crashed = await crashServer({ name, pid: await nodes.livePid(node) }, isolateMs);
+  return { name, ...crashed };
 }

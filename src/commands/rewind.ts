@@ -14,7 +14,7 @@ import { nodeFilesSpec, writeNodeConfig, writeStandbyConfig } from '../lab/node-
 import { primaryOf, requireBuilt, requireNode, updateState } from '../lab/state.js';
 import { withClient } from '../postgres/client.js';
 import type { OsUser } from '../postgres/os-user.js';
-import { ensureSlot, slotName } from '../postgres/base-backup.js';
+import { ensureSlot, slotName, type BaseBackupMethod } from '../postgres/base-backup.js';
 import { rewindSummary } from '../postgres/pg-rewind.js';
 import { runtimeFor } from '../runtime/runtime-for.js';
 import { requireRunningPrimary, waitStreaming } from './follow.js';
@@ -36,6 +36,8 @@ export interface RewindResult {
   rewind: string;
   /** Why there was no pg_rewind, when the node was rebuilt from a new base backup instead. */
   rebuilt?: string;
+  /** How that new base backup was taken. */
+  baseBackup?: BaseBackupMethod;
   elapsedMs: number;
 }
 
@@ -59,7 +61,7 @@ export async function nodeRewind(global: GlobalOptions, name: string, options: R
     if (primary.name !== primaryOf(state)?.name) throw new LabError('USAGE', `No pg_rewind here (${missing}): "${name}" can only be rebuilt from the lab's primary; run without --primary`);
     reporter.step(`${missing}: rebuilding ${name} from a new base backup of ${primary.name}`);
     const added = await replicaAdd(global, name, node.datadir, node.port, { reporter, timeoutMs });
-    return { name, primary: primary.name, pid: added.pid, rewind: `rebuilt from a new base backup (${added.baseBackup})`, rebuilt: missing, elapsedMs: Date.now() - started };
+    return { name, primary: primary.name, pid: added.pid, rewind: `rebuilt from a new base backup (${added.baseBackup})`, rebuilt: missing, baseBackup: added.baseBackup, elapsedMs: Date.now() - started };
   }
 
   if (await nodes.livePid(node)) {
@@ -106,4 +108,9 @@ async function dropPrimaryOnlySettings(datadir: string, owner: OsUser | undefine
   if (text === undefined) return;
   const kept = text.split('\n').filter((line) => !/^\s*synchronous_standby_names\s*=/.test(line));
   await writePrivateFile(file, kept.join('\n'), 0o600, owner);
+}
+
+/** Why this lab's nodes cannot be rewound with pg_rewind (they are rebuilt instead), or undefined. */
+export async function rewindMissing(global: GlobalOptions): Promise<string | undefined> {
+  return runtimeFor(await openLab(global)).rewindMissing();
 }

@@ -124,6 +124,6 @@ export const PARTITION_DEFAULTS: PartitionDrillOptions = {
 
 /** The seed's haproxy.cfg knobs (REFERENCE 1) for a drill's HAProxy run: pgsql-check every 10 s, rise 2, fall 3, timeout check 5 s. */
 export const SEED_HAPROXY = {
-  engine: 'haproxy', check: 'pgsql', inter: 10_000, fastinter: 10_000, downinter: 10_000, rise: 2, fall: 3, checkTimeout: 5000,
-  connectTimeout: 10_000, clientTimeout: 60_000, serverTimeout: 60_000, retries: 3,
+  engine: 'haproxy', check: 'pgsql', interMs: 10_000, fastinterMs: 10_000, downinterMs: 10_000, rise: 2, fall: 3, checkTimeoutMs: 5000,
+  connectTimeoutMs: 10_000, clientTimeoutMs: 60_000, serverTimeoutMs: 60_000, retries: 3,
 } as const;

@@ -52,15 +52,18 @@ export async function publishReport(narrator: Narrator, dir: string, report: Rep
   return written;
 }
 
-/** Run `body` in the demo's lab; afterwards the lab is removed unless `keep`, even on failure or Ctrl-C. */
+/**
+ * Run `body` in the demo's lab, its clients with the lab's access; afterwards the lab is removed unless
+ * `keep`, even on failure or Ctrl-C.
+ */
 export async function inDemoLab<T>(lab: DemoLab, narrator: Narrator, options: { keep: boolean; what: string }, body: () => Promise<T>): Promise<T> {
   let kept = false;
   try {
-    const result = await body();
+    const result = await lab.lab.within(body);
     kept = options.keep;
     return result;
   } finally {
-    const labDir = lab.global.labDir;
+    const labDir = lab.labDir;
     if (kept) {
       narrator.say(`kept the lab: lab --lab-dir ${labDir} status; remove it with lab --lab-dir ${labDir} destroy --yes`);
     } else {

@@ -3,10 +3,7 @@
 // through the balancer, 6 kill -9 one replica, 7 the balancer drops it, 8 the replica is re-added with
 // the same `lab replica add`, 9 the balancer takes it back; then a report with a timeline.
 import { setTimeout as delay } from 'node:timers/promises';
-import { fetchBalancerStats, startBalancer } from '../commands/balancer.js';
-import { nodeAction } from '../commands/node.js';
-import { replicaAdd } from '../commands/replica.js';
-import { statXact } from '../commands/stat.js';
+import type { Lab } from '../api/lab.js';
 import { findFreePorts } from '../common/ports.js';
 import { LabError } from '../common/errors.js';
 import { pollUntil } from '../common/poll.js';
@@ -19,10 +16,10 @@ import type { XactSample } from '../stats/xact-sample.js';
 import { runWorkload } from '../workload/run-workload.js';
 import { formatSampleLine, SAMPLE_HEADER } from '../workload/sample-line.js';
 import type { WorkloadResult } from '../workload/types.js';
-import { buildDemoLab, DEMO_DATABASE, prepareBenchData } from './lab-setup.js';
+import { buildDemoLab, DEMO_DATABASE, prepareBenchData, type DemoBase } from './lab-setup.js';
 import { Narrator, type Print } from './narrator.js';
 import { logEventTime, READY_PATTERN } from '../postgres/server-log.js';
-import { nodeLogFile, type GlobalOptions } from '../lab/context.js';
+import { nodeLogFile } from '../lab/context.js';
 import type { FailoverDrillOptions } from './defaults.js';
 
 export { FAILOVER_DEFAULTS, type FailoverDrillOptions } from './defaults.js';
@@ -52,33 +49,29 @@ function counterGrowth(values: (number | null)[]): number | null {
   return growth;
 }
 
-export async function runFailoverDrill(base: Pick<GlobalOptions, 'pg' | 'osUser' | 'runtime'>, options: FailoverDrillOptions, hooks: { print: Print; reporter: Reporter; signal: AbortSignal }): Promise<DrillOutcome> {
+export async function runFailoverDrill(base: DemoBase, options: FailoverDrillOptions, hooks: { print: Print; reporter: Reporter; signal: AbortSignal }): Promise<DrillOutcome> {
   checkFailoverOptions(options);
   const { signal } = hooks;
   const narrator = new Narrator(hooks.print);
   narrator.say(`lab demo failover: ${options.replicas} replicas, scale ${options.scale}, load for ${options.durationMs / 1000}s, kill -9 ${options.kill} at ${options.killAtMs / 1000}s, re-add at ${options.recoverAtMs / 1000}s`);
   const lab = await buildDemoLab(base, { replicas: options.replicas, access: options.access, labDir: options.labDir, reporter: hooks.reporter, say: (t) => narrator.say(t) });
-  const { global } = lab;
   return inDemoLab(lab, narrator, { keep: options.keep, what: 'the balancer' }, async () => {
     signal.throwIfAborted();
     const [listenPort, statsPort] = await findFreePorts(2);
     narrator.say(`step 3: balancer lb on 127.0.0.1:${listenPort} (stats http://127.0.0.1:${statsPort}/), pool = the replicas, sql health checks`);
-    const balancer = await startBalancer(global, { name: 'lb', listen: `127.0.0.1:${listenPort}`, stats: `127.0.0.1:${statsPort}` });
-    const serverState = async (name: string) => (await fetchBalancerStats(balancer, 1000)).servers.find((s) => s.name === name)?.status;
-    await pollUntil(async () => {
-      const stats = await fetchBalancerStats(balancer, 1000);
-      return stats.servers.filter((s) => s.status === 'UP').length === options.replicas ? true : undefined;
-    }, { timeoutMs: 15_000, intervalMs: 50, what: 'the balancer to see every replica UP', signal });
+    const balancer = await lab.lab.balancerProcess({ name: 'lb', port: listenPort, statsPort });
+    const serverState = async (name: string) => (await balancer.stats({ timeoutMs: 1000 })).servers.find((s) => s.name === name)?.status;
+    await balancer.waitUp(options.replicas, { timeoutMs: 15_000, signal });
 
     narrator.say(`step 4: pgbench -i -s ${options.scale} on the master (database ${DEMO_DATABASE})`);
-    await prepareBenchData(lab, options.scale, hooks.reporter, signal);
+    await prepareBenchData(lab, options.scale, signal);
 
     const victim = lab.replicas.find((r) => r.name === options.kill)!;
     narrator.say(`step 5: load through the balancer: ${options.concurrency} clients, a new connection per transaction, SELECT only (pgbench -S -C -c ${options.concurrency})`);
     const url = `postgresql://postgres@127.0.0.1:${listenPort}/${DEMO_DATABASE}`;
     const timeline: DrillTimeline = { killEpoch: null, detectionEpoch: null, acceptingEpoch: null, readmissionEpoch: null };
     // A sample right before and right after the load bound the cross-check exactly.
-    const xactSamples: XactSample[] = [await statXact(global, { dbname: DEMO_DATABASE, timeoutMs: 1000 })];
+    const xactSamples: XactSample[] = [await lab.lab.stat.xact({ database: DEMO_DATABASE, timeoutMs: 1000 })];
     // Every sample taken after the first, kept or not (a settle read, one that timed out): each commits on
     // the nodes it reached, and the cross-check takes those commits off.
     const takenSamples: (XactSample | undefined)[] = [];
@@ -90,18 +83,18 @@ export async function runFailoverDrill(base: Pick<GlobalOptions, 'pg' | 'osUser'
         { urls: [url], concurrency: options.concurrency, durationMs: options.durationMs, mode: 'select', connectPerTx: true, tolerateErrors: true, scale: options.scale, maxRecordedErrors: 10_000 },
         { signal: loadSignal, onSample: (sample) => (options.verbose ? narrator.show(formatSampleLine(sample)) : undefined) },
       ),
-      background: sampleXactEverySecond(global, loadSignal, xactSamples, takenSamples, (sample, withTps) => {
+      background: sampleXactEverySecond(lab.lab, loadSignal, xactSamples, takenSamples, (sample, withTps) => {
         narrator.show(withBanner(sample.at, xactTable(sample, { tps: withTps })));
       }, options.xactEveryMs),
-      drill: killAndReadd({ global, narrator, victim, serverState, options, loadStarted, loadSignal, timeline, reporter: hooks.reporter }),
+      drill: killAndReadd({ lab: lab.lab, narrator, victim, serverState, options, loadStarted, loadSignal, timeline, reporter: hooks.reporter }),
     }));
     signal.throwIfAborted();
-    xactSamples.push(await settledXactSample(global, xactSamples[xactSamples.length - 1], takenSamples));
+    xactSamples.push(await settledXactSample(lab.lab, xactSamples[xactSamples.length - 1], takenSamples));
     narrator.event('stop', 'end of load', workload.summary.started_epoch_ms + workload.summary.duration_ms, `end of load: ${workload.summary.ops} transactions, ${workload.summary.errors} client errors`);
 
     const report = buildFailoverReport({ options, workload, narrator, lab, xactSamples, takenSamples, ...timeline });
     const written = await publishReport(narrator, options.reportDir, report);
-    return { report, written, labDir: global.labDir, kept: options.keep };
+    return { report, written, labDir: lab.labDir, kept: options.keep };
   });
 }
 
@@ -115,11 +108,11 @@ interface DrillTimeline {
 }
 
 /** The seed's ut-stat-xact: a sample every second for the figures, shown every `showEveryMs`. */
-async function sampleXactEverySecond(global: GlobalOptions, signal: AbortSignal, samples: XactSample[], taken: (XactSample | undefined)[], show: (sample: XactSample, withTps: boolean) => void, showEveryMs: number): Promise<void> {
+async function sampleXactEverySecond(lab: Lab, signal: AbortSignal, samples: XactSample[], taken: (XactSample | undefined)[], show: (sample: XactSample, withTps: boolean) => void, showEveryMs: number): Promise<void> {
   let previous: XactSample | undefined;
   let lastShown = 0;
   while (!signal.aborted) {
-    const sample = await statXact(global, { dbname: DEMO_DATABASE, previous, timeoutMs: 500 }).catch(() => undefined);
+    const sample = await lab.stat.xact({ database: DEMO_DATABASE, previous, timeoutMs: 500 }).catch(() => undefined);
     taken.push(sample);
     if (sample) {
       samples.push(sample);
@@ -134,7 +127,7 @@ async function sampleXactEverySecond(global: GlobalOptions, signal: AbortSignal,
 }
 
 interface DrillSteps {
-  global: GlobalOptions;
+  lab: Lab;
   narrator: Narrator;
   victim: { name: string; datadir: string; port: number };
   serverState: (name: string) => Promise<string | undefined>;
@@ -147,11 +140,11 @@ interface DrillSteps {
 
 /** Steps 6 to 9: kill -9 the victim, wait for the balancer to drop it, re-add it, wait for it to be taken back. */
 async function killAndReadd(d: DrillSteps): Promise<void> {
-  const { global, narrator, victim, serverState, options, loadStarted, loadSignal, timeline } = d;
+  const { lab, narrator, victim, serverState, options, loadStarted, loadSignal, timeline } = d;
   const statusIs = (wanted: string) => async () => ((await serverState(victim.name).catch(() => undefined)) === wanted ? Date.now() : undefined);
 
   await delay(Math.max(0, loadStarted + options.killAtMs - Date.now()), undefined, { signal: loadSignal });
-  const killed = await nodeAction(global, victim.name, 'kill');
+  const killed = await lab.node(victim.name).kill();
   const killEpoch = (timeline.killEpoch = killed.killedAtMs!);
   narrator.event('kill', `kill -9 ${victim.name}`, killEpoch, `step 6: kill -9 ${victim.name} (postmaster pid ${killed.pid})`);
   const detectionEpoch = (timeline.detectionEpoch = await pollUntil(statusIs('DOWN'), {
@@ -164,12 +157,13 @@ async function killAndReadd(d: DrillSteps): Promise<void> {
   narrator.event('re-add-start', `lab replica add ${victim.name}`, readdStarted, `step 8: lab replica add ${victim.name} ${victim.datadir} ${victim.port}`);
   const readmission = pollUntil(statusIs('UP'), { timeoutMs: 120_000, intervalMs: 10, what: `the balancer to take ${victim.name} back`, signal: loadSignal });
   readmission.catch(() => undefined); // awaited below; a failure of the re-add must not leave it unhandled
-  const readd = await replicaAdd(global, victim.name, victim.datadir, victim.port, { reporter: d.reporter });
+  await lab.addReplica({ name: victim.name, datadir: victim.datadir, port: victim.port });
+  const rebuiltMs = Date.now() - readdStarted;
   // When the rebuilt server started to accept connections, by its own log: our client's first
   // successful connect comes later than that, and the balancer may notice first.
-  const fromLog = await logEventTime(nodeLogFile(global.labDir, victim.name), READY_PATTERN, readdStarted);
+  const fromLog = await logEventTime(nodeLogFile(lab.dir, victim.name), READY_PATTERN, readdStarted);
   const acceptingEpoch = (timeline.acceptingEpoch = fromLog ?? Date.now());
-  narrator.event('re-add', `${victim.name} accepts connections`, acceptingEpoch, `${victim.name} accepts connections again (rebuilt in ${(readd.elapsedMs / 1000).toFixed(1)} s)`);
+  narrator.event('re-add', `${victim.name} accepts connections`, acceptingEpoch, `${victim.name} accepts connections again (rebuilt in ${(rebuiltMs / 1000).toFixed(1)} s)`);
   const readmissionEpoch = (timeline.readmissionEpoch = await readmission);
   narrator.event('readmission', `${victim.name} UP in lb (+${readmissionEpoch - acceptingEpoch} ms)`, readmissionEpoch, `step 9: the balancer took ${victim.name} back (${readmissionEpoch - acceptingEpoch} ms after it accepted connections)`);
 }
@@ -178,13 +172,13 @@ async function killAndReadd(d: DrillSteps): Promise<void> {
  * A sample once the servers' counters have settled: backends flush their statistics when they go idle
  * or exit, so read until two samples in a row differ only by the samples' own commits (bounded).
  */
-async function settledXactSample(global: GlobalOptions, last: XactSample | undefined, taken: (XactSample | undefined)[]): Promise<XactSample> {
+async function settledXactSample(lab: Lab, last: XactSample | undefined, taken: (XactSample | undefined)[]): Promise<XactSample> {
   const total = (s: XactSample | undefined) => (s ? s.rows.reduce((sum, r) => sum + (r.xactCommit ?? 0), 0) : 0);
   let previous = last;
   const answering = (s: XactSample) => s.rows.filter((r) => r.up).length;
   return pollUntil(
     async () => {
-      const sample = await statXact(global, { dbname: DEMO_DATABASE, timeoutMs: 1000 }).catch((error: unknown) => {
+      const sample = await lab.stat.xact({ database: DEMO_DATABASE, timeoutMs: 1000 }).catch((error: unknown) => {
         taken.push(undefined);
         throw error;
       });
@@ -195,7 +189,7 @@ async function settledXactSample(global: GlobalOptions, last: XactSample | undef
     },
     { timeoutMs: 5000, intervalMs: 200, what: 'the servers\' transaction counters to settle' },
   ).catch(async () => {
-    const sample = await statXact(global, { dbname: DEMO_DATABASE, timeoutMs: 1000 });
+    const sample = await lab.stat.xact({ database: DEMO_DATABASE, timeoutMs: 1000 });
     taken.push(sample);
     return sample;
   });

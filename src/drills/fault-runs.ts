@@ -5,7 +5,8 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import { setMaxListeners } from 'node:events';
 import pg from 'pg';
-import { fetchBalancerStats, type BalancerStartOptions, type StartedBalancer } from '../commands/balancer.js';
+import type { BalancerProcess } from '../api/balancer-process.js';
+import type { BalancerProcessOptions } from '../api/options.js';
 import { LAB_CHECK_DEFAULTS } from '../balancer/config.js';
 import { messageOf } from '../common/errors.js';
 import { labClientConfig } from '../postgres/client.js';
@@ -21,8 +22,8 @@ export type FaultEngine = (typeof FAULT_ENGINES)[number];
 /** HAProxy with the lab's check knobs (inter, fastinter, downinter, rise, fall, timeout check); the rest as the seed's. */
 export const LAB_CHECK_HAPROXY = {
   ...SEED_HAPROXY,
-  inter: LAB_CHECK_DEFAULTS.interMs, fastinter: LAB_CHECK_DEFAULTS.fastinterMs, downinter: LAB_CHECK_DEFAULTS.downinterMs,
-  rise: LAB_CHECK_DEFAULTS.rise, fall: LAB_CHECK_DEFAULTS.fall, checkTimeout: LAB_CHECK_DEFAULTS.timeoutMs,
+  interMs: LAB_CHECK_DEFAULTS.interMs, fastinterMs: LAB_CHECK_DEFAULTS.fastinterMs, downinterMs: LAB_CHECK_DEFAULTS.downinterMs,
+  rise: LAB_CHECK_DEFAULTS.rise, fall: LAB_CHECK_DEFAULTS.fall, checkTimeoutMs: LAB_CHECK_DEFAULTS.timeoutMs,
 } as const;
 
 const c = LAB_CHECK_DEFAULTS;
@@ -39,8 +40,8 @@ export function engineLabel(engine: FaultEngine): string {
   }
 }
 
-/** `lab balancer start` options of an engine, for a balancer `name` over `pool`. */
-export function engineBalancerOptions(engine: FaultEngine, name: string, pool: 'replicas' | 'primary'): BalancerStartOptions {
+/** The balancer options of an engine (lab.balancerProcess), for a balancer `name` over `pool`. */
+export function engineBalancerOptions(engine: FaultEngine, name: string, pool: 'replicas' | 'primary'): BalancerProcessOptions {
   if (engine === 'builtin') return { name, pool, check: 'sql' };
   return { name, pool, ...(engine === 'haproxy-seed' ? SEED_HAPROXY : LAB_CHECK_HAPROXY) };
 }
@@ -189,9 +190,9 @@ export function replicaFigures(requests: ReadRequest[], replicaPort: number, t: 
 }
 
 /** Poll a balancer's stats until `server` has a status that `wanted` accepts; Date.now() then, or null at `until`. */
-export async function whenStatus(balancer: StartedBalancer, server: string, wanted: (status: string) => boolean, until: number, signal: AbortSignal): Promise<number | null> {
+export async function whenStatus(balancer: BalancerProcess, server: string, wanted: (status: string) => boolean, until: number, signal: AbortSignal): Promise<number | null> {
   while (Date.now() < until && !signal.aborted) {
-    const stats = await fetchBalancerStats(balancer, 1000).catch(() => null);
+    const stats = await balancer.stats({ timeoutMs: 1000 }).catch(() => null);
     const status = stats?.servers.find((s) => s.name === server)?.status;
     if (status && wanted(status)) return Date.now();
     await delay(POLL_MS, undefined, { signal }).catch(() => undefined);
@@ -203,7 +204,7 @@ export interface FaultWindowOptions {
   /** Puts the fault in place (returns once it is). */
   apply: () => Promise<unknown>;
   heal: () => Promise<unknown>;
-  balancer: StartedBalancer;
+  balancer: BalancerProcess;
   server: string;
   /** The fault lasts at least holdMs, and afterDownMs past DOWN, but never more than maxHoldMs. */
   holdMs: number;

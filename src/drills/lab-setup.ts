@@ -3,22 +3,20 @@
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { masterStart } from '../commands/master.js';
-import { replicaAdd } from '../commands/replica.js';
-import { destroyLab } from '../commands/destroy.js';
+import { Lab } from '../api/lab.js';
+import type { BalancerProcess } from '../api/balancer-process.js';
+import type { LabEvent } from '../api/options.js';
 import { findFreePorts } from '../common/ports.js';
 import type { Reporter } from '../common/reporter.js';
-import type { GlobalOptions } from '../lab/context.js';
-import { readState } from '../lab/state.js';
+import type { GlobalOptions } from '../lab/global-options.js';
 import { queryRows, withClient } from '../postgres/client.js';
 import { pollUntil } from '../common/poll.js';
-import { benchInit } from '../commands/bench.js';
-import { fetchBalancerStats, type StartedBalancer } from '../commands/balancer.js';
 import type { DemoAccess } from './defaults.js';
-import { LOOPBACK, nodeAddress } from '../network/address.js';
 
 export interface DemoLab {
-  global: GlobalOptions;
+  /** The lab, as the library gives it: nodes, faults, balancers, samples. */
+  lab: Lab;
+  labDir: string;
   root: string;
   masterPort: number;
   /** Where master1 is reached: 127.0.0.1, or its namespace's address in a lab made with --hosts. */
@@ -28,35 +26,52 @@ export interface DemoLab {
   dispose(): Promise<void>;
 }
 
+/** What the CLI gives a drill: the PostgreSQL, OS user and runtime of its lab. */
+export type DemoBase = Pick<GlobalOptions, 'pg' | 'osUser' | 'runtime' | 'initdbTemplate'>;
+
 /** A temporary lab dir for a demo (traversable by the postgres OS user when we run as root). */
-export async function demoLabDir(base: Pick<GlobalOptions, 'pg' | 'osUser' | 'runtime'>, labDir?: string): Promise<{ global: GlobalOptions; root: string; owned: boolean }> {
-  if (labDir) return { global: { ...base, labDir: path.resolve(labDir) }, root: path.resolve(labDir), owned: false };
+export async function demoLabDir(labDir?: string): Promise<{ labDir: string; root: string; owned: boolean }> {
+  if (labDir) return { labDir: path.resolve(labDir), root: path.resolve(labDir), owned: false };
   const root = await mkdtemp(path.join(tmpdir(), 'pglab-demo-'));
   await chmod(root, 0o755);
-  return { global: { ...base, labDir: path.join(root, 'lab') }, root, owned: true };
+  return { labDir: path.join(root, 'lab'), root, owned: true };
 }
 
+/** The library's events shown as the CLI shows a command's steps and progress. */
+export function eventsTo(reporter: Reporter): (event: LabEvent) => void {
+  return (event) => {
+    if (event.type === 'step') reporter.step(event.message);
+    else if (event.type === 'progress') reporter.progress(event.fraction, event.message);
+    else reporter.detail(event.message);
+  };
+}
+
+/** The lab of a drill: master1 and `replicas` streaming replicas, built with the library (Lab). */
 export async function buildDemoLab(
-  base: Pick<GlobalOptions, 'pg' | 'osUser' | 'runtime'>,
+  base: DemoBase,
   options: { replicas: number; labDir?: string; reporter: Reporter; say: (text: string) => void; sync?: boolean; access?: DemoAccess; hosts?: boolean },
 ): Promise<DemoLab> {
-  const { global, root, owned } = await demoLabDir(base, options.labDir);
+  const { labDir, root, owned } = await demoLabDir(options.labDir);
+  let lab: Lab | undefined;
   const dispose = async () => {
-    if (await readState(global.labDir)) await destroyLab(global, { yes: true });
+    await lab?.destroy();
     if (owned) await rm(root, { recursive: true, force: true });
   };
   try {
     const [masterPort, ...replicaPorts] = await findFreePorts(options.replicas + 1);
-    options.say(`step 1: master1 on port ${masterPort} (lab dir ${global.labDir}${global.runtime === 'docker' ? ', nodes in containers' : ''}${options.hosts ? ', every node on a host of its own' : ''})`);
-    const master = await masterStart(global, { port: masterPort!, reporter: options.reporter, ...options.access, hosts: options.hosts });
-    const replicas = replicaPorts.map((port, i) => ({ name: `replica${i + 1}`, datadir: path.join(global.labDir, `replica${i + 1}`), port, host: LOOPBACK }));
+    options.say(`step 1: master1 on port ${masterPort} (lab dir ${labDir}${base.runtime === 'docker' ? ', nodes in containers' : ''}${options.hosts ? ', every node on a host of its own' : ''})`);
+    lab = await Lab.start({
+      dir: labDir, port: masterPort, replicas: 0, onEvent: eventsTo(options.reporter),
+      ...(base.pg !== undefined ? { pg: base.pg } : {}), ...(base.osUser ? { osUser: base.osUser } : {}), ...(base.runtime ? { runtime: base.runtime } : {}),
+      ...(base.initdbTemplate !== undefined ? { initdbTemplate: base.initdbTemplate } : {}),
+      ...(options.access?.auth ? { auth: options.access.auth } : {}), ...(options.access?.tls ? { tls: options.access.tls } : {}), ...(options.hosts ? { hosts: true } : {}),
+    });
+    const replicas = replicaPorts.map((port, i) => ({ name: `replica${i + 1}`, datadir: path.join(labDir, `replica${i + 1}`), port, host: '' }));
     options.say(`step 2: ${replicas.length} ${options.sync ? 'synchronous (ANY 1)' : 'asynchronous'} streaming replicas`);
     for (const replica of replicas) {
-      await replicaAdd(global, replica.name, replica.datadir, replica.port, { reporter: options.reporter, sync: options.sync });
+      replica.host = (await lab.addReplica({ name: replica.name, datadir: replica.datadir, port: replica.port, ...(options.sync ? { sync: true } : {}) })).host;
     }
-    const state = await readState(global.labDir);
-    for (const replica of replicas) replica.host = nodeAddress(state?.nodes.find((n) => n.name === replica.name) ?? {});
-    return { global, root, masterPort: masterPort!, masterHost: master.address, replicas, dispose };
+    return { lab, labDir, root, masterPort: masterPort!, masterHost: lab.primary.host, replicas, dispose };
   } catch (error) {
     await dispose().catch(() => undefined);
     throw error;
@@ -86,21 +101,18 @@ export async function waitReplicasCaughtUp(masterPort: number, replicaCount: num
 export const DEMO_DATABASE = 'pglab_demo';
 
 /** pgbench -i into the demo database on the master, then wait until every replica has it. */
-export async function prepareBenchData(lab: DemoLab, scale: number, reporter: Reporter, signal: AbortSignal): Promise<void> {
+export async function prepareBenchData(lab: DemoLab, scale: number, signal: AbortSignal): Promise<void> {
   await createDatabase(lab.masterPort, DEMO_DATABASE);
-  await benchInit(lab.global, { scale, database: DEMO_DATABASE, reporter, signal });
+  await lab.lab.initBench({ scale, database: DEMO_DATABASE, signal });
   await waitReplicasCaughtUp(lab.masterPort, lab.replicas.length);
 }
 
 /**
- * Until `balancer`'s stats show at least `count` servers UP (a fetch that fails is retried like a no).
+ * Until `balancer` shows at least `count` servers UP (a stats read that fails is retried like a no).
  * `checked`: UP after a completed check, not as started (check status INI): HAProxy starts its servers
  * UP, first checks them up to one `inter` later, and marks a server DOWN at the first failure of that
  * first check instead of after `fall` failures.
  */
-export async function waitBalancerUp(balancer: StartedBalancer, count: number, signal: AbortSignal, timeoutMs: number, options: { checked?: boolean } = {}): Promise<void> {
-  await pollUntil(async () => {
-    const stats = await fetchBalancerStats(balancer, 1000);
-    return stats.servers.filter((s) => s.status === 'UP' && !(options.checked && s.checkStatus === 'INI')).length >= count ? true : undefined;
-  }, { timeoutMs, intervalMs: 50, what: `balancer ${balancer.name} to see ${count} server(s) UP${options.checked ? ' after a check' : ''}`, signal });
+export async function waitBalancerUp(balancer: BalancerProcess, count: number, signal: AbortSignal, timeoutMs: number, options: { checked?: boolean } = {}): Promise<void> {
+  await balancer.waitUp(count, { timeoutMs, signal, ...(options.checked ? { checked: true } : {}) });
 }

@@ -3,19 +3,18 @@
 // the load goes on through lb2, restart lb, then the same for lb2. The report shows errors per phase
 // and whether reads ever stopped.
 import { setTimeout as delay } from 'node:timers/promises';
-import { startBalancer } from '../commands/balancer.js';
+import type { Lab } from '../api/lab.js';
+import type { BalancerProcess } from '../api/balancer-process.js';
 import { findFreePorts } from '../common/ports.js';
 import { LabError } from '../common/errors.js';
 import type { Reporter } from '../common/reporter.js';
-import type { GlobalOptions } from '../lab/context.js';
-import { requireState } from '../lab/state.js';
 import { nodeNamesByPort, reportFromWorkload } from '../report/from-workload.js';
 import type { Report, ReportSeries } from '../report/types.js';
 import { alongsideLoad, inDemoLab, publishReport, type DrillOutcome } from './drill-run.js';
 import { runWorkload } from '../workload/run-workload.js';
 import { formatSampleLine, SAMPLE_HEADER } from '../workload/sample-line.js';
 import type { WorkloadResult } from '../workload/types.js';
-import { buildDemoLab, DEMO_DATABASE, prepareBenchData } from './lab-setup.js';
+import { buildDemoLab, DEMO_DATABASE, prepareBenchData, type DemoBase } from './lab-setup.js';
 import { Narrator, type Print } from './narrator.js';
 import type { LbHaDrillOptions } from './defaults.js';
 
@@ -27,26 +26,25 @@ const PHASES = [
   { at: 0.75, action: 'restart', balancer: 'lb2' },
 ] as const;
 
-export async function runLbHaDrill(base: Pick<GlobalOptions, 'pg' | 'osUser' | 'runtime'>, options: LbHaDrillOptions, hooks: { print: Print; reporter: Reporter; signal: AbortSignal; verbose?: boolean }): Promise<DrillOutcome> {
+export async function runLbHaDrill(base: DemoBase, options: LbHaDrillOptions, hooks: { print: Print; reporter: Reporter; signal: AbortSignal; verbose?: boolean }): Promise<DrillOutcome> {
   if (!Number.isInteger(options.replicas) || options.replicas < 1) throw new LabError('USAGE', `--replicas must be 1 or more, got ${options.replicas}`);
   if (options.durationMs < 8000) throw new LabError('USAGE', `--duration must be at least 8s (four phases), got ${options.durationMs / 1000}s`);
   const { signal } = hooks;
   const narrator = new Narrator(hooks.print);
   narrator.say(`lab demo lb-ha: two balancers over ${options.replicas} replicas, load for ${options.durationMs / 1000}s through both, each balancer killed and restarted in turn`);
   const lab = await buildDemoLab(base, { replicas: options.replicas, access: options.access, labDir: options.labDir, reporter: hooks.reporter, say: (t) => narrator.say(t) });
-  const { global } = lab;
   return inDemoLab(lab, narrator, { keep: options.keep, what: 'both balancers' }, async () => {
     const [lbPort, lbStats, lb2Port, lb2Stats] = await findFreePorts(4);
-    const balancers = {
-      lb: { name: 'lb', listen: `127.0.0.1:${lbPort}`, stats: `127.0.0.1:${lbStats}` },
-      lb2: { name: 'lb2', listen: `127.0.0.1:${lb2Port}`, stats: `127.0.0.1:${lb2Stats}` },
+    const balancers: Record<'lb' | 'lb2', BalancerSpec> = {
+      lb: { name: 'lb', port: lbPort!, statsPort: lbStats!, listen: `127.0.0.1:${lbPort}`, stats: `127.0.0.1:${lbStats}`, started: undefined },
+      lb2: { name: 'lb2', port: lb2Port!, statsPort: lb2Stats!, listen: `127.0.0.1:${lb2Port}`, stats: `127.0.0.1:${lb2Stats}`, started: undefined },
     };
     for (const b of Object.values(balancers)) {
       narrator.say(`balancer ${b.name} on ${b.listen} (stats http://${b.stats}/)`);
-      await startBalancer(global, b);
+      b.started = await lab.lab.balancerProcess({ name: b.name, port: b.port, statsPort: b.statsPort });
     }
     narrator.say(`pgbench -i -s ${options.scale} on the master (database ${DEMO_DATABASE})`);
-    await prepareBenchData(lab, options.scale, hooks.reporter, signal);
+    await prepareBenchData(lab, options.scale, signal);
 
     const urls = Object.values(balancers).map((b) => `postgresql://postgres@${b.listen}/${DEMO_DATABASE}`);
     const urlName = (url: string) => (url.includes(`:${lbPort}/`) ? 'lb' : url.includes(`:${lb2Port}/`) ? 'lb2' : url);
@@ -59,33 +57,32 @@ export async function runLbHaDrill(base: Pick<GlobalOptions, 'pg' | 'osUser' | '
         { urls, concurrency: options.concurrency, durationMs: options.durationMs, mode: 'select', connectPerTx: true, tolerateErrors: true, scale: options.scale, maxRecordedErrors: 10_000 },
         { signal: loadSignal, onSample: (sample) => (hooks.verbose ? narrator.show(formatSampleLine(sample)) : undefined) },
       ),
-      drill: killAndRestartEach(global, balancers, narrator, loadStarted, options.durationMs, loadSignal),
+      drill: killAndRestartEach(lab.lab, balancers, narrator, loadStarted, options.durationMs, loadSignal),
     }));
     signal.throwIfAborted();
     narrator.event('stop', 'end of load', workload.summary.started_epoch_ms + workload.summary.duration_ms, `end of load: ${workload.summary.ops} transactions, ${workload.summary.errors} client errors`);
 
     const report = buildLbHaReport(workload, narrator, lab, urlName);
     const written = await publishReport(narrator, options.reportDir, report);
-    return { report, written, labDir: global.labDir, kept: options.keep };
+    return { report, written, labDir: lab.labDir, kept: options.keep };
   });
 }
 
-type BalancerSpec = { name: string; listen: string; stats: string };
+type BalancerSpec = { name: string; port: number; statsPort: number; listen: string; stats: string; started: BalancerProcess | undefined };
 
 /** Seed 004's actions: kill -9 each balancer in turn (what `docker kill lb` does) and start it again. */
-async function killAndRestartEach(global: GlobalOptions, balancers: Record<'lb' | 'lb2', BalancerSpec>, narrator: Narrator, loadStarted: number, durationMs: number, signal: AbortSignal): Promise<void> {
+async function killAndRestartEach(lab: Lab, balancers: Record<'lb' | 'lb2', BalancerSpec>, narrator: Narrator, loadStarted: number, durationMs: number, signal: AbortSignal): Promise<void> {
   for (const phase of PHASES) {
     await delay(Math.max(0, loadStarted + phase.at * durationMs - Date.now()), undefined, { signal });
     const spec = balancers[phase.balancer];
     if (phase.action === 'kill') {
-      const record = (await requireState(global.labDir)).balancers.find((b) => b.name === spec.name);
-      if (!record) throw new LabError('STATE', `balancer ${spec.name} is not in the lab state`);
+      if (!spec.started) throw new LabError('STATE', `balancer ${spec.name} was not started`);
       const at = Date.now();
-      process.kill(record.pid, 'SIGKILL');
-      narrator.event(`${spec.name}-kill`, `kill -9 ${spec.name}`, at, `kill -9 balancer ${spec.name} (pid ${record.pid})`);
+      if (!(await spec.started.kill())) throw new LabError('STATE', `balancer ${spec.name} (pid ${spec.started.pid}) was not running when the drill came to kill it`);
+      narrator.event(`${spec.name}-kill`, `kill -9 ${spec.name}`, at, `kill -9 balancer ${spec.name} (pid ${spec.started.pid})`);
     } else {
-      const started = await startBalancer(global, spec);
-      narrator.event(`${spec.name}-restart`, `${spec.name} restarted`, Date.now(), `balancer ${spec.name} restarted (pid ${started.pid})`);
+      spec.started = await lab.balancerProcess({ name: spec.name, port: spec.port, statsPort: spec.statsPort });
+      narrator.event(`${spec.name}-restart`, `${spec.name} restarted`, Date.now(), `balancer ${spec.name} restarted (pid ${spec.started.pid})`);
     }
   }
 }

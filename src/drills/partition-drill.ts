@@ -7,19 +7,17 @@
 // errors and what rw did (no promotion in this drill: the partition is healed, as a short outage would
 // be). The same phases run with the built-in balancer and with HAProxy at the seed's settings.
 import { setTimeout as delay } from 'node:timers/promises';
-import { startBalancer, stopBalancer, type StartedBalancer } from '../commands/balancer.js';
-import { faultHeal, faultPartition } from '../commands/fault.js';
+import type { BalancerProcess } from '../api/balancer-process.js';
 import { LAB_CHECK_DEFAULTS } from '../balancer/config.js';
 import { findFreePorts } from '../common/ports.js';
 import { LabError, messageOf } from '../common/errors.js';
 import type { Reporter } from '../common/reporter.js';
-import type { GlobalOptions } from '../lab/context.js';
 import { queryRows } from '../postgres/client.js';
 import type { Report, ReportError, ReportEvent, ReportSeries, ReportTable } from '../report/types.js';
 import { ACKED_TABLE, CREATE_ACKED_TABLE, runAckedWriter, type WriterResult } from './acked-writer.js';
 import type { PartitionDrillOptions } from './defaults.js';
 import { alongsideLoad, inDemoLab, publishReport, type DrillOutcome } from './drill-run.js';
-import { buildDemoLab, createDatabase, DEMO_DATABASE, waitReplicasCaughtUp, type DemoLab, waitBalancerUp } from './lab-setup.js';
+import { buildDemoLab, createDatabase, DEMO_DATABASE, waitReplicasCaughtUp, type DemoBase, type DemoLab, waitBalancerUp } from './lab-setup.js';
 import { Narrator, type Print } from './narrator.js';
 import {
   engineBalancerOptions, engineLabel, FAULT_GOALS, faultWindow, HANG_MS, READ_CONNECT_TIMEOUT_MS, READ_EVERY_MS, READ_QUERY_TIMEOUT_MS,
@@ -78,7 +76,7 @@ interface RunResult {
 const faultEngine = (engine: PartitionEngine): FaultEngine => (engine === 'builtin' ? 'builtin' : 'haproxy-seed');
 
 export async function runPartitionDrill(
-  base: Pick<GlobalOptions, 'pg' | 'osUser' | 'runtime'>,
+  base: DemoBase,
   options: PartitionDrillOptions,
   hooks: { print: Print; reporter: Reporter; signal: AbortSignal },
 ): Promise<DrillOutcome> {
@@ -87,7 +85,6 @@ export async function runPartitionDrill(
   const narrator = new Narrator(hooks.print);
   narrator.say(`lab demo partition: master1 and 2 replicas each on a host of its own; ${options.readers} readers through lb, ${options.writers} writers through rw; ${REPLICA} partitioned for ${options.phaseMs / 1000}s${options.primary ? `, then ${PRIMARY}` : ''}; engines: ${engines.join(', ')}`);
   const lab = await buildDemoLab(base, { replicas: 2, hosts: true, access: options.access, labDir: options.labDir, reporter: hooks.reporter, say: (t) => narrator.say(t) });
-  const { global } = lab;
   return inDemoLab(lab, narrator, { keep: options.keep, what: 'the balancers' }, async () => {
     signal.throwIfAborted();
     narrator.say(`step 3: database ${DEMO_DATABASE} and table ${ACKED_TABLE} on master1 (${lab.masterHost}:${lab.masterPort})`);
@@ -98,17 +95,16 @@ export async function runPartitionDrill(
     const results: RunResult[] = [];
     for (const engine of engines) {
       signal.throwIfAborted();
-      results.push(await oneRun({ global, lab, engine, options, narrator, signal }));
+      results.push(await oneRun({ lab, engine, options, narrator, signal }));
     }
     narrator.event('stop', `end: ${results.length} run(s)`);
     const report = buildReport({ results, options, narrator, lab });
     const written = await publishReport(narrator, options.reportDir, report);
-    return { report, written, labDir: global.labDir, kept: options.keep };
+    return { report, written, labDir: lab.labDir, kept: options.keep };
   });
 }
 
 interface RunInput {
-  global: GlobalOptions;
   lab: DemoLab;
   engine: PartitionEngine;
   options: PartitionDrillOptions;
@@ -117,16 +113,16 @@ interface RunInput {
 }
 
 async function oneRun(d: RunInput): Promise<RunResult> {
-  const { global, lab, engine, options, narrator, signal } = d;
+  const { lab, engine, options, narrator, signal } = d;
   const label = engineLabel(faultEngine(engine));
   const [lbPort, lbStats, rwPort, rwStats] = await findFreePorts(4);
   const lbName = `lb-${engine}`;
   const rwName = `rw-${engine}`;
   narrator.say(`run ${engine}: balancers ${lbName} (replicas) on 127.0.0.1:${lbPort} and ${rwName} (--pool primary) on 127.0.0.1:${rwPort}: ${label}`);
-  const lb = await startBalancer(global, { ...engineBalancerOptions(faultEngine(engine), lbName, 'replicas'), listen: `127.0.0.1:${lbPort}`, stats: `127.0.0.1:${lbStats}` });
-  let rw: StartedBalancer | null = null;
+  const lb = await lab.lab.balancerProcess({ ...engineBalancerOptions(faultEngine(engine), lbName, 'replicas'), port: lbPort, statsPort: lbStats });
+  let rw: BalancerProcess | null = null;
   try {
-    rw = await startBalancer(global, { ...engineBalancerOptions(faultEngine(engine), rwName, 'primary'), listen: `127.0.0.1:${rwPort}`, stats: `127.0.0.1:${rwStats}` });
+    rw = await lab.lab.balancerProcess({ ...engineBalancerOptions(faultEngine(engine), rwName, 'primary'), port: rwPort, statsPort: rwStats });
     await waitBalancerUp(lb, 2, signal, 40_000);
     await waitBalancerUp(rw, 1, signal, 40_000);
     // Each run's writers number their rows from 1: the previous run's rows go first.
@@ -141,11 +137,11 @@ async function oneRun(d: RunInput): Promise<RunResult> {
     const reads = await alongsideLoad(signal, (loadSignal) => {
       // A node's host cut off for a phase, healed, half a phase after; its DOWN and UP in `balancer`'s stats.
       // DOWN is timed from the return of lab fault partition: its rules in place (the measure the README's Hosts section gives).
-      const phase = (balancer: StartedBalancer, node: string, tag: string): Promise<FaultTimes> => {
+      const phase = (balancer: BalancerProcess, node: string, tag: string): Promise<FaultTimes> => {
         let start = 0;
         let down: number | null = null;
         return faultWindow({
-          apply: () => faultPartition(global, node), heal: () => faultHeal(global, node), balancer, server: node,
+          apply: () => lab.lab.node(node).partition(), heal: () => lab.lab.node(node).heal(), balancer, server: node,
           holdMs: options.phaseMs, maxHoldMs: options.phaseMs, afterDownMs: 0, maxUpMs: half, afterMs: half, afterUpMs: 0, signal: loadSignal,
           on: {
             applied: (at) => { start = at; narrator.event(`${engine}-partition${tag}`, `${engine}: lab fault partition ${node}`, at); },
@@ -186,8 +182,8 @@ async function oneRun(d: RunInput): Promise<RunResult> {
     if (primary) narrator.say(`run ${engine}: ${PRIMARY}: ${rwName} ${primary.rw_detection_ms === null ? 'never marked it DOWN' : `DOWN after ${primary.rw_detection_ms} ms, UP ${fmtMs(primary.rw_readmission_ms)} after the heal`}; write errors ${primary.write_errors}, longest writer hang ${primary.write_max_hang_ms} ms, writes stopped for ${primary.write_downtime_ms === null ? 'the rest of the run' : `${primary.write_downtime_ms} ms`}`);
     return { engine, label, reads, writes, replica, primary, times };
   } finally {
-    for (const name of [rwName, lbName]) {
-      await stopBalancer(global, name).catch((error) => narrator.say(`could not stop balancer ${name}: ${messageOf(error)}`));
+    for (const balancer of [rw, lb]) {
+      await balancer?.stop().catch((error) => narrator.say(`could not stop balancer ${balancer.name}: ${messageOf(error)}`));
     }
     await waitReplicasCaughtUp(lab.masterPort, 2, 30_000, lab.masterHost).catch(() => undefined);
   }

@@ -5,21 +5,11 @@
 // (rebuilt from a new base backup where there is no pg_rewind for its version: the embedded 11, 16-18).
 // The report says how long writes stopped and how many acknowledged commits the new primary lacks.
 import { setTimeout as delay } from 'node:timers/promises';
-import { fetchBalancerStats, startBalancer, type StartedBalancer } from '../commands/balancer.js';
-import { replicaFollow } from '../commands/follow.js';
-import path from 'node:path';
-import { crashServer } from '../postgres/crash.js';
-import { promoteNode } from '../commands/promote.js';
-import { replicaAdd } from '../commands/replica.js';
-import { nodeRewind } from '../commands/rewind.js';
-import { openLab } from '../lab/context.js';
-import { requireNode } from '../lab/state.js';
-import { runtimeFor } from '../runtime/runtime-for.js';
+import type { BalancerProcess } from '../api/balancer-process.js';
 import { findFreePorts } from '../common/ports.js';
 import { LabError } from '../common/errors.js';
 import { pollUntil } from '../common/poll.js';
 import type { Reporter } from '../common/reporter.js';
-import type { GlobalOptions } from '../lab/context.js';
 import { queryRows } from '../postgres/client.js';
 import { lsnToNumber } from '../postgres/recovery.js';
 import { nodeNamesByPort, reportFromWorkload } from '../report/from-workload.js';
@@ -30,7 +20,7 @@ import type { WorkloadResult } from '../workload/types.js';
 import { ACKED_TABLE, CREATE_ACKED_TABLE, runAckedWriter, type WriterResult } from './acked-writer.js';
 import type { PrimaryFailoverDrillOptions } from './defaults.js';
 import { alongsideLoad, inDemoLab, publishReport, type DrillOutcome } from './drill-run.js';
-import { buildDemoLab, DEMO_DATABASE, prepareBenchData, type DemoLab, waitBalancerUp } from './lab-setup.js';
+import { buildDemoLab, DEMO_DATABASE, prepareBenchData, type DemoBase, type DemoLab, waitBalancerUp } from './lab-setup.js';
 import { Narrator, type Print } from './narrator.js';
 
 export { PRIMARY_FAILOVER_DEFAULTS, type PrimaryFailoverDrillOptions } from './defaults.js';
@@ -58,7 +48,7 @@ interface Steps {
 }
 
 export async function runPrimaryFailoverDrill(
-  base: Pick<GlobalOptions, 'pg' | 'osUser' | 'runtime'>,
+  base: DemoBase,
   options: PrimaryFailoverDrillOptions,
   hooks: { print: Print; reporter: Reporter; signal: AbortSignal },
 ): Promise<DrillOutcome> {
@@ -68,18 +58,17 @@ export async function runPrimaryFailoverDrill(
   const mode = options.sync ? 'synchronous' : 'asynchronous';
   narrator.say(`lab demo primary-failover: ${options.replicas} ${mode} replicas, writes and reads for ${options.durationMs / 1000}s, kill -9 master1 at ${options.killAtMs / 1000}s after a ${options.partitionMs} ms partition from its standbys`);
   const lab = await buildDemoLab(base, { replicas: options.replicas, access: options.access, sync: options.sync, labDir: options.labDir, reporter: hooks.reporter, say: (t) => narrator.say(t) });
-  const { global } = lab;
   return inDemoLab(lab, narrator, { keep: options.keep, what: 'the balancers' }, async () => {
     signal.throwIfAborted();
     const [rwPort, rwStats, lbPort, lbStats] = await findFreePorts(4);
     narrator.say(`step 3: balancer rw on 127.0.0.1:${rwPort} (pool: the primary) and lb on 127.0.0.1:${lbPort} (pool: the replicas), sql health checks`);
-    const rw = await startBalancer(global, { name: 'rw', pool: 'primary', listen: `127.0.0.1:${rwPort}`, stats: `127.0.0.1:${rwStats}` });
-    const lb = await startBalancer(global, { name: 'lb', pool: 'replicas', listen: `127.0.0.1:${lbPort}`, stats: `127.0.0.1:${lbStats}` });
+    const rw = await lab.lab.balancerProcess({ name: 'rw', pool: 'primary', port: rwPort, statsPort: rwStats });
+    const lb = await lab.lab.balancerProcess({ name: 'lb', pool: 'replicas', port: lbPort, statsPort: lbStats });
     await waitBalancerUp(rw, 1, signal, 20_000);
     await waitBalancerUp(lb, options.replicas, signal, 20_000);
 
     narrator.say(`step 4: pgbench -i -s 1 for the readers and table ${ACKED_TABLE} for the writers (database ${DEMO_DATABASE})`);
-    await prepareBenchData(lab, 1, hooks.reporter, signal);
+    await prepareBenchData(lab, 1, signal);
     await queryRows({ port: lab.masterPort, database: DEMO_DATABASE }, CREATE_ACKED_TABLE);
 
     narrator.say(`step 5: ${options.writers} writers through rw (one INSERT per transaction, counted once COMMIT is acknowledged), ${options.readers} readers through lb (SELECT, a connection per transaction)`);
@@ -101,7 +90,7 @@ export async function runPrimaryFailoverDrill(
           loadSignal,
         );
         writer.catch(() => undefined);
-        await failover({ global, lab, narrator, rw, options, steps, loadSignal, reporter: hooks.reporter });
+        await failover({ lab, narrator, rw, options, steps, loadSignal });
         writes = await writer;
       })(),
     }));
@@ -117,29 +106,25 @@ export async function runPrimaryFailoverDrill(
     const crosscheck = await countOnEveryNode(nodes, writes, present.size, lost.length);
     const report = buildReport({ options, reads, writes, steps, narrator, nodes, presentCount: present.size, lost, inDoubtCommitted: writes.inDoubt.filter((s) => present.has(s)).length, crosscheck });
     const written = await publishReport(narrator, options.reportDir, report);
-    return { report, written, labDir: global.labDir, kept: options.keep };
+    return { report, written, labDir: lab.labDir, kept: options.keep };
   });
 }
 
 
 interface FailoverInput {
-  global: GlobalOptions;
   lab: DemoLab;
   narrator: Narrator;
-  rw: StartedBalancer;
+  rw: BalancerProcess;
   options: PrimaryFailoverDrillOptions;
   steps: Steps;
   loadSignal: AbortSignal;
-  reporter: Reporter;
 }
 
 /** kill -9 master1, promote the most advanced replica, re-point the others, rewind master1. */
 async function failover(d: FailoverInput): Promise<void> {
-  const { global, lab, narrator, rw, options, steps, loadSignal } = d;
-  const context = await openLab(global);
-  const nodes = runtimeFor(context);
+  const { lab, narrator, rw, options, steps, loadSignal } = d;
   await delay(Math.max(0, narrator.loadEpochMs! + options.killAtMs - Date.now()), undefined, { signal: loadSignal });
-  const killed = await crashServer({ name: 'master1', pid: await nodes.livePid(requireNode(context.state, 'master1')) }, options.partitionMs);
+  const killed = await lab.lab.node('master1').crash({ isolateMs: options.partitionMs });
   steps.killEpoch = killed.killedAtMs;
   if (options.partitionMs > 0) narrator.event('partition', `master1's ${killed.walSenders} walsenders frozen: its standbys hear nothing more (partition)`, killed.isolatedAtMs);
   narrator.event('kill', `step 6: kill -9 master1: the postmaster (pid ${killed.pid}) and its ${killed.processes - 1} processes${options.partitionMs > 0 ? `, ${killed.isolatedAtMs === killed.killedAtMs ? 0 : killed.killedAtMs - killed.isolatedAtMs} ms after the partition` : ''}`, steps.killEpoch);
@@ -159,34 +144,31 @@ async function failover(d: FailoverInput): Promise<void> {
   const chosen = positions[0]!;
   steps.choice = positions.map((p) => `${p.name} received ${p.received} replayed ${p.replayed}`).join('; ');
   narrator.say(`step 7: WAL positions: ${steps.choice}`);
-  const promoted = await promoteNode(global, chosen.name);
+  // master1 is dead: promote alone; the others are re-pointed one by one below, each timed.
+  const promoted = await lab.lab.promote(chosen.name, { others: 'leave' });
   steps.promoted = chosen.name;
   steps.promoteEpoch = Date.now();
   const syncNote = promoted.synchronousStandbyNames ? `, synchronous_standby_names = '${promoted.synchronousStandbyNames}'` : '';
   narrator.event('promote', `step 7: lab promote ${chosen.name}: primary on timeline ${promoted.timeline} (${promoted.elapsedMs} ms${syncNote})`, steps.promoteEpoch);
-  steps.rwFollowsEpoch = await pollUntil(async () => {
-    const stats = await fetchBalancerStats(rw, 1000);
-    return stats.servers.some((s) => s.name === chosen.name && s.status === 'UP') ? Date.now() : undefined;
-  }, { timeoutMs: 10_000, intervalMs: 10, what: `balancer rw to route to ${chosen.name}`, signal: loadSignal });
+  steps.rwFollowsEpoch = await rw.waitFor(chosen.name, 'UP', { timeoutMs: 10_000, intervalMs: 10, signal: loadSignal });
   narrator.event('detection', `balancer rw routes to ${chosen.name} (${steps.rwFollowsEpoch - steps.promoteEpoch} ms after the promotion)`, steps.rwFollowsEpoch);
 
   for (const other of lab.replicas.filter((r) => r.name !== chosen.name)) {
-    const followed = await replicaFollow(global, other.name, { primary: chosen.name });
+    const followed = await lab.lab.node(other.name).follow(chosen.name);
     narrator.event('follow', `step 8: lab replica follow ${other.name}: streaming from ${chosen.name} (${followed.syncState}, ${followed.elapsedMs} ms)`);
   }
   const rewindStarted = Date.now();
-  const missing = await nodes.rewindMissing();
+  const missing = await lab.lab.pgRewindMissing();
   if (missing) {
     // PostgreSQL 11 here: what a DBA without pg_rewind does, a new base backup in place of the old master.
     narrator.event('re-add-start', `step 9: ${missing}: lab replica add master1 (a new base backup from ${chosen.name})`, rewindStarted);
-    const masterDatadir = path.join(global.labDir, 'master1');
-    const added = await replicaAdd(global, 'master1', masterDatadir, lab.masterPort, { reporter: d.reporter });
-    steps.rewind = `rebuilt from a new base backup, ${added.baseBackup === 'pglab' ? 'pglab\'s own' : 'pg_basebackup'} (${missing})`;
+    const rebuilt = await lab.lab.node('master1').rewind();
+    steps.rewind = `rebuilt from a new base backup, ${rebuilt.baseBackup === 'pglab' ? 'pglab\'s own' : 'pg_basebackup'} (${missing})`;
     narrator.event('re-add', `master1 rebuilt and streaming from ${chosen.name} (${Date.now() - rewindStarted} ms)`);
     return;
   }
   narrator.event('re-add-start', `step 9: lab node rewind master1 --primary ${chosen.name}`, rewindStarted);
-  const rewound = await nodeRewind(global, 'master1', { primary: chosen.name, reporter: d.reporter });
+  const rewound = await lab.lab.node('master1').rewind({ primary: chosen.name });
   steps.rewind = `pg_rewind (${rewound.rewind})`;
   narrator.event('re-add', `master1 rewound (${rewound.rewind}) and streaming from ${chosen.name} (${rewound.elapsedMs} ms)`);
 }

@@ -9,20 +9,20 @@
 //   bytes_behind <= B + WAL the primary wrote in the I + 2C before the read + one stamp's WAL.
 import { readFile } from 'node:fs/promises';
 import { setTimeout as delay } from 'node:timers/promises';
-import { startBalancer, stopBalancer, type BalancerStartOptions } from '../commands/balancer.js';
-import { faultDelay, faultHeal, faultLag, faultPause, parseDelay } from '../commands/fault.js';
+import type { Lab } from '../api/lab.js';
+import type { BalancerProcessOptions } from '../api/options.js';
+import { parseDelay } from '../lab/faults.js';
 import { LAB_CHECK_DEFAULTS } from '../balancer/config.js';
 import { parseMaxLag } from '../balancer/settings.js';
 import { findFreePorts } from '../common/ports.js';
 import { LabError, messageOf } from '../common/errors.js';
 import { checkCanMakeHosts } from '../network/ip.js';
 import type { Reporter } from '../common/reporter.js';
-import type { GlobalOptions } from '../lab/context.js';
 import { queryRows } from '../postgres/client.js';
 import type { Report, ReportError, ReportEvent, ReportNodeTransactions, ReportPhase, ReportSeries, ReportTable } from '../report/types.js';
 import { SEED_HAPROXY, STALE_READS_DEFAULTS, type StaleReadsDrillOptions } from './defaults.js';
 import { alongsideLoad, inDemoLab, publishReport, type DrillOutcome } from './drill-run.js';
-import { buildDemoLab, createDatabase, DEMO_DATABASE, waitReplicasCaughtUp, waitBalancerUp } from './lab-setup.js';
+import { buildDemoLab, createDatabase, DEMO_DATABASE, waitReplicasCaughtUp, waitBalancerUp, type DemoBase } from './lab-setup.js';
 import { Narrator, type Print } from './narrator.js';
 import { CREATE_STAMP_TABLE, STAMP_TABLE, latestAt, runStampReaders, StampWriter, type ReadersResult, type Stamp, type StampRead } from './stamp-load.js';
 
@@ -181,7 +181,7 @@ interface RunResult {
 }
 
 export async function runStaleReadsDrill(
-  base: Pick<GlobalOptions, 'pg' | 'osUser' | 'runtime'>,
+  base: DemoBase,
   options: StaleReadsDrillOptions,
   hooks: { print: Print; reporter: Reporter; signal: AbortSignal },
 ): Promise<DrillOutcome> {
@@ -201,7 +201,6 @@ export async function runStaleReadsDrill(
   if (skipped) narrator.say(skipped);
   narrator.say(`lab demo stale-reads: ${options.replicas} replicas, ${options.readers} readers through a balancer, ${options.node} ${faults.map((f) => (f === 'delay' ? `delayed ${delayMs} ms` : f)).join(' then ')} for ${options.phaseMs / 1000}s each; runs: ${runs.join(', ')}; bound --max-lag ${options.maxLag}`);
   const lab = await buildDemoLab(base, { replicas: options.replicas, hosts, access: options.access, labDir: options.labDir, reporter: hooks.reporter, say: (t) => narrator.say(t) });
-  const { global } = lab;
   return inDemoLab(lab, narrator, { keep: options.keep, what: 'the writer, the balancers' }, async () => {
     narrator.say(`step 3: table ${STAMP_TABLE} in database ${DEMO_DATABASE} on master1 (${lab.masterHost}:${lab.masterPort}); a writer stamps counter+1 every ${STAMP_EVERY_MS} ms (${STAMP_PAD_BYTES / 1024} kB of WAL each)`);
     await createDatabase(lab.masterPort, DEMO_DATABASE, lab.masterHost);
@@ -214,7 +213,7 @@ export async function runStaleReadsDrill(
     try {
       for (const run of runs) {
         signal.throwIfAborted();
-        results.push(await oneRun({ global, lab, run, rule, options, delayMs, plan, writer, narrator, signal }));
+        results.push(await oneRun({ lab: lab.lab, masterPort: lab.masterPort, masterHost: lab.masterHost, replicas: lab.replicas, run, rule, options, delayMs, plan, writer, narrator, signal }));
       }
     } finally {
       await writer.stop();
@@ -222,7 +221,7 @@ export async function runStaleReadsDrill(
     narrator.event('stop', `end: ${writer.latest} stamps written, ${results.reduce((n, r) => n + r.reads.length, 0)} reads in ${results.length} runs`);
     const report = buildReport({ results, rule, options, writer, narrator, plan, faults, delayMs, hosts, nodes: [{ name: 'master1', port: lab.masterPort }, ...lab.replicas] });
     const written = await publishReport(narrator, options.reportDir, report);
-    return { report, written, labDir: global.labDir, kept: options.keep };
+    return { report, written, labDir: lab.labDir, kept: options.keep };
   });
 }
 
@@ -234,9 +233,10 @@ function runLabel(run: StaleRun, maxLag: string): string {
   }
 }
 
-function balancerOptions(run: StaleRun, maxLag: string): BalancerStartOptions {
+function balancerOptions(run: StaleRun, maxLag: string): BalancerProcessOptions & { name: string } {
+  const { maxLagBytes, maxLagSeconds } = parseMaxLag(maxLag.split(','));
   switch (run) {
-    case 'bounded': return { name: 'lb', check: 'sql', maxLag: maxLag.split(',') };
+    case 'bounded': return { name: 'lb', check: 'sql', ...(maxLagBytes !== null ? { maxLagBytes } : {}), ...(maxLagSeconds !== null ? { maxLagMs: Math.round(maxLagSeconds * 1000) } : {}) };
     case 'unbounded': return { name: 'lb-nobound', check: 'sql' };
     case 'haproxy':
       // The seed's haproxy.cfg knobs (REFERENCE 1): pgsql-check every 10 s, rise 2, fall 3, timeout check 5 s.
@@ -245,8 +245,10 @@ function balancerOptions(run: StaleRun, maxLag: string): BalancerStartOptions {
 }
 
 interface RunInput {
-  global: GlobalOptions;
-  lab: { masterPort: number; masterHost: string; replicas: { name: string; port: number }[] };
+  lab: Lab;
+  masterPort: number;
+  masterHost: string;
+  replicas: { name: string; port: number }[];
   run: StaleRun;
   rule: Rule;
   options: StaleReadsDrillOptions;
@@ -258,21 +260,21 @@ interface RunInput {
 }
 
 async function oneRun(d: RunInput): Promise<RunResult> {
-  const { global, lab, run, rule, options, delayMs, plan, writer, narrator, signal } = d;
+  const { lab, run, rule, options, delayMs, plan, writer, narrator, signal } = d;
   const label = runLabel(run, options.maxLag);
   const [listen, stats] = await findFreePorts(2);
-  const spec = { ...balancerOptions(run, options.maxLag), listen: `127.0.0.1:${listen}`, stats: `127.0.0.1:${stats}` };
-  narrator.say(`run ${run}: balancer ${spec.name} on ${spec.listen}, ${label}`);
-  const balancer = await startBalancer(global, spec);
+  const spec = { ...balancerOptions(run, options.maxLag), port: listen, statsPort: stats };
+  narrator.say(`run ${run}: balancer ${spec.name} on 127.0.0.1:${listen}, ${label}`);
+  const balancer = await lab.balancerProcess(spec);
   try {
-    await waitBalancerUp(balancer, lab.replicas.length, signal, 30_000);
+    await waitBalancerUp(balancer, d.replicas.length, signal, 30_000);
     const phases: PhaseResult[] = [];
     const started = Date.now();
     // The readers stop when the last phase ends (a fault that takes its time to apply moves that).
     let end = Infinity;
     const readers = await alongsideLoad(signal, (loadSignal) => ({
       workload: runStampReaders(writer, {
-        url: `postgresql://postgres@${spec.listen}/${DEMO_DATABASE}`, clients: options.readers, until: () => end, maxReads: 200_000,
+        url: `postgresql://postgres@127.0.0.1:${listen}/${DEMO_DATABASE}`, clients: options.readers, until: () => end, maxReads: 200_000,
         connectTimeoutMs: READ_CONNECT_TIMEOUT_MS, queryTimeoutMs: READ_QUERY_TIMEOUT_MS,
       }, loadSignal),
       drill: (async () => {
@@ -281,7 +283,7 @@ async function oneRun(d: RunInput): Promise<RunResult> {
           if (phase.fault) {
             // A fault's phase begins once its command returned (the fault in force) and lasts --phase from
             // then; the time it took to apply (a delay: its relay's start, ~0.5 s) ends the phase before.
-            await applyFault(global, phase.fault, options.node, delayMs);
+            await applyFault(lab, phase.fault, options.node, delayMs);
             const applying = Date.now() - from;
             from = Date.now();
             if (phases.length > 0) phases.at(-1)!.to = from;
@@ -291,7 +293,7 @@ async function oneRun(d: RunInput): Promise<RunResult> {
           }
           await delay(phase.ms, undefined, { signal: loadSignal });
           if (phase.fault) {
-            const healed = await faultHeal(global, options.node);
+            const healed = await lab.node(options.node).heal();
             narrator.say(`run ${run}: heal ${options.node}: ${healed.healed.map((h) => h.outcome).join('; ')}`);
           }
           phases.push({ name: phase.name, fault: phase.fault, from, to: Date.now() });
@@ -301,21 +303,21 @@ async function oneRun(d: RunInput): Promise<RunResult> {
     }));
     const reads = readers.reads.map((r) => judgeAgainstRule(writer.stamps, r, rule));
     narrator.say(`run ${run}: ${reads.length} reads, ${readers.errors.length} read errors, ${reads.filter((r) => r.beyond_bound).length} beyond the bound, ${reads.filter((r) => r.beyond_rule).length} beyond the rule`);
-    const changes = balancer.engine === 'haproxy' ? [] : stateChangesOf(await readFile(balancer.logFile, 'utf8').catch(() => ''), spec.name!, started).filter((c) => c.server === options.node);
+    const changes = balancer.engine === 'haproxy' ? [] : stateChangesOf(balancer.logFile ? await readFile(balancer.logFile, 'utf8').catch(() => '') : '', spec.name, started).filter((c) => c.server === options.node);
     for (const c of changes) narrator.event(`${run}-state`, `${spec.name}: ${c.server} ${c.to}`, c.at, `run ${run}: balancer ${spec.name}: ${c.server} ${c.from} -> ${c.to} (${c.why})`);
-    return { run, label, balancer: spec.name!, phases, reads, errors: readers.errors, changes };
+    return { run, label, balancer: spec.name, phases, reads, errors: readers.errors, changes };
   } finally {
-    await stopBalancer(global, spec.name).catch((error) => narrator.say(`could not stop balancer ${spec.name}: ${error instanceof Error ? error.message : String(error)}`));
+    await balancer.stop().catch((error) => narrator.say(`could not stop balancer ${spec.name}: ${error instanceof Error ? error.message : String(error)}`));
     // The next run starts from replicas that replayed everything (a heal's backlog is not the next run's).
-    await waitReplicasCaughtUp(lab.masterPort, lab.replicas.length, 30_000, lab.masterHost).catch(() => undefined);
+    await waitReplicasCaughtUp(d.masterPort, d.replicas.length, 30_000, d.masterHost).catch(() => undefined);
   }
 }
 
-async function applyFault(global: GlobalOptions, fault: StaleFault, node: string, delayMs: number): Promise<void> {
+async function applyFault(lab: Lab, fault: StaleFault, node: string, delayMs: number): Promise<void> {
   switch (fault) {
-    case 'delay': await faultDelay(global, node, delayMs); return;
-    case 'pause': await faultPause(global, node); return;
-    case 'lag': await faultLag(global, node); return;
+    case 'delay': await lab.node(node).delay(delayMs); return;
+    case 'pause': await lab.node(node).pause(); return;
+    case 'lag': await lab.node(node).lag(); return;
   }
 }
 

@@ -5,6 +5,7 @@
 // run, and forget the node's faults (a restarted server replays).
 import { setTimeout as delay } from 'node:timers/promises';
 import { childrenOf, procStat } from '../common/processes.js';
+import { LabError } from '../common/errors.js';
 import { refuseOtherLabsBridge } from '../network/bridge.js';
 import { removeDelay } from '../network/delay.js';
 import { removeNetworkFault } from '../network/iptables-faults.js';
@@ -73,4 +74,12 @@ export async function releaseFaults(labDir: string, state: LabState, node: NodeR
     s.faults = faultsOf(s).filter((fault) => fault.node !== node.name);
     if (s.faults.length === 0) delete s.faults;
   });
+}
+
+/** A fault's delay or jitter: "200ms", "1.5s", a whole number of ms from 1 to 60000. */
+export function parseDelay(text: string, what = 'delay'): number {
+  const match = /^(\d+(?:\.\d+)?)(ms|s)?$/.exec(text.trim());
+  const ms = match ? Number(match[1]) * (match[2] === 's' ? 1000 : 1) : NaN;
+  if (!Number.isFinite(ms) || ms < 1 || ms > 60_000 || !Number.isInteger(ms)) throw new LabError('USAGE', `Invalid ${what} "${text}": expected a duration from 1ms to 60s, e.g. 200ms`);
+  return ms;
 }
