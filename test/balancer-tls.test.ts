@@ -359,13 +359,21 @@ async function rudePeer(how: 'close' | 'reset' | 'silent'): Promise<{ port: numb
   };
 }
 
-/** A direct TLS client through the balancer, and when its connection closed. */
-async function tlsClient(port: number, ca: TestCa, clients: tls.TLSSocket[]): Promise<{ client: tls.TLSSocket; closed: Promise<number> }> {
+/**
+ * A direct TLS client through the balancer, and when its connection closed. Its errors are kept (`errors`,
+ * shared by the test's clients): a TLS error is the test's to judge, never an unhandled rejection.
+ */
+async function tlsClient(port: number, ca: TestCa, clients: tls.TLSSocket[], errors: string[] = []): Promise<{ client: tls.TLSSocket; closed: Promise<number> }> {
   const client = tls.connect({ host: '127.0.0.1', port, servername: 'localhost', ca: ca.ca, ALPNProtocols: ['postgresql'] });
   clients.push(client);
-  client.on('error', () => undefined);
-  const closed = once(client, 'close').then(() => Date.now());
-  await once(client, 'secureConnect');
+  client.on('error', (error: NodeJS.ErrnoException) => errors.push(`client ${clients.length}: ${error.code ?? ''} ${error.message}`.trim()));
+  const closed = new Promise<number>((resolve) => client.once('close', () => resolve(Date.now())));
+  await Promise.race([
+    once(client, 'secureConnect'),
+    closed.then(() => {
+      throw new Error(`the TLS handshake through the balancer did not complete: ${errors.join('; ') || 'closed'}`);
+    }),
+  ]);
   return { client, closed };
 }
 
@@ -378,11 +386,12 @@ test('direct TLS (first byte 0x16): failover before the server\'s first byte, th
   const pool = [serverLine('gone', gone, { checkOverrides: { type: 'none' } }), serverLine('closer', closer.port), serverLine('tls17', echo.port)];
   const balancer = await runBalancer(staticBalancerConfig(pool, { type: 'tcp', interMs: 60_000, rise: 1 }), (line) => log.push(line));
   const clients: tls.TLSSocket[] = [];
+  const clientErrors: string[] = [];
   try {
     await pollUntil(async () => (balancer.stats().servers.every((s) => s.status === 'UP') ? true : undefined), { timeoutMs: 5000, what: 'the pool UP' });
     // Three clients: round robin starts each on a different server, the first bytes replayed until tls17.
     for (let i = 0; i < 3; i++) {
-      const { client } = await tlsClient(balancer.address().port, ca, clients);
+      const { client } = await tlsClient(balancer.address().port, ca, clients, clientErrors);
       assert.equal(client.alpnProtocol, 'postgresql');
       const payload = `round trip ${i} `.repeat(1000);
       client.write(payload);
@@ -406,6 +415,7 @@ test('direct TLS (first byte 0x16): failover before the server\'s first byte, th
 
     for (const client of clients) client.end();
     await pollUntil(async () => (balancer.stats().sessionsCurrent === 0 ? true : undefined), { timeoutMs: 5000, what: 'the sessions to end' });
+    assert.deepEqual(clientErrors, [], `no client saw an error, to the end of its session:\n${log.join('\n')}`);
     const ended = sessionLines(log).filter((line) => line.includes('server=tls17'));
     assert.equal(ended.length, 3);
     // The kernel relay takes a TLS session with the client's first request (its record layer is followed), where it can run.
