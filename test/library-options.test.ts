@@ -4,6 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Lab, LabError } from '../src/index.js';
 import { checkDatadirPath } from '../src/lab/datadir.js';
+import { forLibrary, libraryMessage } from '../src/api/remedies.js';
 import { checkBalancerOptions, checkBalancerProcessOptions, checkCatchupOptions, checkPromoteOptions, checkReplicaOptions, checkStartOptions } from '../src/api/options.js';
 
 const usage = (pattern: RegExp) => (e: unknown) => e instanceof LabError && e.code === 'USAGE' && pattern.test(e.message) && !e.message.includes('\n');
@@ -47,4 +48,27 @@ test('temp labs may live in /dev/shm (memory), and nothing else under /dev', () 
   for (const refused of ['/dev/shm', '/dev/shm/', '/dev/pgdata', '/dev/shm/../sda', '/run/shm/x']) {
     assert.throws(() => checkDatadirPath(refused), (e: unknown) => e instanceof LabError && e.code === 'UNSAFE' && /system path/.test(e.message), refused);
   }
+});
+
+test('an error raised below the library says what to do in the library\'s terms; the CLI\'s phrasing stays in facts', () => {
+  const cases: [string, string][] = [
+    ['Node "replica1" is not running: start it first (`lab node start replica1`)', 'Node "replica1" is not running: start it first (`lab.node(\'replica1\').start()`)'],
+    [
+      'lab fault partition needs a lab made with --hosts (nodes in network namespaces): `lab destroy --yes`, then `lab master start --hosts`; pause and lag work on every lab',
+      'node.partition() needs a lab made with hosts: true (nodes in network namespaces): `lab.destroy()`, then `Lab.start({ hosts: true })`; pause and lag work on every lab',
+    ],
+    ['Node "replica2" is already paused since 2026-12-07T16:00:00Z: `lab fault heal replica2` first', 'Node "replica2" is already paused since 2026-12-07T16:00:00Z: `lab.node(\'replica2\').heal()` first'],
+    ['Node "master1" is the lab\'s current primary: promote another node first (`lab promote NAME`)', 'Node "master1" is the lab\'s current primary: promote another node first (`lab.promote(name)`)'],
+    ['PostgreSQL 13 is not installed here: `lab versions install 13`, or pass --pg with a bin dir', 'PostgreSQL 13 is not installed here: `lab versions install 13`, or pass pg with a bin dir'],
+  ];
+  for (const [cli, library] of cases) {
+    assert.equal(libraryMessage(cli), library);
+    const translated = forLibrary(new LabError('STATE', cli, { facts: { node: 'x' } })) as LabError;
+    assert.ok(translated instanceof LabError);
+    assert.equal(translated.message, library);
+    assert.equal(translated.code, 'STATE');
+    assert.deepEqual(translated.facts, { node: 'x', cliMessage: cli });
+  }
+  const plain = new LabError('USAGE', 'Lab.start: replicas must be a whole number from 0 to 16, got 1.5');
+  assert.equal(forLibrary(plain), plain, 'a message in the library\'s terms is the same error');
 });

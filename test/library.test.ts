@@ -162,6 +162,9 @@ test('what the drills are built on: balancers in processes of their own (built-i
   await using builtin = await lab.balancerProcess({ name: 'lbp', pool: 'replicas' });
   await using haproxy = await lab.balancerProcess({ name: 'hx', engine: 'haproxy', pool: 'replicas', interMs: 500, fall: 2, rise: 1, checkTimeoutMs: 400 });
   assert.notEqual(builtin.pid, process.pid, 'a process of its own');
+  // An error below the library says what to do in the library's terms.
+  await assert.rejects(lab.node('replica1').partition(), (e: unknown) =>
+    e instanceof LabError && e.code === 'USAGE' && /^node\.partition\(\) needs a lab made with hosts: true .*`Lab\.start\(\{ hosts: true \}\)`/.test(e.message) && !/`lab |--hosts/.test(e.message));
   assert.equal(haproxy.engine, 'haproxy');
   assert.ok(haproxy.warnings.some((w) => /HAProxy has no sql check/.test(w)), haproxy.warnings.join('; '));
   await builtin.waitUp(2, { timeoutMs: 15_000 });

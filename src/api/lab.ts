@@ -29,6 +29,7 @@ import { faultList, type ListedFault } from '../commands/fault.js';
 import type { ReplicationSample } from '../stats/replication-sample.js';
 import type { XactSample } from '../stats/xact-sample.js';
 import { Balancer, startBalancer } from './balancer.js';
+import { forLibrary } from './remedies.js';
 import { BalancerProcess, startBalancerProcess } from './balancer-process.js';
 import { LabNode } from './node.js';
 import { checkBalancerOptions, checkBalancerProcessOptions, checkCatchupOptions, checkOpenOptions, checkPromoteOptions, checkReplicaOptions, checkStartOptions, wholeNumber, type BalancerOptions, type BalancerProcessOptions, type LabEvent, type LabOpenOptions, type LabStartOptions, type PromoteOptions, type ReplicaOptions } from './options.js';
@@ -109,7 +110,7 @@ export class Lab implements AsyncDisposable {
         await withClientScope(() => destroyLab(global, { yes: true })).catch(() => undefined);
         await rm(labDir, { recursive: true, force: true }).catch(() => undefined);
       }
-      throw withFacts(error, { labDir, ...(kept ? { keptDir: labDir } : {}) });
+      throw withFacts(forLibrary(error), { labDir, ...(kept ? { keptDir: labDir } : {}) });
     }
   }
 
@@ -329,7 +330,7 @@ export class Lab implements AsyncDisposable {
       return await withClientScope(fn, this.clientVars());
     } catch (error) {
       if (!options.probe) this.failed = true;
-      throw error;
+      throw forLibrary(error);
     } finally {
       // A probe (a poll's read) changes nothing in lab.json: no re-read after it.
       if (!options.probe) await this.refresh().catch(() => undefined);
