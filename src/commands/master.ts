@@ -128,15 +128,17 @@ export async function masterStart(global: GlobalOptions, options: MasterStartOpt
 
   useLabAccess(global.labDir, state);
   if (access.auth === 'scram') await createLabPassword(global.labDir, state.dbUser, state.hosts ? labAddresses(state.hosts) : []);
-  if (access.tls !== 'off') await ensureLabTls(global.labDir, state.labId, state.hosts ? labAddresses(state.hosts) : []);
+  // The certificates are needed by the server's start only: made while the data dir is.
+  const certificates = access.tls !== 'off' ? ensureLabTls(global.labDir, state.labId, state.hosts ? labAddresses(state.hosts) : []) : Promise.resolve();
+  certificates.catch(() => undefined); // awaited below, after the data dir (or its failure)
   const initdbTemplates = runtime === 'process' && global.initdbTemplate !== false ? (global.initdbTemplate ?? templateCacheRoot()) : undefined;
   const nodes = runtimeFor({ labDir: global.labDir, state, installation, runAs, initdbTemplates, notice: global.notice });
   const node = { name, port, datadir, host: primaryOf(state)!.host };
   const template = await nodes.initdbTemplate?.();
   const how = template === 'cached' ? ', from the cached template' : template === 'new' ? ', kept as the cached template' : '';
   reporter.step(`initdb ${datadir} (PostgreSQL ${state.pg.version}${image ? `, image ${image}` : ''}${how})`);
-  await prepareDatadir(datadir, state.labId);
-  await nodes.initMaster(node, reporter);
+  const made = await Promise.allSettled([prepareDatadir(datadir, state.labId).then(() => nodes.initMaster(node, reporter)), certificates]);
+  for (const outcome of made) if (outcome.status === 'rejected') throw outcome.reason;
 
   reporter.step(`starting ${name} on port ${port}`);
   const pid = await nodes.start(node, timeoutMs);

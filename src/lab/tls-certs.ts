@@ -2,9 +2,8 @@
 // openssl command (Debian's openssl package): an EC P-256 CA valid ten years, and a server
 // certificate for 127.0.0.1, ::1 and localhost that every node of the lab serves, so clients can use
 // sslmode=verify-full with the CA as their root certificate (`lab env` names it).
+import { generateKeyPairSync } from 'node:crypto';
 import { execa } from 'execa';
-import { rm } from 'node:fs/promises';
-import path from 'node:path';
 import { LabError, messageOf } from '../common/errors.js';
 import { writePrivateFile } from '../common/safe-files.js';
 import { hasLabTls, makeTlsDir, tlsPaths } from './access.js';
@@ -27,33 +26,30 @@ async function openssl(args: string[], input?: string): Promise<string> {
   }
 }
 
-const newKey = () => openssl(['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256']);
+/** A new EC P-256 key, PKCS#8 PEM (what `openssl genpkey -algorithm EC` writes), made in this process. */
+const newKey = (): string => generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
 
 /**
  * Makes the lab's CA and server certificate unless they exist. `addresses`: a lab made with --hosts passes
- * every address its nodes can have (10.213.N.10-250): one certificate still serves every node.
+ * every address its nodes can have (10.213.N.10-250): one certificate still serves every node. Two openssl
+ * runs (the CA; the server's certificate, requested and signed at once): each run costs a process start.
  */
 export async function ensureLabTls(labDir: string, labId: string, addresses: string[] = []): Promise<void> {
   if (await hasLabTls(labDir)) return;
-  const dir = await makeTlsDir(labDir);
+  await makeTlsDir(labDir);
   const files = tlsPaths(labDir);
-  await writePrivateFile(files.caKey, await newKey());
+  await writePrivateFile(files.caKey, newKey());
   const caCert = await openssl([
     'req', '-new', '-x509', '-key', files.caKey, '-days', '3650', '-subj', `/CN=pglab lab ${labId.slice(0, 8)} CA`,
     '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign',
   ]);
   await writePrivateFile(files.caCert, caCert, 0o644);
-  await writePrivateFile(files.serverKey, await newKey());
-  const csr = await openssl(['req', '-new', '-key', files.serverKey, '-subj', '/CN=localhost']);
-  const extFile = path.join(dir, 'server.ext');
-  await writePrivateFile(extFile, `subjectAltName=${[SERVER_NAMES, ...addresses.flatMap((a) => [`IP:${a}`, `DNS:${a}`])].join(',')}\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n`);
-  try {
-    const serverCert = await openssl(
-      ['x509', '-req', '-CA', files.caCert, '-CAkey', files.caKey, '-set_serial', `0x${Date.now().toString(16)}`, '-days', '825', '-extfile', extFile],
-      csr,
-    );
-    await writePrivateFile(files.serverCert, serverCert, 0o644);
-  } finally {
-    await rm(extFile, { force: true });
-  }
+  await writePrivateFile(files.serverKey, newKey());
+  const names = [SERVER_NAMES, ...addresses.flatMap((a) => [`IP:${a}`, `DNS:${a}`])].join(',');
+  const serverCert = await openssl([
+    'req', '-new', '-key', files.serverKey, '-subj', '/CN=localhost', '-CA', files.caCert, '-CAkey', files.caKey,
+    '-set_serial', `0x${Date.now().toString(16)}`, '-days', '825',
+    '-addext', `subjectAltName=${names}`, '-addext', 'basicConstraints=CA:FALSE', '-addext', 'keyUsage=critical,digitalSignature', '-addext', 'extendedKeyUsage=serverAuth',
+  ]);
+  await writePrivateFile(files.serverCert, serverCert, 0o644);
 }
