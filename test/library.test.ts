@@ -175,6 +175,17 @@ test('what the drills are built on: balancers in processes of their own (built-i
   assert.match(status.stdout, /"name": "lbp"/);
   assert.match(status.stdout, /"name": "hx"/);
 
+  // pglab's load generator through the built-in daemon: reads on the replicas only.
+  const init = await lab.initBench({ scale: 1 });
+  assert.equal(init.accounts, 100_000);
+  await lab.waitForCatchup();
+  const seconds: number[] = [];
+  const load = await lab.workload(builtin, { mode: 'select', clients: 2, durationMs: 1500, connectPerTx: true, onSample: (sample) => seconds.push(sample.second) });
+  assert.ok(load.summary.ops > 0 && load.summary.errors === 0, JSON.stringify(load.summary));
+  assert.deepEqual(Object.keys(load.summary.by_port).map(Number).sort(), [lab.node('replica1').port, lab.node('replica2').port].sort(), 'every read on a replica');
+  assert.ok(seconds.length >= 1, 'a sample a second');
+  assert.throws(() => lab.workload(builtin, { mode: 'select' } as never), (e: unknown) => e instanceof LabError && e.code === 'USAGE' && /^lab\.workload: durationMs must be a whole number/.test(e.message));
+
   // A host crash of replica1: every process at once; both balancers take it out.
   const crashed = await lab.node('replica1').crash();
   assert.ok(crashed.processes >= 2, `the postmaster and its children: ${crashed.processes}`);

@@ -32,10 +32,12 @@ import { Balancer, startBalancer } from './balancer.js';
 import { forLibrary } from './remedies.js';
 import { BalancerProcess, startBalancerProcess } from './balancer-process.js';
 import { LabNode } from './node.js';
-import { checkBalancerOptions, checkBalancerProcessOptions, checkCatchupOptions, checkOpenOptions, checkPromoteOptions, checkReplicaOptions, checkStartOptions, wholeNumber, type BalancerOptions, type BalancerProcessOptions, type LabEvent, type LabOpenOptions, type LabStartOptions, type PromoteOptions, type ReplicaOptions } from './options.js';
+import { checkBalancerOptions, checkBalancerProcessOptions, checkCatchupOptions, checkOpenOptions, checkPromoteOptions, checkReplicaOptions, checkStartOptions, checkWorkloadOptions, wholeNumber, type BalancerOptions, type WorkloadRunOptions, type BalancerProcessOptions, type LabEvent, type LabOpenOptions, type LabStartOptions, type PromoteOptions, type ReplicaOptions } from './options.js';
 
 export type { PromoteOptions } from './options.js';
-import type { ConnectionAccess } from './connection.js';
+import { Connectable, type ConnectionAccess } from './connection.js';
+import { runWorkload } from '../workload/run-workload.js';
+import type { WorkloadResult } from '../workload/types.js';
 
 export interface CatchupOptions {
   /** Default 30000. */
@@ -254,6 +256,33 @@ export class Lab implements AsyncDisposable {
   async balancerProcess(options: BalancerProcessOptions = {}): Promise<BalancerProcess> {
     const opts = checkBalancerProcessOptions(options);
     return startBalancerProcess(this, opts.name ?? this.freeBalancerName(), opts);
+  }
+
+  /**
+   * pglab's load generator (`lab workload run`) against `through`: a node, a balancer, or several (each
+   * client starts at its own and moves to the next on a connection error, as seed 004's clients do).
+   * pgbench's tables must exist (initBench). Resolves with every second's figures, the errors and a
+   * summary (transactions per server, latency percentiles).
+   */
+  workload(through: Connectable | Connectable[], options: WorkloadRunOptions): Promise<WorkloadResult> {
+    const opts = checkWorkloadOptions(options);
+    const targets = Array.isArray(through) ? through : [through];
+    if (targets.length === 0 || !targets.every((t) => t instanceof Connectable)) throw new LabError('USAGE', 'lab.workload: through must be a node or a balancer of this lab, or a list of them');
+    const database = opts.database ?? 'postgres';
+    // URLs without the password: the workload's clients log in with the lab's access (its client scope).
+    const urls = targets.map((target) => {
+      const { host, port, user } = target.connectionConfig({ database });
+      return `postgresql://${encodeURIComponent(user)}@${host.includes(':') ? `[${host}]` : host}:${port}/${encodeURIComponent(database)}`;
+    });
+    return this.run(() =>
+      runWorkload(
+        {
+          urls, concurrency: opts.clients ?? 4, durationMs: opts.durationMs, mode: opts.mode, connectPerTx: opts.connectPerTx, maxRate: opts.maxRate,
+          maxTransactions: opts.maxTransactions, tolerateErrors: opts.tolerateErrors, connectTimeoutMs: opts.connectTimeoutMs, queryTimeoutMs: opts.queryTimeoutMs,
+        },
+        { signal: opts.signal, onSample: opts.onSample },
+      ),
+    );
   }
 
   /** Why this lab's nodes have no pg_rewind (node.rewind() then rebuilds from a new base backup), or undefined. */

@@ -4,6 +4,7 @@ import { LabError } from '../common/errors.js';
 import type { AuthMethod, TlsMode } from '../lab/access.js';
 import type { RuntimeName } from '../lab/global-options.js';
 import type { CheckType, PoolKind } from '../balancer/config.js';
+import type { WorkloadSample } from '../workload/types.js';
 
 /** What the lab tells a caller while it works: steps, progress of a long step, programs' output, log lines. */
 export type LabEvent =
@@ -105,6 +106,30 @@ export interface BalancerProcessOptions extends BalancerOptions {
   engine?: 'builtin' | 'haproxy';
   /** The stats listener's port on 127.0.0.1. Default: a free port. */
   statsPort?: number;
+}
+
+export interface WorkloadRunOptions {
+  /** pgbench's scripts: 'select' (pgbench -S, the seed's load) or 'tpcb' (pgbench's default; a primary only). */
+  mode: 'select' | 'tpcb';
+  /** Concurrent clients (default 4). */
+  clients?: number;
+  /** How long it runs, in ms. */
+  durationMs: number;
+  /** Default 'postgres' (where lab.initBench() made pgbench's tables). */
+  database?: string;
+  /** A new connection per transaction, like pgbench -C. */
+  connectPerTx?: boolean;
+  /** Transactions per second over all clients at most. */
+  maxRate?: number;
+  /** Stop after this many transactions. */
+  maxTransactions?: number;
+  /** Count errors and go on (reconnecting); without it the first error rejects the run. */
+  tolerateErrors?: boolean;
+  connectTimeoutMs?: number;
+  queryTimeoutMs?: number;
+  signal?: AbortSignal;
+  /** Each second's figures (ops, errors, latency, per server). */
+  onSample?: (sample: WorkloadSample) => void;
 }
 
 export interface PromoteOptions {
@@ -254,4 +279,28 @@ export function checkPromoteOptions<T extends { others?: string; formerPrimary?:
   oneOf(where, 'formerPrimary', options.formerPrimary, ['leave', 'rewind'] as const);
   wholeNumber(where, 'timeoutMs', options.timeoutMs, 1, 3_600_000);
   return options;
+}
+
+export function checkWorkloadOptions(options: WorkloadRunOptions): WorkloadRunOptions {
+  const where = 'lab.workload';
+  known(where, options, ['mode', 'clients', 'durationMs', 'database', 'connectPerTx', 'maxRate', 'maxTransactions', 'tolerateErrors', 'connectTimeoutMs', 'queryTimeoutMs', 'signal', 'onSample']);
+  const mode = oneOf(where, 'mode', options.mode, ['select', 'tpcb'] as const);
+  if (!mode) throw usage(where, "mode must be 'select' or 'tpcb', got undefined");
+  const durationMs = wholeNumber(where, 'durationMs', options.durationMs, 1, 86_400_000);
+  if (durationMs === undefined) throw usage(where, 'durationMs must be a whole number from 1 to 86400000, got undefined');
+  if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) throw usage(where, 'signal must be an AbortSignal');
+  if (options.onSample !== undefined && typeof options.onSample !== 'function') throw usage(where, `onSample must be a function, got ${typeof options.onSample}`);
+  return {
+    ...options,
+    mode,
+    durationMs,
+    clients: wholeNumber(where, 'clients', options.clients, 1, 10_000),
+    database: text(where, 'database', options.database),
+    connectPerTx: bool(where, 'connectPerTx', options.connectPerTx),
+    maxRate: wholeNumber(where, 'maxRate', options.maxRate, 1, 10_000_000),
+    maxTransactions: wholeNumber(where, 'maxTransactions', options.maxTransactions, 1, Number.MAX_SAFE_INTEGER),
+    tolerateErrors: bool(where, 'tolerateErrors', options.tolerateErrors),
+    connectTimeoutMs: wholeNumber(where, 'connectTimeoutMs', options.connectTimeoutMs, 1, 3_600_000),
+    queryTimeoutMs: wholeNumber(where, 'queryTimeoutMs', options.queryTimeoutMs, 1, 3_600_000),
+  };
 }
