@@ -4,7 +4,7 @@ import { LabError } from '../common/errors.js';
 import type { AuthMethod, TlsMode } from '../lab/access.js';
 import type { RuntimeName } from '../lab/global-options.js';
 import type { CheckType, PoolKind } from '../balancer/config.js';
-import type { WorkloadSample } from '../workload/types.js';
+import type { WorkloadOptions, WorkloadSample } from '../workload/types.js';
 
 /** What the lab tells a caller while it works: steps, progress of a long step, programs' output, log lines. */
 export type LabEvent =
@@ -108,25 +108,13 @@ export interface BalancerProcessOptions extends BalancerOptions {
   statsPort?: number;
 }
 
-export interface WorkloadRunOptions {
-  /** pgbench's scripts: 'select' (pgbench -S, the seed's load) or 'tpcb' (pgbench's default; a primary only). */
-  mode: 'select' | 'tpcb';
+/** `lab workload run`'s options (mode 'select' is pgbench -S, 'tpcb' pgbench's default), and where and how to report. */
+export interface WorkloadRunOptions
+  extends Pick<WorkloadOptions, 'mode' | 'durationMs' | 'connectPerTx' | 'maxRate' | 'maxTransactions' | 'tolerateErrors' | 'connectTimeoutMs' | 'queryTimeoutMs'> {
   /** Concurrent clients (default 4). */
   clients?: number;
-  /** How long it runs, in ms. */
-  durationMs: number;
   /** Default 'postgres' (where lab.initBench() made pgbench's tables). */
   database?: string;
-  /** A new connection per transaction, like pgbench -C. */
-  connectPerTx?: boolean;
-  /** Transactions per second over all clients at most. */
-  maxRate?: number;
-  /** Stop after this many transactions. */
-  maxTransactions?: number;
-  /** Count errors and go on (reconnecting); without it the first error rejects the run. */
-  tolerateErrors?: boolean;
-  connectTimeoutMs?: number;
-  queryTimeoutMs?: number;
   signal?: AbortSignal;
   /** Each second's figures (ops, errors, latency, per server). */
   onSample?: (sample: WorkloadSample) => void;
