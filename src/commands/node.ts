@@ -41,8 +41,9 @@ export async function nodeAction(global: GlobalOptions, name: string, action: No
       return { name, action, pid, killedAtMs, changed: true };
     }
     case 'stop': {
-      // Not running (stopped, or crashed): nothing to stop; the lab no longer expects it to run.
-      if (running) await nodes.stop(node, options.mode ?? 'fast');
+      // Not running (stopped, or crashed): the runtime's stop is a no-op then (the processes a killed
+      // postmaster left are ended); the lab no longer expects it to run.
+      await nodes.stop(node, options.mode ?? 'fast');
       await setExpected('stopped');
       return { name, action, changed: Boolean(running) };
     }

@@ -54,7 +54,9 @@ export async function buildDemoLab(
   const { labDir, root, owned } = await demoLabDir(options.labDir);
   let lab: Lab | undefined;
   const dispose = async () => {
-    await lab?.destroy();
+    // A start that failed before it gave a Lab may still have recorded one (its master half made).
+    const made = lab ?? (await Lab.open(labDir).catch(() => undefined));
+    await made?.destroy();
     if (owned) await rm(root, { recursive: true, force: true });
   };
   try {
