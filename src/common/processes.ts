@@ -91,13 +91,14 @@ export async function procStat(pid: number): Promise<{ state: string; ppid: numb
 
 /** The live (not zombie) children of `parent`, from /proc. */
 export async function childrenOf(parent: number): Promise<number[]> {
-  const children: number[] = [];
-  for (const entry of await readdir('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    const stat = await procStat(Number(entry));
-    if (stat && stat.ppid === parent && stat.state !== 'Z' && stat.state !== 'X') children.push(Number(entry));
-  }
-  return children;
+  // Read at once: one by one, a few hundred /proc reads take a second on a loaded machine (a drill's
+  // kill -9 came that much late).
+  const pids = (await readdir('/proc')).filter((entry) => /^\d+$/.test(entry)).map(Number);
+  const stats = await Promise.all(pids.map((pid) => procStat(pid)));
+  return pids.filter((_, i) => {
+    const stat = stats[i];
+    return stat !== undefined && stat.ppid === parent && stat.state !== 'Z' && stat.state !== 'X';
+  });
 }
 
 /** Live processes whose working directory is `dir` (an absolute, resolved path) and whose program is named `program`, from /proc. */

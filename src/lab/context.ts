@@ -35,7 +35,9 @@ export async function labInstallation(state: LabState, wanted: string | undefine
     throw new LabError('ENVIRONMENT', `The lab was built with PostgreSQL ${state.pg.version} in ${state.pg.bindir}, which is no longer runnable: reinstall it`);
   }
   if (wanted) {
-    const requested = await resolveInstallation(wanted);
+    // A major number names the lab's own installation when the majors agree: no look at every other
+    // installation (a `pg_config` run and a directory walk, seconds on a loaded machine, per command).
+    const requested = /^\d+$/.test(wanted) && Number(wanted) === inst.major ? inst : await resolveInstallation(wanted);
     if (requested.major !== inst.major) {
       // Streaming replication (and a base backup of the master) only works within one major version.
       throw new LabError(

@@ -114,13 +114,19 @@ async function embeddedInstallations(nodeModules: string): Promise<Installation[
   return found;
 }
 
-async function pgConfigBindir(): Promise<string | undefined> {
-  try {
-    const { stdout } = await execa('pg_config', ['--bindir'], { timeout: 10_000 });
-    return stdout.trim() || undefined;
-  } catch {
-    return undefined;
+/** `pg_config --bindir`, asked once per PATH in a process (a library user's suite opens many labs). */
+const pgConfigAnswers = new Map<string, Promise<string | undefined>>();
+function pgConfigBindir(): Promise<string | undefined> {
+  const key = process.env.PATH ?? '';
+  let answer = pgConfigAnswers.get(key);
+  if (!answer) {
+    answer = execa('pg_config', ['--bindir'], { timeout: 10_000 }).then(
+      ({ stdout }) => stdout.trim() || undefined,
+      () => undefined,
+    );
+    pgConfigAnswers.set(key, answer);
   }
+  return answer;
 }
 
 /**
