@@ -21,6 +21,11 @@ export interface WriterOptions {
   queryTimeoutMs: number;
   /** Pause before reconnecting after an error. */
   retryMs: number;
+  /**
+   * The writers go on past the duration until this settles: a drill's failover that ends late (a loaded
+   * machine) still gets its first write on the new primary measured, not cut off by the clock.
+   */
+  until?: Promise<unknown>;
 }
 
 export interface WriterResult {
@@ -49,7 +54,12 @@ export async function runAckedWriter(options: WriterOptions, signal: AbortSignal
   const errors: WriterResult['errors'] = [];
   const slow: WriterResult['slow'] = [];
   let next = 1;
-  const running = () => !signal.aborted && Date.now() < deadline && next <= options.maxWrites;
+  let held = options.until !== undefined;
+  options.until?.then(
+    () => (held = false),
+    () => (held = false),
+  );
+  const running = () => !signal.aborted && (Date.now() < deadline || held) && next <= options.maxWrites;
 
   const worker = async (id: number) => {
     let client: pg.Client | null = null;

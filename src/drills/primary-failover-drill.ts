@@ -85,12 +85,16 @@ export async function runPrimaryFailoverDrill(
         { signal: loadSignal, onSample: (sample) => (options.verbose ? narrator.show(formatSampleLine(sample)) : undefined) },
       ),
       drill: (async () => {
+        // The writers outlast the duration until 2 s after rw follows the new primary: the write downtime
+        // is measured even when the failover ends late.
+        let resumeWindow: () => void = () => undefined;
+        const writesMeasured = new Promise<void>((resolve) => (resumeWindow = resolve));
         const writer = runAckedWriter(
-          { url: `postgresql://postgres@127.0.0.1:${rwPort}/${DEMO_DATABASE}`, clients: options.writers, durationMs: options.durationMs, maxWrites: 5_000_000, queryTimeoutMs: 5000, retryMs: 20 },
+          { url: `postgresql://postgres@127.0.0.1:${rwPort}/${DEMO_DATABASE}`, clients: options.writers, durationMs: options.durationMs, maxWrites: 5_000_000, queryTimeoutMs: 5000, retryMs: 20, until: writesMeasured },
           loadSignal,
         );
         writer.catch(() => undefined);
-        await failover({ lab, narrator, rw, options, steps, loadSignal });
+        await failover({ lab, narrator, rw, options, steps, loadSignal, onRwFollows: () => setTimeout(resumeWindow, 2000).unref() });
         writes = await writer;
       })(),
     }));
@@ -118,6 +122,7 @@ interface FailoverInput {
   options: PrimaryFailoverDrillOptions;
   steps: Steps;
   loadSignal: AbortSignal;
+  onRwFollows: () => void;
 }
 
 /** kill -9 master1, promote the most advanced replica, re-point the others, rewind master1. */
@@ -152,6 +157,7 @@ async function failover(d: FailoverInput): Promise<void> {
   narrator.event('promote', `step 7: lab promote ${chosen.name}: primary on timeline ${promoted.timeline} (${promoted.elapsedMs} ms${syncNote})`, steps.promoteEpoch);
   steps.rwFollowsEpoch = await rw.waitFor(chosen.name, 'UP', { timeoutMs: 10_000, intervalMs: 10, signal: loadSignal });
   narrator.event('detection', `balancer rw routes to ${chosen.name} (${steps.rwFollowsEpoch - steps.promoteEpoch} ms after the promotion)`, steps.rwFollowsEpoch);
+  d.onRwFollows();
 
   for (const other of lab.replicas.filter((r) => r.name !== chosen.name)) {
     const followed = await lab.lab.node(other.name).follow(chosen.name);
