@@ -19,20 +19,31 @@ export async function crashServer(
 ): Promise<{ pid: number; killedAtMs: number; isolatedAtMs: number; processes: number; walSenders: number }> {
   const { pid } = spec;
   if (!pid) throw new LabError('STATE', `${spec.name} is not running (no live postmaster)`);
-  const children = await childrenOf(pid);
   // Freeze everyone first so no process acts between the kills, then kill them. The walsenders go
   // first: on a real crash the order is arbitrary, and this is the order in which asynchronous
   // replication loses what the backends acknowledge in between (synchronous replication must not).
   const isWalSender = async (p: number) => /walsender/.test(await readFile(`/proc/${p}/cmdline`, 'utf8').catch(() => ''));
-  const senders: number[] = [];
-  const others: number[] = [];
-  for (const p of children) ((await isWalSender(p)) ? senders : others).push(p);
+  const first = await childrenOf(pid);
+  const senders = (await Promise.all(first.map(async (p) => ((await isWalSender(p)) ? p : undefined)))).filter((p): p is number => p !== undefined);
   const isolatedAtMs = Date.now();
-  for (const p of senders) process.kill(p, 'SIGSTOP');
+  for (const p of senders) signal(p, 'SIGSTOP');
   if (isolateMs > 0) await delay(isolateMs);
-  for (const p of [pid, ...others]) process.kill(p, 'SIGSTOP');
+  // The postmaster frozen forks nothing more: its children listed now are all there will be (a backend
+  // that ended meanwhile is simply gone).
+  signal(pid, 'SIGSTOP');
+  const children = await childrenOf(pid);
+  for (const p of children) signal(p, 'SIGSTOP');
   const killedAtMs = Date.now();
-  for (const p of [pid, ...children]) process.kill(p, 'SIGKILL');
+  for (const p of [pid, ...children]) signal(p, 'SIGKILL');
   await pollUntil(async () => ((await isRunning(pid)) ? undefined : true), { timeoutMs: 10_000, intervalMs: 20, what: `postmaster ${pid} of ${spec.name} to exit after SIGKILL` });
   return { pid, killedAtMs, isolatedAtMs, processes: 1 + children.length, walSenders: senders.length };
+}
+
+/** A signal to a process that may have ended since it was listed (ESRCH): nothing to do then. */
+function signal(pid: number, name: NodeJS.Signals): void {
+  try {
+    process.kill(pid, name);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ESRCH') throw error;
+  }
 }
