@@ -103,14 +103,17 @@ export async function childrenOf(parent: number): Promise<number[]> {
 
 /** Live processes whose working directory is `dir` (an absolute, resolved path) and whose program is named `program`, from /proc. */
 export async function processesWorkingIn(dir: string, program: string): Promise<number[]> {
-  const found: number[] = [];
-  for (const entry of await readdir('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    const pid = Number(entry);
-    const [cwd, exe] = await Promise.all([readlink(`/proc/${pid}/cwd`).catch(() => ''), readlink(`/proc/${pid}/exe`).catch(() => '')]);
-    if (cwd !== dir || exe.split('/').pop() !== program) continue;
-    const stat = await procStat(pid);
-    if (stat && stat.state !== 'Z' && stat.state !== 'X') found.push(pid);
-  }
-  return found;
+  // Every cwd at once (a server start asks this of each new data dir); the few in `dir` are looked at closer.
+  const pids = (await readdir('/proc')).filter((entry) => /^\d+$/.test(entry)).map(Number);
+  const cwds = await Promise.all(pids.map((pid) => readlink(`/proc/${pid}/cwd`).catch(() => '')));
+  const inDir = pids.filter((_, i) => cwds[i] === dir);
+  const found = await Promise.all(
+    inDir.map(async (pid) => {
+      const exe = await readlink(`/proc/${pid}/exe`).catch(() => '');
+      if (exe.split('/').pop() !== program) return undefined;
+      const stat = await procStat(pid);
+      return stat && stat.state !== 'Z' && stat.state !== 'X' ? pid : undefined;
+    }),
+  );
+  return found.filter((pid): pid is number => pid !== undefined);
 }
