@@ -107,6 +107,29 @@ test('Lab.start: write on the primary, read on a replica, the balancer routes ar
   }
 });
 
+test('Lab.start makes its replicas as copies of the master before its first start: each streams through its own slot, synchronous if asked, PostgreSQL 11 too; without the template they are base backups', async () => {
+  const steps: string[] = [];
+  {
+    await using lab = await Lab.start({ replicas: 2, sync: true, pg: 11, onEvent: (e) => (e.type === 'step' ? steps.push(e.message) : undefined) });
+    assert.ok(steps.some((m) => /^replica1, replica2: copies of master1's data dir before its first start/.test(m)), steps.join('\n'));
+    assert.ok(!steps.some((m) => /base backup|CHECKPOINT/.test(m)), 'no base backup taken');
+    const slots = await lab.primary.query<{ slot_name: string; active: boolean }>('select slot_name, active from pg_replication_slots order by 1');
+    assert.deepEqual(slots.map((r) => `${r.slot_name} ${r.active}`), ['pglab_replica1 true', 'pglab_replica2 true']);
+    assert.equal((await lab.node('replica1').query<{ n: number }>('select count(*)::int as n from pg_replication_slots'))[0]!.n, 0, 'the master\'s slots are not copied');
+    const sync = await lab.primary.query<{ application_name: string; sync_state: string }>('select application_name, sync_state from pg_stat_replication order by 1');
+    assert.deepEqual(sync.map((r) => `${r.application_name} ${r.sync_state}`), ['replica1 quorum', 'replica2 quorum']);
+    await lab.primary.query('create table t as select generate_series(1, 10) as id');
+    await lab.waitForCatchup();
+    assert.equal((await lab.node('replica2').query<{ n: number }>('select count(*)::int as n from t'))[0]!.n, 10);
+    assert.match((await lab.node('replica1').query<{ server_version_num: string }>('show server_version_num'))[0]!.server_version_num, /^11/);
+    assert.ok(await exists(`${lab.dir}/replica1/recovery.conf`), 'PostgreSQL 11\'s standby configuration');
+  }
+  steps.length = 0;
+  await using plain = await Lab.start({ replicas: 1, initdbTemplate: false, onEvent: (e) => (e.type === 'step' ? steps.push(e.message) : undefined) });
+  assert.ok(steps.some((m) => /base backup .* into .*replica1/.test(m)), steps.join('\n'));
+  assert.equal((await plain.primary.query<{ n: number }>("select count(*)::int as n from pg_stat_replication where state = 'streaming'"))[0]!.n, 1);
+});
+
 test('bad options are refused naming the property; Lab.open of no lab; keep leaves a lab the CLI and Lab.open take up', async () => {
   await assert.rejects(Lab.start({ replicas: -1 }), (e: unknown) => e instanceof LabError && e.code === 'USAGE' && /replicas must be a whole number/.test(e.message));
   await assert.rejects(Lab.start({ replicas: 1, tls: 'yes' as never }), /Lab\.start: tls must be 'on' or 'off' or 'required'/);

@@ -15,6 +15,7 @@ import { primaryOf, readState, type LabState, type NodeRecord } from '../lab/sta
 import type { GlobalOptions } from '../lab/global-options.js';
 import { withClientScope } from '../postgres/client-env.js';
 import { queryRows } from '../postgres/client.js';
+import { startColdStandbys } from '../commands/cold-standbys.js';
 import { masterStart } from '../commands/master.js';
 import { replicaAdd, replicaRemove } from '../commands/replica.js';
 import { destroyLab } from '../commands/destroy.js';
@@ -88,17 +89,23 @@ export class Lab implements AsyncDisposable {
     const timeoutMs = opts.timeoutMs ?? 60_000;
     let lab: Lab | undefined;
     try {
-      const port = opts.port ?? (await findFreePorts(1))[0];
-      await withClientScope(() =>
-        masterStart(global, { port, reporter, timeoutMs, auth: opts.auth, tls: opts.tls, hosts: opts.hosts, ...(opts.image ? { image: opts.image } : {}) }),
+      const count = opts.replicas ?? 0;
+      const free = (await findFreePorts(count + 1)).filter((p) => p !== opts.port);
+      const port = opts.port ?? free.pop()!;
+      const names = Array.from({ length: count }, (_, i) => `replica${i + 1}`);
+      const standbys = names.map((name, i) => ({ name, port: free[i]! }));
+      // The replicas are copies of the master's data dir made before its first start (process runtime,
+      // initdb template): no checkpoint or base backup to wait for. Elsewhere masterStart makes none.
+      const made = await withClientScope(() =>
+        masterStart(global, { port, reporter, timeoutMs, auth: opts.auth, tls: opts.tls, hosts: opts.hosts, standbys, ...(opts.image ? { image: opts.image } : {}) }),
       );
       lab = new Lab(global, (await readState(labDir))!, { madeDir, removeOnClose: true, keep: opts.keep ?? false, onEvent: opts.onEvent });
       await lab.refresh();
-      const count = opts.replicas ?? 0;
-      const ports = await findFreePorts(count);
-      // In parallel: each add takes its own base backup and slot; lab.json is updated under its lock.
-      const names = Array.from({ length: count }, (_, i) => `replica${i + 1}`);
-      const results = await Promise.allSettled(names.map((name, i) => lab!.addReplica({ name, port: ports[i], sync: opts.sync, timeoutMs })));
+      const cold = made.standbys ?? [];
+      if (cold.length > 0) await lab.run(() => startColdStandbys(global, cold, { sync: opts.sync, timeoutMs, reporter }));
+      // The others in parallel: each add takes its own base backup and slot; lab.json is updated under its lock.
+      const rest = standbys.filter((s) => !cold.includes(s.name));
+      const results = await Promise.allSettled(rest.map((s) => lab!.addReplica({ name: s.name, port: s.port, sync: opts.sync, timeoutMs })));
       const failure = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
       if (failure) throw failure.reason;
       return lab;
@@ -108,9 +115,12 @@ export class Lab implements AsyncDisposable {
         lab.failed = true;
         await lab.close().catch(() => undefined);
       } else if (madeDir && !kept) {
-        // No lab.json yet: the master's own undo removed what it made; the empty temp dir is ours.
-        await withClientScope(() => destroyLab(global, { yes: true })).catch(() => undefined);
+        // No Lab yet: what lab.json recorded (a master, standbys) goes; the temp dir is ours.
+        await withClientScope(() => destroyLab(global, { yes: true, stopMode: 'immediate' })).catch(() => undefined);
         await rm(labDir, { recursive: true, force: true }).catch(() => undefined);
+      } else if (!kept) {
+        // The caller's dir held no lab (checked above): a lab.json there now is this start's.
+        await withClientScope(() => destroyLab(global, { yes: true, stopMode: 'immediate' })).catch(() => undefined);
       }
       throw withFacts(forLibrary(error), { labDir, ...(kept ? { keptDir: labDir } : {}) });
     }

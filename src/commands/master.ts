@@ -7,13 +7,14 @@ import { checkShellSafePath, checkShellSafeProgram } from '../common/shell-safe-
 import { assertPortFree, parsePort } from '../common/ports.js';
 import { silentReporter, type Reporter } from '../common/reporter.js';
 import { labInstallation, logDir, type GlobalOptions } from '../lab/context.js';
-import { checkDatadirPath, inspectDatadir, prepareDatadir } from '../lab/datadir.js';
+import { checkDatadirPath, inspectDatadir, prepareDatadir, type DatadirCondition } from '../lab/datadir.js';
 import { accessOf, AUTH_METHODS, createLabPassword, TLS_MODES, useLabAccess, type AuthMethod, type LabAccessSettings, type TlsMode } from '../lab/access.js';
 import { checkName } from '../lab/names.js';
 import { ensureLabTls } from '../lab/tls-certs.js';
 import { prepareLabDir } from '../lab/lab-dir.js';
 import { checkNodeFits } from '../lab/topology.js';
-import { checkRuntime, newState, primaryOf, readState, runtimeOf, updateState, withLock, writeState, type LabState } from '../lab/state.js';
+import { checkRuntime, newState, primaryOf, readState, runtimeOf, thisBuilder, updateState, withLock, writeState, type LabState } from '../lab/state.js';
+import { slotName } from '../postgres/base-backup.js';
 import { resolveInstallation } from '../postgres/installation.js';
 import { templateCacheRoot } from '../postgres/cache-root.js';
 import { giveTo, resolveRunAs, type OsUser } from '../postgres/os-user.js';
@@ -37,6 +38,13 @@ export interface MasterStartOptions {
   tls?: TlsMode;
   /** A new lab whose nodes each run on a host of their own (a network namespace with its own address). */
   hosts?: boolean;
+  /**
+   * The library's Lab.start: standbys of a new lab, copied cold from the master before it starts (with
+   * their slots made in the template copy's single-user run). Recorded as building; cold-standbys.ts
+   * starts them. Only on the process runtime with the initdb template and without hosts; elsewhere, and
+   * when the template was not used after all, none is made (the result's `standbys` is empty).
+   */
+  standbys?: { name: string; port: number }[];
 }
 
 export interface MasterStartResult {
@@ -51,6 +59,8 @@ export interface MasterStartResult {
   tls: TlsMode;
   /** Its address: 127.0.0.1, or its namespace's with --hosts. */
   address: string;
+  /** The standbys made (options.standbys), recorded as building, not started yet. */
+  standbys?: string[];
 }
 
 export async function masterStart(global: GlobalOptions, options: MasterStartOptions = {}): Promise<MasterStartResult> {
@@ -95,6 +105,8 @@ export async function masterStart(global: GlobalOptions, options: MasterStartOpt
   const condition = await inspectDatadir(datadir, existing?.labId);
   if (condition === 'foreign' || condition === 'not-a-directory') await prepareDatadir(datadir, existing?.labId ?? ''); // throws the clear error
   await assertPortFree(port, `master "${name}"`);
+  const initdbTemplates = runtime === 'process' && global.initdbTemplate !== false ? (global.initdbTemplate ?? templateCacheRoot()) : undefined;
+  const standbys = existing || !initdbTemplates || options.hosts ? [] : await checkColdStandbys(global.labDir, options.standbys ?? [], { name, port, datadir });
   const image = runtime === 'docker' ? (existing?.image ?? options.image ?? (await import('../runtime/docker/image.js')).defaultImage(global.pg ? installation.major : undefined)) : undefined;
   // The servers' version: the image's in containers (the host's installation still serves pgbench and psql).
   const server = image ? await (await import('../runtime/docker/image-postgres.js')).imagePostgres(image, 'image-probe', global.notice) : installation;
@@ -120,6 +132,12 @@ export async function masterStart(global: GlobalOptions, options: MasterStartOpt
       name, role: 'primary', port, datadir, datadirCreated: condition === 'missing', phase: 'building', expected: 'stopped',
       createdAt: new Date().toISOString(), ...(current.hosts ? { host: newNodeHost(current, name) } : {}),
     });
+    for (const standby of standbys) {
+      current.nodes.push({
+        name: standby.name, role: 'replica', port: standby.port, datadir: standby.datadir, upstream: name, datadirCreated: standby.condition === 'missing',
+        phase: 'building', expected: 'stopped', createdAt: new Date().toISOString(), builder: thisBuilder(),
+      });
+    }
     await writeState(global.labDir, current);
     return current;
   });
@@ -131,14 +149,27 @@ export async function masterStart(global: GlobalOptions, options: MasterStartOpt
   // The certificates are needed by the server's start only: made while the data dir is.
   const certificates = access.tls !== 'off' ? ensureLabTls(global.labDir, state.labId, state.hosts ? labAddresses(state.hosts) : []) : Promise.resolve();
   certificates.catch(() => undefined); // awaited below, after the data dir (or its failure)
-  const initdbTemplates = runtime === 'process' && global.initdbTemplate !== false ? (global.initdbTemplate ?? templateCacheRoot()) : undefined;
   const nodes = runtimeFor({ labDir: global.labDir, state, installation, runAs, initdbTemplates, notice: global.notice });
   const node = { name, port, datadir, host: primaryOf(state)!.host };
   const template = await nodes.initdbTemplate?.();
   const how = template === 'cached' ? ', from the cached template' : template === 'new' ? ', kept as the cached template' : '';
   reporter.step(`initdb ${datadir} (PostgreSQL ${state.pg.version}${image ? `, image ${image}` : ''}${how})`);
-  const made = await Promise.allSettled([prepareDatadir(datadir, state.labId).then(() => nodes.initMaster(node, reporter)), certificates]);
+  const slots = standbys.map((standby) => slotName(standby.name));
+  const made = await Promise.allSettled([prepareDatadir(datadir, state.labId).then(() => nodes.initMaster(node, reporter, { slots })), certificates]);
   for (const outcome of made) if (outcome.status === 'rejected') throw outcome.reason;
+  const { slotsMade } = (made[0] as PromiseFulfilledResult<{ slotsMade: boolean }>).value;
+  let coldStandbys: string[] = [];
+  if (standbys.length > 0 && slotsMade && nodes.coldStandbys) {
+    reporter.step(`${standbys.map((s) => s.name).join(', ')}: copies of ${name}'s data dir before its first start (slots ${slots.join(', ')} made on it)`);
+    await Promise.all(standbys.map((standby) => prepareDatadir(standby.datadir, state.labId)));
+    await nodes.coldStandbys(node, standbys);
+    coldStandbys = standbys.map((s) => s.name);
+  } else if (standbys.length > 0) {
+    // No copy of the template here (initdb ran): the standbys are added the usual way, after the start.
+    await updateState(global.labDir, (s) => {
+      s.nodes = s.nodes.filter((n) => !standbys.some((standby) => standby.name === n.name));
+    });
+  }
 
   reporter.step(`starting ${name} on port ${port}`);
   const pid = await nodes.start(node, timeoutMs);
@@ -147,7 +178,25 @@ export async function masterStart(global: GlobalOptions, options: MasterStartOpt
     node.phase = 'ready';
     node.expected = 'running';
   });
-  return { name, port, datadir, pid, version: state.pg.version, action: 'created', ...access, address: nodeAddress(node) };
+  return { name, port, datadir, pid, version: state.pg.version, action: 'created', ...access, address: nodeAddress(node), standbys: coldStandbys };
+}
+
+/** The library's standbys of a new lab: names, ports and data dirs (<lab-dir>/<name>) checked as `lab replica add` checks them. */
+async function checkColdStandbys(labDir: string, wanted: { name: string; port: number }[], master: { name: string; port: number; datadir: string }): Promise<{ name: string; port: number; datadir: string; condition: DatadirCondition }[]> {
+  const checked = [];
+  const taken = [master];
+  for (const standby of wanted) {
+    const name = checkName(standby.name);
+    const port = parsePort(standby.port);
+    const datadir = checkShellSafePath(checkDatadirPath(path.join(labDir, name)), 'data dir');
+    if (taken.some((t) => t.name === name || t.port === port || t.datadir === datadir)) throw new LabError('USAGE', `Standby ${name} (port ${port}) clashes with another node of the new lab`);
+    const condition = await inspectDatadir(datadir, undefined);
+    if (condition === 'foreign' || condition === 'not-a-directory') await prepareDatadir(datadir, ''); // throws the clear error
+    await assertPortFree(port, `replica "${name}"`);
+    taken.push({ name, port, datadir });
+    checked.push({ name, port, datadir, condition });
+  }
+  return checked;
 }
 
 /**

@@ -85,7 +85,7 @@ export async function findTemplate(spec: TemplateSpec): Promise<Template> {
  * complete, then gives the lab's superuser `password` (scram labs). 'made': this call made the template.
  * A cached template whose copy fails is discarded (the next start makes a new one) and the error thrown.
  */
-export async function initdbFromTemplate(template: Template, datadir: string, password: string | undefined, reporter: Reporter): Promise<'copied' | 'made'> {
+export async function initdbFromTemplate(template: Template, datadir: string, password: string | undefined, reporter: Reporter, slots: string[] = []): Promise<'copied' | 'made'> {
   const { spec } = template;
   if ((password !== undefined) !== spec.scram) throw new Error(`A template for ${spec.scram ? 'scram' : 'trust'} used ${password === undefined ? 'without' : 'with'} a password`);
   let marker = await readComplete(template.dir, template.key, spec);
@@ -101,7 +101,7 @@ export async function initdbFromTemplate(template: Template, datadir: string, pa
     if (copied.files !== marker.files || copied.bytes !== marker.bytes) {
       throw new LabError('STATE', `The copy of initdb template ${template.dir} has ${copied.files} files (${copied.bytes} bytes), the template ${marker.files} (${marker.bytes} bytes)`);
     }
-    if (password !== undefined) await setPassword(spec, datadir, password);
+    if (password !== undefined || slots.length > 0) await singleUser(spec, datadir, password, slots);
   } catch (error) {
     if (!made) await discard(template.dir, spec.runAs).catch(() => undefined);
     throw error;
@@ -174,7 +174,7 @@ async function makeTemplate(template: Template, reporter: Reporter): Promise<{ m
       onStderrLine: (line) => reporter.detail(line),
       timeoutMs: 300_000,
     });
-    // A throwaway password: every lab sets its own on its copy (setPassword).
+    // A throwaway password: every lab sets its own on its copy (singleUser).
     if (spec.scram) await withPasswordFile(randomBytes(18).toString('base64url'), spec.runAs, (file) => initdb(file));
     else await initdb();
     marker = { format: FORMAT, key, inputs: template.inputs, ...(await measure(data)), madeAt: new Date().toISOString() };
@@ -209,18 +209,22 @@ async function measure(dir: string): Promise<{ files: number; bytes: number }> {
 /**
  * The lab's password for its superuser, set on the copy by postgres in single-user mode (no server, no
  * socket, nothing listens). password_encryption is given on the command line: PostgreSQL 11 to 13 hash
- * with md5 by default, and the copy's postgresql.conf is still initdb's.
+ * with md5 by default, and the copy's postgresql.conf is still initdb's. `slots`: physical replication
+ * slots made in the same run (reserving WAL now), for standbys copied from this data dir before it starts.
  */
-async function setPassword(spec: TemplateSpec, datadir: string, password: string): Promise<void> {
-  if (/[\0\r\n]/.test(password)) throw new LabError('USAGE', 'The lab\'s password has a line break or a NUL: single-user mode reads one statement a line');
-  const statement = `ALTER ROLE ${quoteIdent(spec.dbUser)} PASSWORD ${quoteLiteral(password)};\n`;
+async function singleUser(spec: TemplateSpec, datadir: string, password: string | undefined, slots: string[]): Promise<void> {
+  if (password !== undefined && /[\0\r\n]/.test(password)) throw new LabError('USAGE', 'The lab\'s password has a line break or a NUL: single-user mode reads one statement a line');
+  const statements = [
+    ...(password !== undefined ? [`ALTER ROLE ${quoteIdent(spec.dbUser)} PASSWORD ${quoteLiteral(password)};`] : []),
+    ...slots.map((slot) => `SELECT pg_create_physical_replication_slot(${quoteLiteral(slot)}, true);`),
+  ];
   const postgres = spec.installation.tools.postgres ?? path.join(spec.installation.bindir, 'postgres');
-  const redact = (text: string) => text.split(password).join('********');
+  const redact = (text: string) => (password === undefined ? text : text.split(password).join('********'));
   let output: string;
   try {
     const { stdout, stderr } = await runPg(postgres, ['--single', '-D', datadir, '-c', 'password_encryption=scram-sha-256', '-c', 'standard_conforming_strings=on', '-c', 'log_min_error_statement=panic', 'postgres'], {
       runAs: spec.runAs,
-      input: statement,
+      input: `${statements.join('\n')}\n`,
       timeoutMs: 120_000,
     });
     output = `${stdout}\n${stderr}`;
@@ -230,7 +234,8 @@ async function setPassword(spec: TemplateSpec, datadir: string, password: string
   }
   // Single-user mode reports a failed statement and goes on to exit 0.
   const failed = output.split('\n').find((line) => /\b(ERROR|FATAL|PANIC):/.test(line));
-  if (failed) throw new LabError('COMMAND_FAILED', `postgres --single could not set the lab's password on the copy of the initdb template: ${redact(failed.trim())}`);
+  const what = [password !== undefined ? 'set the lab\'s password' : '', slots.length ? `make replication slots ${slots.join(', ')}` : ''].filter(Boolean).join(' and ');
+  if (failed) throw new LabError('COMMAND_FAILED', `postgres --single could not ${what} on the copy of the initdb template: ${redact(failed.trim())}`);
 }
 
 export function quoteIdent(name: string): string {

@@ -50,9 +50,17 @@ export interface NodeRuntime {
   readonly name: RuntimeName;
   /**
    * initdb into the (empty) data dir, or a copy of the cached initdb template (initdbTemplates), then the
-   * lab's postgresql.conf / pg_hba.conf and marker.
+   * lab's postgresql.conf / pg_hba.conf and marker. `slots` are made in the copy's single-user run
+   * (slotsMade); without a copy they are not (no server runs yet to make them).
    */
-  initMaster(node: RuntimeNode, reporter: Reporter): Promise<void>;
+  initMaster(node: RuntimeNode, reporter: Reporter, options?: { slots?: string[] }): Promise<{ slotsMade: boolean }>;
+  /**
+   * A new lab's standbys, cold: the master's data dir, made by initMaster with their `slots` and not yet
+   * started, is copied into each standby's empty data dir, which then gets its own configuration and
+   * standby files. Started after the master, they stream with no base backup taken (a copy of a cleanly
+   * shut down cluster is one). Absent where the runtime cannot (containers).
+   */
+  coldStandbys?(master: RuntimeNode, standbys: RuntimeNode[]): Promise<void>;
   /** What initMaster will do with the cached initdb template: copy it, make it then copy it, or nothing (none, or no templates here). */
   initdbTemplate?(): Promise<'cached' | 'new' | undefined>;
   /**

@@ -37,6 +37,7 @@ export function dockerRuntime(context: RuntimeContext): NodeRuntime {
     name: 'docker',
     async initMaster(node) {
       await buildMasterDatadir(await spec(node));
+      return { slotsMade: false };
     },
     async checkCanClone(wanted = 'auto') {
       await imagePostgresUser(image, state.labId, context.notice); // the engine answers and the image has its postgres user

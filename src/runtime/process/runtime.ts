@@ -1,5 +1,6 @@
 // Nodes as host processes: initdb (or a copy of the cached initdb template), pg_basebackup and pg_ctl
 // run as the lab's OS user.
+import path from 'node:path';
 import { LabError, messageOf } from '../../common/errors.js';
 import { checkShellSafePath, checkShellSafeProgram } from '../../common/shell-safe-path.js';
 import type { Reporter } from '../../common/reporter.js';
@@ -17,6 +18,7 @@ import { clearStaleLocks, killServer, livePostmasterPid, logTail, serverStatus, 
 import { nodeAddress } from '../../network/address.js';
 import { ensureNodeHost } from '../../network/namespaces.js';
 import { continueNodeProcesses, stopNodeProcesses } from '../../lab/faults.js';
+import { writeMarker } from '../../lab/datadir.js';
 import type { NodeRuntime, ResolvedBackupMethod, RuntimeContext, RuntimeNode } from '../node-runtime.js';
 
 export function processRuntime(context: RuntimeContext): NodeRuntime {
@@ -37,12 +39,12 @@ export function processRuntime(context: RuntimeContext): NodeRuntime {
   }).catch((error: unknown) => (error instanceof Error ? error : new Error(String(error)))));
 
   /** The data dir from the cached template (true), or nothing done (false: initdb runs), said why. */
-  const fromTemplate = async (node: RuntimeNode, password: string | undefined, reporter: Reporter): Promise<boolean> => {
+  const fromTemplate = async (node: RuntimeNode, password: string | undefined, reporter: Reporter, slots: string[]): Promise<boolean> => {
     if (!context.initdbTemplates) return false;
     const found = await findLabTemplate(context.initdbTemplates);
     try {
       if (found instanceof Error) throw found;
-      await initdbFromTemplate(found, node.datadir, password, reporter);
+      await initdbFromTemplate(found, node.datadir, password, reporter, slots);
       return true;
     } catch (error) {
       reporter.step(`initdb template not used (${messageOf(error)}): running initdb`);
@@ -58,11 +60,13 @@ export function processRuntime(context: RuntimeContext): NodeRuntime {
       const found = await findLabTemplate(context.initdbTemplates);
       return found instanceof Error ? undefined : found.cached ? 'cached' : 'new';
     },
-    async initMaster(node, reporter) {
+    async initMaster(node, reporter, options = {}) {
       await checkShellSafeProgram(installation().tools.initdb); // initdb runs postgres through /bin/sh
       await giveTo(node.datadir, runAs);
       const password = await labPassword(labDir, state);
-      if (!(await fromTemplate(node, password, reporter))) {
+      const slots = options.slots ?? [];
+      const copied = await fromTemplate(node, password, reporter, slots);
+      if (!copied) {
         const initdb = (pwfile?: string) => runPg(installation().tools.initdb!, initdbArgs(node.datadir, state.dbUser, pwfile), {
           runAs,
           onStderrLine: (line) => reporter.detail(line),
@@ -72,6 +76,23 @@ export function processRuntime(context: RuntimeContext): NodeRuntime {
         else await withPasswordFile(password, runAs, (file) => initdb(file));
       }
       await writeNodeConfig(files(node));
+      return { slotsMade: copied && slots.length > 0 };
+    },
+    async coldStandbys(master, standbys) {
+      await Promise.all(
+        standbys.map(async (node) => {
+          await giveTo(node.datadir, runAs);
+          // Its marker first: a copy cut short is still recognised as the lab's (and removed by destroy).
+          await writeMarker(node.datadir, { labId: state.labId, node: node.name }, runAs);
+          // As the data's owner, links copied as links: the master is stopped, so this is a consistent copy.
+          await runPg('cp', ['-a', '--', `${master.datadir}/.`, node.datadir], { runAs, timeoutMs: 300_000 });
+          // The master's slots are its own (pg_basebackup leaves pg_replslot empty too).
+          await runPg('find', [path.join(node.datadir, 'pg_replslot'), '-mindepth', '1', '-delete'], { runAs, timeoutMs: 60_000 });
+          await removeCopiedLeftovers(node.datadir);
+          await writeNodeConfig(files(node));
+          await writeStandbyConfig({ ...files(node), upstreamPort: master.port, upstreamHost: nodeAddress(master) });
+        }),
+      );
     },
     async checkCanClone(wanted = 'auto') {
       if (wanted === 'pglab') return 'pglab';
