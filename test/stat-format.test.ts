@@ -1,9 +1,9 @@
 // The pieces of the watchers' look that need no server: date(1)'s date format, lag and duration
-// wording, the tps arithmetic across a rebuilt node, and the stats URL of a balancer record.
+// wording, the tps arithmetic across a rebuilt node, the stats URL of a balancer record, and the replication table's upstream column.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { dateLikeDate1 } from '../src/stats/banner.js';
-import { formatDuration, formatLagSeconds } from '../src/stats/render.js';
+import { formatDuration, formatLagSeconds, replicationTable } from '../src/stats/render.js';
 import { withTps, type XactRow, type XactSample } from '../src/stats/xact-sample.js';
 import { statsUrl } from '../src/stats/balancer-sample.js';
 
@@ -36,4 +36,18 @@ test('tps comes from the previous sample, and not across a counter reset or a do
 test('a balancer record\'s stats address, with or without a stats uri, gives the JSON URL', () => {
   assert.equal(statsUrl('127.0.0.1:8081'), 'http://127.0.0.1:8081/?format=json');
   assert.equal(statsUrl('127.0.0.1:6080/stats'), 'http://127.0.0.1:6080/stats?format=json');
+});
+
+test('the replication table gets an upstream column only when a cascade has rows', () => {
+  const row = (name: string | null, state: string, upstream?: string) => ({
+    pid: name ? 1 : null, name, addr: null, port: null, state, sent: '0/1', write: '0/1', flush: null, replay: null, pri: null,
+    mode: name ? 'async' : 'master', lagBytes: name ? 0 : null, lagSeconds: name ? 0 : null, ...(upstream ? { upstream } : {}),
+  });
+  const sample = (rows: ReturnType<typeof row>[]) => ({ at: '', master: { name: 'master1', port: 5432 }, up: true, reason: null, rows, faults: [] });
+  const flat = replicationTable(sample([row(null, 'local'), row('replica1', 'streaming')]));
+  assert.doesNotMatch(flat, /upstream/);
+  const cascade = replicationTable(sample([row(null, 'local'), row('replica1', 'streaming'), row('replica3', 'streaming', 'replica1')])).split('\n');
+  assert.match(cascade[0]!, /\| upstream\s*$/);
+  assert.match(cascade.find((l) => l.includes('replica3'))!, /\| replica1\s*$/);
+  assert.match(cascade.find((l) => l.includes(' replica1 ') && !l.includes('replica3'))!, /\| master1\s*$/, 'the master\'s own standbys name it');
 });

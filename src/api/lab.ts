@@ -178,7 +178,7 @@ export class Lab implements AsyncDisposable {
     // A replica the lab has (a rebuild): its recorded port and data dir unless others are given.
     const known = this.snapshot.nodes.find((n) => n.name === name);
     const port = opts.port ?? known?.port ?? (await findFreePorts(1))[0]!;
-    await this.run(() => replicaAdd(this.global, name, opts.datadir ?? known?.datadir ?? path.join(this.dir, name), port, { reporter: reporterFor(this.own.onEvent), sync: opts.sync, timeoutMs: opts.timeoutMs }));
+    await this.run(() => replicaAdd(this.global, name, opts.datadir ?? known?.datadir ?? path.join(this.dir, name), port, { reporter: reporterFor(this.own.onEvent), sync: opts.sync, upstream: opts.upstream, timeoutMs: opts.timeoutMs }));
     return new LabNode(this, name);
   }
 
@@ -239,7 +239,9 @@ export class Lab implements AsyncDisposable {
     });
     const followed: string[] = [];
     if (others === 'follow') {
-      for (const replica of this.snapshot.nodes.filter((n) => n.role === 'replica' && n.name !== name && !n.rewindNeeded && n.phase === 'ready')) {
+      // The former primary's standbys; a cascade stays with its upstream and follows the new timeline through it.
+      const ownUpstream = (n: NodeRecord) => n.upstream !== undefined && n.upstream !== former?.name && this.snapshot.nodes.some((u) => u.name === n.upstream);
+      for (const replica of this.snapshot.nodes.filter((n) => n.role === 'replica' && n.name !== name && !n.rewindNeeded && n.phase === 'ready' && !ownUpstream(n))) {
         await this.run(() => replicaFollow(this.global, replica.name, { primary: name, timeoutMs: options.timeoutMs }));
         followed.push(replica.name);
       }

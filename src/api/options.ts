@@ -67,7 +67,10 @@ export interface ReplicaOptions {
   port?: number;
   /** Default: <lab dir>/<name>. */
   datadir?: string;
+  /** A synchronous standby (in the primary's synchronous_standby_names); only a standby of the primary. */
   sync?: boolean;
+  /** The node it is copied from and streams from; a replica makes it a cascading standby. Default: the primary. */
+  upstream?: string;
   timeoutMs?: number;
 }
 
@@ -130,7 +133,7 @@ export interface PromoteOptions {
 
 const START_KEYS = ['dir', 'replicas', 'port', 'pg', 'auth', 'tls', 'runtime', 'hosts', 'sync', 'osUser', 'image', 'initdbTemplate', 'keep', 'timeoutMs', 'onEvent'];
 const OPEN_KEYS = ['osUser', 'onEvent'];
-const REPLICA_KEYS = ['name', 'port', 'datadir', 'sync', 'timeoutMs'];
+const REPLICA_KEYS = ['name', 'port', 'datadir', 'sync', 'upstream', 'timeoutMs'];
 const BALANCER_KEYS = ['name', 'pool', 'check', 'balance', 'host', 'port', 'interMs', 'fastinterMs', 'downinterMs', 'rise', 'fall', 'checkTimeoutMs', 'maxLagBytes', 'maxLagMs', 'tls', 'connectTimeoutMs', 'clientTimeoutMs', 'serverTimeoutMs', 'retries'];
 const BALANCER_PROCESS_KEYS = [...BALANCER_KEYS, 'engine', 'statsPort'];
 
@@ -216,6 +219,7 @@ export function checkReplicaOptions(options: ReplicaOptions): ReplicaOptions {
     port: wholeNumber(where, 'port', options.port, 1, 65535),
     datadir: text(where, 'datadir', options.datadir),
     sync: bool(where, 'sync', options.sync),
+    upstream: text(where, 'upstream', options.upstream),
     timeoutMs: wholeNumber(where, 'timeoutMs', options.timeoutMs, 1, 3_600_000),
   };
 }

@@ -74,6 +74,7 @@ export function replicaCommand(): Command {
     .argument('<port>', 'port')
     .option('--timeout <duration>', 'how long to wait until the master shows it streaming', parseSeconds, 60_000)
     .option('--sync', 'a synchronous standby: listed in the primary\'s synchronous_standby_names (ANY 1), COMMIT waits for it')
+    .option('--upstream <node>', 'the node to copy and stream from: a replica makes this a cascading standby (default: the primary, or a re-added replica\'s own upstream)')
     .option('--base-backup <method>', 'auto (pglab\'s own copy; pg_basebackup is never needed), pglab, or pg_basebackup (env LAB_BASE_BACKUP)')
     .option('--json', 'print the result as JSON')
     .option('-v, --verbose', 'show pg_basebackup\'s output')
@@ -81,6 +82,7 @@ export function replicaCommand(): Command {
       'lab replica add replica1 /tmp/pgdata/replica1 5433',
       'lab node kill replica2 && lab replica add replica2 /tmp/pgdata/replica2 5434   # demo step 8',
       'lab replica add replica4 /tmp/pgdata/replica4 5436 --sync',
+      'lab replica add replica3 /tmp/pgdata/replica3 5435 --upstream replica1   # a cascade: replica1 -> replica3',
     ))
     .action(async (name: string, datadir: string, port: string, options, command: Command) => {
       const { replicaAdd } = await import('../commands/replica.js');
@@ -88,6 +90,7 @@ export function replicaCommand(): Command {
       const result = await withInterrupt((signal) => replicaAdd(globalsOf(command), name, datadir, port, {
         timeoutMs: options.timeout,
         sync: Boolean(options.sync),
+        upstream: options.upstream,
         baseBackup: options.baseBackup,
         reporter: options.json ? silentReporter : terminalReporter({ verbose: options.verbose }),
         signal,
@@ -240,16 +243,21 @@ export function statusCommand(): Command {
       const { labStatus } = await import('../commands/status.js');
       const status = await labStatus(globalsOf(command));
       if (options.json) return printJson(status);
+      // A lab with cascading standbys: a last column says who streams from whom.
+      const primaryName = status.nodes.find((n) => n.role === 'primary')?.name;
+      const cascades = status.nodes.some((n) => n.role === 'replica' && n.upstream !== null && n.upstream !== primaryName);
       printLine(
         psqlTable(
           [
             { header: 'name' }, { header: 'role' }, { header: 'port', align: 'right' }, { header: 'datadir' },
             { header: 'pid', align: 'right' }, { header: 'status' }, { header: 'replication' }, { header: 'lag_bytes', align: 'right' },
             { header: 'server' }, { header: 'tli', align: 'right' },
+            ...(cascades ? [{ header: 'upstream' }] : []),
           ],
           status.nodes.map((n) => [
             n.name, n.role === 'primary' ? 'master' : 'replica', n.port, n.datadir, n.pid, withFaultWords(n.status, n.faultWords), n.replication ?? (n.role === 'replica' ? '-' : ''),
             n.replayLagBytes, n.serverRole ?? n.serverProblem ?? '', n.timeline,
+            ...(cascades ? [n.role === 'replica' ? (n.upstream ?? primaryName ?? '') : ''] : []),
           ]),
         ),
       );

@@ -83,15 +83,15 @@ export async function waitStreaming(context: LabContext, primary: NodeRecord, na
 const DIVERGED = /new timeline \d+ forked off current database system timeline \d+ before current recovery point [0-9A-F/]+|requested timeline \d+ is not a child of this server's history/;
 
 /**
- * The slot `node` had on its former upstream, dropped if that server still runs as a primary (left there,
- * it would keep WAL for a standby that went elsewhere); a dead or rewound upstream is left alone.
+ * The slot `node` had on its former upstream, dropped if that server still runs (left there, it would
+ * keep WAL for a standby that went elsewhere): a primary, or a standby a cascade streamed from; a dead
+ * upstream is left alone.
  */
 export async function dropOldSlot(context: LabContext, node: NodeRecord, newUpstream: string): Promise<void> {
   const old = node.upstream && node.upstream !== newUpstream ? context.state.nodes.find((n) => n.name === node.upstream) : undefined;
   if (!old || !(await runtimeFor(context).livePid(old))) return;
   const conn = { host: nodeAddress(old), port: old.port, user: context.state.dbUser, connectTimeoutMs: 2000 };
-  const role = await serverRole(conn, context.state.pg.major).catch(() => undefined);
-  if (role && !role.inRecovery) await dropSlot(conn, slotName(node.name)).catch(() => undefined);
+  await dropSlot(conn, slotName(node.name)).catch(() => undefined);
 }
 
 export async function replicaFollow(global: GlobalOptions, name: string, options: FollowOptions = {}): Promise<FollowResult> {

@@ -21,7 +21,7 @@ import type { NodeRuntime, RuntimeNode } from '../runtime/node-runtime.js';
 export interface AddMade {
   /** The data dir was created, or found empty, or emptied (a rebuild) for the copy. */
   datadir?: PreparedDatadir;
-  /** The slot was (or may have been) created on the primary. */
+  /** The slot was (or may have been) created on the upstream. */
   slot?: boolean;
   /** The server was (or may have been) started. */
   server?: boolean;
@@ -33,6 +33,8 @@ export interface AddToUndo {
   context: LabContext;
   nodes: NodeRuntime;
   primary: NodeRecord;
+  /** The node it was copied from, where its slot is: the primary, or a standby (a cascade). */
+  upstream: NodeRecord;
   node: RuntimeNode;
   slot: string;
   /** The record the add rebuilds (undefined: a new node). */
@@ -51,7 +53,7 @@ function asLabError(error: unknown, datadir: string): unknown {
  * server's log tail) with what was undone and what was not appended.
  */
 export async function undoAdd(add: AddToUndo, error: unknown): Promise<unknown> {
-  const { context, nodes, primary, node, slot, existing, made, reporter } = add;
+  const { context, nodes, primary, upstream, node, slot, existing, made, reporter } = add;
   const { state, labDir } = context;
   const { name, datadir } = node;
   const failure = asLabError(error, datadir);
@@ -81,10 +83,10 @@ export async function undoAdd(add: AddToUndo, error: unknown): Promise<unknown> 
   }
   if (made.slot) {
     try {
-      if (await dropSlot(boundedConn(state, primary), slot)) undone.push(`slot ${slot} dropped`);
+      if (await dropSlot(boundedConn(state, upstream), slot)) undone.push(`slot ${slot} dropped`);
     } catch (slotError) {
       slotLeft = true;
-      left.push(`slot ${slot} may still be on ${primary.name} (${connectProblem(slotError, ANSWER_TIMEOUT_MS)})`);
+      left.push(`slot ${slot} may still be on ${upstream.name} (${connectProblem(slotError, ANSWER_TIMEOUT_MS)})`);
     }
   }
   if (made.datadir && !serverRuns) {
@@ -118,7 +120,7 @@ export async function undoAdd(add: AddToUndo, error: unknown): Promise<unknown> 
   );
   if (!(failure instanceof LabError)) return failure;
   const remedy = slotLeft
-    ? `; \`lab replica remove ${name}\` drops it once ${primary.name} answers`
+    ? `; \`lab replica remove ${name}\` drops it once ${upstream.name} answers`
     : existing || left.length > 0
       ? `; run this command again, or \`lab replica remove ${name}\``
       : '';

@@ -11,7 +11,7 @@ import { silentReporter, type Reporter } from '../common/reporter.js';
 import { nodeLogFile, openLab, type GlobalOptions } from '../lab/context.js';
 import { checkDatadirPath, checkDatadirPlace, inspectDatadir, prepareDatadir, removeDatadir, writeMarker, type DatadirCondition } from '../lab/datadir.js';
 import { checkName } from '../lab/names.js';
-import { findNode, primaryOf, readState, refuseWhileBuilding, runtimeOf, thisBuilder, updateState, type NodeRecord } from '../lab/state.js';
+import { findNode, primaryOf, readState, refuseWhileBuilding, runtimeOf, thisBuilder, updateState, type LabState, type NodeRecord } from '../lab/state.js';
 import { checkNodeFits } from '../lab/topology.js';
 import { dropSlot, ensureSlot, parseBaseBackupMethod, slotName, type BaseBackupMethod } from '../postgres/base-backup.js';
 import { withClient } from '../postgres/client.js';
@@ -32,6 +32,11 @@ export interface ReplicaAddOptions {
   timeoutMs?: number;
   /** A synchronous standby: listed in the primary's synchronous_standby_names, COMMIT waits for it. */
   sync?: boolean;
+  /**
+   * The node it is copied from and streams from: a replica makes it a cascading standby. Default: the
+   * node a re-added replica streamed from (if still in the lab), else the primary.
+   */
+  upstream?: string;
   /** pglab's own base backup, pg_basebackup, or auto (default; env LAB_BASE_BACKUP): src/postgres/base-backup.ts. */
   baseBackup?: BaseBackupMethod | string;
   /** Ctrl-C: the add stops where it is and is undone as a failed one is (replica-undo.ts). */
@@ -75,13 +80,19 @@ export async function replicaAdd(global: GlobalOptions, nameArg: string, datadir
 
   const primary = primaryOf(state);
   if (!primary) throw new LabError('STATE', 'This lab has no master: run `lab master start` first');
-  const primaryStatus = await nodes.status(primary, primary.expected);
-  if (primaryStatus.status !== 'running') {
-    throw new LabError('STATE', `Master "${primary.name}" is ${primaryStatus.status}: start it first (\`lab node start ${primary.name}\`)`);
-  }
-  const conn = { host: nodeAddress(primary), port: primary.port, user: state.dbUser };
   const spec = { name, port, datadir, role: 'replica' as const };
   const known = checkNodeFits(state, context.labDir, spec);
+  const upstream = upstreamFor(state, name, options.upstream, known, primary);
+  if ((options.sync || known?.sync) && upstream !== primary) {
+    const why = options.sync ? 'drop the sync option or the upstream' : `it is one now: re-add it without an upstream, or remove it first`;
+    throw new LabError('USAGE', `A synchronous standby streams from the primary: "${name}" with upstream "${upstream.name}" (a cascade) cannot be one; ${why}`);
+  }
+  const upstreamStatus = await nodes.status(upstream, upstream.expected);
+  if (upstreamStatus.status !== 'running') {
+    const what = upstream === primary ? 'Master' : 'Upstream';
+    throw new LabError('STATE', `${what} "${upstream.name}" is ${upstreamStatus.status}: start it first (\`lab node start ${upstream.name}\`)`);
+  }
+  const conn = { host: nodeAddress(upstream), port: upstream.port, user: state.dbUser };
   if (known) refuseWhileBuilding(known);
   // What can be checked before anything is made is checked here, each refusal one line: the data dir and
   // its place, the port where the server will listen (its own node may still hold it on a rebuild: checked
@@ -94,7 +105,7 @@ export async function replicaAdd(global: GlobalOptions, nameArg: string, datadir
     await checkDatadirPlace(datadir, owner);
     method = await nodes.checkCanClone(parseBaseBackupMethod(options.baseBackup) ?? parseBaseBackupMethod(process.env.LAB_BASE_BACKUP, 'LAB_BASE_BACKUP') ?? 'auto');
     await assertServerPort(port, `replica "${name}"`, place(known?.host ?? (state.hosts ? newNodeHost(state, name) : undefined)), { free: !known });
-    await assertAnswers(state, primary);
+    await assertAnswers(state, upstream);
   } catch (error) {
     // These checks read the state of when this command began: a second command adding the same name may
     // have made its data dir or started its server since. That is a conflict, not the check's own answer.
@@ -114,11 +125,11 @@ export async function replicaAdd(global: GlobalOptions, nameArg: string, datadir
     condition = await refuseDatadir(datadir, s.labId, Boolean(again));
     if (again) {
       again.phase = 'building';
-      again.upstream = primary.name;
+      again.upstream = upstream.name;
       again.builder = thisBuilder();
     } else {
       s.nodes.push({
-        name, role: 'replica', port, datadir, upstream: primary.name, datadirCreated: condition === 'missing',
+        name, role: 'replica', port, datadir, upstream: upstream.name, datadirCreated: condition === 'missing',
         phase: 'building', expected: 'stopped', createdAt: new Date().toISOString(), builder: thisBuilder(),
         // Its host's names are recorded before the namespace is made (the runtime makes it on start).
         ...(s.hosts ? { host: newNodeHost(s, name) } : {}),
@@ -139,7 +150,7 @@ export async function replicaAdd(global: GlobalOptions, nameArg: string, datadir
       reporter.step(`stopping ${name} before rebuilding it`);
       await releaseFaults(context.labDir, state, existing, nodes);
       await nodes.stop(node, 'immediate');
-      await dropOldSlot(context, existing, primary.name);
+      await dropOldSlot(context, existing, upstream.name);
       await assertServerPort(port, `replica "${name}"`, place(node.host), { free: true });
     }
     signal?.throwIfAborted();
@@ -147,28 +158,29 @@ export async function replicaAdd(global: GlobalOptions, nameArg: string, datadir
     // pglab's copy fills a dir that already carries the node's marker, so a copy cut short (a full disk, a
     // kill -9) is still recognised as the lab's; pg_basebackup wants an empty dir (the marker comes after it).
     if (method === 'pglab') await writeMarker(datadir, { labId: state.labId, node: name }, owner);
-    reporter.step(`CHECKPOINT on ${primary.name}`);
-    await onNode(state, primary, () => withClient(conn, (client) => client.query('CHECKPOINT')));
+    // On a standby upstream (a cascade) CHECKPOINT makes a restartpoint, where its backup starts.
+    reporter.step(`CHECKPOINT on ${upstream.name}`);
+    await onNode(state, upstream, () => withClient(conn, (client) => client.query('CHECKPOINT')));
     signal?.throwIfAborted();
 
     // Every replica streams through its own slot: reserved now, it keeps the WAL from before the backup's
     // start until the replica has it (a rebuild gets a fresh one: the old one may hold WAL from long ago).
-    reporter.step(`replication slot ${slot} on ${primary.name}`);
+    reporter.step(`replication slot ${slot} on ${upstream.name}`);
     made.slot = true; // before: a call cut short may have made it
-    await onNode(state, primary, () => ensureSlot(boundedConn(state, primary), slot, { fresh: true }));
+    await onNode(state, upstream, () => ensureSlot(boundedConn(state, upstream), slot, { fresh: true }));
     reporter.step(
       method === 'pglab'
-        ? `pglab base backup (pg_backup_start, file copy, pg_backup_stop) from ${primary.name} (port ${primary.port}) into ${datadir}`
-        : `pg_basebackup from ${primary.name} (port ${primary.port}) into ${datadir}`,
+        ? `pglab base backup (pg_backup_start, file copy, pg_backup_stop) from ${upstream.name} (port ${upstream.port}) into ${datadir}`
+        : `pg_basebackup from ${upstream.name} (port ${upstream.port}) into ${datadir}`,
     );
-    ({ backupKb } = await nodes.cloneReplica(node, { host: nodeAddress(primary), port: primary.port, datadir: primary.datadir, slot, method }, reporter, signal));
+    ({ backupKb } = await nodes.cloneReplica(node, { host: nodeAddress(upstream), port: upstream.port, datadir: upstream.datadir, slot, method }, reporter, signal));
     signal?.throwIfAborted();
 
     reporter.step(`starting ${name} on port ${port}`);
     made.server = true;
     pid = await nodes.start(node, timeoutMs, signal);
-    reporter.step(`waiting until ${primary.name} shows ${name} streaming`);
-    syncState = await waitStreaming(context, primary, name, timeoutMs, false, undefined, signal);
+    reporter.step(`waiting until ${upstream.name} shows ${name} streaming`);
+    syncState = await waitStreaming(context, upstream, name, timeoutMs, false, undefined, signal);
     if (options.sync || wasSync) {
       made.sync = !wasSync;
       const after = await updateState(context.labDir, (s) => {
@@ -188,9 +200,38 @@ export async function replicaAdd(global: GlobalOptions, nameArg: string, datadir
       delete node.builder;
     });
   } catch (error) {
-    throw await undoAdd({ context, nodes, primary, node, slot, existing, made, reporter }, signal?.aborted ? signal.reason : error);
+    throw await undoAdd({ context, nodes, primary, upstream, node, slot, existing, made, reporter }, signal?.aborted ? signal.reason : error);
   }
-  return { name, port, datadir, pid, upstream: primary.name, rebuilt: Boolean(existing), backupKb, baseBackup: method, slot, syncState, synchronousStandbyNames, elapsedMs: Date.now() - started };
+  return { name, port, datadir, pid, upstream: upstream.name, rebuilt: Boolean(existing), backupKb, baseBackup: method, slot, syncState, synchronousStandbyNames, elapsedMs: Date.now() - started };
+}
+
+/**
+ * The node a replica is copied from and streams from: `wanted` (a cascade when it is a replica), else
+ * the one a re-added replica streamed from while it is still in the lab, else the primary. Itself, a
+ * node that streams (through others) from it, or a node not built or needing a rewind is refused.
+ */
+function upstreamFor(state: LabState, name: string, wanted: string | undefined, known: NodeRecord | undefined, primary: NodeRecord): NodeRecord {
+  if (wanted === undefined) {
+    const recorded = known?.upstream !== undefined ? findNode(state, known.upstream) : undefined;
+    return recorded && recorded.name !== name && !recorded.rewindNeeded && !streamsFrom(state, recorded, name) ? recorded : primary;
+  }
+  const node = findNode(state, checkName(wanted));
+  if (!node) throw new LabError('NOT_FOUND', `Unknown upstream "${wanted}" (nodes in this lab: ${state.nodes.map((n) => n.name).join(', ')})`);
+  if (node.name === name) throw new LabError('USAGE', `Replica "${name}" cannot stream from itself: name another node as its upstream`);
+  if (streamsFrom(state, node, name)) throw new LabError('USAGE', `"${node.name}" streams from "${name}" (through its upstreams): "${name}" cannot stream from it`);
+  if (node.phase !== 'ready') throw new LabError('STATE', `Upstream "${node.name}" was never finished: re-add it first`);
+  if (node.rewindNeeded) throw new LabError('STATE', `Upstream "${node.name}" was a primary and may have diverged: rewind it first (\`lab node rewind ${node.name}\`)`);
+  return node;
+}
+
+/** Whether `node` streams from `name`, directly or through other standbys. */
+function streamsFrom(state: LabState, node: NodeRecord, name: string): boolean {
+  const seen = new Set<string>();
+  for (let at: NodeRecord | undefined = node; at?.upstream !== undefined && !seen.has(at.name); at = findNode(state, at.upstream)) {
+    if (at.upstream === name) return true;
+    seen.add(at.name);
+  }
+  return false;
 }
 
 /** A node `name` that another command recorded after this one read the state: refused (exit 3). */
@@ -236,6 +277,10 @@ export async function replicaRemove(global: GlobalOptions, nameArg: string): Pro
   const node = state.nodes.find((n) => n.name === name);
   if (!node) throw new LabError('NOT_FOUND', `No node "${name}" in this lab`);
   if (node.role === 'primary') throw new LabError('STATE', `Node "${name}" is the lab's primary: promote another node first, or \`lab destroy --yes\` the whole lab`);
+  const cascades = state.nodes.filter((n) => n.upstream === name).map((n) => n.name);
+  if (cascades.length > 0) {
+    throw new LabError('STATE', `${cascades.join(', ')} ${cascades.length === 1 ? 'streams' : 'stream'} from "${name}": remove ${cascades.length === 1 ? 'it' : 'them'} first, or re-add ${cascades.length === 1 ? 'it' : 'them'} with another upstream`);
+  }
   refuseWhileBuilding(node);
   await releaseFaults(context.labDir, state, node, nodes);
   if (await nodes.livePid(node)) await nodes.stop(node, 'fast');

@@ -21,9 +21,9 @@ export interface NodeStatus {
   datadir: string;
   pid: number | null;
   status: ServerStatus | 'building';
-  /** For replicas: pg_stat_replication.state on the master (streaming, catchup, ...), or null if absent. */
+  /** For replicas: pg_stat_replication.state on its upstream (the master, or a standby for a cascade), or null if absent. */
   replication: string | null;
-  /** For replicas: bytes of WAL the master sent that this replica has not replayed. */
+  /** For replicas: bytes of WAL its upstream sent that this replica has not replayed. */
   replayLagBytes: number | null;
   upstream: string | null;
   /** What the running server answers: 'primary' (not in recovery) or 'standby'; null when not reachable. */
@@ -132,26 +132,33 @@ export async function labStatus(global: GlobalOptions): Promise<LabStatus> {
     if (node.role === 'primary' && node.serverRole === 'standby') warnings.push(`${node.name} is the lab's primary but is in recovery: promote it (\`lab promote ${node.name}\`)`);
   }
   const primary = primaryOf(state);
-  const primaryLive = nodes.find((n) => n.name === primary?.name);
   let replicationError: string | undefined;
-  if (primary && primaryLive?.status === 'running') {
-    try {
-      const c = dialect.replicationColumns;
-      const rows = await within(queryRows<{ application_name: string; state: string; lag: string | null }>(
-        { host: nodeAddress(primary), port: primary.port, user: state.dbUser, connectTimeoutMs: PROBE_MS },
-        `SELECT application_name, state, ${dialect.lsnDiff}(${c.sent}, ${c.replay})::bigint AS lag FROM pg_stat_replication`,
-      ), PROBE_MS);
-      for (const node of nodes) {
-        const row = rows.find((r) => r.application_name === node.name);
-        if (row && node.role !== 'primary') {
-          node.replication = row.state;
-          node.replayLagBytes = row.lag === null ? null : Number(row.lag);
+  // Each replica's row is in its upstream's pg_stat_replication: the primary's, or a standby's for a cascade.
+  const upstreamOf = (node: NodeStatus) => (node.upstream && state.nodes.some((n) => n.name === node.upstream) ? node.upstream : primary?.name);
+  const senders = state.nodes.filter((n) => n.name === primary?.name || (n.role === 'replica' && nodes.some((d) => d.role !== 'primary' && d.upstream === n.name)));
+  await Promise.all(
+    senders.map(async (sender) => {
+      const live = nodes.find((n) => n.name === sender.name);
+      if (live?.status !== 'running') return;
+      try {
+        const c = dialect.replicationColumns;
+        const rows = await within(queryRows<{ application_name: string; state: string; lag: string | null }>(
+          { host: nodeAddress(sender), port: sender.port, user: state.dbUser, connectTimeoutMs: PROBE_MS },
+          `SELECT application_name, state, ${dialect.lsnDiff}(${c.sent}, ${c.replay})::bigint AS lag FROM pg_stat_replication`,
+        ), PROBE_MS);
+        for (const node of nodes) {
+          const row = rows.find((r) => r.application_name === node.name);
+          if (row && node.role !== 'primary' && upstreamOf(node) === sender.name) {
+            node.replication = row.state;
+            node.replayLagBytes = row.lag === null ? null : Number(row.lag);
+          }
         }
+      } catch (error) {
+        // The primary's answer is the one `lab status` reports missing; a cascade's upstream shows in its rows.
+        if (sender.name === primary?.name) replicationError = messageOf(error);
       }
-    } catch (error) {
-      replicationError = messageOf(error);
-    }
-  }
+    }),
+  );
   for (const node of nodes) if (node.rewindNeeded && !node.replication) node.replication = 'needs rewind';
   const { auth, tls } = accessOf(state);
   const access = { auth, tls, passFile: auth === 'scram' ? pgpassPath(context.labDir) : null, caCert: tls === 'off' ? null : tlsPaths(context.labDir).caCert };

@@ -55,10 +55,13 @@ export function replicationTable(sample: ReplicationSample, paint: Paint = noPai
     const who = sample.master ? `master ${sample.master.name} (port ${sample.master.port})` : 'master';
     return paint.red(sample.master ? `${who} is DOWN: ${sample.reason}` : `no table: ${sample.reason}`) + faults;
   }
+  // A lab with cascading standbys: a last column names the standby each cascade streams from.
+  const cascades = sample.rows.some((r) => r.upstream !== undefined);
   const rows: Cell[][] = sample.rows.map((r) => [
     r.pid, r.name, r.addr, r.port, r.state, r.sent, r.write, r.flush, r.replay, r.pri, r.mode, r.lagBytes, formatLagSeconds(r.lagSeconds),
+    ...(cascades ? [r.upstream ?? (r.state === 'local' ? '' : sample.master?.name ?? '')] : []),
   ]);
-  return psqlTable(REPLICATION_COLUMNS, rows) + faults;
+  return psqlTable(cascades ? [...REPLICATION_COLUMNS, { header: 'upstream' }] : REPLICATION_COLUMNS, rows) + faults;
 }
 
 export function xactTable(sample: XactSample, options: { tps: boolean }, paint: Paint = noPaint): string {

@@ -25,6 +25,11 @@ export interface ReplicationRow {
   lagBytes: number | null;
   /** replay_lag in seconds; 0 when the standby has replayed everything (PostgreSQL then reports NULL). */
   lagSeconds: number | null;
+  /**
+   * A cascade's row: the standby whose pg_stat_replication it comes from (`lab replica add --upstream`);
+   * its lag_bytes is still measured against the master's WAL. Absent on the master's own standbys.
+   */
+  upstream?: string;
 }
 
 export interface ReplicationSample {
@@ -40,13 +45,14 @@ export interface ReplicationSample {
 
 type Raw = Record<string, string | number | null>;
 
-export function replicationSql(dialect: Dialect): string {
+/** `masterWrite`: the LSN lag_bytes is measured from; default the server's own (a primary's). */
+export function replicationSql(dialect: Dialect, masterWrite = dialect.currentWriteLsn): string {
   const c = dialect.replicationColumns;
   return [
     'SELECT pid, application_name AS name, host(client_addr) AS addr, client_port AS port, state,',
     `  ${c.sent}::text AS sent, ${c.write}::text AS write, ${c.flush}::text AS flush, ${c.replay}::text AS replay,`,
     '  sync_priority AS pri, sync_state AS mode,',
-    `  ${dialect.lsnDiff}(${dialect.currentWriteLsn}, ${c.replay})::bigint AS lag_bytes, ${dialect.replayLagSeconds} AS lag_seconds`,
+    `  ${dialect.lsnDiff}(${masterWrite}, ${c.replay})::bigint AS lag_bytes, ${dialect.replayLagSeconds} AS lag_seconds`,
     'FROM pg_stat_replication ORDER BY application_name, pid',
   ].join('\n');
 }
@@ -96,9 +102,28 @@ export async function sampleReplication(state: LabState, options: { timeoutMs: n
       sent: local?.sent ?? null, write: local?.write ?? null,
       flush: null, replay: null, pri: null, mode: 'master', lagBytes: null, lagSeconds: null,
     };
-    return { at, master: { name: master.name, port: master.port }, up: true, reason: null, rows: [masterRow, ...standbys.map(standbyRow)], faults };
+    const cascades = local?.write ? await sampleCascades(state, dialect, local.write, options.timeoutMs) : [];
+    return { at, master: { name: master.name, port: master.port }, up: true, reason: null, rows: [masterRow, ...standbys.map(standbyRow), ...cascades], faults };
   } catch (error) {
     const { reason } = await downReason(state, master, error, options.timeoutMs);
     return { at, master: { name: master.name, port: master.port }, up: false, reason, rows: [], faults };
   }
+}
+
+/**
+ * The rows of cascading standbys: each standby that others stream from is asked for its own
+ * pg_stat_replication, lag measured against the master's write LSN. One that does not answer adds no row
+ * (its cascades show as absent, as a master's dead standbys do).
+ */
+async function sampleCascades(state: LabState, dialect: Dialect, masterWrite: string, timeoutMs: number): Promise<ReplicationRow[]> {
+  if (!/^[0-9A-F]{1,8}\/[0-9A-F]{1,8}$/i.test(masterWrite)) return [];
+  const upstreams = state.nodes.filter((n) => n.role === 'replica' && state.nodes.some((d) => d.upstream === n.name));
+  const sets = await Promise.all(
+    upstreams.map(async (upstream) => {
+      const target = { host: nodeAddress(upstream), port: upstream.port, user: state.dbUser, database: 'postgres', timeoutMs };
+      const rows = await queryWithin<Raw>(target, replicationSql(dialect, `'${masterWrite}'::pg_lsn`)).catch(() => [] as Raw[]);
+      return rows.map((raw) => ({ ...standbyRow(raw), upstream: upstream.name }));
+    }),
+  );
+  return sets.flat();
 }
