@@ -114,13 +114,11 @@ export class Lab implements AsyncDisposable {
       if (lab) {
         lab.failed = true;
         await lab.close().catch(() => undefined);
-      } else if (madeDir && !kept) {
-        // No Lab yet: what lab.json recorded (a master, standbys) goes; the temp dir is ours.
-        await withClientScope(() => destroyLab(global, { yes: true, stopMode: 'immediate' })).catch(() => undefined);
-        await rm(labDir, { recursive: true, force: true }).catch(() => undefined);
       } else if (!kept) {
-        // The caller's dir held no lab (checked above): a lab.json there now is this start's.
+        // No Lab yet: what lab.json recorded (a master, standbys) is this start's (a given dir held no lab,
+        // checked above) and goes; a temp dir is ours too.
         await withClientScope(() => destroyLab(global, { yes: true, stopMode: 'immediate' })).catch(() => undefined);
+        if (madeDir) await rm(labDir, { recursive: true, force: true }).catch(() => undefined);
       }
       throw withFacts(forLibrary(error), { labDir, ...(kept ? { keptDir: labDir } : {}) });
     }
