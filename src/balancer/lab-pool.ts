@@ -22,6 +22,8 @@ export function labServers(
   tls = false,
 ): ServerConfig[] {
   return nodes
+    // Logical subscribers (`lab logical add`) are clusters of their own: in no pool.
+    .filter((node) => node.role !== 'subscriber')
     .filter((node) => kind === 'all' || (kind === 'replicas' ? node.role === 'replica' : node.role === 'primary' || node.rewindNeeded))
     .map((node) => ({
       name: node.name,

@@ -276,7 +276,7 @@ export function statusCommand(): Command {
             ...(cascades ? [{ header: 'upstream' }] : []),
           ],
           status.nodes.map((n) => [
-            n.name, n.role === 'primary' ? 'master' : 'replica', n.port, n.datadir, n.pid, withFaultWords(n.status, n.faultWords), n.replication ?? (n.role === 'replica' ? '-' : ''),
+            n.name, n.role === 'primary' ? 'master' : n.role, n.port, n.datadir, n.pid, withFaultWords(n.status, n.faultWords), n.replication ?? (n.role === 'replica' ? '-' : ''),
             n.replayLagBytes, n.serverRole ?? n.serverProblem ?? '', n.timeline,
             ...(cascades ? [n.role === 'replica' ? (n.upstream ?? primaryName ?? '') : ''] : []),
           ]),
@@ -284,6 +284,7 @@ export function statusCommand(): Command {
       );
       if (status.runtime !== 'process') printLine(`(nodes run on the ${status.runtime} runtime${status.image ? `, image ${status.image}` : ''})`);
       if (status.replicationError) printLine(`(replication state unavailable: ${status.replicationError})`);
+      for (const n of status.nodes) if (n.logical) printLine(`subscriber ${n.name}: subscription ${n.logical.subscription} to publication ${n.logical.publication} (${n.logical.tables.join(', ')}), received ${n.logical.received ?? '-'}, confirmed ${n.logical.confirmedFlush ?? '-'}${n.logical.reason ? ` (${n.logical.reason})` : ''}`);
       for (const warning of status.warnings) printLine(`WARNING: ${warning}`);
     });
 }

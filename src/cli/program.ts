@@ -7,6 +7,7 @@ import { statCommand, topCommand } from './stat-commands.js';
 import { benchCommand, workloadCommand } from './load-commands.js';
 import { demoCommand } from './demo-commands.js';
 import { faultCommand } from './fault-commands.js';
+import { logicalCommand } from './logical-commands.js';
 
 export function buildProgram(): Command {
   const program = new Command('lab')
@@ -28,7 +29,7 @@ export function buildProgram(): Command {
       ),
     );
   for (const command of [
-    masterCommand(), replicaCommand(), promoteCommand(), switchoverCommand(), nodeCommand(), faultCommand(), statusCommand(), envCommand(), destroyCommand(), versionsCommand(),
+    masterCommand(), replicaCommand(), logicalCommand(), promoteCommand(), switchoverCommand(), nodeCommand(), faultCommand(), statusCommand(), envCommand(), destroyCommand(), versionsCommand(),
     balancerCommand(), statCommand(), topCommand(), benchCommand(), workloadCommand(), demoCommand(),
   ]) {
     program.addCommand(command);

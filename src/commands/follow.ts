@@ -14,6 +14,7 @@ import { serverRole } from '../postgres/recovery.js';
 import { logTail, readLogFrom, sizeOf } from '../postgres/server.js';
 import { runtimeFor } from '../runtime/runtime-for.js';
 import { nodeAddress } from '../network/address.js';
+import { refuseSubscriber } from '../lab/subscriber.js';
 
 export interface FollowOptions {
   /** Default: the lab's current primary. */
@@ -104,6 +105,7 @@ export async function replicaFollow(global: GlobalOptions, name: string, options
   const { state } = context;
   const nodes = runtimeFor(context);
   const node = requireNode(state, name);
+  refuseSubscriber(node, 're-pointed');
   if (node.role === 'primary') throw new LabError('STATE', `Node "${name}" is the lab's primary: it follows nobody; promote another node first`);
   if (node.rewindNeeded) {
     throw new LabError('STATE', `Node "${name}" was a primary and may have diverged: rewind it instead (\`lab node rewind ${name}\`)`);

@@ -13,6 +13,7 @@ import type { ServerStatus } from '../postgres/server.js';
 import { runtimeFor } from '../runtime/runtime-for.js';
 import { messageOf } from '../common/errors.js';
 import { nodeAddress } from '../network/address.js';
+import { sampleSubscribers, type SubscriberRow } from '../stats/subscriber-sample.js';
 
 export interface NodeStatus {
   name: string;
@@ -39,6 +40,8 @@ export interface NodeStatus {
   faults: FaultKind[];
   /** The same as a person reads them: paused, lag, partition from replica2, loss 20%, delay 100ms. */
   faultWords: string[];
+  /** A logical subscriber (`lab logical add`): its subscription, what it received and confirmed, lag (also in replication and replayLagBytes). */
+  logical?: SubscriberRow;
 }
 
 export interface LabStatus {
@@ -124,7 +127,7 @@ export async function labStatus(global: GlobalOptions): Promise<LabStatus> {
   const warnings: string[] = [];
   const answering = nodes.filter((n) => n.serverRole === 'primary');
   for (const node of answering) {
-    if (node.role !== 'primary') {
+    if (node.role === 'replica') {
       warnings.push(`${node.name} runs as a primary (timeline ${node.timeline}) but the lab's primary is ${primaryOf(state)?.name ?? 'none'}: rewind it (\`lab node rewind ${node.name}\`)`);
     }
   }
@@ -160,6 +163,13 @@ export async function labStatus(global: GlobalOptions): Promise<LabStatus> {
     }),
   );
   for (const node of nodes) if (node.rewindNeeded && !node.replication) node.replication = 'needs rewind';
+  // Subscribers: their own pg_stat_subscription, lag from the primary's slot of each.
+  for (const row of await sampleSubscribers(state, { timeoutMs: PROBE_MS })) {
+    const node = nodes.find((n) => n.name === row.name)!;
+    node.logical = row;
+    node.replication = row.state;
+    node.replayLagBytes = row.lagBytes;
+  }
   const { auth, tls } = accessOf(state);
   const access = { auth, tls, passFile: auth === 'scram' ? pgpassPath(context.labDir) : null, caCert: tls === 'off' ? null : tlsPaths(context.labDir).caCert };
   return { labDir: context.labDir, version: state.pg.version, runtime: runtimeOf(state), image: state.image, access, nodes, replicationError, warnings };

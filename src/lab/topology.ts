@@ -9,7 +9,7 @@ export function checkNodeFits(state: LabState, labDir: string, wanted: Pick<Node
   const existing = state.nodes.find((node) => node.name === wanted.name);
   if (existing) {
     if (existing.role !== wanted.role) {
-      throw new LabError('CONFLICT', `Node "${wanted.name}" already exists in this lab as the ${existing.role === 'primary' ? 'master' : 'replica'}: choose another name`);
+      throw new LabError('CONFLICT', `Node "${wanted.name}" already exists in this lab as the ${existing.role === 'primary' ? 'master' : existing.role}: choose another name`);
     }
     if (existing.datadir !== wanted.datadir || existing.port !== wanted.port) {
       throw new LabError(

@@ -61,7 +61,22 @@ export function replicationTable(sample: ReplicationSample, paint: Paint = noPai
     r.pid, r.name, r.addr, r.port, r.state, r.sent, r.write, r.flush, r.replay, r.pri, r.mode, r.lagBytes, formatLagSeconds(r.lagSeconds),
     ...(cascades ? [r.upstream ?? (r.state === 'local' ? '' : sample.master?.name ?? '')] : []),
   ]);
-  return psqlTable(cascades ? [...REPLICATION_COLUMNS, { header: 'upstream' }] : REPLICATION_COLUMNS, rows) + faults;
+  return psqlTable(cascades ? [...REPLICATION_COLUMNS, { header: 'upstream' }] : REPLICATION_COLUMNS, rows) + faults + subscribersTable(sample, paint);
+}
+
+export const SUBSCRIBER_COLUMNS: Column[] = [
+  { header: 'subscriber' }, { header: 'port', align: 'right' }, { header: 'subscription' }, { header: 'state' }, { header: 'pid', align: 'right' },
+  { header: 'received' }, { header: 'latest_end' }, { header: 'confirmed_flush' }, { header: 'lag_bytes', align: 'right' }, { header: 'tables' },
+];
+
+/** The lab's logical subscribers under the streaming table: what each received and confirmed, lag against the master's WAL. */
+function subscribersTable(sample: ReplicationSample, paint: Paint): string {
+  if (!sample.subscribers?.length) return '';
+  const rows: Cell[][] = sample.subscribers.map((s) => [
+    s.name, s.port, s.subscription, s.state === 'streaming' ? s.state : paint.red(s.reason ? `${s.state}: ${s.reason}` : s.state), s.pid,
+    s.received, s.latestEnd, s.confirmedFlush, s.lagBytes, s.tables.join(','),
+  ]);
+  return `\n${psqlTable(SUBSCRIBER_COLUMNS, rows)}`;
 }
 
 export function xactTable(sample: XactSample, options: { tps: boolean }, paint: Paint = noPaint): string {

@@ -8,6 +8,7 @@ import { dialectFor, type Dialect } from '../postgres/dialect.js';
 import { queryWithin } from './bounded-query.js';
 import { downReason } from './down-reason.js';
 import { nodeAddress } from '../network/address.js';
+import { sampleSubscribers, type SubscriberRow } from './subscriber-sample.js';
 
 export interface ReplicationRow {
   pid: number | null;
@@ -41,6 +42,8 @@ export interface ReplicationSample {
   rows: ReplicationRow[];
   /** Faults in force in the lab (`lab fault`), per node, as `lab status` words them. */
   faults: { node: string; fault: string }[];
+  /** Logical subscribers (`lab logical add`), present when the lab has some: their lag against the master's WAL. */
+  subscribers?: SubscriberRow[];
 }
 
 type Raw = Record<string, string | number | null>;
@@ -88,6 +91,12 @@ function standbyRow(raw: Raw): ReplicationRow {
 }
 
 export async function sampleReplication(state: LabState, options: { timeoutMs: number }, now: () => Date = () => new Date()): Promise<ReplicationSample> {
+  if (!state.nodes.some((n) => n.role === 'subscriber')) return sampleStreaming(state, options, now);
+  const [sample, subscribers] = await Promise.all([sampleStreaming(state, options, now), sampleSubscribers(state, options)]);
+  return { ...sample, subscribers };
+}
+
+async function sampleStreaming(state: LabState, options: { timeoutMs: number }, now: () => Date): Promise<ReplicationSample> {
   const at = now().toISOString();
   const faults = (state.faults ?? []).map((fault) => ({ node: fault.node, fault: faultWord(fault) }));
   const master: NodeRecord | undefined = primaryOf(state);
