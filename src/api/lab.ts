@@ -35,7 +35,8 @@ import { Balancer, startBalancer } from './balancer.js';
 import { forLibrary } from './remedies.js';
 import { BalancerProcess, startBalancerProcess } from './balancer-process.js';
 import { LabNode } from './node.js';
-import { checkBalancerOptions, checkBalancerProcessOptions, checkCatchupOptions, checkOpenOptions, checkPromoteOptions, checkReplicaOptions, checkStartOptions, checkSubscriberOptions, checkSwitchoverOptions, checkWorkloadOptions, wholeNumber, type BalancerOptions, type WorkloadRunOptions, type BalancerProcessOptions, type LabEvent, type LabOpenOptions, type LabStartOptions, type PromoteOptions, type ReplicaOptions, type SubscriberOptions, type SwitchoverOptions } from './options.js';
+import { checkSubscriberOptions, type SubscriberOptions } from './options.js';
+import { checkBalancerOptions, checkBalancerProcessOptions, checkCatchupOptions, checkOpenOptions, checkPromoteOptions, checkReplicaOptions, checkStartOptions, checkSwitchoverOptions, checkWorkloadOptions, wholeNumber, type BalancerOptions, type WorkloadRunOptions, type BalancerProcessOptions, type LabEvent, type LabOpenOptions, type LabStartOptions, type PromoteOptions, type ReplicaOptions, type SwitchoverOptions } from './options.js';
 
 export type { PromoteOptions } from './options.js';
 import { Connectable, type ConnectionAccess } from './connection.js';
@@ -182,6 +183,11 @@ export class Lab implements AsyncDisposable {
     return new LabNode(this, name);
   }
 
+  /** Stops a replica and removes it (its data dir, its slot) from the lab. */
+  async removeReplica(name: string): Promise<void> {
+    await this.run(() => replicaRemove(this.global, name));
+  }
+
   /**
    * A logical subscriber: a new cluster with the tables' definitions, subscribed to a new publication of
    * them on the primary; returns once the initial sync ended (every table ready).
@@ -204,11 +210,6 @@ export class Lab implements AsyncDisposable {
   /** The logical subscribers, in the order they were added. */
   get subscribers(): LabNode[] {
     return this.snapshot.nodes.filter((n) => n.role === 'subscriber').map((n) => new LabNode(this, n.name));
-  }
-
-  /** Stops a replica and removes it (its data dir, its slot) from the lab. */
-  async removeReplica(name: string): Promise<void> {
-    await this.run(() => replicaRemove(this.global, name));
   }
 
   /**

@@ -23,8 +23,7 @@ export function labServers(
 ): ServerConfig[] {
   return nodes
     // Logical subscribers (`lab logical add`) are clusters of their own: in no pool.
-    .filter((node) => node.role !== 'subscriber')
-    .filter((node) => kind === 'all' || (kind === 'replicas' ? node.role === 'replica' : node.role === 'primary' || node.rewindNeeded))
+    .filter((node) => (kind === 'all' && node.role !== 'subscriber') || (kind === 'replicas' ? node.role === 'replica' : node.role === 'primary' || node.rewindNeeded))
     .map((node) => ({
       name: node.name,
       host: nodeAddress(node),

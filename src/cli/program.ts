@@ -1,5 +1,6 @@
 // The `lab` command tree. Declarations only: each group lives in its own file.
 import { Command } from 'commander';
+import { logicalCommand } from './logical-commands.js';
 import { destroyCommand, envCommand, masterCommand, nodeCommand, promoteCommand, replicaCommand, switchoverCommand, statusCommand, versionsCommand } from './lab-commands.js';
 import { examples } from './globals.js';
 import { balancerCommand } from './balancer-commands.js';
@@ -7,7 +8,6 @@ import { statCommand, topCommand } from './stat-commands.js';
 import { benchCommand, workloadCommand } from './load-commands.js';
 import { demoCommand } from './demo-commands.js';
 import { faultCommand } from './fault-commands.js';
-import { logicalCommand } from './logical-commands.js';
 
 export function buildProgram(): Command {
   const program = new Command('lab')

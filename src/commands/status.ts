@@ -162,7 +162,6 @@ export async function labStatus(global: GlobalOptions): Promise<LabStatus> {
       }
     }),
   );
-  for (const node of nodes) if (node.rewindNeeded && !node.replication) node.replication = 'needs rewind';
   // Subscribers: their own pg_stat_subscription, lag from the primary's slot of each.
   for (const row of await sampleSubscribers(state, { timeoutMs: PROBE_MS })) {
     const node = nodes.find((n) => n.name === row.name)!;
@@ -170,6 +169,7 @@ export async function labStatus(global: GlobalOptions): Promise<LabStatus> {
     node.replication = row.state;
     node.replayLagBytes = row.lagBytes;
   }
+  for (const node of nodes) if (node.rewindNeeded && !node.replication) node.replication = 'needs rewind';
   const { auth, tls } = accessOf(state);
   const access = { auth, tls, passFile: auth === 'scram' ? pgpassPath(context.labDir) : null, caCert: tls === 'off' ? null : tlsPaths(context.labDir).caCert };
   return { labDir: context.labDir, version: state.pg.version, runtime: runtimeOf(state), image: state.image, access, nodes, replicationError, warnings };

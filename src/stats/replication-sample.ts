@@ -2,13 +2,13 @@
 // for the master itself (state local, sent = insert LSN, write = current LSN, mode master), plus what
 // a person needs today: replay lag in bytes and in time.
 import { faultWord } from '../lab/fault-words.js';
+import { sampleSubscribers, type SubscriberRow } from './subscriber-sample.js';
 import type { LabState, NodeRecord } from '../lab/state.js';
 import { primaryOf } from '../lab/state.js';
 import { dialectFor, type Dialect } from '../postgres/dialect.js';
 import { queryWithin } from './bounded-query.js';
 import { downReason } from './down-reason.js';
 import { nodeAddress } from '../network/address.js';
-import { sampleSubscribers, type SubscriberRow } from './subscriber-sample.js';
 
 export interface ReplicationRow {
   pid: number | null;
@@ -40,10 +40,10 @@ export interface ReplicationSample {
   /** Why there is no table: master down (with the reason) or no master in the lab. */
   reason: string | null;
   rows: ReplicationRow[];
-  /** Faults in force in the lab (`lab fault`), per node, as `lab status` words them. */
-  faults: { node: string; fault: string }[];
   /** Logical subscribers (`lab logical add`), present when the lab has some: their lag against the master's WAL. */
   subscribers?: SubscriberRow[];
+  /** Faults in force in the lab (`lab fault`), per node, as `lab status` words them. */
+  faults: { node: string; fault: string }[];
 }
 
 type Raw = Record<string, string | number | null>;
