@@ -35,11 +35,11 @@ import { Balancer, startBalancer } from './balancer.js';
 import { forLibrary } from './remedies.js';
 import { BalancerProcess, startBalancerProcess } from './balancer-process.js';
 import { LabNode } from './node.js';
-import { checkSubscriberOptions, type SubscriberOptions } from './options.js';
 import { checkBalancerOptions, checkBalancerProcessOptions, checkCatchupOptions, checkOpenOptions, checkPromoteOptions, checkReplicaOptions, checkStartOptions, checkSwitchoverOptions, checkWorkloadOptions, wholeNumber, type BalancerOptions, type WorkloadRunOptions, type BalancerProcessOptions, type LabEvent, type LabOpenOptions, type LabStartOptions, type PromoteOptions, type ReplicaOptions, type SwitchoverOptions } from './options.js';
 
 export type { PromoteOptions } from './options.js';
 import { Connectable, type ConnectionAccess } from './connection.js';
+import { checkSubscriberOptions, type SubscriberOptions } from './options.js';
 import { runWorkload } from '../workload/run-workload.js';
 import type { WorkloadResult } from '../workload/types.js';
 

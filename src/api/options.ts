@@ -158,9 +158,9 @@ export interface SwitchoverOptions {
 const START_KEYS = ['dir', 'replicas', 'port', 'pg', 'auth', 'tls', 'runtime', 'hosts', 'sync', 'osUser', 'image', 'initdbTemplate', 'keep', 'timeoutMs', 'onEvent'];
 const OPEN_KEYS = ['osUser', 'onEvent'];
 const REPLICA_KEYS = ['name', 'port', 'datadir', 'sync', 'upstream', 'timeoutMs'];
-const SUBSCRIBER_KEYS = ['tables', 'name', 'port', 'datadir', 'publication', 'publish', 'timeoutMs'];
 const BALANCER_KEYS = ['name', 'pool', 'check', 'balance', 'host', 'port', 'interMs', 'fastinterMs', 'downinterMs', 'rise', 'fall', 'checkTimeoutMs', 'maxLagBytes', 'maxLagMs', 'tls', 'connectTimeoutMs', 'clientTimeoutMs', 'serverTimeoutMs', 'retries'];
 const BALANCER_PROCESS_KEYS = [...BALANCER_KEYS, 'engine', 'statsPort'];
+const SUBSCRIBER_KEYS = ['tables', 'name', 'port', 'datadir', 'publication', 'publish', 'timeoutMs'];
 
 function usage(where: string, message: string): LabError {
   return new LabError('USAGE', `${where}: ${message}`);

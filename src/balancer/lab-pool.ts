@@ -22,8 +22,9 @@ export function labServers(
   tls = false,
 ): ServerConfig[] {
   return nodes
+    .filter((node) => kind === 'all' || (kind === 'replicas' ? node.role === 'replica' : node.role === 'primary' || node.rewindNeeded))
     // Logical subscribers (`lab logical add`) are clusters of their own: in no pool.
-    .filter((node) => (kind === 'all' && node.role !== 'subscriber') || (kind === 'replicas' ? node.role === 'replica' : node.role === 'primary' || node.rewindNeeded))
+    .filter((node) => node.role !== 'subscriber')
     .map((node) => ({
       name: node.name,
       host: nodeAddress(node),

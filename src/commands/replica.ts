@@ -5,6 +5,7 @@
 import { userInfo } from 'node:os';
 import { checkShellSafePath, checkShellSafeProgram } from '../common/shell-safe-path.js';
 import { rm } from 'node:fs/promises';
+import { refuseSubscriber } from '../lab/subscriber.js';
 import { LabError } from '../common/errors.js';
 import { parsePort } from '../common/ports.js';
 import { silentReporter, type Reporter } from '../common/reporter.js';
@@ -25,7 +26,6 @@ import { removeNodeHost } from '../network/namespaces.js';
 import { assertAnswers, boundedConn, onNode } from '../lab/node-answers.js';
 import { assertServerPort, type ServerPlace } from '../network/server-port.js';
 import { undoAdd, type AddMade } from './replica-undo.js';
-import { refuseSubscriber } from '../lab/subscriber.js';
 
 export interface ReplicaAddOptions {
   reporter?: Reporter;
