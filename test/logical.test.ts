@@ -148,7 +148,10 @@ test('logical subscriber on 15: initial sync, changes applied, lag shown, refusa
   assert.deepEqual(await nodeNames(lab), ['master1', 'replica1', 'sub2']);
 
   // destroy drops sub2's subscription, slot and publication before the servers stop.
-  const destroyed = await labJson<{ removed: string[]; problems: string[] }>(lab.dir, 'destroy', '--yes');
+  // (In a clean environment: the CLI finds the lab's password and CA itself, not in the test's PG* variables.)
+  const run = await runLab(lab.dir, ['destroy', '--yes', '--json'], { extendEnv: false, env: { PATH: process.env.PATH!, NO_COLOR: '1' } });
+  assert.equal(run.exitCode, 0, run.stderr);
+  const destroyed = JSON.parse(run.stdout) as { removed: string[]; problems: string[]; stopped: string[] };
   assert.deepEqual(destroyed.problems, []);
   assert.ok(destroyed.removed.includes('subscription pglab_sub_sub2 on sub2 (and its slot on the master)'), JSON.stringify(destroyed.removed));
   assert.ok(destroyed.removed.includes('publication pglab_pub_sub2 on master1'), JSON.stringify(destroyed.removed));

@@ -14,7 +14,7 @@ import { pollUntil } from '../common/poll.js';
 import { silentReporter, type Reporter } from '../common/reporter.js';
 import { writePrivateFile } from '../common/safe-files.js';
 import { checkShellSafePath, checkShellSafeProgram } from '../common/shell-safe-path.js';
-import { accessOf, labPassword, tlsPaths } from '../lab/access.js';
+import { accessOf, labPassword, tlsPaths, useLabAccess } from '../lab/access.js';
 import { nodeLogFile, openLab, type GlobalOptions, type LabContext } from '../lab/context.js';
 import { checkDatadirPath, checkDatadirPlace, inspectDatadir, prepareDatadir, removeDatadir, undoDatadir, type PreparedDatadir } from '../lab/datadir.js';
 import { checkName } from '../lab/names.js';
@@ -495,7 +495,9 @@ export async function logicalRemove(global: GlobalOptions, nameArg: string): Pro
  * `lab destroy`: each subscriber's subscription, slot and publication dropped while the servers still
  * run (best effort: the data dirs go next); returns what was dropped.
  */
-export async function dropSubscriberLinks(context: { state: LabState }, nodes: NodeRuntime): Promise<string[]> {
+export async function dropSubscriberLinks(context: { labDir: string; state: LabState }, nodes: NodeRuntime): Promise<string[]> {
+  // destroy reads lab.json itself: the lab's password and CA for these sessions.
+  useLabAccess(context.labDir, context.state);
   const primary = primaryOf(context.state);
   const dropped: string[] = [];
   for (const node of context.state.nodes) {
