@@ -153,6 +153,7 @@ test('logical subscriber on 15: initial sync, changes applied, lag shown, refusa
   assert.equal(run.exitCode, 0, run.stderr);
   const destroyed = JSON.parse(run.stdout) as { removed: string[]; problems: string[]; stopped: string[] };
   assert.deepEqual(destroyed.problems, []);
+  assert.ok(destroyed.stopped.includes('sub2'), JSON.stringify(destroyed.stopped));
   assert.ok(destroyed.removed.includes('subscription pglab_sub_sub2 on sub2 (and its slot on the master)'), JSON.stringify(destroyed.removed));
   assert.ok(destroyed.removed.includes('publication pglab_pub_sub2 on master1'), JSON.stringify(destroyed.removed));
   assert.equal(await exists(datadir), false);

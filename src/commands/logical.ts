@@ -367,8 +367,8 @@ export async function logicalAdd(global: GlobalOptions, nameArg: string, datadir
 
 /**
  * Drops what ties subscriber `node` to the primary: its subscription (which drops its slot on the
- * primary) while the subscriber runs, then any slot left on the primary (its own, its table sync ones),
- * then the publication. Returns what was not done, each as a phrase; an empty list means nothing is left.
+ * primary) while the subscriber runs, then any slot left on the primary (its own, its table sync ones;
+ * a walsender still on one is ended first), then the publication. The subscriber is left running. Returns what was not done, each as a phrase; an empty list means nothing is left.
  */
 async function dropLinks(state: LabState, nodes: NodeRuntime, primary: NodeRecord | undefined, node: RuntimeNode, names: { publication: string; subscription: string }, subscriptionOid?: string): Promise<{ dropped: string[]; left: string[] }> {
   const left: string[] = [];
@@ -390,7 +390,6 @@ async function dropLinks(state: LabState, nodes: NodeRuntime, primary: NodeRecor
         dropped.push(`subscription ${names.subscription} on ${node.name}`);
       }
     }).catch(() => undefined); // the subscriber goes with its data dir: what matters is the primary's side
-    await nodes.stop(node, 'immediate', 15_000);
   }
   if (!primary || !(await nodes.livePid(primary).catch(() => undefined))) {
     left.push(`slot ${names.subscription} and publication ${names.publication} may still be on the master (it is not running)`);
@@ -421,7 +420,11 @@ async function undoLogicalAdd(context: LabContext, nodes: NodeRuntime, primary: 
     const links = await dropLinks(state, nodes, made.publication ? primary : undefined, node, names, made.subscriptionOid).catch((e: unknown) => ({ dropped: [], left: [messageOf(e)] }));
     // Without a publication made, nothing of ours is on the primary: only the server was to be stopped.
     if (made.publication) left.push(...links.left);
-    undone.push(...links.dropped, 'server stopped');
+    undone.push(...links.dropped);
+  }
+  if (made.server) {
+    // A server that would not stop is named below (its data dir then stays).
+    await nodes.stop(node, 'immediate', 15_000).then(() => undone.push('server stopped'), () => undefined);
   }
   const serverRuns = Boolean(await nodes.livePid(node).catch(() => undefined));
   if (serverRuns) left.push(`${node.name}'s server still runs`);
