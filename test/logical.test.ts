@@ -4,7 +4,7 @@
 // publication. On 15 (the library and the CLI) and on 12.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { access, readFile } from 'node:fs/promises';
+import { access, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import pg from 'pg';
 import { Lab, LabError } from '../src/index.js';
@@ -190,4 +190,21 @@ test('logical subscriber on 12: changes applied, lag shown, insert-only publishi
   await assert.rejects(lab.addSubscriber({ name: 'sub2', tables: ['t1'] }), (e: unknown) => e instanceof LabError && e.code === 'STATE' && /runs with wal_level = replica .*ALTER SYSTEM SET wal_level = logical/.test(e.message));
   assert.deepEqual(await nodeNames(lab), ['master1']);
   assert.equal(await exists(path.join(lab.dir, 'sub2')), false);
+
+  // lab.json's subscriber fields are checked like every other field: a forged one is refused in one line.
+  const stateFile = path.join(lab.dir, 'lab.json');
+  const original = await readFile(stateFile, 'utf8');
+  const forged = async (logical: unknown, pattern: RegExp) => {
+    const state = JSON.parse(original);
+    state.nodes.push({ ...state.nodes[0], name: 'sub9', role: 'subscriber', port: 1, datadir: path.join(lab.dir, 'sub9'), logical });
+    await writeFile(stateFile, JSON.stringify(state), { mode: 0o600 });
+    await refused(lab.dir, ['status'], 6, pattern);
+  };
+  try {
+    await forged(undefined, /^lab: lab\.json: nodes\[1\]\.logical .*is missing on a subscriber/);
+    await forged({ publication: 'p', subscription: 's', tables: ['t1; drop table t1'] }, /^lab: lab\.json: nodes\[1\]\.logical\.tables .* is not a list of schema\.table names/);
+    await forged({ publication: 'P-1', subscription: 's', tables: ['public.t1'] }, /^lab: lab\.json: nodes\[1\]\.logical\.publication "P-1" is not a publication name/);
+  } finally {
+    await writeFile(stateFile, original, { mode: 0o600 });
+  }
 });
