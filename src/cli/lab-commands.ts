@@ -119,14 +119,15 @@ export function replicaCommand(): Command {
     .description('point a replica at the (new) primary, restart it, wait until that primary shows it streaming on its timeline')
     .argument('<name>', 'replica to re-point')
     .option('--primary <name>', 'the node to follow (default: the lab\'s current primary)')
+    .option('--upstream <node>', 'stream from this node, a standby too (a cascade), not the primary')
     .option('--timeout <duration>', 'how long to wait until it streams', parseSeconds, 60_000)
     .option('--json', 'print the result as JSON')
-    .addHelpText('after', examples('lab promote replica1 && lab replica follow replica2', 'lab replica follow replica2 --primary replica1'))
+    .addHelpText('after', examples('lab promote replica1 && lab replica follow replica2', 'lab replica follow replica2 --primary replica1', 'lab replica follow replica3 --upstream master1   # its upstream replica1 died: stream from the primary'))
     .action(async (name: string, options, command: Command) => {
       const { replicaFollow } = await import('../commands/follow.js');
-      const result = await replicaFollow(globalsOf(command), name, { primary: options.primary, timeoutMs: options.timeout });
+      const result = await replicaFollow(globalsOf(command), name, { primary: options.primary, upstream: options.upstream, timeoutMs: options.timeout });
       if (options.json) return printJson(result);
-      printLine(`${result.name} follows ${result.primary}: streaming (${result.syncState}), pid ${result.pid}, ${result.reloaded ? 're-pointed by a reload, its sessions kept' : 'restarted'} (${(result.elapsedMs / 1000).toFixed(1)}s)`);
+      printLine(`${result.name} follows ${result.upstream}: streaming (${result.syncState}), pid ${result.pid}, ${result.reloaded ? 're-pointed by a reload, its sessions kept' : 'restarted'} (${(result.elapsedMs / 1000).toFixed(1)}s)`);
     });
   return replica;
 }
