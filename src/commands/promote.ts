@@ -8,7 +8,9 @@ import { openLab, type GlobalOptions } from '../lab/context.js';
 import { primaryOf, requireBuilt, requireNode, updateState } from '../lab/state.js';
 import { serverRole } from '../postgres/recovery.js';
 import { runPg } from '../postgres/run.js';
-import { withClient } from '../postgres/client.js';
+import { queryRows, withClient } from '../postgres/client.js';
+import { dialectFor } from '../postgres/dialect.js';
+import { formatApplyDelay } from '../lab/apply-delay.js';
 import { runtimeFor } from '../runtime/runtime-for.js';
 import { applySyncStandbys } from '../postgres/sync-standbys.js';
 import { nodeAddress } from '../network/address.js';
@@ -25,7 +27,29 @@ export interface PromoteResult {
   timeline: number;
   /** synchronous_standby_names now set on the new primary ('' = asynchronous). */
   synchronousStandbyNames: string;
+  /** What it had of the WAL when promoted: see walAtPromote. */
+  walAtPromote: WalAtPromote;
   elapsedMs: number;
+}
+
+/**
+ * The standby's WAL just before the promote (pg_last_wal_receive_lsn / pg_last_wal_replay_lsn) and after.
+ * PostgreSQL ends a recovery_min_apply_delay wait when promoted (xlogrecovery.c, recoveryApplyDelay breaks
+ * on CheckForStandbyTrigger) and replays all WAL already streamed before it leaves recovery
+ * (WaitForWALToBecomeAvailable): a delayed standby applies what it held back, at once. WAL its upstream
+ * had not sent it is not there.
+ */
+export interface WalAtPromote {
+  /** The end of the WAL it had received (null: its walreceiver never ran since its start). */
+  receivedLsn: string | null;
+  /** The end of the WAL it had applied. */
+  replayedLsn: string | null;
+  /** Received but not yet applied (a delayed standby's held-back WAL, or a paused replay's): applied at the promote. */
+  unappliedBytes: number | null;
+  /** True when, once a primary, its WAL reaches past what it had received: everything received was applied. */
+  appliedAllReceived: boolean | null;
+  /** The apply delay it had as a standby (it has none as a primary). */
+  applyDelayMs: number | null;
 }
 
 export async function promoteNode(global: GlobalOptions, name: string, options: PromoteOptions = {}): Promise<PromoteResult> {
@@ -59,6 +83,12 @@ export async function promoteNode(global: GlobalOptions, name: string, options: 
     }
   }
 
+  const dialect = dialectFor(state.pg.major);
+  const [wal] = await queryRows<{ received: string | null; replayed: string | null; unapplied: string | null }>(
+    conn,
+    `SELECT r::text AS received, p::text AS replayed, greatest(${dialect.lsnDiff}(r, p), 0)::bigint AS unapplied FROM (SELECT ${dialect.lastReceiveLsn} AS r, ${dialect.lastReplayLsn} AS p) x`,
+  );
+
   if (nodes.name === 'docker') {
     // pg_ctl on the host cannot write into a data dir the image's user owns; pg_promote() (PostgreSQL 12+) asks the server itself.
     if (state.pg.major < 12) throw new LabError('STATE', `Promoting a PostgreSQL ${state.pg.major} container needs pg_promote() (PostgreSQL 12+): not supported on the docker runtime`);
@@ -81,6 +111,25 @@ export async function promoteNode(global: GlobalOptions, name: string, options: 
   // old primary may carry its list, naming itself).
   const syncNames = state.nodes.filter((n) => n.sync && n.name !== name && !n.rewindNeeded && n.name !== old?.name).map((n) => n.name);
   const synchronousStandbyNames = await applySyncStandbys(conn, syncNames);
+  let appliedAllReceived: boolean | null = null;
+  if (wal?.received) {
+    const [reached] = await queryRows<{ past: boolean }>(conn, `SELECT ${dialect.lsnDiff}(${dialect.currentWriteLsn}, $1::pg_lsn) >= 0 AS past`, [wal.received]);
+    appliedAllReceived = reached?.past ?? null;
+  }
+  // A primary applies nothing late: its recovery_min_apply_delay goes (recovery.conf is recovery.done already before 12).
+  if (node.applyDelayMs !== undefined && state.pg.major >= 12) {
+    await withClient(conn, async (client) => {
+      await client.query('ALTER SYSTEM RESET recovery_min_apply_delay');
+      await client.query('SELECT pg_reload_conf()');
+    });
+  }
+  const walAtPromote: WalAtPromote = {
+    receivedLsn: wal?.received ?? null,
+    replayedLsn: wal?.replayed ?? null,
+    unappliedBytes: wal?.unapplied === null || wal?.unapplied === undefined ? null : Number(wal.unapplied),
+    appliedAllReceived,
+    applyDelayMs: node.applyDelayMs ?? null,
+  };
 
   await updateState(context.labDir, (s) => {
     for (const n of s.nodes) {
@@ -95,6 +144,19 @@ export async function promoteNode(global: GlobalOptions, name: string, options: 
     promoted.timeline = after.timeline;
     delete promoted.upstream;
     delete promoted.rewindNeeded;
+    delete promoted.applyDelayMs;
   });
-  return { name, port: node.port, previousPrimary: old?.name ?? null, timeline: after.timeline, synchronousStandbyNames, elapsedMs: Date.now() - started };
+  return { name, port: node.port, previousPrimary: old?.name ?? null, timeline: after.timeline, synchronousStandbyNames, walAtPromote, elapsedMs: Date.now() - started };
+}
+
+/** walAtPromote as one line for people: what a (delayed) standby had, applied and did not have. */
+export function describeWalAtPromote(wal: WalAtPromote): string {
+  const delayed = wal.applyDelayMs !== null ? `delayed standby (apply delay ${formatApplyDelay(wal.applyDelayMs)}, gone now that it is the primary): ` : '';
+  if (wal.receivedLsn === null) return `${delayed}it had applied WAL up to ${wal.replayedLsn ?? 'unknown'}; it had received nothing by streaming since it started`;
+  const unapplied = wal.unappliedBytes ?? 0;
+  const applied = unapplied > 0
+    ? `it applied the ${unapplied} bytes of WAL it had received but held back (replayed up to ${wal.replayedLsn}, received up to ${wal.receivedLsn})`
+    : `it had applied everything it received (up to ${wal.receivedLsn})`;
+  const check = wal.appliedAllReceived === false ? '; WARNING: its WAL does not reach what it had received' : '';
+  return `${delayed}${applied}${check}; WAL its upstream had not sent it is not there`;
 }
