@@ -6,6 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Lab, LabError, type LabNode } from '../src/index.js';
 import { pollUntil } from '../src/common/poll.js';
@@ -14,7 +15,12 @@ import { ensureMajor, freePorts, lab as labCli, refused } from './helpers/lab.js
 const DELAY_MS = 2000;
 
 const count = async (node: LabNode, table = 't'): Promise<number> => (await node.query<{ n: number }>(`select count(*)::int as n from ${table}`))[0]!.n;
-const setting = async (node: LabNode): Promise<string> => (await node.query<{ v: string }>("select current_setting('recovery_min_apply_delay') as v"))[0]!.v;
+/** The node's recovery_min_apply_delay in ms, as the server has it: a GUC from 12, a line of recovery.conf before (0 once it is gone). */
+async function setting(node: LabNode, major = 15): Promise<number> {
+  if (major >= 12) return (await node.query<{ ms: number }>("select setting::int as ms from pg_settings where name = 'recovery_min_apply_delay'"))[0]!.ms;
+  const conf = await readFile(path.join(node.datadir, 'recovery.conf'), 'utf8').catch(() => '');
+  return Number(/^recovery_min_apply_delay = '(\d+)ms'$/m.exec(conf)?.[1] ?? 0);
+}
 const median = (values: number[]): number => {
   const sorted = [...values].sort((a, b) => a - b);
   const mid = Math.floor(sorted.length / 2);
@@ -68,8 +74,8 @@ test('delayed standby (PG 15): rows no sooner than the delay; a cascade of it ge
   const delayed = await lab.addReplica({ name: 'delayed', applyDelayMs: DELAY_MS });
   assert.equal(delayed.applyDelayMs, DELAY_MS);
   assert.equal(replica1.applyDelayMs, undefined);
-  assert.equal(await setting(delayed), '2s');
-  assert.equal(await setting(replica1), '0');
+  assert.equal(await setting(delayed), 2000);
+  assert.equal(await setting(replica1), 0);
   await primary.query('create table t (id int primary key)');
   await pollUntil(async () => (await delayed.query<{ n: number }>("select count(*)::int as n from pg_tables where tablename = 't'"))[0]!.n === 1 || undefined, { timeoutMs: DELAY_MS + 5000, intervalMs: 50, what: 'table t on delayed' });
 
@@ -83,7 +89,7 @@ test('delayed standby (PG 15): rows no sooner than the delay; a cascade of it ge
   // the upstream's: not written again) and gets the WAL as soon as the delayed standby receives it.
   const cascade = await lab.addReplica({ name: 'cascade', upstream: 'delayed' });
   assert.equal(cascade.applyDelayMs, undefined);
-  assert.equal(await setting(cascade), '0');
+  assert.equal(await setting(cascade), 0);
   const [onDelayed, onCascade] = await commitAndWatch(primary, [delayed, cascade], 100);
   assert.ok(onCascade!.fromCommit < 1000, `the cascade had the row ${onCascade!.fromCommit} ms after its commit: not at once`);
   assert.ok(onDelayed!.fromSend >= DELAY_MS, 'its upstream still applied it late');
@@ -138,7 +144,7 @@ test('delayed standby (PG 15): rows no sooner than the delay; a cascade of it ge
   const promotion = await lab.promote('replica1');
   assert.ok(promotion.followed.includes('delayed'), JSON.stringify(promotion.followed));
   assert.equal(lab.node('delayed').applyDelayMs, DELAY_MS);
-  assert.equal(await setting(delayed), '2s');
+  assert.equal(await setting(delayed), 2000);
   // The cascade reconnects to its restarted upstream (wal_retrieve_retry_interval, 5 s) before it is the prompt one again.
   await pollUntil(async () => (await delayed.query<{ n: number }>("select count(*)::int as n from pg_stat_replication where application_name = 'cascade' and state = 'streaming'"))[0]!.n === 1 || undefined, { timeoutMs: 15_000, intervalMs: 50, what: 'cascade streaming from delayed again' });
   const afterFollow = await measureDelay(lab.primary, delayed, cascade, 300, 2);
@@ -149,7 +155,7 @@ test('delayed standby (PG 15): rows no sooner than the delay; a cascade of it ge
   assert.match(readded, /^replica delayed rebuilt: streaming from replica1, applying WAL 30s late \(recovery_min_apply_delay\)/m);
   await lab.status();
   assert.equal(lab.node('delayed').applyDelayMs, 30_000);
-  assert.equal(await setting(delayed), '30s');
+  assert.equal(await setting(delayed), 30_000);
 
   // A promote of the delayed standby: WAL it received and held back is applied at once (PostgreSQL ends
   // the delay when promoted), and the promote says how much.
@@ -169,7 +175,7 @@ test('delayed standby (PG 15): rows no sooner than the delay; a cascade of it ge
   await lab.status();
   assert.equal(lab.node('delayed').role, 'primary');
   assert.equal(lab.node('delayed').applyDelayMs, undefined, 'a primary has no delay');
-  assert.equal(await setting(delayed), '0');
+  assert.equal(await setting(delayed), 0);
 });
 
 for (const major of [17, 11]) {
@@ -179,17 +185,17 @@ for (const major of [17, 11]) {
     const delayed = await lab.addReplica({ name: 'delayed', applyDelayMs: DELAY_MS });
     await lab.primary.query('create table t (id int primary key)');
     await pollUntil(async () => (await delayed.query<{ n: number }>("select count(*)::int as n from pg_tables where tablename = 't'"))[0]!.n === 1 || undefined, { timeoutMs: DELAY_MS + 5000, intervalMs: 50, what: 'table t on delayed' });
-    assert.equal(await setting(delayed), '2s');
+    assert.equal(await setting(delayed, major), 2000);
     const applied = await measureDelay(lab.primary, delayed, lab.node('replica1'), 1, 5);
     t.diagnostic(`PG ${major}: applied delay median ${median(applied).toFixed(0)} ms (${applied.map((a) => a.toFixed(0)).join(', ')})`);
 
     await lab.promote('replica1');
-    assert.equal(await setting(delayed), '2s', 'the follow kept it');
+    assert.equal(await setting(delayed, major), 2000, 'the follow kept it');
     await measureDelay(lab.primary, delayed, lab.node('replica1'), 10, 1);
 
     // A re-add with a longer delay, rows held back, then the delayed standby promoted over a stopped primary.
     await lab.addReplica({ name: 'delayed', applyDelayMs: 30_000 });
-    assert.equal(await setting(delayed), '30s');
+    assert.equal(await setting(delayed, major), 30_000);
     await lab.primary.query('insert into t select generate_series(1000, 1049)');
     const [{ lsn }] = await lab.primary.query<{ lsn: string }>('select pg_current_wal_lsn()::text as lsn');
     await pollUntil(async () => (await delayed.query<{ ok: boolean }>('select pg_last_wal_receive_lsn() >= $1::pg_lsn as ok', [lsn]))[0]!.ok || undefined, { timeoutMs: 10_000, intervalMs: 20, what: 'delayed to receive the rows' });
@@ -202,5 +208,6 @@ for (const major of [17, 11]) {
     assert.ok(promotion.elapsedMs < 15_000, `the promote took ${promotion.elapsedMs} ms`);
     assert.equal(await count(delayed), 56, 'every row it had received');
     assert.equal(lab.node('delayed').applyDelayMs, undefined);
+    assert.equal(await setting(delayed, major), 0, 'a primary has no delay');
   });
 }
