@@ -178,6 +178,19 @@ test('delayed standby (PG 15): rows no sooner than the delay; a cascade of it ge
   assert.equal(await setting(delayed), 0);
 });
 
+test('delayed standby: a synchronous standby re-added with a delay is refused, and left as it was', async () => {
+  await using lab = await Lab.start({ replicas: 1, sync: true });
+  const replica1 = lab.node('replica1');
+  await assert.rejects(
+    lab.addReplica({ name: 'replica1', applyDelayMs: 1000 }),
+    (e: unknown) => e instanceof LabError && e.code === 'USAGE' && /^"replica1" is a synchronous standby: an apply delay on it is refused/.test(e.message),
+  );
+  const [row] = await lab.primary.query<{ sync_state: string }>("select sync_state from pg_stat_replication where application_name = 'replica1'");
+  assert.equal(row?.sync_state, 'quorum', 'still streaming as a synchronous standby');
+  assert.equal(replica1.applyDelayMs, undefined);
+  assert.equal(await setting(replica1), 0);
+});
+
 for (const major of [17, 11]) {
   test(`delayed standby (PG ${major}${major < 12 ? ', recovery.conf' : ''}): rows no sooner than the delay, a follow keeps it, a promote applies what it held back`, async (t) => {
     await ensureMajor(major);
