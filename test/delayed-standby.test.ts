@@ -10,6 +10,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Lab, LabError, type LabNode } from '../src/index.js';
 import { pollUntil } from '../src/common/poll.js';
+import { formatApplyDelay, parseApplyDelay } from '../src/lab/apply-delay.js';
 import { ensureMajor, freePorts, lab as labCli, refused } from './helpers/lab.js';
 
 const DELAY_MS = 2000;
@@ -25,6 +26,12 @@ const median = (values: number[]): number => {
   const sorted = [...values].sort((a, b) => a - b);
   const mid = Math.floor(sorted.length / 2);
   return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+};
+
+/** "0/5003660" as bytes. */
+const lsnBytes = (lsn: string): bigint => {
+  const [hi, lo] = lsn.split('/');
+  return (BigInt(`0x${hi}`) << 32n) + BigInt(`0x${lo}`);
 };
 
 interface Arrival {
@@ -66,6 +73,16 @@ async function measureDelay(primary: LabNode, delayed: LabNode, prompt: LabNode,
   }
   return applied;
 }
+
+test('--apply-delay values: units, bounds, and how the watchers print them', () => {
+  assert.equal(parseApplyDelay('500ms'), 500);
+  assert.equal(parseApplyDelay('1.5s'), 1500);
+  assert.equal(parseApplyDelay('2m'), 120_000);
+  assert.equal(parseApplyDelay('2min'), 120_000);
+  assert.equal(parseApplyDelay('24h'), 86_400_000);
+  for (const bad of ['0s', '0.5ms', '-1s', '30', 'soon', '1d', '24.001h']) assert.throws(() => parseApplyDelay(bad), LabError, bad);
+  assert.deepEqual([500, 2000, 30_000, 90_000, 120_000, 5_400_000, 86_400_000].map(formatApplyDelay), ['500ms', '2s', '30s', '1min30s', '2min', '1h30min', '24h']);
+});
 
 test('delayed standby (PG 15): rows no sooner than the delay; a cascade of it gets WAL at once; watchers tell it from a paused replay; refusals; the delay survives a follow and a re-add; a promote applies what it held back', async (t) => {
   await using lab = await Lab.start({ replicas: 1 });
@@ -169,8 +186,9 @@ test('delayed standby (PG 15): rows no sooner than the delay; a cascade of it ge
   const promoteMs = Date.now() - started;
   t.diagnostic(promoted);
   assert.ok(promoteMs < 15_000, `the promote took ${promoteMs} ms: it waited out the 30 s delay?`);
-  const held = /delayed standby \(apply delay 30s, gone now that it is the primary\): it applied the (\d+) bytes of WAL it had received but held back \(replayed up to [0-9A-F/]+, received up to [0-9A-F/]+\); WAL its upstream had not sent it is not there/.exec(promoted);
+  const held = /delayed standby \(apply delay 30s, gone now that it is the primary\): it applied the (\d+) bytes of WAL it had received but held back \(replayed up to [0-9A-F/]+, received up to ([0-9A-F/]+)\); its new timeline begins at ([0-9A-F/]+); WAL its upstream had not sent it is not there/.exec(promoted);
   assert.ok(held && Number(held[1]) > 0, promoted);
+  assert.ok(lsnBytes(held[3]!) >= lsnBytes(held[2]!), `the new timeline begins at or past the received WAL: ${promoted}`);
   assert.equal((await delayed.query<{ n: number }>('select count(*)::int as n from t where id >= 1000'))[0]!.n, 100, 'every row it had received');
   await lab.status();
   assert.equal(lab.node('delayed').role, 'primary');
@@ -217,6 +235,7 @@ for (const major of [17, 11]) {
     t.diagnostic(JSON.stringify(wal));
     assert.equal(wal.applyDelayMs, 30_000);
     assert.equal(wal.appliedAllReceived, true);
+    assert.ok(lsnBytes(wal.timelineStartLsn!) >= lsnBytes(wal.receivedLsn!), `the new timeline begins at or past the received WAL: ${JSON.stringify(wal)}`);
     assert.ok((wal.unappliedBytes ?? 0) > 0, JSON.stringify(wal));
     assert.ok(promotion.elapsedMs < 15_000, `the promote took ${promotion.elapsedMs} ms`);
     assert.equal(await count(delayed), 56, 'every row it had received');

@@ -8,7 +8,7 @@ import { openLab, type GlobalOptions } from '../lab/context.js';
 import { primaryOf, requireBuilt, requireNode, updateState } from '../lab/state.js';
 import { serverRole } from '../postgres/recovery.js';
 import { runPg } from '../postgres/run.js';
-import { queryRows, withClient } from '../postgres/client.js';
+import { queryRows, withClient, type ConnectOptions } from '../postgres/client.js';
 import { dialectFor } from '../postgres/dialect.js';
 import { formatApplyDelay } from '../lab/apply-delay.js';
 import { runtimeFor } from '../runtime/runtime-for.js';
@@ -46,7 +46,9 @@ export interface WalAtPromote {
   replayedLsn: string | null;
   /** Received but not yet applied (a delayed standby's held-back WAL, or a paused replay's): applied at the promote. */
   unappliedBytes: number | null;
-  /** True when, once a primary, its WAL reaches past what it had received: everything received was applied. */
+  /** Where its new timeline begins (the switch point in its timeline history file): the end of the WAL it replayed. */
+  timelineStartLsn: string | null;
+  /** True when the new timeline begins at or past what it had received: everything received was applied. */
   appliedAllReceived: boolean | null;
   /** The apply delay it had as a standby (it has none as a primary). */
   applyDelayMs: number | null;
@@ -111,11 +113,8 @@ export async function promoteNode(global: GlobalOptions, name: string, options: 
   // old primary may carry its list, naming itself).
   const syncNames = state.nodes.filter((n) => n.sync && n.name !== name && !n.rewindNeeded && n.name !== old?.name).map((n) => n.name);
   const synchronousStandbyNames = await applySyncStandbys(conn, syncNames);
-  let appliedAllReceived: boolean | null = null;
-  if (wal?.received) {
-    const [reached] = await queryRows<{ past: boolean }>(conn, `SELECT ${dialect.lsnDiff}(${dialect.currentWriteLsn}, $1::pg_lsn) >= 0 AS past`, [wal.received]);
-    appliedAllReceived = reached?.past ?? null;
-  }
+  const timelineStartLsn = await switchPoint(conn, after.timeline, state.pg.major);
+  const appliedAllReceived = wal?.received && timelineStartLsn ? lsnValue(timelineStartLsn) >= lsnValue(wal.received) : null;
   // A primary applies nothing late: its recovery_min_apply_delay goes (recovery.conf is recovery.done already before 12).
   if (node.applyDelayMs !== undefined && state.pg.major >= 12) {
     await withClient(conn, async (client) => {
@@ -127,6 +126,7 @@ export async function promoteNode(global: GlobalOptions, name: string, options: 
     receivedLsn: wal?.received ?? null,
     replayedLsn: wal?.replayed ?? null,
     unappliedBytes: wal?.unapplied === null || wal?.unapplied === undefined ? null : Number(wal.unapplied),
+    timelineStartLsn,
     appliedAllReceived,
     applyDelayMs: node.applyDelayMs ?? null,
   };
@@ -149,6 +149,23 @@ export async function promoteNode(global: GlobalOptions, name: string, options: 
   return { name, port: node.port, previousPrimary: old?.name ?? null, timeline: after.timeline, synchronousStandbyNames, walAtPromote, elapsedMs: Date.now() - started };
 }
 
+/**
+ * The LSN where `timeline` begins: the last line of its history file (`parent TLI, switch point, reason`),
+ * written at the promote with the end of the WAL recovery replayed (EndOfLog). null when unreadable.
+ */
+async function switchPoint(conn: ConnectOptions, timeline: number, major: number): Promise<string | null> {
+  const file = `${major >= 10 ? 'pg_wal' : 'pg_xlog'}/${timeline.toString(16).toUpperCase().padStart(8, '0')}.history`;
+  const rows = await queryRows<{ text: string }>(conn, 'SELECT pg_read_file($1) AS text', [file]).catch(() => []);
+  const lines = (rows[0]?.text ?? '').split('\n').filter((line) => /^\d+\s/.test(line));
+  return /^\d+\s+([0-9A-F]{1,8}\/[0-9A-F]{1,8})/i.exec(lines.at(-1) ?? '')?.[1] ?? null;
+}
+
+/** "16/B374D848" as a number of bytes. */
+function lsnValue(lsn: string): bigint {
+  const [hi, lo] = lsn.split('/');
+  return (BigInt(`0x${hi}`) << 32n) + BigInt(`0x${lo}`);
+}
+
 /** walAtPromote as one line for people: what a (delayed) standby had, applied and did not have. */
 export function describeWalAtPromote(wal: WalAtPromote): string {
   const delayed = wal.applyDelayMs !== null ? `delayed standby (apply delay ${formatApplyDelay(wal.applyDelayMs)}, gone now that it is the primary): ` : '';
@@ -157,6 +174,7 @@ export function describeWalAtPromote(wal: WalAtPromote): string {
   const applied = unapplied > 0
     ? `it applied the ${unapplied} bytes of WAL it had received but held back (replayed up to ${wal.replayedLsn}, received up to ${wal.receivedLsn})`
     : `it had applied everything it received (up to ${wal.receivedLsn})`;
-  const check = wal.appliedAllReceived === false ? '; WARNING: its WAL does not reach what it had received' : '';
-  return `${delayed}${applied}${check}; WAL its upstream had not sent it is not there`;
+  const check = wal.appliedAllReceived === false ? `; WARNING: its new timeline begins at ${wal.timelineStartLsn}, before the end of what it had received` : '';
+  const start = wal.timelineStartLsn && wal.appliedAllReceived !== false ? `; its new timeline begins at ${wal.timelineStartLsn}` : '';
+  return `${delayed}${applied}${start}${check}; WAL its upstream had not sent it is not there`;
 }
