@@ -84,7 +84,7 @@ test('--apply-delay values: units, bounds, and how the watchers print them', () 
   assert.deepEqual([500, 2000, 30_000, 90_000, 120_000, 5_400_000, 86_400_000].map(formatApplyDelay), ['500ms', '2s', '30s', '1min30s', '2min', '1h30min', '24h']);
 });
 
-test('delayed standby (PG 15): rows no sooner than the delay; a cascade of it gets WAL at once; watchers tell it from a paused replay; refusals; the delay survives a follow and a re-add; a promote applies what it held back', async (t) => {
+test('delayed standby (PG 15): rows no sooner than the delay; a cascade of it gets WAL at once; watchers tell it from a paused replay; refusals; the delay survives a follow, a rewind and a re-add; a promote applies what it held back', async (t) => {
   await using lab = await Lab.start({ replicas: 1 });
   const primary = lab.primary;
   const replica1 = lab.node('replica1');
@@ -166,6 +166,12 @@ test('delayed standby (PG 15): rows no sooner than the delay; a cascade of it ge
   await pollUntil(async () => (await delayed.query<{ n: number }>("select count(*)::int as n from pg_stat_replication where application_name = 'cascade' and state = 'streaming'"))[0]!.n === 1 || undefined, { timeoutMs: 15_000, intervalMs: 50, what: 'cascade streaming from delayed again' });
   const afterFollow = await measureDelay(lab.primary, delayed, cascade, 300, 2);
   t.diagnostic(`after the follow: ${afterFollow.map((a) => a.toFixed(0)).join(', ')} ms`);
+
+  // A rewind writes its standby configuration again: still 2 s.
+  const rewound = await delayed.rewind();
+  assert.doesNotMatch(rewound.rewind, /rebuilt/, 'pg_rewind 15 ran');
+  assert.equal(await setting(delayed), 2000);
+  assert.equal(lab.node('delayed').applyDelayMs, DELAY_MS);
 
   // A re-add keeps it unless given a new one: 30 s, for the promote below.
   const readded = await labCli(lab.dir, 'replica', 'add', 'delayed', delayed.datadir, String(delayed.port), '--apply-delay', '30s');
