@@ -157,6 +157,13 @@ test('delayed standby (PG 15): rows no sooner than the delay; a cascade of it ge
   assert.deepEqual((await lab.status()).nodes.map((n) => n.name), ['master1', 'replica1', 'delayed', 'cascade'], 'no record');
   assert.deepEqual((await primary.query<{ s: string }>('select slot_name as s from pg_replication_slots order by 1')).map((r) => r.s), ['pglab_delayed', 'pglab_replica1'], 'no slot');
 
+  // A rewind (pg_rewind 15 from the primary it streams from: nothing to rewind) writes its standby
+  // configuration again: still 2 s.
+  const rewound = await delayed.rewind();
+  assert.doesNotMatch(rewound.rewind, /rebuilt/, `pg_rewind 15 ran: ${rewound.rewind}`);
+  assert.equal(await setting(delayed), 2000);
+  assert.equal(lab.node('delayed').applyDelayMs, DELAY_MS);
+
   // A follow keeps the delay: replica1 is promoted, the delayed standby follows it, still 2 s late.
   const promotion = await lab.promote('replica1');
   assert.ok(promotion.followed.includes('delayed'), JSON.stringify(promotion.followed));
@@ -166,12 +173,6 @@ test('delayed standby (PG 15): rows no sooner than the delay; a cascade of it ge
   await pollUntil(async () => (await delayed.query<{ n: number }>("select count(*)::int as n from pg_stat_replication where application_name = 'cascade' and state = 'streaming'"))[0]!.n === 1 || undefined, { timeoutMs: 15_000, intervalMs: 50, what: 'cascade streaming from delayed again' });
   const afterFollow = await measureDelay(lab.primary, delayed, cascade, 300, 2);
   t.diagnostic(`after the follow: ${afterFollow.map((a) => a.toFixed(0)).join(', ')} ms`);
-
-  // A rewind writes its standby configuration again: still 2 s.
-  const rewound = await delayed.rewind();
-  assert.doesNotMatch(rewound.rewind, /rebuilt/, 'pg_rewind 15 ran');
-  assert.equal(await setting(delayed), 2000);
-  assert.equal(lab.node('delayed').applyDelayMs, DELAY_MS);
 
   // A re-add keeps it unless given a new one: 30 s, for the promote below.
   const readded = await labCli(lab.dir, 'replica', 'add', 'delayed', delayed.datadir, String(delayed.port), '--apply-delay', '30s');

@@ -1,4 +1,5 @@
-// `lab replica follow NAME [--primary P]`: point a standby at a (new) primary and restart it. With
+// `lab replica follow NAME [--primary P]`: point a standby at a (new) primary: a reload from 13 (its
+// sessions kept), a restart before. With
 // recovery_target_timeline = 'latest' it switches to the primary's timeline; we return once that
 // primary's pg_stat_replication shows NAME streaming.
 import { LabError } from '../common/errors.js';
@@ -8,7 +9,7 @@ import { nodeLogFile, openLab, type GlobalOptions, type LabContext } from '../la
 import { nodeFilesSpec, writeStandbyConfig } from '../lab/node-files.js';
 import { primaryOf, requireBuilt, requireNode, updateState, type NodeRecord } from '../lab/state.js';
 import { dropSlot, ensureSlot, slotName } from '../postgres/base-backup.js';
-import { queryRows } from '../postgres/client.js';
+import { queryRows, withClient } from '../postgres/client.js';
 import { serverRole } from '../postgres/recovery.js';
 import { logTail, readLogFrom, sizeOf } from '../postgres/server.js';
 import { runtimeFor } from '../runtime/runtime-for.js';
@@ -25,6 +26,8 @@ export interface FollowResult {
   primary: string;
   pid: number;
   syncState: string;
+  /** True when a reload re-pointed it (13+: its sessions kept), false when it was restarted. */
+  reloaded: boolean;
   elapsedMs: number;
 }
 
@@ -118,6 +121,19 @@ export async function replicaFollow(global: GlobalOptions, name: string, options
   // The new primary was a standby: it has no slot for this node yet (slots are not replicated).
   await ensureSlot({ host: nodeAddress(primary), port: primary.port, user: state.dbUser }, slotName(name));
   await writeStandbyConfig({ ...nodeFilesSpec(context.labDir, state, node, await nodes.dataOwner()), upstreamPort: primary.port, upstreamHost: nodeAddress(primary) });
+  const running = await nodes.livePid(node);
+  if (running && state.pg.major >= 13) {
+    // 13+ reloads primary_conninfo and primary_slot_name: the walreceiver reconnects to the new upstream
+    // and the standby's own sessions (readers through a balancer) are kept; before 13 it restarts.
+    const logFrom = await sizeOf(nodeLogFile(context.labDir, name));
+    await withClient({ host: nodeAddress(node), port: node.port, user: state.dbUser, connectTimeoutMs: 2000 }, (client) => client.query('SELECT pg_reload_conf()'));
+    await updateState(context.labDir, (s) => {
+      requireNode(s, name).upstream = primary.name;
+    });
+    const syncState = await waitStreaming(context, primary, name, timeoutMs, false, logFrom);
+    await dropOldSlot(context, node, primary.name);
+    return { name, primary: primary.name, pid: running, syncState, reloaded: true, elapsedMs: Date.now() - started };
+  }
   await nodes.stop(node, 'fast');
   await dropOldSlot(context, node, primary.name);
   await assertPortFree(node.port, `node "${name}"`);
@@ -129,5 +145,5 @@ export async function replicaFollow(global: GlobalOptions, name: string, options
     n.expected = 'running';
   });
   const syncState = await waitStreaming(context, primary, name, timeoutMs, false, logFrom);
-  return { name, primary: primary.name, pid, syncState, elapsedMs: Date.now() - started };
+  return { name, primary: primary.name, pid, syncState, reloaded: false, elapsedMs: Date.now() - started };
 }
