@@ -217,13 +217,15 @@ test('delayed standby: a synchronous standby re-added with a delay is refused, a
 });
 
 for (const major of [17, 11]) {
-  test(`delayed standby (PG ${major}${major < 12 ? ', recovery.conf' : ''}): rows no sooner than the delay, a follow keeps it, a promote applies what it held back`, async (t) => {
+  test(`delayed standby (PG ${major}${major < 12 ? ', recovery.conf' : ''}): rows no sooner than the delay, no switchover to it, a follow keeps it, a promote applies what it held back`, async (t) => {
     await ensureMajor(major);
     await using lab = await Lab.start({ pg: major, replicas: 1 });
     const delayed = await lab.addReplica({ name: 'delayed', applyDelayMs: DELAY_MS });
     await lab.primary.query('create table t (id int primary key)');
     await pollUntil(async () => (await delayed.query<{ n: number }>("select count(*)::int as n from pg_tables where tablename = 't'"))[0]!.n === 1 || undefined, { timeoutMs: DELAY_MS + 5000, intervalMs: 50, what: 'table t on delayed' });
     assert.equal(await setting(delayed, major), 2000);
+    // A planned switchover to it is refused (on 11 from lab.json: recovery_min_apply_delay is no GUC there).
+    await assert.rejects(lab.switchover('delayed'), (e: unknown) => e instanceof LabError && e.code === 'STATE' && /^Node "delayed" applies WAL 2000 ms late/.test(e.message));
     const applied = await measureDelay(lab.primary, delayed, lab.node('replica1'), 1, 5);
     t.diagnostic(`PG ${major}: applied delay median ${median(applied).toFixed(0)} ms (${applied.map((a) => a.toFixed(0)).join(', ')})`);
 
