@@ -177,7 +177,7 @@ export class Lab implements AsyncDisposable {
     // A replica the lab has (a rebuild): its recorded port and data dir unless others are given.
     const known = this.snapshot.nodes.find((n) => n.name === name);
     const port = opts.port ?? known?.port ?? (await findFreePorts(1))[0]!;
-    await this.run(() => replicaAdd(this.global, name, opts.datadir ?? known?.datadir ?? path.join(this.dir, name), port, { reporter: reporterFor(this.own.onEvent), sync: opts.sync, upstream: opts.upstream, timeoutMs: opts.timeoutMs }));
+    await this.run(() => replicaAdd(this.global, name, opts.datadir ?? known?.datadir ?? path.join(this.dir, name), port, { reporter: reporterFor(this.own.onEvent), sync: opts.sync, upstream: opts.upstream, applyDelayMs: opts.applyDelayMs, timeoutMs: opts.timeoutMs }));
     return new LabNode(this, name);
   }
 
@@ -489,6 +489,14 @@ export class Promotion extends LabNode {
   /** The promotion itself (pg_promote until it accepts writes), in ms. */
   get elapsedMs(): number {
     return this.result.elapsedMs;
+  }
+
+  /**
+   * The WAL it had received and applied when promoted (the receive and replay LSNs just before), and the
+   * apply delay it had: a delayed standby applies what it held back at the promote (unappliedBytes).
+   */
+  get walAtPromote(): PromoteResult['walAtPromote'] {
+    return this.result.walAtPromote;
   }
 
   /** The primary before it (left stopped, waiting for a rewind, unless formerPrimary: 'rewind'). */

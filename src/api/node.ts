@@ -47,6 +47,11 @@ export class LabNode extends Connectable {
     return this.current.upstream ?? undefined;
   }
 
+  /** A delayed standby's recovery_min_apply_delay in ms (`addReplica({ applyDelayMs })`); undefined when it has none. */
+  get applyDelayMs(): number | undefined {
+    return this.current.applyDelayMs;
+  }
+
   protected endpoint(): { host: string; port: number } {
     return { host: this.host, port: this.port };
   }

@@ -1,6 +1,7 @@
 // The library's options, checked once at the edge: a wrong property is a one-line LabError naming it
 // (the CLI checks its flags the same way in src/cli/).
 import { LabError } from '../common/errors.js';
+import { checkApplyDelayMs } from '../lab/apply-delay.js';
 import type { AuthMethod, TlsMode } from '../lab/access.js';
 import type { RuntimeName } from '../lab/global-options.js';
 import type { CheckType, PoolKind } from '../balancer/config.js';
@@ -71,6 +72,8 @@ export interface ReplicaOptions {
   sync?: boolean;
   /** The node it is copied from and streams from; a replica makes it a cascading standby. Default: the primary. */
   upstream?: string;
+  /** A delayed standby: recovery_min_apply_delay in ms (1 to 86400000); not with sync. A re-added replica keeps its own unless given. */
+  applyDelayMs?: number;
   timeoutMs?: number;
 }
 
@@ -140,7 +143,7 @@ export interface SwitchoverOptions {
 
 const START_KEYS = ['dir', 'replicas', 'port', 'pg', 'auth', 'tls', 'runtime', 'hosts', 'sync', 'osUser', 'image', 'initdbTemplate', 'keep', 'timeoutMs', 'onEvent'];
 const OPEN_KEYS = ['osUser', 'onEvent'];
-const REPLICA_KEYS = ['name', 'port', 'datadir', 'sync', 'upstream', 'timeoutMs'];
+const REPLICA_KEYS = ['name', 'port', 'datadir', 'sync', 'upstream', 'applyDelayMs', 'timeoutMs'];
 const BALANCER_KEYS = ['name', 'pool', 'check', 'balance', 'host', 'port', 'interMs', 'fastinterMs', 'downinterMs', 'rise', 'fall', 'checkTimeoutMs', 'maxLagBytes', 'maxLagMs', 'tls', 'connectTimeoutMs', 'clientTimeoutMs', 'serverTimeoutMs', 'retries'];
 const BALANCER_PROCESS_KEYS = [...BALANCER_KEYS, 'engine', 'statsPort'];
 
@@ -227,6 +230,7 @@ export function checkReplicaOptions(options: ReplicaOptions): ReplicaOptions {
     datadir: text(where, 'datadir', options.datadir),
     sync: bool(where, 'sync', options.sync),
     upstream: text(where, 'upstream', options.upstream),
+    applyDelayMs: options.applyDelayMs === undefined ? undefined : checkApplyDelayMs(options.applyDelayMs, `${where}: applyDelayMs`),
     timeoutMs: wholeNumber(where, 'timeoutMs', options.timeoutMs, 1, 3_600_000),
   };
 }

@@ -1,12 +1,13 @@
 // Declarations of the lab core's commands: master, replica, node, status, destroy, versions.
 // Each action imports its command when it runs, so a command loads only what it needs (start-up time).
 import { withFaultWords } from '../lab/fault-words.js';
+import { formatApplyDelay } from '../lab/apply-delay.js';
 import { Command, InvalidArgumentError } from 'commander';
 import type { NodeAction } from '../commands/node.js';
 import { psqlTable } from '../common/table.js';
 import { silentReporter } from '../common/reporter.js';
 import { examples, globalsOf } from './globals.js';
-import { parseSeconds } from './parse-options.js';
+import { applyDelayOption, parseSeconds } from './parse-options.js';
 import { printJson, printLine, terminalReporter } from './output.js';
 import { withInterrupt } from './interrupt.js';
 
@@ -75,6 +76,7 @@ export function replicaCommand(): Command {
     .option('--timeout <duration>', 'how long to wait until the master shows it streaming', parseSeconds, 60_000)
     .option('--sync', 'a synchronous standby: listed in the primary\'s synchronous_standby_names (ANY 1), COMMIT waits for it')
     .option('--upstream <node>', 'the node to copy and stream from: a replica makes this a cascading standby (default: the primary, or a re-added replica\'s own upstream)')
+    .option('--apply-delay <delay>', 'a delayed standby: recovery_min_apply_delay, e.g. 500ms, 30s, 5min, 1h (up to 24h; not with --sync); a re-added replica keeps its delay unless given a new one', applyDelayOption)
     .option('--base-backup <method>', 'auto (pglab\'s own copy; pg_basebackup is never needed), pglab, or pg_basebackup (env LAB_BASE_BACKUP)')
     .option('--json', 'print the result as JSON')
     .option('-v, --verbose', 'show pg_basebackup\'s output')
@@ -83,6 +85,7 @@ export function replicaCommand(): Command {
       'lab node kill replica2 && lab replica add replica2 /tmp/pgdata/replica2 5434   # demo step 8',
       'lab replica add replica4 /tmp/pgdata/replica4 5436 --sync',
       'lab replica add replica3 /tmp/pgdata/replica3 5435 --upstream replica1   # a cascade: replica1 -> replica3',
+      'lab replica add delayed /tmp/pgdata/delayed 5436 --apply-delay 30s        # applies each commit 30 s after the primary made it',
     ))
     .action(async (name: string, datadir: string, port: string, options, command: Command) => {
       const { replicaAdd } = await import('../commands/replica.js');
@@ -91,14 +94,16 @@ export function replicaCommand(): Command {
         timeoutMs: options.timeout,
         sync: Boolean(options.sync),
         upstream: options.upstream,
+        applyDelayMs: options.applyDelay,
         baseBackup: options.baseBackup,
         reporter: options.json ? silentReporter : terminalReporter({ verbose: options.verbose }),
         signal,
       }));
       if (options.json) return printJson(result);
       const sync = result.synchronousStandbyNames !== undefined ? ` (${result.syncState}: synchronous_standby_names = '${result.synchronousStandbyNames}')` : '';
+      const delay = result.applyDelayMs !== undefined ? `, applying WAL ${formatApplyDelay(result.applyDelayMs)} late (recovery_min_apply_delay)` : '';
       printLine(
-        `replica ${result.name} ${result.rebuilt ? 'rebuilt' : 'added'}: streaming from ${result.upstream}${sync}, port ${result.port}, data dir ${result.datadir}, pid ${result.pid} (${(result.elapsedMs / 1000).toFixed(1)}s)`,
+        `replica ${result.name} ${result.rebuilt ? 'rebuilt' : 'added'}: streaming from ${result.upstream}${sync}${delay}, port ${result.port}, data dir ${result.datadir}, pid ${result.pid} (${(result.elapsedMs / 1000).toFixed(1)}s)`,
       );
       printLine(`base backup: ${result.baseBackup === 'pglab' ? 'pglab\'s own (pg_backup_start, file copy, pg_backup_stop)' : 'pg_basebackup'}${result.backupKb !== undefined ? `, ${result.backupKb} kB` : ''}; slot ${result.slot} on ${result.upstream}`);
     });
@@ -199,11 +204,12 @@ export function promoteCommand(): Command {
     .option('--json', 'print the result as JSON')
     .addHelpText('after', examples('lab node kill master1 && lab promote replica1', 'lab node stop master1 && lab promote replica1   # planned switchover'))
     .action(async (name: string, options, command: Command) => {
-      const { promoteNode } = await import('../commands/promote.js');
+      const { promoteNode, describeWalAtPromote } = await import('../commands/promote.js');
       const result = await promoteNode(globalsOf(command), name, { timeoutMs: options.timeout });
       if (options.json) return printJson(result);
       const was = result.previousPrimary ? `; ${result.previousPrimary} needs \`lab node rewind ${result.previousPrimary}\`` : '';
       printLine(`${result.name} promoted: primary on timeline ${result.timeline}, port ${result.port} (${(result.elapsedMs / 1000).toFixed(1)}s)${was}`);
+      printLine(describeWalAtPromote(result.walAtPromote));
     });
 }
 
@@ -268,17 +274,21 @@ export function statusCommand(): Command {
       // A lab with cascading standbys: a last column says who streams from whom.
       const primaryName = status.nodes.find((n) => n.role === 'primary')?.name;
       const cascades = status.nodes.some((n) => n.role === 'replica' && n.upstream !== null && n.upstream !== primaryName);
+      // A lab with a delayed standby: its delay, so a replay lag of about that reads as expected (a paused replay shows as `lag` in status).
+      const delays = status.nodes.some((n) => n.applyDelayMs !== null);
       printLine(
         psqlTable(
           [
             { header: 'name' }, { header: 'role' }, { header: 'port', align: 'right' }, { header: 'datadir' },
             { header: 'pid', align: 'right' }, { header: 'status' }, { header: 'replication' }, { header: 'lag_bytes', align: 'right' },
             { header: 'server' }, { header: 'tli', align: 'right' },
+            ...(delays ? [{ header: 'delay' }] : []),
             ...(cascades ? [{ header: 'upstream' }] : []),
           ],
           status.nodes.map((n) => [
             n.name, n.role === 'primary' ? 'master' : 'replica', n.port, n.datadir, n.pid, withFaultWords(n.status, n.faultWords), n.replication ?? (n.role === 'replica' ? '-' : ''),
             n.replayLagBytes, n.serverRole ?? n.serverProblem ?? '', n.timeline,
+            ...(delays ? [n.applyDelayMs !== null ? formatApplyDelay(n.applyDelayMs) : ''] : []),
             ...(cascades ? [n.role === 'replica' ? (n.upstream ?? primaryName ?? '') : ''] : []),
           ]),
         ),

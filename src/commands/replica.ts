@@ -25,6 +25,7 @@ import { removeNodeHost } from '../network/namespaces.js';
 import { assertAnswers, boundedConn, onNode } from '../lab/node-answers.js';
 import { assertServerPort, type ServerPlace } from '../network/server-port.js';
 import { undoAdd, type AddMade } from './replica-undo.js';
+import { checkApplyDelayMs } from '../lab/apply-delay.js';
 
 export interface ReplicaAddOptions {
   reporter?: Reporter;
@@ -37,6 +38,11 @@ export interface ReplicaAddOptions {
    * node a re-added replica streamed from (if still in the lab), else the primary.
    */
   upstream?: string;
+  /**
+   * A delayed standby: recovery_min_apply_delay in ms (1 ms to 24 h). Default: a re-added replica keeps
+   * the delay it had; a new one has none. Not with sync (see replicaAdd).
+   */
+  applyDelayMs?: number;
   /** pglab's own base backup, pg_basebackup, or auto (default; env LAB_BASE_BACKUP): src/postgres/base-backup.ts. */
   baseBackup?: BaseBackupMethod | string;
   /** Ctrl-C: the add stops where it is and is undone as a failed one is (replica-undo.ts). */
@@ -56,6 +62,8 @@ export interface ReplicaAddResult {
   baseBackup: 'pglab' | 'pg_basebackup';
   /** The physical replication slot on the primary the replica streams through. */
   slot: string;
+  /** A delayed standby's recovery_min_apply_delay in ms (absent: it applies WAL as it comes). */
+  applyDelayMs?: number;
   /** pg_stat_replication.sync_state on the primary: async, or quorum/sync with --sync. */
   syncState: string;
   /** The primary's synchronous_standby_names after this command (--sync). */
@@ -72,6 +80,7 @@ export async function replicaAdd(global: GlobalOptions, nameArg: string, datadir
   const datadir = checkShellSafePath(checkDatadirPath(datadirArg), 'data dir');
   checkShellSafePath(global.labDir, 'lab dir');
   const port = parsePort(portArg);
+  const wantedDelay = options.applyDelayMs === undefined ? undefined : checkApplyDelayMs(options.applyDelayMs, 'apply delay');
   const timeoutMs = options.timeoutMs ?? 60_000;
   const context = await openLab(global);
   const { state } = context;
@@ -86,6 +95,14 @@ export async function replicaAdd(global: GlobalOptions, nameArg: string, datadir
   if ((options.sync || known?.sync) && upstream !== primary) {
     const why = options.sync ? 'drop the sync option or the upstream' : `it is one now: re-add it without an upstream, or remove it first`;
     throw new LabError('USAGE', `A synchronous standby streams from the primary: "${name}" with upstream "${upstream.name}" (a cascade) cannot be one; ${why}`);
+  }
+  const applyDelayMs = wantedDelay ?? known?.applyDelayMs;
+  if (applyDelayMs !== undefined && (options.sync || known?.sync)) {
+    // With synchronous_commit = remote_apply (any session may set it) a COMMIT waits until the standby
+    // applied it: the whole delay, every commit. With on (flush) it would not wait, but a standby that
+    // stays behind on purpose is not the one whose ack says "safe": keep the two apart.
+    const what = options.sync ? `--sync with --apply-delay` : `"${name}" is a synchronous standby: an apply delay on it`;
+    throw new LabError('USAGE', `${what} is refused: under synchronous_commit = remote_apply every COMMIT would wait out the delay; make the delayed standby asynchronous (remove it and add it again without --sync) or drop the delay`);
   }
   const upstreamStatus = await nodes.status(upstream, upstream.expected);
   if (upstreamStatus.status !== 'running') {
@@ -137,7 +154,7 @@ export async function replicaAdd(global: GlobalOptions, nameArg: string, datadir
     }
   });
 
-  const node = { name, port, datadir, host: recorded.nodes.find((n) => n.name === name)!.host };
+  const node = { name, port, datadir, host: recorded.nodes.find((n) => n.name === name)!.host, applyDelayMs };
   const made: AddMade = {};
   let pid: number;
   let backupKb: number | undefined;
@@ -198,11 +215,14 @@ export async function replicaAdd(global: GlobalOptions, nameArg: string, datadir
       node.expected = 'running';
       delete node.rewindNeeded; // a rebuilt former primary is a fresh copy
       delete node.builder;
+      // Recorded once built with it: follow, rewind and a later re-add write it again.
+      if (applyDelayMs === undefined) delete node.applyDelayMs;
+      else node.applyDelayMs = applyDelayMs;
     });
   } catch (error) {
     throw await undoAdd({ context, nodes, primary, upstream, node, slot, existing, made, reporter }, signal?.aborted ? signal.reason : error);
   }
-  return { name, port, datadir, pid, upstream: upstream.name, rebuilt: Boolean(existing), backupKb, baseBackup: method, slot, syncState, synchronousStandbyNames, elapsedMs: Date.now() - started };
+  return { name, port, datadir, pid, upstream: upstream.name, rebuilt: Boolean(existing), backupKb, baseBackup: method, slot, ...(applyDelayMs !== undefined ? { applyDelayMs } : {}), syncState, synchronousStandbyNames, elapsedMs: Date.now() - started };
 }
 
 /**

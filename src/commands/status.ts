@@ -35,6 +35,8 @@ export interface NodeStatus {
   rewindNeeded: boolean;
   /** Where it is reached: 127.0.0.1, or its namespace's address in a lab made with --hosts. */
   address: string;
+  /** A delayed standby's recovery_min_apply_delay in ms: its replay lag is expected (a paused replay is the fault `lag`). */
+  applyDelayMs: number | null;
   /** Faults in force on it (`lab fault`): pause, lag, partition, loss. */
   faults: FaultKind[];
   /** The same as a person reads them: paused, lag, partition from replica2, loss 20%, delay 100ms. */
@@ -101,6 +103,7 @@ export async function labStatus(global: GlobalOptions): Promise<LabStatus> {
         serverRole: null,
         timeline: null,
         rewindNeeded: Boolean(node.rewindNeeded),
+        applyDelayMs: node.applyDelayMs ?? null,
         faults: faultsOf(state, node.name).map((fault) => fault.kind),
         faultWords: faultWordsOf(state, node.name),
         address: nodeAddress(node),

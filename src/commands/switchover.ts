@@ -137,9 +137,10 @@ export async function switchover(global: GlobalOptions, name: string, options: S
     ),
   );
   if (!standby!.recovery) throw new LabError('STATE', `Node "${name}" is not in recovery: it runs as a primary; rewind it (\`lab node rewind ${name}\`)`);
-  // PostgreSQL 11 has no such setting (null): its recovery.conf would say, and pglab writes none there.
-  if (standby!.delay !== null && standby!.delay !== '0') {
-    throw new LabError('STATE', `Node "${name}" applies WAL ${standby!.delay} ms late (recovery_min_apply_delay): the lab would have no primary while it catches up; switch over to a standby without a delay`);
+  // PostgreSQL 11 has no such setting (null): its delay is in recovery.conf, which lab.json records (applyDelayMs).
+  const delayMs = target.applyDelayMs ?? (standby!.delay !== null && standby!.delay !== '0' ? standby!.delay : undefined);
+  if (delayMs !== undefined) {
+    throw new LabError('STATE', `Node "${name}" applies WAL ${delayMs} ms late (recovery_min_apply_delay): the lab would have no primary while it catches up; switch over to a standby without a delay`);
   }
   const lag = Number(row.lag ?? 0);
   if (lag > maxLagBytes) {

@@ -30,13 +30,16 @@ export interface NodeFilesSpec {
   /** The node's address (nodeAddress) and, with --hosts, the lab's subnet that pg_hba lets in. */
   address: string;
   subnet?: string;
+  /** A delayed standby's recovery_min_apply_delay (NodeRecord.applyDelayMs), written with its standby files. */
+  applyDelayMs?: number;
 }
 
 /** The spec of one node's files, from the lab's state; `owner` is who must own them (runtime.dataOwner()). */
-export function nodeFilesSpec(labDir: string, state: LabState, node: { name: string; port: number; datadir: string; host?: NodeHost }, owner: OsUser | undefined, major = state.pg.major): NodeFilesSpec {
+export function nodeFilesSpec(labDir: string, state: LabState, node: { name: string; port: number; datadir: string; host?: NodeHost; applyDelayMs?: number }, owner: OsUser | undefined, major = state.pg.major): NodeFilesSpec {
   return {
     labDir, labId: state.labId, name: node.name, port: node.port, datadir: node.datadir, major, dbUser: state.dbUser, access: accessOf(state), runAs: owner,
     address: nodeAddress(node), subnet: state.hosts && node.host ? subnetOf(state.hosts) : undefined,
+    ...(node.applyDelayMs !== undefined ? { applyDelayMs: node.applyDelayMs } : {}),
   };
 }
 
@@ -80,7 +83,7 @@ export async function writeStandbyConfig(spec: NodeFilesSpec & { upstreamPort: n
   const dialect = dialectFor(spec.major);
   const password = await labPassword(spec.labDir, spec);
   const conninfo = primaryConninfo({ host: spec.upstreamHost, port: spec.upstreamPort, user: spec.dbUser, applicationName: spec.name, password });
-  const files = dialect.standbyFiles(conninfo, slotName(spec.name));
+  const files = dialect.standbyFiles(conninfo, slotName(spec.name), spec.applyDelayMs);
   // A copy of the master never carries standby files, but a replica cloned from a replica would.
   for (const stale of ['recovery.conf', 'standby.signal', 'recovery.signal']) {
     await rm(path.join(spec.datadir, stale), { force: true });
@@ -90,7 +93,8 @@ export async function writeStandbyConfig(spec: NodeFilesSpec & { upstreamPort: n
   if (files.autoConfLines) {
     const autoConf = path.join(spec.datadir, 'postgresql.auto.conf');
     const current = (await readNoFollow(autoConf)) ?? '';
-    const kept = current.split('\n').filter((line) => line && !/^\s*(primary_conninfo|recovery_target_timeline|primary_slot_name)\s*=/.test(line));
+    // A copy of a delayed standby (a cascade of it) carries its delay: only the node's own is written.
+    const kept = current.split('\n').filter((line) => line && !/^\s*(primary_conninfo|recovery_target_timeline|primary_slot_name|recovery_min_apply_delay)\s*=/.test(line));
     await writeOwned(autoConf, `${[...kept, ...files.autoConfLines].join('\n')}\n`, spec.runAs);
   }
 }

@@ -7,6 +7,7 @@ import { LabError, messageOf } from '../common/errors.js';
 import { AUTH_METHODS, TLS_MODES } from './access.js';
 import { checkDatadirPath } from './datadir.js';
 import { checkName } from './names.js';
+import { MAX_APPLY_DELAY_MS } from './apply-delay.js';
 import type { LabState } from './state-types.js';
 
 /** What `lab balancer start --name` accepts (src/balancer/start-options.ts). */
@@ -122,6 +123,7 @@ function checkNode(node: unknown, index: number): void {
   f.string('createdAt');
   f.boolean('rewindNeeded', true);
   f.boolean('sync', true);
+  f.integer('applyDelayMs', 1, MAX_APPLY_DELAY_MS, true, 'a delay in ms from 1 to 86400000');
   f.integer('timeline', 1, 2 ** 32 - 1, true);
   const host = f.object('host', true);
   if (host) {

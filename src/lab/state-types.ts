@@ -28,6 +28,8 @@ export interface NodeRecord {
   rewindNeeded?: boolean;
   /** Listed in the primary's synchronous_standby_names (`lab replica add --sync`). */
   sync?: boolean;
+  /** A delayed standby: its recovery_min_apply_delay in ms (`lab replica add --apply-delay`), kept by follow, rewind and re-add. */
+  applyDelayMs?: number;
   /** Timeline the node started on when it was promoted. */
   timeline?: number;
   /** The command building the node (`lab replica add`) while it runs: see claimBuild. */

@@ -1,4 +1,5 @@
 // Everything that differs between PostgreSQL versions, in one place (REFERENCE.md section 2).
+import { applyDelayLine } from '../lab/apply-delay.js';
 
 export interface Dialect {
   major: number;
@@ -7,7 +8,7 @@ export interface Dialect {
   /** The postgresql.conf line that keeps WAL for standbys, for the seed's 8 segments (128 MB). */
   walKeepLine: string;
   /** Standby configuration: files to write in the replica's data dir. */
-  standbyFiles(conninfo: string, slot?: string): { recoveryConf?: string; signal?: boolean; autoConfLines?: string[] };
+  standbyFiles(conninfo: string, slot?: string, applyDelayMs?: number): { recoveryConf?: string; signal?: boolean; autoConfLines?: string[] };
   /** SQL for the current WAL insert / write positions on a primary. */
   currentInsertLsn: string;
   currentWriteLsn: string;
@@ -36,8 +37,9 @@ export function dialectFor(major: number): Dialect {
     major,
     walLevel: major >= 10 ? 'replica' : 'hot_standby', // 9.6 accepts both
     walKeepLine: major >= 13 ? 'wal_keep_size = 128MB' : 'wal_keep_segments = 8',
-    standbyFiles(conninfo, slot) {
-      const slotLines = slot === undefined ? [] : [`primary_slot_name = '${slot}'`];
+    standbyFiles(conninfo, slot, applyDelayMs) {
+      // A delayed standby's recovery_min_apply_delay: a recovery.conf setting before 12, a GUC from 12.
+      const slotLines = [...(slot === undefined ? [] : [`primary_slot_name = '${slot}'`]), ...(applyDelayMs === undefined ? [] : [applyDelayLine(applyDelayMs)])];
       if (major >= 12) {
         return {
           signal: true,

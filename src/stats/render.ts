@@ -1,6 +1,7 @@
 // The watchers' tables as text, in the seed's look: a `****** date ******` banner, then a psql-style
 // table with the seed's columns first, in the seed's order; what we add comes after them.
 import { withFaultWords } from '../lab/fault-words.js';
+import { formatApplyDelay } from '../lab/apply-delay.js';
 import { psqlTable, type Cell, type Column } from '../common/table.js';
 import type { BalancerSample } from './balancer-sample.js';
 import { banner } from './banner.js';
@@ -57,11 +58,17 @@ export function replicationTable(sample: ReplicationSample, paint: Paint = noPai
   }
   // A lab with cascading standbys: a last column names the standby each cascade streams from.
   const cascades = sample.rows.some((r) => r.upstream !== undefined);
+  // A lab with a delayed standby: a column says what holds each standby's replay back, its configured
+  // delay (a lag of about that is expected) or a paused replay (`lab fault lag`: a fault).
+  const delays = sample.rows.some((r) => r.applyDelayMs !== undefined);
+  const paused = new Set(sample.faults.filter((f) => f.fault === 'lag').map((f) => f.node));
   const rows: Cell[][] = sample.rows.map((r) => [
     r.pid, r.name, r.addr, r.port, r.state, r.sent, r.write, r.flush, r.replay, r.pri, r.mode, r.lagBytes, formatLagSeconds(r.lagSeconds),
+    ...(delays ? [r.applyDelayMs !== undefined ? formatApplyDelay(r.applyDelayMs) : r.name !== null && paused.has(r.name) ? 'replay paused' : ''] : []),
     ...(cascades ? [r.upstream ?? (r.state === 'local' ? '' : sample.master?.name ?? '')] : []),
   ]);
-  return psqlTable(cascades ? [...REPLICATION_COLUMNS, { header: 'upstream' }] : REPLICATION_COLUMNS, rows) + faults;
+  const columns = [...REPLICATION_COLUMNS, ...(delays ? [{ header: 'delay' }] : []), ...(cascades ? [{ header: 'upstream' }] : [])];
+  return psqlTable(columns, rows) + faults;
 }
 
 export function xactTable(sample: XactSample, options: { tps: boolean }, paint: Paint = noPaint): string {

@@ -30,6 +30,11 @@ export interface ReplicationRow {
    * its lag_bytes is still measured against the master's WAL. Absent on the master's own standbys.
    */
   upstream?: string;
+  /**
+   * A delayed standby's recovery_min_apply_delay in ms (`lab replica add --apply-delay`): its replay lag is
+   * expected to be about this. Absent on standbys without one; a paused replay (`lab fault lag`) is in `faults`.
+   */
+  applyDelayMs?: number;
 }
 
 export interface ReplicationSample {
@@ -103,11 +108,18 @@ export async function sampleReplication(state: LabState, options: { timeoutMs: n
       flush: null, replay: null, pri: null, mode: 'master', lagBytes: null, lagSeconds: null,
     };
     const cascades = local?.write ? await sampleCascades(state, dialect, local.write, options.timeoutMs) : [];
-    return { at, master: { name: master.name, port: master.port }, up: true, reason: null, rows: [masterRow, ...standbys.map(standbyRow), ...cascades], faults };
+    const rows = [masterRow, ...standbys.map(standbyRow), ...cascades].map((row) => withApplyDelay(state, row));
+    return { at, master: { name: master.name, port: master.port }, up: true, reason: null, rows, faults };
   } catch (error) {
     const { reason } = await downReason(state, master, error, options.timeoutMs);
     return { at, master: { name: master.name, port: master.port }, up: false, reason, rows: [], faults };
   }
+}
+
+/** A standby row with its node's configured apply delay, when it has one. */
+function withApplyDelay(state: LabState, row: ReplicationRow): ReplicationRow {
+  const delay = row.name === null ? undefined : state.nodes.find((n) => n.name === row.name && n.role === 'replica')?.applyDelayMs;
+  return delay === undefined ? row : { ...row, applyDelayMs: delay };
 }
 
 /**
