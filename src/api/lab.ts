@@ -97,7 +97,7 @@ export class Lab implements AsyncDisposable {
       // The replicas are copies of the master's data dir made before its first start (process runtime,
       // initdb template): no checkpoint or base backup to wait for. Elsewhere masterStart makes none.
       const made = await withClientScope(() =>
-        masterStart(global, { port, reporter, timeoutMs, auth: opts.auth, tls: opts.tls, hosts: opts.hosts, standbys, ...(opts.image ? { image: opts.image } : {}) }),
+        masterStart(global, { port, reporter, timeoutMs, auth: opts.auth, tls: opts.tls, hosts: opts.hosts, archive: opts.archive, standbys, ...(opts.image ? { image: opts.image } : {}) }),
       );
       lab = new Lab(global, (await readState(labDir))!, { madeDir, removeOnClose: true, keep: opts.keep ?? false, onEvent: opts.onEvent });
       await lab.refresh();

@@ -36,6 +36,8 @@ export interface LabStartOptions {
   hosts?: boolean;
   /** Synchronous replicas (synchronous_standby_names). */
   sync?: boolean;
+  /** WAL archived into <lab-dir>/archive (`lab master start --archive`): lab.backup(), lab.restorePoint(), lab.restore(). */
+  archive?: boolean;
   /** The OS user PostgreSQL runs as when the caller is root (default postgres). */
   osUser?: string;
   /** The image of a docker lab's nodes. */
@@ -131,7 +133,7 @@ export interface PromoteOptions {
   timeoutMs?: number;
 }
 
-const START_KEYS = ['dir', 'replicas', 'port', 'pg', 'auth', 'tls', 'runtime', 'hosts', 'sync', 'osUser', 'image', 'initdbTemplate', 'keep', 'timeoutMs', 'onEvent'];
+const START_KEYS = ['dir', 'replicas', 'port', 'pg', 'auth', 'tls', 'runtime', 'hosts', 'sync', 'archive', 'osUser', 'image', 'initdbTemplate', 'keep', 'timeoutMs', 'onEvent'];
 const OPEN_KEYS = ['osUser', 'onEvent'];
 const REPLICA_KEYS = ['name', 'port', 'datadir', 'sync', 'upstream', 'timeoutMs'];
 const BALANCER_KEYS = ['name', 'pool', 'check', 'balance', 'host', 'port', 'interMs', 'fastinterMs', 'downinterMs', 'rise', 'fall', 'checkTimeoutMs', 'maxLagBytes', 'maxLagMs', 'tls', 'connectTimeoutMs', 'clientTimeoutMs', 'serverTimeoutMs', 'retries'];
@@ -197,6 +199,7 @@ export function checkStartOptions(options: LabStartOptions): LabStartOptions {
     runtime: oneOf(where, 'runtime', options.runtime, ['process', 'docker'] as const),
     hosts: bool(where, 'hosts', options.hosts),
     sync: bool(where, 'sync', options.sync),
+    archive: bool(where, 'archive', options.archive),
     osUser: text(where, 'osUser', options.osUser),
     image: text(where, 'image', options.image),
     initdbTemplate: options.initdbTemplate === false ? false : text(where, 'initdbTemplate', options.initdbTemplate),

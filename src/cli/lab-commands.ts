@@ -24,12 +24,14 @@ export function masterCommand(): Command {
     .option('--auth <method>', 'a new lab\'s authentication: scram (a generated password in <lab-dir>/pgpass) or trust (the seed\'s, any local user is superuser); default scram')
     .option('--tls <mode>', 'a new lab\'s TLS: on (the lab\'s own CA), required (hostssl only) or off; default on')
     .option('--hosts', 'a new lab whose every node runs on a host of its own: a network namespace with its own address in 10.213.N.0/24 (root; a docker node\'s container joins it; needed by `lab fault partition|loss|delay`)')
+    .option('--archive', 'a new lab archiving its WAL into <lab-dir>/archive (archive_mode on; checked with pg_switch_wal() at start): `lab backup`, `lab restore-point`, `lab node restore`')
     .option('--json', 'print the result as JSON')
     .option('-v, --verbose', 'show initdb\'s output')
     .addHelpText('after', examples(
       'lab master start',
       'eval "$(lab env)" && psql -h 127.0.0.1 -p 5432   # the lab\'s password and CA, none typed',
       'lab master start --auth trust --tls off   # the seed\'s set-up, on purpose',
+      'lab master start --archive                # WAL archived into <lab-dir>/archive: backups, restore points, PITR',
       'lab master start --hosts                  # nodes in network namespaces (10.213.N.x): partition and loss faults',
       'lab --lab-dir /tmp/lab2 master start --port 6432',
       'lab --pg 11 master start',
@@ -48,6 +50,7 @@ export function masterCommand(): Command {
         auth: options.auth,
         tls: options.tls,
         hosts: options.hosts,
+        archive: options.archive,
         reporter: options.json ? silentReporter : terminalReporter({ verbose: options.verbose }),
       });
       if (result.action === 'created') warnInsecureAccess(result);
