@@ -9,6 +9,7 @@ import { examples, globalsOf } from './globals.js';
 import { parseSeconds } from './parse-options.js';
 import { printJson, printLine, terminalReporter } from './output.js';
 import { withInterrupt } from './interrupt.js';
+import { addNodeRestore } from './archive-commands.js';
 
 
 export function masterCommand(): Command {
@@ -190,6 +191,7 @@ export function nodeCommand(): Command {
       }
       printLine(`${result.name} rewound (${result.rewind}) and streaming from ${result.primary}, pid ${result.pid} (${(result.elapsedMs / 1000).toFixed(1)}s)`);
     });
+  addNodeRestore(node);
   return node;
 }
 

@@ -101,7 +101,9 @@ export async function switchAndWaitArchived(conn: ConnectOptions, major: number,
     () =>
       withClient(conn, async (client) => {
         const stat = (await client.query<ArchiverStat>(ARCHIVER_SQL)).rows[0]!;
-        if (stat.lastArchivedWal && /^[0-9A-F]{24}$/.test(stat.lastArchivedWal) && segmentKey(stat.lastArchivedWal) >= segmentKey(wanted)) return stat.lastArchivedWal;
+        // The last one archived may be a backup history file (000000010000000000000003.00000028.backup) or a timeline's .history.
+        const last = /^[0-9A-F]{24}/.exec(stat.lastArchivedWal ?? '')?.[0];
+        if (last && segmentKey(last) >= segmentKey(wanted)) return stat.lastArchivedWal!;
         if (stat.failedCount > failedBefore) {
           const line = await options.logLine?.();
           throw new LabError('COMMAND_FAILED', `archive_command failed for WAL file ${stat.lastFailedWal ?? wanted}${line ? `: ${line}` : ''} ${options.dir ? ` (check ${options.dir}: its owner and free space)` : ''}`);

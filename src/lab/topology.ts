@@ -9,7 +9,7 @@ export function checkNodeFits(state: LabState, labDir: string, wanted: Pick<Node
   const existing = state.nodes.find((node) => node.name === wanted.name);
   if (existing) {
     if (existing.role !== wanted.role) {
-      throw new LabError('CONFLICT', `Node "${wanted.name}" already exists in this lab as the ${existing.role === 'primary' ? 'master' : 'replica'}: choose another name`);
+      throw new LabError('CONFLICT', `Node "${wanted.name}" already exists in this lab as the ${existing.role === 'primary' ? 'master' : existing.role}: choose another name`);
     }
     if (existing.datadir !== wanted.datadir || existing.port !== wanted.port) {
       throw new LabError(
@@ -28,7 +28,7 @@ export function checkNodeFits(state: LabState, labDir: string, wanted: Pick<Node
     }
   }
   const resolvedLab = path.resolve(labDir);
-  if (wanted.datadir === resolvedLab || resolvedLab.startsWith(`${wanted.datadir}/`) || ['log', 'balancer'].some((own) => wanted.datadir === path.join(resolvedLab, own))) {
+  if (wanted.datadir === resolvedLab || resolvedLab.startsWith(`${wanted.datadir}/`) || ['log', 'balancer', 'archive', 'backups'].some((own) => wanted.datadir === path.join(resolvedLab, own))) {
     throw new LabError('CONFLICT', `Data dir ${wanted.datadir} would hold the lab's own files in ${resolvedLab}: choose a path such as ${path.join(resolvedLab, wanted.name)}`);
   }
   return existing;
