@@ -10,6 +10,7 @@ import { parseSeconds } from './parse-options.js';
 import { printJson, printLine, terminalReporter } from './output.js';
 import { withInterrupt } from './interrupt.js';
 import { addNodeRestore } from './archive-commands.js';
+import type { ArchiveStatus } from '../commands/status.js';
 
 
 export function masterCommand(): Command {
@@ -60,6 +61,15 @@ export function masterCommand(): Command {
       printLine(`master ${result.name} ${verb}: PostgreSQL ${result.version}, ${result.address === '127.0.0.1' ? 'port' : `address ${result.address}, port`} ${result.port}, data dir ${result.datadir}, pid ${result.pid}`);
     });
   return master;
+}
+
+/** `lab status`: the archive in one line (pg_stat_archiver of the primary, backups, restore points). */
+function archiveLine(archive: ArchiveStatus): string {
+  const a = archive.archiver;
+  const stat = a
+    ? `archived ${a.archivedCount} (last ${a.lastArchivedWal ?? '-'}${a.lastArchivedTime ? ` at ${a.lastArchivedTime}` : ''}), failed ${a.failedCount}${a.failedCount > 0 ? ` (last ${a.lastFailedWal} at ${a.lastFailedTime})` : ''}`
+    : `pg_stat_archiver unavailable: ${archive.archiverError}`;
+  return `archive ${archive.dir}: ${stat}; backups: ${archive.backups.map((b) => b.id).join(', ') || 'none'}; restore points: ${archive.restorePoints.map((p) => p.name).join(', ') || 'none'}`;
 }
 
 /** One line on stderr when a new lab is made without passwords or without TLS. */
@@ -260,7 +270,7 @@ export function statusCommand(): Command {
             ...(cascades ? [{ header: 'upstream' }] : []),
           ],
           status.nodes.map((n) => [
-            n.name, n.role === 'primary' ? 'master' : 'replica', n.port, n.datadir, n.pid, withFaultWords(n.status, n.faultWords), n.replication ?? (n.role === 'replica' ? '-' : ''),
+            n.name, n.role === 'primary' ? 'master' : n.role, n.port, n.datadir, n.pid, withFaultWords(n.status, n.faultWords), n.replication ?? (n.role === 'replica' ? '-' : ''),
             n.replayLagBytes, n.serverRole ?? n.serverProblem ?? '', n.timeline,
             ...(cascades ? [n.role === 'replica' ? (n.upstream ?? primaryName ?? '') : ''] : []),
           ]),
@@ -268,6 +278,7 @@ export function statusCommand(): Command {
       );
       if (status.runtime !== 'process') printLine(`(nodes run on the ${status.runtime} runtime${status.image ? `, image ${status.image}` : ''})`);
       if (status.replicationError) printLine(`(replication state unavailable: ${status.replicationError})`);
+      if (status.archive) printLine(archiveLine(status.archive));
       for (const warning of status.warnings) printLine(`WARNING: ${warning}`);
     });
 }
