@@ -209,13 +209,13 @@ export async function nodeRestore(global: GlobalOptions, nameArg: string, datadi
     const outcome = await pollUntil(async () => {
       const text = await log();
       const failed = await notReached(text, target);
-      if (failed) throw failed;
-      if (!(await nodes.livePid(node))) throw new LabError('COMMAND_FAILED', `${name} stopped during recovery: ${lastFatal(text) ?? 'see its log'}`, { detail: text.split('\n').slice(-15).join('\n') });
+      if (failed) return { failed };
+      if (!(await nodes.livePid(node))) return { failed: new LabError('COMMAND_FAILED', `${name} stopped during recovery: ${lastFatal(text) ?? 'see its log'}`, { detail: text.split('\n').slice(-15).join('\n') }) };
       const stoppedAt = /LOG:\s+(recovery stopping [^\n]*)/.exec(text)?.[1];
       const [row] = await queryRows<{ recovery: boolean; tli: number | null }>(conn, 'SELECT pg_is_in_recovery() AS recovery, (SELECT timeline_id FROM pg_control_checkpoint()) AS tli');
       if (!row!.recovery) {
         // Before 13 a recovery that ran out of WAL promotes without having reached the target.
-        if (!stoppedAt && target.kind !== 'immediate') throw pastEnd(target, reachedFrom(text));
+        if (!stoppedAt && target.kind !== 'immediate') return { failed: pastEnd(target, reachedFrom(text)) };
         return { state: 'promoted' as const, stoppedAt, tli: row!.tli };
       }
       if (options.pause) {
@@ -223,14 +223,8 @@ export async function nodeRestore(global: GlobalOptions, nameArg: string, datadi
         if (paused!.paused && (stoppedAt || /recovery has paused/.test(text))) return { state: 'paused' as const, stoppedAt, tli: row!.tli };
       }
       return undefined;
-    }, { timeoutMs, intervalMs: 200, what: `${name} to reach ${target.shown}`, detail: async () => (await log()).split('\n').slice(-15).join('\n') }).catch((error: unknown) => {
-      // A probe's own verdict (target not reached) is the answer, not the timeout around it.
-      if (error instanceof LabError && error.code === 'TIMEOUT') {
-        const inner = /\(last attempt: (Target .* past the end of the archive.*)\)$/.exec(error.message)?.[1];
-        if (inner) throw new LabError('USAGE', inner);
-      }
-      throw error;
-    });
+    }, { timeoutMs, intervalMs: 200, what: `${name} to reach ${target.shown}`, detail: async () => (await log()).split('\n').slice(-15).join('\n') });
+    if ('failed' in outcome) throw outcome.failed;
     await updateState(context.labDir, (s) => {
       const n = s.nodes.find((x) => x.name === name)!;
       n.phase = 'ready';

@@ -97,27 +97,22 @@ export async function switchAndWaitArchived(conn: ConnectOptions, major: number,
     return (await client.query<{ wal: string }>(sql)).rows[0]!.wal;
   });
   const failedBefore = (await withClient(conn, async (client) => (await client.query<ArchiverStat>(ARCHIVER_SQL)).rows[0]!)).failedCount;
-  return pollUntil(
+  // The probe returns its verdict (pollUntil retries what throws): archived, or failed.
+  const verdict = await pollUntil(
     () =>
       withClient(conn, async (client) => {
         const stat = (await client.query<ArchiverStat>(ARCHIVER_SQL)).rows[0]!;
         // The last one archived may be a backup history file (000000010000000000000003.00000028.backup) or a timeline's .history.
         const last = /^[0-9A-F]{24}/.exec(stat.lastArchivedWal ?? '')?.[0];
-        if (last && segmentKey(last) >= segmentKey(wanted)) return stat.lastArchivedWal!;
-        if (stat.failedCount > failedBefore) {
-          const line = await options.logLine?.();
-          throw new LabError('COMMAND_FAILED', `archive_command failed for WAL file ${stat.lastFailedWal ?? wanted}${line ? `: ${line}` : ''} ${options.dir ? ` (check ${options.dir}: its owner and free space)` : ''}`);
-        }
+        if (last && segmentKey(last) >= segmentKey(wanted)) return { archived: stat.lastArchivedWal! };
+        if (stat.failedCount > failedBefore) return { failed: stat.lastFailedWal ?? wanted };
         return undefined;
       }),
     { timeoutMs: options.timeoutMs ?? 30_000, intervalMs: 100, what: `WAL file ${wanted} to be archived (pg_stat_archiver.last_archived_wal)`, detail: options.logLine },
-  ).catch((error: unknown) => {
-    // The probe's own LabError (archiving failed) is the answer, not a timeout.
-    if (error instanceof LabError && error.code === 'TIMEOUT' && /archive_command failed/.test(error.message)) {
-      throw new LabError('COMMAND_FAILED', /last attempt: (.*)\)$/.exec(error.message)?.[1] ?? error.message);
-    }
-    throw error;
-  });
+  );
+  if ('archived' in verdict) return verdict.archived;
+  const line = await options.logLine?.();
+  throw new LabError('COMMAND_FAILED', `archive_command failed for WAL file ${verdict.failed}${line ? `: ${line}` : ''}${options.dir ? ` (check ${options.dir}: its owner and free space)` : ''}`);
 }
 
 /** The last WAL segment in the archive (highest position, then timeline) and the LSN where it ends; undefined when empty. */
