@@ -33,7 +33,9 @@ import { Balancer, startBalancer } from './balancer.js';
 import { forLibrary } from './remedies.js';
 import { BalancerProcess, startBalancerProcess } from './balancer-process.js';
 import { LabNode } from './node.js';
-import { checkBalancerOptions, checkBalancerProcessOptions, checkCatchupOptions, checkOpenOptions, checkPromoteOptions, checkReplicaOptions, checkStartOptions, checkWorkloadOptions, wholeNumber, type BalancerOptions, type WorkloadRunOptions, type BalancerProcessOptions, type LabEvent, type LabOpenOptions, type LabStartOptions, type PromoteOptions, type ReplicaOptions } from './options.js';
+import { checkBalancerOptions, checkBalancerProcessOptions, checkCatchupOptions, checkOpenOptions, checkPromoteOptions, checkReplicaOptions, checkRestoreOptions, checkStartOptions, checkWorkloadOptions, wholeNumber, type BalancerOptions, type WorkloadRunOptions, type BalancerProcessOptions, type LabEvent, type LabOpenOptions, type LabStartOptions, type PromoteOptions, type ReplicaOptions, type RestoreNodeOptions } from './options.js';
+import { labBackup, labRestorePoint, pruneArchive, type BackupResult, type PruneResult, type RestorePointResult } from '../commands/archive.js';
+import { nodeRestore, type RestoreResult } from '../commands/restore.js';
 
 export type { PromoteOptions } from './options.js';
 import { Connectable, type ConnectionAccess } from './connection.js';
@@ -178,6 +180,35 @@ export class Lab implements AsyncDisposable {
     const port = opts.port ?? known?.port ?? (await findFreePorts(1))[0]!;
     await this.run(() => replicaAdd(this.global, name, opts.datadir ?? known?.datadir ?? path.join(this.dir, name), port, { reporter: reporterFor(this.own.onEvent), sync: opts.sync, upstream: opts.upstream, timeoutMs: opts.timeoutMs }));
     return new LabNode(this, name);
+  }
+
+  /** A base backup of the primary into <lab dir>/backups/<id> (a lab started with archive: true), its end archived. */
+  async backup(): Promise<BackupResult> {
+    return this.run(() => labBackup(this.global, { reporter: reporterFor(this.own.onEvent) }));
+  }
+
+  /** pg_create_restore_point(name) on the primary, archived when this returns. */
+  async restorePoint(name: string): Promise<RestorePointResult> {
+    return this.run(() => labRestorePoint(this.global, name));
+  }
+
+  /** The archive's WAL files before backup `before` (b1, b2...), the older backups and their restore points removed. */
+  async pruneArchive(before: string): Promise<PruneResult> {
+    return this.run(() => pruneArchive(this.global, before));
+  }
+
+  /**
+   * Point-in-time recovery into a new standalone node (role 'restored'): the newest base backup before the
+   * target, WAL from the archive, promoted at the target (or paused there with pause: true).
+   */
+  async restore(options: RestoreNodeOptions): Promise<LabNode & { restored: RestoreResult }> {
+    const opts = checkRestoreOptions(options);
+    const taken = new Set(this.snapshot.nodes.map((n) => n.name));
+    let name = opts.name;
+    for (let i = 1; name === undefined; i++) if (!taken.has(`restored${i}`)) name = `restored${i}`;
+    const port = opts.port ?? (await findFreePorts(1))[0]!;
+    const restored = await this.run(() => nodeRestore(this.global, name, opts.datadir ?? path.join(this.dir, name), port, { target: opts.target, pause: opts.pause, timeoutMs: opts.timeoutMs, reporter: reporterFor(this.own.onEvent) }));
+    return Object.assign(new LabNode(this, name), { restored });
   }
 
   /** Stops a replica and removes it (its data dir, its slot) from the lab. */

@@ -5,7 +5,7 @@ import { mkdir, readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { LabError } from '../common/errors.js';
 import { silentReporter, type Reporter } from '../common/reporter.js';
-import { archiveDir, backupDir, readyBackups, requireArchive, segmentKeyOf, switchAndWaitArchived } from '../lab/archive.js';
+import { archiveDir, backupDir, readyBackups, requireArchive, segmentKeyOf, switchAndWaitArchived, archiveFailureLine } from '../lab/archive.js';
 import { openLab, type GlobalOptions, type LabContext } from '../lab/context.js';
 import { onNode } from '../lab/node-answers.js';
 import { RESTORE_POINT_NAME } from '../lab/state-check.js';
@@ -31,7 +31,7 @@ async function archivingPrimary(context: LabContext, what: string): Promise<{ ar
 /** pg_switch_wal() and the wait until that segment is archived, its failure naming the server's log line. */
 async function archiveNow(context: LabContext, primary: NodeRecord, conn: ConnectOptions): Promise<string | undefined> {
   const nodes = runtimeFor(context);
-  const logLine = async () => ((await nodes.logTail(primary, 40)) ?? '').split('\n').reverse().find((line) => /archive command failed|cp: |cmp: |sync: |mv: /.test(line))?.trim();
+  const logLine = async () => archiveFailureLine((await nodes.logTail(primary, 40)) ?? '');
   return onNode(context.state, primary, () => switchAndWaitArchived(conn, context.state.pg.major, { logLine, dir: archiveDir(context.labDir) }));
 }
 

@@ -23,7 +23,7 @@ import { nodeAddress } from '../network/address.js';
 import { checkCanMakeHosts } from '../network/ip.js';
 import { claimBridge, freeBridgeIndex, refuseOtherLabsBridge } from '../network/bridge.js';
 import { labAddresses, labHosts, newNodeHost } from '../network/address.js';
-import { archiveDir, newArchiveRecord, prepareArchiveDirs, switchAndWaitArchived } from '../lab/archive.js';
+import { archiveDir, newArchiveRecord, prepareArchiveDirs, switchAndWaitArchived, archiveFailureLine } from '../lab/archive.js';
 import type { NodeRuntime, RuntimeNode } from '../runtime/node-runtime.js';
 
 export interface MasterStartOptions {
@@ -201,8 +201,7 @@ export async function masterStart(global: GlobalOptions, options: MasterStartOpt
 /** archive_command works: a segment switched to is archived within a bound, else the server's log line (its archive_command's failure). */
 async function checkArchiving(labDir: string, state: LabState, node: RuntimeNode, nodes: NodeRuntime): Promise<string | undefined> {
   const logLine = async () => {
-    const tail = (await nodes.logTail(node, 40)) ?? '';
-    return tail.split('\n').reverse().find((line) => /archive command failed|archive_command|cp: |cmp: |sync: |mv: /.test(line))?.trim();
+    return archiveFailureLine((await nodes.logTail(node, 40)) ?? '');
   };
   return switchAndWaitArchived({ host: nodeAddress(node), port: node.port, user: state.dbUser }, state.pg.major, { logLine, dir: archiveDir(labDir), timeoutMs: 30_000 });
 }

@@ -199,10 +199,20 @@ export async function nodeRestore(global: GlobalOptions, nameArg: string, datadi
     startedServer = true;
     const log = () => readLogFrom(nodeLogFile(context.labDir, name), 0).catch(() => '');
     let pid: number;
+    // The server may accept connections and then stop (13+: FATAL at the end of WAL before the target)
+    // while the start still waits for it: the log is watched beside the start, which it ends.
+    const verdict = new AbortController();
+    const watcher = setInterval(() => {
+      void log().then((text) => notReached(text, target)).then((failed) => {
+        if (failed && !verdict.signal.aborted) verdict.abort(failed);
+      });
+    }, 200);
     try {
-      pid = await nodes.start(node, timeoutMs);
+      pid = await nodes.start(node, timeoutMs, verdict.signal);
     } catch (error) {
-      throw (await notReached(await log(), target)) ?? error;
+      throw verdict.signal.aborted ? verdict.signal.reason : ((await notReached(await log(), target)) ?? error);
+    } finally {
+      clearInterval(watcher);
     }
     reporter.step(`waiting until ${name} reaches ${target.shown}`);
     const conn = { host: '127.0.0.1', port, user: state.dbUser, connectTimeoutMs: 3000, queryTimeoutMs: 3000 };

@@ -151,3 +151,9 @@ export function requireArchive(archive: ArchiveRecord | undefined): ArchiveRecor
   if (!archive) throw new LabError('STATE', 'This lab does not archive WAL: make one with `lab master start --archive` (an existing lab cannot start archiving)');
   return archive;
 }
+
+/** The server log's word on a failed archive_command: the command's own error (cp: cannot create ...), else PostgreSQL's line. */
+export function archiveFailureLine(tail: string): string | undefined {
+  const lines = tail.split('\n').reverse();
+  return (lines.find((line) => /^(cp|cmp|sync|mv): /.test(line.trim())) ?? lines.find((line) => /archive command failed/.test(line)))?.trim();
+}
