@@ -154,3 +154,25 @@ test('PITR on PostgreSQL 12 (recovery.signal; a target not reached promotes at t
   await ensureMajor(12);
   await scenario(12, stopwatch(t));
 });
+
+test('lab.json: the archive record is checked field by field (a forged backup id or restore point is refused)', async () => {
+  const { checkStateFile } = await import('../src/lab/state-check.js');
+  const base = {
+    format: 1, labId: 'lab-1', createdAt: 'now', labDirCreated: true, pg: { bindir: '/usr/lib/postgresql/15/bin', version: '15.1', major: 15 }, dbUser: 'postgres',
+    nodes: [{ name: 'pitr1', role: 'restored', port: 5437, datadir: '/tmp/pgdata/pitr1', datadirCreated: true, phase: 'ready', expected: 'running', createdAt: 'now' }],
+    balancers: [],
+    archive: { since: 'now', backups: [{ id: 'b1', phase: 'ready', startedAt: 'now', startLsn: '0/3000028', stopLsn: '0/3000100', stoppedAt: 'now', nextXid: 740, segmentBytes: 16777216 }], restorePoints: [{ name: 'rp1', lsn: '0/4000000', at: 'now' }] },
+  };
+  assert.equal(checkStateFile(structuredClone(base)).archive!.backups[0]!.id, 'b1');
+  const forged = (change: (s: any) => void) => {
+    const s = structuredClone(base) as any;
+    change(s);
+    return () => checkStateFile(s);
+  };
+  assert.throws(forged((s) => (s.archive.backups[0].id = '../../etc')), /archive\.backups\[0\]\.id "..\/..\/etc" is not a backup id/);
+  assert.throws(forged((s) => (s.archive.backups[0].stopLsn = "0/1'; rm")), /archive\.backups\[0\]\.stopLsn .* is not an LSN/);
+  assert.throws(forged((s) => (s.archive.restorePoints[0].name = "x'y")), /archive\.restorePoints\[0\]\.name .* is not a restore point name/);
+  assert.throws(forged((s) => (s.archive.restorePoints = {})), /archive\.restorePoints .* is not a list/);
+  assert.throws(forged((s) => s.archive.backups.push({ ...s.archive.backups[0] })), /archive\.backups\[1\]\.name "b1" is listed twice/);
+  assert.throws(forged((s) => (s.nodes[0].role = 'boss')), /is not one of primary, replica, restored/);
+});
