@@ -57,6 +57,7 @@ async function scenario(major: number, mark: (what: string) => void): Promise<vo
     assert.equal(node.role, 'restored');
     assert.equal(await count(node), rows, `${name}: ${JSON.stringify(target)}`);
     assert.equal((await node.query<{ r: boolean }>('select pg_is_in_recovery() as r'))[0]!.r, false);
+    assert.deepEqual(await node.query('show archive_mode'), [{ archive_mode: 'off' }], 'a restored node does not archive into the lab\'s archive');
   }
   mark('// The LSN through the CLI.');
   // The LSN through the CLI.
@@ -175,4 +176,20 @@ test('lab.json: the archive record is checked field by field (a forged backup id
   assert.throws(forged((s) => (s.archive.restorePoints = {})), /archive\.restorePoints .* is not a list/);
   assert.throws(forged((s) => s.archive.backups.push({ ...s.archive.backups[0] })), /archive\.backups\[1\]\.name "b1" is listed twice/);
   assert.throws(forged((s) => (s.nodes[0].role = 'boss')), /is not one of primary, replica, restored/);
+});
+
+test('archiving lab: a standby archives nothing until promoted, then its new timeline (history file and segments) into the same archive', async () => {
+  await using lab = await Lab.start({ archive: true, replicas: 1 });
+  const archive = path.join(lab.dir, 'archive');
+  assert.deepEqual(await lab.node('replica1').query('show archive_mode'), [{ archive_mode: 'on' }]);
+  assert.deepEqual((await readdir(archive)).filter((f) => f.endsWith('.history')), []);
+  const promotion = await lab.promote('replica1');
+  await lab.primary.query('create table t as select 1 as id');
+  await lab.primary.query('select pg_switch_wal()');
+  const tli = promotion.timeline.toString(16).toUpperCase().padStart(8, '0');
+  const files = await pollUntil(async () => {
+    const names = await readdir(archive);
+    return names.includes(`${tli}.history`) && names.some((f) => f.startsWith(tli) && /^[0-9A-F]{24}$/.test(f)) ? names : undefined;
+  }, { timeoutMs: 30_000, intervalMs: 200, what: `timeline ${promotion.timeline} in the archive` });
+  assert.ok(files.some((f) => f.startsWith('00000001')), 'timeline 1 is still there');
 });
