@@ -5,6 +5,7 @@ import { silentReporter } from '../common/reporter.js';
 import { examples, globalsOf } from './globals.js';
 import { parseSeconds } from './parse-options.js';
 import { printJson, printLine, terminalReporter } from './output.js';
+import { withInterrupt } from './interrupt.js';
 
 export function backupCommand(): Command {
   return new Command('backup')
@@ -14,7 +15,7 @@ export function backupCommand(): Command {
     .addHelpText('after', examples('lab master start --archive && lab backup'))
     .action(async (options, command: Command) => {
       const { labBackup } = await import('../commands/archive.js');
-      const result = await labBackup(globalsOf(command), { reporter: options.json ? silentReporter : terminalReporter({ verbose: options.verbose }) });
+      const result = await withInterrupt((signal) => labBackup(globalsOf(command), { reporter: options.json ? silentReporter : terminalReporter({ verbose: options.verbose }), signal }));
       if (options.json) return printJson(result);
       printLine(`backup ${result.id}: ${result.kb} kB in ${result.dir}, LSN ${result.startLsn} to ${result.stopLsn} (${(result.elapsedMs / 1000).toFixed(1)}s)`);
     });
@@ -82,10 +83,11 @@ export function addNodeRestore(node: Command): void {
       ].filter((t) => Boolean(t)) as ({ name: string } | { time: string } | { lsn: string } | { xid: string } | { immediate: true })[];
       if (given.length !== 1) throw new InvalidArgumentError(`give exactly one of --target-name, --target-time, --target-lsn, --target-xid, --target-immediate (got ${given.length})`);
       const { nodeRestore } = await import('../commands/restore.js');
-      const result = await nodeRestore(globalsOf(command), name, datadir, port, {
+      // Ctrl-C (or SIGTERM) stops the restore where it is and undoes what it made, as a failure does.
+      const result = await withInterrupt((signal) => nodeRestore(globalsOf(command), name, datadir, port, {
         target: given[0]!, pause: Boolean(options.pause), timeoutMs: options.timeout,
-        reporter: options.json ? silentReporter : terminalReporter({}),
-      });
+        reporter: options.json ? silentReporter : terminalReporter({}), signal,
+      }));
       if (options.json) return printJson(result);
       printLine(`${result.name} restored from backup ${result.backup} to ${result.target}: ${result.state}${result.timeline ? ` (timeline ${result.timeline})` : ''}, port ${result.port}, data dir ${result.datadir}, pid ${result.pid} (${(result.elapsedMs / 1000).toFixed(1)}s)`);
       if (result.stoppedAt) printLine(`server: ${result.stoppedAt}`);

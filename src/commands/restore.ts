@@ -38,6 +38,8 @@ export interface RestoreOptions {
   reporter?: Reporter;
   /** Bound on the start and on the wait until the target is reached (default 120 s). */
   timeoutMs?: number;
+  /** Ctrl-C: the restore stops where it is and is undone as a failed one is. */
+  signal?: AbortSignal;
 }
 
 export interface RestoreResult {
@@ -181,10 +183,11 @@ export async function nodeRestore(global: GlobalOptions, nameArg: string, datadi
   let prepared: PreparedDatadir | undefined;
   let startedServer = false;
   try {
+    options.signal?.throwIfAborted();
     prepared = await prepareDatadir(datadir, state.labId);
     await giveTo(datadir, context.runAs);
     reporter.step(`copying base backup ${backup.id} (consistent at LSN ${backup.stopLsn}) into ${datadir}`);
-    await runPg('cp', ['-a', '--', `${backupDir(context.labDir, backup.id)}/.`, datadir], { runAs: context.runAs, timeoutMs: 30 * 60_000 });
+    await runPg('cp', ['-a', '--', `${backupDir(context.labDir, backup.id)}/.`, datadir], { runAs: context.runAs, timeoutMs: 30 * 60_000, signal: options.signal });
     for (const stale of ['recovery.conf', 'standby.signal', 'recovery.signal', 'postmaster.pid', 'postmaster.opts', 'backup_label.old']) await rm(path.join(datadir, stale), { force: true });
     await writeNodeConfig(nodeFilesSpec(context.labDir, recorded, node, context.runAs));
     await writeRecoveryFiles(datadir, context.runAs, dialect.recoveryFiles([
@@ -202,6 +205,8 @@ export async function nodeRestore(global: GlobalOptions, nameArg: string, datadi
     // The server may accept connections and then stop (13+: FATAL at the end of WAL before the target)
     // while the start still waits for it: the log is watched beside the start, which it ends.
     const verdict = new AbortController();
+    const interrupted = () => verdict.abort(options.signal!.reason);
+    options.signal?.addEventListener('abort', interrupted, { once: true });
     const watcher = setInterval(() => {
       void log().then((text) => notReached(text, target)).then((failed) => {
         if (failed && !verdict.signal.aborted) verdict.abort(failed);
@@ -213,6 +218,7 @@ export async function nodeRestore(global: GlobalOptions, nameArg: string, datadi
       throw verdict.signal.aborted ? verdict.signal.reason : ((await notReached(await log(), target)) ?? error);
     } finally {
       clearInterval(watcher);
+      options.signal?.removeEventListener('abort', interrupted);
     }
     reporter.step(`waiting until ${name} reaches ${target.shown}`);
     const conn = { host: '127.0.0.1', port, user: state.dbUser, connectTimeoutMs: 3000, queryTimeoutMs: 3000 };
@@ -233,7 +239,7 @@ export async function nodeRestore(global: GlobalOptions, nameArg: string, datadi
         if (paused!.paused && (stoppedAt || /recovery has paused/.test(text))) return { state: 'paused' as const, stoppedAt, tli: row!.tli };
       }
       return undefined;
-    }, { timeoutMs, intervalMs: 200, what: `${name} to reach ${target.shown}`, detail: async () => (await log()).split('\n').slice(-15).join('\n') });
+    }, { timeoutMs, intervalMs: 200, signal: options.signal, what: `${name} to reach ${target.shown}`, detail: async () => (await log()).split('\n').slice(-15).join('\n') });
     if ('failed' in outcome) throw outcome.failed;
     await updateState(context.labDir, (s) => {
       const n = s.nodes.find((x) => x.name === name)!;
