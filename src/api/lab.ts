@@ -21,6 +21,7 @@ import { replicaAdd, replicaRemove } from '../commands/replica.js';
 import { destroyLab } from '../commands/destroy.js';
 import { nodeAction } from '../commands/node.js';
 import { promoteNode, type PromoteResult } from '../commands/promote.js';
+import { switchover, type SwitchoverResult } from '../commands/switchover.js';
 import { benchInit, type BenchInitResult } from '../commands/bench.js';
 import { replicaFollow } from '../commands/follow.js';
 import { nodeRewind, rewindMissing } from '../commands/rewind.js';
@@ -33,7 +34,7 @@ import { Balancer, startBalancer } from './balancer.js';
 import { forLibrary } from './remedies.js';
 import { BalancerProcess, startBalancerProcess } from './balancer-process.js';
 import { LabNode } from './node.js';
-import { checkBalancerOptions, checkBalancerProcessOptions, checkCatchupOptions, checkOpenOptions, checkPromoteOptions, checkReplicaOptions, checkRestoreOptions, checkStartOptions, checkWorkloadOptions, wholeNumber, type BalancerOptions, type WorkloadRunOptions, type BalancerProcessOptions, type LabEvent, type LabOpenOptions, type LabStartOptions, type PromoteOptions, type ReplicaOptions, type RestoreNodeOptions } from './options.js';
+import { checkBalancerOptions, checkBalancerProcessOptions, checkCatchupOptions, checkOpenOptions, checkPromoteOptions, checkReplicaOptions, checkRestoreOptions, checkStartOptions, checkSwitchoverOptions, checkWorkloadOptions, wholeNumber, type BalancerOptions, type WorkloadRunOptions, type BalancerProcessOptions, type LabEvent, type LabOpenOptions, type LabStartOptions, type PromoteOptions, type ReplicaOptions, type RestoreNodeOptions, type SwitchoverOptions } from './options.js';
 import { labBackup, labRestorePoint, pruneArchive, type BackupResult, type PruneResult, type RestorePointResult } from '../commands/archive.js';
 import { nodeRestore, type RestoreResult } from '../commands/restore.js';
 
@@ -222,6 +223,7 @@ export class Lab implements AsyncDisposable {
    */
   async waitForCatchup(options: CatchupOptions = {}): Promise<void> {
     const timeoutMs = checkCatchupOptions(options).timeoutMs ?? 30_000;
+    await this.refresh(); // another program (the CLI) may have moved the primary
     const primary = this.primary;
     const [{ lsn: target }] = await primary.query<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn');
     const deadline = Date.now() + timeoutMs;
@@ -277,6 +279,19 @@ export class Lab implements AsyncDisposable {
     }
     if (former && options.formerPrimary === 'rewind') await this.run(() => nodeRewind(this.global, former.name, { primary: name, timeoutMs: options.timeoutMs, reporter: reporterFor(this.own.onEvent) }));
     return new Promotion(this, name, result, followed);
+  }
+
+  /**
+   * A planned switchover (`lab switchover NAME`): the primary shut down cleanly, `name` promoted once it
+   * has replayed the shutdown checkpoint, the old primary started again as its standby with no rewind,
+   * the old primary's other standbys re-pointed. Refused (nothing touched) when `name` is not streaming
+   * from the primary, lags more than maxLagBytes, is delayed or has its replay paused. Resolves with each
+   * step's time and how long the lab had no primary.
+   */
+  async switchover(name: string, options: SwitchoverOptions = {}): Promise<SwitchoverResult> {
+    checkSwitchoverOptions(options);
+    this.record(name);
+    return this.run(() => switchover(this.global, name, { ...options, reporter: this.reporter() }));
   }
 
   /** The built-in balancer, in this process, in front of the replicas (by default). Stopped with the lab. */

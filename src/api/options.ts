@@ -134,6 +134,13 @@ export interface PromoteOptions {
   timeoutMs?: number;
 }
 
+export interface SwitchoverOptions {
+  /** Refused when the target's replay is further behind than this many bytes; default 1 MiB. */
+  maxLagBytes?: number;
+  /** Bound on each step's wait; default 60000. */
+  timeoutMs?: number;
+}
+
 const START_KEYS = ['dir', 'replicas', 'port', 'pg', 'auth', 'tls', 'runtime', 'hosts', 'sync', 'archive', 'osUser', 'image', 'initdbTemplate', 'keep', 'timeoutMs', 'onEvent'];
 const OPEN_KEYS = ['osUser', 'onEvent'];
 const REPLICA_KEYS = ['name', 'port', 'datadir', 'sync', 'upstream', 'timeoutMs'];
@@ -304,6 +311,14 @@ export function checkPromoteOptions<T extends { others?: string; formerPrimary?:
   known(where, options, ['others', 'formerPrimary', 'timeoutMs']);
   oneOf(where, 'others', options.others, ['follow', 'leave'] as const);
   oneOf(where, 'formerPrimary', options.formerPrimary, ['leave', 'rewind'] as const);
+  wholeNumber(where, 'timeoutMs', options.timeoutMs, 1, 3_600_000);
+  return options;
+}
+
+export function checkSwitchoverOptions(options: SwitchoverOptions): SwitchoverOptions {
+  const where = 'lab.switchover';
+  known(where, options, ['maxLagBytes', 'timeoutMs']);
+  wholeNumber(where, 'maxLagBytes', options.maxLagBytes, 0, Number.MAX_SAFE_INTEGER);
   wholeNumber(where, 'timeoutMs', options.timeoutMs, 1, 3_600_000);
   return options;
 }

@@ -1,6 +1,8 @@
 // The pool follows the lab: lab.json is polled by mtime (it is replaced atomically by rename, so a read
 // sees either the old or the new topology) and the servers of the wanted kind are handed on.
+import { watch, type FSWatcher } from 'node:fs';
 import { stat } from 'node:fs/promises';
+import path from 'node:path';
 import { readState, statePath } from '../lab/state.js';
 import type { PoolKind, ServerConfig } from './config.js';
 import { nodeAddress, type NodeHost } from '../network/address.js';
@@ -63,14 +65,22 @@ export async function watchLabPool(
   apply: (servers: ServerConfig[], primary: LabPrimary | null) => void,
   onError: (message: string) => void,
 ): Promise<PoolWatcher> {
-  const file = statePath(labDir);
+  const stateFile = statePath(labDir);
   let lastStamp = '';
   let stopped = false;
   let timer: NodeJS.Timeout | undefined;
   let lastError = '';
-  const poll = async () => {
+  let running = false;
+  let again = false;
+  const poll = async (): Promise<void> => {
+    if (running) {
+      again = true; // a change seen while reading: read once more right after
+      return;
+    }
+    running = true;
+    clearTimeout(timer);
     try {
-      const info = await stat(file);
+      const info = await stat(stateFile);
       const stamp = `${info.mtimeMs}:${info.ino}:${info.size}`;
       if (stamp !== lastStamp) {
         const state = await readState(labDir);
@@ -84,13 +94,27 @@ export async function watchLabPool(
       if (message !== lastError) onError(message);
       lastError = message;
     }
-    if (!stopped) timer = setTimeout(() => void poll(), POLL_MS);
+    running = false;
+    if (!stopped) timer = setTimeout(() => void poll(), again ? 0 : POLL_MS);
+    again = false;
   };
+  // lab.json is replaced by rename: inotify on the lab dir says so at once (a switchover's new primary is
+  // routed to without waiting for the next poll); the poll stays for file systems without it.
+  let watcher: FSWatcher | undefined;
+  try {
+    watcher = watch(labDir, { persistent: false }, (_event, file) => {
+      if (!stopped && (!file || file === path.basename(stateFile))) void poll();
+    });
+    watcher.on('error', () => watcher?.close());
+  } catch {
+    watcher = undefined;
+  }
   await poll();
   return {
     stop() {
       stopped = true;
       clearTimeout(timer);
+      watcher?.close();
     },
   };
 }

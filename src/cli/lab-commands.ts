@@ -133,14 +133,15 @@ export function replicaCommand(): Command {
     .description('point a replica at the (new) primary, restart it, wait until that primary shows it streaming on its timeline')
     .argument('<name>', 'replica to re-point')
     .option('--primary <name>', 'the node to follow (default: the lab\'s current primary)')
+    .option('--upstream <node>', 'stream from this node, a standby too (a cascade), not the primary')
     .option('--timeout <duration>', 'how long to wait until it streams', parseSeconds, 60_000)
     .option('--json', 'print the result as JSON')
-    .addHelpText('after', examples('lab promote replica1 && lab replica follow replica2', 'lab replica follow replica2 --primary replica1'))
+    .addHelpText('after', examples('lab promote replica1 && lab replica follow replica2', 'lab replica follow replica2 --primary replica1', 'lab replica follow replica3 --upstream master1   # its upstream replica1 died: stream from the primary'))
     .action(async (name: string, options, command: Command) => {
       const { replicaFollow } = await import('../commands/follow.js');
-      const result = await replicaFollow(globalsOf(command), name, { primary: options.primary, timeoutMs: options.timeout });
+      const result = await replicaFollow(globalsOf(command), name, { primary: options.primary, upstream: options.upstream, timeoutMs: options.timeout });
       if (options.json) return printJson(result);
-      printLine(`${result.name} follows ${result.primary}: streaming (${result.syncState}), pid ${result.pid} (${(result.elapsedMs / 1000).toFixed(1)}s)`);
+      printLine(`${result.name} follows ${result.upstream}: streaming (${result.syncState}), pid ${result.pid}, ${result.reloaded ? 're-pointed by a reload, its sessions kept' : 'restarted'} (${(result.elapsedMs / 1000).toFixed(1)}s)`);
     });
   return replica;
 }
@@ -218,6 +219,27 @@ export function promoteCommand(): Command {
       if (options.json) return printJson(result);
       const was = result.previousPrimary ? `; ${result.previousPrimary} needs \`lab node rewind ${result.previousPrimary}\`` : '';
       printLine(`${result.name} promoted: primary on timeline ${result.timeline}, port ${result.port} (${(result.elapsedMs / 1000).toFixed(1)}s)${was}`);
+    });
+}
+
+export function switchoverCommand(): Command {
+  return new Command('switchover')
+    .description('a planned switchover: the primary shut down cleanly, NAME promoted once it has replayed the shutdown checkpoint, the old primary started again as its standby (no rewind), its other standbys re-pointed')
+    .argument('<name>', 'the standby to make the primary (streaming from the primary)')
+    .option('--max-lag <bytes>', 'refuse when NAME replays more than this far behind the primary (1MB, 512kB, 1048576)', '1MB')
+    .option('--timeout <duration>', 'bound on each step\'s wait', parseSeconds, 60_000)
+    .option('--json', 'print the result as JSON')
+    .addHelpText('after', examples('lab switchover replica1', 'lab switchover master1   # and back'))
+    .action(async (name: string, options, command: Command) => {
+      const { switchover } = await import('../commands/switchover.js');
+      const { parseMaxLag } = await import('../balancer/settings.js');
+      const { maxLagBytes, maxLagSeconds } = parseMaxLag([options.maxLag]);
+      if (maxLagBytes === null || maxLagSeconds !== null) throw new InvalidArgumentError(`--max-lag takes bytes (1MB, 512kB, 1048576), got "${options.maxLag}"`);
+      const result = await switchover(globalsOf(command), name, { maxLagBytes, timeoutMs: options.timeout, reporter: options.json ? silentReporter : terminalReporter() });
+      if (options.json) return printJson(result);
+      printLine(`switchover to ${result.name} done in ${(result.elapsedMs / 1000).toFixed(2)} s: primary on timeline ${result.timeline}, no primary for ${result.noPrimaryMs} ms; ${result.previousPrimary} streams from it (no rewind)`);
+      printLine(psqlTable([{ header: 'step' }, { header: 'ms', align: 'right' }, { header: 'what' }], result.steps.map((s) => [s.step, s.ms, s.detail])));
+      if (result.notFollowed.length > 0) printLine(`not running, still pointed at ${result.previousPrimary}: ${result.notFollowed.join(', ')} (\`lab replica follow NAME\` once started)`);
     });
 }
 

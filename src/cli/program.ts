@@ -1,6 +1,6 @@
 // The `lab` command tree. Declarations only: each group lives in its own file.
 import { Command } from 'commander';
-import { destroyCommand, envCommand, masterCommand, nodeCommand, promoteCommand, replicaCommand, statusCommand, versionsCommand } from './lab-commands.js';
+import { destroyCommand, envCommand, masterCommand, nodeCommand, promoteCommand, replicaCommand, switchoverCommand, statusCommand, versionsCommand } from './lab-commands.js';
 import { examples } from './globals.js';
 import { balancerCommand } from './balancer-commands.js';
 import { statCommand, topCommand } from './stat-commands.js';
@@ -29,7 +29,7 @@ export function buildProgram(): Command {
       ),
     );
   for (const command of [
-    masterCommand(), replicaCommand(), promoteCommand(), nodeCommand(), faultCommand(), statusCommand(), envCommand(), destroyCommand(), versionsCommand(),
+    masterCommand(), replicaCommand(), promoteCommand(), switchoverCommand(), nodeCommand(), faultCommand(), statusCommand(), envCommand(), destroyCommand(), versionsCommand(),
     balancerCommand(), statCommand(), topCommand(), benchCommand(), workloadCommand(), demoCommand(),
     backupCommand(), restorePointCommand(), archiveCommand(),
   ]) {

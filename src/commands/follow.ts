@@ -1,14 +1,17 @@
-// `lab replica follow NAME [--primary P]`: point a standby at a (new) primary and restart it. With
+// `lab replica follow NAME [--primary P]`: point a standby at a (new) primary: a reload from 13 (its
+// sessions kept), a restart before. With
 // recovery_target_timeline = 'latest' it switches to the primary's timeline; we return once that
 // primary's pg_stat_replication shows NAME streaming.
 import { LabError } from '../common/errors.js';
 import { pollUntil } from '../common/poll.js';
 import { assertPortFree } from '../common/ports.js';
 import { nodeLogFile, openLab, type GlobalOptions, type LabContext } from '../lab/context.js';
+import { assertAnswers, boundedConn } from '../lab/node-answers.js';
+import { upstreamFor } from '../lab/topology.js';
 import { nodeFilesSpec, writeStandbyConfig } from '../lab/node-files.js';
 import { primaryOf, requireBuilt, requireNode, updateState, type NodeRecord } from '../lab/state.js';
 import { dropSlot, ensureSlot, slotName } from '../postgres/base-backup.js';
-import { queryRows } from '../postgres/client.js';
+import { queryRows, withClient } from '../postgres/client.js';
 import { serverRole } from '../postgres/recovery.js';
 import { logTail, readLogFrom, sizeOf } from '../postgres/server.js';
 import { runtimeFor } from '../runtime/runtime-for.js';
@@ -17,14 +20,21 @@ import { nodeAddress } from '../network/address.js';
 export interface FollowOptions {
   /** Default: the lab's current primary. */
   primary?: string;
+  /** A node to stream from that may be a standby (a cascade); not with `primary`. */
+  upstream?: string;
   timeoutMs?: number;
 }
 
 export interface FollowResult {
   name: string;
+  /** The lab's primary. */
   primary: string;
+  /** The node it streams from now: the primary, or a standby (a cascade). */
+  upstream: string;
   pid: number;
   syncState: string;
+  /** True when a reload re-pointed it (13+: its sessions kept), false when it was restarted. */
+  reloaded: boolean;
   elapsedMs: number;
 }
 
@@ -47,6 +57,25 @@ export async function requireRunningPrimary(context: LabContext, wanted: string 
     );
   }
   return primary;
+}
+
+/**
+ * The node `node` is to stream from, `wanted`, running: the primary (requireRunningPrimary), or a standby
+ * in recovery for a cascade (upstreamFor's checks: no cycle, built, not waiting for a rewind; a
+ * synchronous standby streams from the primary).
+ */
+async function requireRunningUpstream(context: LabContext, node: NodeRecord, wanted: string): Promise<NodeRecord> {
+  const { state } = context;
+  const primary = primaryOf(state);
+  if (!primary) throw new LabError('STATE', 'This lab has no primary: promote a replica first (`lab promote NAME`)');
+  const upstream = upstreamFor(state, node.name, wanted, node, primary);
+  if (upstream.name === primary.name) return requireRunningPrimary(context, primary.name);
+  if (node.sync) throw new LabError('USAGE', `A synchronous standby streams from the primary: "${node.name}" cannot follow the standby "${upstream.name}"; re-add it without --sync first`);
+  if (!(await runtimeFor(context).livePid(upstream))) throw new LabError('STATE', `Upstream "${upstream.name}" is not running: start it first (\`lab node start ${upstream.name}\`), or follow another node`);
+  await assertAnswers(state, upstream);
+  const role = await serverRole(boundedConn(state, upstream), state.pg.major);
+  if (!role.inRecovery) throw new LabError('STATE', `Upstream "${upstream.name}" answers as a primary but the lab's primary is "${primary.name}": rewind it (\`lab node rewind ${upstream.name}\`)`);
+  return upstream;
 }
 
 /** Wait until `primary` shows `name` streaming; returns its sync_state. */
@@ -107,7 +136,8 @@ export async function replicaFollow(global: GlobalOptions, name: string, options
     throw new LabError('STATE', `Node "${name}" was a primary and may have diverged: rewind it instead (\`lab node rewind ${name}\`)`);
   }
   requireBuilt(node, 're-add it first');
-  const primary = await requireRunningPrimary(context, options.primary);
+  if (options.primary !== undefined && options.upstream !== undefined) throw new LabError('USAGE', 'Give --primary or --upstream, not both');
+  const primary = options.upstream === undefined ? await requireRunningPrimary(context, options.primary) : await requireRunningUpstream(context, node, options.upstream);
   if (primary.name === name) throw new LabError('USAGE', `Node "${name}" cannot follow itself`);
   if (await nodes.livePid(node)) {
     const role = await serverRole({ host: nodeAddress(node), port: node.port, user: state.dbUser, connectTimeoutMs: 2000 }, state.pg.major);
@@ -116,9 +146,22 @@ export async function replicaFollow(global: GlobalOptions, name: string, options
     }
   }
 
-  // The new primary was a standby: it has no slot for this node yet (slots are not replicated).
+  // The new upstream has no slot for this node yet (slots are not replicated).
   await ensureSlot({ host: nodeAddress(primary), port: primary.port, user: state.dbUser }, slotName(name));
   await writeStandbyConfig({ ...nodeFilesSpec(context.labDir, state, node, await nodes.dataOwner()), upstreamPort: primary.port, upstreamHost: nodeAddress(primary) });
+  const running = await nodes.livePid(node);
+  if (running && state.pg.major >= 13) {
+    // 13+ reloads primary_conninfo and primary_slot_name: the walreceiver reconnects to the new upstream
+    // and the standby's own sessions (readers through a balancer) are kept; before 13 it restarts.
+    const logFrom = await sizeOf(nodeLogFile(context.labDir, name));
+    await withClient({ host: nodeAddress(node), port: node.port, user: state.dbUser, connectTimeoutMs: 2000 }, (client) => client.query('SELECT pg_reload_conf()'));
+    await updateState(context.labDir, (s) => {
+      requireNode(s, name).upstream = primary.name;
+    });
+    const syncState = await waitStreaming(context, primary, name, timeoutMs, false, logFrom);
+    await dropOldSlot(context, node, primary.name);
+    return { name, primary: primaryOf(state)!.name, upstream: primary.name, pid: running, syncState, reloaded: true, elapsedMs: Date.now() - started };
+  }
   await nodes.stop(node, 'fast');
   await dropOldSlot(context, node, primary.name);
   await assertPortFree(node.port, `node "${name}"`);
@@ -130,5 +173,5 @@ export async function replicaFollow(global: GlobalOptions, name: string, options
     n.expected = 'running';
   });
   const syncState = await waitStreaming(context, primary, name, timeoutMs, false, logFrom);
-  return { name, primary: primary.name, pid, syncState, elapsedMs: Date.now() - started };
+  return { name, primary: primaryOf(state)!.name, upstream: primary.name, pid, syncState, reloaded: false, elapsedMs: Date.now() - started };
 }

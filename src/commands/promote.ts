@@ -4,10 +4,12 @@
 // its data may have diverged, so only `lab node rewind` (or a rebuild) brings it back.
 import { LabError } from '../common/errors.js';
 import { pollUntil } from '../common/poll.js';
-import { openLab, type GlobalOptions } from '../lab/context.js';
-import { primaryOf, requireBuilt, requireNode, updateState } from '../lab/state.js';
-import { serverRole } from '../postgres/recovery.js';
+import { openLab, type GlobalOptions, type LabContext } from '../lab/context.js';
+import { primaryOf, requireBuilt, requireNode, updateState, type NodeRecord } from '../lab/state.js';
+import { serverRole, type ServerRole } from '../postgres/recovery.js';
+import { dialectFor } from '../postgres/dialect.js';
 import { runPg } from '../postgres/run.js';
+import type pg from 'pg';
 import { withClient } from '../postgres/client.js';
 import { runtimeFor } from '../runtime/runtime-for.js';
 import { applySyncStandbys } from '../postgres/sync-standbys.js';
@@ -26,6 +28,37 @@ export interface PromoteResult {
   /** synchronous_standby_names now set on the new primary ('' = asynchronous). */
   synchronousStandbyNames: string;
   elapsedMs: number;
+}
+
+/**
+ * Asks the standby `node` to promote and waits until it is out of recovery (polled every `pollMs` on one
+ * session, `session` if given, else one opened here: a login per poll, scram and TLS, costs more than the
+ * poll): pg_promote() from 12, pg_ctl promote without its own wait (it polls at 100 ms) on 11.
+ */
+export async function promoteServer(context: LabContext, node: NodeRecord, timeoutMs: number, options: { session?: pg.Client; pollMs?: number } = {}): Promise<ServerRole> {
+  const { state } = context;
+  const nodes = runtimeFor(context);
+  const conn = { host: nodeAddress(node), port: node.port, user: state.dbUser, connectTimeoutMs: 2000 };
+  const promote = async (client: pg.Client) => {
+    if (state.pg.major >= 12) {
+      await client.query('SELECT pg_promote(false)');
+    } else if (nodes.name === 'docker') {
+      // pg_ctl on the host cannot write into a data dir the image's user owns.
+      throw new LabError('STATE', `Promoting a PostgreSQL ${state.pg.major} container needs pg_promote() (PostgreSQL 12+): not supported on the docker runtime`);
+    } else {
+      await runPg(context.installation.tools.pg_ctl!, ['-W', '-D', node.datadir, 'promote'], { runAs: context.runAs, timeoutMs: timeoutMs + 10_000 });
+    }
+    await pollUntil(async () => ((await client.query<{ r: boolean }>('SELECT pg_is_in_recovery() AS r')).rows[0]?.r === false ? true : undefined), {
+      timeoutMs, intervalMs: options.pollMs ?? 10, what: `${node.name} to leave recovery after its promotion`, detail: () => nodes.logTail(node),
+    });
+  };
+  const promoteAndRead = async (client: pg.Client): Promise<ServerRole> => {
+    await promote(client);
+    const d = dialectFor(state.pg.major);
+    const { rows } = await client.query<{ tli_hex: string; lsn: string }>(`SELECT substr(${d.currentWalFile}, 1, 8) AS tli_hex, ${d.currentWriteLsn}::text AS lsn`);
+    return { inRecovery: false, timeline: parseInt(rows[0]!.tli_hex, 16), lsn: rows[0]!.lsn };
+  };
+  return options.session ? promoteAndRead(options.session) : withClient(conn, promoteAndRead);
 }
 
 export async function promoteNode(global: GlobalOptions, name: string, options: PromoteOptions = {}): Promise<PromoteResult> {
@@ -60,23 +93,7 @@ export async function promoteNode(global: GlobalOptions, name: string, options: 
     }
   }
 
-  if (nodes.name === 'docker') {
-    // pg_ctl on the host cannot write into a data dir the image's user owns; pg_promote() (PostgreSQL 12+) asks the server itself.
-    if (state.pg.major < 12) throw new LabError('STATE', `Promoting a PostgreSQL ${state.pg.major} container needs pg_promote() (PostgreSQL 12+): not supported on the docker runtime`);
-    await withClient(conn, (client) => client.query('SELECT pg_promote(false)'));
-  } else {
-    await runPg(context.installation.tools.pg_ctl!, ['-w', '-t', String(Math.ceil(timeoutMs / 1000)), '-D', node.datadir, 'promote'], {
-      runAs: context.runAs,
-      timeoutMs: timeoutMs + 10_000,
-    });
-  }
-  const after = await pollUntil(
-    async () => {
-      const role = await serverRole(conn, state.pg.major);
-      return role.inRecovery ? undefined : role;
-    },
-    { timeoutMs, intervalMs: 50, what: `${name} to leave recovery after pg_ctl promote`, detail: () => nodes.logTail(node) },
-  );
+  const after = await promoteServer(context, node, timeoutMs);
 
   // The new primary waits for the other synchronous standbys the lab has (ALTER SYSTEM: a copy of the
   // old primary may carry its list, naming itself).

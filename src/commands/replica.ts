@@ -11,8 +11,8 @@ import { silentReporter, type Reporter } from '../common/reporter.js';
 import { nodeLogFile, openLab, type GlobalOptions } from '../lab/context.js';
 import { checkDatadirPath, checkDatadirPlace, inspectDatadir, prepareDatadir, removeDatadir, writeMarker, type DatadirCondition } from '../lab/datadir.js';
 import { checkName } from '../lab/names.js';
-import { findNode, primaryOf, readState, refuseWhileBuilding, runtimeOf, thisBuilder, updateState, type LabState, type NodeRecord } from '../lab/state.js';
-import { checkNodeFits } from '../lab/topology.js';
+import { findNode, primaryOf, readState, refuseWhileBuilding, runtimeOf, thisBuilder, updateState, type NodeRecord } from '../lab/state.js';
+import { checkNodeFits, upstreamFor } from '../lab/topology.js';
 import { dropSlot, ensureSlot, parseBaseBackupMethod, slotName, type BaseBackupMethod } from '../postgres/base-backup.js';
 import { withClient } from '../postgres/client.js';
 import { runtimeFor } from '../runtime/runtime-for.js';
@@ -210,30 +210,6 @@ export async function replicaAdd(global: GlobalOptions, nameArg: string, datadir
  * the one a re-added replica streamed from while it is still in the lab, else the primary. Itself, a
  * node that streams (through others) from it, or a node not built or needing a rewind is refused.
  */
-function upstreamFor(state: LabState, name: string, wanted: string | undefined, known: NodeRecord | undefined, primary: NodeRecord): NodeRecord {
-  if (wanted === undefined) {
-    const recorded = known?.upstream !== undefined ? findNode(state, known.upstream) : undefined;
-    return recorded && recorded.name !== name && !recorded.rewindNeeded && !streamsFrom(state, recorded, name) ? recorded : primary;
-  }
-  const node = findNode(state, checkName(wanted));
-  if (!node) throw new LabError('NOT_FOUND', `Unknown upstream "${wanted}" (nodes in this lab: ${state.nodes.map((n) => n.name).join(', ')})`);
-  if (node.name === name) throw new LabError('USAGE', `Replica "${name}" cannot stream from itself: name another node as its upstream`);
-  if (streamsFrom(state, node, name)) throw new LabError('USAGE', `"${node.name}" streams from "${name}" (through its upstreams): "${name}" cannot stream from it`);
-  if (node.phase !== 'ready') throw new LabError('STATE', `Upstream "${node.name}" was never finished: re-add it first`);
-  if (node.rewindNeeded) throw new LabError('STATE', `Upstream "${node.name}" was a primary and may have diverged: rewind it first (\`lab node rewind ${node.name}\`)`);
-  return node;
-}
-
-/** Whether `node` streams from `name`, directly or through other standbys. */
-function streamsFrom(state: LabState, node: NodeRecord, name: string): boolean {
-  const seen = new Set<string>();
-  for (let at: NodeRecord | undefined = node; at?.upstream !== undefined && !seen.has(at.name); at = findNode(state, at.upstream)) {
-    if (at.upstream === name) return true;
-    seen.add(at.name);
-  }
-  return false;
-}
-
 /** A node `name` that another command recorded after this one read the state: refused (exit 3). */
 async function refuseAddedMeanwhile(labDir: string, name: string): Promise<void> {
   const fresh = await readState(labDir).catch(() => undefined);

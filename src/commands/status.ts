@@ -176,6 +176,15 @@ export async function labStatus(global: GlobalOptions): Promise<LabStatus> {
   if (archive?.archiver && failingNow(archive.archiver)) {
     warnings.push(`archiving fails on ${primary?.name}: ${archive.archiver.failedCount} failures, the last for ${archive.archiver.lastFailedWal} at ${archive.archiver.lastFailedTime} (see its log: archive command failed)`);
   }
+  // A cascade whose upstream standby is down keeps answering reads from the WAL it has: stale, and growing staler.
+  for (const node of nodes) {
+    const up = node.role === 'replica' && node.upstream && node.upstream !== primary?.name ? nodes.find((n) => n.name === node.upstream) : undefined;
+    if (!up || up.status === 'running' || node.replication) continue;
+    node.replication = `upstream ${up.status}`;
+    warnings.push(
+      `${node.name} streams from ${up.name}, which is ${up.status}: it answers reads from the WAL it has, staler each second; re-point it (\`lab replica follow ${node.name} --upstream ${primary?.name ?? 'NODE'}\`) or bring ${up.name} back`,
+    );
+  }
   const { auth, tls } = accessOf(state);
   const access = { auth, tls, passFile: auth === 'scram' ? pgpassPath(context.labDir) : null, caCert: tls === 'off' ? null : tlsPaths(context.labDir).caCert };
   return { labDir: context.labDir, version: state.pg.version, runtime: runtimeOf(state), image: state.image, access, nodes, replicationError, warnings, ...(archive ? { archive } : {}) };

@@ -199,10 +199,9 @@ export async function stopServer(spec: ServerSpec, mode: StopMode = 'fast', time
   }
   const pgCtl = spec.installation.tools.pg_ctl!;
   try {
-    await runPg(pgCtl, ['-w', '-t', String(Math.ceil(timeoutMs / 1000)), '-D', spec.datadir, '-m', mode, 'stop'], {
-      runAs: spec.runAs,
-      timeoutMs: timeoutMs + 10_000,
-    });
+    // pg_ctl signals only (-W); the exit is polled here every 10 ms, where pg_ctl's own wait polls every 100 ms.
+    await runPg(pgCtl, ['-W', '-D', spec.datadir, '-m', mode, 'stop'], { runAs: spec.runAs, timeoutMs: timeoutMs + 10_000 });
+    await pollUntil(async () => ((await isRunning(pid)) ? undefined : true), { timeoutMs, intervalMs: 10, what: `${spec.name} (postmaster ${pid}) to exit after pg_ctl stop -m ${mode}` });
   } catch (error) {
     if (mode === 'immediate') throw error;
     // A stuck shutdown: fall back to immediate, then to SIGKILL.
