@@ -25,7 +25,7 @@ export class LabNode extends Connectable {
     return this.lab.record(this.name);
   }
 
-  get role(): 'primary' | 'replica' {
+  get role(): NodeRecord['role'] {
     return this.current.role;
   }
 

@@ -10,6 +10,8 @@ import { examples, globalsOf } from './globals.js';
 import { applyDelayOption, parseSeconds } from './parse-options.js';
 import { printJson, printLine, terminalReporter } from './output.js';
 import { withInterrupt } from './interrupt.js';
+import { addNodeRestore } from './archive-commands.js';
+import type { ArchiveStatus } from '../commands/status.js';
 
 
 export function masterCommand(): Command {
@@ -25,12 +27,14 @@ export function masterCommand(): Command {
     .option('--auth <method>', 'a new lab\'s authentication: scram (a generated password in <lab-dir>/pgpass) or trust (the seed\'s, any local user is superuser); default scram')
     .option('--tls <mode>', 'a new lab\'s TLS: on (the lab\'s own CA), required (hostssl only) or off; default on')
     .option('--hosts', 'a new lab whose every node runs on a host of its own: a network namespace with its own address in 10.213.N.0/24 (root; a docker node\'s container joins it; needed by `lab fault partition|loss|delay`)')
+    .option('--archive', 'a new lab archiving its WAL into <lab-dir>/archive (archive_mode on; checked with pg_switch_wal() at start): `lab backup`, `lab restore-point`, `lab node restore`')
     .option('--json', 'print the result as JSON')
     .option('-v, --verbose', 'show initdb\'s output')
     .addHelpText('after', examples(
       'lab master start',
       'eval "$(lab env)" && psql -h 127.0.0.1 -p 5432   # the lab\'s password and CA, none typed',
       'lab master start --auth trust --tls off   # the seed\'s set-up, on purpose',
+      'lab master start --archive                # WAL archived into <lab-dir>/archive: backups, restore points, PITR',
       'lab master start --hosts                  # nodes in network namespaces (10.213.N.x): partition and loss faults',
       'lab --lab-dir /tmp/lab2 master start --port 6432',
       'lab --pg 11 master start',
@@ -49,6 +53,7 @@ export function masterCommand(): Command {
         auth: options.auth,
         tls: options.tls,
         hosts: options.hosts,
+        archive: options.archive,
         reporter: options.json ? silentReporter : terminalReporter({ verbose: options.verbose }),
       });
       if (result.action === 'created') warnInsecureAccess(result);
@@ -57,6 +62,15 @@ export function masterCommand(): Command {
       printLine(`master ${result.name} ${verb}: PostgreSQL ${result.version}, ${result.address === '127.0.0.1' ? 'port' : `address ${result.address}, port`} ${result.port}, data dir ${result.datadir}, pid ${result.pid}`);
     });
   return master;
+}
+
+/** `lab status`: the archive in one line (pg_stat_archiver of the primary, backups, restore points). */
+function archiveLine(archive: ArchiveStatus): string {
+  const a = archive.archiver;
+  const stat = a
+    ? `archived ${a.archivedCount} (last ${a.lastArchivedWal ?? '-'}${a.lastArchivedTime ? ` at ${a.lastArchivedTime}` : ''}), failed ${a.failedCount}${a.failedCount > 0 ? ` (last ${a.lastFailedWal} at ${a.lastFailedTime})` : ''}`
+    : `pg_stat_archiver unavailable: ${archive.archiverError}`;
+  return `archive ${archive.dir}: ${stat}; backups: ${archive.backups.map((b) => b.id).join(', ') || 'none'}; restore points: ${archive.restorePoints.map((p) => p.name).join(', ') || 'none'}`;
 }
 
 /** One line on stderr when a new lab is made without passwords or without TLS. */
@@ -193,6 +207,7 @@ export function nodeCommand(): Command {
       }
       printLine(`${result.name} rewound (${result.rewind}) and streaming from ${result.primary}, pid ${result.pid} (${(result.elapsedMs / 1000).toFixed(1)}s)`);
     });
+  addNodeRestore(node);
   return node;
 }
 
@@ -286,7 +301,7 @@ export function statusCommand(): Command {
             ...(cascades ? [{ header: 'upstream' }] : []),
           ],
           status.nodes.map((n) => [
-            n.name, n.role === 'primary' ? 'master' : 'replica', n.port, n.datadir, n.pid, withFaultWords(n.status, n.faultWords), n.replication ?? (n.role === 'replica' ? '-' : ''),
+            n.name, n.role === 'primary' ? 'master' : n.role, n.port, n.datadir, n.pid, withFaultWords(n.status, n.faultWords), n.replication ?? (n.role === 'replica' ? '-' : ''),
             n.replayLagBytes, n.serverRole ?? n.serverProblem ?? '', n.timeline,
             ...(delays ? [n.applyDelayMs !== null ? formatApplyDelay(n.applyDelayMs) : ''] : []),
             ...(cascades ? [n.role === 'replica' ? (n.upstream ?? primaryName ?? '') : ''] : []),
@@ -295,6 +310,7 @@ export function statusCommand(): Command {
       );
       if (status.runtime !== 'process') printLine(`(nodes run on the ${status.runtime} runtime${status.image ? `, image ${status.image}` : ''})`);
       if (status.replicationError) printLine(`(replication state unavailable: ${status.replicationError})`);
+      if (status.archive) printLine(archiveLine(status.archive));
       for (const warning of status.warnings) printLine(`WARNING: ${warning}`);
     });
 }

@@ -131,6 +131,7 @@ export async function replicaFollow(global: GlobalOptions, name: string, options
   const nodes = runtimeFor(context);
   const node = requireNode(state, name);
   if (node.role === 'primary') throw new LabError('STATE', `Node "${name}" is the lab's primary: it follows nobody; promote another node first`);
+  if (node.role === 'restored') throw new LabError('STATE', `Node "${name}" is a restored node (\`lab node restore\`): it stands alone on a timeline of its own and joins no replication; remove it with \`lab replica remove ${name}\``);
   if (node.rewindNeeded) {
     throw new LabError('STATE', `Node "${name}" was a primary and may have diverged: rewind it instead (\`lab node rewind ${name}\`)`);
   }

@@ -95,6 +95,7 @@ export async function promoteNode(global: GlobalOptions, name: string, options: 
   const node = requireNode(state, name);
   const conn = { host: nodeAddress(node), port: node.port, user: state.dbUser, connectTimeoutMs: 2000 };
   if (node.role === 'primary') throw new LabError('STATE', `Node "${name}" is already the lab's primary: promote a replica`);
+  if (node.role === 'restored') throw new LabError('STATE', `Node "${name}" is a restored node (\`lab node restore\`): it stands alone on a timeline of its own and joins no replication; remove it with \`lab replica remove ${name}\``);
   requireBuilt(node, 're-add it first');
   if (node.rewindNeeded) {
     throw new LabError('STATE', `Node "${name}" is a former primary that may have diverged: rewind it first (\`lab node rewind ${name}\`)`);

@@ -52,6 +52,7 @@ export async function nodeRewind(global: GlobalOptions, name: string, options: R
   const { state } = context;
   const nodes = runtimeFor(context);
   const node = requireNode(state, name);
+  if (node.role === 'restored') throw new LabError('STATE', `Node "${name}" is a restored node (\`lab node restore\`): it stands alone on a timeline of its own and joins no replication; remove it with \`lab replica remove ${name}\``);
   if (node.role === 'primary') {
     throw new LabError('STATE', `Node "${name}" is the lab's current primary: pg_rewind would throw its data away; promote another node first (\`lab promote NAME\`)`);
   }

@@ -110,6 +110,7 @@ export async function switchover(global: GlobalOptions, name: string, options: S
   if (!old) throw new LabError('STATE', 'This lab has no primary to switch over from: promote a replica (`lab promote NAME`)');
   if (target.name === old.name) throw new LabError('USAGE', `Node "${name}" is already the lab's primary: switch over to one of its standbys`);
   requireBuilt(target, 're-add it first');
+  if (target.role === 'restored') throw new LabError('STATE', `Node "${name}" is a restored node (\`lab node restore\`) on a timeline of its own: it is nobody's standby; switch over to a replica`);
   if (target.rewindNeeded) throw new LabError('STATE', `Node "${name}" is a former primary waiting for a rewind: rewind it first (\`lab node rewind ${name}\`), then switch over to it`);
   if (target.upstream && target.upstream !== old.name) {
     throw new LabError('STATE', `Node "${name}" streams from "${target.upstream}", not from the primary "${old.name}": switch over to "${target.upstream}", or re-point "${name}" first (\`lab replica follow ${name}\`)`);

@@ -17,7 +17,7 @@ import type { Report, ReportCrossCheck, ReportSeries } from '../report/types.js'
 import { runWorkload } from '../workload/run-workload.js';
 import { formatSampleLine, SAMPLE_HEADER } from '../workload/sample-line.js';
 import type { WorkloadResult } from '../workload/types.js';
-import type { SwitchoverResult } from '../commands/switchover.js';
+import type { SwitchoverResult } from '../api/lab.js';
 import { ACKED_TABLE, CREATE_ACKED_TABLE, runAckedWriter, type WriterResult } from './acked-writer.js';
 import type { PrimaryFailoverDrillOptions } from './defaults.js';
 import { alongsideLoad, inDemoLab, publishReport, type DrillOutcome } from './drill-run.js';

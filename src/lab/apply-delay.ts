@@ -1,5 +1,6 @@
 // A delayed standby's recovery_min_apply_delay (`lab replica add --apply-delay 30s`, addReplica({ applyDelayMs })):
-// its bounds, its words on the command line and in the watchers, and its line in the standby's configuration.
+// its bounds and its words on the command line and in the watchers (its line in the standby's configuration:
+// src/postgres/dialect.ts standbyFiles, units accepted on every major).
 import { LabError } from '../common/errors.js';
 
 /** PostgreSQL takes up to INT_MAX ms; a lab's standby held back more than a day is a mistake, not a drill. */
@@ -31,9 +32,4 @@ export function formatApplyDelay(ms: number): string {
   const min = s / 60;
   if (min < 60 || min % 60 !== 0) return min < 60 ? `${min}min` : `${Math.floor(min / 60)}h${min % 60}min`;
   return `${min / 60}h`;
-}
-
-/** The standby configuration line (recovery.conf before 12, postgresql.auto.conf from 12); units accepted on every major. */
-export function applyDelayLine(ms: number): string {
-  return `recovery_min_apply_delay = '${ms}ms'`;
 }

@@ -13,6 +13,7 @@ import type { OsUser } from '../postgres/os-user.js';
 import { SOCKET_DIR } from '../postgres/server.js';
 import { accessOf, labPassword, tlsPaths, type LabAccessSettings } from './access.js';
 import { writeMarker } from './datadir.js';
+import { archiveConfLines } from './archive.js';
 import type { LabState } from './state.js';
 import { nodeAddress, type NodeHost } from '../network/address.js';
 import { subnetOf } from '../network/address.js';
@@ -32,6 +33,8 @@ export interface NodeFilesSpec {
   subnet?: string;
   /** A delayed standby's recovery_min_apply_delay (NodeRecord.applyDelayMs), written with its standby files. */
   applyDelayMs?: number;
+  /** A node of an archiving lab (not a restored one): archive_mode on, into <lab-dir>/archive (src/lab/archive.ts). */
+  archive?: boolean;
 }
 
 /** The spec of one node's files, from the lab's state; `owner` is who must own them (runtime.dataOwner()). */
@@ -40,6 +43,7 @@ export function nodeFilesSpec(labDir: string, state: LabState, node: { name: str
     labDir, labId: state.labId, name: node.name, port: node.port, datadir: node.datadir, major, dbUser: state.dbUser, access: accessOf(state), runAs: owner,
     address: nodeAddress(node), subnet: state.hosts && node.host ? subnetOf(state.hosts) : undefined,
     ...(node.applyDelayMs !== undefined ? { applyDelayMs: node.applyDelayMs } : {}),
+    archive: Boolean(state.archive) && state.nodes.find((n) => n.name === node.name)?.role !== 'restored',
   };
 }
 
@@ -50,13 +54,14 @@ function writeOwned(file: string, content: string | Buffer, runAs: OsUser | unde
 export async function writeNodeConfig(spec: NodeFilesSpec): Promise<void> {
   const dialect = dialectFor(spec.major);
   const tls = spec.access.tls !== 'off';
-  const conf = await renderPostgresqlConf(dialect, {
+  const rendered = await renderPostgresqlConf(dialect, {
     port: spec.port,
     clusterName: spec.name,
     listenAddresses: spec.address,
     socketDir: SOCKET_DIR,
     ssl: tls,
   });
+  const conf = spec.archive ? `${rendered.trimEnd()}\n${archiveConfLines(spec.labDir).join('\n')}\n` : rendered;
   if (tls) {
     // The server reads its key only if it is the server's own and not readable by others.
     const files = tlsPaths(spec.labDir);

@@ -10,7 +10,7 @@ export function checkNodeFits(state: LabState, labDir: string, wanted: Pick<Node
   const existing = state.nodes.find((node) => node.name === wanted.name);
   if (existing) {
     if (existing.role !== wanted.role) {
-      throw new LabError('CONFLICT', `Node "${wanted.name}" already exists in this lab as the ${existing.role === 'primary' ? 'master' : 'replica'}: choose another name`);
+      throw new LabError('CONFLICT', `Node "${wanted.name}" already exists in this lab as the ${existing.role === 'primary' ? 'master' : existing.role}: choose another name`);
     }
     if (existing.datadir !== wanted.datadir || existing.port !== wanted.port) {
       throw new LabError(
@@ -29,7 +29,7 @@ export function checkNodeFits(state: LabState, labDir: string, wanted: Pick<Node
     }
   }
   const resolvedLab = path.resolve(labDir);
-  if (wanted.datadir === resolvedLab || resolvedLab.startsWith(`${wanted.datadir}/`) || ['log', 'balancer'].some((own) => wanted.datadir === path.join(resolvedLab, own))) {
+  if (wanted.datadir === resolvedLab || resolvedLab.startsWith(`${wanted.datadir}/`) || ['log', 'balancer', 'archive', 'backups'].some((own) => wanted.datadir === path.join(resolvedLab, own))) {
     throw new LabError('CONFLICT', `Data dir ${wanted.datadir} would hold the lab's own files in ${resolvedLab}: choose a path such as ${path.join(resolvedLab, wanted.name)}`);
   }
   return existing;
@@ -49,6 +49,7 @@ export function upstreamFor(state: LabState, name: string, wanted: string | unde
   if (node.name === name) throw new LabError('USAGE', `Replica "${name}" cannot stream from itself: name another node as its upstream`);
   if (streamsFrom(state, node, name)) throw new LabError('USAGE', `"${node.name}" streams from "${name}" (through its upstreams): "${name}" cannot stream from it`);
   if (node.phase !== 'ready') throw new LabError('STATE', `Upstream "${node.name}" was never finished: re-add it first`);
+  if (node.role === 'restored') throw new LabError('USAGE', `"${node.name}" is a restored node on a timeline of its own (\`lab node restore\`): name the primary or a replica as the upstream`);
   if (node.rewindNeeded) throw new LabError('STATE', `Upstream "${node.name}" was a primary and may have diverged: rewind it first (\`lab node rewind ${node.name}\`)`);
   return node;
 }

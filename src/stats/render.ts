@@ -68,7 +68,20 @@ export function replicationTable(sample: ReplicationSample, paint: Paint = noPai
     ...(cascades ? [r.upstream ?? (r.state === 'local' ? '' : sample.master?.name ?? '')] : []),
   ]);
   const columns = [...REPLICATION_COLUMNS, ...(delays ? [{ header: 'delay' }] : []), ...(cascades ? [{ header: 'upstream' }] : [])];
-  return psqlTable(columns, rows) + faults;
+  return psqlTable(columns, rows) + faults + archiverTable(sample, paint);
+}
+
+/** A lab made with --archive: the master's pg_stat_archiver below the table, failures in red while the last one is newer than the last success. */
+function archiverTable(sample: ReplicationSample, paint: Paint): string {
+  if (sample.archiver === undefined) return '';
+  const a = sample.archiver;
+  if (a === null) return `\n${paint.yellow('archiver: pg_stat_archiver did not answer')}`;
+  const failing = a.failedCount > 0 && a.lastFailedTime !== null && (a.lastArchivedTime === null || a.lastFailedTime > a.lastArchivedTime);
+  const table = psqlTable(
+    [{ header: 'archived_count', align: 'right' }, { header: 'last_archived_wal' }, { header: 'last_archived_time' }, { header: 'failed_count', align: 'right' }, { header: 'last_failed_wal' }, { header: 'last_failed_time' }],
+    [[a.archivedCount, a.lastArchivedWal, a.lastArchivedTime, a.failedCount, a.lastFailedWal, a.lastFailedTime]],
+  );
+  return `\n${table}${failing ? `\n${paint.red(`archiving FAILS: last failure for ${a.lastFailedWal} at ${a.lastFailedTime}, after the last success`)}` : ''}`;
 }
 
 export function xactTable(sample: XactSample, options: { tps: boolean }, paint: Paint = noPaint): string {

@@ -8,6 +8,7 @@ import { dialectFor, type Dialect } from '../postgres/dialect.js';
 import { queryWithin } from './bounded-query.js';
 import { downReason } from './down-reason.js';
 import { nodeAddress } from '../network/address.js';
+import { ARCHIVER_SQL, type ArchiverStat } from '../lab/archive.js';
 
 export interface ReplicationRow {
   pid: number | null;
@@ -46,6 +47,8 @@ export interface ReplicationSample {
   rows: ReplicationRow[];
   /** Faults in force in the lab (`lab fault`), per node, as `lab status` words them. */
   faults: { node: string; fault: string }[];
+  /** A lab made with --archive: the master's pg_stat_archiver (null when it did not answer). */
+  archiver?: ArchiverStat | null;
 }
 
 type Raw = Record<string, string | number | null>;
@@ -107,9 +110,11 @@ export async function sampleReplication(state: LabState, options: { timeoutMs: n
       sent: local?.sent ?? null, write: local?.write ?? null,
       flush: null, replay: null, pri: null, mode: 'master', lagBytes: null, lagSeconds: null,
     };
-    const cascades = local?.write ? await sampleCascades(state, dialect, local.write, options.timeoutMs) : [];
-    const rows = [masterRow, ...standbys.map(standbyRow), ...cascades].map((row) => withApplyDelay(state, row));
-    return { at, master: { name: master.name, port: master.port }, up: true, reason: null, rows, faults };
+    const [cascades, archiver] = await Promise.all([
+      local?.write ? sampleCascades(state, dialect, local.write, options.timeoutMs) : [],
+      state.archive ? queryWithin<ArchiverStat & Record<string, unknown>>(target, ARCHIVER_SQL).then((rows) => rows[0] ?? null, () => null) : undefined,
+    ]);
+    return { at, master: { name: master.name, port: master.port }, up: true, reason: null, rows: [masterRow, ...standbys.map(standbyRow), ...cascades].map((row) => withApplyDelay(state, row)), faults, ...(archiver !== undefined ? { archiver } : {}) };
   } catch (error) {
     const { reason } = await downReason(state, master, error, options.timeoutMs);
     return { at, master: { name: master.name, port: master.port }, up: false, reason, rows: [], faults };
