@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execa } from 'execa';
 import { Lab, LabError } from '../src/index.js';
-import { labBin } from './helpers/lab.js';
+import { ensureMajor, labBin } from './helpers/lab.js';
 import { findFreePorts } from '../src/common/ports.js';
 
 const names = (rows: { application_name: string }[]) => rows.map((r) => r.application_name).sort();
@@ -121,3 +121,25 @@ async function rowsOn(node: { query: Lab['primary']['query'] }, n: number): Prom
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
 }
+
+test('cascading standbys on 12: two levels deep; a switchover and a promotion keep each cascade on its upstream, on the new timeline', async () => {
+  await ensureMajor(12);
+  await using lab = await Lab.start({ pg: 12, replicas: 2 });
+  await lab.addReplica({ name: 'replica3', upstream: 'replica2' });
+  await lab.addReplica({ name: 'replica4', upstream: 'replica3' });
+  await lab.primary.query('create table t as select generate_series(1, 10) as id');
+  const switched = await lab.switchover('replica1');
+  assert.deepEqual(switched.followed, ['replica2'], 'on 12 a follow restarts the standby');
+  await lab.primary.query('insert into t select generate_series(11, 20)');
+  await rowsOn(lab.node('replica4'), 20);
+  await lab.node('replica1').stop();
+  const promotion = await lab.promote('master1');
+  await lab.primary.query('insert into t select generate_series(21, 30)');
+  for (const name of ['replica2', 'replica3', 'replica4']) {
+    await rowsOn(lab.node(name), 30);
+    const [receiver] = await lab.node(name).query<{ tli: number }>('select received_tli as tli from pg_stat_wal_receiver');
+    assert.equal(receiver?.tli, promotion.timeline, `${name} streams on timeline ${promotion.timeline}`);
+  }
+  assert.equal(lab.node('replica4').upstream, 'replica3');
+  assert.equal(lab.node('replica3').upstream, 'replica2');
+});
