@@ -4,7 +4,7 @@ export { LabNode, Fault } from './api/node.js';
 export { Balancer } from './api/balancer.js';
 export { BalancerProcess } from './api/balancer-process.js';
 export { Connectable, type ConnectionConfig, type ConnectOptions } from './api/connection.js';
-export type { LabEvent, LabStartOptions, LabOpenOptions, ReplicaOptions, BalancerOptions, BalancerProcessOptions, WorkloadRunOptions, SwitchoverOptions } from './api/options.js';
+export type { LabEvent, LabStartOptions, LabOpenOptions, ReplicaOptions, RestoreNodeOptions, BalancerOptions, BalancerProcessOptions, WorkloadRunOptions, SwitchoverOptions } from './api/options.js';
 export type { WorkloadResult, WorkloadSample, WorkloadSummary, WorkloadError } from './workload/types.js';
 export { LabError, exitCodes, type LabErrorCode } from './common/errors.js';
 export type { BalancerStats, BalancerServerStats, ServerState } from './balancer/stats-types.js';

@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execa } from 'execa';
 import { Lab, LabError } from '../src/index.js';
-import { labBin } from './helpers/lab.js';
+import { ensureMajor, labBin } from './helpers/lab.js';
 import { findFreePorts } from '../src/common/ports.js';
 
 const names = (rows: { application_name: string }[]) => rows.map((r) => r.application_name).sort();
@@ -68,4 +68,78 @@ test('cascading standbys: two levels deep through their own slots; refusals; a p
   }
   assert.deepEqual(names(await lab.primary.query(STANDBYS)), ['replica2', 'replica3']);
   assert.equal(lab.node('replica4').upstream, 'replica3');
+});
+
+test('kill -9 of a middle node: its cascade keeps answering stale reads and `lab status` says why; it follows the primary, then a standby again once the middle is back', async () => {
+  await using lab = await Lab.start({ replicas: 1 });
+  const cascade = await lab.addReplica({ name: 'replica2', upstream: 'replica1' });
+  await lab.primary.query('create table t as select generate_series(1, 10) as id');
+  await lab.waitForCatchup();
+  await lab.node('replica1').kill();
+  await lab.primary.query('insert into t select generate_series(11, 20)');
+  // The cascade still answers, from the WAL it had: the 10 new rows never reach it.
+  assert.equal((await cascade.query<{ n: number }>('select count(*)::int as n from t'))[0]!.n, 10);
+  const status = await lab.status();
+  assert.equal(status.nodes.find((n) => n.name === 'replica2')?.replication, 'upstream crashed');
+  assert.ok(status.warnings.some((w) => /replica2 streams from replica1, which is crashed: .*`lab replica follow replica2 --upstream master1`/.test(w)), status.warnings.join('\n'));
+  const table = await execa('node', [labBin, '--lab-dir', lab.dir, 'status'], { env: { NO_COLOR: '1' }, reject: false });
+  assert.match(table.stdout + table.stderr, /replica2 streams from replica1, which is crashed/);
+
+  // Re-pointed at the primary from the CLI (a reload on 15: its sessions are kept).
+  const follow = await execa('node', [labBin, '--lab-dir', lab.dir, 'replica', 'follow', 'replica2', '--upstream', 'master1'], { env: { NO_COLOR: '1' }, reject: false });
+  assert.equal(follow.exitCode, 0, follow.stderr);
+  assert.match(follow.stdout, /^replica2 follows master1: streaming \(async\), pid \d+, re-pointed by a reload, its sessions kept/m);
+  // (waitForCatchup would wait for the crashed replica1 too: the lab still expects it running.)
+  await rowsOn(cascade, 20);
+  // Refusals: a dead upstream, a cycle, both options at once.
+  await assert.rejects(cascade.follow('replica1'), (e: unknown) => e instanceof LabError && /Upstream "replica1" is not running/.test(e.message));
+  const both = await execa('node', [labBin, '--lab-dir', lab.dir, 'replica', 'follow', 'replica2', '--upstream', 'master1', '--primary', 'master1'], { env: { NO_COLOR: '1' }, reject: false });
+  assert.notEqual(both.exitCode, 0);
+  assert.match(both.stderr, /Give --primary or --upstream, not both/);
+
+  // The middle node re-added, the cascade back under it: follow to a standby.
+  await lab.addReplica({ name: 'replica1' });
+  const back = await cascade.follow('replica1');
+  assert.equal(back.upstream, 'replica1');
+  assert.equal(lab.node('replica2').upstream, 'replica1');
+  assert.deepEqual(names(await lab.node('replica1').query(STANDBYS)), ['replica2']);
+  assert.deepEqual(names(await lab.primary.query(STANDBYS)), ['replica1'], 'its slot and walsender on the primary are gone');
+  assert.deepEqual((await lab.primary.query<{ slot_name: string }>('select slot_name from pg_replication_slots order by 1')).map((r) => r.slot_name), ['pglab_replica1']);
+  await assert.rejects(lab.node('replica1').follow('replica2'), (e: unknown) => e instanceof LabError && /"replica2" streams from "replica1"/.test(e.message));
+  await lab.primary.query('insert into t select generate_series(21, 30)');
+  await lab.waitForCatchup();
+  assert.equal((await cascade.query<{ n: number }>('select count(*)::int as n from t'))[0]!.n, 30);
+});
+
+/** Until `node` has `n` rows in t (10 s at most). */
+async function rowsOn(node: { query: Lab['primary']['query'] }, n: number): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const [row] = await node.query<{ n: number }>('select count(*)::int as n from t');
+    if (row?.n === n) return;
+    if (Date.now() > deadline) assert.fail(`${row?.n} rows in t, not ${n}, after 10 s`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+test('cascading standbys on 12: two levels deep; a switchover and a promotion keep each cascade on its upstream, on the new timeline', async () => {
+  await ensureMajor(12);
+  await using lab = await Lab.start({ pg: 12, replicas: 2 });
+  await lab.addReplica({ name: 'replica3', upstream: 'replica2' });
+  await lab.addReplica({ name: 'replica4', upstream: 'replica3' });
+  await lab.primary.query('create table t as select generate_series(1, 10) as id');
+  const switched = await lab.switchover('replica1');
+  assert.deepEqual(switched.followed, ['replica2'], 'on 12 a follow restarts the standby');
+  await lab.primary.query('insert into t select generate_series(11, 20)');
+  await rowsOn(lab.node('replica4'), 20);
+  await lab.node('replica1').stop();
+  const promotion = await lab.promote('master1');
+  await lab.primary.query('insert into t select generate_series(21, 30)');
+  for (const name of ['replica2', 'replica3', 'replica4']) {
+    await rowsOn(lab.node(name), 30);
+    const [receiver] = await lab.node(name).query<{ tli: number }>('select received_tli as tli from pg_stat_wal_receiver');
+    assert.equal(receiver?.tli, promotion.timeline, `${name} streams on timeline ${promotion.timeline}`);
+  }
+  assert.equal(lab.node('replica4').upstream, 'replica3');
+  assert.equal(lab.node('replica3').upstream, 'replica2');
 });

@@ -107,6 +107,7 @@ test('logical subscriber on 15: initial sync, changes applied, lag shown, refusa
   await refused(lab.dir, ['logical', 'add', 'replica1', datadir, String(port), '--tables', 't1'], 3, /^lab: Node "replica1" already exists in this lab \(a replica\)/);
   await refused(lab.dir, add('--tables', 't1', '--publication', 'pglab_pub_sub1'), 3, /^lab: Publication pglab_pub_sub1 already exists on the master master1/);
   await refused(lab.dir, add('--tables', 't1', '--publish', 'insert,upsert'), 2, /^lab: Expected --publish with some of insert,update,delete,truncate/);
+  await refused(lab.dir, ['replica', 'add', 'replica9', path.join(lab.dir, 'replica9'), String(port), '--upstream', 'sub1'], 2, /^lab: "sub1" is a logical subscriber .*name the primary or a replica as the upstream/);
   await refused(lab.dir, ['replica', 'remove', 'sub1'], 6, /^lab: Node "sub1" is a logical subscriber .*`lab logical remove sub1`/);
   await nothingLeft('bad names and options');
 
@@ -161,13 +162,16 @@ test('logical subscriber on 15: initial sync, changes applied, lag shown, refusa
 
 test('logical subscriber on 12: changes applied, lag shown, insert-only publishing, a master without wal_level logical refused, remove leaves no slot', async () => {
   await ensureMajor(12);
-  await using lab = await Lab.start({ pg: 12 });
+  await using lab = await Lab.start({ pg: 12, archive: true });
   await lab.primary.query(`
     create table t1 (id int primary key, v text);
     insert into t1 select g, 'row ' || g from generate_series(1, 1000) g;
     create table log (at timestamptz default now(), msg text)`);
   const sub = await lab.addSubscriber({ name: 'sub1', tables: ['t1', 'log'], publish: ['insert'] });
   assert.deepEqual(await sub.query('select count(*)::int as n from t1'), [{ n: 1000 }]);
+  // A cluster of its own: it does not archive into the lab's archive (the master does).
+  assert.deepEqual(await sub.query('show archive_mode'), [{ archive_mode: 'off' }]);
+  assert.deepEqual(await lab.primary.query('show archive_mode'), [{ archive_mode: 'on' }]);
   await lab.primary.query("insert into t1 values (1001, 'new'); insert into log (msg) values ('hello')");
   await until(sub, 'select count(*)::int as n from t1', [{ n: 1001 }]);
   await until(sub, 'select msg from log', [{ msg: 'hello' }]);

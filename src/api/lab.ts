@@ -35,9 +35,12 @@ import { Balancer, startBalancer } from './balancer.js';
 import { forLibrary } from './remedies.js';
 import { BalancerProcess, startBalancerProcess } from './balancer-process.js';
 import { LabNode } from './node.js';
-import { checkBalancerOptions, checkBalancerProcessOptions, checkCatchupOptions, checkOpenOptions, checkPromoteOptions, checkReplicaOptions, checkStartOptions, checkSwitchoverOptions, checkWorkloadOptions, wholeNumber, type BalancerOptions, type WorkloadRunOptions, type BalancerProcessOptions, type LabEvent, type LabOpenOptions, type LabStartOptions, type PromoteOptions, type ReplicaOptions, type SwitchoverOptions } from './options.js';
+import { checkBalancerOptions, checkBalancerProcessOptions, checkCatchupOptions, checkOpenOptions, checkPromoteOptions, checkReplicaOptions, checkRestoreOptions, checkStartOptions, checkSwitchoverOptions, checkWorkloadOptions, wholeNumber, type BalancerOptions, type WorkloadRunOptions, type BalancerProcessOptions, type LabEvent, type LabOpenOptions, type LabStartOptions, type PromoteOptions, type ReplicaOptions, type RestoreNodeOptions, type SwitchoverOptions } from './options.js';
+import { labBackup, labRestorePoint, pruneArchive, type BackupResult, type PruneResult, type RestorePointResult } from '../commands/archive.js';
+import { nodeRestore, type RestoreResult } from '../commands/restore.js';
 
 export type { PromoteOptions } from './options.js';
+export type { SwitchoverResult } from '../commands/switchover.js';
 import { Connectable, type ConnectionAccess } from './connection.js';
 import { checkSubscriberOptions, type SubscriberOptions } from './options.js';
 import { runWorkload } from '../workload/run-workload.js';
@@ -100,7 +103,7 @@ export class Lab implements AsyncDisposable {
       // The replicas are copies of the master's data dir made before its first start (process runtime,
       // initdb template): no checkpoint or base backup to wait for. Elsewhere masterStart makes none.
       const made = await withClientScope(() =>
-        masterStart(global, { port, reporter, timeoutMs, auth: opts.auth, tls: opts.tls, hosts: opts.hosts, standbys, ...(opts.image ? { image: opts.image } : {}) }),
+        masterStart(global, { port, reporter, timeoutMs, auth: opts.auth, tls: opts.tls, hosts: opts.hosts, archive: opts.archive, standbys, ...(opts.image ? { image: opts.image } : {}) }),
       );
       lab = new Lab(global, (await readState(labDir))!, { madeDir, removeOnClose: true, keep: opts.keep ?? false, onEvent: opts.onEvent });
       await lab.refresh();
@@ -179,8 +182,37 @@ export class Lab implements AsyncDisposable {
     // A replica the lab has (a rebuild): its recorded port and data dir unless others are given.
     const known = this.snapshot.nodes.find((n) => n.name === name);
     const port = opts.port ?? known?.port ?? (await findFreePorts(1))[0]!;
-    await this.run(() => replicaAdd(this.global, name, opts.datadir ?? known?.datadir ?? path.join(this.dir, name), port, { reporter: reporterFor(this.own.onEvent), sync: opts.sync, upstream: opts.upstream, timeoutMs: opts.timeoutMs }));
+    await this.run(() => replicaAdd(this.global, name, opts.datadir ?? known?.datadir ?? path.join(this.dir, name), port, { reporter: reporterFor(this.own.onEvent), sync: opts.sync, upstream: opts.upstream, applyDelayMs: opts.applyDelayMs, timeoutMs: opts.timeoutMs }));
     return new LabNode(this, name);
+  }
+
+  /** A base backup of the primary into <lab dir>/backups/<id> (a lab started with archive: true), its end archived. */
+  async backup(): Promise<BackupResult> {
+    return this.run(() => labBackup(this.global, { reporter: reporterFor(this.own.onEvent) }));
+  }
+
+  /** pg_create_restore_point(name) on the primary, archived when this returns. */
+  async restorePoint(name: string): Promise<RestorePointResult> {
+    return this.run(() => labRestorePoint(this.global, name));
+  }
+
+  /** The archive's WAL files before backup `before` (b1, b2...), the older backups and their restore points removed. */
+  async pruneArchive(before: string): Promise<PruneResult> {
+    return this.run(() => pruneArchive(this.global, before));
+  }
+
+  /**
+   * Point-in-time recovery into a new standalone node (role 'restored'): the newest base backup before the
+   * target, WAL from the archive, promoted at the target (or paused there with pause: true).
+   */
+  async restore(options: RestoreNodeOptions): Promise<LabNode & { restored: RestoreResult }> {
+    const opts = checkRestoreOptions(options);
+    const taken = new Set(this.snapshot.nodes.map((n) => n.name));
+    let name = opts.name;
+    for (let i = 1; name === undefined; i++) if (!taken.has(`restored${i}`)) name = `restored${i}`;
+    const port = opts.port ?? (await findFreePorts(1))[0]!;
+    const restored = await this.run(() => nodeRestore(this.global, name, opts.datadir ?? path.join(this.dir, name), port, { target: opts.target, pause: opts.pause, timeoutMs: opts.timeoutMs, reporter: reporterFor(this.own.onEvent) }));
+    return Object.assign(new LabNode(this, name), { restored });
   }
 
   /** Stops a replica and removes it (its data dir, its slot) from the lab. */
@@ -520,6 +552,14 @@ export class Promotion extends LabNode {
   /** The promotion itself (pg_promote until it accepts writes), in ms. */
   get elapsedMs(): number {
     return this.result.elapsedMs;
+  }
+
+  /**
+   * The WAL it had received and applied when promoted (the receive and replay LSNs just before), and the
+   * apply delay it had: a delayed standby applies what it held back at the promote (unappliedBytes).
+   */
+  get walAtPromote(): PromoteResult['walAtPromote'] {
+    return this.result.walAtPromote;
   }
 
   /** The primary before it (left stopped, waiting for a rewind, unless formerPrimary: 'rewind'). */

@@ -47,6 +47,11 @@ export class LabNode extends Connectable {
     return this.current.upstream ?? undefined;
   }
 
+  /** A delayed standby's recovery_min_apply_delay in ms (`addReplica({ applyDelayMs })`); undefined when it has none. */
+  get applyDelayMs(): number | undefined {
+    return this.current.applyDelayMs;
+  }
+
   protected endpoint(): { host: string; port: number } {
     return { host: this.host, port: this.port };
   }
@@ -105,9 +110,12 @@ export class LabNode extends Connectable {
     return this;
   }
 
-  /** This replica streams from `primary` (default the lab's primary) from now on; says how it streams (sync state) and how long it took. */
-  follow(primary?: string): Promise<FollowResult> {
-    return this.lab.run(() => replicaFollow(this.lab.globalOptions, this.name, { ...(primary ? { primary } : {}) }));
+  /**
+   * This replica streams from `upstream` from now on: the lab's primary (the default), or a standby (a
+   * cascade); says how it streams (sync state), whether a reload did it (13+) and how long it took.
+   */
+  follow(upstream?: string): Promise<FollowResult> {
+    return this.lab.run(() => replicaFollow(this.lab.globalOptions, this.name, { ...(upstream ? { upstream } : {}) }));
   }
 
   /**

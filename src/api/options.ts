@@ -1,6 +1,8 @@
 // The library's options, checked once at the edge: a wrong property is a one-line LabError naming it
 // (the CLI checks its flags the same way in src/cli/).
+import type { RestoreTarget } from '../commands/restore.js';
 import { LabError } from '../common/errors.js';
+import { checkApplyDelayMs } from '../lab/apply-delay.js';
 import type { AuthMethod, TlsMode } from '../lab/access.js';
 import type { RuntimeName } from '../lab/global-options.js';
 import type { CheckType, PoolKind } from '../balancer/config.js';
@@ -36,6 +38,8 @@ export interface LabStartOptions {
   hosts?: boolean;
   /** Synchronous replicas (synchronous_standby_names). */
   sync?: boolean;
+  /** WAL archived into <lab-dir>/archive (`lab master start --archive`): lab.backup(), lab.restorePoint(), lab.restore(). */
+  archive?: boolean;
   /** The OS user PostgreSQL runs as when the caller is root (default postgres). */
   osUser?: string;
   /** The image of a docker lab's nodes. */
@@ -71,6 +75,8 @@ export interface ReplicaOptions {
   sync?: boolean;
   /** The node it is copied from and streams from; a replica makes it a cascading standby. Default: the primary. */
   upstream?: string;
+  /** A delayed standby: recovery_min_apply_delay in ms (1 to 86400000); not with sync. A re-added replica keeps its own unless given. */
+  applyDelayMs?: number;
   timeoutMs?: number;
 }
 
@@ -155,9 +161,9 @@ export interface SwitchoverOptions {
   timeoutMs?: number;
 }
 
-const START_KEYS = ['dir', 'replicas', 'port', 'pg', 'auth', 'tls', 'runtime', 'hosts', 'sync', 'osUser', 'image', 'initdbTemplate', 'keep', 'timeoutMs', 'onEvent'];
+const START_KEYS = ['dir', 'replicas', 'port', 'pg', 'auth', 'tls', 'runtime', 'hosts', 'sync', 'archive', 'osUser', 'image', 'initdbTemplate', 'keep', 'timeoutMs', 'onEvent'];
 const OPEN_KEYS = ['osUser', 'onEvent'];
-const REPLICA_KEYS = ['name', 'port', 'datadir', 'sync', 'upstream', 'timeoutMs'];
+const REPLICA_KEYS = ['name', 'port', 'datadir', 'sync', 'upstream', 'applyDelayMs', 'timeoutMs'];
 const BALANCER_KEYS = ['name', 'pool', 'check', 'balance', 'host', 'port', 'interMs', 'fastinterMs', 'downinterMs', 'rise', 'fall', 'checkTimeoutMs', 'maxLagBytes', 'maxLagMs', 'tls', 'connectTimeoutMs', 'clientTimeoutMs', 'serverTimeoutMs', 'retries'];
 const BALANCER_PROCESS_KEYS = [...BALANCER_KEYS, 'engine', 'statsPort'];
 const SUBSCRIBER_KEYS = ['tables', 'name', 'port', 'datadir', 'publication', 'publish', 'timeoutMs'];
@@ -222,6 +228,7 @@ export function checkStartOptions(options: LabStartOptions): LabStartOptions {
     runtime: oneOf(where, 'runtime', options.runtime, ['process', 'docker'] as const),
     hosts: bool(where, 'hosts', options.hosts),
     sync: bool(where, 'sync', options.sync),
+    archive: bool(where, 'archive', options.archive),
     osUser: text(where, 'osUser', options.osUser),
     image: text(where, 'image', options.image),
     initdbTemplate: options.initdbTemplate === false ? false : text(where, 'initdbTemplate', options.initdbTemplate),
@@ -236,6 +243,37 @@ export function checkOpenOptions(options: LabOpenOptions): LabOpenOptions {
   return { osUser: text('Lab.open', 'osUser', options.osUser), onEvent: callback('Lab.open', 'onEvent', options.onEvent) };
 }
 
+export interface RestoreNodeOptions {
+  /** The new node's name (default: the first free restoredN). */
+  name?: string;
+  /** Default: a free port. */
+  port?: number;
+  /** Default: <lab dir>/<name>. */
+  datadir?: string;
+  /** Exactly one: { name } (a restore point), { time }, { lsn }, { xid }, or { immediate: true }. */
+  target: RestoreTarget;
+  /** Stay in recovery, replay paused at the target. */
+  pause?: boolean;
+  /** Bound on the start and the wait for the target, in ms (default 120000). */
+  timeoutMs?: number;
+}
+
+const RESTORE_KEYS = ['name', 'port', 'datadir', 'target', 'pause', 'timeoutMs'];
+
+export function checkRestoreOptions(options: RestoreNodeOptions): RestoreNodeOptions {
+  const where = 'lab.restore';
+  known(where, options, RESTORE_KEYS);
+  if (typeof options.target !== 'object' || options.target === null) throw usage(where, 'target must be one of { name }, { time }, { lsn }, { xid }, { immediate: true }');
+  return {
+    name: text(where, 'name', options.name),
+    port: wholeNumber(where, 'port', options.port, 1, 65535),
+    datadir: text(where, 'datadir', options.datadir),
+    target: options.target,
+    pause: bool(where, 'pause', options.pause),
+    timeoutMs: wholeNumber(where, 'timeoutMs', options.timeoutMs, 1, 3_600_000),
+  };
+}
+
 export function checkReplicaOptions(options: ReplicaOptions): ReplicaOptions {
   const where = 'lab.addReplica';
   known(where, options, REPLICA_KEYS);
@@ -245,6 +283,7 @@ export function checkReplicaOptions(options: ReplicaOptions): ReplicaOptions {
     datadir: text(where, 'datadir', options.datadir),
     sync: bool(where, 'sync', options.sync),
     upstream: text(where, 'upstream', options.upstream),
+    applyDelayMs: options.applyDelayMs === undefined ? undefined : checkApplyDelayMs(options.applyDelayMs, `${where}: applyDelayMs`),
     timeoutMs: wholeNumber(where, 'timeoutMs', options.timeoutMs, 1, 3_600_000),
   };
 }

@@ -22,6 +22,8 @@ export function labServers(
   tls = false,
 ): ServerConfig[] {
   return nodes
+    // Restored nodes (`lab node restore`) stand alone on their own timeline: in no pool.
+    .filter((node) => node.role !== 'restored')
     .filter((node) => kind === 'all' || (kind === 'replicas' ? node.role === 'replica' : node.role === 'primary' || node.rewindNeeded))
     // Logical subscribers (`lab logical add`) are clusters of their own: in no pool.
     .filter((node) => node.role !== 'subscriber')

@@ -1,6 +1,6 @@
-// Declarations of `lab demo failover`, `lab demo lb-ha`, `lab demo primary-failover`, `lab demo stale-reads` and `lab demo partition`.
+// Declarations of `lab demo failover`, `lab demo lb-ha`, `lab demo primary-failover`, `lab demo switchover`, `lab demo stale-reads` and `lab demo partition`.
 import { Command } from 'commander';
-import { FAILOVER_DEFAULTS, LB_HA_DEFAULTS, PARTITION_DEFAULTS, PRIMARY_FAILOVER_DEFAULTS, STALE_READS_DEFAULTS } from '../drills/defaults.js';
+import { FAILOVER_DEFAULTS, LB_HA_DEFAULTS, PARTITION_DEFAULTS, PRIMARY_FAILOVER_DEFAULTS, STALE_READS_DEFAULTS, SWITCHOVER_DEFAULTS } from '../drills/defaults.js';
 import { examples, globalsOf } from './globals.js';
 import { withInterrupt } from './interrupt.js';
 import { parseSeconds, positiveInt } from './parse-options.js';
@@ -98,6 +98,30 @@ export function demoCommand(): Command {
         runPrimaryFailoverDrill(global, {
           replicas: options.replicas, sync: Boolean(options.sync), durationMs: options.duration, killAtMs: options.killAt, partitionMs: options.partition,
           writers: options.writers, readers: options.readers, reportDir: options.report, keep: Boolean(options.keep),
+          verbose: Boolean(options.verbose), labDir: command.optsWithGlobals().labDir, access: { auth: options.auth, tls: options.tls },
+        }, hooks),
+      );
+    });
+  const w = SWITCHOVER_DEFAULTS;
+  demo
+    .command('switchover')
+    .description('writes through rw (pool: the primary) and reads through lb; a planned `lab switchover replica1`, then kill -9 of the new primary for contrast (promote, follow, rewind); report both write downtimes, acknowledged commits lost and read errors')
+    .option('--sync', 'synchronous replicas (synchronous_standby_names = ANY 1)')
+    .option('--replicas <n>', 'replicas to build', positiveInt, w.replicas)
+    .option('--duration <duration>', 'how long writes and reads run', parseSeconds, w.durationMs)
+    .option('--switchover-at <duration>', 'when to switch over to replica1, from the start of the load', parseSeconds, w.switchoverAtMs)
+    .option('--kill-at <duration>', 'when to kill -9 the new primary, from the start of the load', parseSeconds, w.killAtMs)
+    .option('--writers <n>', 'concurrent writers', positiveInt, w.writers)
+    .option('--readers <n>', 'concurrent readers', positiveInt, w.readers);
+  reportOptions(demo.commands.at(-1)!, w.reportDir, 'also print the reads\' per-second lines')
+    .addHelpText('after', examples('lab demo switchover', 'lab demo switchover --duration 30s --switchover-at 5s --kill-at 15s --report /tmp/sw'))
+    .action(async (options, command: Command) => {
+      const global = globalsOf(command);
+      const { runPrimaryFailoverDrill } = await import('../drills/primary-failover-drill.js');
+      await runDrill(command, (hooks) =>
+        runPrimaryFailoverDrill(global, {
+          replicas: options.replicas, sync: Boolean(options.sync), durationMs: options.duration, switchoverAtMs: options.switchoverAt, killAtMs: options.killAt,
+          partitionMs: w.partitionMs, writers: options.writers, readers: options.readers, reportDir: options.report, keep: Boolean(options.keep),
           verbose: Boolean(options.verbose), labDir: command.optsWithGlobals().labDir, access: { auth: options.auth, tls: options.tls },
         }, hooks),
       );

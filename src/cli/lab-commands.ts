@@ -1,14 +1,17 @@
 // Declarations of the lab core's commands: master, replica, node, status, destroy, versions.
 // Each action imports its command when it runs, so a command loads only what it needs (start-up time).
 import { withFaultWords } from '../lab/fault-words.js';
+import { formatApplyDelay } from '../lab/apply-delay.js';
 import { Command, InvalidArgumentError } from 'commander';
 import type { NodeAction } from '../commands/node.js';
 import { psqlTable } from '../common/table.js';
 import { silentReporter } from '../common/reporter.js';
 import { examples, globalsOf } from './globals.js';
-import { parseSeconds } from './parse-options.js';
+import { applyDelayOption, parseSeconds } from './parse-options.js';
 import { printJson, printLine, terminalReporter } from './output.js';
 import { withInterrupt } from './interrupt.js';
+import { addNodeRestore } from './archive-commands.js';
+import type { ArchiveStatus } from '../commands/status.js';
 
 
 export function masterCommand(): Command {
@@ -24,12 +27,14 @@ export function masterCommand(): Command {
     .option('--auth <method>', 'a new lab\'s authentication: scram (a generated password in <lab-dir>/pgpass) or trust (the seed\'s, any local user is superuser); default scram')
     .option('--tls <mode>', 'a new lab\'s TLS: on (the lab\'s own CA), required (hostssl only) or off; default on')
     .option('--hosts', 'a new lab whose every node runs on a host of its own: a network namespace with its own address in 10.213.N.0/24 (root; a docker node\'s container joins it; needed by `lab fault partition|loss|delay`)')
+    .option('--archive', 'a new lab archiving its WAL into <lab-dir>/archive (archive_mode on; checked with pg_switch_wal() at start): `lab backup`, `lab restore-point`, `lab node restore`')
     .option('--json', 'print the result as JSON')
     .option('-v, --verbose', 'show initdb\'s output')
     .addHelpText('after', examples(
       'lab master start',
       'eval "$(lab env)" && psql -h 127.0.0.1 -p 5432   # the lab\'s password and CA, none typed',
       'lab master start --auth trust --tls off   # the seed\'s set-up, on purpose',
+      'lab master start --archive                # WAL archived into <lab-dir>/archive: backups, restore points, PITR',
       'lab master start --hosts                  # nodes in network namespaces (10.213.N.x): partition and loss faults',
       'lab --lab-dir /tmp/lab2 master start --port 6432',
       'lab --pg 11 master start',
@@ -48,6 +53,7 @@ export function masterCommand(): Command {
         auth: options.auth,
         tls: options.tls,
         hosts: options.hosts,
+        archive: options.archive,
         reporter: options.json ? silentReporter : terminalReporter({ verbose: options.verbose }),
       });
       if (result.action === 'created') warnInsecureAccess(result);
@@ -56,6 +62,15 @@ export function masterCommand(): Command {
       printLine(`master ${result.name} ${verb}: PostgreSQL ${result.version}, ${result.address === '127.0.0.1' ? 'port' : `address ${result.address}, port`} ${result.port}, data dir ${result.datadir}, pid ${result.pid}`);
     });
   return master;
+}
+
+/** `lab status`: the archive in one line (pg_stat_archiver of the primary, backups, restore points). */
+function archiveLine(archive: ArchiveStatus): string {
+  const a = archive.archiver;
+  const stat = a
+    ? `archived ${a.archivedCount} (last ${a.lastArchivedWal ?? '-'}${a.lastArchivedTime ? ` at ${a.lastArchivedTime}` : ''}), failed ${a.failedCount}${a.failedCount > 0 ? ` (last ${a.lastFailedWal} at ${a.lastFailedTime})` : ''}`
+    : `pg_stat_archiver unavailable: ${archive.archiverError}`;
+  return `archive ${archive.dir}: ${stat}; backups: ${archive.backups.map((b) => b.id).join(', ') || 'none'}; restore points: ${archive.restorePoints.map((p) => p.name).join(', ') || 'none'}`;
 }
 
 /** One line on stderr when a new lab is made without passwords or without TLS. */
@@ -75,6 +90,7 @@ export function replicaCommand(): Command {
     .option('--timeout <duration>', 'how long to wait until the master shows it streaming', parseSeconds, 60_000)
     .option('--sync', 'a synchronous standby: listed in the primary\'s synchronous_standby_names (ANY 1), COMMIT waits for it')
     .option('--upstream <node>', 'the node to copy and stream from: a replica makes this a cascading standby (default: the primary, or a re-added replica\'s own upstream)')
+    .option('--apply-delay <delay>', 'a delayed standby: recovery_min_apply_delay, e.g. 500ms, 30s, 5min, 1h (up to 24h; not with --sync); a re-added replica keeps its delay unless given a new one', applyDelayOption)
     .option('--base-backup <method>', 'auto (pglab\'s own copy; pg_basebackup is never needed), pglab, or pg_basebackup (env LAB_BASE_BACKUP)')
     .option('--json', 'print the result as JSON')
     .option('-v, --verbose', 'show pg_basebackup\'s output')
@@ -83,6 +99,7 @@ export function replicaCommand(): Command {
       'lab node kill replica2 && lab replica add replica2 /tmp/pgdata/replica2 5434   # demo step 8',
       'lab replica add replica4 /tmp/pgdata/replica4 5436 --sync',
       'lab replica add replica3 /tmp/pgdata/replica3 5435 --upstream replica1   # a cascade: replica1 -> replica3',
+      'lab replica add delayed /tmp/pgdata/delayed 5436 --apply-delay 30s        # applies each commit 30 s after the primary made it',
     ))
     .action(async (name: string, datadir: string, port: string, options, command: Command) => {
       const { replicaAdd } = await import('../commands/replica.js');
@@ -91,14 +108,16 @@ export function replicaCommand(): Command {
         timeoutMs: options.timeout,
         sync: Boolean(options.sync),
         upstream: options.upstream,
+        applyDelayMs: options.applyDelay,
         baseBackup: options.baseBackup,
         reporter: options.json ? silentReporter : terminalReporter({ verbose: options.verbose }),
         signal,
       }));
       if (options.json) return printJson(result);
       const sync = result.synchronousStandbyNames !== undefined ? ` (${result.syncState}: synchronous_standby_names = '${result.synchronousStandbyNames}')` : '';
+      const delay = result.applyDelayMs !== undefined ? `, applying WAL ${formatApplyDelay(result.applyDelayMs)} late (recovery_min_apply_delay)` : '';
       printLine(
-        `replica ${result.name} ${result.rebuilt ? 'rebuilt' : 'added'}: streaming from ${result.upstream}${sync}, port ${result.port}, data dir ${result.datadir}, pid ${result.pid} (${(result.elapsedMs / 1000).toFixed(1)}s)`,
+        `replica ${result.name} ${result.rebuilt ? 'rebuilt' : 'added'}: streaming from ${result.upstream}${sync}${delay}, port ${result.port}, data dir ${result.datadir}, pid ${result.pid} (${(result.elapsedMs / 1000).toFixed(1)}s)`,
       );
       printLine(`base backup: ${result.baseBackup === 'pglab' ? 'pglab\'s own (pg_backup_start, file copy, pg_backup_stop)' : 'pg_basebackup'}${result.backupKb !== undefined ? `, ${result.backupKb} kB` : ''}; slot ${result.slot} on ${result.upstream}`);
     });
@@ -119,14 +138,15 @@ export function replicaCommand(): Command {
     .description('point a replica at the (new) primary, restart it, wait until that primary shows it streaming on its timeline')
     .argument('<name>', 'replica to re-point')
     .option('--primary <name>', 'the node to follow (default: the lab\'s current primary)')
+    .option('--upstream <node>', 'stream from this node, a standby too (a cascade), not the primary')
     .option('--timeout <duration>', 'how long to wait until it streams', parseSeconds, 60_000)
     .option('--json', 'print the result as JSON')
-    .addHelpText('after', examples('lab promote replica1 && lab replica follow replica2', 'lab replica follow replica2 --primary replica1'))
+    .addHelpText('after', examples('lab promote replica1 && lab replica follow replica2', 'lab replica follow replica2 --primary replica1', 'lab replica follow replica3 --upstream master1   # its upstream replica1 died: stream from the primary'))
     .action(async (name: string, options, command: Command) => {
       const { replicaFollow } = await import('../commands/follow.js');
-      const result = await replicaFollow(globalsOf(command), name, { primary: options.primary, timeoutMs: options.timeout });
+      const result = await replicaFollow(globalsOf(command), name, { primary: options.primary, upstream: options.upstream, timeoutMs: options.timeout });
       if (options.json) return printJson(result);
-      printLine(`${result.name} follows ${result.primary}: streaming (${result.syncState}), pid ${result.pid}, ${result.reloaded ? 're-pointed by a reload, its sessions kept' : 'restarted'} (${(result.elapsedMs / 1000).toFixed(1)}s)`);
+      printLine(`${result.name} follows ${result.upstream}: streaming (${result.syncState}), pid ${result.pid}, ${result.reloaded ? 're-pointed by a reload, its sessions kept' : 'restarted'} (${(result.elapsedMs / 1000).toFixed(1)}s)`);
     });
   return replica;
 }
@@ -187,6 +207,7 @@ export function nodeCommand(): Command {
       }
       printLine(`${result.name} rewound (${result.rewind}) and streaming from ${result.primary}, pid ${result.pid} (${(result.elapsedMs / 1000).toFixed(1)}s)`);
     });
+  addNodeRestore(node);
   return node;
 }
 
@@ -198,11 +219,12 @@ export function promoteCommand(): Command {
     .option('--json', 'print the result as JSON')
     .addHelpText('after', examples('lab node kill master1 && lab promote replica1', 'lab node stop master1 && lab promote replica1   # planned switchover'))
     .action(async (name: string, options, command: Command) => {
-      const { promoteNode } = await import('../commands/promote.js');
+      const { promoteNode, describeWalAtPromote } = await import('../commands/promote.js');
       const result = await promoteNode(globalsOf(command), name, { timeoutMs: options.timeout });
       if (options.json) return printJson(result);
       const was = result.previousPrimary ? `; ${result.previousPrimary} needs \`lab node rewind ${result.previousPrimary}\`` : '';
       printLine(`${result.name} promoted: primary on timeline ${result.timeline}, port ${result.port} (${(result.elapsedMs / 1000).toFixed(1)}s)${was}`);
+      printLine(describeWalAtPromote(result.walAtPromote));
     });
 }
 
@@ -267,17 +289,21 @@ export function statusCommand(): Command {
       // A lab with cascading standbys: a last column says who streams from whom.
       const primaryName = status.nodes.find((n) => n.role === 'primary')?.name;
       const cascades = status.nodes.some((n) => n.role === 'replica' && n.upstream !== null && n.upstream !== primaryName);
+      // A lab with a delayed standby: its delay, so a replay lag of about that reads as expected (a paused replay shows as `lag` in status).
+      const delays = status.nodes.some((n) => n.applyDelayMs !== null);
       printLine(
         psqlTable(
           [
             { header: 'name' }, { header: 'role' }, { header: 'port', align: 'right' }, { header: 'datadir' },
             { header: 'pid', align: 'right' }, { header: 'status' }, { header: 'replication' }, { header: 'lag_bytes', align: 'right' },
             { header: 'server' }, { header: 'tli', align: 'right' },
+            ...(delays ? [{ header: 'delay' }] : []),
             ...(cascades ? [{ header: 'upstream' }] : []),
           ],
           status.nodes.map((n) => [
             n.name, n.role === 'primary' ? 'master' : n.role, n.port, n.datadir, n.pid, withFaultWords(n.status, n.faultWords), n.replication ?? (n.role === 'replica' ? '-' : ''),
             n.replayLagBytes, n.serverRole ?? n.serverProblem ?? '', n.timeline,
+            ...(delays ? [n.applyDelayMs !== null ? formatApplyDelay(n.applyDelayMs) : ''] : []),
             ...(cascades ? [n.role === 'replica' ? (n.upstream ?? primaryName ?? '') : ''] : []),
           ]),
         ),
@@ -285,6 +311,7 @@ export function statusCommand(): Command {
       if (status.runtime !== 'process') printLine(`(nodes run on the ${status.runtime} runtime${status.image ? `, image ${status.image}` : ''})`);
       for (const n of status.nodes) if (n.logical) printLine(`subscriber ${n.name}: subscription ${n.logical.subscription} to publication ${n.logical.publication} (${n.logical.tables.join(', ')}), received ${n.logical.received ?? '-'}, confirmed ${n.logical.confirmedFlush ?? '-'}${n.logical.reason ? ` (${n.logical.reason})` : ''}`);
       if (status.replicationError) printLine(`(replication state unavailable: ${status.replicationError})`);
+      if (status.archive) printLine(archiveLine(status.archive));
       for (const warning of status.warnings) printLine(`WARNING: ${warning}`);
     });
 }

@@ -8,6 +8,7 @@ import { statCommand, topCommand } from './stat-commands.js';
 import { benchCommand, workloadCommand } from './load-commands.js';
 import { demoCommand } from './demo-commands.js';
 import { faultCommand } from './fault-commands.js';
+import { archiveCommand, backupCommand, restorePointCommand } from './archive-commands.js';
 
 export function buildProgram(): Command {
   const program = new Command('lab')
@@ -31,6 +32,7 @@ export function buildProgram(): Command {
   for (const command of [
     masterCommand(), replicaCommand(), logicalCommand(), promoteCommand(), switchoverCommand(), nodeCommand(), faultCommand(), statusCommand(), envCommand(), destroyCommand(), versionsCommand(),
     balancerCommand(), statCommand(), topCommand(), benchCommand(), workloadCommand(), demoCommand(),
+    backupCommand(), restorePointCommand(), archiveCommand(),
   ]) {
     program.addCommand(command);
   }

@@ -10,6 +10,7 @@ import type { StopMode } from '../postgres/server.js';
 import { LabError, messageOf } from '../common/errors.js';
 import { pgpassPath, removeLabAccessFiles, tlsPaths } from '../lab/access.js';
 import { logDir, nodeLogFile, type GlobalOptions } from '../lab/context.js';
+import { archiveDir, backupsDir } from '../lab/archive.js';
 import { inspectDatadir, removeDatadir, type DatadirCondition } from '../lab/datadir.js';
 import { allBalancerFiles, balancerDir } from '../lab/lab-dir.js';
 import { faultsOf } from '../lab/faults.js';
@@ -223,7 +224,7 @@ export async function destroyLab(global: GlobalOptions, options: { yes?: boolean
     if (await exists(file)) result.kept.push({ path: file, why: 'holds files the lab did not make' });
     else result.removed.push(file);
   }
-  await removeListed([balancerDir(labDir)], result);
+  await removeListed([balancerDir(labDir), ...(state.archive ? [archiveDir(labDir), backupsDir(labDir)] : [])], result);
   const logs = logDir(labDir);
   if (await exists(logs)) {
     await rmdir(logs).then(

@@ -6,6 +6,8 @@ import { LabError } from '../common/errors.js';
 import { pollUntil } from '../common/poll.js';
 import { assertPortFree } from '../common/ports.js';
 import { nodeLogFile, openLab, type GlobalOptions, type LabContext } from '../lab/context.js';
+import { assertAnswers, boundedConn } from '../lab/node-answers.js';
+import { upstreamFor } from '../lab/topology.js';
 import { nodeFilesSpec, writeStandbyConfig } from '../lab/node-files.js';
 import { primaryOf, requireBuilt, requireNode, updateState, type NodeRecord } from '../lab/state.js';
 import { dropSlot, ensureSlot, slotName } from '../postgres/base-backup.js';
@@ -19,12 +21,17 @@ import { refuseSubscriber } from '../lab/subscriber.js';
 export interface FollowOptions {
   /** Default: the lab's current primary. */
   primary?: string;
+  /** A node to stream from that may be a standby (a cascade); not with `primary`. */
+  upstream?: string;
   timeoutMs?: number;
 }
 
 export interface FollowResult {
   name: string;
+  /** The lab's primary. */
   primary: string;
+  /** The node it streams from now: the primary, or a standby (a cascade). */
+  upstream: string;
   pid: number;
   syncState: string;
   /** True when a reload re-pointed it (13+: its sessions kept), false when it was restarted. */
@@ -51,6 +58,25 @@ export async function requireRunningPrimary(context: LabContext, wanted: string 
     );
   }
   return primary;
+}
+
+/**
+ * The node `node` is to stream from, `wanted`, running: the primary (requireRunningPrimary), or a standby
+ * in recovery for a cascade (upstreamFor's checks: no cycle, built, not waiting for a rewind; a
+ * synchronous standby streams from the primary).
+ */
+async function requireRunningUpstream(context: LabContext, node: NodeRecord, wanted: string): Promise<NodeRecord> {
+  const { state } = context;
+  const primary = primaryOf(state);
+  if (!primary) throw new LabError('STATE', 'This lab has no primary: promote a replica first (`lab promote NAME`)');
+  const upstream = upstreamFor(state, node.name, wanted, node, primary);
+  if (upstream.name === primary.name) return requireRunningPrimary(context, primary.name);
+  if (node.sync) throw new LabError('USAGE', `A synchronous standby streams from the primary: "${node.name}" cannot follow the standby "${upstream.name}"; re-add it without --sync first`);
+  if (!(await runtimeFor(context).livePid(upstream))) throw new LabError('STATE', `Upstream "${upstream.name}" is not running: start it first (\`lab node start ${upstream.name}\`), or follow another node`);
+  await assertAnswers(state, upstream);
+  const role = await serverRole(boundedConn(state, upstream), state.pg.major);
+  if (!role.inRecovery) throw new LabError('STATE', `Upstream "${upstream.name}" answers as a primary but the lab's primary is "${primary.name}": rewind it (\`lab node rewind ${upstream.name}\`)`);
+  return upstream;
 }
 
 /** Wait until `primary` shows `name` streaming; returns its sync_state. */
@@ -107,11 +133,13 @@ export async function replicaFollow(global: GlobalOptions, name: string, options
   const node = requireNode(state, name);
   refuseSubscriber(node, 're-pointed');
   if (node.role === 'primary') throw new LabError('STATE', `Node "${name}" is the lab's primary: it follows nobody; promote another node first`);
+  if (node.role === 'restored') throw new LabError('STATE', `Node "${name}" is a restored node (\`lab node restore\`): it stands alone on a timeline of its own and joins no replication; remove it with \`lab replica remove ${name}\``);
   if (node.rewindNeeded) {
     throw new LabError('STATE', `Node "${name}" was a primary and may have diverged: rewind it instead (\`lab node rewind ${name}\`)`);
   }
   requireBuilt(node, 're-add it first');
-  const primary = await requireRunningPrimary(context, options.primary);
+  if (options.primary !== undefined && options.upstream !== undefined) throw new LabError('USAGE', 'Give --primary or --upstream, not both');
+  const primary = options.upstream === undefined ? await requireRunningPrimary(context, options.primary) : await requireRunningUpstream(context, node, options.upstream);
   if (primary.name === name) throw new LabError('USAGE', `Node "${name}" cannot follow itself`);
   if (await nodes.livePid(node)) {
     const role = await serverRole({ host: nodeAddress(node), port: node.port, user: state.dbUser, connectTimeoutMs: 2000 }, state.pg.major);
@@ -120,7 +148,7 @@ export async function replicaFollow(global: GlobalOptions, name: string, options
     }
   }
 
-  // The new primary was a standby: it has no slot for this node yet (slots are not replicated).
+  // The new upstream has no slot for this node yet (slots are not replicated).
   await ensureSlot({ host: nodeAddress(primary), port: primary.port, user: state.dbUser }, slotName(name));
   await writeStandbyConfig({ ...nodeFilesSpec(context.labDir, state, node, await nodes.dataOwner()), upstreamPort: primary.port, upstreamHost: nodeAddress(primary) });
   const running = await nodes.livePid(node);
@@ -134,7 +162,7 @@ export async function replicaFollow(global: GlobalOptions, name: string, options
     });
     const syncState = await waitStreaming(context, primary, name, timeoutMs, false, logFrom);
     await dropOldSlot(context, node, primary.name);
-    return { name, primary: primary.name, pid: running, syncState, reloaded: true, elapsedMs: Date.now() - started };
+    return { name, primary: primaryOf(state)!.name, upstream: primary.name, pid: running, syncState, reloaded: true, elapsedMs: Date.now() - started };
   }
   await nodes.stop(node, 'fast');
   await dropOldSlot(context, node, primary.name);
@@ -147,5 +175,5 @@ export async function replicaFollow(global: GlobalOptions, name: string, options
     n.expected = 'running';
   });
   const syncState = await waitStreaming(context, primary, name, timeoutMs, false, logFrom);
-  return { name, primary: primary.name, pid, syncState, reloaded: false, elapsedMs: Date.now() - started };
+  return { name, primary: primaryOf(state)!.name, upstream: primary.name, pid, syncState, reloaded: false, elapsedMs: Date.now() - started };
 }

@@ -246,7 +246,8 @@ export async function logicalAdd(global: GlobalOptions, nameArg: string, datadir
   await checkShellSafeProgram(context.installation.tools.pg_ctl);
   if (!context.installation.tools.initdb) throw new LabError('ENVIRONMENT', `PostgreSQL ${state.pg.version} in ${state.pg.bindir} lacks initdb: a subscriber is a new cluster`);
   // A new cluster: from the cached initdb template as a new master is, when there is one.
-  const nodes = runtimeFor({ ...context, initdbTemplates: global.initdbTemplate !== false ? (global.initdbTemplate ?? templateCacheRoot()) : undefined });
+  const initdbTemplates = global.initdbTemplate !== false ? (global.initdbTemplate ?? templateCacheRoot()) : undefined;
+  const nodes = runtimeFor({ ...context, initdbTemplates });
   const primary = primaryOf(state);
   if (!primary) throw new LabError('STATE', 'This lab has no master: run `lab master start` first');
   const existing = findNode(state, name);
@@ -286,7 +287,7 @@ export async function logicalAdd(global: GlobalOptions, nameArg: string, datadir
   await assertServerPort(port, `subscriber "${name}"`, { runtime, user: owner ? `the OS user ${owner.name}` : `user ${userInfo().username}` }, { free: true });
 
   const qualified = plans.map((p) => p.qualified);
-  await updateState(context.labDir, (s) => {
+  const recorded = await updateState(context.labDir, (s) => {
     if (findNode(s, name)) throw new LabError('CONFLICT', `Node "${name}" was added by another command meanwhile: choose another name`);
     checkNodeFits(s, context.labDir, { name, port, datadir, role: 'subscriber' });
     s.nodes.push({
@@ -302,7 +303,8 @@ export async function logicalAdd(global: GlobalOptions, nameArg: string, datadir
   try {
     made.datadir = await prepareDatadir(datadir, state.labId);
     reporter.step(`initdb ${datadir} (PostgreSQL ${state.pg.version}): a cluster of its own`);
-    await nodes.initMaster(node, reporter);
+    // Its files from the state that records it as a subscriber: no archive_mode (its WAL is its own cluster's).
+    await runtimeFor({ ...context, state: recorded, initdbTemplates }).initMaster(node, reporter);
     const tls = accessOf(state).tls !== 'off';
     if (tls) await writePrivateFile(path.join(datadir, SUBSCRIBER_CA_FILE), await readFile(tlsPaths(context.labDir).caCert), 0o600, owner);
     reporter.step(`starting ${name} on port ${port}`);

@@ -23,6 +23,8 @@ import { nodeAddress } from '../network/address.js';
 import { checkCanMakeHosts } from '../network/ip.js';
 import { claimBridge, freeBridgeIndex, refuseOtherLabsBridge } from '../network/bridge.js';
 import { labAddresses, labHosts, newNodeHost } from '../network/address.js';
+import { archiveDir, newArchiveRecord, prepareArchiveDirs, switchAndWaitArchived, archiveFailureLine } from '../lab/archive.js';
+import type { NodeRuntime, RuntimeNode } from '../runtime/node-runtime.js';
 
 export interface MasterStartOptions {
   name?: string;
@@ -45,6 +47,8 @@ export interface MasterStartOptions {
    * when the template was not used after all, none is made (the result's `standbys` is empty).
    */
   standbys?: { name: string; port: number }[];
+  /** A new lab archiving its WAL into <lab-dir>/archive (src/lab/archive.ts), checked to work once started. */
+  archive?: boolean;
 }
 
 export interface MasterStartResult {
@@ -61,6 +65,8 @@ export interface MasterStartResult {
   address: string;
   /** The standbys made (options.standbys), recorded as building, not started yet. */
   standbys?: string[];
+  /** --archive: the WAL file archived by the check at start. */
+  archived?: string;
 }
 
 export async function masterStart(global: GlobalOptions, options: MasterStartOptions = {}): Promise<MasterStartResult> {
@@ -85,6 +91,10 @@ export async function masterStart(global: GlobalOptions, options: MasterStartOpt
     throw new LabError('CONFLICT', `This lab was made without --hosts (its nodes listen on 127.0.0.1): use another --lab-dir for a lab with hosts, or \`lab destroy --yes\` first`);
   }
   if (!existing && options.hosts) await checkCanMakeHosts(runtime);
+  if (options.archive && existing && !existing.archive) {
+    throw new LabError('CONFLICT', `This lab was made without --archive: use another --lab-dir for an archiving lab, or \`lab destroy --yes\` first`);
+  }
+  if (options.archive && runtime !== 'process') throw new LabError('USAGE', `--archive needs the process runtime (the archive is a directory of this host): drop --runtime ${runtime}`);
 
   const primary = existing && primaryOf(existing);
   if (existing && primary) {
@@ -113,6 +123,7 @@ export async function masterStart(global: GlobalOptions, options: MasterStartOpt
 
   const labDirCreated = await prepareLabDir(global.labDir);
   await prepareLogDir(global.labDir, runAs);
+  if (options.archive && !existing) await prepareArchiveDirs(global.labDir, runAs);
   const recorded = await withLock(global.labDir, async () => {
     const current = (await readState(global.labDir)) ??
       newState({
@@ -127,6 +138,7 @@ export async function masterStart(global: GlobalOptions, options: MasterStartOpt
         hosts: options.hosts ? labHosts(await freeBridgeIndex()) : undefined,
       });
     checkNodeFits(current, global.labDir, { name, port, datadir, role: 'primary' });
+    if (options.archive) current.archive ??= newArchiveRecord();
     if (primaryOf(current)) throw new LabError('CONFLICT', `This lab got a master while we prepared one: run \`lab status\``);
     current.nodes.push({
       name, role: 'primary', port, datadir, datadirCreated: condition === 'missing', phase: 'building', expected: 'stopped',
@@ -178,7 +190,20 @@ export async function masterStart(global: GlobalOptions, options: MasterStartOpt
     node.phase = 'ready';
     node.expected = 'running';
   });
-  return { name, port, datadir, pid, version: state.pg.version, action: 'created', ...access, address: nodeAddress(node), standbys: coldStandbys };
+  let archived: string | undefined;
+  if (state.archive) {
+    reporter.step(`checking the archive: pg_switch_wal() on ${name}, then pg_stat_archiver until ${archiveDir(global.labDir)} has it`);
+    archived = await checkArchiving(global.labDir, state, node, nodes);
+  }
+  return { name, port, datadir, pid, version: state.pg.version, action: 'created', ...access, address: nodeAddress(node), standbys: coldStandbys, archived };
+}
+
+/** archive_command works: a segment switched to is archived within a bound, else the server's log line (its archive_command's failure). */
+async function checkArchiving(labDir: string, state: LabState, node: RuntimeNode, nodes: NodeRuntime): Promise<string | undefined> {
+  const logLine = async () => {
+    return archiveFailureLine((await nodes.logTail(node, 40)) ?? '');
+  };
+  return switchAndWaitArchived({ host: nodeAddress(node), port: node.port, user: state.dbUser }, state.pg.major, { logLine, dir: archiveDir(labDir), timeoutMs: 30_000 });
 }
 
 /** The library's standbys of a new lab: names, ports and data dirs (<lab-dir>/<name>) checked as `lab replica add` checks them. */

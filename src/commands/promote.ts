@@ -10,7 +10,8 @@ import { serverRole, type ServerRole } from '../postgres/recovery.js';
 import { dialectFor } from '../postgres/dialect.js';
 import { runPg } from '../postgres/run.js';
 import type pg from 'pg';
-import { withClient } from '../postgres/client.js';
+import { queryRows, withClient, type ConnectOptions } from '../postgres/client.js';
+import { formatApplyDelay } from '../lab/apply-delay.js';
 import { runtimeFor } from '../runtime/runtime-for.js';
 import { applySyncStandbys } from '../postgres/sync-standbys.js';
 import { nodeAddress } from '../network/address.js';
@@ -28,7 +29,31 @@ export interface PromoteResult {
   timeline: number;
   /** synchronous_standby_names now set on the new primary ('' = asynchronous). */
   synchronousStandbyNames: string;
+  /** What it had of the WAL when promoted: see walAtPromote. */
+  walAtPromote: WalAtPromote;
   elapsedMs: number;
+}
+
+/**
+ * The standby's WAL just before the promote (pg_last_wal_receive_lsn / pg_last_wal_replay_lsn) and after.
+ * PostgreSQL ends a recovery_min_apply_delay wait when promoted (xlogrecovery.c, recoveryApplyDelay breaks
+ * on CheckForStandbyTrigger) and replays all WAL already streamed before it leaves recovery
+ * (WaitForWALToBecomeAvailable): a delayed standby applies what it held back, at once. WAL its upstream
+ * had not sent it is not there.
+ */
+export interface WalAtPromote {
+  /** The end of the WAL it had received (null: its walreceiver never ran since its start). */
+  receivedLsn: string | null;
+  /** The end of the WAL it had applied. */
+  replayedLsn: string | null;
+  /** Received but not yet applied (a delayed standby's held-back WAL, or a paused replay's): applied at the promote. */
+  unappliedBytes: number | null;
+  /** Where its new timeline begins (the switch point in its timeline history file): the end of the WAL it replayed. */
+  timelineStartLsn: string | null;
+  /** True when the new timeline begins at or past what it had received: everything received was applied. */
+  appliedAllReceived: boolean | null;
+  /** The apply delay it had as a standby (it has none as a primary). */
+  applyDelayMs: number | null;
 }
 
 /**
@@ -72,6 +97,7 @@ export async function promoteNode(global: GlobalOptions, name: string, options: 
   refuseSubscriber(node, 'promoted');
   const conn = { host: nodeAddress(node), port: node.port, user: state.dbUser, connectTimeoutMs: 2000 };
   if (node.role === 'primary') throw new LabError('STATE', `Node "${name}" is already the lab's primary: promote a replica`);
+  if (node.role === 'restored') throw new LabError('STATE', `Node "${name}" is a restored node (\`lab node restore\`): it stands alone on a timeline of its own and joins no replication; remove it with \`lab replica remove ${name}\``);
   requireBuilt(node, 're-add it first');
   if (node.rewindNeeded) {
     throw new LabError('STATE', `Node "${name}" is a former primary that may have diverged: rewind it first (\`lab node rewind ${name}\`)`);
@@ -94,12 +120,35 @@ export async function promoteNode(global: GlobalOptions, name: string, options: 
     }
   }
 
+  const dialect = dialectFor(state.pg.major);
+  const [wal] = await queryRows<{ received: string | null; replayed: string | null; unapplied: string | null }>(
+    conn,
+    `SELECT r::text AS received, p::text AS replayed, greatest(${dialect.lsnDiff}(r, p), 0)::bigint AS unapplied FROM (SELECT ${dialect.lastReceiveLsn} AS r, ${dialect.lastReplayLsn} AS p) x`,
+  );
+
   const after = await promoteServer(context, node, timeoutMs);
 
   // The new primary waits for the other synchronous standbys the lab has (ALTER SYSTEM: a copy of the
   // old primary may carry its list, naming itself).
   const syncNames = state.nodes.filter((n) => n.sync && n.name !== name && !n.rewindNeeded && n.name !== old?.name).map((n) => n.name);
   const synchronousStandbyNames = await applySyncStandbys(conn, syncNames);
+  const timelineStartLsn = await switchPoint(conn, after.timeline, state.pg.major);
+  const appliedAllReceived = wal?.received && timelineStartLsn ? lsnValue(timelineStartLsn) >= lsnValue(wal.received) : null;
+  // A primary applies nothing late: its recovery_min_apply_delay goes (recovery.conf is recovery.done already before 12).
+  if (node.applyDelayMs !== undefined && state.pg.major >= 12) {
+    await withClient(conn, async (client) => {
+      await client.query('ALTER SYSTEM RESET recovery_min_apply_delay');
+      await client.query('SELECT pg_reload_conf()');
+    });
+  }
+  const walAtPromote: WalAtPromote = {
+    receivedLsn: wal?.received ?? null,
+    replayedLsn: wal?.replayed ?? null,
+    unappliedBytes: wal?.unapplied === null || wal?.unapplied === undefined ? null : Number(wal.unapplied),
+    timelineStartLsn,
+    appliedAllReceived,
+    applyDelayMs: node.applyDelayMs ?? null,
+  };
 
   await updateState(context.labDir, (s) => {
     for (const n of s.nodes) {
@@ -114,6 +163,37 @@ export async function promoteNode(global: GlobalOptions, name: string, options: 
     promoted.timeline = after.timeline;
     delete promoted.upstream;
     delete promoted.rewindNeeded;
+    delete promoted.applyDelayMs;
   });
-  return { name, port: node.port, previousPrimary: old?.name ?? null, timeline: after.timeline, synchronousStandbyNames, elapsedMs: Date.now() - started };
+  return { name, port: node.port, previousPrimary: old?.name ?? null, timeline: after.timeline, synchronousStandbyNames, walAtPromote, elapsedMs: Date.now() - started };
+}
+
+/**
+ * The LSN where `timeline` begins: the last line of its history file (`parent TLI, switch point, reason`),
+ * written at the promote with the end of the WAL recovery replayed (EndOfLog). null when unreadable.
+ */
+async function switchPoint(conn: ConnectOptions, timeline: number, major: number): Promise<string | null> {
+  const file = `${major >= 10 ? 'pg_wal' : 'pg_xlog'}/${timeline.toString(16).toUpperCase().padStart(8, '0')}.history`;
+  const rows = await queryRows<{ text: string }>(conn, 'SELECT pg_read_file($1) AS text', [file]).catch(() => []);
+  const lines = (rows[0]?.text ?? '').split('\n').filter((line) => /^\d+\s/.test(line));
+  return /^\d+\s+([0-9A-F]{1,8}\/[0-9A-F]{1,8})/i.exec(lines.at(-1) ?? '')?.[1] ?? null;
+}
+
+/** "16/B374D848" as a number of bytes. */
+function lsnValue(lsn: string): bigint {
+  const [hi, lo] = lsn.split('/');
+  return (BigInt(`0x${hi}`) << 32n) + BigInt(`0x${lo}`);
+}
+
+/** walAtPromote as one line for people: what a (delayed) standby had, applied and did not have. */
+export function describeWalAtPromote(wal: WalAtPromote): string {
+  const delayed = wal.applyDelayMs !== null ? `delayed standby (apply delay ${formatApplyDelay(wal.applyDelayMs)}, gone now that it is the primary): ` : '';
+  if (wal.receivedLsn === null) return `${delayed}it had applied WAL up to ${wal.replayedLsn ?? 'unknown'}; it had received nothing by streaming since it started`;
+  const unapplied = wal.unappliedBytes ?? 0;
+  const applied = unapplied > 0
+    ? `it applied the ${unapplied} bytes of WAL it had received but held back (replayed up to ${wal.replayedLsn}, received up to ${wal.receivedLsn})`
+    : `it had applied everything it received (up to ${wal.receivedLsn})`;
+  const check = wal.appliedAllReceived === false ? `; WARNING: its new timeline begins at ${wal.timelineStartLsn}, before the end of what it had received` : '';
+  const start = wal.timelineStartLsn && wal.appliedAllReceived !== false ? `; its new timeline begins at ${wal.timelineStartLsn}` : '';
+  return `${delayed}${applied}${start}${check}; WAL its upstream had not sent it is not there`;
 }

@@ -12,8 +12,8 @@ import { silentReporter, type Reporter } from '../common/reporter.js';
 import { nodeLogFile, openLab, type GlobalOptions } from '../lab/context.js';
 import { checkDatadirPath, checkDatadirPlace, inspectDatadir, prepareDatadir, removeDatadir, writeMarker, type DatadirCondition } from '../lab/datadir.js';
 import { checkName } from '../lab/names.js';
-import { findNode, primaryOf, readState, refuseWhileBuilding, runtimeOf, thisBuilder, updateState, type LabState, type NodeRecord } from '../lab/state.js';
-import { checkNodeFits } from '../lab/topology.js';
+import { findNode, primaryOf, readState, refuseWhileBuilding, runtimeOf, thisBuilder, updateState, type NodeRecord } from '../lab/state.js';
+import { checkNodeFits, upstreamFor } from '../lab/topology.js';
 import { dropSlot, ensureSlot, parseBaseBackupMethod, slotName, type BaseBackupMethod } from '../postgres/base-backup.js';
 import { withClient } from '../postgres/client.js';
 import { runtimeFor } from '../runtime/runtime-for.js';
@@ -26,6 +26,7 @@ import { removeNodeHost } from '../network/namespaces.js';
 import { assertAnswers, boundedConn, onNode } from '../lab/node-answers.js';
 import { assertServerPort, type ServerPlace } from '../network/server-port.js';
 import { undoAdd, type AddMade } from './replica-undo.js';
+import { checkApplyDelayMs } from '../lab/apply-delay.js';
 
 export interface ReplicaAddOptions {
   reporter?: Reporter;
@@ -38,6 +39,11 @@ export interface ReplicaAddOptions {
    * node a re-added replica streamed from (if still in the lab), else the primary.
    */
   upstream?: string;
+  /**
+   * A delayed standby: recovery_min_apply_delay in ms (1 ms to 24 h). Default: a re-added replica keeps
+   * the delay it had; a new one has none. Not with sync (see replicaAdd).
+   */
+  applyDelayMs?: number;
   /** pglab's own base backup, pg_basebackup, or auto (default; env LAB_BASE_BACKUP): src/postgres/base-backup.ts. */
   baseBackup?: BaseBackupMethod | string;
   /** Ctrl-C: the add stops where it is and is undone as a failed one is (replica-undo.ts). */
@@ -57,6 +63,8 @@ export interface ReplicaAddResult {
   baseBackup: 'pglab' | 'pg_basebackup';
   /** The physical replication slot on the primary the replica streams through. */
   slot: string;
+  /** A delayed standby's recovery_min_apply_delay in ms (absent: it applies WAL as it comes). */
+  applyDelayMs?: number;
   /** pg_stat_replication.sync_state on the primary: async, or quorum/sync with --sync. */
   syncState: string;
   /** The primary's synchronous_standby_names after this command (--sync). */
@@ -73,6 +81,7 @@ export async function replicaAdd(global: GlobalOptions, nameArg: string, datadir
   const datadir = checkShellSafePath(checkDatadirPath(datadirArg), 'data dir');
   checkShellSafePath(global.labDir, 'lab dir');
   const port = parsePort(portArg);
+  const wantedDelay = options.applyDelayMs === undefined ? undefined : checkApplyDelayMs(options.applyDelayMs, 'apply delay');
   const timeoutMs = options.timeoutMs ?? 60_000;
   const context = await openLab(global);
   const { state } = context;
@@ -87,6 +96,14 @@ export async function replicaAdd(global: GlobalOptions, nameArg: string, datadir
   if ((options.sync || known?.sync) && upstream !== primary) {
     const why = options.sync ? 'drop the sync option or the upstream' : `it is one now: re-add it without an upstream, or remove it first`;
     throw new LabError('USAGE', `A synchronous standby streams from the primary: "${name}" with upstream "${upstream.name}" (a cascade) cannot be one; ${why}`);
+  }
+  const applyDelayMs = wantedDelay ?? known?.applyDelayMs;
+  if (applyDelayMs !== undefined && (options.sync || known?.sync)) {
+    // With synchronous_commit = remote_apply (any session may set it) a COMMIT waits until the standby
+    // applied it: the whole delay, every commit. With on (flush) it would not wait, but a standby that
+    // stays behind on purpose is not the one whose ack says "safe": keep the two apart.
+    const what = options.sync ? `--sync with --apply-delay` : `"${name}" is a synchronous standby: an apply delay on it`;
+    throw new LabError('USAGE', `${what} is refused: under synchronous_commit = remote_apply every COMMIT would wait out the delay; make the delayed standby asynchronous (remove it and add it again without --sync) or drop the delay`);
   }
   const upstreamStatus = await nodes.status(upstream, upstream.expected);
   if (upstreamStatus.status !== 'running') {
@@ -138,7 +155,7 @@ export async function replicaAdd(global: GlobalOptions, nameArg: string, datadir
     }
   });
 
-  const node = { name, port, datadir, host: recorded.nodes.find((n) => n.name === name)!.host };
+  const node = { name, port, datadir, host: recorded.nodes.find((n) => n.name === name)!.host, applyDelayMs };
   const made: AddMade = {};
   let pid: number;
   let backupKb: number | undefined;
@@ -199,11 +216,14 @@ export async function replicaAdd(global: GlobalOptions, nameArg: string, datadir
       node.expected = 'running';
       delete node.rewindNeeded; // a rebuilt former primary is a fresh copy
       delete node.builder;
+      // Recorded once built with it: follow, rewind and a later re-add write it again.
+      if (applyDelayMs === undefined) delete node.applyDelayMs;
+      else node.applyDelayMs = applyDelayMs;
     });
   } catch (error) {
     throw await undoAdd({ context, nodes, primary, upstream, node, slot, existing, made, reporter }, signal?.aborted ? signal.reason : error);
   }
-  return { name, port, datadir, pid, upstream: upstream.name, rebuilt: Boolean(existing), backupKb, baseBackup: method, slot, syncState, synchronousStandbyNames, elapsedMs: Date.now() - started };
+  return { name, port, datadir, pid, upstream: upstream.name, rebuilt: Boolean(existing), backupKb, baseBackup: method, slot, ...(applyDelayMs !== undefined ? { applyDelayMs } : {}), syncState, synchronousStandbyNames, elapsedMs: Date.now() - started };
 }
 
 /**
@@ -211,30 +231,6 @@ export async function replicaAdd(global: GlobalOptions, nameArg: string, datadir
  * the one a re-added replica streamed from while it is still in the lab, else the primary. Itself, a
  * node that streams (through others) from it, or a node not built or needing a rewind is refused.
  */
-function upstreamFor(state: LabState, name: string, wanted: string | undefined, known: NodeRecord | undefined, primary: NodeRecord): NodeRecord {
-  if (wanted === undefined) {
-    const recorded = known?.upstream !== undefined ? findNode(state, known.upstream) : undefined;
-    return recorded && recorded.name !== name && !recorded.rewindNeeded && !streamsFrom(state, recorded, name) ? recorded : primary;
-  }
-  const node = findNode(state, checkName(wanted));
-  if (!node) throw new LabError('NOT_FOUND', `Unknown upstream "${wanted}" (nodes in this lab: ${state.nodes.map((n) => n.name).join(', ')})`);
-  if (node.name === name) throw new LabError('USAGE', `Replica "${name}" cannot stream from itself: name another node as its upstream`);
-  if (streamsFrom(state, node, name)) throw new LabError('USAGE', `"${node.name}" streams from "${name}" (through its upstreams): "${name}" cannot stream from it`);
-  if (node.phase !== 'ready') throw new LabError('STATE', `Upstream "${node.name}" was never finished: re-add it first`);
-  if (node.rewindNeeded) throw new LabError('STATE', `Upstream "${node.name}" was a primary and may have diverged: rewind it first (\`lab node rewind ${node.name}\`)`);
-  return node;
-}
-
-/** Whether `node` streams from `name`, directly or through other standbys. */
-function streamsFrom(state: LabState, node: NodeRecord, name: string): boolean {
-  const seen = new Set<string>();
-  for (let at: NodeRecord | undefined = node; at?.upstream !== undefined && !seen.has(at.name); at = findNode(state, at.upstream)) {
-    if (at.upstream === name) return true;
-    seen.add(at.name);
-  }
-  return false;
-}
-
 /** A node `name` that another command recorded after this one read the state: refused (exit 3). */
 async function refuseAddedMeanwhile(labDir: string, name: string): Promise<void> {
   const fresh = await readState(labDir).catch(() => undefined);

@@ -12,7 +12,10 @@ import { readNoFollow, writePrivateFile } from '../common/safe-files.js';
 import { nodeLogFile, openLab, type GlobalOptions } from '../lab/context.js';
 import { nodeFilesSpec, writeNodeConfig, writeStandbyConfig } from '../lab/node-files.js';
 import { primaryOf, requireBuilt, requireNode, updateState } from '../lab/state.js';
-import { withClient } from '../postgres/client.js';
+import { queryRows, withClient } from '../postgres/client.js';
+import { pollUntil } from '../common/poll.js';
+import { boundedConn } from '../lab/node-answers.js';
+import { serverRole } from '../postgres/recovery.js';
 import type { OsUser } from '../postgres/os-user.js';
 import { ensureSlot, slotName, type BaseBackupMethod } from '../postgres/base-backup.js';
 import { rewindSummary } from '../postgres/pg-rewind.js';
@@ -50,6 +53,7 @@ export async function nodeRewind(global: GlobalOptions, name: string, options: R
   const { state } = context;
   const nodes = runtimeFor(context);
   const node = requireNode(state, name);
+  if (node.role === 'restored') throw new LabError('STATE', `Node "${name}" is a restored node (\`lab node restore\`): it stands alone on a timeline of its own and joins no replication; remove it with \`lab replica remove ${name}\``);
   if (node.role === 'primary') {
     throw new LabError('STATE', `Node "${name}" is the lab's current primary: pg_rewind would throw its data away; promote another node first (\`lab promote NAME\`)`);
   }
@@ -66,17 +70,31 @@ export async function nodeRewind(global: GlobalOptions, name: string, options: R
     return { name, primary: primary.name, pid: added.pid, rewind: `rebuilt from a new base backup (${added.baseBackup})`, rebuilt: missing, baseBackup: added.baseBackup, elapsedMs: Date.now() - started };
   }
 
+  // A just promoted primary records its new timeline in pg_control only at its next checkpoint; before
+  // that, pg_rewind (<= 15) reads both on the same timeline and says "no rewind required" wrongly.
+  reporter.step(`CHECKPOINT on ${primary.name}`);
+  const checkpointLsn = await withClient({ host: nodeAddress(primary), port: primary.port, user: state.dbUser }, async (client) => {
+    await client.query('CHECKPOINT');
+    return (await client.query<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn')).rows[0]!.lsn;
+  });
   if (await nodes.livePid(node)) {
+    // A standby already on the new timeline (re-pointed by a reload) that has replayed no checkpoint on it
+    // still names the old timeline in pg_control, and pg_rewind then looks for the fork in WAL it never had.
+    // Once it replayed the CHECKPOINT above, its shutdown restartpoint records the new timeline.
+    const conn = boundedConn(state, node);
+    const role = await serverRole(conn, state.pg.major).catch(() => undefined);
+    if (role?.inRecovery) {
+      await pollUntil(
+        async () => ((await queryRows<{ ok: boolean }>(conn, 'SELECT pg_last_wal_replay_lsn() >= $1::pg_lsn AS ok', [checkpointLsn]))[0]?.ok ? true : undefined),
+        { timeoutMs: 10_000, intervalMs: 20, what: `${name} to replay ${primary.name}'s CHECKPOINT` },
+      ).catch(() => undefined); // not streaming from it: pg_rewind finds what it finds
+    }
     reporter.step(`stopping ${name} (pg_rewind needs it shut down)`);
     await nodes.stop(node, 'fast');
   }
   await updateState(context.labDir, (s) => {
     requireNode(s, name).expected = 'stopped';
   });
-  // A just promoted primary records its new timeline in pg_control only at its next checkpoint; before
-  // that, pg_rewind (<= 15) reads both on the same timeline and says "no rewind required" wrongly.
-  reporter.step(`CHECKPOINT on ${primary.name}`);
-  await withClient({ host: nodeAddress(primary), port: primary.port, user: state.dbUser }, (client) => client.query('CHECKPOINT'));
   reporter.step(`pg_rewind ${name} from ${primary.name} (port ${primary.port})`);
   const rewind = rewindSummary(await nodes.rewind(node, primary.port, reporter, nodeAddress(primary)));
 

@@ -2,7 +2,8 @@
 // master says about its replication.
 import { accessOf, pgpassPath, tlsPaths, type AuthMethod, type TlsMode } from '../lab/access.js';
 import { openLab, type GlobalOptions } from '../lab/context.js';
-import { primaryOf, runtimeOf, type FaultKind, type NodeRole } from '../lab/state.js';
+import { primaryOf, runtimeOf, type FaultKind, type LabState, type NodeRole } from '../lab/state.js';
+import { ARCHIVER_SQL, archiveDir, readyBackups, type ArchiverStat } from '../lab/archive.js';
 import { faultsOf } from '../lab/faults.js';
 import { faultWordsOf } from '../lab/fault-words.js';
 import type { RuntimeName } from '../lab/global-options.js';
@@ -36,6 +37,8 @@ export interface NodeStatus {
   rewindNeeded: boolean;
   /** Where it is reached: 127.0.0.1, or its namespace's address in a lab made with --hosts. */
   address: string;
+  /** A delayed standby's recovery_min_apply_delay in ms: its replay lag is expected (a paused replay is the fault `lag`). */
+  applyDelayMs: number | null;
   /** Faults in force on it (`lab fault`): pause, lag, partition, loss. */
   faults: FaultKind[];
   /** The same as a person reads them: paused, lag, partition from replica2, loss 20%, delay 100ms. */
@@ -58,6 +61,17 @@ export interface LabStatus {
   replicationError?: string;
   /** Disagreements between the lab state and the servers, e.g. two primaries at once. */
   warnings: string[];
+  /** A lab made with --archive: its archive, backups, restore points, and the primary's pg_stat_archiver. */
+  archive?: ArchiveStatus;
+}
+
+export interface ArchiveStatus {
+  dir: string;
+  backups: { id: string; stopLsn: string; stoppedAt: string }[];
+  restorePoints: { name: string; lsn: string; at: string }[];
+  /** The primary's pg_stat_archiver; null when it could not be asked (archiverError says why). */
+  archiver: ArchiverStat | null;
+  archiverError?: string;
 }
 
 /** Each probe of a server: connect, log in and answer within this, or it is "not answering". */
@@ -104,6 +118,7 @@ export async function labStatus(global: GlobalOptions): Promise<LabStatus> {
         serverRole: null,
         timeline: null,
         rewindNeeded: Boolean(node.rewindNeeded),
+        applyDelayMs: node.applyDelayMs ?? null,
         faults: faultsOf(state, node.name).map((fault) => fault.kind),
         faultWords: faultWordsOf(state, node.name),
         address: nodeAddress(node),
@@ -170,7 +185,46 @@ export async function labStatus(global: GlobalOptions): Promise<LabStatus> {
     node.replayLagBytes = row.lagBytes;
   }
   for (const node of nodes) if (node.rewindNeeded && !node.replication) node.replication = 'needs rewind';
+  const archive = state.archive ? await archiveStatus(context.labDir, state, nodes) : undefined;
+  if (archive?.archiver && failingNow(archive.archiver)) {
+    warnings.push(`archiving fails on ${primary?.name}: ${archive.archiver.failedCount} failures, the last for ${archive.archiver.lastFailedWal} at ${archive.archiver.lastFailedTime} (see its log: archive command failed)`);
+  }
+  // A cascade whose upstream standby is down keeps answering reads from the WAL it has: stale, and growing staler.
+  for (const node of nodes) {
+    const up = node.role === 'replica' && node.upstream && node.upstream !== primary?.name ? nodes.find((n) => n.name === node.upstream) : undefined;
+    if (!up || up.status === 'running' || node.replication) continue;
+    node.replication = `upstream ${up.status}`;
+    warnings.push(
+      `${node.name} streams from ${up.name}, which is ${up.status}: it answers reads from the WAL it has, staler each second; re-point it (\`lab replica follow ${node.name} --upstream ${primary?.name ?? 'NODE'}\`) or bring ${up.name} back`,
+    );
+  }
   const { auth, tls } = accessOf(state);
   const access = { auth, tls, passFile: auth === 'scram' ? pgpassPath(context.labDir) : null, caCert: tls === 'off' ? null : tlsPaths(context.labDir).caCert };
-  return { labDir: context.labDir, version: state.pg.version, runtime: runtimeOf(state), image: state.image, access, nodes, replicationError, warnings };
+  return { labDir: context.labDir, version: state.pg.version, runtime: runtimeOf(state), image: state.image, access, nodes, replicationError, warnings, ...(archive ? { archive } : {}) };
+}
+
+/** The last failure is newer than the last success: archiving is failing now (not a failure healed since). */
+export function failingNow(stat: ArchiverStat): boolean {
+  return stat.failedCount > 0 && stat.lastFailedTime !== null && (stat.lastArchivedTime === null || stat.lastFailedTime > stat.lastArchivedTime);
+}
+
+async function archiveStatus(labDir: string, state: LabState, nodes: NodeStatus[]): Promise<ArchiveStatus> {
+  const archive = state.archive!;
+  const result: ArchiveStatus = {
+    dir: archiveDir(labDir),
+    backups: readyBackups(archive).map((b) => ({ id: b.id, stopLsn: b.stopLsn!, stoppedAt: b.stoppedAt! })),
+    restorePoints: archive.restorePoints,
+    archiver: null,
+  };
+  const primary = primaryOf(state);
+  if (!primary || nodes.find((n) => n.name === primary.name)?.status !== 'running') {
+    result.archiverError = 'the master is not running';
+    return result;
+  }
+  try {
+    [result.archiver] = await within(queryRows<ArchiverStat & Record<string, unknown>>({ host: nodeAddress(primary), port: primary.port, user: state.dbUser, connectTimeoutMs: PROBE_MS }, ARCHIVER_SQL), PROBE_MS);
+  } catch (error) {
+    result.archiverError = messageOf(error);
+  }
+  return result;
 }

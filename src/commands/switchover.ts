@@ -112,6 +112,7 @@ export async function switchover(global: GlobalOptions, name: string, options: S
   if (!old) throw new LabError('STATE', 'This lab has no primary to switch over from: promote a replica (`lab promote NAME`)');
   if (target.name === old.name) throw new LabError('USAGE', `Node "${name}" is already the lab's primary: switch over to one of its standbys`);
   requireBuilt(target, 're-add it first');
+  if (target.role === 'restored') throw new LabError('STATE', `Node "${name}" is a restored node (\`lab node restore\`) on a timeline of its own: it is nobody's standby; switch over to a replica`);
   if (target.rewindNeeded) throw new LabError('STATE', `Node "${name}" is a former primary waiting for a rewind: rewind it first (\`lab node rewind ${name}\`), then switch over to it`);
   if (target.upstream && target.upstream !== old.name) {
     throw new LabError('STATE', `Node "${name}" streams from "${target.upstream}", not from the primary "${old.name}": switch over to "${target.upstream}", or re-point "${name}" first (\`lab replica follow ${name}\`)`);
@@ -139,9 +140,10 @@ export async function switchover(global: GlobalOptions, name: string, options: S
     ),
   );
   if (!standby!.recovery) throw new LabError('STATE', `Node "${name}" is not in recovery: it runs as a primary; rewind it (\`lab node rewind ${name}\`)`);
-  // PostgreSQL 11 has no such setting (null): its recovery.conf would say, and pglab writes none there.
-  if (standby!.delay !== null && standby!.delay !== '0') {
-    throw new LabError('STATE', `Node "${name}" applies WAL ${standby!.delay} ms late (recovery_min_apply_delay): the lab would have no primary while it catches up; switch over to a standby without a delay`);
+  // PostgreSQL 11 has no such setting (null): its delay is in recovery.conf, which lab.json records (applyDelayMs).
+  const delayMs = target.applyDelayMs ?? (standby!.delay !== null && standby!.delay !== '0' ? standby!.delay : undefined);
+  if (delayMs !== undefined) {
+    throw new LabError('STATE', `Node "${name}" applies WAL ${delayMs} ms late (recovery_min_apply_delay): the lab would have no primary while it catches up; switch over to a standby without a delay`);
   }
   const lag = Number(row.lag ?? 0);
   if (lag > maxLagBytes) {

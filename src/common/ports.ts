@@ -109,7 +109,13 @@ export async function describePortHolder(port: number): Promise<string | undefin
 
 export async function assertPortFree(port: number, owner: string): Promise<void> {
   if (await isPortFree(port)) return;
-  const holder = await describePortHolder(port);
+  let holder = await describePortHolder(port);
+  if (!holder) {
+    // Nobody listens: another command's own probe of the port (isPortFree binds it for an instant). Look again.
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    if (await isPortFree(port)) return;
+    holder = await describePortHolder(port);
+  }
   throw new LabError(
     'CONFLICT',
     `Port ${port} for ${owner} is already in use${holder ? ` by ${holder}` : ''}: choose another port or stop that process`,

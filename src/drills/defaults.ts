@@ -66,7 +66,16 @@ export interface PrimaryFailoverDrillOptions {
   labDir?: string;
   /** The drill lab's authentication and TLS (default: a new lab's, scram and TLS on). */
   access?: DemoAccess;
+  /**
+   * `lab demo switchover`: a planned switchover to replica1 at this time (from the start of the load)
+   * before the crash, which then kills the new primary: both on one clock, for contrast.
+   */
+  switchoverAtMs?: number;
 }
+
+export const SWITCHOVER_DEFAULTS: PrimaryFailoverDrillOptions = {
+  replicas: 2, sync: false, durationMs: 40_000, switchoverAtMs: 10_000, killAtMs: 25_000, partitionMs: 0, writers: 8, readers: 4, reportDir: 'report-switchover', keep: false, verbose: false,
+};
 
 export const PRIMARY_FAILOVER_DEFAULTS: PrimaryFailoverDrillOptions = {
   replicas: 2, sync: false, durationMs: 60_000, killAtMs: 20_000, partitionMs: 200, writers: 8, readers: 4, reportDir: 'report-primary-failover', keep: false, verbose: false,

@@ -17,6 +17,7 @@ import type { Report, ReportCrossCheck, ReportSeries } from '../report/types.js'
 import { runWorkload } from '../workload/run-workload.js';
 import { formatSampleLine, SAMPLE_HEADER } from '../workload/sample-line.js';
 import type { WorkloadResult } from '../workload/types.js';
+import type { SwitchoverResult } from '../api/lab.js';
 import { ACKED_TABLE, CREATE_ACKED_TABLE, runAckedWriter, type WriterResult } from './acked-writer.js';
 import type { PrimaryFailoverDrillOptions } from './defaults.js';
 import { alongsideLoad, inDemoLab, publishReport, type DrillOutcome } from './drill-run.js';
@@ -32,6 +33,9 @@ export function checkPrimaryFailoverOptions(o: PrimaryFailoverDrillOptions): voi
   if (!(o.killAtMs > 0 && o.killAtMs < o.durationMs)) {
     throw new LabError('USAGE', `Expected 0 < --kill-at (${o.killAtMs / 1000}s) < --duration (${o.durationMs / 1000}s)`);
   }
+  if (o.switchoverAtMs !== undefined && !(o.switchoverAtMs > 0 && o.switchoverAtMs + 5000 <= o.killAtMs)) {
+    throw new LabError('USAGE', `Expected 0 < --switchover-at (${o.switchoverAtMs / 1000}s) and 5s or more before --kill-at (${o.killAtMs / 1000}s)`);
+  }
   if (o.durationMs - o.killAtMs < 10_000) {
     throw new LabError('USAGE', `--duration must leave at least 10s after --kill-at for the promotion, the follows and the rewind, got ${(o.durationMs - o.killAtMs) / 1000}s`);
   }
@@ -39,6 +43,10 @@ export function checkPrimaryFailoverOptions(o: PrimaryFailoverDrillOptions): voi
 
 /** When each step happened (Date.now()). */
 interface Steps {
+  /** `lab demo switchover`: the planned switchover before the crash. */
+  switchover: { startEpoch: number; promotedEpoch: number; rwFollowsEpoch: number | null; target: string; previous: string; result: SwitchoverResult } | null;
+  /** The primary the crash killed. */
+  victim: string | null;
   killEpoch: number | null;
   promoted: string | null;
   promoteEpoch: number | null;
@@ -56,7 +64,9 @@ export async function runPrimaryFailoverDrill(
   const { signal } = hooks;
   const narrator = new Narrator(hooks.print);
   const mode = options.sync ? 'synchronous' : 'asynchronous';
-  narrator.say(`lab demo primary-failover: ${options.replicas} ${mode} replicas, writes and reads for ${options.durationMs / 1000}s, kill -9 master1 at ${options.killAtMs / 1000}s after a ${options.partitionMs} ms partition from its standbys`);
+  narrator.say(options.switchoverAtMs === undefined
+    ? `lab demo primary-failover: ${options.replicas} ${mode} replicas, writes and reads for ${options.durationMs / 1000}s, kill -9 master1 at ${options.killAtMs / 1000}s after a ${options.partitionMs} ms partition from its standbys`
+    : `lab demo switchover: ${options.replicas} ${mode} replicas, writes and reads for ${options.durationMs / 1000}s, lab switchover replica1 at ${options.switchoverAtMs / 1000}s, then kill -9 of the new primary at ${options.killAtMs / 1000}s for contrast`);
   const lab = await buildDemoLab(base, { replicas: options.replicas, access: options.access, sync: options.sync, labDir: options.labDir, reporter: hooks.reporter, say: (t) => narrator.say(t) });
   return inDemoLab(lab, narrator, { keep: options.keep, what: 'the balancers' }, async () => {
     signal.throwIfAborted();
@@ -72,7 +82,7 @@ export async function runPrimaryFailoverDrill(
     await queryRows({ port: lab.masterPort, database: DEMO_DATABASE }, CREATE_ACKED_TABLE);
 
     narrator.say(`step 5: ${options.writers} writers through rw (one INSERT per transaction, counted once COMMIT is acknowledged), ${options.readers} readers through lb (SELECT, a connection per transaction)`);
-    const steps: Steps = { killEpoch: null, promoted: null, promoteEpoch: null, rwFollowsEpoch: null, choice: null, rewind: null };
+    const steps: Steps = { switchover: null, victim: null, killEpoch: null, promoted: null, promoteEpoch: null, rwFollowsEpoch: null, choice: null, rewind: null };
     narrator.loadEpochMs = Date.now();
     if (options.verbose) narrator.show(SAMPLE_HEADER);
     let writes: WriterResult | undefined;
@@ -94,6 +104,7 @@ export async function runPrimaryFailoverDrill(
           loadSignal,
         );
         writer.catch(() => undefined);
+        if (options.switchoverAtMs !== undefined) await plannedSwitchover(lab, narrator, rw, options.switchoverAtMs, steps, loadSignal);
         await failover({ lab, narrator, rw, options, steps, loadSignal, onRwFollows: () => setTimeout(resumeWindow, 2000).unref() });
         writes = await writer;
       })(),
@@ -125,19 +136,44 @@ interface FailoverInput {
   onRwFollows: () => void;
 }
 
-/** kill -9 master1, promote the most advanced replica, re-point the others, rewind master1. */
+/**
+ * At `atMs` of the load, `lab switchover replica1`; rw's move to it is watched alongside (it is in rw's
+ * pool only once lab.json names it the primary).
+ */
+async function plannedSwitchover(lab: DemoLab, narrator: Narrator, rw: BalancerProcess, atMs: number, steps: Steps, loadSignal: AbortSignal): Promise<void> {
+  await delay(Math.max(0, narrator.loadEpochMs! + atMs - Date.now()), undefined, { signal: loadSignal });
+  const previous = lab.lab.primary.name;
+  const target = lab.lab.replicas[0]!.name;
+  const rwFollows = rw.waitFor(target, 'UP', { timeoutMs: 60_000, intervalMs: 10, signal: loadSignal }).catch(() => null);
+  const startEpoch = Date.now();
+  narrator.event('switchover-start', `step 6: lab switchover ${target}: CHECKPOINT, a clean stop of ${previous}, ${target} promoted once it replayed the shutdown checkpoint`, startEpoch);
+  const result = await lab.lab.switchover(target);
+  // The steps' times place the promotion on the load's clock.
+  const promotedEpoch = startEpoch + result.steps.slice(0, result.steps.findIndex((st) => st.step === 'promote') + 1).reduce((sum, st) => sum + st.ms, 0);
+  narrator.event('promote', `${target} promoted: primary on timeline ${result.timeline}; no primary for ${result.noPrimaryMs} ms`, promotedEpoch);
+  const rwFollowsEpoch = await rwFollows;
+  if (rwFollowsEpoch !== null) narrator.event('detection', `balancer rw routes to ${target}`, rwFollowsEpoch);
+  narrator.event('follow', `${previous} streams from ${target} with no rewind${result.followed.length ? `; ${result.followed.join(', ')} re-pointed` : ''} (switchover done in ${result.elapsedMs} ms: ${result.steps.map((st) => `${st.step} ${st.ms}`).join(', ')})`);
+  steps.switchover = { startEpoch, promotedEpoch, rwFollowsEpoch, target, previous, result };
+}
+
+/** kill -9 the primary, promote the most advanced replica, re-point the others, rewind the old primary. */
 async function failover(d: FailoverInput): Promise<void> {
   const { lab, narrator, rw, options, steps, loadSignal } = d;
   await delay(Math.max(0, narrator.loadEpochMs! + options.killAtMs - Date.now()), undefined, { signal: loadSignal });
-  const killed = await lab.lab.node('master1').crash({ isolateMs: options.partitionMs });
+  const victim = lab.lab.primary.name;
+  steps.victim = victim;
+  const standbys = lab.lab.replicas.map((r) => ({ name: r.name, port: r.port }));
+  const step = options.switchoverAtMs === undefined ? 6 : 7;
+  const killed = await lab.lab.node(victim).crash({ isolateMs: options.partitionMs });
   steps.killEpoch = killed.killedAtMs;
-  if (options.partitionMs > 0) narrator.event('partition', `master1's ${killed.walSenders} walsenders frozen: its standbys hear nothing more (partition)`, killed.isolatedAtMs);
-  narrator.event('kill', `step 6: kill -9 master1: the postmaster (pid ${killed.pid}) and its ${killed.processes - 1} processes${options.partitionMs > 0 ? `, ${killed.isolatedAtMs === killed.killedAtMs ? 0 : killed.killedAtMs - killed.isolatedAtMs} ms after the partition` : ''}`, steps.killEpoch);
+  if (options.partitionMs > 0) narrator.event('partition', `${victim}'s ${killed.walSenders} walsenders frozen: its standbys hear nothing more (partition)`, killed.isolatedAtMs);
+  narrator.event('kill', `step ${step}: kill -9 ${victim}: the postmaster (pid ${killed.pid}) and its ${killed.processes - 1} processes${options.partitionMs > 0 ? `, ${killed.isolatedAtMs === killed.killedAtMs ? 0 : killed.killedAtMs - killed.isolatedAtMs} ms after the partition` : ''}`, steps.killEpoch);
 
   // The replica that received the most WAL: the others can follow it; promoting a less advanced one
   // would lose more and leave the others unable to follow without a rewind.
   const positions = await Promise.all(
-    lab.replicas.map(async (r) => {
+    standbys.map(async (r) => {
       const row = (await queryRows<{ received: string | null; replayed: string | null }>(
         { port: r.port, connectTimeoutMs: 2000 },
         'SELECT pg_last_wal_receive_lsn()::text AS received, pg_last_wal_replay_lsn()::text AS replayed',
@@ -148,35 +184,35 @@ async function failover(d: FailoverInput): Promise<void> {
   positions.sort((a, b) => lsnToNumber(b.received) - lsnToNumber(a.received) || lsnToNumber(b.replayed) - lsnToNumber(a.replayed));
   const chosen = positions[0]!;
   steps.choice = positions.map((p) => `${p.name} received ${p.received} replayed ${p.replayed}`).join('; ');
-  narrator.say(`step 7: WAL positions: ${steps.choice}`);
-  // master1 is dead: promote alone; the others are re-pointed one by one below, each timed.
+  narrator.say(`step ${step + 1}: WAL positions: ${steps.choice}`);
+  // The primary is dead: promote alone; the others are re-pointed one by one below, each timed.
   const promoted = await lab.lab.promote(chosen.name, { others: 'leave' });
   steps.promoted = chosen.name;
   steps.promoteEpoch = Date.now();
   const syncNote = promoted.synchronousStandbyNames ? `, synchronous_standby_names = '${promoted.synchronousStandbyNames}'` : '';
-  narrator.event('promote', `step 7: lab promote ${chosen.name}: primary on timeline ${promoted.timeline} (${promoted.elapsedMs} ms${syncNote})`, steps.promoteEpoch);
+  narrator.event('promote', `step ${step + 1}: lab promote ${chosen.name}: primary on timeline ${promoted.timeline} (${promoted.elapsedMs} ms${syncNote})`, steps.promoteEpoch);
   steps.rwFollowsEpoch = await rw.waitFor(chosen.name, 'UP', { timeoutMs: 10_000, intervalMs: 10, signal: loadSignal });
   narrator.event('detection', `balancer rw routes to ${chosen.name} (${steps.rwFollowsEpoch - steps.promoteEpoch} ms after the promotion)`, steps.rwFollowsEpoch);
   d.onRwFollows();
 
-  for (const other of lab.replicas.filter((r) => r.name !== chosen.name)) {
+  for (const other of standbys.filter((r) => r.name !== chosen.name)) {
     const followed = await lab.lab.node(other.name).follow(chosen.name);
-    narrator.event('follow', `step 8: lab replica follow ${other.name}: streaming from ${chosen.name} (${followed.syncState}, ${followed.elapsedMs} ms)`);
+    narrator.event('follow', `step ${step + 2}: lab replica follow ${other.name}: streaming from ${chosen.name} (${followed.syncState}, ${followed.elapsedMs} ms)`);
   }
   const rewindStarted = Date.now();
   const missing = await lab.lab.pgRewindMissing();
   if (missing) {
     // PostgreSQL 11 here: what a DBA without pg_rewind does, a new base backup in place of the old master.
-    narrator.event('re-add-start', `step 9: ${missing}: lab replica add master1 (a new base backup from ${chosen.name})`, rewindStarted);
-    const rebuilt = await lab.lab.node('master1').rewind();
+    narrator.event('re-add-start', `step ${step + 3}: ${missing}: lab replica add ${victim} (a new base backup from ${chosen.name})`, rewindStarted);
+    const rebuilt = await lab.lab.node(victim).rewind();
     steps.rewind = `rebuilt from a new base backup, ${rebuilt.baseBackup === 'pglab' ? 'pglab\'s own' : 'pg_basebackup'} (${missing})`;
-    narrator.event('re-add', `master1 rebuilt and streaming from ${chosen.name} (${Date.now() - rewindStarted} ms)`);
+    narrator.event('re-add', `${victim} rebuilt and streaming from ${chosen.name} (${Date.now() - rewindStarted} ms)`);
     return;
   }
-  narrator.event('re-add-start', `step 9: lab node rewind master1 --primary ${chosen.name}`, rewindStarted);
-  const rewound = await lab.lab.node('master1').rewind({ primary: chosen.name });
+  narrator.event('re-add-start', `step ${step + 3}: lab node rewind ${victim} --primary ${chosen.name}`, rewindStarted);
+  const rewound = await lab.lab.node(victim).rewind({ primary: chosen.name });
   steps.rewind = `pg_rewind (${rewound.rewind})`;
-  narrator.event('re-add', `master1 rewound (${rewound.rewind}) and streaming from ${chosen.name} (${rewound.elapsedMs} ms)`);
+  narrator.event('re-add', `${victim} rewound (${rewound.rewind}) and streaming from ${chosen.name} (${rewound.elapsedMs} ms)`);
 }
 
 /** Rows of acknowledged sequence numbers on every node once it has replayed the new primary's WAL. */
@@ -226,14 +262,19 @@ function buildReport(input: ReportInput): Report {
   const killAt = steps.killEpoch === null ? null : steps.killEpoch - reads.summary.started_epoch_ms;
   const readErrorsAfterKill = killAt === null ? null : reads.errors.filter((e) => e.at_ms >= killAt).length;
   const mode = options.sync ? 'sync' : 'async';
+  const sw = switchoverFigures(input);
+  const victim = steps.victim ?? 'master1';
 
   const report = reportFromWorkload({
-    title: `pglab primary failover demo (${mode}): kill -9 the master under writes, promote, follow, rewind`,
+    title: sw
+      ? `pglab switchover demo (${mode}): a planned switchover under writes, then a crash of the new primary for contrast`
+      : `pglab primary failover demo (${mode}): kill -9 the master under writes, promote, follow, rewind`,
     workload: reads,
     names: nodeNamesByPort(input.nodes),
     events: input.narrator.events,
     figures: {
       mode,
+      ...(sw ? sw.figures : {}),
       lost_commits: lost.length,
       acknowledged_commits: writes.acked.length,
       rows_on_new_primary: input.presentCount,
@@ -257,6 +298,7 @@ function buildReport(input: ReportInput): Report {
     },
     crosscheck: input.crosscheck,
     notes: [
+      ...(sw ? sw.notes : []),
       'Writers: each transaction is one INSERT of a client-side sequence number through the rw balancer (pool: the lab\'s primary), counted only once its COMMIT is acknowledged.',
       'lost_commits: acknowledged sequence numbers missing on the new primary after the drill (SELECT seq FROM acked). in_doubt: sequence numbers whose COMMIT got an error or no answer; in_doubt_committed of them are there anyway (nobody was told).',
       'write_downtime_ms: from the SIGKILL of master1 (postmaster and all its processes, like a dead host) to the first acknowledged commit on the new primary.',
@@ -270,14 +312,57 @@ function buildReport(input: ReportInput): Report {
   });
   report.series.push(writeSeries(writes, reads));
   report.summary = [
+    ...(sw ? sw.summary : []),
     `mode: ${mode}${options.sync ? ' (ANY 1 of the replicas)' : ''}; new primary ${steps.promoted} (${steps.choice})`,
     `lost_commits: ${lost.length} of ${writes.acked.length} acknowledged${lost.length ? ` (sequence numbers ${lost.slice(0, 10).join(', ')}${lost.length > 10 ? ', ...' : ''})` : ''}; in doubt: ${writes.inDoubt.length} (${input.inDoubtCommitted} committed anyway)`,
-    `write downtime: ${fmtMs(writeDowntimeMs)} from kill -9 to the first acknowledged commit (promoted ${fmtMs(promoteMs)} after the kill; rw followed ${fmtMs(rwFollowMs)} after the promotion)`,
+    `${sw ? 'crash: ' : ''}write downtime: ${fmtMs(writeDowntimeMs)} from kill -9 of ${victim} to the first acknowledged commit (promoted ${fmtMs(promoteMs)} after the kill; rw followed ${fmtMs(rwFollowMs)} after the promotion)`,
     `read errors: ${reads.summary.errors} in all, ${readErrorsAfterKill ?? '-'} after the kill; ${reads.summary.ops} reads`,
-    `old master: ${steps.rewind ? `${steps.rewind}, streaming from ${steps.promoted}` : 'not rewound'}`,
+    `old ${sw ? 'primary' : 'master'} ${victim}: ${steps.rewind ? `${steps.rewind}, streaming from ${steps.promoted}` : 'not rewound'}`,
     `cross-check: ${input.crosscheck.filter((c) => c.agrees).length} of ${input.crosscheck.length} nodes hold every surviving acknowledged row`,
   ];
   return report;
+}
+
+/**
+ * The planned switchover's figures (`lab demo switchover`): write downtime from the last acknowledged
+ * commit on the old primary to the first on the new one, acknowledged commits of the switchover's time
+ * missing at the end, read errors from its start until 2 s after it ended.
+ */
+function switchoverFigures(input: ReportInput): { figures: Record<string, number | string | null>; summary: string[]; notes: string[] } | null {
+  const sw = input.steps.switchover;
+  if (!sw) return null;
+  const { writes, reads, lost } = input;
+  const port = (name: string) => input.nodes.find((n) => n.name === name)?.port;
+  const endEpoch = sw.startEpoch + sw.result.elapsedMs;
+  const beforeCrash = (at: number) => input.steps.killEpoch === null || at < input.steps.killEpoch;
+  const lastOld = writes.acked.filter((a) => a.port === port(sw.previous) && a.at <= sw.promotedEpoch).reduce((m, a) => Math.max(m, a.at), 0) || null;
+  const firstNew = writes.acked.filter((a) => a.port === port(sw.target) && a.at >= sw.startEpoch && beforeCrash(a.at)).reduce((m, a) => Math.min(m, a.at), Infinity);
+  const downtime = lastOld !== null && firstNew !== Infinity ? firstNew - lastOld : null;
+  const lostSeqs = new Set(lost);
+  const lostBySwitchover = writes.acked.filter((a) => a.at <= endEpoch && lostSeqs.has(a.seq)).length;
+  const from = sw.startEpoch - reads.summary.started_epoch_ms;
+  const to = endEpoch + 2000 - reads.summary.started_epoch_ms;
+  const readErrors = reads.errors.filter((e) => e.at_ms >= from && e.at_ms <= to).length;
+  if (firstNew !== Infinity) input.narrator.events.push({ at_ms: Math.round(firstNew - input.narrator.loadEpochMs!), kind: 'writes-resume', label: `first acknowledged write on ${sw.target}` });
+  const steps = sw.result.steps.map((st) => `${st.step} ${st.ms} ms`).join(', ');
+  return {
+    figures: {
+      switchover_write_downtime_ms: downtime,
+      switchover_no_primary_ms: sw.result.noPrimaryMs,
+      switchover_rw_follows_ms: sw.rwFollowsEpoch === null ? null : sw.rwFollowsEpoch - sw.promotedEpoch,
+      switchover_lost_commits: lostBySwitchover,
+      switchover_read_errors: readErrors,
+      switchover_ms: sw.result.elapsedMs,
+      switchover_rewind: 'none',
+    },
+    summary: [
+      `switchover ${sw.previous} -> ${sw.target}: write downtime ${fmtMs(downtime)} (last acknowledged commit on ${sw.previous} to the first on ${sw.target}), ${lostBySwitchover} acknowledged commits lost, ${readErrors} read errors; no primary for ${sw.result.noPrimaryMs} ms; ${sw.previous} streams from ${sw.target} with no rewind`,
+    ],
+    notes: [
+      `Switchover (lab switchover ${sw.target}): ${steps}. switchover_write_downtime_ms runs from the last acknowledged commit on ${sw.previous} to the first on ${sw.target}, through rw; switchover_no_primary_ms from the stop request to lab.json naming ${sw.target}; switchover_read_errors from its start until 2 s after it ended.`,
+      `The crash that follows (kill -9 of ${sw.target}, every process at once) is the contrast: the same writers and readers, the same balancers, the primary chosen and promoted at once by the drill (no detection time).`,
+    ],
+  };
 }
 
 /** Acknowledged writes per second on the reads' clock, as one more series of the timeline. */

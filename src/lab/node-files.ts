@@ -13,6 +13,7 @@ import type { OsUser } from '../postgres/os-user.js';
 import { SOCKET_DIR } from '../postgres/server.js';
 import { accessOf, labPassword, tlsPaths, type LabAccessSettings } from './access.js';
 import { writeMarker } from './datadir.js';
+import { archiveConfLines } from './archive.js';
 import type { LabState } from './state.js';
 import { nodeAddress, type NodeHost } from '../network/address.js';
 import { subnetOf } from '../network/address.js';
@@ -30,13 +31,19 @@ export interface NodeFilesSpec {
   /** The node's address (nodeAddress) and, with --hosts, the lab's subnet that pg_hba lets in. */
   address: string;
   subnet?: string;
+  /** A delayed standby's recovery_min_apply_delay (NodeRecord.applyDelayMs), written with its standby files. */
+  applyDelayMs?: number;
+  /** A node of an archiving lab (not a restored one): archive_mode on, into <lab-dir>/archive (src/lab/archive.ts). */
+  archive?: boolean;
 }
 
 /** The spec of one node's files, from the lab's state; `owner` is who must own them (runtime.dataOwner()). */
-export function nodeFilesSpec(labDir: string, state: LabState, node: { name: string; port: number; datadir: string; host?: NodeHost }, owner: OsUser | undefined, major = state.pg.major): NodeFilesSpec {
+export function nodeFilesSpec(labDir: string, state: LabState, node: { name: string; port: number; datadir: string; host?: NodeHost; applyDelayMs?: number }, owner: OsUser | undefined, major = state.pg.major): NodeFilesSpec {
   return {
     labDir, labId: state.labId, name: node.name, port: node.port, datadir: node.datadir, major, dbUser: state.dbUser, access: accessOf(state), runAs: owner,
     address: nodeAddress(node), subnet: state.hosts && node.host ? subnetOf(state.hosts) : undefined,
+    ...(node.applyDelayMs !== undefined ? { applyDelayMs: node.applyDelayMs } : {}),
+    archive: Boolean(state.archive) && !['restored', 'subscriber'].includes(state.nodes.find((n) => n.name === node.name)?.role ?? ''),
   };
 }
 
@@ -47,13 +54,14 @@ function writeOwned(file: string, content: string | Buffer, runAs: OsUser | unde
 export async function writeNodeConfig(spec: NodeFilesSpec): Promise<void> {
   const dialect = dialectFor(spec.major);
   const tls = spec.access.tls !== 'off';
-  const conf = await renderPostgresqlConf(dialect, {
+  const rendered = await renderPostgresqlConf(dialect, {
     port: spec.port,
     clusterName: spec.name,
     listenAddresses: spec.address,
     socketDir: SOCKET_DIR,
     ssl: tls,
   });
+  const conf = spec.archive ? `${rendered.trimEnd()}\n${archiveConfLines(spec.labDir).join('\n')}\n` : rendered;
   if (tls) {
     // The server reads its key only if it is the server's own and not readable by others.
     const files = tlsPaths(spec.labDir);
@@ -80,7 +88,7 @@ export async function writeStandbyConfig(spec: NodeFilesSpec & { upstreamPort: n
   const dialect = dialectFor(spec.major);
   const password = await labPassword(spec.labDir, spec);
   const conninfo = primaryConninfo({ host: spec.upstreamHost, port: spec.upstreamPort, user: spec.dbUser, applicationName: spec.name, password });
-  const files = dialect.standbyFiles(conninfo, slotName(spec.name));
+  const files = dialect.standbyFiles(conninfo, slotName(spec.name), spec.applyDelayMs);
   // A copy of the master never carries standby files, but a replica cloned from a replica would.
   for (const stale of ['recovery.conf', 'standby.signal', 'recovery.signal']) {
     await rm(path.join(spec.datadir, stale), { force: true });
@@ -90,7 +98,8 @@ export async function writeStandbyConfig(spec: NodeFilesSpec & { upstreamPort: n
   if (files.autoConfLines) {
     const autoConf = path.join(spec.datadir, 'postgresql.auto.conf');
     const current = (await readNoFollow(autoConf)) ?? '';
-    const kept = current.split('\n').filter((line) => line && !/^\s*(primary_conninfo|recovery_target_timeline|primary_slot_name)\s*=/.test(line));
+    // A copy of a delayed standby (a cascade of it) carries its delay: only the node's own is written.
+    const kept = current.split('\n').filter((line) => line && !/^\s*(primary_conninfo|recovery_target_timeline|primary_slot_name|recovery_min_apply_delay)\s*=/.test(line));
     await writeOwned(autoConf, `${[...kept, ...files.autoConfLines].join('\n')}\n`, spec.runAs);
   }
 }

@@ -7,6 +7,7 @@ import { LabError, messageOf } from '../common/errors.js';
 import { AUTH_METHODS, TLS_MODES } from './access.js';
 import { checkDatadirPath } from './datadir.js';
 import { checkName } from './names.js';
+import { MAX_APPLY_DELAY_MS } from './apply-delay.js';
 import type { LabState } from './state-types.js';
 
 /** What `lab balancer start --name` accepts (src/balancer/start-options.ts). */
@@ -14,6 +15,8 @@ const BALANCER_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/;
 const LAB_ID = /^[A-Za-z0-9][A-Za-z0-9-]{0,63}$/;
 const OS_USER = /^[A-Za-z_][A-Za-z0-9_.-]{0,31}\$?$/;
 const DB_USER = /^[A-Za-z_][A-Za-z0-9_$.-]{0,62}$/;
+/** What `lab restore-point NAME` accepts (pg_create_restore_point takes up to 63 bytes). */
+export const RESTORE_POINT_NAME = /^[A-Za-z0-9][A-Za-z0-9_.:-]{0,62}$/;
 
 type Json = Record<string, unknown>;
 
@@ -107,7 +110,7 @@ function checkNode(node: unknown, index: number): void {
   if (!isObject(node)) throw bad(prefix, node, 'is not an object');
   const f = new Fields(node, prefix);
   f.named('name', isNodeName, 'node name');
-  f.oneOf('role', ['primary', 'replica', 'subscriber']);
+  f.oneOf('role', ['primary', 'replica', 'restored', 'subscriber']);
   f.integer('port', 1, 65535, false, 'a port from 1 to 65535');
   f.absolutePath('datadir');
   try {
@@ -122,6 +125,7 @@ function checkNode(node: unknown, index: number): void {
   f.string('createdAt');
   f.boolean('rewindNeeded', true);
   f.boolean('sync', true);
+  f.integer('applyDelayMs', 1, MAX_APPLY_DELAY_MS, true, 'a delay in ms from 1 to 86400000');
   f.integer('timeline', 1, 2 ** 32 - 1, true);
   const host = f.object('host', true);
   if (host) {
@@ -238,5 +242,40 @@ export function checkStateFile(parsed: unknown): LabState {
       seen.add(key);
     }
   }
+  const archive = f.object('archive', true);
+  if (archive) checkArchive(archive, parsed.archive as Json);
   return parsed as unknown as LabState;
+}
+
+const LSN = /^[0-9A-F]{1,8}\/[0-9A-F]{1,8}$/;
+
+/** The archive record: its backups (ids b1...) and restore points (names as `lab restore-point` takes them). */
+function checkArchive(f: Fields, archive: Json): void {
+  f.string('since');
+  for (const list of ['backups', 'restorePoints'] as const) {
+    if (!Array.isArray(archive[list])) throw bad(`archive.${list}`, archive[list], 'is not a list');
+  }
+  (archive.backups as unknown[]).forEach((backup, index) => {
+    const prefix = `archive.backups[${index}]`;
+    if (!isObject(backup)) throw bad(prefix, backup, 'is not an object');
+    const b = new Fields(backup, prefix);
+    b.string('id', false, /^b[1-9][0-9]{0,8}$/, 'a backup id b1, b2...');
+    b.oneOf('phase', ['building', 'ready']);
+    b.string('startedAt');
+    b.string('startLsn', true, LSN, 'an LSN');
+    b.string('stopLsn', true, LSN, 'an LSN');
+    b.string('stoppedAt', true);
+    b.integer('nextXid', 1, Number.MAX_SAFE_INTEGER, true, 'a transaction id');
+    b.integer('segmentBytes', 1048576, 1073741824, true, 'a WAL segment size in bytes');
+  });
+  (archive.restorePoints as unknown[]).forEach((point, index) => {
+    const prefix = `archive.restorePoints[${index}]`;
+    if (!isObject(point)) throw bad(prefix, point, 'is not an object');
+    const p = new Fields(point, prefix);
+    p.string('name', false, RESTORE_POINT_NAME, 'a restore point name');
+    p.string('lsn', false, LSN, 'an LSN');
+    p.string('at');
+  });
+  checkUnique((archive.backups as Json[]).map((b) => b.id as string), 'archive.backups');
+  checkUnique((archive.restorePoints as Json[]).map((p) => p.name as string), 'archive.restorePoints');
 }

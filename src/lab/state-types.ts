@@ -4,8 +4,11 @@ import type { LabHosts, NodeHost } from '../network/address.js';
 import type { LabAccessSettings } from './access.js';
 import type { RuntimeName } from './global-options.js';
 
-/** subscriber: a cluster of its own subscribed to a publication on the primary (`lab logical add`): no balancer pool, no upstream. */
-export type NodeRole = 'primary' | 'replica' | 'subscriber';
+/**
+ * restored: a node made by `lab node restore` from a base backup and the archive, on a timeline of its own (no balancer pool, no upstream).
+ * subscriber: a cluster of its own subscribed to a publication on the primary (`lab logical add`): no balancer pool, no upstream.
+ */
+export type NodeRole = 'primary' | 'replica' | 'restored' | 'subscriber';
 
 export interface NodeRecord {
   name: string;
@@ -29,6 +32,8 @@ export interface NodeRecord {
   rewindNeeded?: boolean;
   /** Listed in the primary's synchronous_standby_names (`lab replica add --sync`). */
   sync?: boolean;
+  /** A delayed standby: its recovery_min_apply_delay in ms (`lab replica add --apply-delay`), kept by follow, rewind and re-add. */
+  applyDelayMs?: number;
   /** Timeline the node started on when it was promoted. */
   timeline?: number;
   /** The command building the node (`lab replica add`) while it runs: see claimBuild. */
@@ -123,4 +128,36 @@ export interface LabState {
   faults?: FaultRecord[];
   /** Nodes on hosts of their own (--hosts); recorded before the bridge is made. */
   hosts?: LabHosts;
+  /** WAL archiving into <lab-dir>/archive (`lab master start --archive`), its base backups and restore points. */
+  archive?: ArchiveRecord;
+}
+
+export interface ArchiveRecord {
+  since: string;
+  /** `lab backup`: base backups in <lab-dir>/backups/<id>, oldest first. */
+  backups: BackupRecord[];
+  /** `lab restore-point NAME`, oldest first. */
+  restorePoints: RestorePointRecord[];
+}
+
+export interface BackupRecord {
+  /** b1, b2, ...: its directory <lab-dir>/backups/<id>. */
+  id: string;
+  /** building while copied: destroy and prune remove it; restore never uses it. */
+  phase: 'building' | 'ready';
+  startedAt: string;
+  startLsn?: string;
+  /** Where the copy is consistent: a restore target before it cannot be reached from this backup. */
+  stopLsn?: string;
+  stoppedAt?: string;
+  /** txid_current_snapshot()'s xmax after the backup: transactions from this one on commit after it. */
+  nextXid?: number;
+  /** Its WAL segment size (bytes), for the archive's positions. */
+  segmentBytes?: number;
+}
+
+export interface RestorePointRecord {
+  name: string;
+  lsn: string;
+  at: string;
 }

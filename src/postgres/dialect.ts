@@ -7,7 +7,14 @@ export interface Dialect {
   /** The postgresql.conf line that keeps WAL for standbys, for the seed's 8 segments (128 MB). */
   walKeepLine: string;
   /** Standby configuration: files to write in the replica's data dir. */
-  standbyFiles(conninfo: string, slot?: string): { recoveryConf?: string; signal?: boolean; autoConfLines?: string[] };
+  standbyFiles(conninfo: string, slot?: string, applyDelayMs?: number): { recoveryConf?: string; signal?: boolean; autoConfLines?: string[] };
+  /**
+   * Archive recovery (a restore to a target): `settings` (restore_command, recovery_target_*) go into
+   * recovery.conf (<= 11) or postgresql.auto.conf beside recovery.signal (>= 12).
+   */
+  recoveryFiles(settings: string[]): { recoveryConf?: string; signal?: 'recovery.signal'; autoConfLines?: string[] };
+  /** SQL: whether WAL replay is paused (pg_get_wal_replay_pause_state from 14, which says 'paused' only once it is). */
+  replayPausedSql: string;
   /** SQL for the current WAL insert / write positions on a primary. */
   currentInsertLsn: string;
   currentWriteLsn: string;
@@ -37,8 +44,9 @@ export function dialectFor(major: number): Dialect {
     // logical (a superset of replica) so a lab's primary can publish (`lab logical add`) without a restart.
     walLevel: major >= 10 ? 'logical' : 'hot_standby',
     walKeepLine: major >= 13 ? 'wal_keep_size = 128MB' : 'wal_keep_segments = 8',
-    standbyFiles(conninfo, slot) {
-      const slotLines = slot === undefined ? [] : [`primary_slot_name = '${slot}'`];
+    standbyFiles(conninfo, slot, applyDelayMs) {
+      // A delayed standby's recovery_min_apply_delay: a recovery.conf setting before 12, a GUC from 12.
+      const slotLines = [...(slot === undefined ? [] : [`primary_slot_name = '${slot}'`]), ...(applyDelayMs === undefined ? [] : [`recovery_min_apply_delay = '${applyDelayMs}ms'`])];
       if (major >= 12) {
         return {
           signal: true,
@@ -55,6 +63,10 @@ export function dialectFor(major: number): Dialect {
         ].join('\n'),
       };
     },
+    recoveryFiles(settings) {
+      return major >= 12 ? { signal: 'recovery.signal', autoConfLines: settings } : { recoveryConf: `${settings.join('\n')}\n` };
+    },
+    replayPausedSql: major >= 14 ? "SELECT pg_get_wal_replay_pause_state() = 'paused' AS paused" : `SELECT ${modern ? 'pg_is_wal_replay_paused()' : 'pg_is_xlog_replay_paused()'} AS paused`,
     currentInsertLsn: modern ? 'pg_current_wal_insert_lsn()' : 'pg_current_xlog_insert_location()',
     currentWriteLsn: modern ? 'pg_current_wal_lsn()' : 'pg_current_xlog_location()',
     replicationColumns: modern

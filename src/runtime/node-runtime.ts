@@ -17,6 +17,8 @@ export interface RuntimeNode {
   datadir: string;
   /** Its host (a lab made with --hosts): where it runs and is reached (nodeAddress). */
   host?: NodeHost;
+  /** A delayed standby's recovery_min_apply_delay, written with its standby files. */
+  applyDelayMs?: number;
 }
 
 export type ResolvedBackupMethod = Exclude<BaseBackupMethod, 'auto'>;

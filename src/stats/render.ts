@@ -1,6 +1,7 @@
 // The watchers' tables as text, in the seed's look: a `****** date ******` banner, then a psql-style
 // table with the seed's columns first, in the seed's order; what we add comes after them.
 import { withFaultWords } from '../lab/fault-words.js';
+import { formatApplyDelay } from '../lab/apply-delay.js';
 import { psqlTable, type Cell, type Column } from '../common/table.js';
 import type { BalancerSample } from './balancer-sample.js';
 import { banner } from './banner.js';
@@ -57,11 +58,30 @@ export function replicationTable(sample: ReplicationSample, paint: Paint = noPai
   }
   // A lab with cascading standbys: a last column names the standby each cascade streams from.
   const cascades = sample.rows.some((r) => r.upstream !== undefined);
+  // A lab with a delayed standby: a column says what holds each standby's replay back, its configured
+  // delay (a lag of about that is expected) or a paused replay (`lab fault lag`: a fault).
+  const delays = sample.rows.some((r) => r.applyDelayMs !== undefined);
+  const paused = new Set(sample.faults.filter((f) => f.fault === 'lag').map((f) => f.node));
   const rows: Cell[][] = sample.rows.map((r) => [
     r.pid, r.name, r.addr, r.port, r.state, r.sent, r.write, r.flush, r.replay, r.pri, r.mode, r.lagBytes, formatLagSeconds(r.lagSeconds),
+    ...(delays ? [r.applyDelayMs !== undefined ? formatApplyDelay(r.applyDelayMs) : r.name !== null && paused.has(r.name) ? 'replay paused' : ''] : []),
     ...(cascades ? [r.upstream ?? (r.state === 'local' ? '' : sample.master?.name ?? '')] : []),
   ]);
-  return psqlTable(cascades ? [...REPLICATION_COLUMNS, { header: 'upstream' }] : REPLICATION_COLUMNS, rows) + faults + subscribersTable(sample, paint);
+  const columns = [...REPLICATION_COLUMNS, ...(delays ? [{ header: 'delay' }] : []), ...(cascades ? [{ header: 'upstream' }] : [])];
+  return psqlTable(columns, rows) + faults + archiverTable(sample, paint) + subscribersTable(sample, paint);
+}
+
+/** A lab made with --archive: the master's pg_stat_archiver below the table, failures in red while the last one is newer than the last success. */
+function archiverTable(sample: ReplicationSample, paint: Paint): string {
+  if (sample.archiver === undefined) return '';
+  const a = sample.archiver;
+  if (a === null) return `\n${paint.yellow('archiver: pg_stat_archiver did not answer')}`;
+  const failing = a.failedCount > 0 && a.lastFailedTime !== null && (a.lastArchivedTime === null || a.lastFailedTime > a.lastArchivedTime);
+  const table = psqlTable(
+    [{ header: 'archived_count', align: 'right' }, { header: 'last_archived_wal' }, { header: 'last_archived_time' }, { header: 'failed_count', align: 'right' }, { header: 'last_failed_wal' }, { header: 'last_failed_time' }],
+    [[a.archivedCount, a.lastArchivedWal, a.lastArchivedTime, a.failedCount, a.lastFailedWal, a.lastFailedTime]],
+  );
+  return `\n${table}${failing ? `\n${paint.red(`archiving FAILS: last failure for ${a.lastFailedWal} at ${a.lastFailedTime}, after the last success`)}` : ''}`;
 }
 
 export const SUBSCRIBER_COLUMNS: Column[] = [

@@ -9,6 +9,7 @@ import { dialectFor, type Dialect } from '../postgres/dialect.js';
 import { queryWithin } from './bounded-query.js';
 import { downReason } from './down-reason.js';
 import { nodeAddress } from '../network/address.js';
+import { ARCHIVER_SQL, type ArchiverStat } from '../lab/archive.js';
 
 export interface ReplicationRow {
   pid: number | null;
@@ -31,6 +32,11 @@ export interface ReplicationRow {
    * its lag_bytes is still measured against the master's WAL. Absent on the master's own standbys.
    */
   upstream?: string;
+  /**
+   * A delayed standby's recovery_min_apply_delay in ms (`lab replica add --apply-delay`): its replay lag is
+   * expected to be about this. Absent on standbys without one; a paused replay (`lab fault lag`) is in `faults`.
+   */
+  applyDelayMs?: number;
 }
 
 export interface ReplicationSample {
@@ -44,6 +50,8 @@ export interface ReplicationSample {
   subscribers?: SubscriberRow[];
   /** Faults in force in the lab (`lab fault`), per node, as `lab status` words them. */
   faults: { node: string; fault: string }[];
+  /** A lab made with --archive: the master's pg_stat_archiver (null when it did not answer). */
+  archiver?: ArchiverStat | null;
 }
 
 type Raw = Record<string, string | number | null>;
@@ -111,12 +119,21 @@ async function sampleStreaming(state: LabState, options: { timeoutMs: number }, 
       sent: local?.sent ?? null, write: local?.write ?? null,
       flush: null, replay: null, pri: null, mode: 'master', lagBytes: null, lagSeconds: null,
     };
-    const cascades = local?.write ? await sampleCascades(state, dialect, local.write, options.timeoutMs) : [];
-    return { at, master: { name: master.name, port: master.port }, up: true, reason: null, rows: [masterRow, ...standbys.map(standbyRow), ...cascades], faults };
+    const [cascades, archiver] = await Promise.all([
+      local?.write ? sampleCascades(state, dialect, local.write, options.timeoutMs) : [],
+      state.archive ? queryWithin<ArchiverStat & Record<string, unknown>>(target, ARCHIVER_SQL).then((rows) => rows[0] ?? null, () => null) : undefined,
+    ]);
+    return { at, master: { name: master.name, port: master.port }, up: true, reason: null, rows: [masterRow, ...standbys.map(standbyRow), ...cascades].map((row) => withApplyDelay(state, row)), faults, ...(archiver !== undefined ? { archiver } : {}) };
   } catch (error) {
     const { reason } = await downReason(state, master, error, options.timeoutMs);
     return { at, master: { name: master.name, port: master.port }, up: false, reason, rows: [], faults };
   }
+}
+
+/** A standby row with its node's configured apply delay, when it has one. */
+function withApplyDelay(state: LabState, row: ReplicationRow): ReplicationRow {
+  const delay = row.name === null ? undefined : state.nodes.find((n) => n.name === row.name && n.role === 'replica')?.applyDelayMs;
+  return delay === undefined ? row : { ...row, applyDelayMs: delay };
 }
 
 /**
