@@ -252,7 +252,7 @@ tags:
 `;
 }
 
-/** Patroni's documented haproxy.cfg (https://github.com/zalando/patroni/blob/master/haproxy.cfg), GET /primary, and a tuned twin. */
+/** The haproxy.cfg Patroni ships (Debian: /usr/share/doc/patroni/examples/haproxy.cfg) checking GET /primary, and a tuned twin. */
 function haproxyCfg(c: Cluster): string {
   const servers = (extra: string) => MEMBERS.map((m) => `    server ${m} 127.0.0.1:${c.pgPort.get(m)} maxconn 100 check port ${c.rest.get(m)}${extra}`).join('\n');
   return `global
