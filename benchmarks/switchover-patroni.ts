@@ -128,6 +128,7 @@ async function getJson(url: string): Promise<{ status: number; body: unknown }> 
 
 async function benchPglab(): Promise<Series> {
   const lab = await Lab.start({ replicas: 2 });
+  runningLab = lab;
   try {
     const rw = await lab.balancerProcess({ name: 'rw', pool: 'primary' });
     try {
@@ -162,6 +163,7 @@ async function benchPglab(): Promise<Series> {
       await rw.stop().catch(() => undefined);
     }
   } finally {
+    runningLab = undefined;
     await lab.close();
   }
 }
@@ -331,6 +333,7 @@ async function startCluster(user: OsUser): Promise<Cluster> {
     documentedPort: documentedPort!,
     tunedPort: tunedPort!,
   };
+  running = c;
   try {
     await mkdir(path.join(dir, 'etcd'), { mode: 0o700 });
     await chown(path.join(dir, 'etcd'), user.uid, user.gid);
@@ -465,8 +468,21 @@ async function benchPatroni(): Promise<{ version: string; series: Series[] }> {
     const tuned = await benchPatroniSetting(c, 'Patroni + HAProxy, tuned inter 500ms fall 1 rise 1', c.tunedPort, 'acked_tuned');
     return { version, series: [documented, tuned] };
   } finally {
+    running = undefined;
     await stopCluster(c);
   }
+}
+
+/** The lab and the Patroni cluster being measured, released on SIGINT or SIGTERM too (no finally runs then). */
+let running: Cluster | undefined;
+let runningLab: Lab | undefined;
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    console.error(`${signal}: stopping what the benchmark started`);
+    const [c, lab] = [running, runningLab];
+    running = runningLab = undefined;
+    void Promise.allSettled([c ? stopCluster(c) : undefined, lab?.close()]).finally(() => process.exit(130));
+  });
 }
 
 // ---------------------------------------------------------------------------------------------- main
