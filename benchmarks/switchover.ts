@@ -5,9 +5,9 @@
 // replicas pool. Per round: write downtime = the longest gap between two acknowledged commits in the
 // round's window, acknowledged commits missing on the new primary afterwards, reader errors. Medians.
 //   node dist/benchmarks/switchover.js           (BENCH_ROUNDS=8 switchovers, BENCH_CRASHES=3 by default)
-import pg from 'pg';
 import { Lab, type BalancerProcess } from '../src/index.js';
 import { median } from './median.js';
+import { downtime, lostSql, startLoad as startWriteLoad, waitAcks, type Load } from './write-load.js';
 import { lsnToNumber } from '../src/postgres/recovery.js';
 
 const rounds = Number(process.env.BENCH_ROUNDS ?? 8);
@@ -15,77 +15,12 @@ const crashes = Number(process.env.BENCH_CRASHES ?? 3);
 const WRITERS = 2;
 const READERS = 2;
 
-interface Load {
-  acked: { id: number; at: number }[];
-  readerErrors: { at: number; message: string }[];
-  writerErrors: number;
-  stop(): Promise<void>;
-}
-
-/** Writers and readers until stopped, each bounded to 1,000,000 statements. */
 function startLoad(rw: BalancerProcess, ro: BalancerProcess): Load {
-  const load: Load = { acked: [], readerErrors: [], writerErrors: 0, stop: async () => undefined };
-  let stopped = false;
-  let next = 1;
-  const loop = async (target: BalancerProcess, step: (client: pg.Client) => Promise<void>, onError: (error: unknown) => void) => {
-    let client: pg.Client | undefined;
-    for (let i = 0; !stopped && i < 1_000_000; i += 1) {
-      try {
-        if (!client) {
-          client = new pg.Client({ ...target.connectionConfig(), connectionTimeoutMillis: 2000, query_timeout: 2000 });
-          client.on('error', () => undefined);
-          await client.connect();
-        }
-        await step(client);
-      } catch (error) {
-        onError(error);
-        await client?.end().catch(() => undefined);
-        client = undefined;
-        await new Promise((resolve) => setTimeout(resolve, 5));
-      }
-    }
-    await client?.end().catch(() => undefined);
-  };
-  const loops = [
-    ...Array.from({ length: WRITERS }, () =>
-      loop(rw, async (client) => {
-        const id = next++;
-        await client.query('insert into acked(id) values ($1)', [id]);
-        load.acked.push({ id, at: Date.now() });
-      }, () => (load.writerErrors += 1)),
-    ),
-    ...Array.from({ length: READERS }, () =>
-      loop(ro, async (client) => {
-        await client.query('select count(*) from pg_class');
-      }, (error) => load.readerErrors.push({ at: Date.now(), message: error instanceof Error ? error.message : String(error) })),
-    ),
-  ];
-  load.stop = async () => {
-    stopped = true;
-    await Promise.all(loops);
-  };
-  return load;
-}
-
-/** The longest gap between acknowledged commits from `from` until the first commit 1 s after `until`. */
-function downtime(load: Load, from: number, until: number): number {
-  const times = load.acked.map((a) => a.at).filter((t) => t >= from - 1000);
-  let longest = 0;
-  for (let i = 1; i < times.length; i += 1) if (times[i - 1]! <= until + 1000) longest = Math.max(longest, times[i]! - times[i - 1]!);
-  return longest;
-}
-
-async function waitAcks(load: Load, after: number, count: number): Promise<void> {
-  const deadline = Date.now() + 30_000;
-  while (load.acked.filter((a) => a.at > after).length < count) {
-    if (Date.now() > deadline) throw new Error(`no acknowledged write within 30 s after ${new Date(after).toISOString()}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
+  return startWriteLoad({ writer: () => rw.connectionConfig(), writers: WRITERS, reader: () => ro.connectionConfig(), readers: READERS });
 }
 
 async function lost(lab: Lab, load: Load): Promise<number> {
-  const ids = load.acked.map((a) => a.id);
-  const [row] = await lab.primary.query<{ n: number }>('select count(*)::int as n from unnest($1::int[]) as a(id) where id not in (select id from acked)', [ids]);
+  const [row] = await lab.primary.query<{ n: number }>(lostSql(), [load.acked.map((a) => a.id)]);
   return row!.n;
 }
 
