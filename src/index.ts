@@ -18,3 +18,4 @@ export type { RewindResult } from './commands/rewind.js';
 export type { BenchInitResult } from './commands/bench.js';
 export type { FaultResult, HealResult, ListedFault } from './commands/fault.js';
 export type { BalancersSample } from './commands/stat.js';
+export type { SubscriberOptions } from './api/options.js';

@@ -12,6 +12,7 @@ import type { Reporter } from '../common/reporter.js';
 import { accessEnv, accessOf, labPassword, tlsPaths } from '../lab/access.js';
 import { nodeAddress } from '../network/address.js';
 import { primaryOf, readState, type LabState, type NodeRecord } from '../lab/state.js';
+import { refuseSubscriber } from '../lab/subscriber.js';
 import type { GlobalOptions } from '../lab/global-options.js';
 import { withClientScope } from '../postgres/client-env.js';
 import { queryRows } from '../postgres/client.js';
@@ -41,6 +42,7 @@ import { nodeRestore, type RestoreResult } from '../commands/restore.js';
 export type { PromoteOptions } from './options.js';
 export type { SwitchoverResult } from '../commands/switchover.js';
 import { Connectable, type ConnectionAccess } from './connection.js';
+import { checkSubscriberOptions, type SubscriberOptions } from './options.js';
 import { runWorkload } from '../workload/run-workload.js';
 import type { WorkloadResult } from '../workload/types.js';
 
@@ -219,6 +221,30 @@ export class Lab implements AsyncDisposable {
   }
 
   /**
+   * A logical subscriber: a new cluster with the tables' definitions, subscribed to a new publication of
+   * them on the primary; returns once the initial sync ended (every table ready).
+   */
+  async addSubscriber(options: SubscriberOptions): Promise<LabNode> {
+    const opts = checkSubscriberOptions(options);
+    const name = opts.name ?? this.freeName('sub');
+    const port = opts.port ?? (await findFreePorts(1))[0]!;
+    const { logicalAdd } = await import('../commands/logical.js');
+    await this.run(() => logicalAdd(this.global, name, opts.datadir ?? path.join(this.dir, name), port, { tables: opts.tables, publication: opts.publication, publish: opts.publish, timeoutMs: opts.timeoutMs, reporter: reporterFor(this.own.onEvent) }));
+    return new LabNode(this, name);
+  }
+
+  /** Drops a subscriber's subscription (and its slot on the primary) and publication, then the node. */
+  async removeSubscriber(name: string): Promise<void> {
+    const { logicalRemove } = await import('../commands/logical.js');
+    await this.run(() => logicalRemove(this.global, name));
+  }
+
+  /** The logical subscribers, in the order they were added. */
+  get subscribers(): LabNode[] {
+    return this.snapshot.nodes.filter((n) => n.role === 'subscriber').map((n) => new LabNode(this, n.name));
+  }
+
+  /**
    * Waits until every running replica has replayed the primary's WAL as of this call. On timeout: a
    * TIMEOUT LabError whose facts hold the primary's pg_stat_replication rows and the replicas behind.
    */
@@ -264,7 +290,8 @@ export class Lab implements AsyncDisposable {
     checkPromoteOptions(options);
     const others = options.others ?? 'follow';
     const former = primaryOf(this.snapshot);
-    this.record(name);
+    // Refused before the former primary is stopped.
+    refuseSubscriber(this.record(name), 'promoted');
     const result = await this.run(async () => {
       if (former && former.name !== name) await nodeAction(this.global, former.name, 'stop');
       return promoteNode(this.global, name, { timeoutMs: options.timeoutMs });
@@ -486,6 +513,10 @@ export class Lab implements AsyncDisposable {
 
   private freeReplicaName(): string {
     for (let i = 1; ; i += 1) if (!this.snapshot.nodes.some((n) => n.name === `replica${i}`)) return `replica${i}`;
+  }
+
+  private freeName(prefix: string): string {
+    for (let i = 1; ; i += 1) if (!this.snapshot.nodes.some((n) => n.name === `${prefix}${i}`)) return `${prefix}${i}`;
   }
 
   private freeBalancerName(): string {

@@ -80,6 +80,23 @@ export interface ReplicaOptions {
   timeoutMs?: number;
 }
 
+export interface SubscriberOptions {
+  /** Tables of the primary's postgres database to publish: ['t1', 'app.t2'] or 't1,app.t2'. */
+  tables: string[] | string;
+  /** Default: the first free subN. */
+  name?: string;
+  /** Default: a free port. */
+  port?: number;
+  /** Default: <lab dir>/<name>. */
+  datadir?: string;
+  /** The publication made on the primary (default pglab_pub_NAME). */
+  publication?: string;
+  /** What is published: some of insert, update, delete, truncate (default all). */
+  publish?: ('insert' | 'update' | 'delete' | 'truncate')[];
+  /** Bound on the initial sync; default 120 s. */
+  timeoutMs?: number;
+}
+
 export interface BalancerOptions {
   /** Default lb, lb2, ... */
   name?: string;
@@ -149,6 +166,7 @@ const OPEN_KEYS = ['osUser', 'onEvent'];
 const REPLICA_KEYS = ['name', 'port', 'datadir', 'sync', 'upstream', 'applyDelayMs', 'timeoutMs'];
 const BALANCER_KEYS = ['name', 'pool', 'check', 'balance', 'host', 'port', 'interMs', 'fastinterMs', 'downinterMs', 'rise', 'fall', 'checkTimeoutMs', 'maxLagBytes', 'maxLagMs', 'tls', 'connectTimeoutMs', 'clientTimeoutMs', 'serverTimeoutMs', 'retries'];
 const BALANCER_PROCESS_KEYS = [...BALANCER_KEYS, 'engine', 'statsPort'];
+const SUBSCRIBER_KEYS = ['tables', 'name', 'port', 'datadir', 'publication', 'publish', 'timeoutMs'];
 
 function usage(where: string, message: string): LabError {
   return new LabError('USAGE', `${where}: ${message}`);
@@ -266,6 +284,28 @@ export function checkReplicaOptions(options: ReplicaOptions): ReplicaOptions {
     sync: bool(where, 'sync', options.sync),
     upstream: text(where, 'upstream', options.upstream),
     applyDelayMs: options.applyDelayMs === undefined ? undefined : checkApplyDelayMs(options.applyDelayMs, `${where}: applyDelayMs`),
+    timeoutMs: wholeNumber(where, 'timeoutMs', options.timeoutMs, 1, 3_600_000),
+  };
+}
+
+export function checkSubscriberOptions(options: SubscriberOptions): SubscriberOptions {
+  const where = 'lab.addSubscriber';
+  known(where, options, SUBSCRIBER_KEYS);
+  const list = (name: string, value: unknown) => {
+    if (value === undefined) return undefined;
+    if (typeof value === 'string' && value !== '') return value;
+    if (Array.isArray(value) && value.length > 0 && value.every((v) => typeof v === 'string' && v !== '')) return value as string[];
+    throw usage(where, `${name} must be a non-empty list of names, got ${JSON.stringify(value)}`);
+  };
+  const tables = list('tables', options.tables);
+  if (tables === undefined) throw usage(where, 'tables is required: the primary\'s tables to publish, e.g. { tables: [\'t1\'] }');
+  return {
+    tables,
+    name: text(where, 'name', options.name),
+    port: wholeNumber(where, 'port', options.port, 1, 65535),
+    datadir: text(where, 'datadir', options.datadir),
+    publication: text(where, 'publication', options.publication),
+    publish: list('publish', options.publish) as SubscriberOptions['publish'],
     timeoutMs: wholeNumber(where, 'timeoutMs', options.timeoutMs, 1, 3_600_000),
   };
 }

@@ -25,6 +25,8 @@ export function labServers(
     // Restored nodes (`lab node restore`) stand alone on their own timeline: in no pool.
     .filter((node) => node.role !== 'restored')
     .filter((node) => kind === 'all' || (kind === 'replicas' ? node.role === 'replica' : node.role === 'primary' || node.rewindNeeded))
+    // Logical subscribers (`lab logical add`) are clusters of their own: in no pool.
+    .filter((node) => node.role !== 'subscriber')
     .map((node) => ({
       name: node.name,
       host: nodeAddress(node),

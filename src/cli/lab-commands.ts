@@ -309,6 +309,7 @@ export function statusCommand(): Command {
         ),
       );
       if (status.runtime !== 'process') printLine(`(nodes run on the ${status.runtime} runtime${status.image ? `, image ${status.image}` : ''})`);
+      for (const n of status.nodes) if (n.logical) printLine(`subscriber ${n.name}: subscription ${n.logical.subscription} to publication ${n.logical.publication} (${n.logical.tables.join(', ')}), received ${n.logical.received ?? '-'}, confirmed ${n.logical.confirmedFlush ?? '-'}${n.logical.reason ? ` (${n.logical.reason})` : ''}`);
       if (status.replicationError) printLine(`(replication state unavailable: ${status.replicationError})`);
       if (status.archive) printLine(archiveLine(status.archive));
       for (const warning of status.warnings) printLine(`WARNING: ${warning}`);

@@ -1,5 +1,6 @@
 // The `lab` command tree. Declarations only: each group lives in its own file.
 import { Command } from 'commander';
+import { logicalCommand } from './logical-commands.js';
 import { destroyCommand, envCommand, masterCommand, nodeCommand, promoteCommand, replicaCommand, switchoverCommand, statusCommand, versionsCommand } from './lab-commands.js';
 import { examples } from './globals.js';
 import { balancerCommand } from './balancer-commands.js';
@@ -29,7 +30,7 @@ export function buildProgram(): Command {
       ),
     );
   for (const command of [
-    masterCommand(), replicaCommand(), promoteCommand(), switchoverCommand(), nodeCommand(), faultCommand(), statusCommand(), envCommand(), destroyCommand(), versionsCommand(),
+    masterCommand(), replicaCommand(), logicalCommand(), promoteCommand(), switchoverCommand(), nodeCommand(), faultCommand(), statusCommand(), envCommand(), destroyCommand(), versionsCommand(),
     balancerCommand(), statCommand(), topCommand(), benchCommand(), workloadCommand(), demoCommand(),
     backupCommand(), restorePointCommand(), archiveCommand(),
   ]) {

@@ -136,6 +136,8 @@ export async function destroyLab(global: GlobalOptions, options: { yes?: boolean
       }
     }
   }
+  // Logical subscribers: subscription, slot on the primary and publication dropped while both still run.
+  if (state.nodes.some((n) => n.role === 'subscriber')) result.removed.push(...await (await import('./logical.js')).dropSubscriberLinks({ labDir, state }, runtime).catch(() => []));
   await Promise.all(
     nodes.map(async (node) => {
       try {

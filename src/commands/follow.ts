@@ -16,6 +16,7 @@ import { serverRole } from '../postgres/recovery.js';
 import { logTail, readLogFrom, sizeOf } from '../postgres/server.js';
 import { runtimeFor } from '../runtime/runtime-for.js';
 import { nodeAddress } from '../network/address.js';
+import { refuseSubscriber } from '../lab/subscriber.js';
 
 export interface FollowOptions {
   /** Default: the lab's current primary. */
@@ -130,6 +131,7 @@ export async function replicaFollow(global: GlobalOptions, name: string, options
   const { state } = context;
   const nodes = runtimeFor(context);
   const node = requireNode(state, name);
+  refuseSubscriber(node, 're-pointed');
   if (node.role === 'primary') throw new LabError('STATE', `Node "${name}" is the lab's primary: it follows nobody; promote another node first`);
   if (node.role === 'restored') throw new LabError('STATE', `Node "${name}" is a restored node (\`lab node restore\`): it stands alone on a timeline of its own and joins no replication; remove it with \`lab replica remove ${name}\``);
   if (node.rewindNeeded) {

@@ -15,6 +15,7 @@ import { formatApplyDelay } from '../lab/apply-delay.js';
 import { runtimeFor } from '../runtime/runtime-for.js';
 import { applySyncStandbys } from '../postgres/sync-standbys.js';
 import { nodeAddress } from '../network/address.js';
+import { refuseSubscriber } from '../lab/subscriber.js';
 
 export interface PromoteOptions {
   timeoutMs?: number;
@@ -93,6 +94,7 @@ export async function promoteNode(global: GlobalOptions, name: string, options: 
   const { state } = context;
   const nodes = runtimeFor(context);
   const node = requireNode(state, name);
+  refuseSubscriber(node, 'promoted');
   const conn = { host: nodeAddress(node), port: node.port, user: state.dbUser, connectTimeoutMs: 2000 };
   if (node.role === 'primary') throw new LabError('STATE', `Node "${name}" is already the lab's primary: promote a replica`);
   if (node.role === 'restored') throw new LabError('STATE', `Node "${name}" is a restored node (\`lab node restore\`): it stands alone on a timeline of its own and joins no replication; remove it with \`lab replica remove ${name}\``);

@@ -5,6 +5,7 @@
 import { userInfo } from 'node:os';
 import { checkShellSafePath, checkShellSafeProgram } from '../common/shell-safe-path.js';
 import { rm } from 'node:fs/promises';
+import { refuseSubscriber } from '../lab/subscriber.js';
 import { LabError } from '../common/errors.js';
 import { parsePort } from '../common/ports.js';
 import { silentReporter, type Reporter } from '../common/reporter.js';
@@ -273,6 +274,7 @@ export async function replicaRemove(global: GlobalOptions, nameArg: string): Pro
   const node = state.nodes.find((n) => n.name === name);
   if (!node) throw new LabError('NOT_FOUND', `No node "${name}" in this lab`);
   if (node.role === 'primary') throw new LabError('STATE', `Node "${name}" is the lab's primary: promote another node first, or \`lab destroy --yes\` the whole lab`);
+  refuseSubscriber(node, 'removed as a replica');
   const cascades = state.nodes.filter((n) => n.upstream === name).map((n) => n.name);
   if (cascades.length > 0) {
     throw new LabError('STATE', `${cascades.join(', ')} ${cascades.length === 1 ? 'streams' : 'stream'} from "${name}": remove ${cascades.length === 1 ? 'it' : 'them'} first, or re-add ${cascades.length === 1 ? 'it' : 'them'} with another upstream`);

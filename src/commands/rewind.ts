@@ -24,6 +24,7 @@ import { requireRunningPrimary, waitStreaming } from './follow.js';
 import { sizeOf } from '../postgres/server.js';
 import { replicaAdd } from './replica.js';
 import { nodeAddress } from '../network/address.js';
+import { refuseSubscriber } from '../lab/subscriber.js';
 
 export interface RewindOptions {
   primary?: string;
@@ -56,6 +57,7 @@ export async function nodeRewind(global: GlobalOptions, name: string, options: R
   if (node.role === 'primary') {
     throw new LabError('STATE', `Node "${name}" is the lab's current primary: pg_rewind would throw its data away; promote another node first (\`lab promote NAME\`)`);
   }
+  refuseSubscriber(node, 'rewound');
   requireBuilt(node, 're-add it instead');
   const missing = await nodes.rewindMissing();
   const primary = await requireRunningPrimary(context, options.primary);

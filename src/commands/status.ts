@@ -14,6 +14,7 @@ import type { ServerStatus } from '../postgres/server.js';
 import { runtimeFor } from '../runtime/runtime-for.js';
 import { messageOf } from '../common/errors.js';
 import { nodeAddress } from '../network/address.js';
+import { sampleSubscribers, type SubscriberRow } from '../stats/subscriber-sample.js';
 
 export interface NodeStatus {
   name: string;
@@ -42,6 +43,8 @@ export interface NodeStatus {
   faults: FaultKind[];
   /** The same as a person reads them: paused, lag, partition from replica2, loss 20%, delay 100ms. */
   faultWords: string[];
+  /** A logical subscriber (`lab logical add`): its subscription, what it received and confirmed, lag (also in replication and replayLagBytes). */
+  logical?: SubscriberRow;
 }
 
 export interface LabStatus {
@@ -174,6 +177,13 @@ export async function labStatus(global: GlobalOptions): Promise<LabStatus> {
       }
     }),
   );
+  // Subscribers: their own pg_stat_subscription, lag from the primary's slot of each.
+  for (const row of await sampleSubscribers(state, { timeoutMs: PROBE_MS })) {
+    const node = nodes.find((n) => n.name === row.name)!;
+    node.logical = row;
+    node.replication = row.state;
+    node.replayLagBytes = row.lagBytes;
+  }
   for (const node of nodes) if (node.rewindNeeded && !node.replication) node.replication = 'needs rewind';
   const archive = state.archive ? await archiveStatus(context.labDir, state, nodes) : undefined;
   if (archive?.archiver && failingNow(archive.archiver)) {

@@ -25,6 +25,7 @@ import { applySyncStandbys } from '../postgres/sync-standbys.js';
 import { runtimeFor } from '../runtime/runtime-for.js';
 import { replicaFollow, waitStreaming } from './follow.js';
 import { promoteServer } from './promote.js';
+import { refuseSubscriber } from '../lab/subscriber.js';
 
 export interface SwitchoverOptions {
   /** Refused when NAME's replay is further behind the primary than this (bytes); default 1 MiB (Patroni's maximum_lag_on_failover). */
@@ -106,6 +107,7 @@ export async function switchover(global: GlobalOptions, name: string, options: S
 
   // ---- checks: nothing is touched until each passes ----
   const target = requireNode(state, name);
+  refuseSubscriber(target, 'switched over to');
   const old = primaryOf(state);
   if (!old) throw new LabError('STATE', 'This lab has no primary to switch over from: promote a replica (`lab promote NAME`)');
   if (target.name === old.name) throw new LabError('USAGE', `Node "${name}" is already the lab's primary: switch over to one of its standbys`);

@@ -43,7 +43,7 @@ export function nodeFilesSpec(labDir: string, state: LabState, node: { name: str
     labDir, labId: state.labId, name: node.name, port: node.port, datadir: node.datadir, major, dbUser: state.dbUser, access: accessOf(state), runAs: owner,
     address: nodeAddress(node), subnet: state.hosts && node.host ? subnetOf(state.hosts) : undefined,
     ...(node.applyDelayMs !== undefined ? { applyDelayMs: node.applyDelayMs } : {}),
-    archive: Boolean(state.archive) && state.nodes.find((n) => n.name === node.name)?.role !== 'restored',
+    archive: Boolean(state.archive) && !['restored', 'subscriber'].includes(state.nodes.find((n) => n.name === node.name)?.role ?? ''),
   };
 }
 

@@ -110,7 +110,7 @@ function checkNode(node: unknown, index: number): void {
   if (!isObject(node)) throw bad(prefix, node, 'is not an object');
   const f = new Fields(node, prefix);
   f.named('name', isNodeName, 'node name');
-  f.oneOf('role', ['primary', 'replica', 'restored']);
+  f.oneOf('role', ['primary', 'replica', 'restored', 'subscriber']);
   f.integer('port', 1, 65535, false, 'a port from 1 to 65535');
   f.absolutePath('datadir');
   try {
@@ -134,7 +134,22 @@ function checkNode(node: unknown, index: number): void {
     host.string('address', false, /^10\.213\.\d{1,3}\.\d{1,3}$/, 'an address in 10.213.0.0/16');
   }
   checkClaim(f.object('builder', true));
+  const logical = f.object('logical', true);
+  if (logical) {
+    logical.string('publication', false, PG_NAME, 'a publication name');
+    logical.string('subscription', false, PG_NAME, 'a subscription name');
+    const tables = (node.logical as Json).tables;
+    if (!Array.isArray(tables) || tables.length === 0 || !tables.every((t) => typeof t === 'string' && QUALIFIED_TABLE.test(t))) {
+      throw bad(`${prefix}.logical.tables`, tables, 'is not a list of schema.table names');
+    }
+  }
+  if ((node.role === 'subscriber') !== Boolean(logical)) throw bad(`${prefix}.logical`, node.logical, node.role === 'subscriber' ? 'is missing on a subscriber' : 'is only for subscribers');
 }
+
+/** Publication and subscription names pglab makes or takes (lower case, as slot names must be). */
+export const PG_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
+/** A published table as recorded: schema.table, each an identifier as quote_ident() would leave it or a quoted one. */
+const QUALIFIED_TABLE = /^("([^"]|""){1,63}"|[a-z_][a-z0-9_$]{0,62})\.("([^"]|""){1,63}"|[a-z_][a-z0-9_$]{0,62})$/;
 
 /** Who builds a node or applies a fault (a Builder): pid, start time, since. */
 function checkClaim(claim: Fields | undefined): void {

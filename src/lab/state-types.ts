@@ -4,8 +4,11 @@ import type { LabHosts, NodeHost } from '../network/address.js';
 import type { LabAccessSettings } from './access.js';
 import type { RuntimeName } from './global-options.js';
 
-/** restored: a node made by `lab node restore` from a base backup and the archive, on a timeline of its own (no balancer pool, no upstream). */
-export type NodeRole = 'primary' | 'replica' | 'restored';
+/**
+ * restored: a node made by `lab node restore` from a base backup and the archive, on a timeline of its own (no balancer pool, no upstream).
+ * subscriber: a cluster of its own subscribed to a publication on the primary (`lab logical add`): no balancer pool, no upstream.
+ */
+export type NodeRole = 'primary' | 'replica' | 'restored' | 'subscriber';
 
 export interface NodeRecord {
   name: string;
@@ -37,6 +40,16 @@ export interface NodeRecord {
   builder?: Builder;
   /** Its host in a lab made with --hosts: recorded before the namespace is made (src/network/namespaces.ts). */
   host?: NodeHost;
+  /** A subscriber's publication on the primary, its subscription (and slot on the primary), the tables. */
+  logical?: LogicalRecord;
+}
+
+export interface LogicalRecord {
+  publication: string;
+  /** The subscription on the subscriber; its slot on the primary has the same name. */
+  subscription: string;
+  /** schema.table, as the primary's catalog names them. */
+  tables: string[];
 }
 
 /**

@@ -50,6 +50,7 @@ export function upstreamFor(state: LabState, name: string, wanted: string | unde
   if (streamsFrom(state, node, name)) throw new LabError('USAGE', `"${node.name}" streams from "${name}" (through its upstreams): "${name}" cannot stream from it`);
   if (node.phase !== 'ready') throw new LabError('STATE', `Upstream "${node.name}" was never finished: re-add it first`);
   if (node.role === 'restored') throw new LabError('USAGE', `"${node.name}" is a restored node on a timeline of its own (\`lab node restore\`): name the primary or a replica as the upstream`);
+  if (node.role === 'subscriber') throw new LabError('USAGE', `"${node.name}" is a logical subscriber (\`lab logical add\`), a cluster of its own: name the primary or a replica as the upstream`);
   if (node.rewindNeeded) throw new LabError('STATE', `Upstream "${node.name}" was a primary and may have diverged: rewind it first (\`lab node rewind ${node.name}\`)`);
   return node;
 }

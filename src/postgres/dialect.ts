@@ -2,8 +2,8 @@
 
 export interface Dialect {
   major: number;
-  /** wal_level value meaning "enough for streaming replicas" */
-  walLevel: 'hot_standby' | 'replica';
+  /** wal_level: logical from 10 (streaming replicas and `lab logical add` subscribers), hot_standby before. */
+  walLevel: 'hot_standby' | 'logical';
   /** The postgresql.conf line that keeps WAL for standbys, for the seed's 8 segments (128 MB). */
   walKeepLine: string;
   /** Standby configuration: files to write in the replica's data dir. */
@@ -41,7 +41,8 @@ export function dialectFor(major: number): Dialect {
   const modern = major >= 10;
   return {
     major,
-    walLevel: major >= 10 ? 'replica' : 'hot_standby', // 9.6 accepts both
+    // logical (a superset of replica) so a lab's primary can publish (`lab logical add`) without a restart.
+    walLevel: major >= 10 ? 'logical' : 'hot_standby',
     walKeepLine: major >= 13 ? 'wal_keep_size = 128MB' : 'wal_keep_segments = 8',
     standbyFiles(conninfo, slot, applyDelayMs) {
       // A delayed standby's recovery_min_apply_delay: a recovery.conf setting before 12, a GUC from 12.

@@ -19,7 +19,7 @@ export class QueryTimeoutError extends Error {
   }
 }
 
-export async function queryWithin<R extends Record<string, unknown>>(options: BoundedQueryOptions, sql: string): Promise<R[]> {
+export async function queryWithin<R extends Record<string, unknown>>(options: BoundedQueryOptions, sql: string, params: unknown[] = []): Promise<R[]> {
   let timer: NodeJS.Timeout | undefined;
   const bound = new Promise<never>((_, reject) => {
     // Connect timeout plus time for one small query.
@@ -27,7 +27,7 @@ export async function queryWithin<R extends Record<string, unknown>>(options: Bo
   });
   try {
     return await Promise.race([
-      queryRows<R>({ host: options.host, port: options.port, user: options.user, database: options.database, connectTimeoutMs: options.timeoutMs, applicationName: 'pglab-stat' }, sql),
+      queryRows<R>({ host: options.host, port: options.port, user: options.user, database: options.database, connectTimeoutMs: options.timeoutMs, applicationName: 'pglab-stat' }, sql, params),
       bound,
     ]);
   } finally {

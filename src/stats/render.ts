@@ -68,7 +68,7 @@ export function replicationTable(sample: ReplicationSample, paint: Paint = noPai
     ...(cascades ? [r.upstream ?? (r.state === 'local' ? '' : sample.master?.name ?? '')] : []),
   ]);
   const columns = [...REPLICATION_COLUMNS, ...(delays ? [{ header: 'delay' }] : []), ...(cascades ? [{ header: 'upstream' }] : [])];
-  return psqlTable(columns, rows) + faults + archiverTable(sample, paint);
+  return psqlTable(columns, rows) + faults + archiverTable(sample, paint) + subscribersTable(sample, paint);
 }
 
 /** A lab made with --archive: the master's pg_stat_archiver below the table, failures in red while the last one is newer than the last success. */
@@ -82,6 +82,21 @@ function archiverTable(sample: ReplicationSample, paint: Paint): string {
     [[a.archivedCount, a.lastArchivedWal, a.lastArchivedTime, a.failedCount, a.lastFailedWal, a.lastFailedTime]],
   );
   return `\n${table}${failing ? `\n${paint.red(`archiving FAILS: last failure for ${a.lastFailedWal} at ${a.lastFailedTime}, after the last success`)}` : ''}`;
+}
+
+export const SUBSCRIBER_COLUMNS: Column[] = [
+  { header: 'subscriber' }, { header: 'port', align: 'right' }, { header: 'subscription' }, { header: 'state' }, { header: 'pid', align: 'right' },
+  { header: 'received' }, { header: 'latest_end' }, { header: 'confirmed_flush' }, { header: 'lag_bytes', align: 'right' }, { header: 'tables' },
+];
+
+/** The lab's logical subscribers under the streaming table: what each received and confirmed, lag against the master's WAL. */
+function subscribersTable(sample: ReplicationSample, paint: Paint): string {
+  if (!sample.subscribers?.length) return '';
+  const rows: Cell[][] = sample.subscribers.map((s) => [
+    s.name, s.port, s.subscription, s.state === 'streaming' ? s.state : paint.red(s.reason ? `${s.state}: ${s.reason}` : s.state), s.pid,
+    s.received, s.latestEnd, s.confirmedFlush, s.lagBytes, s.tables.join(','),
+  ]);
+  return `\n${psqlTable(SUBSCRIBER_COLUMNS, rows)}`;
 }
 
 export function xactTable(sample: XactSample, options: { tps: boolean }, paint: Paint = noPaint): string {

@@ -2,6 +2,7 @@
 // for the master itself (state local, sent = insert LSN, write = current LSN, mode master), plus what
 // a person needs today: replay lag in bytes and in time.
 import { faultWord } from '../lab/fault-words.js';
+import { sampleSubscribers, type SubscriberRow } from './subscriber-sample.js';
 import type { LabState, NodeRecord } from '../lab/state.js';
 import { primaryOf } from '../lab/state.js';
 import { dialectFor, type Dialect } from '../postgres/dialect.js';
@@ -45,6 +46,8 @@ export interface ReplicationSample {
   /** Why there is no table: master down (with the reason) or no master in the lab. */
   reason: string | null;
   rows: ReplicationRow[];
+  /** Logical subscribers (`lab logical add`), present when the lab has some: their lag against the master's WAL. */
+  subscribers?: SubscriberRow[];
   /** Faults in force in the lab (`lab fault`), per node, as `lab status` words them. */
   faults: { node: string; fault: string }[];
   /** A lab made with --archive: the master's pg_stat_archiver (null when it did not answer). */
@@ -96,6 +99,12 @@ function standbyRow(raw: Raw): ReplicationRow {
 }
 
 export async function sampleReplication(state: LabState, options: { timeoutMs: number }, now: () => Date = () => new Date()): Promise<ReplicationSample> {
+  if (!state.nodes.some((n) => n.role === 'subscriber')) return sampleStreaming(state, options, now);
+  const [sample, subscribers] = await Promise.all([sampleStreaming(state, options, now), sampleSubscribers(state, options)]);
+  return { ...sample, subscribers };
+}
+
+async function sampleStreaming(state: LabState, options: { timeoutMs: number }, now: () => Date): Promise<ReplicationSample> {
   const at = now().toISOString();
   const faults = (state.faults ?? []).map((fault) => ({ node: fault.node, fault: faultWord(fault) }));
   const master: NodeRecord | undefined = primaryOf(state);
