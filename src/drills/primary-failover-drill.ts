@@ -315,9 +315,9 @@ function buildReport(input: ReportInput): Report {
     ...(sw ? sw.summary : []),
     `mode: ${mode}${options.sync ? ' (ANY 1 of the replicas)' : ''}; new primary ${steps.promoted} (${steps.choice})`,
     `lost_commits: ${lost.length} of ${writes.acked.length} acknowledged${lost.length ? ` (sequence numbers ${lost.slice(0, 10).join(', ')}${lost.length > 10 ? ', ...' : ''})` : ''}; in doubt: ${writes.inDoubt.length} (${input.inDoubtCommitted} committed anyway)`,
-    `${sw ? 'crash: ' : ''}write downtime: ${fmtMs(writeDowntimeMs)} from kill -9 of ${victim} to the first acknowledged commit (promoted ${fmtMs(promoteMs)} after the kill; rw followed ${fmtMs(rwFollowMs)} after the promotion)`,
+    `${sw ? 'crash: ' : ''}write downtime: ${fmtMs(writeDowntimeMs)} from kill -9${sw ? ` of ${victim}` : ''} to the first acknowledged commit (promoted ${fmtMs(promoteMs)} after the kill; rw followed ${fmtMs(rwFollowMs)} after the promotion)`,
     `read errors: ${reads.summary.errors} in all, ${readErrorsAfterKill ?? '-'} after the kill; ${reads.summary.ops} reads`,
-    `old ${sw ? 'primary' : 'master'} ${victim}: ${steps.rewind ? `${steps.rewind}, streaming from ${steps.promoted}` : 'not rewound'}`,
+    `old ${sw ? `primary ${victim}` : 'master'}: ${steps.rewind ? `${steps.rewind}, streaming from ${steps.promoted}` : 'not rewound'}`,
     `cross-check: ${input.crosscheck.filter((c) => c.agrees).length} of ${input.crosscheck.length} nodes hold every surviving acknowledged row`,
   ];
   return report;
