@@ -5,8 +5,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { queryRows } from '../src/postgres/client.js';
-import { labJson, runLab, withTempLab } from './helpers/lab.js';
+import { runLab, withTempLab } from './helpers/lab.js';
+import { assertRowsOnEveryNode } from './helpers/primary-drill.js';
 
 test('demo switchover: no acknowledged commit lost by the switchover, its write downtime and the crash\'s both in the report', async () => {
   await withTempLab(async (labDir) => {
@@ -28,14 +28,6 @@ test('demo switchover: no acknowledged commit lost by the switchover, its write 
     const md = await readFile(path.join(reportDir, 'report.md'), 'utf8');
     assert.match(md, /^# pglab switchover demo \(async\)/);
 
-    // The servers' own count: every node holds exactly the rows the report says the last primary has.
-    const status = await labJson<{ nodes: { name: string; port: number; role: string; replication: string }[] }>(labDir, 'status');
-    assert.equal(status.nodes.find((n) => n.role === 'primary')!.name, f.new_primary);
-    assert.deepEqual(status.nodes.filter((n) => n.role === 'replica').map((n) => n.replication), ['streaming', 'streaming']);
-    for (const node of status.nodes) {
-      const rows = Number((await queryRows<{ n: string }>({ port: node.port, database: 'pglab_demo' }, 'SELECT count(*) AS n FROM acked'))[0]!.n);
-      assert.equal(rows, f.rows_on_new_primary, `rows in acked on ${node.name}`);
-    }
-    assert.equal(f.rows_on_new_primary, f.acknowledged_commits - f.lost_commits + f.in_doubt_committed);
+    await assertRowsOnEveryNode(labDir, f);
   });
 });

@@ -91,17 +91,7 @@ export function demoCommand(): Command {
     .option('--readers <n>', 'concurrent readers', positiveInt, p.readers);
   reportOptions(demo.commands.at(-1)!, p.reportDir, 'also print the reads\' per-second lines')
     .addHelpText('after', examples('lab demo primary-failover', 'lab demo primary-failover --sync --duration 30s --kill-at 10s --report /tmp/pf-sync'))
-    .action(async (options, command: Command) => {
-      const global = globalsOf(command);
-      const { runPrimaryFailoverDrill } = await import('../drills/primary-failover-drill.js');
-      await runDrill(command, (hooks) =>
-        runPrimaryFailoverDrill(global, {
-          replicas: options.replicas, sync: Boolean(options.sync), durationMs: options.duration, killAtMs: options.killAt, partitionMs: options.partition,
-          writers: options.writers, readers: options.readers, reportDir: options.report, keep: Boolean(options.keep),
-          verbose: Boolean(options.verbose), labDir: command.optsWithGlobals().labDir, access: { auth: options.auth, tls: options.tls },
-        }, hooks),
-      );
-    });
+    .action((options, command: Command) => primaryDrill(command, options, { partitionMs: options.partition }));
   const w = SWITCHOVER_DEFAULTS;
   demo
     .command('switchover')
@@ -115,17 +105,7 @@ export function demoCommand(): Command {
     .option('--readers <n>', 'concurrent readers', positiveInt, w.readers);
   reportOptions(demo.commands.at(-1)!, w.reportDir, 'also print the reads\' per-second lines')
     .addHelpText('after', examples('lab demo switchover', 'lab demo switchover --duration 30s --switchover-at 5s --kill-at 15s --report /tmp/sw'))
-    .action(async (options, command: Command) => {
-      const global = globalsOf(command);
-      const { runPrimaryFailoverDrill } = await import('../drills/primary-failover-drill.js');
-      await runDrill(command, (hooks) =>
-        runPrimaryFailoverDrill(global, {
-          replicas: options.replicas, sync: Boolean(options.sync), durationMs: options.duration, switchoverAtMs: options.switchoverAt, killAtMs: options.killAt,
-          partitionMs: w.partitionMs, writers: options.writers, readers: options.readers, reportDir: options.report, keep: Boolean(options.keep),
-          verbose: Boolean(options.verbose), labDir: command.optsWithGlobals().labDir, access: { auth: options.auth, tls: options.tls },
-        }, hooks),
-      );
-    });
+    .action((options, command: Command) => primaryDrill(command, options, { partitionMs: w.partitionMs, switchoverAtMs: options.switchoverAt }));
   const s = STALE_READS_DEFAULTS;
   demo
     .command('stale-reads')
@@ -174,4 +154,17 @@ export function demoCommand(): Command {
       );
     });
   return demo;
+}
+
+/** `lab demo primary-failover` and `lab demo switchover`: one drill, the second with a switchover first. */
+async function primaryDrill(command: Command, options: Record<string, any>, extra: { partitionMs: number; switchoverAtMs?: number }): Promise<void> {
+  const global = globalsOf(command);
+  const { runPrimaryFailoverDrill } = await import('../drills/primary-failover-drill.js');
+  await runDrill(command, (hooks) =>
+    runPrimaryFailoverDrill(global, {
+      replicas: options.replicas, sync: Boolean(options.sync), durationMs: options.duration, killAtMs: options.killAt, ...extra,
+      writers: options.writers, readers: options.readers, reportDir: options.report, keep: Boolean(options.keep),
+      verbose: Boolean(options.verbose), labDir: command.optsWithGlobals().labDir, access: { auth: options.auth, tls: options.tls },
+    }, hooks),
+  );
 }

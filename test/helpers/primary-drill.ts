@@ -35,7 +35,16 @@ export async function runPrimaryDrill(
   const svg = await readFile(path.join(reportDir, 'timeline.svg'), 'utf8');
   assert.ok(svg.includes('writes (rw)'), 'the timeline charts the acknowledged writes');
 
-  // The servers' own count: every node (the old master rewound) holds exactly the new primary's rows.
+  await assertRowsOnEveryNode(labDir, figures);
+  return { figures, stdout: result.stdout };
+}
+
+/**
+ * The servers' own count after a primary drill: every node (the old primary rewound or rebuilt) holds
+ * exactly the new primary's rows, which are the acknowledged commits that survived plus the in-doubt ones
+ * that happened anyway.
+ */
+export async function assertRowsOnEveryNode(labDir: string, figures: PrimaryDrillFigures): Promise<void> {
   const status = await labJson<{ nodes: { name: string; port: number; role: string; replication: string }[] }>(labDir, 'status');
   assert.equal(status.nodes.find((n) => n.role === 'primary')!.name, figures.new_primary);
   assert.deepEqual(status.nodes.filter((n) => n.role === 'replica').map((n) => n.replication), ['streaming', 'streaming']);
@@ -43,7 +52,5 @@ export async function runPrimaryDrill(
     const rows = Number((await queryRows<{ n: string }>({ port: node.port, database: 'pglab_demo' }, 'SELECT count(*) AS n FROM acked'))[0]!.n);
     assert.equal(rows, figures.rows_on_new_primary, `rows in acked on ${node.name}`);
   }
-  // Rows = acknowledged commits that survived + in-doubt commits that happened anyway.
   assert.equal(figures.rows_on_new_primary, figures.acknowledged_commits - figures.lost_commits + figures.in_doubt_committed);
-  return { figures, stdout: result.stdout };
 }
