@@ -141,7 +141,8 @@ export async function replicaFollow(global: GlobalOptions, name: string, options
   if (options.primary !== undefined && options.upstream !== undefined) throw new LabError('USAGE', 'Give --primary or --upstream, not both');
   const primary = options.upstream === undefined ? await requireRunningPrimary(context, options.primary) : await requireRunningUpstream(context, node, options.upstream);
   if (primary.name === name) throw new LabError('USAGE', `Node "${name}" cannot follow itself`);
-  if (await nodes.livePid(node)) {
+  const running = await nodes.livePid(node);
+  if (running) {
     const role = await serverRole({ host: nodeAddress(node), port: node.port, user: state.dbUser, connectTimeoutMs: 2000 }, state.pg.major);
     if (!role.inRecovery) {
       throw new LabError('STATE', `Node "${name}" is running as a primary: it cannot simply follow; rewind it (\`lab node rewind ${name}\`)`);
@@ -151,7 +152,6 @@ export async function replicaFollow(global: GlobalOptions, name: string, options
   // The new upstream has no slot for this node yet (slots are not replicated).
   await ensureSlot({ host: nodeAddress(primary), port: primary.port, user: state.dbUser }, slotName(name));
   await writeStandbyConfig({ ...nodeFilesSpec(context.labDir, state, node, await nodes.dataOwner()), upstreamPort: primary.port, upstreamHost: nodeAddress(primary) });
-  const running = await nodes.livePid(node);
   if (running && state.pg.major >= 13) {
     // 13+ reloads primary_conninfo and primary_slot_name: the walreceiver reconnects to the new upstream
     // and the standby's own sessions (readers through a balancer) are kept; before 13 it restarts.
